@@ -1,0 +1,5 @@
+import sys
+
+from hybridstream.cli import main
+
+sys.exit(main())

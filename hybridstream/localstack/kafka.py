@@ -1,0 +1,205 @@
+"""A real Apache Kafka broker (KRaft, single node) on 127.0.0.1, jars from Maven Central.
+
+    python -m hybridstream.localstack.kafka fetch          # mvn: jars into .cache/kafka/libs
+    python -m hybridstream.localstack.kafka start [--port 9092]
+    python -m hybridstream.localstack.kafka stop
+
+State (data, log, pid) lives in ``.local/kafka-<port>/``; a broker is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, free_port, spawn, stop_pid, wait_for_port
+
+KAFKA_VERSION = os.environ.get("HYBRIDSTREAM_KAFKA_VERSION", "4.4.0")
+KAFKA_HOME = CACHE_DIR / f"kafka-{KAFKA_VERSION}"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.hybridstream</groupId><artifactId>kafka-broker</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
+      <version>{version}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>2.24.3</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J = """status = error
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka.server.KafkaRaftServer
+logger.kafka.level = INFO
+"""
+
+
+def fetch(quiet: bool = True) -> Path:
+    """Download the broker's jars with Maven (cached); return the libs folder."""
+    libs = KAFKA_HOME / "libs"
+    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None:
+        raise RuntimeError("mvn not found: install Maven (Debian: apt-get install maven)")
+    KAFKA_HOME.mkdir(parents=True, exist_ok=True)
+    (KAFKA_HOME / "pom.xml").write_text(_POM.format(version=KAFKA_VERSION))
+    tmp = KAFKA_HOME / "libs.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [
+        "mvn",
+        "-B",
+        "-f",
+        str(KAFKA_HOME / "pom.xml"),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+    ]
+    if quiet:
+        cmd.insert(1, "-q")
+    subprocess.run(cmd, check=True)
+    tmp.rename(libs)
+    return libs
+
+
+@dataclass
+class KafkaBroker:
+    """One single-node KRaft broker. ``bootstrap`` is ``127.0.0.1:<port>``."""
+
+    port: int
+    controller_port: int
+    state_dir: Path
+    heap: str = "512m"
+
+    @classmethod
+    def for_port(cls, port: int | None = None, state_root: Path = STATE_DIR) -> KafkaBroker:
+        port = port or free_port()
+        return cls(port=port, controller_port=free_port(), state_dir=state_root / f"kafka-{port}")
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "broker.log"
+
+    def _write_config(self) -> Path:
+        data = self.state_dir / "data"
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "4",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "24",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+        }
+        path = self.state_dir / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.state_dir / "log4j2.properties").write_text(_LOG4J)
+        return path
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            f"-Xms{min(256, int(self.heap.rstrip('m')))}m",
+            "-XX:+UseSerialGC",
+            f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
+            "-cp",
+            str(KAFKA_HOME / "libs" / "*"),
+            main,
+            *args,
+        ]
+
+    def start(self, timeout: float = 60.0) -> KafkaBroker:
+        """Format storage (first time) and start the broker; return when it accepts connections."""
+        libs = fetch()
+        if not libs.is_dir():
+            raise RuntimeError(f"Kafka jars missing in {libs}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config()
+        if not (self.state_dir / "data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        proc = spawn(self._java("kafka.Kafka", str(config)), self.log_file, self.pid_file)
+        try:
+            wait_for_port(self.port, timeout, proc, self.log_file)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file)
+
+    def destroy(self) -> None:
+        """Stop and delete all state."""
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hybridstream-kafka", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("fetch", help="download the broker jars with mvn (cached)")
+    start = sub.add_parser("start", help="start a broker on 127.0.0.1")
+    start.add_argument("--port", type=int, default=9092)
+    start.add_argument("--controller-port", type=int, default=9093)
+    stop = sub.add_parser("stop", help="stop the broker started on --port, by PID")
+    stop.add_argument("--port", type=int, default=9092)
+    stop.add_argument("--wipe", action="store_true", help="also delete its data")
+    args = parser.parse_args(argv)
+    if args.cmd == "fetch":
+        print(fetch(quiet=False))
+        return 0
+    broker = KafkaBroker(args.port, getattr(args, "controller_port", 0), STATE_DIR / f"kafka-{args.port}")
+    if args.cmd == "start":
+        broker.start()
+        print(f"kafka up at {broker.bootstrap} (pid {broker.pid_file.read_text()}, log {broker.log_file})")
+    else:
+        stopped = broker.stop()
+        if args.wipe:
+            broker.destroy()
+        print("stopped" if stopped else "not running")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Start and stop a background server by PID, with its state in one folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = Path(os.environ.get("HYBRIDSTREAM_CACHE", REPO_ROOT / ".cache"))
+STATE_DIR = Path(os.environ.get("HYBRIDSTREAM_STATE", REPO_ROOT / ".local"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    """Block until 127.0.0.1:port accepts connections; raise with the log tail if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}{_tail(log)}")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout:.0f}s{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 20) -> str:
+    if log is None or not log.exists():
+        return ""
+    return "\n--- log tail ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def spawn(
+    cmd: list[str], log: Path, pid_file: Path, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
+    """Start ``cmd`` in its own session, output to ``log``, PID to ``pid_file``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_pid(pid_file: Path, timeout: float = 15.0) -> bool:
+    """Stop the process whose PID is in ``pid_file`` (TERM, then KILL). True if one was running."""
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text().strip() or 0)
+    pid_file.unlink()
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the project needs: Debian packages, the Python venv, the CDK CLI (npm)
+# and the Apache Kafka broker's jars (Maven Central). Idempotent; `make setup` calls it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(openssl mosquitto ceph-mon ceph-osd radosgw ceph-common)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}" \
+    || { $SUDO apt-get update -q && $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; }
+fi
+
+PY=${PYTHON:-python3.11}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> venv: creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+echo "==> pip: requirements-dev.txt (TensorFlow is large: a first install takes a few minutes)"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements-dev.txt
+.venv/bin/python -m pip install -q --no-deps -e .
+
+echo "==> npm: CDK CLI"
+npm install --no-audit --no-fund --loglevel=error
+
+echo "==> maven: Apache Kafka broker jars"
+.venv/bin/python -m hybridstream.localstack.kafka fetch
+touch .venv/.setup-done
+echo "==> setup done"
