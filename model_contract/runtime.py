@@ -1,0 +1,107 @@
+"""Run a TFLite model without TensorFlow: ``ai_edge_litert`` first, ``tflite_runtime`` as fallback.
+
+One code path for the edge app (per-record forecasts) and the training job (parity check
+of the exported model). :class:`TFLiteModel` preallocates its input so that
+:meth:`~TFLiteModel.predict_one` allocates nothing per call but the returned float.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from model_contract.manifest import Manifest
+from model_contract.scaling import Scaler
+
+_RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+
+
+class ModelRejected(ValueError):
+    """A model file that must not serve: wrong checksum, shapes, ops or feature spec."""
+
+
+def interpreter_class() -> type:
+    """The first lightweight runtime that imports (never TensorFlow)."""
+    errors = []
+    for name in _RUNTIMES:
+        try:
+            return importlib.import_module(name).Interpreter
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    raise RuntimeError("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime)\n" + "\n".join(errors))
+
+
+def runtime_name() -> str:
+    return interpreter_class().__module__.split(".")[0]
+
+
+class TFLiteModel:
+    """A float32 TFLite regressor with its scaler: raw lag window in, forecast in target units out.
+
+    ``content`` is the model file's bytes; ``input_shape`` is (steps, columns) without the
+    batch axis. The interpreter is resized to batch 1 once, at load.
+    """
+
+    def __init__(self, content: bytes, scaler: Scaler, input_shape: tuple[int, int], num_threads: int = 1) -> None:
+        try:
+            self._interp = interpreter_class()(model_content=content, num_threads=num_threads)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelRejected(f"not a loadable TFLite model: {exc}") from None
+        inputs = self._interp.get_input_details()
+        outputs = self._interp.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelRejected(f"expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
+        if inputs[0]["dtype"] != np.float32 or outputs[0]["dtype"] != np.float32:
+            raise ModelRejected("model must be float32 in and out")
+        want = (1, *input_shape)
+        have = tuple(int(d) for d in inputs[0]["shape"])
+        if len(have) != 3 or tuple(have[1:]) != tuple(input_shape):
+            raise ModelRejected(f"input shape {have} does not match the feature spec {want}")
+        if have != want:
+            self._interp.resize_tensor_input(inputs[0]["index"], list(want))
+        try:
+            self._interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelRejected(f"cannot allocate tensors: {exc}") from None
+        out_shape = tuple(int(d) for d in self._interp.get_output_details()[0]["shape"])
+        if int(np.prod(out_shape)) != 1:
+            raise ModelRejected(f"output shape {out_shape} is not one value per input")
+        self._in_index = inputs[0]["index"]
+        self._out_index = outputs[0]["index"]
+        self._input = np.zeros(want, dtype=np.float32)
+        self._scaled = np.zeros(input_shape, dtype=np.float64)
+        self._scaler = scaler
+        self._t_scale = scaler.scale[scaler.target_index]
+        self._t_mean = scaler.mean[scaler.target_index]
+        self.input_shape = tuple(input_shape)
+
+    @classmethod
+    def from_manifest(cls, content: bytes, manifest: Manifest, num_threads: int = 1) -> TFLiteModel:
+        return cls(content, manifest.scaler, tuple(manifest.input_shape), num_threads)
+
+    @classmethod
+    def from_files(cls, model_path: str | Path, manifest_path: str | Path | None = None) -> TFLiteModel:
+        """Load ``model.tflite`` and the ``manifest.json`` beside it (or at ``manifest_path``)."""
+        model_path = Path(model_path)
+        manifest = Manifest.load(manifest_path or model_path.with_name("manifest.json"))
+        return cls.from_manifest(model_path.read_bytes(), manifest)
+
+    def predict_one(self, window: np.ndarray) -> float:
+        """Forecast from one raw (steps, columns) window: scale, invoke, unscale."""
+        self._scaler.transform_into(window, self._scaled)
+        self._input[0] = self._scaled
+        self._interp.set_tensor(self._in_index, self._input)
+        self._interp.invoke()
+        return float(self._interp.get_tensor(self._out_index).reshape(-1)[0]) * self._t_scale + self._t_mean
+
+    def predict_scaled(self, X: np.ndarray) -> np.ndarray:
+        """Scaled-output forecasts for already-scaled inputs (n, steps, columns), one invoke each."""
+        out = np.empty(len(X), dtype=np.float32)
+        for i, x in enumerate(X):
+            self._input[0] = x
+            self._interp.set_tensor(self._in_index, self._input)
+            self._interp.invoke()
+            out[i] = self._interp.get_tensor(self._out_index).reshape(-1)[0]
+        return out

@@ -1,0 +1,1 @@
+"""The trainer: windows of recent readings -> validated float32 builtin-op TFLite models."""

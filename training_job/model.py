@@ -1,0 +1,174 @@
+"""The LSTM regressor: build, train (early stopping, fixed seeds), export to builtin-op TFLite.
+
+TensorFlow is imported here and only here (never by the edge app). The default is the
+prototype's LSTM(40) -> Dense(10, relu) -> Dense(1); everything is configurable via
+:class:`TrainConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from model_contract import FeatureSpec, Manifest, Scaler, build_supervised, content_version, sha256_bytes
+from model_contract.runtime import TFLiteModel
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Architecture and hyperparameters (recorded in the manifest)."""
+
+    lstm_units: int = 40
+    dense_units: int = 10
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    loss: str = "mae"
+    patience: int = 5
+    holdout_fraction: float = 0.2
+    seed: int = 42
+    scale: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainedModel:
+    """A converted model with its manifest and the holdout used to check it."""
+
+    tflite: bytes
+    manifest: Manifest
+    X_holdout: np.ndarray = field(repr=False)
+    y_holdout: np.ndarray = field(repr=False)
+
+
+def _keras():
+    import keras  # noqa: PLC0415  (heavy; only the trainer pays for it)
+
+    return keras
+
+
+def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = False):
+    """The Keras model; ``unroll=True`` gives the twin that converts to builtin ops only."""
+    keras = _keras()
+    inputs = keras.Input(shape=input_shape, name="lags")
+    x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name="lstm")(inputs)
+    x = keras.layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
+    outputs = keras.layers.Dense(1, name="forecast")(x)
+    return keras.Model(inputs, outputs, name="hybridstream_lstm")
+
+
+def split_holdout(X: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
+    """Chronological split: the newest ``fraction`` of samples is the holdout."""
+    n_hold = max(1, int(round(len(X) * fraction)))
+    if len(X) - n_hold < 1:
+        raise ValueError(f"too few samples ({len(X)}) for a holdout of {fraction:.0%}")
+    return X[:-n_hold], y[:-n_hold], X[-n_hold:], y[-n_hold:]
+
+
+def fit(X: np.ndarray, y: np.ndarray, cfg: TrainConfig, X_val: np.ndarray, y_val: np.ndarray):
+    """Train with early stopping on the holdout; deterministic for a given seed and data."""
+    keras = _keras()
+    import tensorflow as tf  # noqa: PLC0415
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    model = build_model(X.shape[1:], cfg)
+    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=cfg.loss)
+    stop = keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True)
+    model.fit(
+        X,
+        y,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        validation_data=(X_val, y_val),
+        callbacks=[stop],
+        verbose=0,
+        shuffle=True,
+    )
+    return model
+
+
+def export_tflite(model, input_shape: tuple[int, int], cfg: TrainConfig) -> bytes:
+    """Convert to float32 TFLite with builtin ops only (via the unrolled twin)."""
+    import tensorflow as tf  # noqa: PLC0415
+
+    twin = build_model(input_shape, cfg, unroll=True)
+    twin.set_weights(model.get_weights())
+    converter = tf.lite.TFLiteConverter.from_keras_model(twin)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def parity_max_abs_diff(tflite: bytes, model, X: np.ndarray, scaler: Scaler) -> float:
+    """Max |Keras - TFLite| on X (scaled outputs), with the lightweight runtime the edge uses."""
+    keras_out = np.asarray(model(X, training=False)).reshape(-1)
+    lite = TFLiteModel(tflite, scaler, X.shape[1:])
+    return float(np.max(np.abs(lite.predict_scaled(X) - keras_out))) if len(X) else 0.0
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    out = {}
+    for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "ai-edge-litert", "tflite-runtime"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def train_matrix(
+    matrix: np.ndarray,
+    spec: FeatureSpec,
+    cfg: TrainConfig,
+    *,
+    name: str,
+    kind: str,
+    window: dict | None = None,
+    created_at: str = "",
+) -> TrainedModel:
+    """Train, convert and parity-check a model on a validated (rows, columns) matrix."""
+    started = time.perf_counter()
+    scaler = (
+        Scaler.fit(matrix, spec.target_index) if cfg.scale else Scaler.identity(len(spec.columns), spec.target_index)
+    )
+    X, y = build_supervised(matrix, spec, scaler)
+    X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)
+    model = fit(X_tr, y_tr, cfg, X_ho, y_ho)
+    tflite = export_tflite(model, spec.input_shape, cfg)
+    parity = parity_max_abs_diff(tflite, model, X_ho, scaler)
+    lite = TFLiteModel(tflite, scaler, spec.input_shape)
+    pred = np.asarray(scaler.inverse_target(lite.predict_scaled(X_ho)), dtype=np.float64)
+    truth = np.asarray(scaler.inverse_target(y_ho), dtype=np.float64)
+    err = pred - truth
+    metrics = {
+        "holdout_rmse": float(np.sqrt(np.mean(err**2))),
+        "holdout_mae": float(np.mean(np.abs(err))),
+        "holdout_rows": int(len(err)),
+    }
+    version = content_version(matrix.astype(np.float64).tobytes(), str(spec.to_dict()), str(cfg.to_dict()), kind)
+    manifest = Manifest(
+        name=name,
+        version=version,
+        sha256=sha256_bytes(tflite),
+        feature_spec=spec,
+        scaler=scaler,
+        input_shape=spec.input_shape,
+        kind=kind,
+        created_at=created_at,
+        window=dict(window or {}),
+        metrics=metrics,
+        parity_max_abs_diff=parity,
+        training_seconds=round(time.perf_counter() - started, 3),
+        packages=package_versions(),
+        hyperparameters=cfg.to_dict(),
+    )
+    return TrainedModel(tflite=tflite, manifest=manifest, X_holdout=X_ho, y_holdout=y_ho)
