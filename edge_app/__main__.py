@@ -1,0 +1,7 @@
+"""``python -m edge_app run --config FILE``: how the Greengrass component starts the app."""
+
+import sys
+
+from edge_app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,415 @@
+"""The edge app's loop: readings in, two TFLite forecasts per record, blend, predictions out.
+
+One thread runs the hot loop (consume a batch, process every record, spool windows, produce,
+flush, commit). Three helpers run beside it: the window uploader, the speed-model swapper
+and librdkafka's own threads. Offsets are committed only after every output of the batch
+was acknowledged by the broker and the window spool was flushed (at-least-once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from edge_app.config import EdgeConfig
+from edge_app.drift import make_detector
+from edge_app.metrics import Counters, ErrorStats
+from edge_app.models import LoadedModel, load_model, write_pointer
+from edge_app.records import encode_deadletter, encode_event, encode_json, encode_prediction, parse_reading
+from edge_app.state import DeviceState
+from edge_app.swap import SpeedModelSwapper
+from edge_app.uploaders import UploadWorker, make_uploader
+from edge_app.windows import WindowSpool
+from model_contract.features import BadRecord
+from model_contract.runtime import ModelRejected
+
+log = logging.getLogger("edge_app")
+
+# librdkafka settings tuned for a 2-core Pi-class machine (see BENCHMARKS.md); config overrides win
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "fetch.wait.max.ms": 10,
+    "fetch.min.bytes": 1,
+    "queued.min.messages": 20000,
+    "fetch.max.bytes": 8 * 1024 * 1024,
+    "session.timeout.ms": 10000,
+    "heartbeat.interval.ms": 2000,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 2,
+    "batch.num.messages": 5000,
+    "queue.buffering.max.messages": 500000,
+    "compression.type": "none",
+    "enable.idempotence": True,
+    "acks": "all",
+    "delivery.report.only.error": True,
+}
+MAX_DEVICES = 10000  # without an allowlist, more distinct device ids than this are dead-lettered
+
+
+class DeliveryFailed(RuntimeError):
+    """An output could not be delivered: the batch is not committed and the app stops (to be restarted)."""
+
+
+class EdgeApp:
+    """Build with a config; :meth:`run` until ``stop`` is set (or a signal handler sets it)."""
+
+    def __init__(self, cfg: EdgeConfig) -> None:
+        self.cfg = cfg
+        self.stop = threading.Event()
+        self.counters = Counters()
+        self.totals = ErrorStats(cfg.metrics_window)
+        self.devices: dict[str, DeviceState] = {}
+        self.state_dir = Path(cfg.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._pointer = self.state_dir / "speed-model.json"
+        self._delivery_errors: list[str] = []
+
+        self.batch = load_model(cfg.models.batch, cfg.models.batch_manifest, num_threads=cfg.models.num_threads)
+        self.spec = self.batch.manifest.feature_spec
+        self.speed = self._initial_speed()
+        log.info(
+            "serving batch %s %s and speed %s %s (spec %s)",
+            self.batch.name,
+            self.batch.version,
+            self.speed.name,
+            self.speed.version,
+            self.spec.to_dict(),
+        )
+
+        producer_conf = {"bootstrap.servers": cfg.bootstrap, **PRODUCER_DEFAULTS, **cfg.kafka.producer}
+        producer_conf["on_delivery"] = self._on_delivery_error
+        self.producer = Producer(producer_conf)
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": cfg.bootstrap,
+                "group.id": cfg.group_id,
+                "client.id": f"hybridstream-edge-{cfg.thing_name}",
+                **CONSUMER_DEFAULTS,
+                **cfg.kafka.consumer,
+                "enable.auto.commit": False,  # never overridable: commits follow delivery
+            }
+        )
+        self.swapper = SpeedModelSwapper(
+            self.spec,
+            model_name=cfg.models.speed_name,
+            num_threads=cfg.models.num_threads,
+            events=self.event,
+            store=self.state_dir / "models",
+        )
+        self.swapper.serving_version = self.speed.version
+        self.uploads = UploadWorker(make_uploader(cfg.windows), cfg.thing_name, events=self.event)
+        self.spool = WindowSpool(
+            self.state_dir / "windows",
+            self.spec,
+            max_records=cfg.windows.max_records,
+            max_seconds=cfg.windows.max_seconds,
+            on_closed=self._window_closed,
+            fsync=cfg.windows.fsync,
+        )
+        recovered = self.spool.recover()
+        for path in recovered:
+            self.uploads.submit(path, {"reason": "recovered"})
+        if recovered:
+            log.info("re-queued %d spooled windows from a previous run", len(recovered))
+        self._residual_index = {"batch": 0, "speed": 1, "hybrid": 2}[cfg.drift_residual]
+        self._detector_cfg = cfg.detector_config
+
+    # ---- models -----------------------------------------------------------------------------
+    def _initial_speed(self) -> LoadedModel:
+        """The swapped-in speed model of a previous run, else the configured one, else the batch model."""
+        if self._pointer.exists():
+            try:
+                pointer = json.loads(self._pointer.read_text())
+                loaded = load_model(
+                    pointer["model"],
+                    spec=self.spec,
+                    expected_sha256=pointer["sha256"],
+                    num_threads=self.cfg.models.num_threads,
+                )
+                log.info("resuming speed model %s from %s", loaded.version, self._pointer)
+                return loaded
+            except (ModelRejected, ValueError, KeyError, OSError) as exc:
+                log.warning("ignoring %s: %s", self._pointer, exc)
+        if self.cfg.models.speed:
+            return load_model(
+                self.cfg.models.speed,
+                self.cfg.models.speed_manifest,
+                spec=self.spec,
+                num_threads=self.cfg.models.num_threads,
+            )
+        log.warning("no speed model configured: the batch model serves as speed model until a notice arrives")
+        return load_model(
+            self.cfg.models.batch, self.cfg.models.batch_manifest, num_threads=self.cfg.models.num_threads
+        )
+
+    def submit_notice(self, notice: dict[str, Any]) -> bool:
+        """Python API for model notices (the MQTT listener calls this): fetch + verify in the background."""
+        self.counters.notices += 1
+        return self.swapper.submit(notice)
+
+    def _swap_speed(self, loaded: LoadedModel) -> None:
+        old = self.speed
+        self.speed = loaded
+        self.swapper.serving_version = loaded.version
+        for state in self.devices.values():
+            state.combiner.reset_speed()
+            if self._residual_index == 1:
+                state.detector = make_detector(self._detector_cfg)
+        try:
+            write_pointer(self._pointer, loaded, Path(loaded.location))
+        except OSError as exc:
+            log.warning("could not persist the speed model pointer: %s", exc)
+        self.counters.swaps += 1
+        log.info("speed model swapped: %s -> %s", old.version, loaded.version)
+        self.event("model_swapped", name=loaded.name, old_version=old.version, new_version=loaded.version)
+
+    # ---- outputs ----------------------------------------------------------------------------
+    def _on_delivery_error(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err}")
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        try:
+            self.producer.produce(topic, value, key)
+        except BufferError:  # local queue full: let librdkafka drain it, then retry once
+            self.producer.flush(30)
+            self.producer.produce(topic, value, key)
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Produce one record to the events topic (thread-safe: the swapper and uploader call it)."""
+        if kind == "model_rejected":
+            self.counters.rejected_models += 1
+        elif kind == "window_uploaded":
+            self.counters.windows_uploaded += 1
+        self._produce(
+            self.cfg.topics.events,
+            encode_event(kind, self.cfg.thing_name, **fields),
+            self.cfg.thing_name.encode(),
+        )
+
+    def _window_closed(self, path: Path, meta: dict[str, Any]) -> None:
+        self.counters.windows_closed += 1
+        self.uploads.submit(path, meta)
+
+    def _dead(self, msg: Any, reason: str, detail: str) -> None:
+        self.counters.dead(reason)
+        self._produce(
+            self.cfg.topics.deadletter,
+            encode_deadletter(msg.value(), reason, detail, msg.topic(), msg.partition(), msg.offset(), msg.key()),
+            msg.key(),
+        )
+
+    # ---- the hot loop ----------------------------------------------------------------------
+    def process(self, msgs: list) -> None:
+        """Handle one consumed batch (no I/O waits here: produce() only queues)."""
+        readings_topic = self.cfg.topics.readings
+        pred_topic = self.cfg.topics.predictions
+        spec = self.spec
+        devices = self.devices
+        allow = set(self.cfg.devices) if self.cfg.devices is not None else None
+        default_device = self.cfg.default_device
+        batch_predict = self.batch.model.predict_one
+        speed_predict = self.speed.model.predict_one
+        versions = (self.batch.version, self.speed.version)
+        totals = self.totals
+        spool_add = self.spool.add
+        produce = self.producer.produce
+        ridx = self._residual_index
+        clock = time.perf_counter
+        counters = self.counters
+        for msg in msgs:
+            if msg.error() is not None:
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", msg.error())
+                continue
+            if msg.topic() != readings_topic:
+                self._notice(msg)
+                continue
+            t0 = clock()
+            counters.records_in += 1
+            try:
+                r = parse_reading(msg.value(), msg.key(), spec, default_device)
+                state = devices.get(r.device)
+                if state is None:
+                    state = self._new_device(r.device, allow)
+                if r.epoch <= state.last_epoch:
+                    reason = "duplicate_timestamp" if r.epoch == state.last_epoch else "out_of_order"
+                    raise BadRecord(reason, f"{r.timestamp} not after {state.last_ts}")
+            except BadRecord as exc:
+                self._dead(msg, exc.reason, exc.detail)
+                continue
+            state.last_epoch = r.epoch
+            state.last_ts = r.timestamp
+            y = r.target
+            pending = state.pending
+            errors = None
+            if pending is not None:
+                errors = (pending[0] - y, pending[1] - y, pending[2] - y)
+                state.combiner.learn_one(pending[0], pending[1], y)
+                state.stats.update(*errors)
+                totals.update(*errors)
+                if state.detector.update(errors[ridx]):
+                    self._drift(state, r.timestamp, errors[ridx])
+            buffer = state.buffer
+            buffer.push(r.values)
+            combiner = state.combiner
+            if buffer.ready:
+                window = buffer.window
+                b = batch_predict(window)
+                s = speed_predict(window)
+                h = combiner.predict_one(b, s)
+                forecast = (b, s, h)
+                state.pending = forecast if math.isfinite(h) else None
+            else:
+                forecast = None
+            spool_add(r)
+            value = encode_prediction(r, forecast, errors, combiner.weights, versions, (clock() - t0) * 1e6)
+            try:
+                produce(pred_topic, value, state.key)
+            except BufferError:
+                self.producer.flush(30)
+                produce(pred_topic, value, state.key)
+            counters.predictions += 1
+
+    def _new_device(self, device: str, allow: set[str] | None) -> DeviceState:
+        if allow is not None and device not in allow:
+            raise BadRecord("unknown_device", device[:100])
+        if allow is None and len(self.devices) >= MAX_DEVICES:
+            raise BadRecord("too_many_devices", f"{device[:100]} (limit {MAX_DEVICES})")
+        state = DeviceState(device, self.spec, self.cfg.combination, self._detector_cfg, self.cfg.metrics_window)
+        self.devices[device] = state
+        return state
+
+    def _drift(self, state: DeviceState, timestamp: str, residual: float) -> None:
+        self.counters.drift_events += 1
+        early = self.cfg.windows.early_on_drift and self.spool.close(state.device, "drift") is not None
+        log.info("drift on %s at %s (|residual| %.3f), early window: %s", state.device, timestamp, abs(residual), early)
+        self.event(
+            "drift",
+            device=state.device,
+            timestamp=timestamp,
+            residual=self.cfg.drift_residual,
+            value=residual,
+            early_window=early,
+            weights=list(state.combiner.weights),
+        )
+
+    def _notice(self, msg: Any) -> None:
+        self.counters.notices += 1
+        try:
+            notice = json.loads(msg.value())
+        except (ValueError, TypeError) as exc:
+            self.swapper.submit({"invalid": str(exc)[:200]})
+            return
+        self.swapper.submit(notice)
+
+    def _commit_point(self) -> None:
+        """Make every output of the batch durable, then commit the consumed offsets."""
+        self.spool.flush()
+        while self.producer.flush(10) > 0:
+            log.warning("waiting for the broker to acknowledge outputs (%d queued)", len(self.producer))
+        if self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors[:5], []
+            self.counters.delivery_errors += len(errors)
+            raise DeliveryFailed(f"outputs not delivered, offsets not committed: {errors}")
+        try:
+            self.consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    def _consume(self) -> list:
+        """Whatever is queued (no wait); if nothing, wait up to poll_timeout for the first record.
+
+        ``consume(n, timeout)`` blocks until n records or the timeout, which would add the timeout
+        to every reading's latency at low rates; this returns as soon as anything is there.
+        """
+        size = self.cfg.kafka.batch_size
+        msgs = self.consumer.consume(size, 0)
+        if msgs:
+            return msgs
+        msgs = self.consumer.consume(1, self.cfg.kafka.poll_timeout_s)
+        if msgs and size > 1:
+            msgs += self.consumer.consume(size - 1, 0)
+        return msgs
+
+    def run(self, max_seconds: float | None = None) -> dict[str, Any]:
+        """Consume until :attr:`stop` is set (or ``max_seconds``); shut down cleanly; return the counters."""
+        cfg = self.cfg
+        self.consumer.subscribe([cfg.topics.readings, cfg.topics.notices])
+        started = time.monotonic()
+        next_metrics = started + cfg.metrics_interval_s
+        next_log = started + cfg.log_interval_s
+        last_log_count = 0
+        log.info("edge app %s consuming %s as group %s", cfg.thing_name, cfg.topics.readings, cfg.group_id)
+        self.event("started", batch=self.batch.version, speed=self.speed.version, group=cfg.group_id)
+        try:
+            while not self.stop.is_set():
+                loaded = self.swapper.take()
+                if loaded is not None:
+                    self._swap_speed(loaded)
+                msgs = self._consume()
+                if msgs:
+                    self.process(msgs)
+                    self.counters.batches += 1
+                    self._commit_point()
+                now = time.monotonic()
+                self.spool.tick(now)
+                if now >= next_metrics:
+                    self.publish_metrics()
+                    next_metrics = now + cfg.metrics_interval_s
+                if now >= next_log:
+                    rate = (self.counters.records_in - last_log_count) / max(now - next_log + cfg.log_interval_s, 1e-9)
+                    last_log_count = self.counters.records_in
+                    log.info("progress %.0f rec/s %s", rate, json.dumps(self.counters.to_dict()))
+                    next_log = now + cfg.log_interval_s
+                if max_seconds is not None and now - started >= max_seconds:
+                    break
+        finally:
+            self._shutdown()
+        return self.counters.to_dict()
+
+    def publish_metrics(self) -> None:
+        """One ``metrics`` record for the whole app and (optionally) one per device."""
+        now = time.time()
+        thing = self.cfg.thing_name
+        base = {"thing": thing, "at": now, "window": self.cfg.metrics_window}
+        rec = {**base, "scope": "all", "devices": len(self.devices), **self.totals.snapshot()}
+        rec["counters"] = self.counters.to_dict()
+        rec["models"] = {"batch": self.batch.version, "speed": self.speed.version}
+        self._produce(self.cfg.topics.metrics, encode_json(rec), thing.encode())
+        if self.cfg.metrics_per_device:
+            for state in self.devices.values():
+                dev = {**base, "scope": "device", "device": state.device, **state.stats.snapshot()}
+                dev["weights"] = {"batch": state.combiner.weights[0], "speed": state.combiner.weights[1]}
+                self._produce(self.cfg.topics.metrics, encode_json(dev), state.key)
+
+    def _shutdown(self) -> None:
+        """Close windows, deliver and commit what was processed, stop the helpers."""
+        log.info("shutting down: %s", json.dumps(self.counters.to_dict()))
+        try:
+            self.spool.close_all("shutdown")
+            self.publish_metrics()
+            self._commit_point()
+            try:
+                self.consumer.commit(asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._NO_OFFSET:
+                    log.warning("final commit failed: %s", exc)
+        finally:
+            drained = self.uploads.close(timeout=30)
+            if not drained:
+                log.warning("some windows were not uploaded; they stay spooled for the next start")
+            self.event("stopped", counters=self.counters.to_dict())
+            self.producer.flush(10)
+            self.swapper.close()
+            self.consumer.close()

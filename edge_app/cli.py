@@ -1,0 +1,104 @@
+"""``hybridstream edge ...`` and ``python -m edge_app ...`` (the Greengrass entry point).
+
+Only the standard library is imported at module level, so ``--help`` is instant and the
+component needs neither the ``hybridstream`` package nor TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``edge`` group to the ``hybridstream`` CLI."""
+    group = sub.add_parser(
+        "edge",
+        help="the edge app: per-record hybrid inference on Kafka",
+        description="Run the edge app, or replay a CSV of readings into Kafka.",
+    )
+    group.set_defaults(group_parser=group)
+    add_commands(group.add_subparsers(dest="edge_cmd", metavar="COMMAND"))
+
+
+def add_commands(cmds: argparse._SubParsersAction) -> None:
+    run = cmds.add_parser(
+        "run",
+        help="consume readings, predict, publish (until SIGTERM/SIGINT)",
+        description="Consume sensor readings, forecast with the batch and speed TFLite models, blend, and "
+        "publish predictions, metrics, drift events and windows. See docs/edge.md for the config.",
+    )
+    run.add_argument("--config", required=True, help="JSON or TOML config file (docs/edge.md lists every key)")
+    run.add_argument("--bootstrap", help="override the config's Kafka bootstrap servers")
+    run.add_argument("--thing", dest="thing_name", help="override the config's thing name")
+    run.add_argument("--max-seconds", type=float, help="stop after this long (default: run until a signal)")
+    run.set_defaults(func=cmd_run)
+
+    rp = cmds.add_parser(
+        "replay",
+        help="publish a CSV of readings into Kafka at a steady rate",
+        description="Publish a CSV (header row; the timestamp and the feature columns) as JSON readings "
+        "with one producer, batching and schedule-based rate control.",
+    )
+    rp.add_argument("--csv", required=True, help="CSV file, e.g. ../shared/datasets/turbine/test.csv")
+    rp.add_argument("--rate", type=float, default=1000.0, help="records per second; 0 = as fast as possible (1000)")
+    rp.add_argument("--device", action="append", help="device id (repeat for several; default: turbine-1)")
+    rp.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (127.0.0.1:9092)")
+    rp.add_argument("--topic", default="sensor.readings", help="topic (sensor.readings)")
+    rp.add_argument("--limit", type=int, help="stop after this many records (default: the whole file)")
+    rp.set_defaults(func=cmd_replay)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_app.app import EdgeApp
+    from edge_app.config import load_config
+
+    cfg = load_config(args.config, {"bootstrap": args.bootstrap, "thing_name": args.thing_name})
+    app = EdgeApp(cfg)
+
+    def _stop(signum, _frame) -> None:
+        logging.getLogger("edge_app").info("signal %d: finishing the batch, then shutting down", signum)
+        app.stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    counters = app.run(max_seconds=args.max_seconds)
+    print(json.dumps(counters), flush=True)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from edge_app.replay import csv_records, replay
+
+    devices = args.device or ["turbine-1"]
+    result = replay(
+        csv_records(args.csv, devices, args.limit),
+        bootstrap=args.bootstrap,
+        topic=args.topic,
+        rate=args.rate if args.rate > 0 else None,
+    )
+    print(json.dumps(result.to_dict()), flush=True)
+    return 0 if result.errors == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge_app`` without the hybridstream package."""
+    parser = argparse.ArgumentParser(prog="edge_app", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    add_commands(parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"edge_app: error: {exc}", file=sys.stderr)
+        return 1

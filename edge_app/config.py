@@ -1,0 +1,187 @@
+"""Edge app configuration: a JSON (or TOML) file over documented defaults, validated at load.
+
+>>> cfg = EdgeConfig.from_dict({"thing_name": "pi-7", "models": {"batch": "/m/b/model.tflite"}})
+>>> cfg.topics.readings, cfg.group_id, cfg.combination["strategy"]
+('sensor.readings', 'hybridstream-edge-pi-7', 'dynamic')
+>>> EdgeConfig.from_dict({"thing_name": "x", "models": {"batch": "b.tflite"}, "windows": {"max_records": 0}})
+Traceback (most recent call last):
+...
+edge_app.config.ConfigError: windows.max_records must be >= 1 (or null), got 0
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names (keys of every output record are the device id)."""
+
+    readings: str = "sensor.readings"
+    predictions: str = "predictions"
+    metrics: str = "metrics"
+    deadletter: str = "deadletter"
+    events: str = "edge.events"  # drift, window-uploaded, model swapped/rejected
+    notices: str = "models.notices"  # new speed model published (cloud -> edge)
+
+
+@dataclass(frozen=True)
+class Models:
+    """Where the two models are: a path or file:// URL of model.tflite; manifest.json beside it by default."""
+
+    batch: str = ""
+    speed: str = ""  # empty: serve the batch model as the speed model until a notice arrives
+    batch_manifest: str = ""
+    speed_manifest: str = ""
+    speed_name: str = "speed"  # notices for other model names are ignored
+    num_threads: int = 1
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Grouping of recent readings for re-training, and where closed windows go."""
+
+    max_records: int | None = 1000
+    max_seconds: float | None = 600.0
+    uploader: str = "local"  # local (folder); s3 and mqtt come with the cloud side
+    local_root: str = "./edge-out"  # windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.csv under here
+    early_on_drift: bool = True  # close the device's window when drift fires (early re-training)
+    fsync: bool = False  # fsync the spool before each commit (survives power loss, slower)
+
+
+@dataclass(frozen=True)
+class Kafka:
+    """Client tuning; ``consumer``/``producer`` are passed through to librdkafka as extra settings."""
+
+    batch_size: int = 2000  # max records per consume() call
+    poll_timeout_s: float = 0.05
+    consumer: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything ``edge run`` needs. See docs/edge.md for the reference with defaults."""
+
+    thing_name: str = "edge-local"
+    bootstrap: str = "127.0.0.1:9092"
+    group_id: str = ""  # default: hybridstream-edge-<thing_name>
+    topics: Topics = field(default_factory=Topics)
+    models: Models = field(default_factory=Models)
+    combination: dict[str, Any] = field(default_factory=lambda: {"strategy": "dynamic"})
+    drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin", "residual": "speed"})
+    windows: Windows = field(default_factory=Windows)
+    kafka: Kafka = field(default_factory=Kafka)
+    state_dir: str = "./edge-state"  # window spool + the speed model currently serving
+    metrics_interval_s: float = 10.0
+    metrics_window: int = 500  # records in the sliding RMSE/MAE window
+    metrics_per_device: bool = True
+    devices: tuple[str, ...] | None = None  # allowlist; None accepts every device
+    default_device: str = ""  # used when a reading has no device field (empty: such readings are bad)
+    log_interval_s: float = 30.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EdgeConfig:
+        sections = {"topics": Topics, "models": Models, "windows": Windows, "kafka": Kafka}
+        kwargs = _known(cls, data, "")
+        for name, klass in sections.items():
+            if name in kwargs:
+                if not isinstance(kwargs[name], Mapping):
+                    raise ConfigError(f"{name} must be an object")
+                kwargs[name] = klass(**_known(klass, kwargs[name], name + "."))
+        if kwargs.get("devices") is not None:
+            kwargs["devices"] = tuple(str(d) for d in kwargs["devices"])
+        cfg = cls(**kwargs)
+        if not cfg.group_id:
+            object.__setattr__(cfg, "group_id", f"hybridstream-edge-{cfg.thing_name}")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on the first unusable value."""
+        if not self.thing_name or "/" in self.thing_name:
+            raise ConfigError(f"thing_name must be non-empty without '/', got {self.thing_name!r}")
+        if not self.bootstrap:
+            raise ConfigError("bootstrap must be host:port[,host:port]")
+        for f in fields(Topics):
+            if not getattr(self.topics, f.name):
+                raise ConfigError(f"topics.{f.name} must be a non-empty topic name")
+        if len({getattr(self.topics, f.name) for f in fields(Topics)}) != len(fields(Topics)):
+            raise ConfigError("topics must all be different")
+        w = self.windows
+        for key in ("max_records", "max_seconds"):
+            value = getattr(w, key)
+            if value is not None and (not isinstance(value, int | float) or value < 1):
+                raise ConfigError(f"windows.{key} must be >= 1 (or null), got {value!r}")
+        if w.max_records is None and w.max_seconds is None:
+            raise ConfigError("windows needs max_records and/or max_seconds")
+        if w.uploader not in UPLOADERS:
+            raise ConfigError(f"windows.uploader {w.uploader!r} unknown (one of {', '.join(UPLOADERS)})")
+        if self.kafka.batch_size < 1 or self.kafka.poll_timeout_s <= 0:
+            raise ConfigError("kafka.batch_size must be >= 1 and kafka.poll_timeout_s > 0")
+        if self.metrics_interval_s <= 0 or self.metrics_window < 1:
+            raise ConfigError("metrics_interval_s must be > 0 and metrics_window >= 1")
+        if self.drift.get("residual", "speed") not in ("batch", "speed", "hybrid"):
+            raise ConfigError("drift.residual must be batch, speed or hybrid")
+        if self.models.num_threads < 1:
+            raise ConfigError("models.num_threads must be >= 1")
+        if not self.models.batch:
+            raise ConfigError("models.batch must be the path (or file:// URL) of the batch model.tflite")
+        # the two owners' factories validate their own keys: fail at load, not at the first record
+        from edge_app.combiners import make_combiner
+        from edge_app.drift import make_detector
+
+        try:
+            make_combiner(self.combination)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"combination: {exc}") from None
+        try:
+            make_detector(self.detector_config)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"drift: {exc}") from None
+
+    @property
+    def detector_config(self) -> dict[str, Any]:
+        """The drift config without the edge app's own keys (what ``make_detector`` gets)."""
+        return {k: v for k, v in self.drift.items() if k != "residual"}
+
+    @property
+    def drift_residual(self) -> str:
+        return str(self.drift.get("residual", "speed"))
+
+
+UPLOADERS = ("local",)
+
+
+def _known(klass: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    names = {f.name for f in fields(klass)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
+    return dict(data)
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> EdgeConfig:
+    """Read a ``.json`` or ``.toml`` file; ``overrides`` (top-level keys) win over the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be an object")
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return EdgeConfig.from_dict(data)

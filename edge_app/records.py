@@ -1,0 +1,151 @@
+"""Record formats: parsing an input reading, encoding the output records (all JSON, UTF-8).
+
+>>> from model_contract import FeatureSpec
+>>> spec = FeatureSpec(columns=("a", "b"), target="b")
+>>> r = parse_reading(b'{"device": "d1", "Date_time": "2017-01-01T00:10:00+00:00", "a": 1, "b": "2.5"}', None, spec)
+>>> r.device, r.timestamp, r.epoch, r.values
+('d1', '2017-01-01T00:10:00+00:00', 1483229400.0, [1.0, 2.5])
+>>> parse_reading(b'{"a": 1', None, spec)
+Traceback (most recent call last):
+...
+model_contract.features.BadRecord: invalid_json: Expecting ',' delimiter: line 1 column 8 (char 7)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from model_contract import FeatureSpec
+from model_contract.features import BadRecord
+
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+_loads = json.loads
+_fromiso = datetime.fromisoformat
+
+
+class Reading(NamedTuple):
+    """One valid sensor reading."""
+
+    device: str
+    timestamp: str  # as sent (the idempotency key uses it verbatim)
+    epoch: float  # seconds since 1970 (ordering and duplicate checks)
+    values: list[float]  # the spec's columns, finite floats
+    target: float  # the spec's target value
+
+
+def parse_timestamp(raw: Any) -> float:
+    """ISO-8601 (naive = UTC) or epoch seconds -> epoch seconds; :class:`BadRecord` otherwise.
+
+    >>> parse_timestamp("2017-01-14T01:00:00+01:00"), parse_timestamp(1484352000)
+    (1484352000.0, 1484352000.0)
+    """
+    if isinstance(raw, str):
+        try:
+            dt = _fromiso(raw)
+        except ValueError:
+            raise BadRecord("bad_timestamp", repr(raw)[:100]) from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
+        return float(raw)
+    raise BadRecord("bad_timestamp", repr(raw)[:100])
+
+
+def parse_reading(raw: bytes | None, key: bytes | None, spec: FeatureSpec, default_device: str = "") -> Reading:
+    """Decode and validate one ``sensor.readings`` value; the device comes from the value, else the key."""
+    if raw is None:
+        raise BadRecord("empty_value", "tombstone or empty record")
+    try:
+        obj = _loads(raw)
+    except UnicodeDecodeError as exc:
+        raise BadRecord("invalid_json", f"not UTF-8: {exc}"[:200]) from None
+    except ValueError as exc:
+        raise BadRecord("invalid_json", str(exc)[:200]) from None
+    if not isinstance(obj, dict):
+        raise BadRecord("not_an_object", type(obj).__name__)
+    device = obj.get(spec.device_column)
+    if device is None:
+        device = key.decode("utf-8", "replace") if key else default_device
+    if isinstance(device, int) and not isinstance(device, bool):
+        device = str(device)
+    if not isinstance(device, str) or not device:
+        raise BadRecord("missing_device", f"{spec.device_column}={device!r}")
+    ts = obj.get(spec.timestamp_column)
+    if ts is None:
+        raise BadRecord("missing_timestamp", spec.timestamp_column)
+    epoch = parse_timestamp(ts)
+    values = spec.parse_values(obj)
+    return Reading(device, ts if isinstance(ts, str) else str(ts), epoch, values, values[spec.target_index])
+
+
+def idempotency_key(device: str, timestamp: str) -> str:
+    """The key that makes a replayed output detectable: ``<device>|<timestamp>``."""
+    return f"{device}|{timestamp}"
+
+
+def _num(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def encode_prediction(
+    reading: Reading,
+    forecast: tuple[float, float, float] | None,
+    errors: tuple[float, float, float] | None,
+    weights: tuple[float, float],
+    versions: tuple[str, str],
+    latency_us: float,
+) -> bytes:
+    """One ``predictions`` record: forecasts of the NEXT reading, errors of the previous forecast."""
+    rec = {
+        "key": idempotency_key(reading.device, reading.timestamp),
+        "device": reading.device,
+        "timestamp": reading.timestamp,
+        "actual": reading.target,
+        "forecast": None
+        if forecast is None
+        else {"batch": _num(forecast[0]), "speed": _num(forecast[1]), "hybrid": _num(forecast[2])},
+        "weights": {"batch": weights[0], "speed": weights[1]},
+        "error": None
+        if errors is None
+        else {"batch": _num(errors[0]), "speed": _num(errors[1]), "hybrid": _num(errors[2])},
+        "models": {"batch": versions[0], "speed": versions[1]},
+        "latency_us": round(latency_us, 1),
+    }
+    return _dumps(rec).encode()
+
+
+def encode_deadletter(
+    raw: bytes | None, reason: str, detail: str, topic: str, partition: int, offset: int, key: bytes | None
+) -> bytes:
+    """One ``deadletter`` record: the original payload (text, or base64 if not UTF-8) and why."""
+    payload: str | None
+    encoding = "utf-8"
+    try:
+        payload = raw.decode("utf-8") if raw is not None else None
+    except UnicodeDecodeError:
+        payload, encoding = base64.b64encode(raw).decode(), "base64"
+    rec = {
+        "reason": reason,
+        "detail": detail,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+        "key": key.decode("utf-8", "replace") if key else None,
+        "payload": payload,
+        "payload_encoding": encoding,
+        "at": time.time(),
+    }
+    return _dumps(rec).encode()
+
+
+def encode_event(kind: str, thing: str, **fields: Any) -> bytes:
+    """One ``edge.events`` record: ``{"event": kind, "thing": ..., "at": ..., **fields}``."""
+    return _dumps({"event": kind, "thing": thing, "at": time.time(), **fields}).encode()
+
+
+def encode_json(obj: Any) -> bytes:
+    return _dumps(obj).encode()

@@ -1,0 +1,123 @@
+"""Pluggable window uploaders and the background thread that drives them.
+
+An uploader has one method, ``upload(key, path, meta) -> uri``. The local one copies into a
+folder with the S3 key layout; an S3 uploader (plus an MQTT notice) plugs in the same way
+when the cloud side lands. :class:`UploadWorker` runs uploads off the hot path, retries with
+backoff, and deletes a spooled window only after its upload succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge_app.windows import window_key
+
+log = logging.getLogger("edge_app.uploaders")
+
+
+class Uploader(Protocol):
+    def upload(self, key: str, path: Path, meta: dict[str, Any]) -> str:
+        """Store the file under ``key``; return where it went (URI). Raise on failure."""
+        ...
+
+
+class LocalFolderUploader:
+    """Copies windows to ``<root>/<key>`` atomically (temp file + rename)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def upload(self, key: str, path: Path, meta: dict[str, Any]) -> str:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+        return target.resolve().as_uri()
+
+
+# name -> factory(windows config section); "s3" registers here with the cloud side
+UPLOADER_FACTORIES: dict[str, Callable[[Any], Uploader]] = {"local": lambda w: LocalFolderUploader(w.local_root)}
+
+
+def make_uploader(windows_config: Any) -> Uploader:
+    try:
+        factory = UPLOADER_FACTORIES[windows_config.uploader]
+    except KeyError:
+        raise ValueError(f"unknown uploader {windows_config.uploader!r} (have {sorted(UPLOADER_FACTORIES)})") from None
+    return factory(windows_config)
+
+
+class UploadWorker:
+    """A thread that uploads closed windows in order; ``events(kind, **fields)`` reports each result."""
+
+    def __init__(
+        self,
+        uploader: Uploader,
+        thing: str,
+        events: Callable[..., None] | None = None,
+        max_backoff: float = 60.0,
+    ) -> None:
+        self._uploader = uploader
+        self._thing = thing
+        self._events = events or (lambda kind, **fields: None)
+        self._max_backoff = max_backoff
+        self._queue: queue.Queue[tuple[Path, dict[str, Any]] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self.uploaded = 0
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="window-uploader", daemon=True)
+        self._thread.start()
+
+    def submit(self, path: Path, meta: dict[str, Any]) -> None:
+        self._queue.put((path, meta))
+
+    def pending(self) -> int:
+        return self._queue.unfinished_tasks
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Upload what is queued (up to ``timeout``), then stop. False if windows stay spooled for next start."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.02)
+        drained = self._queue.unfinished_tasks == 0
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+        return drained
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                self._upload(*item)
+            finally:
+                self._queue.task_done()
+
+    def _upload(self, path: Path, meta: dict[str, Any]) -> None:
+        key = window_key(self._thing, path.stem)
+        backoff = 0.5
+        while True:
+            try:
+                uri = self._uploader.upload(key, path, meta)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("window upload %s failed (%s), retry in %.1fs", key, exc, backoff)
+                if self._stop.wait(backoff):
+                    return  # shutting down: the file stays in ready/ for the next start
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            path.unlink(missing_ok=True)
+            self.uploaded += 1
+            self._events("window_uploaded", key=key, uri=uri, **meta)
+            return

@@ -1,0 +1,171 @@
+"""Windows of recent readings for re-training, spooled to disk as they arrive.
+
+Each device has one open window: a CSV file in ``<state>/windows/open/`` (header = the
+spec's timestamp column, device column, then its columns) that every valid reading is
+appended to. The loop calls :meth:`WindowSpool.flush` before it commits offsets, so every
+committed reading is in the OS page cache (``fsync=True``: on disk). A window closes after
+``max_records`` readings and/or ``max_seconds`` (wall clock since it opened), on a drift
+event, or at shutdown; it is then renamed into ``ready/`` and handed to the uploader thread.
+After a crash, :meth:`WindowSpool.recover` closes the windows left open.
+
+Window id: ``<device>_<first reading, UTC yyyymmddTHHMMSSZ>_<rows>``; the upload key is
+``windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.csv`` (the S3 layout), see :func:`window_key`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from edge_app.records import Reading
+from model_contract import FeatureSpec
+
+_SAFE = re.compile(r"[^A-Za-z0-9.-]")
+
+Closed = Callable[[Path, dict[str, Any]], None]  # (ready file, meta)
+
+
+def safe_name(device: str) -> str:
+    """A device id usable in file names and S3 keys (``_`` separates id fields, so it is replaced too).
+
+    >>> safe_name("turbine 7/a_b")
+    'turbine-7-a-b'
+    """
+    return _SAFE.sub("-", device) or "-"
+
+
+def window_id(device: str, first_epoch: float, rows: int) -> str:
+    """>>> window_id("T1", 1484352000.0, 1000)
+    'T1_20170114T000000Z_1000'
+    """
+    stamp = datetime.fromtimestamp(first_epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{safe_name(device)}_{stamp}_{rows}"
+
+
+def window_key(thing: str, wid: str) -> str:
+    """>>> window_key("pi-1", "T1_20170114T000000Z_1000")
+    'windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv'
+    """
+    stamp = wid.rsplit("_", 2)[1]
+    return f"windows/{thing}/{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}/{wid}.csv"
+
+
+@dataclass
+class _Open:
+    path: Path
+    fh: IO[str]
+    writer: Any
+    device: str
+    first_epoch: float
+    first_ts: str
+    last_ts: str
+    opened: float
+    rows: int = 0
+
+
+class WindowSpool:
+    """Per-device open windows on disk; closed windows go to ``on_closed`` (the upload queue)."""
+
+    def __init__(
+        self,
+        root: Path,
+        spec: FeatureSpec,
+        *,
+        max_records: int | None,
+        max_seconds: float | None,
+        on_closed: Closed,
+        fsync: bool = False,
+    ) -> None:
+        self.open_dir = root / "open"
+        self.ready_dir = root / "ready"
+        self.open_dir.mkdir(parents=True, exist_ok=True)
+        self.ready_dir.mkdir(parents=True, exist_ok=True)
+        self._header = [spec.timestamp_column, spec.device_column, *spec.columns]
+        self._max_records = max_records
+        self._max_seconds = max_seconds
+        self._on_closed = on_closed
+        self._fsync = fsync
+        self._open: dict[str, _Open] = {}
+        self.closed = 0
+
+    def recover(self) -> list[Path]:
+        """Close the windows a crash left open; return every ready window not yet uploaded (oldest first)."""
+        for part in sorted(self.open_dir.glob("*.part")):
+            with open(part, newline="") as fh:
+                rows = list(csv.reader(fh))
+            data = [r for r in rows[1:] if len(r) == len(self._header)]  # a torn last line is dropped
+            if not data:
+                part.unlink()
+                continue
+            first_epoch = float(part.stem.rsplit("_", 1)[1]) / 1000.0
+            wid = window_id(data[0][1], first_epoch, len(data))
+            with open(self.ready_dir / f"{wid}.csv", "w", newline="") as out:
+                csv.writer(out).writerows([rows[0], *data])
+            part.unlink()
+        return sorted(self.ready_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime)
+
+    def add(self, reading: Reading) -> None:
+        """Append one valid reading to its device's open window (closing it when full)."""
+        w = self._open.get(reading.device)
+        if w is None:
+            w = self._start(reading)
+        w.writer.writerow((reading.timestamp, reading.device, *reading.values))
+        w.rows += 1
+        w.last_ts = reading.timestamp
+        if self._max_records is not None and w.rows >= self._max_records:
+            self.close(reading.device, "count")
+
+    def tick(self, now: float | None = None) -> None:
+        """Close windows older than ``max_seconds`` (call about once per batch)."""
+        if self._max_seconds is None or not self._open:
+            return
+        now = time.monotonic() if now is None else now
+        for device in [d for d, w in self._open.items() if now - w.opened >= self._max_seconds]:
+            self.close(device, "age")
+
+    def flush(self) -> None:
+        """Push every open window's buffered rows to the OS (and the disk with ``fsync``)."""
+        for w in self._open.values():
+            w.fh.flush()
+            if self._fsync:
+                os.fsync(w.fh.fileno())
+
+    def close(self, device: str, reason: str) -> Path | None:
+        """Close a device's window now and hand it to ``on_closed``; None if it had none."""
+        w = self._open.pop(device, None)
+        if w is None:
+            return None
+        w.fh.flush()
+        os.fsync(w.fh.fileno())
+        w.fh.close()
+        wid = window_id(device, w.first_epoch, w.rows)
+        ready = self.ready_dir / f"{wid}.csv"
+        os.replace(w.path, ready)
+        self.closed += 1
+        meta = {"device": device, "rows": w.rows, "first": w.first_ts, "last": w.last_ts, "reason": reason}
+        self._on_closed(ready, meta)
+        return ready
+
+    def close_all(self, reason: str) -> int:
+        devices = list(self._open)
+        for device in devices:
+            self.close(device, reason)
+        return len(devices)
+
+    def _start(self, reading: Reading) -> _Open:
+        path = self.open_dir / f"{safe_name(reading.device)}_{int(reading.epoch * 1000)}.part"
+        fh = open(path, "w", newline="", buffering=1 << 16)  # noqa: SIM115 (kept open while the window is)
+        writer = csv.writer(fh)
+        writer.writerow(self._header)
+        w = _Open(
+            path, fh, writer, reading.device, reading.epoch, reading.timestamp, reading.timestamp, time.monotonic()
+        )
+        self._open[reading.device] = w
+        return w

@@ -1,0 +1,83 @@
+"""Happy path against the real broker: every reading gets exactly the expected prediction."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from edge_app.devtools import expected_forecasts, read_rows, reading_json
+from model_contract import Manifest
+from tests.edge_app.helpers import AppThread, collect, edge_config, produce
+
+pytestmark = pytest.mark.kafka
+
+DEVICES = ("turbine-a", "turbine-b")
+N = 150
+
+
+def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefix, edge_models, tmp_path):
+    rows = read_rows(edge_models.test_csv, 1000, N)
+    cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models)
+    values, keys = [], []
+    for row in rows:  # interleaved devices, each in time order
+        for device in DEVICES:
+            values.append(reading_json(row, device))
+            keys.append(device.encode())
+    produce(kafka_bootstrap, cfg["topics"]["readings"], values, keys)
+
+    with AppThread(cfg) as running:
+        preds = collect(kafka_bootstrap, cfg["topics"]["predictions"], len(values), timeout=60)
+        metrics = collect(kafka_bootstrap, cfg["topics"]["metrics"], 1, timeout=10)
+        counters = running.stop()
+
+    assert len(preds) == len(values)
+    assert counters["predictions"] == len(values) and counters["deadletter"] == 0
+    batch_version = Manifest.load(edge_models.batch.with_name("manifest.json")).version
+    speed_version = Manifest.load(edge_models.speed.with_name("manifest.json")).version
+    want_batch = expected_forecasts(rows, edge_models.batch)
+    want_speed = expected_forecasts(rows, edge_models.speed)
+    for device in DEVICES:
+        mine = [p for p in preds if p["device"] == device]
+        assert [p["timestamp"] for p in mine] == [r["Date_time"] for r in rows]
+        assert len({p["key"] for p in mine}) == N
+        for i, p in enumerate(mine):
+            assert p["key"] == f"{device}|{rows[i]['Date_time']}"
+            assert p["actual"] == pytest.approx(float(rows[i]["Ot_avg"]))
+            assert p["models"] == {"batch": batch_version, "speed": speed_version}
+            assert p["latency_us"] > 0
+            if i == 0:  # lags (1, 2): the first reading cannot forecast yet
+                assert p["forecast"] is None and p["error"] is None
+                continue
+            f = p["forecast"]
+            assert f["batch"] == pytest.approx(want_batch[i], rel=1e-5, abs=1e-5)
+            assert f["speed"] == pytest.approx(want_speed[i], rel=1e-5, abs=1e-5)
+            wb, ws = p["weights"]["batch"], p["weights"]["speed"]
+            assert wb + ws == pytest.approx(1.0) and 0 <= wb <= 1
+            assert f["hybrid"] == pytest.approx(wb * f["batch"] + ws * f["speed"], rel=1e-9, abs=1e-9)
+            assert min(f["batch"], f["speed"]) - 1e-9 <= f["hybrid"] <= max(f["batch"], f["speed"]) + 1e-9
+            if i >= 2:  # the errors of the previous record's forecast against this actual value
+                prev = mine[i - 1]["forecast"]
+                for approach in ("batch", "speed", "hybrid"):
+                    assert p["error"][approach] == pytest.approx(prev[approach] - p["actual"], abs=1e-9)
+        # the dynamic weights moved away from the prior as errors arrived
+        assert mine[-1]["weights"]["batch"] != pytest.approx(0.5, abs=1e-6)
+
+    agg = [m for m in metrics if m["scope"] == "all"]
+    assert agg and agg[0]["thing"] == "pi-test"
+    assert set(agg[0]["rolling"]) == {"batch", "speed", "hybrid"}
+
+    # every reading ended up in exactly one uploaded window, with the trainer's columns
+    files = sorted((tmp_path / "uploads" / "windows" / "pi-test").rglob("*.csv"))
+    assert len(files) == 2 * len(DEVICES)  # one closed at 100 rows, one at shutdown, per device
+    seen = []
+    for path in files:
+        with open(path, newline="") as fh:
+            table = list(csv.DictReader(fh))
+        assert list(table[0]) == ["Date_time", "device", "Db1t_avg", "Db2t_avg", "Gb1t_avg", "Gb2t_avg", "Ot_avg"]
+        seen += [(r["device"], r["Date_time"]) for r in table]
+        assert all(math.isfinite(float(r["Ot_avg"])) for r in table)
+    assert sorted(seen) == sorted((d, r["Date_time"]) for d in DEVICES for r in rows)
+    assert np.isfinite(want_batch[1:]).all()
