@@ -32,5 +32,6 @@ npm install --no-audit --no-fund --loglevel=error
 
 echo "==> maven: Apache Kafka broker jars"
 .venv/bin/python -m hybridstream.localstack.kafka fetch
+echo "==> maven: ElasticMQ jars (local SQS)"; .venv/bin/python -m hybridstream.localstack.sqs fetch
 touch .venv/.setup-done
 echo "==> setup done"

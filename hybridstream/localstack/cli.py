@@ -1,4 +1,4 @@
-"""``hybridstream local``: start and stop the local servers (Kafka, and more as they land)."""
+"""``hybridstream local``: start and stop the local servers (Kafka, radosgw for S3, ElasticMQ for SQS)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     kafka.add_argument("--wipe", action="store_true", help="with stop: delete the broker's data too")
     kafka.set_defaults(func=_kafka)
 
+    rgw = cmds.add_parser(
+        "radosgw",
+        help="S3: Ceph radosgw (one mon, one memstore OSD)",
+        description="Start or stop a single-node Ceph cluster + radosgw on 127.0.0.1; start prints the "
+        "endpoint and the access/secret keys generated at run time (also in .local/radosgw-<port>/keys.json).",
+    )
+    rgw.add_argument("action", choices=["start", "stop"])
+    rgw.add_argument("--port", type=int, default=7480, help="S3 port (default 7480)")
+    rgw.add_argument("--wipe", action="store_true", help="with stop: delete its state folder too")
+    rgw.set_defaults(func=_radosgw)
+
+    sqs = cmds.add_parser(
+        "sqs",
+        help="SQS: ElasticMQ (moto server mode with HYBRIDSTREAM_SQS_BACKEND=moto)",
+        description="Fetch (mvn), start or stop a local SQS server on 127.0.0.1; start creates a queue and "
+        "its <name>-dlq with a redrive policy and prints their URLs.",
+    )
+    sqs.add_argument("action", choices=["fetch", "start", "stop"])
+    sqs.add_argument("--port", type=int, default=9324, help="SQS port (default 9324)")
+    sqs.add_argument("--queue", default="training", help="with start: queue to create (default training)")
+    sqs.add_argument("--max-receive-count", type=int, default=3, help="with start: receives before the DLQ")
+    sqs.add_argument("--wipe", action="store_true", help="with stop: delete its state folder too")
+    sqs.set_defaults(func=_sqs)
+
 
 def _kafka(args: argparse.Namespace) -> int:
     from hybridstream.localstack import kafka
@@ -35,3 +59,21 @@ def _kafka(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         argv += ["--port", str(args.port)] + (["--wipe"] if args.wipe else [])
     return kafka.main(argv)
+
+
+def _radosgw(args: argparse.Namespace) -> int:
+    from hybridstream.localstack import radosgw
+
+    argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
+    return radosgw.main(argv)
+
+
+def _sqs(args: argparse.Namespace) -> int:
+    from hybridstream.localstack import sqs
+
+    argv = [args.action]
+    if args.action == "start":
+        argv += ["--port", str(args.port), "--queue", args.queue, "--max-receive-count", str(args.max_receive_count)]
+    elif args.action == "stop":
+        argv += ["--port", str(args.port)] + (["--wipe"] if args.wipe else [])
+    return sqs.main(argv)

@@ -1,0 +1,207 @@
+"""A real SQS-compatible server on 127.0.0.1: ElasticMQ (jars from Maven Central), moto as fallback.
+
+    python -m hybridstream.localstack.sqs fetch             # mvn: jars into .cache/elasticmq-<v>/libs
+    python -m hybridstream.localstack.sqs start [--port 9324] [--queue training]
+    python -m hybridstream.localstack.sqs stop  [--port 9324]
+
+ElasticMQ (``org.elasticmq:elasticmq-server_2.13``) implements the SQS API including
+long polling, visibility timeouts and redrive policies (a message received more than
+``maxReceiveCount`` times moves to the dead-letter queue), and starts in ~2 s with a
+256 MB heap. If Java/Maven are unavailable, ``HYBRIDSTREAM_SQS_BACKEND=moto`` runs moto's
+server mode as a process instead (same API surface for what the project uses).
+
+The server accepts any credentials; queue URLs look like ``http://127.0.0.1:<port>/000000000000/<name>``.
+State (config, log, PID) lives in ``.local/sqs-<port>/``; the server is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, free_port, spawn, stop_pid, wait_for_port
+
+ELASTICMQ_VERSION = os.environ.get("HYBRIDSTREAM_ELASTICMQ_VERSION", "1.7.1")
+ELASTICMQ_HOME = CACHE_DIR / f"elasticmq-{ELASTICMQ_VERSION}"
+REGION = "us-east-1"
+ACCOUNT = "000000000000"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.hybridstream</groupId><artifactId>elasticmq</artifactId><version>1</version>
+  <dependencies>
+    <dependency><groupId>org.elasticmq</groupId><artifactId>elasticmq-server_2.13</artifactId>
+      <version>{version}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_CONF = """include classpath("application.conf")
+node-address {{ protocol = http, host = 127.0.0.1, port = {port}, context-path = "" }}
+rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "127.0.0.1", sqs-limits = strict }}
+rest-stats {{ enabled = false }}
+aws {{ region = {region}, accountId = {account} }}
+"""
+
+
+def fetch(quiet: bool = True) -> Path:
+    """Download ElasticMQ's jars with Maven (cached); return the libs folder."""
+    libs = ELASTICMQ_HOME / "libs"
+    if libs.is_dir() and any(libs.glob("elasticmq-server_2.13-*.jar")):
+        return libs
+    if shutil.which("mvn") is None:
+        raise RuntimeError("mvn not found: install Maven, or set HYBRIDSTREAM_SQS_BACKEND=moto")
+    ELASTICMQ_HOME.mkdir(parents=True, exist_ok=True)
+    (ELASTICMQ_HOME / "pom.xml").write_text(_POM.format(version=ELASTICMQ_VERSION))
+    tmp = ELASTICMQ_HOME / "libs.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = ["mvn", "-B", "-f", str(ELASTICMQ_HOME / "pom.xml"), "dependency:copy-dependencies"]
+    cmd += [f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
+    if quiet:
+        cmd.insert(1, "-q")
+    subprocess.run(cmd, check=True)
+    tmp.rename(libs)
+    return libs
+
+
+@dataclass
+class SqsServer:
+    """One local SQS server. ``endpoint`` is ``http://127.0.0.1:<port>``."""
+
+    port: int
+    state_dir: Path
+    backend: str = field(default_factory=lambda: os.environ.get("HYBRIDSTREAM_SQS_BACKEND", "elasticmq"))
+    heap: str = "256m"
+
+    @classmethod
+    def for_port(cls, port: int | None = None, state_root: Path = STATE_DIR) -> SqsServer:
+        port = port or free_port()
+        return cls(port=port, state_dir=state_root / f"sqs-{port}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "sqs.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "sqs.log"
+
+    def _command(self) -> list[str]:
+        if self.backend == "moto":
+            moto = Path(sys.executable).with_name("moto_server")
+            if not moto.exists():
+                raise RuntimeError("moto_server not found: pip install 'moto[server]'")
+            return [str(moto), "-H", "127.0.0.1", "-p", str(self.port)]
+        if self.backend != "elasticmq":
+            raise ValueError(f"unknown SQS backend {self.backend!r} (elasticmq or moto)")
+        if shutil.which("java") is None:
+            raise RuntimeError("java not found: install a JRE 17+, or set HYBRIDSTREAM_SQS_BACKEND=moto")
+        libs = fetch()
+        conf = self.state_dir / "elasticmq.conf"
+        conf.write_text(_CONF.format(port=self.port, region=REGION, account=ACCOUNT))
+        return [
+            "java",
+            f"-Xmx{self.heap}",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dconfig.file={conf}",
+            "-cp",
+            str(libs / "*"),
+            "org.elasticmq.server.Main",
+        ]
+
+    def start(self, timeout: float = 60.0) -> SqsServer:
+        """Start the server; return when it answers SQS API calls."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.stop()
+        proc = spawn(self._command(), self.log_file, self.pid_file)
+        deadline = time.monotonic() + timeout
+        try:
+            wait_for_port(self.port, timeout, proc, self.log_file)
+            while True:  # the port opens a moment before the API is ready
+                try:
+                    self.client().list_queues()
+                    return self
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        except Exception:
+            self.stop()
+            raise
+
+    def stop(self) -> bool:
+        return stop_pid(self.pid_file)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def client(self):
+        """A boto3 SQS client for this server (it accepts any credentials)."""
+        import boto3
+
+        return boto3.client(
+            "sqs",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+        )
+
+    def create_queue(self, name: str, max_receive_count: int = 3, visibility_timeout: int = 30) -> tuple[str, str]:
+        """Create ``name`` and ``name-dlq`` with a redrive policy; return (queue URL, DLQ URL)."""
+        sqs = self.client()
+        dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive_count)})
+        attrs = {"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)}
+        url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+        return url, dlq
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hybridstream-sqs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("fetch", help="download the ElasticMQ jars with mvn (cached)")
+    start = sub.add_parser("start", help="start a server on 127.0.0.1 and create a queue + DLQ")
+    start.add_argument("--port", type=int, default=9324)
+    start.add_argument("--queue", default="training", help="queue to create with a <name>-dlq (default training)")
+    start.add_argument("--max-receive-count", type=int, default=3)
+    stop = sub.add_parser("stop", help="stop the server started on --port, by PID")
+    stop.add_argument("--port", type=int, default=9324)
+    stop.add_argument("--wipe", action="store_true", help="also delete its state folder")
+    args = parser.parse_args(argv)
+    if args.cmd == "fetch":
+        print(fetch(quiet=False))
+        return 0
+    server = SqsServer(port=args.port, state_dir=STATE_DIR / f"sqs-{args.port}")
+    if args.cmd == "start":
+        began = time.monotonic()
+        server.start()
+        url, dlq = server.create_queue(args.queue, max_receive_count=args.max_receive_count)
+        print(f"sqs ({server.backend}) up at {server.endpoint} in {time.monotonic() - began:.1f}s")
+        print(json.dumps({"endpoint": server.endpoint, "queue_url": url, "dlq_url": dlq}))
+    else:
+        stopped = server.stop()
+        if args.wipe:
+            server.destroy()
+        print("stopped" if stopped else "not running")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
