@@ -1,0 +1,138 @@
+"""Every cdk-nag acknowledgement of the app, each with its reason, in this one module.
+
+Each acknowledgement names one finding (``Rule[Finding]``) on one construct, so a new
+wildcard elsewhere still fails the synth.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Stack, Validations
+from constructs import Construct, IConstruct
+
+
+def _find(root: IConstruct, path: str) -> IConstruct | None:
+    node: IConstruct | None = root
+    for part in path.split("/"):
+        node = node.node.try_find_child(part) if node is not None else None
+    return node
+
+
+def _arn(stack: Stack, path: str) -> str:
+    """How cdk-nag prints ``Fn::GetAtt <bucket>.Arn`` in a finding id."""
+    bucket = _find(stack, path)
+    return f"<{stack.get_logical_id(bucket.node.default_child)}.Arn>"
+
+
+IOT = "arn:<AWS::Partition>:iot:<AWS::Region>:<AWS::AccountId>"
+CUSTOM_RESOURCE_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"  # AwsCustomResource's singleton Lambda
+
+
+def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
+    """(construct path, finding id, reason) for the stack as built."""
+    models, windows, results = (_arn(stack, f"Storage/{b}") for b in ("Models", "Windows", "Results"))
+    basic = "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
+    acks = [
+        (
+            "Fleet/TokenExchangeRole",
+            f"AwsSolutions-IAM5[Resource::{models}/models/*]",
+            "Devices read any published model under models/ (models are fleet-wide data, versions unknown in advance).",
+        ),
+        (
+            "Fleet/TokenExchangeRole",
+            f"AwsSolutions-IAM5[Resource::{windows}/windows/<credentials-iot:ThingName>/*]",
+            "Each device writes only under its own windows/<thing>/ prefix: the wildcard is the window id and the "
+            "thing name comes from the credentials-provider policy variable.",
+        ),
+        (
+            "Fleet/ProvisioningRole",
+            f"AwsSolutions-IAM5[Resource::{IOT}:thing/hybridstream-*]",
+            "Fleet provisioning creates things named hybridstream-<serial>; serials are not known in advance.",
+        ),
+        (
+            "Fleet/ProvisioningRole",
+            f"AwsSolutions-IAM5[Resource::{IOT}:cert/*]",
+            "Fleet provisioning activates the certificate created for the claiming device; its id is not known "
+            "in advance.",
+        ),
+        (
+            "ModelPublished/Role",
+            f"AwsSolutions-IAM5[Resource::{models}/models/*/manifest.json]",
+            "The announcer reads only manifest.json files, of any model name and version.",
+        ),
+        (
+            "ModelPublished/Role",
+            f"AwsSolutions-IAM5[Resource::{IOT}:topic/hybridstream/models/*/published]",
+            "The announcer publishes on hybridstream/models/<name>/published for any model name.",
+        ),
+        (
+            "Rules/MetricsRole",
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to one namespace by "
+            "the cloudwatch:namespace condition.",
+        ),
+        (
+            "Rules/Role",
+            f"AwsSolutions-IAM5[Resource::{results}/results/*]",
+            "The results rule writes results/<thing>/<date>/<id>.json: keys are generated per message.",
+        ),
+        (
+            "IotDataEndpoint",
+            "AwsSolutions-IAM5[Resource::*]",
+            "iot:DescribeEndpoint has no resource-level permissions; it is the only action of this policy.",
+        ),
+        (
+            CUSTOM_RESOURCE_PROVIDER,
+            basic,
+            "CDK's AwsCustomResource provider Lambda (IoT endpoint lookup at deploy) uses the basic execution role "
+            "for its logs; it is not configurable.",
+        ),
+    ]
+    if _find(stack, "Trainer") is not None:
+        acks += [
+            (
+                "Trainer/Role",
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+                "SSM Session Manager access to the trainers (no SSH, no inbound ports); AWS maintains this policy as "
+                "the SSM agent's needs change.",
+            ),
+            (
+                "Trainer/Role",
+                f"AwsSolutions-IAM5[Resource::{windows}/windows/*]",
+                "Trainers read any device's windows: a window notice names the key to train on.",
+            ),
+            (
+                "Trainer/Role",
+                f"AwsSolutions-IAM5[Resource::{models}/models/*]",
+                "Trainers write new, content-versioned models/<name>/<version>/ objects (and read existing manifests).",
+            ),
+        ]
+    if _find(stack, "CloudInference") is not None:
+        acks += [
+            (
+                "CloudInference/Role",
+                f"AwsSolutions-IAM5[Resource::{models}/models/*]",
+                "Cloud inference loads the newest version of the batch and speed models.",
+            ),
+            (
+                "CloudInference/Role",
+                f"AwsSolutions-IAM5[Resource::{IOT}:topic/hybridstream/*/results]",
+                "Cloud inference answers each device on its own hybridstream/<thing>/results topic.",
+            ),
+            (
+                "CloudInference/Function",
+                "AwsSolutions-L1",
+                "Python 3.13, not 3.14: ai-edge-litert (the TFLite runtime) publishes no Python 3.14 wheels yet.",
+            ),
+        ]
+    return acks
+
+
+def acknowledge(stack: Stack) -> int:
+    """Apply the acknowledgements to their constructs; returns how many."""
+    acks = acknowledgements(stack)
+    for path, finding, reason in acks:
+        target: Construct | None = _find(stack, path)
+        if target is None:
+            raise LookupError(f"nag acknowledgement target {path} not found")
+        Validations.of(target).acknowledge(Acknowledgment(id=finding, reason=reason))
+    return len(acks)

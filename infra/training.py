@@ -1,0 +1,257 @@
+"""Training: the SQS training queue (with a redrive DLQ) and the EC2 trainer Auto Scaling group."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import REPO
+from infra.functions import encrypted_queue
+from infra.packaging import stage
+
+TRAINER_PACKAGES = ("hybridstream", "model_contract", "edge_app", "training_job", "infra")
+
+
+class TrainingQueue(Construct):
+    """Window notices waiting for a trainer; failed ones move to the DLQ after ``max_receives``.
+
+    Props:
+        visibility_timeout_minutes: how long a trainer owns a notice (default 45 min: a c5.4xlarge
+            trains a window in well under that).
+        max_receives: deliveries before the DLQ (default 3).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        visibility_timeout_minutes: int = 45,
+        max_receives: int = 3,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = encrypted_queue(self, "DLQ", retention_period=Duration.days(14))
+        self.queue = encrypted_queue(
+            self,
+            "Queue",
+            visibility_timeout=Duration.minutes(visibility_timeout_minutes),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receives),
+        )
+
+    def backlog(self) -> cw.IMetric:
+        """Visible + in-flight messages: scaling in on 'visible' alone would stop busy trainers."""
+        return cw.MathExpression(
+            expression="visible + inflight",
+            using_metrics={
+                "visible": self.queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(1)),
+                "inflight": self.queue.metric_approximate_number_of_messages_not_visible(period=Duration.minutes(1)),
+            },
+            label="training backlog",
+            period=Duration.minutes(1),
+        )
+
+
+class Trainer(Construct):
+    """``hybridstream train worker`` on EC2, in an Auto Scaling group that follows the queue.
+
+    Networking: a VPC over two AZs, private subnets with one NAT gateway (pip installs
+    TensorFlow from PyPI at boot), an S3 gateway endpoint and SQS/SSM interface endpoints (so
+    the data path never crosses the NAT), VPC flow logs.
+
+    Props:
+        instance_type: default ``c5.4xlarge`` (16 vCPU, 32 GiB: see docs/deploy.md for cost).
+        min_capacity / max_capacity: default 0 / 2; 0 lets the group scale in to zero.
+        volume_gib: encrypted gp3 root volume (default 60).
+        interface_endpoints: create the SQS/SSM interface endpoints (default True).
+        notifications: SNS topic for scaling events (default none).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        queue: TrainingQueue,
+        windows_bucket: s3.IBucket,
+        models_bucket: s3.IBucket,
+        instance_type: str = "c5.4xlarge",
+        min_capacity: int = 0,
+        max_capacity: int = 2,
+        volume_gib: int = 60,
+        interface_endpoints: bool = True,
+        notifications: sns.ITopic | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=1,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                ec2.SubnetConfiguration(name="trainer", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22),
+            ],
+            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+        )
+        self.vpc.add_flow_log("FlowLog")
+        self.security_group = ec2.SecurityGroup(
+            self, "SecurityGroup", vpc=self.vpc, description="trainer: no inbound, HTTPS out", allow_all_outbound=True
+        )
+        if interface_endpoints:
+            endpoint_sg = ec2.SecurityGroup(
+                self,
+                "EndpointSecurityGroup",
+                vpc=self.vpc,
+                description="VPC endpoints: HTTPS from trainers only",
+                allow_all_outbound=False,
+            )
+            endpoint_sg.add_ingress_rule(self.security_group, ec2.Port.tcp(443), "trainer instances")
+            for name, service in (
+                ("Sqs", ec2.InterfaceVpcEndpointAwsService.SQS),
+                ("Ssm", ec2.InterfaceVpcEndpointAwsService.SSM),
+                ("SsmMessages", ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES),
+                ("Ec2Messages", ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES),
+            ):
+                self.vpc.add_interface_endpoint(
+                    name, service=service, private_dns_enabled=True, open=False, security_groups=[endpoint_sg]
+                )
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="hybridstream trainer: read windows, write models, consume the training queue",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWindows", actions=["s3:GetObject"], resources=[windows_bucket.arn_for_objects("windows/*")]
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteModels",
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=[models_bucket.arn_for_objects("models/*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListModels",
+                actions=["s3:ListBucket"],
+                resources=[models_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": ["models/*"]}},
+            )
+        )
+        queue.queue.grant_consume_messages(self.role)
+
+        source = s3_assets.Asset(
+            self,
+            "Source",
+            path=str(
+                stage(
+                    "trainer-src",
+                    {"pyproject.toml": REPO / "pyproject.toml", **{p: REPO / p for p in TRAINER_PACKAGES}},
+                )
+            ),
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadOwnSource",
+                actions=["s3:GetObject"],
+                resources=[source.bucket.arn_for_objects(source.s3_object_key)],
+            )
+        )
+        self.source_asset = source
+        user_data = self._user_data(
+            source, queue.queue.queue_url, windows_bucket.bucket_name, models_bucket.bucket_name
+        )
+
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            instance_type=ec2.InstanceType(instance_type),
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(),
+            role=self.role,
+            user_data=user_data,
+            require_imdsv2=True,
+            detailed_monitoring=True,
+            security_group=self.security_group,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        volume_gib, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3, delete_on_termination=True
+                    ),
+                )
+            ],
+        )
+        self.group = autoscaling.AutoScalingGroup(
+            self,
+            "Group",
+            vpc=self.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            launch_template=self.launch_template,
+            min_capacity=min_capacity,
+            max_capacity=max_capacity,
+            notifications=[autoscaling.NotificationConfiguration(topic=notifications)] if notifications else None,
+            group_metrics=[autoscaling.GroupMetrics.all()],
+        )
+        self.group.scale_on_metric(
+            "FollowQueue",
+            metric=queue.backlog(),
+            adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
+            scaling_steps=[
+                autoscaling.ScalingInterval(upper=1, change=min_capacity),
+                autoscaling.ScalingInterval(lower=1, upper=5, change=max(1, min_capacity)),
+                autoscaling.ScalingInterval(lower=5, change=max_capacity),
+            ],
+            evaluation_periods=3,
+        )
+
+    @staticmethod
+    def _user_data(source: s3_assets.Asset, queue_url: str, windows: str, models: str) -> ec2.UserData:
+        """Install the repo's package into a venv and run the worker as a systemd service."""
+        region = Stack.of(source).region
+        user_data = ec2.UserData.for_linux()
+        zip_path = user_data.add_s3_download_command(
+            bucket=source.bucket, bucket_key=source.s3_object_key, local_file="/opt/hybridstream/src.zip"
+        )
+        user_data.add_commands(
+            "set -euxo pipefail",
+            "dnf install -y python3.12 python3.12-pip unzip",
+            "useradd --system --home-dir /var/lib/hybridstream --create-home hybridstream || true",
+            "rm -rf /opt/hybridstream/src && mkdir -p /opt/hybridstream/src",
+            f"unzip -q -o {zip_path} -d /opt/hybridstream/src",
+            "python3.12 -m venv /opt/hybridstream/venv",
+            "/opt/hybridstream/venv/bin/pip install -q --upgrade pip",
+            "/opt/hybridstream/venv/bin/pip install -q -r /opt/hybridstream/src/training_job/requirements.txt",
+            "/opt/hybridstream/venv/bin/pip install -q --no-deps /opt/hybridstream/src",
+            "cat > /etc/systemd/system/hybridstream-trainer.service <<'UNIT'",
+            "[Unit]",
+            "Description=hybridstream trainer (SQS window notices -> TFLite models in S3)",
+            "After=network-online.target",
+            "Wants=network-online.target",
+            "[Service]",
+            "User=hybridstream",
+            f"Environment=AWS_REGION={region} AWS_DEFAULT_REGION={region}",
+            f"Environment=HYBRIDSTREAM_WINDOWS_BUCKET={windows} HYBRIDSTREAM_MODELS_BUCKET={models}",
+            f"ExecStart=/opt/hybridstream/venv/bin/hybridstream train worker --queue {queue_url}",
+            "Restart=always",
+            "RestartSec=10",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "UNIT",
+            "systemctl daemon-reload",
+            "systemctl enable --now hybridstream-trainer.service",
+        )
+        return user_data
