@@ -1,43 +1,253 @@
-"""Drift detection on a residual stream (river's ADWIN by default).
+"""Drift detection on a residual stream (forecast minus truth), one residual at a time.
+
+Every detector has ``update(residual) -> bool``: True when a drift is detected at this step
+(the edge app then publishes a drift event that can ask for an early re-training). They
+watch the *absolute* residual (config ``input``: ``abs``, ``signed`` or ``squared``) and
+stay quiet for ``cooldown`` records after an alarm.
 
 >>> d = make_detector({"detector": "adwin"})
 >>> any(d.update(0.0 if i < 500 else 5.0) for i in range(700))
 True
+
+Detectors (``detector`` key) and their config keys:
+
+=============  ===========================================================================
+``adwin``      river's ADWIN: ``delta`` (confidence), ``clock``; ``direction`` up|both
+``ph``         river's Page-Hinkley: ``threshold``, ``delta``, ``alpha``, ``min_instances``
+``kswin``      river's KSWIN (Kolmogorov-Smirnov windows): ``alpha``, ``window_size``, ``stat_size``
+``cusum``      one-sided CUSUM on the standardised residual: ``k``, ``h``, ``warmup``
+``none``       never fires
+=============  ===========================================================================
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Protocol
 
 
 class DriftDetector(Protocol):
     def update(self, residual: float) -> bool:
-        """Feed one absolute residual; True when a drift is detected at this step."""
+        """Feed one residual; True when a drift is detected at this step."""
         ...
 
 
-class AdwinDetector:
-    """ADWIN over absolute residuals (river), with a minimum gap between two alarms."""
+_INPUTS = {"abs": abs, "signed": float, "squared": lambda r: r * r}
 
-    def __init__(self, delta: float = 0.002, cooldown: int = 100) -> None:
-        from river.drift import ADWIN  # noqa: PLC0415
 
-        self._adwin = ADWIN(delta=delta)
+class _Base:
+    """Input transform and cooldown shared by all detectors."""
+
+    def __init__(self, cooldown: int = 100, input: str = "abs") -> None:
+        if input not in _INPUTS:
+            raise ValueError(f"input must be one of {', '.join(_INPUTS)}")
+        if cooldown < 0:
+            raise ValueError("cooldown must be >= 0")
+        self._f = _INPUTS[input]
         self._cooldown = cooldown
         self._since = cooldown
+        self.n_detections = 0
+
+    def _step(self, x: float) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def update(self, residual: float) -> bool:
-        self._adwin.update(abs(residual))
+        if residual != residual:  # NaN: nothing to learn from
+            return False
+        fired = self._step(self._f(residual))
         self._since += 1
-        if self._adwin.drift_detected and self._since >= self._cooldown:
+        if fired and self._since > self._cooldown:
             self._since = 0
+            self.n_detections += 1
             return True
         return False
 
 
+class AdwinDetector(_Base):
+    """ADWIN (river) over the residuals; ``direction="up"`` reports only growing errors.
+
+    >>> d = AdwinDetector(delta=0.002)
+    >>> [i for i in range(1000) if d.update(0.1 * (i % 3) + (2.0 if i >= 600 else 0.0))][:1]
+    [607]
+    """
+
+    def __init__(
+        self,
+        delta: float = 0.002,
+        clock: int = 32,
+        direction: str = "up",
+        cooldown: int = 100,
+        input: str = "abs",
+    ) -> None:
+        from river.drift import ADWIN  # noqa: PLC0415
+
+        super().__init__(cooldown, input)
+        if direction not in ("up", "both"):
+            raise ValueError("direction must be 'up' or 'both'")
+        self._adwin = ADWIN(delta=delta, clock=clock)
+        self._up = direction == "up"
+
+    def _step(self, x: float) -> bool:
+        before = self._adwin.estimation
+        self._adwin.update(x)
+        if not self._adwin.drift_detected:
+            return False
+        # ADWIN dropped its older part: the new estimate is the recent mean
+        return (not self._up) or self._adwin.estimation > before
+
+
+class PageHinkleyDetector(_Base):
+    """Page-Hinkley test (river), upward by default (errors growing).
+
+    >>> d = PageHinkleyDetector(threshold=20.0)
+    >>> [i for i in range(1000) if d.update(0.1 * (i % 3) + (2.0 if i >= 600 else 0.0))][:1]
+    [610]
+    """
+
+    def __init__(
+        self,
+        threshold: float = 50.0,
+        delta: float = 0.005,
+        alpha: float = 0.9999,
+        min_instances: int = 30,
+        mode: str = "up",
+        cooldown: int = 100,
+        input: str = "abs",
+    ) -> None:
+        from river.drift import PageHinkley  # noqa: PLC0415
+
+        super().__init__(cooldown, input)
+        self._ph = PageHinkley(min_instances=min_instances, delta=delta, threshold=threshold, alpha=alpha, mode=mode)
+
+    def _step(self, x: float) -> bool:
+        self._ph.update(x)
+        return self._ph.drift_detected
+
+
+class KswinDetector(_Base):
+    """KSWIN (river): Kolmogorov-Smirnov test between the newest ``stat_size`` values and a
+    sample of the rest of a sliding ``window_size`` window (fires both ways).
+
+    >>> d = KswinDetector(alpha=0.0001, seed=1)
+    >>> any(d.update(0.1 * (i % 3) + (2.0 if i >= 600 else 0.0)) for i in range(1000))
+    True
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.005,
+        window_size: int = 100,
+        stat_size: int = 30,
+        seed: int = 42,
+        cooldown: int = 100,
+        input: str = "abs",
+    ) -> None:
+        from river.drift import KSWIN  # noqa: PLC0415
+
+        super().__init__(cooldown, input)
+        self._ks = KSWIN(alpha=alpha, window_size=window_size, stat_size=stat_size, seed=seed)
+
+    def _step(self, x: float) -> bool:
+        self._ks.update(x)
+        return self._ks.drift_detected
+
+
+class CusumDetector(_Base):
+    """One-sided CUSUM: alarms when the residual grows ``k`` standard deviations above its
+    reference level for long enough (``S > h``). The reference mean and spread are learnt
+    over the first ``warmup`` values, then follow slowly (``ref_half_life``); after an alarm
+    the reference is learnt afresh.
+
+    >>> d = CusumDetector()
+    >>> [i for i in range(1000) if d.update(0.1 * (i % 3) + (2.0 if i >= 600 else 0.0))][:1]
+    [600]
+    """
+
+    def __init__(
+        self,
+        k: float = 0.5,
+        h: float = 20.0,
+        warmup: int = 200,
+        ref_half_life: float = 2000.0,
+        cooldown: int = 100,
+        input: str = "abs",
+    ) -> None:
+        super().__init__(cooldown, input)
+        if warmup < 2:
+            raise ValueError("warmup must be >= 2")
+        self._k = k
+        self._h = h
+        self._warmup = warmup
+        self._d = 0.5 ** (1.0 / ref_half_life)
+        self._restart()
+
+    def _restart(self) -> None:
+        self._n = 0
+        self._mean = 0.0
+        self._m2 = 0.0  # mean square
+        self._s = 0.0
+
+    def _step(self, x: float) -> bool:
+        self._n += 1
+        if self._n <= self._warmup:  # plain running mean/mean square
+            self._mean += (x - self._mean) / self._n
+            self._m2 += (x * x - self._m2) / self._n
+            return False
+        var = self._m2 - self._mean * self._mean
+        sd = math.sqrt(var) if var > 1e-18 else 1e-9
+        self._s = s = max(0.0, self._s + (x - self._mean) / sd - self._k)
+        if s > self._h:
+            self._restart()
+            return True
+        d = self._d  # the reference follows slow change (much slower than an alarm builds up)
+        self._mean = d * self._mean + (1.0 - d) * x
+        self._m2 = d * self._m2 + (1.0 - d) * x * x
+        return False
+
+
+class NoDetector(_Base):
+    """Never fires (drift detection off)."""
+
+    def _step(self, x: float) -> bool:
+        return False
+
+
+# detector -> (class, {config key: type})
+DETECTORS: dict[str, tuple[type, dict[str, type]]] = {
+    "adwin": (AdwinDetector, {"delta": float, "clock": int, "direction": str}),
+    "ph": (
+        PageHinkleyDetector,
+        {"threshold": float, "delta": float, "alpha": float, "min_instances": int, "mode": str},
+    ),
+    "kswin": (KswinDetector, {"alpha": float, "window_size": int, "stat_size": int, "seed": int}),
+    "cusum": (CusumDetector, {"k": float, "h": float, "warmup": int, "ref_half_life": float}),
+    "none": (NoDetector, {}),
+}
+_COMMON = {"cooldown": int, "input": str}
+
+# the measured default (docs/combination.md, `hybridstream eval drift`)
+DEFAULT_DETECTOR: dict = {"detector": "adwin", "delta": 0.002}
+
+
 def make_detector(config: Mapping) -> DriftDetector:
-    kind = config.get("detector", "adwin")
-    if kind == "adwin":
-        return AdwinDetector(delta=float(config.get("delta", 0.002)), cooldown=int(config.get("cooldown", 100)))
-    raise ValueError(f"unknown drift detector {kind!r}")
+    """Build a detector from config: ``{"detector": "adwin"|"ph"|"kswin"|"cusum"|"none", ...}``.
+
+    Keys that belong to other parts of the config are ignored.
+
+    >>> make_detector({"detector": "cusum", "h": 8}).update(0.3)
+    False
+    >>> make_detector({"detector": "ddm"})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown drift detector 'ddm' (adwin, ph, kswin, cusum, none)
+    """
+    kind = config.get("detector", DEFAULT_DETECTOR["detector"])
+    if kind not in DETECTORS:
+        raise ValueError(f"unknown drift detector {kind!r} ({', '.join(DETECTORS)})")
+    params = dict(config)
+    if "detector" not in config:
+        params = {k: v for k, v in DEFAULT_DETECTOR.items() if k != "detector"} | params
+    cls, keys = DETECTORS[kind]
+    kwargs = {key: typ(params[key]) for key, typ in (keys | _COMMON).items() if key in params}
+    return cls(**kwargs)

@@ -1,0 +1,214 @@
+"""``hybridstream eval``: measure the combination strategies and the drift detectors offline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SCENARIO_CHOICES = ("all", "none", "gradual", "abrupt", "step")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser(
+        "eval",
+        help="offline evaluation of model combination and drift detection",
+        description="Replay the turbine scenarios through the edge's models (cached), then compare "
+        "combiners and drift detectors. See docs/combination.md.",
+    )
+    group.set_defaults(group_parser=group)
+    cmds = group.add_subparsers(dest="eval_cmd", metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--window",
+            type=int,
+            nargs="+",
+            default=[1000],
+            help="speed-model window(s) in rows (default 1000); several sizes: --window 500 1000 2000",
+        )
+        p.add_argument("--delay", type=int, default=0, help="rows between a window closing and its model serving")
+        p.add_argument("--cache-dir", default=None, help="prediction-stream cache (default .cache/eval)")
+        p.add_argument("--refresh", action="store_true", help="re-train and re-cache the prediction streams")
+        p.add_argument("--out", default=None, help="where results JSON/Markdown go (default .cache/eval/results)")
+        p.add_argument("--plot", default=None, metavar="DIR", help="write PNG plots into DIR (e.g. docs/img)")
+
+    comb = cmds.add_parser(
+        "combiners",
+        help="compare batch/speed/static/dynamic combiners on the scenarios",
+        description="RMSE/MAE of every combiner per scenario; the robust choice is selected on the first "
+        "half of each stream and reported on the second. Training the streams takes minutes (cached).",
+    )
+    comb.add_argument(
+        "--scenario",
+        choices=SCENARIO_CHOICES,
+        default="all",
+        help="all = none, gradual and abrupt (default); step = test.csv with an injected step",
+    )
+    common(comb)
+    comb.set_defaults(func=_combiners)
+
+    drift = cmds.add_parser(
+        "drift",
+        help="compare drift detectors on the residual streams",
+        description="Detection delay after known changes (injected steps), false alarms per 10k rows, "
+        "and cost per update of ADWIN, Page-Hinkley, KSWIN and CUSUM on the residuals.",
+    )
+    common(drift)
+    drift.set_defaults(func=_drift)
+
+    streams = cmds.add_parser(
+        "streams",
+        help="only compute (and cache) the prediction streams",
+        description="Train the batch model and one speed model per window; record per-row forecasts.",
+    )
+    streams.add_argument("--scenario", choices=SCENARIO_CHOICES, default="all")
+    common(streams)
+    streams.set_defaults(func=_streams)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _scenarios(choice: str) -> list[str]:
+    from hybridstream.evaluation.data import MAIN_SCENARIOS  # noqa: PLC0415
+
+    return list(MAIN_SCENARIOS) if choice == "all" else [choice]
+
+
+def _load(args: argparse.Namespace, scenarios: list[str]):
+    from hybridstream.evaluation.streams import DEFAULT_CACHE, get_stream  # noqa: PLC0415
+
+    cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
+    out = []
+    for window in args.window:
+        for name in scenarios:
+            _log(f"stream {name} W={window} delay={args.delay} (cached in {cache})")
+            out.append(get_stream(name, window, args.delay, cache, log=_log, refresh=args.refresh))
+    return out
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
+
+    out = Path(args.out) if args.out else DEFAULT_CACHE / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _streams(args: argparse.Namespace) -> int:
+    for s in _load(args, _scenarios(args.scenario)):
+        print(f"{s.scenario} W={s.window}: {len(s)} rows, {len(s.meta.get('speed_models', []))} speed models")
+    return 0
+
+
+def default_label() -> str:
+    """The candidate label of the current ``dynamic`` default."""
+    from edge_app.combiners import DEFAULT_DYNAMIC  # noqa: PLC0415
+    from hybridstream.evaluation.replay import candidate_grid  # noqa: PLC0415
+
+    cfg = {"strategy": "dynamic"} | DEFAULT_DYNAMIC
+    for label, c in candidate_grid().items():
+        if c == cfg:
+            return label
+    raise RuntimeError(f"the default {cfg} is not among the study's candidates")
+
+
+def _combiners(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation import report  # noqa: PLC0415
+    from hybridstream.evaluation.replay import all_candidates, candidate_grid, replay, score, select  # noqa: PLC0415
+
+    streams = _load(args, _scenarios(args.scenario))
+    candidates = all_candidates()
+    _log(f"replaying {len(candidates)} combiners over {len(streams)} streams...")
+    scores = score(streams, candidates)
+    ranking = select(scores, candidate_grid())
+    chosen = ranking[0][0]
+    current = default_label()
+    md = report.combiner_tables(scores, ranking, chosen, current)
+    print(md)
+    print(f"robust choice on this run (first halves): {chosen}; current default: {current}")
+    out = _out_dir(args)
+    tag = f"{args.scenario}-w{'_'.join(map(str, args.window))}-d{args.delay}"
+    (out / f"combiners-{tag}.json").write_text(
+        json.dumps({"scores": scores, "ranking": ranking, "chosen": chosen, "default": current}, indent=1)
+    )
+    (out / f"combiners-{tag}.md").write_text(md)
+    _log(f"wrote {out}/combiners-{tag}.json and .md")
+    if args.plot:
+        from hybridstream.evaluation.plots import plot_scenario  # noqa: PLC0415
+
+        # the default, and the best other families (by the ranking) for contrast
+        others = []
+        for label, *_ in ranking:
+            fam = report.family(label)
+            if fam != report.family(current) and fam not in [report.family(o) for o in others]:
+                others.append(label)
+            if len(others) == 2:
+                break
+        shown = ["batch", "speed", "static 0.3 (prototype)", current, *others]
+        for s in streams:
+            results = {label: replay(s, candidates[label]) for label in shown}
+            results[f"{current} (default)"] = results.pop(current)
+            path = plot_scenario(
+                s,
+                results,
+                Path(args.plot) / f"combiners-{s.scenario}-w{s.window}.png",
+                weight_labels=[f"{current} (default)", *others],
+                title=f"{s.scenario}: {s.meta.get('description', '')} — speed window {s.window} rows",
+            )
+            _log(f"plot {path}")
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    import numpy as np  # noqa: PLC0415
+
+    from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
+    from hybridstream.evaluation import drift_study, report  # noqa: PLC0415
+    from hybridstream.evaluation.data import STEP_SPAN  # noqa: PLC0415
+    from hybridstream.evaluation.replay import replay  # noqa: PLC0415
+
+    window = args.window[0]
+    args.window = [window]
+    streams = {s.scenario: s for s in _load(args, ["none", "step", "gradual", "abrupt"])}
+    residuals = {}
+    for name, s in streams.items():
+        residuals[f"{name}/hybrid"] = replay(s, {"strategy": "dynamic"}).hybrid - s.y
+        residuals[f"{name}/batch"] = s.batch - s.y
+        residuals[f"{name}/speed"] = s.speed - s.y
+    _log(f"running {len(drift_study.CANDIDATES)} detectors...")
+    results = drift_study.study(residuals, STEP_SPAN, log=_log)
+    ranking = drift_study.rank(results)
+    current = next(label for label, cfg in drift_study.CANDIDATES.items() if cfg == DEFAULT_DETECTOR)
+    md = report.drift_tables(results, ranking, current)
+    print(md)
+    print(f"best by this run: {ranking[0][0] if ranking else 'none qualifies'}; current default: {current}")
+    out = _out_dir(args)
+    tag = f"w{window}-d{args.delay}"
+    slim = {
+        label: row
+        | {"streams": {k: {kk: vv for kk, vv in v.items() if kk != "alarms"} for k, v in row["streams"].items()}}
+        for label, row in results.items()
+    }
+    (out / f"drift-{tag}.json").write_text(
+        json.dumps({"results": slim, "ranking": ranking, "default": current}, indent=1)
+    )
+    (out / f"drift-{tag}.md").write_text(md)
+    _log(f"wrote {out}/drift-{tag}.json and .md")
+    if args.plot:
+        from hybridstream.evaluation.plots import plot_drift  # noqa: PLC0415
+
+        shown = [current] + [label for label, *_ in ranking if label != current][:1] + ["ph thr=25", "kswin a=5e-3"]
+        keys = ["none/hybrid", "step/hybrid", "step/batch", "gradual/hybrid", "abrupt/hybrid"]
+        alarms = {
+            label: {k: results[label]["streams"][k]["alarms"] for k in keys}
+            for label in dict.fromkeys(shown)
+            if label in results
+        }
+        path = plot_drift({k: residuals[k] for k in keys}, alarms, Path(args.plot) / f"drift-w{window}.png", STEP_SPAN)
+        _log(f"plot {path}")
+        del np
+    return 0

@@ -1,0 +1,109 @@
+"""Plots of a combiner study: rolling RMSE per approach and the speed weight over time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hybridstream.evaluation.replay import ReplayResult, rolling_rmse
+from hybridstream.evaluation.streams import PredictionStream
+
+CREDIT = "Data: turbine SCADA (ENGIE La Haute Borne columns) via the Hybrid-Streaming-Analytics prototype"
+
+
+def _plt():
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    return plt
+
+
+def plot_scenario(
+    stream: PredictionStream,
+    results: Mapping[str, ReplayResult],
+    path: str | Path,
+    roll: int = 1000,
+    weight_labels: Sequence[str] = (),
+    title: str = "",
+) -> Path:
+    """Two panels: rolling RMSE of each approach; speed weight of the dynamic ones. Speed-model
+    swaps are the faint vertical lines."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6.2), sharex=True, height_ratios=(3, 2))
+    x = np.arange(len(stream))
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, r) in enumerate(results.items()):
+        ax1.plot(x, rolling_rmse(r.hybrid - r.y, roll), styles[i % 4], lw=1.4 if i > 2 else 1.1, label=label)
+    ax1.set_ylabel(f"rolling RMSE ({roll} rows), °C")
+    ax1.set_yscale("log")
+    ax1.grid(alpha=0.3, which="both")
+    ax1.legend(fontsize=8, ncol=2, loc="upper left")
+    for label in weight_labels:
+        if label in results:
+            ws = results[label].speed_weight
+            smooth = np.convolve(np.nan_to_num(ws, nan=0.0), np.ones(100) / 100, mode="same")
+            ax2.plot(x, smooth, lw=1.1, label=f"{label} (100-row mean)")
+    ax2.set_ylabel("speed-model weight")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_xlabel("row of the test stream (10-minute readings)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8, loc="upper left")
+    swaps = np.flatnonzero(np.diff(stream.speed_id) != 0) + 1
+    for ax in (ax1, ax2):
+        for s in swaps:
+            ax.axvline(s, color="grey", lw=0.4, alpha=0.3)
+        for cp in stream.meta.get("change_points", []):
+            ax.axvline(cp, color="red", lw=1.0, ls="--", alpha=0.7)
+    fig.suptitle(title or f"scenario {stream.scenario}, window {stream.window} rows", fontsize=11)
+    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_drift(
+    residuals: Mapping[str, np.ndarray],
+    alarms: Mapping[str, Mapping[str, Sequence[int]]],
+    path: str | Path,
+    change_points: Sequence[int] = (),
+    roll: int = 200,
+) -> Path:
+    """Per residual stream: rolling mean |residual| with each detector's alarms as ticks."""
+    plt = _plt()
+    keys = list(residuals)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 1.9 * len(keys) + 0.6), sharex=True)
+    axes = np.atleast_1d(axes)
+    for ax, key in zip(axes, keys, strict=True):
+        r = np.abs(residuals[key])
+        ok = np.isfinite(r)
+        c = np.concatenate([[0.0], np.cumsum(np.where(ok, r, 0.0))])
+        k = np.concatenate([[0.0], np.cumsum(ok)])
+        idx = np.arange(1, len(r) + 1)
+        lo = np.maximum(idx - roll, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ax.plot(idx - 1, (c[idx] - c[lo]) / (k[idx] - k[lo]), color="black", lw=0.8)
+        ax.set_ylabel(f"{key}\n|res| ({roll})", fontsize=8)
+        top = ax.get_ylim()[1]
+        for j, (det, per_key) in enumerate(alarms.items()):
+            a = per_key.get(key, [])
+            ax.plot(a, [top * (0.97 - 0.08 * j)] * len(a), "|", ms=7, label=det)
+        for cp in change_points:
+            if key.startswith("step/"):
+                ax.axvline(cp, color="red", ls="--", lw=1.0)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=len(alarms), loc="upper right")
+    axes[-1].set_xlabel("row of the test stream")
+    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

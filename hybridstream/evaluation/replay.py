@@ -1,0 +1,196 @@
+"""Replay combiners over cached prediction streams, as the edge would run them, and score them.
+
+Per row: ``predict_one(batch, speed)`` gives the hybrid forecast, then the truth arrives and
+``learn_one(batch, speed, y)`` updates the combiner; a change of speed model calls
+``reset_speed()`` first.
+
+>>> import numpy as np
+>>> from hybridstream.evaluation.streams import PredictionStream
+>>> y = np.sin(np.arange(400) / 10.0)
+>>> s = PredictionStream("toy", 100, 0, y, y + 0.5, y + 0.1, np.zeros(400, dtype=np.int32))
+>>> r = replay(s, {"strategy": "dynamic", "method": "inverse_mse", "half_life": 10})
+>>> round(r.rmse(), 2) < 0.15, bool(r.speed_weight[-1] > 0.9)
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_app.combiners import make_combiner
+from hybridstream.evaluation.streams import PredictionStream
+
+# label -> combiner config: the study's candidates (baselines first)
+BASELINES: dict[str, dict] = {
+    "batch": {"strategy": "batch"},
+    "speed": {"strategy": "speed"},
+    "static 0.3 (prototype)": {"strategy": "static", "speed_weight": 0.3},
+}
+
+
+def candidate_grid() -> dict[str, dict]:
+    """Every dynamic method with a few hyperparameters each (about 40 configs)."""
+    grid: dict[str, dict] = {}
+    dyn = {"strategy": "dynamic"}
+    for hl in (6, 24, 96, 384):
+        grid[f"inverse_mse hl={hl}"] = dyn | {"method": "inverse_mse", "half_life": hl}
+    for hl in (24, 96):
+        grid[f"inverse_mse hl={hl} reset"] = dyn | {"method": "inverse_mse", "half_life": hl, "on_swap": "reset"}
+    for size in (24, 96, 384):
+        grid[f"sliding_mse n={size}"] = dyn | {"method": "sliding_mse", "size": size}
+    for eta in (0.1, 0.5, 2.0):
+        for hl in (24, 96):
+            grid[f"hedge eta={eta} hl={hl}"] = dyn | {"method": "hedge", "eta": eta, "half_life": hl}
+    for eta in (0.01, 0.05, 0.2):
+        grid[f"eg eta={eta}"] = dyn | {"method": "eg", "eta": eta}
+    for hl in (50, 200, 1000):
+        grid[f"stacking hl={hl}"] = dyn | {"method": "stacking", "half_life": hl}
+        grid[f"stacking hl={hl} unclipped"] = dyn | {"method": "stacking", "half_life": hl, "clip": False}
+    for hl in (24, 96):
+        grid[f"ftl hl={hl}"] = dyn | {"method": "ftl", "half_life": hl}
+    return grid
+
+
+def all_candidates() -> dict[str, dict]:
+    return BASELINES | candidate_grid()
+
+
+@dataclass
+class ReplayResult:
+    """Hybrid forecasts and speed weights per row (NaN where the stream has no forecast)."""
+
+    hybrid: np.ndarray
+    speed_weight: np.ndarray
+    y: np.ndarray
+    us_per_record: float
+
+    def errors(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        e = (self.hybrid - self.y)[lo:hi]
+        return e[np.isfinite(e)]
+
+    def rmse(self, lo: int = 0, hi: int | None = None) -> float:
+        e = self.errors(lo, hi)
+        return float(np.sqrt(np.mean(e * e))) if len(e) else math.nan
+
+    def mae(self, lo: int = 0, hi: int | None = None) -> float:
+        e = self.errors(lo, hi)
+        return float(np.mean(np.abs(e))) if len(e) else math.nan
+
+
+def replay(stream: PredictionStream, config: Mapping) -> ReplayResult:
+    """Run one combiner (built by the edge's own ``make_combiner``) over a stream."""
+    combiner = make_combiner(config)
+    n = len(stream)
+    hybrid = np.full(n, np.nan)
+    ws = np.full(n, np.nan)
+    ys = stream.y.tolist()
+    bs = stream.batch.tolist()
+    ss = stream.speed.tolist()
+    ids = stream.speed_id.tolist()
+    last_id = -1
+    out_h = [math.nan] * n
+    out_w = [math.nan] * n
+    started = time.perf_counter()
+    count = 0
+    for t in range(n):
+        b = bs[t]
+        s = ss[t]
+        if b != b or s != s:  # NaN: no forecast for this row
+            continue
+        if ids[t] != last_id:
+            last_id = ids[t]
+            combiner.reset_speed()
+        out_h[t] = combiner.predict_one(b, s)
+        out_w[t] = combiner.weights[1]
+        combiner.learn_one(b, s, ys[t])
+        count += 1
+    elapsed = time.perf_counter() - started
+    hybrid[:] = out_h
+    ws[:] = out_w
+    return ReplayResult(hybrid, ws, stream.y, 1e6 * elapsed / max(count, 1))
+
+
+def best_constant_weight(stream: PredictionStream, lo: int = 0, hi: int | None = None) -> tuple[float, float]:
+    """The constant speed weight with the lowest RMSE in hindsight on rows [lo, hi): (weight, rmse)."""
+    ok = stream.valid.copy()
+    ok[:lo] = False
+    if hi is not None:
+        ok[hi:] = False
+    b, s, y = stream.batch[ok], stream.speed[ok], stream.y[ok]
+    d = s - b
+    denom = float(np.dot(d, d))
+    w = float(np.clip(np.dot(y - b, d) / denom, 0.0, 1.0)) if denom > 0 else 0.0
+    e = b + w * d - y
+    return w, float(np.sqrt(np.mean(e * e)))
+
+
+def rolling_rmse(errors: np.ndarray, size: int = 500) -> np.ndarray:
+    """RMSE over the trailing ``size`` rows (NaN rows count as missing)."""
+    sq = np.where(np.isfinite(errors), errors * errors, 0.0)
+    cnt = np.isfinite(errors).astype(float)
+    c1 = np.concatenate([[0.0], np.cumsum(sq)])
+    c2 = np.concatenate([[0.0], np.cumsum(cnt)])
+    idx = np.arange(1, len(errors) + 1)
+    lo = np.maximum(idx - size, 0)
+    n = c2[idx] - c2[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.sqrt((c1[idx] - c1[lo]) / n)
+    out[n < size / 2] = np.nan  # too few rows yet
+    return out
+
+
+def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]) -> dict:
+    """RMSE/MAE of every candidate on every stream: overall, first half (tune), second half (test).
+
+    Returns ``{stream key: {"rows": n, "candidates": {label: metrics}, "oracle": {...}}}``.
+    """
+    out: dict = {}
+    for stream in streams:
+        key = f"{stream.scenario}-w{stream.window}-d{stream.delay}"
+        half = len(stream) // 2
+        rows: dict = {}
+        for label, cfg in candidates.items():
+            r = replay(stream, cfg)
+            rows[label] = {
+                "rmse": r.rmse(),
+                "mae": r.mae(),
+                "rmse_first_half": r.rmse(0, half),
+                "rmse_second_half": r.rmse(half),
+                "mae_second_half": r.mae(half),
+                "mean_speed_weight": float(np.nanmean(r.speed_weight)),
+                "us_per_record": r.us_per_record,
+            }
+        w_all, rmse_all = best_constant_weight(stream)
+        w1, rmse1 = best_constant_weight(stream, 0, half)
+        _, rmse2 = best_constant_weight(stream, half)
+        out[key] = {
+            "scenario": stream.scenario,
+            "window": stream.window,
+            "delay": stream.delay,
+            "rows": int(stream.valid.sum()),
+            "half": half,
+            "candidates": rows,
+            "oracle": {"weight": w_all, "rmse": rmse_all, "weight_first_half": w1, "rmse_second_half": rmse2},
+        }
+    return out
+
+
+def select(scores: Mapping, pool: Iterable[str], part: str = "rmse_first_half") -> list[tuple[str, float, float]]:
+    """Rank candidates by robustness: worst-case then mean regret (RMSE / best RMSE per stream).
+
+    Returns ``[(label, worst regret, mean regret)]``, best first.
+    """
+    pool = list(pool)
+    regrets: dict[str, list[float]] = {label: [] for label in pool}
+    for entry in scores.values():
+        cands = entry["candidates"]
+        best = min(cands[label][part] for label in cands)
+        for label in pool:
+            regrets[label].append(cands[label][part] / best)
+    ranked = [(label, max(r), sum(r) / len(r)) for label, r in regrets.items()]
+    return sorted(ranked, key=lambda x: (round(x[1], 4), x[2]))

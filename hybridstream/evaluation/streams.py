@@ -1,0 +1,210 @@
+"""Prediction streams: what the edge's batch and speed models forecast, row by row, cached.
+
+For a scenario and a window size ``W``: the batch model is trained on the scenario's history;
+the test file is streamed through a :class:`~model_contract.FeatureBuffer`; after every ``W``
+rows a speed model is trained on that window (with the training job's own code) and becomes
+available ``delay`` rows after the window closed. Until the first speed model exists the
+speed forecast is the batch forecast (as on the edge). Forecasts come from
+:class:`~model_contract.runtime.TFLiteModel`, one record at a time, exactly as on the edge.
+
+The result (:class:`PredictionStream`) is cached as ``.cache/eval/<scenario>-w<W>-d<delay>.npz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hybridstream.evaluation.data import REPO, SCENARIOS, Scenario, load_scenario
+from model_contract import FeatureBuffer, FeatureSpec, Manifest
+
+DEFAULT_CACHE = REPO / ".cache" / "eval"
+
+
+@dataclass
+class PredictionStream:
+    """Per-row truth and forecasts of one scenario run (rows without a forecast are NaN).
+
+    ``speed_id[t]`` is the index of the speed model that served row ``t`` (-1: none yet, the
+    speed forecast is the batch one). A change of ``speed_id`` is a hot swap.
+    """
+
+    scenario: str
+    window: int
+    delay: int
+    y: np.ndarray
+    batch: np.ndarray
+    speed: np.ndarray
+    speed_id: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Rows that have a forecast (the first ``max_lag`` rows of the stream do not)."""
+        return np.isfinite(self.batch) & np.isfinite(self.speed)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(
+            tmp,
+            y=self.y,
+            batch=self.batch,
+            speed=self.speed,
+            speed_id=self.speed_id,
+            info=np.array(
+                json.dumps({"scenario": self.scenario, "window": self.window, "delay": self.delay, "meta": self.meta})
+            ),
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PredictionStream:
+        with np.load(path) as data:
+            info = json.loads(str(data["info"]))
+            return cls(
+                scenario=info["scenario"],
+                window=int(info["window"]),
+                delay=int(info["delay"]),
+                y=data["y"],
+                batch=data["batch"],
+                speed=data["speed"],
+                speed_id=data["speed_id"],
+                meta=info.get("meta", {}),
+            )
+
+
+def cache_path(scenario: str, window: int, delay: int, cache_dir: str | Path = DEFAULT_CACHE) -> Path:
+    return Path(cache_dir) / f"{scenario}-w{window}-d{delay}.npz"
+
+
+def _batch_model(scenario: Scenario, train: np.ndarray, spec: FeatureSpec, cfg, cache_dir: Path, log):
+    """The scenario's batch model (TFLite bytes, manifest), trained once and cached."""
+    from training_job.model import train_matrix  # noqa: PLC0415  (TensorFlow)
+
+    stem = cache_dir / f"batch-{scenario.train.removesuffix('.csv')}"
+    model_path, manifest_path = stem.with_suffix(".tflite"), stem.with_suffix(".json")
+    if model_path.exists() and manifest_path.exists():
+        return model_path.read_bytes(), Manifest.from_json(manifest_path.read_text())
+    log(f"[{scenario.name}] training the batch model on {scenario.train} ({len(train)} rows)...")
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # the TFLite converter prints to stdout
+        trained = train_matrix(train, spec, cfg, name="batch", kind="batch", window={"file": scenario.train})
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    model_path.write_bytes(trained.tflite)
+    manifest_path.write_text(trained.manifest.to_json())
+    log(f"[{scenario.name}] batch model ready in {time.perf_counter() - started:.0f} s: {trained.manifest.metrics}")
+    return trained.tflite, trained.manifest
+
+
+def generate(
+    scenario_name: str,
+    window: int = 1000,
+    delay: int = 0,
+    cache_dir: str | Path = DEFAULT_CACHE,
+    log: Callable[[str], None] = print,
+    spec: FeatureSpec | None = None,
+    limit: int | None = None,
+) -> PredictionStream:
+    """Run the scenario through the edge's models (trains ~len/W speed models: minutes)."""
+    from model_contract.runtime import TFLiteModel  # noqa: PLC0415
+    from training_job.model import TrainConfig, train_matrix  # noqa: PLC0415
+
+    if window < 50:
+        raise ValueError("window must be at least 50 rows")
+    if delay < 0:
+        raise ValueError("delay must be >= 0")
+    scenario = SCENARIOS[scenario_name]
+    spec = spec or FeatureSpec()
+    cfg = TrainConfig()
+    cache_dir = Path(cache_dir)
+    train, test = load_scenario(scenario, spec)
+    if limit:
+        test = test[:limit]
+    content, manifest = _batch_model(scenario, train, spec, cfg, cache_dir, log)
+    batch_model = TFLiteModel.from_manifest(content, manifest)
+
+    n = len(test)
+    y = test[:, spec.target_index].astype(np.float64)
+    pb = np.full(n, np.nan)
+    ps = np.full(n, np.nan)
+    sid = np.full(n, -1, dtype=np.int32)
+    buf = FeatureBuffer(spec)
+    pending: list[tuple[int, int, TFLiteModel]] = []  # (available from row, id, model)
+    speed_model: TFLiteModel | None = None
+    speed_index = -1
+    speed_info: list[dict] = []
+    started = time.perf_counter()
+    for t in range(n):
+        while pending and pending[0][0] <= t:
+            _, speed_index, speed_model = pending.pop(0)
+        if buf.ready:
+            b = batch_model.predict_one(buf.window)
+            pb[t] = b
+            ps[t] = speed_model.predict_one(buf.window) if speed_model is not None else b
+            sid[t] = speed_index
+        buf.push(test[t])
+        if (t + 1) % window == 0:
+            k = len(speed_info)
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                trained = train_matrix(
+                    test[t + 1 - window : t + 1],
+                    spec,
+                    cfg,
+                    name="speed",
+                    kind="speed",
+                    window={"first": t + 1 - window},
+                )
+            secs = time.perf_counter() - t0
+            speed_info.append(
+                {"id": k, "first_row": t + 1 - window, "available_from": t + 1 + delay, "seconds": round(secs, 2)}
+                | trained.manifest.metrics
+            )
+            pending.append((t + 1 + delay, k, TFLiteModel.from_manifest(trained.tflite, trained.manifest)))
+            log(
+                f"[{scenario.name} W={window}] speed model {k + 1}/{n // window} trained in {secs:.1f} s "
+                f"(holdout RMSE {trained.manifest.metrics['holdout_rmse']:.3f}); "
+                f"elapsed {time.perf_counter() - started:.0f} s"
+            )
+    meta = {
+        "train_file": scenario.train,
+        "test_file": scenario.test,
+        "description": scenario.description,
+        "change_points": list(scenario.change_points),
+        "batch_version": manifest.version,
+        "batch_metrics": manifest.metrics,
+        "speed_models": speed_info,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    stream = PredictionStream(scenario_name, window, delay, y, pb, ps, sid, meta)
+    if not limit:
+        stream.save(cache_path(scenario_name, window, delay, cache_dir))
+    return stream
+
+
+def get_stream(
+    scenario: str,
+    window: int = 1000,
+    delay: int = 0,
+    cache_dir: str | Path = DEFAULT_CACHE,
+    log: Callable[[str], None] = print,
+    refresh: bool = False,
+) -> PredictionStream:
+    """The cached stream, generating (and caching) it first if needed."""
+    path = cache_path(scenario, window, delay, cache_dir)
+    if path.exists() and not refresh:
+        return PredictionStream.load(path)
+    return generate(scenario, window, delay, cache_dir, log)

@@ -1,0 +1,148 @@
+"""Unit tests of the combiners (pure Python, no TensorFlow, no Kafka)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from edge_app.combiners import METHODS, Fixed, make_combiner
+
+DYNAMIC = [{"strategy": "dynamic", "method": m} for m in METHODS]
+ALL = [{"strategy": s} for s in ("batch", "speed", "static", "dynamic")] + DYNAMIC
+
+
+def synthetic(n: int, sd_batch: float, sd_speed: float, seed: int = 1):
+    """(batch, speed, y) with independent Gaussian errors of the given spreads."""
+    rng = random.Random(seed)
+    for i in range(n):
+        y = 10.0 + (i % 50) / 10.0
+        yield y + rng.gauss(0.0, sd_batch), y + rng.gauss(0.0, sd_speed), y
+
+
+def run(combiner, stream) -> list[float]:
+    ws = []
+    for b, s, y in stream:
+        combiner.predict_one(b, s)
+        ws.append(combiner.weights[1])
+        combiner.learn_one(b, s, y)
+    return ws
+
+
+@pytest.mark.parametrize("config", ALL, ids=lambda c: c.get("method", c["strategy"]))
+def test_weights_sum_to_one_and_prediction_is_the_blend(config):
+    c = make_combiner(config)
+    for b, s, y in synthetic(300, 1.0, 0.5):
+        wb, ws = c.weights
+        assert wb + ws == pytest.approx(1.0)
+        assert c.predict_one(b, s) == pytest.approx(wb * b + ws * s)
+        c.learn_one(b, s, y)
+
+
+@pytest.mark.parametrize("config", DYNAMIC, ids=lambda c: c["method"])
+@pytest.mark.parametrize("better", ["batch", "speed"])
+def test_dynamic_favours_the_better_model(config, better):
+    sd_b, sd_s = (0.2, 2.0) if better == "batch" else (2.0, 0.2)
+    c = make_combiner(config)
+    ws = run(c, synthetic(2000, sd_b, sd_s))
+    tail = sum(ws[-500:]) / 500
+    assert (tail < 0.3) if better == "batch" else (tail > 0.7)
+
+
+@pytest.mark.parametrize("config", DYNAMIC, ids=lambda c: c["method"])
+def test_dynamic_follows_a_switch(config):
+    c = make_combiner(config)
+    run(c, synthetic(2000, 0.2, 2.0, seed=2))
+    ws = run(c, synthetic(3000, 2.0, 0.2, seed=3))
+    assert sum(ws[-500:]) / 500 > 0.7
+
+
+@pytest.mark.parametrize("config", DYNAMIC, ids=lambda c: c["method"])
+def test_dynamic_beats_the_worse_model(config):
+    c = make_combiner(config)
+    se = se_b = se_s = 0.0
+    for b, s, y in synthetic(3000, 1.0, 0.6, seed=4):
+        h = c.predict_one(b, s)
+        se += (h - y) ** 2
+        se_b += (b - y) ** 2
+        se_s += (s - y) ** 2
+        c.learn_one(b, s, y)
+    assert se < se_b and se < 1.15 * se_s
+
+
+def test_static_reproduces_the_prototype():
+    c = make_combiner({"strategy": "static", "speed_weight": 0.3})
+    assert c.weights == (0.7, 0.3)
+    assert c.predict_one(10.0, 20.0) == pytest.approx(13.0)
+    assert make_combiner({"strategy": "static"}).weights == (0.7, 0.3)  # 0.3 is the default
+    c.learn_one(10.0, 20.0, 20.0)
+    c.reset_speed()
+    assert c.weights == (0.7, 0.3)
+    assert make_combiner({"strategy": "batch"}).predict_one(1.0, 2.0) == 1.0
+    assert make_combiner({"strategy": "speed"}).predict_one(1.0, 2.0) == 2.0
+
+
+def test_default_is_dynamic_and_names():
+    assert make_combiner({}).name == "dynamic"
+    assert make_combiner({"strategy": "dynamic", "method": "eg"}).name == "dynamic"
+    assert make_combiner({"strategy": "batch"}).name == "batch"
+
+
+@pytest.mark.parametrize("method", ["inverse_mse", "sliding_mse", "hedge", "eg", "ftl"])
+def test_reset_speed_keep_and_reset(method):
+    keep = make_combiner({"strategy": "dynamic", "method": method, "on_swap": "keep"})
+    reset = make_combiner({"strategy": "dynamic", "method": method, "on_swap": "reset"})
+    for c in (keep, reset):
+        run(c, synthetic(1000, 0.2, 2.0))
+    before = keep.weights
+    keep.reset_speed()
+    assert keep.weights == before  # keep: the new model inherits the old one's record
+    reset.reset_speed()
+    if method != "ftl":
+        assert reset.weights == (0.5, 0.5)  # reset: equal trust
+    # either way the combiner then learns again
+    ws = run(reset, synthetic(1000, 2.0, 0.2, seed=5))
+    assert ws[-1] > 0.5
+
+
+def test_stacking_reset_speed_reopens_the_estimate():
+    c = make_combiner({"strategy": "dynamic", "method": "stacking", "half_life": 5000})
+    run(c, synthetic(3000, 0.2, 2.0))
+    w = c.weights
+    c.reset_speed()
+    assert c.weights == w
+    ws = run(c, synthetic(300, 2.0, 0.2, seed=6))
+    assert ws[-1] > 0.7  # moves fast after the reset
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"strategy": "blend"},
+        {"strategy": "static", "speed_weight": 1.5},
+        {"strategy": "static", "speed_weight": "heavy"},
+        {"strategy": "dynamic", "method": "magic"},
+        {"strategy": "dynamic", "method": "inverse_mse", "half_life": 0},
+        {"strategy": "dynamic", "method": "hedge", "eta": -1},
+        {"strategy": "dynamic", "method": "sliding_mse", "size": 0},
+        {"strategy": "dynamic", "method": "eg", "on_swap": "forget"},
+    ],
+)
+def test_bad_config_raises(config):
+    with pytest.raises(ValueError):
+        make_combiner(config)
+
+
+def test_fixed_rejects_out_of_range():
+    with pytest.raises(ValueError):
+        Fixed(-0.1)
+
+
+def test_constant_errors_do_not_break_anything():
+    for config in DYNAMIC:
+        c = make_combiner(config)
+        for _ in range(100):
+            c.learn_one(5.0, 5.0, 5.0)  # both perfect: no division by zero, no NaN
+        h = c.predict_one(5.0, 5.0)
+        assert h == pytest.approx(5.0)
+        assert all(0.0 <= w <= 1.0 for w in c.weights)
