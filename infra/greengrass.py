@@ -69,7 +69,7 @@ class GreengrassComponents(Construct):
             kafka_name, lambda v: recipes.kafka_broker_recipe(name=kafka_name, version=v, kafka_version=kafka_version)
         )
 
-        batch_name = None
+        batch_name = batch_stem = None
         if batch_model_dir is not None and (batch_model_dir / "model.tflite").is_file():
             batch_name = f"{name_prefix}.BatchModel"
             model = self._asset(
@@ -87,11 +87,13 @@ class GreengrassComponents(Construct):
                 lambda v, a=model: recipes.batch_model_recipe(name=batch_name, version=v, model=a),
                 artifacts=(model,),
             )
+            batch_stem = model.stem
         else:
             Annotations.of(self).add_warning_v2(
                 "hybridstream:no-batch-model",
                 f"no batch model at {batch_model_dir}: the BatchModel component is left out "
-                "(set context batch_model_dir to a folder with model.tflite + manifest.json)",
+                "and the edge app cannot start without a batch model: set context batch_model_dir to a folder with "
+                "model.tflite + manifest.json before deploying",
             )
 
         app_name = f"{name_prefix}.EdgeApp"
@@ -114,6 +116,7 @@ class GreengrassComponents(Construct):
                 settings=settings,
                 kafka_component=kafka_name,
                 batch_component=batch_name,
+                batch_stem=batch_stem,
             ),
             artifacts=(app,),
         )

@@ -31,11 +31,10 @@ def stage(name: str, sources: Mapping[str, Path]) -> Path:
     """Copy each source (file or folder) to ``<stage>/<dest>`` and return the stage folder.
 
     ``sources`` maps a destination relative path to a source path. Missing sources raise.
+    Every call gets a fresh folder (several apps may be built in one process, e.g. in tests);
+    the asset hash depends on the content only.
     """
-    target = _stage_root() / name
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+    target = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_stage_root()))
     for dest, src in sources.items():
         src = Path(src)
         out = target / dest

@@ -30,19 +30,24 @@ class ZipArtifact:
 
 @dataclass(frozen=True)
 class EdgeAppSettings:
-    """What the edge app's component configuration holds (all overridable per deployment)."""
+    """What the edge app's component configuration holds (all overridable per deployment).
+
+    Keys written to the edge app's config file follow ``edge_app.config.EdgeConfig``; the
+    cloud-side settings it has no keys for yet (mode, bucket names, MQTT root) reach the
+    process as ``HYBRIDSTREAM_*`` environment variables.
+    """
 
     mode: str = "edge-cloud"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topics: Mapping[str, str] = field(
         default_factory=lambda: {
-            "input": "sensor.readings",
+            "readings": "sensor.readings",
             "predictions": "predictions",
             "metrics": "metrics",
             "deadletter": "deadletter",
         }
     )
-    model_name: str = "turbine"
+    speed_model_name: str = "turbine-speed"
     windows_bucket: str = ""
     models_bucket: str = ""
 
@@ -66,6 +71,7 @@ def edge_app_recipe(
     settings: EdgeAppSettings,
     kafka_component: str | None = None,
     batch_component: str | None = None,
+    batch_stem: str | None = None,
 ) -> dict[str, Any]:
     """The edge app: own venv in the work folder, ``python -m edge_app run --config <file>``."""
     deps: dict[str, Any] = {TES: {"VersionRequirement": ">=2.0.0 <3.0.0", "DependencyType": "HARD"}}
@@ -73,33 +79,18 @@ def edge_app_recipe(
         deps[kafka_component] = {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"}
     if batch_component:
         deps[batch_component] = {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"}
-    batch_dir = "{" + batch_component + ":artifacts:path}" if batch_component else ""
     src = app.decompressed()
-    config = {
-        "mode": "{configuration:/mode}",
-        "device_id": "{iot:thingName}",
-        "kafka": {
-            "bootstrap": "{configuration:/kafka/bootstrap}",
-            "topics": {k: "{configuration:/kafka/topics/" + k + "}" for k in settings.kafka_topics},
-        },
-        "models": {
-            "name": "{configuration:/models/name}",
-            "batch_dir": batch_dir,
-            "cache_dir": "{work:path}/models",
-        },
-        "s3": {
-            "windows_bucket": "{configuration:/s3/windowsBucket}",
-            "models_bucket": "{configuration:/s3/modelsBucket}",
-        },
-        "mqtt": {
-            "transport": "greengrass-ipc",
-            "windows_topic": "hybridstream/{iot:thingName}/windows",
-            "metrics_topic": "hybridstream/{iot:thingName}/metrics",
-            "results_topic": "hybridstream/{iot:thingName}/results",
-            "readings_topic": "hybridstream/{iot:thingName}/readings",
-            "models_topic": "hybridstream/models/{configuration:/models/name}/published",
-        },
+    config: dict[str, Any] = {
+        "thing_name": "{iot:thingName}",
+        "bootstrap": "{configuration:/kafka/bootstrap}",
+        "topics": {k: "{configuration:/kafka/topics/" + k + "}" for k in settings.kafka_topics},
+        "models": {"speed_name": "{configuration:/models/speedName}"},
+        "windows": {"uploader": "local", "local_root": "{work:path}/windows"},
+        "state_dir": "{work:path}/state",
     }
+    if batch_component and batch_stem:
+        decompressed = "{" + batch_component + ":artifacts:decompressedPath}"
+        config["models"]["batch"] = f"{decompressed}/{batch_stem}/model.tflite"
     config_json = json.dumps(config, indent=1)
     lifecycle = {
         "Install": {
@@ -114,14 +105,21 @@ def edge_app_recipe(
             "Timeout": 1800,
         },
         "Run": {
+            "Setenv": {
+                "HYBRIDSTREAM_MODE": "{configuration:/mode}",
+                "HYBRIDSTREAM_WINDOWS_BUCKET": "{configuration:/s3/windowsBucket}",
+                "HYBRIDSTREAM_MODELS_BUCKET": "{configuration:/s3/modelsBucket}",
+                "HYBRIDSTREAM_MQTT_ROOT": "hybridstream/{iot:thingName}",
+                "HYBRIDSTREAM_MQTT_TRANSPORT": "greengrass-ipc",
+                "PYTHONPATH": src,
+            },
             "Script": "\n".join(
                 [
                     "set -eu",
-                    'mkdir -p "{work:path}/models"',
+                    'mkdir -p "{work:path}/state" "{work:path}/windows"',
                     "cat > \"{work:path}/config.json\" <<'HYBRIDSTREAM_CONFIG'",
                     config_json,
                     "HYBRIDSTREAM_CONFIG",
-                    f'export PYTHONPATH="{src}"',
                     'exec "{work:path}/venv/bin/python" -m edge_app run --config "{work:path}/config.json"',
                 ]
             ),
@@ -138,7 +136,7 @@ def edge_app_recipe(
             "DefaultConfiguration": {
                 "mode": settings.mode,
                 "kafka": {"bootstrap": settings.kafka_bootstrap, "topics": dict(settings.kafka_topics)},
-                "models": {"name": settings.model_name},
+                "models": {"speedName": settings.speed_model_name},
                 "s3": {"windowsBucket": settings.windows_bucket, "modelsBucket": settings.models_bucket},
                 "accessControl": {
                     "aws.greengrass.ipc.mqttproxy": {

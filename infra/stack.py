@@ -122,7 +122,9 @@ class HybridStreamStack(Stack):
 
         # -- Greengrass ------------------------------------------------------------------------
         settings = EdgeAppSettings(
-            mode=config.mode, kafka_bootstrap=config.kafka_bootstrap, model_name=config.model_name
+            mode=config.mode,
+            kafka_bootstrap=config.kafka_bootstrap,
+            speed_model_name=f"{config.model_name}-speed",
         )
         self.greengrass = GreengrassComponents(
             self,
