@@ -42,6 +42,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "fetch.max.bytes": 8 * 1024 * 1024,
     "session.timeout.ms": 10000,
     "heartbeat.interval.ms": 2000,
+    "allow.auto.create.topics": True,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 2,
@@ -88,16 +89,19 @@ class EdgeApp:
         producer_conf = {"bootstrap.servers": cfg.bootstrap, **PRODUCER_DEFAULTS, **cfg.kafka.producer}
         producer_conf["on_delivery"] = self._on_delivery_error
         self.producer = Producer(producer_conf)
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": cfg.bootstrap,
-                "group.id": cfg.group_id,
-                "client.id": f"hybridstream-edge-{cfg.thing_name}",
-                **CONSUMER_DEFAULTS,
-                **cfg.kafka.consumer,
-                "enable.auto.commit": False,  # never overridable: commits follow delivery
-            }
-        )
+        consumer_conf = {
+            "bootstrap.servers": cfg.bootstrap,
+            "group.id": cfg.group_id,
+            "client.id": f"hybridstream-edge-{cfg.thing_name}",
+            # static membership: a restarted app takes its partitions back at once (no session timeout wait)
+            "group.instance.id": f"edge-{cfg.thing_name}",
+            **CONSUMER_DEFAULTS,
+            **cfg.kafka.consumer,
+            "enable.auto.commit": False,  # never overridable: commits follow delivery
+        }
+        if not consumer_conf["group.instance.id"]:
+            del consumer_conf["group.instance.id"]
+        self.consumer = Consumer(consumer_conf)
         self.swapper = SpeedModelSwapper(
             self.spec,
             model_name=cfg.models.speed_name,
@@ -228,7 +232,10 @@ class EdgeApp:
         counters = self.counters
         for msg in msgs:
             if msg.error() is not None:
-                if msg.error().code() != KafkaError._PARTITION_EOF:
+                code = msg.error().code()
+                if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    log.debug("consumer: %s", msg.error())  # a topic not created yet
+                elif code != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", msg.error())
                 continue
             if msg.topic() != readings_topic:

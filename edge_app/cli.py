@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,15 +58,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_app.config import load_config
 
     cfg = load_config(args.config, {"bootstrap": args.bootstrap, "thing_name": args.thing_name})
-    app = EdgeApp(cfg)
+    stop = threading.Event()
 
     def _stop(signum, _frame) -> None:
         logging.getLogger("edge_app").info("signal %d: finishing the batch, then shutting down", signum)
-        app.stop.set()
+        stop.set()
         signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
 
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, _stop)  # before loading models: a stop during start-up is clean too
     signal.signal(signal.SIGINT, _stop)
+    app = EdgeApp(cfg)
+    app.stop = stop
     counters = app.run(max_seconds=args.max_seconds)
     print(json.dumps(counters), flush=True)
     return 0
