@@ -7,8 +7,12 @@ prototype's LSTM(40) -> Dense(10, relu) -> Dense(1); everything is configurable 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -17,6 +21,52 @@ from model_contract import FeatureSpec, Manifest, Scaler, build_supervised, cont
 from model_contract.runtime import TFLiteModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+log = logging.getLogger(__name__)
+
+Cancel = Callable[[], bool]  # returns True when training should stop (e.g. SIGTERM)
+
+
+class TrainingCancelled(RuntimeError):
+    """Training stopped early because ``cancel()`` returned True; nothing was produced."""
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what TensorFlow's C++ side prints on fds 1 and 2 (the converter is chatty).
+
+    The output goes to a temporary file whose tail is logged at DEBUG, or attached to the
+    exception if the block fails.
+    """
+    import sys  # noqa: PLC0415
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException as exc:
+            failed = True
+            sink.seek(0)
+            tail = sink.read()[-2000:].decode(errors="replace")
+            if tail.strip():
+                exc.add_note(f"native output:\n{tail}")
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if not failed and log.isEnabledFor(logging.DEBUG):
+                sink.seek(0)
+                log.debug("native output: %s", sink.read()[-2000:].decode(errors="replace"))
 
 
 @dataclass(frozen=True)
@@ -37,6 +87,11 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def replace(self, **changes) -> TrainConfig:
+        from dataclasses import replace  # noqa: PLC0415
+
+        return replace(self, **changes)
+
 
 @dataclass
 class TrainedModel:
@@ -49,9 +104,13 @@ class TrainedModel:
 
 
 def _keras():
-    import keras  # noqa: PLC0415  (heavy; only the trainer pays for it)
+    import sys  # noqa: PLC0415
 
-    return keras
+    if "keras" not in sys.modules:
+        with quiet_native_output():  # TensorFlow's import prints oneDNN/absl notices
+            import keras  # noqa: PLC0415, F401  (heavy; only the trainer pays for it)
+            import tensorflow  # noqa: PLC0415, F401
+    return sys.modules["keras"]
 
 
 def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = False):
@@ -72,7 +131,44 @@ def split_holdout(X: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.nda
     return X[:-n_hold], y[:-n_hold], X[-n_hold:], y[-n_hold:]
 
 
-def fit(X: np.ndarray, y: np.ndarray, cfg: TrainConfig, X_val: np.ndarray, y_val: np.ndarray):
+def _progress_callback(keras, cfg: TrainConfig, cancel: Cancel | None, every_seconds: float = 10.0):
+    """Logs progress at most every ``every_seconds`` (long runs) and stops training when ``cancel()``."""
+
+    class Progress(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last = time.monotonic()
+            self.cancelled = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            if cancel is not None and cancel():
+                self.cancelled = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.monotonic()
+            if now - self.last >= every_seconds:
+                self.last = now
+                logs = logs or {}
+                log.info(
+                    "training: epoch %d/%d, loss %.4f, holdout loss %.4f",
+                    epoch + 1,
+                    cfg.epochs,
+                    logs.get("loss", float("nan")),
+                    logs.get("val_loss", float("nan")),
+                )
+
+    return Progress()
+
+
+def fit(
+    X: np.ndarray,
+    y: np.ndarray,
+    cfg: TrainConfig,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    cancel: Cancel | None = None,
+):
     """Train with early stopping on the holdout; deterministic for a given seed and data."""
     keras = _keras()
     import tensorflow as tf  # noqa: PLC0415
@@ -82,16 +178,19 @@ def fit(X: np.ndarray, y: np.ndarray, cfg: TrainConfig, X_val: np.ndarray, y_val
     model = build_model(X.shape[1:], cfg)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=cfg.loss)
     stop = keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True)
+    progress = _progress_callback(keras, cfg, cancel)
     model.fit(
         X,
         y,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         validation_data=(X_val, y_val),
-        callbacks=[stop],
+        callbacks=[stop, progress],
         verbose=0,
         shuffle=True,
     )
+    if progress.cancelled:
+        raise TrainingCancelled("training cancelled")
     return model
 
 
@@ -103,13 +202,15 @@ def export_tflite(model, input_shape: tuple[int, int], cfg: TrainConfig) -> byte
     twin.set_weights(model.get_weights())
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    with quiet_native_output():
+        return converter.convert()
 
 
 def parity_max_abs_diff(tflite: bytes, model, X: np.ndarray, scaler: Scaler) -> float:
     """Max |Keras - TFLite| on X (scaled outputs), with the lightweight runtime the edge uses."""
     keras_out = np.asarray(model(X, training=False)).reshape(-1)
-    lite = TFLiteModel(tflite, scaler, X.shape[1:])
+    with quiet_native_output():  # the runtime announces its XNNPACK delegate on stderr
+        lite = TFLiteModel(tflite, scaler, X.shape[1:])
     return float(np.max(np.abs(lite.predict_scaled(X) - keras_out))) if len(X) else 0.0
 
 
@@ -125,6 +226,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def model_version(matrix: np.ndarray, spec: FeatureSpec, cfg: TrainConfig, kind: str) -> str:
+    """The content-derived version of the model :func:`train_matrix` makes from these inputs."""
+    return content_version(matrix.astype(np.float64).tobytes(), str(spec.to_dict()), str(cfg.to_dict()), kind)
+
+
 def train_matrix(
     matrix: np.ndarray,
     spec: FeatureSpec,
@@ -134,27 +240,33 @@ def train_matrix(
     kind: str,
     window: dict | None = None,
     created_at: str = "",
+    cancel: Cancel | None = None,
 ) -> TrainedModel:
-    """Train, convert and parity-check a model on a validated (rows, columns) matrix."""
+    """Train, convert and parity-check a model on a validated (rows, columns) matrix.
+
+    ``cancel`` (optional) is polled between batches; when it returns True,
+    :class:`TrainingCancelled` is raised.
+    """
     started = time.perf_counter()
     scaler = (
         Scaler.fit(matrix, spec.target_index) if cfg.scale else Scaler.identity(len(spec.columns), spec.target_index)
     )
     X, y = build_supervised(matrix, spec, scaler)
     X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)
-    model = fit(X_tr, y_tr, cfg, X_ho, y_ho)
+    log.info("training: %d samples (%d holdout), up to %d epochs", len(X), len(X_ho), cfg.epochs)
+    model = fit(X_tr, y_tr, cfg, X_ho, y_ho, cancel=cancel)
+    fit_seconds = time.perf_counter() - started
     tflite = export_tflite(model, spec.input_shape, cfg)
     parity = parity_max_abs_diff(tflite, model, X_ho, scaler)
+    convert_seconds = time.perf_counter() - started - fit_seconds
+    log.info("trained in %.1fs, converted + parity-checked in %.1fs", fit_seconds, convert_seconds)
     lite = TFLiteModel(tflite, scaler, spec.input_shape)
     pred = np.asarray(scaler.inverse_target(lite.predict_scaled(X_ho)), dtype=np.float64)
     truth = np.asarray(scaler.inverse_target(y_ho), dtype=np.float64)
     err = pred - truth
-    metrics = {
-        "holdout_rmse": float(np.sqrt(np.mean(err**2))),
-        "holdout_mae": float(np.mean(np.abs(err))),
-        "holdout_rows": int(len(err)),
-    }
-    version = content_version(matrix.astype(np.float64).tobytes(), str(spec.to_dict()), str(cfg.to_dict()), kind)
+    rmse, mae = float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err)))
+    metrics = {"rmse": rmse, "mae": mae, "holdout_rmse": rmse, "holdout_mae": mae, "holdout_rows": int(len(err))}
+    version = model_version(matrix, spec, cfg, kind)
     manifest = Manifest(
         name=name,
         version=version,

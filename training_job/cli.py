@@ -1,0 +1,274 @@
+"""``hybridstream train``: pretrain (history -> batch model), window (one speed model), worker (SQS loop).
+
+TensorFlow and boto3 are imported inside the commands, so ``--help`` is instant. Every
+command prints one JSON summary line on stdout when it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from training_job.guardrail import DEFAULT_MARGIN
+from training_job.pipeline import DEFAULT_PARITY_TOLERANCE
+from training_job.windows import DEFAULT_MIN_ROWS
+
+EXIT_REFUSED = 3
+
+
+def _common(p: argparse.ArgumentParser, name: str) -> None:
+    from training_job.model import TrainConfig
+
+    d = TrainConfig()
+    model = p.add_argument_group("model and features")
+    model.add_argument(
+        "--name", default=name, help=f"model name in models/<name>/ (default {name!r}; may use {{thing}})"
+    )
+    model.add_argument(
+        "--columns", help="comma-separated input columns (default: Db1t_avg,Db2t_avg,Gb1t_avg,Gb2t_avg,Ot_avg)"
+    )
+    model.add_argument("--target", default="Ot_avg", help="column to forecast (default Ot_avg)")
+    model.add_argument("--lags", default="1,2", help="comma-separated lags (default 1,2)")
+    model.add_argument("--timestamp-column", default="Date_time", help="default Date_time")
+    model.add_argument("--epochs", type=int, default=d.epochs, help=f"max epochs (default {d.epochs})")
+    model.add_argument("--lstm-units", type=int, default=d.lstm_units, help=f"default {d.lstm_units}")
+    model.add_argument("--dense-units", type=int, default=d.dense_units, help=f"default {d.dense_units}")
+    model.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    model.add_argument("--patience", type=int, default=d.patience, help=f"early stopping (default {d.patience})")
+    model.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction, help="newest share held out")
+    model.add_argument("--learning-rate", type=float, default=d.learning_rate, help=f"default {d.learning_rate}")
+    model.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    model.add_argument("--no-scale", action="store_true", help="train on raw values (no standard scaling)")
+    checks = p.add_argument_group("checks")
+    checks.add_argument("--min-rows", type=int, default=DEFAULT_MIN_ROWS, help=f"default {DEFAULT_MIN_ROWS}")
+    checks.add_argument(
+        "--parity-tolerance",
+        type=float,
+        default=DEFAULT_PARITY_TOLERANCE,
+        help=f"refuse when max |Keras - TFLite| exceeds this (default {DEFAULT_PARITY_TOLERANCE:g})",
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--out", type=Path, help="also write <out>/<name>/<version>/model.tflite + manifest.json")
+    out.add_argument(
+        "--bucket",
+        default=os.environ.get("HYBRIDSTREAM_MODELS_BUCKET"),
+        help="publish to this S3 bucket (env HYBRIDSTREAM_MODELS_BUCKET)",
+    )
+    out.add_argument("--prefix", default="models", help="key prefix for published models (default models)")
+    out.add_argument("--rejected-prefix", default="rejected", help="key prefix for refused models (default rejected)")
+    out.add_argument(
+        "--s3-endpoint",
+        default=os.environ.get("HYBRIDSTREAM_S3_ENDPOINT"),
+        help="S3 endpoint URL (env HYBRIDSTREAM_S3_ENDPOINT; default AWS). Credentials: boto3's standard chain",
+    )
+
+
+def _guardrail(p: argparse.ArgumentParser, default_on: bool) -> None:
+    g = p.add_argument_group("guardrail")
+    if default_on:
+        g.add_argument("--no-guardrail", dest="guardrail", action="store_false", help="publish without comparing")
+    else:
+        g.add_argument("--guardrail", action="store_true", help="compare with the current model before publishing")
+    g.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"refuse if RMSE > current RMSE x (1 + margin) (default {DEFAULT_MARGIN:g})",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    group = sub.add_parser(
+        "train",
+        help="train LSTM models and publish them as TFLite to S3",
+        description="Windows of readings -> validated float32 builtin-op TFLite models, published to S3 "
+        "(models/<name>/<version>/model.tflite + manifest.json). See docs/training.md.",
+    )
+    group.set_defaults(group_parser=group)
+    cmds = group.add_subparsers(dest="train_cmd", metavar="COMMAND")
+
+    pre = cmds.add_parser(
+        "pretrain",
+        help="the batch model from historical data",
+        description="Train the batch model on a history CSV (local path or s3:// URI) and write it to --out "
+        "and/or publish it to --bucket as models/batch/<version>/.",
+    )
+    pre.add_argument("--csv", required=True, help="history CSV: Date_time + the feature columns (path or s3://)")
+    _common(pre, "batch")
+    _guardrail(pre, default_on=False)
+    pre.set_defaults(func=_pretrain, kind="batch")
+
+    win = cmds.add_parser(
+        "window",
+        help="one speed model from one window",
+        description="Train a speed model on one window (CSV or JSONL; local path or s3:// URI), check parity and "
+        "the guardrail, and publish it (exit 3 if refused).",
+    )
+    win.add_argument("--input", required=True, help="window file: path, file:// or s3://bucket/key")
+    win.add_argument("--thing", default="", help="device/thing the window came from (manifest's window.device)")
+    win.add_argument("--format", choices=["auto", "csv", "jsonl"], default=None, help="default: from the file name")
+    _common(win, "speed")
+    _guardrail(win, default_on=True)
+    win.set_defaults(func=_window, kind="speed")
+
+    work = cmds.add_parser(
+        "worker",
+        help="long-poll the SQS training queue and train each announced window",
+        description="Receive window notices from SQS, train, publish; delete a message only once its model is "
+        "published (or refused). Bad windows are left for the queue's dead-letter queue. SIGTERM stops gracefully.",
+    )
+    work.add_argument(
+        "--queue",
+        default=os.environ.get("QUEUE_URL") or os.environ.get("HYBRIDSTREAM_QUEUE_URL"),
+        help="queue URL (env QUEUE_URL / HYBRIDSTREAM_QUEUE_URL)",
+    )
+    work.add_argument(
+        "--sqs-endpoint",
+        default=os.environ.get("HYBRIDSTREAM_SQS_ENDPOINT"),
+        help="SQS endpoint (env HYBRIDSTREAM_SQS_ENDPOINT; default: from a non-AWS queue URL, else AWS)",
+    )
+    work.add_argument(
+        "--windows-bucket",
+        default=os.environ.get("HYBRIDSTREAM_WINDOWS_BUCKET", ""),
+        help="bucket for notices without one (env HYBRIDSTREAM_WINDOWS_BUCKET)",
+    )
+    work.add_argument("--wait", type=int, default=20, help="long-poll seconds (default 20)")
+    work.add_argument("--lease", type=int, default=300, help="visibility while training, renewed (default 300)")
+    work.add_argument("--bad-visibility", type=int, default=0, help="bad window: seconds until retried (default 0)")
+    work.add_argument("--error-visibility", type=int, default=60, help="other failure: seconds until retried")
+    work.add_argument("--max-messages", type=int, help="exit after this many messages")
+    work.add_argument("--idle-exit", action="store_true", help="exit when a poll returns nothing")
+    _common(work, "speed")
+    _guardrail(work, default_on=True)
+    work.set_defaults(func=_worker, kind="speed")
+
+
+def _options(args: argparse.Namespace):
+    from model_contract import FeatureSpec
+    from training_job.model import TrainConfig
+    from training_job.pipeline import TrainOptions
+
+    kwargs: dict[str, Any] = {"target": args.target, "lags": tuple(int(x) for x in args.lags.split(",") if x.strip())}
+    if args.columns:
+        kwargs["columns"] = tuple(c.strip() for c in args.columns.split(",") if c.strip())
+    kwargs["timestamp_column"] = args.timestamp_column
+    spec = FeatureSpec(**kwargs)
+    cfg = TrainConfig(
+        lstm_units=args.lstm_units,
+        dense_units=args.dense_units,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        holdout_fraction=args.holdout_fraction,
+        seed=args.seed,
+        scale=not args.no_scale,
+    )
+    return TrainOptions(
+        name=args.name,
+        kind=args.kind,
+        spec=spec,
+        cfg=cfg,
+        parity_tolerance=args.parity_tolerance,
+        guardrail=bool(getattr(args, "guardrail", False)),
+        margin=args.margin,
+    )
+
+
+def _store(args: argparse.Namespace):
+    if not args.bucket:
+        return None
+    from training_job.publish import ModelStore
+    from training_job.storage import s3_client
+
+    return ModelStore(s3_client(args.s3_endpoint), args.bucket, args.prefix, args.rejected_prefix)
+
+
+def _run_one(args: argparse.Namespace, location: str, fmt: str, device: str) -> int:
+    from training_job.pipeline import train_window
+    from training_job.storage import read_input, s3_client
+    from training_job.windows import parse_window
+
+    if not args.bucket and not args.out:
+        raise ValueError("nothing to do: give --out DIR and/or --bucket BUCKET (or HYBRIDSTREAM_MODELS_BUCKET)")
+    opts = _options(args)
+    store = _store(args)
+    data = read_input(
+        location, store.s3 if store else (s3_client(args.s3_endpoint) if location[:5] == "s3://" else None)
+    )
+    window = parse_window(data, opts.spec, fmt=fmt, min_rows=args.min_rows, device=device, source=location)
+    outcome = train_window(window, opts, store=store, out_dir=args.out)
+    print(json.dumps(outcome.summary(), default=str))
+    return EXIT_REFUSED if outcome.status == "rejected" else 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from training_job.storage import format_of
+
+    return _run_one(args, args.csv, "csv" if format_of(args.csv) == "auto" else "jsonl", "")
+
+
+def _window(args: argparse.Namespace) -> int:
+    from training_job.storage import format_of, thing_from_key
+
+    fmt = args.format or format_of(args.input)
+    device = args.thing or thing_from_key(args.input.split("://", 1)[-1].split("/", 1)[-1])
+    return _run_one(args, args.input, fmt, device)
+
+
+def sqs_client(queue_url: str, endpoint: str | None = None) -> Any:
+    """An SQS client for ``queue_url``: explicit endpoint, else the URL's own host unless it is AWS."""
+    from urllib.parse import urlparse
+
+    import boto3
+
+    parsed = urlparse(queue_url)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    host = parsed.hostname or ""
+    if host.endswith("amazonaws.com"):
+        region = region or host.split(".")[1]
+    elif not endpoint and parsed.scheme in ("http", "https"):
+        endpoint = f"{parsed.scheme}://{parsed.netloc}"
+    return boto3.client("sqs", endpoint_url=endpoint or None, region_name=region or "us-east-1")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from training_job.storage import s3_client
+    from training_job.worker import Worker, WorkerConfig
+
+    if not args.queue:
+        raise ValueError("--queue URL (or QUEUE_URL) is required")
+    store = _store(args)
+    if store is None:
+        raise ValueError("--bucket (or HYBRIDSTREAM_MODELS_BUCKET) is required: the worker publishes to S3")
+    config = WorkerConfig(
+        queue_url=args.queue,
+        windows_bucket=args.windows_bucket,
+        wait_seconds=args.wait,
+        lease_seconds=args.lease,
+        bad_visibility=args.bad_visibility,
+        error_visibility=args.error_visibility,
+        min_rows=args.min_rows,
+    )
+    worker = Worker(
+        sqs_client(args.queue, args.sqs_endpoint), s3_client(args.s3_endpoint), store, _options(args), config
+    )
+
+    def _graceful(signum: int, _frame: object) -> None:
+        print(f"hybridstream train worker: signal {signum}, stopping after the current step", file=sys.stderr)
+        worker.stop()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
+    worker.check_queue()
+    stats = worker.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
+    counts = {k: v for k, v in stats.__dict__.items() if k != "outcomes"}
+    print(json.dumps({"worker": "stopped", **counts}))
+    return 0

@@ -1,0 +1,230 @@
+"""The training worker: long-polls the SQS training queue and turns window notices into models.
+
+Message handling (one message at a time):
+
+* published, already published (same version) or refused by the guardrail/parity check
+  (kept under ``rejected/``) -> the message is **deleted**: the work is done;
+* a bad notice or a bad window (missing columns, non-numeric, NaN/inf, too few rows,
+  duplicated timestamps, missing object, rows/sha256 not as announced) -> **not deleted**:
+  its visibility is set to ``bad_visibility`` seconds so it is received again, and after
+  the queue's ``maxReceiveCount`` the redrive policy moves it to the dead-letter queue;
+* any other error (S3 down, TensorFlow failure) -> not deleted, visible again after
+  ``error_visibility`` seconds (the same redrive applies if it keeps failing);
+* the worker process dies mid-training -> the message stays in flight until its lease
+  (visibility timeout) expires, then another worker gets it. While a message is being
+  worked on, a heartbeat thread extends its visibility every ``lease_seconds / 3``;
+* SIGTERM/SIGINT (:meth:`Worker.stop`) -> training is cancelled between batches, the message
+  is made visible again at once, and the loop exits.
+
+The worker never exits because of one message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from training_job.model import TrainingCancelled
+from training_job.notices import NoticeError, WindowRef, parse_notice
+from training_job.pipeline import Outcome, TrainOptions, train_window
+from training_job.publish import ModelStore
+from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerConfig:
+    """Queue behaviour (seconds)."""
+
+    queue_url: str
+    windows_bucket: str = ""
+    wait_seconds: int = 20  # long poll
+    lease_seconds: int = 300  # visibility while working; renewed by the heartbeat
+    bad_visibility: int = 0  # bad window: visible again at once, so it reaches the DLQ quickly
+    error_visibility: int = 60  # unexpected error: retry after a minute
+    min_rows: int = DEFAULT_MIN_ROWS
+    receive_backoff_max: float = 30.0
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    published: int = 0
+    exists: int = 0
+    rejected: int = 0
+    bad: int = 0
+    errors: int = 0
+    released: int = 0
+    outcomes: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+class _Heartbeat:
+    """Extends a message's visibility every ``lease / 3`` seconds while it is being worked on."""
+
+    def __init__(self, sqs: Any, queue_url: str, receipt: str, lease: int) -> None:
+        self._args = (sqs, queue_url, receipt, lease)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqs-heartbeat", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        sqs, url, receipt, lease = self._args
+        while not self._done.wait(max(1.0, lease / 3)):
+            try:
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=lease)
+            except (ClientError, BotoCoreError) as exc:
+                log.warning("could not extend the message's visibility: %s", exc)
+
+
+class Worker:
+    """One queue consumer. ``on_outcome(outcome, ref)`` (optional) is called after each window."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        s3: Any,
+        store: ModelStore,
+        opts: TrainOptions,
+        config: WorkerConfig,
+        on_outcome: Callable[[Outcome, WindowRef], None] | None = None,
+    ) -> None:
+        self.sqs, self.s3, self.store, self.opts, self.config = sqs, s3, store, opts, config
+        self.on_outcome = on_outcome
+        self.stats = Stats()
+        self._stop = threading.Event()
+
+    # -- control ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish (or cancel) the current message and leave the loop."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def check_queue(self) -> None:
+        """Warn when the queue has no redrive policy (bad windows would then be retried forever)."""
+        try:
+            attrs = self.sqs.get_queue_attributes(QueueUrl=self.config.queue_url, AttributeNames=["RedrivePolicy"])
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("cannot read the queue's attributes: %s", exc)
+            return
+        if "RedrivePolicy" not in attrs.get("Attributes", {}):
+            log.warning("queue %s has no redrive policy: bad windows will be retried forever", self.config.queue_url)
+
+    # -- loop ------------------------------------------------------------------------------
+
+    def run(self, max_messages: int | None = None, idle_exit: bool = False) -> Stats:
+        """Receive and handle messages until :meth:`stop` (or ``max_messages``, or an empty poll if ``idle_exit``)."""
+        backoff = 1.0
+        log.info("worker: polling %s", self.config.queue_url)
+        while not self.stopping and (max_messages is None or self.stats.received < max_messages):
+            try:
+                resp = self.sqs.receive_message(
+                    QueueUrl=self.config.queue_url,
+                    MaxNumberOfMessages=1,
+                    WaitTimeSeconds=self.config.wait_seconds,
+                    VisibilityTimeout=self.config.lease_seconds,
+                    AttributeNames=["ApproximateReceiveCount"],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                log.error("receive failed (%s); retrying in %.0fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.config.receive_backoff_max)
+                continue
+            backoff = 1.0
+            messages = resp.get("Messages") or []
+            if not messages and idle_exit:
+                break
+            for message in messages:
+                if self.stopping:
+                    self._set_visibility(message, 0)
+                    self.stats.released += 1
+                    continue
+                self.stats.received += 1
+                self.handle(message)
+        log.info("worker: stopped (%s)", dataclasses.replace(self.stats, outcomes=[]))
+        return self.stats
+
+    def handle(self, message: dict[str, Any]) -> str:
+        """Process one message; returns ``deleted``, ``bad``, ``error`` or ``released``."""
+        mid = message.get("MessageId", "?")
+        receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        try:
+            with _Heartbeat(self.sqs, self.config.queue_url, message["ReceiptHandle"], self.config.lease_seconds):
+                refs = parse_notice(message.get("Body", ""), self.config.windows_bucket)
+                for ref in refs:
+                    self._train(ref)
+        except (NoticeError, WindowError) as exc:
+            self.stats.bad += 1
+            log.error("message %s (receive #%s): bad window, left for the dead-letter queue: %s", mid, receives, exc)
+            self._set_visibility(message, self.config.bad_visibility)
+            return "bad"
+        except TrainingCancelled:
+            self.stats.released += 1
+            log.warning("message %s: training cancelled by shutdown; message released for another worker", mid)
+            self._set_visibility(message, 0)
+            return "released"
+        except Exception as exc:
+            self.stats.errors += 1
+            retry = self.config.error_visibility
+            log.exception("message %s (receive #%s): failed (%s); retry in %ss", mid, receives, exc, retry)
+            self._set_visibility(message, self.config.error_visibility)
+            return "error"
+        try:
+            self.sqs.delete_message(QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except (ClientError, BotoCoreError) as exc:  # the work is done and idempotent: a redelivery is a no-op
+            log.warning("message %s: delete failed (%s); a redelivery will find the version published", mid, exc)
+        return "deleted"
+
+    def _train(self, ref: WindowRef) -> None:
+        try:
+            data = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
+                raise WindowError("missing_object", f"{ref.uri} does not exist") from None
+            raise
+        fmt = "jsonl" if ref.key.lower().endswith((".jsonl", ".ndjson", ".json")) else "auto"
+        window = parse_window(
+            data, self.opts.spec, fmt=fmt, min_rows=self.config.min_rows, device=ref.thing, source=ref.uri
+        )
+        if ref.rows is not None and ref.rows != window.rows:
+            raise WindowError("notice_mismatch", f"notice says {ref.rows} rows, {ref.uri} has {window.rows}")
+        if ref.sha256 and ref.sha256.lower() != window.sha256:
+            raise WindowError(
+                "notice_mismatch", f"notice sha256 {ref.sha256[:12]}... != {ref.uri} {window.sha256[:12]}..."
+            )
+        opts = self.opts
+        if "{thing}" in opts.name:
+            opts = dataclasses.replace(opts, name=opts.name.format(thing=ref.thing or "unknown"))
+        outcome = train_window(window, opts, store=self.store, cancel=self._stop.is_set)
+        setattr(self.stats, outcome.status, getattr(self.stats, outcome.status, 0) + 1)
+        summary = outcome.summary()
+        self.stats.outcomes.append(summary)
+        log.info("window %s: %s", ref.uri, json.dumps(summary, default=str))
+        if self.on_outcome is not None:
+            self.on_outcome(outcome, ref)
+
+    def _set_visibility(self, message: dict[str, Any], seconds: int) -> None:
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.config.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=seconds
+            )
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("could not change the message's visibility: %s", exc)
