@@ -1,0 +1,81 @@
+"""Topic rules come from the one definition (infra/topic_rules.py) with the right actions."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import infra.topic_rules as topic_rules
+from infra.topic_rules import rule_named, rules_for_mode, topic_matches
+from tests.infra.conftest import MODES
+
+
+def _rules(b) -> dict[str, dict]:
+    return {
+        r["Properties"]["RuleName"]: r["Properties"]["TopicRulePayload"]
+        for r in b.resources("AWS::IoT::TopicRule").values()
+    }
+
+
+def test_topic_rules_doctests():
+    assert doctest.testmod(topic_rules).failed == 0
+
+
+def test_rule_definition_has_no_cdk_imports():
+    source = topic_rules.__file__
+    with open(source) as fh:
+        text = fh.read()
+    assert "aws_cdk" not in text and "constructs" not in text
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_synthesized_sql_is_the_shared_definition(built, mode):
+    rules = _rules(built[mode])
+    expected = {f"hybridstream_{r.name}": r.sql() for r in rules_for_mode(mode)}
+    assert {name: payload["Sql"] for name, payload in rules.items()} == expected
+    for payload in rules.values():
+        assert payload["AwsIotSqlVersion"] == "2016-03-23"
+        assert "CloudwatchLogs" in payload["ErrorAction"]
+
+
+def test_window_notices_go_to_the_training_queue(default):
+    payload = _rules(default)["hybridstream_window_notices"]
+    (action,) = payload["Actions"]
+    assert action["Sqs"]["QueueUrl"]["Ref"].startswith("TrainingQueue")
+    assert "startswith(key, concat('windows/', topic(2), '/'))" in payload["Sql"]
+
+
+def test_metrics_go_to_cloudwatch(default):
+    actions = _rules(default)["hybridstream_edge_metrics"]["Actions"]
+    metrics = {a["CloudwatchMetric"]["MetricName"]: a["CloudwatchMetric"] for a in actions}
+    assert set(metrics) == {"HybridRMSE", "BatchRMSE", "SpeedRMSE", "LatencyMs", "RecordsPerSecond"}
+    assert metrics["HybridRMSE"]["MetricValue"] == "${hybrid_rmse}"
+    assert {m["MetricNamespace"] for m in metrics.values()} == {"HybridStream/Edge"}
+
+
+def test_results_go_to_s3_under_results_thing(default):
+    (action,) = _rules(default)["hybridstream_edge_results"]["Actions"]
+    assert action["S3"]["Key"].startswith("results/${topic(2)}/")
+    assert action["S3"]["BucketName"]["Ref"].startswith("StorageResults")
+
+
+def test_every_edge_message_is_validated_by_ingest(default):
+    payload = _rules(default)["hybridstream_edge_validation"]
+    assert "FROM 'hybridstream/+/+'" in payload["Sql"]
+    (action,) = payload["Actions"]
+    assert action["Lambda"]["FunctionArn"]["Fn::GetAtt"][0].startswith("IngestFunction")
+    default.template.has_resource_properties(
+        "AWS::Lambda::Permission", {"Principal": "iot.amazonaws.com", "Action": "lambda:InvokeFunction"}
+    )
+
+
+def test_local_router_semantics():
+    rule = rule_named("window_notices")
+    assert rule.match("hybridstream/pi-1/windows", {"window_id": "w", "key": "windows/pi-1/a.csv"})
+    assert rule.match("hybridstream/pi-1/metrics", {"window_id": "w", "key": "windows/pi-1/a.csv"}) is None
+    assert rule.match("hybridstream/pi-1/windows", {"key": "windows/pi-1/a.csv"}) is None
+    assert topic_matches("hybridstream/#", "hybridstream/a/b/c")
+    assert not topic_matches("hybridstream/+/windows", "hybridstream/models/x/published")
+    with pytest.raises(ValueError):
+        rules_for_mode("nope")

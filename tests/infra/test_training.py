@@ -1,0 +1,94 @@
+"""Trainer: queue + DLQ, VPC endpoints, launch template hardening, user data, scaling."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+
+def test_training_queue_redrives_to_an_encrypted_dlq(default):
+    queues = default.resources("AWS::SQS::Queue")
+    main = [q for k, q in queues.items() if k.startswith("TrainingQueue")]
+    assert len(main) == 1
+    props = main[0]["Properties"]
+    assert props["RedrivePolicy"]["maxReceiveCount"] == 3
+    assert props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].startswith("TrainingDLQ")
+    assert all(q["Properties"].get("SqsManagedSseEnabled") for q in queues.values())
+
+
+def test_launch_template_is_hardened(default):
+    (lt,) = default.resources("AWS::EC2::LaunchTemplate").values()
+    data = lt["Properties"]["LaunchTemplateData"]
+    assert data["InstanceType"] == "c5.4xlarge"
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    assert data["Monitoring"] == {"Enabled": True}
+    (device,) = data["BlockDeviceMappings"]
+    assert device["Ebs"]["Encrypted"] is True and device["Ebs"]["VolumeType"] == "gp3"
+
+
+def test_user_data_runs_the_worker_as_a_service(default):
+    (lt,) = default.resources("AWS::EC2::LaunchTemplate").values()
+    text = json.dumps(lt["Properties"]["LaunchTemplateData"]["UserData"])
+    assert "hybridstream train worker --queue" in text
+    assert "systemctl enable --now hybridstream-trainer.service" in text
+    assert "pip install" in text and "training_job/requirements.txt" in text
+    staged = default.outdir / f"asset.{default.stack.trainer.source_asset.asset_hash}"
+    assert (staged / "pyproject.toml").is_file() and (staged / "training_job").is_dir()
+
+
+def test_ssm_managed_and_no_inbound(default):
+    default.template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "ManagedPolicyArns": Match.array_with(
+                [
+                    {
+                        "Fn::Join": [
+                            "",
+                            ["arn:", {"Ref": "AWS::Partition"}, ":iam::aws:policy/AmazonSSMManagedInstanceCore"],
+                        ]
+                    }
+                ]
+            )
+        },
+    )
+    groups = [
+        g for k, g in default.resources("AWS::EC2::SecurityGroup").items() if k.startswith("TrainerSecurityGroup")
+    ]
+    assert len(groups) == 1 and "SecurityGroupIngress" not in groups[0]["Properties"]
+
+
+def test_vpc_endpoints(default):
+    endpoints = default.resources("AWS::EC2::VPCEndpoint").values()
+    names = {json.dumps(e["Properties"]["ServiceName"]) for e in endpoints}
+    for service in ("s3", "sqs", "ssm", "ssmmessages", "ec2messages"):
+        assert any(f".{service}" in n for n in names), service
+    assert len(default.resources("AWS::EC2::NatGateway")) == 1
+    assert len(default.resources("AWS::EC2::FlowLog")) == 1
+
+
+def test_scales_on_queue_depth_down_to_zero(default):
+    (asg,) = default.resources("AWS::AutoScaling::AutoScalingGroup").values()
+    assert asg["Properties"]["MinSize"] == "0"
+    policies = default.resources("AWS::AutoScaling::ScalingPolicy").values()
+    exact = [p for p in policies if p["Properties"].get("AdjustmentType") == "ExactCapacity"]
+    assert exact
+    alarms = [a for a in default.resources("AWS::CloudWatch::Alarm").values() if "Metrics" in a["Properties"]]
+    backlog = [
+        a for a in alarms if any(m.get("Expression") == "visible + inflight" for m in a["Properties"]["Metrics"])
+    ]
+    assert len(backlog) == 2  # scale-out and scale-in alarms
+
+
+@pytest.mark.parametrize("instance_type", ["c5.2xlarge"])
+def test_instance_type_comes_from_context(tmp_path, infra_assets, instance_type):
+    from tests.infra.conftest import build
+
+    b = build(
+        {"trainer_instance_type": instance_type, "batch_model_dir": str(infra_assets["batch_model"])},
+        tmp_path,
+    )
+    (lt,) = b.resources("AWS::EC2::LaunchTemplate").values()
+    assert lt["Properties"]["LaunchTemplateData"]["InstanceType"] == instance_type
