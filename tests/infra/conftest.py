@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-for _var in [v for v in os.environ if v.startswith("AWS_") or v.startswith("CDK_DEFAULT_")]:
-    os.environ.pop(_var)  # a synth must never depend on credentials or a default account
 
 MODES = ("edge-cloud", "edge", "cloud")
 
@@ -62,9 +60,13 @@ def build(context: dict[str, Any], outdir: Path) -> Built:
 
     from infra.app_builder import build_app
 
-    app, stack = build_app(context, outdir=str(outdir))
-    app.synth()  # runs cdk-nag: an unacknowledged finding raises here
-    template = Template.from_stack(stack)
+    with pytest.MonkeyPatch.context() as mp:
+        # a synth must never depend on credentials or a default account
+        for var in [v for v in os.environ if v.startswith(("AWS_", "CDK_DEFAULT_"))]:
+            mp.delenv(var)
+        app, stack = build_app(context, outdir=str(outdir))
+        app.synth()  # runs cdk-nag: an unacknowledged finding raises here
+        template = Template.from_stack(stack)
     return Built(stack=stack, template=template, raw=template.to_json(), outdir=outdir)
 
 

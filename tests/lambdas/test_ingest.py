@@ -1,0 +1,100 @@
+"""ingest: valid edge messages pass, malformed and oversized ones are rejected with reasons and counted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.lambdas.conftest import load_handler
+
+ingest = load_handler("ingest")
+
+
+def _emf(out: str) -> list[dict]:
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [line for line in lines if "_aws" in line]
+
+
+def metrics_message(**extra) -> dict:
+    msg = {
+        "timestamp": "2026-11-26T10:00:00Z",
+        "hybrid_rmse": 0.41,
+        "batch_rmse": 0.52,
+        "speed_rmse": 0.47,
+        "latency_ms": 0.8,
+        "records_per_s": 950.0,
+        "models": {"batch": "turbine-batch/abc", "speed": "turbine-speed/def"},
+    }
+    msg.update(extra)
+    return {**msg, "thing": "pi-1", "mqtt_topic": "hybridstream/pi-1/metrics"}
+
+
+def window_notice(key: str = "windows/pi-1/2026/11/26/w1.csv") -> dict:
+    return {
+        "window_id": "w1",
+        "key": key,
+        "rows": 1000,
+        "thing": "pi-1",
+        "mqtt_topic": "hybridstream/pi-1/windows",
+    }
+
+
+def test_valid_metrics_are_accepted_and_counted(capsys):
+    verdict = ingest.handler(metrics_message())
+    assert verdict == {"accepted": True, "thing": "pi-1", "kind": "metrics", "reasons": []}
+    out = capsys.readouterr().out
+    emf = _emf(out)
+    accepted = [e for e in emf if "Accepted" in e]
+    assert accepted and accepted[0]["Kind"] == "metrics"
+    assert accepted[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "HybridStream/Ingest"
+    per_device = [e for e in emf if e.get("Thing") == "pi-1"]
+    assert per_device and per_device[0]["HybridRMSE"] == 0.41
+    versions = [json.loads(line) for line in out.splitlines() if '"model_versions"' in line]
+    assert versions[0]["model_speed"] == "turbine-speed/def"
+
+
+def test_valid_window_notice_is_accepted():
+    assert ingest.handler(window_notice())["accepted"] is True
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ("not an object", "not_json_object"),
+        ({**metrics_message(), "mqtt_topic": "other/pi-1/metrics"}, "bad_topic"),
+        ({**metrics_message(), "mqtt_topic": "hybridstream/pi-1/selfies"}, "unknown_kind"),
+        ({k: v for k, v in metrics_message().items() if k != "hybrid_rmse"}, "missing:hybrid_rmse"),
+        (metrics_message(batch_rmse="0.5"), "type:batch_rmse"),
+        (metrics_message(speed_rmse=True), "type:speed_rmse"),
+        (metrics_message(latency_ms=[1]), "type:latency_ms"),
+        (metrics_message(device="pi-2"), "device_mismatch"),
+        (window_notice(key="windows/pi-2/2026/11/26/w1.csv"), "key_outside_prefix"),
+    ],
+)
+def test_malformed_messages_are_rejected_with_reasons(capsys, event, reason):
+    verdict = ingest.handler(event)
+    assert verdict["accepted"] is False
+    assert reason in verdict["reasons"]
+    out = capsys.readouterr().out
+    rejected = [e for e in _emf(out) if "Rejected" in e]
+    assert {e["Reason"] for e in rejected} == {r.split(":")[0] for r in verdict["reasons"]}
+    log = [json.loads(line) for line in out.splitlines() if '"rejected": true' in line]
+    assert log and reason in log[0]["reasons"]
+
+
+def test_oversized_message_is_rejected(capsys):
+    event = metrics_message(padding="x" * (128 * 1024))
+    verdict = ingest.handler(event)
+    assert verdict["accepted"] is False and "oversized" in verdict["reasons"]
+    reasons = {e["Reason"] for e in _emf(capsys.readouterr().out) if "Rejected" in e}
+    assert "oversized" in reasons
+
+
+def test_schema_is_the_shared_definition():
+    from infra import topic_rules
+
+    assert (
+        ingest.MESSAGE_SCHEMAS is topic_rules.MESSAGE_SCHEMAS or ingest.MESSAGE_SCHEMAS == topic_rules.MESSAGE_SCHEMAS
+    )
+    assert ingest.MAX_MESSAGE_BYTES == 128 * 1024
