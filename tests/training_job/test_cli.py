@@ -1,0 +1,81 @@
+"""``hybridstream train pretrain|window`` end to end: files in, models in radosgw (and a local folder) out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hybridstream.cli import main
+from model_contract import Manifest
+from model_contract.runtime import TFLiteModel
+
+pytestmark = pytest.mark.s3
+
+TINY = ["--epochs", "2", "--lstm-units", "8", "--dense-units", "4"]
+
+
+def _head(path, n: int) -> str:
+    with open(path) as fh:
+        return "".join(fh.readlines()[:n])
+
+
+def _last_json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_help_is_instant_and_complete(capsys):
+    for argv in (["train", "--help"], ["train", "pretrain", "--help"], ["train", "window", "--help"],
+                 ["train", "worker", "--help"]):  # fmt: skip
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "--parity-tolerance" in text and "--margin" in text and "--queue" in text and "--csv" in text
+
+
+def test_pretrain_publishes_the_batch_model(s3_env, s3_bucket, s3_client, turbine_dir, tmp_path, capsys):
+    history = tmp_path / "history.csv"
+    history.write_text("".join(open(turbine_dir / "train.csv").readlines()[:401]))
+    rc = main(
+        ["train", "pretrain", "--csv", str(history), "--bucket", s3_bucket, "--out", str(tmp_path / "out"), *TINY]
+    )
+    summary = _last_json(capsys)
+    assert rc == 0 and summary["status"] == "published" and summary["name"] == "batch"
+    assert summary["s3_uri"] == f"s3://{s3_bucket}/models/batch/{summary['version']}/model.tflite"
+    raw = s3_client.get_object(Bucket=s3_bucket, Key=f"models/batch/{summary['version']}/manifest.json")["Body"].read()
+    manifest = Manifest.from_json(raw)
+    assert manifest.kind == "batch" and manifest.window["rows"] == 400 and "guardrail" not in manifest.extra
+    local = tmp_path / "out" / "batch" / summary["version"]
+    assert TFLiteModel.from_files(local / "model.tflite").input_shape == (2, 5)
+
+
+def test_window_from_s3_jsonl_then_again_is_a_no_op(s3_env, s3_bucket, s3_client, turbine_dir, capsys):
+    lines = _head(turbine_dir / "test.csv", 151).splitlines()
+    cols = lines[0].split(",")
+    records = [dict(zip(cols, line.split(","), strict=True)) for line in lines[1:151]]
+    key = "windows/pi-9/2017/06/16/w.jsonl"
+    s3_client.put_object(Bucket=s3_bucket, Key=key, Body="\n".join(json.dumps(r) for r in records).encode())
+    argv = ["train", "window", "--input", f"s3://{s3_bucket}/{key}", "--bucket", s3_bucket, *TINY]
+    assert main(argv) == 0
+    first = _last_json(capsys)
+    assert first["status"] == "published" and first["guardrail"]["status"] == "first"
+    assert main(argv) == 0
+    second = _last_json(capsys)
+    assert second["status"] == "exists" and second["version"] == first["version"]
+
+
+def test_bad_window_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "w.csv"
+    bad.write_text("Date_time,Db1t_avg\n2017-01-01T00:00:00Z,1\n")
+    assert main(["train", "window", "--input", str(bad), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "missing_columns: missing column(s) Db2t_avg, Gb1t_avg, Gb2t_avg, Ot_avg" in err
+
+
+def test_refusal_exits_3(s3_env, s3_bucket, turbine_dir, tmp_path, capsys):
+    window = tmp_path / "w.csv"
+    window.write_text(_head(turbine_dir / "test.csv", 151))
+    argv = ["train", "window", "--input", str(window), "--bucket", s3_bucket, "--parity-tolerance", "1e-12", *TINY]
+    assert main(argv) == 3
+    assert _last_json(capsys)["status"] == "rejected"
