@@ -36,7 +36,7 @@ def test_help_is_instant_and_complete(capsys):
 
 def test_pretrain_publishes_the_batch_model(s3_env, s3_bucket, s3_client, turbine_dir, tmp_path, capsys):
     history = tmp_path / "history.csv"
-    history.write_text("".join(open(turbine_dir / "train.csv").readlines()[:401]))
+    history.write_text(_head(turbine_dir / "train.csv", 401))
     rc = main(
         ["train", "pretrain", "--csv", str(history), "--bucket", s3_bucket, "--out", str(tmp_path / "out"), *TINY]
     )
