@@ -105,6 +105,12 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
                 f"AwsSolutions-IAM5[Resource::{models}/models/*]",
                 "Trainers write new, content-versioned models/<name>/<version>/ objects (and read existing manifests).",
             ),
+            (
+                "Trainer/Role",
+                f"AwsSolutions-IAM5[Resource::{models}/rejected/*]",
+                "Trainers keep models refused by the guardrail/parity check under rejected/<name>/<version>/ "
+                "for audit.",
+            ),
         ]
     if _find(stack, "CloudInference") is not None:
         acks += [

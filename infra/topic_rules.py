@@ -9,7 +9,7 @@ module in its package).
 >>> rule = rule_named("window_notices")
 >>> rule.sql()
 "SELECT *, topic(2) AS thing, topic() AS mqtt_topic FROM 'hybridstream/+/windows' WHERE \
-isUndefined(window_id) = false AND isUndefined(key) = false AND startswith(key, concat('windows/', topic(2), '/'))"
+isUndefined(key) = false AND startswith(key, concat('windows/', topic(2), '/'))"
 >>> rule.match("hybridstream/pi-1/windows", {"window_id": "w1", "key": "windows/pi-1/2026/11/26/w1.csv"})
 {'window_id': 'w1', 'key': 'windows/pi-1/2026/11/26/w1.csv', 'thing': 'pi-1', 'mqtt_topic': 'hybridstream/pi-1/windows'}
 >>> rule.match("hybridstream/pi-1/windows", {"window_id": "w1", "key": "windows/pi-2/x.csv"}) is None
@@ -32,8 +32,16 @@ DEVICE_KINDS = ("windows", "metrics", "results", "readings")
 # The edge -> cloud message schemas (field -> JSON type). "number" accepts int and float.
 MESSAGE_SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
     "windows": {
-        "required": {"window_id": "string", "key": "string", "rows": "integer"},
-        "optional": {"bucket": "string", "first_ts": "string", "last_ts": "string", "sha256": "string"},
+        # what training_job.notices accepts: key required, the rest checked when present
+        "required": {"key": "string"},
+        "optional": {
+            "window_id": "string",
+            "rows": "integer",
+            "bucket": "string",
+            "first_ts": "string",
+            "last_ts": "string",
+            "sha256": "string",
+        },
     },
     "metrics": {
         "required": {"timestamp": "string", "hybrid_rmse": "number", "batch_rmse": "number", "speed_rmse": "number"},
@@ -157,7 +165,7 @@ RULES: tuple[TopicRule, ...] = (
         name="window_notices",
         description="A window was uploaded to S3: queue it for re-training.",
         kind="windows",
-        required=("window_id", "key"),
+        required=("key",),
         prefix_guards={"key": "windows/{thing}/"},
         actions=(Action("sqs", "training_queue"),),
         modes=("edge-cloud", "cloud"),

@@ -141,7 +141,8 @@ class Trainer(Construct):
             iam.PolicyStatement(
                 sid="WriteModels",
                 actions=["s3:PutObject", "s3:GetObject"],
-                resources=[models_bucket.arn_for_objects("models/*")],
+                # published models, and the ones the guardrail/parity check refused
+                resources=[models_bucket.arn_for_objects("models/*"), models_bucket.arn_for_objects("rejected/*")],
             )
         )
         self.role.add_to_policy(

@@ -74,7 +74,8 @@ def test_local_router_semantics():
     rule = rule_named("window_notices")
     assert rule.match("hybridstream/pi-1/windows", {"window_id": "w", "key": "windows/pi-1/a.csv"})
     assert rule.match("hybridstream/pi-1/metrics", {"window_id": "w", "key": "windows/pi-1/a.csv"}) is None
-    assert rule.match("hybridstream/pi-1/windows", {"key": "windows/pi-1/a.csv"}) is None
+    assert rule.match("hybridstream/pi-1/windows", {"window_id": "w"}) is None
+    assert rule.match("hybridstream/pi-1/windows", {"key": "windows/pi-2/a.csv"}) is None
     assert topic_matches("hybridstream/#", "hybridstream/a/b/c")
     assert not topic_matches("hybridstream/+/windows", "hybridstream/models/x/published")
     with pytest.raises(ValueError):
