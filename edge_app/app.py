@@ -8,6 +8,7 @@ was acknowledged by the broker and the window spool was flushed (at-least-once).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -126,6 +127,8 @@ class EdgeApp:
             log.info("re-queued %d spooled windows from a previous run", len(recovered))
         self._residual_index = {"batch": 0, "speed": 1, "hybrid": 2}[cfg.drift_residual]
         self._detector_cfg = cfg.detector_config
+        gc.collect()
+        gc.freeze()  # start-up objects (models, clients, modules) never get scanned by the cyclic GC again
 
     # ---- models -----------------------------------------------------------------------------
     def _initial_speed(self) -> LoadedModel:
@@ -230,6 +233,7 @@ class EdgeApp:
         ridx = self._residual_index
         clock = time.perf_counter
         counters = self.counters
+        picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
         for msg in msgs:
             if msg.error() is not None:
                 code = msg.error().code()
@@ -279,7 +283,9 @@ class EdgeApp:
             else:
                 forecast = None
             spool_add(r)
-            value = encode_prediction(r, forecast, errors, combiner.weights, versions, (clock() - t0) * 1e6)
+            value = encode_prediction(
+                r, forecast, errors, combiner.weights, versions, (clock() - t0) * 1e6, picked_ms - msg.timestamp()[1]
+            )
             try:
                 produce(pred_topic, value, state.key)
             except BufferError:
@@ -319,20 +325,31 @@ class EdgeApp:
             return
         self.swapper.submit(notice)
 
-    def _commit_point(self) -> None:
-        """Make every output of the batch durable, then commit the consumed offsets."""
-        self.spool.flush()
-        while self.producer.flush(10) > 0:
-            log.warning("waiting for the broker to acknowledge outputs (%d queued)", len(self.producer))
+    def _commit_point(self, block: bool = True) -> bool:
+        """Commit the consumed offsets once every output produced so far is acknowledged.
+
+        ``block=False`` commits only if the broker has already acknowledged everything (the
+        usual case one loop turn later), so the hot loop never waits for a round trip;
+        ``block=True`` waits for the acknowledgements first. The window spool is flushed
+        before every commit. Returns True if it committed.
+        """
+        self.producer.poll(0)  # serve delivery reports (errors only)
+        if block:
+            while self.producer.flush(10) > 0:
+                log.warning("waiting for the broker to acknowledge outputs (%d queued)", len(self.producer))
+        elif len(self.producer) > 0:
+            return False
         if self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors[:5], []
             self.counters.delivery_errors += len(errors)
             raise DeliveryFailed(f"outputs not delivered, offsets not committed: {errors}")
+        self.spool.flush()
         try:
             self.consumer.commit(asynchronous=True)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:
                 raise
+        return True
 
     def _consume(self) -> list:
         """Whatever is queued (no wait); if nothing, wait up to poll_timeout for the first record.
@@ -357,6 +374,9 @@ class EdgeApp:
         next_metrics = started + cfg.metrics_interval_s
         next_log = started + cfg.log_interval_s
         last_log_count = 0
+        uncommitted = False
+        last_commit = started
+        commit_every = cfg.kafka.commit_interval_s
         log.info("edge app %s consuming %s as group %s", cfg.thing_name, cfg.topics.readings, cfg.group_id)
         self.event("started", batch=self.batch.version, speed=self.speed.version, group=cfg.group_id)
         try:
@@ -364,11 +384,16 @@ class EdgeApp:
                 loaded = self.swapper.take()
                 if loaded is not None:
                     self._swap_speed(loaded)
+                if uncommitted:  # positions here = everything processed so far
+                    overdue = time.monotonic() - last_commit >= commit_every
+                    if self._commit_point(block=overdue):
+                        uncommitted = False
+                        last_commit = time.monotonic()
                 msgs = self._consume()
                 if msgs:
                     self.process(msgs)
                     self.counters.batches += 1
-                    self._commit_point()
+                    uncommitted = True
                 now = time.monotonic()
                 self.spool.tick(now)
                 if now >= next_metrics:

@@ -32,6 +32,7 @@ def train_model(
     spec: FeatureSpec | None = None,
     seed: int = 42,
     units: int = 8,
+    dense: int = 4,
     epochs: int = 3,
 ) -> Path:
     """Train a small real LSTM on ``rows``, write ``<out_root>/<name>/<version>/model.tflite`` + manifest."""
@@ -39,7 +40,7 @@ def train_model(
 
     spec = spec or FeatureSpec()
     matrix = rows_to_matrix(rows, spec)
-    cfg = TrainConfig(lstm_units=units, dense_units=4, epochs=epochs, batch_size=64, patience=2, seed=seed)
+    cfg = TrainConfig(lstm_units=units, dense_units=dense, epochs=epochs, batch_size=64, patience=2, seed=seed)
     trained = train_matrix(matrix, spec, cfg, name=name, kind=kind)
     return save_model(trained.tflite, trained.manifest, out_root)
 

@@ -100,6 +100,7 @@ def encode_prediction(
     weights: tuple[float, float],
     versions: tuple[str, str],
     latency_us: float,
+    lag_ms: float = 0.0,
 ) -> bytes:
     """One ``predictions`` record: forecasts of the NEXT reading, errors of the previous forecast."""
     rec = {
@@ -115,7 +116,8 @@ def encode_prediction(
         if errors is None
         else {"batch": _num(errors[0]), "speed": _num(errors[1]), "hybrid": _num(errors[2])},
         "models": {"batch": versions[0], "speed": versions[1]},
-        "latency_us": round(latency_us, 1),
+        "latency_us": round(latency_us, 1),  # parse to produce, in this app
+        "lag_ms": round(lag_ms, 1),  # the reading's CreateTime to the moment the loop picked it up
     }
     return _dumps(rec).encode()
 

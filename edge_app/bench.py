@@ -1,0 +1,273 @@
+"""``make bench-edge``: throughput, latency, memory and invoke time of the edge app on a real broker.
+
+The driver (this process; TensorFlow allowed here) starts its own Kafka broker, trains two
+real models with the prototype's architecture (LSTM(40) -> Dense(10) -> Dense(1)), and runs
+the edge app as a separate process (``python -m edge_app run``), as Greengrass would:
+
+1. throughput: preload ``--records`` readings over ``--devices`` devices, start the app,
+   measure from the first to the last prediction (Kafka CreateTime of both records);
+2. latency: at a steady ``--rate`` records/s, each reading's CreateTime to its prediction's
+   CreateTime (joined by the idempotency key), p50/p99;
+3. ``rss_mb``: peak RSS of the edge process (psutil, sampled every 0.2 s);
+4. ``invoke_us``: median of one ``predict_one`` (scale + invoke + unscale) per model, same runtime.
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets")) / "turbine"
+
+
+def _say(msg: str) -> None:
+    print(f"[bench-edge] {msg}", file=sys.stderr, flush=True)
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS (MB) of one process, sampled every ``interval`` seconds."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self._proc = psutil.Process(pid)
+        self._interval = interval
+        self._halt = threading.Event()
+        self.peak_mb = 0.0
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)
+            except Exception:
+                return
+            self._halt.wait(self._interval)
+
+    def stop(self) -> float:
+        self._halt.set()
+        self.join(2)
+        return self.peak_mb
+
+
+def _high_watermark(consumer, topic: str) -> int:
+    from confluent_kafka import TopicPartition
+
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=5)[1]
+    except Exception:
+        return 0
+
+
+def _read_at(consumer, topic: str, offset: int):
+    """The record at ``offset`` of partition 0."""
+    from confluent_kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, 0, offset)])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            return msg
+    raise RuntimeError(f"no record at {topic}[0]@{offset}")
+
+
+def _read_range(consumer, topic: str, start: int, end: int) -> list:
+    from confluent_kafka import TopicPartition
+
+    consumer.assign([TopicPartition(topic, 0, start)])
+    out: list = []
+    deadline = time.monotonic() + 120
+    while len(out) < end - start and time.monotonic() < deadline:
+        out += [m for m in consumer.consume(5000, 1.0) if m.error() is None and m.offset() < end]
+    return out
+
+
+def run_bench(args: argparse.Namespace) -> dict:
+    from confluent_kafka import Consumer
+
+    from edge_app.devtools import read_rows, train_model, write_config
+    from edge_app.replay import csv_records, replay
+    from hybridstream.localstack.kafka import KafkaBroker
+    from model_contract.runtime import TFLiteModel, runtime_name
+
+    work = Path(tempfile.mkdtemp(prefix="bench-edge-", dir=args.workdir))
+    broker = KafkaBroker.for_port(state_root=work / "kafka")
+    edge = None
+    sampler = None
+    try:
+        _say(f"starting a Kafka broker in {work}")
+        broker.start()
+        bootstrap = broker.bootstrap
+        _say("training the batch and speed models (LSTM(40) -> Dense(10) -> Dense(1))")
+        models = work / "models"
+        batch = train_model(
+            read_rows(DATASET / "train.csv", 0, 2000), models, name="batch", kind="batch", units=40, dense=10
+        )
+        speed = train_model(
+            read_rows(DATASET / "test.csv", 0, 2000), models, name="speed", kind="speed", units=40, dense=10, seed=7
+        )
+
+        invoke = {}
+        for name, path in (("batch", batch), ("speed", speed)):
+            model = TFLiteModel.from_files(path)
+            window = np.asarray([[40.0, 39.0, 66.0, 65.0, 17.0]] * 2)
+            for _ in range(200):
+                model.predict_one(window)
+            times = []
+            for _ in range(5000):
+                t0 = time.perf_counter_ns()
+                model.predict_one(window)
+                times.append(time.perf_counter_ns() - t0)
+            invoke[name] = float(np.median(times)) / 1000.0
+
+        devices = [f"turbine-{i + 1}" for i in range(args.devices)]
+        per_device = -(-args.records // args.devices)
+        _say(f"preloading {args.records} readings ({args.devices} devices x {per_device} rows)")
+        loaded = replay(
+            csv_records(DATASET / "test.csv", devices, limit=args.records),
+            bootstrap=bootstrap,
+            topic="sensor.readings",
+            rate=None,
+        )
+        if loaded.sent != args.records or loaded.errors:
+            raise RuntimeError(f"preload failed: {loaded.to_dict()}")
+
+        config = write_config(
+            work / "edge.json",
+            thing_name="bench",
+            bootstrap=bootstrap,
+            models={"batch": str(batch), "speed": str(speed)},
+            state_dir=str(work / "state"),
+            windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
+            metrics_interval_s=5.0,
+            log_interval_s=5.0,
+        )
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        log_path = work / "edge.log"
+        _say(f"starting the edge app: {sys.executable} -m edge_app run --config {config}")
+        with open(log_path, "wb") as log:
+            edge = subprocess.Popen(
+                [sys.executable, "-m", "edge_app", "-v", "run", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=REPO,
+            )
+        sampler = RssSampler(edge.pid)
+        sampler.start()
+
+        watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watch", "enable.auto.commit": False})
+        deadline = time.monotonic() + args.timeout
+        while _high_watermark(watcher, "predictions") < args.records:
+            if edge.poll() is not None:
+                raise RuntimeError(f"edge app exited ({edge.returncode}):\n{log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"throughput phase timed out:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        first = _read_at(watcher, "predictions", 0).timestamp()[1]
+        last = _read_at(watcher, "predictions", args.records - 1).timestamp()[1]
+        throughput = (args.records - 1) / max((last - first) / 1000.0, 1e-9)
+        _say(f"throughput: {args.records} predictions in {(last - first) / 1000:.2f}s = {throughput:,.0f} rec/s")
+
+        # latency at a steady rate: new devices so every reading is in order
+        n_lat = int(args.rate * args.latency_seconds)
+        read_start = _high_watermark(watcher, "sensor.readings")
+        pred_start = _high_watermark(watcher, "predictions")
+        _say(f"latency: {n_lat} readings at {args.rate:.0f}/s")
+        # the sensor side is its own light process (``edge replay``), as on a Pi: this driver holds TensorFlow
+        replay_cmd = [sys.executable, "-m", "edge_app", "replay", "--csv", str(DATASET / "test.csv")]
+        replay_cmd += ["--rate", str(args.rate), "--bootstrap", bootstrap, "--limit", str(n_lat)]
+        for i in range(args.devices):
+            replay_cmd += ["--device", f"lat-{i + 1}"]
+        out = subprocess.run(replay_cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO)
+        steady = json.loads(out.stdout.strip().splitlines()[-1])
+        while _high_watermark(watcher, "predictions") < pred_start + n_lat:
+            if time.monotonic() > deadline + args.latency_seconds + 60:
+                raise RuntimeError("latency phase timed out")
+            time.sleep(0.2)
+        readings = _read_range(watcher, "sensor.readings", read_start, read_start + n_lat)
+        preds = _read_range(watcher, "predictions", pred_start, pred_start + n_lat)
+        watcher.close()
+        produced_at = {}
+        for m in readings:
+            rec = json.loads(m.value())
+            produced_at[f"{rec['device']}|{rec['Date_time']}"] = m.timestamp()[1]
+        lat = np.asarray(
+            [m.timestamp()[1] - produced_at[json.loads(m.value())["key"]] for m in preds], dtype=np.float64
+        )
+        pickup = np.asarray([json.loads(m.value())["lag_ms"] for m in preds], dtype=np.float64)
+        np.save(work / "latency_ms.npy", np.stack([lat, pickup]))
+        latency = {
+            "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99)),
+            "max": float(lat.max()),
+            "n": int(lat.size),
+            "rate_rps": steady["rate"],
+        }
+        _say(f"latency ms: {latency}")
+
+        edge.send_signal(signal.SIGTERM)
+        code = edge.wait(60)
+        rss = sampler.stop()
+        counters = json.loads(log_path.read_text().strip().splitlines()[-1]) if code == 0 else {}
+        return {
+            "throughput_rps": round(throughput, 1),
+            "latency_ms": latency,
+            "rss_mb": round(rss, 1),
+            "invoke_us": round(float(np.median(list(invoke.values()))), 2),
+            "invoke_us_by_model": {k: round(v, 2) for k, v in invoke.items()},
+            "records": args.records,
+            "devices": args.devices,
+            "runtime": runtime_name(),
+            "edge_exit_code": code,
+            "edge_predictions": counters.get("predictions"),
+            "edge_deadletter": counters.get("deadletter"),
+            "cpus": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            "targets_met": throughput >= 10000 and latency["p99"] <= 10 and rss <= 200,
+        }
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if edge is not None and edge.poll() is None:
+            edge.kill()
+            edge.wait(10)
+        broker.destroy()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_app.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=150000, help="readings preloaded for throughput (150000)")
+    parser.add_argument("--devices", type=int, default=5, help="devices the readings are spread over (5)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="steady rate of the latency phase (1000/s)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase (20 s)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up the throughput phase after (300 s)")
+    parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (edge.log, windows)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    result = run_bench(args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

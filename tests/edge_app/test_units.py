@@ -1,0 +1,159 @@
+"""Fast tests of the pure parts: config, records, metrics, windows, uploads, notices, model checks."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_app.config import ConfigError, EdgeConfig, load_config
+from edge_app.metrics import ErrorStats
+from edge_app.records import encode_deadletter, encode_prediction, parse_reading
+from edge_app.swap import parse_notice
+from edge_app.uploaders import LocalFolderUploader, UploadWorker
+from edge_app.windows import WindowSpool, window_key
+from model_contract import FeatureSpec
+from model_contract.features import BadRecord
+
+SPEC = FeatureSpec()
+
+
+def _reading(ts: str, device: str = "d1", ot: float = 10.0):
+    rec = {"device": device, "Date_time": ts, "Db1t_avg": 1, "Db2t_avg": 2, "Gb1t_avg": 3, "Gb2t_avg": 4, "Ot_avg": ot}
+    return parse_reading(json.dumps(rec).encode(), None, SPEC)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"models": {"batch": "b"}, "bogus": 1}, "unknown config key(s): bogus"),
+        ({"models": {"batch": "b", "speeed": "x"}}, "unknown config key(s): models.speeed"),
+        ({"models": {"batch": ""}}, "models.batch must be"),
+        ({"models": {"batch": "b"}, "topics": {"predictions": "sensor.readings"}}, "topics must all be different"),
+        ({"models": {"batch": "b"}, "windows": {"max_records": None, "max_seconds": None}}, "max_records and/or"),
+        ({"models": {"batch": "b"}, "windows": {"uploader": "ftp"}}, "windows.uploader 'ftp' unknown"),
+        ({"models": {"batch": "b"}, "combination": {"strategy": "magic"}}, "combination:"),
+        ({"models": {"batch": "b"}, "drift": {"residual": "both"}}, "drift.residual"),
+        ({"models": {"batch": "b"}, "thing_name": "a/b"}, "thing_name"),
+    ],
+)
+def test_bad_config_is_refused_with_a_clear_message(data, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        EdgeConfig.from_dict(data)
+
+
+def test_config_files_json_and_toml_with_overrides(tmp_path):
+    (tmp_path / "e.toml").write_text(
+        'thing_name = "pi-9"\n[models]\nbatch = "/m/model.tflite"\n[windows]\nmax_records = 50\n'
+    )
+    cfg = load_config(tmp_path / "e.toml", {"bootstrap": "10.0.0.1:9092", "thing_name": None})
+    assert (cfg.thing_name, cfg.bootstrap, cfg.windows.max_records, cfg.group_id) == (
+        "pi-9",
+        "10.0.0.1:9092",
+        50,
+        "hybridstream-edge-pi-9",
+    )
+    (tmp_path / "e.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(tmp_path / "e.json")
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.json")
+
+
+def test_reading_parsing_reasons():
+    assert _reading("2017-01-01T00:00:00").epoch == 1483228800.0  # naive = UTC
+    key_only = json.dumps({"Date_time": 0, **{c: 1 for c in SPEC.columns}}).encode()
+    assert parse_reading(key_only, b"from-key", SPEC).device == "from-key"
+    cases = {
+        b'"just a string"': "not_an_object",
+        json.dumps({"Date_time": "2017-01-01", **{c: 1 for c in SPEC.columns}}).encode(): "missing_device",
+        json.dumps({"device": "d", "Date_time": True, **{c: 1 for c in SPEC.columns}}).encode(): "bad_timestamp",
+    }
+    for raw, reason in cases.items():
+        with pytest.raises(BadRecord) as err:
+            parse_reading(raw, None, SPEC)
+        assert err.value.reason == reason
+    with pytest.raises(BadRecord, match="empty_value"):
+        parse_reading(None, None, SPEC)
+
+
+def test_prediction_and_deadletter_encoding_are_strict_json():
+    r = _reading("2017-01-01T00:10:00+00:00")
+    rec = json.loads(encode_prediction(r, (1.0, float("nan"), 2.0), None, (0.6, 0.4), ("b1", "s1"), 12.34))
+    assert rec["key"] == "d1|2017-01-01T00:10:00+00:00" and rec["forecast"]["speed"] is None
+    assert rec["weights"] == {"batch": 0.6, "speed": 0.4} and rec["models"] == {"batch": "b1", "speed": "s1"}
+    dead = json.loads(encode_deadletter(b"\xff", "invalid_json", "x", "t", 0, 7, None))
+    assert dead["payload_encoding"] == "base64" and dead["source"]["offset"] == 7
+
+
+def test_error_stats_match_numpy():
+    rng = np.random.default_rng(3)
+    errs = rng.normal(size=(300, 3))
+    stats = ErrorStats(window=100)
+    for e in errs:
+        stats.update(*e)
+    snap = stats.snapshot()
+    for i, name in enumerate(("batch", "speed", "hybrid")):
+        assert snap["rolling"][name]["rmse"] == pytest.approx(math.sqrt(np.mean(errs[-100:, i] ** 2)), abs=1e-4)
+        assert snap["cumulative"][name]["mae"] == pytest.approx(np.mean(np.abs(errs[:, i])), abs=1e-4)
+    assert ErrorStats(5).snapshot()["rolling"]["batch"]["rmse"] is None
+
+
+def test_window_spool_closes_by_count_age_and_recovers_after_a_crash(tmp_path):
+    closed: list[tuple[Path, dict]] = []
+    spool = WindowSpool(tmp_path, SPEC, max_records=3, max_seconds=60, on_closed=lambda p, m: closed.append((p, m)))
+    for i in range(4):
+        spool.add(_reading(f"2017-03-0{i + 1}T00:00:00+00:00"))
+    assert len(closed) == 1 and closed[0][1]["rows"] == 3 and closed[0][1]["reason"] == "count"
+    assert closed[0][0].name == "d1_20170301T000000Z_3.csv"
+    assert window_key("pi", closed[0][0].stem) == "windows/pi/2017/03/01/d1_20170301T000000Z_3.csv"
+    spool.tick(time.monotonic() + 61)
+    assert [m["reason"] for _, m in closed] == ["count", "age"]
+    # a crash: an open window with a torn last line is recovered as a closed window
+    spool.add(_reading("2017-03-09T00:00:00+00:00", device="d 2"))
+    spool.add(_reading("2017-03-10T00:00:00+00:00", device="d 2"))
+    spool.flush()
+    part = next((tmp_path / "open").glob("*.part"))
+    with open(part, "a") as fh:
+        fh.write("2017-03-11T00:00:00+00:00,d 2,1")  # torn write
+    fresh = WindowSpool(tmp_path, SPEC, max_records=3, max_seconds=60, on_closed=lambda p, m: None)
+    ready = fresh.recover()
+    names = sorted(p.name for p in ready)
+    assert "d-2_20170309T000000Z_2.csv" in names and not list((tmp_path / "open").glob("*.part"))
+    with open(tmp_path / "ready" / "d-2_20170309T000000Z_2.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["Date_time"] for r in rows] == ["2017-03-09T00:00:00+00:00", "2017-03-10T00:00:00+00:00"]
+
+
+def test_upload_worker_retries_and_keeps_the_file_until_uploaded(tmp_path):
+    class Flaky(LocalFolderUploader):
+        calls = 0
+
+        def upload(self, key, path, meta):
+            Flaky.calls += 1
+            if Flaky.calls < 3:
+                raise OSError("network down")
+            return super().upload(key, path, meta)
+
+    src = tmp_path / "ready" / "d1_20170301T000000Z_3.csv"
+    src.parent.mkdir()
+    src.write_text("Date_time,device\n")
+    events = []
+    worker = UploadWorker(Flaky(tmp_path / "out"), "pi", events=lambda kind, **f: events.append((kind, f)))
+    worker.submit(src, {"rows": 3})
+    assert worker.close(timeout=10)
+    assert (tmp_path / "out" / "windows/pi/2017/03/01/d1_20170301T000000Z_3.csv").read_text() == "Date_time,device\n"
+    assert not src.exists() and worker.failures == 2 and events[0][0] == "window_uploaded"
+
+
+def test_notice_validation():
+    with pytest.raises(ValueError, match="sha256"):
+        parse_notice({"model": "file:///m.tflite", "sha256": "abc"})
+    with pytest.raises(ValueError, match="no model location"):
+        parse_notice({"sha256": "a" * 64})
+    assert parse_notice({"uri": "s3://b/k", "sha256": "A" * 64})["sha256"] == "a" * 64
