@@ -256,6 +256,8 @@ def train_matrix(
     log.info("training: %d samples (%d holdout), up to %d epochs", len(X), len(X_ho), cfg.epochs)
     model = fit(X_tr, y_tr, cfg, X_ho, y_ho, cancel=cancel)
     fit_seconds = time.perf_counter() - started
+    history = getattr(model, "history", None)
+    epochs_run = len(history.epoch) if history is not None and hasattr(history, "epoch") else None
     tflite = export_tflite(model, spec.input_shape, cfg)
     parity = parity_max_abs_diff(tflite, model, X_ho, scaler)
     convert_seconds = time.perf_counter() - started - fit_seconds
@@ -282,5 +284,6 @@ def train_matrix(
         training_seconds=round(time.perf_counter() - started, 3),
         packages=package_versions(),
         hyperparameters=cfg.to_dict(),
+        extra={"epochs_run": epochs_run},
     )
     return TrainedModel(tflite=tflite, manifest=manifest, X_holdout=X_ho, y_holdout=y_ho)

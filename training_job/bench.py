@@ -1,0 +1,122 @@
+"""``make bench-train``: wall seconds from a window to a published model, against a real local S3.
+
+Starts its own Ceph radosgw (memstore, tmp dir), then for windows of 1,000 / 3,000 /
+10,000 rows of the turbine stream (``test.csv``) measures, with the default settings
+(LSTM(40) -> Dense(10) -> Dense(1), 50 epochs max, early stopping, batch 64): parse +
+validate the window CSV, train, convert to TFLite, parity-check with the edge runtime,
+run the guardrail against the current model and publish (or keep under ``rejected/``).
+TensorFlow is imported once before the clock starts (a running worker has it loaded);
+that import time is reported separately. The last line of stdout is one JSON object.
+
+    .venv/bin/python -m training_job.bench [--sizes 1000,3000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from model_contract import FeatureSpec
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (1000, 3000, 10000)
+
+
+def dataset_dir() -> Path:
+    """``$HYBRIDSTREAM_DATASETS/turbine`` or ``../shared/datasets/turbine`` next to the repo."""
+    root = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets"))
+    path = root / "turbine"
+    if not (path / "test.csv").is_file():
+        raise FileNotFoundError(f"turbine dataset not found at {path} (set HYBRIDSTREAM_DATASETS)")
+    return path
+
+
+def load_rows(n: int, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
+    with open(dataset_dir() / "test.csv", newline="") as fh:
+        rows = [r for _, r in zip(range(n), csv.DictReader(fh), strict=False)]
+    if len(rows) < n:
+        raise ValueError(f"test.csv has only {len(rows)} rows")
+    return np.array([[float(r[c]) for c in spec.columns] for r in rows]), [r[spec.timestamp_column] for r in rows]
+
+
+def run(sizes: tuple[int, ...]) -> dict:
+    from hybridstream.localstack.radosgw import RadosGateway
+    from training_job.model import _keras
+    from training_job.pipeline import TrainOptions, train_window
+    from training_job.publish import ModelStore
+    from training_job.windows import parse_window, window_to_csv
+
+    spec = FeatureSpec()
+    opts = TrainOptions(name="speed", kind="speed", spec=spec)
+    began = time.perf_counter()
+    _keras()
+    tf_import = time.perf_counter() - began
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        gw = RadosGateway.for_port(state_root=Path(tmp))
+        began = time.perf_counter()
+        gw.start()
+        rgw_start = time.perf_counter() - began
+        try:
+            s3 = gw.client()
+            s3.create_bucket(Bucket="bench-models")
+            store = ModelStore(s3, "bench-models")
+            results: dict[str, dict] = {}
+            for n in sizes:
+                matrix, stamps = load_rows(n, spec)
+                data = window_to_csv(matrix, stamps, spec, device="bench")
+                print(f"bench-train: {n} rows ...", file=sys.stderr, flush=True)
+                began = time.perf_counter()
+                window = parse_window(data, spec, device="bench", source=f"bench-{n}")
+                outcome = train_window(window, opts, store=store)
+                seconds = time.perf_counter() - began
+                results[str(n)] = {
+                    "seconds": round(seconds, 3),
+                    "status": outcome.status,
+                    "model_bytes": outcome.model_bytes,
+                    "parity_max_abs_diff": outcome.manifest.get("parity_max_abs_diff"),
+                    "holdout_rmse": outcome.manifest.get("metrics", {}).get("rmse"),
+                    "epochs_run": outcome.manifest.get("extra", {}).get("epochs_run"),
+                    "guardrail": outcome.manifest.get("extra", {}).get("guardrail", {}).get("status"),
+                }
+                print(f"bench-train: {n} rows -> {json.dumps(results[str(n)])}", file=sys.stderr, flush=True)
+        finally:
+            gw.destroy()
+    ref = results.get("3000") or next(iter(results.values()))
+    return {
+        "train_seconds": {k: v["seconds"] for k, v in results.items()},
+        "model_bytes": ref["model_bytes"],
+        "parity_max_abs_diff": max(v["parity_max_abs_diff"] for v in results.values()),
+        "details": results,
+        "tf_import_seconds": round(tf_import, 2),
+        "radosgw_start_seconds": round(rgw_start, 2),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "arch": platform.machine()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training_job.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="window sizes in rows")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the final JSON line
+        result = run(sizes)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
