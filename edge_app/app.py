@@ -44,6 +44,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 10000,
     "heartbeat.interval.ms": 2000,
     "allow.auto.create.topics": True,
+    "topic.metadata.refresh.interval.ms": 10000,
 }
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 2,
@@ -55,6 +56,29 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.report.only.error": True,
 }
 MAX_DEVICES = 10000  # without an allowlist, more distinct device ids than this are dead-lettered
+
+
+def ensure_topics(cfg: EdgeConfig, timeout: float = 30.0) -> list[str]:
+    """Create the app's topics that do not exist yet (one partition; the broker's defaults otherwise).
+
+    A consumer only learns about a topic created after it subscribed at its next metadata
+    refresh, so a notices topic born later could go unseen for minutes: create them up front.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap})
+    names = list(dict.fromkeys(vars(cfg.topics).values()))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [n for n in names if n not in existing]
+    if missing:
+        for name, future in admin.create_topics([NewTopic(n, num_partitions=1) for n in missing]).items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"cannot create topic {name}: {exc}") from None
+        log.info("created topics %s", missing)
+    return missing
 
 
 class DeliveryFailed(RuntimeError):
@@ -87,6 +111,8 @@ class EdgeApp:
             self.spec.to_dict(),
         )
 
+        if cfg.kafka.ensure_topics:
+            ensure_topics(cfg)
         producer_conf = {"bootstrap.servers": cfg.bootstrap, **PRODUCER_DEFAULTS, **cfg.kafka.producer}
         producer_conf["on_delivery"] = self._on_delivery_error
         self.producer = Producer(producer_conf)

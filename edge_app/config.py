@@ -66,6 +66,7 @@ class Kafka:
     batch_size: int = 2000  # max records per consume() call
     poll_timeout_s: float = 0.05
     commit_interval_s: float = 0.5  # wait for acknowledgements and commit at least this often
+    ensure_topics: bool = True  # create missing topics at start (1 partition)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
 

@@ -29,7 +29,7 @@ def parse_notice(notice: Mapping[str, Any]) -> dict[str, str]:
     """Normalise a model notice: ``model`` (path/URL, aliases ``location``/``uri``), ``sha256``, optional
     ``name``, ``version``, ``manifest``. Raises ValueError if unusable.
 
-    >>> parse_notice({"location": "file:///m/model.tflite", "sha256": "AB", "version": "v1"})["model"]
+    >>> parse_notice({"location": "file:///m/model.tflite", "sha256": "AB" * 32, "version": "v1"})["model"]
     'file:///m/model.tflite'
     """
     if not isinstance(notice, Mapping):

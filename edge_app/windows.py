@@ -42,7 +42,9 @@ def safe_name(device: str) -> str:
 
 
 def window_id(device: str, first_epoch: float, rows: int) -> str:
-    """>>> window_id("T1", 1484352000.0, 1000)
+    """The window's id from its device, first reading and size.
+
+    >>> window_id("T1", 1484352000.0, 1000)
     'T1_20170114T000000Z_1000'
     """
     stamp = datetime.fromtimestamp(first_epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -50,7 +52,9 @@ def window_id(device: str, first_epoch: float, rows: int) -> str:
 
 
 def window_key(thing: str, wid: str) -> str:
-    """>>> window_key("pi-1", "T1_20170114T000000Z_1000")
+    """The upload key (S3 layout) of a window id.
+
+    >>> window_key("pi-1", "T1_20170114T000000Z_1000")
     'windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv'
     """
     stamp = wid.rsplit("_", 2)[1]
