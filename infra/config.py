@@ -45,7 +45,8 @@ class AppConfig:
     - ``inference_layer_dir`` (``build/lambda-layers/inference``): the cloud-mode inference
       Lambda's dependency layer (numpy + ai-edge-litert), built by ``scripts/build_inference_layer.sh``.
     - ``kafka_bootstrap`` (``127.0.0.1:9092``), ``kafka_version`` (``4.4.0``): the Pi's broker.
-    - ``model_name`` (``turbine``): the speed/batch model family name on the fleet.
+    - ``speed_model_name`` (``speed``) / ``batch_model_name`` (``batch``): model names in
+      ``models/<name>/`` and on ``hybridstream/models/<name>/published`` (the trainer's defaults).
     - ``rmse_alarm_threshold`` (2.0): hybrid RMSE (target units) above which the alarm fires.
     """
 
@@ -61,7 +62,8 @@ class AppConfig:
     inference_layer_dir: str = "build/lambda-layers/inference"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_version: str = "4.4.0"
-    model_name: str = "turbine"
+    speed_model_name: str = "speed"
+    batch_model_name: str = "batch"
     rmse_alarm_threshold: float = 2.0
 
     def __post_init__(self) -> None:

@@ -94,7 +94,8 @@ class Fleet(Construct):
                     "Sid": "ConnectAsOwnThing",
                     "Effect": "Allow",
                     "Action": "iot:Connect",
-                    "Resource": [arn(f"client/{THING}"), arn(f"client/{THING}-*")],
+                    # the nucleus opens extra connections as <thing>#2, #3 ... when it needs them
+                    "Resource": [arn(f"client/{THING}"), arn(f"client/{THING}#*")],
                 },
                 {
                     "Sid": "PublishOwnTopics",

@@ -47,7 +47,7 @@ class EdgeAppSettings:
             "deadletter": "deadletter",
         }
     )
-    speed_model_name: str = "turbine-speed"
+    speed_model_name: str = "speed"
     windows_bucket: str = ""
     models_bucket: str = ""
 

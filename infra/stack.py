@@ -107,6 +107,7 @@ class HybridStreamStack(Stack):
                 min_capacity=config.trainer_min_capacity,
                 max_capacity=config.trainer_max_capacity,
                 notifications=topic,
+                speed_model_name=config.speed_model_name,
             )
 
         # -- ingest rules ----------------------------------------------------------------------
@@ -124,7 +125,7 @@ class HybridStreamStack(Stack):
         settings = EdgeAppSettings(
             mode=config.mode,
             kafka_bootstrap=config.kafka_bootstrap,
-            speed_model_name=f"{config.model_name}-speed",
+            speed_model_name=config.speed_model_name,
         )
         self.greengrass = GreengrassComponents(
             self,
@@ -203,8 +204,8 @@ class HybridStreamStack(Stack):
             environment={
                 **env,
                 "MODELS_BUCKET": self.storage.models.bucket_name,
-                "BATCH_MODEL": f"{self.config.model_name}-batch",
-                "SPEED_MODEL": f"{self.config.model_name}-speed",
+                "BATCH_MODEL": self.config.batch_model_name,
+                "SPEED_MODEL": self.config.speed_model_name,
             },
             runtime=lambda_.Runtime.PYTHON_3_13,
             memory_size=1024,

@@ -73,6 +73,7 @@ class Trainer(Construct):
         volume_gib: encrypted gp3 root volume (default 60).
         interface_endpoints: create the SQS/SSM interface endpoints (default True).
         notifications: SNS topic for scaling events (default none).
+        speed_model_name: the worker's ``--name`` (default ``speed``).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Trainer(Construct):
         volume_gib: int = 60,
         interface_endpoints: bool = True,
         notifications: sns.ITopic | None = None,
+        speed_model_name: str = "speed",
     ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
@@ -174,7 +176,7 @@ class Trainer(Construct):
         )
         self.source_asset = source
         user_data = self._user_data(
-            source, queue.queue.queue_url, windows_bucket.bucket_name, models_bucket.bucket_name
+            source, queue.queue.queue_url, windows_bucket.bucket_name, models_bucket.bucket_name, speed_model_name
         )
 
         self.launch_template = ec2.LaunchTemplate(
@@ -220,7 +222,7 @@ class Trainer(Construct):
         )
 
     @staticmethod
-    def _user_data(source: s3_assets.Asset, queue_url: str, windows: str, models: str) -> ec2.UserData:
+    def _user_data(source: s3_assets.Asset, queue_url: str, windows: str, models: str, name: str) -> ec2.UserData:
         """Install the repo's package into a venv and run the worker as a systemd service."""
         region = Stack.of(source).region
         user_data = ec2.UserData.for_linux()
@@ -246,7 +248,7 @@ class Trainer(Construct):
             "User=hybridstream",
             f"Environment=AWS_REGION={region} AWS_DEFAULT_REGION={region}",
             f"Environment=HYBRIDSTREAM_WINDOWS_BUCKET={windows} HYBRIDSTREAM_MODELS_BUCKET={models}",
-            f"ExecStart=/opt/hybridstream/venv/bin/hybridstream train worker --queue {queue_url}",
+            f"ExecStart=/opt/hybridstream/venv/bin/hybridstream train worker --queue {queue_url} --name {name}",
             "Restart=always",
             "RestartSec=10",
             "[Install]",

@@ -11,13 +11,14 @@ export CDK_DISABLE_CLI_TELEMETRY=1
 mapfile -t aws_vars < <(env | grep -o '^AWS_[A-Za-z0-9_]*' || true)
 for var in "${aws_vars[@]}"; do unset "$var"; done
 
-rm -rf cdk.out
-node_modules/.bin/cdk synth --no-lookups --quiet --output cdk.out "$@"
+OUT=${CDK_OUTDIR:-cdk.out}  # tests synthesize into a temp folder
+rm -rf "$OUT"
+node_modules/.bin/cdk synth --no-lookups --quiet --output "$OUT" "$@"
 
 shopt -s nullglob
-templates=(cdk.out/*.template.json)
+templates=("$OUT"/*.template.json)
 if [ ${#templates[@]} -eq 0 ]; then
-  echo "synth: no templates in cdk.out/" >&2
+  echo "synth: no templates in $OUT/" >&2
   exit 1
 fi
 # W3005 (redundant DependsOn) comes from CDK's own generated dependencies, not from this app.
@@ -27,4 +28,4 @@ if (( rc & 3 )); then  # bit 1: fatal, bit 2: errors (4 = warnings, 8 = informat
   echo "cfn-lint: errors in ${templates[*]}" >&2
   exit 1
 fi
-echo "synth: ${#templates[@]} template(s) in cdk.out/, cdk-nag clean, cfn-lint 0 errors (exit bits $rc)"
+echo "synth: ${#templates[@]} template(s) in $OUT/, cdk-nag clean, cfn-lint 0 errors (exit bits $rc)"

@@ -88,7 +88,7 @@ def test_edge_app_config_file_matches_the_edge_config_schema(default):
     defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
     assert defaults["kafka"]["bootstrap"] == "127.0.0.1:9092"
     assert defaults["kafka"]["topics"]["readings"] == "sensor.readings"
-    assert defaults["models"]["speedName"] == "turbine-speed"
+    assert defaults["models"]["speedName"] == "speed"
     assert defaults["mode"] == "edge-cloud"
 
 
