@@ -109,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the guardrail, and publish it (exit 3 if refused).",
     )
     win.add_argument("--input", required=True, help="window file: path, file:// or s3://bucket/key")
-    win.add_argument("--thing", default="", help="device/thing the window came from (manifest's window.device)")
+    win.add_argument("--thing", default="", help="thing (Pi) the window came from (default: from windows/<thing>/...)")
     win.add_argument("--format", choices=["auto", "csv", "jsonl"], default=None, help="default: from the file name")
     _common(win, "speed")
     _guardrail(win, default_on=True)
@@ -188,7 +188,7 @@ def _store(args: argparse.Namespace):
     return ModelStore(s3_client(args.s3_endpoint), args.bucket, args.prefix, args.rejected_prefix)
 
 
-def _run_one(args: argparse.Namespace, location: str, fmt: str, device: str) -> int:
+def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str) -> int:
     from training_job.pipeline import train_window
     from training_job.storage import read_input, s3_client
     from training_job.windows import parse_window
@@ -200,7 +200,7 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, device: str) -> 
     data = read_input(
         location, store.s3 if store else (s3_client(args.s3_endpoint) if location[:5] == "s3://" else None)
     )
-    window = parse_window(data, opts.spec, fmt=fmt, min_rows=args.min_rows, device=device, source=location)
+    window = parse_window(data, opts.spec, fmt=fmt, min_rows=args.min_rows, source=location, thing=thing)
     outcome = train_window(window, opts, store=store, out_dir=args.out)
     print(json.dumps(outcome.summary(), default=str))
     return EXIT_REFUSED if outcome.status == "rejected" else 0
@@ -216,8 +216,8 @@ def _window(args: argparse.Namespace) -> int:
     from training_job.storage import format_of, thing_from_key
 
     fmt = args.format or format_of(args.input)
-    device = args.thing or thing_from_key(args.input.split("://", 1)[-1].split("/", 1)[-1])
-    return _run_one(args, args.input, fmt, device)
+    thing = args.thing or thing_from_key(args.input.split("://", 1)[-1].split("/", 1)[-1])
+    return _run_one(args, args.input, fmt, thing)
 
 
 def sqs_client(queue_url: str, endpoint: str | None = None) -> Any:

@@ -61,6 +61,7 @@ class Window:
     device: str = ""
     source: str = ""
     sha256: str = ""
+    thing: str = ""  # the IoT thing (Pi) that uploaded it, when known
 
     @property
     def rows(self) -> int:
@@ -76,7 +77,7 @@ class Window:
 
     def describe(self) -> dict[str, Any]:
         """The manifest's ``window`` field."""
-        return {
+        out = {
             "device": self.device,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
@@ -84,6 +85,9 @@ class Window:
             "source": self.source,
             "sha256": self.sha256,
         }
+        if self.thing:
+            out["thing"] = self.thing
+        return out
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -143,8 +147,12 @@ def parse_window(
     min_rows: int = DEFAULT_MIN_ROWS,
     device: str = "",
     source: str = "",
+    thing: str = "",
 ) -> Window:
-    """Parse and validate one window; raises :class:`WindowError` with a clear message."""
+    """Parse and validate one window; raises :class:`WindowError` with a clear message.
+
+    ``device`` defaults to the window's device column (if it holds one value), else ``thing``.
+    """
     names, records = _records(data, fmt)
     ts_col = spec.timestamp_column
     missing = [c for c in (ts_col, *spec.columns) if c not in names]
@@ -197,8 +205,9 @@ def parse_window(
         stamps = [stamps[i] for i in order]
     if not device:
         devices = {str(r.get(spec.device_column, "")) for r in records} - {""}
-        device = devices.pop() if len(devices) == 1 else ""
-    return Window(matrix=matrix, timestamps=stamps, spec=spec, device=device, source=source, sha256=sha256_bytes(data))
+        device = devices.pop() if len(devices) == 1 else thing
+    digest = sha256_bytes(data)
+    return Window(matrix, stamps, spec, device=device, source=source, sha256=digest, thing=thing)
 
 
 def window_to_csv(matrix: np.ndarray, timestamps: list[str], spec: FeatureSpec, device: str = "") -> bytes:

@@ -202,7 +202,7 @@ class Worker:
             raise
         fmt = "jsonl" if ref.key.lower().endswith((".jsonl", ".ndjson", ".json")) else "auto"
         window = parse_window(
-            data, self.opts.spec, fmt=fmt, min_rows=self.config.min_rows, device=ref.thing, source=ref.uri
+            data, self.opts.spec, fmt=fmt, min_rows=self.config.min_rows, source=ref.uri, thing=ref.thing
         )
         if ref.rows is not None and ref.rows != window.rows:
             raise WindowError("notice_mismatch", f"notice says {ref.rows} rows, {ref.uri} has {window.rows}")

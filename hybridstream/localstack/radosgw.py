@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybridstream.localstack.process import STATE_DIR, _tail, free_port, spawn, stop_pid, wait_for_port
+from hybridstream.localstack.process import (
+    STATE_DIR,
+    _tail,
+    free_port,
+    pid_alive,
+    spawn,
+    stop_pid,
+    wait_for_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,13 @@ rgw data = {state}/rgw
 """
 
 
+def port_in_use(port: int) -> bool:
+    """True if something accepts connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 class RadosGatewayError(RuntimeError):
     """The local Ceph cluster or its gateway did not come up."""
 
@@ -137,6 +153,8 @@ class RadosGateway:
                 f"missing {', '.join(missing)}: apt-get install --no-install-recommends "
                 "ceph-mon ceph-osd radosgw ceph-common (scripts/setup.sh does it)"
             )
+        if port_in_use(self.port):
+            raise RadosGatewayError(f"127.0.0.1:{self.port} is already in use (another radosgw?): pick --port")
         deadline = time.monotonic() + timeout
         if self.state_dir.exists():
             self.stop()
@@ -198,9 +216,7 @@ class RadosGateway:
         osd_uuid = str(uuid.uuid4())
         osd_id = self._run("ceph", "osd", "new", osd_uuid, deadline=deadline, what="ceph osd new").strip()
         (self.state_dir / "osd" / f"osd.{osd_id}").mkdir(parents=True, exist_ok=True)
-        self._run(
-            "ceph-osd", "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid, deadline=deadline, what="ceph-osd --mkfs"
-        )
+        self._run("ceph-osd", "-i", osd_id, "--mkfs", "--osd-uuid", osd_uuid, deadline=deadline, what="ceph-osd --mkfs")
         self._spawn("osd", ["ceph-osd", "-f", "-i", osd_id])
         while True:
             stat = json.loads(self._run("ceph", "osd", "stat", "-f", "json", deadline=deadline, what="ceph osd stat"))
@@ -236,8 +252,6 @@ class RadosGateway:
         spawn([*cmd, "-c", str(self.conf)], self.log_file(daemon), self.pid_file(daemon))
 
     def _check_alive(self, daemon: str) -> None:
-        from hybridstream.localstack.process import pid_alive
-
         pid = int(self.pid_file(daemon).read_text())
         if not pid_alive(pid):
             raise RadosGatewayError(f"{daemon} exited{self._tails()}")

@@ -38,3 +38,11 @@ def test_wrong_secret_is_refused(s3_server, s3_bucket):
 def test_keys_are_generated_at_run_time(s3_server):
     assert len(s3_server.access_key) >= 16 and len(s3_server.secret_key) >= 30
     assert s3_server.keys_file.stat().st_mode & 0o077 == 0
+
+
+def test_a_taken_port_is_refused_clearly(s3_server, tmp_path):
+    from hybridstream.localstack.radosgw import RadosGateway, RadosGatewayError
+
+    other = RadosGateway(port=s3_server.port, state_dir=tmp_path / "other")
+    with pytest.raises(RadosGatewayError, match="already in use"):
+        other.start()

@@ -70,7 +70,8 @@ def test_worker_publishes_and_deletes(sqs_client, sqs_queue, s3_client, windows_
     manifest = json.loads(
         s3_client.get_object(Bucket=store.bucket, Key=f"models/speed/{version}/manifest.json")["Body"].read()
     )
-    assert manifest["window"]["device"] == "pi-1" and manifest["window"]["source"] == f"s3://{windows_bucket}/{key}"
+    assert (manifest["window"]["device"], manifest["window"]["thing"]) == ("T1", "pi-1")
+    assert manifest["window"]["source"] == f"s3://{windows_bucket}/{key}"
     assert _drain(sqs_client, sqs_queue.url) == [] and _drain(sqs_client, sqs_queue.dlq_url) == []
 
 
