@@ -223,36 +223,38 @@ class Trainer(Construct):
 
     @staticmethod
     def _user_data(source: s3_assets.Asset, queue_url: str, windows: str, models: str, name: str) -> ec2.UserData:
-        """Install the repo's package into a venv and run the worker as a systemd service."""
+        """Install the repo's package into a venv and run the worker with training_job's own
+        hardened systemd unit (training_job/deploy/), configured by /etc/hybridstream/trainer.env."""
         region = Stack.of(source).region
         user_data = ec2.UserData.for_linux()
         zip_path = user_data.add_s3_download_command(
             bucket=source.bucket, bucket_key=source.s3_object_key, local_file="/opt/hybridstream/src.zip"
         )
+        unit = "/etc/systemd/system/hybridstream-trainer.service"
         user_data.add_commands(
             "set -euxo pipefail",
-            "dnf install -y python3.12 python3.12-pip unzip",
-            "useradd --system --home-dir /var/lib/hybridstream --create-home hybridstream || true",
-            "rm -rf /opt/hybridstream/src && mkdir -p /opt/hybridstream/src",
+            "dnf install -y python3.11 python3.11-pip unzip",
+            "rm -rf /opt/hybridstream/src && mkdir -p /opt/hybridstream/src /etc/hybridstream",
             f"unzip -q -o {zip_path} -d /opt/hybridstream/src",
-            "python3.12 -m venv /opt/hybridstream/venv",
+            "python3.11 -m venv /opt/hybridstream/venv",
             "/opt/hybridstream/venv/bin/pip install -q --upgrade pip",
             "/opt/hybridstream/venv/bin/pip install -q -r /opt/hybridstream/src/training_job/requirements.txt",
             "/opt/hybridstream/venv/bin/pip install -q --no-deps /opt/hybridstream/src",
-            "cat > /etc/systemd/system/hybridstream-trainer.service <<'UNIT'",
-            "[Unit]",
-            "Description=hybridstream trainer (SQS window notices -> TFLite models in S3)",
-            "After=network-online.target",
-            "Wants=network-online.target",
+            "cat > /etc/hybridstream/trainer.env <<'ENV'",
+            f"QUEUE_URL={queue_url}",
+            f"HYBRIDSTREAM_WINDOWS_BUCKET={windows}",
+            f"HYBRIDSTREAM_MODELS_BUCKET={models}",
+            f"AWS_REGION={region}",
+            f"AWS_DEFAULT_REGION={region}",
+            "ENV",
+            "chmod 0640 /etc/hybridstream/trainer.env",
+            f"install -m 0644 /opt/hybridstream/src/training_job/deploy/hybridstream-trainer.service {unit}",
+            # the model name is a deploy-time setting: override ExecStart in a drop-in
+            f"mkdir -p {unit}.d",
+            f"cat > {unit}.d/model-name.conf <<'UNIT'",
             "[Service]",
-            "User=hybridstream",
-            f"Environment=AWS_REGION={region} AWS_DEFAULT_REGION={region}",
-            f"Environment=HYBRIDSTREAM_WINDOWS_BUCKET={windows} HYBRIDSTREAM_MODELS_BUCKET={models}",
-            f"ExecStart=/opt/hybridstream/venv/bin/hybridstream train worker --queue {queue_url} --name {name}",
-            "Restart=always",
-            "RestartSec=10",
-            "[Install]",
-            "WantedBy=multi-user.target",
+            "ExecStart=",
+            f"ExecStart=/opt/hybridstream/venv/bin/hybridstream train worker --queue ${{QUEUE_URL}} --name {name}",
             "UNIT",
             "systemctl daemon-reload",
             "systemctl enable --now hybridstream-trainer.service",

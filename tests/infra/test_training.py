@@ -31,11 +31,14 @@ def test_launch_template_is_hardened(default):
 def test_user_data_runs_the_worker_as_a_service(default):
     (lt,) = default.resources("AWS::EC2::LaunchTemplate").values()
     text = json.dumps(lt["Properties"]["LaunchTemplateData"]["UserData"])
-    assert "hybridstream train worker --queue" in text
+    assert "hybridstream train worker --queue ${QUEUE_URL} --name speed" in text
     assert "systemctl enable --now hybridstream-trainer.service" in text
     assert "pip install" in text and "training_job/requirements.txt" in text
+    assert "QUEUE_URL=" in text and "HYBRIDSTREAM_MODELS_BUCKET=" in text
     staged = default.outdir / f"asset.{default.stack.trainer.source_asset.asset_hash}"
     assert (staged / "pyproject.toml").is_file() and (staged / "training_job").is_dir()
+    # the unit the user data installs ships in the asset
+    assert (staged / "training_job" / "deploy" / "hybridstream-trainer.service").is_file()
 
 
 def test_ssm_managed_and_no_inbound(default):
