@@ -35,3 +35,20 @@ def test_every_acknowledgement_has_a_reason(default):
     for path, finding, reason in acks:
         assert finding.startswith("AwsSolutions-"), finding
         assert len(reason) > 40, (path, finding)
+
+
+def test_packaging_doctests_and_staging(tmp_path):
+    import doctest
+
+    import infra.packaging as packaging
+
+    assert doctest.testmod(packaging).failed == 0
+    src = tmp_path / "pkg"
+    (src / "__pycache__").mkdir(parents=True)
+    (src / "__pycache__" / "x.pyc").write_bytes(b"")
+    (src / "mod.py").write_text("X = 1\n")
+    out = packaging.stage("unit", {"pkg": src})
+    assert (out / "pkg" / "mod.py").read_text() == "X = 1\n"
+    assert not (out / "pkg" / "__pycache__").exists()
+    with pytest.raises(FileNotFoundError):
+        packaging.stage("unit", {"missing": tmp_path / "nope"})
