@@ -19,7 +19,7 @@ lint: setup ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup lint ## ruff + every test (starts and stops its own local servers)
+test: setup lint synth ## ruff, offline cdk synth + cdk-nag + cfn-lint, every test (starts and stops its own servers)
 	$(VENV)/bin/pytest -q
 
 demo: setup ## the whole loop on this machine, real local servers, no AWS account
