@@ -3,7 +3,8 @@
 Every detector has ``update(residual) -> bool``: True when a drift is detected at this step
 (the edge app then publishes a drift event that can ask for an early re-training). They
 watch the *absolute* residual (config ``input``: ``abs``, ``signed`` or ``squared``) and
-stay quiet for ``cooldown`` records after an alarm.
+raise at most one alarm per ``cooldown`` records (a detection during the cooldown is
+reported when it ends).
 
 >>> d = make_detector({"detector": "adwin"})
 >>> any(d.update(0.0 if i < 500 else 5.0) for i in range(700))
@@ -12,7 +13,7 @@ True
 Detectors (``detector`` key) and their config keys:
 
 =============  ===========================================================================
-``adwin``      river's ADWIN: ``delta`` (confidence), ``clock``; ``direction`` up|both
+``adwin``      river's ADWIN: ``delta`` (confidence), ``clock`` (check every n, 4; river: 32); ``direction`` up|both
 ``ph``         river's Page-Hinkley: ``threshold``, ``delta``, ``alpha``, ``min_instances``
 ``kswin``      river's KSWIN (Kolmogorov-Smirnov windows): ``alpha``, ``window_size``, ``stat_size``
 ``cusum``      one-sided CUSUM on the standardised residual: ``k``, ``h``, ``warmup``
@@ -47,6 +48,7 @@ class _Base:
         self._f = _INPUTS[input]
         self._cooldown = cooldown
         self._since = cooldown
+        self._pending = False
         self.n_detections = 0
 
     def _step(self, x: float) -> bool:  # pragma: no cover - abstract
@@ -55,12 +57,15 @@ class _Base:
     def update(self, residual: float) -> bool:
         if residual != residual:  # NaN: nothing to learn from
             return False
-        fired = self._step(self._f(residual))
+        fired = self._step(self._f(residual)) or self._pending
         self._since += 1
-        if fired and self._since > self._cooldown:
-            self._since = 0
-            self.n_detections += 1
-            return True
+        if fired:
+            if self._since > self._cooldown:
+                self._since = 0
+                self._pending = False
+                self.n_detections += 1
+                return True
+            self._pending = True  # detected during the cooldown: reported when it ends, not lost
         return False
 
 
@@ -75,7 +80,7 @@ class AdwinDetector(_Base):
     def __init__(
         self,
         delta: float = 0.002,
-        clock: int = 32,
+        clock: int = 4,
         direction: str = "up",
         cooldown: int = 100,
         input: str = "abs",

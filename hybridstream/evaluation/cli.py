@@ -201,7 +201,7 @@ def _drift(args: argparse.Namespace) -> int:
     if args.plot:
         from hybridstream.evaluation.plots import plot_drift  # noqa: PLC0415
 
-        shown = [current] + [label for label, *_ in ranking if label != current][:1] + ["ph thr=25", "kswin a=5e-3"]
+        shown = [current] + [label for label, *_ in ranking if label != current][:1] + ["cusum h=20", "ph thr=25"]
         keys = ["none/hybrid", "step/hybrid", "step/batch", "gradual/hybrid", "abrupt/hybrid"]
         alarms = {
             label: {k: results[label]["streams"][k]["alarms"] for k in keys}

@@ -5,10 +5,12 @@ Three kinds of evidence:
 * **controlled injections** into a real residual stream (the hybrid residuals of the
   no-drift scenario): a bias step of ``k`` residual RMSEs, or a doubled spread, on
   ``[cp, cp + length)`` at known change points; delay = rows from ``cp`` to the first alarm
-  within the segment, a miss if none; alarms outside the segments count as false;
+  within the segment, a miss if none; alarms outside the segments are counted too (the
+  real residuals are not stationary: some of those alarms are genuine changes);
 * **model-level scenarios**: the ``step`` scenario (every column shifted at known rows,
   streamed through the real models), and the ``gradual``/``abrupt`` files (alarm rates);
-* **stationary noise** (Gaussian and Student-t, fixed seed): every alarm is false.
+* **stationary noise** (Gaussian and Student-t with 3 degrees of freedom, fixed seed):
+  every alarm is false.
 
 >>> import numpy as np
 >>> alarms = run_detector({"detector": "cusum"}, np.r_[np.zeros(500) + 0.1 * (np.arange(500) % 3), np.full(500, 2.0)])
@@ -26,6 +28,7 @@ import numpy as np
 from edge_app.drift import make_detector
 
 CANDIDATES: dict[str, dict] = {
+    "adwin d=2e-3 clock=32 (river)": {"detector": "adwin", "delta": 0.002, "clock": 32},
     "adwin d=2e-3": {"detector": "adwin", "delta": 0.002},
     "adwin d=2e-4": {"detector": "adwin", "delta": 0.0002},
     "adwin d=2e-5": {"detector": "adwin", "delta": 0.00002},
@@ -161,16 +164,20 @@ def study(
     return results
 
 
-def rank(results: Mapping, max_false: float = 1.0) -> list[tuple[str, float, float]]:
-    """Candidates that catch every injected change and raise at most ``max_false`` false alarms
-    per 10k rows (injections and Gaussian noise), by mean delay: ``[(label, mean delay, false)]``."""
+def rank(results: Mapping, max_false: float = 1.0, max_us: float = 3.0) -> list[tuple[str, int, float, float, float]]:
+    """Detectors with at most ``max_false`` alarms per 10k rows on both stationary noises and at
+    most ``max_us`` µs per update (the edge's per-record budget), ranked by injected changes
+    missed, then mean delay: ``[(label, missed, mean delay, noise false/10k, alarms/10k on the
+    real no-drift hybrid residuals)]``."""
     ranked = []
     for label, row in results.items():
-        inj = row["injected"].values()
-        if any(r["detected"] < r["changes"] for r in inj):
+        noise = max(row["noise_false_per_10k"].values())
+        if noise > max_false or row["us_per_update"] > max_us:
             continue
-        false = max([r["false_per_10k"] for r in inj] + [row["noise_false_per_10k"]["gauss"]])
-        if false > max_false:
-            continue
-        ranked.append((label, float(np.mean([r["mean_delay"] for r in inj])), false))
-    return sorted(ranked, key=lambda x: x[1])
+        inj = list(row["injected"].values())
+        missed = sum(r["changes"] - r["detected"] for r in inj)
+        hits = [d for r in inj for d in r["delays"] if d is not None]
+        mean_delay = float(np.mean(hits)) if hits else float("inf")
+        nuisance = row["streams"].get("none/hybrid", {}).get("alarms_per_10k", float("nan"))
+        ranked.append((label, missed, mean_delay, noise, nuisance))
+    return sorted(ranked, key=lambda x: (x[1], x[2]))
