@@ -403,23 +403,38 @@ class EdgeApp:
         uncommitted = False
         last_commit = started
         commit_every = cfg.kafka.commit_interval_s
+        commit_min = min(cfg.kafka.commit_min_interval_s, commit_every)
         log.info("edge app %s consuming %s as group %s", cfg.thing_name, cfg.topics.readings, cfg.group_id)
         self.event("started", batch=self.batch.version, speed=self.speed.version, group=cfg.group_id)
         try:
+            clock = time.perf_counter
+            slow = cfg.log_slow_turn_ms / 1000.0
             while not self.stop.is_set():
+                t0 = clock()
                 loaded = self.swapper.take()
                 if loaded is not None:
                     self._swap_speed(loaded)
-                if uncommitted:  # positions here = everything processed so far
-                    overdue = time.monotonic() - last_commit >= commit_every
-                    if self._commit_point(block=overdue):
-                        uncommitted = False
-                        last_commit = time.monotonic()
+                since = time.monotonic() - last_commit
+                # positions here = everything processed so far
+                if uncommitted and since >= commit_min and self._commit_point(block=since >= commit_every):
+                    uncommitted = False
+                    last_commit = time.monotonic()
+                t1 = clock()
                 msgs = self._consume()
+                t2 = clock()
                 if msgs:
                     self.process(msgs)
                     self.counters.batches += 1
                     uncommitted = True
+                t3 = clock()
+                if t3 - t0 > slow and t3 - t2 > slow / 2 or t1 - t0 > slow:  # waiting for input is not slow
+                    log.warning(
+                        "slow loop turn: swap+commit %.1f ms, consume %.1f ms, process %.1f ms (%d records)",
+                        (t1 - t0) * 1e3,
+                        (t2 - t1) * 1e3,
+                        (t3 - t2) * 1e3,
+                        len(msgs),
+                    )
                 now = time.monotonic()
                 self.spool.tick(now)
                 if now >= next_metrics:

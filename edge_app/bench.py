@@ -96,6 +96,66 @@ def _read_range(consumer, topic: str, start: int, end: int) -> list:
     return out
 
 
+def echo(bootstrap: str, src: str, dst: str, count: int, start: int) -> None:
+    """Control for the latency phase: consume ``src`` from offset ``start`` and produce each record to ``dst``
+    at once, with the edge app's client settings and loop shape but no work: the latency floor of
+    broker + clients + machine."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from edge_app.app import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-echo", **CONSUMER_DEFAULTS})
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS})
+    consumer.assign([TopicPartition(src, 0, start)])
+    seen = 0
+    while seen < count:
+        msgs = consumer.consume(2000, 0) or consumer.consume(1, 0.05)
+        for m in msgs:
+            if m.error() is None:
+                producer.produce(dst, m.value(), m.key())
+                seen += 1
+        producer.poll(0)
+    producer.flush(30)
+    consumer.close()
+
+
+def _steady_latency(bootstrap: str, env: dict, devices: list[str], n: int, rate: float, out_topic: str, key_of) -> dict:
+    """Replay ``n`` readings at ``rate`` (separate process) and join readings to ``out_topic`` records by key."""
+    from confluent_kafka import Consumer
+
+    watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lat", "enable.auto.commit": False})
+    read_start = _high_watermark(watcher, "sensor.readings")
+    out_start = _high_watermark(watcher, out_topic)
+    cmd = [sys.executable, "-m", "edge_app", "replay", "--csv", str(DATASET / "test.csv")]
+    cmd += ["--rate", str(rate), "--bootstrap", bootstrap, "--limit", str(n)]
+    for device in devices:
+        cmd += ["--device", device]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO)
+    steady = json.loads(out.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 120
+    while _high_watermark(watcher, out_topic) < out_start + n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{out_topic}: outputs missing after the steady phase")
+        time.sleep(0.2)
+    produced_at = {}
+    for m in _read_range(watcher, "sensor.readings", read_start, read_start + n):
+        rec = json.loads(m.value())
+        produced_at[f"{rec['device']}|{rec['Date_time']}"] = m.timestamp()[1]
+    outs = _read_range(watcher, out_topic, out_start, out_start + n)
+    watcher.close()
+    lat = np.asarray([m.timestamp()[1] - produced_at[key_of(m)] for m in outs], dtype=np.float64)
+    return {
+        "p50": float(np.percentile(lat, 50)),
+        "p90": float(np.percentile(lat, 90)),
+        "p99": float(np.percentile(lat, 99)),
+        "max": float(lat.max()),
+        "n": int(lat.size),
+        "rate_rps": steady["rate"],
+        "_values": lat,
+        "_outs": outs,
+    }
+
+
 def run_bench(args: argparse.Namespace) -> dict:
     from confluent_kafka import Consumer
 
@@ -183,47 +243,53 @@ def run_bench(args: argparse.Namespace) -> dict:
         throughput = (args.records - 1) / max((last - first) / 1000.0, 1e-9)
         _say(f"throughput: {args.records} predictions in {(last - first) / 1000:.2f}s = {throughput:,.0f} rec/s")
 
-        # latency at a steady rate: new devices so every reading is in order
-        n_lat = int(args.rate * args.latency_seconds)
-        read_start = _high_watermark(watcher, "sensor.readings")
-        pred_start = _high_watermark(watcher, "predictions")
-        _say(f"latency: {n_lat} readings at {args.rate:.0f}/s")
-        # the sensor side is its own light process (``edge replay``), as on a Pi: this driver holds TensorFlow
-        replay_cmd = [sys.executable, "-m", "edge_app", "replay", "--csv", str(DATASET / "test.csv")]
-        replay_cmd += ["--rate", str(args.rate), "--bootstrap", bootstrap, "--limit", str(n_lat)]
-        for i in range(args.devices):
-            replay_cmd += ["--device", f"lat-{i + 1}"]
-        out = subprocess.run(replay_cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO)
-        steady = json.loads(out.stdout.strip().splitlines()[-1])
-        while _high_watermark(watcher, "predictions") < pred_start + n_lat:
-            if time.monotonic() > deadline + args.latency_seconds + 60:
-                raise RuntimeError("latency phase timed out")
-            time.sleep(0.2)
-        readings = _read_range(watcher, "sensor.readings", read_start, read_start + n_lat)
-        preds = _read_range(watcher, "predictions", pred_start, pred_start + n_lat)
         watcher.close()
-        produced_at = {}
-        for m in readings:
-            rec = json.loads(m.value())
-            produced_at[f"{rec['device']}|{rec['Date_time']}"] = m.timestamp()[1]
-        lat = np.asarray(
-            [m.timestamp()[1] - produced_at[json.loads(m.value())["key"]] for m in preds], dtype=np.float64
+        # latency at a steady rate: new devices so every reading is in order; the sensor side is its own light
+        # process (``edge replay``), as on a Pi (this driver holds TensorFlow)
+        n_lat = int(args.rate * args.latency_seconds)
+        time.sleep(args.settle)  # let the saturating phase's after-effects (broker GC, window uploads) pass
+        _say(f"latency: {n_lat} readings at {args.rate:.0f}/s")
+        lat_devices = [f"lat-{i + 1}" for i in range(args.devices)]
+        latency = _steady_latency(
+            bootstrap, env, lat_devices, n_lat, args.rate, "predictions", lambda m: json.loads(m.value())["key"]
         )
-        pickup = np.asarray([json.loads(m.value())["lag_ms"] for m in preds], dtype=np.float64)
-        np.save(work / "latency_ms.npy", np.stack([lat, pickup]))
-        latency = {
-            "p50": float(np.percentile(lat, 50)),
-            "p99": float(np.percentile(lat, 99)),
-            "max": float(lat.max()),
-            "n": int(lat.size),
-            "rate_rps": steady["rate"],
-        }
+        pickup = np.asarray([json.loads(m.value())["lag_ms"] for m in latency.pop("_outs")], dtype=np.float64)
+        np.save(work / "latency_ms.npy", np.stack([latency.pop("_values"), pickup]))
+        latency["pickup_p99"] = float(np.percentile(pickup, 99))
         _say(f"latency ms: {latency}")
-
         edge.send_signal(signal.SIGTERM)
         code = edge.wait(60)
         rss = sampler.stop()
         counters = json.loads(log_path.read_text().strip().splitlines()[-1]) if code == 0 else {}
+        floor = None
+        if args.control:
+            _say("control: the same steady phase through a bare consume->produce echo (no edge app)")
+            from confluent_kafka.admin import AdminClient, NewTopic
+
+            admin = AdminClient({"bootstrap.servers": bootstrap})
+            for future in admin.create_topics([NewTopic("echo", 1)]).values():
+                future.result(30)  # up front: a consumer does not see topics born after its first lookup
+            probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
+            echo_from = _high_watermark(probe, "sensor.readings")
+            probe.close()
+            echo_cmd = [sys.executable, "-m", "edge_app.bench", "--echo", bootstrap, "sensor.readings", "echo"]
+            echo_proc = subprocess.Popen(
+                [*echo_cmd, str(n_lat), str(echo_from)],
+                env=env,
+                cwd=REPO,
+            )
+            time.sleep(3)
+            echo_devices = [f"echo-{i + 1}" for i in range(args.devices)]
+
+            def _key(m) -> str:
+                rec = json.loads(m.value())
+                return f"{rec['device']}|{rec['Date_time']}"
+
+            floor = _steady_latency(bootstrap, env, echo_devices, n_lat, args.rate, "echo", _key)
+            floor.pop("_values")
+            floor.pop("_outs")
+            echo_proc.wait(60)
+            _say(f"control latency ms: {floor}")
         return {
             "throughput_rps": round(throughput, 1),
             "latency_ms": latency,
@@ -238,6 +304,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "edge_deadletter": counters.get("deadletter"),
             "cpus": os.cpu_count(),
             "loadavg_1m": round(os.getloadavg()[0], 2),
+            "pipeline_floor_latency_ms": floor,
             "targets_met": throughput >= 10000 and latency["p99"] <= 10 and rss <= 200,
         }
     finally:
@@ -259,10 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=5, help="devices the readings are spread over (5)")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady rate of the latency phase (1000/s)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase (20 s)")
+    parser.add_argument("--settle", type=float, default=5.0, help="pause between the two phases (5 s)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up the throughput phase after (300 s)")
     parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (edge.log, windows)")
+    parser.add_argument("--no-control", dest="control", action="store_false", help="skip the echo control phase")
+    parser.add_argument("--echo", nargs=5, metavar=("BOOTSTRAP", "SRC", "DST", "N", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.echo:
+        echo(args.echo[0], args.echo[1], args.echo[2], int(args.echo[3]), int(args.echo[4]))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     result = run_bench(args)
     print(json.dumps(result), flush=True)

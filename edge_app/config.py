@@ -65,7 +65,8 @@ class Kafka:
 
     batch_size: int = 2000  # max records per consume() call
     poll_timeout_s: float = 0.05
-    commit_interval_s: float = 0.5  # wait for acknowledgements and commit at least this often
+    commit_interval_s: float = 1.0  # wait for acknowledgements and commit at least this often
+    commit_min_interval_s: float = 0.2  # ...and not more often than this (each commit is a broker write)
     ensure_topics: bool = True  # create missing topics at start (1 partition)
     consumer: dict[str, Any] = field(default_factory=dict)
     producer: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +92,7 @@ class EdgeConfig:
     devices: tuple[str, ...] | None = None  # allowlist; None accepts every device
     default_device: str = ""  # used when a reading has no device field (empty: such readings are bad)
     log_interval_s: float = 30.0
+    log_slow_turn_ms: float = 50.0  # warn when one loop turn (commit + process) takes longer
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EdgeConfig:

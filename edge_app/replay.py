@@ -89,6 +89,7 @@ def replay(
         **(producer_conf or {}),
     }
     producer = Producer(conf)
+    producer.list_topics(topic, timeout=30)  # connect and learn the leader first: the schedule starts ready
     start = time.perf_counter()
     next_report = start + progress_every
     interval = 1.0 / rate if rate and rate > 0 else 0.0
