@@ -20,7 +20,7 @@ N = 150
 
 def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefix, edge_models, tmp_path):
     rows = read_rows(edge_models.test_csv, 1000, N)
-    cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models)
+    cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models, windows={"early_on_drift": False})
     values, keys = [], []
     for row in rows:  # interleaved devices, each in time order
         for device in DEVICES:
@@ -81,3 +81,32 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
         assert all(math.isfinite(float(r["Ot_avg"])) for r in table)
     assert sorted(seen) == sorted((d, r["Date_time"]) for d in DEVICES for r in rows)
     assert np.isfinite(want_batch[1:]).all()
+
+
+def test_a_step_change_fires_a_drift_event_and_an_early_window(kafka_bootstrap, topic_prefix, edge_models, tmp_path):
+    rows = read_rows(edge_models.test_csv, 1500, 700)
+    for row in rows[350:]:  # every sensor jumps by +15 degrees: the batch model's residuals step up
+        for col in ("Db1t_avg", "Db2t_avg", "Gb1t_avg", "Gb2t_avg", "Ot_avg"):
+            row[col] = str(float(row[col]) + 15.0)
+    cfg = edge_config(
+        tmp_path,
+        kafka_bootstrap,
+        topic_prefix,
+        edge_models,
+        drift={"residual": "batch"},
+        windows={"max_records": 10000, "early_on_drift": True},
+    )
+    produce(kafka_bootstrap, cfg["topics"]["readings"], [reading_json(r, "t1") for r in rows])
+    with AppThread(cfg) as running:
+        preds = collect(kafka_bootstrap, cfg["topics"]["predictions"], len(rows), timeout=60)
+        counters = running.stop()
+    events = collect(kafka_bootstrap, cfg["topics"]["events"], 1000, timeout=5)
+    assert len(preds) == len(rows)
+    drifts = [e for e in events if e["event"] == "drift"]
+    assert counters["drift_events"] == len(drifts) >= 1
+    after_step = [d for d in drifts if d["timestamp"] >= rows[350]["Date_time"]]
+    assert after_step and after_step[0]["device"] == "t1" and after_step[0]["residual"] == "batch"
+    assert after_step[0]["early_window"] is True
+    uploads = [e for e in events if e["event"] == "window_uploaded"]
+    assert any(u["reason"] == "drift" for u in uploads)
+    assert sum(u["rows"] for u in uploads) == len(rows)  # early or not, every reading is in exactly one window
