@@ -119,15 +119,17 @@ def echo(bootstrap: str, src: str, dst: str, count: int, start: int) -> None:
     consumer.close()
 
 
-def _steady_latency(bootstrap: str, env: dict, devices: list[str], n: int, rate: float, out_topic: str, key_of) -> dict:
+def _steady_latency(
+    bootstrap: str, env: dict, devices: list[str], n: int, rate: float, out_topic: str, key_of, in_topic: str
+) -> dict:
     """Replay ``n`` readings at ``rate`` (separate process) and join readings to ``out_topic`` records by key."""
     from confluent_kafka import Consumer
 
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lat", "enable.auto.commit": False})
-    read_start = _high_watermark(watcher, "sensor.readings")
+    read_start = _high_watermark(watcher, in_topic)
     out_start = _high_watermark(watcher, out_topic)
     cmd = [sys.executable, "-m", "edge_app", "replay", "--csv", str(DATASET / "test.csv")]
-    cmd += ["--rate", str(rate), "--bootstrap", bootstrap, "--limit", str(n)]
+    cmd += ["--rate", str(rate), "--bootstrap", bootstrap, "--limit", str(n), "--topic", in_topic]
     for device in devices:
         cmd += ["--device", device]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=REPO)
@@ -138,7 +140,7 @@ def _steady_latency(bootstrap: str, env: dict, devices: list[str], n: int, rate:
             raise RuntimeError(f"{out_topic}: outputs missing after the steady phase")
         time.sleep(0.2)
     produced_at = {}
-    for m in _read_range(watcher, "sensor.readings", read_start, read_start + n):
+    for m in _read_range(watcher, in_topic, read_start, read_start + n):
         rec = json.loads(m.value())
         produced_at[f"{rec['device']}|{rec['Date_time']}"] = m.timestamp()[1]
     outs = _read_range(watcher, out_topic, out_start, out_start + n)
@@ -215,6 +217,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
             metrics_interval_s=5.0,
             log_interval_s=5.0,
+            log_slow_turn_ms=float(os.environ.get("BENCH_SLOW_MS", "50")),
         )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log_path = work / "edge.log"
@@ -248,31 +251,18 @@ def run_bench(args: argparse.Namespace) -> dict:
         # process (``edge replay``), as on a Pi (this driver holds TensorFlow)
         n_lat = int(args.rate * args.latency_seconds)
         time.sleep(args.settle)  # let the saturating phase's after-effects (broker GC, window uploads) pass
-        _say(f"latency: {n_lat} readings at {args.rate:.0f}/s")
-        lat_devices = [f"lat-{i + 1}" for i in range(args.devices)]
-        latency = _steady_latency(
-            bootstrap, env, lat_devices, n_lat, args.rate, "predictions", lambda m: json.loads(m.value())["key"]
-        )
-        pickup = np.asarray([json.loads(m.value())["lag_ms"] for m in latency.pop("_outs")], dtype=np.float64)
-        np.save(work / "latency_ms.npy", np.stack([latency.pop("_values"), pickup]))
-        latency["pickup_p99"] = float(np.percentile(pickup, 99))
-        _say(f"latency ms: {latency}")
-        edge.send_signal(signal.SIGTERM)
-        code = edge.wait(60)
-        rss = sampler.stop()
-        counters = json.loads(log_path.read_text().strip().splitlines()[-1]) if code == 0 else {}
         floor = None
         if args.control:
             _say("control: the same steady phase through a bare consume->produce echo (no edge app)")
             from confluent_kafka.admin import AdminClient, NewTopic
 
             admin = AdminClient({"bootstrap.servers": bootstrap})
-            for future in admin.create_topics([NewTopic("echo", 1)]).values():
+            for future in admin.create_topics([NewTopic("echo.in", 1), NewTopic("echo", 1)]).values():
                 future.result(30)  # up front: a consumer does not see topics born after its first lookup
             probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
-            echo_from = _high_watermark(probe, "sensor.readings")
+            echo_from = _high_watermark(probe, "echo.in")
             probe.close()
-            echo_cmd = [sys.executable, "-m", "edge_app.bench", "--echo", bootstrap, "sensor.readings", "echo"]
+            echo_cmd = [sys.executable, "-m", "edge_app.bench", "--echo", bootstrap, "echo.in", "echo"]
             echo_proc = subprocess.Popen(
                 [*echo_cmd, str(n_lat), str(echo_from)],
                 env=env,
@@ -285,11 +275,31 @@ def run_bench(args: argparse.Namespace) -> dict:
                 rec = json.loads(m.value())
                 return f"{rec['device']}|{rec['Date_time']}"
 
-            floor = _steady_latency(bootstrap, env, echo_devices, n_lat, args.rate, "echo", _key)
+            floor = _steady_latency(bootstrap, env, echo_devices, n_lat, args.rate, "echo", _key, "echo.in")
             floor.pop("_values")
             floor.pop("_outs")
             echo_proc.wait(60)
             _say(f"control latency ms: {floor}")
+        _say(f"latency: {n_lat} readings at {args.rate:.0f}/s")
+        lat_devices = [f"lat-{i + 1}" for i in range(args.devices)]
+        latency = _steady_latency(
+            bootstrap,
+            env,
+            lat_devices,
+            n_lat,
+            args.rate,
+            "predictions",
+            lambda m: json.loads(m.value())["key"],
+            "sensor.readings",
+        )
+        pickup = np.asarray([json.loads(m.value())["lag_ms"] for m in latency.pop("_outs")], dtype=np.float64)
+        np.save(work / "latency_ms.npy", np.stack([latency.pop("_values"), pickup]))
+        latency["pickup_p99"] = float(np.percentile(pickup, 99))
+        _say(f"latency ms: {latency}")
+        edge.send_signal(signal.SIGTERM)
+        code = edge.wait(60)
+        rss = sampler.stop()
+        counters = json.loads(log_path.read_text().strip().splitlines()[-1]) if code == 0 else {}
         return {
             "throughput_rps": round(throughput, 1),
             "latency_ms": latency,

@@ -13,7 +13,7 @@ import pytest
 
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.metrics import ErrorStats
-from edge_app.records import encode_deadletter, encode_prediction, parse_reading
+from edge_app.records import encode_deadletter, encode_prediction, parse_reading, prediction_dict
 from edge_app.swap import parse_notice
 from edge_app.uploaders import LocalFolderUploader, UploadWorker
 from edge_app.windows import WindowSpool, window_key
@@ -157,3 +157,17 @@ def test_notice_validation():
     with pytest.raises(ValueError, match="no model location"):
         parse_notice({"sha256": "a" * 64})
     assert parse_notice({"uri": "s3://b/k", "sha256": "A" * 64})["sha256"] == "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("device", "forecast", "errors"),
+    [
+        ("d1", None, None),
+        ('we"ird\\ dév\n', (1.5, -2.25e-7, 3.0), (0.1, float("inf"), -1e300)),
+        ("d2", (float("nan"), 2.0, 1e16), None),
+    ],
+)
+def test_fast_prediction_encoder_matches_the_reference_structure(device, forecast, errors):
+    r = _reading("2017-01-01T00:10:00+00:00", device=device, ot=-3.5)
+    args = (r, forecast, errors, (np.float64(0.25), 0.75), ("b\u00e9", "s1"), 12.345, 3.04)
+    assert json.loads(encode_prediction(*args)) == prediction_dict(*args)
