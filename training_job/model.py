@@ -123,12 +123,36 @@ def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = F
     return keras.Model(inputs, outputs, name="hybridstream_lstm")
 
 
+def holdout_size(n_samples: int, fraction: float) -> int:
+    """How many of ``n_samples`` (the newest) form the holdout; at least one must remain for training."""
+    n_hold = max(1, int(round(n_samples * fraction)))
+    if n_samples - n_hold < 1:
+        raise ValueError(f"too few samples ({n_samples}) for a holdout of {fraction:.0%}")
+    return n_hold
+
+
 def split_holdout(X: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
     """Chronological split: the newest ``fraction`` of samples is the holdout."""
-    n_hold = max(1, int(round(len(X) * fraction)))
-    if len(X) - n_hold < 1:
-        raise ValueError(f"too few samples ({len(X)}) for a holdout of {fraction:.0%}")
+    n_hold = holdout_size(len(X), fraction)
     return X[:-n_hold], y[:-n_hold], X[-n_hold:], y[-n_hold:]
+
+
+def training_rows(n_rows: int, spec: FeatureSpec, fraction: float) -> int:
+    """How many of a window's oldest rows the training samples use (as lags or as targets).
+
+    Sample ``i`` of :func:`~model_contract.build_supervised` reads rows ``i .. i + max_lag``
+    (its target is row ``i + max_lag``), so the first ``n_train`` samples touch exactly the
+    first ``n_train + max_lag`` rows; the holdout's targets are all the rows after those.
+    The scaler is fitted on these rows only, so no holdout statistics leak into training,
+    early stopping, the holdout metrics or the guardrail.
+
+    >>> training_rows(150, FeatureSpec(), 0.2)  # 148 samples, 30 held out, 118 train -> rows 0..119
+    120
+    """
+    n_samples = n_rows - spec.max_lag
+    if n_samples < 2:
+        raise ValueError(f"too few rows ({n_rows}) for lags {spec.lags}")
+    return n_samples - holdout_size(n_samples, fraction) + spec.max_lag
 
 
 def _progress_callback(keras, cfg: TrainConfig, cancel: Cancel | None, every_seconds: float = 10.0):
@@ -226,9 +250,17 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+# Bumped whenever train_matrix makes a different model from the same inputs (2: the scaler is
+# fitted on the training rows only), so a version never names two different models.
+TRAINER_REVISION = 2
+
+
 def model_version(matrix: np.ndarray, spec: FeatureSpec, cfg: TrainConfig, kind: str) -> str:
     """The content-derived version of the model :func:`train_matrix` makes from these inputs."""
-    return content_version(matrix.astype(np.float64).tobytes(), str(spec.to_dict()), str(cfg.to_dict()), kind)
+    parts = [matrix.astype(np.float64).tobytes(), str(spec.to_dict()), str(cfg.to_dict()), kind]
+    if TRAINER_REVISION > 1:
+        parts.append(f"trainer-revision-{TRAINER_REVISION}")
+    return content_version(*parts)
 
 
 def train_matrix(
@@ -248,8 +280,12 @@ def train_matrix(
     :class:`TrainingCancelled` is raised.
     """
     started = time.perf_counter()
+    # chronological split first: the scaler sees the training rows only (never the holdout's targets)
+    n_fit = training_rows(matrix.shape[0], spec, cfg.holdout_fraction)
     scaler = (
-        Scaler.fit(matrix, spec.target_index) if cfg.scale else Scaler.identity(len(spec.columns), spec.target_index)
+        Scaler.fit(matrix[:n_fit], spec.target_index)
+        if cfg.scale
+        else Scaler.identity(len(spec.columns), spec.target_index)
     )
     X, y = build_supervised(matrix, spec, scaler)
     X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from model_contract import Scaler
 from model_contract.runtime import TFLiteModel
-from training_job.model import TrainingCancelled, model_version, train_matrix
+from training_job.model import TrainingCancelled, model_version, train_matrix, training_rows
 
 from .conftest import SPEC, TINY
 
@@ -20,6 +21,21 @@ def test_same_window_same_bytes_and_version(turbine_rows):
     assert a.manifest.extra["epochs_run"] == TINY.epochs
     lite = TFLiteModel.from_manifest(a.tflite, a.manifest)
     assert np.isfinite(lite.predict_one(m[-2:]))
+
+
+def test_scaler_is_fitted_on_the_training_rows_only(turbine_rows):
+    # 150 rows, lags 1..2 -> 148 samples; the newest 30 are the holdout, so the 118 training
+    # samples use rows 0..119 (lags and targets) and the holdout's targets are rows 120..149
+    m, _ = turbine_rows.window(0, 150)
+    assert training_rows(150, SPEC, TINY.holdout_fraction) == 120
+    a = train_matrix(m, SPEC, TINY, name="speed", kind="speed")
+    assert a.manifest.scaler == Scaler.fit(m[:120], SPEC.target_index)
+    assert a.manifest.scaler != Scaler.fit(m, SPEC.target_index)
+    changed = m.copy()
+    changed[120:] += 50.0  # a wildly different holdout does not move the scaler (nor the training data)
+    b = train_matrix(changed, SPEC, TINY, name="speed", kind="speed")
+    assert b.manifest.scaler == a.manifest.scaler and b.manifest.version != a.manifest.version
+    assert b.manifest.metrics["rmse"] > a.manifest.metrics["rmse"]  # ... the holdout score sees the shift
 
 
 def test_cancel_stops_training(turbine_rows):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from model_contract import Manifest, sha256_bytes
+from model_contract import Manifest, Scaler, sha256_bytes
 from model_contract.runtime import TFLiteModel
 from training_job.pipeline import train_window
 from training_job.windows import parse_window, window_to_csv
@@ -48,6 +48,9 @@ def test_happy_path_publishes_model_manifest_and_latest(turbine_rows, tiny_optio
     assert manifest.window["first_ts"] == turbine_rows.timestamps[0]
     assert manifest.window["last_ts"] == turbine_rows.timestamps[299]
     assert manifest.feature_spec == SPEC and manifest.metrics["holdout_rows"] == 60
+    # scaler fitted on the training rows only: 298 samples - 60 held out = 238, using rows 0..239
+    assert manifest.scaler == Scaler.fit(turbine_rows.matrix[:240], SPEC.target_index)
+    assert manifest.scaler != Scaler.fit(turbine_rows.matrix[:300], SPEC.target_index)
     assert manifest.metrics["rmse"] > 0 and manifest.metrics["mae"] > 0
     assert 0 <= manifest.parity_max_abs_diff <= 1e-4
     assert "tensorflow-cpu" in manifest.packages or "tensorflow" in manifest.packages
