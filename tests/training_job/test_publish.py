@@ -128,3 +128,92 @@ def test_publish_order_is_model_then_manifest_then_latest(store, turbine_rows, t
     store.s3.put_object = spy
     out = train_window(parse_window(turbine_rows.csv(700, 150), SPEC), tiny_options, store=store)
     assert out.status == "published" and calls == ["model.tflite", "manifest.json", "LATEST"]
+
+
+# -- LATEST only moves forward -------------------------------------------------------------
+
+
+def _fake_model(version: str, last_ts: str, name: str = "speed") -> tuple[bytes, Manifest]:
+    """Stand-in model bytes + manifest: LATEST's rules depend on the window, not on the weights."""
+    tflite = f"not-a-real-model-{version}".encode()
+    manifest = Manifest(
+        name=name,
+        version=version,
+        sha256=sha256_bytes(tflite),
+        feature_spec=SPEC,
+        scaler=Scaler.identity(5, 4),
+        input_shape=SPEC.input_shape,
+        window={"first_ts": "2017-01-01T00:00:00+00:00", "last_ts": last_ts, "rows": 150},
+    )
+    return tflite, manifest
+
+
+def _latest(store) -> dict:
+    return json.loads(_get(store.s3, store.bucket, "models/speed/LATEST"))
+
+
+def test_an_older_window_published_after_a_newer_one_does_not_move_latest_back(turbine_rows, tiny_options, store):
+    opts = dataclasses.replace(tiny_options, guardrail=False)  # only the order matters here
+    newer = train_window(parse_window(turbine_rows.csv(600, 150), SPEC), opts, store=store)
+    assert newer.status == "published" and newer.published.latest == "updated"
+    assert _latest(store)["window_last_ts"] == turbine_rows.timestamps[749]
+    older = train_window(parse_window(turbine_rows.csv(400, 150), SPEC), opts, store=store)
+    assert older.status == "published" and older.published.latest == "kept"  # published, but not current
+    assert store.is_published("speed", older.version)
+    assert _latest(store)["version"] == newer.version
+    # the same older window again (a retry): still no step back
+    again = train_window(parse_window(turbine_rows.csv(400, 150), SPEC), opts, store=store)
+    assert again.status == "exists" and again.published.latest == "kept"
+    assert _latest(store)["version"] == newer.version
+
+
+def test_missing_or_stale_latest_is_repaired_on_the_exists_path(turbine_rows, tiny_options, store):
+    from training_job.model import model_version
+
+    old_t, old_m = _fake_model("0000000000000001", "2017-01-01T10:00:00+00:00")
+    assert store.publish(old_t, old_m).latest == "updated"
+    # the real window's version, published by an attempt that died between manifest.json and LATEST
+    window = parse_window(turbine_rows.csv(0, 150), SPEC)
+    version = model_version(window.matrix, SPEC, tiny_options.cfg, "speed")
+    tflite, manifest = _fake_model(version, window.last_ts)
+    store.publish(tflite, manifest, update_latest=False)
+    assert _latest(store)["version"] == old_m.version  # stale
+    out = train_window(window, tiny_options, store=store)  # the retry: exists, decided before training
+    assert out.status == "exists" and out.published.latest == "repaired" and out.seconds < 2
+    assert _latest(store)["version"] == version and _latest(store)["window_last_ts"] == window.last_ts
+    store.s3.delete_object(Bucket=store.bucket, Key="models/speed/LATEST")  # missing
+    out = train_window(window, tiny_options, store=store)
+    assert out.status == "exists" and out.published.latest == "repaired"
+    assert _latest(store)["version"] == version
+    assert train_window(window, tiny_options, store=store).published.latest == "current"
+    # the exists path never moves LATEST back either
+    assert store.published_result("speed", old_m.version).latest == "kept"
+    assert _latest(store)["version"] == version
+
+
+def test_latest_update_is_conditional_a_concurrent_newer_pointer_wins(store):
+    """Worker B reads LATEST, worker A moves it to a newer window, B's write must not land."""
+    t1, m1 = _fake_model("00000000000000a1", "2017-01-01T10:00:00+00:00")
+    store.publish(t1, m1)
+    t2, m2 = _fake_model("00000000000000b2", "2017-01-02T10:00:00+00:00")
+    t3, m3 = _fake_model("00000000000000c3", "2017-01-03T10:00:00+00:00")
+    store.publish(t3, m3, update_latest=False)
+    real_put = store.s3.put_object
+    raced = []
+
+    def racing_put(**kw):
+        if kw["Key"].endswith("/LATEST") and not raced:  # A lands between B's read and B's write
+            raced.append(kw)
+            pointer = {"name": "speed", "version": m3.version, "window_last_ts": m3.window["last_ts"],
+                       "manifest_key": f"models/speed/{m3.version}/manifest.json"}  # fmt: skip
+            real_put(Bucket=store.bucket, Key=kw["Key"], Body=json.dumps(pointer).encode())
+        return real_put(**kw)
+
+    store.s3.put_object = racing_put
+    try:
+        result = store.publish(t2, m2)
+    finally:
+        store.s3.put_object = real_put
+    assert raced and ("IfMatch" in raced[0] or "IfNoneMatch" in raced[0])
+    assert result.status == "published" and result.latest == "kept"
+    assert _latest(store)["version"] == m3.version
