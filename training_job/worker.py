@@ -14,7 +14,8 @@ Message handling (one message at a time):
   (visibility timeout) expires, then another worker gets it. While a message is being
   worked on, a heartbeat thread extends its visibility every ``lease_seconds / 3``;
 * SIGTERM/SIGINT (:meth:`Worker.stop`) -> training is cancelled between batches, the message
-  is made visible again at once, and the loop exits.
+  is made visible again at once, and the loop exits. SQS counts that receive towards the
+  redrive's ``maxReceiveCount`` (docs/training.md recommends 6 for this reason).
 
 The worker never exits because of one message.
 """
@@ -67,11 +68,20 @@ class Stats:
 
 
 class _Heartbeat:
-    """Extends a message's visibility every ``lease / 3`` seconds while it is being worked on."""
+    """Extends a message's visibility every ``lease / 3`` seconds while it is being worked on.
+
+    Leaving the ``with`` block stops it *deterministically*: ``__exit__`` returns only once no
+    extension is in flight and none can start (a lock around each call plus a stopped flag,
+    then a join without timeout). Otherwise a late extension (the SQS call can take up to the
+    client's read timeout x retries) could land after the worker's final visibility change and
+    re-lease a message that was just released (visibility 0) or handed to the redrive.
+    """
 
     def __init__(self, sqs: Any, queue_url: str, receipt: str, lease: int) -> None:
         self._args = (sqs, queue_url, receipt, lease)
         self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="sqs-heartbeat", daemon=True)
 
     def __enter__(self) -> _Heartbeat:
@@ -80,15 +90,20 @@ class _Heartbeat:
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
-        self._thread.join(timeout=10)
+        with self._lock:  # waits for an extension in flight; none starts after this
+            self._stopped = True
+        self._thread.join()
 
     def _run(self) -> None:
         sqs, url, receipt, lease = self._args
         while not self._done.wait(max(1.0, lease / 3)):
-            try:
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=lease)
-            except (ClientError, BotoCoreError) as exc:
-                log.warning("could not extend the message's visibility: %s", exc)
+            with self._lock:
+                if self._stopped:
+                    return
+                try:
+                    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=lease)
+                except (ClientError, BotoCoreError) as exc:
+                    log.warning("could not extend the message's visibility: %s", exc)
 
 
 class Worker:

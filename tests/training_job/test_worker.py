@@ -192,3 +192,30 @@ def test_sigterm_cancels_training_and_releases_the_message(
     (msg,) = _drain(sqs_client, sqs_queue.url, wait=0)  # visible again at once, not deleted
     assert json.loads(msg["Body"])["key"] == key
     assert not store.latest("speed")
+
+
+def test_heartbeat_stops_before_the_final_visibility_change(sqs_client, sqs_queue):
+    """An extension in flight when the work ends completes *before* the worker's last word (visibility 0)."""
+    from training_job.worker import _Heartbeat
+
+    sqs_client.send_message(QueueUrl=sqs_queue.url, MessageBody="w")
+    (msg,) = sqs_client.receive_message(QueueUrl=sqs_queue.url, VisibilityTimeout=30)["Messages"]
+    calls: list[tuple[str, float]] = []
+
+    class SlowNetwork:  # the real ElasticMQ behind a slow link
+        def change_message_visibility(self, **kw):
+            calls.append(("start", time.monotonic()))
+            time.sleep(1.5)
+            sqs_client.change_message_visibility(**kw)
+            calls.append(("end", time.monotonic()))
+
+    with _Heartbeat(SlowNetwork(), sqs_queue.url, msg["ReceiptHandle"], lease=3):  # extends every 1 s
+        time.sleep(1.2)  # the work ends while the first extension is in flight
+    left = time.monotonic()
+    assert [c for c, _ in calls] == ["start", "end"] and calls[-1][1] <= left
+    sqs_client.change_message_visibility(QueueUrl=sqs_queue.url, ReceiptHandle=msg["ReceiptHandle"],
+                                         VisibilityTimeout=0)  # fmt: skip
+    time.sleep(2.0)  # longer than the heartbeat's interval: nothing re-extends the lease
+    assert len(calls) == 2
+    again = sqs_client.receive_message(QueueUrl=sqs_queue.url, WaitTimeSeconds=1)["Messages"]
+    assert again[0]["Body"] == "w"
