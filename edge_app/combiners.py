@@ -376,7 +376,7 @@ METHODS: dict[str, tuple[type, dict[str, type]]] = {
 }
 
 # the measured default (docs/combination.md, `hybridstream eval combiners`)
-DEFAULT_DYNAMIC: dict = {"method": "inverse_mse", "half_life": 24.0}
+DEFAULT_DYNAMIC: dict = {"method": "stacking", "half_life": 5}
 
 
 def make_combiner(config: Mapping) -> Combiner:

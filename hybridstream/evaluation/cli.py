@@ -44,7 +44,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--scenario",
         choices=SCENARIO_CHOICES,
         default="all",
-        help="all = none, gradual and abrupt (default); step = test.csv with an injected step",
+        help="all (default) = none, gradual, abrupt and step (test.csv with an injected +8 degC step)",
+    )
+    comb.add_argument(
+        "--retrain-on-drift",
+        action="store_true",
+        help="also run the streams where each drift alarm (default detector on the hybrid residuals) "
+        "triggers an early speed model, and compare",
     )
     common(comb)
     comb.set_defaults(func=_combiners)
@@ -75,18 +81,24 @@ def _log(msg: str) -> None:
 def _scenarios(choice: str) -> list[str]:
     from hybridstream.evaluation.data import MAIN_SCENARIOS  # noqa: PLC0415
 
-    return list(MAIN_SCENARIOS) if choice == "all" else [choice]
+    return [*MAIN_SCENARIOS, "step"] if choice == "all" else [choice]
 
 
 def _load(args: argparse.Namespace, scenarios: list[str]):
+    from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
     from hybridstream.evaluation.streams import DEFAULT_CACHE, get_stream  # noqa: PLC0415
 
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
+    variants = [None] + ([DEFAULT_DETECTOR] if getattr(args, "retrain_on_drift", False) else [])
     out = []
     for window in args.window:
         for name in scenarios:
-            _log(f"stream {name} W={window} delay={args.delay} (cached in {cache})")
-            out.append(get_stream(name, window, args.delay, cache, log=_log, refresh=args.refresh))
+            for on_drift in variants:
+                extra = " with early retraining on drift" if on_drift else ""
+                _log(f"stream {name} W={window} delay={args.delay}{extra} (cached in {cache})")
+                out.append(
+                    get_stream(name, window, args.delay, cache, log=_log, refresh=args.refresh, on_drift=on_drift)
+                )
     return out
 
 
@@ -132,6 +144,7 @@ def _combiners(args: argparse.Namespace) -> int:
     print(f"robust choice on this run (first halves): {chosen}; current default: {current}")
     out = _out_dir(args)
     tag = f"{args.scenario}-w{'_'.join(map(str, args.window))}-d{args.delay}"
+    tag += "-drift" if args.retrain_on_drift else ""
     (out / f"combiners-{tag}.json").write_text(
         json.dumps({"scores": scores, "ranking": ranking, "chosen": chosen, "default": current}, indent=1)
     )
@@ -152,10 +165,11 @@ def _combiners(args: argparse.Namespace) -> int:
         for s in streams:
             results = {label: replay(s, candidates[label]) for label in shown}
             results[f"{current} (default)"] = results.pop(current)
+            suffix = "-drift" if s.meta.get("on_drift") else ""
             path = plot_scenario(
                 s,
                 results,
-                Path(args.plot) / f"combiners-{s.scenario}-w{s.window}.png",
+                Path(args.plot) / f"combiners-{s.scenario}-w{s.window}{suffix}.png",
                 weight_labels=[f"{current} (default)", *others],
                 title=f"{s.scenario}: {s.meta.get('description', '')} — speed window {s.window} rows",
             )
@@ -201,7 +215,7 @@ def _drift(args: argparse.Namespace) -> int:
     if args.plot:
         from hybridstream.evaluation.plots import plot_drift  # noqa: PLC0415
 
-        shown = [current] + [label for label, *_ in ranking if label != current][:1] + ["cusum h=20", "ph thr=25"]
+        shown = [current, "adwin d=2e-3 clock=32 (river)", "cusum h=20", "ph thr=25"]
         keys = ["none/hybrid", "step/hybrid", "step/batch", "gradual/hybrid", "abrupt/hybrid"]
         alarms = {
             label: {k: results[label]["streams"][k]["alarms"] for k in keys}

@@ -45,8 +45,8 @@ def plot_scenario(
     for label in weight_labels:
         if label in results:
             ws = results[label].speed_weight
-            smooth = np.convolve(np.nan_to_num(ws, nan=0.0), np.ones(100) / 100, mode="same")
-            ax2.plot(x, smooth, lw=1.1, label=f"{label} (100-row mean)")
+            smooth = np.convolve(np.nan_to_num(ws, nan=0.0), np.ones(300) / 300, mode="same")
+            ax2.plot(x, smooth, lw=1.1, label=f"{label} (300-row mean)")
     ax2.set_ylabel("speed-model weight")
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_xlabel("row of the test stream (10-minute readings)")
@@ -98,10 +98,11 @@ def plot_drift(
             if key.startswith("step/"):
                 ax.axvline(cp, color="red", ls="--", lw=1.0)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=len(alarms), loc="upper right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=len(alarms), loc="upper center", title="alarms (ticks) of")
     axes[-1].set_xlabel("row of the test stream")
     fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

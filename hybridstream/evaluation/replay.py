@@ -34,7 +34,7 @@ BASELINES: dict[str, dict] = {
 
 
 def candidate_grid() -> dict[str, dict]:
-    """Every dynamic method with a few hyperparameters each (about 45 configs)."""
+    """Every dynamic method with a few hyperparameters each (about 50 configs)."""
     grid: dict[str, dict] = {}
     dyn = {"strategy": "dynamic"}
     for hl in (6, 24, 96, 384):
@@ -44,15 +44,15 @@ def candidate_grid() -> dict[str, dict]:
     for size in (24, 96, 384):
         grid[f"sliding_mse n={size}"] = dyn | {"method": "sliding_mse", "size": size}
     for eta in (0.1, 0.5, 2.0):
-        for hl in (12, 24, 96):
+        for hl in (6, 12, 24, 96):
             grid[f"hedge eta={eta} hl={hl}"] = dyn | {"method": "hedge", "eta": eta, "half_life": hl}
-    for eta in (0.01, 0.05, 0.2, 0.5, 1.0):
+    for eta in (0.01, 0.05, 0.2, 0.5, 1.0, 2.0):
         grid[f"eg eta={eta}"] = dyn | {"method": "eg", "eta": eta}
-    for hl in (20, 50, 200, 1000):
+    for hl in (5, 10, 20, 50, 200, 1000):
         grid[f"stacking hl={hl}"] = dyn | {"method": "stacking", "half_life": hl}
         grid[f"stacking hl={hl} unclipped"] = dyn | {"method": "stacking", "half_life": hl, "clip": False}
     grid["eg eta=0.2 reset"] = dyn | {"method": "eg", "eta": 0.2, "on_swap": "reset"}
-    grid["stacking hl=50 reset"] = dyn | {"method": "stacking", "half_life": 50, "on_swap": "reset"}
+    grid["stacking hl=5 reset"] = dyn | {"method": "stacking", "half_life": 5, "on_swap": "reset"}
     for hl in (24, 96):
         grid[f"ftl hl={hl}"] = dyn | {"method": "ftl", "half_life": hl}
     return grid
@@ -170,7 +170,8 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
     """
     out: dict = {}
     for stream in streams:
-        key = f"{stream.scenario}-w{stream.window}-d{stream.delay}"
+        drift = bool(stream.meta.get("on_drift"))
+        key = f"{stream.scenario}-w{stream.window}-d{stream.delay}{'-drift' if drift else ''}"
         timed = not out  # cost once, on the first stream
         half = len(stream) // 2
         rows: dict = {}
@@ -190,6 +191,9 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
         _, rmse2 = best_constant_weight(stream, half)
         out[key] = {
             "scenario": stream.scenario,
+            "label": f"{stream.scenario} W={stream.window}"
+            + (f" delay={stream.delay}" if stream.delay else "")
+            + (" +drift retrain" if drift else ""),
             "window": stream.window,
             "delay": stream.delay,
             "rows": int(stream.valid.sum()),

@@ -32,10 +32,11 @@ FAMILIES = ("inverse_mse", "sliding_mse", "hedge", "eg", "stacking", "ftl")
 
 def combiner_tables(scores: Mapping, ranking: Sequence, chosen: str, default_label: str) -> str:
     """All the combiner study's tables as Markdown."""
-    keys = sorted(scores, key=lambda k: (scores[k]["window"], scores[k]["scenario"]))
+    order = {"none": 0, "gradual": 1, "abrupt": 2, "step": 3}
+    keys = sorted(scores, key=lambda k: (scores[k]["window"], order.get(scores[k]["scenario"], 9), k))
     parts = []
     # 1. headline: per stream RMSE (MAE) for the baselines, the chosen default and the oracle
-    head = ["approach"] + [f"{scores[k]['scenario']} W={scores[k]['window']}" for k in keys]
+    head = ["approach"] + [scores[k].get("label", k) for k in keys]
     labels = ["batch", "speed", "static 0.3 (prototype)", default_label]
     labels += [chosen] if chosen != default_label else []
     rows = []

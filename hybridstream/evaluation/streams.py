@@ -16,7 +16,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +86,10 @@ class PredictionStream:
             )
 
 
-def cache_path(scenario: str, window: int, delay: int, cache_dir: str | Path = DEFAULT_CACHE) -> Path:
-    return Path(cache_dir) / f"{scenario}-w{window}-d{delay}.npz"
+def cache_path(
+    scenario: str, window: int, delay: int, cache_dir: str | Path = DEFAULT_CACHE, drift: bool = False
+) -> Path:
+    return Path(cache_dir) / f"{scenario}-w{window}-d{delay}{'-drift' if drift else ''}.npz"
 
 
 def _batch_model(scenario: Scenario, train: np.ndarray, spec: FeatureSpec, cfg, cache_dir: Path, log):
@@ -109,6 +111,12 @@ def _batch_model(scenario: Scenario, train: np.ndarray, spec: FeatureSpec, cfg, 
     return trained.tflite, trained.manifest
 
 
+def _default_combiner_config() -> dict:
+    from edge_app.combiners import DEFAULT_DYNAMIC  # noqa: PLC0415
+
+    return {"strategy": "dynamic"} | DEFAULT_DYNAMIC
+
+
 def generate(
     scenario_name: str,
     window: int = 1000,
@@ -117,8 +125,17 @@ def generate(
     log: Callable[[str], None] = print,
     spec: FeatureSpec | None = None,
     limit: int | None = None,
+    on_drift: Mapping | None = None,
+    min_gap: int = 250,
 ) -> PredictionStream:
-    """Run the scenario through the edge's models (trains ~len/W speed models: minutes)."""
+    """Run the scenario through the edge's models (trains ~len/W speed models: minutes).
+
+    With ``on_drift`` (a detector config), the default combiner and that detector also run
+    online on the hybrid residuals, and each alarm triggers an early speed model trained on
+    the last ``window`` rows (at most one per ``min_gap`` rows): the edge's drift event.
+    """
+    from edge_app.combiners import make_combiner  # noqa: PLC0415
+    from edge_app.drift import make_detector  # noqa: PLC0415
     from model_contract.runtime import TFLiteModel  # noqa: PLC0415
     from training_job.model import TrainConfig, train_matrix  # noqa: PLC0415
 
@@ -146,17 +163,34 @@ def generate(
     speed_model: TFLiteModel | None = None
     speed_index = -1
     speed_info: list[dict] = []
+    combiner = make_combiner({}) if on_drift is not None else None
+    detector = make_detector(on_drift) if on_drift is not None else None
+    last_train = 0
+    alarms: list[int] = []
     started = time.perf_counter()
     for t in range(n):
+        swapped = False
         while pending and pending[0][0] <= t:
             _, speed_index, speed_model = pending.pop(0)
+            swapped = True
+        alarm = False
         if buf.ready:
             b = batch_model.predict_one(buf.window)
             pb[t] = b
-            ps[t] = speed_model.predict_one(buf.window) if speed_model is not None else b
+            ps[t] = s = speed_model.predict_one(buf.window) if speed_model is not None else b
             sid[t] = speed_index
+            if combiner is not None:
+                if swapped:
+                    combiner.reset_speed()
+                h = combiner.predict_one(b, s)
+                combiner.learn_one(b, s, y[t])
+                alarm = detector.update(h - y[t])
+                if alarm:
+                    alarms.append(t)
         buf.push(test[t])
-        if (t + 1) % window == 0:
+        early = alarm and t + 1 >= window and t + 1 - last_train >= min_gap
+        if (t + 1) % window == 0 or early:
+            last_train = t + 1
             k = len(speed_info)
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
@@ -171,11 +205,13 @@ def generate(
             secs = time.perf_counter() - t0
             speed_info.append(
                 {"id": k, "first_row": t + 1 - window, "available_from": t + 1 + delay, "seconds": round(secs, 2)}
+                | {"early": bool(early and (t + 1) % window != 0)}
                 | trained.manifest.metrics
             )
             pending.append((t + 1 + delay, k, TFLiteModel.from_manifest(trained.tflite, trained.manifest)))
             log(
-                f"[{scenario.name} W={window}] speed model {k + 1}/{n // window} trained in {secs:.1f} s "
+                f"[{scenario.name} W={window}] speed model {k + 1} ({'drift' if early else 'window'}, "
+                f"row {t + 1}/{n}) trained in {secs:.1f} s "
                 f"(holdout RMSE {trained.manifest.metrics['holdout_rmse']:.3f}); "
                 f"elapsed {time.perf_counter() - started:.0f} s"
             )
@@ -187,11 +223,14 @@ def generate(
         "batch_version": manifest.version,
         "batch_metrics": manifest.metrics,
         "speed_models": speed_info,
+        "on_drift": dict(on_drift) if on_drift is not None else None,
+        "combiner": _default_combiner_config() if on_drift is not None else None,
+        "drift_alarms": alarms,
         "seconds": round(time.perf_counter() - started, 1),
     }
     stream = PredictionStream(scenario_name, window, delay, y, pb, ps, sid, meta)
     if not limit:
-        stream.save(cache_path(scenario_name, window, delay, cache_dir))
+        stream.save(cache_path(scenario_name, window, delay, cache_dir, drift=on_drift is not None))
     return stream
 
 
@@ -202,9 +241,10 @@ def get_stream(
     cache_dir: str | Path = DEFAULT_CACHE,
     log: Callable[[str], None] = print,
     refresh: bool = False,
+    on_drift: Mapping | None = None,
 ) -> PredictionStream:
     """The cached stream, generating (and caching) it first if needed."""
-    path = cache_path(scenario, window, delay, cache_dir)
+    path = cache_path(scenario, window, delay, cache_dir, drift=on_drift is not None)
     if path.exists() and not refresh:
         return PredictionStream.load(path)
-    return generate(scenario, window, delay, cache_dir, log)
+    return generate(scenario, window, delay, cache_dir, log, on_drift=on_drift)
