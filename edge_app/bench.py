@@ -217,7 +217,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
             metrics_interval_s=5.0,
             log_interval_s=5.0,
-            log_slow_turn_ms=float(os.environ.get("BENCH_SLOW_MS", "50")),
+            log_slow_turn_ms=args.slow_turn_ms,
         )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log_path = work / "edge.log"
@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="steady rate of the latency phase (1000/s)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the latency phase (20 s)")
     parser.add_argument("--settle", type=float, default=5.0, help="pause between the two phases (5 s)")
+    parser.add_argument("--slow-turn-ms", type=float, default=50.0, help="edge log_slow_turn_ms (50; see edge.log)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up the throughput phase after (300 s)")
     parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (edge.log, windows)")
