@@ -98,6 +98,7 @@ class EdgeApp:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._pointer = self.state_dir / "speed-model.json"
         self._delivery_errors: list[str] = []
+        self._failed = False
 
         self.batch = load_model(cfg.models.batch, cfg.models.batch_manifest, num_threads=cfg.models.num_threads)
         self.spec = self.batch.manifest.feature_spec
@@ -151,6 +152,7 @@ class EdgeApp:
             self.uploads.submit(path, {"reason": "recovered"})
         if recovered:
             log.info("re-queued %d spooled windows from a previous run", len(recovered))
+        self._allow = frozenset(cfg.devices) if cfg.devices is not None else None
         self._residual_index = {"batch": 0, "speed": 1, "hybrid": 2}[cfg.drift_residual]
         self._detector_cfg = cfg.detector_config
         gc.collect()
@@ -248,7 +250,7 @@ class EdgeApp:
         pred_topic = self.cfg.topics.predictions
         spec = self.spec
         devices = self.devices
-        allow = set(self.cfg.devices) if self.cfg.devices is not None else None
+        allow = self._allow
         default_device = self.cfg.default_device
         batch_predict = self.batch.model.predict_one
         speed_predict = self.speed.model.predict_one
@@ -319,7 +321,7 @@ class EdgeApp:
                 produce(pred_topic, value, state.key)
             counters.predictions += 1
 
-    def _new_device(self, device: str, allow: set[str] | None) -> DeviceState:
+    def _new_device(self, device: str, allow: frozenset[str] | None) -> DeviceState:
         if allow is not None and device not in allow:
             raise BadRecord("unknown_device", device[:100])
         if allow is None and len(self.devices) >= MAX_DEVICES:
@@ -365,9 +367,10 @@ class EdgeApp:
                 log.warning("waiting for the broker to acknowledge outputs (%d queued)", len(self.producer))
         elif len(self.producer) > 0:
             return False
-        if self._delivery_errors:
+        if self._delivery_errors or self._failed:
             errors, self._delivery_errors = self._delivery_errors[:5], []
             self.counters.delivery_errors += len(errors)
+            self._failed = True  # never commit again in this process: the batch must be replayed
             raise DeliveryFailed(f"outputs not delivered, offsets not committed: {errors}")
         self.spool.flush()
         try:
@@ -471,13 +474,16 @@ class EdgeApp:
         log.info("shutting down: %s", json.dumps(self.counters.to_dict()))
         try:
             self.spool.close_all("shutdown")
-            self.publish_metrics()
-            self._commit_point()
-            try:
-                self.consumer.commit(asynchronous=False)
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._NO_OFFSET:
-                    log.warning("final commit failed: %s", exc)
+            if self._failed:
+                log.error("outputs were not delivered: exiting without committing (the batch will be replayed)")
+            else:
+                self.publish_metrics()
+                self._commit_point()
+                try:
+                    self.consumer.commit(asynchronous=False)
+                except KafkaException as exc:
+                    if exc.args[0].code() != KafkaError._NO_OFFSET:
+                        log.warning("final commit failed: %s", exc)
         finally:
             drained = self.uploads.close(timeout=30)
             if not drained:

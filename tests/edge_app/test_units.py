@@ -171,3 +171,16 @@ def test_fast_prediction_encoder_matches_the_reference_structure(device, forecas
     r = _reading("2017-01-01T00:10:00+00:00", device=device, ot=-3.5)
     args = (r, forecast, errors, (np.float64(0.25), 0.75), ("b\u00e9", "s1"), 12.345, 3.04)
     assert json.loads(encode_prediction(*args)) == prediction_dict(*args)
+
+
+def test_the_edge_runtime_imports_neither_tensorflow_nor_the_hybridstream_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edge_app.app, edge_app.cli, edge_app.swap, edge_app.uploaders\n"
+        "heavy = ('tensorflow', 'keras', 'hybridstream', 'training_job')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
