@@ -1,4 +1,4 @@
-"""``hybridstream train``: pretrain (history -> batch model), window (one speed model), worker (SQS loop).
+"""``hybridstream train``: pretrain (history -> batch model), window (one speed model), worker (SQS or folder loop).
 
 TensorFlow and boto3 are imported inside the commands, so ``--help`` is instant. Every
 command prints one JSON summary line on stdout when it finishes.
@@ -7,6 +7,7 @@ command prints one JSON summary line on stdout when it finishes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -117,14 +118,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     work = cmds.add_parser(
         "worker",
-        help="long-poll the SQS training queue and train each announced window",
-        description="Receive window notices from SQS, train, publish; delete a message only once its model is "
-        "published (or refused). Bad windows are left for the queue's dead-letter queue. SIGTERM stops gracefully.",
+        help="train each window announced on the SQS training queue (--queue) or written to a folder (--watch)",
+        description="Cloud: receive window notices from SQS (--queue), train, publish; delete a message only once "
+        "its model is published (or refused). Bad windows are left for the queue's dead-letter queue. Edge: train "
+        "every window CSV that appears under a folder (--watch DIR, recursively; DIR/done/ and DIR/rejected/ "
+        "excluded), oldest first, then move it to DIR/done/ or DIR/rejected/ (with a .reason.txt). "
+        "SIGTERM stops gracefully.",
     )
-    work.add_argument(
+    source = work.add_argument_group("source (exactly one)")
+    source.add_argument(
         "--queue",
-        default=os.environ.get("QUEUE_URL") or os.environ.get("HYBRIDSTREAM_QUEUE_URL"),
-        help="queue URL (env QUEUE_URL / HYBRIDSTREAM_QUEUE_URL)",
+        default=None,
+        help="queue URL (env QUEUE_URL / HYBRIDSTREAM_QUEUE_URL when --watch is not given)",
+    )
+    source.add_argument(
+        "--watch",
+        type=Path,
+        metavar="DIR",
+        help="edge mode: train the window CSVs written under DIR (e.g. DIR/windows/<thing>/<yyyy>/<mm>/<dd>/*.csv)",
+    )
+    source.add_argument("--poll", type=float, default=5.0, help="--watch: seconds between folder scans (default 5)")
+    source.add_argument(
+        "--settle",
+        type=float,
+        default=2.0,
+        help="--watch: only pick files unmodified for this many seconds (default 2)",
     )
     work.add_argument(
         "--sqs-endpoint",
@@ -139,9 +157,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     work.add_argument("--wait", type=int, default=20, help="long-poll seconds (default 20)")
     work.add_argument("--lease", type=int, default=300, help="visibility while training, renewed (default 300)")
     work.add_argument("--bad-visibility", type=int, default=0, help="bad window: seconds until retried (default 0)")
-    work.add_argument("--error-visibility", type=int, default=60, help="other failure: seconds until retried")
-    work.add_argument("--max-messages", type=int, help="exit after this many messages")
-    work.add_argument("--idle-exit", action="store_true", help="exit when a poll returns nothing")
+    work.add_argument(
+        "--error-visibility", type=int, default=60, help="other failure: seconds until retried (also --watch)"
+    )
+    work.add_argument("--max-messages", type=int, help="exit after this many messages (--watch: files)")
+    work.add_argument("--idle-exit", action="store_true", help="exit when a poll (--watch: a scan) finds nothing")
     _common(work, "speed")
     _guardrail(work, default_on=True)
     work.set_defaults(func=_worker, kind="speed")
@@ -236,14 +256,57 @@ def sqs_client(queue_url: str, endpoint: str | None = None) -> Any:
     return boto3.client("sqs", endpoint_url=endpoint or None, region_name=region or "us-east-1")
 
 
-def _worker(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _stop_on_signals(stop):
+    """SIGTERM/SIGINT call ``stop()`` (a second one ends the process); the old handlers come back after."""
     import signal
 
+    def _graceful(signum: int, _frame: object) -> None:
+        print(f"hybridstream train worker: signal {signum}, stopping after the current step", file=sys.stderr)
+        stop()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    saved = {sig: signal.signal(sig, _graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from training_job.watch import FolderWatcher, WatchConfig
+
+    store = _store(args)
+    if store is None and not args.out:
+        raise ValueError("--watch needs --bucket BUCKET (or HYBRIDSTREAM_MODELS_BUCKET) and/or --out DIR")
+    config = WatchConfig(
+        root=args.watch,
+        out_dir=args.out,
+        poll_seconds=args.poll,
+        settle_seconds=args.settle,
+        error_retry_seconds=args.error_visibility,
+        min_rows=args.min_rows,
+    )
+    watcher = FolderWatcher(_options(args), config, store=store)
+    with _stop_on_signals(watcher.stop):
+        stats = watcher.run(max_files=args.max_messages, idle_exit=args.idle_exit)
+    counts = {k: v for k, v in stats.__dict__.items() if k != "outcomes"}
+    print(json.dumps({"worker": "stopped", "watch": str(args.watch), **counts}))
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
     from training_job.storage import s3_client
     from training_job.worker import Worker, WorkerConfig
 
+    if args.queue and args.watch:
+        raise ValueError("give either --queue URL or --watch DIR, not both")
+    if args.watch:
+        return _watch(args)
+    args.queue = args.queue or os.environ.get("QUEUE_URL") or os.environ.get("HYBRIDSTREAM_QUEUE_URL")
     if not args.queue:
-        raise ValueError("--queue URL (or QUEUE_URL) is required")
+        raise ValueError("--queue URL (or QUEUE_URL) or --watch DIR is required")
     store = _store(args)
     if store is None:
         raise ValueError("--bucket (or HYBRIDSTREAM_MODELS_BUCKET) is required: the worker publishes to S3")
@@ -260,15 +323,9 @@ def _worker(args: argparse.Namespace) -> int:
         sqs_client(args.queue, args.sqs_endpoint), s3_client(args.s3_endpoint), store, _options(args), config
     )
 
-    def _graceful(signum: int, _frame: object) -> None:
-        print(f"hybridstream train worker: signal {signum}, stopping after the current step", file=sys.stderr)
-        worker.stop()
-        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
-
-    signal.signal(signal.SIGTERM, _graceful)
-    signal.signal(signal.SIGINT, _graceful)
-    worker.check_queue()
-    stats = worker.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
+    with _stop_on_signals(worker.stop):
+        worker.check_queue()
+        stats = worker.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
     counts = {k: v for k, v in stats.__dict__.items() if k != "outcomes"}
     print(json.dumps({"worker": "stopped", **counts}))
     return 0
