@@ -99,6 +99,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and/or publish it to --bucket as models/batch/<version>/.",
     )
     pre.add_argument("--csv", required=True, help="history CSV: Date_time + the feature columns (path or s3://)")
+    pre.add_argument(
+        "--duplicate-timestamps",
+        choices=["keep-first", "reject"],
+        default="keep-first",
+        help="history rows whose instant repeats an earlier row's (e.g. relabelled at a DST change): keep the "
+        "first and drop the rest, counted in the manifest's window.dropped_duplicate_rows (default), or reject "
+        "the file. Windows (train window/worker) always reject them",
+    )
     _common(pre, "batch")
     _guardrail(pre, default_on=False)
     pre.set_defaults(func=_pretrain, kind="batch")
@@ -208,7 +216,7 @@ def _store(args: argparse.Namespace):
     return ModelStore(s3_client(args.s3_endpoint), args.bucket, args.prefix, args.rejected_prefix)
 
 
-def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str) -> int:
+def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str, duplicates: str = "reject") -> int:
     from training_job.pipeline import train_window
     from training_job.storage import read_input, s3_client
     from training_job.windows import parse_window
@@ -220,7 +228,15 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str) -> i
     data = read_input(
         location, store.s3 if store else (s3_client(args.s3_endpoint) if location[:5] == "s3://" else None)
     )
-    window = parse_window(data, opts.spec, fmt=fmt, min_rows=args.min_rows, source=location, thing=thing)
+    window = parse_window(
+        data, opts.spec, fmt=fmt, min_rows=args.min_rows, source=location, thing=thing, duplicates=duplicates
+    )
+    if window.dropped_duplicates:
+        print(
+            f"hybridstream train: {location}: dropped {window.dropped_duplicates} row(s) whose timestamp repeats "
+            "an earlier row's (--duplicate-timestamps keep-first)",
+            file=sys.stderr,
+        )
     outcome = train_window(window, opts, store=store, out_dir=args.out)
     print(json.dumps(outcome.summary(), default=str))
     return EXIT_REFUSED if outcome.status == "rejected" else 0
@@ -229,7 +245,8 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str) -> i
 def _pretrain(args: argparse.Namespace) -> int:
     from training_job.storage import format_of
 
-    return _run_one(args, args.csv, "csv" if format_of(args.csv) == "auto" else "jsonl", "")
+    fmt = "csv" if format_of(args.csv) == "auto" else "jsonl"
+    return _run_one(args, args.csv, fmt, "", duplicates=args.duplicate_timestamps)
 
 
 def _window(args: argparse.Namespace) -> int:

@@ -66,6 +66,8 @@ class Outcome:
             out.update({k: v for k, v in self.published.to_dict().items() if k not in ("status", "reason")})
         if self.local_dir:
             out["local_dir"] = self.local_dir
+            if self.status != "rejected":  # the folder to copy (model.tflite + manifest.json): absolute
+                out["model_dir"] = str(Path(self.local_dir).resolve())
         if self.manifest:
             out["metrics"] = self.manifest.get("metrics", {})
             out["parity_max_abs_diff"] = self.manifest.get("parity_max_abs_diff")
@@ -83,6 +85,17 @@ def _write_local(root: Path, folder: str, tflite: bytes, manifest_json: str) -> 
     return target
 
 
+def _local_model(folder: Path) -> Path | None:
+    """``folder`` if it holds a model.tflite matching its manifest.json (an earlier run's output), else None."""
+    from model_contract import Manifest, sha256_bytes  # noqa: PLC0415
+
+    try:
+        manifest = Manifest.from_json((folder / "manifest.json").read_bytes())
+        return folder if sha256_bytes((folder / "model.tflite").read_bytes()) == manifest.sha256 else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def train_window(
     window: Window,
     opts: TrainOptions,
@@ -96,9 +109,25 @@ def train_window(
     if store is not None and store.is_published(opts.name, version):
         result = store.published_result(opts.name, version)
         log.info("%s/%s: same window, same version, already published: nothing to do", opts.name, version)
-        return Outcome(
-            "exists", opts.name, version, result.reason, published=result, seconds=time.perf_counter() - started
-        )
+        outcome = Outcome("exists", opts.name, version, result.reason, published=result)
+        if out_dir is not None:  # the local copy is still wanted: take the published one
+            tflite = store.s3.get_object(Bucket=store.bucket, Key=result.model_key)["Body"].read()
+            manifest_json = store.s3.get_object(Bucket=store.bucket, Key=result.manifest_key)["Body"].read().decode()
+            outcome.local_dir = str(_write_local(Path(out_dir), f"{opts.name}/{version}", tflite, manifest_json))
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+    if store is None and out_dir is not None:
+        local = _local_model(Path(out_dir) / opts.name / version)
+        if local is not None:
+            log.info("%s/%s: already in %s: nothing to do", opts.name, version, local)
+            return Outcome(
+                "exists",
+                opts.name,
+                version,
+                f"this version is already in {local} (versions are immutable)",
+                local_dir=str(local),
+                seconds=time.perf_counter() - started,
+            )
     span = f"{window.first_ts} .. {window.last_ts}"
     log.info("%s: training on %d rows (%s) from %s", opts.name, window.rows, span, window.source or "input")
     trained = train_matrix(

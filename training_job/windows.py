@@ -62,6 +62,7 @@ class Window:
     source: str = ""
     sha256: str = ""
     thing: str = ""  # the IoT thing (Pi) that uploaded it, when known
+    dropped_duplicates: int = 0  # rows dropped by duplicates="keep-first" (history files only)
 
     @property
     def rows(self) -> int:
@@ -87,6 +88,8 @@ class Window:
         }
         if self.thing:
             out["thing"] = self.thing
+        if self.dropped_duplicates:
+            out["dropped_duplicate_rows"] = self.dropped_duplicates
         return out
 
 
@@ -148,11 +151,17 @@ def parse_window(
     device: str = "",
     source: str = "",
     thing: str = "",
+    duplicates: str = "reject",
 ) -> Window:
     """Parse and validate one window; raises :class:`WindowError` with a clear message.
 
     ``device`` defaults to the window's device column (if it holds one value), else ``thing``.
+    ``duplicates``: ``reject`` (windows: a duplicated timestamp is an error) or ``keep-first``
+    (history files, e.g. readings relabelled at a DST change: later rows with an instant
+    already seen are dropped, counted in ``dropped_duplicates`` and logged by the caller).
     """
+    if duplicates not in ("reject", "keep-first"):
+        raise ValueError(f"duplicates must be 'reject' or 'keep-first', not {duplicates!r}")
     names, records = _records(data, fmt)
     ts_col = spec.timestamp_column
     missing = [c for c in (ts_col, *spec.columns) if c not in names]
@@ -192,7 +201,13 @@ def parse_window(
             dups.append(f"rows {seen[t] + 1} and {i + 1} ({stamps[i]})")
         else:
             seen[t] = i
-    if dups:
+    dropped = 0
+    if dups and duplicates == "keep-first":
+        keep = sorted(seen.values())
+        dropped = len(parsed) - len(keep)
+        matrix, records = matrix[keep], [records[i] for i in keep]
+        stamps, parsed = [stamps[i] for i in keep], [parsed[i] for i in keep]
+    elif dups:
         more = f" (+{len(dups) - MAX_ERRORS_SHOWN} more)" if len(dups) > MAX_ERRORS_SHOWN else ""
         raise WindowError(
             "duplicate_timestamps", f"{len(dups)} duplicated timestamp(s): {'; '.join(dups[:MAX_ERRORS_SHOWN])}{more}"
@@ -207,7 +222,9 @@ def parse_window(
         devices = {str(r.get(spec.device_column, "")) for r in records} - {""}
         device = devices.pop() if len(devices) == 1 else thing
     digest = sha256_bytes(data)
-    return Window(matrix, stamps, spec, device=device, source=source, sha256=digest, thing=thing)
+    window = Window(matrix, stamps, spec, device=device, source=source, sha256=digest, thing=thing)
+    window.dropped_duplicates = dropped
+    return window
 
 
 def window_to_csv(matrix: np.ndarray, timestamps: list[str], spec: FeatureSpec, device: str = "") -> bytes:

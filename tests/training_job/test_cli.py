@@ -48,6 +48,20 @@ def test_pretrain_publishes_the_batch_model(s3_env, s3_bucket, s3_client, turbin
     assert manifest.kind == "batch" and manifest.window["rows"] == 400 and "guardrail" not in manifest.extra
     local = tmp_path / "out" / "batch" / summary["version"]
     assert TFLiteModel.from_files(local / "model.tflite").input_shape == (2, 5)
+    # the last line names the model folder (absolute) for `make batch-model` to copy
+    assert summary["model_dir"] == str(local.resolve())
+    tflite = (local / "model.tflite").read_bytes()
+    # again, --out only: the folder already holds that version -> nothing to do, same model_dir
+    assert main(["train", "pretrain", "--csv", str(history), "--out", str(tmp_path / "out"), *TINY]) == 0
+    again = _last_json(capsys)
+    assert again["status"] == "exists" and again["model_dir"] == summary["model_dir"] and again["seconds"] < 2
+    # again, --bucket + a fresh --out: already published -> the published files are copied there
+    argv = ["train", "pretrain", "--csv", str(history), "--bucket", s3_bucket, "--out", str(tmp_path / "o2"), *TINY]
+    assert main(argv) == 0
+    third = _last_json(capsys)
+    fresh = tmp_path / "o2" / "batch" / summary["version"]
+    assert third["status"] == "exists" and third["model_dir"] == str(fresh.resolve())
+    assert (fresh / "model.tflite").read_bytes() == tflite and (fresh / "manifest.json").is_file()
 
 
 def test_window_from_s3_jsonl_then_again_is_a_no_op(s3_env, s3_bucket, s3_client, turbine_dir, capsys):

@@ -74,3 +74,16 @@ def test_many_bad_values_are_summarised():
     data = _csv(120, edit=lambda i, r: r[:6] + ["x"])
     with pytest.raises(WindowError, match=r"120 value\(s\) not a number: row 1 Ot_avg='x'.*\(\+115 more\)"):
         parse_window(data, SPEC)
+
+
+def test_history_with_dst_duplicates_keeps_the_first_row_of_each_instant(turbine_dir):
+    """turbine/train.csv relabels 02:00-02:50 as 03:00-03:50+02:00 on 2017-03-26: six repeated instants."""
+    with open(turbine_dir / "train.csv") as fh:
+        lines = fh.readlines()
+    data = "".join([lines[0], *lines[10100:10125]]).encode()
+    with pytest.raises(WindowError, match="duplicate_timestamps: 6 duplicated"):
+        parse_window(data, SPEC, min_rows=10)  # windows: always rejected
+    w = parse_window(data, SPEC, min_rows=10, duplicates="keep-first")
+    assert w.rows == 19 and w.dropped_duplicates == 6 and w.describe()["dropped_duplicate_rows"] == 6
+    assert len(set(w.timestamps)) == 19 and w.timestamps[5] == "2017-03-26T03:00:00+02:00"
+    assert w.matrix[5, 0] == pytest.approx(49.630001)  # the first of the pair
