@@ -68,7 +68,6 @@ def test_valid_window_notice_is_accepted():
         (metrics_message(batch_rmse="0.5"), "type:batch_rmse"),
         (metrics_message(speed_rmse=True), "type:speed_rmse"),
         (metrics_message(latency_ms=[1]), "type:latency_ms"),
-        (metrics_message(device="pi-2"), "device_mismatch"),
         (window_notice(key="windows/pi-2/2026/11/26/w1.csv"), "key_outside_prefix"),
     ],
 )
@@ -81,6 +80,25 @@ def test_malformed_messages_are_rejected_with_reasons(capsys, event, reason):
     assert {e["Reason"] for e in rejected} == {r.split(":")[0] for r in verdict["reasons"]}
     log = [json.loads(line) for line in out.splitlines() if '"rejected": true' in line]
     assert log and reason in log[0]["reasons"]
+
+
+@pytest.mark.parametrize("kind", ["metrics", "results"])
+def test_a_thing_may_speak_for_several_sensor_devices(kind):
+    # one Pi (thing pi-1) serves several sensors: their ids differ from the thing name
+    event = (
+        metrics_message(device="turbine-7")
+        if kind == "metrics"
+        else {
+            "timestamp": "2026-11-26T10:00:00Z",
+            "predictions": [],
+            "device": "turbine-7",
+            "thing": "pi-1",
+            "mqtt_topic": "hybridstream/pi-1/results",
+        }
+    )
+    verdict = ingest.handler(event)
+    assert verdict["accepted"] is True, verdict
+    assert "device_mismatch" not in verdict["reasons"]
 
 
 def test_oversized_message_is_rejected(capsys):
