@@ -2,10 +2,11 @@
 
 The ``cloud_readings`` topic rule sends each ``hybridstream/<thing>/readings`` message here:
 ``{"timestamp", "readings": [row, ...] (oldest first, at least the feature spec's max lag),
-"errors": {"batch": rmse, "speed": rmse} (optional, the device's recent errors)}``. The newest
-manifest of each model (``models/<name>/<version>/manifest.json``, checked against its
-sha256) is loaded with the same :mod:`model_contract` runtime the edge uses, and the
-forecast is published to ``hybridstream/<thing>/results`` (which the results rule stores in S3).
+"errors": {"batch": rmse, "speed": rmse} (optional, the device's recent errors)}``. The current
+model of each name (the trainer's ``models/<name>/LATEST`` pointer -> its ``manifest.json``, the
+model checked against its sha256; the pointer is cached for a minute) is loaded with the same
+:mod:`model_contract` runtime the edge uses, and the forecast is published to
+``hybridstream/<thing>/results`` (which the results rule stores in S3).
 
 Blend: weights are inversely proportional to each model's recent error (equal when the
 device sends none), the same rule as the edge's dynamic blend.
@@ -56,13 +57,19 @@ def _client(name: str) -> Any:
 
 
 def latest_manifest_key(bucket: str, name: str) -> str | None:
-    """Key of the newest ``models/<name>/<version>/manifest.json`` (by LastModified)."""
-    newest: tuple[Any, str] | None = None
-    for page in _client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"models/{name}/"):
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith("/manifest.json") and (newest is None or obj["LastModified"] > newest[0]):
-                newest = (obj["LastModified"], obj["Key"])
-    return newest[1] if newest else None
+    """Key of the current ``manifest.json`` of ``name``, from the trainer's ``models/<name>/LATEST``
+    pointer (``{"name", "version", "manifest_key", "model_key", "sha256", ...}``, written last by
+    ``training_job.publish.ModelStore.publish``); None while nothing is published. No listing:
+    the trainer alone decides which version is current (a refused candidate never becomes it)."""
+    try:
+        body = _client("s3").get_object(Bucket=bucket, Key=f"models/{name}/LATEST")["Body"].read()
+    except _client("s3").exceptions.NoSuchKey:
+        return None
+    pointer = json.loads(body)
+    key = pointer.get("manifest_key")
+    if isinstance(key, str) and key:
+        return key
+    return f"models/{name}/{pointer['version']}/manifest.json"
 
 
 def load_model(bucket: str, manifest_key: str) -> tuple[Any, Any, str]:
@@ -79,7 +86,8 @@ def load_model(bucket: str, manifest_key: str) -> tuple[Any, Any, str]:
 
 
 def model(name: str) -> LoadedModel | None:
-    """The newest version of a model, cached; the bucket is re-listed at most once a minute."""
+    """The current version of a model (its ``LATEST`` pointer), cached: the pointer is re-read at
+    most once a minute, the model itself only when the pointer names another version."""
     bucket = os.environ["MODELS_BUCKET"]
     cached = _models.get(name)
     if cached and time.monotonic() - cached.checked_at < MANIFEST_TTL_SECONDS:
@@ -135,7 +143,11 @@ def predict(thing: str, timestamp: str, readings: list[dict[str, Any]], errors: 
 
     from model_contract.features import BadRecord, rows_to_matrix
 
-    names = {"batch": os.environ["BATCH_MODEL"], "speed": os.environ["SPEED_MODEL"]}
+    # per-device speed models: "{thing}" in a name is the thing the readings came from
+    names = {
+        kind: os.environ[var].replace("{thing}", thing)
+        for kind, var in (("batch", "BATCH_MODEL"), ("speed", "SPEED_MODEL"))
+    }
     loaded = {kind: m for kind, name in names.items() if (m := model(name)) is not None}
     if not loaded:
         raise Rejected("no_model")

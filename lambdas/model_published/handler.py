@@ -1,8 +1,16 @@
 """Announce a newly published model: S3 ``models/<name>/<version>/manifest.json`` created ->
 MQTT ``hybridstream/models/<name>/published`` through IoT data (cloud -> edge).
 
-The announcement carries what a device needs to fetch and trust the model without listing the
-bucket: ``{name, version, sha256, s3_uri, manifest_uri, manifest_sha256, kind, metrics}``.
+Announcement contract (JSON on ``hybridstream/models/<name>/published``, QoS 1): what a device
+needs to fetch and trust the model without listing the bucket.
+
+- ``name``, ``version``: from the key ``models/<name>/<version>/manifest.json`` (must equal the
+  manifest's own); ``kind``: the manifest's (``speed`` when absent).
+- ``sha256``: of ``model.tflite`` (from the manifest); ``s3_uri``: ``s3://<bucket>/models/<name>/<version>/model.tflite``.
+- ``manifest_uri``: ``s3://<bucket>/models/<name>/<version>/manifest.json``; ``manifest_sha256``:
+  of the manifest bytes as stored.
+- ``metrics``: the manifest's holdout metrics (``{}`` when absent); ``published_at``: epoch seconds.
+
 It also emits the model's training duration and holdout RMSE as CloudWatch metrics (EMF).
 """
 

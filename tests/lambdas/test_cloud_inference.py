@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import boto3
 import numpy as np
@@ -48,7 +47,8 @@ def inference(aws, monkeypatch):
     return module
 
 
-def put_model(name: str, version: str, content: bytes = b"TFL3", sha: str | None = None) -> str:
+def put_model(name: str, version: str, content: bytes = b"TFL3", sha: str | None = None, latest: bool = True) -> str:
+    """Write a version the way training_job.publish.ModelStore does: model, manifest, then LATEST."""
     manifest = Manifest(
         name=name,
         version=version,
@@ -61,6 +61,17 @@ def put_model(name: str, version: str, content: bytes = b"TFL3", sha: str | None
     s3.put_object(Bucket=BUCKET, Key=f"models/{name}/{version}/model.tflite", Body=content)
     key = f"models/{name}/{version}/manifest.json"
     s3.put_object(Bucket=BUCKET, Key=key, Body=manifest.to_json().encode())
+    if latest:
+        pointer = {
+            "name": name,
+            "version": version,
+            "sha256": manifest.sha256,
+            "kind": "speed",
+            "model_key": f"models/{name}/{version}/model.tflite",
+            "manifest_key": key,
+            "published_at": "2026-11-26T10:00:00Z",
+        }
+        s3.put_object(Bucket=BUCKET, Key=f"models/{name}/LATEST", Body=json.dumps(pointer).encode())
     return key
 
 
@@ -102,11 +113,40 @@ def test_valid_readings_give_a_blended_forecast(inference):
     assert result["idempotency_key"] == "pi-1:2026-11-26T10:00:00Z"
 
 
-def test_newest_manifest_wins(inference):
-    put_model("turbine-speed", "old")
-    time.sleep(1.1)  # S3 LastModified has one-second resolution
-    put_model("turbine-speed", "new")
-    assert inference.latest_manifest_key(BUCKET, "turbine-speed") == "models/turbine-speed/new/manifest.json"
+def test_the_latest_pointer_names_the_model_not_the_listing(inference):
+    put_model("turbine-speed", "current")
+    put_model("turbine-speed", "written-later-not-current", latest=False)  # e.g. a refused candidate
+    assert inference.latest_manifest_key(BUCKET, "turbine-speed") == "models/turbine-speed/current/manifest.json"
+    assert inference.latest_manifest_key(BUCKET, "never-published") is None
+
+
+def test_pointer_without_manifest_key_falls_back_to_the_version_folder(inference):
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=BUCKET, Key="models/m/LATEST", Body=json.dumps({"name": "m", "version": "v7"}).encode())
+    assert inference.latest_manifest_key(BUCKET, "m") == "models/m/v7/manifest.json"
+
+
+def test_pointer_is_cached_for_a_minute(inference, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(inference.time, "monotonic", lambda: clock[0])
+    put_model("turbine-speed", "s1")
+    assert inference.model("turbine-speed").version == "s1"
+    put_model("turbine-speed", "s2")
+    clock[0] += 30
+    assert inference.model("turbine-speed").version == "s1"  # pointer not re-read yet
+    clock[0] += 31
+    assert inference.model("turbine-speed").version == "s2"
+
+
+def test_per_device_speed_model_name(inference, monkeypatch):
+    monkeypatch.setenv("SPEED_MODEL", "speed-{thing}")
+    put_model("turbine-batch", "b1")
+    put_model("speed-pi-1", "s1")
+    with monkeypatch.context() as mp:
+        mp.setattr(inference, "load_model", lambda bucket, key: (LastTarget(0.0), SPEC, key.split("/")[2]))
+        verdict = inference.handler(event())
+    assert verdict["accepted"] is True
+    assert verdict["result"]["models"] == {"batch": "turbine-batch/b1", "speed": "speed-pi-1/s1"}
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,19 @@ def test_valid_manifest_is_announced(handler, capsys):
     assert note["sha256"] == hashlib.sha256(MODEL).hexdigest()
     assert note["s3_uri"] == f"s3://{BUCKET}/models/turbine-speed/0123456789abcdef/model.tflite"
     assert note["manifest_sha256"] == hashlib.sha256(body).hexdigest()
+    # the contract the edge side reads (s3_uri / manifest_uri): exactly these fields
+    assert set(note) == {
+        "name",
+        "version",
+        "kind",
+        "sha256",
+        "s3_uri",
+        "manifest_uri",
+        "manifest_sha256",
+        "metrics",
+        "published_at",
+    }
+    assert note["manifest_uri"] == f"s3://{BUCKET}/{key}"
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert emf[0]["TrainingSeconds"] == 11.5 and emf[0]["HoldoutRMSE"] == 0.42 and emf[0]["Model"] == "turbine-speed"
 
