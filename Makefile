@@ -3,9 +3,11 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
+HISTORY     ?= ../shared/datasets/turbine/train.csv
+BATCH_MODEL := build/batch-model
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup test lint unit synth demo bench-edge bench-train bench clean kafka-up kafka-down
+.PHONY: help setup test lint unit synth batch-model demo bench-edge bench-train bench clean kafka-up kafka-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,8 +27,23 @@ test: setup lint synth ## ruff, offline cdk synth + cdk-nag + cfn-lint, every te
 demo: setup ## the whole loop on this machine, real local servers, no AWS account
 	@if [ -f scripts/demo.sh ]; then bash scripts/demo.sh; else echo "make demo: not yet (the local-stack issue brings it)"; fi
 
-synth: setup ## cdk synth offline into cdk.out/ with cdk-nag, then cfn-lint
+synth: setup $(BATCH_MODEL)/model.tflite ## cdk synth offline into cdk.out/ with cdk-nag, then cfn-lint
 	bash scripts/synth.sh
+
+# The pre-trained batch model the BatchModel Greengrass component ships (synth fails without it).
+# A file target: rebuilt only when missing or older than the history CSV.
+batch-model: $(BATCH_MODEL)/model.tflite ## pre-train the batch model on $(HISTORY) into build/batch-model/
+
+$(BATCH_MODEL)/model.tflite: $(HISTORY) | $(STAMP)
+	rm -rf build/batch-model-train && mkdir -p build/batch-model-train
+	@# the turbine history repeats six timestamps around the 2017 DST change (training refuses
+	@# duplicate_timestamps): keep the first row of each timestamp
+	awk -F, '!seen[$$1]++' $(HISTORY) > build/batch-model-train/history.csv
+	$(VENV)/bin/hybridstream train pretrain --csv build/batch-model-train/history.csv --out build/batch-model-train
+	@newest=$$(ls -td build/batch-model-train/batch/*/ | head -n 1); \
+	  test -f "$$newest/model.tflite" -a -f "$$newest/manifest.json" || { echo "batch-model: no model in $$newest" >&2; exit 1; }; \
+	  mkdir -p $(BATCH_MODEL).tmp && cp "$$newest/model.tflite" "$$newest/manifest.json" $(BATCH_MODEL).tmp/ && \
+	  rm -rf $(BATCH_MODEL) && mv $(BATCH_MODEL).tmp $(BATCH_MODEL) && echo "batch-model: $$newest -> $(BATCH_MODEL)/"
 
 bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)
 	$(PY) -m edge_app.bench
