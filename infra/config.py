@@ -5,6 +5,7 @@ Every value can be given with ``cdk synth|deploy -c key=value`` or in ``cdk.json
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -40,13 +41,21 @@ class AppConfig:
       ``trainer_max_capacity`` (2): the trainer Auto Scaling group.
     - ``retain_data`` (false): keep buckets and their objects on ``cdk destroy``.
     - ``batch_model_dir`` (``build/batch-model``): folder with ``model.tflite`` + ``manifest.json``
-      of the pre-trained batch model; when it is absent the batch-model component is left out
-      (the edge app then waits for a model announced on MQTT).
+      of the pre-trained batch model (``make batch-model``); synth fails without it.
     - ``inference_layer_dir`` (``build/lambda-layers/inference``): the cloud-mode inference
       Lambda's dependency layer (numpy + ai-edge-litert), built by ``scripts/build_inference_layer.sh``.
     - ``kafka_bootstrap`` (``127.0.0.1:9092``), ``kafka_version`` (``4.4.0``): the Pi's broker.
-    - ``speed_model_name`` (``speed``) / ``batch_model_name`` (``batch``): model names in
-      ``models/<name>/`` and on ``hybridstream/models/<name>/published`` (the trainer's defaults).
+    - ``kafka_libs_dir`` (``.cache/kafka-<kafka_version>/libs``): the broker's jars (``make setup``
+      fetches them with Maven), shipped as the KafkaBroker component's artifact.
+    - ``speed_model_name`` (``speed-{thing}``) / ``batch_model_name`` (``batch``): model names in
+      ``models/<name>/`` and on ``hybridstream/models/<name>/published``. ``{thing}`` is the
+      device's thing name: one speed model per device, one shared batch model.
+    - ``promote`` (false) / ``fleet_component_versions`` (unset): the canary gate. Without
+      ``promote`` the fleet deployment keeps the component versions in
+      ``fleet_component_versions`` (JSON ``{"<component>": "<version>"}``, the last promoted
+      release) while the canary deployment gets the current ones; ``promote=true`` gives the
+      fleet the current versions. ``fleet_artifacts`` (JSON list of asset object keys): the
+      pinned release's artifacts, which devices must still be able to download.
     - ``rmse_alarm_threshold`` (2.0): hybrid RMSE (target units) above which the alarm fires.
     """
 
@@ -62,15 +71,49 @@ class AppConfig:
     inference_layer_dir: str = "build/lambda-layers/inference"
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_version: str = "4.4.0"
-    speed_model_name: str = "speed"
+    kafka_libs_dir: str = ""
+    speed_model_name: str = "speed-{thing}"
     batch_model_name: str = "batch"
     rmse_alarm_threshold: float = 2.0
+    promote: bool = False
+    fleet_component_versions: str = ""
+    fleet_artifacts: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"context mode must be one of {MODES}, not {self.mode!r}")
         if not 0 <= self.trainer_min_capacity <= self.trainer_max_capacity:
             raise ValueError("need 0 <= trainer_min_capacity <= trainer_max_capacity")
+
+    @property
+    def kafka_libs(self) -> Path:
+        """The broker's jars folder (default: where ``make setup`` / ``kafka.fetch()`` puts them)."""
+        return self.resolve(self.kafka_libs_dir or f".cache/kafka-{self.kafka_version}/libs")
+
+    def pinned_fleet_versions(self) -> dict[str, str] | None:
+        """The fleet's pinned component versions, or None when the fleet gets the current ones."""
+        if self.promote:
+            return None
+        raw: Any = self.fleet_component_versions
+        if isinstance(raw, str):
+            raw = json.loads(raw) if raw.strip() else None
+        if not raw:
+            raise ValueError(
+                "canary gate: the fleet's release is unknown. Deploy with -c promote=true to roll the current "
+                "component versions out to the fleet (first deploy, or after the canaries passed), or pin the "
+                'fleet with -c fleet_component_versions=\'{"<component>": "<version>", ...}\' (see docs/deploy.md)'
+            )
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise ValueError("fleet_component_versions must be a JSON object of component name -> version")
+        return dict(raw)
+
+    def pinned_fleet_artifacts(self) -> list[str]:
+        raw: Any = self.fleet_artifacts
+        if isinstance(raw, str):
+            raw = json.loads(raw) if raw.strip() else []
+        if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+            raise ValueError("fleet_artifacts must be a JSON list of asset object keys")
+        return list(raw)
 
     @property
     def has_trainer(self) -> bool:
@@ -92,5 +135,7 @@ class AppConfig:
             if raw is None:
                 continue
             kind = str(f.type).split(" ")[0]
+            if isinstance(raw, dict | list):  # JSON context values given in cdk.json
+                raw = json.dumps(raw)
             values[f.name] = casts.get(kind, str)(raw)
         return cls(**values)

@@ -25,6 +25,10 @@ class Fleet(Construct):
         windows_bucket: devices may write ``windows/<their thing>/*`` here, nothing else.
         models_bucket: devices may read ``models/*`` here.
         credential_seconds: lifetime of the token exchange credentials (default 3600).
+        speed_model_name / batch_model_name: the models a device may hear announced
+            (default ``speed-{thing}``: its own speed model, and ``batch``: the shared one).
+        trains_on_device: ``edge`` mode (default False): the token exchange role may also
+            publish the device's own speed model (``models/<speed name>/*``, ``rejected/...``).
 
     Attributes: ``fleet_group``, ``canary_group``, ``device_policy``, ``token_exchange_role``,
     ``role_alias``, ``provisioning_template``, ``claim_policy``.
@@ -39,9 +43,15 @@ class Fleet(Construct):
         models_bucket: s3.IBucket,
         name_prefix: str = "hybridstream",
         credential_seconds: int = 3600,
+        speed_model_name: str = "speed-{thing}",
+        batch_model_name: str = "batch",
+        trains_on_device: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.prefix = name_prefix
+        self.speed_model_name = speed_model_name
+        self.batch_model_name = batch_model_name
+        self.trains_on_device = trains_on_device
         self.fleet_group = iot.CfnThingGroup(
             self,
             "FleetGroup",
@@ -87,6 +97,11 @@ class Fleet(Construct):
         """Greengrass core + edge app permissions, each scoped to the connected thing."""
         arn = self.iot_arn
         gg = f"arn:{Aws.PARTITION}:greengrass:{Aws.REGION}"
+        # the device's own speed model and the shared batch model, nothing else
+        announced = [
+            f"{TOPIC_ROOT}/models/{self.speed_model_name.replace('{thing}', THING)}/published",
+            f"{TOPIC_ROOT}/models/{self.batch_model_name}/published",
+        ]
         return {
             "Version": "2012-10-17",
             "Statement": [
@@ -110,14 +125,14 @@ class Fleet(Construct):
                     "Resource": [
                         arn(f"topicfilter/$aws/things/{THING}/*"),
                         arn(f"topicfilter/{TOPIC_ROOT}/{THING}/*"),
-                        arn(f"topicfilter/{TOPIC_ROOT}/models/*/published"),
+                        *(arn(f"topicfilter/{t}") for t in announced),
                     ],
                 },
                 {
                     "Sid": "ReceiveModelAnnouncements",
                     "Effect": "Allow",
                     "Action": "iot:Receive",
-                    "Resource": arn(f"topic/{TOPIC_ROOT}/models/*/published"),
+                    "Resource": [arn(f"topic/{t}") for t in announced],
                 },
                 {
                     "Sid": "GreengrassTokenExchange",
@@ -169,14 +184,29 @@ class Fleet(Construct):
                 resources=[models.arn_for_objects("models/*")],
             )
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListModels",
-                actions=["s3:ListBucket"],
-                resources=[models.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": ["models/*"]}},
+        if self.trains_on_device:
+            # the trainer on the Pi HEADs/GETs keys that may not exist yet (a new version's
+            # manifest, a first LATEST): with a prefix condition S3 answers 403 instead of 404
+            role.add_to_policy(
+                iam.PolicyStatement(sid="ListModels", actions=["s3:ListBucket"], resources=[models.bucket_arn])
             )
-        )
+            own = self.speed_model_name.replace("{thing}", CRED_THING)
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="PublishOwnSpeedModel",
+                    actions=["s3:PutObject"],
+                    resources=[models.arn_for_objects(f"models/{own}/*"), models.arn_for_objects(f"rejected/{own}/*")],
+                )
+            )
+        else:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ListModels",
+                    actions=["s3:ListBucket"],
+                    resources=[models.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": ["models/*"]}},
+                )
+            )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="WriteOwnWindows",

@@ -1,5 +1,6 @@
-"""Greengrass v2: the edge app, batch model and Kafka broker components, and the deployments
-to the canary and fleet thing groups (L1 constructs: CDK has no Greengrass v2 L2)."""
+"""Greengrass v2: the edge app, batch model, Kafka broker (and in ``edge`` mode trainer)
+components, and the gated deployments to the canary and fleet thing groups (L1 constructs:
+CDK has no Greengrass v2 L2)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_greengrassv2 as gg
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
@@ -31,18 +32,29 @@ class GreengrassComponents(Construct):
 
     Props:
         name_prefix: component names are ``<prefix>.EdgeApp`` / ``.BatchModel`` / ``.KafkaBroker``
-            (default ``hybridstream``).
+            / ``.Trainer`` (default ``hybridstream``).
         settings: the edge app's default configuration (:class:`infra.recipes.EdgeAppSettings`).
         fleet_group_arn / canary_group_arn: deployment targets.
-        batch_model_dir: folder with ``model.tflite`` + ``manifest.json``; None or missing ->
-            no batch-model component (a warning is added; the edge app then waits for a model
-            announced on MQTT).
-        kafka_version: Apache Kafka release the broker component installs (default 4.4.0).
-        deployment_config: the edge app configuration merged at deployment (bucket names ...).
+        batch_model_dir: folder with ``model.tflite`` + ``manifest.json`` (required: the edge app
+            cannot start without a batch model; ``make batch-model`` builds it).
+        kafka_libs_dir: the broker's jars (``.cache/kafka-<version>/libs`` from ``make setup``),
+            zipped as the KafkaBroker component's artifact.
+        kafka_version: Apache Kafka release of those jars (default 4.4.0).
+        trainer_source: ``edge`` mode: staged trainer package folder -> a ``Trainer`` component
+            (default None: no trainer on the Pi).
+        deployment_config: configuration merged at deployment into the edge app (and the
+            trainer): bucket names ...
+        fleet_versions: the canary gate. None: the fleet gets the current versions (promote);
+            a mapping component -> version: the fleet deployment pins those (the last promoted
+            release) while the canary deployment gets the current ones.
+
+    Component versions are retained on stack updates and deletion: a pinned fleet release must
+    outlive the stack update that creates its successor.
 
     Attributes: ``components`` (name -> CfnComponentVersion), ``versions`` (name -> version),
-    ``artifact_object_arns`` (S3 objects devices must be able to read), ``fleet_deployment``,
-    ``canary_deployment``, ``recipes`` (name -> recipe dict, for tests and docs).
+    ``artifact_object_arns`` (S3 objects devices must be able to read), ``artifact_keys``
+    (their object keys), ``fleet_deployment``, ``canary_deployment``, ``recipes`` (name ->
+    recipe dict, for tests and docs).
     """
 
     def __init__(
@@ -54,47 +66,55 @@ class GreengrassComponents(Construct):
         canary_group_arn: str,
         settings: recipes.EdgeAppSettings,
         deployment_config: Mapping[str, Any],
+        batch_model_dir: Path,
+        kafka_libs_dir: Path,
         name_prefix: str = "hybridstream",
-        batch_model_dir: Path | None = None,
         kafka_version: str = "4.4.0",
+        trainer_source: Path | None = None,
+        fleet_versions: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.components: dict[str, gg.CfnComponentVersion] = {}
         self.versions: dict[str, str] = {}
         self.recipes: dict[str, dict[str, Any]] = {}
         self.artifact_object_arns: list[str] = []
+        self.artifact_keys: list[str] = []
+        self._asset_bucket = None
 
         kafka_name = f"{name_prefix}.KafkaBroker"
+        jars = self._asset(
+            "KafkaBrokerArtifact", stage("kafka-broker", {"libs": kafka_libs(kafka_libs_dir, kafka_version)})
+        )
         self._add(
-            kafka_name, lambda v: recipes.kafka_broker_recipe(name=kafka_name, version=v, kafka_version=kafka_version)
+            kafka_name,
+            lambda v, a=jars: recipes.kafka_broker_recipe(
+                name=kafka_name, version=v, jars=a, kafka_version=kafka_version
+            ),
+            artifacts=(jars,),
         )
 
-        batch_name = batch_stem = None
-        if batch_model_dir is not None and (batch_model_dir / "model.tflite").is_file():
-            batch_name = f"{name_prefix}.BatchModel"
-            model = self._asset(
-                "BatchModelArtifact",
-                stage(
-                    "batch-model",
-                    {
-                        "model.tflite": batch_model_dir / "model.tflite",
-                        "manifest.json": batch_model_dir / "manifest.json",
-                    },
-                ),
+        if not ((batch_model_dir / "model.tflite").is_file() and (batch_model_dir / "manifest.json").is_file()):
+            raise FileNotFoundError(
+                f"no batch model in {batch_model_dir} (model.tflite + manifest.json): run `make batch-model` "
+                "(or set context batch_model_dir): the edge app cannot start without a batch model"
             )
-            self._add(
-                batch_name,
-                lambda v, a=model: recipes.batch_model_recipe(name=batch_name, version=v, model=a),
-                artifacts=(model,),
-            )
-            batch_stem = model.stem
-        else:
-            Annotations.of(self).add_warning_v2(
-                "hybridstream:no-batch-model",
-                f"no batch model at {batch_model_dir}: the BatchModel component is left out "
-                "and the edge app cannot start without a batch model: set context batch_model_dir to a folder with "
-                "model.tflite + manifest.json before deploying",
-            )
+        batch_name = f"{name_prefix}.BatchModel"
+        model = self._asset(
+            "BatchModelArtifact",
+            stage(
+                "batch-model",
+                {
+                    "model.tflite": batch_model_dir / "model.tflite",
+                    "manifest.json": batch_model_dir / "manifest.json",
+                },
+            ),
+        )
+        self._add(
+            batch_name,
+            lambda v, a=model: recipes.batch_model_recipe(name=batch_name, version=v, model=a),
+            artifacts=(model,),
+        )
+        batch_stem = model.stem
 
         app_name = f"{name_prefix}.EdgeApp"
         app = self._asset(
@@ -124,18 +144,50 @@ class GreengrassComponents(Construct):
 
         stack = Stack.of(self)
         merge = {app_name: stack.to_json_string(dict(deployment_config))}
+        self.trainer_name = None
+        if trainer_source is not None:
+            trainer_name = self.trainer_name = f"{name_prefix}.Trainer"
+            src = self._asset("TrainerArtifact", trainer_source)
+            speed = settings.speed_model_name
+            self._add(
+                trainer_name,
+                lambda v, a=src: recipes.trainer_recipe(
+                    name=trainer_name, version=v, source=a, edge_app_component=app_name, speed_model_name=speed
+                ),
+                artifacts=(src,),
+            )
+            s3_config = dict(deployment_config).get("s3", {})
+            merge[trainer_name] = stack.to_json_string({"s3": {"modelsBucket": s3_config.get("modelsBucket", "")}})
+
+        current = {name: c.attr_component_version for name, c in self.components.items()}
+        self.fleet_pinned = fleet_versions is not None
         self.canary_deployment = self._deployment(
-            "CanaryDeployment", f"{name_prefix}-canary", canary_group_arn, merge, canary=True
+            "CanaryDeployment", f"{name_prefix}-canary", canary_group_arn, merge, current, canary=True
         )
         self.fleet_deployment = self._deployment(
-            "FleetDeployment", f"{name_prefix}-fleet", fleet_group_arn, merge, canary=False
+            "FleetDeployment",
+            f"{name_prefix}-fleet",
+            fleet_group_arn,
+            merge,
+            dict(fleet_versions) if fleet_versions is not None else current,
+            canary=False,
         )
 
     # -- pieces -----------------------------------------------------------------------------
     def _asset(self, construct_id: str, folder: Path) -> recipes.ZipArtifact:
         asset = s3_assets.Asset(self, construct_id, path=str(folder))
+        self._asset_bucket = asset.bucket
         self.artifact_object_arns.append(asset.bucket.arn_for_objects(asset.s3_object_key))
+        self.artifact_keys.append(asset.s3_object_key)
         return recipes.ZipArtifact(uri=asset.s3_object_url, stem=asset.asset_hash)
+
+    def asset_object_arns(self, keys: list[str]) -> list[str]:
+        """ARNs of other objects in the assets bucket (a pinned release's artifacts)."""
+        return [self._asset_bucket.arn_for_objects(key) for key in keys] if self._asset_bucket else []
+
+    def release(self) -> dict[str, Any]:
+        """The current release as context values: what to pin the fleet to once promoted."""
+        return {"fleet_component_versions": dict(self.versions), "fleet_artifacts": list(self.artifact_keys)}
 
     def _add(self, name: str, build, artifacts: tuple[recipes.ZipArtifact, ...] = ()) -> None:
         """Build the recipe twice: with placeholder URIs to derive the version, then for real."""
@@ -146,19 +198,30 @@ class GreengrassComponents(Construct):
         recipe = build(version)
         self.recipes[name] = recipe
         self.versions[name] = version
-        self.components[name] = gg.CfnComponentVersion(
+        component = gg.CfnComponentVersion(
             self, name.split(".")[-1], inline_recipe=Stack.of(self).to_json_string(recipe)
         )
+        # a fleet pinned to the previous release still needs it after this version replaces it
+        component.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.components[name] = component
 
-    def _deployment(self, construct_id: str, name: str, target: str, merge: Mapping[str, str], canary: bool):
+    def _deployment(
+        self,
+        construct_id: str,
+        name: str,
+        target: str,
+        merge: Mapping[str, str],
+        versions: Mapping[str, str],
+        canary: bool,
+    ):
         components = {
             component: Deployment.ComponentDeploymentSpecificationProperty(
-                component_version=self.components[component].attr_component_version,
+                component_version=version,
                 configuration_update=Deployment.ComponentConfigurationUpdateProperty(merge=merge[component])
                 if component in merge
                 else None,
             )
-            for component in self.components
+            for component, version in versions.items()
         }
         return Deployment(
             self,
@@ -177,6 +240,28 @@ class GreengrassComponents(Construct):
             ),
             iot_job_configuration=rollout(canary),
         )
+
+
+def kafka_libs(folder: Path, kafka_version: str) -> Path:
+    """The broker's jars folder; fetched with Maven (``hybridstream.localstack.kafka.fetch``) when
+    it is the default cache folder and missing, else a clear error."""
+    if folder.is_dir() and any(folder.glob("kafka_2.13-*.jar")):
+        return folder
+    from hybridstream.localstack import kafka
+
+    if kafka_version == kafka.KAFKA_VERSION and folder.resolve() == (kafka.KAFKA_HOME / "libs").resolve():
+        try:
+            return kafka.fetch()
+        except Exception as exc:  # no mvn, no network ...
+            raise FileNotFoundError(
+                f"Kafka {kafka_version} jars missing in {folder} and fetching them failed ({exc}): run `make setup` "
+                "(or `python -m hybridstream.localstack.kafka fetch`)"
+            ) from exc
+    raise FileNotFoundError(
+        f"Kafka {kafka_version} jars (kafka_2.13-*.jar) missing in {folder}: run `make setup` or "
+        f"`HYBRIDSTREAM_KAFKA_VERSION={kafka_version} python -m hybridstream.localstack.kafka fetch`, "
+        "or set context kafka_libs_dir"
+    )
 
 
 def rollout(canary: bool) -> gg.CfnDeployment.DeploymentIoTJobConfigurationProperty:

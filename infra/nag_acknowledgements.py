@@ -112,6 +112,18 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
                 "for audit.",
             ),
         ]
+    fleet = _find(stack, "Fleet")
+    if getattr(fleet, "trains_on_device", False):  # edge mode: the trainer runs on the Pi
+        own = fleet.speed_model_name.replace("{thing}", "<credentials-iot:ThingName>")
+        acks += [
+            (
+                "Fleet/TokenExchangeRole",
+                f"AwsSolutions-IAM5[Resource::{models}/{prefix}/{own}/*]",
+                f"edge mode: a device publishes only its own speed model ({prefix}/{own}/<version>/, the thing name "
+                "from the credentials-provider policy variable); versions are content-derived, unknown in advance.",
+            )
+            for prefix in ("models", "rejected")
+        ]
     if _find(stack, "CloudInference") is not None:
         acks += [
             (

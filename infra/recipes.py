@@ -47,16 +47,53 @@ class EdgeAppSettings:
             "deadletter": "deadletter",
         }
     )
-    speed_model_name: str = "speed"
+    speed_model_name: str = "speed-{iot:thingName}"  # one speed model per device
     windows_bucket: str = ""
     models_bucket: str = ""
 
 
-def _manifests(lifecycle: Mapping[str, Any], artifacts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _manifests(
+    lifecycle: Mapping[str, Any],
+    artifacts: list[dict[str, Any]],
+    *,
+    per_arch: Mapping[str, Mapping[str, Any]] | None = None,
+    architectures: tuple[str, ...] = ARCHITECTURES,
+) -> list[dict[str, Any]]:
+    """One manifest per architecture; ``per_arch`` overrides lifecycle steps on one architecture."""
     return [
-        {"Platform": {"os": "linux", "architecture": arch}, "Lifecycle": dict(lifecycle), "Artifacts": artifacts}
-        for arch in ARCHITECTURES
+        {
+            "Platform": {"os": "linux", "architecture": arch},
+            "Lifecycle": {**lifecycle, **(per_arch or {}).get(arch, {})},
+            "Artifacts": artifacts,
+        }
+        for arch in architectures
     ]
+
+
+def _apt_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
+    """A privileged Bootstrap step (root, once per component version) installing Debian packages
+    that are missing; Raspberry Pi OS and Debian 12+ lack ``python3-venv`` by default."""
+    names = " ".join(packages)
+    return {
+        "RequiresPrivilege": True,
+        "Script": "\n".join(
+            [
+                "set -eu",
+                f'missing=""; for p in {names}; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done',
+                'if [ -n "$missing" ]; then',
+                "  apt-get update -q",
+                "  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing",
+                "fi",
+            ]
+        ),
+        "Timeout": 1800,
+    }
+
+
+VENV_PACKAGES = ("python3-venv",)
+# armv7l (32-bit Pi OS): confluent-kafka has no armv7l wheels, pip builds it against librdkafka;
+# numpy<2 + tflite-runtime are the armv7l runtime (markers in edge_app/requirements.txt)
+ARMV7L_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "librdkafka-dev")
 
 
 def _zip(artifact: ZipArtifact) -> dict[str, Any]:
@@ -120,6 +157,9 @@ def edge_app_recipe(
                     "cat > \"{work:path}/config.json\" <<'HYBRIDSTREAM_CONFIG'",
                     config_json,
                     "HYBRIDSTREAM_CONFIG",
+                    # a nucleus without interpolateComponentConfiguration leaves the thing-name
+                    # variable in configuration values (speedName) as text: fill it in here
+                    'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g" "{work:path}/config.json"',
                     'exec "{work:path}/venv/bin/python" -m edge_app run --config "{work:path}/config.json"',
                 ]
             ),
@@ -143,13 +183,19 @@ def edge_app_recipe(
                         f"{name}:mqttproxy:1": {
                             "policyDescription": "Publish own telemetry, receive model announcements",
                             "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
-                            "resources": ["hybridstream/*"],
+                            # own topics, and the model announcements (the IoT policy narrows
+                            # these to the device's own speed model and the shared batch model)
+                            "resources": ["hybridstream/{iot:thingName}/*", "hybridstream/models/+/published"],
                         }
                     }
                 },
             }
         },
-        "Manifests": _manifests(lifecycle, [_zip(app)]),
+        "Manifests": _manifests(
+            {"Bootstrap": _apt_bootstrap(VENV_PACKAGES), **lifecycle},
+            [_zip(app)],
+            per_arch={"armv7l": {"Bootstrap": _apt_bootstrap(ARMV7L_BUILD_PACKAGES)}},
+        ),
     }
 
 
@@ -171,31 +217,17 @@ def batch_model_recipe(*, name: str, version: str, model: ZipArtifact) -> dict[s
     }
 
 
-KAFKA_INSTALL = r"""set -eu
-V="{configuration:/kafkaVersion}"; S="{configuration:/scalaVersion}"
-D="{work:path}/kafka_$S-$V"
-if [ ! -x "$D/bin/kafka-server-start.sh" ]; then
-  T="{work:path}/kafka_$S-$V.tgz"
-  curl -fsSL --retry 3 -o "$T" "{configuration:/mirror}/$V/kafka_$S-$V.tgz"
-  curl -fsSL --retry 3 -o "$T.sha512" "{configuration:/checksumMirror}/$V/kafka_$S-$V.tgz.sha512"
-  python3 - "$T" "$T.sha512" "{configuration:/sha512}" <<'PY'
-import hashlib, re, sys
-path, sumfile, pinned = sys.argv[1:4]
-text = open(sumfile).read()
-text = text.split(":", 1)[1] if ":" in text.split()[0] or text.split()[0].endswith(".tgz") else text.split()[0]
-want = (pinned or re.sub(r"[^0-9a-fA-F]", "", text)).lower()
-have = hashlib.sha512(open(path, "rb").read()).hexdigest()
-sys.exit(0 if have == want else f"Kafka download checksum mismatch: {have} != {want}")
-PY
-  tar -xzf "$T" -C "{work:path}"
-  rm -f "$T" "$T.sha512"
-fi"""
+KAFKA_LOG4J = """status = error
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka.server.KafkaRaftServer
+logger.kafka.level = INFO"""
 
-KAFKA_RUN = r"""set -eu
-D="{work:path}/kafka_{configuration:/scalaVersion}-{configuration:/kafkaVersion}"
-C="{work:path}/server.properties"
-cat > "$C" <<'PROPS'
-process.roles=broker,controller
+KAFKA_PROPERTIES = """process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{configuration:/controllerPort}
 listeners=PLAINTEXT://127.0.0.1:{configuration:/port},CONTROLLER://127.0.0.1:{configuration:/controllerPort}
@@ -206,22 +238,46 @@ inter.broker.listener.name=PLAINTEXT
 log.dirs={work:path}/data
 num.partitions=1
 offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
-log.retention.hours={configuration:/retentionHours}
-PROPS
-if [ ! -f "{work:path}/data/meta.properties" ]; then
-  "$D/bin/kafka-storage.sh" format -t "$("$D/bin/kafka-storage.sh" random-uuid)" -c "$C"
-fi
-export KAFKA_HEAP_OPTS="-Xmx{configuration:/heap} -Xms128m"
-exec "$D/bin/kafka-server-start.sh" "$C"
-"""
+log.retention.hours={configuration:/retentionHours}"""
 
 
-def kafka_broker_recipe(*, name: str, version: str, kafka_version: str = "4.4.0") -> dict[str, Any]:
-    """A single-node KRaft Apache Kafka on 127.0.0.1: Java via apt (bootstrap, as root), Kafka
-    fetched from the Apache archive at install and checked against its published SHA-512."""
+def _kafka_java(libs: str) -> str:
+    return (
+        "java -Xmx{configuration:/heap} -Xms64m -XX:+UseSerialGC "
+        '-Dlog4j2.configurationFile="{work:path}/log4j2.properties" '
+        f"-cp '{libs}/*'"
+    )
+
+
+def kafka_broker_recipe(*, name: str, version: str, jars: ZipArtifact, kafka_version: str = "4.4.0") -> dict[str, Any]:
+    """A single-node KRaft Apache Kafka on 127.0.0.1 only. Java via apt (Bootstrap, as root); the
+    broker's jars are the component's own artifact (a CDK asset of the Maven-fetched ``libs/``),
+    so nothing is downloaded from anywhere else. Install writes the KRaft config and formats the
+    storage once; Run is ``java -cp 'libs/*' kafka.Kafka server.properties`` with a small heap."""
+    libs = f"{jars.decompressed()}/libs"
+    java = _kafka_java(libs)
+    install = "\n".join(
+        [
+            "set -eu",
+            'cd "{work:path}"',
+            "cat > server.properties <<'PROPS'",
+            KAFKA_PROPERTIES,
+            "PROPS",
+            "cat > log4j2.properties <<'LOG4J'",
+            KAFKA_LOG4J,
+            "LOG4J",
+            'if [ ! -f "{work:path}/data/meta.properties" ]; then',
+            f'  id="$({java} kafka.tools.StorageTool random-uuid)"',
+            f'  {java} kafka.tools.StorageTool format -t "$id" -c server.properties',
+            "fi",
+        ]
+    )
+    run = "\n".join(["set -eu", 'cd "{work:path}"', f"exec {java} kafka.Kafka server.properties"])
     lifecycle = {
         "Bootstrap": {
             "RequiresPrivilege": True,
@@ -229,27 +285,92 @@ def kafka_broker_recipe(*, name: str, version: str, kafka_version: str = "4.4.0"
             "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends default-jre-headless; }",
             "Timeout": 1800,
         },
-        "Install": {"Script": KAFKA_INSTALL, "Timeout": 900},
-        "Run": {"Script": KAFKA_RUN.strip()},
+        "Install": {"Script": install, "Timeout": 300},
+        "Run": {"Script": run},
     }
     return {
         "RecipeFormatVersion": RECIPE_FORMAT,
         "ComponentName": name,
         "ComponentVersion": version,
-        "ComponentDescription": "Apache Kafka broker (KRaft, single node) on 127.0.0.1 for the edge app",
+        "ComponentDescription": f"Apache Kafka {kafka_version} (KRaft, single node) on 127.0.0.1 for the edge app",
         "ComponentPublisher": "hybridstream",
         "ComponentConfiguration": {
             "DefaultConfiguration": {
                 "kafkaVersion": kafka_version,
-                "scalaVersion": "2.13",
-                "mirror": "https://archive.apache.org/dist/kafka",
-                "checksumMirror": "https://archive.apache.org/dist/kafka",
-                "sha512": "",
                 "port": "9092",
                 "controllerPort": "9093",
                 "retentionHours": "24",
                 "heap": "384m",
             }
         },
-        "Manifests": _manifests(lifecycle, []),
+        "Manifests": _manifests(lifecycle, [_zip(jars)]),
+    }
+
+
+TRAINER_ARCHITECTURES = ("aarch64", "amd64")  # TensorFlow has no armv7l wheels
+
+
+def trainer_recipe(
+    *,
+    name: str,
+    version: str,
+    source: ZipArtifact,
+    edge_app_component: str,
+    speed_model_name: str = "speed-{iot:thingName}",
+    models_bucket: str = "",
+) -> dict[str, Any]:
+    """``edge`` mode: the training job on the Pi, in its own venv, watching the edge app's local
+    window folder; each window is trained once (then moved to ``done/`` or ``rejected/``) and the
+    model published to S3 as in the cloud, so the model_published Lambda announces it.
+    No armv7l manifest (no TensorFlow wheels): 32-bit Pis cannot run this component."""
+    src = source.decompressed()
+    windows = "{" + edge_app_component + ":work:path}/windows"
+    lifecycle = {
+        "Bootstrap": _apt_bootstrap(VENV_PACKAGES),
+        "Install": {
+            "Script": "\n".join(
+                [
+                    "set -eu",
+                    # pip builds the project in its folder: copy it out of the read-only artifacts
+                    'rm -rf "{work:path}/src" && cp -r "' + src + '" "{work:path}/src"',
+                    'python3 -m venv "{work:path}/venv"',
+                    '"{work:path}/venv/bin/python" -m pip install -q --upgrade pip',
+                    '"{work:path}/venv/bin/python" -m pip install -q -r '
+                    '"{work:path}/src/training_job/requirements.txt"',
+                    '"{work:path}/venv/bin/python" -m pip install -q --no-deps "{work:path}/src"',
+                ]
+            ),
+            "Timeout": 3600,
+        },
+        "Run": {
+            "Setenv": {"PYTHONUNBUFFERED": "1"},
+            "Script": "\n".join(
+                [
+                    "set -eu",
+                    f'mkdir -p "{windows}"',
+                    # the thing-name variable inside a configuration value stays text unless the
+                    # nucleus interpolates configuration: fill it in here (see the edge app)
+                    "name=\"$(printf '%s' '{configuration:/speedName}' "
+                    "| sed 's/[{]iot:thingName[}]/{iot:thingName}/g')\"",
+                    f'exec "{{work:path}}/venv/bin/hybridstream" train worker --watch "{windows}" '
+                    '--name "$name" --bucket "{configuration:/s3/modelsBucket}"',
+                ]
+            ),
+        },
+    }
+    return {
+        "RecipeFormatVersion": RECIPE_FORMAT,
+        "ComponentName": name,
+        "ComponentVersion": version,
+        "ComponentDescription": "hybridstream trainer on the Pi (edge mode): window CSVs -> speed model -> S3",
+        "ComponentPublisher": "hybridstream",
+        "ComponentDependencies": {
+            TES: {"VersionRequirement": ">=2.0.0 <3.0.0", "DependencyType": "HARD"},
+            # for {<edge app>:work:path}: the windows folder it writes
+            edge_app_component: {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"},
+        },
+        "ComponentConfiguration": {
+            "DefaultConfiguration": {"speedName": speed_model_name, "s3": {"modelsBucket": models_bucket}}
+        },
+        "Manifests": _manifests(lifecycle, [_zip(source)], architectures=TRAINER_ARCHITECTURES),
     }

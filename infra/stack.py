@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -19,7 +21,7 @@ from infra.observability import Observability, alarm_topic
 from infra.recipes import EdgeAppSettings
 from infra.storage import Storage
 from infra.topic_rules import TOPIC_ROOT, rules_for_mode
-from infra.training import Trainer, TrainingQueue
+from infra.training import Trainer, TrainingQueue, trainer_source
 
 
 class HybridStreamStack(Stack):
@@ -29,9 +31,17 @@ class HybridStreamStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         prefix = config.name_prefix
+        fleet_versions = config.pinned_fleet_versions()  # the canary gate: fail early when unknown
         self.storage = storage = Storage(self, "Storage", retain_data=config.retain_data)
         self.fleet = fleet = Fleet(
-            self, "Fleet", windows_bucket=storage.windows, models_bucket=storage.models, name_prefix=prefix
+            self,
+            "Fleet",
+            windows_bucket=storage.windows,
+            models_bucket=storage.models,
+            name_prefix=prefix,
+            speed_model_name=config.speed_model_name,
+            batch_model_name=config.batch_model_name,
+            trains_on_device=config.mode == "edge",
         )
         self.iot_endpoint = self._iot_data_endpoint()
         self.alarm_topic = topic = alarm_topic(self)
@@ -125,7 +135,8 @@ class HybridStreamStack(Stack):
         settings = EdgeAppSettings(
             mode=config.mode,
             kafka_bootstrap=config.kafka_bootstrap,
-            speed_model_name=config.speed_model_name,
+            # "{thing}" -> the Greengrass recipe variable of the device's thing name
+            speed_model_name=config.speed_model_name.replace("{thing}", "{iot:thingName}"),
         )
         self.greengrass = GreengrassComponents(
             self,
@@ -139,12 +150,18 @@ class HybridStreamStack(Stack):
             },
             name_prefix=prefix,
             batch_model_dir=config.resolve(config.batch_model_dir),
+            kafka_libs_dir=config.kafka_libs,
             kafka_version=config.kafka_version,
+            # edge mode: training runs on the Pi, next to the edge app
+            trainer_source=trainer_source() if config.mode == "edge" else None,
+            fleet_versions=fleet_versions,
         )
         for deployment in (self.greengrass.fleet_deployment, self.greengrass.canary_deployment):
             deployment.node.add_dependency(fleet.fleet_group)
             deployment.node.add_dependency(fleet.canary_group)
-        fleet.allow_artifact_download(self.greengrass.artifact_object_arns)
+        # the current artifacts, and those of the release the fleet is pinned to (if any)
+        pinned = self.greengrass.asset_object_arns(config.pinned_fleet_artifacts()) if not config.promote else []
+        fleet.allow_artifact_download(self.greengrass.artifact_object_arns + pinned)
 
         # -- observability ---------------------------------------------------------------------
         self.observability = Observability(
@@ -221,9 +238,9 @@ class HybridStreamStack(Stack):
         fn.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ListModels",
+                # no s3:prefix condition: it would turn a missing LATEST's 404 into 403
                 actions=["s3:ListBucket"],
                 resources=[self.storage.models.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": ["models/*"]}},
             )
         )
         fn.role.add_to_policy(
@@ -255,5 +272,13 @@ class HybridStreamStack(Stack):
             outputs["TrainingQueueUrl"] = (self.training_queue.queue.queue_url, "SQS queue of window notices")
         for name, version in self.greengrass.versions.items():
             outputs[name.split(".")[-1] + "Version"] = (version, f"Greengrass component {name} version")
+        outputs["ComponentRelease"] = (
+            json.dumps(self.greengrass.release(), separators=(",", ":")),
+            "context values that pin the fleet to this release once promoted (docs/deploy.md)",
+        )
+        outputs["FleetRelease"] = (
+            "pinned" if self.greengrass.fleet_pinned else "current",
+            "pinned: the fleet keeps fleet_component_versions; current: the fleet got this release",
+        )
         for key, (value, description) in outputs.items():
             CfnOutput(self, key, value=value, description=description)

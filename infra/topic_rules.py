@@ -14,6 +14,11 @@ isUndefined(key) = false AND startswith(key, concat('windows/', topic(2), '/'))"
 {'window_id': 'w1', 'key': 'windows/pi-1/2026/11/26/w1.csv', 'thing': 'pi-1', 'mqtt_topic': 'hybridstream/pi-1/windows'}
 >>> rule.match("hybridstream/pi-1/windows", {"window_id": "w1", "key": "windows/pi-2/x.csv"}) is None
 True
+>>> latency = rule_named("edge_metrics_latency_ms")
+>>> latency.sql()
+"SELECT *, topic(2) AS thing, topic() AS mqtt_topic FROM 'hybridstream/+/metrics' WHERE isUndefined(latency_ms) = false"
+>>> latency.match("hybridstream/pi-1/metrics", {"hybrid_rmse": 0.4}) is None
+True
 """
 
 from __future__ import annotations
@@ -170,19 +175,23 @@ RULES: tuple[TopicRule, ...] = (
         actions=(Action("sqs", "training_queue"),),
         modes=("edge-cloud", "cloud"),
     ),
-    TopicRule(
-        name="edge_metrics",
-        description="Rolling accuracy and throughput of the edge app -> CloudWatch metrics.",
-        kind="metrics",
-        required=("hybrid_rmse",),
-        actions=tuple(
-            Action(
-                "cloudwatch_metric",
-                "edge_metrics",
-                {"namespace": EDGE_METRICS_NAMESPACE, "metric_name": metric, "value": "${" + field_name + "}"},
-            )
-            for metric, field_name in METRIC_FIELDS.items()
-        ),
+    # one rule per metric: a message without an optional field (latency_ms, records_per_s)
+    # must not fire that field's CloudWatch action (which would fail into the error action)
+    *(
+        TopicRule(
+            name=f"edge_metrics_{field_name}",
+            description=f"Edge app {field_name} -> CloudWatch metric {metric} (only when the message has it).",
+            kind="metrics",
+            required=(field_name,),
+            actions=(
+                Action(
+                    "cloudwatch_metric",
+                    "edge_metrics",
+                    {"namespace": EDGE_METRICS_NAMESPACE, "metric_name": metric, "value": "${" + field_name + "}"},
+                ),
+            ),
+        )
+        for metric, field_name in METRIC_FIELDS.items()
     ),
     TopicRule(
         name="edge_results",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cw
@@ -18,6 +20,13 @@ from infra.functions import encrypted_queue
 from infra.packaging import stage
 
 TRAINER_PACKAGES = ("hybridstream", "model_contract", "edge_app", "training_job", "infra")
+SCALE_BOUNDARY = 0.5  # backlog is an integer: >= 0.5 means "at least one", <= 0.5 means "none"
+
+
+def trainer_source() -> Path:
+    """A staged folder with what ``pip install`` of the trainer needs (pyproject + packages);
+    also the artifact of the ``Trainer`` Greengrass component in ``edge`` mode."""
+    return stage("trainer-src", {"pyproject.toml": REPO / "pyproject.toml", **{p: REPO / p for p in TRAINER_PACKAGES}})
 
 
 class TrainingQueue(Construct):
@@ -73,7 +82,8 @@ class Trainer(Construct):
         volume_gib: encrypted gp3 root volume (default 60).
         interface_endpoints: create the SQS/SSM interface endpoints (default True).
         notifications: SNS topic for scaling events (default none).
-        speed_model_name: the worker's ``--name`` (default ``speed``).
+        speed_model_name: the worker's ``--name`` (default ``speed-{thing}``: one speed model per
+            device, the worker fills in ``{thing}`` from each window notice).
     """
 
     def __init__(
@@ -90,7 +100,7 @@ class Trainer(Construct):
         volume_gib: int = 60,
         interface_endpoints: bool = True,
         notifications: sns.ITopic | None = None,
-        speed_model_name: str = "speed",
+        speed_model_name: str = "speed-{thing}",
     ) -> None:
         super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
@@ -151,22 +161,16 @@ class Trainer(Construct):
             iam.PolicyStatement(
                 sid="ListModels",
                 actions=["s3:ListBucket"],
+                # no s3:prefix condition: without ListBucket on the key's prefix S3 answers a
+                # HEAD/GET of a missing key (a new version's manifest.json, a first LATEST) with
+                # 403 instead of 404, which training_job.publish treats as an error. The bucket
+                # holds only models/ and rejected/, both the trainer's own output.
                 resources=[models_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": ["models/*"]}},
             )
         )
         queue.queue.grant_consume_messages(self.role)
 
-        source = s3_assets.Asset(
-            self,
-            "Source",
-            path=str(
-                stage(
-                    "trainer-src",
-                    {"pyproject.toml": REPO / "pyproject.toml", **{p: REPO / p for p in TRAINER_PACKAGES}},
-                )
-            ),
-        )
+        source = s3_assets.Asset(self, "Source", path=str(trainer_source()))
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadOwnSource",
@@ -209,13 +213,19 @@ class Trainer(Construct):
             notifications=[autoscaling.NotificationConfiguration(topic=notifications)] if notifications else None,
             group_metrics=[autoscaling.GroupMetrics.all()],
         )
+        # The backlog (visible + in flight) is a whole number: with the boundary at 0.5 the
+        # scale-out alarm (>= 0.5) fires for one message in flight and the scale-in alarm
+        # (<= 0.5) only when the queue is empty and nothing is being trained. A boundary at 1
+        # made both alarms fire for one message in flight (flapping).
+        # No instance scale-in protection: clearing it after a window needs the worker's help
+        # (training_job), see docs/deploy.md "Known limitations".
         self.group.scale_on_metric(
             "FollowQueue",
             metric=queue.backlog(),
             adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
             scaling_steps=[
-                autoscaling.ScalingInterval(upper=1, change=min_capacity),
-                autoscaling.ScalingInterval(lower=1, upper=5, change=max(1, min_capacity)),
+                autoscaling.ScalingInterval(upper=SCALE_BOUNDARY, change=min_capacity),
+                autoscaling.ScalingInterval(lower=SCALE_BOUNDARY, upper=5, change=max(1, min_capacity)),
                 autoscaling.ScalingInterval(lower=5, change=max_capacity),
             ],
             evaluation_periods=3,

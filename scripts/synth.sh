@@ -13,7 +13,11 @@ for var in "${aws_vars[@]}"; do unset "$var"; done
 
 OUT=${CDK_OUTDIR:-cdk.out}  # tests synthesize into a temp folder
 rm -rf "$OUT"
-node_modules/.bin/cdk synth --no-lookups --quiet --output "$OUT" "$@"
+# The canary gate needs to know the fleet's release: check the promoted state unless the
+# caller pins one (-c fleet_component_versions=...) or says promote=... itself.
+gate=(-c promote=true)
+case " $* " in *promote=* | *fleet_component_versions=*) gate=() ;; esac
+node_modules/.bin/cdk synth --no-lookups --quiet --output "$OUT" "${gate[@]}" "$@"
 
 shopt -s nullglob
 templates=("$OUT"/*.template.json)

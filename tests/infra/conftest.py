@@ -46,19 +46,38 @@ def make_batch_model(folder: Path, payload: bytes = b"TFL3 fake batch model") ->
     return folder
 
 
+def make_kafka_libs(folder: Path) -> Path:
+    """A stand-in for the Maven-fetched broker jars (the real folder is ~43 MB)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kafka_2.13-4.4.0.jar").write_bytes(b"PK stand-in")
+    (folder / "kafka-clients-4.4.0.jar").write_bytes(b"PK stand-in")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def infra_assets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("infra-assets")
     layer = root / "layer"
     (layer / "python").mkdir(parents=True)
     (layer / "python" / "README.txt").write_text("stand-in for numpy + ai-edge-litert in tests\n")
-    return {"batch_model": make_batch_model(root / "batch-model"), "layer": layer, "root": root}
+    return {
+        "batch_model": make_batch_model(root / "batch-model"),
+        "layer": layer,
+        "kafka_libs": make_kafka_libs(root / "kafka-libs"),
+        "root": root,
+    }
 
 
 def build(context: dict[str, Any], outdir: Path) -> Built:
+    """Synthesize with ``context`` over cdk.json's; by default the fleet gets the current
+    release (``promote``) and the broker jars are a small stand-in."""
     from aws_cdk.assertions import Template
 
     from infra.app_builder import build_app
+
+    context = {"promote": True, **context}
+    if "kafka_libs_dir" not in context:
+        context["kafka_libs_dir"] = str(make_kafka_libs(outdir.parent / f"{outdir.name}-kafka-libs"))
 
     with pytest.MonkeyPatch.context() as mp:
         # a synth must never depend on credentials or a default account

@@ -45,8 +45,18 @@ def test_device_policy_is_scoped_to_the_connected_thing(default):
         own = [r for r in resources if THING in r]
         shared = [r for r in resources if THING not in r]
         assert own, sid
-        # the only resource not scoped by thing: the cloud -> edge model announcements
-        assert all(r.endswith("hybridstream/models/*/published") for r in shared), shared
+        # the only resource not scoped by thing: the shared batch model's announcements
+        assert all(r.endswith("hybridstream/models/batch/published") for r in shared), shared
+    # each device hears its own speed model's announcements, and the shared batch model's
+    subscribe = [_flat(r).split(":topicfilter/")[1] for r in by_sid["SubscribeOwnTopics"]["Resource"]]
+    assert f"hybridstream/models/speed-{THING}/published" in subscribe
+    assert "hybridstream/models/batch/published" in subscribe
+    assert not any("models/*" in t or "models/+" in t for t in subscribe)
+    receive = [_flat(r) for r in by_sid["ReceiveModelAnnouncements"]["Resource"]]
+    assert [r.split(":topic/")[1] for r in receive] == [
+        f"hybridstream/models/speed-{THING}/published",
+        "hybridstream/models/batch/published",
+    ]
     assert "hybridstream/" + THING + "/*" in _flat(by_sid["PublishOwnTopics"]["Resource"])
     # publishing is never allowed on another device's topics or the model announcements
     assert "models" not in _flat(by_sid["PublishOwnTopics"]["Resource"])
@@ -84,6 +94,7 @@ def test_token_exchange_role_and_alias(default):
     assert _flat(by_sid["WriteOwnWindows"]["Resource"]).endswith("/windows/${credentials-iot:ThingName}/*")
     assert _flat(by_sid["ReadModels"]["Resource"]).endswith("/models/*")
     assert set(by_sid) == {"ReadModels", "ListModels", "WriteOwnWindows", "ReadComponentArtifacts"}
+    assert "PublishOwnSpeedModel" not in by_sid  # models come from the cloud trainer
     artifacts = by_sid["ReadComponentArtifacts"]
     assert artifacts["Action"] == "s3:GetObject"
     assert all(".zip" in _flat(r) for r in artifacts["Resource"])  # exact asset objects only
@@ -102,3 +113,21 @@ def test_provisioning_template_and_claim_policy(default):
     assert "$aws/provisioning-templates/hybridstream-fleet-provisioning/provision/*" in topics
     assert "$aws/certificates/create/*" in topics
     assert [s["Action"] for s in claim] == ["iot:Connect", ["iot:Publish", "iot:Receive"], "iot:Subscribe"]
+
+
+def test_edge_mode_token_exchange_role_publishes_the_own_speed_model_only(built):
+    statements = next(
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in built["edge"].resources("AWS::IAM::Policy").items()
+        if k.startswith("FleetTokenExchangeRoleDefaultPolicy")
+    )
+    by_sid = {s["Sid"]: s for s in statements}
+    publish = [_flat(r) for r in by_sid["PublishOwnSpeedModel"]["Resource"]]
+    assert by_sid["PublishOwnSpeedModel"]["Action"] == "s3:PutObject"
+    assert [r.split("}", 1)[1] for r in publish] == [
+        "/models/speed-${credentials-iot:ThingName}/*",
+        "/rejected/speed-${credentials-iot:ThingName}/*",
+    ]
+    # the trainer on the Pi needs 404 (not 403) for missing keys: ListBucket without a prefix condition
+    assert "Condition" not in by_sid["ListModels"]
+    assert _flat(by_sid["ReadModels"]["Resource"]).endswith("/models/*")  # the models it compares against

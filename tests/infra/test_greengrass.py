@@ -11,7 +11,7 @@ from aws_cdk import App, Stack
 from infra import recipes
 from infra.app_builder import cdk_json_context
 from infra.greengrass import GreengrassComponents
-from tests.infra.conftest import make_batch_model
+from tests.infra.conftest import build, make_batch_model, make_kafka_libs
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 
@@ -88,18 +88,89 @@ def test_edge_app_config_file_matches_the_edge_config_schema(default):
     defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
     assert defaults["kafka"]["bootstrap"] == "127.0.0.1:9092"
     assert defaults["kafka"]["topics"]["readings"] == "sensor.readings"
-    assert defaults["models"]["speedName"] == "speed"
+    assert defaults["models"]["speedName"] == "speed-{iot:thingName}"  # one speed model per device
+    # a nucleus that does not interpolate configuration values: the run script fills it in
+    assert 'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g"' in script
     assert defaults["mode"] == "edge-cloud"
 
 
-def test_kafka_broker_component_installs_java_and_kafka(default):
+def test_kafka_broker_ships_its_jars_as_an_asset(default):
     recipe = _components(default)["hybridstream.KafkaBroker"]
     lifecycle = recipe["Manifests"][0]["Lifecycle"]
     assert lifecycle["Bootstrap"]["RequiresPrivilege"] is True
     assert "default-jre-headless" in lifecycle["Bootstrap"]["Script"]
-    assert "sha512" in lifecycle["Install"]["Script"]
-    assert "kafka-server-start.sh" in lifecycle["Run"]["Script"]
-    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["kafkaVersion"] == "4.4.0"
+    (artifact,) = recipe["Manifests"][0]["Artifacts"]
+    assert artifact["Unarchive"] == "ZIP"
+    stem = re.search(r"/([0-9a-f]{64})\.zip$", _artifact_uri(default, "hybridstream.KafkaBroker")).group(1)
+    staged = default.outdir / f"asset.{stem}"
+    assert (staged / "libs" / "kafka_2.13-4.4.0.jar").is_file()  # the content hash is the version's input
+    install, run = lifecycle["Install"]["Script"], lifecycle["Run"]["Script"]
+    libs = f"'{{artifacts:decompressedPath}}/{stem}/libs/*'"
+    assert f"-cp {libs} kafka.Kafka server.properties" in run and run.splitlines()[-1].startswith("exec java -Xmx")
+    assert "kafka.tools.StorageTool format" in install and "meta.properties" in install  # formatted once
+    assert "listeners=PLAINTEXT://127.0.0.1:" in install and "0.0.0.0" not in install
+    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["heap"] == "384m"
+    text = json.dumps(recipe)
+    assert "curl" not in text and "https://" not in text and "sha512" not in text
+
+
+def _artifact_uri(b, name: str) -> str:
+    text = _inline_recipe_text(b, name)
+    return re.search(r'"Uri":"<\{"Fn::Sub": "([^"]+)"\}>"', text).group(1)
+
+
+def test_kafka_jars_missing_is_a_clear_error(tmp_path):
+    from infra.greengrass import kafka_libs
+
+    with pytest.raises(FileNotFoundError, match="make setup"):
+        kafka_libs(tmp_path / "no-libs", "4.4.0")
+    assert kafka_libs(make_kafka_libs(tmp_path / "libs"), "4.4.0") == tmp_path / "libs"
+
+
+def test_edge_app_bootstraps_venv_and_armv7l_build_deps(default):
+    manifests = {
+        m["Platform"]["architecture"]: m["Lifecycle"] for m in _components(default)["hybridstream.EdgeApp"]["Manifests"]
+    }
+    for arch, lifecycle in manifests.items():
+        assert lifecycle["Bootstrap"]["RequiresPrivilege"] is True, arch
+        assert "python3-venv" in lifecycle["Bootstrap"]["Script"], arch
+    armv7l = manifests["armv7l"]["Bootstrap"]["Script"]
+    for package in ("librdkafka-dev", "build-essential", "python3-dev"):
+        assert package in armv7l
+        assert package not in manifests["aarch64"]["Bootstrap"]["Script"]
+
+
+def test_ipc_access_is_scoped_to_own_topics_and_announcements(default):
+    recipe = _components(default)["hybridstream.EdgeApp"]
+    (policy,) = recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"][
+        "aws.greengrass.ipc.mqttproxy"
+    ].values()
+    assert policy["resources"] == ["hybridstream/{iot:thingName}/*", "hybridstream/models/+/published"]
+
+
+def test_trainer_component_only_in_edge_mode(built):
+    for mode in ("edge-cloud", "cloud"):
+        assert "hybridstream.Trainer" not in _components(built[mode])
+    recipe = _components(built["edge"])["hybridstream.Trainer"]
+    assert [m["Platform"]["architecture"] for m in recipe["Manifests"]] == ["aarch64", "amd64"]  # no TF on armv7l
+    lifecycle = recipe["Manifests"][0]["Lifecycle"]
+    assert "python3-venv" in lifecycle["Bootstrap"]["Script"]
+    install = lifecycle["Install"]["Script"]
+    assert 'python3 -m venv "{work:path}/venv"' in install and "training_job/requirements.txt" in install
+    run = lifecycle["Run"]["Script"]
+    assert (
+        'hybridstream" train worker --watch "{hybridstream.EdgeApp:work:path}/windows" --name "$name" '
+        '--bucket "{configuration:/s3/modelsBucket}"' in run
+    )
+    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["speedName"] == "speed-{iot:thingName}"
+    assert "hybridstream.EdgeApp" in recipe["ComponentDependencies"]
+    stem = re.search(r"/([0-9a-f]{64})\.zip$", _artifact_uri(built["edge"], "hybridstream.Trainer")).group(1)
+    staged = built["edge"].outdir / f"asset.{stem}"
+    assert (staged / "training_job" / "requirements.txt").is_file() and (staged / "pyproject.toml").is_file()
+    deployments = built["edge"].resources("AWS::GreengrassV2::Deployment").values()
+    for d in deployments:
+        trainer = d["Properties"]["Components"]["hybridstream.Trainer"]
+        assert "modelsBucket" in json.dumps(trainer["ConfigurationUpdate"]["Merge"])
 
 
 def test_batch_model_component_verifies_its_checksum(default):
@@ -117,6 +188,7 @@ def _versions(tmp_path, payload: bytes) -> dict[str, str]:
         settings=recipes.EdgeAppSettings(),
         deployment_config={},
         batch_model_dir=make_batch_model(tmp_path / payload.hex()[:8], payload),
+        kafka_libs_dir=make_kafka_libs(tmp_path / "libs"),
     )
     return comps.versions
 
@@ -131,19 +203,71 @@ def test_versions_derive_from_content(tmp_path):
     assert b["hybridstream.KafkaBroker"] == a["hybridstream.KafkaBroker"]
 
 
-def test_missing_batch_model_leaves_the_component_out(tmp_path):
+def test_missing_batch_model_is_a_synth_error(tmp_path):
     stack = Stack(App(context=cdk_json_context()), "NoBatch")
-    comps = GreengrassComponents(
-        stack,
-        "Gg",
-        fleet_group_arn="arn:f",
-        canary_group_arn="arn:c",
-        settings=recipes.EdgeAppSettings(),
-        deployment_config={},
-        batch_model_dir=tmp_path / "absent",
+    with pytest.raises(FileNotFoundError, match="run `make batch-model`"):
+        GreengrassComponents(
+            stack,
+            "Gg",
+            fleet_group_arn="arn:f",
+            canary_group_arn="arn:c",
+            settings=recipes.EdgeAppSettings(),
+            deployment_config={},
+            batch_model_dir=tmp_path / "absent",
+            kafka_libs_dir=make_kafka_libs(tmp_path / "libs"),
+        )
+
+
+def _deployment_versions(b) -> dict[str, dict]:
+    out = {}
+    for k, r in b.resources("AWS::GreengrassV2::Deployment").items():
+        which = "fleet" if k.startswith("GreengrassFleetDeployment") else "canary"
+        out[which] = {name: c["ComponentVersion"] for name, c in r["Properties"]["Components"].items()}
+    return out
+
+
+def test_promoted_fleet_gets_the_current_release(default):
+    versions = _deployment_versions(default)
+    assert versions["fleet"] == versions["canary"]
+    assert all("Fn::GetAtt" in v for v in versions["fleet"].values())
+    assert default.raw["Outputs"]["FleetRelease"]["Value"] == "current"
+    for res in default.resources("AWS::GreengrassV2::ComponentVersion").values():
+        assert res["DeletionPolicy"] == "Retain" and res["UpdateReplacePolicy"] == "Retain"
+
+
+def test_canary_gate_pins_the_fleet_to_the_promoted_release(default, infra_assets, tmp_path):
+    release = json.loads(default.raw["Outputs"]["ComponentRelease"]["Value"])
+    assert set(release["fleet_component_versions"]) == set(_components(default))
+    old = {name: "1.0.1" for name in release["fleet_component_versions"]}
+    old_artifacts = ["0" * 64 + ".zip"]
+    b = build(
+        {
+            "promote": False,
+            "fleet_component_versions": json.dumps(old),
+            "fleet_artifacts": json.dumps(old_artifacts),
+            "batch_model_dir": str(infra_assets["batch_model"]),
+        },
+        tmp_path / "pinned",
     )
-    assert set(comps.versions) == {"hybridstream.EdgeApp", "hybridstream.KafkaBroker"}
-    assert "batch" not in json.dumps(comps.recipes["hybridstream.EdgeApp"]["Manifests"][0]["Lifecycle"]["Run"])
+    versions = _deployment_versions(b)
+    assert versions["fleet"] == old  # the fleet keeps the last promoted versions
+    assert set(versions["canary"]) == set(old) and all("Fn::GetAtt" in v for v in versions["canary"].values())
+    assert b.raw["Outputs"]["FleetRelease"]["Value"] == "pinned"
+    # devices of the pinned fleet can still download that release's artifacts
+    tes = next(
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in b.resources("AWS::IAM::Policy").items()
+        if k.startswith("FleetTokenExchangeRoleDefaultPolicy")
+    )
+    artifacts = json.dumps(next(s for s in tes if s["Sid"] == "ReadComponentArtifacts")["Resource"])
+    assert "0" * 64 + ".zip" in artifacts
+
+
+def test_canary_gate_refuses_an_unknown_fleet_release(tmp_path, infra_assets):
+    from infra.app_builder import build_app
+
+    with pytest.raises(ValueError, match="promote=true"):
+        build_app({"batch_model_dir": str(infra_assets["batch_model"])}, outdir=str(tmp_path))
 
 
 @pytest.mark.parametrize("which", ["Fleet", "Canary"])

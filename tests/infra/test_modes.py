@@ -11,7 +11,8 @@ from tests.infra.conftest import MODES
 def test_every_mode_synthesizes_with_core_resources(built, mode):
     b = built[mode]
     assert len(b.resources("AWS::S3::Bucket")) == 4
-    assert len(b.resources("AWS::GreengrassV2::ComponentVersion")) == 3
+    # EdgeApp, BatchModel, KafkaBroker (+ Trainer on the Pi in edge mode)
+    assert len(b.resources("AWS::GreengrassV2::ComponentVersion")) == (4 if mode == "edge" else 3)
     assert len(b.resources("AWS::GreengrassV2::Deployment")) == 2
     assert len(b.resources("AWS::IoT::ThingGroup")) == 2
     assert b.raw["Description"].endswith(f"(mode {mode})")
@@ -51,7 +52,10 @@ def test_cloud_mode_without_layer_fails_clearly(tmp_path):
     from infra.app_builder import build_app
 
     with pytest.raises(Exception, match="build_inference_layer.sh"):
-        build_app({"mode": "cloud", "inference_layer_dir": str(tmp_path / "missing")}, outdir=str(tmp_path / "out"))
+        build_app(
+            {"mode": "cloud", "promote": True, "inference_layer_dir": str(tmp_path / "missing")},
+            outdir=str(tmp_path / "out"),
+        )
 
 
 def test_unknown_mode_is_rejected(tmp_path):

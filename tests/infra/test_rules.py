@@ -46,12 +46,32 @@ def test_window_notices_go_to_the_training_queue(default):
     assert "startswith(key, concat('windows/', topic(2), '/'))" in payload["Sql"]
 
 
-def test_metrics_go_to_cloudwatch(default):
-    actions = _rules(default)["hybridstream_edge_metrics"]["Actions"]
-    metrics = {a["CloudwatchMetric"]["MetricName"]: a["CloudwatchMetric"] for a in actions}
+def test_metrics_go_to_cloudwatch_one_rule_per_field(default):
+    rules = _rules(default)
+    metrics = {}
+    for field_name in ("hybrid_rmse", "batch_rmse", "speed_rmse", "latency_ms", "records_per_s"):
+        payload = rules[f"hybridstream_edge_metrics_{field_name}"]
+        # a message without the field does not fire the rule (no failed action -> error action)
+        assert payload["Sql"].endswith(f"WHERE isUndefined({field_name}) = false")
+        (action,) = payload["Actions"]
+        metrics[action["CloudwatchMetric"]["MetricName"]] = action["CloudwatchMetric"]
+        assert action["CloudwatchMetric"]["MetricValue"] == "${" + field_name + "}"
     assert set(metrics) == {"HybridRMSE", "BatchRMSE", "SpeedRMSE", "LatencyMs", "RecordsPerSecond"}
-    assert metrics["HybridRMSE"]["MetricValue"] == "${hybrid_rmse}"
     assert {m["MetricNamespace"] for m in metrics.values()} == {"HybridStream/Edge"}
+
+
+def test_optional_metrics_match_locally_like_in_iot_sql():
+    message = {"timestamp": "t", "hybrid_rmse": 0.4, "batch_rmse": 0.5, "speed_rmse": 0.6}
+    fired = {r.name for r in rules_for_mode("edge-cloud") if r.match("hybridstream/pi-1/metrics", message)}
+    assert fired == {
+        "edge_metrics_hybrid_rmse",
+        "edge_metrics_batch_rmse",
+        "edge_metrics_speed_rmse",
+        "edge_validation",
+    }
+    full = {**message, "latency_ms": 0.8, "records_per_s": 900.0}
+    fired = {r.name for r in rules_for_mode("edge-cloud") if r.match("hybridstream/pi-1/metrics", full)}
+    assert {"edge_metrics_latency_ms", "edge_metrics_records_per_s"} <= fired
 
 
 def test_results_go_to_s3_under_results_thing(default):

@@ -31,7 +31,8 @@ def test_launch_template_is_hardened(default):
 def test_user_data_runs_the_worker_as_a_service(default):
     (lt,) = default.resources("AWS::EC2::LaunchTemplate").values()
     text = json.dumps(lt["Properties"]["LaunchTemplateData"]["UserData"])
-    assert "hybridstream train worker --queue ${QUEUE_URL} --name speed" in text
+    # one speed model per device: the worker fills in {thing} from each window notice
+    assert "hybridstream train worker --queue ${QUEUE_URL} --name speed-{thing}" in text
     assert "systemctl enable --now hybridstream-trainer.service" in text
     assert "pip install" in text and "training_job/requirements.txt" in text
     assert "QUEUE_URL=" in text and "HYBRIDSTREAM_MODELS_BUCKET=" in text
@@ -83,6 +84,47 @@ def test_scales_on_queue_depth_down_to_zero(default):
         a for a in alarms if any(m.get("Expression") == "visible + inflight" for m in a["Properties"]["Metrics"])
     ]
     assert len(backlog) == 2  # scale-out and scale-in alarms
+
+
+def test_scaling_boundary_is_half_a_message(default):
+    """One message in flight must fire only the scale-out alarm (no flapping): the boundary
+    sits at 0.5, so scale-out is backlog >= 1 and scale-in is backlog == 0."""
+    alarms = [
+        a["Properties"]
+        for a in default.resources("AWS::CloudWatch::Alarm").values()
+        if any(m.get("Expression") == "visible + inflight" for m in a["Properties"].get("Metrics", []))
+    ]
+    by_op = {a["ComparisonOperator"]: a["Threshold"] for a in alarms}
+    assert by_op == {"GreaterThanOrEqualToThreshold": 0.5, "LessThanOrEqualToThreshold": 0.5}
+
+    def fires(op: str, backlog: int) -> bool:
+        return backlog >= by_op[op] if op.startswith("Greater") else backlog <= by_op[op]
+
+    assert fires("GreaterThanOrEqualToThreshold", 1) and not fires("LessThanOrEqualToThreshold", 1)
+    assert fires("LessThanOrEqualToThreshold", 0) and not fires("GreaterThanOrEqualToThreshold", 0)
+    bounds = [
+        (s.get("MetricIntervalLowerBound"), s.get("MetricIntervalUpperBound"), s["ScalingAdjustment"])
+        for p in default.resources("AWS::AutoScaling::ScalingPolicy").values()
+        for s in p["Properties"].get("StepAdjustments", [])
+    ]
+    # relative to the alarm threshold: in-policy: [<= 0.5] -> 0; [0.5, 5) -> 1; [>= 5] -> max (2)
+    assert (None, 0, 0) in bounds and (0, 4.5, 1) in bounds and (4.5, None, 2) in bounds
+
+
+def test_trainer_lists_the_models_bucket_without_a_prefix_condition(default):
+    """A prefix condition on s3:ListBucket turns a missing key's 404 into 403 (publish.py fails)."""
+    statements = [
+        s
+        for k, p in default.resources("AWS::IAM::Policy").items()
+        if k.startswith("TrainerRoleDefaultPolicy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    by_sid = {s.get("Sid"): s for s in statements}
+    assert by_sid["ListModels"]["Action"] == "s3:ListBucket"
+    assert "Condition" not in by_sid["ListModels"]
+    assert by_sid["ListModels"]["Resource"]["Fn::GetAtt"][0].startswith("StorageModels")
+    writes = json.dumps(by_sid["WriteModels"]["Resource"])
+    assert "/models/*" in writes and "/rejected/*" in writes and writes.count("Fn::Join") == 2
 
 
 @pytest.mark.parametrize("instance_type", ["c5.2xlarge"])
