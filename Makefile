@@ -35,11 +35,8 @@ synth: setup $(BATCH_MODEL)/model.tflite ## cdk synth offline into cdk.out/ with
 batch-model: $(BATCH_MODEL)/model.tflite ## pre-train the batch model on $(HISTORY) into build/batch-model/
 
 $(BATCH_MODEL)/model.tflite: $(HISTORY) | $(STAMP)
-	rm -rf build/batch-model-train && mkdir -p build/batch-model-train
-	@# the turbine history repeats six timestamps around the 2017 DST change (training refuses
-	@# duplicate_timestamps): keep the first row of each timestamp
-	awk -F, '!seen[$$1]++' $(HISTORY) > build/batch-model-train/history.csv
-	$(VENV)/bin/hybridstream train pretrain --csv build/batch-model-train/history.csv --out build/batch-model-train
+	rm -rf build/batch-model-train
+	$(VENV)/bin/hybridstream train pretrain --csv $(HISTORY) --out build/batch-model-train
 	@newest=$$(ls -td build/batch-model-train/batch/*/ | head -n 1); \
 	  test -f "$$newest/model.tflite" -a -f "$$newest/manifest.json" || { echo "batch-model: no model in $$newest" >&2; exit 1; }; \
 	  mkdir -p $(BATCH_MODEL).tmp && cp "$$newest/model.tflite" "$$newest/manifest.json" $(BATCH_MODEL).tmp/ && \
