@@ -55,6 +55,7 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
     "delivery.report.only.error": True,
 }
+SLOW_RECORD_S = 0.0002  # a record taking longer than this (normal: ~50 us) makes a slow turn worth logging
 MAX_DEVICES = 10000  # without an allowlist, more distinct device ids than this are dead-lettered
 
 
@@ -236,6 +237,15 @@ class EdgeApp:
         self.uploads.submit(path, meta)
 
     def _dead(self, msg: Any, reason: str, detail: str) -> None:
+        if not self.counters.deadletter_reasons[reason]:  # the first of each kind is logged, then counted
+            log.warning(
+                "dead-lettering %s records (first: %s[%d]@%d: %s)",
+                reason,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                detail[:200],
+            )
         self.counters.dead(reason)
         self._produce(
             self.cfg.topics.deadletter,
@@ -430,7 +440,8 @@ class EdgeApp:
                     self.counters.batches += 1
                     uncommitted = True
                 t3 = clock()
-                if t3 - t0 > slow and t3 - t2 > slow / 2 or t1 - t0 > slow:  # waiting for input is not slow
+                # waiting for input is not slow, nor a big batch at the normal per-record cost
+                if t1 - t0 > slow or (t3 - t2 > slow and t3 - t2 > SLOW_RECORD_S * len(msgs)):
                     log.warning(
                         "slow loop turn: swap+commit %.1f ms, consume %.1f ms, process %.1f ms (%d records)",
                         (t1 - t0) * 1e3,

@@ -184,3 +184,9 @@ def test_the_edge_runtime_imports_neither_tensorflow_nor_the_hybridstream_packag
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_example_config_loads():
+    cfg = load_config(Path(__file__).resolve().parents[2] / "edge_app" / "edge.example.json")
+    assert cfg.thing_name == "pi-turbine-1" and cfg.models.speed_name == "speed-pi-turbine-1"
+    assert cfg.windows.local_root == "/var/lib/hybridstream/outbox" and cfg.devices is None
