@@ -274,11 +274,14 @@ class EdgeApp:
         picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
         for msg in msgs:
             if msg.error() is not None:
-                code = msg.error().code()
+                err = msg.error()
+                code = err.code()
+                if err.fatal():  # e.g. fenced by another instance with the same thing name: stop, do not spin
+                    raise KafkaException(err)
                 if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     log.debug("consumer: %s", msg.error())  # a topic not created yet
                 elif code != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", msg.error())
+                    log.warning("consumer error: %s", err)
                 continue
             if msg.topic() != readings_topic:
                 self._notice(msg)
