@@ -197,6 +197,8 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
             "window": stream.window,
             "delay": stream.delay,
             "rows": int(stream.valid.sum()),
+            "speed_models": len(stream.meta.get("speed_models", [])),
+            "early_models": sum(1 for m in stream.meta.get("speed_models", []) if m.get("early")),
             "half": half,
             "candidates": rows,
             "oracle": {"weight": w_all, "rmse": rmse_all, "weight_first_half": w1, "rmse_second_half": rmse2},

@@ -51,9 +51,33 @@ def combiner_tables(scores: Mapping, ranking: Sequence, chosen: str, default_lab
                 for k in keys
             ]
         )
+    if any(scores[k].get("early_models") for k in keys):
+        rows.append(
+            ["speed models trained (drift-triggered)"]
+            + [f"{scores[k].get('speed_models', 0)} ({scores[k].get('early_models', 0)})" for k in keys]
+        )
     rows.append(["best constant weight in hindsight (oracle)"] + [f"{scores[k]['oracle']['rmse']:.3f}" for k in keys])
     rows.append(["  its speed weight"] + [f"{scores[k]['oracle']['weight']:.2f}" for k in keys])
     parts.append("### RMSE (MAE) over the whole stream, °C\n\n" + md_table(head, rows))
+
+    # 1b. each family's best configuration (by the same first-half selection)
+    fam_rows = []
+    seen: set[str] = set()
+    for label, worst, _ in ranking:
+        fam = family(label)
+        if fam in seen:
+            continue
+        seen.add(fam)
+        tag = " **(default)**" if label == default_label else ""
+        fam_rows.append([label + tag] + [scores[k]["candidates"][label]["rmse"] for k in keys] + [worst])
+    base = [
+        [label] + [scores[k]["candidates"][label]["rmse"] for k in keys] + [None]
+        for label in ("batch", "speed", "static 0.3 (prototype)")
+    ]
+    parts.append(
+        "### Best configuration of each family (selected on the first halves), RMSE over the whole stream, °C\n\n"
+        + md_table([*head, "worst regret (1st half)"], base + fam_rows)
+    )
 
     # 2. robustness ranking (selection on the first half, report on the second)
     rank_rows = []
