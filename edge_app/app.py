@@ -226,6 +226,9 @@ class EdgeApp:
             self.counters.rejected_models += 1
         elif kind == "window_uploaded":
             self.counters.windows_uploaded += 1
+        if self.producer is None:  # after shutdown
+            log.info("event after shutdown not sent: %s %s", kind, fields)
+            return
         self._produce(
             self.cfg.topics.events,
             encode_event(kind, self.cfg.thing_name, **fields),
@@ -502,7 +505,10 @@ class EdgeApp:
             drained = self.uploads.close(timeout=30)
             if not drained:
                 log.warning("some windows were not uploaded; they stay spooled for the next start")
+            self.swapper.close()  # before the last flush: its events must go out too
             self.event("stopped", counters=self.counters.to_dict())
-            self.producer.flush(10)
-            self.swapper.close()
+            left = self.producer.flush(10)
+            if left:
+                log.warning("%d event/metrics records not delivered at exit", left)
             self.consumer.close()
+            self.producer = None  # release the client now (it holds a callback into this object)
