@@ -35,7 +35,10 @@ class TrainingQueue(Construct):
     Props:
         visibility_timeout_minutes: how long a trainer owns a notice (default 45 min: a c5.4xlarge
             trains a window in well under that).
-        max_receives: deliveries before the DLQ (default 3).
+        max_receives: deliveries before the DLQ (default 6). A trainer stopped by SIGTERM (scale-in,
+            reboot) makes its message visible again at once, and SQS counts that receive too; a bad
+            window fails at parsing and is made visible again at once (the worker's
+            ``bad_visibility`` 0), so it still reaches the DLQ within seconds.
     """
 
     def __init__(
@@ -44,7 +47,7 @@ class TrainingQueue(Construct):
         construct_id: str,
         *,
         visibility_timeout_minutes: int = 45,
-        max_receives: int = 3,
+        max_receives: int = 6,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letter_queue = encrypted_queue(self, "DLQ", retention_period=Duration.days(14))
