@@ -32,7 +32,8 @@ class ZipArtifact:
 class EdgeAppSettings:
     """What the edge app's component configuration holds (all overridable per deployment).
 
-    Keys written to the edge app's config file follow ``edge_app.config.EdgeConfig``; the
+    Keys written to the edge app's config file follow ``edge_app.config.EdgeConfig``
+    (``kafka_topics``: every key of ``edge_app.config.Topics``, with its default names); the
     cloud-side settings it has no keys for yet (mode, bucket names, MQTT root) reach the
     process as ``HYBRIDSTREAM_*`` environment variables.
     """
@@ -45,6 +46,8 @@ class EdgeAppSettings:
             "predictions": "predictions",
             "metrics": "metrics",
             "deadletter": "deadletter",
+            "events": "edge.events",  # drift, window uploaded, model swapped/rejected
+            "notices": "models.notices",  # model notices (cloud -> edge)
         }
     )
     speed_model_name: str = "speed-{iot:thingName}"  # one speed model per device

@@ -72,7 +72,9 @@ def test_edge_app_artifact_points_at_its_asset(default):
 
 
 def test_edge_app_config_file_matches_the_edge_config_schema(default):
-    from edge_app.config import EdgeConfig
+    from dataclasses import asdict, fields
+
+    from edge_app.config import EdgeConfig, Topics
 
     recipe = _components(default)["hybridstream.EdgeApp"]
     script = recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]
@@ -83,11 +85,17 @@ def test_edge_app_config_file_matches_the_edge_config_schema(default):
     # with the recipe variables filled in, the edge app accepts the file
     filled = json.loads(re.sub(r"\{[A-Za-z.]+:[^}\"]*\}", "x", body).replace('"x"', '"pi-1"'))
     filled["bootstrap"] = "127.0.0.1:9092"
-    filled["topics"] = {"readings": "r", "predictions": "p", "metrics": "m", "deadletter": "d"}
-    assert EdgeConfig.from_dict(filled).thing_name == "pi-1"
+    # every topic of the edge app's schema, each from the component configuration
+    topic_keys = {f.name for f in fields(Topics)}
+    assert set(config["topics"]) == topic_keys
+    assert config["topics"] == {k: "{configuration:/kafka/topics/" + k + "}" for k in topic_keys}
     defaults = recipe["ComponentConfiguration"]["DefaultConfiguration"]
+    assert defaults["kafka"]["topics"] == asdict(Topics())  # the app's default names
+    filled["topics"] = dict(defaults["kafka"]["topics"])  # what the nucleus interpolates
+    parsed = EdgeConfig.from_dict(filled)
+    assert parsed.thing_name == "pi-1"
+    assert parsed.topics == Topics()
     assert defaults["kafka"]["bootstrap"] == "127.0.0.1:9092"
-    assert defaults["kafka"]["topics"]["readings"] == "sensor.readings"
     assert defaults["models"]["speedName"] == "speed-{iot:thingName}"  # one speed model per device
     # a nucleus that does not interpolate configuration values: the run script fills it in
     assert 'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g"' in script
