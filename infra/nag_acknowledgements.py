@@ -56,6 +56,11 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
         ),
         (
             "ModelPublished/Role",
+            f"AwsSolutions-IAM5[Resource::{models}/models/*/LATEST]",
+            "The announcer reads the LATEST pointer of any model name (written by the trainer) to announce it.",
+        ),
+        (
+            "ModelPublished/Role",
             f"AwsSolutions-IAM5[Resource::{models}/models/*/manifest.json]",
             "The announcer reads only manifest.json files, of any model name and version.",
         ),

@@ -52,14 +52,17 @@ class HybridStreamStack(Stack):
             self,
             "ModelPublished",
             folder="model_published",
-            description="models/<name>/<version>/manifest.json created -> MQTT hybridstream/models/<name>/published",
+            description="models/<name>/LATEST written -> MQTT hybridstream/models/<name>/published (the current model)",
             environment=common_env,
         )
         announce.role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadManifests",
+                sid="ReadPointersAndManifests",
                 actions=["s3:GetObject"],
-                resources=[storage.models.arn_for_objects("models/*/manifest.json")],
+                resources=[
+                    storage.models.arn_for_objects("models/*/LATEST"),
+                    storage.models.arn_for_objects("models/*/manifest.json"),
+                ],
             )
         )
         announce.role.add_to_policy(
@@ -69,16 +72,20 @@ class HybridStreamStack(Stack):
                 resources=[Fleet.iot_arn(f"topic/{TOPIC_ROOT}/models/*/published")],
             )
         )
+        # Announce what is current: the trainer moves models/<name>/LATEST (forward only) after
+        # the version's model.tflite and manifest.json; a manifest alone may be an older window's
+        # model (LATEST kept) or precede its LATEST. ('*' in an EventBridge wildcard spans '/':
+        # the handler refuses keys other than models/<name>/LATEST.)
         events.Rule(
             self,
-            "ManifestCreated",
-            description="A model manifest landed in the models bucket",
+            "LatestWritten",
+            description="A model's LATEST pointer was written in the models bucket",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
                 detail_type=["Object Created"],
                 detail={
                     "bucket": {"name": [storage.models.bucket_name]},
-                    "object": {"key": [{"wildcard": "models/*/manifest.json"}]},
+                    "object": {"key": [{"wildcard": "models/*/LATEST"}]},
                 },
             ),
             targets=[

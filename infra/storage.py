@@ -55,7 +55,7 @@ class Storage(Construct):
                 s3.LifecycleRule(id="abort-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
             ],
         )
-        # manifest.json created -> EventBridge -> model_published. Set on the L1 resource: the L2
+        # models/<name>/LATEST written -> EventBridge -> model_published. Set on the L1 resource: the L2
         # flag would add a notifications custom resource (an extra Lambda) for the same setting.
         cfn_models: s3.CfnBucket = self.models.node.default_child
         cfn_models.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)

@@ -1,17 +1,32 @@
-"""Announce a newly published model: S3 ``models/<name>/<version>/manifest.json`` created ->
-MQTT ``hybridstream/models/<name>/published`` through IoT data (cloud -> edge).
+"""Announce the CURRENT model of a name: S3 ``models/<name>/LATEST`` written -> MQTT
+``hybridstream/models/<name>/published`` through IoT data (cloud -> edge).
+
+Why LATEST and not ``manifest.json``: the trainer (``training_job.publish``) writes
+``<version>/model.tflite``, then ``<version>/manifest.json``, then moves the ``LATEST`` pointer,
+and ``LATEST`` only moves forward (to the model of the newest window). A model of an older
+window published after a newer one gets its manifest but not ``LATEST``: it must not be
+announced. And when ``manifest.json`` lands, ``LATEST`` may not be written yet. So the trigger
+is the pointer's write, and the handler announces the version ``LATEST`` names **when it
+runs** (it reads the pointer again rather than trusting the event's object version): if the
+pointer moved on meanwhile, the newer version is announced (possibly twice, once per write),
+never an older one.
+
+Checks: the pointer names this ``<name>``; its ``manifest_key`` / ``model_key`` (when present)
+are the version's canonical keys; the manifest's ``name``/``version`` equal the pointer's and
+its ``sha256`` equals the pointer's (when present). A failed check raises (-> retries, DLQ).
 
 Announcement contract (JSON on ``hybridstream/models/<name>/published``, QoS 1): what a device
 needs to fetch and trust the model without listing the bucket.
 
-- ``name``, ``version``: from the key ``models/<name>/<version>/manifest.json`` (must equal the
-  manifest's own); ``kind``: the manifest's (``speed`` when absent).
+- ``name``, ``version``: from ``LATEST`` (equal to the manifest's own); ``kind``: the manifest's
+  (``speed`` when absent).
 - ``sha256``: of ``model.tflite`` (from the manifest); ``s3_uri``: ``s3://<bucket>/models/<name>/<version>/model.tflite``.
 - ``manifest_uri``: ``s3://<bucket>/models/<name>/<version>/manifest.json``; ``manifest_sha256``:
   of the manifest bytes as stored.
 - ``metrics``: the manifest's holdout metrics (``{}`` when absent); ``published_at``: epoch seconds.
 
-It also emits the model's training duration and holdout RMSE as CloudWatch metrics (EMF).
+It also emits the announced model's training duration and holdout RMSE as CloudWatch metrics
+(EMF): models that became current, not every model trained.
 """
 
 from __future__ import annotations
@@ -27,7 +42,11 @@ from typing import Any
 import boto3
 
 KEY_RE = re.compile(r"^models/(?P<name>[A-Za-z0-9._-]+)/(?P<version>[A-Za-z0-9._-]+)/manifest\.json$")
+LATEST_RE = re.compile(r"^models/(?P<name>[A-Za-z0-9._-]+)/LATEST$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_POINTER_BYTES = 64 * 1024
 NAMESPACE = "HybridStream/Training"
 
 _clients: dict[str, Any] = {}
@@ -55,7 +74,7 @@ def announcement(bucket: str, key: str, manifest_bytes: bytes) -> dict[str, Any]
             raise ValueError(f"manifest lacks {field}")
     if (manifest["name"], manifest["version"]) != (match["name"], match["version"]):
         raise ValueError(f"manifest {manifest['name']}/{manifest['version']} does not match key {key}")
-    if not re.fullmatch(r"[0-9a-f]{64}", manifest["sha256"]):
+    if not SHA256_RE.fullmatch(manifest["sha256"]):
         raise ValueError("manifest sha256 is not a hex SHA-256")
     prefix = key.rsplit("/", 1)[0]
     return {
@@ -122,17 +141,50 @@ def objects(event: dict[str, Any]) -> list[tuple[str, str, int]]:
     ]
 
 
+def _read(bucket: str, key: str, limit: int, what: str) -> bytes:
+    body = _client("s3").get_object(Bucket=bucket, Key=key)["Body"].read(limit + 1)
+    if len(body) > limit:
+        raise ValueError(f"{what} {key} is larger than {limit} bytes")
+    return body
+
+
+def current_manifest_key(latest_key: str, pointer_bytes: bytes) -> tuple[str, dict[str, Any]]:
+    """(manifest key, pointer) of the version a ``LATEST`` pointer names; ValueError when it is
+    not a pointer of this name or names keys outside the version's folder."""
+    match = LATEST_RE.match(latest_key)
+    if not match:
+        raise ValueError(f"not a model LATEST key: {latest_key}")
+    name = match["name"]
+    pointer = json.loads(pointer_bytes)
+    if not isinstance(pointer, dict):
+        raise ValueError("LATEST is not a JSON object")
+    version = pointer.get("version")
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise ValueError(f"LATEST of {name} lacks a valid version")
+    if pointer.get("name", name) != name:
+        raise ValueError(f"LATEST of {name} names model {pointer.get('name')!r}")
+    folder = f"models/{name}/{version}"
+    manifest_key = f"{folder}/manifest.json"
+    for field, expected in (("manifest_key", manifest_key), ("model_key", f"{folder}/model.tflite")):
+        if pointer.get(field) not in (None, "", expected):
+            raise ValueError(f"LATEST of {name}: {field} {pointer[field]!r} is not {expected}")
+    return manifest_key, pointer
+
+
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Manifest created -> one MQTT announcement per manifest. Bad manifests raise (-> retries, DLQ)."""
+    """LATEST written -> one MQTT announcement of the version it names now. Bad pointers or
+    manifests raise (-> retries, DLQ)."""
     published = []
-    s3 = _client("s3")
     for bucket, key, size in objects(event):
-        if size > MAX_MANIFEST_BYTES:
-            raise ValueError(f"manifest {key} is larger than {MAX_MANIFEST_BYTES} bytes")
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_MANIFEST_BYTES + 1)
-        if len(body) > MAX_MANIFEST_BYTES:
-            raise ValueError(f"manifest {key} is larger than {MAX_MANIFEST_BYTES} bytes")
-        note = announcement(bucket, key, body)
+        if size > MAX_POINTER_BYTES:
+            raise ValueError(f"LATEST {key} is larger than {MAX_POINTER_BYTES} bytes")
+        if not LATEST_RE.match(key):
+            raise ValueError(f"not a model LATEST key: {key}")
+        manifest_key, pointer = current_manifest_key(key, _read(bucket, key, MAX_POINTER_BYTES, "LATEST"))
+        body = _read(bucket, manifest_key, MAX_MANIFEST_BYTES, "manifest")
+        note = announcement(bucket, manifest_key, body)
+        if pointer.get("sha256") not in (None, "", note["sha256"]):
+            raise ValueError(f"LATEST of {note['name']} says sha256 {pointer['sha256']}, its manifest {note['sha256']}")
         _client("iot-data").publish(topic=topic_for(note["name"]), qos=1, payload=json.dumps(note).encode())
         _emit_metrics(note, json.loads(body))
         published.append(f"{note['name']}/{note['version']}")

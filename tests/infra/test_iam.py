@@ -66,3 +66,20 @@ def test_trainer_role_reads_windows_writes_models_consumes_queue(default):
             actions |= set(_as_list(statement["Action"]))
     assert {"s3:GetObject", "s3:PutObject", "sqs:ReceiveMessage", "sqs:DeleteMessage"} <= actions
     assert not {a for a in actions if a.startswith(("iot:", "lambda:", "ec2:", "iam:"))}
+
+
+def test_announcer_reads_only_latest_pointers_and_manifests(default):
+    """model_published is triggered by models/<name>/LATEST and reads it, then that version's manifest."""
+    reads = [
+        s
+        for logical_id, s in _statements(default.raw)
+        if logical_id.startswith("ModelPublishedRoleDefaultPolicy") and "s3:GetObject" in _as_list(s["Action"])
+    ]
+    assert len(reads) == 1
+    suffixes = sorted(r["Fn::Join"][1][-1] for r in _as_list(reads[0]["Resource"]))
+    assert suffixes == ["/models/*/LATEST", "/models/*/manifest.json"]
+    (rule,) = default.resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["EventPattern"]["detail"]["object"] == {"key": [{"wildcard": "models/*/LATEST"}]}
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedFunction")
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedDLQ")

@@ -61,7 +61,7 @@ def test_models_bucket_is_versioned_and_announces_to_eventbridge(default):
                 {
                     "source": ["aws.s3"],
                     "detail-type": ["Object Created"],
-                    "detail": Match.object_like({"object": {"key": [{"wildcard": "models/*/manifest.json"}]}}),
+                    "detail": Match.object_like({"object": {"key": [{"wildcard": "models/*/LATEST"}]}}),
                 }
             )
         },
