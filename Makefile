@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
-HISTORY     ?= ../shared/datasets/turbine/train.csv
+# history for the batch model: the full turbine data when present beside the repo, else the committed sample
+HISTORY     ?= $(firstword $(wildcard ../shared/datasets/turbine/train.csv) tests/data/turbine/train.csv)
 BATCH_MODEL := build/batch-model
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 

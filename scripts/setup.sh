@@ -9,6 +9,14 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# toolchains: keep the machine's own if present, else Debian's
+java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1)
+[ "${java_major:-0}" -ge 17 ] || missing+=(openjdk-17-jre-headless)   # Kafka 4 needs Java 17+
+command -v mvn >/dev/null || missing+=(maven)                            # fetches the Kafka/ElasticMQ jars
+command -v npm >/dev/null || missing+=(nodejs npm)                       # the pinned CDK CLI
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || { missing+=(python3.11 python3.11-venv); }
+"$PY" -c "import ensurepip" 2>/dev/null || missing+=(python3.11-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> apt: installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -17,7 +25,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { $SUDO apt-get update -q && $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; }
 fi
 
-PY=${PYTHON:-python3.11}
 if [ ! -x .venv/bin/python ]; then
   echo "==> venv: creating .venv with $PY"
   "$PY" -m venv .venv
