@@ -220,8 +220,10 @@ class Trainer(Construct):
         # scale-out alarm (>= 0.5) fires for one message in flight and the scale-in alarm
         # (<= 0.5) only when the queue is empty and nothing is being trained. A boundary at 1
         # made both alarms fire for one message in flight (flapping).
-        # No instance scale-in protection: clearing it after a window needs the worker's help
-        # (training_job), see docs/deploy.md "Known limitations".
+        # No instance scale-in protection and no termination lifecycle hook: clearing protection
+        # after a window, or completing the hook once the current window is done, needs the
+        # worker's help (training_job); a hook alone only delays the SIGTERM that releases the
+        # message. See docs/deploy.md "Known limitations".
         self.group.scale_on_metric(
             "FollowQueue",
             metric=queue.backlog(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from aws_cdk.assertions import Match
@@ -111,6 +112,32 @@ def test_scaling_boundary_is_half_a_message(default):
     ]
     # relative to the alarm threshold: in-policy: [<= 0.5] -> 0; [0.5, 5) -> 1; [>= 5] -> max (2)
     assert (None, 0, 0) in bounds and (0, 4.5, 1) in bounds and (4.5, None, 2) in bounds
+
+
+def test_scale_in_behaviour_is_the_documented_one(default):
+    """docs/deploy.md "Known limitations": no instance protection and no lifecycle hook (a
+    partial scale-in may stop a busy trainer, whose SIGTERM releases the message), the backlog
+    must stay at 0 for 3 one-minute periods before the group scales in to its minimum."""
+    (asg,) = default.resources("AWS::AutoScaling::AutoScalingGroup").values()
+    props = asg["Properties"]
+    assert "NewInstancesProtectedFromScaleIn" not in props and "LifecycleHookSpecificationList" not in props
+    assert "TerminationPolicies" not in props  # the default policy picks the instance
+    assert not default.resources("AWS::AutoScaling::LifecycleHook")
+    scale_in = [
+        a["Properties"]
+        for a in default.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("ComparisonOperator") == "LessThanOrEqualToThreshold"
+        and any(m.get("Expression") == "visible + inflight" for m in a["Properties"].get("Metrics", []))
+    ]
+    assert [(a["EvaluationPeriods"], a.get("DatapointsToAlarm", a["EvaluationPeriods"])) for a in scale_in] == [(3, 3)]
+    periods = {m["MetricStat"]["Period"] for a in scale_in for m in a["Metrics"] if "MetricStat" in m}
+    assert periods == {60}
+    repo = Path(__file__).parents[2]
+    docs = (repo / "docs" / "deploy.md").read_text()
+    unit = (repo / "training_job" / "deploy" / "hybridstream-trainer.service").read_text()
+    assert "`maxReceiveCount` (**6**)" in docs
+    for setting in ("TimeoutStopSec=120", "KillMode=mixed"):  # what the docs say about the unit
+        assert setting in docs and setting in unit
 
 
 def test_trainer_lists_the_models_bucket_without_a_prefix_condition(default):
