@@ -52,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also run the streams where each drift alarm (default detector on the hybrid residuals) "
         "triggers an early speed model, and compare",
     )
+    comb.add_argument(
+        "--drift-config",
+        default=None,
+        metavar="JSON",
+        help="detector config for --retrain-on-drift (default: the default detector), e.g. '{\"delta\": 2e-05}'",
+    )
     common(comb)
     comb.set_defaults(func=_combiners)
 
@@ -89,7 +95,10 @@ def _load(args: argparse.Namespace, scenarios: list[str]):
     from hybridstream.evaluation.streams import DEFAULT_CACHE, get_stream  # noqa: PLC0415
 
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
-    variants = [None] + ([DEFAULT_DETECTOR] if getattr(args, "retrain_on_drift", False) else [])
+    detector = dict(DEFAULT_DETECTOR)
+    if getattr(args, "drift_config", None):
+        detector |= json.loads(args.drift_config)
+    variants = [None] + ([detector] if getattr(args, "retrain_on_drift", False) else [])
     out = []
     for window in args.window:
         for name in scenarios:
@@ -131,6 +140,7 @@ def default_label() -> str:
 def _combiners(args: argparse.Namespace) -> int:
     from hybridstream.evaluation import report  # noqa: PLC0415
     from hybridstream.evaluation.replay import all_candidates, candidate_grid, replay, score, select  # noqa: PLC0415
+    from hybridstream.evaluation.streams import drift_tag  # noqa: PLC0415
 
     streams = _load(args, _scenarios(args.scenario))
     candidates = all_candidates()
@@ -144,7 +154,8 @@ def _combiners(args: argparse.Namespace) -> int:
     print(f"robust choice on this run (first halves): {chosen}; current default: {current}")
     out = _out_dir(args)
     tag = f"{args.scenario}-w{'_'.join(map(str, args.window))}-d{args.delay}"
-    tag += "-drift" if args.retrain_on_drift else ""
+    if args.retrain_on_drift:
+        tag += next((drift_tag(x.meta.get("on_drift")) for x in streams if x.meta.get("on_drift")), "")
     (out / f"combiners-{tag}.json").write_text(
         json.dumps({"scores": scores, "ranking": ranking, "chosen": chosen, "default": current}, indent=1)
     )
@@ -165,13 +176,14 @@ def _combiners(args: argparse.Namespace) -> int:
         for s in streams:
             results = {label: replay(s, candidates[label]) for label in shown}
             results[f"{current} (default)"] = results.pop(current)
-            suffix = "-drift" if s.meta.get("on_drift") else ""
+            suffix = drift_tag(s.meta.get("on_drift"))
             path = plot_scenario(
                 s,
                 results,
                 Path(args.plot) / f"combiners-{s.scenario}-w{s.window}{suffix}.png",
                 weight_labels=[f"{current} (default)", *others],
-                title=f"{s.scenario}: {s.meta.get('description', '')} — speed window {s.window} rows",
+                title=f"{s.scenario}: {s.meta.get('description', '')} — speed window {s.window} rows"
+                + (" + early re-training on drift" if s.meta.get("on_drift") else ""),
             )
             _log(f"plot {path}")
     return 0

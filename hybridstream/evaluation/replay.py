@@ -5,7 +5,7 @@ Per row: ``predict_one(batch, speed)`` gives the hybrid forecast, then the truth
 ``reset_speed()`` first.
 
 >>> import numpy as np
->>> from hybridstream.evaluation.streams import PredictionStream
+>>> from hybridstream.evaluation.streams import PredictionStream, drift_tag
 >>> y = np.sin(np.arange(400) / 10.0)
 >>> s = PredictionStream("toy", 100, 0, y, y + 0.5, y + 0.1, np.zeros(400, dtype=np.int32))
 >>> r = replay(s, {"strategy": "dynamic", "method": "inverse_mse", "half_life": 10})
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_app.combiners import make_combiner
-from hybridstream.evaluation.streams import PredictionStream
+from hybridstream.evaluation.streams import PredictionStream, drift_tag
 
 # label -> combiner config: the study's candidates (baselines first)
 BASELINES: dict[str, dict] = {
@@ -170,8 +170,9 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
     """
     out: dict = {}
     for stream in streams:
-        drift = bool(stream.meta.get("on_drift"))
-        key = f"{stream.scenario}-w{stream.window}-d{stream.delay}{'-drift' if drift else ''}"
+        on_drift = stream.meta.get("on_drift")
+        tag = drift_tag(on_drift)
+        key = f"{stream.scenario}-w{stream.window}-d{stream.delay}{tag}"
         timed = not out  # cost once, on the first stream
         half = len(stream) // 2
         rows: dict = {}
@@ -193,7 +194,8 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
             "scenario": stream.scenario,
             "label": f"{stream.scenario} W={stream.window}"
             + (f" delay={stream.delay}" if stream.delay else "")
-            + (" +drift retrain" if drift else ""),
+            + (" +drift retrain" if on_drift else "")
+            + (f" ({tag.removeprefix('-drift-')})" if tag.startswith("-drift-") else ""),
             "window": stream.window,
             "delay": stream.delay,
             "rows": int(stream.valid.sum()),

@@ -86,10 +86,27 @@ class PredictionStream:
             )
 
 
+def drift_tag(on_drift: Mapping | None) -> str:
+    """File-name tag of an early-retraining variant: '' (none), '-drift' (default detector)
+    or '-drift-<key><value>...' for another detector config.
+
+    >>> drift_tag(None), drift_tag({"detector": "adwin", "delta": 2e-05})
+    ('', '-drift-delta2e-05')
+    """
+    from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
+
+    if on_drift is None:
+        return ""
+    if dict(on_drift) == DEFAULT_DETECTOR:
+        return "-drift"
+    extra = {k: v for k, v in on_drift.items() if not (k == "detector" and v == "adwin")}
+    return "-drift-" + "-".join(f"{k}{v}" for k, v in sorted(extra.items()))
+
+
 def cache_path(
-    scenario: str, window: int, delay: int, cache_dir: str | Path = DEFAULT_CACHE, drift: bool = False
+    scenario: str, window: int, delay: int, cache_dir: str | Path = DEFAULT_CACHE, on_drift: Mapping | None = None
 ) -> Path:
-    return Path(cache_dir) / f"{scenario}-w{window}-d{delay}{'-drift' if drift else ''}.npz"
+    return Path(cache_dir) / f"{scenario}-w{window}-d{delay}{drift_tag(on_drift)}.npz"
 
 
 def _batch_model(scenario: Scenario, train: np.ndarray, spec: FeatureSpec, cfg, cache_dir: Path, log):
@@ -230,7 +247,7 @@ def generate(
     }
     stream = PredictionStream(scenario_name, window, delay, y, pb, ps, sid, meta)
     if not limit:
-        stream.save(cache_path(scenario_name, window, delay, cache_dir, drift=on_drift is not None))
+        stream.save(cache_path(scenario_name, window, delay, cache_dir, on_drift))
     return stream
 
 
@@ -244,7 +261,7 @@ def get_stream(
     on_drift: Mapping | None = None,
 ) -> PredictionStream:
     """The cached stream, generating (and caching) it first if needed."""
-    path = cache_path(scenario, window, delay, cache_dir, drift=on_drift is not None)
+    path = cache_path(scenario, window, delay, cache_dir, on_drift)
     if path.exists() and not refresh:
         return PredictionStream.load(path)
     return generate(scenario, window, delay, cache_dir, log, on_drift=on_drift)
