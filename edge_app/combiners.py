@@ -12,10 +12,12 @@ All of them are pure Python floats: a few multiplications per record, no allocat
 >>> c.predict_one(10.0, 20.0), c.weights
 (13.0, (0.7, 0.3))
 
-The default ``dynamic`` strategy was chosen by measurement (docs/combination.md):
+The default is ``dynamic`` with online convex stacking (half-life 5 records), chosen by
+measurement on the turbine scenarios (docs/combination.md, ``hybridstream eval combiners``):
 
->>> make_combiner({}).name
-'dynamic'
+>>> c = make_combiner({})
+>>> c.name, type(c).__name__, c.weights
+('dynamic', 'OnlineStacking', (0.5, 0.5))
 
 Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its keys):
 
@@ -309,10 +311,6 @@ class OnlineStacking(_Convex):
         self._w = 0.5
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
-
-    @property
-    def weights(self) -> tuple[float, float]:
-        return (1.0 - self._ws, self._ws)
 
     def learn_one(self, batch: float, speed: float, y: float) -> None:
         x = speed - batch
