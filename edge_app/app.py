@@ -9,9 +9,11 @@ was acknowledged by the broker and the window spool was flushed (at-least-once).
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import math
+import os
 import threading
 import time
 from pathlib import Path
@@ -19,15 +21,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
+from edge_app.combiners import make_combiner
 from edge_app.config import EdgeConfig
 from edge_app.drift import make_detector
 from edge_app.metrics import Counters, ErrorStats
-from edge_app.models import LoadedModel, load_model, write_pointer
+from edge_app.models import FETCHERS, LoadedModel, S3Fetcher, load_model, write_pointer
 from edge_app.records import encode_deadletter, encode_event, encode_json, encode_prediction, parse_reading
-from edge_app.state import DeviceState
+from edge_app.state import DeviceState, load_device_state, save_device_state
 from edge_app.swap import SpeedModelSwapper
 from edge_app.uploaders import UploadWorker, make_uploader
 from edge_app.windows import WindowSpool
+from model_contract import FeatureBuffer
 from model_contract.features import BadRecord
 from model_contract.runtime import ModelRejected
 
@@ -57,6 +61,8 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 SLOW_RECORD_S = 0.0002  # a record taking longer than this (normal: ~50 us) makes a slow turn worth logging
 MAX_DEVICES = 10000  # without an allowlist, more distinct device ids than this are dead-lettered
+MAX_DEADLETTER_PAYLOAD = 128 * 1024  # larger bad payloads are dead-lettered without a copy
+INTERNAL_ERROR_LOG_EVERY = 1000  # an unexpected per-record exception is logged (with traceback) once per this many
 
 
 def ensure_topics(cfg: EdgeConfig, timeout: float = 30.0) -> list[str]:
@@ -100,9 +106,17 @@ class EdgeApp:
         self._pointer = self.state_dir / "speed-model.json"
         self._delivery_errors: list[str] = []
         self._failed = False
+        self._touched: set[str] = set()  # devices whose state changed since the last commit point
+        self._device_dir = self.state_dir / "devices"
+        self._device_dir.mkdir(exist_ok=True)
+        self._min_epoch = cfg.min_epoch
+        m = cfg.models
+        FETCHERS["s3"] = S3Fetcher(m.s3_endpoint_url, m.s3_region, m.max_model_bytes)  # client made at first use
 
         self.batch = load_model(cfg.models.batch, cfg.models.batch_manifest, num_threads=cfg.models.num_threads)
         self.spec = self.batch.manifest.feature_spec
+        self._bounds = self._value_bounds(cfg.out_of_range_k)
+        self._speed_published_at = 0.0
         self.speed = self._initial_speed()
         log.info(
             "serving batch %s %s and speed %s %s (spec %s)",
@@ -137,8 +151,14 @@ class EdgeApp:
             num_threads=cfg.models.num_threads,
             events=self.event,
             store=self.state_dir / "models",
+            journal=self.state_dir / "notices-pending.json",
         )
         self.swapper.serving_version = self.speed.version
+        self.swapper.serving_created_at = self.speed.manifest.created_at
+        self.swapper.serving_published_at = self._speed_published_at
+        resumed = self.swapper.resume()  # notices consumed (offsets committed) but not finished by a previous run
+        if resumed:
+            log.info("resuming %d pending model notice(s) from a previous run", resumed)
         self.uploads = UploadWorker(make_uploader(cfg.windows), cfg.thing_name, events=self.event)
         self.spool = WindowSpool(
             self.state_dir / "windows",
@@ -172,6 +192,8 @@ class EdgeApp:
                     num_threads=self.cfg.models.num_threads,
                 )
                 log.info("resuming speed model %s from %s", loaded.version, self._pointer)
+                published = pointer.get("published_at")
+                self._speed_published_at = float(published) if isinstance(published, int | float) else 0.0
                 return loaded
             except (ModelRejected, ValueError, KeyError, OSError) as exc:
                 log.warning("ignoring %s: %s", self._pointer, exc)
@@ -192,18 +214,37 @@ class EdgeApp:
         self.counters.notices += 1
         return self.swapper.submit(notice)
 
+    def _value_bounds(self, k: float | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """Per column (lo, hi) = the batch scaler's mean -+ k * scale; None when the check is off."""
+        if k is None:
+            return None
+        scaler = self.batch.manifest.scaler
+        if len(scaler.mean) != len(self.spec.columns):
+            log.warning(
+                "batch scaler has %d columns, spec %d: out_of_range check off", len(scaler.mean), len(self.spec.columns)
+            )
+            return None
+        lo = tuple(m - k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
+        hi = tuple(m + k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
+        return lo, hi
+
     def _swap_speed(self, loaded: LoadedModel) -> None:
         old = self.speed
         self.speed = loaded
         self.swapper.serving_version = loaded.version
+        self.swapper.serving_created_at = loaded.manifest.created_at
+        published = loaded.origin.get("published_at")
+        if isinstance(published, int | float) and published > 0:
+            self.swapper.serving_published_at = float(published)
         for state in self.devices.values():
             state.combiner.reset_speed()
             if self._residual_index == 1:
                 state.detector = make_detector(self._detector_cfg)
         try:
-            write_pointer(self._pointer, loaded, Path(loaded.location))
+            write_pointer(self._pointer, loaded, Path(loaded.location), published_at=self.swapper.serving_published_at)
         except OSError as exc:
             log.warning("could not persist the speed model pointer: %s", exc)
+        self.swapper.done(loaded)  # the notice is handled: forget it (a crash before this replays it)
         self.counters.swaps += 1
         log.info("speed model swapped: %s -> %s", old.version, loaded.version)
         self.event("model_swapped", name=loaded.name, old_version=old.version, new_version=loaded.version)
@@ -214,11 +255,25 @@ class EdgeApp:
             self._delivery_errors.append(f"{msg.topic()}: {err}")
 
     def _produce(self, topic: str, value: bytes, key: bytes | None) -> None:
-        try:
-            self.producer.produce(topic, value, key)
-        except BufferError:  # local queue full: let librdkafka drain it, then retry once
-            self.producer.flush(30)
-            self.producer.produce(topic, value, key)
+        while True:
+            try:
+                self.producer.produce(topic, value, key)
+                return
+            except BufferError:  # local queue full: let librdkafka drain it, then retry (until it fits)
+                self._drain()
+
+    def _drain(self) -> None:
+        """The local produce queue is full: wait up to 1 s for acknowledgements, then the caller retries.
+
+        While stopping, a queue that stays full means the broker is gone: give up without
+        committing (the batch is replayed at the next start).
+        """
+        left = self.producer.flush(1)
+        if left:
+            log.warning("producer queue full (%d records): waiting for the broker", left)
+            if self.stop.is_set():
+                self._failed = True
+                raise DeliveryFailed(f"stopping with a full producer queue ({left} records): not committing")
 
     def event(self, kind: str, **fields: Any) -> None:
         """Produce one record to the events topic (thread-safe: the swapper and uploader call it)."""
@@ -250,11 +305,29 @@ class EdgeApp:
                 detail[:200],
             )
         self.counters.dead(reason)
+        raw = msg.value()
+        if raw is not None and len(raw) > MAX_DEADLETTER_PAYLOAD:  # escaped JSON could exceed the message limit
+            detail = f"{detail} (payload of {len(raw)} bytes not copied)"
+            raw = None
         self._produce(
             self.cfg.topics.deadletter,
-            encode_deadletter(msg.value(), reason, detail, msg.topic(), msg.partition(), msg.offset(), msg.key()),
+            encode_deadletter(raw, reason, detail, msg.topic(), msg.partition(), msg.offset(), msg.key()),
             msg.key(),
         )
+
+    def _internal_error(self, msg: Any, exc: Exception) -> None:
+        """A record raised something unexpected: dead-letter it (``internal_error``) and carry on."""
+        n = self.counters.deadletter_reasons["internal_error"]
+        if n % INTERNAL_ERROR_LOG_EVERY == 0:
+            log.error(
+                "internal error on record %s[%d]@%d (%d so far)",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                n + 1,
+                exc_info=exc,
+            )
+        self._dead(msg, "internal_error", f"{type(exc).__name__}: {exc}"[:300])
 
     # ---- the hot loop ----------------------------------------------------------------------
     def process(self, msgs: list) -> None:
@@ -275,6 +348,13 @@ class EdgeApp:
         clock = time.perf_counter
         counters = self.counters
         picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
+        min_epoch = self._min_epoch
+        max_epoch = picked_ms / 1000.0 + self.cfg.max_ahead_s
+        bounds = self._bounds
+        max_gap = self.cfg.max_gap_s
+        speed_version = versions[1]
+        touched = self._touched
+        isfinite = math.isfinite
         for msg in msgs:
             if msg.error() is not None:
                 err = msg.error()
@@ -292,59 +372,141 @@ class EdgeApp:
             t0 = clock()
             counters.records_in += 1
             try:
-                r = parse_reading(msg.value(), msg.key(), spec, default_device)
-                state = devices.get(r.device)
-                if state is None:
-                    state = self._new_device(r.device, allow)
-                if r.epoch <= state.last_epoch:
-                    reason = "duplicate_timestamp" if r.epoch == state.last_epoch else "out_of_order"
-                    raise BadRecord(reason, f"{r.timestamp} not after {state.last_ts}")
-            except BadRecord as exc:
-                self._dead(msg, exc.reason, exc.detail)
-                continue
-            state.last_epoch = r.epoch
-            state.last_ts = r.timestamp
-            y = r.target
-            pending = state.pending
-            errors = None
-            if pending is not None:
-                errors = (pending[0] - y, pending[1] - y, pending[2] - y)
-                state.combiner.learn_one(pending[0], pending[1], y)
-                state.stats.update(*errors)
-                totals.update(*errors)
-                if state.detector.update(errors[ridx]):
-                    self._drift(state, r.timestamp, errors[ridx])
-            buffer = state.buffer
-            buffer.push(r.values)
-            combiner = state.combiner
-            if buffer.ready:
-                window = buffer.window
-                b = batch_predict(window)
-                s = speed_predict(window)
-                h = combiner.predict_one(b, s)
-                forecast = (b, s, h)
-                state.pending = forecast if math.isfinite(h) else None
-            else:
-                forecast = None
-            spool_add(r)
-            value = encode_prediction(
-                r, forecast, errors, combiner.weights, versions, (clock() - t0) * 1e6, picked_ms - msg.timestamp()[1]
+                try:
+                    r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
+                    if bounds is not None:
+                        for v, lo, hi in zip(r.values, bounds[0], bounds[1]):  # noqa: B905 (same length)
+                            if v < lo or v > hi:
+                                raise BadRecord("out_of_range", f"{r.values} outside [{lo:.6g}, {hi:.6g}]"[:200])
+                    state = devices.get(r.device)
+                    if state is None:
+                        state = self._new_device(r.device, allow)
+                    if r.epoch <= state.last_epoch:
+                        reason = "duplicate_timestamp" if r.epoch == state.last_epoch else "out_of_order"
+                        raise BadRecord(reason, f"{r.timestamp} not after {state.last_ts}")
+                except BadRecord as exc:
+                    self._dead(msg, exc.reason, exc.detail)
+                    continue
+                if max_gap is not None and r.epoch - state.last_epoch > max_gap and state.last_ts:
+                    state.buffer = FeatureBuffer(spec)  # a long gap: the lags no longer describe the recent past
+                    state.pending = None
+                    counters.gap_resets += 1
+                state.last_epoch = r.epoch
+                state.last_ts = r.timestamp
+                touched.add(r.device)
+                y = r.target
+                pending = state.pending
+                errors = None
+                if pending is not None:
+                    errors = (pending[0] - y, pending[1] - y, pending[2] - y)
+                    if isfinite(errors[0]) and isfinite(errors[1]) and isfinite(errors[2]):
+                        if pending[3] == speed_version:  # the speed forecast came from the model serving now
+                            combiner = state.combiner
+                            combiner.learn_one(pending[0], pending[1], y)
+                            w = combiner.weights
+                            if not (isfinite(w[0]) and isfinite(w[1])):
+                                self._reset_combiner(state, w)
+                        state.stats.update(*errors)
+                        totals.update(*errors)
+                        if (ridx != 1 or pending[3] == speed_version) and state.detector.update(errors[ridx]):
+                            self._drift(state, r.timestamp, errors[ridx])
+                buffer = state.buffer
+                buffer.push(r.values)
+                combiner = state.combiner
+                if buffer.ready:
+                    window = buffer.window
+                    b = batch_predict(window)
+                    s = speed_predict(window)
+                    h = combiner.predict_one(b, s) if isfinite(b) and isfinite(s) else math.nan
+                    forecast = (b, s, h)
+                    state.pending = (b, s, h, speed_version) if isfinite(h) else None
+                else:
+                    forecast = None
+                spool_add(r)
+                value = encode_prediction(
+                    r,
+                    forecast,
+                    errors,
+                    combiner.weights,
+                    versions,
+                    (clock() - t0) * 1e6,
+                    picked_ms - msg.timestamp()[1],
+                )
+                try:
+                    produce(pred_topic, value, state.key)
+                except BufferError:
+                    self._produce(pred_topic, value, state.key)
+                counters.predictions += 1
+            except (DeliveryFailed, KafkaException):
+                raise
+            except Exception as exc:  # a bug or an input nobody thought of: this record only, never the app
+                self._internal_error(msg, exc)
+
+    def _reset_combiner(self, state: DeviceState, weights: tuple[float, float]) -> None:
+        """A combiner whose weights went non-finite would blend to null forever: start it afresh."""
+        self.counters.combiner_resets += 1
+        if self.counters.combiner_resets == 1 or self.counters.combiner_resets % INTERNAL_ERROR_LOG_EVERY == 0:
+            log.warning(
+                "combiner of %s had weights %s: replaced (%d so far)",
+                state.device,
+                weights,
+                self.counters.combiner_resets,
             )
-            try:
-                produce(pred_topic, value, state.key)
-            except BufferError:
-                self.producer.flush(30)
-                produce(pred_topic, value, state.key)
-            counters.predictions += 1
+        state.combiner = make_combiner(self.cfg.combination)
 
     def _new_device(self, device: str, allow: frozenset[str] | None) -> DeviceState:
         if allow is not None and device not in allow:
             raise BadRecord("unknown_device", device[:100])
         if allow is None and len(self.devices) >= MAX_DEVICES:
             raise BadRecord("too_many_devices", f"{device[:100]} (limit {MAX_DEVICES})")
+        try:
+            device.encode()
+        except UnicodeEncodeError:  # e.g. an escaped lone surrogate: unusable as a key or file name
+            raise BadRecord("bad_device", ascii(device)[:100]) from None
         state = DeviceState(device, self.spec, self.cfg.combination, self._detector_cfg, self.cfg.metrics_window)
+        self._restore(state)
         self.devices[device] = state
         return state
+
+    # ---- per-device state across restarts -------------------------------------------------
+    def _device_file(self, device: str) -> Path:
+        from edge_app.windows import safe_name
+
+        digest = hashlib.sha256(device.encode()).hexdigest()[:12]
+        return self._device_dir / f"{safe_name(device)[:60]}-{digest}.json"
+
+    def _restore(self, state: DeviceState) -> None:
+        """Load the device's state saved at the last commit point (lags, last timestamp, pending forecast)."""
+        path = self._device_file(state.device)
+        if not path.exists():
+            return
+        try:
+            load_device_state(state, path.read_bytes(), (self.batch.version, self.speed.version))
+            self.counters.devices_restored += 1
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            log.warning("ignoring the saved state of %s (%s): %s", state.device, path.name, exc)
+
+    def _save_devices(self) -> None:
+        """Write the state of every device touched since the last commit point (atomic, small JSON each)."""
+        if not self._touched:
+            return
+        versions = (self.batch.version, self.speed.version)
+        for device in self._touched:
+            state = self.devices.get(device)
+            if state is None:
+                continue
+            path = self._device_file(device)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(save_device_state(state, versions))
+                    if self.cfg.windows.fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("could not save the state of %s: %s", device, exc)
+        self._touched.clear()
 
     def _drift(self, state: DeviceState, timestamp: str, residual: float) -> None:
         self.counters.drift_events += 1
@@ -364,7 +526,7 @@ class EdgeApp:
         self.counters.notices += 1
         try:
             notice = json.loads(msg.value())
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             self.swapper.submit({"invalid": str(exc)[:200]})
             return
         self.swapper.submit(notice)
@@ -389,6 +551,7 @@ class EdgeApp:
             self._failed = True  # never commit again in this process: the batch must be replayed
             raise DeliveryFailed(f"outputs not delivered, offsets not committed: {errors}")
         self.spool.flush()
+        self._save_devices()
         try:
             self.consumer.commit(asynchronous=True)
         except KafkaException as exc:
@@ -423,6 +586,7 @@ class EdgeApp:
         last_commit = started
         commit_every = cfg.kafka.commit_interval_s
         commit_min = min(cfg.kafka.commit_min_interval_s, commit_every)
+        normal_exit = False
         log.info("edge app %s consuming %s as group %s", cfg.thing_name, cfg.topics.readings, cfg.group_id)
         self.event("started", batch=self.batch.version, speed=self.speed.version, group=cfg.group_id)
         try:
@@ -467,8 +631,9 @@ class EdgeApp:
                     next_log = now + cfg.log_interval_s
                 if max_seconds is not None and now - started >= max_seconds:
                     break
+            normal_exit = True
         finally:
-            self._shutdown()
+            self._shutdown(commit=normal_exit)
         return self.counters.to_dict()
 
     def publish_metrics(self) -> None:
@@ -486,13 +651,15 @@ class EdgeApp:
                 dev["weights"] = {"batch": state.combiner.weights[0], "speed": state.combiner.weights[1]}
                 self._produce(self.cfg.topics.metrics, encode_json(dev), state.key)
 
-    def _shutdown(self) -> None:
-        """Close windows, deliver and commit what was processed, stop the helpers."""
+    def _shutdown(self, commit: bool = True) -> None:
+        """Close windows, deliver and commit what was processed (only after a normal exit), stop the helpers."""
         log.info("shutting down: %s", json.dumps(self.counters.to_dict()))
+        if not commit:
+            self._failed = True  # an exception left the loop mid-batch: its outputs may be incomplete
         try:
             self.spool.close_all("shutdown")
             if self._failed:
-                log.error("outputs were not delivered: exiting without committing (the batch will be replayed)")
+                log.error("abnormal exit: not committing (the records since the last commit will be replayed)")
             else:
                 self.publish_metrics()
                 self._commit_point()

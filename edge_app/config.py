@@ -43,7 +43,10 @@ class Models:
     speed: str = ""  # empty: serve the batch model as the speed model until a notice arrives
     batch_manifest: str = ""
     speed_manifest: str = ""
-    speed_name: str = "speed"  # notices for other model names are ignored
+    speed_name: str = ""  # default speed-<thing_name> (the cloud's name); notices for other names are ignored
+    s3_endpoint_url: str = ""  # s3:// model fetches: endpoint override (else boto3's AWS_ENDPOINT_URL_S3 / AWS)
+    s3_region: str = ""  # s3:// model fetches: region (else boto3's default chain)
+    max_model_bytes: int = 64 * 1024 * 1024  # s3:// model fetches: larger objects are rejected
     num_threads: int = 1
 
 
@@ -91,6 +94,10 @@ class EdgeConfig:
     metrics_per_device: bool = True
     devices: tuple[str, ...] | None = None  # allowlist; None accepts every device
     default_device: str = ""  # used when a reading has no device field (empty: such readings are bad)
+    min_timestamp: str = "2000-01-01T00:00:00+00:00"  # earlier readings are dead-lettered as bad_timestamp
+    max_ahead_s: float = 86400.0  # readings later than now + this are dead-lettered as future_timestamp
+    out_of_range_k: float | None = 50.0  # values beyond the batch scaler's mean +- k*scale: out_of_range (null: off)
+    max_gap_s: float | None = None  # a gap longer than this between a device's readings restarts its lag window
     log_interval_s: float = 30.0
     log_slow_turn_ms: float = 50.0  # warn when one loop turn (commit + process) takes longer
 
@@ -108,6 +115,8 @@ class EdgeConfig:
         cfg = cls(**kwargs)
         if not cfg.group_id:
             object.__setattr__(cfg, "group_id", f"hybridstream-edge-{cfg.thing_name}")
+        if not cfg.models.speed_name:
+            object.__setattr__(cfg.models, "speed_name", f"speed-{cfg.thing_name}")
         cfg.validate()
         return cfg
 
@@ -137,6 +146,18 @@ class EdgeConfig:
             raise ConfigError("metrics_interval_s must be > 0 and metrics_window >= 1")
         if self.drift.get("residual", "speed") not in ("batch", "speed", "hybrid"):
             raise ConfigError("drift.residual must be batch, speed or hybrid")
+        try:
+            self.min_epoch  # noqa: B018 (validates)
+        except (ValueError, OverflowError, TypeError):
+            raise ConfigError(f"min_timestamp must be an ISO-8601 time, got {self.min_timestamp!r}") from None
+        if not isinstance(self.max_ahead_s, int | float) or not self.max_ahead_s >= 0:
+            raise ConfigError(f"max_ahead_s must be >= 0, got {self.max_ahead_s!r}")
+        if self.out_of_range_k is not None and not (
+            isinstance(self.out_of_range_k, int | float) and self.out_of_range_k > 0
+        ):
+            raise ConfigError(f"out_of_range_k must be > 0 (or null), got {self.out_of_range_k!r}")
+        if self.max_gap_s is not None and not (isinstance(self.max_gap_s, int | float) and self.max_gap_s > 0):
+            raise ConfigError(f"max_gap_s must be > 0 (or null), got {self.max_gap_s!r}")
         if self.models.num_threads < 1:
             raise ConfigError("models.num_threads must be >= 1")
         if not self.models.batch:
@@ -158,6 +179,14 @@ class EdgeConfig:
     def detector_config(self) -> dict[str, Any]:
         """The drift config without the edge app's own keys (what ``make_detector`` gets)."""
         return {k: v for k, v in self.drift.items() if k != "residual"}
+
+    @property
+    def min_epoch(self) -> float:
+        """``min_timestamp`` as epoch seconds (naive = UTC)."""
+        from datetime import UTC, datetime
+
+        dt = datetime.fromisoformat(self.min_timestamp)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
     @property
     def drift_residual(self) -> str:

@@ -93,6 +93,9 @@ class Counters:
         self.upload_failures = 0
         self.delivery_errors = 0
         self.batches = 0
+        self.combiner_resets = 0  # combiners replaced because their weights went non-finite
+        self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
+        self.devices_restored = 0  # devices whose state was loaded from the state folder
 
     def dead(self, reason: str) -> None:
         self.deadletter += 1

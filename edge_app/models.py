@@ -12,9 +12,11 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -28,8 +30,59 @@ def _fetch_file(location: str) -> bytes:
     return path.read_bytes()
 
 
-# scheme -> fetcher; the cloud side registers "s3" (boto3 through the token exchange service)
-FETCHERS: dict[str, Callable[[str], bytes]] = {"": _fetch_file, "file": _fetch_file}
+class S3Fetcher:
+    """``s3://bucket/key`` -> bytes through boto3 (imported at the first fetch, never on the hot path).
+
+    One client, created at first use and reused. Credentials come only from boto3's default
+    chain (on a Pi: Greengrass's token exchange service; never keys in the config). The
+    endpoint is ``endpoint_url`` if given, else boto3's own ``AWS_ENDPOINT_URL_S3`` /
+    ``AWS_ENDPOINT_URL`` environment, else AWS. Objects larger than ``max_bytes`` are rejected.
+    """
+
+    def __init__(self, endpoint_url: str = "", region: str = "", max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.max_bytes = max_bytes
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import boto3  # noqa: PLC0415 (lazy: only model fetches need it)
+                from botocore.config import Config  # noqa: PLC0415
+
+                kwargs: dict[str, Any] = {"config": Config(retries={"max_attempts": 3, "mode": "standard"})}
+                if self.endpoint_url:
+                    kwargs["endpoint_url"] = self.endpoint_url
+                if self.region:
+                    kwargs["region_name"] = self.region
+                self._client = boto3.session.Session().client("s3", **kwargs)
+            return self._client
+
+    def __call__(self, location: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        parsed = urlparse(location)
+        bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
+        if not bucket or not key:
+            raise ModelRejected(f"not an s3://bucket/key location: {location!r}")
+        try:
+            response = self.client().get_object(Bucket=bucket, Key=key)
+            size = int(response.get("ContentLength") or 0)
+            if size > self.max_bytes:
+                response["Body"].close()
+                raise ModelRejected(f"{location} is {size} bytes, more than the {self.max_bytes} allowed")
+            body = response["Body"].read(self.max_bytes + 1)
+        except (ClientError, BotoCoreError) as exc:
+            raise ModelRejected(f"cannot fetch {location!r}: {exc}") from None
+        if len(body) > self.max_bytes:
+            raise ModelRejected(f"{location} is larger than the {self.max_bytes} bytes allowed")
+        return body
+
+
+# scheme -> fetcher (file paths, file:// URLs, s3:// through boto3; the app re-registers "s3" with its config)
+FETCHERS: dict[str, Callable[[str], bytes]] = {"": _fetch_file, "file": _fetch_file, "s3": S3Fetcher()}
 
 
 def fetch(location: str) -> bytes:
@@ -58,6 +111,7 @@ class LoadedModel:
     manifest: Manifest
     location: str
     content: bytes
+    origin: dict[str, Any] = field(default_factory=dict)  # the notice it came from (swaps), else empty
 
     @property
     def version(self) -> str:
@@ -75,10 +129,16 @@ def load_model(
     spec: FeatureSpec | None = None,
     expected_sha256: str = "",
     num_threads: int = 1,
+    manifest_sha256: str = "",
 ) -> LoadedModel:
     """Fetch, verify and load one model; ``spec`` (if given) must equal the manifest's feature spec."""
-    content = fetch(location)
     raw_manifest = fetch(manifest_location or sibling_manifest(location))
+    if manifest_sha256 and sha256_bytes(raw_manifest) != manifest_sha256.lower():
+        raise ModelRejected(
+            f"manifest sha256 mismatch: notice says {manifest_sha256[:12]}..., "
+            f"manifest is {sha256_bytes(raw_manifest)[:12]}..."
+        )
+    content = fetch(location)
     try:
         manifest = Manifest.from_json(raw_manifest)
     except (ValueError, KeyError, TypeError) as exc:
@@ -128,12 +188,13 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_pointer(path: Path, loaded: LoadedModel, model_path: Path) -> None:
-    """Remember which speed model serves, so a restart keeps it."""
+def write_pointer(path: Path, loaded: LoadedModel, model_path: Path, published_at: float = 0.0) -> None:
+    """Remember which speed model serves (and when it was published), so a restart keeps it."""
     pointer = {
         "name": loaded.name,
         "version": loaded.version,
         "model": str(model_path),
         "sha256": loaded.manifest.sha256,
+        "published_at": published_at,
     }
     atomic_write(path, json.dumps(pointer, indent=2).encode())

@@ -39,35 +39,67 @@ class Reading(NamedTuple):
     target: float  # the spec's target value
 
 
-def parse_timestamp(raw: Any) -> float:
+MIN_EPOCH = 946684800.0  # 2000-01-01T00:00:00Z: the default lower bound of a reading's timestamp
+MAX_AHEAD_S = 86400.0  # default: a reading may be at most one day ahead of the edge's clock
+
+
+def parse_timestamp(raw: Any, min_epoch: float = -math.inf, max_epoch: float = math.inf) -> float:
     """ISO-8601 (naive = UTC) or epoch seconds -> epoch seconds; :class:`BadRecord` otherwise.
+
+    Timestamps before ``min_epoch`` (or not representable) are ``bad_timestamp``, after
+    ``max_epoch`` ``future_timestamp`` (one such reading would otherwise block its device as
+    out of order until the clock catches up).
 
     >>> parse_timestamp("2017-01-14T01:00:00+01:00"), parse_timestamp(1484352000)
     (1484352000.0, 1484352000.0)
+    >>> parse_timestamp(1.7e12, MIN_EPOCH, 2e9)
+    Traceback (most recent call last):
+    ...
+    model_contract.features.BadRecord: future_timestamp: 1700000000000.0
     """
     if isinstance(raw, str):
         try:
             dt = _fromiso(raw)
-        except ValueError:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            epoch = dt.timestamp()
+        except (ValueError, OverflowError):  # unparsable, or e.g. 0001-01-01T00:00:00+14:00 (before year 1 in UTC)
             raise BadRecord("bad_timestamp", repr(raw)[:100]) from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
-    if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw):
-        return float(raw)
-    raise BadRecord("bad_timestamp", repr(raw)[:100])
+    elif isinstance(raw, int | float) and not isinstance(raw, bool):
+        try:
+            epoch = float(raw)
+        except OverflowError:  # an integer literal beyond float range
+            raise BadRecord("bad_timestamp", f"<integer of {len(str(raw))} digits>") from None
+        if not math.isfinite(epoch):
+            raise BadRecord("bad_timestamp", repr(raw)[:100])
+    else:
+        raise BadRecord("bad_timestamp", repr(raw)[:100])
+    if epoch < min_epoch:
+        raise BadRecord("bad_timestamp", f"{raw!r} is before the earliest accepted time"[:200])
+    if epoch > max_epoch:
+        raise BadRecord("future_timestamp", repr(raw)[:100])
+    return epoch
 
 
-def parse_reading(raw: bytes | None, key: bytes | None, spec: FeatureSpec, default_device: str = "") -> Reading:
+def parse_reading(
+    raw: bytes | None,
+    key: bytes | None,
+    spec: FeatureSpec,
+    default_device: str = "",
+    min_epoch: float = -math.inf,
+    max_epoch: float = math.inf,
+) -> Reading:
     """Decode and validate one ``sensor.readings`` value; the device comes from the value, else the key."""
-    if raw is None:
+    if not raw:
         raise BadRecord("empty_value", "tombstone or empty record")
     try:
         obj = _loads(raw)
     except UnicodeDecodeError as exc:
         raise BadRecord("invalid_json", f"not UTF-8: {exc}"[:200]) from None
-    except ValueError as exc:
+    except ValueError as exc:  # also integers beyond Python's digit limit
         raise BadRecord("invalid_json", str(exc)[:200]) from None
+    except RecursionError:
+        raise BadRecord("invalid_json", "nested too deeply") from None
     if not isinstance(obj, dict):
         raise BadRecord("not_an_object", type(obj).__name__)
     device = obj.get(spec.device_column)
@@ -80,7 +112,7 @@ def parse_reading(raw: bytes | None, key: bytes | None, spec: FeatureSpec, defau
     ts = obj.get(spec.timestamp_column)
     if ts is None:
         raise BadRecord("missing_timestamp", spec.timestamp_column)
-    epoch = parse_timestamp(ts)
+    epoch = parse_timestamp(ts, min_epoch, max_epoch)
     values = spec.parse_values(obj)
     return Reading(device, ts if isinstance(ts, str) else str(ts), epoch, values, values[spec.target_index])
 
@@ -187,8 +219,27 @@ def encode_deadletter(
 
 def encode_event(kind: str, thing: str, **fields: Any) -> bytes:
     """One ``edge.events`` record: ``{"event": kind, "thing": ..., "at": ..., **fields}``."""
-    return _dumps({"event": kind, "thing": thing, "at": time.time(), **fields}).encode()
+    return encode_json({"event": kind, "thing": thing, "at": time.time(), **fields})
+
+
+def finite_or_none(obj: Any) -> Any:
+    """``obj`` with every non-finite float (at any depth) replaced by None, tuples as lists.
+
+    >>> finite_or_none({"w": (float("nan"), 0.5), "x": [float("inf"), {"y": 1}]})
+    {'w': [None, 0.5], 'x': [None, {'y': 1}]}
+    """
+    if isinstance(obj, float):
+        return obj if _isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
 
 
 def encode_json(obj: Any) -> bytes:
-    return _dumps(obj).encode()
+    """Compact JSON (UTF-8); a non-finite float anywhere becomes null (never an exception, never NaN)."""
+    try:
+        return _dumps(obj).encode()
+    except ValueError:  # NaN/inf somewhere (e.g. a combiner's weights): sanitise and retry
+        return _dumps(finite_or_none(obj)).encode()

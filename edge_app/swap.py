@@ -9,14 +9,17 @@ and swaps between two records, so no record is dropped or served by half a model
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_app.models import LoadedModel, keep_local_copy, load_model
+from edge_app.models import LoadedModel, atomic_write, keep_local_copy, load_model
 from model_contract import FeatureSpec
 from model_contract.runtime import ModelRejected
 
@@ -25,28 +28,62 @@ log = logging.getLogger("edge_app.swap")
 EventSink = Callable[..., None]  # (kind, **fields)
 
 
-def parse_notice(notice: Mapping[str, Any]) -> dict[str, str]:
-    """Normalise a model notice: ``model`` (path/URL, aliases ``location``/``uri``), ``sha256``, optional
-    ``name``, ``version``, ``manifest``. Raises ValueError if unusable.
+def parse_notice(notice: Mapping[str, Any]) -> dict[str, Any]:
+    """Normalise a model notice; ValueError if unusable.
 
-    >>> parse_notice({"location": "file:///m/model.tflite", "sha256": "AB" * 32, "version": "v1"})["model"]
-    'file:///m/model.tflite'
+    Accepts the cloud's announcement (``lambdas/model_published``: ``name``, ``version``,
+    ``kind``, ``sha256``, ``s3_uri``, ``manifest_uri``, ``manifest_sha256``, ``metrics``,
+    ``published_at``) and local notices (``model``/``location``/``uri`` and ``manifest``).
+    ``name`` and the model's ``sha256`` are required; a ``kind`` other than ``speed`` is refused.
+
+    >>> n = parse_notice({"name": "speed-pi", "s3_uri": "s3://b/models/speed-pi/v1/model.tflite",
+    ...                   "sha256": "AB" * 32, "version": "v1", "kind": "speed", "published_at": 1700000000})
+    >>> n["model"], n["published_at"], n["manifest"]
+    ('s3://b/models/speed-pi/v1/model.tflite', 1700000000.0, '')
+    >>> parse_notice({"name": "batch", "model": "/m.tflite", "sha256": "a" * 64, "kind": "batch"})
+    Traceback (most recent call last):
+    ...
+    ValueError: notice is for a batch model, not a speed model
     """
     if not isinstance(notice, Mapping):
         raise ValueError(f"notice must be an object, got {type(notice).__name__}")
-    location = notice.get("model") or notice.get("location") or notice.get("uri")
+    location = notice.get("s3_uri") or notice.get("model") or notice.get("location") or notice.get("uri")
     if not isinstance(location, str) or not location:
-        raise ValueError("notice has no model location (model/location/uri)")
+        raise ValueError("notice has no model location (s3_uri/model/location/uri)")
     sha = notice.get("sha256")
     if not isinstance(sha, str) or len(sha) != 64:
         raise ValueError("notice needs the model's sha256 (64 hex digits)")
+    name = notice.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("notice has no model name")
+    kind = notice.get("kind", "speed")
+    if kind not in (None, "", "speed"):
+        raise ValueError(f"notice is for a {kind} model, not a speed model")
+    manifest = notice.get("manifest_uri") or notice.get("manifest") or ""
+    manifest_sha = notice.get("manifest_sha256") or ""
+    if not isinstance(manifest, str) or not isinstance(manifest_sha, str) or len(manifest_sha) not in (0, 64):
+        raise ValueError("manifest_uri must be a string and manifest_sha256 64 hex digits")
+    published = notice.get("published_at", 0)
+    if isinstance(published, bool) or not isinstance(published, int | float) or not math.isfinite(published):
+        published = 0
     return {
         "model": location,
         "sha256": sha.lower(),
-        "name": str(notice.get("name", "")),
-        "version": str(notice.get("version", "")),
-        "manifest": str(notice.get("manifest", "") or ""),
+        "name": name,
+        "version": str(notice.get("version", "") or ""),
+        "manifest": manifest,
+        "manifest_sha256": manifest_sha.lower(),
+        "published_at": float(published),
     }
+
+
+def _created(manifest_created_at: str) -> float | None:
+    """A manifest's ``created_at`` as epoch seconds (None if absent or unreadable)."""
+    try:
+        dt = datetime.fromisoformat(manifest_created_at)
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 class SpeedModelSwapper:
@@ -60,6 +97,7 @@ class SpeedModelSwapper:
         num_threads: int = 1,
         events: EventSink | None = None,
         store: Path | None = None,
+        journal: Path | None = None,
     ) -> None:
         self._spec = spec
         self._name = model_name
@@ -70,7 +108,14 @@ class SpeedModelSwapper:
         self._lock = threading.Lock()
         self.ready: LoadedModel | None = None
         self.serving_version = ""
+        self.serving_created_at = ""  # the serving model's manifest created_at: older models never swap in
+        self.serving_published_at = 0.0  # the published_at of the notice that brought it (0: unknown)
         self.rejected = 0
+        # notices accepted but not finished yet, persisted BEFORE the loop commits their offsets, so
+        # a crash during fetch/verify/swap replays them at the next start (see :meth:`resume`)
+        self._journal = journal
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._next_id = 0
         self._thread = threading.Thread(target=self._run, name="speed-model-swapper", daemon=True)
         self._thread.start()
 
@@ -81,11 +126,54 @@ class SpeedModelSwapper:
         except ValueError as exc:
             self._reject(str(exc), dict(notice) if isinstance(notice, Mapping) else {"notice": repr(notice)})
             return False
-        if parsed["name"] and parsed["name"] != self._name:
+        if parsed["name"] != self._name:
             log.info("ignoring notice for model %r (serving %r)", parsed["name"], self._name)
             return False
-        self._queue.put(parsed)
+        self._enqueue(parsed)
         return True
+
+    def _enqueue(self, parsed: dict[str, Any]) -> None:
+        with self._lock:
+            self._next_id += 1
+            parsed = {**parsed, "id": self._next_id}
+            self._pending[self._next_id] = parsed
+            self._write_journal()
+        self._queue.put(parsed)
+
+    def _forget(self, notice_id: int | None) -> None:
+        with self._lock:
+            if self._pending.pop(notice_id, None) is not None:  # type: ignore[arg-type]
+                self._write_journal()
+
+    def _write_journal(self) -> None:  # under self._lock
+        if self._journal is None:
+            return
+        try:
+            atomic_write(self._journal, json.dumps(list(self._pending.values())).encode())
+        except OSError as exc:
+            log.warning("could not persist pending model notices: %s", exc)
+
+    def resume(self) -> int:
+        """Queue the notices a previous run accepted but did not finish; return how many."""
+        if self._journal is None or not self._journal.exists():
+            return 0
+        try:
+            saved = json.loads(self._journal.read_text())
+            notices = [parse_notice(n) for n in saved if isinstance(n, Mapping)]
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._journal, exc)
+            notices = []
+        with self._lock:
+            self._pending.clear()
+            self._write_journal()
+        for parsed in notices:
+            if parsed["name"] == self._name:
+                self._enqueue(parsed)
+        return len(notices)
+
+    def done(self, loaded: LoadedModel) -> None:
+        """The loop swapped ``loaded`` in (and persisted the pointer): its notice is finished."""
+        self._forget(loaded.origin.get("id"))
 
     def take(self) -> LoadedModel | None:
         """The verified model waiting to serve, once (None almost always: a plain attribute read)."""
@@ -113,6 +201,19 @@ class SpeedModelSwapper:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
+    def _check_newer(self, notice: Mapping[str, Any], loaded: LoadedModel | None = None) -> None:
+        """ModelRejected if the notice (or its model) is older than the serving one: a redelivered
+        or late notice must never swap an older model back in."""
+        published, serving_published = notice["published_at"], self.serving_published_at
+        if published and serving_published and published < serving_published:
+            raise ModelRejected(f"older than the serving model: published_at {published:.0f} < {serving_published:.0f}")
+        if loaded is not None:
+            new, serving = _created(loaded.manifest.created_at), _created(self.serving_created_at)
+            if new is not None and serving is not None and new < serving:
+                raise ModelRejected(
+                    f"older than the serving model: created_at {loaded.manifest.created_at} < {self.serving_created_at}"
+                )
+
     def _reject(self, reason: str, notice: Mapping[str, Any]) -> None:
         self.rejected += 1
         log.warning("speed model rejected: %s (notice %s)", reason, dict(notice))
@@ -121,6 +222,7 @@ class SpeedModelSwapper:
     def _run(self) -> None:
         while True:
             notice = self._queue.get()
+            finished = True  # False only while a verified model waits for the loop (done() forgets it)
             try:
                 if notice is None:
                     return
@@ -128,17 +230,25 @@ class SpeedModelSwapper:
                     log.info("speed model %s already serving", notice["version"])
                     continue
                 try:
+                    self._check_newer(notice)
                     loaded = load_model(
                         notice["model"],
                         notice["manifest"],
                         spec=self._spec,
                         expected_sha256=notice["sha256"],
                         num_threads=self._threads,
+                        manifest_sha256=notice["manifest_sha256"],
                     )
                     if notice["version"] and loaded.version != notice["version"]:
                         raise ModelRejected(f"version mismatch: notice {notice['version']}, manifest {loaded.version}")
+                    if loaded.name != self._name:
+                        raise ModelRejected(f"name mismatch: notice/config {self._name}, manifest {loaded.name}")
+                    if loaded.manifest.kind not in ("", "speed"):
+                        raise ModelRejected(f"manifest kind is {loaded.manifest.kind}, not speed")
+                    self._check_newer(notice, loaded)
                     if self._store is not None:
                         loaded.location = str(keep_local_copy(loaded, self._store))
+                    loaded.origin = dict(notice)
                 except ModelRejected as exc:
                     self._reject(str(exc), notice)
                     continue
@@ -146,7 +256,13 @@ class SpeedModelSwapper:
                     self._reject(f"unexpected {type(exc).__name__}: {exc}", notice)
                     continue
                 with self._lock:
+                    if self.ready is not None:  # a newer notice overtook one the loop had not taken yet
+                        self._pending.pop(self.ready.origin.get("id"), None)
+                        self._write_journal()
                     self.ready = loaded
+                finished = False
                 log.info("speed model %s %s verified, swapping at the next batch", loaded.name, loaded.version)
             finally:
+                if finished and notice is not None:
+                    self._forget(notice.get("id"))
                 self._queue.task_done()

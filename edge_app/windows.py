@@ -15,6 +15,8 @@ Window id: ``<device>_<first reading, UTC yyyymmddTHHMMSSZ>_<rows>``; the upload
 from __future__ import annotations
 
 import csv
+import hashlib
+import logging
 import os
 import re
 import time
@@ -28,6 +30,7 @@ from edge_app.records import Reading
 from model_contract import FeatureSpec
 
 _SAFE = re.compile(r"[^A-Za-z0-9.-]")
+log = logging.getLogger("edge_app.windows")
 
 Closed = Callable[[Path, dict[str, Any]], None]  # (ready file, meta)
 
@@ -41,14 +44,32 @@ def safe_name(device: str) -> str:
     return _SAFE.sub("-", device) or "-"
 
 
+def file_device(device: str) -> str:
+    """:func:`safe_name` plus a short hash of the raw id, so "a b" and "a-b" never share a file.
+
+    >>> file_device("T1"), file_device("a b") != file_device("a-b")
+    ('T1.1f9360', True)
+    """
+    return f"{safe_name(device)[:80]}.{hashlib.sha256(device.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
+
+
+def utc_stamp(epoch: float) -> str:
+    """``yyyymmddTHHMMSSZ`` of an epoch; an unrepresentable one gives ``00000000T000000Z`` (never raises)."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
+    except (ValueError, OverflowError, OSError):
+        return "00000000T000000Z"
+
+
 def window_id(device: str, first_epoch: float, rows: int) -> str:
     """The window's id from its device, first reading and size.
 
     >>> window_id("T1", 1484352000.0, 1000)
-    'T1_20170114T000000Z_1000'
+    'T1.1f9360_20170114T000000Z_1000'
+    >>> window_id("T1", 1e20, 1)
+    'T1.1f9360_00000000T000000Z_1'
     """
-    stamp = datetime.fromtimestamp(first_epoch, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{safe_name(device)}_{stamp}_{rows}"
+    return f"{file_device(device)}_{utc_stamp(first_epoch)}_{rows}"
 
 
 def window_key(thing: str, wid: str) -> str:
@@ -56,8 +77,15 @@ def window_key(thing: str, wid: str) -> str:
 
     >>> window_key("pi-1", "T1_20170114T000000Z_1000")
     'windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv'
+    >>> window_key("pi-1", "stray")
+    Traceback (most recent call last):
+    ...
+    ValueError: not a window id: 'stray'
     """
-    stamp = wid.rsplit("_", 2)[1]
+    parts = wid.rsplit("_", 2)
+    if len(parts) != 3 or len(parts[1]) != 16 or not parts[1][:8].isdigit():
+        raise ValueError(f"not a window id: {wid!r}")
+    stamp = parts[1]
     return f"windows/{thing}/{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}/{wid}.csv"
 
 
@@ -89,6 +117,7 @@ class WindowSpool:
     ) -> None:
         self.open_dir = root / "open"
         self.ready_dir = root / "ready"
+        self.quarantine_dir = root / "quarantine"  # spool files that could not be read back (kept for a human)
         self.open_dir.mkdir(parents=True, exist_ok=True)
         self.ready_dir.mkdir(parents=True, exist_ok=True)
         self._header = [spec.timestamp_column, spec.device_column, *spec.columns]
@@ -102,18 +131,36 @@ class WindowSpool:
     def recover(self) -> list[Path]:
         """Close the windows a crash left open; return every ready window not yet uploaded (oldest first)."""
         for part in sorted(self.open_dir.glob("*.part")):
-            with open(part, newline="") as fh:
-                rows = list(csv.reader(fh))
-            data = [r for r in rows[1:] if len(r) == len(self._header)]  # a torn last line is dropped
-            if not data:
-                part.unlink()
-                continue
-            first_epoch = float(part.stem.rsplit("_", 1)[1]) / 1000.0
-            wid = window_id(data[0][1], first_epoch, len(data))
-            with open(self.ready_dir / f"{wid}.csv", "w", newline="") as out:
-                csv.writer(out).writerows([rows[0], *data])
-            part.unlink()
+            try:
+                self._recover_one(part)
+            except (OSError, ValueError, OverflowError, IndexError, UnicodeError, csv.Error) as exc:
+                self.quarantine(part, f"unreadable spool file: {type(exc).__name__}: {exc}")
         return sorted(self.ready_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime)
+
+    def _recover_one(self, part: Path) -> None:
+        with open(part, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        data = [r for r in rows[1:] if len(r) == len(self._header)]  # a torn last line is dropped
+        if not data:
+            part.unlink()
+            return
+        first_epoch = float(part.stem.rsplit("_", 1)[1]) / 1000.0
+        wid = window_id(data[0][1], first_epoch, len(data))
+        with open(self.ready_dir / f"{wid}.csv", "w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows([rows[0], *data])
+        part.unlink()
+
+    def quarantine(self, path: Path, reason: str) -> Path | None:
+        """Move a spool file aside (``quarantine/``) instead of failing on it at every start."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / path.name
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            log.error("cannot quarantine %s (%s): %s", path, reason, exc)
+            return None
+        log.warning("quarantined %s: %s", path.name, reason)
+        return target
 
     def add(self, reading: Reading) -> None:
         """Append one valid reading to its device's open window (closing it when full)."""
@@ -165,8 +212,8 @@ class WindowSpool:
         return len(devices)
 
     def _start(self, reading: Reading) -> _Open:
-        path = self.open_dir / f"{safe_name(reading.device)}_{int(reading.epoch * 1000)}.part"
-        fh = open(path, "w", newline="", buffering=1 << 16)  # noqa: SIM115 (kept open while the window is)
+        path = self.open_dir / f"{file_device(reading.device)}_{int(reading.epoch * 1000)}.part"
+        fh = open(path, "w", newline="", buffering=1 << 16, encoding="utf-8")  # noqa: SIM115 (kept open while the window is)
         writer = csv.writer(fh)
         writer.writerow(self._header)
         w = _Open(

@@ -102,7 +102,9 @@ class FeatureSpec:
             try:
                 value = float(raw)
             except (TypeError, ValueError):
-                raise BadRecord("non_numeric", f"{name}={raw!r}") from None
+                raise BadRecord("non_numeric", f"{name}={raw!r}"[:200]) from None
+            except OverflowError:  # an integer literal beyond float range (e.g. 1 followed by 400 zeros)
+                raise BadRecord("not_finite", f"{name}=<integer of {len(str(raw))} digits>") from None
             if not math.isfinite(value):
                 raise BadRecord("not_finite", f"{name}={raw!r}")
             values.append(value)

@@ -34,7 +34,7 @@ def edge_config(tmp_path: Path, bootstrap: str, prefix: str, models, **extra: An
             "events": prefix + "events",
             "notices": prefix + "notices",
         },
-        "models": {"batch": str(models.batch), "speed": str(models.speed)},
+        "models": {"batch": str(models.batch), "speed": str(models.speed), "speed_name": "speed"},
         "state_dir": str(tmp_path / "state"),
         "windows": {"max_records": 100, "max_seconds": 600, "local_root": str(tmp_path / "uploads")},
         "metrics_interval_s": 1.0,

@@ -16,7 +16,7 @@ from edge_app.metrics import ErrorStats
 from edge_app.records import encode_deadletter, encode_prediction, parse_reading, prediction_dict
 from edge_app.swap import parse_notice
 from edge_app.uploaders import LocalFolderUploader, UploadWorker
-from edge_app.windows import WindowSpool, window_key
+from edge_app.windows import WindowSpool, file_device, window_key
 from model_contract import FeatureSpec
 from model_contract.features import BadRecord
 
@@ -110,8 +110,9 @@ def test_window_spool_closes_by_count_age_and_recovers_after_a_crash(tmp_path):
     for i in range(4):
         spool.add(_reading(f"2017-03-0{i + 1}T00:00:00+00:00"))
     assert len(closed) == 1 and closed[0][1]["rows"] == 3 and closed[0][1]["reason"] == "count"
-    assert closed[0][0].name == "d1_20170301T000000Z_3.csv"
-    assert window_key("pi", closed[0][0].stem) == "windows/pi/2017/03/01/d1_20170301T000000Z_3.csv"
+    d1 = file_device("d1")
+    assert closed[0][0].name == f"{d1}_20170301T000000Z_3.csv"
+    assert window_key("pi", closed[0][0].stem) == f"windows/pi/2017/03/01/{d1}_20170301T000000Z_3.csv"
     spool.tick(time.monotonic() + 61)
     assert [m["reason"] for _, m in closed] == ["count", "age"]
     # a crash: an open window with a torn last line is recovered as a closed window
@@ -124,8 +125,9 @@ def test_window_spool_closes_by_count_age_and_recovers_after_a_crash(tmp_path):
     fresh = WindowSpool(tmp_path, SPEC, max_records=3, max_seconds=60, on_closed=lambda p, m: None)
     ready = fresh.recover()
     names = sorted(p.name for p in ready)
-    assert "d-2_20170309T000000Z_2.csv" in names and not list((tmp_path / "open").glob("*.part"))
-    with open(tmp_path / "ready" / "d-2_20170309T000000Z_2.csv", newline="") as fh:
+    d2 = file_device("d 2")
+    assert f"{d2}_20170309T000000Z_2.csv" in names and not list((tmp_path / "open").glob("*.part"))
+    with open(tmp_path / "ready" / f"{d2}_20170309T000000Z_2.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["Date_time"] for r in rows] == ["2017-03-09T00:00:00+00:00", "2017-03-10T00:00:00+00:00"]
 
@@ -156,7 +158,13 @@ def test_notice_validation():
         parse_notice({"model": "file:///m.tflite", "sha256": "abc"})
     with pytest.raises(ValueError, match="no model location"):
         parse_notice({"sha256": "a" * 64})
-    assert parse_notice({"uri": "s3://b/k", "sha256": "A" * 64})["sha256"] == "a" * 64
+    with pytest.raises(ValueError, match="no model name"):
+        parse_notice({"uri": "s3://b/k", "sha256": "A" * 64})
+    with pytest.raises(ValueError, match="not a speed model"):
+        parse_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64, "kind": "batch"})
+    with pytest.raises(ValueError, match="manifest_sha256"):
+        parse_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64, "manifest_sha256": "x"})
+    assert parse_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64})["sha256"] == "a" * 64
 
 
 @pytest.mark.parametrize(
