@@ -60,7 +60,6 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.report.only.error": True,
 }
 SLOW_RECORD_S = 0.0002  # a record taking longer than this (normal: ~50 us) makes a slow turn worth logging
-MAX_DEVICES = 10000  # without an allowlist, more distinct device ids than this are dead-lettered
 MAX_DEADLETTER_PAYLOAD = 128 * 1024  # larger bad payloads are dead-lettered without a copy
 INTERNAL_ERROR_LOG_EVERY = 1000  # an unexpected per-record exception is logged (with traceback) once per this many
 
@@ -457,8 +456,8 @@ class EdgeApp:
     def _new_device(self, device: str, allow: frozenset[str] | None) -> DeviceState:
         if allow is not None and device not in allow:
             raise BadRecord("unknown_device", device[:100])
-        if allow is None and len(self.devices) >= MAX_DEVICES:
-            raise BadRecord("too_many_devices", f"{device[:100]} (limit {MAX_DEVICES})")
+        if allow is None and len(self.devices) >= self.cfg.max_devices:
+            raise BadRecord("too_many_devices", f"{device[:100]} (limit {self.cfg.max_devices})")
         try:
             device.encode()
         except UnicodeEncodeError:  # e.g. an escaped lone surrogate: unusable as a key or file name

@@ -93,6 +93,7 @@ class EdgeConfig:
     metrics_window: int = 500  # records in the sliding RMSE/MAE window
     metrics_per_device: bool = True
     devices: tuple[str, ...] | None = None  # allowlist; None accepts every device
+    max_devices: int = 10000  # without an allowlist, more distinct device ids than this are dead-lettered
     default_device: str = ""  # used when a reading has no device field (empty: such readings are bad)
     min_timestamp: str = "2000-01-01T00:00:00+00:00"  # earlier readings are dead-lettered as bad_timestamp
     max_ahead_s: float = 86400.0  # readings later than now + this are dead-lettered as future_timestamp
@@ -158,6 +159,8 @@ class EdgeConfig:
             raise ConfigError(f"out_of_range_k must be > 0 (or null), got {self.out_of_range_k!r}")
         if self.max_gap_s is not None and not (isinstance(self.max_gap_s, int | float) and self.max_gap_s > 0):
             raise ConfigError(f"max_gap_s must be > 0 (or null), got {self.max_gap_s!r}")
+        if not isinstance(self.max_devices, int) or self.max_devices < 1:
+            raise ConfigError(f"max_devices must be >= 1, got {self.max_devices!r}")
         if self.models.num_threads < 1:
             raise ConfigError("models.num_threads must be >= 1")
         if not self.models.batch:

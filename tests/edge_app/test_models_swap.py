@@ -95,7 +95,8 @@ def test_bad_models_are_rejected_and_the_old_one_keeps_serving(kafka_bootstrap, 
         produce(kafka_bootstrap, topics["readings"], [reading_json(r, "t1") for r in rows[:150]])
         produce(kafka_bootstrap, topics["notices"], [json.dumps(n).encode() for n in notices] + [b"{oops"])
         assert wait_for(lambda: running.app.counters.rejected_models >= 5, timeout=30)
-        assert running.app.submit_notice({"name": "speed", "model": "/nowhere/model.tflite", "sha256": "a" * 64}) is True
+        nowhere = {"name": "speed", "model": "/nowhere/model.tflite", "sha256": "a" * 64}
+        assert running.app.submit_notice(nowhere) is True
         assert wait_for(lambda: running.app.counters.rejected_models >= 6, timeout=30)
         produce(kafka_bootstrap, topics["readings"], [reading_json(r, "t1") for r in rows[150:]])
         preds = collect(kafka_bootstrap, topics["predictions"], len(rows), timeout=60)
