@@ -52,7 +52,14 @@ class S3Fetcher:
                 import boto3  # noqa: PLC0415 (lazy: only model fetches need it)
                 from botocore.config import Config  # noqa: PLC0415
 
-                kwargs: dict[str, Any] = {"config": Config(retries={"max_attempts": 3, "mode": "standard"})}
+                custom = (
+                    self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+                )
+                config = Config(
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    s3={"addressing_style": "path"} if custom else {},  # S3-compatible servers (radosgw) on an IP
+                )
+                kwargs: dict[str, Any] = {"config": config}
                 if self.endpoint_url:
                     kwargs["endpoint_url"] = self.endpoint_url
                 if self.region:
