@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import signal
 import threading
 import time
@@ -13,8 +15,9 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Consumer
 
-from edge_app.devtools import read_rows, reading_json, write_config
-from tests.edge_app.helpers import edge_config, produce, spawn_app, wait_for
+from edge_app.devtools import notice_for, read_rows, reading_json, write_config
+from model_contract import Manifest
+from tests.edge_app.helpers import committed_offset, edge_config, produce, spawn_app, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -92,6 +95,13 @@ def test_sigkill_mid_stream_then_restart_predicts_every_reading(kafka_bootstrap,
     assert set(by_key) == {f"{d}|{ts}" for d, ts in inputs}  # every reading predicted, nothing else
     for dupes in by_key.values():  # replays after the crash carry the same idempotency key and reading
         assert len({(p["device"], p["timestamp"], p["actual"]) for p in dupes}) == 1
+    # the restarted app resumed each device's lag window (state_dir/devices): no reading after the
+    # first max_lag of a device was left without a forecast, before or after the crash
+    max_lag = 2
+    for d in DEVICES:
+        for r in rows[max_lag - 1 :]:
+            outs = by_key[f"{d}|{r['Date_time']}"]
+            assert all(p["forecast"] is not None for p in outs), (d, r["Date_time"], outs)
     # graceful shutdown printed the counters; the windows (incl. those recovered after the kill) cover every reading
     log2 = (tmp_path / "edge-2.log").read_text()
     assert '"predictions"' in log2.strip().splitlines()[-1]
@@ -101,3 +111,45 @@ def test_sigkill_mid_stream_then_restart_predicts_every_reading(kafka_bootstrap,
             uploaded |= {(r["device"], r["Date_time"]) for r in csv.DictReader(fh)}
     assert inputs <= uploaded
     assert not list((tmp_path / "state" / "windows" / "ready").glob("*.csv"))  # all uploaded
+
+
+def test_a_notice_consumed_before_a_crash_is_finished_after_restart(
+    kafka_bootstrap, topic_prefix, edge_models, tmp_path
+):
+    """The notice's offset is committed while the model is still being fetched; SIGKILL; the restart swaps."""
+    rows = read_rows(edge_models.test_csv, 6000, 400)
+    cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models)
+    config_path = write_config(tmp_path / "edge.json", **cfg)
+    topics = cfg["topics"]
+    incoming = tmp_path / "incoming" / "model.tflite"
+    incoming.parent.mkdir()
+    os.mkfifo(incoming)  # the fetch blocks here (a stalled download) until the test puts the model in place
+    notice = notice_for(edge_models.speed2, model=str(incoming))
+    v2 = Manifest.load(edge_models.speed2.with_name("manifest.json")).version
+    pointer = tmp_path / "state" / "speed-model.json"
+    first = spawn_app(config_path, tmp_path / "edge-1.log")
+    second = None
+    try:
+        log1 = tmp_path / "edge-1.log"
+        assert wait_for(lambda: "consuming" in log1.read_text(), timeout=30), log1.read_text()
+        produce(kafka_bootstrap, topics["notices"], [json.dumps(notice).encode()])
+        produce(kafka_bootstrap, topics["readings"], [reading_json(r, "t1") for r in rows[:200]])
+        committed = lambda: committed_offset(kafka_bootstrap, cfg["group_id"], topics["notices"]) >= 1  # noqa: E731
+        assert wait_for(committed, timeout=30), log1.read_text()[-3000:]
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert not pointer.exists()  # it never swapped
+        incoming.unlink()
+        shutil.copyfile(edge_models.speed2, incoming)
+        second = spawn_app(config_path, tmp_path / "edge-2.log")
+        produce(kafka_bootstrap, topics["readings"], [reading_json(r, "t1") for r in rows[200:]])
+        swapped = lambda: pointer.exists() and json.loads(pointer.read_text())["version"] == v2  # noqa: E731
+        assert wait_for(swapped, timeout=30), (tmp_path / "edge-2.log").read_text()[-3000:]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, (tmp_path / "edge-2.log").read_text()[-3000:]
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert json.loads((tmp_path / "state" / "notices-pending.json").read_text()) == []

@@ -5,22 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 import edge_app.state
 from edge_app.combiners import make_combiner
 from edge_app.devtools import read_rows, reading_json
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce, wait_for
+from tests.edge_app.helpers import AppThread, collect, committed_offset, edge_config, produce, wait_for
 
 pytestmark = pytest.mark.kafka
-
-
-def _committed(bootstrap: str, group: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        return consumer.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
-    finally:
-        consumer.close()
 
 
 def test_an_exception_in_the_loop_exits_without_committing(kafka_bootstrap, topic_prefix, edge_models, tmp_path):
@@ -41,7 +32,7 @@ def test_an_exception_in_the_loop_exits_without_committing(kafka_bootstrap, topi
     assert isinstance(running.error, RuntimeError)
     assert running.app.counters.predictions > 0
     # the processed batch was NOT committed: a restart replays it (before the fix _shutdown committed it)
-    assert _committed(kafka_bootstrap, cfg["group_id"], cfg["topics"]["readings"]) < 0
+    assert committed_offset(kafka_bootstrap, cfg["group_id"], cfg["topics"]["readings"]) < 0
     assert (tmp_path / "state" / "devices").is_dir() and not list((tmp_path / "state" / "devices").iterdir())
 
 
