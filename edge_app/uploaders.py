@@ -65,11 +65,14 @@ class UploadWorker:
         thing: str,
         events: Callable[..., None] | None = None,
         max_backoff: float = 60.0,
+        max_tries: int = 20,  # ~15 min with the backoff capped at 60 s; then the window is quarantined
     ) -> None:
         self._uploader = uploader
         self._thing = thing
         self._events = events or (lambda kind, **fields: None)
         self._max_backoff = max_backoff
+        self._max_tries = max_tries
+        self.quarantined = 0
         self._queue: queue.Queue[tuple[Path, dict[str, Any]] | None] = queue.Queue()
         self._stop = threading.Event()
         self.uploaded = 0
@@ -101,17 +104,43 @@ class UploadWorker:
                 if item is None:
                     return
                 self._upload(*item)
+            except Exception:  # never let one window kill the thread (the rest would never upload)
+                log.exception("window upload of %s failed unexpectedly", item[0] if item else None)
             finally:
                 self._queue.task_done()
 
+    def _quarantine(self, path: Path, reason: str) -> None:
+        """Move a window that can never upload to ``../quarantine/`` (kept for a human, not retried)."""
+        target = path.parent.parent / "quarantine" / path.name
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        except OSError as exc:
+            log.error("cannot quarantine %s: %s", path, exc)
+        self.quarantined += 1
+        log.error("window %s quarantined: %s", path.name, reason)
+        self._events("window_quarantined", file=path.name, reason=reason)
+
     def _upload(self, path: Path, meta: dict[str, Any]) -> None:
-        key = window_key(self._thing, path.stem)
+        try:
+            key = window_key(self._thing, path.stem)
+        except ValueError as exc:  # e.g. a stray file dropped into ready/
+            self._quarantine(path, str(exc))
+            return
         backoff = 0.5
+        tries = 0
         while True:
             try:
                 uri = self._uploader.upload(key, path, meta)
+            except FileNotFoundError:
+                log.warning("window %s vanished before upload", path)
+                return
             except Exception as exc:
                 self.failures += 1
+                tries += 1
+                if tries >= self._max_tries:
+                    self._quarantine(path, f"{tries} failed uploads, last: {exc}")
+                    return
                 log.warning("window upload %s failed (%s), retry in %.1fs", key, exc, backoff)
                 if self._stop.wait(backoff):
                     return  # shutting down: the file stays in ready/ for the next start

@@ -153,6 +153,44 @@ def test_upload_worker_retries_and_keeps_the_file_until_uploaded(tmp_path):
     assert not src.exists() and worker.failures == 2 and events[0][0] == "window_uploaded"
 
 
+def test_upload_worker_quarantines_stray_files_and_permanent_failures(tmp_path):
+    class Broken(LocalFolderUploader):
+        def upload(self, key, path, meta):
+            raise PermissionError("access denied")
+
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    stray, doomed, good = ready / "notes.csv", ready / "d1_20170301T000000Z_3.csv", ready / "d2_20170301T000000Z_3.csv"
+    for path in (stray, doomed, good):
+        path.write_text("Date_time,device\n")
+    events = []
+    worker = UploadWorker(
+        Broken(tmp_path / "out"), "pi", events=lambda kind, **f: events.append(kind), max_backoff=0.01
+    )
+    worker._max_tries = 2
+    worker.submit(stray, {})  # before the fix: window_key raised outside the try and killed the thread
+    worker.submit(doomed, {})  # ...and a permanent error was retried forever
+    assert worker.close(timeout=10)
+    assert events == ["window_quarantined", "window_quarantined"]
+    assert sorted(p.name for p in (tmp_path / "quarantine").iterdir()) == [doomed.name, stray.name]
+    ok = UploadWorker(LocalFolderUploader(tmp_path / "out"), "pi")
+    ok.submit(good, {})
+    assert ok.close(timeout=10) and ok.uploaded == 1
+
+
+def test_spool_recovery_quarantines_unreadable_files_and_window_ids_never_raise(tmp_path):
+    spool = WindowSpool(tmp_path, SPEC, max_records=3, max_seconds=60, on_closed=lambda p, m: None)
+    header = ",".join(["Date_time", "device", *SPEC.columns]) + "\n"
+    (tmp_path / "open" / "weird_notanumber.part").write_text(header + "2017-03-01T00:00:00+00:00,d1,1,2,3,4,5\n")
+    (tmp_path / "open" / "far_99999999999999999999.part").write_text(header + "x,d1,1,2,3,4,5\n")
+    (tmp_path / "open" / "bytes_1000.part").write_bytes(b"\xff\xfe" * 10)
+    spool.recover()  # before the fix: ValueError / OverflowError at every start (a crash loop)
+    assert not list((tmp_path / "open").iterdir())
+    quarantined = sorted(p.name for p in (tmp_path / "quarantine").iterdir())
+    assert quarantined == ["bytes_1000.part", "weird_notanumber.part"]
+    assert [p.name for p in (tmp_path / "ready").iterdir()] == [f"{file_device('d1')}_00000000T000000Z_1.csv"]
+
+
 def test_notice_validation():
     with pytest.raises(ValueError, match="sha256"):
         parse_notice({"model": "file:///m.tflite", "sha256": "abc"})
