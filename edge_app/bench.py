@@ -306,6 +306,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "rss_mb": round(rss, 1),
             "invoke_us": round(float(np.median(list(invoke.values()))), 2),
             "invoke_us_by_model": {k: round(v, 2) for k, v in invoke.items()},
+            "invoke_us_measured_by": "driver",  # the bench process, same runtime and models, not the edge process
             "records": args.records,
             "devices": args.devices,
             "runtime": runtime_name(),
