@@ -79,7 +79,7 @@ class AdwinDetector(_Base):
 
     def __init__(
         self,
-        delta: float = 0.002,
+        delta: float = 2e-05,
         clock: int = 4,
         direction: str = "up",
         cooldown: int = 100,
@@ -232,7 +232,7 @@ DETECTORS: dict[str, tuple[type, dict[str, type]]] = {
 _COMMON = {"cooldown": int, "input": str}
 
 # the measured default (docs/combination.md, `hybridstream eval drift`)
-DEFAULT_DETECTOR: dict = {"detector": "adwin", "delta": 0.002}
+DEFAULT_DETECTOR: dict = {"detector": "adwin", "delta": 2e-05}
 
 
 def make_detector(config: Mapping) -> DriftDetector:

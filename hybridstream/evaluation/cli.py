@@ -227,7 +227,7 @@ def _drift(args: argparse.Namespace) -> int:
     if args.plot:
         from hybridstream.evaluation.plots import plot_drift  # noqa: PLC0415
 
-        shown = [current, "adwin d=2e-3 clock=32 (river)", "cusum h=20", "ph thr=25"]
+        shown = [current, "adwin d=2e-3", "cusum h=20", "ph thr=25"]
         keys = ["none/hybrid", "step/hybrid", "step/batch", "gradual/hybrid", "abrupt/hybrid"]
         alarms = {
             label: {k: results[label]["streams"][k]["alarms"] for k in keys}

@@ -195,7 +195,7 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
             "label": f"{stream.scenario} W={stream.window}"
             + (f" delay={stream.delay}" if stream.delay else "")
             + (" +drift retrain" if on_drift else "")
-            + (f" ({tag.removeprefix('-drift-')})" if tag.startswith("-drift-") else ""),
+            + (f" ({tag.removeprefix('-drift-')})" if tag else ""),
             "window": stream.window,
             "delay": stream.delay,
             "rows": int(stream.valid.sum()),

@@ -87,18 +87,13 @@ class PredictionStream:
 
 
 def drift_tag(on_drift: Mapping | None) -> str:
-    """File-name tag of an early-retraining variant: '' (none), '-drift' (default detector)
-    or '-drift-<key><value>...' for another detector config.
+    """File-name tag of an early-retraining variant: '' (none) or '-drift-<key><value>...'.
 
     >>> drift_tag(None), drift_tag({"detector": "adwin", "delta": 2e-05})
     ('', '-drift-delta2e-05')
     """
-    from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
-
     if on_drift is None:
         return ""
-    if dict(on_drift) == DEFAULT_DETECTOR:
-        return "-drift"
     extra = {k: v for k, v in on_drift.items() if not (k == "detector" and v == "adwin")}
     return "-drift-" + "-".join(f"{k}{v}" for k, v in sorted(extra.items()))
 
