@@ -57,6 +57,10 @@ class Combiner(Protocol):
     def reset_speed(self) -> None: ...
 
 
+# squared errors at or above this (or NaN/inf) are skipped: one wild record must not poison the state
+_HUGE = 1e150
+
+
 def _decay(half_life: float) -> float:
     if not half_life > 0:
         raise ValueError("half_life must be > 0 (records)")
@@ -134,9 +138,11 @@ class InverseErrorWeights(_Convex):
         self._ws = 0.5
 
     def learn_one(self, batch: float, speed: float, y: float) -> None:
-        d = self._d
         eb = batch - y
         es = speed - y
+        if not eb * eb + es * es < _HUGE:
+            return
+        d = self._d
         self._mb = mb = d * self._mb + (1.0 - d) * eb * eb
         self._ms = ms = d * self._ms + (1.0 - d) * es * es
         self._ws = (mb + self._eps) / (mb + ms + 2.0 * self._eps)  # (1/ms) / (1/mb + 1/ms)
@@ -174,6 +180,8 @@ class SlidingInverseMSE(_Convex):
     def learn_one(self, batch: float, speed: float, y: float) -> None:
         eb = (batch - y) * (batch - y)
         es = (speed - y) * (speed - y)
+        if not eb + es < _HUGE:
+            return
         i = self._pos
         self._sb += eb - self._rb[i]
         self._ss += es - self._rs[i]
@@ -223,12 +231,19 @@ class Hedge(_Convex):
     def learn_one(self, batch: float, speed: float, y: float) -> None:
         eb = (batch - y) * (batch - y)
         es = (speed - y) * (speed - y)
+        if not eb + es < _HUGE:
+            return
         self._n += 1
         dv = self._dv if self._n * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._n  # plain mean at first
-        self._v = v = dv * self._v + (1.0 - dv) * 0.5 * (eb + es)
+        sq = 0.5 * (eb + es)
+        if self._n > 10 and 0.0 < 1e4 * self._v < sq:  # winsorised: one wild record must not blow up the scale
+            sq = 1e4 * self._v
+        self._v = v = dv * self._v + (1.0 - dv) * sq
         if v <= 0.0:
             return
-        self._diff = z = self._d * self._diff + (eb - es) / v
+        inc = (eb - es) / v
+        inc = 100.0 if inc > 100.0 else (-100.0 if inc < -100.0 else inc)
+        self._diff = z = self._d * self._diff + inc
         z *= self._eta
         # speed weight = sigmoid(eta * (L_b - L_s)), computed without overflow
         if z >= 0:
@@ -272,9 +287,14 @@ class ExponentiatedGradient(_Convex):
     def learn_one(self, batch: float, speed: float, y: float) -> None:
         diff = speed - batch
         err = batch + self._ws * diff - y
+        if not diff * diff + err * err < _HUGE:
+            return
         self._n += 1
         dv = self._dv if self._n * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._n
-        self._v = v = dv * self._v + (1.0 - dv) * diff * diff
+        sq = diff * diff
+        if self._n > 10 and 0.0 < 1e4 * self._v < sq:  # winsorised: one wild record must not blow up the scale
+            sq = 1e4 * self._v
+        self._v = v = dv * self._v + (1.0 - dv) * sq
         if v <= 0.0:
             return
         # d loss / d theta = 2 err * diff * w (1 - w); EG uses the gradient w.r.t. the weights
@@ -314,11 +334,15 @@ class OnlineStacking(_Convex):
 
     def learn_one(self, batch: float, speed: float, y: float) -> None:
         x = speed - batch
+        if not x * x + (y - batch) * (y - batch) < _HUGE:
+            return
         p = self._p
         px = p * x
         k = px / (self._lam + x * px)
         self._w = w = self._w + k * (y - batch - self._w * x)
-        self._p = min((p - k * px) / self._lam, 1e12)
+        # bounded: one huge (finite) record must not freeze the estimate for thousands of records
+        p = (p - k * px) / self._lam
+        self._p = 1e-6 if p < 1e-6 else (1e12 if p > 1e12 else p)
         self._ws = (0.0 if w < 0.0 else (1.0 if w > 1.0 else w)) if self._clip else w
 
     def reset_speed(self) -> None:
@@ -349,9 +373,13 @@ class FollowTheLeader(_Convex):
         self._ws = 0.0
 
     def learn_one(self, batch: float, speed: float, y: float) -> None:
+        eb = batch - y
+        es = speed - y
+        if not eb * eb + es * es < _HUGE:
+            return
         d = self._d
-        self._mb = mb = d * self._mb + (1.0 - d) * (batch - y) * (batch - y)
-        self._ms = ms = d * self._ms + (1.0 - d) * (speed - y) * (speed - y)
+        self._mb = mb = d * self._mb + (1.0 - d) * eb * eb
+        self._ms = ms = d * self._ms + (1.0 - d) * es * es
         if self._ws == 0.0:
             if ms * self._margin < mb:
                 self._ws = 1.0

@@ -146,3 +146,17 @@ def test_constant_errors_do_not_break_anything():
         h = c.predict_one(5.0, 5.0)
         assert h == pytest.approx(5.0)
         assert all(0.0 <= w <= 1.0 for w in c.weights)
+
+
+@pytest.mark.parametrize("config", DYNAMIC, ids=lambda c: c["method"])
+def test_wild_records_do_not_poison_the_state(config):
+    c = make_combiner(config)
+    run(c, synthetic(200, 1.0, 1.0, seed=8))  # a wild record mid-stream (the scale estimates are warm)
+    wild = [(1e300, -1e300, 0.0), (float("inf"), 1.0, 2.0), (1.0, float("nan"), 2.0), (1e70, 1.0, 2.0)]
+    for b, s, y in wild:
+        c.predict_one(b, s)
+        c.learn_one(b, s, y)
+        assert all(0.0 <= w <= 1.0 for w in c.weights)
+    ws = run(c, synthetic(3000, 2.0, 0.2, seed=7))  # afterwards it still learns which model is better
+    assert sum(ws[-500:]) / 500 > 0.7
+    assert c.predict_one(1.0, 2.0) == c.predict_one(1.0, 2.0)  # not NaN
