@@ -85,7 +85,7 @@ class EdgeConfig:
     topics: Topics = field(default_factory=Topics)
     models: Models = field(default_factory=Models)
     combination: dict[str, Any] = field(default_factory=lambda: {"strategy": "dynamic"})
-    drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin", "residual": "speed"})
+    drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin", "residual": "hybrid"})
     windows: Windows = field(default_factory=Windows)
     kafka: Kafka = field(default_factory=Kafka)
     state_dir: str = "./edge-state"  # window spool + the speed model currently serving
@@ -145,7 +145,7 @@ class EdgeConfig:
             raise ConfigError("kafka.batch_size must be >= 1 and kafka.poll_timeout_s > 0")
         if self.metrics_interval_s <= 0 or self.metrics_window < 1:
             raise ConfigError("metrics_interval_s must be > 0 and metrics_window >= 1")
-        if self.drift.get("residual", "speed") not in ("batch", "speed", "hybrid"):
+        if self.drift.get("residual", "hybrid") not in ("batch", "speed", "hybrid"):
             raise ConfigError("drift.residual must be batch, speed or hybrid")
         try:
             self.min_epoch  # noqa: B018 (validates)
@@ -193,7 +193,7 @@ class EdgeConfig:
 
     @property
     def drift_residual(self) -> str:
-        return str(self.drift.get("residual", "speed"))
+        return str(self.drift.get("residual", "hybrid"))
 
 
 UPLOADERS = ("local",)
