@@ -1,4 +1,5 @@
-"""``hybridstream local``: start and stop the local servers (Kafka, radosgw for S3, ElasticMQ for SQS)."""
+"""``hybridstream local``: start and stop the local servers (Kafka, radosgw for S3, ElasticMQ for SQS,
+mosquitto with mutual TLS for IoT Core)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     sqs.add_argument("--wipe", action="store_true", help="with stop: delete its state folder too")
     sqs.set_defaults(func=_sqs)
 
+    mqtt = cmds.add_parser(
+        "mosquitto",
+        help="IoT Core stand-in: mosquitto with mutual TLS",
+        description="Start or stop mosquitto on 127.0.0.1 with mutual TLS; start generates a CA, a server "
+        "certificate and a client certificate with openssl (in .local/mosquitto-<port>/certs/, never committed) "
+        "and prints the endpoint and the file paths.",
+    )
+    mqtt.add_argument("action", choices=["start", "stop"])
+    mqtt.add_argument("--port", type=int, default=8883, help="MQTT over TLS port (default 8883)")
+    mqtt.add_argument("--wipe", action="store_true", help="with stop: delete its state folder (certificates too)")
+    mqtt.set_defaults(func=_mosquitto)
+
 
 def _kafka(args: argparse.Namespace) -> int:
     from hybridstream.localstack import kafka
@@ -77,3 +90,10 @@ def _sqs(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         argv += ["--port", str(args.port)] + (["--wipe"] if args.wipe else [])
     return sqs.main(argv)
+
+
+def _mosquitto(args: argparse.Namespace) -> int:
+    from hybridstream.localstack import mosquitto
+
+    argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
+    return mosquitto.main(argv)
