@@ -26,6 +26,7 @@ from edge_app.config import EdgeConfig
 from edge_app.drift import make_detector
 from edge_app.metrics import Counters, ErrorStats
 from edge_app.models import FETCHERS, LoadedModel, S3Fetcher, load_model, write_pointer
+from edge_app.mqtt import make_transport
 from edge_app.records import encode_deadletter, encode_event, encode_json, encode_prediction, parse_reading
 from edge_app.state import DeviceState, load_device_state, save_device_state
 from edge_app.swap import SpeedModelSwapper
@@ -158,7 +159,16 @@ class EdgeApp:
         resumed = self.swapper.resume()  # notices consumed (offsets committed) but not finished by a previous run
         if resumed:
             log.info("resuming %d pending model notice(s) from a previous run", resumed)
-        self.uploads = UploadWorker(make_uploader(cfg.windows), cfg.thing_name, events=self.event)
+        # MQTT (IoT Core / the local mosquitto): created once; connects in the background
+        self.mqtt = make_transport(cfg.mqtt, cfg.thing_name)
+        self._mqtt_next_metrics = time.monotonic() + (cfg.mqtt.metrics_interval_s or 0)
+        self._mqtt_last_records = (time.monotonic(), 0)
+        if self.mqtt is not None and cfg.mqtt.model_notices:
+            self.models_topic = f"hybridstream/models/{cfg.models.speed_name}/published"
+            self.mqtt.subscribe(self.models_topic, self._mqtt_notice)
+        if cfg.windows.uploader == "s3" and self.mqtt is None:
+            log.warning("windows.uploader s3 without mqtt: windows are uploaded but no window notice is published")
+        self.uploads = UploadWorker(make_uploader(cfg, self.mqtt), cfg.thing_name, events=self.event)
         self.spool = WindowSpool(
             self.state_dir / "windows",
             self.spec,
@@ -212,6 +222,16 @@ class EdgeApp:
         """Python API for model notices (the MQTT listener calls this): fetch + verify in the background."""
         self.counters.notices += 1
         return self.swapper.submit(notice)
+
+    def _mqtt_notice(self, topic: str, payload: bytes) -> None:
+        """A model notice from MQTT (the client's thread): the same path as a Kafka notice."""
+        try:
+            notice = json.loads(payload)
+        except (ValueError, TypeError, RecursionError) as exc:
+            self.counters.notices += 1
+            self.swapper.submit({"invalid": str(exc)[:200], "topic": topic})
+            return
+        self.submit_notice(notice)
 
     def _value_bounds(self, k: float | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
         """Per column (lo, hi) = the batch scaler's mean -+ k * scale; None when the check is off."""
@@ -649,6 +669,32 @@ class EdgeApp:
                 dev = {**base, "scope": "device", "device": state.device, **state.stats.snapshot()}
                 dev["weights"] = {"batch": state.combiner.weights[0], "speed": state.combiner.weights[1]}
                 self._produce(self.cfg.topics.metrics, encode_json(dev), state.key)
+        interval = self.cfg.mqtt.metrics_interval_s
+        if self.mqtt is not None and interval and time.monotonic() >= self._mqtt_next_metrics:
+            self._mqtt_next_metrics = time.monotonic() + interval
+            self._publish_mqtt_metrics(rec)
+
+    def _publish_mqtt_metrics(self, rec: dict[str, Any]) -> None:
+        """The app-wide rolling accuracy to ``hybridstream/<thing>/metrics`` (the IoT rules' schema:
+        CloudWatch metrics per field), fire-and-forget, at most once per ``mqtt.metrics_interval_s``."""
+        rolling = rec["rolling"]
+        now = time.monotonic()
+        then, records = self._mqtt_last_records
+        self._mqtt_last_records = (now, self.counters.records_in)
+        if any(rolling[a]["rmse"] is None for a in ("batch", "speed", "hybrid")):
+            return  # no errors yet: the schema needs the three RMSEs
+        from datetime import UTC, datetime
+
+        msg: dict[str, Any] = {"timestamp": datetime.fromtimestamp(rec["at"], UTC).isoformat()}
+        for approach in ("hybrid", "batch", "speed"):
+            msg[f"{approach}_rmse"] = rolling[approach]["rmse"]
+            msg[f"{approach}_mae"] = rolling[approach]["mae"]
+        msg["records_per_s"] = round((self.counters.records_in - records) / max(now - then, 1e-9), 2)
+        msg["models"] = rec["models"]
+        try:
+            self.mqtt.publish(f"hybridstream/{self.cfg.thing_name}/metrics", encode_json(msg))
+        except Exception as exc:  # never let telemetry stop the loop
+            log.warning("metrics not published over MQTT: %s", exc)
 
     def _shutdown(self, commit: bool = True) -> None:
         """Close windows, deliver and commit what was processed (only after a normal exit), stop the helpers."""
@@ -672,6 +718,8 @@ class EdgeApp:
             if not drained:
                 log.warning("some windows were not uploaded; they stay spooled for the next start")
             self.swapper.close()  # before the last flush: its events must go out too
+            if self.mqtt is not None:
+                self.mqtt.close()
             self.event("stopped", counters=self.counters.to_dict())
             left = self.producer.flush(10)
             if left:

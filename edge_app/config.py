@@ -56,10 +56,30 @@ class Windows:
 
     max_records: int | None = 1000
     max_seconds: float | None = 600.0
-    uploader: str = "local"  # local (folder); s3 and mqtt come with the cloud side
+    uploader: str = "local"  # local (folder) or s3 (+ a window notice over MQTT when mqtt is configured)
     local_root: str = "./edge-out"  # windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.csv under here
+    bucket: str = ""  # s3: the windows bucket (required with uploader s3)
+    s3_endpoint_url: str = ""  # s3: endpoint override (else boto3's AWS_ENDPOINT_URL_S3 / AWS)
+    s3_region: str = ""  # s3: region (else boto3's default chain)
     early_on_drift: bool = True  # close the device's window when drift fires (early re-training)
     fsync: bool = False  # fsync the spool before each commit (survives power loss, slower)
+
+
+@dataclass(frozen=True)
+class Mqtt:
+    """MQTT to IoT Core (or the local mosquitto): window notices out, model notices in, metrics out."""
+
+    transport: str = ""  # "" (no MQTT), greengrass (IPC, inside a Greengrass component) or mtls
+    endpoint: str = ""  # mtls: IoT Core ATS endpoint or 127.0.0.1
+    port: int = 8883  # mtls: 8883 (443 needs ALPN)
+    cert: str = ""  # mtls: device certificate (PEM file)
+    key: str = ""  # mtls: its private key (PEM file)
+    ca: str = ""  # mtls: CA bundle (empty: the system's)
+    client_id: str = ""  # mtls: default thing_name (IoT Core's policy allows only that)
+    flow_control: bool = True  # mtls: client-side IoT Core throttling (false for a local broker)
+    model_notices: bool = True  # subscribe to hybridstream/models/<speed_name>/published
+    metrics_interval_s: float | None = 60.0  # publish metrics to hybridstream/<thing>/metrics this often (null: never)
+    publish_timeout_s: float = 10.0  # window notices: wait this long for the PUBACK, else retry the window
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,7 @@ class EdgeConfig:
     drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin", "residual": "hybrid"})
     windows: Windows = field(default_factory=Windows)
     kafka: Kafka = field(default_factory=Kafka)
+    mqtt: Mqtt = field(default_factory=Mqtt)
     state_dir: str = "./edge-state"  # window spool + the speed model currently serving
     metrics_interval_s: float = 10.0
     metrics_window: int = 500  # records in the sliding RMSE/MAE window
@@ -104,7 +125,7 @@ class EdgeConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EdgeConfig:
-        sections = {"topics": Topics, "models": Models, "windows": Windows, "kafka": Kafka}
+        sections = {"topics": Topics, "models": Models, "windows": Windows, "kafka": Kafka, "mqtt": Mqtt}
         kwargs = _known(cls, data, "")
         for name, klass in sections.items():
             if name in kwargs:
@@ -141,6 +162,9 @@ class EdgeConfig:
             raise ConfigError("windows needs max_records and/or max_seconds")
         if w.uploader not in UPLOADERS:
             raise ConfigError(f"windows.uploader {w.uploader!r} unknown (one of {', '.join(UPLOADERS)})")
+        if w.uploader == "s3" and not w.bucket:
+            raise ConfigError("windows.bucket is required with windows.uploader s3")
+        self._validate_mqtt()
         if self.kafka.batch_size < 1 or self.kafka.poll_timeout_s <= 0:
             raise ConfigError("kafka.batch_size must be >= 1 and kafka.poll_timeout_s > 0")
         if self.metrics_interval_s <= 0 or self.metrics_window < 1:
@@ -178,6 +202,23 @@ class EdgeConfig:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"drift: {exc}") from None
 
+    def _validate_mqtt(self) -> None:
+        m = self.mqtt
+        if m.transport not in MQTT_TRANSPORTS:
+            raise ConfigError(f"mqtt.transport {m.transport!r} unknown (empty, greengrass or mtls)")
+        if m.transport == "mtls":
+            missing = [k for k in ("endpoint", "cert", "key") if not getattr(m, k)]
+            if missing:
+                raise ConfigError(f"mqtt.transport mtls needs mqtt.{', mqtt.'.join(missing)}")
+            if not isinstance(m.port, int) or not 0 < m.port < 65536:
+                raise ConfigError(f"mqtt.port must be a TCP port, got {m.port!r}")
+        if m.metrics_interval_s is not None and not (
+            isinstance(m.metrics_interval_s, int | float) and m.metrics_interval_s >= 1
+        ):
+            raise ConfigError(f"mqtt.metrics_interval_s must be >= 1 (or null), got {m.metrics_interval_s!r}")
+        if not isinstance(m.publish_timeout_s, int | float) or m.publish_timeout_s <= 0:
+            raise ConfigError(f"mqtt.publish_timeout_s must be > 0, got {m.publish_timeout_s!r}")
+
     @property
     def detector_config(self) -> dict[str, Any]:
         """The drift config without the edge app's own keys (what ``make_detector`` gets)."""
@@ -196,7 +237,8 @@ class EdgeConfig:
         return str(self.drift.get("residual", "hybrid"))
 
 
-UPLOADERS = ("local",)
+UPLOADERS = ("local", "s3")
+MQTT_TRANSPORTS = ("", "greengrass", "mtls")
 
 
 def _known(klass: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:

@@ -1,13 +1,19 @@
 """Pluggable window uploaders and the background thread that drives them.
 
 An uploader has one method, ``upload(key, path, meta) -> uri``. The local one copies into a
-folder with the S3 key layout; an S3 uploader (plus an MQTT notice) plugs in the same way
-when the cloud side lands. :class:`UploadWorker` runs uploads off the hot path, retries with
-backoff, and deletes a spooled window only after its upload succeeded.
+folder with the S3 key layout (``edge`` mode: the on-Pi trainer watches it); :class:`S3Uploader`
+puts the window into the windows bucket and then publishes the window notice on MQTT
+``hybridstream/<thing>/windows`` (``edge-cloud`` mode: the IoT rule queues it for the trainer).
+:class:`UploadWorker` runs uploads off the hot path, retries with backoff, and deletes a spooled
+window only after its upload (and notice) succeeded; offline, windows wait on disk.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
 import logging
 import os
 import queue
@@ -44,16 +50,120 @@ class LocalFolderUploader:
         return target.resolve().as_uri()
 
 
-# name -> factory(windows config section); "s3" registers here with the cloud side
-UPLOADER_FACTORIES: dict[str, Callable[[Any], Uploader]] = {"local": lambda w: LocalFolderUploader(w.local_root)}
+def window_notice(thing: str, bucket: str, key: str, data: bytes) -> dict[str, Any]:
+    """The notice for one uploaded window (``infra.topic_rules.MESSAGE_SCHEMAS["windows"]``, what
+    ``training_job.notices`` parses): rows, first/last timestamps and sha256 from the bytes themselves.
+
+    >>> n = window_notice("pi-1", "b", "windows/pi-1/2017/01/14/T1_20170114T000000Z_2.csv",
+    ...                   b"Date_time,device,x\n2017-01-14T00:00:00Z,T1,1\n2017-01-14T00:10:00Z,T1,2\n")
+    >>> n["rows"], n["first_ts"], n["last_ts"], n["window_id"]
+    (2, '2017-01-14T00:00:00Z', '2017-01-14T00:10:00Z', 'T1_20170114T000000Z_2')
+    """
+    rows = [r for r in csv.reader(io.StringIO(data.decode("utf-8", "replace"))) if r][1:]
+    return {
+        "thing": thing,
+        "bucket": bucket,
+        "key": key,
+        "rows": len(rows),
+        "first_ts": rows[0][0] if rows else "",
+        "last_ts": rows[-1][0] if rows else "",
+        "window_id": key.rsplit("/", 1)[-1].rsplit(".", 1)[0],
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
 
 
-def make_uploader(windows_config: Any) -> Uploader:
+class S3Uploader:
+    """Puts windows to ``s3://<bucket>/<key>``, then publishes the window notice (QoS 1, waits for the
+    PUBACK; a failure raises, so the worker retries the whole window: the put is idempotent).
+
+    One boto3 client, created at the first upload (on the upload thread) and reused. Credentials
+    come only from boto3's default chain (on a Pi: Greengrass's token exchange service; never keys
+    in the config). Endpoint: ``endpoint_url``, else boto3's ``AWS_ENDPOINT_URL_S3`` /
+    ``AWS_ENDPOINT_URL``, else AWS. Without a transport no notice is sent (an S3 event could feed
+    the queue instead).
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        thing: str,
+        *,
+        transport: Any = None,
+        endpoint_url: str = "",
+        region: str = "",
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.bucket = bucket
+        self.thing = thing
+        self.transport = transport
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.publish_timeout = publish_timeout
+        self.topic = f"hybridstream/{thing}/windows"
+        self._client: Any = None
+
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3  # noqa: PLC0415 (lazy: only the upload thread needs it)
+            from botocore.config import Config  # noqa: PLC0415
+
+            custom = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+            config = Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=30,
+                s3={"addressing_style": "path"} if custom else {},  # S3-compatible servers (radosgw) on an IP
+            )
+            kwargs: dict[str, Any] = {"config": config}
+            if self.endpoint_url:
+                kwargs["endpoint_url"] = self.endpoint_url
+            if self.region:
+                kwargs["region_name"] = self.region
+            self._client = boto3.session.Session().client("s3", **kwargs)
+        return self._client
+
+    def upload(self, key: str, path: Path, meta: dict[str, Any]) -> str:
+        data = path.read_bytes()
+        notice = window_notice(self.thing, self.bucket, key, data)
+        self.client().put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ContentType="text/csv",
+            Metadata={"sha256": notice["sha256"], "rows": str(notice["rows"])},
+        )
+        if self.transport is not None:
+            self.transport.publish(self.topic, json.dumps(notice, separators=(",", ":")), timeout=self.publish_timeout)
+        return f"s3://{self.bucket}/{key}"
+
+
+def _s3(cfg: Any, transport: Any) -> Uploader:
+    w = cfg.windows
+    return S3Uploader(
+        w.bucket,
+        cfg.thing_name,
+        transport=transport,
+        endpoint_url=w.s3_endpoint_url,
+        region=w.s3_region,
+        publish_timeout=cfg.mqtt.publish_timeout_s,
+    )
+
+
+# name -> factory(the app's EdgeConfig, its MQTT transport or None)
+UPLOADER_FACTORIES: dict[str, Callable[[Any, Any], Uploader]] = {
+    "local": lambda cfg, transport: LocalFolderUploader(cfg.windows.local_root),
+    "s3": _s3,
+}
+
+
+def make_uploader(cfg: Any, transport: Any = None) -> Uploader:
+    """The uploader ``cfg.windows.uploader`` names (``cfg``: an ``EdgeConfig``)."""
+    name = cfg.windows.uploader
     try:
-        factory = UPLOADER_FACTORIES[windows_config.uploader]
+        factory = UPLOADER_FACTORIES[name]
     except KeyError:
-        raise ValueError(f"unknown uploader {windows_config.uploader!r} (have {sorted(UPLOADER_FACTORIES)})") from None
-    return factory(windows_config)
+        raise ValueError(f"unknown uploader {name!r} (have {sorted(UPLOADER_FACTORIES)})") from None
+    return factory(cfg, transport)
 
 
 class UploadWorker:
