@@ -80,8 +80,13 @@ class GreengrassTransport:
 
     def subscribe(self, topic: str, callback: Callback) -> None:
         def on_event(event: Any) -> None:
-            message = event.message
-            _safe(callback, message.topic_name, _bytes(message.payload or b""))
+            try:
+                message = event.message
+                received, payload = message.topic_name, _bytes(message.payload or b"")
+            except (AttributeError, TypeError) as exc:
+                log.warning("malformed IPC message on %s ignored: %s", topic, exc)
+                return
+            _safe(callback, received, payload)
 
         def on_error(exc: Exception) -> bool:
             log.warning("IPC subscription %s error: %s", topic, exc)
