@@ -33,9 +33,10 @@ class EdgeAppSettings:
     """What the edge app's component configuration holds (all overridable per deployment).
 
     Keys written to the edge app's config file follow ``edge_app.config.EdgeConfig``
-    (``kafka_topics``: every key of ``edge_app.config.Topics``, with its default names); the
-    cloud-side settings it has no keys for yet (mode, bucket names, MQTT root) reach the
-    process as ``HYBRIDSTREAM_*`` environment variables.
+    (``kafka_topics``: every key of ``edge_app.config.Topics``, with its default names;
+    ``windows``: the S3 uploader into ``s3/windowsBucket`` except in ``edge`` mode; ``mqtt``:
+    Greengrass IPC). The mode, bucket names and MQTT root also reach the process as
+    ``HYBRIDSTREAM_*`` environment variables.
     """
 
     mode: str = "edge-cloud"
@@ -103,6 +104,15 @@ def _zip(artifact: ZipArtifact) -> dict[str, Any]:
     return {"Uri": artifact.uri, "Unarchive": "ZIP", "Permission": {"Read": "OWNER", "Execute": "NONE"}}
 
 
+def _windows_config(mode: str) -> dict[str, str]:
+    """Where closed windows go: ``edge`` mode keeps them in the work folder the on-Pi Trainer watches;
+    otherwise the S3 uploader puts them into the windows bucket (token exchange credentials may write
+    ``windows/<thing>/*`` only) and publishes the notice the IoT rule queues for the cloud trainer."""
+    if mode == "edge":
+        return {"uploader": "local", "local_root": "{work:path}/windows"}
+    return {"uploader": "s3", "bucket": "{configuration:/s3/windowsBucket}", "local_root": "{work:path}/windows"}
+
+
 def edge_app_recipe(
     *,
     name: str,
@@ -125,7 +135,11 @@ def edge_app_recipe(
         "bootstrap": "{configuration:/kafka/bootstrap}",
         "topics": {k: "{configuration:/kafka/topics/" + k + "}" for k in settings.kafka_topics},
         "models": {"speed_name": "{configuration:/models/speedName}"},
-        "windows": {"uploader": "local", "local_root": "{work:path}/windows"},
+        "windows": _windows_config(settings.mode),
+        # model announcements in (every mode: in edge mode the Pi's trainer publishes to S3 and the
+        # model_published Lambda announces it), window notices and metrics out: the nucleus's own
+        # IoT Core connection through IPC (accessControl below), credentials from nobody's config
+        "mqtt": {"transport": "greengrass"},
         "state_dir": "{work:path}/state",
     }
     if batch_component and batch_stem:

@@ -100,6 +100,47 @@ def test_edge_app_config_file_matches_the_edge_config_schema(default):
     # a nucleus that does not interpolate configuration values: the run script fills it in
     assert 'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g"' in script
     assert defaults["mode"] == "edge-cloud"
+    # edge-cloud: windows go to the windows bucket (S3 uploader), notices and models over Greengrass IPC
+    assert config["windows"]["uploader"] == "s3" and parsed.windows.uploader == "s3"
+    assert config["windows"]["bucket"] == "{configuration:/s3/windowsBucket}"
+    assert config["mqtt"] == {"transport": "greengrass"} and parsed.mqtt.transport == "greengrass"
+    assert parsed.mqtt.model_notices
+
+
+def _edge_config(built_mode) -> dict:
+    recipe = _components(built_mode)["hybridstream.EdgeApp"]
+    script = recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]
+    return json.loads(script.split("<<'HYBRIDSTREAM_CONFIG'\n", 1)[1].split("\nHYBRIDSTREAM_CONFIG", 1)[0])
+
+
+def test_edge_mode_keeps_windows_on_the_pi_for_its_trainer(built):
+    from edge_app.config import EdgeConfig
+
+    for mode, uploader in (("edge", "local"), ("edge-cloud", "s3"), ("cloud", "s3")):
+        config = _edge_config(built[mode])
+        assert config["windows"]["uploader"] == uploader, mode
+        assert config["windows"]["local_root"] == "{work:path}/windows"  # the Trainer's --watch folder
+        assert config["mqtt"] == {"transport": "greengrass"}  # model announcements arrive over MQTT in every mode
+        filled = json.loads(re.sub(r"\{[A-Za-z.]+:[^}\"]*\}", "x", json.dumps(config)).replace('"x"', '"pi-1"'))
+        filled.update(bootstrap="127.0.0.1:9092", topics={})
+        assert EdgeConfig.from_dict(filled).windows.uploader == uploader
+
+
+def test_token_exchange_role_and_ipc_allow_what_the_edge_app_does(default):
+    """PutObject on windows/<own thing>/* (the S3 uploader), IPC publish to hybridstream/<thing>/* and
+    subscribe to the model announcements (the mqtt transport)."""
+    puts = [
+        json.dumps(statement["Resource"])
+        for policy in default.resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:PutObject" in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+    ]
+    assert any("/windows/${credentials-iot:ThingName}/*" in p for p in puts), puts
+    recipe = _components(default)["hybridstream.EdgeApp"]
+    acl = recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]["aws.greengrass.ipc.mqttproxy"]
+    (policy,) = acl.values()
+    assert set(policy["operations"]) == {"aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"}
+    assert set(policy["resources"]) == {"hybridstream/{iot:thingName}/*", "hybridstream/models/+/published"}
 
 
 def test_kafka_broker_ships_its_jars_as_an_asset(default):
