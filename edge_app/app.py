@@ -1,9 +1,10 @@
 """The edge app's loop: readings in, two TFLite forecasts per record, blend, predictions out.
 
 One thread runs the hot loop (consume a batch, process every record, spool windows, produce,
-flush, commit). Three helpers run beside it: the window uploader, the speed-model swapper
-and librdkafka's own threads. Offsets are committed only after every output of the batch
-was acknowledged by the broker and the window spool was flushed (at-least-once).
+flush, commit). Helpers run beside it: the window uploader (S3 puts, window notices), the
+speed-model swapper, the MQTT client (model notices in, metrics out) and librdkafka's own
+threads. Offsets are committed only after every output of the batch was acknowledged by the
+broker and the window spool was flushed (at-least-once).
 """
 
 from __future__ import annotations
