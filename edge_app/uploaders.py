@@ -55,7 +55,7 @@ def window_notice(thing: str, bucket: str, key: str, data: bytes) -> dict[str, A
     ``training_job.notices`` parses): rows, first/last timestamps and sha256 from the bytes themselves.
 
     >>> n = window_notice("pi-1", "b", "windows/pi-1/2017/01/14/T1_20170114T000000Z_2.csv",
-    ...                   b"Date_time,device,x\n2017-01-14T00:00:00Z,T1,1\n2017-01-14T00:10:00Z,T1,2\n")
+    ...                   b"Date_time,device,x\\n2017-01-14T00:00:00Z,T1,1\\n2017-01-14T00:10:00Z,T1,2\\n")
     >>> n["rows"], n["first_ts"], n["last_ts"], n["window_id"]
     (2, '2017-01-14T00:00:00Z', '2017-01-14T00:10:00Z', 'T1_20170114T000000Z_2')
     """
