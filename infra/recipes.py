@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybridstream.localstack.kafka import LOG4J2_PROPERTIES, kraft_properties
+
 RECIPE_FORMAT = "2020-01-25"
 ARCHITECTURES = ("aarch64", "armv7l", "amd64")  # Pi 4/5 64-bit, Pi 32-bit OS, x86 test boxes
 TES = "aws.greengrass.TokenExchangeService"
@@ -35,8 +37,7 @@ class EdgeAppSettings:
     Keys written to the edge app's config file follow ``edge_app.config.EdgeConfig``
     (``kafka_topics``: every key of ``edge_app.config.Topics``, with its default names;
     ``windows``: the S3 uploader into ``s3/windowsBucket`` except in ``edge`` mode; ``mqtt``:
-    Greengrass IPC). The mode, bucket names and MQTT root also reach the process as
-    ``HYBRIDSTREAM_*`` environment variables.
+    Greengrass IPC). The config file is the process's only input.
     """
 
     mode: str = "edge-cloud"
@@ -160,11 +161,6 @@ def edge_app_recipe(
         },
         "Run": {
             "Setenv": {
-                "HYBRIDSTREAM_MODE": "{configuration:/mode}",
-                "HYBRIDSTREAM_WINDOWS_BUCKET": "{configuration:/s3/windowsBucket}",
-                "HYBRIDSTREAM_MODELS_BUCKET": "{configuration:/s3/modelsBucket}",
-                "HYBRIDSTREAM_MQTT_ROOT": "hybridstream/{iot:thingName}",
-                "HYBRIDSTREAM_MQTT_TRANSPORT": "greengrass-ipc",
                 "PYTHONPATH": src,
             },
             "Script": "\n".join(
@@ -234,33 +230,13 @@ def batch_model_recipe(*, name: str, version: str, model: ZipArtifact) -> dict[s
     }
 
 
-KAFKA_LOG4J = """status = error
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.stdout.ref = STDOUT
-logger.kafka.name = kafka.server.KafkaRaftServer
-logger.kafka.level = INFO"""
-
-KAFKA_PROPERTIES = """process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{configuration:/controllerPort}
-listeners=PLAINTEXT://127.0.0.1:{configuration:/port},CONTROLLER://127.0.0.1:{configuration:/controllerPort}
-advertised.listeners=PLAINTEXT://127.0.0.1:{configuration:/port}
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs={work:path}/data
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
-log.retention.hours={configuration:/retentionHours}"""
+KAFKA_LOG4J = LOG4J2_PROPERTIES.rstrip("\n")
+KAFKA_PROPERTIES = kraft_properties(
+    port="{configuration:/port}",
+    controller_port="{configuration:/controllerPort}",
+    data_dir="{work:path}/data",
+    retention_hours="{configuration:/retentionHours}",
+).rstrip("\n")
 
 
 def _kafka_java(libs: str) -> str:

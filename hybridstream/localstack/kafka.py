@@ -19,24 +19,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridstream.localstack.maven import fetch_jars
 from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, free_port, spawn, stop_pid, wait_for_port
 
 KAFKA_VERSION = os.environ.get("HYBRIDSTREAM_KAFKA_VERSION", "4.4.0")
 KAFKA_HOME = CACHE_DIR / f"kafka-{KAFKA_VERSION}"
 
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.hybridstream</groupId><artifactId>kafka-broker</artifactId><version>1</version>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
-      <version>{version}</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
-      <version>2.24.3</version></dependency>
-  </dependencies>
-</project>
-"""
 
-_LOG4J = """status = error
+LOG4J2_PROPERTIES = """status = error
 appender.console.type = Console
 appender.console.name = STDOUT
 appender.console.layout.type = PatternLayout
@@ -50,29 +40,43 @@ logger.kafka.level = INFO
 
 def fetch(quiet: bool = True) -> Path:
     """Download the broker's jars with Maven (cached); return the libs folder."""
-    libs = KAFKA_HOME / "libs"
-    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
-        return libs
-    if shutil.which("mvn") is None:
-        raise RuntimeError("mvn not found: install Maven (Debian: apt-get install maven)")
-    KAFKA_HOME.mkdir(parents=True, exist_ok=True)
-    (KAFKA_HOME / "pom.xml").write_text(_POM.format(version=KAFKA_VERSION))
-    tmp = KAFKA_HOME / "libs.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [
-        "mvn",
-        "-B",
-        "-f",
-        str(KAFKA_HOME / "pom.xml"),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={tmp}",
-        "-DincludeScope=runtime",
-    ]
-    if quiet:
-        cmd.insert(1, "-q")
-    subprocess.run(cmd, check=True)
-    tmp.rename(libs)
-    return libs
+    return fetch_jars(
+        KAFKA_HOME,
+        [f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"],
+        marker="kafka_2.13-*.jar",
+        quiet=quiet,
+    )
+
+
+def kraft_properties(
+    port: int | str, controller_port: int | str, data_dir: Path | str, retention_hours: int | str = 24
+) -> str:
+    """server.properties of a single-node KRaft broker+controller listening on 127.0.0.1 only.
+
+    Arguments may be placeholders (the Greengrass recipe of the Pi's broker passes
+    ``{configuration:/port}`` and the like), so the local broker and the Pi's share one config.
+    """
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        "log.retention.hours": str(retention_hours),
+        "log.segment.bytes": str(64 * 1024 * 1024),
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
 @dataclass
@@ -102,30 +106,10 @@ class KafkaBroker:
         return self.state_dir / "broker.log"
 
     def _write_config(self) -> Path:
-        data = self.state_dir / "data"
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "log.dirs": str(data),
-            "num.partitions": "1",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            "auto.create.topics.enable": "true",
-            "log.retention.hours": "24",
-            "log.segment.bytes": str(64 * 1024 * 1024),
-        }
+        text = kraft_properties(self.port, self.controller_port, self.state_dir / "data")
         path = self.state_dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        (self.state_dir / "log4j2.properties").write_text(_LOG4J)
+        path.write_text(text)
+        (self.state_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         return path
 
     def _java(self, main: str, *args: str) -> list[str]:

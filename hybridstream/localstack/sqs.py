@@ -21,12 +21,12 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hybridstream.localstack.maven import fetch_jars
 from hybridstream.localstack.process import (
     CACHE_DIR,
     STATE_DIR,
@@ -41,15 +41,6 @@ ELASTICMQ_HOME = CACHE_DIR / f"elasticmq-{ELASTICMQ_VERSION}"
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.hybridstream</groupId><artifactId>elasticmq</artifactId><version>1</version>
-  <dependencies>
-    <dependency><groupId>org.elasticmq</groupId><artifactId>elasticmq-server_2.13</artifactId>
-      <version>{version}</version></dependency>
-  </dependencies>
-</project>
-"""
 
 _CONF = """include classpath("application.conf")
 node-address {{ protocol = http, host = 127.0.0.1, port = {port}, context-path = "" }}
@@ -68,22 +59,13 @@ def port_in_use(port: int) -> bool:
 
 def fetch(quiet: bool = True) -> Path:
     """Download ElasticMQ's jars with Maven (cached); return the libs folder."""
-    libs = ELASTICMQ_HOME / "libs"
-    if libs.is_dir() and any(libs.glob("elasticmq-server_2.13-*.jar")):
-        return libs
-    if shutil.which("mvn") is None:
-        raise RuntimeError("mvn not found: install Maven, or set HYBRIDSTREAM_SQS_BACKEND=moto")
-    ELASTICMQ_HOME.mkdir(parents=True, exist_ok=True)
-    (ELASTICMQ_HOME / "pom.xml").write_text(_POM.format(version=ELASTICMQ_VERSION))
-    tmp = ELASTICMQ_HOME / "libs.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = ["mvn", "-B", "-f", str(ELASTICMQ_HOME / "pom.xml"), "dependency:copy-dependencies"]
-    cmd += [f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"]
-    if quiet:
-        cmd.insert(1, "-q")
-    subprocess.run(cmd, check=True)
-    tmp.rename(libs)
-    return libs
+    return fetch_jars(
+        ELASTICMQ_HOME,
+        [f"org.elasticmq:elasticmq-server_2.13:{ELASTICMQ_VERSION}"],
+        marker="elasticmq-server_2.13-*.jar",
+        quiet=quiet,
+        hint="or set HYBRIDSTREAM_SQS_BACKEND=moto",
+    )
 
 
 @dataclass
