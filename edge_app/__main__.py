@@ -1,4 +1,4 @@
-"""``python -m edge_app run --config FILE``: how the Greengrass component starts the app."""
+"""``python -m edge_app run|forward --config FILE``: how the Greengrass component starts the app."""
 
 import sys
 

@@ -89,6 +89,67 @@ def ensure_topics(cfg: EdgeConfig, timeout: float = 30.0) -> list[str]:
     return missing
 
 
+Bounds = tuple[tuple[float, ...], tuple[float, ...]]
+
+
+def value_bounds(manifest: Any, k: float | None) -> Bounds | None:
+    """Per column (lo, hi) = the (batch) manifest scaler's mean -+ k * scale; None when the check is off."""
+    if k is None or manifest is None:
+        return None
+    scaler, columns = manifest.scaler, manifest.feature_spec.columns
+    if len(scaler.mean) != len(columns):
+        log.warning("batch scaler has %d columns, spec %d: out_of_range check off", len(scaler.mean), len(columns))
+        return None
+    lo = tuple(m - k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
+    hi = tuple(m + k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
+    return lo, hi
+
+
+def check_range(values: list[float], bounds: Bounds) -> None:
+    """:class:`BadRecord` ``out_of_range`` if a value is outside its column's (lo, hi)."""
+    for v, lo, hi in zip(values, bounds[0], bounds[1]):  # noqa: B905 (same length)
+        if v < lo or v > hi:
+            raise BadRecord("out_of_range", f"{values} outside [{lo:.6g}, {hi:.6g}]"[:200])
+
+
+def deadletter_value(msg: Any, reason: str, detail: str) -> bytes:
+    """The ``deadletter`` record of one consumed message (payload copied unless it is too large)."""
+    raw = msg.value()
+    if raw is not None and len(raw) > MAX_DEADLETTER_PAYLOAD:  # escaped JSON could exceed the message limit
+        detail = f"{detail} (payload of {len(raw)} bytes not copied)"
+        raw = None
+    return encode_deadletter(raw, reason, detail, msg.topic(), msg.partition(), msg.offset(), msg.key())
+
+
+def consumer_config(cfg: EdgeConfig) -> dict[str, Any]:
+    """The librdkafka consumer settings of ``edge run`` and ``edge forward`` (config overrides win)."""
+    conf = {
+        "bootstrap.servers": cfg.bootstrap,
+        "group.id": cfg.group_id,
+        "client.id": f"hybridstream-edge-{cfg.thing_name}",
+        # static membership: a restarted app takes its partitions back at once (no session timeout wait)
+        "group.instance.id": f"edge-{cfg.thing_name}",
+        **CONSUMER_DEFAULTS,
+        **cfg.kafka.consumer,
+        "enable.auto.commit": False,  # never overridable: commits follow delivery
+    }
+    if not conf["group.instance.id"]:
+        del conf["group.instance.id"]
+    return conf
+
+
+def admit_device(device: str, allow: frozenset[str] | None, known: int, max_devices: int) -> None:
+    """:class:`BadRecord` if a device not seen before may not be served (allowlist, limit, unusable id)."""
+    if allow is not None and device not in allow:
+        raise BadRecord("unknown_device", device[:100])
+    if allow is None and known >= max_devices:
+        raise BadRecord("too_many_devices", f"{device[:100]} (limit {max_devices})")
+    try:
+        device.encode()
+    except UnicodeEncodeError:  # e.g. an escaped lone surrogate: unusable as a key or file name
+        raise BadRecord("bad_device", ascii(device)[:100]) from None
+
+
 class DeliveryFailed(RuntimeError):
     """An output could not be delivered: the batch is not committed and the app stops (to be restarted)."""
 
@@ -133,19 +194,7 @@ class EdgeApp:
         producer_conf = {"bootstrap.servers": cfg.bootstrap, **PRODUCER_DEFAULTS, **cfg.kafka.producer}
         producer_conf["on_delivery"] = self._on_delivery_error
         self.producer = Producer(producer_conf)
-        consumer_conf = {
-            "bootstrap.servers": cfg.bootstrap,
-            "group.id": cfg.group_id,
-            "client.id": f"hybridstream-edge-{cfg.thing_name}",
-            # static membership: a restarted app takes its partitions back at once (no session timeout wait)
-            "group.instance.id": f"edge-{cfg.thing_name}",
-            **CONSUMER_DEFAULTS,
-            **cfg.kafka.consumer,
-            "enable.auto.commit": False,  # never overridable: commits follow delivery
-        }
-        if not consumer_conf["group.instance.id"]:
-            del consumer_conf["group.instance.id"]
-        self.consumer = Consumer(consumer_conf)
+        self.consumer = Consumer(consumer_config(cfg))
         self.swapper = SpeedModelSwapper(
             self.spec,
             model_name=cfg.models.speed_name,
@@ -234,19 +283,8 @@ class EdgeApp:
             return
         self.submit_notice(notice)
 
-    def _value_bounds(self, k: float | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        """Per column (lo, hi) = the batch scaler's mean -+ k * scale; None when the check is off."""
-        if k is None:
-            return None
-        scaler = self.batch.manifest.scaler
-        if len(scaler.mean) != len(self.spec.columns):
-            log.warning(
-                "batch scaler has %d columns, spec %d: out_of_range check off", len(scaler.mean), len(self.spec.columns)
-            )
-            return None
-        lo = tuple(m - k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
-        hi = tuple(m + k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
-        return lo, hi
+    def _value_bounds(self, k: float | None) -> Bounds | None:
+        return value_bounds(self.batch.manifest, k)
 
     def _swap_speed(self, loaded: LoadedModel) -> None:
         old = self.speed
@@ -325,15 +363,7 @@ class EdgeApp:
                 detail[:200],
             )
         self.counters.dead(reason)
-        raw = msg.value()
-        if raw is not None and len(raw) > MAX_DEADLETTER_PAYLOAD:  # escaped JSON could exceed the message limit
-            detail = f"{detail} (payload of {len(raw)} bytes not copied)"
-            raw = None
-        self._produce(
-            self.cfg.topics.deadletter,
-            encode_deadletter(raw, reason, detail, msg.topic(), msg.partition(), msg.offset(), msg.key()),
-            msg.key(),
-        )
+        self._produce(self.cfg.topics.deadletter, deadletter_value(msg, reason, detail), msg.key())
 
     def _internal_error(self, msg: Any, exc: Exception) -> None:
         """A record raised something unexpected: dead-letter it (``internal_error``) and carry on."""
@@ -395,9 +425,7 @@ class EdgeApp:
                 try:
                     r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
                     if bounds is not None:
-                        for v, lo, hi in zip(r.values, bounds[0], bounds[1]):  # noqa: B905 (same length)
-                            if v < lo or v > hi:
-                                raise BadRecord("out_of_range", f"{r.values} outside [{lo:.6g}, {hi:.6g}]"[:200])
+                        check_range(r.values, bounds)
                     state = devices.get(r.device)
                     if state is None:
                         state = self._new_device(r.device, allow)
@@ -475,14 +503,7 @@ class EdgeApp:
         state.combiner = make_combiner(self.cfg.combination)
 
     def _new_device(self, device: str, allow: frozenset[str] | None) -> DeviceState:
-        if allow is not None and device not in allow:
-            raise BadRecord("unknown_device", device[:100])
-        if allow is None and len(self.devices) >= self.cfg.max_devices:
-            raise BadRecord("too_many_devices", f"{device[:100]} (limit {self.cfg.max_devices})")
-        try:
-            device.encode()
-        except UnicodeEncodeError:  # e.g. an escaped lone surrogate: unusable as a key or file name
-            raise BadRecord("bad_device", ascii(device)[:100]) from None
+        admit_device(device, allow, len(self.devices), self.cfg.max_devices)
         state = DeviceState(device, self.spec, self.cfg.combination, self._detector_cfg, self.cfg.metrics_window)
         self._restore(state)
         self.devices[device] = state

@@ -38,6 +38,19 @@ def add_commands(cmds: argparse._SubParsersAction) -> None:
     run.add_argument("--max-seconds", type=float, help="stop after this long (default: run until a signal)")
     run.set_defaults(func=cmd_run)
 
+    fw = cmds.add_parser(
+        "forward",
+        help="mode=cloud: forward valid readings to hybridstream/<thing>/readings over MQTT",
+        description="Consume sensor readings, validate them like `run` (bad ones to the deadletter topic), "
+        "and publish them in batches to hybridstream/<thing>/readings; offsets are committed after the "
+        "broker's PUBACK. Same config file as `run` (models.batch is optional). See docs/edge.md.",
+    )
+    fw.add_argument("--config", required=True, help="JSON or TOML config file (docs/edge.md lists every key)")
+    fw.add_argument("--bootstrap", help="override the config's Kafka bootstrap servers")
+    fw.add_argument("--thing", dest="thing_name", help="override the config's thing name")
+    fw.add_argument("--max-seconds", type=float, help="stop after this long (default: run until a signal)")
+    fw.set_defaults(func=cmd_forward)
+
     rp = cmds.add_parser(
         "replay",
         help="publish a CSV of readings into Kafka at a steady rate",
@@ -53,23 +66,43 @@ def add_commands(cmds: argparse._SubParsersAction) -> None:
     rp.set_defaults(func=cmd_replay)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from edge_app.app import EdgeApp
-    from edge_app.config import load_config
-
-    cfg = load_config(args.config, {"bootstrap": args.bootstrap, "thing_name": args.thing_name})
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM/SIGINT (a second signal ends the process at once)."""
     stop = threading.Event()
 
     def _stop(signum, _frame) -> None:
         logging.getLogger("edge_app").info("signal %d: finishing the batch, then shutting down", signum)
         stop.set()
-        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+        signal.signal(signum, signal.SIG_DFL)
 
-    signal.signal(signal.SIGTERM, _stop)  # before loading models: a stop during start-up is clean too
+    signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_app.app import EdgeApp
+    from edge_app.config import load_config
+
+    cfg = load_config(args.config, {"bootstrap": args.bootstrap, "thing_name": args.thing_name})
+    stop = _stop_on_signals()  # before loading models: a stop during start-up is clean too
     app = EdgeApp(cfg)
     app.stop = stop
     counters = app.run(max_seconds=args.max_seconds)
+    print(json.dumps(counters), flush=True)
+    return 0
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    from edge_app.config import load_config
+    from edge_app.forward import Forwarder
+
+    overrides = {"bootstrap": args.bootstrap, "thing_name": args.thing_name}
+    cfg = load_config(args.config, overrides, require_batch_model=False)
+    stop = _stop_on_signals()
+    forwarder = Forwarder(cfg)
+    forwarder.stop = stop
+    counters = forwarder.run(max_seconds=args.max_seconds)
     print(json.dumps(counters), flush=True)
     return 0
 

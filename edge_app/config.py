@@ -83,6 +83,18 @@ class Mqtt:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """``edge forward`` (mode=cloud): valid readings to ``hybridstream/<thing>/readings`` over MQTT."""
+
+    interval_s: float = 1.0  # publish what was gathered at least this often
+    max_bytes: int = 100 * 1024  # one MQTT message at most this big (IoT Core's limit is 128 KB)
+    max_readings: int = 500  # ...and at most this many readings (context rows included)
+    context: bool = True  # repeat a device's last max_lag-1 readings at the head of its next message
+    feature_spec: dict[str, Any] = field(default_factory=dict)  # empty: the batch manifest's, else the default
+    retry_max_s: float = 30.0  # MQTT down: retry with backoff from 0.5 s doubling up to this
+
+
+@dataclass(frozen=True)
 class Kafka:
     """Client tuning; ``consumer``/``producer`` are passed through to librdkafka as extra settings."""
 
@@ -109,6 +121,7 @@ class EdgeConfig:
     windows: Windows = field(default_factory=Windows)
     kafka: Kafka = field(default_factory=Kafka)
     mqtt: Mqtt = field(default_factory=Mqtt)
+    forward: Forward = field(default_factory=Forward)
     state_dir: str = "./edge-state"  # window spool + the speed model currently serving
     metrics_interval_s: float = 10.0
     metrics_window: int = 500  # records in the sliding RMSE/MAE window
@@ -124,8 +137,16 @@ class EdgeConfig:
     log_slow_turn_ms: float = 50.0  # warn when one loop turn (commit + process) takes longer
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EdgeConfig:
-        sections = {"topics": Topics, "models": Models, "windows": Windows, "kafka": Kafka, "mqtt": Mqtt}
+    def from_dict(cls, data: Mapping[str, Any], *, require_batch_model: bool = True) -> EdgeConfig:
+        """``require_batch_model=False``: ``edge forward`` (which runs no model) loads without one."""
+        sections = {
+            "topics": Topics,
+            "models": Models,
+            "windows": Windows,
+            "kafka": Kafka,
+            "mqtt": Mqtt,
+            "forward": Forward,
+        }
         kwargs = _known(cls, data, "")
         for name, klass in sections.items():
             if name in kwargs:
@@ -139,10 +160,10 @@ class EdgeConfig:
             object.__setattr__(cfg, "group_id", f"hybridstream-edge-{cfg.thing_name}")
         if not cfg.models.speed_name:
             object.__setattr__(cfg.models, "speed_name", f"speed-{cfg.thing_name}")
-        cfg.validate()
+        cfg.validate(require_batch_model=require_batch_model)
         return cfg
 
-    def validate(self) -> None:
+    def validate(self, *, require_batch_model: bool = True) -> None:
         """Raise :class:`ConfigError` on the first unusable value."""
         if not self.thing_name or "/" in self.thing_name:
             raise ConfigError(f"thing_name must be non-empty without '/', got {self.thing_name!r}")
@@ -187,7 +208,8 @@ class EdgeConfig:
             raise ConfigError(f"max_devices must be >= 1, got {self.max_devices!r}")
         if self.models.num_threads < 1:
             raise ConfigError("models.num_threads must be >= 1")
-        if not self.models.batch:
+        self._validate_forward()
+        if require_batch_model and not self.models.batch:
             raise ConfigError("models.batch must be the path (or file:// URL) of the batch model.tflite")
         # the two owners' factories validate their own keys: fail at load, not at the first record
         from edge_app.combiners import make_combiner
@@ -219,6 +241,24 @@ class EdgeConfig:
         if not isinstance(m.publish_timeout_s, int | float) or m.publish_timeout_s <= 0:
             raise ConfigError(f"mqtt.publish_timeout_s must be > 0, got {m.publish_timeout_s!r}")
 
+    def _validate_forward(self) -> None:
+        f = self.forward
+        if not isinstance(f.interval_s, int | float) or not f.interval_s > 0:
+            raise ConfigError(f"forward.interval_s must be > 0, got {f.interval_s!r}")
+        if not isinstance(f.max_bytes, int) or not 1024 <= f.max_bytes <= MAX_FORWARD_BYTES:
+            raise ConfigError(f"forward.max_bytes must be 1024..{MAX_FORWARD_BYTES}, got {f.max_bytes!r}")
+        if not isinstance(f.max_readings, int) or f.max_readings < 1:
+            raise ConfigError(f"forward.max_readings must be >= 1, got {f.max_readings!r}")
+        if not isinstance(f.retry_max_s, int | float) or not f.retry_max_s >= 0.5:
+            raise ConfigError(f"forward.retry_max_s must be >= 0.5, got {f.retry_max_s!r}")
+        if f.feature_spec:
+            from model_contract import FeatureSpec
+
+            try:
+                FeatureSpec.from_dict(f.feature_spec)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(f"forward.feature_spec: {type(exc).__name__}: {exc}") from None
+
     @property
     def detector_config(self) -> dict[str, Any]:
         """The drift config without the edge app's own keys (what ``make_detector`` gets)."""
@@ -239,6 +279,8 @@ class EdgeConfig:
 
 UPLOADERS = ("local", "s3")
 MQTT_TRANSPORTS = ("", "greengrass", "mtls")
+# IoT Core's 128 KB minus room for what the rules add (thing, mqtt_topic) and the envelope
+MAX_FORWARD_BYTES = 120 * 1024
 
 
 def _known(klass: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -249,7 +291,9 @@ def _known(klass: type, data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
     return dict(data)
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> EdgeConfig:
+def load_config(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, *, require_batch_model: bool = True
+) -> EdgeConfig:
     """Read a ``.json`` or ``.toml`` file; ``overrides`` (top-level keys) win over the file."""
     path = Path(path)
     if not path.is_file():
@@ -262,4 +306,4 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be an object")
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return EdgeConfig.from_dict(data)
+    return EdgeConfig.from_dict(data, require_batch_model=require_batch_model)

@@ -1,0 +1,351 @@
+"""``edge forward`` (mode=cloud) over real servers: Kafka in, readings messages out over mosquitto (mTLS),
+checked against the ingest Lambda and the cloud_inference Lambda's parser; dead letters; at-least-once
+across a SIGTERM restart; and no commit (nor loss) while the broker is unreachable."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from edge_app.config import EdgeConfig
+from edge_app.devtools import read_rows, reading_json, write_config
+from edge_app.forward import Forwarder
+from edge_app.mqtt import MtlsTransport
+from model_contract import FeatureSpec
+from model_contract.features import rows_to_matrix
+from tests.edge_app.helpers import REPO, collect, committed_offset, produce, wait_for
+
+pytestmark = pytest.mark.kafka
+
+SPEC = FeatureSpec()
+DEVICES = ("t1", "t2")
+
+
+def _load(folder: str):
+    spec = importlib.util.spec_from_file_location(f"{folder}_handler_fw", REPO / "lambdas" / folder / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+INGEST = _load("ingest")
+INFERENCE = _load("cloud_inference")
+
+
+class Cloud:
+    """A second mTLS client subscribed to ``hybridstream/<thing>/readings`` (the IoT rule's view)."""
+
+    def __init__(self, server, thing: str) -> None:
+        cert = server.client_cert("cloud")
+        self.topic = f"hybridstream/{thing}/readings"
+        self.client = MtlsTransport(
+            endpoint=server.host,
+            port=server.port,
+            cert=str(cert.cert),
+            key=str(cert.key),
+            ca=str(server.ca),
+            client_id=f"cloud-{uuid.uuid4().hex[:6]}",
+            flow_control=False,
+        )
+        self.raw: list[bytes] = []
+        self._lock = threading.Lock()
+        assert self.client.connected.wait(10)
+        self.client.subscribe(self.topic, self._on)
+        assert self.client.wait_subscribed(self.topic, 10)
+
+    def _on(self, topic: str, payload: bytes) -> None:
+        with self._lock:
+            self.raw.append(payload)
+
+    def messages(self) -> list[dict]:
+        with self._lock:
+            return [json.loads(p) for p in self.raw]
+
+    def new_readings(self) -> list[tuple[str, str]]:
+        """(device, timestamp) of every reading after each message's context rows, in arrival order."""
+        return [(r["device"], r["Date_time"]) for m in self.messages() for r in m["readings"][m["context"] :]]
+
+
+def forward_config(tmp_path: Path, bootstrap: str, prefix: str, server, thing: str, **forward) -> dict:
+    cert = server.client_cert(thing)
+    return {
+        "thing_name": thing,
+        "bootstrap": bootstrap,
+        "group_id": prefix + "fwd",
+        "topics": {
+            "readings": prefix + "readings",
+            "predictions": prefix + "predictions",
+            "metrics": prefix + "metrics",
+            "deadletter": prefix + "deadletter",
+            "events": prefix + "events",
+            "notices": prefix + "notices",
+        },
+        "state_dir": str(tmp_path / "state"),
+        "kafka": {"poll_timeout_s": 0.05},
+        "mqtt": {
+            "transport": "mtls",
+            "endpoint": server.host,
+            "port": server.port,
+            "cert": str(cert.cert),
+            "key": str(cert.key),
+            "ca": str(server.ca),
+            "flow_control": False,
+            "publish_timeout_s": 2,
+        },
+        "forward": {"interval_s": 0.3, **forward},
+    }
+
+
+def valid_readings(rows: list[dict]) -> tuple[list[bytes], list[tuple[str, str]]]:
+    values, keys = [], []
+    for row in rows:
+        for device in DEVICES:
+            values.append(reading_json(row, device))
+            keys.append((device, row["Date_time"]))
+    return values, keys
+
+
+def check_messages(messages: list[dict], thing: str, max_bytes: int) -> None:
+    """Every message passes the ingest validation and the cloud_inference parser (its rows too)."""
+    topic = f"hybridstream/{thing}/readings"
+    for m in messages:
+        assert set(m) == {"timestamp", "device", "context", "readings"}
+        assert len(json.dumps(m, separators=(",", ":")).encode()) <= max_bytes
+        event = {**m, "thing": thing, "mqtt_topic": topic}
+        assert INGEST.validate(event) == (thing, "readings", [])
+        got_thing, timestamp, rows = INFERENCE.parse(event)
+        assert (got_thing, timestamp) == (thing, m["timestamp"])
+        assert rows_to_matrix(rows, SPEC).shape == (len(rows), len(SPEC.columns))
+        assert {r["device"] for r in rows} == {m["device"]}
+        stamps = [r["Date_time"] for r in rows]
+        assert stamps == sorted(stamps), "oldest first"
+        assert m["context"] <= SPEC.max_lag - 1
+
+
+class Running:
+    """The forwarder in a thread of the test process (stopped as SIGTERM would)."""
+
+    def __init__(self, cfg: dict) -> None:
+        self.forwarder = Forwarder(EdgeConfig.from_dict(cfg, require_batch_model=False))
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self.forwarder.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> dict:
+        self.forwarder.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "forwarder did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def test_forward_readings_over_mqtt_bad_ones_dead_lettered(kafka_bootstrap, topic_prefix, tmp_path, mqtt_server):
+    thing = f"pi-{uuid.uuid4().hex[:6]}"
+    max_bytes = 8192  # small, so messages split on bytes as well as on max_readings
+    cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, max_bytes=max_bytes)
+    rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 400)
+    values, expected = valid_readings(rows)
+    bad = [
+        (b'{"device": "t1", "Date_time": ', "invalid_json"),
+        (json.dumps({"device": "t1", "Date_time": "2017-01-01T00:00:00"}).encode(), "missing_field"),
+        (reading_json(rows[0], "t3").replace(b'"Ot_avg": ', b'"Ot_avg": "hot", "x": '), "non_numeric"),
+        (values[0], "out_of_order"),  # t1's first reading again, after all the valid ones
+        (values[-2], "duplicate_timestamp"),  # t1's last reading again
+        (b"[1, 2]", "not_an_object"),
+    ]
+    cloud = Cloud(mqtt_server, thing)
+    try:
+        produce(kafka_bootstrap, cfg["topics"]["readings"], values[:300] + [b for b, _ in bad[:3]] + values[300:])
+        produce(kafka_bootstrap, cfg["topics"]["readings"], [b for b, _ in bad[3:]])
+        total = len(values) + len(bad)
+        running = Running({**cfg, "forward": {**cfg["forward"], "max_readings": 40}})
+        assert wait_for(lambda: len(cloud.new_readings()) >= len(expected), 20), len(cloud.new_readings())
+        assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], cfg["topics"]["readings"]) == total)
+        counters = running.stop()
+    finally:
+        cloud.client.close()
+
+    got = cloud.new_readings()
+    assert Counter(got) == Counter(expected), "each valid reading exactly once"
+    for device in DEVICES:  # per device in Kafka order
+        assert [ts for d, ts in got if d == device] == [r["Date_time"] for r in rows]
+    messages = cloud.messages()
+    check_messages(messages, thing, max_bytes)
+    assert max(len(m["readings"]) for m in messages) <= 40
+    # after its first message, every message of a device carries max_lag - 1 context rows: the
+    # cloud_inference Lambda (which needs max_lag rows) can forecast from each one
+    for device in DEVICES:
+        mine = [m for m in messages if m["device"] == device]
+        assert mine[0]["context"] == 0 and all(m["context"] == SPEC.max_lag - 1 for m in mine[1:])
+        assert all(len(m["readings"]) >= SPEC.max_lag for m in mine[1:])
+        assert mine[1]["readings"][0] == mine[0]["readings"][-1]
+    assert counters["forwarded"] == len(expected) and counters["messages"] == len(messages)
+
+    dead = collect(kafka_bootstrap, cfg["topics"]["deadletter"], len(bad), timeout=10)
+    assert sorted(d["reason"] for d in dead) == sorted(reason for _, reason in bad)
+    assert counters["deadletter"] == len(bad)
+
+
+def spawn_forward(config_path: Path, log_path: Path) -> subprocess.Popen:
+    """``python -m edge_app forward`` as its own process (what the cloud-mode recipe runs)."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "edge_app", "-v", "forward", "--config", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+
+
+def test_sigterm_mid_stream_then_restart_loses_nothing(kafka_bootstrap, topic_prefix, tmp_path, mqtt_server):
+    thing = f"pi-{uuid.uuid4().hex[:6]}"
+    cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, max_readings=100)
+    config_path = write_config(tmp_path / "forward.json", **cfg)
+    rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 1500)
+    values, expected = valid_readings(rows)
+    topic = cfg["topics"]["readings"]
+    log_path = tmp_path / "forward.log"
+    cloud = Cloud(mqtt_server, thing)
+    feeder_done = threading.Event()
+
+    def feed() -> None:  # ~1500 records/s for 2 s
+        for start in range(0, len(values), 150):
+            produce(kafka_bootstrap, topic, values[start : start + 150])
+            feeder_done.wait(0.1)
+        feeder_done.set()
+
+    try:
+        first = spawn_forward(config_path, log_path)
+        assert wait_for(lambda: len(cloud.new_readings()) > 0, 20), log_path.read_text()[-3000:]
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        assert wait_for(lambda: len(cloud.new_readings()) >= 600, 20), log_path.read_text()[-3000:]
+        first.send_signal(signal.SIGTERM)  # mid-stream
+        assert first.wait(20) == 0, log_path.read_text()[-3000:]
+        assert len(set(cloud.new_readings())) < len(expected), "stopped too late to test a restart"
+        second = spawn_forward(config_path, log_path)
+        try:
+            feeder.join(20)
+            assert wait_for(lambda: set(cloud.new_readings()) >= set(expected), 20), log_path.read_text()[-3000:]
+            assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], topic) == len(values), 10)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(20) == 0, log_path.read_text()[-3000:]
+    finally:
+        feeder_done.set()
+        cloud.client.close()
+    got = cloud.new_readings()
+    assert set(got) == set(expected), "nothing lost"
+    assert len(got) - len(expected) < 400, "a graceful stop re-sends at most the uncommitted tail"
+    check_messages(cloud.messages(), thing, 100 * 1024)
+    log = log_path.read_text()
+    assert "Traceback" not in log
+    assert log.count("everything forwarded and committed") == 2
+
+
+class Gate:
+    """A TCP relay to the broker that can be cut (connections dropped, new ones refused) and restored."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.open = threading.Event()
+        self.open.set()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+def test_broker_unreachable_nothing_committed_then_delivered(kafka_bootstrap, topic_prefix, tmp_path, mqtt_server):
+    thing = f"pi-{uuid.uuid4().hex[:6]}"
+    gate = Gate((mqtt_server.host, mqtt_server.port))
+    cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, retry_max_s=1)
+    cfg["mqtt"]["port"] = gate.port
+    rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 300)
+    values, expected = valid_readings(rows)
+    topic = cfg["topics"]["readings"]
+    cloud = Cloud(mqtt_server, thing)  # directly on the broker: it sees what got through the gate
+    try:
+        running = Running(cfg)
+        produce(kafka_bootstrap, topic, values[:200])
+        assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], topic) == 200, 20)
+        gate.cut()
+        assert wait_for(lambda: not running.forwarder.mqtt.connected.is_set(), 10)
+        produce(kafka_bootstrap, topic, values[200:])
+        assert wait_for(lambda: running.forwarder.counters["records_in"] > 200, 10)
+        threading.Event().wait(2.5)  # several retry rounds while the broker is unreachable
+        assert running.thread.is_alive() and running.error is None
+        assert committed_offset(kafka_bootstrap, cfg["group_id"], topic) == 200, "committed without a PUBACK"
+        assert len(set(cloud.new_readings())) < len(expected)
+        gate.open.set()  # the client reconnects by itself (backoff 0.5 s+)
+        assert wait_for(lambda: set(cloud.new_readings()) == set(expected), 30), len(set(cloud.new_readings()))
+        assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], topic) == len(values), 10)
+        counters = running.stop()
+    finally:
+        cloud.client.close()
+        gate.close()
+    assert counters["records_in"] == len(values)
+    check_messages(cloud.messages(), thing, 100 * 1024)
