@@ -124,7 +124,8 @@ def edge_app_recipe(
     batch_component: str | None = None,
     batch_stem: str | None = None,
 ) -> dict[str, Any]:
-    """The edge app: own venv in the work folder, ``python -m edge_app run --config <file>``."""
+    """The edge app: own venv in the work folder, ``python -m edge_app run --config <file>``
+    (``forward`` instead of ``run`` in ``cloud`` mode: readings to the cloud over MQTT)."""
     deps: dict[str, Any] = {TES: {"VersionRequirement": ">=2.0.0 <3.0.0", "DependencyType": "HARD"}}
     if kafka_component:
         deps[kafka_component] = {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"}
@@ -146,6 +147,10 @@ def edge_app_recipe(
     if batch_component and batch_stem:
         decompressed = "{" + batch_component + ":artifacts:decompressedPath}"
         config["models"]["batch"] = f"{decompressed}/{batch_stem}/model.tflite"
+    # cloud mode: the Pi only forwards validated readings to hybridstream/<thing>/readings (the
+    # cloud_inference Lambda predicts); the batch model's manifest still gives the feature spec and the
+    # range check, the model itself is not loaded (``edge forward`` needs no models.batch at all)
+    command = "forward" if settings.mode == "cloud" else "run"
     config_json = json.dumps(config, indent=1)
     lifecycle = {
         "Install": {
@@ -173,7 +178,7 @@ def edge_app_recipe(
                     # a nucleus without interpolateComponentConfiguration leaves the thing-name
                     # variable in configuration values (speedName) as text: fill it in here
                     'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g" "{work:path}/config.json"',
-                    'exec "{work:path}/venv/bin/python" -m edge_app run --config "{work:path}/config.json"',
+                    f'exec "{{work:path}}/venv/bin/python" -m edge_app {command} --config "{{work:path}}/config.json"',
                 ]
             ),
         },

@@ -126,6 +126,33 @@ def test_edge_mode_keeps_windows_on_the_pi_for_its_trainer(built):
         assert EdgeConfig.from_dict(filled).windows.uploader == uploader
 
 
+def test_cloud_mode_runs_the_forwarder_with_a_valid_config(built):
+    """mode=cloud: the EdgeApp's Run script starts ``edge forward`` (readings to
+    hybridstream/<thing>/readings, which the IPC access control allows) on a config that
+    edge_app.config accepts; the other modes keep ``edge run``."""
+    from edge_app.config import EdgeConfig
+
+    for mode, command in (("cloud", "forward"), ("edge-cloud", "run"), ("edge", "run")):
+        recipe = _components(built[mode])["hybridstream.EdgeApp"]
+        script = recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]
+        assert f'-m edge_app {command} --config "{{work:path}}/config.json"' in script, mode
+        other = "run" if command == "forward" else "forward"
+        assert f"-m edge_app {other} " not in script, mode
+    config = _edge_config(built["cloud"])
+    assert config["mqtt"] == {"transport": "greengrass"}
+    filled = json.loads(re.sub(r"\{[A-Za-z.]+:[^}\"]*\}", "x", json.dumps(config)).replace('"x"', '"pi-1"'))
+    filled.update(bootstrap="127.0.0.1:9092", topics={})
+    parsed = EdgeConfig.from_dict(filled)
+    assert parsed.forward.interval_s == 1.0 and parsed.forward.max_bytes <= 128 * 1024
+    # the forwarder needs no batch model (only its manifest's feature spec, when there is one)
+    del filled["models"]["batch"]
+    assert EdgeConfig.from_dict(filled, require_batch_model=False).models.batch == ""
+    resources = _components(built["cloud"])["hybridstream.EdgeApp"]
+    acl = resources["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
+    (policy,) = acl["aws.greengrass.ipc.mqttproxy"].values()
+    assert "hybridstream/{iot:thingName}/*" in policy["resources"]  # covers .../readings
+
+
 def test_token_exchange_role_and_ipc_allow_what_the_edge_app_does(default):
     """PutObject on windows/<own thing>/* (the S3 uploader), IPC publish to hybridstream/<thing>/* and
     subscribe to the model announcements (the mqtt transport)."""
