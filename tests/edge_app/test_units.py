@@ -40,11 +40,28 @@ def _reading(ts: str, device: str = "d1", ot: float = 10.0):
         ({"models": {"batch": "b"}, "combination": {"strategy": "magic"}}, "combination:"),
         ({"models": {"batch": "b"}, "drift": {"residual": "both"}}, "drift.residual"),
         ({"models": {"batch": "b"}, "thing_name": "a/b"}, "thing_name"),
+        ({"models": {"batch": "b"}, "forward": {"max_bytes": 200 * 1024}}, "forward.max_bytes must be"),
+        ({"models": {"batch": "b"}, "forward": {"interval_s": 0}}, "forward.interval_s must be"),
+        ({"models": {"batch": "b"}, "forward": {"max_readings": 0}}, "forward.max_readings must be"),
+        ({"models": {"batch": "b"}, "forward": {"feature_spec": {"columns": ["a"]}}}, "forward.feature_spec"),
     ],
 )
 def test_bad_config_is_refused_with_a_clear_message(data, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         EdgeConfig.from_dict(data)
+
+
+def test_forward_needs_no_batch_model_but_an_mqtt_transport(tmp_path):
+    from edge_app.forward import Forwarder, forward_spec
+
+    cfg = EdgeConfig.from_dict({"forward": {"feature_spec": {"columns": ["a", "b"], "target": "b", "lags": [3]}}},
+                               require_batch_model=False)  # fmt: skip
+    assert cfg.models.batch == "" and forward_spec(cfg)[0].max_lag == 3
+    assert forward_spec(EdgeConfig.from_dict({}, require_batch_model=False)) == (FeatureSpec(), None)
+    with pytest.raises(ConfigError, match="needs mqtt.transport"):
+        Forwarder(cfg)
+    with pytest.raises(ConfigError, match="cannot read the batch manifest"):
+        forward_spec(EdgeConfig.from_dict({"models": {"batch": str(tmp_path / "model.tflite")}}))
 
 
 def test_config_files_json_and_toml_with_overrides(tmp_path):
