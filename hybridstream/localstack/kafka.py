@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--wipe", action="store_true", help="also delete its data")
     args = parser.parse_args(argv)
     if args.cmd == "fetch":
-        print(fetch(quiet=False))
+        print(fetch())
         return 0
     broker = KafkaBroker(args.port, getattr(args, "controller_port", 0), STATE_DIR / f"kafka-{args.port}")
     if args.cmd == "start":

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.add_argument("--wipe", action="store_true", help="also delete its state folder")
     args = parser.parse_args(argv)
     if args.cmd == "fetch":
-        print(fetch(quiet=False))
+        print(fetch())
         return 0
     server = SqsServer(port=args.port, state_dir=STATE_DIR / f"sqs-{args.port}")
     if args.cmd == "start":
