@@ -12,15 +12,22 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import shutil
 import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from hybridstream.localstack.maven import fetch_jars
-from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, free_port, spawn, stop_pid, wait_for_port
+from hybridstream.localstack.process import (
+    CACHE_DIR,
+    STATE_DIR,
+    SingleProcessServer,
+    free_port,
+    spawn,
+    wait_for_port,
+)
 
 KAFKA_VERSION = os.environ.get("HYBRIDSTREAM_KAFKA_VERSION", "4.4.0")
 KAFKA_HOME = CACHE_DIR / f"kafka-{KAFKA_VERSION}"
@@ -80,8 +87,10 @@ def kraft_properties(
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(SingleProcessServer):
     """One single-node KRaft broker. ``bootstrap`` is ``127.0.0.1:<port>``."""
+
+    process_name: ClassVar[str] = "broker"
 
     port: int
     controller_port: int
@@ -96,14 +105,6 @@ class KafkaBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "broker.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / "broker.log"
 
     def _write_config(self) -> Path:
         text = kraft_properties(self.port, self.controller_port, self.state_dir / "data")
@@ -147,14 +148,6 @@ class KafkaBroker:
             self.stop()
             raise
         return self
-
-    def stop(self) -> bool:
-        return stop_pid(self.pid_file)
-
-    def destroy(self) -> None:
-        """Stop and delete all state."""
-        self.stop()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from hybridstream.localstack.process import STATE_DIR, free_port, pid_alive, spawn, stop_pid, wait_for_port
+from hybridstream.localstack.process import (
+    STATE_DIR,
+    SingleProcessServer,
+    free_port,
+    pid_alive,
+    spawn,
+    wait_for_port,
+)
 
 BROKER_USER = "mosquitto"
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -97,8 +105,10 @@ class ClientCert:
 
 
 @dataclass
-class Mosquitto:
+class Mosquitto(SingleProcessServer):
     """mosquitto with mTLS on ``127.0.0.1:port``; certificates and log under ``state_dir``."""
+
+    process_name: ClassVar[str] = "mosquitto"
 
     port: int
     state_dir: Path
@@ -117,14 +127,6 @@ class Mosquitto:
     @property
     def ca(self) -> Path:
         return self.certs / "ca.crt"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / "mosquitto.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "mosquitto.pid"
 
     # ---- certificates -----------------------------------------------------------------------
     def make_certs(self) -> None:
@@ -211,14 +213,6 @@ class Mosquitto:
         except Exception:
             self.stop()
             raise
-
-    def stop(self) -> bool:
-        return stop_pid(self.pid_file)
-
-    def destroy(self) -> None:
-        """Stop and delete the state folder (certificates included)."""
-        self.stop()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def info(self) -> dict[str, str | int]:
         client = self.client_cert("client")

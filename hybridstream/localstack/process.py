@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import ClassVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("HYBRIDSTREAM_CACHE", REPO_ROOT / ".cache"))
@@ -91,3 +93,30 @@ def stop_pid(pid_file: Path, timeout: float = 15.0) -> bool:
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     return True
+
+
+class SingleProcessServer:
+    """Mixin for a server that is one background process with all its state in ``state_dir``.
+
+    Subclasses set ``process_name`` (names the PID and log files) and have a ``state_dir``.
+    """
+
+    process_name: ClassVar[str]
+    state_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"{self.process_name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"{self.process_name}.log"
+
+    def stop(self) -> bool:
+        """Stop the process by its PID; True if one was running."""
+        return stop_pid(self.pid_file)
+
+    def destroy(self) -> None:
+        """Stop and delete all state."""
+        self.stop()
+        shutil.rmtree(self.state_dir, ignore_errors=True)

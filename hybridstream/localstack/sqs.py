@@ -25,14 +25,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from hybridstream.localstack.maven import fetch_jars
 from hybridstream.localstack.process import (
     CACHE_DIR,
     STATE_DIR,
+    SingleProcessServer,
     free_port,
     spawn,
-    stop_pid,
     wait_for_port,
 )
 
@@ -69,8 +70,10 @@ def fetch(quiet: bool = True) -> Path:
 
 
 @dataclass
-class SqsServer:
+class SqsServer(SingleProcessServer):
     """One local SQS server. ``endpoint`` is ``http://127.0.0.1:<port>``."""
+
+    process_name: ClassVar[str] = "sqs"
 
     port: int
     state_dir: Path
@@ -85,14 +88,6 @@ class SqsServer:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "sqs.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / "sqs.log"
 
     def _command(self) -> list[str]:
         if self.backend == "moto":
@@ -139,13 +134,6 @@ class SqsServer:
         except Exception:
             self.stop()
             raise
-
-    def stop(self) -> bool:
-        return stop_pid(self.pid_file)
-
-    def destroy(self) -> None:
-        self.stop()
-        shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def client(self):
         """A boto3 SQS client for this server (it accepts any credentials)."""
