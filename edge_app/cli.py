@@ -43,7 +43,8 @@ def add_commands(cmds: argparse._SubParsersAction) -> None:
         help="mode=cloud: forward valid readings to hybridstream/<thing>/readings over MQTT",
         description="Consume sensor readings, validate them like `run` (bad ones to the deadletter topic), "
         "and publish them in batches to hybridstream/<thing>/readings; offsets are committed after the "
-        "broker's PUBACK. Same config file as `run` (models.batch is optional). See docs/edge.md.",
+        "broker's PUBACK; re-training windows are spooled and uploaded as `run` does. Same config file as "
+        "`run` (models.batch is optional). See docs/edge.md.",
     )
     fw.add_argument("--config", required=True, help="JSON or TOML config file (docs/edge.md lists every key)")
     fw.add_argument("--bootstrap", help="override the config's Kafka bootstrap servers")

@@ -27,6 +27,13 @@ membership stays alive), unacknowledged messages are retried with backoff (0.5 s
 ``forward.retry_max_s``). SIGTERM: publish what is gathered (one attempt), commit if all of it
 was acknowledged, exit. One consumer, one producer (dead letters), one MQTT client: nothing
 is created per record.
+
+Re-training windows: every forwarded (valid) reading is also appended to ``run``'s window spool
+(:class:`edge_app.windows.WindowSpool` under ``<state_dir>/windows``, closed by
+``windows.max_records`` / ``windows.max_seconds`` and at shutdown) and closed windows go to the
+same upload thread (:class:`edge_app.uploaders.UploadWorker` with the ``windows.uploader``: in
+``cloud`` mode S3 + the notice on ``hybridstream/<thing>/windows``). The spool is flushed before
+every commit (at-least-once for windows too); windows left by a crash are re-queued at start.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -54,7 +62,9 @@ from edge_app.app import (
 )
 from edge_app.config import ConfigError, EdgeConfig
 from edge_app.mqtt import PublishFailed, Transport, make_transport
-from edge_app.records import encode_json, parse_reading
+from edge_app.records import encode_event, encode_json, parse_reading
+from edge_app.uploaders import UploadWorker, make_uploader
+from edge_app.windows import WindowSpool
 from model_contract import FeatureSpec, Manifest
 from model_contract.features import BadRecord
 
@@ -114,6 +124,8 @@ class Forwarder:
             "deadletter_reasons": {},
             "publish_failures": 0,
             "commits": 0,
+            "windows_closed": 0,
+            "windows_uploaded": 0,
         }
         self.spec, manifest = forward_spec(cfg)
         self.bounds = value_bounds(manifest, cfg.out_of_range_k)
@@ -133,6 +145,21 @@ class Forwarder:
         self.producer = Producer(conf)
         self.consumer = Consumer(consumer_config(cfg))
         self.mqtt = transport if transport is not None else make_transport(cfg.mqtt, cfg.thing_name)
+        # re-training windows, exactly as `run` spools and uploads them
+        self.uploads = UploadWorker(make_uploader(cfg, self.mqtt), cfg.thing_name, events=self.event)
+        self.spool = WindowSpool(
+            Path(cfg.state_dir) / "windows",
+            self.spec,
+            max_records=cfg.windows.max_records,
+            max_seconds=cfg.windows.max_seconds,
+            on_closed=self._window_closed,
+            fsync=cfg.windows.fsync,
+        )
+        recovered = self.spool.recover()
+        for path in recovered:
+            self.uploads.submit(path, {"reason": "recovered"})
+        if recovered:
+            log.info("re-queued %d spooled windows from a previous run", len(recovered))
         log.info(
             "forwarding %s to %s (spec %s, context %d)",
             cfg.topics.readings,
@@ -140,6 +167,21 @@ class Forwarder:
             self.spec.to_dict(),
             self._context,
         )
+
+    # ---- windows ------------------------------------------------------------------------------
+    def event(self, kind: str, **fields: Any) -> None:
+        """One record to ``topics.events`` (as ``run`` writes them; the upload thread calls this)."""
+        if kind == "window_uploaded":
+            self.counters["windows_uploaded"] += 1
+        value = encode_event(kind, self.cfg.thing_name, **fields)
+        try:
+            self.producer.produce(self.cfg.topics.events, value, self.cfg.thing_name.encode())
+        except BufferError:
+            log.warning("event not sent (producer queue full): %s %s", kind, fields)
+
+    def _window_closed(self, path: Path, meta: dict[str, Any]) -> None:
+        self.counters["windows_closed"] += 1
+        self.uploads.submit(path, meta)
 
     # ---- records ------------------------------------------------------------------------------
     def _on_delivery_error(self, err: KafkaError | None, msg: Any) -> None:
@@ -207,6 +249,7 @@ class Forwarder:
             dev.last_epoch, dev.last_ts = r.epoch, r.timestamp
             dev.rows.append(encoded)
             dev.size += len(encoded) + 1
+            self.spool.add(r)
 
     @staticmethod
     def _envelope(dev: _Device) -> int:
@@ -280,9 +323,10 @@ class Forwarder:
                 return False
         if self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors[:5], []
-            raise DeliveryFailed(f"dead letters not delivered, offsets not committed: {errors}")
+            raise DeliveryFailed(f"dead letters or events not delivered, offsets not committed: {errors}")
         if not self._consumed:
             return True
+        self.spool.flush()  # every reading about to be committed is in its window file
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._consumed.items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=not final)
@@ -319,6 +363,7 @@ class Forwarder:
                 if msgs:
                     self.process(msgs)
                 now = time.monotonic()
+                self.spool.tick(now)
                 if (self._full or now >= next_flush) and now >= next_try:
                     if self.flush():
                         if paused:
@@ -345,6 +390,7 @@ class Forwarder:
 
     def _shutdown(self, normal_exit: bool) -> None:
         try:
+            self.spool.close_all("shutdown")
             if not normal_exit:
                 log.error("abnormal exit: not committing (the readings since the last commit will be re-sent)")
             elif self.flush(final=True):
@@ -357,6 +403,8 @@ class Forwarder:
         except DeliveryFailed as exc:
             log.error("%s", exc)
         finally:
+            if not self.uploads.close(timeout=30):  # window notices need the MQTT client: before it closes
+                log.warning("some windows were not uploaded; they stay spooled for the next start")
             if self.mqtt is not None:
                 self.mqtt.close()
             self.producer.flush(10)

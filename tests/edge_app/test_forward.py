@@ -1,11 +1,14 @@
 """``edge forward`` (mode=cloud) over real servers: Kafka in, readings messages out over mosquitto (mTLS),
-checked against the ingest Lambda and the cloud_inference Lambda's parser; dead letters; at-least-once
-across a SIGTERM restart; and no commit (nor loss) while the broker is unreachable."""
+checked against the ingest Lambda and the cloud_inference Lambda's parser; re-training windows to S3
+(radosgw) + window notices; dead letters; at-least-once across a SIGTERM restart; and no commit (nor
+loss) while the broker is unreachable."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib.util
+import io
 import json
 import os
 import signal
@@ -26,6 +29,7 @@ from edge_app.mqtt import MtlsTransport
 from model_contract import FeatureSpec
 from model_contract.features import rows_to_matrix
 from tests.edge_app.helpers import REPO, collect, committed_offset, produce, wait_for
+from training_job.notices import parse_notice as trainer_parse
 
 pytestmark = pytest.mark.kafka
 
@@ -51,6 +55,7 @@ class Cloud:
     def __init__(self, server, thing: str) -> None:
         cert = server.client_cert("cloud")
         self.topic = f"hybridstream/{thing}/readings"
+        self.windows_topic = f"hybridstream/{thing}/windows"
         self.client = MtlsTransport(
             endpoint=server.host,
             port=server.port,
@@ -61,14 +66,19 @@ class Cloud:
             flow_control=False,
         )
         self.raw: list[bytes] = []
+        self.window_notices: list[dict] = []
         self._lock = threading.Lock()
         assert self.client.connected.wait(10)
-        self.client.subscribe(self.topic, self._on)
-        assert self.client.wait_subscribed(self.topic, 10)
+        for topic in (self.topic, self.windows_topic):
+            self.client.subscribe(topic, self._on)
+            assert self.client.wait_subscribed(topic, 10)
 
     def _on(self, topic: str, payload: bytes) -> None:
         with self._lock:
-            self.raw.append(payload)
+            if topic == self.windows_topic:
+                self.window_notices.append(json.loads(payload))
+            else:
+                self.raw.append(payload)
 
     def messages(self) -> list[dict]:
         with self._lock:
@@ -94,6 +104,7 @@ def forward_config(tmp_path: Path, bootstrap: str, prefix: str, server, thing: s
             "notices": prefix + "notices",
         },
         "state_dir": str(tmp_path / "state"),
+        "windows": {"local_root": str(tmp_path / "uploads")},
         "kafka": {"poll_timeout_s": 0.05},
         "mqtt": {
             "transport": "mtls",
@@ -160,10 +171,15 @@ class Running:
         return self.result
 
 
-def test_forward_readings_over_mqtt_bad_ones_dead_lettered(kafka_bootstrap, topic_prefix, tmp_path, mqtt_server):
+def test_forward_readings_over_mqtt_windows_to_s3_bad_ones_dead_lettered(
+    kafka_bootstrap, topic_prefix, tmp_path, mqtt_server, s3_server, s3_client, s3_bucket, s3_env, monkeypatch
+):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint)  # the default chain, as on a Pi (TES + AWS)
     thing = f"pi-{uuid.uuid4().hex[:6]}"
     max_bytes = 8192  # small, so messages split on bytes as well as on max_readings
     cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, max_bytes=max_bytes)
+    # 400 readings per device: two windows of 150 close by count, the last 100 at shutdown
+    cfg["windows"] = {"uploader": "s3", "bucket": s3_bucket, "max_records": 150, "max_seconds": 600}
     rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 400)
     values, expected = valid_readings(rows)
     bad = [
@@ -182,7 +198,8 @@ def test_forward_readings_over_mqtt_bad_ones_dead_lettered(kafka_bootstrap, topi
         running = Running({**cfg, "forward": {**cfg["forward"], "max_readings": 40}})
         assert wait_for(lambda: len(cloud.new_readings()) >= len(expected), 20), len(cloud.new_readings())
         assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], cfg["topics"]["readings"]) == total)
-        counters = running.stop()
+        counters = running.stop()  # closes the last windows and waits for their uploads
+        assert wait_for(lambda: len(cloud.window_notices) >= 6, 10), cloud.window_notices
     finally:
         cloud.client.close()
 
@@ -205,6 +222,32 @@ def test_forward_readings_over_mqtt_bad_ones_dead_lettered(kafka_bootstrap, topi
     dead = collect(kafka_bootstrap, cfg["topics"]["deadletter"], len(bad), timeout=10)
     assert sorted(d["reason"] for d in dead) == sorted(reason for _, reason in bad)
     assert counters["deadletter"] == len(bad)
+
+    # re-training windows, as `run` makes them: every valid reading once, per device in order, in S3
+    assert counters["windows_closed"] == counters["windows_uploaded"] == 6
+    rows_by_ts = {r["Date_time"]: r for r in rows}
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix=f"windows/{thing}/")
+    keys = sorted(o["Key"] for o in listed.get("Contents", []))
+    assert len(keys) == 6
+    spooled: dict[str, list[str]] = {device: [] for device in DEVICES}
+    for key in keys:
+        body = s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+        table = list(csv.DictReader(io.StringIO(body.decode())))
+        assert len({r["device"] for r in table}) == 1
+        spooled[table[0]["device"]].append((table[0]["Date_time"], [r["Date_time"] for r in table]))
+        for r in table:  # the forwarded values
+            source = rows_by_ts[r["Date_time"]]
+            assert [float(r[c]) for c in SPEC.columns] == [float(source[c]) for c in SPEC.columns]
+    for device in DEVICES:
+        stamps = [ts for _, window in sorted(spooled[device]) for ts in window]
+        assert stamps == [r["Date_time"] for r in rows]
+        assert sorted(len(w) for _, w in spooled[device]) == [100, 150, 150]
+    # each announced on hybridstream/<thing>/windows in the form the trainer takes
+    assert sorted(n["key"] for n in cloud.window_notices) == keys
+    for notice in cloud.window_notices:
+        (ref,) = trainer_parse(json.dumps({**notice, "mqtt_topic": cloud.windows_topic}))
+        assert (ref.bucket, ref.thing) == (s3_bucket, thing)
+    assert not list((tmp_path / "state" / "windows" / "ready").iterdir()), "nothing left spooled"
 
 
 def spawn_forward(config_path: Path, log_path: Path) -> subprocess.Popen:
