@@ -31,8 +31,7 @@ from edge_app.mqtt import make_transport
 from edge_app.records import encode_deadletter, encode_event, encode_json, encode_prediction, parse_reading
 from edge_app.state import DeviceState, load_device_state, save_device_state
 from edge_app.swap import SpeedModelSwapper
-from edge_app.uploaders import UploadWorker, make_uploader
-from edge_app.windows import WindowSpool
+from edge_app.uploaders import open_window_pipeline
 from model_contract import FeatureBuffer
 from model_contract.features import BadRecord
 from model_contract.runtime import ModelRejected
@@ -218,20 +217,9 @@ class EdgeApp:
             self.mqtt.subscribe(self.models_topic, self._mqtt_notice)
         if cfg.windows.uploader == "s3" and self.mqtt is None:
             log.warning("windows.uploader s3 without mqtt: windows are uploaded but no window notice is published")
-        self.uploads = UploadWorker(make_uploader(cfg, self.mqtt), cfg.thing_name, events=self.event)
-        self.spool = WindowSpool(
-            self.state_dir / "windows",
-            self.spec,
-            max_records=cfg.windows.max_records,
-            max_seconds=cfg.windows.max_seconds,
-            on_closed=self._window_closed,
-            fsync=cfg.windows.fsync,
+        self.uploads, self.spool = open_window_pipeline(
+            cfg, self.state_dir, self.spec, self.mqtt, self.event, self._window_closed
         )
-        recovered = self.spool.recover()
-        for path in recovered:
-            self.uploads.submit(path, {"reason": "recovered"})
-        if recovered:
-            log.info("re-queued %d spooled windows from a previous run", len(recovered))
         self._allow = frozenset(cfg.devices) if cfg.devices is not None else None
         self._residual_index = {"batch": 0, "speed": 1, "hybrid": 2}[cfg.drift_residual]
         self._detector_cfg = cfg.detector_config

@@ -63,8 +63,7 @@ from edge_app.app import (
 from edge_app.config import ConfigError, EdgeConfig
 from edge_app.mqtt import PublishFailed, Transport, make_transport
 from edge_app.records import encode_event, encode_json, parse_reading
-from edge_app.uploaders import UploadWorker, make_uploader
-from edge_app.windows import WindowSpool
+from edge_app.uploaders import open_window_pipeline
 from model_contract import FeatureSpec, Manifest
 from model_contract.features import BadRecord
 
@@ -146,20 +145,9 @@ class Forwarder:
         self.consumer = Consumer(consumer_config(cfg))
         self.mqtt = transport if transport is not None else make_transport(cfg.mqtt, cfg.thing_name)
         # re-training windows, exactly as `run` spools and uploads them
-        self.uploads = UploadWorker(make_uploader(cfg, self.mqtt), cfg.thing_name, events=self.event)
-        self.spool = WindowSpool(
-            Path(cfg.state_dir) / "windows",
-            self.spec,
-            max_records=cfg.windows.max_records,
-            max_seconds=cfg.windows.max_seconds,
-            on_closed=self._window_closed,
-            fsync=cfg.windows.fsync,
+        self.uploads, self.spool = open_window_pipeline(
+            cfg, Path(cfg.state_dir), self.spec, self.mqtt, self.event, self._window_closed
         )
-        recovered = self.spool.recover()
-        for path in recovered:
-            self.uploads.submit(path, {"reason": "recovered"})
-        if recovered:
-            log.info("re-queued %d spooled windows from a previous run", len(recovered))
         log.info(
             "forwarding %s to %s (spec %s, context %d)",
             cfg.topics.readings,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_app.windows import window_key
+from edge_app.windows import WindowSpool, window_key
 
 log = logging.getLogger("edge_app.uploaders")
 
@@ -260,3 +260,30 @@ class UploadWorker:
             self.uploaded += 1
             self._events("window_uploaded", key=key, uri=uri, **meta)
             return
+
+
+def open_window_pipeline(
+    cfg: Any,
+    state_dir: Path,
+    spec: Any,
+    transport: Any,
+    events: Callable[..., None],
+    on_closed: Callable[..., None],
+) -> tuple[UploadWorker, WindowSpool]:
+    """The window spool under ``state_dir/windows`` and its upload worker, as ``run`` and
+    ``forward`` both use them; windows a crash left behind are queued for upload first."""
+    uploads = UploadWorker(make_uploader(cfg, transport), cfg.thing_name, events=events)
+    spool = WindowSpool(
+        Path(state_dir) / "windows",
+        spec,
+        max_records=cfg.windows.max_records,
+        max_seconds=cfg.windows.max_seconds,
+        on_closed=on_closed,
+        fsync=cfg.windows.fsync,
+    )
+    recovered = spool.recover()
+    for path in recovered:
+        uploads.submit(path, {"reason": "recovered"})
+    if recovered:
+        log.info("re-queued %d spooled windows from a previous run", len(recovered))
+    return uploads, spool
