@@ -14,6 +14,7 @@ java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head
 [ "${java_major:-0}" -ge 17 ] || missing+=(openjdk-17-jre-headless)   # Kafka 4 needs Java 17+
 command -v mvn >/dev/null || missing+=(maven)                            # fetches the Kafka/ElasticMQ jars
 command -v npm >/dev/null || missing+=(nodejs npm)                       # the pinned CDK CLI
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || missing+=(golang-go)  # builds toxiproxy
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || { missing+=(python3.11 python3.11-venv); }
 "$PY" -c "import ensurepip" 2>/dev/null || missing+=(python3.11-venv)
@@ -40,5 +41,7 @@ npm install --no-audit --no-fund --loglevel=error
 echo "==> maven: Apache Kafka broker jars"
 .venv/bin/python -m hybridstream.localstack.kafka fetch
 echo "==> maven: ElasticMQ jars (local SQS)"; .venv/bin/python -m hybridstream.localstack.sqs fetch
+echo "==> go: toxiproxy v2.12.0 (network fault proxy for make chaos; built once into .cache/)"
+.venv/bin/python -m hybridstream.localstack.toxiproxy fetch
 touch .venv/.setup-done
 echo "==> setup done"

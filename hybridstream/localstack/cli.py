@@ -1,5 +1,5 @@
 """``hybridstream local``: start and stop the local servers (Kafka, radosgw for S3, ElasticMQ for SQS,
-mosquitto with mutual TLS for IoT Core)."""
+mosquitto with mutual TLS for IoT Core, toxiproxy for network faults)."""
 
 from __future__ import annotations
 
@@ -62,6 +62,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     mqtt.add_argument("--wipe", action="store_true", help="with stop: delete its state folder (certificates too)")
     mqtt.set_defaults(func=_mosquitto)
 
+    tox = cmds.add_parser(
+        "toxiproxy",
+        help="network fault proxy (Shopify toxiproxy) for the chaos scenarios",
+        description="Build (go install, cached in .cache/), start or stop toxiproxy's server on 127.0.0.1; "
+        "proxies and toxics are made through its HTTP API (hybridstream.localstack.toxiproxy).",
+    )
+    tox.add_argument("action", choices=["fetch", "start", "stop"])
+    tox.add_argument("--port", type=int, default=8474, help="API port (default 8474)")
+    tox.add_argument("--wipe", action="store_true", help="with stop: delete its state folder too")
+    tox.set_defaults(func=_toxiproxy)
+
 
 def _kafka(args: argparse.Namespace) -> int:
     from hybridstream.localstack import kafka
@@ -97,3 +108,10 @@ def _mosquitto(args: argparse.Namespace) -> int:
 
     argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
     return mosquitto.main(argv)
+
+
+def _toxiproxy(args: argparse.Namespace) -> int:
+    from hybridstream.localstack import toxiproxy
+
+    argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
+    return toxiproxy.main(argv)
