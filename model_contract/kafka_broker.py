@@ -1,0 +1,70 @@
+"""What the Pi's Kafka broker and the local one share (stdlib only): the Apache Kafka release,
+its Maven coordinates, the single-node KRaft ``server.properties`` and the log4j2 config.
+
+Neutral on purpose: the Greengrass recipe of the Pi's broker (``infra.recipes``) and the local
+broker (``hybridstream.localstack.kafka``) both import it, and neither imports the other. Nothing
+here runs on a device (the recipe embeds the text); the module is plain text + string formatting.
+
+>>> "listeners=PLAINTEXT://127.0.0.1:9092," in kraft_properties(9092, 9093, "/d")
+True
+>>> kafka_coordinates("4.4.0")[0]
+'org.apache.kafka:kafka_2.13:4.4.0'
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+KAFKA_VERSION = "4.4.0"  # the one place the release is written (override: HYBRIDSTREAM_KAFKA_VERSION / context)
+SCALA_VERSION = "2.13"
+LOG4J_SLF4J = "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"  # the broker's logging backend
+MIN_JAVA = 17  # Kafka 4 needs Java 17+ (Debian 11's default-jre is 11)
+BROKER_JAR_GLOB = f"kafka_{SCALA_VERSION}-*.jar"  # marks a complete jars folder
+
+
+def kafka_coordinates(version: str = KAFKA_VERSION) -> list[str]:
+    """Maven ``group:artifact:version`` of the broker and its logging backend (dependencies follow)."""
+    return [f"org.apache.kafka:kafka_{SCALA_VERSION}:{version}", LOG4J_SLF4J]
+
+
+LOG4J2_PROPERTIES = """status = error
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.kafka.name = kafka.server.KafkaRaftServer
+logger.kafka.level = INFO
+"""
+
+
+def kraft_properties(
+    port: int | str, controller_port: int | str, data_dir: PurePath | str, retention_hours: int | str = 24
+) -> str:
+    """server.properties of a single-node KRaft broker+controller listening on 127.0.0.1 only.
+
+    Arguments may be placeholders (the Greengrass recipe of the Pi's broker passes
+    ``{configuration:/port}`` and the like), so the local broker and the Pi's share one config.
+    """
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        "log.retention.hours": str(retention_hours),
+        "log.segment.bytes": str(64 * 1024 * 1024),
+    }
+    return "".join(f"{k}={v}\n" for k, v in props.items())
