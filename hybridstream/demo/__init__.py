@@ -1,0 +1,1 @@
+"""``make demo``: the whole edge-cloud loop on one machine, on real local servers, with a report."""

@@ -1,0 +1,526 @@
+"""Run the demo loop: servers up, batch model, IoT router, trainer, then each scenario through the
+edge app; collect its records, write the report, stop everything (also on failure or Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hybridstream.demo import scenarios as sc
+from hybridstream.demo.collector import Collector
+from hybridstream.demo.results import accuracy, error_series, percentiles, unique_predictions
+from hybridstream.demo.stack import LocalStack, StackError
+from hybridstream.demo.supervisor import Interrupted, Supervisor
+
+REPO = sc.REPO
+MODES = ("edge-cloud", "edge", "cloud")
+
+
+@dataclass
+class DemoOptions:
+    mode: str = "edge-cloud"
+    scenarios: tuple[str, ...] = sc.DEFAULT_SCENARIOS
+    rows: int | None = None  # readings per scenario (None: the whole stream, 3,000)
+    rate: float = 40.0  # readings per second into Kafka (one window per ~6 s: the trainer keeps up)
+    window: int = 250  # edge window size (readings) = one speed model per window
+    epochs: int | None = None  # trainer --epochs (None: its default)
+    tail_s: float = 60.0  # after the stream: wait this long at most for models in flight
+    out_root: Path = REPO / "reports"
+    ports: dict[str, int] = field(default_factory=dict)  # empty: free ports
+    progress_s: float = 2.0
+    keep_state: bool = False
+
+    @classmethod
+    def quick(cls, **kw: Any) -> DemoOptions:
+        base = {"scenarios": sc.QUICK_SCENARIOS, "rows": 1500, "rate": 40.0, "window": 200, "tail_s": 45.0}
+        return cls(**{**base, **kw})
+
+
+class DemoError(RuntimeError):
+    """The demo could not run (a clear reason, no traceback)."""
+
+
+class Progress:
+    """One status line every ``every`` seconds: stage, readings sent/predicted, models, elapsed/ETA."""
+
+    def __init__(self, total_messages: int, rate: float, tail_s: float, scenarios: int, every: float) -> None:
+        self.began = time.monotonic()
+        self.total, self.rate, self.tail_s, self.scenarios, self.every = total_messages, rate, tail_s, scenarios, every
+        self.sent_before = 0
+        self.stage = "starting"
+        self._last = 0.0
+
+    def eta(self, sent_now: int, done_scenarios: int) -> float:
+        left = max(0, self.total - self.sent_before - sent_now)
+        return left / self.rate + (self.scenarios - done_scenarios) * self.tail_s * 0.5
+
+    def line(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.every:
+            return
+        self._last = now
+        print(f"[demo {_mmss(now - self.began)}] {self.stage}: {text}", flush=True)
+
+
+def _mmss(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+class Demo:
+    def __init__(self, opts: DemoOptions) -> None:
+        if opts.mode not in MODES:
+            raise DemoError(f"MODE must be one of {', '.join(MODES)}, not {opts.mode!r}")
+        self.opts = opts
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.report_dir = opts.out_root / f"demo-{stamp}"
+        self.logs = self.report_dir / "logs"
+        self.work = REPO / ".local" / f"demo-{stamp}"
+        self.results: dict[str, Any] = {"mode": opts.mode, "scenarios": {}}
+        self.series: dict[str, dict[str, Any]] = {}
+        self.scenarios = [sc.build(name, opts.rows) for name in opts.scenarios]
+        total = sum(len(s.messages) for s in self.scenarios)
+        self.progress = Progress(total, opts.rate, opts.tail_s, len(self.scenarios), opts.progress_s)
+        self.stack: LocalStack | None = None
+        self.router = None
+        self.batch_dir: Path | None = None
+        self.env: dict[str, str] = {}
+        self.status = "running"
+
+    # ---- top level -------------------------------------------------------------------------------
+    def run(self) -> Path:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        try:
+            with Supervisor(self.work / "children.json") as sup:
+                self.sup = sup
+                self._servers()
+                self._router()
+                self._trainer()
+                self._batch_model()
+                for i, scenario in enumerate(self.scenarios):
+                    self._scenario(scenario, i)
+                self.status = "ok"
+        except Interrupted as exc:
+            self.status = f"interrupted ({exc})"
+            print(f"\ndemo: {self.status}: everything started was stopped", flush=True)
+        except (StackError, DemoError) as exc:
+            self.status = f"failed: {exc}"
+            print(f"demo: {self.status}", file=sys.stderr, flush=True)
+        finally:
+            self.results["status"] = self.status
+            self.results["wall_seconds"] = round(time.monotonic() - began, 1)
+            if not self.opts.keep_state:
+                shutil.rmtree(self.work, ignore_errors=True)
+        from hybridstream.demo.report import write_report
+
+        write_report(self.report_dir, self.results, self.series, self.opts)
+        return self.report_dir
+
+    # ---- stages ----------------------------------------------------------------------------------
+    def _servers(self) -> None:
+        self.progress.stage = "servers"
+        print("demo: starting Kafka, radosgw (S3), ElasticMQ (SQS), mosquitto (mTLS) on 127.0.0.1", flush=True)
+        ports = {name: self.opts.ports.get(name, 0) for name in ("kafka", "radosgw", "sqs", "mosquitto")}
+        self.stack = LocalStack(state_root=self.work / "stack", ports=ports)
+        self.sup.on_stop(self.stack.stop)
+        self.stack.start()
+        for name, pid in self.stack.pids().items():
+            self.sup.adopt(name, pid)
+        self.env = {**os.environ, **self.stack.s3_env(), "PYTHONUNBUFFERED": "1"}
+        ports_text = ", ".join(f"{n} {v['port']}" for n, v in self.stack.info.items())
+        print(f"demo: servers up in {max(self.stack.timings.values()):.1f}s ({ports_text})", flush=True)
+
+    def _cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "hybridstream", *args]  # INFO logs into the child's log file
+
+    def _wait(self, name: str, proc, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None:
+            if time.monotonic() > deadline:
+                self.sup.stop(name)
+                raise DemoError(f"{name} did not finish in {timeout:.0f}s (log: {self.logs / (name + '.log')})")
+            time.sleep(0.2)
+        return proc.returncode
+
+    def _batch_model(self) -> None:
+        self.progress.stage = "batch model"
+        out = REPO / ".cache" / "demo" / "models"
+        print(f"demo: batch model pre-trained on {sc.HISTORY.relative_to(REPO)} (cached in {out.relative_to(REPO)})")
+        log = self.logs / "pretrain.log"
+        cmd = self._cli("train", "pretrain", "--csv", str(sc.HISTORY), "--out", str(out))
+        proc = self.sup.spawn("pretrain", cmd, log, env=self.env, cwd=REPO)
+        if self._wait("pretrain", proc, 600) != 0:
+            raise DemoError(f"pre-training the batch model failed (log: {log})")
+        summary = None
+        for line in reversed(log.read_text(errors="replace").splitlines()):
+            if line.startswith("{") and '"model_dir"' in line:
+                summary = json.loads(line)
+                break
+        if summary is None:
+            raise DemoError(f"pre-training printed no model_dir (log: {log})")
+        self.batch_dir = Path(summary["model_dir"])
+        self.results["batch_model"] = {"version": summary.get("version"), "status": summary.get("status")}
+        if self.opts.mode == "cloud":  # the cloud inference Lambda reads models/batch/LATEST
+            from model_contract import Manifest
+            from training_job.publish import ModelStore
+
+            store = ModelStore(self.stack.s3_client(), self.stack.buckets[1], "models", "rejected")
+            manifest = Manifest.from_json((self.batch_dir / "manifest.json").read_bytes())
+            store.publish((self.batch_dir / "model.tflite").read_bytes(), manifest)
+
+    def _router(self) -> None:
+        from hybridstream.localstack.iot_router import from_stack
+
+        self.progress.stage = "iot router"
+        self.router = from_stack(self.stack.stack_file, self.opts.mode)
+        self.router.start()
+        self.sup.on_stop(self._stop_router)
+        print(f"demo: IoT rule router: {len(self.router.rules)} rules of mode {self.opts.mode} (infra.topic_rules)")
+
+    def _stop_router(self) -> None:
+        if self.router is not None:
+            self.router.stop()
+            self.router.mqtt.close()
+            self.router = None
+
+    def _trainer(self) -> None:
+        self.progress.stage = "trainer"
+        info = self.stack.info
+        common = ["--bucket", self.stack.buckets[1], "--name", "speed-{thing}"]
+        if self.opts.epochs:
+            common += ["--epochs", str(self.opts.epochs)]
+        if self.opts.mode == "edge":
+            self.outbox = self.work / "edge-outbox"
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            cmd = self._cli("train", "worker", "--watch", str(self.outbox), "--poll", "1", "--settle", "0.5", *common)
+        else:
+            cmd = self._cli(
+                "train", "worker", "--queue", info["sqs"]["queue_url"], "--windows-bucket", self.stack.buckets[0],
+                "--wait", "1", "--lease", "60", *common,
+            )  # fmt: skip
+        self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=self.env, cwd=REPO)
+
+    # ---- one scenario ------------------------------------------------------------------------------
+    def _edge_config(self, scenario: sc.Scenario, thing: str, topics: dict[str, str]) -> Path:
+        mq = self.stack.servers["mosquitto"]
+        cert = mq.client_cert(thing)  # the simulated Pi's own certificate, signed by the local CA
+        endpoint = self.stack.info["radosgw"]["endpoint"]
+        windows: dict[str, Any] = {"max_records": self.opts.window, "max_seconds": 3600}
+        if self.opts.mode == "edge":
+            windows |= {"uploader": "local", "local_root": str(self.outbox)}
+        else:
+            windows |= {"uploader": "s3", "bucket": self.stack.buckets[0], "s3_endpoint_url": endpoint}
+        cfg = {
+            "thing_name": thing,
+            "bootstrap": self.stack.info["kafka"]["bootstrap"],
+            "group_id": self._group,
+            "topics": topics,
+            "models": {
+                "batch": str(self.batch_dir / "model.tflite"),
+                "speed": "",
+                "speed_name": f"speed-{thing}",
+                "s3_endpoint_url": endpoint,
+            },
+            "windows": windows,
+            "mqtt": {
+                "transport": "mtls",
+                "endpoint": "127.0.0.1",
+                "port": mq.port,
+                "cert": str(cert.cert),
+                "key": str(cert.key),
+                "ca": str(mq.ca),
+                "flow_control": False,
+                "metrics_interval_s": 5,
+            },
+            "state_dir": str(self.work / f"edge-state-{scenario.name}"),
+            "metrics_interval_s": 5,
+            "log_interval_s": 10,
+        }
+        path = self.logs / f"edge-{scenario.name}.json"
+        path.write_text(json.dumps(cfg, indent=1))
+        return path
+
+    def _start_edge(self, name: str, config: Path, collector: Collector, started_before: int) -> None:
+        sub = "forward" if self.opts.mode == "cloud" else "run"
+        self.sup.spawn(name, self._cli("edge", sub, "--config", str(config)), self.logs / f"{name}.log", env=self.env)
+        deadline = time.monotonic() + 90
+        while len(collector.events("started")) <= started_before:
+            proc = self.sup.children.get(name)
+            if proc is None or proc.poll() is not None:
+                raise DemoError(f"the edge app exited at start (log: {self.logs / (name + '.log')})")
+            if time.monotonic() > deadline:
+                raise DemoError(f"the edge app did not start in 90 s (log: {self.logs / (name + '.log')})")
+            time.sleep(0.2)
+        self._wait_assigned(name, deadline)
+
+    def _wait_assigned(self, name: str, deadline: float) -> None:
+        """Wait until the edge app's consumer group is stable with its partition assigned, so the first
+        readings are not queued behind the group join (that would be start-up time, not latency)."""
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        group = self._group
+        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"]})
+        while time.monotonic() < deadline:
+            try:
+                desc = admin.describe_consumer_groups([group])[group].result(10)
+                if desc.state == ConsumerGroupState.STABLE and any(m.assignment.topic_partitions for m in desc.members):
+                    return
+            except Exception:  # the group may not exist yet
+                pass
+            time.sleep(0.2)
+        raise DemoError(f"the edge app's consumer group {group} got no partition in time (log: {name}.log)")
+
+    def _create_topics(self, topics: list[str]) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"]})
+        futures = admin.create_topics([NewTopic(t, 1, 1) for t in topics])
+        for topic, fut in futures.items():
+            try:
+                fut.result(30)
+            except Exception as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise DemoError(f"could not create Kafka topic {topic}: {exc}") from exc
+
+    def _models_count(self, thing: str) -> tuple[int, int]:
+        """(published, refused) speed models of ``thing`` in the models bucket."""
+        s3 = self.stack.s3_client()
+        counts = []
+        for prefix in (f"models/speed-{thing}/", f"rejected/speed-{thing}/"):
+            n, token = 0, {}
+            while True:
+                resp = s3.list_objects_v2(Bucket=self.stack.buckets[1], Prefix=prefix, **token)
+                n += sum(1 for o in resp.get("Contents", []) if o["Key"].endswith("/manifest.json"))
+                if not resp.get("IsTruncated"):
+                    break
+                token = {"ContinuationToken": resp["NextContinuationToken"]}
+            counts.append(n)
+        return counts[0], counts[1]
+
+    def _queue_busy(self) -> bool:
+        if self.opts.mode == "edge":
+            skip = ("done", "rejected")
+            return any(p.relative_to(self.outbox).parts[0] not in skip for p in self.outbox.rglob("*.csv"))
+        sqs = self.router.sqs
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=self.stack.info["sqs"]["queue_url"],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) > 0
+
+    def _scenario(self, scenario: sc.Scenario, index: int) -> None:
+        from confluent_kafka import Producer
+
+        opts = self.opts
+        thing = f"pi-{scenario.name}"
+        prefix = f"demo.{scenario.name}."
+        topics = {r: prefix + r for r in ("readings", "predictions", "metrics", "deadletter", "events", "notices")}
+        self._create_topics(list(topics.values()))
+        collector = Collector(
+            self.stack.info["kafka"]["bootstrap"],
+            {"predictions": topics["predictions"], "deadletter": topics["deadletter"], "events": topics["events"]},
+        ).start()
+        self.sup.on_stop(collector.stop)
+        self._group = f"edge-{thing}"
+        config = self._edge_config(scenario, thing, topics)
+        edge = f"edge-{scenario.name}"
+        p = self.progress
+        p.stage = f"{scenario.name} ({index + 1}/{len(self.scenarios)})"
+        print(f"demo: scenario {scenario.name}: {scenario.description}; {scenario.clean} readings", flush=True)
+        self._start_edge(edge, config, collector, 0)
+
+        send_times: dict[str, float] = {}
+        sent = [0]
+        failure: list[str] = []
+        producer = Producer({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "linger.ms": 2})
+
+        def replay() -> None:
+            try:
+                t0 = time.monotonic()
+                for i, msg in enumerate(scenario.messages):
+                    delay = t0 + i / opts.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    if msg.key is not None:
+                        send_times[msg.key] = time.time()
+                    producer.produce(topics["readings"], msg.value, b"turbine-1")
+                    producer.poll(0)
+                    sent[0] = i + 1
+                if producer.flush(30):
+                    failure.append("readings not all acknowledged by Kafka")
+            except Exception as exc:
+                failure.append(str(exc))
+
+        sender = threading.Thread(target=replay, name="demo-replay", daemon=True)
+        began = time.time()
+        sender.start()
+        crash: dict[str, Any] = {}
+        models = (0, 0)
+        last_models = 0.0
+
+        def status() -> str:
+            return (
+                f"sent {sent[0]}/{len(scenario.messages)}, predicted {len(collector.keys)}/{scenario.clean}, "
+                f"deadletter {collector.count('deadletter')} | windows {len(collector.events('window_uploaded'))}, "
+                f"models trained {models[0] + models[1]} (refused {models[1]}), "
+                f"swapped {len(collector.events('model_swapped'))} | ETA {_mmss(p.eta(sent[0], index))}"
+            )
+
+        while sender.is_alive():
+            if scenario.crash_at is not None and not crash and sent[0] >= scenario.crash_at:
+                before = len(collector.keys)
+                self.sup.kill(edge)
+                crash = {"killed_at_sent": sent[0], "predicted_before": before, "at": time.time()}
+                p.line(f"edge app SIGKILLed after {sent[0]} readings; restarting it", force=True)
+                self._start_edge(edge, config, collector, len(collector.events("started")))
+                crash["restart_s"] = round(time.time() - crash["at"], 2)
+            if time.monotonic() - last_models > 2:
+                models, last_models = self._models_count(thing), time.monotonic()
+            p.line(status())
+            time.sleep(0.1)
+        if failure:
+            raise DemoError(f"replay into Kafka failed: {failure[0]}")
+        # every clean reading predicted?
+        deadline = time.monotonic() + 60
+        while len(collector.keys) < scenario.clean and time.monotonic() < deadline:
+            p.line(status())
+            time.sleep(0.2)
+        # models still in flight: give them tail_s to arrive and be swapped in
+        p.stage = f"{scenario.name}: models in flight"
+        deadline = time.monotonic() + opts.tail_s
+        while time.monotonic() < deadline:
+            models = self._models_count(thing)
+            swapped = len(collector.events("model_swapped")) + len(collector.events("model_rejected"))
+            announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(f"speed-{thing}/"))
+            if not self._queue_busy() and swapped >= announced:
+                break
+            p.line(status())
+            time.sleep(0.5)
+        p.stage = f"{scenario.name}: stopping the edge app"
+        code = self.sup.stop(edge, timeout=45)
+        p.sent_before += len(scenario.messages)
+        time.sleep(1.0)  # the collector catches the final events
+        collector.stop()
+        models = self._models_count(thing)
+        self._summarise(scenario, thing, collector, send_times, began, crash, models, code)
+        print(f"demo: scenario {scenario.name} done: {status()}", flush=True)
+
+    # ---- results of one scenario -----------------------------------------------------------------
+    def _summarise(self, scenario, thing, collector, send_times, began, crash, models, exit_code) -> None:
+        preds_all = collector.records["predictions"]
+        preds = unique_predictions(preds_all)
+        errors = error_series(preds)
+        approaches = accuracy(errors)
+        latency = []
+        kafka_in, app_us = [], []
+        for rec in preds:
+            sent_at = send_times.get(rec.get("key"))
+            if sent_at is not None and rec.get("_ts_ms"):
+                latency.append(rec["_ts_ms"] - sent_at * 1000)
+            if isinstance(rec.get("lag_ms"), int | float):
+                kafka_in.append(float(rec["lag_ms"]))
+            if isinstance(rec.get("latency_us"), int | float):
+                app_us.append(rec["latency_us"] / 1000)
+        swaps = collector.events("model_swapped")
+        uploads = collector.events("window_uploaded")
+        freshness = self._freshness(thing, swaps, uploads)
+        expected_keys = {m.key for m in scenario.messages if m.key is not None}
+        unpredicted = len(expected_keys - collector.keys)
+        index = {rec["key"]: i for i, rec in enumerate(preds)}
+        drift_rows = [index.get(f"{e.get('device')}|{e.get('timestamp')}") for e in collector.events("drift")]
+        swap_rows, last = [], None
+        for i, rec in enumerate(preds):
+            version = (rec.get("models") or {}).get("speed")
+            if last is not None and version != last:
+                swap_rows.append(i)
+            last = version
+        result = {
+            "approaches": {k: {"rmse": v["rmse"], "mae": v["mae"]} for k, v in approaches.items()},
+            "readings": scenario.clean,
+            "predicted": len(expected_keys & collector.keys),
+            "model_swaps": len(swaps),
+            "deadletter": collector.count("deadletter"),
+            "latency_ms": percentiles(latency, 50, 99),
+            "model_freshness_s": _freshness_summary(freshness),
+            "unpredicted": unpredicted,
+            "malformed_sent": scenario.malformed,
+            "replayed": collector.duplicates,
+            "scored_readings": approaches["dynamic"]["n"],
+            "models_published": models[0],
+            "models_refused": models[1],
+            "models_rejected_by_edge": len(collector.events("model_rejected")),
+            "windows_uploaded": len(uploads),
+            "drift_events": len(drift_rows),
+            "deadletter_reasons": _reasons(collector.records["deadletter"]),
+            "latency_stages_ms": {
+                "reading_to_prediction": percentiles(latency, 50, 90, 99),
+                "kafka_to_edge_loop": percentiles(kafka_in, 50, 90, 99),
+                "edge_processing": percentiles(app_us, 50, 90, 99),
+            },
+            "edge_exit_code": exit_code,
+            "seconds": round(time.time() - began, 1),
+            "description": scenario.description,
+        }
+        if crash:
+            result["crash"] = crash
+        if collector.error:
+            result["collector_error"] = collector.error
+        self.results["scenarios"][scenario.name] = result
+        self.series[scenario.name] = {
+            "errors": errors,
+            "weights": [((r.get("weights") or {}).get("speed")) for r in preds],
+            "swap_rows": swap_rows,
+            "drift_rows": [r for r in drift_rows if r is not None],
+            "change_points": list(scenario.change_points),
+            "latency": {"reading_to_prediction": latency, "kafka_to_edge_loop": kafka_in, "edge_processing": app_us},
+            "freshness": freshness,
+        }
+
+    def _freshness(self, thing: str, swaps: list[dict], uploads: list[dict]) -> list[float]:
+        """Seconds from a window's upload to the model trained on it serving on the edge."""
+        uploaded = {}
+        for u in uploads:
+            uploaded[u.get("key") or ""] = float(u["at"])
+            uploaded[u.get("uri") or ""] = float(u["at"])
+        out = []
+        s3 = self.stack.s3_client()
+        for swap in swaps:
+            version = swap.get("new_version")
+            try:
+                body = s3.get_object(Bucket=self.stack.buckets[1], Key=f"models/speed-{thing}/{version}/manifest.json")[
+                    "Body"
+                ].read()
+            except Exception:
+                continue
+            source = (json.loads(body).get("window") or {}).get("source", "")
+            key = source.split("/", 3)[-1] if source.startswith("s3://") else source
+            at = uploaded.get(source) or uploaded.get(key)
+            if at is None and self.opts.mode == "edge":
+                at = next((v for k, v in uploaded.items() if k and Path(k).name == Path(source).name), None)
+            if at is not None:
+                out.append(round(float(swap["at"]) - at, 3))
+        return out
+
+
+def _freshness_summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "max": None}
+    return {"p50": percentiles(values, 50)["p50"], "max": round(max(values), 3)}
+
+
+def _reasons(records: list[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        out[str(r.get("reason"))] = out.get(str(r.get("reason")), 0) + 1
+    return out
