@@ -1,0 +1,245 @@
+"""The Pi's install script (hybridstream/fleet/pi/install.sh): shellcheck clean, and run for real as far
+as it goes offline: a bundle made by ``hybridstream.fleet.bundle``, unpacked, then ``install.sh`` in a
+throwaway root with the boundary stubbed by PATH shims (apt-get/dpkg/dpkg-query: a fake package
+database; curl: canned downloads; java: ``-version``, the nucleus's ``--version`` and the installer,
+which records its arguments and creates the root's config/). A second run is a no-op.
+
+The installer invocation follows the Greengrass guide for fleet provisioning
+(https://docs.aws.amazon.com/greengrass/v2/developerguide/fleet-provisioning.html: ``--trusted-plugin``
+with the FleetProvisioningByClaim jar, ``--init-config``, ``--component-default-user ggc_user:ggc_group``,
+``--setup-system-service true``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybridstream.fleet import bundle
+
+SCRIPT = Path(bundle.__file__).parent / "pi" / "install.sh"
+NUCLEUS_VERSION = "2.14.3"
+
+SHIMS = {
+    "apt-get": """#!/bin/bash
+echo "apt-get $*" >>"$SHIM_LOG"
+if [ "$1" = install ]; then
+  for a in "$@"; do case "$a" in -*|install) ;; *) echo "$a" >>"$FAKE_DPKG_DB" ;; esac; done
+fi
+""",
+    "dpkg-query": """#!/bin/bash
+pkg="${!#}"
+grep -qx "$pkg" "$FAKE_DPKG_DB" 2>/dev/null && printf 'install ok installed' && exit 0
+exit 1
+""",
+    "dpkg": """#!/bin/bash
+[ "$1" = --print-architecture ] && echo "$FAKE_DEB_ARCH"
+""",
+    "curl": """#!/bin/bash
+echo "curl $*" >>"$SHIM_LOG"
+out=""; url=""
+while [ $# -gt 0 ]; do case "$1" in -o) out="$2"; shift 2 ;; -*) shift ;; *) url="$1"; shift ;; esac; done
+case "$url" in
+  *greengrass-nucleus-latest.zip|*/greengrass-2*.zip) cp "$FAKE_NUCLEUS_ZIP" "$out" ;;
+  *.jar) echo "plugin jar" >"$out" ;;
+  *AmazonRootCA1.pem) echo "-----BEGIN CERTIFICATE-----" >"$out" ;;
+  *) echo "unexpected url $url" >&2; exit 22 ;;
+esac
+""",
+    "java": """#!/bin/bash
+if [ "$1" = -version ]; then
+  grep -qx openjdk-17-jre-headless "$FAKE_DPKG_DB" 2>/dev/null || exit 127
+  echo 'openjdk version "17.0.9" 2023-10-17' >&2; exit 0
+fi
+if [ "$1" = -jar ] && [ "$3" = --version ]; then echo "AWS Greengrass v__VERSION__"; exit 0; fi
+echo "java $*" >>"$SHIM_LOG"
+root=""; cfg=""
+for a in "$@"; do case "$a" in -Droot=*) root="${a#-Droot=}" ;; esac; done
+while [ $# -gt 0 ]; do [ "$1" = --init-config ] && cfg="$2"; shift; done
+mkdir -p "$root/config" && cp "$cfg" "$root/config/effectiveConfig.yaml"
+""".replace("__VERSION__", NUCLEUS_VERSION),
+}
+
+
+def test_shellcheck_clean():
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.fail("shellcheck missing: `make setup` installs it (scripts/setup.sh)")
+    result = subprocess.run([shellcheck, "--severity=style", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture
+def pi(tmp_path):
+    """A throwaway Pi: shims on PATH, a fake package database, an unpacked bundle."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    for name, body in SHIMS.items():
+        (shims / name).write_text(body)
+        (shims / name).chmod(0o755)
+    nucleus = tmp_path / "nucleus.zip"
+    with zipfile.ZipFile(nucleus, "w") as z:
+        z.writestr("lib/Greengrass.jar", b"not really a jar")
+        z.writestr("LICENSE", b"license")
+
+    def unpack(arch: str = "aarch64", provisioning: str = "claim") -> Path:
+        settings = bundle.DeviceSettings(
+            thing_name="hybridstream-pi0001",
+            serial="pi0001",
+            arch=arch,
+            region="eu-west-1",
+            iot_data_endpoint="abc-ats.iot.eu-west-1.amazonaws.com",
+            iot_credential_endpoint="abc.credentials.iot.eu-west-1.amazonaws.com",
+            role_alias="hybridstream-tes-alias",
+            provisioning_template="hybridstream-fleet-provisioning",
+        )
+        content = bundle.files(
+            settings, provisioning, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN RSA PRIVATE KEY-----\n"
+        )
+        tar = bundle.write(tmp_path / "bundle.tar", settings.thing_name, content)
+        dest = tmp_path / "home"
+        with tarfile.open(tar) as t:
+            t.extractall(dest, filter="data")
+        return dest / settings.thing_name
+
+    env = {
+        "PATH": f"{shims}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HYBRIDSTREAM_PI_ROOT": str(tmp_path / "root"),
+        "SHIM_LOG": str(tmp_path / "calls.log"),
+        "FAKE_DPKG_DB": str(tmp_path / "dpkg.db"),
+        "FAKE_DEB_ARCH": "arm64",
+        "FAKE_NUCLEUS_ZIP": str(nucleus),
+    }
+    (tmp_path / "dpkg.db").write_text("")
+    return tmp_path, unpack, env
+
+
+def run(folder: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(folder / "install.sh"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def calls(tmp: Path) -> list[str]:
+    log = tmp / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_install_then_second_run_is_a_no_op(pi):
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    first = run(folder, env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    log = calls(tmp)
+    installs = [c for c in log if c.startswith("apt-get install")]
+    assert len(installs) == 1 and "openjdk-17-jre-headless" in installs[0] and "python3-venv" in installs[0]
+    assert "librdkafka-dev" not in installs[0]  # aarch64 has confluent-kafka wheels
+    downloads = [c for c in log if c.startswith("curl")]
+    assert any("greengrass-nucleus-latest.zip" in c for c in downloads)
+    assert any("fleetprovisioningbyclaim-latest.jar" in c for c in downloads)
+    assert any("AmazonRootCA1.pem" in c for c in downloads)
+    gg_root = tmp / "root" / "greengrass" / "v2"
+    installer = next(c for c in log if c.startswith("java "))
+    assert f"-Droot={gg_root}" in installer
+    assert "--trusted-plugin" in installer and "aws.greengrass.FleetProvisioningByClaim.jar" in installer
+    assert "--component-default-user ggc_user:ggc_group" in installer and "--setup-system-service true" in installer
+    config = yaml.safe_load((gg_root / "config" / "effectiveConfig.yaml").read_text())
+    assert config["services"]["aws.greengrass.Nucleus"]["version"] == NUCLEUS_VERSION
+    plugin = config["services"]["aws.greengrass.FleetProvisioningByClaim"]["configuration"]
+    assert plugin["rootPath"] == str(gg_root)
+    assert plugin["claimCertificatePath"] == f"{gg_root}/claim-certs/claim.pem.crt"
+    assert (gg_root / "claim-certs" / "claim.pem.crt").exists()
+    assert not (gg_root / "claim-certs" / "claim.private.pem.key").exists()  # removed once provisioned
+    assert oct((gg_root / "claim-certs").stat().st_mode & 0o777) == "0o700"
+    assert (gg_root / ".hybridstream-installed").read_text().startswith("hybridstream-pi0001 ")
+
+    second = run(folder, env)
+    assert second.returncode == 0, second.stderr
+    assert "already installed as hybridstream-pi0001 from this bundle: nothing to do" in second.stdout
+    assert calls(tmp) == log  # no apt, no download, no installer
+
+
+def test_arm_installs_the_build_dependencies_and_warns_about_tflite(pi):
+    tmp, unpack, env = pi
+    folder = unpack("arm")
+    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf"})
+    assert result.returncode == 0, result.stderr
+    install = next(c for c in calls(tmp) if c.startswith("apt-get install"))
+    for pkg in ("python3-dev", "build-essential", "librdkafka-dev"):
+        assert pkg in install
+    assert "tflite-runtime has armv7l wheels only for Python 3.9" in result.stderr
+
+
+def test_wrong_architecture_is_refused_before_anything(pi):
+    tmp, unpack, env = pi
+    folder = unpack("arm")
+    result = run(folder, env)  # the machine says arm64 -> aarch64
+    assert result.returncode == 1
+    assert "this bundle is for arm but this machine is aarch64" in result.stderr
+    assert calls(tmp) == []
+
+
+def test_existing_java_17_and_packages_are_kept(pi):
+    tmp, unpack, env = pi
+    (tmp / "dpkg.db").write_text(
+        "\n".join(
+            ["ca-certificates", "curl", "unzip", "python3", "python3-venv", "python3-pip", "openjdk-17-jre-headless"]
+        )
+        + "\n"
+    )
+    folder = unpack("aarch64")
+    result = run(folder, env)
+    assert result.returncode == 0, result.stderr
+    assert "apt: prerequisites already installed" in result.stdout
+    assert not any(c.startswith("apt-get") for c in calls(tmp))
+
+
+def test_device_cert_bundle_uses_no_plugin(pi):
+    tmp, unpack, env = pi
+    folder = unpack("aarch64", provisioning="device-cert")
+    result = run(folder, env)
+    assert result.returncode == 0, result.stderr
+    log = calls(tmp)
+    assert not any("fleetprovisioningbyclaim" in c for c in log)
+    installer = next(c for c in log if c.startswith("java "))
+    assert "--trusted-plugin" not in installer
+    gg_root = tmp / "root" / "greengrass" / "v2"
+    config = yaml.safe_load((gg_root / "config" / "effectiveConfig.yaml").read_text())
+    assert config["system"]["certificateFilePath"] == f"{gg_root}/device-certs/device.pem.crt"
+    assert (gg_root / "device-certs" / "device.private.pem.key").exists()  # its own key stays
+
+
+def test_dry_run_changes_nothing(pi):
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    result = run(folder, env, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "(dry run) apt-get install" in result.stdout
+    assert calls(tmp) == [] and not (tmp / "root").exists()
+
+
+def test_failed_download_stops_with_a_clear_error(pi):
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    result = run(folder, {**env, "FAKE_NUCLEUS_ZIP": str(tmp / "missing.zip")})
+    assert result.returncode != 0
+    assert not (tmp / "root" / "greengrass" / "v2" / ".hybridstream-installed").exists()
+    # the retry after the network is back completes
+    assert run(folder, env).returncode == 0
+
+
+def test_help_and_unknown_option(pi):
+    _, unpack, env = pi
+    folder = unpack()
+    assert "sudo ./install.sh" in run(folder, env, "--help").stdout
+    bad = run(folder, env, "--bogus")
+    assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
+    assert os.access(folder / "install.sh", os.X_OK)
