@@ -1,8 +1,10 @@
 """Feature building: lags of the spec's columns as an LSTM input sequence.
 
-A model forecasts the target's *next* value from the most recent readings. With
-``lags=(1, 2)`` the input for the target at step ``t`` is the rows at ``t-2`` and ``t-1``
-(oldest first), each holding every column of the spec, scaled. :func:`build_supervised`
+A model forecasts the target ``horizon`` readings ahead (default 1: the *next* value) from
+the most recent readings. With ``lags=(1, 2)`` the input for the target at step ``t`` is the
+rows at ``t-2`` and ``t-1`` (oldest first), each holding every column of the spec, scaled;
+with ``horizon=H`` the same input forecasts the target at step ``t + H - 1`` (``H`` steps
+after the newest reading seen). :func:`build_supervised`
 builds these for a whole table (training); :class:`FeatureBuffer` builds the same input
 online, one reading at a time (serving). Tests assert the two agree.
 """
@@ -33,9 +35,11 @@ class BadRecord(ValueError):
 class FeatureSpec:
     """Which columns feed the model, which one it forecasts, and which lags it sees.
 
+    ``horizon`` (>= 1) is how many readings after the newest one seen the forecast is for.
+
     >>> spec = FeatureSpec()
-    >>> spec.target, spec.lags, spec.input_shape
-    ('Ot_avg', (1, 2), (2, 5))
+    >>> spec.target, spec.lags, spec.input_shape, spec.horizon
+    ('Ot_avg', (1, 2), (2, 5), 1)
     """
 
     columns: tuple[str, ...] = DEFAULT_COLUMNS
@@ -43,6 +47,7 @@ class FeatureSpec:
     lags: tuple[int, ...] = (1, 2)
     timestamp_column: str = "Date_time"
     device_column: str = "device"
+    horizon: int = 1
     _order: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -54,6 +59,9 @@ class FeatureSpec:
             raise ValueError(f"target {self.target!r} must be one of the columns")
         if not self.lags or any(lag < 1 for lag in self.lags) or len(set(self.lags)) != len(self.lags):
             raise ValueError("lags must be distinct integers >= 1")
+        if isinstance(self.horizon, bool) or int(self.horizon) != self.horizon or self.horizon < 1:
+            raise ValueError("horizon must be an integer >= 1 (readings ahead)")
+        object.__setattr__(self, "horizon", int(self.horizon))
         object.__setattr__(self, "columns", tuple(self.columns))
         object.__setattr__(self, "lags", tuple(sorted(int(x) for x in self.lags)))
         object.__setattr__(self, "_order", tuple(sorted(self.lags, reverse=True)))
@@ -72,13 +80,17 @@ class FeatureSpec:
         return (len(self.lags), len(self.columns))
 
     def to_dict(self) -> dict:
-        return {
+        """JSON-friendly; ``horizon`` is written only when it is not 1 (older manifests stay valid and equal)."""
+        out = {
             "columns": list(self.columns),
             "target": self.target,
             "lags": list(self.lags),
             "timestamp_column": self.timestamp_column,
             "device_column": self.device_column,
         }
+        if self.horizon != 1:
+            out["horizon"] = self.horizon
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping) -> FeatureSpec:
@@ -88,6 +100,7 @@ class FeatureSpec:
             lags=tuple(data["lags"]),
             timestamp_column=data.get("timestamp_column", "Date_time"),
             device_column=data.get("device_column", "device"),
+            horizon=int(data.get("horizon", 1)),
         )
 
     def parse_values(self, record: Mapping) -> list[float]:
@@ -125,20 +138,26 @@ def rows_to_matrix(rows: Sequence[Mapping], spec: FeatureSpec) -> np.ndarray:
 def build_supervised(matrix: np.ndarray, spec: FeatureSpec, scaler: Scaler) -> tuple[np.ndarray, np.ndarray]:
     """Turn a (rows, columns) matrix into model inputs X (n, steps, columns) and scaled targets y.
 
+    Sample ``i`` reads rows ``i .. i + max_lag - 1``; its target is row ``i + max_lag + horizon - 1``.
+
     >>> import numpy as np
     >>> spec = FeatureSpec(columns=("a", "b"), target="b", lags=(1, 2))
     >>> m = np.arange(10, dtype=float).reshape(5, 2)
     >>> X, y = build_supervised(m, spec, Scaler.identity(2, 1))
     >>> X.shape, y.tolist()
     ((3, 2, 2), [5.0, 7.0, 9.0])
+    >>> two_ahead = FeatureSpec(columns=("a", "b"), target="b", lags=(1, 2), horizon=2)
+    >>> X, y = build_supervised(m, two_ahead, Scaler.identity(2, 1))
+    >>> X.shape, y.tolist()
+    ((2, 2, 2), [7.0, 9.0])
     """
     scaled = scaler.transform(matrix).astype(np.float32)
-    n = matrix.shape[0] - spec.max_lag
+    n = matrix.shape[0] - spec.max_lag - spec.horizon + 1
     if n <= 0:
         return np.empty((0, *spec.input_shape), np.float32), np.empty((0,), np.float32)
     steps = [scaled[spec.max_lag - lag : spec.max_lag - lag + n] for lag in spec._order]
     X = np.stack(steps, axis=1)
-    y = scaled[spec.max_lag :, spec.target_index].astype(np.float32)
+    y = scaled[spec.max_lag + spec.horizon - 1 :, spec.target_index].astype(np.float32)
     return np.ascontiguousarray(X), y
 
 

@@ -1,8 +1,13 @@
 """The LSTM regressor: build, train (early stopping, fixed seeds), export to builtin-op TFLite.
 
-TensorFlow is imported here and only here (never by the edge app). The default is the
+TensorFlow is imported here and only here (never by the edge app). The network is the
 prototype's LSTM(40) -> Dense(10, relu) -> Dense(1); everything is configurable via
-:class:`TrainConfig`.
+:class:`TrainConfig`. With ``residual=True`` (the default) the network learns the *change*
+from the newest reading of the target: its output is ``x[newest, target] + f(x)`` (in the
+scaled units the target shares with its input column), with ``f`` starting at 0, so an
+untrained model is the persistence forecast. The addition is inside the exported TFLite
+graph, so the model still outputs the level and every consumer (edge, guardrail, eval)
+serves it unchanged.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ class TrainConfig:
     holdout_fraction: float = 0.2
     seed: int = 42
     scale: bool = True
+    residual: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +107,7 @@ class TrainedModel:
     manifest: Manifest
     X_holdout: np.ndarray = field(repr=False)
     y_holdout: np.ndarray = field(repr=False)
+    weights: list | None = field(default=None, repr=False)  # the Keras weights (warm starts)
 
 
 def _keras():
@@ -113,14 +120,24 @@ def _keras():
     return sys.modules["keras"]
 
 
-def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = False):
-    """The Keras model; ``unroll=True`` gives the twin that converts to builtin ops only."""
+def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = False, target_index: int = -1):
+    """The Keras model; ``unroll=True`` gives the twin that converts to builtin ops only.
+
+    ``cfg.residual``: output = newest input value of column ``target_index`` + the network's
+    output (whose last layer starts at zero: the untrained model is persistence).
+    """
     keras = _keras()
     inputs = keras.Input(shape=input_shape, name="lags")
     x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name="lstm")(inputs)
     x = keras.layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
-    outputs = keras.layers.Dense(1, name="forecast")(x)
-    return keras.Model(inputs, outputs, name="hybridstream_lstm")
+    if not cfg.residual:
+        outputs = keras.layers.Dense(1, name="forecast")(x)
+        return keras.Model(inputs, outputs, name="hybridstream_lstm")
+    ti = target_index % input_shape[1]
+    change = keras.layers.Dense(1, kernel_initializer="zeros", name="change")(x)
+    last = keras.layers.Lambda(lambda t: t[:, -1, ti : ti + 1], output_shape=(1,), name="newest_target")(inputs)
+    outputs = keras.layers.Add(name="forecast")([last, change])
+    return keras.Model(inputs, outputs, name="hybridstream_lstm_residual")
 
 
 def holdout_size(n_samples: int, fraction: float) -> int:
@@ -140,19 +157,20 @@ def split_holdout(X: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.nda
 def training_rows(n_rows: int, spec: FeatureSpec, fraction: float) -> int:
     """How many of a window's oldest rows the training samples use (as lags or as targets).
 
-    Sample ``i`` of :func:`~model_contract.build_supervised` reads rows ``i .. i + max_lag``
-    (its target is row ``i + max_lag``), so the first ``n_train`` samples touch exactly the
-    first ``n_train + max_lag`` rows; the holdout's targets are all the rows after those.
+    Sample ``i`` of :func:`~model_contract.build_supervised` reads rows ``i .. i + max_lag - 1``
+    (its target is row ``i + max_lag + horizon - 1``), so the first ``n_train`` samples touch
+    exactly the first ``n_train + max_lag + horizon - 1`` rows; the holdout's targets are all
+    the rows after those.
     The scaler is fitted on these rows only, so no holdout statistics leak into training,
     early stopping, the holdout metrics or the guardrail.
 
     >>> training_rows(150, FeatureSpec(), 0.2)  # 148 samples, 30 held out, 118 train -> rows 0..119
     120
     """
-    n_samples = n_rows - spec.max_lag
+    n_samples = n_rows - spec.max_lag - spec.horizon + 1
     if n_samples < 2:
-        raise ValueError(f"too few rows ({n_rows}) for lags {spec.lags}")
-    return n_samples - holdout_size(n_samples, fraction) + spec.max_lag
+        raise ValueError(f"too few rows ({n_rows}) for lags {spec.lags} and horizon {spec.horizon}")
+    return n_samples - holdout_size(n_samples, fraction) + spec.max_lag + spec.horizon - 1
 
 
 def _progress_callback(keras, cfg: TrainConfig, cancel: Cancel | None, every_seconds: float = 10.0):
@@ -192,14 +210,21 @@ def fit(
     X_val: np.ndarray,
     y_val: np.ndarray,
     cancel: Cancel | None = None,
+    target_index: int = -1,
+    init_weights: list | None = None,
 ):
-    """Train with early stopping on the holdout; deterministic for a given seed and data."""
+    """Train with early stopping on the holdout; deterministic for a given seed and data.
+
+    ``init_weights`` (a same-shaped model's ``get_weights()``) warm-starts the training.
+    """
     keras = _keras()
     import tensorflow as tf  # noqa: PLC0415
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_model(X.shape[1:], cfg)
+    model = build_model(X.shape[1:], cfg, target_index=target_index)
+    if init_weights is not None:
+        model.set_weights(init_weights)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=cfg.loss)
     stop = keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True)
     progress = _progress_callback(keras, cfg, cancel)
@@ -218,11 +243,11 @@ def fit(
     return model
 
 
-def export_tflite(model, input_shape: tuple[int, int], cfg: TrainConfig) -> bytes:
+def export_tflite(model, input_shape: tuple[int, int], cfg: TrainConfig, target_index: int = -1) -> bytes:
     """Convert to float32 TFLite with builtin ops only (via the unrolled twin)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    twin = build_model(input_shape, cfg, unroll=True)
+    twin = build_model(input_shape, cfg, unroll=True, target_index=target_index)
     twin.set_weights(model.get_weights())
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -255,11 +280,24 @@ def package_versions() -> dict[str, str]:
 TRAINER_REVISION = 2
 
 
-def model_version(matrix: np.ndarray, spec: FeatureSpec, cfg: TrainConfig, kind: str) -> str:
-    """The content-derived version of the model :func:`train_matrix` makes from these inputs."""
+def model_version(
+    matrix: np.ndarray,
+    spec: FeatureSpec,
+    cfg: TrainConfig,
+    kind: str,
+    init_weights: list | None = None,
+    scaler: Scaler | None = None,
+) -> str:
+    """The content-derived version of the model :func:`train_matrix` makes from these inputs.
+
+    A warm start (``init_weights``, with the ``scaler`` it came with) is part of the inputs.
+    """
     parts = [matrix.astype(np.float64).tobytes(), str(spec.to_dict()), str(cfg.to_dict()), kind]
     if TRAINER_REVISION > 1:
         parts.append(f"trainer-revision-{TRAINER_REVISION}")
+    if init_weights is not None:
+        parts += ["warm-start", *(np.asarray(w, dtype=np.float32).tobytes() for w in init_weights)]
+        parts.append(str(scaler.to_dict()) if scaler is not None else "")
     return content_version(*parts)
 
 
@@ -273,28 +311,34 @@ def train_matrix(
     window: dict | None = None,
     created_at: str = "",
     cancel: Cancel | None = None,
+    init_weights: list | None = None,
+    scaler: Scaler | None = None,
 ) -> TrainedModel:
     """Train, convert and parity-check a model on a validated (rows, columns) matrix.
 
     ``cancel`` (optional) is polled between batches; when it returns True,
-    :class:`TrainingCancelled` is raised.
+    :class:`TrainingCancelled` is raised. ``init_weights`` warm-starts from another model of
+    the same spec and config (e.g. the batch model's, see :attr:`TrainedModel.weights`);
+    ``scaler`` (e.g. that model's) replaces the one fitted on the window, so the warm start's
+    weights see inputs in the units they were trained in.
     """
     started = time.perf_counter()
     # chronological split first: the scaler sees the training rows only (never the holdout's targets)
     n_fit = training_rows(matrix.shape[0], spec, cfg.holdout_fraction)
-    scaler = (
-        Scaler.fit(matrix[:n_fit], spec.target_index)
-        if cfg.scale
-        else Scaler.identity(len(spec.columns), spec.target_index)
-    )
+    if scaler is None:
+        scaler = (
+            Scaler.fit(matrix[:n_fit], spec.target_index)
+            if cfg.scale
+            else Scaler.identity(len(spec.columns), spec.target_index)
+        )
     X, y = build_supervised(matrix, spec, scaler)
     X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)
     log.info("training: %d samples (%d holdout), up to %d epochs", len(X), len(X_ho), cfg.epochs)
-    model = fit(X_tr, y_tr, cfg, X_ho, y_ho, cancel=cancel)
+    model = fit(X_tr, y_tr, cfg, X_ho, y_ho, cancel=cancel, target_index=spec.target_index, init_weights=init_weights)
     fit_seconds = time.perf_counter() - started
     history = getattr(model, "history", None)
     epochs_run = len(history.epoch) if history is not None and hasattr(history, "epoch") else None
-    tflite = export_tflite(model, spec.input_shape, cfg)
+    tflite = export_tflite(model, spec.input_shape, cfg, spec.target_index)
     parity = parity_max_abs_diff(tflite, model, X_ho, scaler)
     convert_seconds = time.perf_counter() - started - fit_seconds
     log.info("trained in %.1fs, converted + parity-checked in %.1fs", fit_seconds, convert_seconds)
@@ -304,7 +348,7 @@ def train_matrix(
     err = pred - truth
     rmse, mae = float(np.sqrt(np.mean(err**2))), float(np.mean(np.abs(err)))
     metrics = {"rmse": rmse, "mae": mae, "holdout_rmse": rmse, "holdout_mae": mae, "holdout_rows": int(len(err))}
-    version = model_version(matrix, spec, cfg, kind)
+    version = model_version(matrix, spec, cfg, kind, init_weights, scaler if init_weights is not None else None)
     manifest = Manifest(
         name=name,
         version=version,
@@ -320,6 +364,6 @@ def train_matrix(
         training_seconds=round(time.perf_counter() - started, 3),
         packages=package_versions(),
         hyperparameters=cfg.to_dict(),
-        extra={"epochs_run": epochs_run},
+        extra={"epochs_run": epochs_run} | ({"warm_start": True} if init_weights is not None else {}),
     )
-    return TrainedModel(tflite=tflite, manifest=manifest, X_holdout=X_ho, y_holdout=y_ho)
+    return TrainedModel(tflite=tflite, manifest=manifest, X_holdout=X_ho, y_holdout=y_ho, weights=model.get_weights())

@@ -70,6 +70,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     common(drift)
     drift.set_defaults(func=_drift)
 
+    run = cmds.add_parser(
+        "run",
+        help="batch/speed/static/dynamic vs persistence and online_linear on any train/test CSV pair",
+        description="Train the batch model on TRAIN.csv, then replay TEST.csv record by record as the edge "
+        "runs it: TFLite forecasts per record, a speed model re-trained (with the training job's code) on "
+        "every W rows and swapped in, the combiners and the online linear model learning each truth when it "
+        "arrives (H records later). Prints RMSE/MAE per approach; with --json the last stdout line is "
+        'JSON: {"approaches": {name: {"rmse", "mae"}}, "retrains", "rows", "horizon"}. Progress goes to stderr. '
+        "Bad input exits with status 2.",
+    )
+    src = run.add_mutually_exclusive_group(required=True)
+    src.add_argument("--train", metavar="TRAIN.csv", help="history the batch model is trained on")
+    src.add_argument(
+        "--scenario",
+        choices=SCENARIO_CHOICES[1:],
+        help="instead of --train/--test: a turbine scenario of docs/combination.md (step = test.csv + 8 degC)",
+    )
+    run.add_argument("--test", metavar="TEST.csv", help="the stream replayed through the edge (with --train)")
+    run.add_argument("--target", help="column to forecast (default: the last numeric column)")
+    run.add_argument("--columns", help="comma-separated feature columns (default: every numeric column)")
+    run.add_argument(
+        "--lags", nargs="+", default=None, help="lags in readings, e.g. --lags 1 2 3 or 1,2,3 (default: the trainer's)"
+    )
+    run.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
+    run.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
+    run.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's, 50)")
+    run.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
+    run.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fine-tune each speed model from the batch model's weights (default: the study's choice)",
+    )
+    run.add_argument("--cache-dir", default=None, help="batch-model cache (default .cache/eval; 'none' disables)")
+    run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
+    run.set_defaults(func=_run)
+
     streams = cmds.add_parser(
         "streams",
         help="only compute (and cache) the prediction streams",
@@ -237,4 +274,98 @@ def _drift(args: argparse.Namespace) -> int:
         path = plot_drift({k: residuals[k] for k in keys}, alarms, Path(args.plot) / f"drift-w{window}.png", STEP_SPAN)
         _log(f"plot {path}")
         del np
+    return 0
+
+
+def _parse_lags(values: list[str] | None) -> tuple[int, ...] | None:
+    if not values:
+        return None
+    out = []
+    for v in values:
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                out += list(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+    return tuple(out)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
+
+    try:
+        return _run_checked(args)
+    except EvalInputError as exc:
+        print(f"hybridstream eval run: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run_checked(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation import csv_input, report  # noqa: PLC0415
+    from hybridstream.evaluation.data import SCENARIOS, load_scenario  # noqa: PLC0415
+    from hybridstream.evaluation.online_run import DEFAULT_WARM_START, run_stream  # noqa: PLC0415
+    from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
+    from model_contract import FeatureSpec  # noqa: PLC0415
+
+    err = csv_input.EvalInputError
+    try:
+        lags = _parse_lags(args.lags)
+    except ValueError:
+        raise err(f"--lags: expected integers, e.g. --lags 1 2 3 (got {' '.join(args.lags)})") from None
+    lags = lags or FeatureSpec().lags
+    if args.horizon < 1:
+        raise err("--horizon must be >= 1")
+    if args.window < 50:
+        raise err("--window must be at least 50 rows")
+    if args.scenario:
+        if args.test or args.target or args.columns:
+            raise err("--scenario replaces --train/--test/--target/--columns")
+        try:
+            spec = FeatureSpec(lags=lags, horizon=args.horizon)
+        except ValueError as exc:
+            raise err(str(exc)) from None
+        train, test = load_scenario(SCENARIOS[args.scenario], spec)
+        names = (f"scenario {args.scenario}", SCENARIOS[args.scenario].description)
+    else:
+        if not args.test:
+            raise err("--test TEST.csv is required with --train")
+        _log(f"reading {args.train} and {args.test}...")
+        t_train, t_test = csv_input.read_table(args.train), csv_input.read_table(args.test)
+        columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+        spec = csv_input.choose_spec(t_train, t_test, args.target, columns, lags, args.horizon)
+        train, test = csv_input.to_matrix(t_train, spec), csv_input.to_matrix(t_test, spec)
+        for table in (t_train, t_test):
+            problem = csv_input.timestamp_order_problem(table)
+            if problem:
+                _log(f"warning: {problem}")
+        names = (args.train, args.test)
+        _log(
+            f"columns {', '.join(spec.columns)}; target {spec.target}; timestamp column "
+            f"{t_train.timestamp_column or '(none detected)'}; lags {spec.lags}; horizon {spec.horizon}"
+        )
+    need = spec.max_lag + spec.horizon
+    min_train = max(100, 10 * need)
+    if len(train) < min_train:
+        raise err(f"{names[0]}: {len(train)} rows; the batch model needs at least {min_train} (lags and horizon)")
+    if len(test) < need + 10:
+        raise err(f"{names[1]}: {len(test)} rows; at least {need + 10} are needed to score forecasts")
+    if args.window >= len(test):
+        _log(f"warning: the test stream ({len(test)} rows) is shorter than one window: no speed model is re-trained")
+    from training_job.model import TrainConfig  # noqa: PLC0415
+
+    cfg = TrainConfig()
+    if args.epochs:
+        cfg = cfg.replace(epochs=args.epochs)
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
+    cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
+    warm = DEFAULT_WARM_START if args.warm_start is None else args.warm_start
+    result = run_stream(train, test, spec, args.window, cfg=cfg, warm_start=warm, cache_dir=cache, log=_log)
+    print(report.run_table(result))
+    if args.json:
+        print(json.dumps(result.summary()), flush=True)
     return 0

@@ -151,3 +151,19 @@ def drift_tables(results: Mapping, ranking: Sequence, chosen: str) -> str:
         )
     )
     return "\n\n".join(parts) + "\n"
+
+
+def run_table(result) -> str:
+    """The ``eval run`` table: RMSE, MAE, RMSE per half and skill vs persistence per approach."""
+    sc = result.scores()
+    base = sc["persistence"]["rmse"]
+    rows = []
+    for name, v in sc.items():
+        skill = 1.0 - v["rmse"] / base if base > 0 else None
+        rows.append([name, v["rmse"], v["mae"], v["rmse_first_half"], v["rmse_second_half"], skill])
+    head = ["approach", "RMSE", "MAE", "RMSE 1st half", "RMSE 2nd half", "skill vs persistence"]
+    note = (
+        f"{int(result.scored.sum())} scored rows, horizon {result.spec.horizon}, "
+        f"{len(result.speed_models)} speed re-trainings (window {result.window}), {result.seconds:.0f} s"
+    )
+    return md_table(head, rows) + "\n\n" + note

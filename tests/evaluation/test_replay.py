@@ -82,7 +82,7 @@ def test_drift_study_on_synthetic_residuals():
         assert row["injected"]["bias +2 rmse"]["detected"] == 3
         assert row["streams"]["step/hybrid"]["delays"][0] < 300
         assert row["us_per_update"] > 0
-    ranking = drift_study.rank(results, max_false=5.0)
+    ranking = drift_study.rank(results, max_false=5.0, max_us=1e6)  # cost is timing: not asserted on a busy machine
     assert all(r[1] == 0 for r in ranking)
     assert ranking and {r[0] for r in ranking} <= set(cands)
     assert "adwin d=2e-3" in report.drift_tables(results, ranking, "adwin d=2e-3")

@@ -67,3 +67,23 @@ def test_feature_spec_rejects_nonsense():
         FeatureSpec(columns=("a",), target="b")
     with pytest.raises(ValueError):
         FeatureSpec(columns=("a",), target="a", lags=(0,))
+
+
+def test_horizon_shifts_the_targets_and_round_trips():
+    rng = np.random.default_rng(1)
+    matrix = rng.normal(size=(40, 3))
+    one = FeatureSpec(columns=("a", "b", "c"), target="c", lags=(1, 2))
+    six = FeatureSpec(columns=("a", "b", "c"), target="c", lags=(1, 2), horizon=6)
+    scaler = Scaler.fit(matrix, 2)
+    X1, y1 = build_supervised(matrix, one, scaler)
+    X6, y6 = build_supervised(matrix, six, scaler)
+    # the same inputs, the target 5 rows later: sample i reads rows i, i+1 and forecasts row i + 2 + 5
+    np.testing.assert_allclose(X6, X1[: len(X6)])
+    np.testing.assert_allclose(y6, scaler.transform(matrix)[2 + 5 :, 2], rtol=1e-6)
+    assert len(X6) == 40 - 2 - 5
+    assert FeatureSpec.from_dict(six.to_dict()) == six and six.to_dict()["horizon"] == 6
+    assert "horizon" not in one.to_dict() and FeatureSpec.from_dict(one.to_dict()).horizon == 1
+    assert build_supervised(matrix[:7], six, scaler)[0].shape == (0, 2, 3)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="horizon"):
+            FeatureSpec(horizon=bad)

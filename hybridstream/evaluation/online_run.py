@@ -1,0 +1,195 @@
+"""Replay a test stream exactly as the edge runs it, with every approach side by side.
+
+Per record ``t`` of the test matrix (oldest first):
+
+1. a speed model whose window closed is swapped in (the combiners' ``reset_speed()``);
+2. the truths that arrived (row ``t - 1``) are learned by every online learner (the
+   combiners and the online linear model), for the forecasts made ``horizon`` rows earlier;
+3. if the lag window is full, every approach forecasts row ``t + horizon - 1``: the batch
+   and the speed model through :class:`~model_contract.runtime.TFLiteModel` (one record,
+   the edge's call), persistence, the online linear model, the static and the dynamic
+   combiner (the edge's ``make_combiner``);
+4. the reading is pushed into the :class:`~model_contract.FeatureBuffer`; after every
+   ``window`` rows a speed model is trained on exactly those rows with the training job's
+   own code and serves from the next row on (optionally warm-started from the batch model).
+
+The six forecasts per target row are scored on the rows where all of them exist.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hybridstream.evaluation.model_study import cached_model
+from model_contract import FeatureBuffer, FeatureSpec
+from model_contract.online_linear import OnlineLinear
+from model_contract.persistence import Persistence
+
+APPROACHES = ("batch", "speed", "static", "dynamic", "persistence", "online_linear")
+
+# speed models fine-tune the batch model's weights (with its scaler) instead of starting from scratch
+DEFAULT_WARM_START = False
+
+
+@dataclass
+class RunResult:
+    """Per target row forecasts of each approach (NaN: none), the truth, and the run's bookkeeping."""
+
+    spec: FeatureSpec
+    window: int
+    y: np.ndarray
+    forecasts: dict[str, np.ndarray]
+    speed_weight: np.ndarray
+    speed_models: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    counters: dict = field(default_factory=dict)
+
+    @property
+    def scored(self) -> np.ndarray:
+        """Rows every approach forecast."""
+        ok = np.isfinite(self.y)
+        for f in self.forecasts.values():
+            ok &= np.isfinite(f)
+        return ok
+
+    def scores(self) -> dict[str, dict[str, float]]:
+        """Per approach: RMSE and MAE over the scored rows, and RMSE over each half of the stream."""
+        ok = self.scored
+        half = len(self.y) // 2
+        out = {}
+        for name, f in self.forecasts.items():
+            e = (f - self.y)[ok]
+            e1 = (f - self.y)[:half][ok[:half]]
+            e2 = (f - self.y)[half:][ok[half:]]
+            out[name] = {
+                "rmse": float(np.sqrt(np.mean(e * e))) if len(e) else math.nan,
+                "mae": float(np.mean(np.abs(e))) if len(e) else math.nan,
+                "rmse_first_half": float(np.sqrt(np.mean(e1 * e1))) if len(e1) else math.nan,
+                "rmse_second_half": float(np.sqrt(np.mean(e2 * e2))) if len(e2) else math.nan,
+            }
+        return out
+
+    def summary(self) -> dict:
+        """The ``--json`` line: approaches (rmse, mae), retrains, rows, horizon."""
+        sc = self.scores()
+        return {
+            "approaches": {k: {"rmse": sc[k]["rmse"], "mae": sc[k]["mae"]} for k in self.forecasts},
+            "retrains": len(self.speed_models),
+            "rows": int(self.scored.sum()),
+            "horizon": self.spec.horizon,
+        }
+
+
+def run_stream(
+    train: np.ndarray,
+    test: np.ndarray,
+    spec: FeatureSpec,
+    window: int = 1000,
+    *,
+    cfg=None,
+    speed_cfg=None,
+    warm_start: bool = False,
+    combiner: Mapping | None = None,
+    cache_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    progress_every: int = 5000,
+) -> RunResult:
+    """Train the batch model on ``train``, then replay ``test`` record by record (see the module doc)."""
+    from edge_app.combiners import make_combiner  # noqa: PLC0415
+    from model_contract.runtime import TFLiteModel  # noqa: PLC0415
+    from training_job.model import TrainConfig, quiet_native_output  # noqa: PLC0415
+
+    cfg = cfg or TrainConfig()
+    speed_cfg = speed_cfg or cfg
+    if window < 2 * (spec.max_lag + spec.horizon) + 10:
+        raise ValueError(f"window {window} is too small for lags {spec.lags} and horizon {spec.horizon}")
+    log(f"batch model: training on {len(train)} rows ({len(spec.columns)} columns, target {spec.target})...")
+    content, manifest, batch_weights = cached_model(train, spec, cfg, cache_dir, log, kind="batch")
+    with quiet_native_output():
+        batch_model = TFLiteModel.from_manifest(content, manifest)
+
+    n, h, ti = len(test), spec.horizon, spec.target_index
+    y = test[:, ti].astype(np.float64)
+    out = {k: np.full(n, np.nan) for k in APPROACHES}
+    ws = np.full(n, np.nan)
+    persistence = Persistence(ti)
+    linear = OnlineLinear(ti)
+    _warm_linear(linear, train, spec)
+    static = make_combiner({"strategy": "static", "speed_weight": 0.3})
+    dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"})
+    buf = FeatureBuffer(spec)
+    pending: deque = deque()  # (target row, batch, speed, window copy)
+    ready: list = []  # speed models waiting to serve: (from row, model)
+    speed_model = None
+    speed_info: list[dict] = []
+    started = time.perf_counter()
+    for t in range(n):
+        while ready and ready[0][0] <= t:
+            speed_model = ready.pop(0)[1]
+            static.reset_speed()
+            dynamic.reset_speed()
+        while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
+            j, b, s, w = pending.popleft()
+            dynamic.learn_one(b, s, y[j])
+            linear.learn_one(w, y[j])
+        if buf.ready and t + h - 1 < n:
+            j = t + h - 1
+            win = buf.window
+            b = batch_model.predict_one(win)
+            s = speed_model.predict_one(win) if speed_model is not None else b
+            out["batch"][j] = b
+            out["speed"][j] = s
+            out["static"][j] = static.predict_one(b, s)
+            out["dynamic"][j] = dynamic.predict_one(b, s)
+            ws[j] = dynamic.weights[1]
+            out["persistence"][j] = persistence.predict_one(win)
+            out["online_linear"][j] = linear.predict_one(win)
+            pending.append((j, b, s, win.copy()))
+        buf.push(test[t])
+        if (t + 1) % window == 0 and t + 1 < n:
+            rows = test[t + 1 - window : t + 1]
+            t0 = time.perf_counter()
+            init = batch_weights if warm_start else None
+            tfl, man, _ = cached_model(
+                rows,
+                spec,
+                speed_cfg,
+                None,
+                lambda m: None,
+                kind="speed",
+                init_weights=init,
+                scaler=manifest.scaler if warm_start else None,
+            )
+            with quiet_native_output():
+                ready.append((t + 1, TFLiteModel.from_manifest(tfl, man)))
+            secs = time.perf_counter() - t0
+            speed_info.append({"first_row": t + 1 - window, "serves_from": t + 1, "seconds": round(secs, 2)})
+            log(
+                f"speed model {len(speed_info)} (rows {t + 2 - window}-{t + 1} of {n}) trained in {secs:.1f} s, "
+                f"holdout RMSE {man.metrics['rmse']:.4g}; elapsed {time.perf_counter() - started:.0f} s"
+            )
+        if progress_every and (t + 1) % progress_every == 0:
+            log(f"replayed {t + 1}/{n} rows ({time.perf_counter() - started:.0f} s)")
+    counters = {"online_linear_skipped": linear.skipped, "online_linear_resets": linear.resets}
+    return RunResult(spec, window, y, out, ws, speed_info, round(time.perf_counter() - started, 1), counters)
+
+
+def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> None:
+    """Stream the training file through the online linear model first (unscored), as the batch model saw it."""
+    buf = FeatureBuffer(spec)
+    h, ti = spec.horizon, spec.target_index
+    pending: deque = deque()
+    for t in range(len(train)):
+        while pending and pending[0][0] <= t - 1:
+            j, w = pending.popleft()
+            model.learn_one(w, train[j, ti])
+        if buf.ready and t + h - 1 < len(train):
+            pending.append((t + h - 1, buf.window.copy()))
+        buf.push(train[t])
