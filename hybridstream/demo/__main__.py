@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=int(env("EPOCHS") or 0) or None,
                    help="trainer max epochs (default: the trainer's)")  # fmt: skip
     p.add_argument("--tail", type=float, default=None, help="seconds to wait for models in flight after a stream")
+    p.add_argument("--until-swaps", type=int, default=None,
+                   help="end a scenario's wait for models in flight once this many were swapped in")  # fmt: skip
     p.add_argument("--out", default=env("REPORTS") or None, help="reports folder (default reports/)")
     p.add_argument("--keep-state", action="store_true", help="keep .local/demo-<ts>/ (server state, edge state)")
 
@@ -43,7 +45,8 @@ def options_from(args: argparse.Namespace):
         unknown = [s for s in kw["scenarios"] if s not in sc.ALL_SCENARIOS]
         if unknown:
             raise ValueError(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(sc.ALL_SCENARIOS)}")
-    for key, value in (("rows", args.rows), ("rate", args.rate), ("tail_s", args.tail), ("window", args.window)):
+    for key, value in (("rows", args.rows), ("rate", args.rate), ("tail_s", args.tail), ("window", args.window),
+                       ("until_swaps", args.until_swaps)):  # fmt: skip
         if value is not None:
             kw[key] = value
     if args.out:

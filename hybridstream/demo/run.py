@@ -33,6 +33,7 @@ class DemoOptions:
     window: int = 250  # edge window size (readings) = one speed model per window
     epochs: int | None = None  # trainer --epochs (None: its default)
     tail_s: float = 60.0  # after the stream: wait this long at most for models in flight
+    until_swaps: int | None = None  # stop waiting once this many models were swapped in (tests)
     out_root: Path = REPO / "reports"
     ports: dict[str, int] = field(default_factory=dict)  # empty: free ports
     progress_s: float = 2.0
@@ -117,6 +118,8 @@ class Demo:
             self.status = f"failed: {exc}"
             print(f"demo: {self.status}", file=sys.stderr, flush=True)
         finally:
+            self.results["processes"] = [{"name": n, "pid": pid} for n, pid in getattr(self, "sup", None).history] \
+                if hasattr(self, "sup") else []  # fmt: skip
             self.results["status"] = self.status
             self.results["wall_seconds"] = round(time.monotonic() - began, 1)
             if not self.opts.keep_state:
@@ -404,6 +407,8 @@ class Demo:
             swapped = len(collector.events("model_swapped")) + len(collector.events("model_rejected"))
             announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(f"speed-{thing}/"))
             if not self._queue_busy() and swapped >= announced:
+                break
+            if opts.until_swaps is not None and len(collector.events("model_swapped")) >= opts.until_swaps:
                 break
             p.line(status())
             time.sleep(0.5)

@@ -136,13 +136,14 @@ class LocalStack:
         broker = Mosquitto.for_port(port, self.state_root)
         self.servers["mosquitto"] = broker
         broker.start(timeout=min(timeout, 30))
-        self.info["mosquitto"] = {**broker.info(), "pid_files": [str(broker.pid_file)]}
+        url = f"mqtts://127.0.0.1:{port}"
+        self.info["mosquitto"] = {**broker.info(), "url": url, "pid_files": [str(broker.pid_file)]}
 
     def stop(self) -> list[str]:
         """Stop every server this object started (by PID); returns the names that were running."""
         stopped = []
         for name in reversed(SERVERS):
-            server = self.servers.pop(name, None)
+            server = self.servers.pop(name, None)  # (radosgw stops rgw, osd, mon itself)
             if server is not None and server.stop():
                 stopped.append(name)
         self.stack_file.unlink(missing_ok=True)
@@ -207,7 +208,7 @@ def status(state_root: Path = STATE_DIR / "stack") -> list[dict[str, Any]]:
                     "pid": pid,
                     "running": bool(pid) and pid_alive(pid),
                     "listening": port_in_use(entry["port"]),
-                    "endpoint": entry.get("endpoint") or entry.get("bootstrap") or f"127.0.0.1:{entry['port']}",
+                    "endpoint": entry.get("url") or entry.get("endpoint") or entry.get("bootstrap"),
                 }
             )
     return rows
@@ -223,7 +224,7 @@ def down(state_root: Path = STATE_DIR / "stack") -> list[str]:
     info = json.loads(path.read_text())["servers"]
     stopped = []
     for name in reversed(SERVERS):
-        for pf in info.get(name, {}).get("pid_files", []):
+        for pf in reversed(info.get(name, {}).get("pid_files", [])):  # radosgw: rgw, osd, then mon
             if stop_pid(Path(pf)):
                 stopped.append(f"{name}:{Path(pf).stem}")
     path.unlink(missing_ok=True)

@@ -76,6 +76,7 @@ class Supervisor:
         self.pid_file = pid_file
         self.children: dict[str, subprocess.Popen] = {}
         self.adopted: dict[str, int] = {}  # servers started elsewhere (own PID files): reaped after a crash
+        self.history: list[tuple[str, int]] = []  # every process spawned or adopted (the report lists them)
         self._lock = threading.Lock()
         self._cleanups: list[Callable[[], None]] = []
         self._saved: dict[int, object] = {}
@@ -130,6 +131,7 @@ class Supervisor:
             )
         with self._lock:
             self.children[name] = proc
+            self.history.append((name, proc.pid))
             self._write()
         return proc
 
@@ -137,6 +139,7 @@ class Supervisor:
         """Record a process started by someone else (a server) so a later run reaps it if we die."""
         with self._lock:
             self.adopted[name] = pid
+            self.history.append((name, pid))
             self._write()
 
     def stop(self, name: str, timeout: float = 20.0, sig: int = signal.SIGTERM) -> int | None:

@@ -62,6 +62,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     mqtt.add_argument("--wipe", action="store_true", help="with stop: delete its state folder (certificates too)")
     mqtt.set_defaults(func=_mosquitto)
 
+    up = cmds.add_parser(
+        "up",
+        help="start the whole local stack (Kafka, radosgw, ElasticMQ, mosquitto) for development",
+        description="Start Kafka, radosgw (S3, buckets hybridstream-windows/-models/-results), ElasticMQ (SQS, queue "
+        "training + DLQ) and mosquitto (mutual TLS) on 127.0.0.1, in parallel. A port already in use, or a server "
+        "that does not come up, is named and everything started is stopped. State in .local/stack/.",
+    )
+    for name, port in (("kafka", 9092), ("radosgw", 7480), ("sqs", 9324), ("mosquitto", 8883)):
+        up.add_argument(f"--{name}-port", type=int, default=port, help=f"default {port} (0: a free port)")
+    up.add_argument("--free-ports", action="store_true", help="pick free ports for every server")
+    up.set_defaults(func=_up)
+    down = cmds.add_parser("down", help="stop the stack `local up` started (by PID)")
+    down.set_defaults(func=_down)
+    st = cmds.add_parser("status", help="each server of the stack: port, PID, running, listening")
+    st.add_argument("--json", action="store_true", help="JSON instead of a table")
+    st.set_defaults(func=_status)
+    router = cmds.add_parser(
+        "router",
+        help="the local IoT rule router on the stack `local up` started (runs until Ctrl-C)",
+        description="Subscribe to hybridstream/+/+ on the local mosquitto, evaluate the CDK stack's topic rules "
+        "(infra.topic_rules) and run their actions locally (SQS, S3, the Lambda handlers in-process).",
+    )
+    router.add_argument("--mode", default="edge-cloud", choices=["edge-cloud", "edge", "cloud"])
+    router.set_defaults(func=_router)
+    demo = cmds.add_parser(
+        "demo",
+        help="the whole edge-cloud loop on this machine, with a report (what `make demo` runs)",
+        description="Start the local stack, pre-train the batch model, run the IoT router, the trainer and the edge "
+        "app on each scenario, write reports/demo-<timestamp>/ and stop everything.",
+    )
+    from hybridstream.demo.__main__ import add_arguments
+
+    add_arguments(demo)
+    demo.set_defaults(func=_demo)
+
     tox = cmds.add_parser(
         "toxiproxy",
         help="network fault proxy (Shopify toxiproxy) for the chaos scenarios",
@@ -115,3 +150,68 @@ def _toxiproxy(args: argparse.Namespace) -> int:
 
     argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
     return toxiproxy.main(argv)
+
+
+def _up(args: argparse.Namespace) -> int:
+    import sys
+
+    from hybridstream.demo.stack import LocalStack, StackError, status
+
+    ports = {n: 0 if args.free_ports else getattr(args, f"{n}_port") for n in ("kafka", "radosgw", "sqs", "mosquitto")}
+    stack = LocalStack(ports=ports)
+    if stack.stack_file.exists() and any(r["running"] for r in status(stack.state_root)):
+        print(f"a local stack is running ({stack.stack_file}): `hybridstream local down` first", file=sys.stderr)
+        return 1
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"hybridstream local up: {exc}", file=sys.stderr)
+        return 1
+    _print_status(status(stack.state_root))
+    print(f"\ndescribed in {stack.stack_file}; S3 keys in {stack.info['radosgw']['keys_file']}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    from hybridstream.demo.stack import down
+
+    stopped = down()
+    print("stopped: " + ", ".join(stopped) if stopped else "no local stack running")
+    return 0
+
+
+def _print_status(rows: list[dict]) -> None:
+    print(f"{'server':<10} {'daemon':<10} {'port':>6} {'pid':>8}  {'state':<8} endpoint")
+    for r in rows:
+        state = "running" if r["running"] and r["listening"] else ("no port" if r["running"] else "stopped")
+        print(f"{r['server']:<10} {r['daemon']:<10} {r['port']:>6} {r['pid']:>8}  {state:<8} {r['endpoint']}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from hybridstream.demo.stack import status
+
+    rows = status()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print("no local stack (start one with `hybridstream local up`)")
+    else:
+        _print_status(rows)
+    return 0 if rows and all(r["running"] for r in rows) else 3
+
+
+def _router(args: argparse.Namespace) -> int:
+    from hybridstream.localstack import iot_router
+
+    return iot_router.main(["--mode", args.mode])
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import logging
+
+    from hybridstream.demo.__main__ import run
+
+    logging.getLogger("edge_app.mqtt").setLevel(logging.ERROR)
+    return run(args)
