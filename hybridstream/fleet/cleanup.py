@@ -16,6 +16,7 @@ from typing import Any
 
 from hybridstream.fleet import claim
 from hybridstream.fleet import deployments as dep
+from hybridstream.fleet.enroll import thing_exists
 from hybridstream.fleet.outputs import StackOutputs
 from hybridstream.fleet.session import AwsContext, FleetError, error_code, explain
 from hybridstream.fleet.status import enrolled
@@ -38,7 +39,8 @@ def targets(ctx: AwsContext, outputs: StackOutputs) -> list[str]:
     prefix = outputs.thing_prefix + "-"
     names = set(enrolled(ctx, outputs))
     for output in ("CanaryThingGroup", "FleetThingGroup"):
-        names.update(t for t in _things_in(iot, outputs.require(output)) if t.startswith(prefix))
+        members = [t for t in _things_in(iot, outputs.require(output)) if t.startswith(prefix) and t not in names]
+        names.update(t for t in members if thing_exists(iot, t))  # group listings can lag a deletion
     return sorted(names)
 
 

@@ -1,0 +1,155 @@
+"""``fleet status`` (table and JSON) and ``fleet cleanup`` (what must run before ``cdk destroy``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import boto3
+
+from hybridstream.fleet import claim
+from tests.fleet.conftest import (
+    CANARY_ARN,
+    CANARY_GROUP,
+    FLEET_ARN,
+    FLEET_GROUP,
+    OLD,
+    PREFIX,
+    REGION,
+    STACK,
+    TABLE,
+    VERSIONS,
+    put_metrics,
+    run_cli,
+)
+
+
+def enroll(ctx, capsys, tmp_path, name, *extra):
+    code, _, err = run_cli(
+        ["fleet", "enroll", "--thing-name", name, "--out", str(tmp_path / f"{name}.tar"), *extra],
+        ctx=ctx,
+        capsys=capsys,
+    )
+    assert code == 0, err
+
+
+def status_calls(gg):
+    canary = gg.deployment("canary-2", CANARY_ARN, VERSIONS)
+    gg.latest(CANARY_ARN, canary)
+    gg.core_devices(CANARY_ARN, [f"{PREFIX}-c1"])
+    gg.effective(f"{PREFIX}-c1", "canary-2", "SUCCEEDED")
+    gg.installed(f"{PREFIX}-c1", VERSIONS)
+    gg.latest(FLEET_ARN, gg.deployment("fleet-1", FLEET_ARN, OLD))
+    gg.core_devices(FLEET_ARN, [f"{PREFIX}-f1"], status="UNHEALTHY")
+    gg.effective(f"{PREFIX}-f1", "fleet-1", "FAILED", target=FLEET_ARN, reason="EdgeApp BROKEN")
+    gg.installed(f"{PREFIX}-f1", OLD, state="BROKEN")
+
+
+def test_status_json_is_complete(ctx, gg, capsys, tmp_path):
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-c1", "--group", "canary")
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-later")
+    put_metrics(f"{PREFIX}-c1", hybrid_rmse=0.3125)
+    status_calls(gg)
+
+    code, out, err = run_cli(["fleet", "status", "--json"], ctx=ctx, capsys=capsys)
+
+    assert code == 0, err
+    gg.stubber.assert_no_pending_responses()
+    data = json.loads(out)
+    c1 = data["groups"]["canary"]["devices"][0]
+    assert c1["thing"] == f"{PREFIX}-c1" and c1["health"] == "HEALTHY"
+    assert c1["deployment"]["status"] == "SUCCEEDED" and c1["deployment"]["id"] == "canary-2"
+    assert c1["components"][f"{PREFIX}.EdgeApp"] == {"version": VERSIONS["EdgeApp"], "state": "RUNNING"}
+    assert c1["models"] == {"batch": "b-1", "speed": "s-7"} and c1["metrics"]["hybrid_rmse"] == 0.3125
+    assert c1["last_seen"] and c1["metrics_at"]
+    f1 = data["groups"]["fleet"]["devices"][0]
+    assert f1["health"] == "UNHEALTHY" and f1["deployment"]["reason"] == "EdgeApp BROKEN" and f1["metrics"] == {}
+    assert data["groups"]["fleet"]["deployment"]["versions"][f"{PREFIX}.EdgeApp"] == OLD["EdgeApp"]
+    assert [p["thing"] for p in data["enrolled_not_connected"]] == [f"{PREFIX}-later"]
+
+
+def test_status_table(ctx, gg, capsys):
+    status_calls(gg)
+    code, out, _ = run_cli(["fleet", "status"], ctx=ctx, capsys=capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"canary ({CANARY_GROUP}): deployment canary-2 EdgeApp 1.0.200")
+    row = next(line for line in lines if line.strip().startswith(f"{PREFIX}-c1"))
+    assert "HEALTHY" in row and "SUCCEEDED" in row and VERSIONS["EdgeApp"] in row
+    row = next(line for line in lines if line.strip().startswith(f"{PREFIX}-f1"))
+    assert "UNHEALTHY" in row and "FAILED" in row
+
+
+def test_cleanup_removes_devices_deployments_and_claim(ctx, gg, capsys, tmp_path):
+    iot = boto3.client("iot", region_name=REGION)
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-p1")  # claim: creates the claim certificate
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-d1", "--device-cert", "--group", "canary")
+    # a device that provisioned by claim: thing in the fleet group with its own certificate + device policy
+    cert = iot.create_keys_and_certificate(setAsActive=True)
+    iot.create_thing(thingName=f"{PREFIX}-p1")
+    iot.attach_thing_principal(thingName=f"{PREFIX}-p1", principal=cert["certificateArn"])
+    iot.attach_policy(policyName=f"{PREFIX}-device", target=cert["certificateArn"])
+    iot.add_thing_to_thing_group(thingGroupName=FLEET_GROUP, thingName=f"{PREFIX}-p1")
+    iot.create_thing(thingName="someone-else")  # not ours: kept
+    iot.add_thing_to_thing_group(thingGroupName=FLEET_GROUP, thingName="someone-else")
+    # greengrassv2: the two core devices, then the CLI's deployments on both groups
+    for thing in (f"{PREFIX}-d1", f"{PREFIX}-p1"):
+        gg.stubber.add_response("delete_core_device", {}, {"coreDeviceThingName": thing})
+    canary_cli = gg.deployment(
+        "canary-2",
+        CANARY_ARN,
+        VERSIONS,
+        tags={"hybridstream:created-by": "fleet-cli", "hybridstream:action": "rollout"},
+    )
+    canary_cdk = gg.deployment("canary-1", CANARY_ARN, OLD, created=datetime.now(UTC) - timedelta(days=1))
+    gg.history(CANARY_ARN, [canary_cdk, canary_cli])
+    gg.get(canary_cdk)
+    gg.get(canary_cli)
+    gg.cancel("canary-2")
+    gg.stubber.add_response("delete_deployment", {}, {"deploymentId": "canary-2"})
+    gg.history(FLEET_ARN, [])
+
+    code, out, err = run_cli(["fleet", "cleanup", "--yes"], ctx=ctx, capsys=capsys)
+
+    assert code == 0, err
+    gg.stubber.assert_no_pending_responses()
+    assert [t["thingName"] for t in iot.list_things()["things"]] == ["someone-else"]
+    assert iot.list_certificates()["certificates"] == []  # device certs and the claim certificate
+    assert boto3.client("dynamodb", region_name=REGION).scan(TableName=TABLE)["Count"] == 0
+    names = [p["Name"] for p in boto3.client("ssm", region_name=REGION).describe_parameters()["Parameters"]]
+    assert claim.cert_parameter(STACK) not in names and claim.key_parameter(STACK) not in names
+    assert "removed deployment canary-2 (rollout)" in out and "removed thing hybridstream-p1" in out
+    assert "`cdk destroy` can run now" in out
+    # nothing left: a second cleanup has nothing to do and succeeds
+    gg.history(CANARY_ARN, [canary_cdk])
+    gg.get(canary_cdk)
+    gg.history(FLEET_ARN, [])
+    code, out, err = run_cli(["fleet", "cleanup", "--yes"], ctx=ctx, capsys=capsys)
+    assert code == 0 and "removed" not in out, out + err
+
+
+def test_cleanup_one_thing_and_unknown_thing(ctx, gg, capsys, tmp_path):
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-d2", "--device-cert")
+    gg.stubber.add_client_error("delete_core_device", "ResourceNotFoundException", "no core device", 404)
+    code, out, err = run_cli(["fleet", "cleanup", "--thing", f"{PREFIX}-d2", "--yes"], ctx=ctx, capsys=capsys)
+    assert code == 0, err
+    assert "removed thing hybridstream-d2" in out and "removed enrollment of hybridstream-d2" in out
+    code, _, err = run_cli(["fleet", "cleanup", "--thing", f"{PREFIX}-ghost", "--yes"], ctx=ctx, capsys=capsys)
+    assert code == 1 and "unknown thing hybridstream-ghost" in err
+
+
+def test_cleanup_needs_confirmation_without_a_terminal(ctx, capsys):
+    code, _, err = run_cli(["fleet", "cleanup"], ctx=ctx, capsys=capsys)
+    assert code == 1 and "pass --yes" in err
+
+
+def test_cleanup_failure_is_reported_and_the_rest_still_runs(ctx, gg, capsys, tmp_path):
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-d3", "--device-cert")
+    gg.stubber.add_client_error("delete_core_device", "AccessDeniedException", "not allowed", 403)
+    gg.history(CANARY_ARN, [])
+    gg.history(FLEET_ARN, [])
+    code, out, err = run_cli(["fleet", "cleanup", "--yes"], ctx=ctx, capsys=capsys)
+    assert code == 1
+    assert "FAILED removing hybridstream-d3: access denied to DeleteCoreDevice" in out
+    assert "cleanup incomplete (1 step(s) failed, run it again)" in err
+    gg.stubber.assert_no_pending_responses()  # deployments and claim were still looked at
