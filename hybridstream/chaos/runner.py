@@ -1,0 +1,99 @@
+"""``python -m hybridstream.chaos [--quick] [--only NAME ...]``: run the scenarios, write the report.
+
+Exit code 0 only if every scenario that ran passed. Servers are started once (on demand) for the
+whole run under a temp folder and stopped by PID at the end, also after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from hybridstream.chaos.harness import Context, Readings, Stack, train_models
+from hybridstream.chaos.report import write
+from hybridstream.chaos.result import Result
+from hybridstream.localstack.process import REPO_ROOT
+
+FAMILIES = ["process", "broker", "link", "disk", "trainer", "model_faults", "fuzz", "load", "security"]
+log = logging.getLogger("hybridstream.chaos")
+
+
+def scenarios() -> list[tuple[str, Callable[[Context], Result]]]:
+    out = []
+    for family in FAMILIES:
+        try:
+            module = importlib.import_module(f"hybridstream.chaos.{family}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hybridstream.chaos.{family}":
+                continue
+            raise
+        out += module.SCENARIOS
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hybridstream chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short versions (CI): each scenario in seconds")
+    parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these scenarios")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "chaos", help="report folder")
+    parser.add_argument("--keep", type=Path, help="keep the scenarios' work folders (configs, logs, state) here")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    available = scenarios()
+    if args.list:
+        for name, _ in available:
+            print(name)
+        return 0
+    chosen = [(n, f) for n, f in available if args.only is None or n in args.only]
+    unknown = set(args.only or []) - {n for n, _ in available}
+    if unknown:
+        print(f"unknown scenario(s): {', '.join(sorted(unknown))}; --list shows them", file=sys.stderr)
+        return 2
+    started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    began = time.monotonic()
+    mode = "quick" if args.quick else "full"
+    log.info("chaos: %d scenario(s), %s mode; training the tiny models (cached)", len(chosen), mode)
+    models = train_models()
+    stack = Stack()
+    results: list[Result] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="hybridstream-chaos-work-") as tmp:
+            work = args.keep or tmp
+            ctx = Context(stack=stack, models=models, quick=args.quick, work_root=Path(work), readings=Readings())
+            for name, func in chosen:
+                log.info("chaos: scenario %s ...", name)
+                result = func(ctx)
+                results.append(result)
+                log.info(
+                    "chaos: %s %s in %.0f s %s",
+                    name,
+                    "PASS" if result.passed else "FAIL",
+                    result.seconds,
+                    result.error or [k for k, ok in result.checks.items() if not ok] or "",
+                )
+    finally:
+        stack.close()
+        meta = {
+            "command": "make chaos" + (" QUICK=1" if args.quick else ""),
+            "quick": args.quick,
+            "started": started,
+            "seconds": time.monotonic() - began,
+        }
+        json_path, md_path = write(results, args.out, meta)
+        print(f"chaos: {sum(r.passed for r in results)}/{len(results)} passed; {md_path} and {json_path}")
+    return 0 if results and all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
