@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.topic_rules import MODES
+from model_contract.layout import BATCH_MODEL_NAME, SPEED_MODEL_TEMPLATE
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,8 @@ class AppConfig:
       fetches them with Maven), shipped as the KafkaBroker component's artifact.
     - ``speed_model_name`` (``speed-{thing}``) / ``batch_model_name`` (``batch``): model names in
       ``models/<name>/`` and on ``hybridstream/models/<name>/published``. ``{thing}`` is the
-      device's thing name: one speed model per device, one shared batch model.
+      device's thing name (``model_contract.layout.speed_model_name`` fills it in): one speed
+      model per device, one shared batch model.
     - ``promote`` (false) / ``fleet_component_versions`` (unset): the canary gate. Without
       ``promote`` the fleet deployment keeps the component versions in
       ``fleet_component_versions`` (JSON ``{"<component>": "<version>"}``, the last promoted
@@ -72,8 +74,8 @@ class AppConfig:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_version: str = "4.4.0"
     kafka_libs_dir: str = ""
-    speed_model_name: str = "speed-{thing}"
-    batch_model_name: str = "batch"
+    speed_model_name: str = SPEED_MODEL_TEMPLATE
+    batch_model_name: str = BATCH_MODEL_NAME
     rmse_alarm_threshold: float = 2.0
     promote: bool = False
     fleet_component_versions: str = ""

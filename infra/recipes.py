@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybridstream.localstack.kafka import LOG4J2_PROPERTIES, kraft_properties
+from model_contract.layout import SPEED_MODEL_TEMPLATE, THING_VARIABLE
+from model_contract.topics import KAFKA_TOPICS, MODEL_NOTICES_FILTER, TOPIC_ROOT
 
 RECIPE_FORMAT = "2020-01-25"
 ARCHITECTURES = ("aarch64", "armv7l", "amd64")  # Pi 4/5 64-bit, Pi 32-bit OS, x86 test boxes
@@ -42,17 +44,8 @@ class EdgeAppSettings:
 
     mode: str = "edge-cloud"
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_topics: Mapping[str, str] = field(
-        default_factory=lambda: {
-            "readings": "sensor.readings",
-            "predictions": "predictions",
-            "metrics": "metrics",
-            "deadletter": "deadletter",
-            "events": "edge.events",  # drift, window uploaded, model swapped/rejected
-            "notices": "models.notices",  # model notices (cloud -> edge)
-        }
-    )
-    speed_model_name: str = "speed-{iot:thingName}"  # one speed model per device
+    kafka_topics: Mapping[str, str] = field(default_factory=lambda: dict(KAFKA_TOPICS))
+    speed_model_name: str = SPEED_MODEL_TEMPLATE  # one speed model per device: "{thing}" is its thing name
     windows_bucket: str = ""
     models_bucket: str = ""
 
@@ -99,6 +92,14 @@ VENV_PACKAGES = ("python3-venv",)
 # armv7l (32-bit Pi OS): confluent-kafka has no armv7l wheels, pip builds it against librdkafka;
 # numpy<2 + tflite-runtime are the armv7l runtime (markers in edge_app/requirements.txt)
 ARMV7L_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "librdkafka-dev")
+
+
+def _name_template(template: str) -> str:
+    """A model-name template as the apps read it: ``{thing}`` stays text and the app fills in its own
+    thing name (``model_contract.layout.speed_model_name``), so no nucleus interpolation and no
+    run-time patching is needed. The Greengrass spelling ``{iot:thingName}`` (what infra/stack.py
+    passed before the contract module) is mapped to ``{thing}``."""
+    return template.replace("{iot:thingName}", THING_VARIABLE)
 
 
 def _zip(artifact: ZipArtifact) -> dict[str, Any]:
@@ -175,9 +176,6 @@ def edge_app_recipe(
                     "cat > \"{work:path}/config.json\" <<'HYBRIDSTREAM_CONFIG'",
                     config_json,
                     "HYBRIDSTREAM_CONFIG",
-                    # a nucleus without interpolateComponentConfiguration leaves the thing-name
-                    # variable in configuration values (speedName) as text: fill it in here
-                    'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g" "{work:path}/config.json"',
                     f'exec "{{work:path}}/venv/bin/python" -m edge_app {command} --config "{{work:path}}/config.json"',
                 ]
             ),
@@ -194,7 +192,7 @@ def edge_app_recipe(
             "DefaultConfiguration": {
                 "mode": settings.mode,
                 "kafka": {"bootstrap": settings.kafka_bootstrap, "topics": dict(settings.kafka_topics)},
-                "models": {"speedName": settings.speed_model_name},
+                "models": {"speedName": _name_template(settings.speed_model_name)},
                 "s3": {"windowsBucket": settings.windows_bucket, "modelsBucket": settings.models_bucket},
                 "accessControl": {
                     "aws.greengrass.ipc.mqttproxy": {
@@ -203,7 +201,7 @@ def edge_app_recipe(
                             "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
                             # own topics, and the model announcements (the IoT policy narrows
                             # these to the device's own speed model and the shared batch model)
-                            "resources": ["hybridstream/{iot:thingName}/*", "hybridstream/models/+/published"],
+                            "resources": [TOPIC_ROOT + "/{iot:thingName}/*", MODEL_NOTICES_FILTER],
                         }
                     }
                 },
@@ -314,7 +312,7 @@ def trainer_recipe(
     version: str,
     source: ZipArtifact,
     edge_app_component: str,
-    speed_model_name: str = "speed-{iot:thingName}",
+    speed_model_name: str = SPEED_MODEL_TEMPLATE,
     models_bucket: str = "",
 ) -> dict[str, Any]:
     """``edge`` mode: the training job on the Pi, in its own venv, watching the edge app's local
@@ -346,12 +344,9 @@ def trainer_recipe(
                 [
                     "set -eu",
                     f'mkdir -p "{windows}"',
-                    # the thing-name variable inside a configuration value stays text unless the
-                    # nucleus interpolates configuration: fill it in here (see the edge app)
-                    "name=\"$(printf '%s' '{configuration:/speedName}' "
-                    "| sed 's/[{]iot:thingName[}]/{iot:thingName}/g')\"",
+                    # --name keeps "{thing}": the watcher fills in the thing of each window's path
                     f'exec "{{work:path}}/venv/bin/hybridstream" train worker --watch "{windows}" '
-                    '--name "$name" --bucket "{configuration:/s3/modelsBucket}"',
+                    '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}"',
                 ]
             ),
         },
@@ -368,7 +363,10 @@ def trainer_recipe(
             edge_app_component: {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"},
         },
         "ComponentConfiguration": {
-            "DefaultConfiguration": {"speedName": speed_model_name, "s3": {"modelsBucket": models_bucket}}
+            "DefaultConfiguration": {
+                "speedName": _name_template(speed_model_name),
+                "s3": {"modelsBucket": models_bucket},
+            }
         },
         "Manifests": _manifests(lifecycle, [_zip(source)], architectures=TRAINER_ARCHITECTURES),
     }

@@ -1,10 +1,9 @@
-"""The MQTT topic contract and the IoT topic rules: plain data, no CDK imports.
+"""The IoT topic rules: plain data, no CDK imports (topics, schemas and the MQTT matcher are the
+wire contract's, :mod:`model_contract.topics` and :mod:`model_contract.messages`).
 
-ONE definition read by two interpreters: the CDK stack turns each :class:`TopicRule` into an
+ONE rule definition read by two interpreters: the CDK stack turns each :class:`TopicRule` into an
 ``AWS::IoT::TopicRule`` (:meth:`TopicRule.sql`), and the local stack's rule router evaluates the
-same rule in Python (:meth:`TopicRule.match`) and performs its actions locally. The message
-schemas here are also what the ``ingest`` Lambda validates against (it ships a copy of this
-module in its package).
+same rule in Python (:meth:`TopicRule.match`) and performs its actions locally.
 
 >>> rule = rule_named("window_notices")
 >>> rule.sql()
@@ -27,77 +26,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TOPIC_ROOT = "hybridstream"
-MAX_MESSAGE_BYTES = 128 * 1024  # IoT Core's message size limit: bulk data goes to S3
+from model_contract.messages import DEVICE_SCHEMAS
+from model_contract.topics import DEVICE_KINDS, MAX_MESSAGE_BYTES, TOPIC_ROOT, device_filter, topic_matches
+
 MODES = ("edge-cloud", "edge", "cloud")
 
-# what a device publishes under hybridstream/<thing>/<kind>
-DEVICE_KINDS = ("windows", "metrics", "results", "readings")
+# the edge -> cloud message schemas (the wire contract's; the ingest Lambda validates against them)
+MESSAGE_SCHEMAS = DEVICE_SCHEMAS
 
-# The edge -> cloud message schemas (field -> JSON type). "number" accepts int and float.
-MESSAGE_SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
-    "windows": {
-        # what training_job.notices accepts: key required, the rest checked when present
-        "required": {"key": "string"},
-        "optional": {
-            "window_id": "string",
-            "rows": "integer",
-            "bucket": "string",
-            "first_ts": "string",
-            "last_ts": "string",
-            "sha256": "string",
-        },
-    },
-    "metrics": {
-        "required": {"timestamp": "string", "hybrid_rmse": "number", "batch_rmse": "number", "speed_rmse": "number"},
-        "optional": {
-            "hybrid_mae": "number",
-            "batch_mae": "number",
-            "speed_mae": "number",
-            "latency_ms": "number",
-            "records_per_s": "number",
-            "models": "object",
-            "weights": "object",
-        },
-    },
-    "results": {
-        "required": {"timestamp": "string", "predictions": "array"},
-        "optional": {"models": "object", "device": "string"},
-    },
-    "readings": {
-        "required": {"timestamp": "string", "readings": "array"},
-        "optional": {"device": "string", "errors": "object"},
-    },
-}
-
-
-def device_topic(thing: str, kind: str) -> str:
-    """``hybridstream/<thing>/<kind>``."""
-    if kind not in DEVICE_KINDS:
-        raise ValueError(f"unknown message kind {kind!r}")
-    return f"{TOPIC_ROOT}/{thing}/{kind}"
-
-
-def model_published_topic(model_name: str) -> str:
-    """``hybridstream/models/<model-name>/published`` (cloud -> edge)."""
-    return f"{TOPIC_ROOT}/models/{model_name}/published"
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter matching with ``+`` (one level) and a trailing ``#`` (any levels).
-
-    >>> topic_matches("hybridstream/+/metrics", "hybridstream/pi-1/metrics")
-    True
-    >>> topic_matches("hybridstream/+/metrics", "hybridstream/a/b/metrics")
-    False
-    """
-    f_parts, t_parts = topic_filter.split("/"), topic.split("/")
-    for i, part in enumerate(f_parts):
-        if part == "#":
-            return True
-        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
-            return False
-    return len(f_parts) == len(t_parts)
+__all__ = [  # DEVICE_KINDS, MAX_MESSAGE_BYTES, TOPIC_ROOT: re-exported from the wire contract
+    "DEVICE_KINDS",
+    "EDGE_METRICS_NAMESPACE",
+    "MAX_MESSAGE_BYTES",
+    "MESSAGE_SCHEMAS",
+    "METRIC_FIELDS",
+    "MODES",
+    "RESULTS_KEY",
+    "RULES",
+    "TOPIC_ROOT",
+    "Action",
+    "TopicRule",
+    "rule_named",
+    "rules_for_mode",
+]
 
 
 @dataclass(frozen=True)
@@ -129,7 +80,7 @@ class TopicRule:
 
     @property
     def topic_filter(self) -> str:
-        return f"{TOPIC_ROOT}/+/{'+' if self.kind == '*' else self.kind}"
+        return device_filter("+" if self.kind == "*" else self.kind)
 
     def sql(self) -> str:
         """The IoT SQL (2016-03-23) statement for this rule."""

@@ -96,9 +96,11 @@ def test_edge_app_config_file_matches_the_edge_config_schema(default):
     assert parsed.thing_name == "pi-1"
     assert parsed.topics == Topics()
     assert defaults["kafka"]["bootstrap"] == "127.0.0.1:9092"
-    assert defaults["models"]["speedName"] == "speed-{iot:thingName}"  # one speed model per device
-    # a nucleus that does not interpolate configuration values: the run script fills it in
-    assert 'sed -i "s/[{]iot:thingName[}]/{iot:thingName}/g"' in script
+    assert defaults["models"]["speedName"] == "speed-{thing}"  # one speed model per device
+    # the app fills in its own thing name (model_contract.layout.speed_model_name): no run-time patching
+    assert "sed " not in script
+    filled["models"]["speed_name"] = defaults["models"]["speedName"]  # what the nucleus interpolates
+    assert EdgeConfig.from_dict(filled).models.speed_name == "speed-pi-1"
     assert defaults["mode"] == "edge-cloud"
     # edge-cloud: windows go to the windows bucket (S3 uploader), notices and models over Greengrass IPC
     assert config["windows"]["uploader"] == "s3" and parsed.windows.uploader == "s3"
@@ -235,10 +237,11 @@ def test_trainer_component_only_in_edge_mode(built):
     assert 'python3 -m venv "{work:path}/venv"' in install and "training_job/requirements.txt" in install
     run = lifecycle["Run"]["Script"]
     assert (
-        'hybridstream" train worker --watch "{hybridstream.EdgeApp:work:path}/windows" --name "$name" '
-        '--bucket "{configuration:/s3/modelsBucket}"' in run
+        'hybridstream" train worker --watch "{hybridstream.EdgeApp:work:path}/windows" '
+        '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}"' in run
     )
-    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["speedName"] == "speed-{iot:thingName}"
+    assert "sed " not in run  # the watcher fills in {thing} from each window's path
+    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["speedName"] == "speed-{thing}"
     assert "hybridstream.EdgeApp" in recipe["ComponentDependencies"]
     stem = re.search(r"/([0-9a-f]{64})\.zip$", _artifact_uri(built["edge"], "hybridstream.Trainer")).group(1)
     staged = built["edge"].outdir / f"asset.{stem}"

@@ -7,7 +7,8 @@ import doctest
 import pytest
 
 import infra.topic_rules as topic_rules
-from infra.topic_rules import rule_named, rules_for_mode, topic_matches
+from infra.topic_rules import rule_named, rules_for_mode
+from model_contract.topics import topic_matches
 from tests.infra.conftest import MODES
 
 
