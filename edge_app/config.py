@@ -18,6 +18,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from model_contract.layout import SPEED_MODEL_TEMPLATE, speed_model_name
+from model_contract.topics import KAFKA_TOPICS
+
 
 class ConfigError(ValueError):
     """The configuration file is unusable; the message says which key and why."""
@@ -25,14 +28,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Topics:
-    """Kafka topic names (keys of every output record are the device id)."""
+    """Kafka topic names (keys of every output record are the device id); defaults:
+    ``model_contract.topics.KAFKA_TOPICS``."""
 
-    readings: str = "sensor.readings"
-    predictions: str = "predictions"
-    metrics: str = "metrics"
-    deadletter: str = "deadletter"
-    events: str = "edge.events"  # drift, window-uploaded, model swapped/rejected
-    notices: str = "models.notices"  # new speed model published (cloud -> edge)
+    readings: str = KAFKA_TOPICS["readings"]
+    predictions: str = KAFKA_TOPICS["predictions"]
+    metrics: str = KAFKA_TOPICS["metrics"]
+    deadletter: str = KAFKA_TOPICS["deadletter"]
+    events: str = KAFKA_TOPICS["events"]  # drift, window-uploaded, model swapped/rejected
+    notices: str = KAFKA_TOPICS["notices"]  # new speed model published (cloud -> edge)
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,9 @@ class Models:
     speed: str = ""  # empty: serve the batch model as the speed model until a notice arrives
     batch_manifest: str = ""
     speed_manifest: str = ""
-    speed_name: str = ""  # default speed-<thing_name> (the cloud's name); notices for other names are ignored
+    # the speed model's name or a template with {thing} (default speed-{thing}, the cloud's name):
+    # model_contract.layout.speed_model_name fills in thing_name; notices for other names are ignored
+    speed_name: str = SPEED_MODEL_TEMPLATE
     s3_endpoint_url: str = ""  # s3:// model fetches: endpoint override (else boto3's AWS_ENDPOINT_URL_S3 / AWS)
     s3_region: str = ""  # s3:// model fetches: region (else boto3's default chain)
     max_model_bytes: int = 64 * 1024 * 1024  # s3:// model fetches: larger objects are rejected
@@ -158,9 +164,12 @@ class EdgeConfig:
         cfg = cls(**kwargs)
         if not cfg.group_id:
             object.__setattr__(cfg, "group_id", f"hybridstream-edge-{cfg.thing_name}")
-        if not cfg.models.speed_name:
-            object.__setattr__(cfg.models, "speed_name", f"speed-{cfg.thing_name}")
         cfg.validate(require_batch_model=require_batch_model)
+        try:
+            name = speed_model_name(cfg.thing_name, cfg.models.speed_name or SPEED_MODEL_TEMPLATE)
+        except ValueError as exc:
+            raise ConfigError(f"models.speed_name: {exc}") from None
+        object.__setattr__(cfg.models, "speed_name", name)
         return cfg
 
     def validate(self, *, require_batch_model: bool = True) -> None:

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import tempfile
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from edge_app.s3 import LazyS3Client
 from model_contract import FeatureSpec, Manifest, sha256_bytes
 from model_contract.runtime import ModelRejected, TFLiteModel
 
@@ -33,39 +33,15 @@ def _fetch_file(location: str) -> bytes:
 class S3Fetcher:
     """``s3://bucket/key`` -> bytes through boto3 (imported at the first fetch, never on the hot path).
 
-    One client, created at first use and reused. Credentials come only from boto3's default
-    chain (on a Pi: Greengrass's token exchange service; never keys in the config). The
-    endpoint is ``endpoint_url`` if given, else boto3's own ``AWS_ENDPOINT_URL_S3`` /
-    ``AWS_ENDPOINT_URL`` environment, else AWS. Objects larger than ``max_bytes`` are rejected.
+    One client (:class:`edge_app.s3.LazyS3Client`, shared with the window uploader's builder),
+    created at first use and reused. Objects larger than ``max_bytes`` are rejected.
     """
 
     def __init__(self, endpoint_url: str = "", region: str = "", max_bytes: int = 64 * 1024 * 1024) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
         self.max_bytes = max_bytes
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import boto3  # noqa: PLC0415 (lazy: only model fetches need it)
-                from botocore.config import Config  # noqa: PLC0415
-
-                custom = (
-                    self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-                )
-                config = Config(
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    s3={"addressing_style": "path"} if custom else {},  # S3-compatible servers (radosgw) on an IP
-                )
-                kwargs: dict[str, Any] = {"config": config}
-                if self.endpoint_url:
-                    kwargs["endpoint_url"] = self.endpoint_url
-                if self.region:
-                    kwargs["region_name"] = self.region
-                self._client = boto3.session.Session().client("s3", **kwargs)
-            return self._client
+        self.client = LazyS3Client(endpoint_url, region)
 
     def __call__(self, location: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415

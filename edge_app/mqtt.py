@@ -22,6 +22,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol
 
+from model_contract.topics import topic_matches, validate_filter
+
 log = logging.getLogger("edge_app.mqtt")
 
 Callback = Callable[[str, bytes], None]  # (topic, payload)
@@ -180,7 +182,7 @@ class MtlsTransport:
         with self._lock:
             subs = list(self._subs.items())
         for topic_filter, callback in subs:
-            if _matches(topic_filter, packet.topic):
+            if topic_matches(topic_filter, packet.topic):
                 _safe(callback, packet.topic, bytes(packet.payload or b""))
 
     def _send_subscribe(self, topic: str) -> None:
@@ -219,6 +221,7 @@ class MtlsTransport:
             raise PublishFailed(f"publish to {topic} refused: {code!r}")
 
     def subscribe(self, topic: str, callback: Callback) -> None:
+        validate_filter(topic)  # a bad filter fails here, not in every message callback
         with self._lock:
             self._subs[topic] = callback
             self._subscribed.setdefault(topic, threading.Event())
@@ -236,23 +239,6 @@ class MtlsTransport:
             self._client.stop()
         except Exception as exc:
             log.debug("stopping the MQTT client: %s", exc)
-
-
-def _matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter match (``+`` one level, trailing ``#`` any).
-
-    >>> _matches("hybridstream/models/+/published", "hybridstream/models/speed-a/published")
-    True
-    >>> _matches("a/#", "a/b/c"), _matches("a/b", "a/c")
-    (True, False)
-    """
-    f_parts, t_parts = topic_filter.split("/"), topic.split("/")
-    for i, part in enumerate(f_parts):
-        if part == "#":
-            return True
-        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
-            return False
-    return len(f_parts) == len(t_parts)
 
 
 def make_transport(mqtt_config: Any, thing_name: str) -> Transport | None:

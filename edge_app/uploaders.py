@@ -2,18 +2,15 @@
 
 An uploader has one method, ``upload(key, path, meta) -> uri``. The local one copies into a
 folder with the S3 key layout (``edge`` mode: the on-Pi trainer watches it); :class:`S3Uploader`
-puts the window into the windows bucket and then publishes the window notice on MQTT
-``hybridstream/<thing>/windows`` (``edge-cloud`` mode: the IoT rule queues it for the trainer).
+puts the window into the windows bucket and then publishes the window notice
+(:class:`model_contract.messages.WindowNotice`) on MQTT ``hybridstream/<thing>/windows``
+(``edge-cloud`` mode: the IoT rule queues it for the trainer).
 :class:`UploadWorker` runs uploads off the hot path, retries with backoff, and deletes a spooled
 window only after its upload (and notice) succeeded; offline, windows wait on disk.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import logging
 import os
 import queue
@@ -24,7 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_app.s3 import LazyS3Client
 from edge_app.windows import WindowSpool, window_key
+from model_contract.messages import WindowNotice
+from model_contract.topics import WINDOWS, device_topic
 
 log = logging.getLogger("edge_app.uploaders")
 
@@ -50,37 +50,13 @@ class LocalFolderUploader:
         return target.resolve().as_uri()
 
 
-def window_notice(thing: str, bucket: str, key: str, data: bytes) -> dict[str, Any]:
-    """The notice for one uploaded window (``infra.topic_rules.MESSAGE_SCHEMAS["windows"]``, what
-    ``training_job.notices`` parses): rows, first/last timestamps and sha256 from the bytes themselves.
-
-    >>> n = window_notice("pi-1", "b", "windows/pi-1/2017/01/14/T1_20170114T000000Z_2.csv",
-    ...                   b"Date_time,device,x\\n2017-01-14T00:00:00Z,T1,1\\n2017-01-14T00:10:00Z,T1,2\\n")
-    >>> n["rows"], n["first_ts"], n["last_ts"], n["window_id"]
-    (2, '2017-01-14T00:00:00Z', '2017-01-14T00:10:00Z', 'T1_20170114T000000Z_2')
-    """
-    rows = [r for r in csv.reader(io.StringIO(data.decode("utf-8", "replace"))) if r][1:]
-    return {
-        "thing": thing,
-        "bucket": bucket,
-        "key": key,
-        "rows": len(rows),
-        "first_ts": rows[0][0] if rows else "",
-        "last_ts": rows[-1][0] if rows else "",
-        "window_id": key.rsplit("/", 1)[-1].rsplit(".", 1)[0],
-        "sha256": hashlib.sha256(data).hexdigest(),
-    }
-
-
 class S3Uploader:
-    """Puts windows to ``s3://<bucket>/<key>``, then publishes the window notice (QoS 1, waits for the
-    PUBACK; a failure raises, so the worker retries the whole window: the put is idempotent).
+    """Puts windows to ``s3://<bucket>/<key>``, then publishes the
+    :class:`~model_contract.messages.WindowNotice` on ``hybridstream/<thing>/windows`` (QoS 1, waits
+    for the PUBACK; a failure raises, so the worker retries the whole window: the put is idempotent).
 
-    One boto3 client, created at the first upload (on the upload thread) and reused. Credentials
-    come only from boto3's default chain (on a Pi: Greengrass's token exchange service; never keys
-    in the config). Endpoint: ``endpoint_url``, else boto3's ``AWS_ENDPOINT_URL_S3`` /
-    ``AWS_ENDPOINT_URL``, else AWS. Without a transport no notice is sent (an S3 event could feed
-    the queue instead).
+    One boto3 client (:class:`edge_app.s3.LazyS3Client`), created at the first upload on the upload
+    thread and reused. Without a transport no notice is sent (an S3 event could feed the queue instead).
     """
 
     def __init__(
@@ -99,41 +75,21 @@ class S3Uploader:
         self.endpoint_url = endpoint_url
         self.region = region
         self.publish_timeout = publish_timeout
-        self.topic = f"hybridstream/{thing}/windows"
-        self._client: Any = None
-
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3  # noqa: PLC0415 (lazy: only the upload thread needs it)
-            from botocore.config import Config  # noqa: PLC0415
-
-            custom = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-            config = Config(
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=10,
-                read_timeout=30,
-                s3={"addressing_style": "path"} if custom else {},  # S3-compatible servers (radosgw) on an IP
-            )
-            kwargs: dict[str, Any] = {"config": config}
-            if self.endpoint_url:
-                kwargs["endpoint_url"] = self.endpoint_url
-            if self.region:
-                kwargs["region_name"] = self.region
-            self._client = boto3.session.Session().client("s3", **kwargs)
-        return self._client
+        self.topic = device_topic(thing, WINDOWS)
+        self.client = LazyS3Client(endpoint_url, region)
 
     def upload(self, key: str, path: Path, meta: dict[str, Any]) -> str:
         data = path.read_bytes()
-        notice = window_notice(self.thing, self.bucket, key, data)
+        notice = WindowNotice.for_window(self.thing, self.bucket, key, data)
         self.client().put_object(
             Bucket=self.bucket,
             Key=key,
             Body=data,
             ContentType="text/csv",
-            Metadata={"sha256": notice["sha256"], "rows": str(notice["rows"])},
+            Metadata={"sha256": notice.sha256, "rows": str(notice.rows)},
         )
         if self.transport is not None:
-            self.transport.publish(self.topic, json.dumps(notice, separators=(",", ":")), timeout=self.publish_timeout)
+            self.transport.publish(self.topic, notice.to_json(), timeout=self.publish_timeout)
         return f"s3://{self.bucket}/{key}"
 
 

@@ -1,19 +1,20 @@
-"""The worker's message contract: "a window was uploaded" notices on the training queue.
+"""The worker's queue messages: what a training-queue message says about uploaded windows.
 
-The edge publishes a small notice on MQTT ``hybridstream/<thing>/windows``; the IoT rule
-forwards it to SQS with ``thing`` added. Accepted bodies (JSON):
+The edge publishes a :class:`~model_contract.messages.WindowNotice` on MQTT
+``hybridstream/<thing>/windows``; the IoT rule forwards it to SQS with ``thing`` and
+``mqtt_topic`` added. :func:`parse_queue_message` accepts (JSON bodies):
 
-1. The window notice (preferred)::
+1. the window notice (preferred), parsed by the contract's one parser
+   (:func:`model_contract.messages.parse_window_notice`)::
 
        {"thing": "pi-1", "bucket": "hybridstream-windows",
         "key": "windows/pi-1/2017/06/16/T1_20170616T192000Z_3000.csv", "rows": 3000,
         "first_ts": "2017-06-16T21:20:00+02:00", "last_ts": "...", "window_id": "...", "sha256": "..."}
 
-   ``key`` (or ``uri``/``s3_uri`` = ``s3://bucket/key``) is required. ``bucket`` defaults to
-   the worker's windows bucket (``--windows-bucket`` / ``HYBRIDSTREAM_WINDOWS_BUCKET``);
-   ``thing`` defaults to the second segment of ``windows/<thing>/...``. ``rows`` and
-   ``sha256``, when present, are checked against the downloaded window.
-2. An S3 event notification (``{"Records": [{"eventSource": "aws:s3", "s3": {...}}]}``) or an
+   ``bucket`` defaults to the worker's windows bucket (``--windows-bucket`` /
+   ``HYBRIDSTREAM_WINDOWS_BUCKET``); ``rows`` and ``sha256``, when present, are checked
+   against the downloaded window;
+2. an S3 event notification (``{"Records": [{"eventSource": "aws:s3", "s3": {...}}]}``) or an
    EventBridge "Object Created" event (``{"detail": {"bucket": {"name"}, "object": {"key"}}}``).
    An ``s3:TestEvent`` yields no windows (the message is simply deleted).
 
@@ -23,37 +24,17 @@ Anything else raises :class:`NoticeError` (the message is left for the dead-lett
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from training_job.storage import parse_s3_uri, thing_from_key
+from model_contract.layout import thing_from_window_key
+from model_contract.messages import NoticeError, WindowNotice, parse_window_notice
+
+__all__ = ["NoticeError", "WindowNotice", "parse_queue_message"]
 
 
-class NoticeError(ValueError):
-    """A queue message that is not a usable window notice."""
-
-
-@dataclass(frozen=True)
-class WindowRef:
-    """Where one uploaded window is, plus what the notice claims about it."""
-
-    bucket: str
-    key: str
-    thing: str = ""
-    rows: int | None = None
-    first_ts: str = ""
-    last_ts: str = ""
-    sha256: str = ""
-    window_id: str = ""
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-def parse_notice(body: str | bytes, default_bucket: str = "") -> list[WindowRef]:
-    """The windows a message announces (usually one)."""
+def parse_queue_message(body: str | bytes, default_bucket: str = "") -> list[WindowNotice]:
+    """The windows a queue message announces (usually one)."""
     try:
         msg = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -66,8 +47,8 @@ def parse_notice(body: str | bytes, default_bucket: str = "") -> list[WindowRef]
         return [_from_s3_record(r) for r in msg["Records"]]
     if isinstance(msg.get("detail"), dict) and "object" in msg["detail"]:
         detail = msg["detail"]
-        return [_ref(_get(detail, "bucket", "name"), _get(detail, "object", "key"))]
-    return [_from_window_notice(msg, default_bucket)]
+        return [_object_created(_get(detail, "bucket", "name"), _get(detail, "object", "key"))]
+    return [parse_window_notice(msg, default_bucket)]
 
 
 def _get(obj: dict, *path: str) -> str:
@@ -78,33 +59,12 @@ def _get(obj: dict, *path: str) -> str:
     return obj
 
 
-def _from_s3_record(record: Any) -> WindowRef:
+def _object_created(bucket: str, key: str) -> WindowNotice:
+    return WindowNotice(bucket=bucket, key=key, thing=thing_from_window_key(key))
+
+
+def _from_s3_record(record: Any) -> WindowNotice:
     if not isinstance(record, dict) or record.get("eventSource") != "aws:s3":
         raise NoticeError("S3 event record without eventSource aws:s3")
     s3 = record.get("s3") or {}
-    return _ref(_get(s3, "bucket", "name"), unquote_plus(_get(s3, "object", "key")))
-
-
-def _ref(bucket: str, key: str, **extra: Any) -> WindowRef:
-    return WindowRef(bucket=bucket, key=key, thing=extra.pop("thing", "") or thing_from_key(key), **extra)
-
-
-def _from_window_notice(msg: dict, default_bucket: str) -> WindowRef:
-    uri = msg.get("uri") or msg.get("s3_uri")
-    if isinstance(uri, str) and uri:
-        try:
-            bucket, key = parse_s3_uri(uri)
-        except ValueError as exc:
-            raise NoticeError(str(exc)) from None
-    else:
-        key = msg.get("key")
-        if not isinstance(key, str) or not key:
-            raise NoticeError("window notice needs 'key' (with 'bucket') or 'uri' = s3://bucket/key")
-        bucket = msg.get("bucket") or default_bucket
-        if not isinstance(bucket, str) or not bucket:
-            raise NoticeError("window notice has no 'bucket' and the worker has no --windows-bucket")
-    rows = msg.get("rows")
-    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
-        raise NoticeError(f"'rows' must be a non-negative integer, got {rows!r}")
-    fields = {k: str(msg.get(k) or "") for k in ("thing", "first_ts", "last_ts", "sha256", "window_id")}
-    return _ref(bucket, key, rows=rows, **fields)
+    return _object_created(_get(s3, "bucket", "name"), unquote_plus(_get(s3, "object", "key")))

@@ -1,6 +1,8 @@
 """Publishing models to S3: immutable versions, manifest last, then the ``LATEST`` pointer.
 
-Layout in the models bucket (``prefix`` defaults to ``models``)::
+Layout in the models bucket (``prefix`` defaults to ``models``; the keys and the pointer are
+:mod:`model_contract.layout`'s: :class:`~model_contract.layout.LatestPointer` is the only writer
+of ``LATEST``, :func:`~model_contract.layout.parse_latest` its only parser)::
 
     models/<name>/<version>/model.tflite     # written first
     models/<name>/<version>/manifest.json    # written second: its creation is the "published" event
@@ -24,7 +26,6 @@ the slower one re-reads, compares again and backs off if the other one's window 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from model_contract import Manifest, sha256_bytes
+from model_contract.layout import (
+    MODELS_PREFIX,
+    REJECTED_PREFIX,
+    LatestPointer,
+    latest_key,
+    manifest_key,
+    model_folder,
+    model_key,
+    parse_latest,
+)
 from training_job.windows import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -96,7 +107,9 @@ class CurrentModel:
 class ModelStore:
     """One models bucket (any S3-compatible endpoint)."""
 
-    def __init__(self, s3: Any, bucket: str, prefix: str = "models", rejected_prefix: str = "rejected") -> None:
+    def __init__(
+        self, s3: Any, bucket: str, prefix: str = MODELS_PREFIX, rejected_prefix: str = REJECTED_PREFIX
+    ) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = prefix.strip("/")
@@ -105,10 +118,10 @@ class ModelStore:
         self._unconditional = False  # learnt: the endpoint has no conditional PUT
 
     def folder(self, name: str, version: str, rejected: bool = False) -> str:
-        return f"{self.rejected_prefix if rejected else self.prefix}/{name}/{version}"
+        return model_folder(name, version, self.rejected_prefix if rejected else self.prefix)
 
     def latest_key(self, name: str) -> str:
-        return f"{self.prefix}/{name}/LATEST"
+        return latest_key(name, self.prefix)
 
     def _exists(self, key: str) -> bool:
         try:
@@ -120,23 +133,23 @@ class ModelStore:
             raise
 
     def is_published(self, name: str, version: str) -> bool:
-        return self._exists(f"{self.folder(name, version)}/manifest.json")
+        return self._exists(manifest_key(name, version, self.prefix))
 
     def _result(self, status: str, manifest: Manifest, rejected: bool = False, reason: str = "") -> PublishResult:
-        folder = self.folder(manifest.name, manifest.version, rejected)
+        prefix = self.rejected_prefix if rejected else self.prefix
         return PublishResult(
             status=status,
             name=manifest.name,
             version=manifest.version,
             bucket=self.bucket,
-            model_key=f"{folder}/model.tflite",
-            manifest_key=f"{folder}/manifest.json",
+            model_key=model_key(manifest.name, manifest.version, prefix),
+            manifest_key=manifest_key(manifest.name, manifest.version, prefix),
             sha256=manifest.sha256,
             reason=reason,
         )
 
     def published_manifest(self, name: str, version: str) -> Manifest:
-        key = f"{self.folder(name, version)}/manifest.json"
+        key = manifest_key(name, version, self.prefix)
         return Manifest.from_json(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def published_result(self, name: str, version: str, update_latest: bool = True) -> PublishResult:
@@ -177,7 +190,7 @@ class ModelStore:
 
     # -- LATEST: forward only ----------------------------------------------------------------
 
-    def _read_latest(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    def _read_latest(self, name: str) -> tuple[LatestPointer | None, str | None]:
         """(pointer, ETag) of ``LATEST``, or (None, None) when there is none."""
         try:
             obj = self.s3.get_object(Bucket=self.bucket, Key=self.latest_key(name))
@@ -185,18 +198,14 @@ class ModelStore:
             if _code(exc) in _MISSING:
                 return None, None
             raise
-        return json.loads(obj["Body"].read()), obj.get("ETag")
+        return parse_latest(obj["Body"].read(), name=name, prefix=self.prefix), obj.get("ETag")
 
-    def _pointer_last_ts(self, pointer: dict[str, Any]) -> datetime | None:
+    def _pointer_last_ts(self, pointer: LatestPointer) -> datetime | None:
         """The ``last_ts`` of the window behind a pointer (older pointers: from their manifest)."""
-        if pointer.get("window_last_ts"):
-            return _ts(pointer["window_last_ts"])
-        key = (
-            pointer.get("manifest_key")
-            or f"{self.folder(pointer.get('name', ''), pointer.get('version', ''))}/manifest.json"
-        )
+        if pointer.window_last_ts:
+            return _ts(pointer.window_last_ts)
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body = self.s3.get_object(Bucket=self.bucket, Key=pointer.manifest_key)["Body"].read()
             return _ts(Manifest.from_json(body).window.get("last_ts"))
         except (ClientError, ValueError, KeyError):
             return None
@@ -221,22 +230,21 @@ class ModelStore:
         """
         key = self.latest_key(manifest.name)
         ours = _ts(manifest.window.get("last_ts"))
-        pointer_doc = {
-            "name": manifest.name,
-            "version": manifest.version,
-            "sha256": manifest.sha256,
-            "kind": manifest.kind,
-            "model_key": result.model_key,
-            "manifest_key": result.manifest_key,
-            "window_last_ts": manifest.window.get("last_ts", ""),
-            "published_at": utc_now(),
-        }
-        body = json.dumps(pointer_doc, indent=2).encode()
+        body = LatestPointer(
+            name=manifest.name,
+            version=manifest.version,
+            sha256=manifest.sha256,
+            kind=manifest.kind,
+            model_key=result.model_key,
+            manifest_key=result.manifest_key,
+            window_last_ts=manifest.window.get("last_ts", ""),
+            published_at=utc_now(),
+        ).to_json()
         last_etag: str | None = None
         for _attempt in range(LATEST_ATTEMPTS):
             pointer, etag = self._read_latest(manifest.name)
             if pointer is not None:
-                if pointer.get("version") == manifest.version:
+                if pointer.version == manifest.version:
                     return "current"
                 theirs = self._pointer_last_ts(pointer)
                 if ours is not None and theirs is not None:
@@ -249,7 +257,7 @@ class ModelStore:
                         manifest.name,
                         manifest.version,
                         manifest.window.get("last_ts", "?"),
-                        pointer.get("version"),
+                        pointer.version,
                         theirs.isoformat() if theirs else "?",
                     )
                     return "kept"
@@ -270,7 +278,7 @@ class ModelStore:
                 raise
             if self._unconditional:  # no atomicity: re-check what won
                 pointer, _ = self._read_latest(manifest.name)
-                if pointer is None or pointer.get("version") != manifest.version:
+                if pointer is None or pointer.version != manifest.version:
                     continue
             log.info("LATEST of %s -> %s", manifest.name, manifest.version)
             return "updated"
@@ -290,25 +298,20 @@ class ModelStore:
         log.warning("refused %s/%s (%s): kept at %s", manifest.name, manifest.version, reason, where)
         return result
 
-    def latest(self, name: str) -> dict[str, Any] | None:
+    def latest(self, name: str) -> LatestPointer | None:
         """The ``LATEST`` pointer of ``name``, or None if nothing was published yet."""
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self.latest_key(name))["Body"].read()
-        except ClientError as exc:
-            if _code(exc) in _MISSING:
-                return None
-            raise
-        return json.loads(body)
+        return self._read_latest(name)[0]
 
     def current(self, name: str) -> CurrentModel | None:
         """The current model of ``name`` (via ``LATEST``), checksum-verified; None if there is none."""
         pointer = self.latest(name)
         if pointer is None:
             return None
-        manifest_key = pointer.get("manifest_key") or f"{self.folder(name, pointer['version'])}/manifest.json"
-        manifest = Manifest.from_json(self.s3.get_object(Bucket=self.bucket, Key=manifest_key)["Body"].read())
-        model_key = pointer.get("model_key") or manifest_key.rsplit("/", 1)[0] + "/model.tflite"
-        tflite = self.s3.get_object(Bucket=self.bucket, Key=model_key)["Body"].read()
+        body = self.s3.get_object(Bucket=self.bucket, Key=pointer.manifest_key)["Body"].read()
+        manifest = Manifest.from_json(body)
+        tflite = self.s3.get_object(Bucket=self.bucket, Key=pointer.model_key)["Body"].read()
         if sha256_bytes(tflite) != manifest.sha256:
-            raise RuntimeError(f"current model s3://{self.bucket}/{model_key} does not match its manifest's sha256")
+            raise RuntimeError(
+                f"current model s3://{self.bucket}/{pointer.model_key} does not match its manifest's sha256"
+            )
         return CurrentModel(manifest=manifest, tflite=tflite)

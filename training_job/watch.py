@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model_contract.layout import speed_model_name, thing_from_window_key
 from training_job.model import TrainingCancelled
 from training_job.pipeline import Outcome, TrainOptions, train_window
 from training_job.publish import ModelStore
-from training_job.storage import thing_from_key
 from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
 
 log = logging.getLogger(__name__)
@@ -176,13 +176,11 @@ class FolderWatcher:
 
     def _train(self, path: Path, rel: Path) -> Outcome:
         data = path.read_bytes()
-        thing = thing_from_key(rel.as_posix())
+        thing = thing_from_window_key(rel.as_posix())
         window = parse_window(
             data, self.opts.spec, fmt="auto", min_rows=self.config.min_rows, source=path.resolve().as_uri(), thing=thing
         )
-        opts = self.opts
-        if "{thing}" in opts.name:
-            opts = dataclasses.replace(opts, name=opts.name.format(thing=thing or "unknown"))
+        opts = dataclasses.replace(self.opts, name=speed_model_name(thing or "unknown", self.opts.name))
         return train_window(window, opts, store=self.store, out_dir=self.config.out_dir, cancel=self._stop.is_set)
 
     def _move(self, path: Path, rel: Path, where: str, notes: dict[str, str]) -> None:

@@ -32,8 +32,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from model_contract.layout import speed_model_name
 from training_job.model import TrainingCancelled
-from training_job.notices import NoticeError, WindowRef, parse_notice
+from training_job.notices import NoticeError, WindowNotice, parse_queue_message
 from training_job.pipeline import Outcome, TrainOptions, train_window
 from training_job.publish import ModelStore
 from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
@@ -116,7 +117,7 @@ class Worker:
         store: ModelStore,
         opts: TrainOptions,
         config: WorkerConfig,
-        on_outcome: Callable[[Outcome, WindowRef], None] | None = None,
+        on_outcome: Callable[[Outcome, WindowNotice], None] | None = None,
     ) -> None:
         self.sqs, self.s3, self.store, self.opts, self.config = sqs, s3, store, opts, config
         self.on_outcome = on_outcome
@@ -183,7 +184,7 @@ class Worker:
         receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
         try:
             with _Heartbeat(self.sqs, self.config.queue_url, message["ReceiptHandle"], self.config.lease_seconds):
-                refs = parse_notice(message.get("Body", ""), self.config.windows_bucket)
+                refs = parse_queue_message(message.get("Body", ""), self.config.windows_bucket)
                 for ref in refs:
                     self._train(ref)
         except (NoticeError, WindowError) as exc:
@@ -208,7 +209,7 @@ class Worker:
             log.warning("message %s: delete failed (%s); a redelivery will find the version published", mid, exc)
         return "deleted"
 
-    def _train(self, ref: WindowRef) -> None:
+    def _train(self, ref: WindowNotice) -> None:
         try:
             data = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
         except ClientError as exc:
@@ -225,9 +226,7 @@ class Worker:
             raise WindowError(
                 "notice_mismatch", f"notice sha256 {ref.sha256[:12]}... != {ref.uri} {window.sha256[:12]}..."
             )
-        opts = self.opts
-        if "{thing}" in opts.name:
-            opts = dataclasses.replace(opts, name=opts.name.format(thing=ref.thing or "unknown"))
+        opts = dataclasses.replace(self.opts, name=speed_model_name(ref.thing or "unknown", self.opts.name))
         outcome = train_window(window, opts, store=self.store, cancel=self._stop.is_set)
         setattr(self.stats, outcome.status, getattr(self.stats, outcome.status, 0) + 1)
         summary = outcome.summary()

@@ -97,7 +97,7 @@ def test_a_crash_mid_training_leaves_the_file_and_a_restart_trains_it(store, tin
     assert seen == ["T1_a.csv", "T1_b.csv"] and stats.published == 2 and stats.errors == 0
     assert not older.exists() and not newer.exists()
     assert sorted(p.name for p in (root / "done" / day).glob("*.csv")) == ["T1_a.csv", "T1_b.csv"]
-    assert store.latest("speed")["version"] == stats.outcomes[-1]["version"]
+    assert store.latest("speed").version == stats.outcomes[-1]["version"]
 
 
 def test_watch_needs_exactly_one_source_and_somewhere_to_publish(tmp_path, capsys):
