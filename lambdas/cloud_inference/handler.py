@@ -3,8 +3,9 @@
 The ``cloud_readings`` topic rule sends each ``hybridstream/<thing>/readings`` message here:
 ``{"timestamp", "readings": [row, ...] (oldest first, at least the feature spec's max lag),
 "errors": {"batch": rmse, "speed": rmse} (optional, the device's recent errors)}``. The current
-model of each name (the trainer's ``models/<name>/LATEST`` pointer -> its ``manifest.json``, the
-model checked against its sha256; the pointer is cached for a minute) is loaded with the same
+model of each name (the trainer's ``models/<name>/LATEST`` pointer, read with
+:func:`model_contract.layout.parse_latest` -> its ``manifest.json``, the model checked against its
+sha256; the pointer is cached for a minute) is loaded with the same
 :mod:`model_contract` runtime the edge uses, and the forecast is published to
 ``hybridstream/<thing>/results`` (which the results rule stores in S3).
 
@@ -19,14 +20,24 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import boto3
+from lambdas.shared import cached_client
+from model_contract.layout import (
+    LatestPointer,
+    latest_key,
+    model_key,
+    parse_latest,
+    parse_manifest_key,
+    speed_model_name,
+)
+from model_contract.topics import MAX_MESSAGE_BYTES, RESULTS, TOPIC_ROOT, device_topic
 
-MAX_MESSAGE_BYTES = 128 * 1024
 MANIFEST_TTL_SECONDS = 60.0
 
 _clients: dict[str, Any] = {}
+_client = partial(cached_client, _clients)
 _models: dict[str, LoadedModel] = {}
 
 
@@ -47,39 +58,26 @@ class Rejected(ValueError):
         self.reason = reason
 
 
-def _client(name: str) -> Any:
-    if name not in _clients:
-        kwargs = {}
-        if name == "iot-data" and os.environ.get("IOT_DATA_ENDPOINT"):
-            kwargs["endpoint_url"] = "https://" + os.environ["IOT_DATA_ENDPOINT"].removeprefix("https://")
-        _clients[name] = boto3.client(name, **kwargs)
-    return _clients[name]
-
-
-def latest_manifest_key(bucket: str, name: str) -> str | None:
-    """Key of the current ``manifest.json`` of ``name``, from the trainer's ``models/<name>/LATEST``
-    pointer (``{"name", "version", "manifest_key", "model_key", "sha256", ...}``, written last by
-    ``training_job.publish.ModelStore.publish``); None while nothing is published. No listing:
-    the trainer alone decides which version is current (a refused candidate never becomes it)."""
+def latest_pointer(bucket: str, name: str) -> LatestPointer | None:
+    """The trainer's ``models/<name>/LATEST`` pointer (:func:`model_contract.layout.parse_latest`), or
+    None while nothing is published. No listing: the trainer alone decides which version is
+    current (a refused candidate never becomes it)."""
     try:
-        body = _client("s3").get_object(Bucket=bucket, Key=f"models/{name}/LATEST")["Body"].read()
+        body = _client("s3").get_object(Bucket=bucket, Key=latest_key(name))["Body"].read()
     except _client("s3").exceptions.NoSuchKey:
         return None
-    pointer = json.loads(body)
-    key = pointer.get("manifest_key")
-    if isinstance(key, str) and key:
-        return key
-    return f"models/{name}/{pointer['version']}/manifest.json"
+    return parse_latest(body, name=name)
 
 
 def load_model(bucket: str, manifest_key: str) -> tuple[Any, Any, str]:
-    """(TFLiteModel, FeatureSpec, version) for one manifest; the model file must match its sha256."""
+    """(TFLiteModel, FeatureSpec, version) for one manifest; the model file beside it must match
+    its sha256."""
     from model_contract.manifest import Manifest
     from model_contract.runtime import TFLiteModel
 
     s3 = _client("s3")
     manifest = Manifest.from_json(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-    content = s3.get_object(Bucket=bucket, Key=manifest_key.rsplit("/", 1)[0] + "/model.tflite")["Body"].read()
+    content = s3.get_object(Bucket=bucket, Key=model_key(*parse_manifest_key(manifest_key)))["Body"].read()
     if hashlib.sha256(content).hexdigest() != manifest.sha256:
         raise ValueError(f"{manifest_key}: model.tflite does not match the manifest's sha256")
     return TFLiteModel.from_manifest(content, manifest), manifest.feature_spec, manifest.version
@@ -92,14 +90,13 @@ def model(name: str) -> LoadedModel | None:
     cached = _models.get(name)
     if cached and time.monotonic() - cached.checked_at < MANIFEST_TTL_SECONDS:
         return cached
-    key = latest_manifest_key(bucket, name)
-    if key is None:
+    pointer = latest_pointer(bucket, name)
+    if pointer is None:
         return cached
-    version = key.split("/")[-2]
-    if cached and cached.version == version:
+    if cached and cached.version == pointer.version:
         cached.checked_at = time.monotonic()
         return cached
-    loaded, spec, version = load_model(bucket, key)
+    loaded, spec, version = load_model(bucket, pointer.manifest_key)
     _models[name] = LoadedModel(name, version, spec, loaded, time.monotonic())
     return _models[name]
 
@@ -145,7 +142,7 @@ def predict(thing: str, timestamp: str, readings: list[dict[str, Any]], errors: 
 
     # per-device speed models: "{thing}" in a name is the thing the readings came from
     names = {
-        kind: os.environ[var].replace("{thing}", thing)
+        kind: speed_model_name(thing, os.environ[var])
         for kind, var in (("batch", "BATCH_MODEL"), ("speed", "SPEED_MODEL"))
     }
     loaded = {kind: m for kind, name in names.items() if (m := model(name)) is not None}
@@ -196,6 +193,6 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             )
         )
         return {"accepted": False, "reason": exc.reason}
-    root = os.environ.get("TOPIC_ROOT", "hybridstream")
-    _client("iot-data").publish(topic=f"{root}/{thing}/results", qos=1, payload=json.dumps(result).encode())
+    root = os.environ.get("TOPIC_ROOT", TOPIC_ROOT)
+    _client("iot-data").publish(topic=device_topic(thing, RESULTS, root), qos=1, payload=json.dumps(result).encode())
     return {"accepted": True, "result": result}

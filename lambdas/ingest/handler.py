@@ -1,7 +1,8 @@
 """Validate every edge message the IoT rule hands over; count accepted and rejected ones.
 
 The ``edge_validation`` topic rule sends ``SELECT *, topic(2) AS thing, topic() AS mqtt_topic``
-of each ``hybridstream/<thing>/<kind>`` message here. A message is rejected with reasons
+of each ``hybridstream/<thing>/<kind>`` message here; the schemas are the wire contract's
+(``model_contract.messages.DEVICE_SCHEMAS``). A message is rejected with reasons
 (size, JSON shape, schema, a window key outside the thing's prefix); the counts go to CloudWatch through the
 embedded metric format (namespace ``HybridStream/Ingest``, dimensions Kind and Reason), and
 each rejection is logged as one JSON line. Metrics messages also yield per-device metrics and
@@ -14,10 +15,9 @@ import json
 import time
 from typing import Any
 
-try:  # packaged beside this handler by the CDK stack
-    from topic_rules import DEVICE_KINDS, MAX_MESSAGE_BYTES, MESSAGE_SCHEMAS, TOPIC_ROOT
-except ImportError:  # pragma: no cover - running from the repository
-    from infra.topic_rules import DEVICE_KINDS, MAX_MESSAGE_BYTES, MESSAGE_SCHEMAS, TOPIC_ROOT
+from model_contract.layout import WINDOWS_PREFIX
+from model_contract.messages import DEVICE_SCHEMAS as MESSAGE_SCHEMAS
+from model_contract.topics import DEVICE_KINDS, MAX_MESSAGE_BYTES, WINDOWS, parse_device_topic
 
 NAMESPACE = "HybridStream/Ingest"
 ADDED_FIELDS = ("thing", "mqtt_topic")  # added by the rule's SELECT, not part of the message
@@ -42,11 +42,10 @@ def validate(event: Any) -> tuple[str, str, list[str]]:
     if not isinstance(event, dict):
         return "", "unknown", ["not_json_object"]
     size = len(json.dumps(event, separators=(",", ":")).encode())
-    topic = event.get("mqtt_topic")
-    parts = topic.split("/") if isinstance(topic, str) else []
-    if len(parts) != 3 or parts[0] != TOPIC_ROOT or not parts[1]:
+    try:
+        thing, kind = parse_device_topic(event.get("mqtt_topic"))
+    except ValueError:
         return "", "unknown", ["bad_topic"] + (["oversized"] if size > MAX_MESSAGE_BYTES else [])
-    thing, kind = parts[1], parts[2]
     reasons: list[str] = []
     if size > MAX_MESSAGE_BYTES:
         reasons.append("oversized")
@@ -63,7 +62,8 @@ def validate(event: Any) -> tuple[str, str, list[str]]:
             reasons.append(f"type:{name}")
     # no device == thing check: one Pi (thing) serves several sensor devices, so ``device`` is
     # the sensor's id and legitimately differs from the thing name
-    if kind == "windows" and isinstance(event.get("key"), str) and not event["key"].startswith(f"windows/{thing}/"):
+    key = event.get("key")
+    if kind == WINDOWS and isinstance(key, str) and not key.startswith(f"{WINDOWS_PREFIX}/{thing}/"):
         reasons.append("key_outside_prefix")
     return thing, kind, reasons
 

@@ -116,14 +116,15 @@ def test_valid_readings_give_a_blended_forecast(inference):
 def test_the_latest_pointer_names_the_model_not_the_listing(inference):
     put_model("turbine-speed", "current")
     put_model("turbine-speed", "written-later-not-current", latest=False)  # e.g. a refused candidate
-    assert inference.latest_manifest_key(BUCKET, "turbine-speed") == "models/turbine-speed/current/manifest.json"
-    assert inference.latest_manifest_key(BUCKET, "never-published") is None
+    pointer = inference.latest_pointer(BUCKET, "turbine-speed")
+    assert pointer.manifest_key == "models/turbine-speed/current/manifest.json" and pointer.version == "current"
+    assert inference.latest_pointer(BUCKET, "never-published") is None
 
 
 def test_pointer_without_manifest_key_falls_back_to_the_version_folder(inference):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=BUCKET, Key="models/m/LATEST", Body=json.dumps({"name": "m", "version": "v7"}).encode())
-    assert inference.latest_manifest_key(BUCKET, "m") == "models/m/v7/manifest.json"
+    assert inference.latest_pointer(BUCKET, "m").manifest_key == "models/m/v7/manifest.json"
 
 
 def test_pointer_is_cached_for_a_minute(inference, monkeypatch):
