@@ -96,6 +96,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
     run.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
     run.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's, 50)")
+    run.add_argument(
+        "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
+    )
     run.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
     run.add_argument(
         "--warm-start",
@@ -105,6 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--cache-dir", default=None, help="batch-model cache (default .cache/eval; 'none' disables)")
     run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
+    run.add_argument("--limit", type=int, default=None, help="replay only the first N test rows (selection studies)")
+    run.add_argument("--save", metavar="FILE.npz", default=None, help="also save every forecast per row (.npz)")
     run.set_defaults(func=_run)
 
     streams = cmds.add_parser(
@@ -129,7 +134,7 @@ def _scenarios(choice: str) -> list[str]:
 
 def _load(args: argparse.Namespace, scenarios: list[str]):
     from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
-    from hybridstream.evaluation.streams import DEFAULT_CACHE, get_stream  # noqa: PLC0415
+    from hybridstream.evaluation.streams import DEFAULT_CACHE, attach_baselines, get_stream  # noqa: PLC0415
 
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
     detector = dict(DEFAULT_DETECTOR)
@@ -142,9 +147,8 @@ def _load(args: argparse.Namespace, scenarios: list[str]):
             for on_drift in variants:
                 extra = " with early retraining on drift" if on_drift else ""
                 _log(f"stream {name} W={window} delay={args.delay}{extra} (cached in {cache})")
-                out.append(
-                    get_stream(name, window, args.delay, cache, log=_log, refresh=args.refresh, on_drift=on_drift)
-                )
+                stream = get_stream(name, window, args.delay, cache, log=_log, refresh=args.refresh, on_drift=on_drift)
+                out.append(attach_baselines(stream))
     return out
 
 
@@ -364,7 +368,14 @@ def _run_checked(args: argparse.Namespace) -> int:
         cfg = cfg.replace(seed=args.seed)
     cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     warm = DEFAULT_WARM_START if args.warm_start is None else args.warm_start
-    result = run_stream(train, test, spec, args.window, cfg=cfg, warm_start=warm, cache_dir=cache, log=_log)
+    speed_cfg = cfg.replace(epochs=args.speed_epochs) if args.speed_epochs else None
+    if args.limit:
+        test = test[: args.limit]
+    result = run_stream(
+        train, test, spec, args.window, cfg=cfg, speed_cfg=speed_cfg, warm_start=warm, cache_dir=cache, log=_log
+    )
+    if args.save:
+        _log(f"forecasts saved to {result.save(args.save)}")
     print(report.run_table(result))
     if args.json:
         print(json.dumps(result.summary()), flush=True)

@@ -18,6 +18,7 @@ The six forecasts per target row are scored on the rows where all of them exist.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import deque
@@ -75,6 +76,32 @@ class RunResult:
                 "rmse_second_half": float(np.sqrt(np.mean(e2 * e2))) if len(e2) else math.nan,
             }
         return out
+
+    def save(self, path: str | Path) -> Path:
+        """Forecasts, truth and bookkeeping as ``.npz`` (replay other combiners over them later)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"spec": self.spec.to_dict(), "window": self.window, "speed_models": self.speed_models}
+        meta |= {"seconds": self.seconds, "counters": self.counters}
+        arrays = {f"f_{k}": v for k, v in self.forecasts.items()}
+        np.savez_compressed(path, y=self.y, speed_weight=self.speed_weight, meta=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        with np.load(path) as d:
+            meta = json.loads(str(d["meta"]))
+            forecasts = {k[2:]: d[k] for k in d.files if k.startswith("f_")}
+            return cls(
+                FeatureSpec.from_dict(meta["spec"]),
+                int(meta["window"]),
+                d["y"],
+                forecasts,
+                d["speed_weight"],
+                meta["speed_models"],
+                meta["seconds"],
+                meta["counters"],
+            )
 
     def summary(self) -> dict:
         """The ``--json`` line: approaches (rmse, mae), retrains, rows, horizon."""

@@ -187,6 +187,19 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
                 "mean_speed_weight": float(np.nanmean(r.speed_weight)),
                 "us_per_record": cost_us(cfg, stream) if timed else None,
             }
+        baselines = {}
+        for name, pred in getattr(stream, "baselines", {}).items():
+            e = pred - stream.y
+            ok = stream.valid & np.isfinite(e)
+            first, second = ok.copy(), ok.copy()
+            first[half:] = False
+            second[:half] = False
+            baselines[name] = {
+                "rmse": float(np.sqrt(np.mean(e[ok] ** 2))),
+                "mae": float(np.mean(np.abs(e[ok]))),
+                "rmse_first_half": float(np.sqrt(np.mean(e[first] ** 2))),
+                "rmse_second_half": float(np.sqrt(np.mean(e[second] ** 2))),
+            }
         w_all, rmse_all = best_constant_weight(stream)
         w1, rmse1 = best_constant_weight(stream, 0, half)
         _, rmse2 = best_constant_weight(stream, half)
@@ -203,6 +216,7 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
             "early_models": sum(1 for m in stream.meta.get("speed_models", []) if m.get("early")),
             "half": half,
             "candidates": rows,
+            "baselines": baselines,
             "oracle": {"weight": w_all, "rmse": rmse_all, "weight_first_half": w1, "rmse_second_half": rmse2},
         }
     return out

@@ -51,6 +51,10 @@ def combiner_tables(scores: Mapping, ranking: Sequence, chosen: str, default_lab
                 for k in keys
             ]
         )
+    for name in ("persistence", "online_linear"):
+        if all(name in scores[k].get("baselines", {}) for k in keys):
+            cells = [scores[k]["baselines"][name] for k in keys]
+            rows.append([f"{name} (baseline)"] + [f"{c['rmse']:.3f} ({c['mae']:.3f})" for c in cells])
     if any(scores[k].get("early_models") for k in keys):
         rows.append(
             ["speed models trained (drift-triggered)"]
@@ -73,6 +77,11 @@ def combiner_tables(scores: Mapping, ranking: Sequence, chosen: str, default_lab
     base = [
         [label] + [scores[k]["candidates"][label]["rmse"] for k in keys] + [None]
         for label in ("batch", "speed", "static 0.3 (prototype)")
+    ]
+    base += [
+        [f"{name} (baseline)"] + [scores[k]["baselines"][name]["rmse"] for k in keys] + [None]
+        for name in ("persistence", "online_linear")
+        if all(name in scores[k].get("baselines", {}) for k in keys)
     ]
     parts.append(
         "### Best configuration of each family (selected on the first halves), RMSE over the whole stream, °C\n\n"

@@ -44,6 +44,7 @@ class PredictionStream:
     speed: np.ndarray
     speed_id: np.ndarray
     meta: dict = field(default_factory=dict)
+    baselines: dict = field(default_factory=dict)  # name -> per-row forecast (not cached; see attach_baselines)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -84,6 +85,21 @@ class PredictionStream:
                 speed_id=data["speed_id"],
                 meta=info.get("meta", {}),
             )
+
+
+def attach_baselines(stream: PredictionStream, spec: FeatureSpec | None = None) -> PredictionStream:
+    """Add ``stream.baselines``: persistence and the online linear model (warmed on the history) per row.
+
+    Computed from the scenario's files (a second or two), so every cached stream gets them.
+    """
+    from hybridstream.evaluation.baselines import online_linear_forecasts, persistence_forecasts  # noqa: PLC0415
+
+    spec = spec or FeatureSpec()
+    train, test = load_scenario(SCENARIOS[stream.scenario], spec)
+    test = test[: len(stream)]
+    linear, _ = online_linear_forecasts(test, spec, warmup=train)
+    stream.baselines = {"persistence": persistence_forecasts(test, spec), "online_linear": linear}
+    return stream
 
 
 def drift_tag(on_drift: Mapping | None) -> str:

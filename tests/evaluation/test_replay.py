@@ -50,6 +50,8 @@ def test_replay_matches_fixed_blends_and_dynamic_adapts():
 
 def test_score_select_and_report(tmp_path):
     streams = [synthetic_stream(seed=1), synthetic_stream(seed=2, window=500)]
+    for s in streams:  # the baselines ride along, scored apart from the candidates
+        s.baselines = {"persistence": np.r_[np.nan, s.y[:-1]], "online_linear": s.y + 0.05}
     cands = all_candidates()
     scores = score(streams, cands)
     assert set(scores) == {"synthetic-w1000-d0", "synthetic-w500-d0"}
@@ -62,6 +64,8 @@ def test_score_select_and_report(tmp_path):
     assert ranking[0][1] >= 1.0 and ranking == sorted(ranking, key=lambda r: (round(r[1], 4), r[2]))
     md = report.combiner_tables(scores, ranking, ranking[0][0], "inverse_mse hl=24")
     assert "**(default)**" in md and "static 0.3 (prototype)" in md
+    assert "persistence (baseline)" in md and "online_linear (baseline)" in md
+    assert entry["baselines"]["online_linear"]["rmse"] == pytest.approx(0.05)
     json.dumps(scores)  # JSON-serialisable as the CLI writes it
 
 
