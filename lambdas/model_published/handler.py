@@ -127,4 +127,4 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         )
         _emit_metrics(notice, json.loads(body))
         sent.append(f"{notice.name}/{notice.version}")
-    return {"notices": sent}
+    return {"published": sent}  # the models whose notice was sent (the local IoT router reads this)

@@ -77,7 +77,7 @@ def eventbridge(key: str, size: int = 100) -> dict:
 def test_latest_write_announces_the_version_it_names(handler, capsys):
     key, body = put_manifest()
     latest = put_latest()
-    assert handler.handler(eventbridge(latest)) == {"notices": [f"{NAME}/0123456789abcdef"]}
+    assert handler.handler(eventbridge(latest)) == {"published": [f"{NAME}/0123456789abcdef"]}
     ((topic, payload),) = published("hybridstream/models/")
     assert topic == f"hybridstream/models/{NAME}/published"
     note = json.loads(payload)
@@ -97,7 +97,7 @@ def test_s3_notification_format_is_accepted_too(handler):
     put_manifest(version="v2")
     latest = put_latest(version="v2")
     event = {"Records": [{"s3": {"bucket": {"name": BUCKET}, "object": {"key": latest, "size": 10}}}]}
-    assert handler.handler(event) == {"notices": [f"{NAME}/v2"]}
+    assert handler.handler(event) == {"published": [f"{NAME}/v2"]}
 
 
 def test_a_manifest_write_is_not_an_announcement(handler):
@@ -115,7 +115,7 @@ def test_a_delayed_event_announces_what_is_current_not_what_was_written(handler)
     put_manifest(version="v2", model=newer_model)
     put_latest(version="v2", sha256=hashlib.sha256(newer_model).hexdigest())
     # the event of the first write arrives after LATEST moved on: v2 is announced, never v1
-    assert handler.handler(eventbridge(first)) == {"notices": [f"{NAME}/v2"]}
+    assert handler.handler(eventbridge(first)) == {"published": [f"{NAME}/v2"]}
     ((_, payload),) = published("hybridstream/models/")
     assert json.loads(payload)["sha256"] == hashlib.sha256(newer_model).hexdigest()
 
@@ -156,7 +156,7 @@ def test_with_the_trainers_model_store_only_the_current_model_is_announced(handl
         announced = []
         for key in written:  # the LatestWritten rule's wildcard (EventBridge: '*' spans '/')
             if fnmatchcase(key, "models/*/LATEST"):
-                announced += handler.handler(eventbridge(key))["notices"]
+                announced += handler.handler(eventbridge(key))["published"]
         return f"{result.latest}:{','.join(announced)}"
 
     assert publish("newer", "2017-01-02T00:00:00+00:00") == f"updated:{NAME}/newer"
