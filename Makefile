@@ -8,7 +8,7 @@ HISTORY     ?= $(firstword $(wildcard ../shared/datasets/turbine/train.csv) test
 BATCH_MODEL := build/batch-model
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup test lint unit synth batch-model demo bench-edge bench-train bench clean kafka-up kafka-down
+.PHONY: help setup test lint unit synth batch-model demo bench-edge bench-train bench clean kafka-up kafka-down chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)
 
 bench-train: setup ## training job benchmark against real local servers (last line: JSON)
 	$(PY) -m training_job.bench
+
+# Fault-injection scenarios against the real local stack (issue 12): reports/chaos/{results.json,report.md}.
+# QUICK=1: the short version CI runs. CHAOS_ARGS: e.g. --only link-down fuzz, --known-failing NAME, --keep DIR.
+chaos: setup ## fault injection (broker/edge/trainer kills, link faults via toxiproxy, bad models, fuzzing, load, security) -> reports/chaos/
+	$(PY) -m hybridstream.chaos $(if $(QUICK),--quick) $(CHAOS_ARGS)
 
 kafka-up: setup ## start a Kafka broker on 127.0.0.1:9092
 	$(PY) -m hybridstream.localstack.kafka start
