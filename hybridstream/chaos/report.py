@@ -38,7 +38,7 @@ def machine() -> dict[str, Any]:
 
 def _cell(value: Any, key: str) -> str:
     if key == "passed":
-        return "**pass**" if value else "**FAIL**"
+        return "**FAIL** (known gap)" if value == "known" else "**pass**" if value else "**FAIL**"
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -48,12 +48,14 @@ def _cell(value: Any, key: str) -> str:
     return str(value)
 
 
-def table(results: list[Result]) -> str:
+def table(results: list[Result], known: tuple[str, ...] = ()) -> str:
     head = "| " + " | ".join(c for c, _ in COLUMNS) + " |"
     sep = "|" + "|".join("---" if k == "name" else "---:" for _, k in COLUMNS) + "|"
     rows = []
     for r in results:
         d = r.to_dict()
+        if not r.passed and r.scenario_id in known:
+            d["passed"] = "known"
         rows.append("| " + " | ".join(_cell(d[k], k) for _, k in COLUMNS) + " |")
     return "\n".join([head, sep, *rows])
 
@@ -68,7 +70,7 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         f"Machine: {meta['machine']['cpus']} CPUs, load {meta['machine']['loadavg_1m']} at the end "
         f"({meta['machine']['note']}).",
         "",
-        table(results),
+        table(results, tuple(meta.get("known_failing", ()))),
         "",
         "Readings: sent = acknowledged by the broker to the load generator; predicted = distinct idempotency "
         "keys with a prediction; duplicated = extra predictions (same key, same reading); lost = sent - "

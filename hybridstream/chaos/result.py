@@ -14,6 +14,7 @@ class Result:
 
     name: str
     family: str
+    scenario_id: str = ""  # the runner's name for it (--only / --known-failing)
     readings_sent: int = 0
     readings_predicted: int = 0
     readings_duplicated: int = 0

@@ -43,6 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, metavar="NAME", help="run only these scenarios")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "chaos", help="report folder")
+    parser.add_argument(
+        "--known-failing",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="scenarios whose failure does not fail the exit code (a known gap, still reported as FAIL)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the scenarios' work folders (configs, logs, state) here")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, func in chosen:
                 log.info("chaos: scenario %s ...", name)
                 result = func(ctx)
+                result.scenario_id = name
                 results.append(result)
                 log.info(
                     "chaos: %s %s in %.0f s %s",
@@ -86,13 +94,18 @@ def main(argv: list[str] | None = None) -> int:
         stack.close()
         meta = {
             "command": "make chaos" + (" QUICK=1" if args.quick else ""),
+            "known_failing": args.known_failing,
             "quick": args.quick,
             "started": started,
             "seconds": time.monotonic() - began,
         }
         json_path, md_path = write(results, args.out, meta)
         print(f"chaos: {sum(r.passed for r in results)}/{len(results)} passed; {md_path} and {json_path}")
-    return 0 if results and all(r.passed for r in results) else 1
+    blocking = [r.scenario_id for r in results if not r.passed and r.scenario_id not in args.known_failing]
+    known = [r.scenario_id for r in results if not r.passed and r.scenario_id in args.known_failing]
+    if known:
+        print(f"chaos: known failing (not blocking): {', '.join(known)}")
+    return 0 if results and not blocking else 1
 
 
 if __name__ == "__main__":
