@@ -1,0 +1,277 @@
+"""Published models in the stack's models bucket: list, show, and point ``LATEST`` at an earlier (or any
+published) version through the normal announcement path.
+
+Layout (``training_job.publish``): ``models/<name>/<version>/{model.tflite,manifest.json}``,
+``models/<name>/LATEST``, ``rejected/<name>/<version>/...``. Writing ``LATEST`` is what announces a
+model: the stack's EventBridge rule calls the ``model_published`` Lambda, which publishes the
+version ``LATEST`` names on ``hybridstream/models/<name>/published``, and the edge fetches and
+verifies it (sha256, manifest, feature spec) like any other model.
+
+``LATEST`` normally only moves forward (to the model of the newest window). ``promote`` to an older
+window and ``rollback`` override that rule explicitly: the pointer gets an ``override`` record
+(action, the version it replaces, reason, who, when), the override is logged as a warning and kept as
+an audit object ``audit/models/<name>/<time>-<action>.json``. The pointer keeps the replaced model's
+``window_last_ts`` when that is newer, so a redelivered notice of the replaced model cannot take
+``LATEST`` back; a model of a genuinely newer window does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from hybridstream.fleet.session import FleetError, error_code
+
+log = logging.getLogger("hybridstream.models")
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+MODELS, REJECTED, AUDIT = "models", "rejected", "audit/models"
+
+
+@dataclass
+class Version:
+    """One published version and what its manifest says."""
+
+    name: str
+    version: str
+    manifest: dict[str, Any]
+
+    @property
+    def window_last_ts(self) -> str:
+        return str((self.manifest.get("window") or {}).get("last_ts") or "")
+
+    @property
+    def sort_key(self) -> tuple[str, str]:
+        return self.window_last_ts, str(self.manifest.get("created_at") or "")
+
+    def summary(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "version": self.version,
+            "kind": m.get("kind", ""),
+            "created_at": m.get("created_at", ""),
+            "window": m.get("window") or {},
+            "metrics": m.get("metrics") or {},
+            "training_seconds": m.get("training_seconds"),
+            "guardrail": (m.get("extra") or {}).get("guardrail"),
+            "sha256": m.get("sha256", ""),
+        }
+
+
+def _check_name(name: str, what: str = "model name") -> None:
+    if not NAME_RE.fullmatch(name or ""):
+        raise FleetError(f"{what} {name!r} must be letters, digits, '.', '_' or '-'")
+
+
+class ModelRegistry:
+    """Read and repoint models in one bucket (``s3``: a boto3 S3 client)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    # -- reading ----------------------------------------------------------------------------
+    def _folders(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            out += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return out
+
+    def _json(self, key: str) -> tuple[dict[str, Any] | None, str | None]:
+        from botocore.exceptions import ClientError
+
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                return None, None
+            raise
+        try:
+            body = json.loads(obj["Body"].read())
+        except ValueError as exc:
+            raise FleetError(f"s3://{self.bucket}/{key} is not JSON: {exc}") from exc
+        return (body if isinstance(body, dict) else None), obj.get("ETag")
+
+    def names(self) -> list[str]:
+        return sorted(self._folders(f"{MODELS}/"))
+
+    def latest(self, name: str) -> dict[str, Any] | None:
+        return self._json(f"{MODELS}/{name}/LATEST")[0]
+
+    def versions(self, name: str, rejected: bool = False) -> list[Version]:
+        """Every version of ``name`` with a manifest, oldest window first."""
+        root = REJECTED if rejected else MODELS
+        out = []
+        for version in self._folders(f"{root}/{name}/"):
+            manifest, _ = self._json(f"{root}/{name}/{version}/manifest.json")
+            if manifest is not None:
+                out.append(Version(name, version, manifest))
+        return sorted(out, key=lambda v: v.sort_key)
+
+    def require(self, name: str) -> list[Version]:
+        _check_name(name)
+        versions = self.versions(name)
+        if not versions:
+            known = ", ".join(self.names()) or "none"
+            raise FleetError(f"no published model {name} in s3://{self.bucket}/{MODELS}/ (models: {known})")
+        return versions
+
+    def listing(self) -> list[dict[str, Any]]:
+        rows = []
+        for name in self.names():
+            versions = self.versions(name)
+            pointer = self.latest(name) or {}
+            current = next((v for v in versions if v.version == pointer.get("version")), None)
+            rows.append(
+                {
+                    "name": name,
+                    "current": pointer.get("version"),
+                    "kind": (current.manifest.get("kind") if current else "") or pointer.get("kind", ""),
+                    "metrics": current.manifest.get("metrics", {}) if current else {},
+                    "versions": len(versions),
+                    "published_at": pointer.get("published_at", ""),
+                    "override": pointer.get("override"),
+                }
+            )
+        return rows
+
+    def show(self, name: str, version: str | None = None) -> dict[str, Any]:
+        versions = self.require(name)
+        pointer = self.latest(name)
+        if version is not None:
+            _check_name(version, "version")
+            found = next((v for v in versions if v.version == version), None)
+            if found is None:
+                raise FleetError(f"{name} has no published version {version} (versions: {self._list(versions)})")
+            return {"name": name, "current": (pointer or {}).get("version") == version, "manifest": found.manifest}
+        return {
+            "name": name,
+            "latest": pointer,
+            "versions": [
+                v.summary() | {"current": v.version == (pointer or {}).get("version")} for v in reversed(versions)
+            ],
+            "rejected": [
+                v.summary() | {"reason": ((v.manifest.get("extra") or {}).get("guardrail") or {}).get("reason", "")}
+                for v in reversed(self.versions(name, rejected=True))
+            ],
+        }
+
+    @staticmethod
+    def _list(versions: list[Version]) -> str:
+        return ", ".join(v.version for v in reversed(versions[-8:])) + (" ..." if len(versions) > 8 else "")
+
+    # -- repointing -------------------------------------------------------------------------
+    def _verify(self, target: Version) -> None:
+        """The model bytes exist and match the manifest's sha256 (the edge checks this again)."""
+        import hashlib
+
+        from botocore.exceptions import ClientError
+
+        key = f"{MODELS}/{target.name}/{target.version}/model.tflite"
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise FleetError(f"s3://{self.bucket}/{key} is missing: {target.version} cannot serve") from exc
+            raise
+        if hashlib.sha256(body).hexdigest() != target.manifest.get("sha256"):
+            raise FleetError(f"s3://{self.bucket}/{key} does not match its manifest's sha256: refusing to point at it")
+        if target.manifest.get("name") not in (None, target.name) or target.manifest.get("version") not in (
+            None,
+            target.version,
+        ):
+            raise FleetError(f"the manifest of {target.name}/{target.version} names another model")
+
+    def previous(self, name: str) -> Version:
+        """The version before the current one (by window, then creation time)."""
+        versions = self.require(name)
+        pointer = self.latest(name) or {}
+        current = next((v for v in versions if v.version == pointer.get("version")), None)
+        if current is None:
+            raise FleetError(f"LATEST of {name} names no published version: pass --version")
+        older = [v for v in versions if v.sort_key < current.sort_key and v.version != current.version]
+        if not older:
+            raise FleetError(f"{name} has no version older than the current {current.version}")
+        return older[-1]
+
+    def point(
+        self, name: str, version: str, *, action: str, reason: str, by: str, override: bool, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """Point ``LATEST`` of ``name`` at ``version`` (announced by the stack as usual).
+
+        Moving to an older window needs ``override`` (logged, recorded in the pointer and an audit
+        object). Returns {"status": current|updated, "pointer": ..., "audit": key or None}.
+        """
+        from botocore.exceptions import ClientError
+
+        versions = self.require(name)
+        _check_name(version, "version")
+        target = next((v for v in versions if v.version == version), None)
+        if target is None:
+            raise FleetError(f"{name} has no published version {version} (versions: {self._list(versions)})")
+        pointer, etag = self._json(f"{MODELS}/{name}/LATEST")
+        if pointer is not None and pointer.get("version") == version:
+            return {"status": "current", "pointer": pointer, "audit": None}
+        current = next((v for v in versions if pointer and v.version == pointer.get("version")), None)
+        backwards = current is not None and target.sort_key < current.sort_key
+        if backwards and not override:
+            raise FleetError(
+                f"{version} is a model of an older window than the current {current.version}: LATEST only moves "
+                "forward; use `hybridstream models rollback` (or promote --override) to override that, explicitly"
+            )
+        self._verify(target)
+        at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        keep_ts = max(target.window_last_ts, str((pointer or {}).get("window_last_ts") or ""))
+        doc: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "sha256": target.manifest.get("sha256", ""),
+            "kind": target.manifest.get("kind", ""),
+            "model_key": f"{MODELS}/{name}/{version}/model.tflite",
+            "manifest_key": f"{MODELS}/{name}/{version}/manifest.json",
+            "window_last_ts": keep_ts if backwards else target.window_last_ts,
+            "published_at": at,
+        }
+        if backwards:
+            doc["override"] = {
+                "action": action,
+                "from": current.version if current else None,
+                "reason": reason,
+                "by": by,
+                "at": at,
+                "model_window_last_ts": target.window_last_ts,
+            }
+        extra = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=f"{MODELS}/{name}/LATEST",
+                Body=json.dumps(doc, indent=2).encode(),
+                ContentType="application/json",
+                **extra,
+            )
+        except ClientError as exc:
+            if error_code(exc) in ("412", "PreconditionFailed", "409", "ConditionalRequestConflict"):
+                raise FleetError(
+                    f"LATEST of {name} changed while repointing it (a new model?): check and retry"
+                ) from exc
+            raise
+        audit = None
+        if backwards:
+            log.warning(
+                "LATEST override: %s %s -> %s (%s) by %s: %s",
+                name,
+                current.version if current else "-",
+                version,
+                action,
+                by,
+                reason,
+            )
+            audit = f"{AUDIT}/{name}/{at.replace(':', '')}-{action}.json"
+            record = {"before": pointer, "after": doc}
+            self.s3.put_object(Bucket=self.bucket, Key=audit, Body=json.dumps(record, indent=2).encode())
+        return {"status": "updated", "pointer": doc, "audit": audit}
