@@ -38,6 +38,8 @@ class DemoOptions:
     ports: dict[str, int] = field(default_factory=dict)  # empty: free ports
     progress_s: float = 2.0
     keep_state: bool = False
+    link: dict[str, float] | None = None  # {"rtt_ms", "mbit"}: the edge reaches MQTT and S3 through toxiproxy
+    edge_cpu: float | None = None  # CPU quota of the edge side (edge app, on-Pi trainer) in cores (cgroup v1)
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoOptions:
@@ -117,10 +119,18 @@ class Demo:
         except (StackError, DemoError) as exc:
             self.status = f"failed: {exc}"
             print(f"demo: {self.status}", file=sys.stderr, flush=True)
+        except Exception as exc:  # a bug: the traceback goes to the logs, everything is still stopped
+            import traceback
+
+            (self.logs / "demo-error.log").write_text(traceback.format_exc())
+            self.status = f"failed: {type(exc).__name__}: {exc} (traceback in {self.logs / 'demo-error.log'})"
+            print(f"demo: {self.status}", file=sys.stderr, flush=True)
         finally:
             self.results["processes"] = [{"name": n, "pid": pid} for n, pid in getattr(self, "sup", None).history] \
                 if hasattr(self, "sup") else []  # fmt: skip
             self.results["status"] = self.status
+            if self.opts.edge_cpu:
+                self.results["edge_cpu_cores"] = self.opts.edge_cpu
             self.results["wall_seconds"] = round(time.monotonic() - began, 1)
             if not self.opts.keep_state:
                 shutil.rmtree(self.work, ignore_errors=True)
@@ -140,8 +150,38 @@ class Demo:
         for name, pid in self.stack.pids().items():
             self.sup.adopt(name, pid)
         self.env = {**os.environ, **self.stack.s3_env(), "PYTHONUNBUFFERED": "1"}
+        self.edge_mqtt_port = self.stack.info["mosquitto"]["port"]
+        self.edge_s3 = self.stack.info["radosgw"]["endpoint"]
+        if self.opts.link:
+            self._link()
+        self.cgroup = None
+        if self.opts.edge_cpu:
+            from hybridstream.demo.cpu import CpuQuota
+
+            self.cgroup = CpuQuota.create(f"hybridstream-demo-{self.report_dir.name}", self.opts.edge_cpu)
+            self.sup.on_stop(self.cgroup.remove)
         ports_text = ", ".join(f"{n} {v['port']}" for n, v in self.stack.info.items())
         print(f"demo: servers up in {max(self.stack.timings.values()):.1f}s ({ports_text})", flush=True)
+
+    def _link(self) -> None:
+        """toxiproxy between the edge side and the cloud servers: half the RTT each way, the bandwidth each way."""
+        from hybridstream.localstack.toxiproxy import Toxiproxy
+
+        rtt, mbit = float(self.opts.link.get("rtt_ms", 40)), float(self.opts.link.get("mbit", 20))
+        tp = Toxiproxy.for_port(state_root=self.work).start()
+        self.sup.on_stop(tp.stop)
+        self.sup.adopt("toxiproxy", int(tp.pid_file.read_text()))
+        proxies = {}
+        for name, port in (("mqtt", self.edge_mqtt_port), ("s3", self.stack.info["radosgw"]["port"])):
+            proxy = tp.create_proxy(f"edge-{name}", upstream=f"127.0.0.1:{port}")
+            for stream in ("upstream", "downstream"):
+                proxy.latency(int(round(rtt / 2)), stream=stream)
+                proxy.bandwidth(int(mbit * 125), stream=stream)  # Mbit/s -> KB/s
+            proxies[name] = proxy
+        self.edge_mqtt_port = proxies["mqtt"].port
+        self.edge_s3 = f"http://127.0.0.1:{proxies['s3'].port}"
+        self.results["link"] = {"rtt_ms": rtt, "mbit_per_s": mbit, "via": "toxiproxy latency + bandwidth toxics"}
+        print(f"demo: edge-cloud link through toxiproxy: {rtt:g} ms RTT, {mbit:g} Mbit/s each way", flush=True)
 
     def _cli(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "hybridstream", *args]  # INFO logs into the child's log file
@@ -206,6 +246,11 @@ class Demo:
             self.outbox = self.work / "edge-outbox"
             self.outbox.mkdir(parents=True, exist_ok=True)
             cmd = self._cli("train", "worker", "--watch", str(self.outbox), "--poll", "1", "--settle", "0.5", *common)
+            env = {**self.env, "HYBRIDSTREAM_S3_ENDPOINT": self.edge_s3, "AWS_ENDPOINT_URL_S3": self.edge_s3}
+            proc = self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=env, cwd=REPO)
+            if self.cgroup is not None:  # the on-Pi trainer shares the Pi's CPU
+                self.cgroup.add(proc.pid)
+            return
         else:
             cmd = self._cli(
                 "train", "worker", "--queue", info["sqs"]["queue_url"], "--windows-bucket", self.stack.buckets[0],
@@ -217,7 +262,7 @@ class Demo:
     def _edge_config(self, scenario: sc.Scenario, thing: str, topics: dict[str, str]) -> Path:
         mq = self.stack.servers["mosquitto"]
         cert = mq.client_cert(thing)  # the simulated Pi's own certificate, signed by the local CA
-        endpoint = self.stack.info["radosgw"]["endpoint"]
+        endpoint = self.edge_s3
         windows: dict[str, Any] = {"max_records": self.opts.window, "max_seconds": 3600}
         if self.opts.mode == "edge":
             windows |= {"uploader": "local", "local_root": str(self.outbox)}
@@ -238,7 +283,7 @@ class Demo:
             "mqtt": {
                 "transport": "mtls",
                 "endpoint": "127.0.0.1",
-                "port": mq.port,
+                "port": self.edge_mqtt_port,
                 "cert": str(cert.cert),
                 "key": str(cert.key),
                 "ca": str(mq.ca),
@@ -246,6 +291,7 @@ class Demo:
                 "metrics_interval_s": 5,
             },
             "state_dir": str(self.work / f"edge-state-{scenario.name}"),
+            **({"forward": {"interval_s": 0.05, "max_readings": 2}} if self.opts.mode == "cloud" else {}),
             "metrics_interval_s": 5,
             "log_interval_s": 10,
         }
@@ -255,9 +301,12 @@ class Demo:
 
     def _start_edge(self, name: str, config: Path, collector: Collector, started_before: int) -> None:
         sub = "forward" if self.opts.mode == "cloud" else "run"
-        self.sup.spawn(name, self._cli("edge", sub, "--config", str(config)), self.logs / f"{name}.log", env=self.env)
+        env = {**self.env, "AWS_ENDPOINT_URL_S3": self.edge_s3}
+        proc = self.sup.spawn(name, self._cli("edge", sub, "--config", str(config)), self.logs / f"{name}.log", env=env)
+        if self.cgroup is not None:
+            self.cgroup.add(proc.pid)
         deadline = time.monotonic() + 90
-        while len(collector.events("started")) <= started_before:
+        while self.opts.mode != "cloud" and len(collector.events("started")) <= started_before:  # forward: no event
             proc = self.sup.children.get(name)
             if proc is None or proc.poll() is not None:
                 raise DemoError(f"the edge app exited at start (log: {self.logs / (name + '.log')})")
@@ -273,7 +322,7 @@ class Demo:
         from confluent_kafka.admin import AdminClient
 
         group = self._group
-        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"]})
+        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "log_level": 3})
         while time.monotonic() < deadline:
             try:
                 desc = admin.describe_consumer_groups([group])[group].result(10)
@@ -287,7 +336,7 @@ class Demo:
     def _create_topics(self, topics: list[str]) -> None:
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"]})
+        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "log_level": 3})
         futures = admin.create_topics([NewTopic(t, 1, 1) for t in topics])
         for topic, fut in futures.items():
             try:
@@ -341,6 +390,21 @@ class Demo:
         p = self.progress
         p.stage = f"{scenario.name} ({index + 1}/{len(self.scenarios)})"
         print(f"demo: scenario {scenario.name}: {scenario.description}; {scenario.clean} readings", flush=True)
+        cloud = opts.mode == "cloud"
+        if cloud:
+            from hybridstream.demo.cloud_results import CloudResults
+
+            source: Any = CloudResults(thing)
+            self.router.observers.append(source)
+        else:
+            source = collector
+
+        def swaps() -> list[tuple[float, str]]:
+            if cloud:
+                return [(at, v.rsplit("/", 1)[-1]) for at, v in source.speed_versions]
+            return [(float(e["at"]), str(e.get("new_version"))) for e in collector.events("model_swapped")]
+
+        expected = scenario.clean - (1 if cloud else 0)  # cloud: the first message has no lag context yet
         self._start_edge(edge, config, collector, 0)
 
         send_times: dict[str, float] = {}
@@ -374,15 +438,15 @@ class Demo:
 
         def status() -> str:
             return (
-                f"sent {sent[0]}/{len(scenario.messages)}, predicted {len(collector.keys)}/{scenario.clean}, "
+                f"sent {sent[0]}/{len(scenario.messages)}, predicted {len(source.keys)}/{expected}, "
                 f"deadletter {collector.count('deadletter')} | windows {len(collector.events('window_uploaded'))}, "
                 f"models trained {models[0] + models[1]} (refused {models[1]}), "
-                f"swapped {len(collector.events('model_swapped'))} | ETA {_mmss(p.eta(sent[0], index))}"
+                f"swapped {len(swaps())} | ETA {_mmss(p.eta(sent[0], index))}"
             )
 
         while sender.is_alive():
             if scenario.crash_at is not None and not crash and sent[0] >= scenario.crash_at:
-                before = len(collector.keys)
+                before = len(source.keys)
                 self.sup.kill(edge)
                 crash = {"killed_at_sent": sent[0], "predicted_before": before, "at": time.time()}
                 p.line(f"edge app SIGKILLed after {sent[0]} readings; restarting it", force=True)
@@ -396,7 +460,7 @@ class Demo:
             raise DemoError(f"replay into Kafka failed: {failure[0]}")
         # every clean reading predicted?
         deadline = time.monotonic() + 60
-        while len(collector.keys) < scenario.clean and time.monotonic() < deadline:
+        while len(source.keys) < expected and time.monotonic() < deadline:
             p.line(status())
             time.sleep(0.2)
         # models still in flight: give them tail_s to arrive and be swapped in
@@ -404,11 +468,11 @@ class Demo:
         deadline = time.monotonic() + opts.tail_s
         while time.monotonic() < deadline:
             models = self._models_count(thing)
-            swapped = len(collector.events("model_swapped")) + len(collector.events("model_rejected"))
+            swapped = len(swaps()) + len(collector.events("model_rejected"))
             announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(f"speed-{thing}/"))
-            if not self._queue_busy() and swapped >= announced:
+            if not self._queue_busy() and (cloud or swapped >= announced):
                 break
-            if opts.until_swaps is not None and len(collector.events("model_swapped")) >= opts.until_swaps:
+            if opts.until_swaps is not None and len(swaps()) >= opts.until_swaps:
                 break
             p.line(status())
             time.sleep(0.5)
@@ -418,12 +482,14 @@ class Demo:
         time.sleep(1.0)  # the collector catches the final events
         collector.stop()
         models = self._models_count(thing)
-        self._summarise(scenario, thing, collector, send_times, began, crash, models, code)
+        if cloud:
+            self.router.observers.remove(source)
+        self._summarise(scenario, thing, collector, source, swaps(), send_times, began, crash, models, code)
         print(f"demo: scenario {scenario.name} done: {status()}", flush=True)
 
     # ---- results of one scenario -----------------------------------------------------------------
-    def _summarise(self, scenario, thing, collector, send_times, began, crash, models, exit_code) -> None:
-        preds_all = collector.records["predictions"]
+    def _summarise(self, scenario, thing, collector, source, swaps, send_times, began, crash, models, exit_code):
+        preds_all = source.records["predictions"] if isinstance(source.records, dict) else source.records
         preds = unique_predictions(preds_all)
         errors = error_series(preds)
         approaches = accuracy(errors)
@@ -437,11 +503,10 @@ class Demo:
                 kafka_in.append(float(rec["lag_ms"]))
             if isinstance(rec.get("latency_us"), int | float):
                 app_us.append(rec["latency_us"] / 1000)
-        swaps = collector.events("model_swapped")
         uploads = collector.events("window_uploaded")
         freshness = self._freshness(thing, swaps, uploads)
         expected_keys = {m.key for m in scenario.messages if m.key is not None}
-        unpredicted = len(expected_keys - collector.keys)
+        unpredicted = len(expected_keys - source.keys)
         index = {rec["key"]: i for i, rec in enumerate(preds)}
         drift_rows = [index.get(f"{e.get('device')}|{e.get('timestamp')}") for e in collector.events("drift")]
         swap_rows, last = [], None
@@ -453,14 +518,14 @@ class Demo:
         result = {
             "approaches": {k: {"rmse": v["rmse"], "mae": v["mae"]} for k, v in approaches.items()},
             "readings": scenario.clean,
-            "predicted": len(expected_keys & collector.keys),
+            "predicted": len(expected_keys & source.keys),
             "model_swaps": len(swaps),
             "deadletter": collector.count("deadletter"),
             "latency_ms": percentiles(latency, 50, 99),
             "model_freshness_s": _freshness_summary(freshness),
             "unpredicted": unpredicted,
             "malformed_sent": scenario.malformed,
-            "replayed": collector.duplicates,
+            "replayed": source.duplicates,
             "scored_readings": approaches["dynamic"]["n"],
             "models_published": models[0],
             "models_refused": models[1],
@@ -492,7 +557,7 @@ class Demo:
             "freshness": freshness,
         }
 
-    def _freshness(self, thing: str, swaps: list[dict], uploads: list[dict]) -> list[float]:
+    def _freshness(self, thing: str, swaps: list[tuple[float, str]], uploads: list[dict]) -> list[float]:
         """Seconds from a window's upload to the model trained on it serving on the edge."""
         uploaded = {}
         for u in uploads:
@@ -500,8 +565,7 @@ class Demo:
             uploaded[u.get("uri") or ""] = float(u["at"])
         out = []
         s3 = self.stack.s3_client()
-        for swap in swaps:
-            version = swap.get("new_version")
+        for swapped_at, version in swaps:
             try:
                 body = s3.get_object(Bucket=self.stack.buckets[1], Key=f"models/speed-{thing}/{version}/manifest.json")[
                     "Body"
@@ -514,7 +578,7 @@ class Demo:
             if at is None and self.opts.mode == "edge":
                 at = next((v for k, v in uploaded.items() if k and Path(k).name == Path(source).name), None)
             if at is not None:
-                out.append(round(float(swap["at"]) - at, 3))
+                out.append(round(swapped_at - at, 3))
         return out
 
 

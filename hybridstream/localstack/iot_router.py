@@ -57,6 +57,7 @@ def load_handler(name: str):
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"no Lambda handler at {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in a handler look their module up
     spec.loader.exec_module(module)
     return module
 
