@@ -1,0 +1,46 @@
+"""The local stack as one unit: a taken port or a server that does not come up is named, and
+everything started so far is stopped."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from hybridstream.demo.stack import LocalStack, StackError, status
+from hybridstream.localstack.process import pid_alive
+
+pytestmark = [pytest.mark.kafka, pytest.mark.s3]
+
+
+def test_a_port_in_use_is_named_and_nothing_starts(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        stack = LocalStack(state_root=tmp_path / "stack", ports={"kafka": 0, "radosgw": 0, "sqs": port, "mosquitto": 0})
+        with pytest.raises(StackError, match=rf"port already in use: sqs 127\.0\.0\.1:{port}"):
+            stack.start()
+    assert stack.servers == {} and status(tmp_path / "stack") == []
+
+
+def test_a_server_that_does_not_come_up_stops_the_others(tmp_path):
+    # mosquitto drops to its own user and cannot traverse a 0700 folder: it fails, the others started
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    os.chmod(locked, 0o700)
+    stack = LocalStack(state_root=locked / "stack", ports={})
+    started: list[str] = []
+    pids: list[int] = []
+
+    def note(name, st):
+        started.append(name)
+        pids.extend(int(Path(pf).read_text()) for pf in st.info[name]["pid_files"])
+
+    with pytest.raises(StackError) as err:
+        stack.start(on_started=note)
+    assert "mosquitto (127.0.0.1:" in str(err.value) and "everything started was stopped" in str(err.value)
+    assert "mosquitto" not in started and started  # the others did come up ...
+    assert pids and not [pid for pid in pids if pid_alive(pid)]  # ... and were stopped
