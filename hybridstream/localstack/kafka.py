@@ -9,7 +9,6 @@ State (data, log, pid) lives in ``.local/kafka-<port>/``; a broker is stopped by
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import subprocess
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from hybridstream.localstack.jarserver import java_command, run_server_cli, server_parser
 from hybridstream.localstack.maven import fetch_jars
 from hybridstream.localstack.process import (
     CACHE_DIR,
@@ -114,17 +114,11 @@ class KafkaBroker(SingleProcessServer):
         return path
 
     def _java(self, main: str, *args: str) -> list[str]:
-        return [
-            "java",
-            f"-Xmx{self.heap}",
+        options = (
             f"-Xms{min(256, int(self.heap.rstrip('m')))}m",
-            "-XX:+UseSerialGC",
             f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
-            "-cp",
-            str(KAFKA_HOME / "libs" / "*"),
-            main,
-            *args,
-        ]
+        )
+        return java_command(KAFKA_HOME / "libs", main, *args, heap=self.heap, options=options)
 
     def start(self, timeout: float = 60.0) -> KafkaBroker:
         """Format storage (first time) and start the broker; return when it accepts connections."""
@@ -150,32 +144,22 @@ class KafkaBroker(SingleProcessServer):
         return self
 
 
+def _started(broker: KafkaBroker, args: object) -> None:
+    broker.start()
+    print(f"kafka up at {broker.bootstrap} (pid {broker.pid_file.read_text()}, log {broker.log_file})")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hybridstream-kafka", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser, start = server_parser(
+        "hybridstream-kafka", __doc__, jars="broker", default_port=9092, start_help="start a broker on 127.0.0.1"
     )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fetch", help="download the broker jars with mvn (cached)")
-    start = sub.add_parser("start", help="start a broker on 127.0.0.1")
-    start.add_argument("--port", type=int, default=9092)
     start.add_argument("--controller-port", type=int, default=9093)
-    stop = sub.add_parser("stop", help="stop the broker started on --port, by PID")
-    stop.add_argument("--port", type=int, default=9092)
-    stop.add_argument("--wipe", action="store_true", help="also delete its data")
-    args = parser.parse_args(argv)
-    if args.cmd == "fetch":
-        print(fetch())
-        return 0
-    broker = KafkaBroker(args.port, getattr(args, "controller_port", 0), STATE_DIR / f"kafka-{args.port}")
-    if args.cmd == "start":
-        broker.start()
-        print(f"kafka up at {broker.bootstrap} (pid {broker.pid_file.read_text()}, log {broker.log_file})")
-    else:
-        stopped = broker.stop()
-        if args.wipe:
-            broker.destroy()
-        print("stopped" if stopped else "not running")
-    return 0
+    return run_server_cli(
+        parser.parse_args(argv),
+        fetch=fetch,
+        server=lambda a: KafkaBroker(a.port, getattr(a, "controller_port", 0), STATE_DIR / f"kafka-{a.port}"),
+        start=_started,
+    )
 
 
 if __name__ == "__main__":

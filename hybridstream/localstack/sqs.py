@@ -16,7 +16,6 @@ State (config, log, PID) lives in ``.local/sqs-<port>/``; the server is stopped 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from hybridstream.localstack.jarserver import java_command, run_server_cli, server_parser
 from hybridstream.localstack.maven import fetch_jars
 from hybridstream.localstack.process import (
     CACHE_DIR,
@@ -102,16 +102,8 @@ class SqsServer(SingleProcessServer):
         libs = fetch()
         conf = self.state_dir / "elasticmq.conf"
         conf.write_text(_CONF.format(port=self.port, region=REGION, account=ACCOUNT))
-        return [
-            "java",
-            f"-Xmx{self.heap}",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            f"-Dconfig.file={conf}",
-            "-cp",
-            str(libs / "*"),
-            "org.elasticmq.server.Main",
-        ]
+        options = ("-XX:TieredStopAtLevel=1", f"-Dconfig.file={conf}")
+        return java_command(libs, "org.elasticmq.server.Main", heap=self.heap, options=options)
 
     def start(self, timeout: float = 60.0) -> SqsServer:
         """Start the server; return when it answers SQS API calls."""
@@ -158,36 +150,30 @@ class SqsServer(SingleProcessServer):
         return url, dlq
 
 
+def _started(server: SqsServer, args) -> None:
+    began = time.monotonic()
+    server.start()
+    url, dlq = server.create_queue(args.queue, max_receive_count=args.max_receive_count)
+    print(f"sqs ({server.backend}) up at {server.endpoint} in {time.monotonic() - began:.1f}s")
+    print(json.dumps({"endpoint": server.endpoint, "queue_url": url, "dlq_url": dlq}))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hybridstream-sqs", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    parser, start = server_parser(
+        "hybridstream-sqs",
+        __doc__,
+        jars="ElasticMQ",
+        default_port=9324,
+        start_help="start a server on 127.0.0.1 and create a queue + DLQ",
     )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("fetch", help="download the ElasticMQ jars with mvn (cached)")
-    start = sub.add_parser("start", help="start a server on 127.0.0.1 and create a queue + DLQ")
-    start.add_argument("--port", type=int, default=9324)
     start.add_argument("--queue", default="training", help="queue to create with a <name>-dlq (default training)")
     start.add_argument("--max-receive-count", type=int, default=3)
-    stop = sub.add_parser("stop", help="stop the server started on --port, by PID")
-    stop.add_argument("--port", type=int, default=9324)
-    stop.add_argument("--wipe", action="store_true", help="also delete its state folder")
-    args = parser.parse_args(argv)
-    if args.cmd == "fetch":
-        print(fetch())
-        return 0
-    server = SqsServer(port=args.port, state_dir=STATE_DIR / f"sqs-{args.port}")
-    if args.cmd == "start":
-        began = time.monotonic()
-        server.start()
-        url, dlq = server.create_queue(args.queue, max_receive_count=args.max_receive_count)
-        print(f"sqs ({server.backend}) up at {server.endpoint} in {time.monotonic() - began:.1f}s")
-        print(json.dumps({"endpoint": server.endpoint, "queue_url": url, "dlq_url": dlq}))
-    else:
-        stopped = server.stop()
-        if args.wipe:
-            server.destroy()
-        print("stopped" if stopped else "not running")
-    return 0
+    return run_server_cli(
+        parser.parse_args(argv),
+        fetch=fetch,
+        server=lambda a: SqsServer(port=a.port, state_dir=STATE_DIR / f"sqs-{a.port}"),
+        start=_started,
+    )
 
 
 if __name__ == "__main__":
