@@ -55,13 +55,16 @@ class Verdict:
 def evaluate(tflite: bytes, manifest: Manifest, rows: np.ndarray, n_targets: int) -> tuple[float, float, int]:
     """(RMSE, MAE, n) of a model forecasting the last ``n_targets`` rows of a raw (rows, columns) matrix.
 
-    ``rows`` must be in the model's column order. Each model sees its own lags and scaling.
+    ``rows`` must be in the model's column order. Each model sees its own lags, horizon and scaling.
     """
     spec, scaler = manifest.feature_spec, manifest.scaler
-    n = min(n_targets, rows.shape[0] - spec.max_lag)
+    reach = spec.max_lag + spec.horizon - 1  # rows before a sample's target: its lags and the horizon
+    n = min(n_targets, rows.shape[0] - reach)
     if n <= 0:
-        raise ValueError(f"not enough rows ({rows.shape[0]}) to evaluate a model with lags {spec.lags}")
-    X, y = build_supervised(rows[-(n + spec.max_lag) :], spec, scaler)
+        raise ValueError(
+            f"not enough rows ({rows.shape[0]}) to evaluate a model with lags {spec.lags} and horizon {spec.horizon}"
+        )
+    X, y = build_supervised(rows[-(n + reach) :], spec, scaler)
     with quiet_native_output():
         model = TFLiteModel(tflite, scaler, tuple(manifest.input_shape))
     pred = np.asarray(scaler.inverse_target(model.predict_scaled(X)), dtype=np.float64)
@@ -94,9 +97,11 @@ def judge(
         return verdict
     verdict.current_version = current.version
     missing = [c for c in current.feature_spec.columns if c not in window_columns]
-    if missing or current.feature_spec.target != candidate.feature_spec.target:
+    other_horizon = current.feature_spec.horizon != candidate.feature_spec.horizon
+    if missing or current.feature_spec.target != candidate.feature_spec.target or other_horizon:
+        what = ", ".join(missing) or ("horizon" if other_horizon else "target")
         verdict.status = "skipped"
-        verdict.reason = f"current model {current.version} uses other columns/target ({', '.join(missing) or 'target'})"
+        verdict.reason = f"current model {current.version} uses other columns/target/horizon ({what})"
         log.warning("guardrail skipped: %s", verdict.reason)
         return verdict
     cur_rmse, cur_mae, _ = evaluate(current_tflite, current, matrix_for(current), n)

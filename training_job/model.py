@@ -89,6 +89,7 @@ class TrainConfig:
     seed: int = 42
     scale: bool = True
     residual: bool = True
+    linear_skip: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +136,10 @@ def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = F
         return keras.Model(inputs, outputs, name="hybridstream_lstm")
     ti = target_index % input_shape[1]
     change = keras.layers.Dense(1, kernel_initializer="zeros", name="change")(x)
+    if cfg.linear_skip:  # a linear term on every lag and column: the model contains the linear forecaster
+        flat = keras.layers.Flatten(name="flat_lags")(inputs)
+        linear = keras.layers.Dense(1, kernel_initializer="zeros", name="linear_change")(flat)
+        change = keras.layers.Add(name="total_change")([change, linear])
     last = keras.layers.Lambda(lambda t: t[:, -1, ti : ti + 1], output_shape=(1,), name="newest_target")(inputs)
     outputs = keras.layers.Add(name="forecast")([last, change])
     return keras.Model(inputs, outputs, name="hybridstream_lstm_residual")

@@ -112,6 +112,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--save", metavar="FILE.npz", default=None, help="also save every forecast per row (.npz)")
     run.set_defaults(func=_run)
 
+    experts = cmds.add_parser(
+        "experts",
+        help="which forecasts the dynamic combiner should blend, replayed over saved eval run results",
+        description="Replay N-expert online stacking (batch, speed, persistence, online_linear; with and "
+        "without the error guard) over .npz files written by 'eval run --save'; rank on the first halves.",
+    )
+    experts.add_argument("runs", nargs="+", metavar="RUN.npz")
+    experts.add_argument("--out", default=None, help="write the tables (Markdown) and scores (JSON) here")
+    experts.set_defaults(func=_experts)
+
     streams = cmds.add_parser(
         "streams",
         help="only compute (and cache) the prediction streams",
@@ -379,4 +389,44 @@ def _run_checked(args: argparse.Namespace) -> int:
     print(report.run_table(result))
     if args.json:
         print(json.dumps(result.summary()), flush=True)
+    return 0
+
+
+def _experts(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation import expert_study, report  # noqa: PLC0415
+    from hybridstream.evaluation.online_run import APPROACHES, RunResult  # noqa: PLC0415
+
+    cands = expert_study.candidates()
+    scores = {}
+    for path in args.runs:
+        result = RunResult.load(path)
+        key = Path(path).stem
+        _log(f"{key}: replaying {len(cands)} candidates over {len(result.y)} rows...")
+        scores[key] = expert_study.score_run(result, cands)
+    ranking = expert_study.select(scores, list(cands))
+    keys = list(scores)
+    head = ["approach", *keys]
+    top = [label for label, *_ in ranking[:8]]
+    rows = [[name] + [scores[k][name]["rmse"] for k in keys] for name in [*APPROACHES, *top]]
+    md = "### RMSE over the whole stream\n\n" + report.md_table(head, rows)
+    rank_rows = []
+    for label, worst, mean in ranking[:15]:
+        second = expert_study.select(scores, list(cands), "rmse_second_half")
+        w2 = next(r for r in second if r[0] == label)
+        rank_rows.append([label, worst, mean, w2[1], w2[2]])
+    md += "\n\n### Selection (regret on the first halves; second halves beside)\n\n" + report.md_table(
+        ["candidate", "worst (1st)", "mean (1st)", "worst (2nd)", "mean (2nd)"], rank_rows
+    )
+    halves = [
+        [name] + [f"{scores[k][name]['rmse_first_half']:.3f} / {scores[k][name]['rmse_second_half']:.3f}" for k in keys]
+        for name in [*APPROACHES, *top[:3]]
+    ]
+    md += "\n\n### RMSE first half / second half\n\n" + report.md_table(head, halves)
+    print(md)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "experts.md").write_text(md + "\n")
+        (out / "experts.json").write_text(json.dumps({"scores": scores, "ranking": ranking}, indent=1))
+        _log(f"wrote {out}/experts.md and .json")
     return 0

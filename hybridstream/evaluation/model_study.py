@@ -29,6 +29,8 @@ VARIANTS: dict[str, dict] = {
     "residual mse lags1-6": {"residual": True, "loss": "mse", "lags": (1, 2, 3, 4, 5, 6)},
     "residual mse lags1-3": {"residual": True, "loss": "mse", "lags": (1, 2, 3)},
     "level mse": {"residual": False, "loss": "mse"},
+    "residual linear": {"residual": True, "linear_skip": True},
+    "residual linear mse": {"residual": True, "linear_skip": True, "loss": "mse"},
 }
 
 

@@ -1,0 +1,56 @@
+"""N-expert stacking (the persistence / online-linear experts and the error guard) over a saved run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hybridstream.cli import main
+from hybridstream.evaluation.experts import MultiStacking, replay_experts
+from hybridstream.evaluation.online_run import RunResult
+from model_contract import FeatureSpec
+
+
+def synthetic_run(n: int = 4000, horizon: int = 1) -> RunResult:
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(0, 0.3, n))
+    f = {
+        "persistence": np.r_[np.full(horizon, np.nan), y[:-horizon]],
+        "online_linear": y + rng.normal(0, 0.1, n),
+        "batch": y + rng.normal(0, 0.4, n),
+        "speed": y + np.where(np.arange(n) > n // 2, 50.0, 0.0) + rng.normal(0, 0.4, n),  # explodes half way
+    }
+    f["static"] = 0.7 * f["batch"] + 0.3 * f["speed"]
+    f["dynamic"] = f["batch"].copy()
+    spec = FeatureSpec(columns=("a", "y"), target="y", lags=(1,), horizon=horizon)
+    models = [{"first_row": 0, "serves_from": n // 2, "seconds": 1.0}]
+    return RunResult(spec, 1000, y, f, np.zeros(n), models)
+
+
+def test_the_guard_mutes_an_exploding_expert_and_the_blend_follows_the_best():
+    run = synthetic_run()
+    pred, comb = replay_experts(run, ("batch", "speed", "online_linear"), half_life=50, guard=3.0)
+    e = pred - run.y
+    second = e[len(e) // 2 + 50 :]
+    assert np.sqrt(np.nanmean(second**2)) < 0.2  # near the online linear expert (0.1), not the exploded one
+    assert comb.muted[1] > 0.4 * len(run.y)  # the exploded speed forecasts were counted
+    assert comb.muted[2] == 0
+
+
+def test_horizon_delays_learning():
+    assert MultiStacking(2, half_life=10).weights == [0.5, 0.5]
+    for h in (1, 6):
+        run = synthetic_run(500, horizon=h)
+        pred, comb = replay_experts(run, ("batch", "online_linear"), half_life=10)
+        assert np.isfinite(pred).all()
+        # the truth of row j is learned before forecasting row j + h: the last h truths never were
+        assert comb._seen == 500 - h
+
+
+def test_eval_experts_cli(tmp_path, capsys):
+    path = synthetic_run().save(tmp_path / "toy.npz")
+    back = RunResult.load(path)
+    assert back.spec.horizon == 1 and set(back.forecasts) == set(synthetic_run().forecasts)
+    assert main(["eval", "experts", str(path), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "batch+speed+online_linear" in out and "| persistence |" in out
+    assert (tmp_path / "out" / "experts.json").exists()
