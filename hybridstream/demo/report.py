@@ -104,7 +104,10 @@ def _plots(out: Path, series: dict[str, dict[str, Any]]) -> list[str]:
                     ax.hist(values, bins=bins, histtype="step", label=name)
             ax.set_xscale("log")
             ax.set(title=stage.replace("_", " "), xlabel="ms")
-            ax.legend(fontsize=7)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "not measured in this mode", ha="center", transform=ax.transAxes)
         fig.tight_layout()
         path = out / "latency.png"
         fig.savefig(path, dpi=110)

@@ -200,17 +200,21 @@ class Demo:
         out = REPO / ".cache" / "demo" / "models"
         print(f"demo: batch model pre-trained on {sc.HISTORY.relative_to(REPO)} (cached in {out.relative_to(REPO)})")
         log = self.logs / "pretrain.log"
-        cmd = self._cli("train", "pretrain", "--csv", str(sc.HISTORY), "--out", str(out))
-        proc = self.sup.spawn("pretrain", cmd, log, env=self.env, cwd=REPO)
-        if self._wait("pretrain", proc, 600) != 0:
-            raise DemoError(f"pre-training the batch model failed (log: {log})")
-        summary = None
-        for line in reversed(log.read_text(errors="replace").splitlines()):
-            if line.startswith("{") and '"model_dir"' in line:
-                summary = json.loads(line)
-                break
-        if summary is None:
-            raise DemoError(f"pre-training printed no model_dir (log: {log})")
+        stamp_file, fingerprint = out / "demo-batch.json", _fingerprint()
+        summary = json.loads(stamp_file.read_text()) if stamp_file.exists() else None
+        if not summary or summary.get("fingerprint") != fingerprint or not Path(summary["model_dir"]).is_dir():
+            cmd = self._cli("train", "pretrain", "--csv", str(sc.HISTORY), "--out", str(out))
+            proc = self.sup.spawn("pretrain", cmd, log, env=self.env, cwd=REPO)
+            if self._wait("pretrain", proc, 600) != 0:
+                raise DemoError(f"pre-training the batch model failed (log: {log})")
+            summary = None
+            for line in reversed(log.read_text(errors="replace").splitlines()):
+                if line.startswith("{") and '"model_dir"' in line:
+                    summary = json.loads(line)
+                    break
+            if summary is None:
+                raise DemoError(f"pre-training printed no model_dir (log: {log})")
+            stamp_file.write_text(json.dumps({**summary, "fingerprint": fingerprint}))
         self.batch_dir = Path(summary["model_dir"])
         self.results["batch_model"] = {"version": summary.get("version"), "status": summary.get("status")}
         if self.opts.mode == "cloud":  # the cloud inference Lambda reads models/batch/LATEST
@@ -580,6 +584,16 @@ class Demo:
             if at is not None:
                 out.append(round(swapped_at - at, 3))
         return out
+
+
+def _fingerprint() -> str:
+    """sha256 of the history and the trainer's code: the cached batch model is reused while both are unchanged."""
+    import hashlib
+
+    digest = hashlib.sha256(sc.HISTORY.read_bytes())
+    for path in sorted((REPO / "training_job").glob("*.py")) + sorted((REPO / "model_contract").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _freshness_summary(values: list[float]) -> dict[str, float | None]:
