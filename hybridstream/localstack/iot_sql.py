@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from model_contract.topics import topic_matches
+
 
 class SqlError(ValueError):
     """A statement outside the supported subset."""
@@ -60,17 +62,6 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         out.append((kind, m.group(kind)))
         pos = m.end()
     return out
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT filter match (``+`` one level, trailing ``#`` any)."""
-    f_parts, t_parts = topic_filter.split("/"), topic.split("/")
-    for i, part in enumerate(f_parts):
-        if part == "#":
-            return True
-        if i >= len(t_parts) or (part != "+" and part != t_parts[i]):
-            return False
-    return len(f_parts) == len(t_parts)
 
 
 @dataclass
