@@ -144,6 +144,14 @@ class LatestPointer:
 
     ``window_last_ts``: the last reading of the window the model was trained on (``LATEST`` only
     moves forward in it); ``published_at``: when the pointer was written (ISO-8601 UTC).
+    ``override``: set only when an operator moved ``LATEST`` back against that rule
+    (``hybridstream models rollback`` / ``promote --override``): ``{action, from, reason, by, at,
+    model_window_last_ts}``; such a pointer keeps the replaced model's ``window_last_ts``, so only a
+    model of a newer window moves it on. Omitted from the stored JSON when None.
+
+    >>> p = LatestPointer.for_model("m", "v1", window_last_ts="t2", override={"action": "rollback", "from": "v2"})
+    >>> parse_latest(p.to_json()).override["from"], "override" in LatestPointer("m", "v1").to_dict()
+    ('v2', False)
     """
 
     name: str
@@ -154,6 +162,7 @@ class LatestPointer:
     manifest_key: str = ""
     window_last_ts: str = ""
     published_at: str = ""
+    override: Mapping[str, Any] | None = None
 
     @classmethod
     def for_model(
@@ -166,6 +175,7 @@ class LatestPointer:
         window_last_ts: str = "",
         published_at: str = "",
         prefix: str = MODELS_PREFIX,
+        override: Mapping[str, Any] | None = None,
     ) -> LatestPointer:
         """The pointer to a published version, with its canonical keys."""
         return cls(
@@ -177,10 +187,14 @@ class LatestPointer:
             manifest_key=manifest_key(name, version, prefix),
             window_last_ts=window_last_ts,
             published_at=published_at,
+            override=dict(override) if override else None,
         )
 
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if out["override"] is None:
+            del out["override"]  # the stored JSON of an ordinary pointer is unchanged
+        return out
 
     def to_json(self) -> bytes:
         """The pointer's bytes as stored (the only writer of ``LATEST``)."""
@@ -227,4 +241,5 @@ def parse_latest(
         if pointer.get(field_name) not in (None, "", expected):
             raise ValueError(f"LATEST of {label}: {field_name} {pointer[field_name]!r} is not {expected}")
     text = {k: str(pointer.get(k) or "") for k in ("sha256", "kind", "window_last_ts", "published_at")}
-    return LatestPointer(name=own, version=version, **canonical, **text)
+    override = pointer.get("override") if isinstance(pointer.get("override"), dict) else None
+    return LatestPointer(name=own, version=version, **canonical, **text, override=override)

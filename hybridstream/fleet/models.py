@@ -100,7 +100,19 @@ class ModelRegistry:
         return sorted(self._folders(f"{MODELS}/"))
 
     def latest(self, name: str) -> dict[str, Any] | None:
-        return self._json(f"{MODELS}/{name}/LATEST")[0]
+        return self._pointer(name)[0]
+
+    def _pointer(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(LATEST as a dict, its ETag), read with the contract's one parser."""
+        from model_contract.layout import latest_key, parse_latest
+
+        body, etag = self._json(latest_key(name))
+        if body is None:
+            return None, None
+        try:
+            return parse_latest(body, name=name).to_dict(), etag
+        except ValueError as exc:
+            raise FleetError(f"s3://{self.bucket}/{latest_key(name)} is not a valid pointer: {exc}") from exc
 
     def versions(self, name: str, rejected: bool = False) -> list[Version]:
         """Every version of ``name`` with a manifest, oldest window first."""
@@ -208,12 +220,14 @@ class ModelRegistry:
         """
         from botocore.exceptions import ClientError
 
+        from model_contract.layout import LatestPointer, latest_key
+
         versions = self.require(name)
         _check_name(version, "version")
         target = next((v for v in versions if v.version == version), None)
         if target is None:
             raise FleetError(f"{name} has no published version {version} (versions: {self._list(versions)})")
-        pointer, etag = self._json(f"{MODELS}/{name}/LATEST")
+        pointer, etag = self._pointer(name)
         if pointer is not None and pointer.get("version") == version:
             return {"status": "current", "pointer": pointer, "audit": None}
         current = next((v for v in versions if pointer and v.version == pointer.get("version")), None)
@@ -226,18 +240,9 @@ class ModelRegistry:
         self._verify(target)
         at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         keep_ts = max(target.window_last_ts, str((pointer or {}).get("window_last_ts") or ""))
-        doc: dict[str, Any] = {
-            "name": name,
-            "version": version,
-            "sha256": target.manifest.get("sha256", ""),
-            "kind": target.manifest.get("kind", ""),
-            "model_key": f"{MODELS}/{name}/{version}/model.tflite",
-            "manifest_key": f"{MODELS}/{name}/{version}/manifest.json",
-            "window_last_ts": keep_ts if backwards else target.window_last_ts,
-            "published_at": at,
-        }
+        override = None
         if backwards:
-            doc["override"] = {
+            override = {
                 "action": action,
                 "from": current.version if current else None,
                 "reason": reason,
@@ -245,12 +250,22 @@ class ModelRegistry:
                 "at": at,
                 "model_window_last_ts": target.window_last_ts,
             }
+        new = LatestPointer.for_model(
+            name,
+            version,
+            sha256=str(target.manifest.get("sha256", "")),
+            kind=str(target.manifest.get("kind", "")),
+            window_last_ts=keep_ts if backwards else target.window_last_ts,
+            published_at=at,
+            override=override,
+        )
+        doc = new.to_dict()
         extra = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             self.s3.put_object(
                 Bucket=self.bucket,
-                Key=f"{MODELS}/{name}/LATEST",
-                Body=json.dumps(doc, indent=2).encode(),
+                Key=latest_key(name),
+                Body=new.to_json(),
                 ContentType="application/json",
                 **extra,
             )
