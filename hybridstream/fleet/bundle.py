@@ -42,6 +42,7 @@ class DeviceSettings:
     role_alias: str
     provisioning_template: str
     nucleus_version: str = "latest"
+    claim_client_id: str = ""  # the MQTT client id while provisioning (the claim policy allows only its prefix)
 
 
 def _q(value: str) -> str:
@@ -71,6 +72,7 @@ def claim_config(s: DeviceSettings) -> str:
             f"      claimCertificatePath: {_q(root + '/claim-certs/claim.pem.crt')}",
             f"      claimCertificatePrivateKeyPath: {_q(root + '/claim-certs/claim.private.pem.key')}",
             f"      rootCaPath: {_q(root + '/' + AMAZON_ROOT_CA)}",
+            *([f"      deviceId: {_q(s.claim_client_id)}"] if s.claim_client_id else []),
             "      templateParameters:",
             f"        SerialNumber: {_q(s.serial)}",
             "",

@@ -96,6 +96,8 @@ def _settings(ctx: AwsContext, outputs: StackOutputs, thing: str, serial: str, a
         role_alias=outputs.require("RoleAlias"),
         provisioning_template=outputs.require("ProvisioningTemplate"),
         nucleus_version=nucleus,
+        # the claim policy lets a claim certificate connect only as <ClaimClientIdPrefix>... (never as a thing)
+        claim_client_id=(outputs.get("ClaimClientIdPrefix") or f"{outputs.thing_prefix}-claim-") + serial,
     )
 
 

@@ -40,6 +40,7 @@ def outputs_dict() -> dict[str, str]:
         "ClaimPolicy": f"{PREFIX}-provisioning-claim",
         "EnrollmentTable": TABLE,
         "ThingNamePrefix": PREFIX,
+        "ClaimClientIdPrefix": f"{PREFIX}-claim-",
         "FleetRelease": "pinned",
         "ComponentRelease": json.dumps({"fleet_component_versions": {f"{PREFIX}.{k}": v for k, v in VERSIONS.items()}}),
     }

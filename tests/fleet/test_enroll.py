@@ -87,6 +87,7 @@ def test_enroll_claim_writes_item_certificate_and_bundle(ctx, tmp_path, capsys):
     config = yaml.safe_load(files[f"{thing}/config.yaml"])
     plugin = config["services"]["aws.greengrass.FleetProvisioningByClaim"]["configuration"]
     assert plugin["templateParameters"] == {"SerialNumber": "pi0001"}
+    assert plugin["deviceId"] == f"{PREFIX}-claim-pi0001"  # the claim policy's client id prefix
     assert plugin["provisioningTemplate"] == f"{PREFIX}-fleet-provisioning"
     assert plugin["iotRoleAlias"] == f"{PREFIX}-tes-alias"
     assert plugin["awsRegion"] == REGION
