@@ -85,7 +85,7 @@ def rolling_rmse(err: np.ndarray, window: int) -> np.ndarray:
     for i in range(len(err)):
         lo = max(0, i + 1 - window)
         n = ccount[i + 1] - ccount[lo]
-        if n >= window // 4:
+        if n >= max(1, window // 4):
             out[i] = math.sqrt((csum[i + 1] - csum[lo]) / n)
     return out
 
