@@ -44,7 +44,7 @@ $(BATCH_MODEL)/model.tflite: $(HISTORY) | $(STAMP)
 	  rm -rf $(BATCH_MODEL) && mv $(BATCH_MODEL).tmp $(BATCH_MODEL) && echo "batch-model: $$newest -> $(BATCH_MODEL)/"
 
 bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)
-	$(PY) -m edge_app.bench
+	$(PY) -m hybridstream.devtools.edge_bench
 
 bench-train: setup ## training job benchmark against real local servers (last line: JSON)
 	$(PY) -m training_job.bench

@@ -14,15 +14,17 @@ import sys
 import threading
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``edge`` group to the ``hybridstream`` CLI."""
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add the ``edge`` group to the ``hybridstream`` CLI; returns its commands (dev tools add theirs)."""
     group = sub.add_parser(
         "edge",
         help="the edge app: per-record hybrid inference on Kafka",
-        description="Run the edge app, or replay a CSV of readings into Kafka.",
+        description="Run the edge app (run), or forward readings to the cloud (forward).",
     )
     group.set_defaults(group_parser=group)
-    add_commands(group.add_subparsers(dest="edge_cmd", metavar="COMMAND"))
+    cmds = group.add_subparsers(dest="edge_cmd", metavar="COMMAND")
+    add_commands(cmds)
+    return cmds
 
 
 def add_commands(cmds: argparse._SubParsersAction) -> None:
@@ -51,20 +53,6 @@ def add_commands(cmds: argparse._SubParsersAction) -> None:
     fw.add_argument("--thing", dest="thing_name", help="override the config's thing name")
     fw.add_argument("--max-seconds", type=float, help="stop after this long (default: run until a signal)")
     fw.set_defaults(func=cmd_forward)
-
-    rp = cmds.add_parser(
-        "replay",
-        help="publish a CSV of readings into Kafka at a steady rate",
-        description="Publish a CSV (header row; the timestamp and the feature columns) as JSON readings "
-        "with one producer, batching and schedule-based rate control.",
-    )
-    rp.add_argument("--csv", required=True, help="CSV file, e.g. ../shared/datasets/turbine/test.csv")
-    rp.add_argument("--rate", type=float, default=1000.0, help="records per second; 0 = as fast as possible (1000)")
-    rp.add_argument("--device", action="append", help="device id (repeat for several; default: turbine-1)")
-    rp.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (127.0.0.1:9092)")
-    rp.add_argument("--topic", default="sensor.readings", help="topic (sensor.readings)")
-    rp.add_argument("--limit", type=int, help="stop after this many records (default: the whole file)")
-    rp.set_defaults(func=cmd_replay)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -106,20 +94,6 @@ def cmd_forward(args: argparse.Namespace) -> int:
     counters = forwarder.run(max_seconds=args.max_seconds)
     print(json.dumps(counters), flush=True)
     return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from edge_app.replay import csv_records, replay
-
-    devices = args.device or ["turbine-1"]
-    result = replay(
-        csv_records(args.csv, devices, args.limit),
-        bootstrap=args.bootstrap,
-        topic=args.topic,
-        rate=args.rate if args.rate > 0 else None,
-    )
-    print(json.dumps(result.to_dict()), flush=True)
-    return 0 if result.errors == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

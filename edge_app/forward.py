@@ -1,7 +1,7 @@
 """``edge forward`` (mode=cloud): valid sensor readings from Kafka to the cloud over MQTT.
 
 Consumes ``topics.readings`` with the same consumer settings and the same validation as
-``edge run`` (:func:`edge_app.records.parse_reading`, the range check, the device allowlist and
+``edge run`` (:class:`edge_app.admission.Admission`: parsing, the range check, the device allowlist and
 limit, per-device ordering); bad readings go to ``topics.deadletter`` with their reason, exactly
 as the app writes them. Valid readings are grouped per device into messages on
 ``hybridstream/<thing>/readings``::
@@ -48,24 +48,19 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from edge_app.app import (
-    PRODUCER_DEFAULTS,
-    DeliveryFailed,
-    admit_device,
-    check_range,
-    consumer_config,
-    deadletter_value,
-    ensure_topics,
-    value_bounds,
-)
+from edge_app import kafka_io
+from edge_app.admission import Admission, out_of_order
 from edge_app.config import ConfigError, EdgeConfig
+from edge_app.kafka_io import DeliveryFailed, Outputs
 from edge_app.mqtt import PublishFailed, Transport, make_transport
-from edge_app.records import encode_event, encode_json, parse_reading
+from edge_app.records import encode_json
+from edge_app.telemetry import ForwardCounters, Telemetry
 from edge_app.uploaders import open_window_pipeline
 from model_contract import FeatureSpec, Manifest
 from model_contract.features import BadRecord
+from model_contract.topics import READINGS, device_topic
 
 log = logging.getLogger("edge_app.forward")
 
@@ -115,34 +110,18 @@ class Forwarder:
             raise ConfigError("edge forward needs mqtt.transport (greengrass or mtls)")
         self.cfg = cfg
         self.stop = threading.Event()
-        self.counters: dict[str, Any] = {
-            "records_in": 0,
-            "forwarded": 0,  # readings in acknowledged messages (context rows not counted)
-            "messages": 0,
-            "deadletter": 0,
-            "deadletter_reasons": {},
-            "publish_failures": 0,
-            "commits": 0,
-            "windows_closed": 0,
-            "windows_uploaded": 0,
-        }
+        self.counters = ForwardCounters()
         self.spec, manifest = forward_spec(cfg)
-        self.bounds = value_bounds(manifest, cfg.out_of_range_k)
-        self.topic = f"hybridstream/{cfg.thing_name}/readings"
+        self.admission = Admission.from_config(cfg, self.spec, manifest)
+        self.topic = device_topic(cfg.thing_name, READINGS)
         self._context = (self.spec.max_lag - 1) if cfg.forward.context else 0
-        self._min_epoch = cfg.min_epoch
-        self._allow = frozenset(cfg.devices) if cfg.devices is not None else None
         self.devices: dict[str, _Device] = {}
         self._outbox: collections.deque[tuple[bytes, int]] = collections.deque()  # (payload, new readings)
         self._consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
         self._full = False
-        self._delivery_errors: list[str] = []
-        if cfg.kafka.ensure_topics:
-            ensure_topics(cfg)
-        conf = {"bootstrap.servers": cfg.bootstrap, **PRODUCER_DEFAULTS, **cfg.kafka.producer}
-        conf["on_delivery"] = self._on_delivery_error
-        self.producer = Producer(conf)
-        self.consumer = Consumer(consumer_config(cfg))
+        self.consumer = kafka_io.open_consumer(cfg)
+        self.outputs = Outputs(cfg, lambda: self.stop.is_set())  # dead letters and events
+        self.telemetry = Telemetry(cfg, self.outputs, self.counters)
         self.mqtt = transport if transport is not None else make_transport(cfg.mqtt, cfg.thing_name)
         # re-training windows, exactly as `run` spools and uploads them
         self.uploads, self.spool = open_window_pipeline(
@@ -159,41 +138,17 @@ class Forwarder:
     # ---- windows ------------------------------------------------------------------------------
     def event(self, kind: str, **fields: Any) -> None:
         """One record to ``topics.events`` (as ``run`` writes them; the upload thread calls this)."""
-        if kind == "window_uploaded":
-            self.counters["windows_uploaded"] += 1
-        value = encode_event(kind, self.cfg.thing_name, **fields)
-        try:
-            self.producer.produce(self.cfg.topics.events, value, self.cfg.thing_name.encode())
-        except BufferError:
-            log.warning("event not sent (producer queue full): %s %s", kind, fields)
+        self.telemetry.event(kind, **fields)
 
     def _window_closed(self, path: Path, meta: dict[str, Any]) -> None:
-        self.counters["windows_closed"] += 1
+        self.counters.windows_closed += 1
         self.uploads.submit(path, meta)
 
     # ---- records ------------------------------------------------------------------------------
-    def _on_delivery_error(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None:
-            self._delivery_errors.append(f"{msg.topic()}: {err}")
-
-    def _dead(self, msg: Any, reason: str, detail: str) -> None:
-        reasons = self.counters["deadletter_reasons"]
-        if reason not in reasons:
-            log.warning("dead-lettering %s records (first: offset %d: %s)", reason, msg.offset(), detail[:200])
-        reasons[reason] = reasons.get(reason, 0) + 1
-        self.counters["deadletter"] += 1
-        value = deadletter_value(msg, reason, detail)
-        while True:
-            try:
-                self.producer.produce(self.cfg.topics.deadletter, value, msg.key())
-                return
-            except BufferError:
-                self.producer.flush(1)
-
     def process(self, msgs: list) -> None:
         """Validate and gather one consumed batch (seals a device's message when it is full)."""
-        spec, cfg, bounds = self.spec, self.cfg, self.bounds
-        max_epoch = time.time() + cfg.max_ahead_s
+        spec, cfg, admission, dead = self.spec, self.cfg, self.admission, self.telemetry.dead
+        max_epoch = time.time() + admission.max_ahead_s
         ts_col, dev_col, columns = spec.timestamp_column, spec.device_column, spec.columns
         for msg in msgs:
             err = msg.error()
@@ -203,30 +158,26 @@ class Forwarder:
                 if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     log.warning("consumer error: %s", err)
                 continue
-            self.counters["records_in"] += 1
+            self.counters.records_in += 1
             self._consumed[(msg.topic(), msg.partition())] = msg.offset()
             try:
-                r = parse_reading(msg.value(), msg.key(), spec, cfg.default_device, self._min_epoch, max_epoch)
-                if bounds is not None:
-                    check_range(r.values, bounds)
+                r = admission.parse(msg.value(), msg.key(), max_epoch)
                 dev = self.devices.get(r.device)
                 if dev is None:
-                    admit_device(r.device, self._allow, len(self.devices), cfg.max_devices)
+                    admission.admit_device(r.device, len(self.devices))
                     dev = self.devices[r.device] = _Device(r.device, self._context)
                 if r.epoch <= dev.last_epoch:
-                    reason = "duplicate_timestamp" if r.epoch == dev.last_epoch else "out_of_order"
-                    raise BadRecord(reason, f"{r.timestamp} not after {dev.last_ts}")
+                    raise out_of_order(r, dev.last_epoch, dev.last_ts)
                 row = {dev_col: r.device, ts_col: r.timestamp}
                 row.update(zip(columns, r.values, strict=True))
                 encoded = encode_json(row)
                 if self._envelope(dev) + len(encoded) > cfg.forward.max_bytes:
                     raise BadRecord("oversized", f"one reading of {len(encoded)} bytes > forward.max_bytes")
             except BadRecord as exc:
-                self._dead(msg, exc.reason, exc.detail)
+                dead(msg, exc.reason, exc.detail)
                 continue
             except Exception as exc:  # a bug or an input nobody thought of: this record only
-                log.exception("internal error on offset %d", msg.offset())
-                self._dead(msg, "internal_error", f"{type(exc).__name__}: {exc}"[:300])
+                self.telemetry.internal_error(msg, exc)
                 continue
             if dev.rows and (
                 self._envelope(dev) + self._context_size(dev) + dev.size + len(encoded) + 1 > cfg.forward.max_bytes
@@ -286,12 +237,12 @@ class Forwarder:
             try:
                 self.mqtt.publish(self.topic, payload, timeout=timeout)
             except PublishFailed as exc:
-                self.counters["publish_failures"] += 1
+                self.counters.publish_failures += 1
                 log.warning("readings not acknowledged (%d messages waiting): %s", len(self._outbox), exc)
                 return False
             self._outbox.popleft()
-            self.counters["messages"] += 1
-            self.counters["forwarded"] += count
+            self.counters.messages += 1
+            self.counters.forwarded += count
         return True
 
     def flush(self, final: bool = False) -> bool:
@@ -305,32 +256,23 @@ class Forwarder:
 
     def _commit(self, final: bool) -> bool:
         """Commit what was consumed once the dead letters are acknowledged too."""
-        while self.producer.flush(5 if not final else 10) > 0:
-            log.warning("waiting for the broker to acknowledge dead letters (%d queued)", len(self.producer))
+        while not self.outputs.acknowledged(5 if not final else 10):
+            log.warning("waiting for the broker to acknowledge dead letters (%d queued)", len(self.outputs.producer))
             if final or self.stop.is_set():
                 return False
-        if self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors[:5], []
-            raise DeliveryFailed(f"dead letters or events not delivered, offsets not committed: {errors}")
+        self.outputs.check("dead letters or events")
         if not self._consumed:
             return True
         self.spool.flush()  # every reading about to be committed is in its window file
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._consumed.items()]
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=not final)
+            kafka_io.commit(self.consumer, offsets=offsets, asynchronous=not final)
         except KafkaException as exc:
             log.warning("commit failed (the readings since the last commit may be re-sent): %s", exc)
             return False
         self._consumed.clear()
-        self.counters["commits"] += 1
+        self.counters.commits += 1
         return True
-
-    def _consume(self) -> list:
-        size = self.cfg.kafka.batch_size
-        msgs = self.consumer.consume(size, 0)
-        if not msgs:
-            msgs = self.consumer.consume(size, self.cfg.kafka.poll_timeout_s)
-        return msgs
 
     def run(self, max_seconds: float | None = None) -> dict[str, Any]:
         """Forward until :attr:`stop` is set (or ``max_seconds``); flush and commit at the end."""
@@ -347,7 +289,7 @@ class Forwarder:
                     assignment = self.consumer.assignment()
                     if assignment:
                         self.consumer.pause(assignment)
-                msgs = self._consume()
+                msgs = kafka_io.consume_available(self.consumer, cfg.kafka.batch_size, cfg.kafka.poll_timeout_s)
                 if msgs:
                     self.process(msgs)
                 now = time.monotonic()
@@ -367,14 +309,14 @@ class Forwarder:
                             paused = True
                     next_flush = time.monotonic() + cfg.forward.interval_s
                 if now >= next_log:
-                    log.info("progress %s", json.dumps(self.counters))
+                    log.info("progress %s", json.dumps(self.counters.to_dict()))
                     next_log = now + cfg.log_interval_s
                 if max_seconds is not None and now - started >= max_seconds:
                     break
             normal_exit = True
         finally:
             self._shutdown(normal_exit)
-        return self.counters
+        return self.counters.to_dict()
 
     def _shutdown(self, normal_exit: bool) -> None:
         try:
@@ -382,7 +324,7 @@ class Forwarder:
             if not normal_exit:
                 log.error("abnormal exit: not committing (the readings since the last commit will be re-sent)")
             elif self.flush(final=True):
-                log.info("stopped: everything forwarded and committed %s", json.dumps(self.counters))
+                log.info("stopped: everything forwarded and committed %s", json.dumps(self.counters.to_dict()))
             else:
                 log.warning(
                     "stopped with %d messages not acknowledged: not committing (re-sent at the next start)",
@@ -395,5 +337,5 @@ class Forwarder:
                 log.warning("some windows were not uploaded; they stay spooled for the next start")
             if self.mqtt is not None:
                 self.mqtt.close()
-            self.producer.flush(10)
+            self.outputs.close(10)
             self.consumer.close()

@@ -1,4 +1,6 @@
-"""Rolling and cumulative accuracy per approach (batch, speed, hybrid), and the app's counters.
+"""Rolling and cumulative accuracy per approach (batch, speed, hybrid).
+
+The app's counters are in :mod:`edge_app.telemetry`.
 
 The per-record update is a list store and three additions; RMSE/MAE over the sliding window
 are computed only when a metrics record is produced.
@@ -14,7 +16,6 @@ are computed only when a metrics record is produced.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -74,34 +75,3 @@ class ErrorStats:
 def _r(x: float) -> float | None:
     x = float(x)
     return round(x, 4) if math.isfinite(x) else None
-
-
-class Counters:
-    """What the app has done since it started (in every metrics record and the progress log)."""
-
-    def __init__(self) -> None:
-        self.records_in = 0
-        self.predictions = 0
-        self.deadletter = 0
-        self.deadletter_reasons: Counter[str] = Counter()
-        self.drift_events = 0
-        self.notices = 0
-        self.swaps = 0
-        self.rejected_models = 0
-        self.windows_closed = 0
-        self.windows_uploaded = 0
-        self.upload_failures = 0
-        self.delivery_errors = 0
-        self.batches = 0
-        self.combiner_resets = 0  # combiners replaced because their weights went non-finite
-        self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
-        self.devices_restored = 0  # devices whose state was loaded from the state folder
-
-    def dead(self, reason: str) -> None:
-        self.deadletter += 1
-        self.deadletter_reasons[reason] += 1
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if k != "deadletter_reasons"}
-        out["deadletter_reasons"] = dict(self.deadletter_reasons)
-        return out

@@ -4,14 +4,14 @@ A notice (from the ``models.notices`` topic, or :meth:`SpeedModelSwapper.submit`
 MQTT listener calls) names a model; a background thread fetches and verifies it
 (:func:`edge_app.models.load_model`) and parks it in ``ready``. The loop calls
 :meth:`SpeedModelSwapper.take` once per batch (an attribute read when nothing is waiting)
-and swaps between two records, so no record is dropped or served by half a model.
+and :func:`apply_swap` swaps between two records, so no record is dropped or served by half
+a model. :func:`initial_speed_model` picks the model a (re)started app serves first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_app.models import LoadedModel, atomic_write, keep_local_copy, load_model
+from edge_app.drift import make_detector
+from edge_app.models import LoadedModel, atomic_write, keep_local_copy, load_model, write_pointer
 from model_contract import FeatureSpec
+from model_contract.messages import ModelNotice, parse_model_notice
 from model_contract.runtime import ModelRejected
 
 log = logging.getLogger("edge_app.swap")
@@ -28,52 +30,16 @@ log = logging.getLogger("edge_app.swap")
 EventSink = Callable[..., None]  # (kind, **fields)
 
 
-def parse_notice(notice: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalise a model notice; ValueError if unusable.
-
-    Accepts the cloud's announcement (``lambdas/model_published``: ``name``, ``version``,
-    ``kind``, ``sha256``, ``s3_uri``, ``manifest_uri``, ``manifest_sha256``, ``metrics``,
-    ``published_at``) and local notices (``model``/``location``/``uri`` and ``manifest``).
-    ``name`` and the model's ``sha256`` are required; a ``kind`` other than ``speed`` is refused.
-
-    >>> n = parse_notice({"name": "speed-pi", "s3_uri": "s3://b/models/speed-pi/v1/model.tflite",
-    ...                   "sha256": "AB" * 32, "version": "v1", "kind": "speed", "published_at": 1700000000})
-    >>> n["model"], n["published_at"], n["manifest"]
-    ('s3://b/models/speed-pi/v1/model.tflite', 1700000000.0, '')
-    >>> parse_notice({"name": "batch", "model": "/m.tflite", "sha256": "a" * 64, "kind": "batch"})
-    Traceback (most recent call last):
-    ...
-    ValueError: notice is for a batch model, not a speed model
-    """
-    if not isinstance(notice, Mapping):
-        raise ValueError(f"notice must be an object, got {type(notice).__name__}")
-    location = notice.get("s3_uri") or notice.get("model") or notice.get("location") or notice.get("uri")
-    if not isinstance(location, str) or not location:
-        raise ValueError("notice has no model location (s3_uri/model/location/uri)")
-    sha = notice.get("sha256")
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise ValueError("notice needs the model's sha256 (64 hex digits)")
-    name = notice.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError("notice has no model name")
-    kind = notice.get("kind", "speed")
-    if kind not in (None, "", "speed"):
-        raise ValueError(f"notice is for a {kind} model, not a speed model")
-    manifest = notice.get("manifest_uri") or notice.get("manifest") or ""
-    manifest_sha = notice.get("manifest_sha256") or ""
-    if not isinstance(manifest, str) or not isinstance(manifest_sha, str) or len(manifest_sha) not in (0, 64):
-        raise ValueError("manifest_uri must be a string and manifest_sha256 64 hex digits")
-    published = notice.get("published_at", 0)
-    if isinstance(published, bool) or not isinstance(published, int | float) or not math.isfinite(published):
-        published = 0
+def _queued(notice: ModelNotice) -> dict[str, Any]:
+    """What the swapper queues (and journals) for a parsed :class:`ModelNotice`."""
     return {
-        "model": location,
-        "sha256": sha.lower(),
-        "name": name,
-        "version": str(notice.get("version", "") or ""),
-        "manifest": manifest,
-        "manifest_sha256": manifest_sha.lower(),
-        "published_at": float(published),
+        "model": notice.s3_uri,
+        "sha256": notice.sha256,
+        "name": notice.name,
+        "version": notice.version,
+        "manifest": notice.manifest_uri,
+        "manifest_sha256": notice.manifest_sha256,
+        "published_at": float(notice.published_at),
     }
 
 
@@ -120,9 +86,13 @@ class SpeedModelSwapper:
         self._thread.start()
 
     def submit(self, notice: Mapping[str, Any]) -> bool:
-        """Queue a notice (thread-safe). False (and a ``model_rejected`` event) if the notice itself is bad."""
+        """Queue a notice (thread-safe). False (and a ``model_rejected`` event) if the notice itself is bad.
+
+        ``notice`` is a model notice (:func:`model_contract.messages.parse_model_notice`: the cloud's
+        ``ModelNotice``, or a hand-written local one naming ``model`` and ``manifest``).
+        """
         try:
-            parsed = parse_notice(notice)
+            parsed = _queued(parse_model_notice(notice, kind="speed"))
         except ValueError as exc:
             self._reject(str(exc), dict(notice) if isinstance(notice, Mapping) else {"notice": repr(notice)})
             return False
@@ -131,6 +101,24 @@ class SpeedModelSwapper:
             return False
         self._enqueue(parsed)
         return True
+
+    def submit_payload(self, payload: bytes | str | None, topic: str | None = None) -> bool:
+        """A raw notice (JSON) from Kafka or MQTT: unparsable ones are rejected with the reason."""
+        try:
+            notice = json.loads(payload)
+        except (ValueError, TypeError, RecursionError) as exc:
+            invalid: dict[str, Any] = {"invalid": str(exc)[:200]}
+            if topic is not None:
+                invalid["topic"] = topic
+            return self.submit(invalid)
+        return self.submit(notice)
+
+    def serve(self, loaded: LoadedModel, published_at: float = 0.0) -> None:
+        """``loaded`` serves now: later notices are compared with it (version, age)."""
+        self.serving_version = loaded.version
+        self.serving_created_at = loaded.manifest.created_at
+        if published_at > 0:
+            self.serving_published_at = float(published_at)
 
     def _enqueue(self, parsed: dict[str, Any]) -> None:
         with self._lock:
@@ -159,7 +147,7 @@ class SpeedModelSwapper:
             return 0
         try:
             saved = json.loads(self._journal.read_text())
-            notices = [parse_notice(n) for n in saved if isinstance(n, Mapping)]
+            notices = [_queued(parse_model_notice(n, kind="speed")) for n in saved if isinstance(n, Mapping)]
         except (OSError, ValueError, TypeError) as exc:
             log.warning("ignoring unreadable %s: %s", self._journal, exc)
             notices = []
@@ -266,3 +254,54 @@ class SpeedModelSwapper:
                 if finished and notice is not None:
                     self._forget(notice.get("id"))
                 self._queue.task_done()
+
+
+def initial_speed_model(models: Any, spec: FeatureSpec, pointer: Path) -> tuple[LoadedModel, float]:
+    """The speed model a starting app serves, and the ``published_at`` of its notice (0: unknown).
+
+    The model a previous run swapped in (``pointer``, verified again by its sha256), else the
+    configured ``models.speed``, else the batch model until a notice arrives.
+    """
+    if pointer.exists():
+        try:
+            saved = json.loads(pointer.read_text())
+            loaded = load_model(
+                saved["model"], spec=spec, expected_sha256=saved["sha256"], num_threads=models.num_threads
+            )
+            log.info("resuming speed model %s from %s", loaded.version, pointer)
+            published = saved.get("published_at")
+            return loaded, float(published) if isinstance(published, int | float) else 0.0
+        except (ModelRejected, ValueError, KeyError, OSError) as exc:
+            log.warning("ignoring %s: %s", pointer, exc)
+    if models.speed:
+        return load_model(models.speed, models.speed_manifest, spec=spec, num_threads=models.num_threads), 0.0
+    log.warning("no speed model configured: the batch model serves as speed model until a notice arrives")
+    return load_model(models.batch, models.batch_manifest, num_threads=models.num_threads), 0.0
+
+
+def apply_swap(app: Any, loaded: LoadedModel) -> None:
+    """Serve ``loaded`` from the next record on (the loop calls this between two batches).
+
+    Every device's combiner forgets the old speed model's record (its ``on_swap`` rule), a
+    drift detector watching the speed residual starts afresh, the pointer file makes a restart
+    serve the new model, and only then is its notice finished (a crash before replays it).
+    ``app`` is the :class:`edge_app.app.EdgeApp`.
+    """
+    old = app.speed
+    app.speed = loaded
+    published = loaded.origin.get("published_at")
+    swapper = app.swapper
+    swapper.serve(loaded, published if isinstance(published, int | float) else 0.0)
+    reset_detector = app.residual_index == 1
+    for state in app.devices.values():
+        state.combiner.reset_speed()
+        if reset_detector:
+            state.detector = make_detector(app.cfg.detector_config)
+    try:
+        write_pointer(app.pointer, loaded, Path(loaded.location), published_at=swapper.serving_published_at)
+    except OSError as exc:
+        log.warning("could not persist the speed model pointer: %s", exc)
+    swapper.done(loaded)  # the notice is handled: forget it (a crash before this replays it)
+    app.counters.swaps += 1
+    log.info("speed model swapped: %s -> %s", old.version, loaded.version)
+    app.telemetry.event("model_swapped", name=loaded.name, old_version=old.version, new_version=loaded.version)

@@ -9,7 +9,7 @@ event, or at shutdown; it is then renamed into ``ready/`` and handed to the uplo
 After a crash, :meth:`WindowSpool.recover` closes the windows left open.
 
 Window id: ``<device>_<first reading, UTC yyyymmddTHHMMSSZ>_<rows>``; the upload key is
-``windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.csv`` (the S3 layout), see :func:`window_key`.
+``windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.csv`` (the S3 layout), see :func:`model_contract.layout.window_key`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from typing import IO, Any
 
 from edge_app.records import Reading
 from model_contract import FeatureSpec
+from model_contract.layout import window_key  # the S3 layout is the contract's (re-exported for the uploader)
+
+__all__ = ["WindowSpool", "file_device", "safe_name", "utc_stamp", "window_id", "window_key"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9.-]")
 log = logging.getLogger("edge_app.windows")
@@ -70,23 +73,6 @@ def window_id(device: str, first_epoch: float, rows: int) -> str:
     'T1.1f9360_00000000T000000Z_1'
     """
     return f"{file_device(device)}_{utc_stamp(first_epoch)}_{rows}"
-
-
-def window_key(thing: str, wid: str) -> str:
-    """The upload key (S3 layout) of a window id.
-
-    >>> window_key("pi-1", "T1_20170114T000000Z_1000")
-    'windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv'
-    >>> window_key("pi-1", "stray")
-    Traceback (most recent call last):
-    ...
-    ValueError: not a window id: 'stray'
-    """
-    parts = wid.rsplit("_", 2)
-    if len(parts) != 3 or len(parts[1]) != 16 or not parts[1][:8].isdigit():
-        raise ValueError(f"not a window id: {wid!r}")
-    stamp = parts[1]
-    return f"windows/{thing}/{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}/{wid}.csv"
 
 
 @dataclass

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 
 from hybridstream import __version__
 
-# group name -> module with register(subparsers); groups appear as their issues land
+# group name -> module with register(subparsers); a group appears iff its module exists
 GROUPS: dict[str, str] = {
     "edge": "edge_app.cli",
     "train": "training_job.cli",
@@ -23,6 +24,27 @@ GROUPS: dict[str, str] = {
     "models": "hybridstream.models_cli",
     "eval": "hybridstream.evaluation.cli",
 }
+
+
+# group name -> modules with extend(commands) adding dev-only commands to a group whose own
+# module ships to devices (e.g. `edge replay`: edge_app/ stays free of dev tools)
+GROUP_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "edge": ("hybridstream.devtools.cli",),
+}
+
+
+def module_exists(name: str) -> bool:
+    """True if ``name`` can be imported: its file exists (a missing parent package counts as missing).
+
+    Only a missing module hides a group: a module that exists but fails to import is a bug and raises.
+
+    >>> module_exists("hybridstream.cli"), module_exists("hybridstream.no_such_group.cli")
+    (True, False)
+    """
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,14 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hybridstream {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="group", metavar="GROUP")
-    for module_name in GROUPS.values():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # group not built yet
-            raise
-        module.register(sub)
+    for name, module_name in GROUPS.items():
+        if not module_exists(module_name):
+            continue  # group not built (or not shipped in this artifact)
+        cmds = importlib.import_module(module_name).register(sub)
+        for extension in GROUP_EXTENSIONS.get(name, ()):
+            if cmds is not None and module_exists(extension):
+                importlib.import_module(extension).extend(cmds)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +17,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
+from edge_app.forward import Forwarder
+from edge_app.mqtt import MtlsTransport
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,22 +81,24 @@ def collect(bootstrap: str, topic: str, count: int, timeout: float = 30.0, raw: 
     return out
 
 
-class AppThread:
-    """The edge app running in a thread of the test process (stopped like SIGTERM would)."""
+class RunningThread:
+    """An object with ``run()`` and a ``stop`` event, running in a thread of the test process
+    (stopped as SIGTERM would); :meth:`stop` returns what ``run()`` returned."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
-        self.app = EdgeApp(EdgeConfig.from_dict(cfg))
+    def __init__(self, target: Any, join_timeout: float = 60.0) -> None:
+        self.target = target
         self.result: dict[str, Any] | None = None
         self.error: BaseException | None = None
+        self.join_timeout = join_timeout
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         try:
-            self.result = self.app.run()
+            self.result = self.target.run()
         except BaseException as exc:  # surfaced by stop()
             self.error = exc
 
-    def __enter__(self) -> AppThread:
+    def __enter__(self) -> RunningThread:
         self.thread.start()
         return self
 
@@ -101,25 +106,67 @@ class AppThread:
         self.stop()
 
     def stop(self) -> dict[str, Any] | None:
-        self.app.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "edge app did not stop"
+        self.target.stop.set()
+        self.thread.join(self.join_timeout)
+        assert not self.thread.is_alive(), f"{type(self.target).__name__} did not stop"
         if self.error is not None:
             raise self.error
         return self.result
 
 
-def spawn_app(config_path: Path, log_path: Path) -> subprocess.Popen:
-    """``python -m edge_app run`` as a separate process (what Greengrass runs)."""
+class AppThread(RunningThread):
+    """The edge app (``edge run``) in a thread; started by ``with`` (or ``thread.start()``)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(EdgeApp(EdgeConfig.from_dict(cfg)))
+        self.app: EdgeApp = self.target
+
+
+class ForwarderThread(RunningThread):
+    """``edge forward`` in a thread, started at once."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(Forwarder(EdgeConfig.from_dict(cfg, require_batch_model=False)), join_timeout=30.0)
+        self.forwarder: Forwarder = self.target
+        self.thread.start()
+
+
+def spawn_app(config_path: Path, log_path: Path, command: str = "run") -> subprocess.Popen:
+    """``python -m edge_app <command>`` as a separate process (what Greengrass runs)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "edge_app", "-v", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "edge_app", "-v", command, "--config", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
             env=env,
         )
+
+
+def load_lambda(folder: str):
+    """A fresh import of ``lambdas/<folder>/handler.py`` (registered in sys.modules: dataclasses need that)."""
+    name = f"{folder}_handler_under_test"
+    spec = importlib.util.spec_from_file_location(name, REPO / "lambdas" / folder / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def mqtt_client(server: Any, name: str, **override: Any) -> MtlsTransport:
+    """An mTLS client of the local mosquitto with a fresh certificate for ``name`` (the cloud side, a Pi)."""
+    cert = server.client_cert(name)
+    kwargs: dict[str, Any] = {
+        "endpoint": server.host,
+        "port": server.port,
+        "cert": str(cert.cert),
+        "key": str(cert.key),
+        "ca": str(server.ca),
+        "client_id": f"{name}-{uuid.uuid4().hex[:6]}",
+        "flow_control": False,
+    }
+    return MtlsTransport(**{**kwargs, **override})
 
 
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:

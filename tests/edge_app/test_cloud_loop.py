@@ -4,7 +4,6 @@ MQTT (mosquitto, mutual TLS), and a model announcement over MQTT that the app sw
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import threading
@@ -13,37 +12,21 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_app.devtools import read_rows, reading_json
-from edge_app.mqtt import MtlsTransport
+from hybridstream.devtools.edge import read_rows, reading_json
 from model_contract import FeatureSpec, Manifest
-from tests.edge_app.helpers import REPO, AppThread, collect, edge_config, produce, wait_for
-from training_job.notices import parse_notice as trainer_parse
+from model_contract.messages import ModelNotice
+from tests.edge_app.helpers import AppThread, collect, edge_config, load_lambda, mqtt_client, produce, wait_for
+from training_job.notices import parse_queue_message as trainer_parse
 from training_job.windows import parse_window
 
 pytestmark = pytest.mark.kafka
-
-
-def _load(folder: str):
-    spec = importlib.util.spec_from_file_location(f"{folder}_handler_cl", REPO / "lambdas" / folder / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Listener:
     """A second mTLS client (the cloud side): records every message on the filters it subscribes."""
 
     def __init__(self, server, name: str) -> None:
-        cert = server.client_cert(name)
-        self.client = MtlsTransport(
-            endpoint=server.host,
-            port=server.port,
-            cert=str(cert.cert),
-            key=str(cert.key),
-            ca=str(server.ca),
-            client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-            flow_control=False,
-        )
+        self.client = mqtt_client(server, name)
         self.messages: list[tuple[str, dict]] = []
         self._lock = threading.Lock()
 
@@ -120,7 +103,7 @@ def test_windows_to_s3_notices_over_mqtt_and_model_swap_from_mqtt(
             prefix = f"models/{manifest.name}/{manifest.version}"
             s3_client.put_object(Bucket=s3_bucket, Key=f"{prefix}/model.tflite", Body=edge_models.speed2.read_bytes())
             s3_client.put_object(Bucket=s3_bucket, Key=f"{prefix}/manifest.json", Body=manifest_bytes)
-            note = _load("model_published").announcement(s3_bucket, f"{prefix}/manifest.json", manifest_bytes)
+            note = ModelNotice.for_manifest(s3_bucket, f"{prefix}/manifest.json", manifest_bytes).to_dict()
             cloud.client.publish("hybridstream/models/speed/published", json.dumps(note), timeout=10)
             assert wait_for(lambda: app.speed.version == manifest.version, 30), "no swap"
             assert v1 != manifest.version
@@ -137,7 +120,7 @@ def test_windows_to_s3_notices_over_mqtt_and_model_swap_from_mqtt(
         notices = cloud.on_topic(windows_topic)
         assert sum(n["rows"] for n in notices) == len(rows)
         # the metrics message is what the IoT rules and the ingest Lambda expect
-        ingest = _load("ingest")
+        ingest = load_lambda("ingest")
         metrics = cloud.on_topic(metrics_topic)[-1]
         assert ingest.validate({**metrics, "thing": thing, "mqtt_topic": metrics_topic})[2] == []
         assert len(json.dumps(metrics)) < 2048

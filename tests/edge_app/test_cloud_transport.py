@@ -4,7 +4,6 @@ retries, quarantine and offline behaviour against the real radosgw and mosquitto
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from concurrent.futures import Future
@@ -15,10 +14,11 @@ import pytest
 
 from edge_app.config import ConfigError, EdgeConfig
 from edge_app.mqtt import GreengrassTransport, MtlsTransport, PublishFailed, make_transport
-from edge_app.uploaders import S3Uploader, UploadWorker, make_uploader, window_notice
+from edge_app.uploaders import S3Uploader, UploadWorker, make_uploader
 from infra.topic_rules import MESSAGE_SCHEMAS, rule_named
-from tests.edge_app.helpers import REPO, wait_for
-from training_job.notices import parse_notice as trainer_parse
+from model_contract.messages import WindowNotice
+from tests.edge_app.helpers import load_lambda, wait_for
+from training_job.notices import parse_queue_message as trainer_parse
 
 KEY = "windows/pi-1/2017/01/14/T1.1f9360_20170114T000000Z_2.csv"
 CSV = b"Date_time,device,x\n2017-01-14T00:00:00Z,T1,1\n2017-01-14T00:10:00Z,T1,2\n"
@@ -50,13 +50,6 @@ class FakeIPC:
         self.closed = True
 
 
-def _load(folder: str):
-    spec = importlib.util.spec_from_file_location(f"{folder}_handler_ct", REPO / "lambdas" / folder / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_greengrass_adapter_publishes_and_subscribes_through_ipc():
     ipc = FakeIPC()
     transport = GreengrassTransport(ipc)
@@ -82,7 +75,7 @@ def test_greengrass_adapter_publishes_and_subscribes_through_ipc():
 
 
 def test_the_edge_window_notice_satisfies_the_rule_the_ingest_lambda_and_the_trainer():
-    notice = window_notice("pi-1", "windows-bucket", KEY, CSV)
+    notice = WindowNotice.for_window("pi-1", "windows-bucket", KEY, CSV).to_dict()
     assert set(notice) == {"thing", "bucket", "key", "rows", "first_ts", "last_ts", "window_id", "sha256"}
     topic = "hybridstream/pi-1/windows"
     # the IoT rule fires and forwards it (with thing + mqtt_topic) to the training queue
@@ -93,7 +86,7 @@ def test_the_edge_window_notice_satisfies_the_rule_the_ingest_lambda_and_the_tra
     types = {"string": str, "integer": int}
     for name, json_type in {**schema["required"], **schema["optional"]}.items():
         assert isinstance(notice[name], types[json_type]), name
-    assert _load("ingest").validate(forwarded) == ("pi-1", "windows", [])
+    assert load_lambda("ingest").validate(forwarded) == ("pi-1", "windows", [])
     # the trainer parses what the rule forwards
     (ref,) = trainer_parse(json.dumps(forwarded))
     assert (ref.bucket, ref.key, ref.thing, ref.rows, ref.window_id) == (
@@ -152,7 +145,7 @@ def test_s3_uploader_puts_then_notifies_and_quarantines_what_never_uploads(
     worker.submit(path, {})
     assert worker.close(timeout=30)
     assert s3_client.get_object(Bucket=s3_bucket, Key=KEY)["Body"].read() == CSV
-    assert sent == [("hybridstream/pi-1/windows", window_notice("pi-1", s3_bucket, KEY, CSV))]
+    assert sent == [("hybridstream/pi-1/windows", WindowNotice.for_window("pi-1", s3_bucket, KEY, CSV).to_dict())]
     assert not path.exists() and events[0][0] == "window_uploaded" and events[0][1]["uri"] == f"s3://{s3_bucket}/{KEY}"
 
     # a bucket that does not exist: retried with backoff, then quarantined; the thread lives on

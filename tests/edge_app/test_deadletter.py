@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edge_app.devtools import read_rows, reading_json
+from hybridstream.devtools.edge import read_rows, reading_json
 from tests.edge_app.helpers import AppThread, collect, edge_config, produce
 
 pytestmark = pytest.mark.kafka

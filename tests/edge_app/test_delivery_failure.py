@@ -6,9 +6,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from edge_app.app import DeliveryFailed, EdgeApp
+from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
-from edge_app.devtools import read_rows, reading_json
+from edge_app.kafka_io import DeliveryFailed
+from hybridstream.devtools.edge import read_rows, reading_json
 from tests.edge_app.helpers import edge_config, produce
 
 pytestmark = pytest.mark.kafka

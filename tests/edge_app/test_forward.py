@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import io
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import uuid
 from collections import Counter
@@ -22,14 +18,21 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.config import EdgeConfig
-from edge_app.devtools import read_rows, reading_json, write_config
-from edge_app.forward import Forwarder
-from edge_app.mqtt import MtlsTransport
+from hybridstream.devtools.edge import read_rows, reading_json, write_config
 from model_contract import FeatureSpec
 from model_contract.features import rows_to_matrix
-from tests.edge_app.helpers import REPO, collect, committed_offset, produce, wait_for
-from training_job.notices import parse_notice as trainer_parse
+from tests.edge_app.helpers import (
+    REPO,
+    ForwarderThread,
+    collect,
+    committed_offset,
+    load_lambda,
+    mqtt_client,
+    produce,
+    spawn_app,
+    wait_for,
+)
+from training_job.notices import parse_queue_message as trainer_parse
 
 pytestmark = pytest.mark.kafka
 
@@ -37,34 +40,17 @@ SPEC = FeatureSpec()
 DEVICES = ("t1", "t2")
 
 
-def _load(folder: str):
-    spec = importlib.util.spec_from_file_location(f"{folder}_handler_fw", REPO / "lambdas" / folder / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-INGEST = _load("ingest")
-INFERENCE = _load("cloud_inference")
+INGEST = load_lambda("ingest")
+INFERENCE = load_lambda("cloud_inference")
 
 
 class Cloud:
     """A second mTLS client subscribed to ``hybridstream/<thing>/readings`` (the IoT rule's view)."""
 
     def __init__(self, server, thing: str) -> None:
-        cert = server.client_cert("cloud")
         self.topic = f"hybridstream/{thing}/readings"
         self.windows_topic = f"hybridstream/{thing}/windows"
-        self.client = MtlsTransport(
-            endpoint=server.host,
-            port=server.port,
-            cert=str(cert.cert),
-            key=str(cert.key),
-            ca=str(server.ca),
-            client_id=f"cloud-{uuid.uuid4().hex[:6]}",
-            flow_control=False,
-        )
+        self.client = mqtt_client(server, "cloud")
         self.raw: list[bytes] = []
         self.window_notices: list[dict] = []
         self._lock = threading.Lock()
@@ -146,31 +132,6 @@ def check_messages(messages: list[dict], thing: str, max_bytes: int) -> None:
         assert m["context"] <= SPEC.max_lag - 1
 
 
-class Running:
-    """The forwarder in a thread of the test process (stopped as SIGTERM would)."""
-
-    def __init__(self, cfg: dict) -> None:
-        self.forwarder = Forwarder(EdgeConfig.from_dict(cfg, require_batch_model=False))
-        self.result: dict | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = self.forwarder.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> dict:
-        self.forwarder.stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "forwarder did not stop"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
 def test_forward_readings_over_mqtt_windows_to_s3_bad_ones_dead_lettered(
     kafka_bootstrap, topic_prefix, tmp_path, mqtt_server, s3_server, s3_client, s3_bucket, s3_env, monkeypatch
 ):
@@ -195,7 +156,7 @@ def test_forward_readings_over_mqtt_windows_to_s3_bad_ones_dead_lettered(
         produce(kafka_bootstrap, cfg["topics"]["readings"], values[:300] + [b for b, _ in bad[:3]] + values[300:])
         produce(kafka_bootstrap, cfg["topics"]["readings"], [b for b, _ in bad[3:]])
         total = len(values) + len(bad)
-        running = Running({**cfg, "forward": {**cfg["forward"], "max_readings": 40}})
+        running = ForwarderThread({**cfg, "forward": {**cfg["forward"], "max_readings": 40}})
         assert wait_for(lambda: len(cloud.new_readings()) >= len(expected), 20), len(cloud.new_readings())
         assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], cfg["topics"]["readings"]) == total)
         counters = running.stop()  # closes the last windows and waits for their uploads
@@ -250,18 +211,6 @@ def test_forward_readings_over_mqtt_windows_to_s3_bad_ones_dead_lettered(
     assert not list((tmp_path / "state" / "windows" / "ready").iterdir()), "nothing left spooled"
 
 
-def spawn_forward(config_path: Path, log_path: Path) -> subprocess.Popen:
-    """``python -m edge_app forward`` as its own process (what the cloud-mode recipe runs)."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "edge_app", "-v", "forward", "--config", str(config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-
-
 def test_sigterm_mid_stream_then_restart_loses_nothing(kafka_bootstrap, topic_prefix, tmp_path, mqtt_server):
     thing = f"pi-{uuid.uuid4().hex[:6]}"
     cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, max_readings=100)
@@ -280,14 +229,14 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(kafka_bootstrap, topic_pr
         feeder_done.set()
 
     try:
-        first = spawn_forward(config_path, log_path)
+        first = spawn_app(config_path, log_path, "forward")
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         assert wait_for(lambda: len(cloud.new_readings()) >= 600, 20), log_path.read_text()[-3000:]
         first.send_signal(signal.SIGTERM)  # mid-stream
         assert first.wait(20) == 0, log_path.read_text()[-3000:]
         assert len(set(cloud.new_readings())) < len(expected), "stopped too late to test a restart"
-        second = spawn_forward(config_path, log_path)
+        second = spawn_app(config_path, log_path, "forward")
         try:
             feeder.join(20)
             assert wait_for(lambda: set(cloud.new_readings()) >= set(expected), 20), log_path.read_text()[-3000:]
@@ -371,13 +320,13 @@ def test_broker_unreachable_nothing_committed_then_delivered(kafka_bootstrap, to
     topic = cfg["topics"]["readings"]
     cloud = Cloud(mqtt_server, thing)  # directly on the broker: it sees what got through the gate
     try:
-        running = Running(cfg)
+        running = ForwarderThread(cfg)
         produce(kafka_bootstrap, topic, values[:200])
         assert wait_for(lambda: committed_offset(kafka_bootstrap, cfg["group_id"], topic) == 200, 20)
         gate.cut()
         assert wait_for(lambda: not running.forwarder.mqtt.connected.is_set(), 10)
         produce(kafka_bootstrap, topic, values[200:])
-        assert wait_for(lambda: running.forwarder.counters["records_in"] > 200, 10)
+        assert wait_for(lambda: running.forwarder.counters.records_in > 200, 10)
         threading.Event().wait(2.5)  # several retry rounds while the broker is unreachable
         assert running.thread.is_alive() and running.error is None
         assert committed_offset(kafka_bootstrap, cfg["group_id"], topic) == 200, "committed without a PUBACK"

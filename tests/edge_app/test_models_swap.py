@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge_app.devtools import expected_forecasts, notice_for, read_rows, reading_json, save_model, train_model
+from hybridstream.devtools.edge import expected_forecasts, notice_for, read_rows, reading_json, save_model, train_model
 from model_contract import FeatureSpec, Manifest, sha256_bytes
 from tests.edge_app.helpers import AppThread, collect, edge_config, produce, wait_for
 

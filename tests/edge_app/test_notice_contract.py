@@ -3,25 +3,16 @@ the real notices topic and the real local S3 (radosgw)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 
 import pytest
 
-from edge_app.devtools import read_rows, reading_json
 from edge_app.models import S3Fetcher
-from edge_app.swap import parse_notice
+from hybridstream.devtools.edge import read_rows, reading_json
 from model_contract import Manifest
-from tests.edge_app.helpers import REPO, AppThread, collect, edge_config, produce, wait_for
-
-
-def _handler():
-    path = REPO / "lambdas" / "model_published" / "handler.py"
-    spec = importlib.util.spec_from_file_location("model_published_handler", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from model_contract.messages import ModelNotice, parse_model_notice
+from tests.edge_app.helpers import AppThread, collect, edge_config, produce, wait_for
 
 
 def _announce(bucket: str, model_path, published_at: int | None = None) -> tuple[dict, bytes, bytes]:
@@ -29,7 +20,7 @@ def _announce(bucket: str, model_path, published_at: int | None = None) -> tuple
     manifest_bytes = model_path.with_name("manifest.json").read_bytes()
     manifest = Manifest.from_json(manifest_bytes)
     key = f"models/{manifest.name}/{manifest.version}/manifest.json"
-    note = _handler().announcement(bucket, key, manifest_bytes)
+    note = ModelNotice.for_manifest(bucket, key, manifest_bytes).to_dict()  # what lambdas/model_published sends
     if published_at is not None:
         note["published_at"] = published_at
     return note, model_path.read_bytes(), manifest_bytes
@@ -48,13 +39,13 @@ def test_the_cloud_announcement_parses_into_a_notice(edge_models):
         "metrics",
         "published_at",
     }
-    parsed = parse_notice(json.loads(json.dumps(note)))  # as it travels (JSON over MQTT / Kafka)
+    parsed = parse_model_notice(json.loads(json.dumps(note)), kind="speed")  # as it travels (JSON over MQTT / Kafka)
     manifest = Manifest.from_json(manifest_bytes)
-    assert parsed["model"] == f"s3://models-bucket/models/speed/{manifest.version}/model.tflite"
-    assert parsed["manifest"] == f"s3://models-bucket/models/speed/{manifest.version}/manifest.json"
-    assert parsed["name"] == "speed" and parsed["version"] == manifest.version
-    assert parsed["sha256"] == manifest.sha256 and len(parsed["manifest_sha256"]) == 64
-    assert parsed["published_at"] == note["published_at"] > 0
+    assert parsed.s3_uri == f"s3://models-bucket/models/speed/{manifest.version}/model.tflite"
+    assert parsed.manifest_uri == f"s3://models-bucket/models/speed/{manifest.version}/manifest.json"
+    assert parsed.name == "speed" and parsed.version == manifest.version
+    assert parsed.sha256 == manifest.sha256 and len(parsed.manifest_sha256) == 64
+    assert parsed.published_at == note["published_at"] > 0
 
 
 @pytest.mark.kafka

@@ -1,4 +1,4 @@
-"""``edge replay``: one producer, steady schedule-based rate, every row delivered in order."""
+"""``hybridstream edge replay`` (dev tool): one producer, steady schedule-based rate, every row delivered in order."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge_app.cli import main
+from hybridstream.cli import main
 from tests.edge_app.helpers import collect
 
 pytestmark = pytest.mark.kafka
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.kafka
 
 def test_replay_keeps_the_rate_and_delivers_every_row(kafka_bootstrap, topic_prefix, turbine_dir, capsys):
     topic = topic_prefix + "readings"
-    argv = ["replay", "--csv", str(turbine_dir / "test.csv"), "--rate", "2000", "--limit", "1000"]
+    argv = ["edge", "replay", "--csv", str(turbine_dir / "test.csv"), "--rate", "2000", "--limit", "1000"]
     argv += ["--bootstrap", kafka_bootstrap, "--topic", topic, "--device", "a", "--device", "b"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

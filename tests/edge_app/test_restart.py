@@ -15,7 +15,7 @@ from collections import defaultdict
 import pytest
 from confluent_kafka import Consumer
 
-from edge_app.devtools import notice_for, read_rows, reading_json, write_config
+from hybridstream.devtools.edge import notice_for, read_rows, reading_json, write_config
 from model_contract import Manifest
 from tests.edge_app.helpers import committed_offset, edge_config, produce, spawn_app, wait_for
 

@@ -8,7 +8,7 @@ import pytest
 
 import edge_app.state
 from edge_app.combiners import make_combiner
-from edge_app.devtools import read_rows, reading_json
+from hybridstream.devtools.edge import read_rows, reading_json
 from tests.edge_app.helpers import AppThread, collect, committed_offset, edge_config, produce, wait_for
 
 pytestmark = pytest.mark.kafka

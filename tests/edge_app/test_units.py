@@ -14,11 +14,11 @@ import pytest
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.metrics import ErrorStats
 from edge_app.records import encode_deadletter, encode_prediction, parse_reading, prediction_dict
-from edge_app.swap import parse_notice
 from edge_app.uploaders import LocalFolderUploader, UploadWorker
 from edge_app.windows import WindowSpool, file_device, window_key
 from model_contract import FeatureSpec
 from model_contract.features import BadRecord
+from model_contract.messages import parse_model_notice
 
 SPEC = FeatureSpec()
 
@@ -208,18 +208,23 @@ def test_spool_recovery_quarantines_unreadable_files_and_window_ids_never_raise(
     assert [p.name for p in (tmp_path / "ready").iterdir()] == [f"{file_device('d1')}_00000000T000000Z_1.csv"]
 
 
+def parse_speed_notice(notice):
+    """How the edge app reads a model notice (one parser: model_contract.messages)."""
+    return parse_model_notice(notice, kind="speed")
+
+
 def test_notice_validation():
     with pytest.raises(ValueError, match="sha256"):
-        parse_notice({"model": "file:///m.tflite", "sha256": "abc"})
+        parse_speed_notice({"model": "file:///m.tflite", "sha256": "abc"})
     with pytest.raises(ValueError, match="no model location"):
-        parse_notice({"sha256": "a" * 64})
+        parse_speed_notice({"sha256": "a" * 64})
     with pytest.raises(ValueError, match="no model name"):
-        parse_notice({"uri": "s3://b/k", "sha256": "A" * 64})
+        parse_speed_notice({"uri": "s3://b/k", "sha256": "A" * 64})
     with pytest.raises(ValueError, match="not a speed model"):
-        parse_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64, "kind": "batch"})
+        parse_speed_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64, "kind": "batch"})
     with pytest.raises(ValueError, match="manifest_sha256"):
-        parse_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64, "manifest_sha256": "x"})
-    assert parse_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64})["sha256"] == "a" * 64
+        parse_speed_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64, "manifest_sha256": "x"})
+    assert parse_speed_notice({"name": "speed", "uri": "s3://b/k", "sha256": "A" * 64}).sha256 == "a" * 64
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
-"""Helpers for the tests and the benchmark: real tiny models, configs, CSV rows.
+"""Edge development helpers for the tests and the benchmark: real tiny models, configs, CSV rows.
 
-:func:`train_model` imports TensorFlow (through ``training_job``) when called; the running
-edge app never imports this module.
+:func:`train_model` imports TensorFlow (through ``training_job``) when called; the edge app
+never imports this module and it does not ship to the device.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASET = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets")) / "turbine"
 
 
@@ -102,7 +102,7 @@ def echo(bootstrap: str, src: str, dst: str, count: int, start: int) -> None:
     broker + clients + machine."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from edge_app.app import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
+    from edge_app.kafka_io import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-echo", **CONSUMER_DEFAULTS})
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS})
@@ -128,7 +128,7 @@ def _steady_latency(
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lat", "enable.auto.commit": False})
     read_start = _high_watermark(watcher, in_topic)
     out_start = _high_watermark(watcher, out_topic)
-    cmd = [sys.executable, "-m", "edge_app", "replay", "--csv", str(DATASET / "test.csv")]
+    cmd = [sys.executable, "-m", "hybridstream", "edge", "replay", "--csv", str(DATASET / "test.csv")]
     cmd += ["--rate", str(rate), "--bootstrap", bootstrap, "--limit", str(n), "--topic", in_topic]
     for device in devices:
         cmd += ["--device", device]
@@ -161,8 +161,8 @@ def _steady_latency(
 def run_bench(args: argparse.Namespace) -> dict:
     from confluent_kafka import Consumer
 
-    from edge_app.devtools import read_rows, train_model, write_config
-    from edge_app.replay import csv_records, replay
+    from hybridstream.devtools.edge import read_rows, train_model, write_config
+    from hybridstream.devtools.replay import csv_records, replay
     from hybridstream.localstack.kafka import KafkaBroker
     from model_contract.runtime import TFLiteModel, runtime_name
 
@@ -262,7 +262,15 @@ def run_bench(args: argparse.Namespace) -> dict:
             probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-probe"})
             echo_from = _high_watermark(probe, "echo.in")
             probe.close()
-            echo_cmd = [sys.executable, "-m", "edge_app.bench", "--echo", bootstrap, "echo.in", "echo"]
+            echo_cmd = [
+                sys.executable,
+                "-m",
+                "hybridstream.devtools.edge_bench",
+                "--echo",
+                bootstrap,
+                "echo.in",
+                "echo",
+            ]
             echo_proc = subprocess.Popen(
                 [*echo_cmd, str(n_lat), str(echo_from)],
                 env=env,
@@ -332,7 +340,9 @@ def run_bench(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_app.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hybridstream.devtools.edge_bench", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--records", type=int, default=150000, help="readings preloaded for throughput (150000)")
     parser.add_argument("--devices", type=int, default=5, help="devices the readings are spread over (5)")
     parser.add_argument("--rate", type=float, default=1000.0, help="steady rate of the latency phase (1000/s)")

@@ -1,4 +1,6 @@
-"""Publish a CSV of readings into Kafka: one producer, batching, steady rate control.
+"""``hybridstream edge replay``: publish a CSV of readings into Kafka (one producer, batching, steady rate).
+
+A development tool (the bench, demos, tests): it does not ship to the device.
 
 Rate control is by schedule, not by sleeping per record: record ``i`` is due at
 ``start + i / rate``; the loop sends everything already due, then sleeps until the next one
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("edge_app.replay")
+log = logging.getLogger("hybridstream.devtools.replay")
 
 
 @dataclass

@@ -1,0 +1,200 @@
+"""Kafka plumbing shared by ``edge run`` and ``edge forward``: client settings, topics, the
+output producer (delivery errors, full queues), consuming without added latency, committing.
+
+Both commands create one consumer and one :class:`Outputs` at start; nothing here allocates
+per record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from edge_app.config import EdgeConfig
+
+log = logging.getLogger("edge_app")
+
+# librdkafka settings tuned for a 2-core Pi-class machine (see BENCHMARKS.md); config overrides win
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "fetch.wait.max.ms": 10,
+    "fetch.min.bytes": 1,
+    "queued.min.messages": 20000,
+    "fetch.max.bytes": 8 * 1024 * 1024,
+    "session.timeout.ms": 10000,
+    "heartbeat.interval.ms": 2000,
+    "allow.auto.create.topics": True,
+    "topic.metadata.refresh.interval.ms": 10000,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 2,
+    "batch.num.messages": 5000,
+    "queue.buffering.max.messages": 500000,
+    "compression.type": "none",
+    "enable.idempotence": True,
+    "acks": "all",
+    "delivery.report.only.error": True,
+}
+
+
+class DeliveryFailed(RuntimeError):
+    """An output could not be delivered: the batch is not committed and the app stops (to be restarted).
+
+    ``count`` is the number of delivery errors it reports (at most 5 are listed).
+    """
+
+    def __init__(self, message: str, count: int = 0) -> None:
+        super().__init__(message)
+        self.count = count
+
+
+def ensure_topics(cfg: EdgeConfig, timeout: float = 30.0) -> list[str]:
+    """Create the app's topics that do not exist yet (one partition; the broker's defaults otherwise).
+
+    A consumer only learns about a topic created after it subscribed at its next metadata
+    refresh, so a notices topic born later could go unseen for minutes: create them up front.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap})
+    names = list(dict.fromkeys(vars(cfg.topics).values()))
+    existing = set(admin.list_topics(timeout=timeout).topics)
+    missing = [n for n in names if n not in existing]
+    if missing:
+        for name, future in admin.create_topics([NewTopic(n, num_partitions=1) for n in missing]).items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise RuntimeError(f"cannot create topic {name}: {exc}") from None
+        log.info("created topics %s", missing)
+    return missing
+
+
+def consumer_config(cfg: EdgeConfig) -> dict[str, Any]:
+    """The librdkafka consumer settings of ``edge run`` and ``edge forward`` (config overrides win)."""
+    conf = {
+        "bootstrap.servers": cfg.bootstrap,
+        "group.id": cfg.group_id,
+        "client.id": f"hybridstream-edge-{cfg.thing_name}",
+        # static membership: a restarted app takes its partitions back at once (no session timeout wait)
+        "group.instance.id": f"edge-{cfg.thing_name}",
+        **CONSUMER_DEFAULTS,
+        **cfg.kafka.consumer,
+        "enable.auto.commit": False,  # never overridable: commits follow delivery
+    }
+    if not conf["group.instance.id"]:
+        del conf["group.instance.id"]
+    return conf
+
+
+def producer_config(cfg: EdgeConfig) -> dict[str, Any]:
+    """The librdkafka producer settings (idempotent, acks=all; config overrides win)."""
+    return {"bootstrap.servers": cfg.bootstrap, **PRODUCER_DEFAULTS, **cfg.kafka.producer}
+
+
+def open_consumer(cfg: EdgeConfig) -> Consumer:
+    """The command's one consumer (topics created first when ``kafka.ensure_topics``)."""
+    if cfg.kafka.ensure_topics:
+        ensure_topics(cfg)
+    return Consumer(consumer_config(cfg))
+
+
+def consume_available(consumer: Consumer, size: int, timeout: float) -> list:
+    """Whatever is queued (no wait); if nothing, wait up to ``timeout`` for the first record.
+
+    ``consume(n, timeout)`` blocks until n records or the timeout, which would add the timeout
+    to every reading's latency at low rates; this returns as soon as anything is there.
+    """
+    msgs = consumer.consume(size, 0)
+    if msgs:
+        return msgs
+    msgs = consumer.consume(1, timeout)
+    if msgs and size > 1:
+        msgs += consumer.consume(size - 1, 0)
+    return msgs
+
+
+def commit(consumer: Consumer, *, asynchronous: bool, offsets: list | None = None) -> None:
+    """Commit the consumer's positions (or ``offsets``); nothing consumed yet is not an error."""
+    try:
+        if offsets is None:
+            consumer.commit(asynchronous=asynchronous)
+        else:
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            raise
+
+
+class Outputs:
+    """The command's one producer: records delivery errors, waits when the local queue is full.
+
+    ``stopping`` tells :meth:`produce` that the command is shutting down: a queue that stays
+    full then means the broker is gone, and it gives up (:class:`DeliveryFailed`, nothing
+    committed) instead of waiting forever. Once anything failed, :attr:`failed` stays set and
+    :meth:`check` raises: this process never commits again (the batch must be replayed).
+    """
+
+    def __init__(self, cfg: EdgeConfig, stopping: Callable[[], bool]) -> None:
+        conf = producer_config(cfg)
+        conf["on_delivery"] = self._on_delivery_error
+        self.producer: Producer | None = Producer(conf)
+        self._stopping = stopping
+        self.errors: list[str] = []
+        self.failed = False
+
+    def _on_delivery_error(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.errors.append(f"{msg.topic()}: {err}")
+
+    def produce(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """Queue one record; if the local queue is full, let librdkafka drain it and retry (until it fits)."""
+        while True:
+            try:
+                self.producer.produce(topic, value, key)
+                return
+            except BufferError:
+                self._drain()
+
+    def _drain(self) -> None:
+        left = self.producer.flush(1)
+        if left:
+            log.warning("producer queue full (%d records): waiting for the broker", left)
+            if self._stopping():
+                self.failed = True
+                raise DeliveryFailed(f"stopping with a full producer queue ({left} records): not committing")
+
+    def acknowledged(self, wait: float | None) -> bool:
+        """True once the broker acknowledged everything produced so far.
+
+        ``wait=None`` waits as long as it takes (warning every 10 s); ``0`` only checks;
+        otherwise waits up to ``wait`` seconds.
+        """
+        self.producer.poll(0)  # serve delivery reports (errors only)
+        if wait is None:
+            while self.producer.flush(10) > 0:
+                log.warning("waiting for the broker to acknowledge outputs (%d queued)", len(self.producer))
+            return True
+        if wait <= 0:
+            return len(self.producer) == 0
+        return self.producer.flush(wait) == 0
+
+    def check(self, what: str = "outputs") -> None:
+        """:class:`DeliveryFailed` if any output was not delivered (then never commit again)."""
+        if self.errors or self.failed:
+            errors, self.errors = self.errors[:5], []
+            self.failed = True
+            raise DeliveryFailed(f"{what} not delivered, offsets not committed: {errors}", len(errors))
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Deliver what is queued (up to ``timeout``), release the client; returns what was left."""
+        if self.producer is None:
+            return 0
+        left = self.producer.flush(timeout)
+        self.producer = None  # release the client now (it holds a callback into this object)
+        return left

@@ -1,0 +1,193 @@
+"""Telemetry of ``edge run`` and ``edge forward``: counters, events, dead letters, metrics records.
+
+One style for both commands: counters are attributes of a :class:`CounterSet`
+(``to_dict()`` in every metrics record, progress log and exit summary); events go to
+``topics.events`` and bad records to ``topics.deadletter`` through :class:`Telemetry`, with
+the first of each dead-letter reason logged and every one counted. :class:`MetricsPublisher`
+writes ``edge run``'s ``metrics`` records (and the MQTT metrics the IoT rules read).
+
+>>> c = ForwardCounters()
+>>> c.dead("invalid_json"); c.dead("invalid_json")
+>>> c.to_dict()["deadletter"], c.to_dict()["deadletter_reasons"]
+(2, {'invalid_json': 2})
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from edge_app.kafka_io import Outputs
+from edge_app.metrics import ErrorStats
+from edge_app.records import encode_deadletter, encode_event, encode_json
+from model_contract.topics import METRICS, device_topic
+
+log = logging.getLogger("edge_app")
+
+MAX_DEADLETTER_PAYLOAD = 128 * 1024  # larger bad payloads are dead-lettered without a copy
+INTERNAL_ERROR_LOG_EVERY = 1000  # an unexpected per-record exception is logged (with traceback) once per this many
+# events that are also counted: event kind -> counter
+EVENT_COUNTERS = {"model_rejected": "rejected_models", "window_uploaded": "windows_uploaded"}
+
+
+class CounterSet:
+    """What a command has done since it started; subclasses add their counters in ``__init__``."""
+
+    def __init__(self) -> None:
+        self.records_in = 0
+        self.deadletter = 0
+        self.deadletter_reasons: Counter[str] = Counter()
+
+    def dead(self, reason: str) -> None:
+        self.deadletter += 1
+        self.deadletter_reasons[reason] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if k != "deadletter_reasons"}
+        out["deadletter_reasons"] = dict(self.deadletter_reasons)
+        return out
+
+
+class Counters(CounterSet):
+    """``edge run``'s counters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.predictions = 0
+        self.drift_events = 0
+        self.notices = 0
+        self.swaps = 0
+        self.rejected_models = 0
+        self.windows_closed = 0
+        self.windows_uploaded = 0
+        self.upload_failures = 0
+        self.delivery_errors = 0
+        self.batches = 0
+        self.combiner_resets = 0  # combiners replaced because their weights went non-finite
+        self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
+        self.devices_restored = 0  # devices whose state was loaded from the state folder
+
+
+class ForwardCounters(CounterSet):
+    """``edge forward``'s counters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwarded = 0  # readings in acknowledged messages (context rows not counted)
+        self.messages = 0
+        self.publish_failures = 0
+        self.commits = 0
+        self.windows_closed = 0
+        self.windows_uploaded = 0
+
+
+def deadletter_value(msg: Any, reason: str, detail: str) -> bytes:
+    """The ``deadletter`` record of one consumed message (payload copied unless it is too large)."""
+    raw = msg.value()
+    if raw is not None and len(raw) > MAX_DEADLETTER_PAYLOAD:  # escaped JSON could exceed the message limit
+        detail = f"{detail} (payload of {len(raw)} bytes not copied)"
+        raw = None
+    return encode_deadletter(raw, reason, detail, msg.topic(), msg.partition(), msg.offset(), msg.key())
+
+
+class Telemetry:
+    """Events and dead letters of one command, through its :class:`Outputs` (thread-safe)."""
+
+    def __init__(self, cfg: Any, outputs: Outputs, counters: CounterSet) -> None:
+        self.outputs = outputs
+        self.counters = counters
+        self._thing = cfg.thing_name
+        self._thing_key = cfg.thing_name.encode()
+        self._events = cfg.topics.events
+        self._deadletter = cfg.topics.deadletter
+
+    def event(self, kind: str, **fields: Any) -> None:
+        """Produce one record to the events topic (the swapper and the upload thread call this too)."""
+        counter = EVENT_COUNTERS.get(kind)
+        if counter is not None and hasattr(self.counters, counter):
+            setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        if self.outputs.producer is None:  # after shutdown
+            log.info("event after shutdown not sent: %s %s", kind, fields)
+            return
+        self.outputs.produce(self._events, encode_event(kind, self._thing, **fields), self._thing_key)
+
+    def dead(self, msg: Any, reason: str, detail: str) -> None:
+        """Dead-letter one consumed message with its reason (the first of each reason is logged)."""
+        if not self.counters.deadletter_reasons[reason]:
+            log.warning(
+                "dead-lettering %s records (first: %s[%d]@%d: %s)",
+                reason,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                detail[:200],
+            )
+        self.counters.dead(reason)
+        self.outputs.produce(self._deadletter, deadletter_value(msg, reason, detail), msg.key())
+
+    def internal_error(self, msg: Any, exc: Exception) -> None:
+        """A record raised something unexpected: dead-letter it (``internal_error``) and carry on."""
+        n = self.counters.deadletter_reasons["internal_error"]
+        if n % INTERNAL_ERROR_LOG_EVERY == 0:
+            log.error(
+                "internal error on record %s[%d]@%d (%d so far)",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                n + 1,
+                exc_info=exc,
+            )
+        self.dead(msg, "internal_error", f"{type(exc).__name__}: {exc}"[:300])
+
+
+class MetricsPublisher:
+    """``edge run``'s ``metrics`` records (app-wide and per device) and the MQTT metrics message."""
+
+    def __init__(self, cfg: Any, outputs: Outputs, mqtt: Any) -> None:
+        self.cfg = cfg
+        self.outputs = outputs
+        self.mqtt = mqtt
+        self._mqtt_next = time.monotonic() + (cfg.mqtt.metrics_interval_s or 0)
+        self._mqtt_last_records = (time.monotonic(), 0)
+
+    def publish(self, counters: Counters, totals: ErrorStats, devices: dict[str, Any], models: dict[str, str]) -> None:
+        """One ``metrics`` record for the whole app and (optionally) one per device."""
+        cfg = self.cfg
+        thing = cfg.thing_name
+        base = {"thing": thing, "at": time.time(), "window": cfg.metrics_window}
+        rec = {**base, "scope": "all", "devices": len(devices), **totals.snapshot()}
+        rec["counters"] = counters.to_dict()
+        rec["models"] = models
+        self.outputs.produce(cfg.topics.metrics, encode_json(rec), thing.encode())
+        if cfg.metrics_per_device:
+            for state in devices.values():
+                dev = {**base, "scope": "device", "device": state.device, **state.stats.snapshot()}
+                dev["weights"] = {"batch": state.combiner.weights[0], "speed": state.combiner.weights[1]}
+                self.outputs.produce(cfg.topics.metrics, encode_json(dev), state.key)
+        interval = cfg.mqtt.metrics_interval_s
+        if self.mqtt is not None and interval and time.monotonic() >= self._mqtt_next:
+            self._mqtt_next = time.monotonic() + interval
+            self._publish_mqtt(rec, counters.records_in)
+
+    def _publish_mqtt(self, rec: dict[str, Any], records_in: int) -> None:
+        """The app-wide rolling accuracy to ``device_topic(thing, METRICS)`` (the IoT rules' schema:
+        CloudWatch metrics per field), fire-and-forget, at most once per ``mqtt.metrics_interval_s``."""
+        rolling = rec["rolling"]
+        now = time.monotonic()
+        then, records = self._mqtt_last_records
+        self._mqtt_last_records = (now, records_in)
+        if any(rolling[a]["rmse"] is None for a in ("batch", "speed", "hybrid")):
+            return  # no errors yet: the schema needs the three RMSEs
+        msg: dict[str, Any] = {"timestamp": datetime.fromtimestamp(rec["at"], UTC).isoformat()}
+        for approach in ("hybrid", "batch", "speed"):
+            msg[f"{approach}_rmse"] = rolling[approach]["rmse"]
+            msg[f"{approach}_mae"] = rolling[approach]["mae"]
+        msg["records_per_s"] = round((records_in - records) / max(now - then, 1e-9), 2)
+        msg["models"] = rec["models"]
+        try:
+            self.mqtt.publish(device_topic(self.cfg.thing_name, METRICS), encode_json(msg))
+        except Exception as exc:  # never let telemetry stop the loop
+            log.warning("metrics not published over MQTT: %s", exc)
