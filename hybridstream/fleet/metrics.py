@@ -1,9 +1,11 @@
 """The latest metrics message each Pi reported (``hybridstream/<thing>/metrics``, once a minute).
 
-The stack's ``edge_metrics_latest`` topic rule keeps the newest message of each thing at
-``s3://<ResultsBucket>/metrics/<thing>/latest.json`` (the edge's message: rolling ``hybrid_rmse`` /
-``batch_rmse`` / ``speed_rmse``, ``models`` {batch, speed} versions it serves, ``timestamp``; plus
-``thing`` and ``received_at``). The object's LastModified is when IoT Core received it.
+The stack's ``edge_metrics_latest`` topic rule keeps the newest message of each thing in the
+results bucket at the key named by output ``DeviceMetricsKey`` (``metrics/{thing}/latest.json``:
+the edge's message with rolling ``hybrid_rmse`` / ``batch_rmse`` / ``speed_rmse``, the ``models``
+{batch, speed} versions it serves, ``timestamp``; plus ``thing`` and ``received_at``). The object's
+LastModified is when IoT Core received it. A stack without that output keeps no per-device
+metrics: :func:`available` is False, status shows none and the rollout gate skips them (it says so).
 """
 
 from __future__ import annotations
@@ -18,15 +20,19 @@ from hybridstream.fleet.session import error_code
 KEY = "metrics/{thing}/latest.json"
 
 
+def available(outputs: StackOutputs) -> bool:
+    return bool(outputs.get("DeviceMetricsKey") and outputs.get("ResultsBucket"))
+
+
 def latest(s3: Any, outputs: StackOutputs, thing: str) -> dict[str, Any] | None:
     """The thing's newest metrics (with ``received``: a datetime), or None if none arrived yet."""
     from botocore.exceptions import ClientError
 
-    bucket = outputs.get("ResultsBucket")
-    if not bucket:
+    if not available(outputs):
         return None
+    key = (outputs.get("DeviceMetricsKey") or KEY).replace("{thing}", thing)
     try:
-        obj = s3.get_object(Bucket=bucket, Key=KEY.format(thing=thing))
+        obj = s3.get_object(Bucket=outputs.require("ResultsBucket"), Key=key)
     except ClientError as exc:
         if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
             return None

@@ -242,6 +242,12 @@ class Rollout:
         max_rmse: float | None = None,
     ) -> RolloutResult:
         canary_arn, fleet_arn = self.outputs.canary_group_arn, self.outputs.fleet_group_arn
+        if metrics_gate and not fleet_metrics.available(self.outputs):
+            self._say(
+                f"stack {self.outputs.stack_name} keeps no per-device metrics (no DeviceMetricsKey output): "
+                "gating on deployment status and component states only"
+            )
+            metrics_gate = False
         fleet_base = self._base("fleet", fleet_arn)
         canary_base = self._base("canary", canary_arn)
         versions = resolve(self.outputs, canary_base if canary else fleet_base, requested or {})

@@ -41,6 +41,7 @@ def outputs_dict() -> dict[str, str]:
         "EnrollmentTable": TABLE,
         "ThingNamePrefix": PREFIX,
         "ClaimClientIdPrefix": f"{PREFIX}-claim-",
+        "DeviceMetricsKey": "metrics/{thing}/latest.json",
         "FleetRelease": "pinned",
         "ComponentRelease": json.dumps({"fleet_component_versions": {f"{PREFIX}.{k}": v for k, v in VERSIONS.items()}}),
     }

@@ -330,3 +330,26 @@ def test_throttling_is_a_clear_error(ctx, gg, capsys):
 def test_bad_timeouts(ctx, capsys, argv):
     code, _, err = run_cli(["fleet", "rollout", *argv], ctx=ctx, capsys=capsys)
     assert code == 1 and "must be positive" in err
+
+
+def test_stack_without_device_metrics_gates_on_deployment_only(aws, gg, capsys):
+    """An older stack without the DeviceMetricsKey output: the gate says so and still works."""
+    from hybridstream.fleet.session import AwsContext
+    from tests.fleet.conftest import create_stack, outputs_dict
+
+    create_stack("NoMetrics", {k: v for k, v in outputs_dict().items() if k != "DeviceMetricsKey"})
+    ctx = AwsContext(region="eu-west-1")
+    ctx.clients["greengrassv2"] = gg.client
+    start(gg)
+    gg.create("canary-2")
+    canary2 = gg.deployment("canary-2", CANARY_ARN, VERSIONS)
+    gg.get(canary2)
+    gg.effective("hybridstream-c1", "canary-2", "SUCCEEDED")
+    gg.installed("hybridstream-c1", VERSIONS)
+    gg.create("fleet-2")
+
+    code, _, err = run_cli(["fleet", "rollout", "--stack", "NoMetrics"], ctx=ctx, clock=FakeClock(), capsys=capsys)
+
+    assert code == 0, err
+    assert "keeps no per-device metrics (no DeviceMetricsKey output)" in err
+    gg.stubber.assert_no_pending_responses()
