@@ -5,18 +5,21 @@ CDK has no Greengrass v2 L2)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import CfnDeletionPolicy, Stack
 from aws_cdk import aws_greengrassv2 as gg
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from infra import recipes
 from infra.config import REPO
 from infra.packaging import semver_from_hashes, stage
+from model_contract.kafka_broker import BROKER_JAR_GLOB, KAFKA_VERSION
 
 Deployment = gg.CfnDeployment
 
@@ -31,15 +34,16 @@ class GreengrassComponents(Construct):
     """Component versions whose versions derive from their content, plus two deployments.
 
     Props:
-        name_prefix: component names are ``<prefix>.EdgeApp`` / ``.BatchModel`` / ``.KafkaBroker``
-            / ``.Trainer`` (default ``hybridstream``).
+        name_prefix: component names are ``<prefix>.Prerequisites`` / ``.EdgeApp`` / ``.BatchModel``
+            / ``.KafkaBroker`` / ``.Trainer`` (default ``hybridstream``).
         settings: the edge app's default configuration (:class:`infra.recipes.EdgeAppSettings`).
         fleet_group_arn / canary_group_arn: deployment targets.
         batch_model_dir: folder with ``model.tflite`` + ``manifest.json`` (required: the edge app
             cannot start without a batch model; ``make batch-model`` builds it).
-        kafka_libs_dir: the broker's jars (``.cache/kafka-<version>/libs`` from ``make setup``),
-            zipped as the KafkaBroker component's artifact.
-        kafka_version: Apache Kafka release of those jars (default 4.4.0).
+        kafka_libs_dir: the broker's jars, built beforehand (``make setup``: ``.cache/kafka-<version>/libs``)
+            and taken as given (nothing is fetched during synth), zipped as the KafkaBroker artifact.
+        kafka_version: Apache Kafka release of those jars (``model_contract.kafka_broker.KAFKA_VERSION``).
+        source_root: the checkout holding ``edge_app/`` and ``model_contract/`` (default: this repository).
         trainer_source: ``edge`` mode: staged trainer package folder -> a ``Trainer`` component
             (default None: no trainer on the Pi).
         deployment_config: configuration merged at deployment into the edge app (and the
@@ -48,13 +52,16 @@ class GreengrassComponents(Construct):
             a mapping component -> version: the fleet deployment pins those (the last promoted
             release) while the canary deployment gets the current ones.
 
-    Component versions are retained on stack updates and deletion: a pinned fleet release must
-    outlive the stack update that creates its successor.
+    Component versions: ``UpdateReplacePolicy: Retain`` (a fleet pinned to the previous release
+    still needs the version its successor replaces) and ``DeletionPolicy: Delete`` (a failed first
+    deploy's rollback and ``cdk destroy`` remove what they created, so a retry can create the same
+    content-derived versions again instead of failing with ConflictException).
 
     Attributes: ``components`` (name -> CfnComponentVersion), ``versions`` (name -> version),
     ``artifact_object_arns`` (S3 objects devices must be able to read), ``artifact_keys``
-    (their object keys), ``fleet_deployment``, ``canary_deployment``, ``recipes`` (name ->
-    recipe dict, for tests and docs).
+    (their object keys), ``artifact_bucket`` (the assets bucket, or None), ``fleet_deployment``,
+    ``canary_deployment``, ``recipes`` (name -> recipe dict, for tests and docs),
+    ``job_timeout_minutes`` (both rollouts' per-device timeout, from the recipes' timeouts).
     """
 
     def __init__(
@@ -69,9 +76,10 @@ class GreengrassComponents(Construct):
         batch_model_dir: Path,
         kafka_libs_dir: Path,
         name_prefix: str = "hybridstream",
-        kafka_version: str = "4.4.0",
+        kafka_version: str = KAFKA_VERSION,
         trainer_source: Path | None = None,
         fleet_versions: Mapping[str, str] | None = None,
+        source_root: Path = REPO,
     ) -> None:
         super().__init__(scope, construct_id)
         self.components: dict[str, gg.CfnComponentVersion] = {}
@@ -79,16 +87,18 @@ class GreengrassComponents(Construct):
         self.recipes: dict[str, dict[str, Any]] = {}
         self.artifact_object_arns: list[str] = []
         self.artifact_keys: list[str] = []
-        self._asset_bucket = None
+        self.artifact_bucket: s3.IBucket | None = None
+
+        # apt/Java prerequisites: the release's only Bootstrap step, in a rarely changing component
+        prereq = f"{name_prefix}.Prerequisites"
+        self._add(prereq, lambda v: recipes.prerequisites_recipe(name=prereq, version=v))
 
         kafka_name = f"{name_prefix}.KafkaBroker"
-        jars = self._asset(
-            "KafkaBrokerArtifact", stage("kafka-broker", {"libs": kafka_libs(kafka_libs_dir, kafka_version)})
-        )
+        jars = self._asset("KafkaBrokerArtifact", stage("kafka-broker", {"libs": kafka_libs(kafka_libs_dir)}))
         self._add(
             kafka_name,
             lambda v, a=jars: recipes.kafka_broker_recipe(
-                name=kafka_name, version=v, jars=a, kafka_version=kafka_version
+                name=kafka_name, version=v, jars=a, kafka_version=kafka_version, prerequisites_component=prereq
             ),
             artifacts=(jars,),
         )
@@ -122,8 +132,8 @@ class GreengrassComponents(Construct):
             stage(
                 "edge-app",
                 {
-                    "edge_app": REPO / "edge_app",
-                    "model_contract": REPO / "model_contract",
+                    "edge_app": Path(source_root) / "edge_app",
+                    "model_contract": Path(source_root) / "model_contract",
                 },
             ),
         )
@@ -137,6 +147,7 @@ class GreengrassComponents(Construct):
                 kafka_component=kafka_name,
                 batch_component=batch_name,
                 batch_stem=batch_stem,
+                prerequisites_component=prereq,
             ),
             artifacts=(app,),
         )
@@ -152,7 +163,12 @@ class GreengrassComponents(Construct):
             self._add(
                 trainer_name,
                 lambda v, a=src: recipes.trainer_recipe(
-                    name=trainer_name, version=v, source=a, edge_app_component=app_name, speed_model_name=speed
+                    name=trainer_name,
+                    version=v,
+                    source=a,
+                    edge_app_component=app_name,
+                    speed_model_name=speed,
+                    prerequisites_component=prereq,
                 ),
                 artifacts=(src,),
             )
@@ -160,6 +176,7 @@ class GreengrassComponents(Construct):
             merge[trainer_name] = stack.to_json_string({"s3": {"modelsBucket": s3_config.get("modelsBucket", "")}})
 
         current = {name: c.attr_component_version for name, c in self.components.items()}
+        self.job_timeout_minutes = job_timeout_minutes(self.recipes.values())
         self.fleet_pinned = fleet_versions is not None
         self.canary_deployment = self._deployment(
             "CanaryDeployment", f"{name_prefix}-canary", canary_group_arn, merge, current, canary=True
@@ -176,14 +193,18 @@ class GreengrassComponents(Construct):
     # -- pieces -----------------------------------------------------------------------------
     def _asset(self, construct_id: str, folder: Path) -> recipes.ZipArtifact:
         asset = s3_assets.Asset(self, construct_id, path=str(folder))
-        self._asset_bucket = asset.bucket
+        self.artifact_bucket = asset.bucket
         self.artifact_object_arns.append(asset.bucket.arn_for_objects(asset.s3_object_key))
         self.artifact_keys.append(asset.s3_object_key)
         return recipes.ZipArtifact(uri=asset.s3_object_url, stem=asset.asset_hash)
 
+    @property
+    def _asset_bucket(self) -> s3.IBucket | None:  # the old private name (infra/stack.py reads it)
+        return self.artifact_bucket
+
     def asset_object_arns(self, keys: list[str]) -> list[str]:
         """ARNs of other objects in the assets bucket (a pinned release's artifacts)."""
-        return [self._asset_bucket.arn_for_objects(key) for key in keys] if self._asset_bucket else []
+        return [self.artifact_bucket.arn_for_objects(key) for key in keys] if self.artifact_bucket else []
 
     def release(self) -> dict[str, Any]:
         """The current release as context values: what to pin the fleet to once promoted."""
@@ -201,8 +222,10 @@ class GreengrassComponents(Construct):
         component = gg.CfnComponentVersion(
             self, name.split(".")[-1], inline_recipe=Stack.of(self).to_json_string(recipe)
         )
-        # a fleet pinned to the previous release still needs it after this version replaces it
-        component.apply_removal_policy(RemovalPolicy.RETAIN)
+        # replaced: kept (a fleet pinned to the previous release still needs it); deleted with the
+        # stack or a rolled-back create, so a retry can create the same content-derived version again
+        component.cfn_options.update_replace_policy = CfnDeletionPolicy.RETAIN
+        component.cfn_options.deletion_policy = CfnDeletionPolicy.DELETE
         self.components[name] = component
 
     def _deployment(
@@ -238,38 +261,42 @@ class GreengrassComponents(Construct):
                     timeout_in_seconds=60
                 ),
             ),
-            iot_job_configuration=rollout(canary),
+            iot_job_configuration=rollout(canary, self.job_timeout_minutes),
         )
 
 
-def kafka_libs(folder: Path, kafka_version: str) -> Path:
-    """The broker's jars folder; fetched with Maven (``hybridstream.localstack.kafka.fetch``) when
-    it is the default cache folder and missing, else a clear error."""
-    if folder.is_dir() and any(folder.glob("kafka_2.13-*.jar")):
+def kafka_libs(folder: Path) -> Path:
+    """The broker's jars folder as given (built by ``make setup``); a clear error when it is not one."""
+    folder = Path(folder)
+    if folder.is_dir() and any(folder.glob(BROKER_JAR_GLOB)):
         return folder
-    from hybridstream.localstack import kafka
-
-    if kafka_version == kafka.KAFKA_VERSION and folder.resolve() == (kafka.KAFKA_HOME / "libs").resolve():
-        try:
-            return kafka.fetch()
-        except Exception as exc:  # no mvn, no network ...
-            raise FileNotFoundError(
-                f"Kafka {kafka_version} jars missing in {folder} and fetching them failed ({exc}): run `make setup` "
-                "(or `python -m hybridstream.localstack.kafka fetch`)"
-            ) from exc
     raise FileNotFoundError(
-        f"Kafka {kafka_version} jars (kafka_2.13-*.jar) missing in {folder}: run `make setup` or "
-        f"`HYBRIDSTREAM_KAFKA_VERSION={kafka_version} python -m hybridstream.localstack.kafka fetch`, "
-        "or set context kafka_libs_dir"
+        f"Kafka broker jars ({BROKER_JAR_GLOB}) missing in {folder}: run `make setup` "
+        "(or `python -m hybridstream.localstack.kafka fetch`), or set context kafka_libs_dir"
     )
 
 
-def rollout(canary: bool) -> gg.CfnDeployment.DeploymentIoTJobConfigurationProperty:
-    """The IoT job rollout. Kept constant on purpose: changing it replaces the deployment.
+# Deployment policy timeouts (below) and a margin for artifact downloads, on top of the recipes' steps
+POLICY_SECONDS = 120 + 60
+DOWNLOAD_MARGIN_SECONDS = 600
+
+
+def job_timeout_minutes(all_recipes) -> int:
+    """The rollouts' per-device in-progress timeout: every component's worst-case Bootstrap + Install
+    timeouts added up (a device may run them one after the other), plus the deployment policies'
+    timeouts and a download margin, rounded up to a quarter hour."""
+    seconds = sum(recipes.install_budget_seconds(r) for r in all_recipes) + POLICY_SECONDS + DOWNLOAD_MARGIN_SECONDS
+    return int(math.ceil(seconds / 60 / 15) * 15)
+
+
+def rollout(canary: bool, timeout_minutes: int) -> gg.CfnDeployment.DeploymentIoTJobConfigurationProperty:
+    """The IoT job rollout. Kept constant on purpose (per mode: the timeout follows the recipes):
+    changing it replaces the deployment.
 
     Fleet: exponential (2/min, x2 after every 5 successes, at most 50/min), cancel when over
-    10 % of at least 5 devices fail, 60 min per device. Canary: all at once, cancel on any
-    failure, 30 min per device.
+    10 % of at least 5 devices fail. Canary: all at once, cancel on any failure. Both give a
+    device ``timeout_minutes`` (:func:`job_timeout_minutes`): a slow first install must not
+    time the job out.
     """
     if canary:
         rate = Deployment.IoTJobExponentialRolloutRateProperty(
@@ -286,7 +313,7 @@ def rollout(canary: bool) -> gg.CfnDeployment.DeploymentIoTJobConfigurationPrope
                     )
                 ]
             ),
-            timeout_config=Deployment.IoTJobTimeoutConfigProperty(in_progress_timeout_in_minutes=30),
+            timeout_config=Deployment.IoTJobTimeoutConfigProperty(in_progress_timeout_in_minutes=timeout_minutes),
         )
     rate = Deployment.IoTJobExponentialRolloutRateProperty(
         base_rate_per_minute=2, increment_factor=2, rate_increase_criteria={"NumberOfSucceededThings": 5}
@@ -302,5 +329,5 @@ def rollout(canary: bool) -> gg.CfnDeployment.DeploymentIoTJobConfigurationPrope
                 )
             ]
         ),
-        timeout_config=Deployment.IoTJobTimeoutConfigProperty(in_progress_timeout_in_minutes=60),
+        timeout_config=Deployment.IoTJobTimeoutConfigProperty(in_progress_timeout_in_minutes=timeout_minutes),
     )

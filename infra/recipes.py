@@ -12,13 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hybridstream.localstack.kafka import LOG4J2_PROPERTIES, kraft_properties
+from model_contract.kafka_broker import KAFKA_VERSION, LOG4J2_PROPERTIES, MIN_JAVA, kraft_properties
 from model_contract.layout import SPEED_MODEL_TEMPLATE, THING_VARIABLE
-from model_contract.topics import KAFKA_TOPICS, MODEL_NOTICES_FILTER, TOPIC_ROOT
+from model_contract.topics import KAFKA_TOPICS, METRICS, MODEL_NOTICES_FILTER, READINGS, WINDOWS, device_filter
 
 RECIPE_FORMAT = "2020-01-25"
-ARCHITECTURES = ("aarch64", "armv7l", "amd64")  # Pi 4/5 64-bit, Pi 32-bit OS, x86 test boxes
+# The nucleus's own architecture names (PlatformResolver: amd64, x86, arm, aarch64; "armv7l" is only
+# ``architecture.detail``). "arm" is any 32-bit ARM JVM, also a 32-bit OS on a 64-bit kernel.
+ARCHITECTURES = ("aarch64", "arm", "amd64")  # Pi 4/5 64-bit OS, Pi 32-bit OS, x86 test boxes
 TES = "aws.greengrass.TokenExchangeService"
+DEFAULT_INSTALL_TIMEOUT = 120  # s, when a step sets none (Greengrass recipe reference)
+DEFAULT_BOOTSTRAP_TIMEOUT = 120
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,25 @@ def _manifests(
     ]
 
 
-def _apt_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
-    """A privileged Bootstrap step (root, once per component version) installing Debian packages
-    that are missing; Raspberry Pi OS and Debian 12+ lack ``python3-venv`` by default."""
+PREREQ_PACKAGES = ("python3-venv",)
+# 32-bit ARM: confluent-kafka has no armv7l wheels; pip builds it against the distribution's librdkafka
+# (the install pins confluent-kafka<=that version, see venv_install_script)
+ARM32_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "pkg-config", "librdkafka-dev")
+JAVA_PACKAGE = "openjdk-17-jre-headless"
+
+
+def _java_major(var: str = "java_major") -> list[str]:
+    """Shell lines setting ``$var`` to the major Java version on PATH (0 when none; 1 for 1.8)."""
+    return [
+        f"{var}=0",
+        'v="$(java -version 2>&1 | sed -n \'s/.*version "\\([0-9]*\\).*/\\1/p\' | head -n 1)" || v=""',
+        f'[ -n "$v" ] && {var}="$v"',
+    ]
+
+
+def _prerequisites_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
+    """Root, once per Prerequisites version: the Debian packages that are missing, and Java >= 17
+    (Kafka 4; Debian 11's default-jre is 11) when the ``java`` on PATH is older or absent."""
     names = " ".join(packages)
     return {
         "RequiresPrivilege": True,
@@ -78,6 +98,8 @@ def _apt_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
             [
                 "set -eu",
                 f'missing=""; for p in {names}; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done',
+                *_java_major(),
+                f'[ "$java_major" -ge {MIN_JAVA} ] || missing="$missing {JAVA_PACKAGE}"',
                 'if [ -n "$missing" ]; then',
                 "  apt-get update -q",
                 "  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing",
@@ -88,10 +110,96 @@ def _apt_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-VENV_PACKAGES = ("python3-venv",)
-# armv7l (32-bit Pi OS): confluent-kafka has no armv7l wheels, pip builds it against librdkafka;
-# numpy<2 + tflite-runtime are the armv7l runtime (markers in edge_app/requirements.txt)
-ARMV7L_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "librdkafka-dev")
+def prerequisites_recipe(*, name: str, version: str) -> dict[str, Any]:
+    """The device's apt prerequisites in their own, rarely changing component: the only Bootstrap
+    step of the release. A Bootstrap step makes the nucleus stop every component and restart itself
+    (KernelUpdateActivator), and it runs again whenever its component's version changes; kept here,
+    a new edge app release is a plain component update."""
+    return {
+        "RecipeFormatVersion": RECIPE_FORMAT,
+        "ComponentName": name,
+        "ComponentVersion": version,
+        "ComponentDescription": "hybridstream device prerequisites: python3-venv, Java >= 17, 32-bit ARM build deps",
+        "ComponentPublisher": "hybridstream",
+        "Manifests": _manifests(
+            {"Bootstrap": _prerequisites_bootstrap(PREREQ_PACKAGES)},
+            [],
+            per_arch={"arm": {"Bootstrap": _prerequisites_bootstrap(ARM32_BUILD_PACKAGES)}},
+        ),
+    }
+
+
+def _hard(component: str | None) -> dict[str, Any]:
+    return {component: {"VersionRequirement": ">=1.0.0", "DependencyType": "HARD"}} if component else {}
+
+
+STAMP = ".hybridstream-installed"
+
+
+def venv_install_script(
+    src: str, requirements: str, arm32_requirements: str | None = None, venv: str = "{work:path}/venv"
+) -> str:
+    """Install a venv once per content: idempotent and offline after the first success.
+
+    The nucleus runs Install at every start of the component (each boot). This script picks the
+    requirements file by the *interpreter's* build (pointer size), not by ``platform_machine`` (a
+    32-bit Raspberry Pi OS on a 64-bit kernel reports ``aarch64`` while its Python is 32-bit);
+    on 32-bit ARM it pins ``confluent-kafka<=`` the distribution's librdkafka (the source build
+    needs librdkafka >= its own version). A stamp in the venv, keyed by the requirements, the
+    constraints and the interpreter, makes a later start a no-op without network; pip never
+    upgrades itself.
+    """
+    lines = [
+        "set -eu",
+        f'venv="{venv}"',
+        'set -- $(python3 -c \'import platform, struct, sys; print(struct.calcsize("P") * 8, platform.machine(), '
+        '"%d.%d" % sys.version_info[:2])\')',
+        'bits="$1"; machine="$2"; py="$3"',
+        'constraints="$venv.constraints"; : > "$constraints"',
+        'if [ "$bits" = 64 ]; then',
+        f'  req="{src}/{requirements}"',
+    ]
+    if arm32_requirements:
+        lines += [
+            "else",
+            '  case "$machine" in',
+            "    armv7l|armv8l|aarch64) ;;",
+            '    *) echo "hybridstream: no runtime for 32-bit $machine Python (needs ARMv7+)" >&2; exit 1 ;;',
+            "  esac",
+            '  if [ "$py" != 3.9 ]; then',
+            "    echo \"hybridstream: 32-bit ARM needs Python 3.9 (tflite-runtime's only armv7l wheel is cp39),"
+            ' this is Python $py: use the 64-bit OS" >&2',
+            "    exit 1",
+            "  fi",
+            f'  req="{src}/{arm32_requirements}"',
+            "  rdkafka=\"$(dpkg-query -W -f='${Version}' librdkafka-dev 2>/dev/null | sed 's/[-+~].*//')\""
+            " || rdkafka=''",
+            '  if [ -z "$rdkafka" ]; then',
+            '    echo "hybridstream: librdkafka-dev missing (the Prerequisites component installs it)" >&2',
+            "    exit 1",
+            "  fi",
+            '  echo "confluent-kafka<=$rdkafka" > "$constraints"',
+        ]
+    else:
+        lines += [
+            "else",
+            '  echo "hybridstream: needs a 64-bit Python, this one is $bits-bit $machine" >&2',
+            "  exit 1",
+        ]
+    lines += [
+        "fi",
+        'key="$( (cat "$req" "$constraints"; python3 -c \'import sys; print(sys.version)\') | sha256sum'
+        ' | cut -d " " -f 1)"',
+        f'if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/{STAMP}" 2>/dev/null || true)" = "$key" ]; then',
+        '  echo "hybridstream: $venv is up to date ($key)"',
+        "  exit 0",
+        "fi",
+        f'rm -f "$venv/{STAMP}"',
+        'python3 -m venv "$venv"',
+        '"$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req" -c "$constraints"',
+        f'echo "$key" > "$venv/{STAMP}"',
+    ]
+    return "\n".join(lines)
 
 
 def _name_template(template: str) -> str:
@@ -115,6 +223,33 @@ def _windows_config(mode: str) -> dict[str, str]:
     return {"uploader": "s3", "bucket": "{configuration:/s3/windowsBucket}", "local_root": "{work:path}/windows"}
 
 
+DEVICE_PUBLISHES = (WINDOWS, METRICS, READINGS)  # the edge app's window notices, metrics, forwarded readings
+
+
+def ipc_access_control(name: str) -> dict[str, Any]:
+    """The edge app's IPC authorization: publish its device topics, subscribe to model notices.
+
+    No recipe variables: the nucleus interpolates a component's configuration (``accessControl``
+    included) only with ``interpolateComponentConfiguration`` on, which no deployment of ours sets,
+    so ``{iot:thingName}`` would stay text and refuse every publish. ``+`` stands for the thing; the
+    device's IoT policy (``${iot:Connection.Thing.ThingName}``) is what limits it to its own topics.
+    """
+    return {
+        "aws.greengrass.ipc.mqttproxy": {
+            f"{name}:mqttproxy:publish": {
+                "policyDescription": "Publish window notices, metrics and forwarded readings",
+                "operations": ["aws.greengrass#PublishToIoTCore"],
+                "resources": [device_filter(kind) for kind in DEVICE_PUBLISHES],
+            },
+            f"{name}:mqttproxy:subscribe": {
+                "policyDescription": "Receive model notices (the IoT policy narrows them to its own speed model)",
+                "operations": ["aws.greengrass#SubscribeToIoTCore"],
+                "resources": [MODEL_NOTICES_FILTER],
+            },
+        }
+    }
+
+
 def edge_app_recipe(
     *,
     name: str,
@@ -124,10 +259,12 @@ def edge_app_recipe(
     kafka_component: str | None = None,
     batch_component: str | None = None,
     batch_stem: str | None = None,
+    prerequisites_component: str | None = None,
 ) -> dict[str, Any]:
     """The edge app: own venv in the work folder, ``python -m edge_app run --config <file>``
     (``forward`` instead of ``run`` in ``cloud`` mode: readings to the cloud over MQTT)."""
     deps: dict[str, Any] = {TES: {"VersionRequirement": ">=2.0.0 <3.0.0", "DependencyType": "HARD"}}
+    deps.update(_hard(prerequisites_component))
     if kafka_component:
         deps[kafka_component] = {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"}
     if batch_component:
@@ -155,14 +292,7 @@ def edge_app_recipe(
     config_json = json.dumps(config, indent=1)
     lifecycle = {
         "Install": {
-            "Script": "\n".join(
-                [
-                    "set -eu",
-                    'python3 -m venv "{work:path}/venv"',
-                    '"{work:path}/venv/bin/python" -m pip install -q --upgrade pip',
-                    f'"{{work:path}}/venv/bin/python" -m pip install -q -r "{src}/edge_app/requirements.txt"',
-                ]
-            ),
+            "Script": venv_install_script(src, "edge_app/requirements.txt", "edge_app/requirements-arm32.txt"),
             "Timeout": 1800,
         },
         "Run": {
@@ -194,23 +324,12 @@ def edge_app_recipe(
                 "kafka": {"bootstrap": settings.kafka_bootstrap, "topics": dict(settings.kafka_topics)},
                 "models": {"speedName": _name_template(settings.speed_model_name)},
                 "s3": {"windowsBucket": settings.windows_bucket, "modelsBucket": settings.models_bucket},
-                "accessControl": {
-                    "aws.greengrass.ipc.mqttproxy": {
-                        f"{name}:mqttproxy:1": {
-                            "policyDescription": "Publish own telemetry, receive model announcements",
-                            "operations": ["aws.greengrass#PublishToIoTCore", "aws.greengrass#SubscribeToIoTCore"],
-                            # own topics, and the model announcements (the IoT policy narrows
-                            # these to the device's own speed model and the shared batch model)
-                            "resources": [TOPIC_ROOT + "/{iot:thingName}/*", MODEL_NOTICES_FILTER],
-                        }
-                    }
-                },
+                "accessControl": ipc_access_control(name),
             }
         },
+        # 32-bit ARM builds confluent-kafka (and more) from source on the Pi: a longer first install
         "Manifests": _manifests(
-            {"Bootstrap": _apt_bootstrap(VENV_PACKAGES), **lifecycle},
-            [_zip(app)],
-            per_arch={"armv7l": {"Bootstrap": _apt_bootstrap(ARMV7L_BUILD_PACKAGES)}},
+            lifecycle, [_zip(app)], per_arch={"arm": {"Install": {**lifecycle["Install"], "Timeout": 3600}}}
         ),
     }
 
@@ -250,16 +369,30 @@ def _kafka_java(libs: str) -> str:
     )
 
 
-def kafka_broker_recipe(*, name: str, version: str, jars: ZipArtifact, kafka_version: str = "4.4.0") -> dict[str, Any]:
-    """A single-node KRaft Apache Kafka on 127.0.0.1 only. Java via apt (Bootstrap, as root); the
-    broker's jars are the component's own artifact (a CDK asset of the Maven-fetched ``libs/``),
-    so nothing is downloaded from anywhere else. Install writes the KRaft config and formats the
-    storage once; Run is ``java -cp 'libs/*' kafka.Kafka server.properties`` with a small heap."""
+def kafka_broker_recipe(
+    *,
+    name: str,
+    version: str,
+    jars: ZipArtifact,
+    kafka_version: str = KAFKA_VERSION,
+    prerequisites_component: str | None = None,
+) -> dict[str, Any]:
+    """A single-node KRaft Apache Kafka on 127.0.0.1 only. Java >= 17 comes from the Prerequisites
+    component (Install refuses an older one with a clear message); the broker's jars are the
+    component's own artifact (a CDK asset of the Maven-fetched ``libs/``), so nothing is
+    downloaded from anywhere else. Install writes the KRaft config and formats the storage once
+    (offline, idempotent); Run is ``java -cp 'libs/*' kafka.Kafka server.properties``."""
     libs = f"{jars.decompressed()}/libs"
     java = _kafka_java(libs)
     install = "\n".join(
         [
             "set -eu",
+            *_java_major(),
+            f'if [ "$java_major" -lt {MIN_JAVA} ]; then',
+            f"  echo \"hybridstream: Kafka {kafka_version} needs Java >= {MIN_JAVA}, found '$v' on PATH"
+            f' (the Prerequisites component installs {JAVA_PACKAGE})" >&2',
+            "  exit 1",
+            "fi",
             'cd "{work:path}"',
             "cat > server.properties <<'PROPS'",
             KAFKA_PROPERTIES,
@@ -275,12 +408,6 @@ def kafka_broker_recipe(*, name: str, version: str, jars: ZipArtifact, kafka_ver
     )
     run = "\n".join(["set -eu", 'cd "{work:path}"', f"exec {java} kafka.Kafka server.properties"])
     lifecycle = {
-        "Bootstrap": {
-            "RequiresPrivilege": True,
-            "Script": "command -v java >/dev/null 2>&1 || { apt-get update -q && "
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends default-jre-headless; }",
-            "Timeout": 1800,
-        },
         "Install": {"Script": install, "Timeout": 300},
         "Run": {"Script": run},
     }
@@ -290,6 +417,7 @@ def kafka_broker_recipe(*, name: str, version: str, jars: ZipArtifact, kafka_ver
         "ComponentVersion": version,
         "ComponentDescription": f"Apache Kafka {kafka_version} (KRaft, single node) on 127.0.0.1 for the edge app",
         "ComponentPublisher": "hybridstream",
+        **({"ComponentDependencies": _hard(prerequisites_component)} if prerequisites_component else {}),
         "ComponentConfiguration": {
             "DefaultConfiguration": {
                 "kafkaVersion": kafka_version,
@@ -303,7 +431,7 @@ def kafka_broker_recipe(*, name: str, version: str, jars: ZipArtifact, kafka_ver
     }
 
 
-TRAINER_ARCHITECTURES = ("aarch64", "amd64")  # TensorFlow has no armv7l wheels
+TRAINER_ARCHITECTURES = ("aarch64", "amd64")  # TensorFlow has no 32-bit ARM wheels
 
 
 def trainer_recipe(
@@ -314,38 +442,25 @@ def trainer_recipe(
     edge_app_component: str,
     speed_model_name: str = SPEED_MODEL_TEMPLATE,
     models_bucket: str = "",
+    prerequisites_component: str | None = None,
 ) -> dict[str, Any]:
     """``edge`` mode: the training job on the Pi, in its own venv, watching the edge app's local
     window folder; each window is trained once (then moved to ``done/`` or ``rejected/``) and the
     model published to S3 as in the cloud, so the model_published Lambda announces it.
-    No armv7l manifest (no TensorFlow wheels): 32-bit Pis cannot run this component."""
+    No 32-bit ARM manifest (no TensorFlow wheels): 32-bit Pis cannot run this component."""
     src = source.decompressed()
     windows = "{" + edge_app_component + ":work:path}/windows"
     lifecycle = {
-        "Bootstrap": _apt_bootstrap(VENV_PACKAGES),
-        "Install": {
-            "Script": "\n".join(
-                [
-                    "set -eu",
-                    # pip builds the project in its folder: copy it out of the read-only artifacts
-                    'rm -rf "{work:path}/src" && cp -r "' + src + '" "{work:path}/src"',
-                    'python3 -m venv "{work:path}/venv"',
-                    '"{work:path}/venv/bin/python" -m pip install -q --upgrade pip',
-                    '"{work:path}/venv/bin/python" -m pip install -q -r '
-                    '"{work:path}/src/training_job/requirements.txt"',
-                    '"{work:path}/venv/bin/python" -m pip install -q --no-deps "{work:path}/src"',
-                ]
-            ),
-            "Timeout": 3600,
-        },
+        # the project runs from the artifact (PYTHONPATH): the venv holds only the requirements
+        "Install": {"Script": venv_install_script(src, "training_job/requirements.txt"), "Timeout": 3600},
         "Run": {
-            "Setenv": {"PYTHONUNBUFFERED": "1"},
+            "Setenv": {"PYTHONUNBUFFERED": "1", "PYTHONPATH": src},
             "Script": "\n".join(
                 [
                     "set -eu",
                     f'mkdir -p "{windows}"',
                     # --name keeps "{thing}": the watcher fills in the thing of each window's path
-                    f'exec "{{work:path}}/venv/bin/hybridstream" train worker --watch "{windows}" '
+                    f'exec "{{work:path}}/venv/bin/python" -m hybridstream train worker --watch "{windows}" '
                     '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}"',
                 ]
             ),
@@ -359,6 +474,7 @@ def trainer_recipe(
         "ComponentPublisher": "hybridstream",
         "ComponentDependencies": {
             TES: {"VersionRequirement": ">=2.0.0 <3.0.0", "DependencyType": "HARD"},
+            **_hard(prerequisites_component),
             # for {<edge app>:work:path}: the windows folder it writes
             edge_app_component: {"VersionRequirement": ">=1.0.0", "DependencyType": "SOFT"},
         },
@@ -370,3 +486,18 @@ def trainer_recipe(
         },
         "Manifests": _manifests(lifecycle, [_zip(source)], architectures=TRAINER_ARCHITECTURES),
     }
+
+
+def install_budget_seconds(recipe: Mapping[str, Any]) -> int:
+    """The longest a device may spend in a component's Bootstrap + Install steps: their timeouts
+    (Greengrass's defaults, 120 s each, for a step without one), worst case over the manifests."""
+    worst = 0
+    for manifest in recipe.get("Manifests", []):
+        lifecycle = manifest.get("Lifecycle") or {}
+        total = 0
+        for key, default in (("Bootstrap", DEFAULT_BOOTSTRAP_TIMEOUT), ("Install", DEFAULT_INSTALL_TIMEOUT)):
+            step = lifecycle.get(key)
+            if step is not None:
+                total += int(step.get("Timeout", default)) if isinstance(step, dict) else default
+        worst = max(worst, total)
+    return worst

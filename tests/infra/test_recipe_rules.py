@@ -1,0 +1,386 @@
+"""Greengrass and AWS rules the recipes and deployments rely on, encoded offline (issue 10).
+
+No nucleus runs here: each rule comes from the nucleus's public source or the AWS documentation
+(linked in each test) and is checked on the synthesized recipes and template, or by running the
+recipes' scripts with stand-in commands on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hybridstream.greengrass import ipc
+from hybridstream.greengrass.recipe import (
+    ARCHITECTURES,
+    ComponentContext,
+    Interpolator,
+    NoMatchingManifest,
+    nucleus_architecture,
+    select_manifest,
+)
+from infra import recipes
+
+# what a nucleus reports on the devices we support (PlatformResolver): 64-bit Pi OS, 32-bit Pi OS on
+# a 32-bit or a 64-bit kernel (the JVM is 32-bit either way: "arm"; the detail is uname -m), x86 boxes
+DEVICES = {
+    "pi-64": {"os": "linux", "architecture": "aarch64"},
+    "pi-32": {"os": "linux", "architecture": "arm", "architecture.detail": "armv7l"},
+    "pi-32-on-64-bit-kernel": {"os": "linux", "architecture": "arm"},  # uname -m aarch64: no detail
+    "x86-64": {"os": "linux", "architecture": "amd64"},
+}
+
+
+def _recipes(built_mode) -> dict[str, dict]:
+    return dict(built_mode.stack.greengrass.recipes)
+
+
+def test_manifests_use_the_nucleus_platform_names(built):
+    """Defect 6. The nucleus reports ``architecture`` as amd64, x86, arm or aarch64 (from the JVM's
+    os.arch); "armv7l" is only ``architecture.detail``, and a recipe with no matching manifest fails
+    the deployment. Sources: PlatformResolver.getArchInfo in
+    https://github.com/aws-greengrass/aws-greengrass-nucleus/blob/main/src/main/java/com/aws/greengrass/config/PlatformResolver.java
+    and the recipe reference's Manifests/Platform:
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html#recipe-reference-manifests
+    """
+    assert [nucleus_architecture(a) for a in ("amd64", "x86_64", "arm", "aarch64")] == [
+        "amd64",
+        "amd64",
+        "arm",
+        "aarch64",
+    ]
+    for mode, b in built.items():
+        for name, recipe in _recipes(b).items():
+            for manifest in recipe["Manifests"]:
+                assert manifest["Platform"]["architecture"] in ARCHITECTURES, (mode, name)
+            for device, platform in DEVICES.items():
+                if name.endswith(".Trainer") and platform["architecture"] == "arm":
+                    with pytest.raises(NoMatchingManifest):  # documented: no TensorFlow on 32-bit
+                        select_manifest(recipe, platform)
+                    continue
+                assert select_manifest(recipe, platform)["Platform"]["architecture"] == platform["architecture"], (
+                    mode,
+                    name,
+                    device,
+                )
+
+
+def _shims(folder: Path, *, bits: int, machine: str, py: str, rdkafka: str | None, calls: Path) -> Path:
+    """``python3`` / ``dpkg-query`` stand-ins: python3 answers the install's probes as a ``bits``-bit
+    ``machine`` Python ``py``, makes a venv whose python records its pip arguments in ``calls``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    python = folder / "python3"
+    python.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then\n'
+        '  mkdir -p "$3/bin"\n'
+        f'  printf \'#!/bin/sh\\necho "$*" >> {calls}\\n\' > "$3/bin/python"\n'
+        '  chmod +x "$3/bin/python"; exit 0\n'
+        "fi\n"
+        'case "$2" in\n'
+        f'  *struct*) echo "{bits} {machine} {py}" ;;\n'
+        f'  *sys.version*) echo "{py}.0 (stand-in)" ;;\n'
+        "esac\n"
+    )
+    dpkg = folder / "dpkg-query"
+    dpkg.write_text("#!/bin/sh\n" + (f"printf '%s' '{rdkafka}'\n" if rdkafka else "exit 1\n"))
+    for f in (python, dpkg):
+        f.chmod(0o755)
+    return folder
+
+
+def _render(recipe: dict, platform: dict, work: Path, src: Path) -> dict:
+    """The selected manifest's lifecycle with the recipe variables filled in as the nucleus does."""
+    ctx = ComponentContext(
+        name=recipe["ComponentName"],
+        version=recipe["ComponentVersion"],
+        configuration=(recipe.get("ComponentConfiguration") or {}).get("DefaultConfiguration") or {},
+        artifacts_path=str(src),
+        decompressed_path=str(src.parent),
+        work_path=str(work),
+        dependencies=tuple(recipe.get("ComponentDependencies") or {}),
+    )
+    interpolator = Interpolator(thing_name="pi-1", root_path=str(work.parent))
+    interpolator.components[ctx.name] = ctx
+    return interpolator.value(select_manifest(recipe, platform)["Lifecycle"], ctx)
+
+
+def _edge_recipe() -> dict:
+    app = recipes.ZipArtifact(uri="s3://b/app.zip", stem="app")
+    return recipes.edge_app_recipe(
+        name="hybridstream.EdgeApp",
+        version="1.0.0",
+        app=app,
+        settings=recipes.EdgeAppSettings(mode="edge"),
+        prerequisites_component="hybridstream.Prerequisites",
+    )
+
+
+def _run_install(tmp_path: Path, platform: dict, **probe) -> tuple[subprocess.CompletedProcess, list[str]]:
+    work, src = tmp_path / "work", tmp_path / "unarchived" / "app"
+    (src / "edge_app").mkdir(parents=True, exist_ok=True)
+    for name in ("requirements.txt", "requirements-arm32.txt"):
+        (src / "edge_app" / name).write_text(f"# {name}\nnumpy\n")
+    work.mkdir(exist_ok=True)
+    calls = tmp_path / "pip-calls"
+    shims = _shims(tmp_path / "bin", calls=calls, **probe)
+    script = _render(_edge_recipe(), platform, work, src)["Install"]["Script"]
+    env = {"PATH": f"{shims}:/usr/bin:/bin"}
+    done = subprocess.run(["sh", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=30)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("device", "probe", "wanted"),
+    [
+        ("pi-64", {"bits": 64, "machine": "aarch64", "py": "3.11", "rdkafka": None}, "requirements.txt"),
+        ("x86-64", {"bits": 64, "machine": "x86_64", "py": "3.11", "rdkafka": None}, "requirements.txt"),
+        ("pi-32", {"bits": 32, "machine": "armv7l", "py": "3.9", "rdkafka": "1.6.0-1"}, "requirements-arm32.txt"),
+        # 32-bit userland on a 64-bit kernel: platform_machine says aarch64, the interpreter is 32-bit
+        (
+            "pi-32-on-64-bit-kernel",
+            {"bits": 32, "machine": "aarch64", "py": "3.9", "rdkafka": "2.0.2-1"},
+            "requirements-arm32.txt",
+        ),
+    ],
+)
+def test_install_picks_requirements_by_the_interpreter_build(tmp_path, device, probe, wanted):
+    """Defects 6, 7, 9. On a 32-bit Raspberry Pi OS with a 64-bit kernel ``platform_machine`` is
+    ``aarch64`` while Python is 32-bit (pip's tags: linux_armv8l), so environment markers on
+    platform_machine pick the 64-bit wheels; the install chooses the file by struct.calcsize("P").
+    confluent-kafka has no armv7l wheel and its source build needs librdkafka >= its own version
+    (confluent_kafka.h MIN_RD_KAFKA_VERSION; 2.0.2 builds against Debian 12's librdkafka 2.0.2, 2.1.0
+    does not: measured, docs/deploy.md), so 32-bit ARM gets ``confluent-kafka<=<librdkafka-dev>``.
+    Install runs at every start (Install "runs each time the component starts" and pip never upgrades itself:
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html#recipe-lifecycle);
+    the second run is a no-op (the stamp).
+    """
+    done, calls = _run_install(tmp_path, DEVICES[device], **probe)
+    assert done.returncode == 0, done.stderr
+    assert len(calls) == 1 and calls[0].startswith("-m pip install"), calls
+    assert f"/edge_app/{wanted} " in calls[0] + " "
+    assert "--upgrade" not in calls[0] and "--disable-pip-version-check" in calls[0]
+    constraints = (tmp_path / "work" / "venv.constraints").read_text()
+    if probe["rdkafka"]:
+        assert constraints.strip() == f"confluent-kafka<={probe['rdkafka'].split('-')[0]}"
+    else:
+        assert constraints == ""
+    again, calls = _run_install(tmp_path, DEVICES[device], **probe)  # the next boot
+    assert again.returncode == 0 and len(calls) == 1, calls  # no second pip run
+    assert "up to date" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("probe", "message"),
+    [
+        ({"bits": 32, "machine": "armv7l", "py": "3.11", "rdkafka": "2.0.2-1"}, "needs Python 3.9"),
+        ({"bits": 32, "machine": "armv6l", "py": "3.9", "rdkafka": "2.0.2-1"}, "needs ARMv7+"),
+        ({"bits": 32, "machine": "armv7l", "py": "3.9", "rdkafka": None}, "librdkafka-dev missing"),
+    ],
+)
+def test_install_refuses_32_bit_setups_without_a_runtime(tmp_path, probe, message):
+    """Defect 6/7: tflite-runtime's only armv7l wheel on PyPI is 2.13.0 for cp39 (ai-edge-litert has
+    none): 32-bit Bookworm (Python 3.11) and ARMv6 are refused with a clear message, not a failed
+    build half an hour in."""
+    done, calls = _run_install(tmp_path, DEVICES["pi-32"], **probe)
+    assert done.returncode != 0 and message in done.stderr and calls == []
+
+
+def test_ipc_policies_need_no_interpolation(built):
+    """Defect 8. The nucleus interpolates a component's *configuration* (its ``accessControl``
+    included) only when ``interpolateComponentConfiguration`` is true (default false), and only with
+    system parameters; the authorization handler matches the policy text as stored. Sources:
+    shouldInterpolateConfiguration in
+    https://github.com/aws-greengrass/aws-greengrass-nucleus/blob/main/src/main/java/com/aws/greengrass/componentmanager/KernelConfigResolver.java
+    and the MQTT_STYLE look-up in
+    https://github.com/aws-greengrass/aws-greengrass-nucleus/blob/main/src/main/java/com/aws/greengrass/authorization/AuthorizationHandler.java
+    docs:
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/greengrass-nucleus-component.html
+    (interpolateComponentConfiguration) and
+    https://docs.aws.amazon.com/greengrass/v2/developerguide/interprocess-communication.html#ipc-authorization-policies
+    """
+    for mode, b in built.items():
+        for d in b.resources("AWS::GreengrassV2::Deployment").values():
+            nucleus = d["Properties"]["Components"].get("aws.greengrass.Nucleus")
+            assert nucleus is None, mode  # no deployment turns interpolation on: policies must not need it
+        recipe = _recipes(b)["hybridstream.EdgeApp"]
+        acl = recipe["ComponentConfiguration"]["DefaultConfiguration"]["accessControl"]
+        resources = [r for policy in acl[ipc.MQTT_PROXY].values() for r in policy["resources"]]
+        assert not any("{" in r for r in resources), mode
+        for kind in ("windows", "metrics", "readings"):  # what the edge app publishes, as the nucleus holds it
+            assert ipc.authorized(acl, ipc.PUBLISH, f"hybridstream/pi-1/{kind}"), (mode, kind)
+        assert ipc.authorized(acl, ipc.SUBSCRIBE, "hybridstream/models/speed-pi-1/published"), mode
+        assert not ipc.authorized(acl, ipc.PUBLISH, "hybridstream/models/speed-pi-1/published"), mode
+        assert not ipc.authorized(acl, ipc.SUBSCRIBE, "hybridstream/pi-2/windows"), mode
+    # what the old recipe had: a literal variable refuses every publish
+    old = {ipc.MQTT_PROXY: {"p": {"operations": [ipc.PUBLISH], "resources": ["hybridstream/{iot:thingName}/*"]}}}
+    assert not ipc.authorized(old, ipc.PUBLISH, "hybridstream/pi-1/windows")
+
+
+def test_only_the_prerequisites_component_bootstraps(built, tmp_path):
+    """Defect 10. A Bootstrap step makes the nucleus stop every component and restart itself
+    (softShutdown, then exit 0 is treated as a restart request:
+    https://github.com/aws-greengrass/aws-greengrass-nucleus/blob/main/src/main/java/com/aws/greengrass/deployment/activator/KernelUpdateActivator.java
+    ), and it runs again whenever its component's version changes
+    (GenericExternalService.isBootstrapRequired). So only the rarely changing Prerequisites component
+    has one (its version does not depend on any artifact: test_versions_derive_from_content); Kafka 4
+    needs Java 17 (Debian 11's default is 11), checked by version, not by presence.
+    Docs: https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html#bootstrap-lifecycle-definition
+    """
+    for mode, b in built.items():
+        with_bootstrap = [
+            name
+            for name, recipe in _recipes(b).items()
+            if any("Bootstrap" in (m.get("Lifecycle") or {}) for m in recipe["Manifests"])
+        ]
+        assert with_bootstrap == ["hybridstream.Prerequisites"], mode
+        prereq = _recipes(b)["hybridstream.Prerequisites"]
+        assert not any(m["Artifacts"] for m in prereq["Manifests"])
+        for name, recipe in _recipes(b).items():
+            if name.endswith((".EdgeApp", ".KafkaBroker", ".Trainer")):
+                dep = recipe["ComponentDependencies"]["hybridstream.Prerequisites"]
+                assert dep["DependencyType"] == "HARD", (mode, name)
+    kafka = _recipes(built["edge-cloud"])["hybridstream.KafkaBroker"]
+    install = kafka["Manifests"][0]["Lifecycle"]["Install"]["Script"]
+    java_check = install.split('cd "{work:path}"', 1)[0]  # the Java gate, before anything is written
+    for version, ok in (('openjdk version "11.0.20" 2023-07-18', False), ('openjdk version "17.0.15"', True)):
+        shim = tmp_path / f"java-{ok}"
+        shim.mkdir()
+        (shim / "java").write_text(f"#!/bin/sh\necho '{version}' >&2\n")
+        (shim / "java").chmod(0o755)
+        done = subprocess.run(
+            ["sh", "-c", java_check], env={"PATH": f"{shim}:/usr/bin:/bin"}, capture_output=True, text=True
+        )
+        assert (done.returncode == 0) is ok, done.stderr
+        if not ok:
+            assert "needs Java >= 17" in done.stderr and "openjdk-17-jre-headless" in done.stderr
+    bootstrap = prereq["Manifests"][0]["Lifecycle"]["Bootstrap"]["Script"]
+    assert '[ "$java_major" -ge 17 ] || missing="$missing openjdk-17-jre-headless"' in bootstrap
+
+
+def _template_recipes(b) -> list[dict]:
+    out = []
+    for res in b.resources("AWS::GreengrassV2::ComponentVersion").values():
+        recipe = res["Properties"]["InlineRecipe"]
+        parts = recipe["Fn::Join"][1] if isinstance(recipe, dict) else [recipe]
+        out.append(json.loads("".join(p if isinstance(p, str) else "bucket" for p in parts)))
+    return out
+
+
+def test_job_timeouts_cover_the_install_timeouts(built):
+    """Defect 11. An IoT job execution that stays IN_PROGRESS longer than the job's in-progress timeout
+    is TIMED_OUT (a failure: the canary's abort rule cancels the rollout). A device may run every
+    component's Bootstrap and Install one after the other (default 120 s each when a step sets no
+    Timeout), plus the deployment's component-update and configuration-validation timeouts.
+    Docs: https://docs.aws.amazon.com/iot/latest/developerguide/jobs-configurations-details.html#job-timeouts
+    and the recipe reference's Timeout defaults: https://docs.aws.amazon.com/greengrass/v2/developerguide/component-recipe-reference.html#recipe-reference-lifecycle
+    """
+    for mode, b in built.items():
+        total = 0
+        for recipe in _template_recipes(b):  # the template's own recipes, not the construct's
+            worst = 0
+            for m in recipe["Manifests"]:
+                lc = m.get("Lifecycle") or {}
+                worst = max(
+                    worst,
+                    sum(int(lc[k].get("Timeout", 120)) for k in ("Bootstrap", "Install") if k in lc),
+                )
+            total += worst
+        for d in b.resources("AWS::GreengrassV2::Deployment").values():
+            props = d["Properties"]
+            policies = props["DeploymentPolicies"]
+            budget = (
+                total
+                + policies["ComponentUpdatePolicy"]["TimeoutInSeconds"]
+                + policies["ConfigurationValidationPolicy"]["TimeoutInSeconds"]
+            )
+            minutes = props["IotJobConfiguration"]["TimeoutConfig"]["InProgressTimeoutInMinutes"]
+            assert minutes * 60 >= budget, (mode, props["DeploymentName"], minutes, budget)
+            assert minutes <= 10080  # IoT jobs' maximum in-progress timeout (7 days)
+
+
+def _cloudformation_attempt(template: dict, existing: set[tuple[str, str]]) -> tuple[bool, set[tuple[str, str]]]:
+    """A create attempt that fails after the component versions were made, then rolls back, as
+    CloudFormation does: create each version (ConflictException when it exists), then delete what
+    the attempt created unless its DeletionPolicy is Retain. Returns (created ok, what is left)."""
+    created = []
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::GreengrassV2::ComponentVersion":
+            continue
+        recipe = res["Properties"]["InlineRecipe"]
+        parts = recipe["Fn::Join"][1] if isinstance(recipe, dict) else [recipe]
+        body = json.loads("".join(p if isinstance(p, str) else "bucket" for p in parts))
+        key = (body["ComponentName"], body["ComponentVersion"])
+        if key in existing:
+            return False, existing  # ConflictException: the version already exists
+        existing = existing | {key}
+        created.append((key, res.get("DeletionPolicy", "Delete")))
+    kept = {key for key, policy in created if policy == "Retain"}
+    return True, (existing - {key for key, _ in created}) | kept
+
+
+def test_component_versions_survive_a_rolled_back_first_deploy_and_a_destroy(built):
+    """Defect 2. Component versions are immutable and content-derived here: CreateComponentVersion
+    of an existing name+version fails with ConflictException
+    (https://docs.aws.amazon.com/greengrass/v2/APIReference/API_CreateComponentVersion.html). A failed
+    create rolls back, and ``cdk destroy`` deletes, per DeletionPolicy
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-attribute-deletionpolicy.html);
+    a replaced version follows UpdateReplacePolicy
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-attribute-updatereplacepolicy.html),
+    kept: a fleet pinned to the previous release still needs it.
+    """
+    for mode, b in built.items():
+        ok, left = _cloudformation_attempt(b.raw, set())  # first deploy: fails later, rolls back
+        assert ok and not left, mode
+        ok, left = _cloudformation_attempt(b.raw, left)  # the retry (or a redeploy after destroy)
+        assert ok, mode
+        for res in b.resources("AWS::GreengrassV2::ComponentVersion").values():
+            assert res["UpdateReplacePolicy"] == "Retain", mode
+    # the old template (Retain on delete) fails the retry
+    old = json.loads(json.dumps(built["edge-cloud"].raw))
+    for res in old["Resources"].values():
+        if res["Type"] == "AWS::GreengrassV2::ComponentVersion":
+            res["DeletionPolicy"] = "Retain"
+    ok, left = _cloudformation_attempt(old, set())
+    assert not _cloudformation_attempt(old, left)[0]
+
+
+def test_a_device_is_targeted_by_one_deployment(built):
+    """Defect 4 (deployment side). A core device in several thing groups gets every group's
+    deployment, and the nucleus must find one version of each component that meets every
+    deployment's requirement; with the fleet pinned and the canaries on the new release none does
+    and the canary job fails (https://docs.aws.amazon.com/greengrass/v2/developerguide/manage-deployments.html,
+    "Deployments to thing groups": the latest deployment of each group applies). So the two
+    deployments target different groups, and provisioning puts a device into exactly one of them.
+    """
+    for mode, b in built.items():
+        targets = [
+            json.dumps(d["Properties"]["TargetArn"]) for d in b.resources("AWS::GreengrassV2::Deployment").values()
+        ]
+        assert len(targets) == 2 and len(set(targets)) == 2, mode
+        (template,) = b.resources("AWS::IoT::ProvisioningTemplate").values()
+        body = template["Properties"]["TemplateBody"]
+        text = body if isinstance(body, str) else json.dumps(body)
+        parsed = json.loads(text) if isinstance(body, str) else None
+        if parsed is None:  # Fn::Join / Fn::Sub: the thing's ThingGroups list is still a literal JSON fragment
+            assert text.count('\\"ThingGroups\\"') >= 1, mode
+            continue
+        things = [r for r in parsed["Resources"].values() if r["Type"] == "AWS::IoT::Thing"]
+        assert len(things) == 1 and len(things[0]["Properties"]["ThingGroups"]) == 1, mode
+
+
+def test_runner_renders_like_the_nucleus(tmp_path):
+    """The runner's interpolation follows KernelConfigResolver (https://github.com/aws-greengrass/aws-greengrass-nucleus/blob/main/src/main/java/com/aws/greengrass/componentmanager/KernelConfigResolver.java):
+    a replacement is not interpolated again, configuration placeholders in the configuration stay
+    text without interpolateComponentConfiguration, cross-component look-ups need a dependency."""
+    ctx = ComponentContext("a", "1.0.0", {"name": "speed-{iot:thingName}", "n": 3}, "/art", "/unz", "/work", ("b",))
+    other = ComponentContext("b", "1.0.0", {}, "/art-b", "/unz-b", "/work-b")
+    i = Interpolator(thing_name="pi-1", root_path="/gg", components={"a": ctx, "b": other, "c": other})
+    assert i.string("{configuration:/name}", ctx) == "speed-{iot:thingName}"  # not interpolated twice
+    assert i.string("{iot:thingName}:{configuration:/n}:{work:path}", ctx) == "pi-1:3:/work"
+    assert i.string("{b:artifacts:decompressedPath}", ctx) == "/unz-b"
+    assert i.string("{c:artifacts:decompressedPath}", ctx) == "{c:artifacts:decompressedPath}"  # not a dependency
+    assert i.value({"x": "{configuration:/n}"}, ctx, with_configuration=False) == {"x": "{configuration:/n}"}
