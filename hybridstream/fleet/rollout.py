@@ -304,9 +304,25 @@ class Rollout:
                 self._say(f"fleet: {gate.reason}; the rollout goes on (`hybridstream fleet abort` puts it back)")
                 return result
             result.status = "promoted"
-        self._say("pin this release for `cdk deploy` (cdk.json context), so the stack keeps the fleet on it:")
-        self._say(json.dumps({"fleet_component_versions": versions}))
+        self._pin_hint(versions)
         return result
+
+    def _pin_hint(self, versions: dict[str, str]) -> None:
+        """What to put into cdk.json so the next `cdk deploy` keeps the fleet on this release."""
+        release = self.outputs.get("ComponentRelease")
+        try:
+            pinned = json.loads(release).get("fleet_component_versions", {}) if release else {}
+        except ValueError:
+            pinned = {}
+        if pinned and all(pinned.get(n) == v for n, v in versions.items()):
+            self._say("pin it for `cdk deploy`: put the ComponentRelease output into cdk.json's context:")
+            self._say(release or "")
+        else:
+            self._say(
+                "pin it for `cdk deploy`: fleet_component_versions below, with fleet_artifacts from the "
+                "ComponentRelease output of the deploy that built these versions:"
+            )
+            self._say(json.dumps({"fleet_component_versions": versions}))
 
     def abort(self) -> dict[str, str]:
         """Cancel the CLI rollout on each group and deploy what it replaced; group -> restoring deployment."""

@@ -74,7 +74,7 @@ def test_canary_success_then_fleet(ctx, gg, capsys):
     assert '"status": "fleet-started"' in out and '"fleet_deployment": "fleet-2"' in out
     assert "canary: 0/1 deployed, 0/1 healthy" in err and "canary: 1/1 deployed, 1/1 healthy" in err
     assert "canary gate passed" in err and "fleet: deployment fleet-2 created" in err
-    assert '"fleet_component_versions"' in err  # the pin hint for cdk.json
+    assert "put the ComponentRelease output into cdk.json's context" in err  # the pin hint
 
 
 def test_canary_failure_aborts_and_restores_previous(ctx, gg, capsys):
