@@ -35,6 +35,17 @@ Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its
 
 ``on_swap`` (``keep`` or ``reset``) says what a new speed model inherits: ``keep`` its
 predecessor's error record, ``reset`` the batch model's (equal trust).
+
+The config keys of a method are its class's constructor parameters, with the measured defaults
+in the signatures (:mod:`edge_app.registry`); an unknown key is refused with the valid ones, and
+every combiner keeps its arguments as attributes (river's convention):
+
+>>> make_combiner({"method": "stacking"}).half_life
+5.0
+>>> make_combiner({"method": "stacking", "half_lfe": 5})
+Traceback (most recent call last):
+...
+ValueError: unknown combination method key(s) for stacking: half_lfe (valid: clip, delta, half_life, method, on_swap)
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Protocol
+
+from edge_app.registry import Configurable, Registry
 
 
 class Combiner(Protocol):
@@ -73,7 +86,11 @@ def _check_on_swap(on_swap: str) -> str:
     return on_swap
 
 
-class _Convex:
+STRATEGIES: Registry[Combiner] = Registry("combination strategy", key="strategy", default="dynamic")
+METHODS: Registry[Combiner] = Registry("combination method", key="method", default="stacking")
+
+
+class _Convex(Configurable):
     """Shared part of the convex combiners: the speed weight ``_ws`` and ``predict_one``."""
 
     name = "dynamic"
@@ -87,8 +104,9 @@ class _Convex:
         return batch + self._ws * (speed - batch)
 
 
+@STRATEGIES.register("static")
 class Fixed(_Convex):
-    """Fixed weights: ``batch`` (1, 0), ``speed`` (0, 1) or ``static`` (the given weights).
+    """Fixed weights (``static``): ``speed_weight`` for the speed model, the rest for the batch one.
 
     ``Fixed(speed_weight=0.3)`` reproduces the research prototype's 0.3 speed / 0.7 batch.
 
@@ -96,10 +114,12 @@ class Fixed(_Convex):
     13.0
     """
 
-    def __init__(self, speed_weight: float, name: str = "static") -> None:
+    name = "static"
+
+    def __init__(self, speed_weight: float = 0.3) -> None:
         if not 0.0 <= speed_weight <= 1.0:
             raise ValueError("speed_weight must be within [0, 1]")
-        self.name = name
+        self.speed_weight = speed_weight
         self._ws = float(speed_weight)
         self._w = (1.0 - self._ws, self._ws)
 
@@ -117,7 +137,68 @@ class Fixed(_Convex):
         return None
 
 
-class InverseErrorWeights(_Convex):
+@STRATEGIES.register("batch")
+class BatchOnly(Fixed):
+    """The batch model only (weights (1, 0))."""
+
+    name = "batch"
+
+    def __init__(self) -> None:
+        super().__init__(0.0)
+
+
+@STRATEGIES.register("speed")
+class SpeedOnly(Fixed):
+    """The speed model only (weights (0, 1))."""
+
+    name = "speed"
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+
+
+class _ForgottenMSE(_Convex):
+    """The exponentially forgotten squared error of each model (``_mb``, ``_ms``): the state of
+    ``inverse_mse`` and ``ftl``, updated by :meth:`_update_mse`."""
+
+    def _init_mse(self, half_life: float, prior: float) -> None:
+        self._d = _decay(half_life)
+        self._mb = prior
+        self._ms = prior
+
+    def _update_mse(self, batch: float, speed: float, y: float) -> bool:
+        """Forget a little, add this record's squared errors; False (nothing changed) for a wild record."""
+        eb = batch - y
+        es = speed - y
+        if not eb * eb + es * es < _HUGE:
+            return False
+        d = self._d
+        self._mb = d * self._mb + (1.0 - d) * eb * eb
+        self._ms = d * self._ms + (1.0 - d) * es * es
+        return True
+
+
+class _RunningScale(_Convex):
+    """A slow running mean square ``_v`` (winsorised: one wild record must not blow up the scale):
+    what makes ``hedge``'s and ``eg``'s ``eta`` unitless."""
+
+    def _init_scale(self, half_life: float) -> None:
+        self._dv = _decay(half_life)
+        self._v = 0.0
+        self._n = 0
+
+    def _update_scale(self, sq: float) -> float:
+        """Fold ``sq`` into the scale (a plain mean over the first records) and return it."""
+        self._n += 1
+        dv = self._dv if self._n * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._n  # plain mean at first
+        if self._n > 10 and 0.0 < 1e4 * self._v < sq:
+            sq = 1e4 * self._v
+        self._v = v = dv * self._v + (1.0 - dv) * sq
+        return v
+
+
+@METHODS.register("inverse_mse")
+class InverseErrorWeights(_ForgottenMSE):
     """Weights proportional to 1 / (exponentially forgotten squared error) of each model.
 
     ``half_life`` is in records: an error that old counts half as much as the newest one.
@@ -130,22 +211,16 @@ class InverseErrorWeights(_Convex):
     """
 
     def __init__(self, half_life: float = 24.0, eps: float = 1e-6, prior: float = 1.0, on_swap: str = "keep") -> None:
-        self._d = _decay(half_life)
+        self.half_life, self.eps, self.prior, self.on_swap = half_life, eps, prior, on_swap
+        self._init_mse(half_life, prior)
         self._eps = eps
-        self._mb = prior
-        self._ms = prior
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
 
     def learn_one(self, batch: float, speed: float, y: float) -> None:
-        eb = batch - y
-        es = speed - y
-        if not eb * eb + es * es < _HUGE:
-            return
-        d = self._d
-        self._mb = mb = d * self._mb + (1.0 - d) * eb * eb
-        self._ms = ms = d * self._ms + (1.0 - d) * es * es
-        self._ws = (mb + self._eps) / (mb + ms + 2.0 * self._eps)  # (1/ms) / (1/mb + 1/ms)
+        if self._update_mse(batch, speed, y):
+            mb, ms = self._mb, self._ms
+            self._ws = (mb + self._eps) / (mb + ms + 2.0 * self._eps)  # (1/ms) / (1/mb + 1/ms)
 
     def reset_speed(self) -> None:
         if self._on_swap == "reset":  # the new speed model starts with the batch model's error
@@ -153,6 +228,7 @@ class InverseErrorWeights(_Convex):
             self._ws = 0.5
 
 
+@METHODS.register("sliding_mse")
 class SlidingInverseMSE(_Convex):
     """Weights proportional to 1 / MSE of each model over the last ``size`` records.
 
@@ -166,6 +242,7 @@ class SlidingInverseMSE(_Convex):
     def __init__(self, size: int = 100, eps: float = 1e-6, on_swap: str = "keep") -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
+        self.size, self.eps, self.on_swap = size, eps, on_swap
         self._size = int(size)
         self._eps = eps
         self._rb = [0.0] * self._size  # ring buffers of squared errors, preallocated
@@ -203,7 +280,8 @@ class SlidingInverseMSE(_Convex):
             self._ws = 0.5
 
 
-class Hedge(_Convex):
+@METHODS.register("hedge")
+class Hedge(_RunningScale):
     """Exponential weights (Hedge) on each model's forgotten, scale-normalised squared error.
 
     ``w_i ~ exp(-eta * L_i)`` with ``L_i`` the exponentially forgotten sum of
@@ -219,11 +297,10 @@ class Hedge(_Convex):
     def __init__(self, eta: float = 0.5, half_life: float = 50.0, on_swap: str = "keep") -> None:
         if not eta > 0:
             raise ValueError("eta must be > 0")
+        self.eta, self.half_life, self.on_swap = eta, half_life, on_swap
         self._eta = eta
         self._d = _decay(half_life)
-        self._dv = _decay(10.0 * half_life)
-        self._v = 0.0
-        self._n = 0
+        self._init_scale(10.0 * half_life)
         self._diff = 0.0  # L_batch - L_speed
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
@@ -233,12 +310,7 @@ class Hedge(_Convex):
         es = (speed - y) * (speed - y)
         if not eb + es < _HUGE:
             return
-        self._n += 1
-        dv = self._dv if self._n * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._n  # plain mean at first
-        sq = 0.5 * (eb + es)
-        if self._n > 10 and 0.0 < 1e4 * self._v < sq:  # winsorised: one wild record must not blow up the scale
-            sq = 1e4 * self._v
-        self._v = v = dv * self._v + (1.0 - dv) * sq
+        v = self._update_scale(0.5 * (eb + es))
         if v <= 0.0:
             return
         inc = (eb - es) / v
@@ -258,7 +330,8 @@ class Hedge(_Convex):
             self._ws = 0.5
 
 
-class ExponentiatedGradient(_Convex):
+@METHODS.register("eg")
+class ExponentiatedGradient(_RunningScale):
     """Exponentiated gradient (EG) on the hybrid's own squared loss, two experts.
 
     The speed weight is ``sigmoid(theta)``; each record moves ``theta`` by
@@ -275,11 +348,10 @@ class ExponentiatedGradient(_Convex):
     def __init__(self, eta: float = 0.1, max_logit: float = 5.0, half_life: float = 500.0, on_swap: str = "keep"):
         if not eta > 0:
             raise ValueError("eta must be > 0")
+        self.eta, self.max_logit, self.half_life, self.on_swap = eta, max_logit, half_life, on_swap
         self._eta = eta
         self._max = max_logit
-        self._dv = _decay(half_life)
-        self._v = 0.0
-        self._n = 0
+        self._init_scale(half_life)
         self._theta = 0.0
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
@@ -289,12 +361,7 @@ class ExponentiatedGradient(_Convex):
         err = batch + self._ws * diff - y
         if not diff * diff + err * err < _HUGE:
             return
-        self._n += 1
-        dv = self._dv if self._n * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._n
-        sq = diff * diff
-        if self._n > 10 and 0.0 < 1e4 * self._v < sq:  # winsorised: one wild record must not blow up the scale
-            sq = 1e4 * self._v
-        self._v = v = dv * self._v + (1.0 - dv) * sq
+        v = self._update_scale(diff * diff)
         if v <= 0.0:
             return
         # d loss / d theta = 2 err * diff * w (1 - w); EG uses the gradient w.r.t. the weights
@@ -308,13 +375,15 @@ class ExponentiatedGradient(_Convex):
             self._ws = 0.5
 
 
+@METHODS.register("stacking")
 class OnlineStacking(_Convex):
     """Online stacking: recursive least squares with forgetting on ``y - b = w * (s - b)``.
 
     One weight, so one float of state for the estimate and one for its variance: the
     least-squares blend of the two forecasts over the (exponentially forgotten) recent past.
     ``clip=True`` keeps ``w`` within [0, 1] (a convex blend); ``clip=False`` lets it
-    extrapolate (e.g. lean past the speed model when both err the same way).
+    extrapolate (e.g. lean past the speed model when both err the same way). The default
+    half-life of 5 records is the measured best (docs/combination.md).
 
     >>> c = OnlineStacking(half_life=100)
     >>> for i in range(300):
@@ -323,7 +392,8 @@ class OnlineStacking(_Convex):
     0.5
     """
 
-    def __init__(self, half_life: float = 200.0, clip: bool = True, delta: float = 100.0, on_swap: str = "keep"):
+    def __init__(self, half_life: float = 5.0, clip: bool = True, delta: float = 100.0, on_swap: str = "keep"):
+        self.half_life, self.clip, self.delta, self.on_swap = half_life, clip, delta, on_swap
         self._lam = _decay(half_life)
         self._clip = clip
         self._delta = delta
@@ -353,7 +423,8 @@ class OnlineStacking(_Convex):
             self._ws = 0.5
 
 
-class FollowTheLeader(_Convex):
+@METHODS.register("ftl")
+class FollowTheLeader(_ForgottenMSE):
     """All weight on the model with the lowest forgotten MSE; switch only when the other is
     better by more than ``margin`` (relative), so it does not flap.
 
@@ -365,21 +436,16 @@ class FollowTheLeader(_Convex):
     """
 
     def __init__(self, half_life: float = 50.0, margin: float = 0.1, prior: float = 1.0, on_swap: str = "keep"):
-        self._d = _decay(half_life)
+        self.half_life, self.margin, self.prior, self.on_swap = half_life, margin, prior, on_swap
+        self._init_mse(half_life, prior)
         self._margin = 1.0 + margin
-        self._mb = prior
-        self._ms = prior
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.0
 
     def learn_one(self, batch: float, speed: float, y: float) -> None:
-        eb = batch - y
-        es = speed - y
-        if not eb * eb + es * es < _HUGE:
+        if not self._update_mse(batch, speed, y):
             return
-        d = self._d
-        self._mb = mb = d * self._mb + (1.0 - d) * eb * eb
-        self._ms = ms = d * self._ms + (1.0 - d) * es * es
+        mb, ms = self._mb, self._ms
         if self._ws == 0.0:
             if ms * self._margin < mb:
                 self._ws = 1.0
@@ -391,22 +457,17 @@ class FollowTheLeader(_Convex):
             self._ms = self._mb
 
 
-# method -> (class, {config key: type}); the defaults are the classes' own
-METHODS: dict[str, tuple[type, dict[str, type]]] = {
-    "inverse_mse": (InverseErrorWeights, {"half_life": float, "on_swap": str}),
-    "sliding_mse": (SlidingInverseMSE, {"size": int, "on_swap": str}),
-    "hedge": (Hedge, {"eta": float, "half_life": float, "on_swap": str}),
-    "eg": (ExponentiatedGradient, {"eta": float, "max_logit": float, "half_life": float, "on_swap": str}),
-    "stacking": (OnlineStacking, {"half_life": float, "clip": bool, "on_swap": str}),
-    "ftl": (FollowTheLeader, {"half_life": float, "margin": float, "on_swap": str}),
-}
-
-# the measured default (docs/combination.md, `hybridstream eval combiners`)
+# the measured default (docs/combination.md, `hybridstream eval combiners`): the registry's default
+# method with its class's default half-life (tests/edge_app/test_combiners.py checks they agree)
 DEFAULT_DYNAMIC: dict = {"method": "stacking", "half_life": 5}
 
 
 def make_combiner(config: Mapping) -> Combiner:
     """Build a combiner from config: ``{"strategy": "dynamic"|"static"|"batch"|"speed", ...}``.
+
+    ``dynamic`` takes ``method`` (default ``stacking``) and that method's keys; the others take
+    their class's keys (``static``: ``speed_weight``). ValueError on an unknown strategy, method
+    or key, or a bad value.
 
     >>> make_combiner({"strategy": "dynamic", "method": "hedge", "eta": 1.0}).weights
     (0.5, 0.5)
@@ -415,32 +476,16 @@ def make_combiner(config: Mapping) -> Combiner:
     ...
     ValueError: unknown combination strategy 'blend' (batch, speed, static, dynamic)
     """
+    if not isinstance(config, Mapping):
+        raise ValueError(f"combination must be an object, got {type(config).__name__}")
     strategy = config.get("strategy", "dynamic")
-    if strategy == "batch":
-        return Fixed(0.0, "batch")
-    if strategy == "speed":
-        return Fixed(1.0, "speed")
-    if strategy == "static":
-        return Fixed(float(config.get("speed_weight", 0.3)), "static")
     if strategy == "dynamic":
-        params = {k: v for k, v in config.items() if k not in ("strategy", "method")}
-        if "method" not in config:
-            params = {k: v for k, v in DEFAULT_DYNAMIC.items() if k != "method"} | params
-        method = config.get("method", DEFAULT_DYNAMIC["method"])
-        if method not in METHODS:
-            raise ValueError(f"unknown dynamic method {method!r} ({', '.join(METHODS)})")
-        cls, keys = METHODS[method]  # other keys (the edge app's own) are ignored
-        kwargs = {}
-        for key, typ in keys.items():
-            if key in params:
-                value = params[key]
-                if typ is bool and isinstance(value, str):
-                    value = value.lower() in ("1", "true", "yes")
-                kwargs[key] = typ(value)
-        combiner = cls(**kwargs)
+        combiner = METHODS.build(config, ignore=("strategy",))
         combiner.name = "dynamic"
         return combiner
-    raise ValueError(f"unknown combination strategy {strategy!r} (batch, speed, static, dynamic)")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown combination strategy {strategy!r} (batch, speed, static, dynamic)")
+    return STRATEGIES.build(config)
 
 
 def is_finite(x: float) -> bool:

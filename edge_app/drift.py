@@ -19,6 +19,18 @@ Detectors (``detector`` key) and their config keys:
 ``cusum``      one-sided CUSUM on the standardised residual: ``k``, ``h``, ``warmup``
 ``none``       never fires
 =============  ===========================================================================
+
+Every detector also takes ``cooldown`` and ``input``. The keys are the classes' constructor
+parameters, the defaults their signatures' (the measured ones: ADWIN ``delta`` 2e-5,
+``clock`` 4); an unknown key is refused with the valid ones (:mod:`edge_app.registry`), and a
+detector keeps its arguments as attributes:
+
+>>> make_detector({}).delta
+2e-05
+>>> make_detector({"detector": "cusum", "hh": 8})
+Traceback (most recent call last):
+...
+ValueError: unknown drift detector key(s) for cusum: hh (valid: cooldown, detector, h, input, k, ref_half_life, warmup)
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Protocol
+
+from edge_app.registry import Configurable, Registry
 
 
 class DriftDetector(Protocol):
@@ -36,8 +50,10 @@ class DriftDetector(Protocol):
 
 _INPUTS = {"abs": abs, "signed": float, "squared": lambda r: r * r}
 
+DETECTORS: Registry[DriftDetector] = Registry("drift detector", key="detector", default="adwin")
 
-class _Base:
+
+class _Base(Configurable):
     """Input transform and cooldown shared by all detectors."""
 
     def __init__(self, cooldown: int = 100, input: str = "abs") -> None:
@@ -45,6 +61,7 @@ class _Base:
             raise ValueError(f"input must be one of {', '.join(_INPUTS)}")
         if cooldown < 0:
             raise ValueError("cooldown must be >= 0")
+        self.cooldown, self.input = cooldown, input
         self._f = _INPUTS[input]
         self._cooldown = cooldown
         self._since = cooldown
@@ -69,6 +86,7 @@ class _Base:
         return False
 
 
+@DETECTORS.register("adwin")
 class AdwinDetector(_Base):
     """ADWIN (river) over the residuals; ``direction="up"`` reports only growing errors.
 
@@ -88,6 +106,7 @@ class AdwinDetector(_Base):
         from river.drift import ADWIN  # noqa: PLC0415
 
         super().__init__(cooldown, input)
+        self.delta, self.clock, self.direction = delta, clock, direction
         if direction not in ("up", "both"):
             raise ValueError("direction must be 'up' or 'both'")
         self._adwin = ADWIN(delta=delta, clock=clock)
@@ -102,6 +121,7 @@ class AdwinDetector(_Base):
         return (not self._up) or self._adwin.estimation > before
 
 
+@DETECTORS.register("ph")
 class PageHinkleyDetector(_Base):
     """Page-Hinkley test (river), upward by default (errors growing).
 
@@ -123,6 +143,13 @@ class PageHinkleyDetector(_Base):
         from river.drift import PageHinkley  # noqa: PLC0415
 
         super().__init__(cooldown, input)
+        self.threshold, self.delta, self.alpha, self.min_instances, self.mode = (
+            threshold,
+            delta,
+            alpha,
+            min_instances,
+            mode,
+        )
         self._ph = PageHinkley(min_instances=min_instances, delta=delta, threshold=threshold, alpha=alpha, mode=mode)
 
     def _step(self, x: float) -> bool:
@@ -130,6 +157,7 @@ class PageHinkleyDetector(_Base):
         return self._ph.drift_detected
 
 
+@DETECTORS.register("kswin")
 class KswinDetector(_Base):
     """KSWIN (river): Kolmogorov-Smirnov test between the newest ``stat_size`` values and a
     sample of the rest of a sliding ``window_size`` window (fires both ways).
@@ -151,6 +179,7 @@ class KswinDetector(_Base):
         from river.drift import KSWIN  # noqa: PLC0415
 
         super().__init__(cooldown, input)
+        self.alpha, self.window_size, self.stat_size, self.seed = alpha, window_size, stat_size, seed
         self._ks = KSWIN(alpha=alpha, window_size=window_size, stat_size=stat_size, seed=seed)
 
     def _step(self, x: float) -> bool:
@@ -158,6 +187,7 @@ class KswinDetector(_Base):
         return self._ks.drift_detected
 
 
+@DETECTORS.register("cusum")
 class CusumDetector(_Base):
     """One-sided CUSUM: alarms when the residual grows ``k`` standard deviations above its
     reference level for long enough (``S > h``). The reference mean and spread are learnt
@@ -181,6 +211,7 @@ class CusumDetector(_Base):
         super().__init__(cooldown, input)
         if warmup < 2:
             raise ValueError("warmup must be >= 2")
+        self.k, self.h, self.warmup, self.ref_half_life = k, h, warmup, ref_half_life
         self._k = k
         self._h = h
         self._warmup = warmup
@@ -211,6 +242,7 @@ class CusumDetector(_Base):
         return False
 
 
+@DETECTORS.register("none")
 class NoDetector(_Base):
     """Never fires (drift detection off)."""
 
@@ -218,27 +250,16 @@ class NoDetector(_Base):
         return False
 
 
-# detector -> (class, {config key: type})
-DETECTORS: dict[str, tuple[type, dict[str, type]]] = {
-    "adwin": (AdwinDetector, {"delta": float, "clock": int, "direction": str}),
-    "ph": (
-        PageHinkleyDetector,
-        {"threshold": float, "delta": float, "alpha": float, "min_instances": int, "mode": str},
-    ),
-    "kswin": (KswinDetector, {"alpha": float, "window_size": int, "stat_size": int, "seed": int}),
-    "cusum": (CusumDetector, {"k": float, "h": float, "warmup": int, "ref_half_life": float}),
-    "none": (NoDetector, {}),
-}
-_COMMON = {"cooldown": int, "input": str}
-
-# the measured default (docs/combination.md, `hybridstream eval drift`)
+# the measured default (docs/combination.md, `hybridstream eval drift`): the registry's default
+# detector with its class's default delta (tests/edge_app/test_drift.py checks they agree)
 DEFAULT_DETECTOR: dict = {"detector": "adwin", "delta": 2e-05}
 
 
 def make_detector(config: Mapping) -> DriftDetector:
     """Build a detector from config: ``{"detector": "adwin"|"ph"|"kswin"|"cusum"|"none", ...}``.
 
-    Keys that belong to other parts of the config are ignored.
+    Only the detector's keys are allowed (the edge app strips its own ``residual`` first:
+    :attr:`edge_app.config.EdgeConfig.detector_config`).
 
     >>> make_detector({"detector": "cusum", "h": 8}).update(0.3)
     False
@@ -247,12 +268,4 @@ def make_detector(config: Mapping) -> DriftDetector:
     ...
     ValueError: unknown drift detector 'ddm' (adwin, ph, kswin, cusum, none)
     """
-    kind = config.get("detector", DEFAULT_DETECTOR["detector"])
-    if kind not in DETECTORS:
-        raise ValueError(f"unknown drift detector {kind!r} ({', '.join(DETECTORS)})")
-    params = dict(config)
-    if "detector" not in config:
-        params = {k: v for k, v in DEFAULT_DETECTOR.items() if k != "detector"} | params
-    cls, keys = DETECTORS[kind]
-    kwargs = {key: typ(params[key]) for key, typ in (keys | _COMMON).items() if key in params}
-    return cls(**kwargs)
+    return DETECTORS.build(config)

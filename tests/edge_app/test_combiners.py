@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edge_app.combiners import METHODS, Fixed, make_combiner
+from edge_app.combiners import DEFAULT_DYNAMIC, METHODS, Fixed, make_combiner
 
 DYNAMIC = [{"strategy": "dynamic", "method": m} for m in METHODS]
 ALL = [{"strategy": s} for s in ("batch", "speed", "static", "dynamic")] + DYNAMIC
@@ -160,3 +160,54 @@ def test_wild_records_do_not_poison_the_state(config):
     ws = run(c, synthetic(3000, 2.0, 0.2, seed=7))  # afterwards it still learns which model is better
     assert sum(ws[-500:]) / 500 > 0.7
     assert c.predict_one(1.0, 2.0) == c.predict_one(1.0, 2.0)  # not NaN
+
+
+# ---- typed configuration (issue 7, item 5) ---------------------------------------------------
+def test_the_measured_default_lives_in_the_signature():
+    """``{"method": "stacking"}`` gets the measured half-life (5), not another default."""
+    assert make_combiner({"strategy": "dynamic", "method": "stacking"}).half_life == DEFAULT_DYNAMIC["half_life"] == 5
+    assert make_combiner({}).params() == make_combiner({"method": "stacking"}).params()
+    assert type(make_combiner({})).__name__ == "OnlineStacking"
+
+
+@pytest.mark.parametrize(
+    ("config", "bad", "valid"),
+    [
+        ({"method": "stacking", "half_lfe": 5}, "half_lfe", "clip, delta, half_life, method, on_swap"),
+        ({"strategy": "static", "speed_wieght": 0.3}, "speed_wieght", "speed_weight, strategy"),
+        ({"strategy": "batch", "speed_weight": 0.3}, "speed_weight", "strategy"),
+        ({"method": "hedge", "size": 10}, "size", "eta, half_life, method, on_swap"),
+    ],
+)
+def test_an_unknown_key_is_refused_with_the_valid_ones(config, bad, valid):
+    with pytest.raises(ValueError, match=rf"unknown .* key\(s\) for \w+: {bad} \(valid: {valid}\)"):
+        make_combiner(config)
+
+
+def test_a_typo_is_a_clear_error_at_config_load():
+    from edge_app.config import ConfigError, EdgeConfig
+
+    with pytest.raises(ConfigError, match=r"combination: .*half_lfe.*valid: .*half_life"):
+        EdgeConfig.from_dict({"models": {"batch": "b"}, "combination": {"strategy": "dynamic", "half_lfe": 5}})
+
+
+@pytest.mark.parametrize("config", ALL, ids=lambda c: c.get("method", c["strategy"]))
+def test_constructor_arguments_stay_inspectable(config):
+    """river's convention: every argument is an attribute; ``params()`` rebuilds an equal combiner."""
+    c = make_combiner(config)
+    params = c.params()
+    assert params == {k: getattr(c, k) for k in params}
+    twin = type(c)(**params)
+    assert twin.params() == params and twin.weights == c.weights
+    assert make_combiner({**config, **params}).params() == params  # the config keys are the parameters
+
+
+def test_inverse_mse_and_ftl_share_one_forgotten_mse_update():
+    """Both track the same exponentially forgotten MSE (one helper): fed the same stream, same state."""
+    inv = make_combiner({"method": "inverse_mse", "half_life": 20, "prior": 2.0})
+    ftl = make_combiner({"method": "ftl", "half_life": 20, "prior": 2.0})
+    for b, s, y in list(synthetic(300, 1.0, 0.5, seed=3)) + [(1e300, 0.0, 1.0)]:
+        inv.learn_one(b, s, y)
+        ftl.learn_one(b, s, y)
+    assert (inv._mb, inv._ms) == (ftl._mb, ftl._ms)  # noqa: SLF001
+    assert inv._ms < inv._mb  # noqa: SLF001 (speed is the better model here)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from edge_app.drift import DETECTORS, make_detector
+from edge_app.drift import DEFAULT_DETECTOR, DETECTORS, make_detector
 
 LIVE = [{"detector": k} for k in DETECTORS if k != "none"]
 
@@ -81,3 +81,35 @@ def test_nan_is_ignored_and_none_never_fires():
 def test_bad_config_raises(config):
     with pytest.raises(ValueError):
         make_detector(config)
+
+
+# ---- typed configuration (issue 7, item 5) ---------------------------------------------------
+def test_the_measured_default_lives_in_the_signature():
+    d = make_detector({})
+    assert type(d).__name__ == "AdwinDetector" and d.delta == DEFAULT_DETECTOR["delta"] and d.clock == 4
+    assert make_detector({"detector": "adwin"}).params() == d.params() == make_detector(DEFAULT_DETECTOR).params()
+
+
+def test_an_unknown_key_is_refused_with_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"for adwin: delt \(valid: clock, cooldown, delta, detector, direction, input\)"
+    ):
+        make_detector({"detector": "adwin", "delt": 0.1})
+    with pytest.raises(ValueError, match=r"for ph: window_size \(valid: .*threshold"):
+        make_detector({"detector": "ph", "window_size": 10})
+
+
+def test_a_typo_is_a_clear_error_at_config_load():
+    from edge_app.config import ConfigError, EdgeConfig
+
+    with pytest.raises(ConfigError, match=r"drift: .*tresh.*valid: .*threshold"):
+        EdgeConfig.from_dict({"models": {"batch": "b"}, "drift": {"detector": "ph", "tresh": 5, "residual": "batch"}})
+
+
+@pytest.mark.parametrize("name", list(DETECTORS))
+def test_constructor_arguments_stay_inspectable(name):
+    d = make_detector({"detector": name, "cooldown": 7})
+    params = d.params()
+    assert params["cooldown"] == 7 and params == {k: getattr(d, k) for k in params}
+    assert type(d)(**params).params() == params
+    assert make_detector({"detector": name, **params}).params() == params
