@@ -34,7 +34,7 @@ __all__ = ["NoticeError", "WindowNotice", "parse_queue_message"]
 
 
 def parse_queue_message(body: str | bytes, default_bucket: str = "") -> list[WindowNotice]:
-    """The windows a queue message announces (usually one)."""
+    """The windows a queue message names (usually one)."""
     try:
         msg = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -5,7 +5,7 @@ Message handling (one message at a time):
 * published, already published (same version) or refused by the guardrail/parity check
   (kept under ``rejected/``) -> the message is **deleted**: the work is done;
 * a bad notice or a bad window (missing columns, non-numeric, NaN/inf, too few rows,
-  duplicated timestamps, missing object, rows/sha256 not as announced) -> **not deleted**:
+  duplicated timestamps, missing object, rows/sha256 not as the notice says) -> **not deleted**:
   its visibility is set to ``bad_visibility`` seconds so it is received again, and after
   the queue's ``maxReceiveCount`` the redrive policy moves it to the dead-letter queue;
 * any other error (S3 down, TensorFlow failure) -> not deleted, visible again after
@@ -32,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from model_contract.layout import speed_model_name
+from model_contract.layout import speed_model_name, thing_from_window_key
 from training_job.model import TrainingCancelled
 from training_job.notices import NoticeError, WindowNotice, parse_queue_message
 from training_job.pipeline import Outcome, TrainOptions, train_window
@@ -40,6 +40,18 @@ from training_job.publish import ModelStore
 from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
 
 log = logging.getLogger(__name__)
+
+
+def window_thing(ref: WindowNotice) -> str:
+    """The device a window belongs to: the one in its key (``windows/<thing>/...``, which the IoT
+    rule checked against the publisher's topic), never a notice's own claim; a disagreeing
+    ``thing`` or a key outside ``windows/<thing>/`` is refused (issue 10, defect 13)."""
+    thing = thing_from_window_key(ref.key)
+    if not thing:
+        raise WindowError("notice_mismatch", f"{ref.uri} is not under windows/<thing>/")
+    if ref.thing and ref.thing != thing:
+        raise WindowError("notice_mismatch", f"notice says thing {ref.thing!r}, the key says {thing!r}")
+    return thing
 
 
 @dataclass
@@ -218,7 +230,7 @@ class Worker:
             raise
         fmt = "jsonl" if ref.key.lower().endswith((".jsonl", ".ndjson", ".json")) else "auto"
         window = parse_window(
-            data, self.opts.spec, fmt=fmt, min_rows=self.config.min_rows, source=ref.uri, thing=ref.thing
+            data, self.opts.spec, fmt=fmt, min_rows=self.config.min_rows, source=ref.uri, thing=window_thing(ref)
         )
         if ref.rows is not None and ref.rows != window.rows:
             raise WindowError("notice_mismatch", f"notice says {ref.rows} rows, {ref.uri} has {window.rows}")
@@ -226,7 +238,7 @@ class Worker:
             raise WindowError(
                 "notice_mismatch", f"notice sha256 {ref.sha256[:12]}... != {ref.uri} {window.sha256[:12]}..."
             )
-        opts = dataclasses.replace(self.opts, name=speed_model_name(ref.thing or "unknown", self.opts.name))
+        opts = dataclasses.replace(self.opts, name=speed_model_name(window_thing(ref), self.opts.name))
         outcome = train_window(window, opts, store=self.store, cancel=self._stop.is_set)
         setattr(self.stats, outcome.status, getattr(self.stats, outcome.status, 0) + 1)
         summary = outcome.summary()
