@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.topic_rules import MODES
+from model_contract.kafka_broker import KAFKA_VERSION
 from model_contract.layout import BATCH_MODEL_NAME, SPEED_MODEL_TEMPLATE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,8 @@ class AppConfig:
       of the pre-trained batch model (``make batch-model``); synth fails without it.
     - ``inference_layer_dir`` (``build/lambda-layers/inference``): the cloud-mode inference
       Lambda's dependency layer (numpy + ai-edge-litert), built by ``scripts/build_inference_layer.sh``.
-    - ``kafka_bootstrap`` (``127.0.0.1:9092``), ``kafka_version`` (``4.4.0``): the Pi's broker.
+    - ``kafka_bootstrap`` (``127.0.0.1:9092``), ``kafka_version``
+      (``model_contract.kafka_broker.KAFKA_VERSION``): the Pi's broker.
     - ``kafka_libs_dir`` (``.cache/kafka-<kafka_version>/libs``): the broker's jars (``make setup``
       fetches them with Maven), shipped as the KafkaBroker component's artifact.
     - ``speed_model_name`` (``speed-{thing}``) / ``batch_model_name`` (``batch``): model names in
@@ -72,7 +74,7 @@ class AppConfig:
     batch_model_dir: str = "build/batch-model"
     inference_layer_dir: str = "build/lambda-layers/inference"
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_version: str = "4.4.0"
+    kafka_version: str = KAFKA_VERSION  # the one place: model_contract.kafka_broker
     kafka_libs_dir: str = ""
     speed_model_name: str = SPEED_MODEL_TEMPLATE
     batch_model_name: str = BATCH_MODEL_NAME

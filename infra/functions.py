@@ -13,7 +13,6 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import REPO
 from infra.packaging import stage
 
 LATEST_PYTHON = lambda_.Runtime.PYTHON_3_14
@@ -25,11 +24,14 @@ def encrypted_queue(scope: Construct, construct_id: str, **kwargs) -> sqs.Queue:
 
 
 class PythonFunction(Construct):
-    """A Python Lambda from ``lambdas/<folder>`` (+ extra files staged beside its handler).
+    """A Python Lambda from its source folder (+ extra files staged beside its handler).
 
     Props:
-        folder: the function's folder under ``lambdas/`` (handler ``handler.handler``).
+        source: the function's folder (handler ``handler.handler``), e.g. ``<lambdas_dir>/ingest``:
+            passed in by the app (``infra.artifacts.BuildArtifacts``), never computed here.
         extra_sources: destination -> source path staged into the package (default none).
+        shared_sources: the same, for what every function of the app ships (the app passes
+            ``BuildArtifacts.lambda_shared_sources()``: ``model_contract/``, ``lambdas/shared.py``).
         environment: environment variables (default none).
         runtime: default the latest Python runtime in aws-cdk-lib (3.14).
         memory_size: MB (default 256); timeout_seconds: default 30.
@@ -44,9 +46,10 @@ class PythonFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        folder: str,
+        source: Path,
         description: str,
         extra_sources: Mapping[str, Path] | None = None,
+        shared_sources: Mapping[str, Path] | None = None,
         environment: Mapping[str, str] | None = None,
         runtime: lambda_.Runtime = LATEST_PYTHON,
         memory_size: int = 256,
@@ -55,6 +58,7 @@ class PythonFunction(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.TWO_WEEKS,
     ) -> None:
         super().__init__(scope, construct_id)
+        folder = Path(source).name
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.role = iam.Role(
             self,
@@ -70,7 +74,7 @@ class PythonFunction(Construct):
             )
         )
         self.dead_letter_queue = encrypted_queue(self, "DLQ", retention_period=Duration.days(14))
-        code_dir = stage(f"lambda-{folder}", {"": REPO / "lambdas" / folder, **(extra_sources or {})})
+        code_dir = stage(f"lambda-{folder}", {"": Path(source), **(shared_sources or {}), **(extra_sources or {})})
         self.function = lambda_.Function(
             self,
             "Function",

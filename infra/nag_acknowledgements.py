@@ -30,12 +30,23 @@ CUSTOM_RESOURCE_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"  # AwsCustomRes
 def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
     """(construct path, finding id, reason) for the stack as built."""
     models, windows, results = (_arn(stack, f"Storage/{b}") for b in ("Models", "Windows", "Results"))
+    fleet = _find(stack, "Fleet")
+    speed_own = fleet.speed_model_name.replace("{thing}", "<credentials-iot:ThingName>")
+    batch = fleet.batch_model_name
+    prefix_name = fleet.thing_name_prefix
     basic = "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"
     acks = [
         (
             "Fleet/TokenExchangeRole",
-            f"AwsSolutions-IAM5[Resource::{models}/models/*]",
-            "Devices read any published model under models/ (models are fleet-wide data, versions unknown in advance).",
+            f"AwsSolutions-IAM5[Resource::{models}/models/{speed_own}/*]",
+            "Each device reads (edge mode: also publishes) only its own speed model's versions (models/<its speed "
+            "model>/<version>/...; the thing name comes from the credentials-provider policy variable); versions are "
+            "content-derived.",
+        ),
+        (
+            "Fleet/TokenExchangeRole",
+            f"AwsSolutions-IAM5[Resource::{models}/models/{batch}/*]",
+            "Every device reads the one shared batch model's versions (content-derived, unknown in advance).",
         ),
         (
             "Fleet/TokenExchangeRole",
@@ -44,28 +55,41 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
             "thing name comes from the credentials-provider policy variable.",
         ),
         (
-            "Fleet/ProvisioningRole",
-            f"AwsSolutions-IAM5[Resource::{IOT}:thing/hybridstream-*]",
-            "Fleet provisioning creates things named hybridstream-<serial>; serials are not known in advance.",
+            "Enrollment/ProvisioningRole",
+            f"AwsSolutions-IAM5[Resource::{IOT}:thing/{prefix_name}-*]",
+            f"Fleet provisioning creates things named {prefix_name}-<serial> (only allow-listed serials, checked by "
+            "the pre-provisioning hook); serials are not known in advance.",
         ),
         (
-            "Fleet/ProvisioningRole",
+            "Enrollment/Hook/Role",
+            f"AwsSolutions-IAM5[Resource::{IOT}:thing/{prefix_name}-*]",
+            f"The pre-provisioning hook checks that thing {prefix_name}-<serial> does not exist yet (DescribeThing "
+            "only); serials are not known in advance.",
+        ),
+        (
+            "PolicyDetacher/Handler/Role",
+            f"AwsSolutions-IAM5[Resource::{IOT}:cert/*]",
+            "At stack delete the stack's IoT policies are detached from every certificate they are attached to "
+            "(provisioned devices, the claim certificate): their ids are not known in advance.",
+        ),
+        (
+            "Enrollment/ProvisioningRole",
             f"AwsSolutions-IAM5[Resource::{IOT}:cert/*]",
             "Fleet provisioning activates the certificate created for the claiming device; its id is not known "
             "in advance.",
         ),
         (
-            "ModelPublished/Role",
+            "ModelPublished/Handler/Role",
             f"AwsSolutions-IAM5[Resource::{models}/models/*/LATEST]",
             "The announcer reads the LATEST pointer of any model name (written by the trainer) to announce it.",
         ),
         (
-            "ModelPublished/Role",
+            "ModelPublished/Handler/Role",
             f"AwsSolutions-IAM5[Resource::{models}/models/*/manifest.json]",
             "The announcer reads only manifest.json files, of any model name and version.",
         ),
         (
-            "ModelPublished/Role",
+            "ModelPublished/Handler/Role",
             f"AwsSolutions-IAM5[Resource::{IOT}:topic/hybridstream/models/*/published]",
             "The announcer publishes on hybridstream/models/<name>/published for any model name.",
         ),
@@ -79,6 +103,11 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
             "Rules/Role",
             f"AwsSolutions-IAM5[Resource::{results}/results/*]",
             "The results rule writes results/<thing>/<date>/<id>.json: keys are generated per message.",
+        ),
+        (
+            "Rules/Role",
+            f"AwsSolutions-IAM5[Resource::{results}/metrics/*]",
+            "The latest-metrics rule overwrites metrics/<thing>/latest.json: one key per device (from its topic).",
         ),
         (
             "IotDataEndpoint",
@@ -117,7 +146,6 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
                 "for audit.",
             ),
         ]
-    fleet = _find(stack, "Fleet")
     if getattr(fleet, "trains_on_device", False):  # edge mode: the trainer runs on the Pi
         own = fleet.speed_model_name.replace("{thing}", "<credentials-iot:ThingName>")
         acks += [
@@ -127,22 +155,22 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
                 f"edge mode: a device publishes only its own speed model ({prefix}/{own}/<version>/, the thing name "
                 "from the credentials-provider policy variable); versions are content-derived, unknown in advance.",
             )
-            for prefix in ("models", "rejected")
+            for prefix in ("rejected",)  # models/<own>/* is acknowledged above (read, and in edge mode write)
         ]
     if _find(stack, "CloudInference") is not None:
         acks += [
             (
-                "CloudInference/Role",
+                "CloudInference/Handler/Role",
                 f"AwsSolutions-IAM5[Resource::{models}/models/*]",
                 "Cloud inference loads the newest version of the batch and speed models.",
             ),
             (
-                "CloudInference/Role",
+                "CloudInference/Handler/Role",
                 f"AwsSolutions-IAM5[Resource::{IOT}:topic/hybridstream/*/results]",
                 "Cloud inference answers each device on its own hybridstream/<thing>/results topic.",
             ),
             (
-                "CloudInference/Function",
+                "CloudInference/Handler/Function",
                 "AwsSolutions-L1",
                 "Python 3.13, not 3.14: ai-edge-litert (the TFLite runtime) publishes no Python 3.14 wheels yet.",
             ),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -29,14 +30,74 @@ def _search(namespace: str, dimension: str, metric: str, stat: str, seconds: int
     )
 
 
-def alarm_topic(scope: Construct, construct_id: str = "Alarms") -> sns.Topic:
-    """An SNS topic for alarms and scaling events: SSE with the AWS-managed key, TLS only."""
-    return sns.Topic(
-        scope,
-        construct_id,
-        master_key=kms.Alias.from_alias_name(scope, f"{construct_id}Key", "alias/aws/sns"),
-        enforce_ssl=True,
-    )
+class AlarmTopic(Construct):
+    """The SNS topic for alarms and scaling events, encrypted with its own KMS key.
+
+    CloudWatch cannot publish to a topic encrypted with the AWS-managed ``alias/aws/sns`` key
+    (its policy cannot be changed to let the service in), and a TLS-only topic policy leaves no
+    statement that allows the service: alarms would never notify. So: a customer-managed key
+    (rotated) whose policy lets ``cloudwatch.amazonaws.com`` (alarms of this account) and EC2
+    Auto Scaling's service-linked role use it, and a topic policy that lets this account's
+    alarms publish (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+
+    Attributes (read-only): ``topic``, ``key``.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str = "Alarms") -> None:
+        super().__init__(scope, construct_id)
+        account, alarms = Aws.ACCOUNT_ID, f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+        self._key = kms.Key(
+            self,
+            "Key",
+            description="hybridstream alarm topic (CloudWatch alarms and Auto Scaling notifications)",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        self._key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarms",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": account}, "ArnLike": {"aws:SourceArn": alarms}},
+            )
+        )
+        # Auto Scaling publishes with its service-linked role, which may not exist yet when the key is
+        # created (a fresh account): match it by ARN instead of naming it as the principal
+        self._key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AutoScalingNotifications",
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"kms:CallerAccount": account},
+                    "ArnLike": {
+                        "aws:PrincipalArn": f"arn:{Aws.PARTITION}:iam::{account}:role/aws-service-role/"
+                        "autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"
+                    },
+                },
+            )
+        )
+        self._topic = sns.Topic(self, "Topic", master_key=self._key, enforce_ssl=True)
+        self._topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self._topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": account}, "ArnLike": {"aws:SourceArn": alarms}},
+            )
+        )
+
+    @property
+    def topic(self) -> sns.ITopic:
+        return self._topic
+
+    @property
+    def key(self) -> kms.IKey:
+        return self._key
 
 
 class Observability(Construct):

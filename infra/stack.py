@@ -1,36 +1,53 @@
-"""The hybridstream stack: composes one construct per concern and exports the outputs."""
+"""The hybridstream stack: composition only. One construct per concern, wired together, plus
+the outputs; every path it packages comes in through :class:`infra.artifacts.BuildArtifacts`."""
 
 from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Duration, Stack
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
+from aws_cdk import CfnOutput, CfnResource, RemovalPolicy, Stack, Token
+from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.config import REPO, AppConfig
+from infra.artifacts import BuildArtifacts
+from infra.cloud_inference import CloudInference
+from infra.config import AppConfig
+from infra.enrollment import Enrollment
 from infra.fleet import Fleet
 from infra.functions import PythonFunction
 from infra.greengrass import GreengrassComponents
-from infra.iot_rules import IngestRules
-from infra.observability import Observability, alarm_topic
+from infra.model_announcer import ModelAnnouncer
+from infra.observability import AlarmTopic, Observability
+from infra.policy_detacher import PolicyDetacher
 from infra.recipes import EdgeAppSettings
+from infra.regions import check_region
 from infra.storage import Storage
-from infra.topic_rules import TOPIC_ROOT, rules_for_mode
+from infra.topic_rules import rules_for_mode
+from infra.topic_rules_construct import TopicRules
 from infra.training import Trainer, TrainingQueue, trainer_source
+
+HELPER_LOG_RETENTION = logs.RetentionDays.TWO_WEEKS
+S3_AUTO_DELETE_PROVIDER = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
 
 
 class HybridStreamStack(Stack):
-    """Everything in one stack: ``cdk deploy`` stands it up, ``cdk destroy`` removes it."""
+    """Everything in one stack: ``cdk deploy`` stands it up, ``cdk destroy`` removes it
+    (docs/deploy.md "Destroy" lists what survives and how to remove it).
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
+    Props: ``config`` (context values, :class:`infra.config.AppConfig`) and ``artifacts``
+    (source folders and built artifacts, :class:`infra.artifacts.BuildArtifacts`).
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, artifacts: BuildArtifacts, **kwargs
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.config = config
+        self.config, self.artifacts = config, artifacts
+        if not Token.is_unresolved(self.region):
+            check_region(self.region, has_trainer=config.has_trainer, instance_type=config.trainer_instance_type)
         prefix = config.name_prefix
+        shared = artifacts.lambda_shared_sources()  # what every Lambda package holds beside its handler
         fleet_versions = config.pinned_fleet_versions()  # the canary gate: fail early when unknown
         self.storage = storage = Storage(self, "Storage", retain_data=config.retain_data)
         self.fleet = fleet = Fleet(
@@ -43,70 +60,56 @@ class HybridStreamStack(Stack):
             batch_model_name=config.batch_model_name,
             trains_on_device=config.mode == "edge",
         )
+        self.enrollment = Enrollment(
+            self,
+            "Enrollment",
+            fleet=fleet,
+            hook_source=artifacts.lambda_source("pre_provisioning"),
+            shared_sources=shared,
+            retain_table=config.retain_data,
+        )
+        self.policy_detacher = PolicyDetacher(
+            self,
+            "PolicyDetacher",
+            policies=[fleet.device_policy, self.enrollment.claim_policy],
+            source=artifacts.lambda_source("policy_detacher"),
+            shared_sources=shared,
+        )
         self.iot_endpoint = self._iot_data_endpoint()
-        self.alarm_topic = topic = alarm_topic(self)
+        self.alarms = AlarmTopic(self, "Alarms")
+        self.alarm_topic = self.alarms.topic
 
         # -- Lambdas ---------------------------------------------------------------------------
-        common_env = {"IOT_DATA_ENDPOINT": self.iot_endpoint, "TOPIC_ROOT": TOPIC_ROOT}
-        announce = PythonFunction(
+        self.announcer = ModelAnnouncer(
             self,
             "ModelPublished",
-            folder="model_published",
-            description="models/<name>/LATEST written -> MQTT hybridstream/models/<name>/published (the current model)",
-            environment=common_env,
-        )
-        announce.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadPointersAndManifests",
-                actions=["s3:GetObject"],
-                resources=[
-                    storage.models.arn_for_objects("models/*/LATEST"),
-                    storage.models.arn_for_objects("models/*/manifest.json"),
-                ],
-            )
-        )
-        announce.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="AnnounceModels",
-                actions=["iot:Publish"],
-                resources=[Fleet.iot_arn(f"topic/{TOPIC_ROOT}/models/*/published")],
-            )
-        )
-        # Announce what is current: the trainer moves models/<name>/LATEST (forward only) after
-        # the version's model.tflite and manifest.json; a manifest alone may be an older window's
-        # model (LATEST kept) or precede its LATEST. ('*' in an EventBridge wildcard spans '/':
-        # the handler refuses keys other than models/<name>/LATEST.)
-        events.Rule(
-            self,
-            "LatestWritten",
-            description="A model's LATEST pointer was written in the models bucket",
-            event_pattern=events.EventPattern(
-                source=["aws.s3"],
-                detail_type=["Object Created"],
-                detail={
-                    "bucket": {"name": [storage.models.bucket_name]},
-                    "object": {"key": [{"wildcard": "models/*/LATEST"}]},
-                },
-            ),
-            targets=[
-                targets.LambdaFunction(
-                    announce.function,
-                    dead_letter_queue=announce.dead_letter_queue,
-                    retry_attempts=4,
-                    max_event_age=Duration.hours(2),
-                )
-            ],
+            models_bucket=storage.models,
+            iot_endpoint=self.iot_endpoint,
+            source=artifacts.lambda_source("model_published"),
+            shared_sources=shared,
         )
         ingest = PythonFunction(
             self,
             "Ingest",
-            folder="ingest",
+            source=artifacts.lambda_source("ingest"),
             description="Validate edge messages; count and log rejects",
-            extra_sources={"topic_rules.py": REPO / "infra" / "topic_rules.py"},
+            shared_sources=shared,
         )
-        self.functions: dict[str, PythonFunction] = {"model_published": announce, "ingest": ingest}
+        self.functions: dict[str, PythonFunction] = {"model_published": self.announcer.python, "ingest": ingest}
+        self.cloud_inference = None
         if config.mode == "cloud":
-            self.functions["cloud_inference"] = self._cloud_inference(common_env)
+            self.cloud_inference = CloudInference(
+                self,
+                "CloudInference",
+                models_bucket=storage.models,
+                iot_endpoint=self.iot_endpoint,
+                source=artifacts.lambda_source("cloud_inference"),
+                shared_sources=shared,
+                layer_dir=artifacts.inference_layer_dir,
+                batch_model_name=config.batch_model_name,
+                speed_model_name=config.speed_model_name,
+            )
+            self.functions["cloud_inference"] = self.cloud_inference.python
 
         # -- training --------------------------------------------------------------------------
         queues = {}
@@ -120,15 +123,16 @@ class HybridStreamStack(Stack):
                 queue=self.training_queue,
                 windows_bucket=storage.windows,
                 models_bucket=storage.models,
+                source=trainer_source(artifacts.source_root),
                 instance_type=config.trainer_instance_type,
                 min_capacity=config.trainer_min_capacity,
                 max_capacity=config.trainer_max_capacity,
-                notifications=topic,
+                notifications=self.alarm_topic,
                 speed_model_name=config.speed_model_name,
             )
 
-        # -- ingest rules ----------------------------------------------------------------------
-        self.rules = IngestRules(
+        # -- topic rules -----------------------------------------------------------------------
+        self.rules = TopicRules(
             self,
             "Rules",
             rules=rules_for_mode(config.mode),
@@ -142,8 +146,7 @@ class HybridStreamStack(Stack):
         settings = EdgeAppSettings(
             mode=config.mode,
             kafka_bootstrap=config.kafka_bootstrap,
-            # "{thing}" -> the Greengrass recipe variable of the device's thing name
-            speed_model_name=config.speed_model_name.replace("{thing}", "{iot:thingName}"),
+            speed_model_name=config.speed_model_name,  # "speed-{thing}": filled in on the device
         )
         self.greengrass = GreengrassComponents(
             self,
@@ -156,25 +159,30 @@ class HybridStreamStack(Stack):
                 "s3": {"windowsBucket": storage.windows.bucket_name, "modelsBucket": storage.models.bucket_name},
             },
             name_prefix=prefix,
-            batch_model_dir=config.resolve(config.batch_model_dir),
-            kafka_libs_dir=config.kafka_libs,
+            source_root=artifacts.source_root,
+            batch_model_dir=artifacts.batch_model_dir,
+            kafka_libs_dir=artifacts.kafka_libs_dir,
             kafka_version=config.kafka_version,
             # edge mode: training runs on the Pi, next to the edge app
-            trainer_source=trainer_source() if config.mode == "edge" else None,
+            trainer_source=trainer_source(artifacts.source_root) if config.mode == "edge" else None,
             fleet_versions=fleet_versions,
+        )
+        # the current artifacts, and those of the release the fleet is pinned to (if any)
+        pinned = self.greengrass.asset_object_arns(config.pinned_fleet_artifacts()) if not config.promote else []
+        fleet.allow_artifact_download(
+            self.greengrass.artifact_object_arns + pinned, self.greengrass.artifact_bucket.bucket_arn
         )
         for deployment in (self.greengrass.fleet_deployment, self.greengrass.canary_deployment):
             deployment.node.add_dependency(fleet.fleet_group)
             deployment.node.add_dependency(fleet.canary_group)
-        # the current artifacts, and those of the release the fleet is pinned to (if any)
-        pinned = self.greengrass.asset_object_arns(config.pinned_fleet_artifacts()) if not config.promote else []
-        fleet.allow_artifact_download(self.greengrass.artifact_object_arns + pinned)
+            # a device must not get a job before its token exchange role may fetch the artifacts
+            deployment.node.add_dependency(fleet.token_exchange_role)
 
         # -- observability ---------------------------------------------------------------------
         self.observability = Observability(
             self,
             "Observability",
-            topic=topic,
+            topic=self.alarm_topic,
             functions={name: f.function for name, f in self.functions.items()},
             dead_letter_queues={
                 name.title().replace("_", ""): f.dead_letter_queue for name, f in self.functions.items()
@@ -185,6 +193,7 @@ class HybridStreamStack(Stack):
             rmse_threshold=config.rmse_alarm_threshold,
             dashboard_name=prefix,
         )
+        self._helper_log_groups()
         self._outputs()
 
     def _iot_data_endpoint(self) -> str:
@@ -201,77 +210,43 @@ class HybridStreamStack(Stack):
             # ALLOW-STAR: iot:DescribeEndpoint supports no resource-level permissions
             policy=cr.AwsCustomResourcePolicy.from_sdk_calls(resources=cr.AwsCustomResourcePolicy.ANY_RESOURCE),
             install_latest_aws_sdk=False,
+            log_group=logs.LogGroup(
+                self, "IotDataEndpointLogs", retention=HELPER_LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+            ),
         )
         return lookup.get_response_field("endpointAddress")
 
-    def _cloud_inference(self, env: dict[str, str]) -> PythonFunction:
-        """``cloud`` mode: the inference Lambda, on Python 3.13 (ai-edge-litert has no 3.14 wheels)."""
-        layer_dir = self.config.resolve(self.config.inference_layer_dir)
-        if not (layer_dir / "python").is_dir():
-            raise FileNotFoundError(
-                f"cloud mode needs the inference layer in {layer_dir}/python: run scripts/build_inference_layer.sh "
-                "(or set context inference_layer_dir)"
+    def _helper_log_groups(self) -> None:
+        """CDK's own helper Lambdas (the S3 auto-delete provider) log into a group with retention
+        instead of an implicit ``/aws/lambda/...`` group that never expires and survives destroy."""
+        provider = self.node.try_find_child(S3_AUTO_DELETE_PROVIDER)
+        handler = provider.node.try_find_child("Handler") if provider is not None else None
+        if isinstance(handler, CfnResource):
+            group = logs.LogGroup(
+                self, "S3AutoDeleteLogs", retention=HELPER_LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
             )
-        layer = lambda_.LayerVersion(
-            self,
-            "InferenceLayer",
-            code=lambda_.Code.from_asset(str(layer_dir)),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_13],
-            description="numpy + ai-edge-litert for the cloud inference Lambda",
-        )
-        fn = PythonFunction(
-            self,
-            "CloudInference",
-            folder="cloud_inference",
-            description="cloud mode: forwarded readings -> batch/speed/hybrid forecast -> results topic",
-            extra_sources={"model_contract": REPO / "model_contract"},
-            environment={
-                **env,
-                "MODELS_BUCKET": self.storage.models.bucket_name,
-                "BATCH_MODEL": self.config.batch_model_name,
-                "SPEED_MODEL": self.config.speed_model_name,
-            },
-            runtime=lambda_.Runtime.PYTHON_3_13,
-            memory_size=1024,
-            layers=[layer],
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadModels",
-                actions=["s3:GetObject"],
-                resources=[self.storage.models.arn_for_objects("models/*")],
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListModels",
-                # no s3:prefix condition: it would turn a missing LATEST's 404 into 403
-                actions=["s3:ListBucket"],
-                resources=[self.storage.models.bucket_arn],
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PublishResults",
-                actions=["iot:Publish"],
-                resources=[Fleet.iot_arn(f"topic/{TOPIC_ROOT}/*/results")],
-            )
-        )
-        return fn
+            handler.add_property_override("LoggingConfig", {"LogGroup": group.log_group_name})
+            handler.node.add_dependency(group)
 
     def _outputs(self) -> None:
-        s, f = self.storage, self.fleet
+        s, f, e = self.storage, self.fleet, self.enrollment
         outputs = {
             "IotDataEndpointAddress": (self.iot_endpoint, "IoT Core data (ATS) endpoint for devices and Lambdas"),
             "WindowsBucket": (s.windows.bucket_name, "windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.<ext>"),
             "ModelsBucket": (s.models.bucket_name, "models/<name>/<version>/model.tflite + manifest.json"),
             "ResultsBucket": (s.results.bucket_name, "results/<thing>/..."),
             "FleetThingGroup": (f.fleet_group.thing_group_name, "thing group of the Pi fleet"),
-            "CanaryThingGroup": (f.canary_group.thing_group_name, "thing group of canary Pis"),
+            "CanaryThingGroup": (
+                f.canary_group.thing_group_name,
+                "canary Pis' thing group (never also fleet)",
+            ),
             "RoleAlias": (f.role_alias.role_alias, "Greengrass token exchange role alias"),
             "DevicePolicy": (f.device_policy.policy_name, "IoT policy for core devices"),
-            "ProvisioningTemplate": (f.provisioning_template.template_name, "fleet provisioning template"),
-            "ClaimPolicy": (f.claim_policy.policy_name, "IoT policy for provisioning claim certificates"),
+            "ProvisioningTemplate": (e.template_name, "fleet provisioning template (with the pre-provisioning hook)"),
+            "ClaimPolicy": (e.claim_policy.policy_name, "IoT policy for provisioning claim certificates"),
+            "EnrollmentTable": (e.table.table_name, "allow-list of enrolled serials (hybridstream fleet enroll)"),
+            "ThingNamePrefix": (f.thing_name_prefix, "thing name = <ThingNamePrefix>-<SerialNumber>"),
+            "ClaimClientIdPrefix": (e.claim_client_prefix, "MQTT client id prefix a claim certificate may use"),
             "DashboardUrl": (self.observability.dashboard_url, "CloudWatch dashboard"),
             "AlarmTopicArn": (self.alarm_topic.topic_arn, "SNS topic for alarms: subscribe your e-mail"),
         }

@@ -7,10 +7,11 @@ same rule in Python (:meth:`TopicRule.match`) and performs its actions locally.
 
 >>> rule = rule_named("window_notices")
 >>> rule.sql()
-"SELECT *, topic(2) AS thing, topic() AS mqtt_topic FROM 'hybridstream/+/windows' WHERE \
+"SELECT key AS key, window_id AS window_id, rows AS rows, first_ts AS first_ts, last_ts AS last_ts, \
+sha256 AS sha256, topic(2) AS thing, topic() AS mqtt_topic FROM 'hybridstream/+/windows' WHERE \
 isUndefined(key) = false AND startswith(key, concat('windows/', topic(2), '/'))"
->>> rule.match("hybridstream/pi-1/windows", {"window_id": "w1", "key": "windows/pi-1/2026/11/26/w1.csv"})
-{'window_id': 'w1', 'key': 'windows/pi-1/2026/11/26/w1.csv', 'thing': 'pi-1', 'mqtt_topic': 'hybridstream/pi-1/windows'}
+>>> rule.match("hybridstream/pi-1/windows", {"window_id": "w1", "key": "windows/pi-1/2026/11/26/w1.csv", "uri": "s3://x/y"})
+{'key': 'windows/pi-1/2026/11/26/w1.csv', 'window_id': 'w1', 'thing': 'pi-1', 'mqtt_topic': 'hybridstream/pi-1/windows'}
 >>> rule.match("hybridstream/pi-1/windows", {"window_id": "w1", "key": "windows/pi-2/x.csv"}) is None
 True
 >>> latency = rule_named("edge_metrics_latency_ms")
@@ -22,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ MESSAGE_SCHEMAS = DEVICE_SCHEMAS
 __all__ = [  # DEVICE_KINDS, MAX_MESSAGE_BYTES, TOPIC_ROOT: re-exported from the wire contract
     "DEVICE_KINDS",
     "EDGE_METRICS_NAMESPACE",
+    "LATEST_METRICS_KEY",
     "MAX_MESSAGE_BYTES",
     "MESSAGE_SCHEMAS",
     "METRIC_FIELDS",
@@ -77,6 +80,11 @@ class TopicRule:
     # field -> prefix it must start with; "{thing}" is the topic's thing name
     prefix_guards: Mapping[str, str] = field(default_factory=dict)
     modes: tuple[str, ...] = MODES
+    # the payload fields passed on (None: all, ``SELECT *``); a device's extra fields never reach
+    # a target that trusts the selected ones (the window notice: no uri/bucket of another device)
+    select: tuple[str, ...] | None = None
+    # extra computed fields: name -> IoT SQL expression (e.g. timestamp()), evaluated locally too
+    computed: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def topic_filter(self) -> str:
@@ -84,7 +92,10 @@ class TopicRule:
 
     def sql(self) -> str:
         """The IoT SQL (2016-03-23) statement for this rule."""
-        sql = f"SELECT *, topic(2) AS thing, topic() AS mqtt_topic FROM '{self.topic_filter}'"
+        # "<field> AS <field>": explicit output names (an undefined field is left out, as with *)
+        fields = ", ".join(f"{f} AS {f}" for f in self.select) if self.select is not None else "*"
+        computed = "".join(f", {expr} AS {name}" for name, expr in self.computed.items())
+        sql = f"SELECT {fields}, topic(2) AS thing, topic() AS mqtt_topic{computed} FROM '{self.topic_filter}'"
         where = [f"isUndefined({name}) = false" for name in self.required]
         for name, prefix in self.prefix_guards.items():
             head, _, tail = prefix.partition("{thing}")
@@ -102,7 +113,15 @@ class TopicRule:
             value = payload.get(name)
             if not isinstance(value, str) or not value.startswith(prefix.replace("{thing}", thing)):
                 return None
-        return {**payload, "thing": thing, "mqtt_topic": topic}
+        selected = dict(payload) if self.select is None else {k: payload[k] for k in self.select if k in payload}
+        return {**selected, "thing": thing, "mqtt_topic": topic, **{k: _local(e) for k, e in self.computed.items()}}
+
+
+def _local(expression: str) -> Any:
+    """The local router's value of a computed field's IoT SQL expression."""
+    if expression == "timestamp()":
+        return int(time.time() * 1000)
+    raise ValueError(f"no local evaluation of {expression!r}")
 
 
 METRIC_FIELDS = {
@@ -115,6 +134,8 @@ METRIC_FIELDS = {
 EDGE_METRICS_NAMESPACE = "HybridStream/Edge"
 # results/<thing>/<yyyy>/<MM>/<dd>/<epoch ms>-<uuid>.json (IoT substitution template)
 RESULTS_KEY = "results/${topic(2)}/${parse_time('yyyy/MM/dd', timestamp())}/${timestamp()}-${newuuid()}.json"
+# metrics/<thing>/latest.json: overwritten by each metrics message (``hybridstream fleet status`` reads it)
+LATEST_METRICS_KEY = "metrics/${topic(2)}/latest.json"
 
 RULES: tuple[TopicRule, ...] = (
     TopicRule(
@@ -123,6 +144,8 @@ RULES: tuple[TopicRule, ...] = (
         kind="windows",
         required=("key",),
         prefix_guards={"key": "windows/{thing}/"},
+        # explicit fields: the trainer must not see a uri/s3_uri/bucket that points at another device's data
+        select=("key", "window_id", "rows", "first_ts", "last_ts", "sha256"),
         actions=(Action("sqs", "training_queue"),),
         modes=("edge-cloud", "cloud"),
     ),
@@ -155,6 +178,13 @@ RULES: tuple[TopicRule, ...] = (
                 {"key": RESULTS_KEY},
             ),
         ),
+    ),
+    TopicRule(
+        name="edge_metrics_latest",
+        description="Each device's latest metrics -> results bucket metrics/<thing>/latest.json (fleet status).",
+        kind="metrics",
+        computed={"received_at": "timestamp()"},
+        actions=(Action("s3", "results_bucket", {"key": LATEST_METRICS_KEY}),),
     ),
     TopicRule(
         name="edge_validation",

@@ -2,31 +2,56 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import REPO
 from infra.functions import encrypted_queue
 from infra.packaging import stage
 
 TRAINER_PACKAGES = ("hybridstream", "model_contract", "edge_app", "training_job", "infra")
+AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/hybridstream.json"
+AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
+TRAINER_LOG = "/var/log/hybridstream/trainer.log"
 SCALE_BOUNDARY = 0.5  # backlog is an integer: >= 0.5 means "at least one", <= 0.5 means "none"
 
 
-def trainer_source() -> Path:
-    """A staged folder with what ``pip install`` of the trainer needs (pyproject + packages);
-    also the artifact of the ``Trainer`` Greengrass component in ``edge`` mode."""
-    return stage("trainer-src", {"pyproject.toml": REPO / "pyproject.toml", **{p: REPO / p for p in TRAINER_PACKAGES}})
+def trainer_source(source_root: Path) -> Path:
+    """A staged folder with what ``pip install`` of the trainer needs (pyproject + packages) from
+    the checkout at ``source_root``; also the ``Trainer`` Greengrass component's artifact in
+    ``edge`` mode."""
+    root = Path(source_root)
+    return stage("trainer-src", {"pyproject.toml": root / "pyproject.toml", **{p: root / p for p in TRAINER_PACKAGES}})
+
+
+def cloudwatch_agent_config(log_group: str) -> dict:
+    """The CloudWatch agent's logs section: the worker's log and cloud-init's, one stream each per
+    instance (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-Agent-Configuration-File-Details.html)."""
+    files = [(TRAINER_LOG, "trainer"), ("/var/log/cloud-init-output.log", "cloud-init")]
+    return {
+        "agent": {"run_as_user": "root"},
+        "logs": {
+            "logs_collected": {
+                "files": {
+                    "collect_list": [
+                        {"file_path": path, "log_group_name": log_group, "log_stream_name": "{instance_id}/" + stream}
+                        for path, stream in files
+                    ]
+                }
+            }
+        },
+    }
 
 
 class TrainingQueue(Construct):
@@ -80,6 +105,7 @@ class Trainer(Construct):
     the data path never crosses the NAT), VPC flow logs.
 
     Props:
+        source: the staged trainer package folder (:func:`trainer_source`), shipped as an asset.
         instance_type: default ``c5.4xlarge`` (16 vCPU, 32 GiB: see docs/deploy.md for cost).
         min_capacity / max_capacity: default 0 / 2; 0 lets the group scale in to zero.
         volume_gib: encrypted gp3 root volume (default 60).
@@ -97,6 +123,7 @@ class Trainer(Construct):
         queue: TrainingQueue,
         windows_bucket: s3.IBucket,
         models_bucket: s3.IBucket,
+        source: Path,
         instance_type: str = "c5.4xlarge",
         min_capacity: int = 0,
         max_capacity: int = 2,
@@ -117,7 +144,11 @@ class Trainer(Construct):
             ],
             gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
         )
-        self.vpc.add_flow_log("FlowLog")
+        # retained one month and deleted with the stack (the default group never expires and survives destroy)
+        self.flow_log_group = logs.LogGroup(
+            self, "FlowLogGroup", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group))
         self.security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=self.vpc, description="trainer: no inbound, HTTPS out", allow_all_outbound=True
         )
@@ -135,6 +166,8 @@ class Trainer(Construct):
                 ("Ssm", ec2.InterfaceVpcEndpointAwsService.SSM),
                 ("SsmMessages", ec2.InterfaceVpcEndpointAwsService.SSM_MESSAGES),
                 ("Ec2Messages", ec2.InterfaceVpcEndpointAwsService.EC2_MESSAGES),
+                # the CloudWatch agent ships the trainer's log through this endpoint, not the NAT
+                ("Logs", ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS),
             ):
                 self.vpc.add_interface_endpoint(
                     name, service=service, private_dns_enabled=True, open=False, security_groups=[endpoint_sg]
@@ -172,8 +205,19 @@ class Trainer(Construct):
             )
         )
         queue.queue.grant_consume_messages(self.role)
+        # instances scale to zero: their journal dies with them, so the worker's log goes to CloudWatch
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ShipLogs",
+                actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
 
-        source = s3_assets.Asset(self, "Source", path=str(trainer_source()))
+        source = s3_assets.Asset(self, "Source", path=str(source))
         self.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadOwnSource",
@@ -183,7 +227,12 @@ class Trainer(Construct):
         )
         self.source_asset = source
         user_data = self._user_data(
-            source, queue.queue.queue_url, windows_bucket.bucket_name, models_bucket.bucket_name, speed_model_name
+            source,
+            queue.queue.queue_url,
+            windows_bucket.bucket_name,
+            models_bucket.bucket_name,
+            speed_model_name,
+            self.log_group.log_group_name,
         )
 
         self.launch_template = ec2.LaunchTemplate(
@@ -237,17 +286,29 @@ class Trainer(Construct):
         )
 
     @staticmethod
-    def _user_data(source: s3_assets.Asset, queue_url: str, windows: str, models: str, name: str) -> ec2.UserData:
+    def _user_data(
+        source: s3_assets.Asset, queue_url: str, windows: str, models: str, name: str, log_group: str
+    ) -> ec2.UserData:
         """Install the repo's package into a venv and run the worker with training_job's own
-        hardened systemd unit (training_job/deploy/), configured by /etc/hybridstream/trainer.env."""
+        hardened systemd unit (training_job/deploy/), configured by /etc/hybridstream/trainer.env.
+        The CloudWatch agent (started first, so a failed install is visible too) ships the worker's
+        output (a drop-in sends it to /var/log/hybridstream/trainer.log) and cloud-init's log to
+        ``log_group``, one stream per instance."""
         region = Stack.of(source).region
         user_data = ec2.UserData.for_linux()
         zip_path = user_data.add_s3_download_command(
             bucket=source.bucket, bucket_key=source.s3_object_key, local_file="/opt/hybridstream/src.zip"
         )
         unit = "/etc/systemd/system/hybridstream-trainer.service"
+        agent_config = json.dumps(cloudwatch_agent_config(log_group), indent=1)
         user_data.add_commands(
             "set -euxo pipefail",
+            "dnf install -y amazon-cloudwatch-agent",
+            f"cat > {AGENT_CONFIG} <<'AGENT'",
+            agent_config,
+            "AGENT",
+            "mkdir -p /var/log/hybridstream",
+            f"{AGENT_CTL} -a fetch-config -m ec2 -s -c file:{AGENT_CONFIG}",
             "dnf install -y python3.11 python3.11-pip unzip",
             "rm -rf /opt/hybridstream/src && mkdir -p /opt/hybridstream/src /etc/hybridstream",
             f"unzip -q -o {zip_path} -d /opt/hybridstream/src",
@@ -270,6 +331,12 @@ class Trainer(Construct):
             "[Service]",
             "ExecStart=",
             f"ExecStart=/opt/hybridstream/venv/bin/hybridstream train worker --queue ${{QUEUE_URL}} --name {name}",
+            "UNIT",
+            # systemd opens the file before dropping privileges: the hardened unit needs no write access
+            f"cat > {unit}.d/cloudwatch-log.conf <<'UNIT'",
+            "[Service]",
+            f"StandardOutput=append:{TRAINER_LOG}",
+            "StandardError=inherit",
             "UNIT",
             "systemctl daemon-reload",
             "systemctl enable --now hybridstream-trainer.service",

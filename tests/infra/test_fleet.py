@@ -35,34 +35,83 @@ def test_thing_groups(default):
     assert names == ["hybridstream-canary", "hybridstream-fleet"]
 
 
+def _statement(statements, action: str) -> dict:
+    (found,) = [s for s in statements if action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    return found
+
+
 def test_device_policy_is_scoped_to_the_connected_thing(default):
     statements = _policy(default, "hybridstream-device")["Statement"]
-    by_sid = {s["Sid"]: s for s in statements}
-    connect = _flat(by_sid["ConnectAsOwnThing"]["Resource"])
-    assert f"client/{THING}" in connect and "client/*" not in connect
-    for sid in ("PublishOwnTopics", "SubscribeOwnTopics"):
-        resources = [_flat(r) for r in by_sid[sid]["Resource"]]
-        own = [r for r in resources if THING in r]
+    connect = _flat(_statement(statements, "iot:Connect")["Resource"])
+    assert connect.endswith(f"client/{THING}") and "client/*" not in connect
+    own = _statement(statements, "iot:Publish")
+    subscribe = _statement(statements, "iot:Subscribe")
+    for statement in (own, subscribe):
+        resources = [_flat(r) for r in statement["Resource"]]
         shared = [r for r in resources if THING not in r]
-        assert own, sid
         # the only resource not scoped by thing: the shared batch model's announcements
         assert all(r.endswith("hybridstream/models/batch/published") for r in shared), shared
     # each device hears its own speed model's announcements, and the shared batch model's
-    subscribe = [_flat(r).split(":topicfilter/")[1] for r in by_sid["SubscribeOwnTopics"]["Resource"]]
-    assert f"hybridstream/models/speed-{THING}/published" in subscribe
-    assert "hybridstream/models/batch/published" in subscribe
-    assert not any("models/*" in t or "models/+" in t for t in subscribe)
-    receive = [_flat(r) for r in by_sid["ReceiveModelAnnouncements"]["Resource"]]
-    assert [r.split(":topic/")[1] for r in receive] == [
+    filters = [_flat(r).split(":topicfilter/")[1] for r in subscribe["Resource"]]
+    assert f"hybridstream/models/speed-{THING}/published" in filters
+    assert "hybridstream/models/batch/published" in filters
+    assert not any("models/*" in t or "models/+" in t for t in filters)
+    receive_only = [s for s in statements if s["Action"] == "iot:Receive"]
+    assert [_flat(r).split(":topic/")[1] for r in receive_only[0]["Resource"]] == [
         f"hybridstream/models/speed-{THING}/published",
         "hybridstream/models/batch/published",
     ]
-    assert "hybridstream/" + THING + "/*" in _flat(by_sid["PublishOwnTopics"]["Resource"])
+    assert "hybridstream/" + THING + "/*" in _flat(own["Resource"])
     # publishing is never allowed on another device's topics or the model announcements
-    assert "models" not in _flat(by_sid["PublishOwnTopics"]["Resource"])
+    assert "models" not in _flat(own["Resource"])
     # the only "*" is ResolveComponentCandidates, which has no resource-level permissions
-    stars = [s["Sid"] for s in statements if s["Resource"] == "*"]
-    assert stars == ["GreengrassResolve"]
+    stars = [s["Action"] for s in statements if s["Resource"] == "*"]
+    assert stars == ["greengrass:ResolveComponentCandidates"]
+
+
+def test_device_policy_fits_iot_size_limit_in_the_longest_region(built):
+    """Defect 1: IoT's CreatePolicy accepts at most 2,048 characters excluding whitespace, counted
+    once CloudFormation has filled in partition, region and account (policy variables stay text).
+    Rendered with the longest partition and region names, the policy must stay under 1,900 (margin
+    for later statements). Source: https://docs.aws.amazon.com/iot/latest/apireference/API_CreatePolicy.html
+    """
+    from infra.policy_size import IOT_POLICY_MAX_CHARS, policy_chars
+
+    for mode, b in built.items():
+        for res in b.resources("AWS::IoT::Policy").values():
+            chars = policy_chars(res["Properties"]["PolicyDocument"])
+            assert chars <= 1900 < IOT_POLICY_MAX_CHARS, (mode, res["Properties"]["PolicyName"], chars)
+
+
+def test_a_policy_too_long_for_iot_is_refused_at_synth():
+    """The same limit, enforced at synth: a long prefix or model name fails with a clear message."""
+    import pytest
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_s3 as s3
+
+    from infra.fleet import Fleet
+
+    stack = Stack(App(), "TooLong")
+    bucket = s3.Bucket(stack, "B")
+    with pytest.raises(ValueError, match="device IoT policy would be"):
+        Fleet(stack, "Fleet", windows_bucket=bucket, models_bucket=bucket, speed_model_name="s" * 200 + "-{thing}")
+
+
+def test_thing_name_variables_only_where_they_resolve(default):
+    """Defect 15: ``${iot:Connection.Thing.ThingName}`` resolves only on MQTT connections whose client
+    id is the thing name: never in a client id with a suffix (the nucleus's ``<thing>#2``), never in
+    a Greengrass (HTTPS) resource. Source: https://docs.aws.amazon.com/iot/latest/developerguide/thing-policy-variables.html
+    """
+    statements = _policy(default, "hybridstream-device")["Statement"]
+    for statement in statements:
+        for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
+            text = _flat(resource)
+            if ":greengrass:" in text:
+                assert "${iot:" not in text, text
+            if ":client/" in text:
+                assert text.endswith(f":client/{THING}"), text
+    greengrass = _flat(_statement(statements, "greengrass:ListThingGroupsForCoreDevice")["Resource"])
+    assert "coreDevices:hybridstream-*" in greengrass
 
 
 def test_token_exchange_role_and_alias(default):
@@ -92,27 +141,51 @@ def test_token_exchange_role_and_alias(default):
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["WriteOwnWindows"]["Action"] == "s3:PutObject"
     assert _flat(by_sid["WriteOwnWindows"]["Resource"]).endswith("/windows/${credentials-iot:ThingName}/*")
-    assert _flat(by_sid["ReadModels"]["Resource"]).endswith("/models/*")
-    assert set(by_sid) == {"ReadModels", "ListModels", "WriteOwnWindows", "ReadComponentArtifacts"}
+    assert set(by_sid) == {
+        "ReadModels",
+        "ListModels",
+        "WriteOwnWindows",
+        "ReadComponentArtifacts",
+        "LocateArtifactBucket",
+    }
     assert "PublishOwnSpeedModel" not in by_sid  # models come from the cloud trainer
     artifacts = by_sid["ReadComponentArtifacts"]
     assert artifacts["Action"] == "s3:GetObject"
     assert all(".zip" in _flat(r) for r in artifacts["Resource"])  # exact asset objects only
 
 
-def test_provisioning_template_and_claim_policy(default):
-    tpl = next(iter(default.resources("AWS::IoT::ProvisioningTemplate").values()))["Properties"]
-    assert tpl["Enabled"] is True
-    body = json.loads(tpl["TemplateBody"])
-    resources = body["Resources"]
-    assert resources["thing"]["Properties"]["ThingGroups"] == ["hybridstream-fleet"]
-    assert resources["policy"]["Properties"]["PolicyName"] == "hybridstream-device"
-    assert resources["certificate"]["Properties"]["CertificateId"] == {"Ref": "AWS::IoT::Certificate::Id"}
-    claim = _policy(default, "hybridstream-provisioning-claim")["Statement"]
-    topics = _flat(claim[1]["Resource"])
-    assert "$aws/provisioning-templates/hybridstream-fleet-provisioning/provision/*" in topics
-    assert "$aws/certificates/create/*" in topics
-    assert [s["Action"] for s in claim] == ["iot:Connect", ["iot:Publish", "iot:Receive"], "iot:Subscribe"]
+def _tes_statements(b) -> dict:
+    statements = next(
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for k, r in b.resources("AWS::IAM::Policy").items()
+        if k.startswith("FleetTokenExchangeRoleDefaultPolicy")
+    )
+    return {s["Sid"]: s for s in statements}
+
+
+def test_token_exchange_role_may_locate_the_artifact_bucket(default):
+    """Defect 3: the nucleus calls s3:GetBucketLocation on the artifact's bucket before every
+    download and fails on 403; AWS's own GreengrassV2TokenExchangeRoleAccess policy allows it.
+    Source: https://docs.aws.amazon.com/greengrass/v2/developerguide/device-service-role.html
+    """
+    by_sid = _tes_statements(default)
+    locate = by_sid["LocateArtifactBucket"]
+    assert locate["Action"] == "s3:GetBucketLocation"
+    bucket = json.dumps(locate["Resource"])  # the bootstrap assets bucket itself, not its objects
+    assert "cdk-hnb659fds-assets-" in bucket and "/" not in bucket.split("assets-", 1)[1]
+    objects = [json.dumps(r) for r in by_sid["ReadComponentArtifacts"]["Resource"]]
+    assert objects and all("cdk-hnb659fds-assets-" in o and ".zip" in o for o in objects)
+
+
+def test_devices_read_only_their_own_speed_model_and_the_batch_model(built):
+    """Defect 14: no Pi may read or list another Pi's speed models."""
+    for mode, b in built.items():
+        by_sid = _tes_statements(b)
+        reads = sorted(_flat(r).split("}", 1)[1] for r in by_sid["ReadModels"]["Resource"])
+        assert reads == ["/models/batch/*", "/models/speed-${credentials-iot:ThingName}/*"], mode
+        if mode != "edge":
+            prefixes = by_sid["ListModels"]["Condition"]["StringLike"]["s3:prefix"]
+            assert sorted(prefixes) == ["models/batch/*", "models/speed-${credentials-iot:ThingName}/*"]
 
 
 def test_edge_mode_token_exchange_role_publishes_the_own_speed_model_only(built):
@@ -130,4 +203,3 @@ def test_edge_mode_token_exchange_role_publishes_the_own_speed_model_only(built)
     ]
     # the trainer on the Pi needs 404 (not 403) for missing keys: ListBucket without a prefix condition
     assert "Condition" not in by_sid["ListModels"]
-    assert _flat(by_sid["ReadModels"]["Resource"]).endswith("/models/*")  # the models it compares against

@@ -73,7 +73,7 @@ def test_announcer_reads_only_latest_pointers_and_manifests(default):
     reads = [
         s
         for logical_id, s in _statements(default.raw)
-        if logical_id.startswith("ModelPublishedRoleDefaultPolicy") and "s3:GetObject" in _as_list(s["Action"])
+        if logical_id.startswith("ModelPublishedHandlerRoleDefaultPolicy") and "s3:GetObject" in _as_list(s["Action"])
     ]
     assert len(reads) == 1
     suffixes = sorted(r["Fn::Join"][1][-1] for r in _as_list(reads[0]["Resource"]))
@@ -81,5 +81,5 @@ def test_announcer_reads_only_latest_pointers_and_manifests(default):
     (rule,) = default.resources("AWS::Events::Rule").values()
     assert rule["Properties"]["EventPattern"]["detail"]["object"] == {"key": [{"wildcard": "models/*/LATEST"}]}
     (target,) = rule["Properties"]["Targets"]
-    assert target["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedFunction")
-    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedDLQ")
+    assert target["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedHandlerFunction")
+    assert target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedHandlerDLQ")

@@ -35,9 +35,37 @@ def test_alarms(default):
             assert alarm["Properties"]["AlarmActions"][0]["Ref"].startswith("Alarms"), logical_id
 
 
-def test_alarm_topic_is_encrypted(default):
-    (topic,) = default.resources("AWS::SNS::Topic").values()
-    assert "alias/aws/sns" in json.dumps(topic["Properties"]["KmsMasterKeyId"])
+def test_alarm_topic_key_and_policy_let_cloudwatch_alarms_publish(default):
+    """Defect 5: CloudWatch cannot use the AWS-managed SNS key, and a TLS-only topic policy allows
+    nobody; the topic needs a customer-managed key that grants cloudwatch.amazonaws.com
+    kms:Decrypt + kms:GenerateDataKey*, and a topic policy that allows sns:Publish from this
+    account's alarms. Source: https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services
+    """
+    (topic_id, topic) = next(iter(default.resources("AWS::SNS::Topic").items()))
+    key_ref = topic["Properties"]["KmsMasterKeyId"]
+    assert "alias/aws/sns" not in json.dumps(key_ref)
+    key_id = key_ref["Fn::GetAtt"][0]
+    key = default.raw["Resources"][key_id]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    cloudwatch = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert len(cloudwatch) == 1 and set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    assert "aws:SourceAccount" in cloudwatch[0]["Condition"]["StringEquals"]
+    (policy,) = [
+        p["Properties"]
+        for p in default.resources("AWS::SNS::TopicPolicy").values()
+        if p["Properties"]["Topics"] == [{"Ref": topic_id}]
+    ]
+    allows = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    publish = [s for s in allows if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(publish) == 1 and publish[0]["Action"] == "sns:Publish"
+    assert "aws:SourceAccount" in publish[0]["Condition"]["StringEquals"]
+    assert ":alarm:*" in json.dumps(publish[0]["Condition"]["ArnLike"]["aws:SourceArn"])
+    # the TLS-only deny is still there
+    assert any(s["Effect"] == "Deny" for s in policy["PolicyDocument"]["Statement"])
 
 
 def test_outputs(default):

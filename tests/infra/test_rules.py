@@ -68,6 +68,7 @@ def test_optional_metrics_match_locally_like_in_iot_sql():
         "edge_metrics_hybrid_rmse",
         "edge_metrics_batch_rmse",
         "edge_metrics_speed_rmse",
+        "edge_metrics_latest",
         "edge_validation",
     }
     full = {**message, "latency_ms": 0.8, "records_per_s": 900.0}
@@ -101,3 +102,54 @@ def test_local_router_semantics():
     assert not topic_matches("hybridstream/+/windows", "hybridstream/models/x/published")
     with pytest.raises(ValueError):
         rules_for_mode("nope")
+
+
+def test_window_notices_pass_only_the_selected_fields(default):
+    """Defect 13: the trainer prefers a notice's ``uri``/``s3_uri``/``bucket``; with ``SELECT *``
+    device A could make it read ``windows/B/...``. The rule selects explicit fields (the key is
+    guarded to the publisher's own ``windows/<thing>/``) and takes ``thing`` from the topic.
+    Source: https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-select.html
+    """
+    payload = _rules(default)["hybridstream_window_notices"]
+    assert payload["Sql"].startswith("SELECT key AS key, window_id AS window_id, rows AS rows, first_ts AS first_ts")
+    assert "sha256 AS sha256, topic(2) AS thing" in payload["Sql"]
+    assert "*" not in payload["Sql"].split(" FROM ")[0]
+    from hybridstream.localstack.iot_sql import parse
+
+    rule = rule_named("window_notices")
+    forged = {"key": "windows/pi-1/a.csv", "uri": "s3://w/windows/pi-2/b.csv", "bucket": "other", "thing": "pi-2"}
+    assert rule.match("hybridstream/pi-1/windows", forged) == {
+        "key": "windows/pi-1/a.csv",
+        "thing": "pi-1",
+        "mqtt_topic": "hybridstream/pi-1/windows",
+    }
+    # the local router evaluates the deployed SQL text itself: same result
+    assert parse(rule.sql()).evaluate("hybridstream/pi-1/windows", forged) == rule.match(
+        "hybridstream/pi-1/windows", forged
+    )
+
+
+def test_trainer_takes_the_thing_from_the_key():
+    """Defect 13, worker side: the speed model trained is the key's device's, and a notice whose
+    ``thing`` disagrees with its key is refused."""
+    from model_contract.messages import WindowNotice
+    from training_job.windows import WindowError
+    from training_job.worker import window_thing
+
+    assert window_thing(WindowNotice(bucket="w", key="windows/pi-1/2026/a.csv", thing="pi-1")) == "pi-1"
+    assert window_thing(WindowNotice(bucket="w", key="windows/pi-1/2026/a.csv", thing="")) == "pi-1"
+    with pytest.raises(WindowError, match="the key says 'pi-1'"):
+        window_thing(WindowNotice(bucket="w", key="windows/pi-1/2026/a.csv", thing="pi-2"))
+    with pytest.raises(WindowError, match="not under windows/<thing>/"):
+        window_thing(WindowNotice(bucket="w", key="elsewhere/a.csv", thing="pi-1"))
+
+
+def test_latest_metrics_land_per_device_in_the_results_bucket(default):
+    """fleet status reads metrics/<thing>/latest.json (FLEET's request): one S3 key per device."""
+    payload = _rules(default)["hybridstream_edge_metrics_latest"]
+    assert "timestamp() AS received_at" in payload["Sql"] and "FROM 'hybridstream/+/metrics'" in payload["Sql"]
+    (action,) = payload["Actions"]
+    assert action["S3"]["Key"] == "metrics/${topic(2)}/latest.json"
+    assert action["S3"]["BucketName"]["Ref"].startswith("StorageResults")
+    local = rule_named("edge_metrics_latest").match("hybridstream/pi-1/metrics", {"hybrid_rmse": 0.4})
+    assert local["thing"] == "pi-1" and isinstance(local["received_at"], int)

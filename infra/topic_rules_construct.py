@@ -1,4 +1,5 @@
-"""Ingest: IoT topic rules built from :mod:`infra.topic_rules` (the one rule definition)."""
+"""The CDK construct for the IoT topic rules; the rules themselves (the contract, plain data) are
+:mod:`infra.topic_rules`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from infra.topic_rules import TopicRule
 Rule = iot.CfnTopicRule
 
 
-class IngestRules(Construct):
+class TopicRules(Construct):
     """One ``AWS::IoT::TopicRule`` per rule of the mode, each with an error action to a log group.
 
     Props:
@@ -51,7 +52,15 @@ class IngestRules(Construct):
             assumed_by=iam.ServicePrincipal("iot.amazonaws.com"),
             description="hybridstream IoT rule actions",
         )
-        self.error_log_group.grant_write(self.role)
+        # the CloudWatch Logs action needs DescribeLogStreams too
+        # (https://docs.aws.amazon.com/iot/latest/developerguide/cloudwatch-logs-rule-action.html)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteRuleErrors",
+                actions=["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                resources=[self.error_log_group.log_group_arn],
+            )
+        )
         self._queues, self._buckets, self._functions = queues, buckets, functions
         self.rules: dict[str, Rule] = {}
         for rule in rules:
@@ -92,8 +101,9 @@ class IngestRules(Construct):
             )
         if kind == "s3":
             bucket = self._buckets[target]
+            prefix = params["key"].split("/", 1)[0]  # results/..., metrics/...: the key's fixed first segment
             role.add_to_policy(
-                iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects("results/*")])
+                iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{prefix}/*")])
             )
             return Rule.ActionProperty(
                 s3=Rule.S3ActionProperty(bucket_name=bucket.bucket_name, key=params["key"], role_arn=role.role_arn)
