@@ -416,10 +416,15 @@ class Demo:
         failure: list[str] = []
         producer = Producer({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "linger.ms": 2})
 
+        halt = threading.Event()
+        self.sup.on_stop(halt.set)  # Ctrl-C: the replay ends before the servers stop
+
         def replay() -> None:
             try:
                 t0 = time.monotonic()
                 for i, msg in enumerate(scenario.messages):
+                    if halt.is_set():
+                        return
                     delay = t0 + i / opts.rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
