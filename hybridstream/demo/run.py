@@ -226,13 +226,14 @@ class Demo:
             store.publish((self.batch_dir / "model.tflite").read_bytes(), manifest)
 
     def _router(self) -> None:
-        from hybridstream.localstack.iot_router import from_stack
+        from hybridstream.localstack.iot_router import from_stack, rule_definitions
 
         self.progress.stage = "iot router"
         self.router = from_stack(self.stack.stack_file, self.opts.mode)
         self.router.start()
         self.sup.on_stop(self._stop_router)
-        print(f"demo: IoT rule router: {len(self.router.rules)} rules of mode {self.opts.mode} (infra.topic_rules)")
+        source = rule_definitions().__name__
+        print(f"demo: IoT rule router: {len(self.router.rules)} rules of mode {self.opts.mode} ({source})")
 
     def _stop_router(self) -> None:
         if self.router is not None:

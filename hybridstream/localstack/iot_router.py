@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import importlib.util
 import io
 import json
@@ -43,11 +44,19 @@ LAMBDAS = REPO / "lambdas"
 ROUTER_FILTER = "hybridstream/+/+"
 
 
+RULE_MODULES = ("infra.topic_rules", "infra.topic_definitions", "infra.rule_definitions")
+
+
 def rule_definitions():
     """The module holding the topic rules the CDK stack deploys (``RULES``, ``rules_for_mode``)."""
-    import infra.topic_rules as module
-
-    return module
+    for name in RULE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, "rules_for_mode"):
+            return module
+    raise RuntimeError(f"no topic rule definitions found (looked for {', '.join(RULE_MODULES)})")
 
 
 def load_handler(name: str):
