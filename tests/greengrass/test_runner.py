@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import socket
 import time
 import uuid
@@ -26,7 +28,13 @@ from hybridstream.greengrass.runner import LocalCore
 from hybridstream.localstack.process import free_port
 from tests.edge_app.helpers import collect, produce
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None, reason="the offline reinstall needs root and ip netns"
+    ),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 THING = "pi-runner-1"
