@@ -143,7 +143,7 @@ def write_report(out: Path, results: dict[str, Any], series: dict[str, dict[str,
     for name, s in results.get("scenarios", {}).items():
         lines += [f"## {name}", "", s.get("description", ""), ""]
         keys = ("readings", "predicted", "unpredicted", "deadletter", "malformed_sent", "replayed", "windows_uploaded",
-                "models_published", "models_refused", "model_swaps", "drift_events")  # fmt: skip
+                "models_published", "models_refused", "model_swaps", "drift_events", "windows_not_trained")  # fmt: skip
         lines += [", ".join(f"{k} {s.get(k)}" for k in keys), ""]
         if s.get("deadletter_reasons"):
             lines += ["Deadletter reasons: " + ", ".join(f"{k} {v}" for k, v in s["deadletter_reasons"].items()), ""]

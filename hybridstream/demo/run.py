@@ -365,6 +365,22 @@ class Demo:
             counts.append(n)
         return counts[0], counts[1]
 
+    def _drop_backlog(self, thing: str) -> int:
+        """The scenario's Pi is gone: drop its windows still waiting for the trainer, so the next scenario's
+        windows do not queue behind them. Returns how many were dropped (reported)."""
+        if self.opts.mode == "edge":
+            waiting = [p for p in (self.outbox / "windows" / thing).rglob("*.csv")] if self.outbox.exists() else []
+            for path in waiting:
+                path.unlink(missing_ok=True)
+            return len(waiting)
+        url = self.stack.info["sqs"]["queue_url"]
+        sqs = self.router.sqs
+        n = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+            "ApproximateNumberOfMessages"])  # fmt: skip
+        if n:
+            sqs.purge_queue(QueueUrl=url)  # only this scenario's windows are in it (one thing at a time)
+        return n
+
     def _queue_busy(self) -> bool:
         if self.opts.mode == "edge":
             skip = ("done", "rejected")
@@ -490,11 +506,13 @@ class Demo:
         code = self.sup.stop(edge, timeout=45)
         p.sent_before += len(scenario.messages)
         time.sleep(1.0)  # the collector catches the final events
+        dropped = self._drop_backlog(thing)
         collector.stop()
         models = self._models_count(thing)
         if cloud:
             self.router.observers.remove(source)
         self._summarise(scenario, thing, collector, source, swaps(), send_times, began, crash, models, code)
+        self.results["scenarios"][scenario.name]["windows_not_trained"] = dropped
         print(f"demo: scenario {scenario.name} done: {status()}", flush=True)
 
     # ---- results of one scenario -----------------------------------------------------------------
