@@ -131,7 +131,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         rmse = f"rmse {m['rmse']:.4f}" if isinstance(m.get("rmse"), int | float) else "rmse -"
         mark = "*" if v["current"] else " "
         window = v["window"].get("last_ts", "-")
-        print(f" {mark} {v['version']}  window to {window}  {rmse}  created {v['created_at'] or '-'}")
+        again = f"  (re-release of {v['rerelease_of']})" if v.get("rerelease_of") else ""
+        print(f" {mark} {v['version']}  window to {window}  {rmse}  created {v['created_at'] or '-'}{again}")
     for v in data["rejected"]:
         print(f"   {v['version']}  refused: {v['reason'] or '-'}")
     return 0
@@ -162,9 +163,10 @@ def _point(args: argparse.Namespace, version: str | None, override: bool) -> int
     if result["status"] == "current":
         print(f"{args.name}: {version} is already current, nothing changed")
         return 0
-    pointer = result["pointer"]
-    line = f"{args.name}: LATEST -> {version}; the stack announces it on hybridstream/models/{args.name}/published"
-    print(line)
+    pointer, served = result["pointer"], result["served"]
+    print(f"{args.name}: LATEST -> {served}; the stack announces it on hybridstream/models/{args.name}/published")
+    if served != version:
+        print(f"{served} is {version}'s model published again now (the edge only swaps in models newer than its own)")
     if result["audit"]:
         print(
             f"override of the forward-only rule recorded in s3://{registry.bucket}/{result['audit']}", file=sys.stderr

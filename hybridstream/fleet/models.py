@@ -9,10 +9,15 @@ verifies it (sha256, manifest, feature spec) like any other model.
 
 ``LATEST`` normally only moves forward (to the model of the newest window). ``promote`` to an older
 window and ``rollback`` override that rule explicitly: the pointer gets an ``override`` record
-(action, the version it replaces, reason, who, when), the override is logged as a warning and kept as
-an audit object ``audit/models/<name>/<time>-<action>.json``. The pointer keeps the replaced model's
-``window_last_ts`` when that is newer, so a redelivered notice of the replaced model cannot take
-``LATEST`` back; a model of a genuinely newer window does.
+(action, the version it replaces, the version it goes back to, reason, who, when), the override is
+logged as a warning and kept as an audit object ``audit/models/<name>/<time>-<action>.json``. The
+pointer keeps the replaced model's ``window_last_ts`` when that is newer, so a redelivered notice of
+the replaced model cannot take ``LATEST`` back; a model of a genuinely newer window does.
+
+The edge refuses a model whose manifest is older than the one it serves, so going back to an earlier
+model publishes its bytes again as a new version created now (``extra.rerelease``: of, replaces,
+reason, by, at): same model, feature spec, window and holdout scores; the edge verifies it like any
+other model and swaps it in.
 """
 
 from __future__ import annotations
@@ -45,8 +50,13 @@ class Version:
         return str((self.manifest.get("window") or {}).get("last_ts") or "")
 
     @property
-    def sort_key(self) -> tuple[str, str]:
-        return self.window_last_ts, str(self.manifest.get("created_at") or "")
+    def sort_key(self) -> tuple[datetime, datetime]:
+        return _when(self.window_last_ts), _when(self.manifest.get("created_at"))
+
+    @property
+    def rerelease_of(self) -> str:
+        """The version this one re-releases (``models rollback``/``promote``), '' for an original."""
+        return str(((self.manifest.get("extra") or {}).get("rerelease") or {}).get("of") or "")
 
     def summary(self) -> dict[str, Any]:
         m = self.manifest
@@ -58,6 +68,7 @@ class Version:
             "metrics": m.get("metrics") or {},
             "training_seconds": m.get("training_seconds"),
             "guardrail": (m.get("extra") or {}).get("guardrail"),
+            "rerelease_of": self.rerelease_of,
             "sha256": m.get("sha256", ""),
         }
 
@@ -177,8 +188,8 @@ class ModelRegistry:
         return ", ".join(v.version for v in reversed(versions[-8:])) + (" ..." if len(versions) > 8 else "")
 
     # -- repointing -------------------------------------------------------------------------
-    def _verify(self, target: Version) -> None:
-        """The model bytes exist and match the manifest's sha256 (the edge checks this again)."""
+    def _model_bytes(self, target: Version) -> bytes:
+        """The model bytes, checked against the manifest's sha256 (the edge checks this again)."""
         import hashlib
 
         from botocore.exceptions import ClientError
@@ -197,26 +208,67 @@ class ModelRegistry:
             target.version,
         ):
             raise FleetError(f"the manifest of {target.name}/{target.version} names another model")
+        return body
+
+    def _current(self, versions: list[Version], pointer: dict[str, Any] | None) -> Version | None:
+        return next((v for v in versions if pointer and v.version == pointer.get("version")), None)
+
+    def _original(self, versions: list[Version], version: Version) -> Version:
+        """A re-release's original version (itself for an original)."""
+        of = version.rerelease_of
+        return next((v for v in versions if v.version == of), version) if of else version
 
     def previous(self, name: str) -> Version:
-        """The version before the current one (by window, then creation time)."""
+        """The original version before the current one (by window, then creation time), other bytes."""
         versions = self.require(name)
-        pointer = self.latest(name) or {}
-        current = next((v for v in versions if v.version == pointer.get("version")), None)
+        current = self._current(versions, self.latest(name))
         if current is None:
             raise FleetError(f"LATEST of {name} names no published version: pass --version")
-        older = [v for v in versions if v.sort_key < current.sort_key and v.version != current.version]
+        base = self._original(versions, current)
+        older = [
+            v
+            for v in versions
+            if not v.rerelease_of
+            and v.sort_key < base.sort_key
+            and v.manifest.get("sha256") != current.manifest.get("sha256")
+        ]
         if not older:
-            raise FleetError(f"{name} has no version older than the current {current.version}")
+            raise FleetError(f"{name} has no version older than the current {base.version}")
         return older[-1]
+
+    def _rerelease(self, target: Version, *, replaces: str, reason: str, by: str, at: str) -> Version:
+        """Publish ``target``'s model again as a new version created now (manifest ``extra.rerelease``).
+
+        The edge never swaps in a model whose manifest is older than the one it serves (a late or
+        redelivered notice must not go back), so a way back is a new release of the earlier bytes:
+        same model, feature spec, window and holdout scores, a fresh ``created_at``. Written by the
+        trainer's own ``ModelStore`` (model, then manifest; ``LATEST`` is ours)."""
+        from model_contract import Manifest, content_version
+        from training_job.publish import ModelStore
+
+        tflite = self._model_bytes(target)
+        manifest = Manifest.from_json(json.dumps(target.manifest))
+        manifest.version = content_version(target.name, target.version, "rerelease", at)
+        manifest.created_at = at
+        manifest.extra = {
+            **(manifest.extra or {}),
+            "rerelease": {"of": target.version, "replaces": replaces, "reason": reason, "by": by, "at": at},
+        }
+        ModelStore(self.s3, self.bucket).publish(tflite, manifest, update_latest=False)
+        return Version(target.name, manifest.version, manifest.to_dict())
 
     def point(
         self, name: str, version: str, *, action: str, reason: str, by: str, override: bool, now: datetime | None = None
     ) -> dict[str, Any]:
-        """Point ``LATEST`` of ``name`` at ``version`` (announced by the stack as usual).
+        """Make ``version`` of ``name`` the one the devices serve (announced by the stack as usual).
 
-        Moving to an older window needs ``override`` (logged, recorded in the pointer and an audit
-        object). Returns {"status": current|updated, "pointer": ..., "audit": key or None}.
+        - target of an older window than ``LATEST``'s: needs ``override`` (logged, recorded in the
+          pointer and in an audit object), the forward-only rule's explicit exception;
+        - target created before the current model: published again as a new version created now
+          (:meth:`_rerelease`), since the edge refuses older models;
+        - otherwise ``LATEST`` simply moves to it.
+
+        Returns {"status": current|updated, "pointer", "served" (the version LATEST names), "audit"}.
         """
         from botocore.exceptions import ClientError
 
@@ -227,24 +279,35 @@ class ModelRegistry:
         target = next((v for v in versions if v.version == version), None)
         if target is None:
             raise FleetError(f"{name} has no published version {version} (versions: {self._list(versions)})")
+        if target.rerelease_of:
+            target = self._original(versions, target)
         pointer, etag = self._pointer(name)
-        if pointer is not None and pointer.get("version") == version:
-            return {"status": "current", "pointer": pointer, "audit": None}
-        current = next((v for v in versions if pointer and v.version == pointer.get("version")), None)
-        backwards = current is not None and target.sort_key < current.sort_key
+        current = self._current(versions, pointer)
+        if current is not None and current.manifest.get("sha256") == target.manifest.get("sha256"):
+            return {"status": "current", "pointer": pointer, "served": current.version, "audit": None}
+        pointer_ts = str((pointer or {}).get("window_last_ts") or "")
+        backwards = pointer is not None and _when(target.window_last_ts) < _when(pointer_ts)
         if backwards and not override:
             raise FleetError(
-                f"{version} is a model of an older window than the current {current.version}: LATEST only moves "
-                "forward; use `hybridstream models rollback` (or promote --override) to override that, explicitly"
+                f"{target.version} is a model of an older window than the current {pointer.get('version')}: "
+                "LATEST only moves forward; use `hybridstream models rollback` (or promote --override) "
+                "to override that, explicitly"
             )
-        self._verify(target)
-        at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        keep_ts = max(target.window_last_ts, str((pointer or {}).get("window_last_ts") or ""))
-        override = None
+        at = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        older_model = current is not None and _when(target.manifest.get("created_at")) < _when(
+            current.manifest.get("created_at")
+        )
+        if older_model:
+            served = self._rerelease(target, replaces=current.version, reason=reason, by=by, at=at)
+        else:
+            self._model_bytes(target)
+            served = target
+        record = None
         if backwards:
-            override = {
+            record = {
                 "action": action,
-                "from": current.version if current else None,
+                "from": pointer.get("version"),
+                "to": target.version,
                 "reason": reason,
                 "by": by,
                 "at": at,
@@ -252,22 +315,17 @@ class ModelRegistry:
             }
         new = LatestPointer.for_model(
             name,
-            version,
-            sha256=str(target.manifest.get("sha256", "")),
-            kind=str(target.manifest.get("kind", "")),
-            window_last_ts=keep_ts if backwards else target.window_last_ts,
+            served.version,
+            sha256=str(served.manifest.get("sha256", "")),
+            kind=str(served.manifest.get("kind", "")),
+            window_last_ts=max(target.window_last_ts, pointer_ts) if backwards else target.window_last_ts,
             published_at=at,
-            override=override,
+            override=record,
         )
-        doc = new.to_dict()
         extra = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             self.s3.put_object(
-                Bucket=self.bucket,
-                Key=latest_key(name),
-                Body=new.to_json(),
-                ContentType="application/json",
-                **extra,
+                Bucket=self.bucket, Key=latest_key(name), Body=new.to_json(), ContentType="application/json", **extra
             )
         except ClientError as exc:
             if error_code(exc) in ("412", "PreconditionFailed", "409", "ConditionalRequestConflict"):
@@ -278,15 +336,25 @@ class ModelRegistry:
         audit = None
         if backwards:
             log.warning(
-                "LATEST override: %s %s -> %s (%s) by %s: %s",
+                "LATEST override: %s %s -> %s (%s, served as %s) by %s: %s",
                 name,
-                current.version if current else "-",
-                version,
+                pointer.get("version"),
+                target.version,
                 action,
+                served.version,
                 by,
                 reason,
             )
-            audit = f"{AUDIT}/{name}/{at.replace(':', '')}-{action}.json"
-            record = {"before": pointer, "after": doc}
-            self.s3.put_object(Bucket=self.bucket, Key=audit, Body=json.dumps(record, indent=2).encode())
-        return {"status": "updated", "pointer": doc, "audit": audit}
+            audit = f"{AUDIT}/{name}/{at[:19].replace(':', '')}Z-{action}.json"
+            body = json.dumps({"before": pointer, "after": new.to_dict()}, indent=2).encode()
+            self.s3.put_object(Bucket=self.bucket, Key=audit, Body=body, ContentType="application/json")
+        return {"status": "updated", "pointer": new.to_dict(), "served": served.version, "audit": audit}
+
+
+def _when(text: Any) -> datetime:
+    """An ISO-8601 timestamp (naive = UTC); the epoch when absent or unreadable (sorts first)."""
+    try:
+        value = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
