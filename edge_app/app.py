@@ -31,7 +31,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from edge_app import kafka_io, loop
-from edge_app.admission import Admission
+from edge_app.admission import Admission, value_bounds
 from edge_app.config import EdgeConfig
 from edge_app.kafka_io import DeliveryFailed, Outputs
 from edge_app.metrics import ErrorStats
@@ -39,7 +39,7 @@ from edge_app.models import FETCHERS, S3Fetcher, load_model
 from edge_app.mqtt import make_transport
 from edge_app.persistence import DeviceStore
 from edge_app.state import DeviceState
-from edge_app.swap import SpeedModelSwapper, initial_speed_model
+from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model
 from edge_app.telemetry import Counters, MetricsPublisher, Telemetry
 from edge_app.uploaders import open_window_pipeline
 from model_contract.topics import model_notice_topic
@@ -91,6 +91,9 @@ class EdgeApp:
             journal=self.state_dir / "notices-pending.json",
         )
         self.swapper.serve(self.speed, speed_published_at)
+        bounds = value_bounds(self.batch.manifest, cfg.out_of_range_k if cfg.out_of_range_k is not None else 50.0)
+        target = self.spec.target_index
+        self.swap_guard = SwapGuard((bounds[0][target], bounds[1][target]) if bounds else None)
         resumed = self.swapper.resume()  # notices consumed (offsets committed) but not finished by a previous run
         if resumed:
             log.info("resuming %d pending model notice(s) from a previous run", resumed)

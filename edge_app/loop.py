@@ -63,6 +63,7 @@ def process(app: Any, msgs: list) -> None:
     speed_version = versions[1]
     touched = app.touched
     isfinite = math.isfinite
+    guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
     for msg in msgs:
         if msg.error() is not None:
             err = msg.error()
@@ -121,6 +122,14 @@ def process(app: Any, msgs: list) -> None:
                 window = buffer.window
                 b = batch_predict(window)
                 s = speed_predict(window)
+                if guard.armed:
+                    guard.observe(s)
+                    if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
+                        swap.rollback_swap(app)
+                        speed_predict = app.speed.model.predict_one
+                        versions = (app.batch.version, app.speed.version)
+                        speed_version = versions[1]
+                        s = speed_predict(window)
                 h = combiner.predict_one(b, s) if isfinite(b) and isfinite(s) else math.nan
                 forecast = (b, s, h)
                 state.pending = Pending(b, s, h, speed_version) if isfinite(h) else None

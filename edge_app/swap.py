@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -77,6 +78,7 @@ class SpeedModelSwapper:
         self.serving_created_at = ""  # the serving model's manifest created_at: older models never swap in
         self.serving_published_at = 0.0  # the published_at of the notice that brought it (0: unknown)
         self.rejected = 0
+        self.refused: set[str] = set()  # versions rolled back after a swap (SwapGuard): never swapped in again
         # notices accepted but not finished yet, persisted BEFORE the loop commits their offsets, so
         # a crash during fetch/verify/swap replays them at the next start (see :meth:`resume`)
         self._journal = journal
@@ -217,6 +219,9 @@ class SpeedModelSwapper:
                 if notice["version"] and notice["version"] == self.serving_version:
                     log.info("speed model %s already serving", notice["version"])
                     continue
+                if notice["version"] in self.refused:
+                    self._reject(f"version {notice['version']} was rolled back after a swap", notice)
+                    continue
                 try:
                     self._check_newer(notice)
                     loaded = load_model(
@@ -279,6 +284,86 @@ def initial_speed_model(models: Any, spec: FeatureSpec, pointer: Path) -> tuple[
     return load_model(models.batch, models.batch_manifest, num_threads=models.num_threads), 0.0
 
 
+class SwapGuard:
+    """Checks the first speed forecasts after a swap: a model that passed every check before it
+    served (sha256, shapes, a finite probe) can still forecast absurd values on real data.
+
+    After :meth:`arm`, each speed forecast goes to :meth:`observe` (the loop calls it only while
+    ``armed``: one attribute read per record otherwise). A forecast is bad when it is not finite or
+    outside ``bounds`` (the target's plausible range: the batch scaler's mean +- k * scale, as the
+    input range check). More than ``max_bad`` x ``window`` bad ones among the first ``window`` set
+    ``due`` and the loop rolls the swap back (:func:`rollback_swap`) before its next batch; ``window``
+    forecasts with fewer bad ones disarm it.
+
+    >>> g = SwapGuard((0.0, 100.0), window=4, max_bad=0.5)
+    >>> g.arm(previous=None, previous_published_at=0.0)
+    >>> for v in (50.0, float("nan"), 1e6, 7e5): g.observe(v)
+    >>> g.due, g.armed, g.bad, g.checked
+    (True, False, 3, 4)
+    """
+
+    def __init__(self, bounds: tuple[float, float] | None, window: int = 100, max_bad: float = 0.5) -> None:
+        self.lo, self.hi = bounds if bounds is not None else (-math.inf, math.inf)
+        self.window = max(1, int(window))
+        self.max_bad = max_bad
+        self.armed = False
+        self.due = False
+        self.previous: LoadedModel | None = None
+        self.previous_published_at = 0.0
+        self.checked = 0
+        self.bad = 0
+
+    def arm(self, previous: LoadedModel | None, previous_published_at: float) -> None:
+        self.previous, self.previous_published_at = previous, previous_published_at
+        self.checked = self.bad = 0
+        self.due = False
+        self.armed = True
+
+    def observe(self, forecast: float) -> None:
+        self.checked += 1
+        if not (self.lo <= forecast <= self.hi) or not math.isfinite(forecast):
+            self.bad += 1
+            if self.bad > self.max_bad * self.window:
+                self.due, self.armed = True, False
+                return
+        if self.checked >= self.window:
+            self.armed = False
+
+
+def rollback_swap(app: Any) -> None:
+    """Undo the last swap (its model forecast absurd values): the previous speed model serves again,
+    the bad version is refused from now on, ``rollbacks`` is counted and ``model_rolled_back`` sent."""
+    guard = app.swap_guard
+    bad, previous = app.speed, guard.previous
+    guard.due = False
+    if previous is None:
+        return
+    swapper = app.swapper
+    swapper.refused.add(bad.version)
+    app.speed = previous
+    swapper.serving_version = previous.version
+    swapper.serving_created_at = previous.manifest.created_at
+    swapper.serving_published_at = guard.previous_published_at
+    reset_detector = app.residual_index == 1
+    for state in app.devices.values():
+        state.combiner.reset_speed()
+        if reset_detector:
+            state.detector = make_detector(app.cfg.detector_config)
+    try:
+        write_pointer(app.pointer, previous, Path(previous.location), published_at=guard.previous_published_at)
+    except OSError as exc:
+        log.warning("could not persist the speed model pointer: %s", exc)
+    app.counters.rollbacks += 1
+    reason = (
+        f"{guard.bad} of the first {guard.checked} speed forecasts after the swap were not finite or outside "
+        f"[{guard.lo:.4g}, {guard.hi:.4g}]"
+    )
+    log.error("speed model %s rolled back to %s: %s", bad.version, previous.version, reason)
+    app.telemetry.event(
+        "model_rolled_back", name=bad.name, bad_version=bad.version, restored_version=previous.version, reason=reason
+    )
+
+
 def apply_swap(app: Any, loaded: LoadedModel) -> None:
     """Serve ``loaded`` from the next record on (the loop calls this between two batches).
 
@@ -288,9 +373,10 @@ def apply_swap(app: Any, loaded: LoadedModel) -> None:
     ``app`` is the :class:`edge_app.app.EdgeApp`.
     """
     old = app.speed
+    swapper = app.swapper
+    app.swap_guard.arm(old, swapper.serving_published_at)  # the first forecasts decide whether it stays
     app.speed = loaded
     published = loaded.origin.get("published_at")
-    swapper = app.swapper
     swapper.serve(loaded, published if isinstance(published, int | float) else 0.0)
     reset_detector = app.residual_index == 1
     for state in app.devices.values():

@@ -61,6 +61,7 @@ class Counters(CounterSet):
         self.notices = 0
         self.swaps = 0
         self.rejected_models = 0
+        self.rollbacks = 0  # speed models swapped out again because their first forecasts were absurd
         self.windows_closed = 0
         self.windows_uploaded = 0
         self.upload_failures = 0
