@@ -8,7 +8,7 @@ HISTORY     ?= $(firstword $(wildcard ../shared/datasets/turbine/train.csv) test
 BATCH_MODEL := build/batch-model
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: help setup test lint unit synth batch-model demo bench-edge bench-train bench clean kafka-up kafka-down chaos
+.PHONY: help setup test lint unit synth batch-model demo bench-edge bench-latency bench-train bench clean kafka-up kafka-down chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ $(BATCH_MODEL)/model.tflite: $(HISTORY) | $(STAMP)
 
 bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)
 	$(PY) -m hybridstream.devtools.edge_bench
+
+bench-latency: setup ## edge app vs a bare echo, interleaved 1 s slices at 1,000/s, 5 runs (last line: JSON; BENCHMARKS.md)
+	flock /tmp/coord/heavy.lock $(PY) -m hybridstream.devtools.edge_latency 2>/dev/null || $(PY) -m hybridstream.devtools.edge_latency
 
 bench-train: setup ## training job benchmark against real local servers (last line: JSON)
 	$(PY) -m training_job.bench
