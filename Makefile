@@ -47,7 +47,7 @@ bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)
 	$(PY) -m hybridstream.devtools.edge_bench
 
 bench-latency: setup ## edge app vs a bare echo, interleaved 1 s slices at 1,000/s, 5 runs (last line: JSON; BENCHMARKS.md)
-	flock /tmp/coord/heavy.lock $(PY) -m hybridstream.devtools.edge_latency 2>/dev/null || $(PY) -m hybridstream.devtools.edge_latency
+	$(PY) -m hybridstream.devtools.edge_latency
 
 bench-train: setup ## training job benchmark against real local servers (last line: JSON)
 	$(PY) -m training_job.bench
