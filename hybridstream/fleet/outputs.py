@@ -15,6 +15,24 @@ USABLE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMP
 BUSY_SUFFIX = "_IN_PROGRESS"
 # component outputs are "<Short>Version" (EdgeAppVersion ...); these are not components
 NOT_COMPONENTS = {"FleetRelease"}
+# the outputs the fleet and models commands read (tests/fleet checks them against the synthesized stack)
+REQUIRED = (
+    "IotDataEndpointAddress",
+    "ModelsBucket",
+    "ResultsBucket",
+    "FleetThingGroup",
+    "CanaryThingGroup",
+    "RoleAlias",
+    "DevicePolicy",
+    "ProvisioningTemplate",
+    "ClaimPolicy",
+    "EnrollmentTable",
+    "ThingNamePrefix",
+    "ClaimClientIdPrefix",
+    "ComponentRelease",
+    "EdgeAppVersion",
+)
+OPTIONAL = ("DeviceMetricsKey",)  # without it: no per-device metrics (status, rollout gate)
 
 
 @dataclass
