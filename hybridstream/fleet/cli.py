@@ -23,13 +23,13 @@ def aws_options() -> argparse.ArgumentParser:
     return common
 
 
-def context(args: argparse.Namespace):
+def context(args: argparse.Namespace, failed_ok: bool = False):
     """(AwsContext, StackOutputs) for the command's --profile/--region/--stack."""
     from hybridstream.fleet import outputs
     from hybridstream.fleet.session import AwsContext
 
     ctx = getattr(args, "aws_context", None) or AwsContext(profile=args.profile, region=args.region)
-    return ctx, outputs.load(ctx, args.stack)
+    return ctx, outputs.load(ctx, args.stack, failed_ok=failed_ok)
 
 
 def _print_json(data: Any) -> None:
@@ -225,7 +225,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from hybridstream.fleet import cleanup, enroll
     from hybridstream.fleet.session import FleetError, guarded
 
-    ctx, outputs = context(args)
+    ctx, outputs = context(args, failed_ok=True)  # DELETE_FAILED: what cleanup unblocks
     if args.thing:
         enroll.serial_of(args.thing, outputs.thing_prefix)
         known = guarded("looking up the thing")(

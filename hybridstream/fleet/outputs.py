@@ -93,8 +93,11 @@ class StackOutputs:
         }
 
 
-def load(ctx: AwsContext, stack_name: str = DEFAULT_STACK) -> StackOutputs:
-    """The outputs of ``stack_name``; FleetError if it is missing, busy or half-created."""
+def load(ctx: AwsContext, stack_name: str = DEFAULT_STACK, *, failed_ok: bool = False) -> StackOutputs:
+    """The outputs of ``stack_name``; FleetError if it is missing, busy or half-created.
+
+    ``failed_ok`` (``fleet cleanup``): a failed stack is fine too; a ``DELETE_FAILED`` stack is
+    exactly what cleanup unblocks (IoT policies still attached to provisioned certificates)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     cfn = ctx.client("cloudformation")
@@ -116,7 +119,7 @@ def load(ctx: AwsContext, stack_name: str = DEFAULT_STACK) -> StackOutputs:
     status = stack.get("StackStatus", "")
     if status.endswith(BUSY_SUFFIX):
         raise FleetError(f"stack {stack_name} is {status}: wait until CloudFormation has finished, then try again")
-    if status not in USABLE:
+    if status not in USABLE and not failed_ok:
         raise FleetError(
             f"stack {stack_name} is {status} (half-created or failed): fix it with `cdk deploy` (or delete it) first"
         )

@@ -141,3 +141,10 @@ def test_explain(exc, text):
     message = str(explain(exc, "x"))
     assert text in message
     assert isinstance(explain(exc), FleetError)
+
+
+def test_cleanup_accepts_a_delete_failed_stack(aws_env, capsys):
+    """`cdk destroy` failed on the IoT policies (DELETE_FAILED): cleanup is what unblocks it."""
+    ctx = stubbed_stack("DELETE_FAILED")
+    code, _, err = run_cli(["fleet", "cleanup"], ctx=ctx, capsys=capsys)
+    assert code == 1 and "pass --yes" in err  # got past the stack check: it asks to confirm
