@@ -16,15 +16,13 @@ import json
 import urllib.request
 from typing import Any
 
-import boto3
+from lambdas.shared import cached_client
 
 _clients: dict[str, Any] = {}
 
 
 def _iot() -> Any:
-    if "iot" not in _clients:
-        _clients["iot"] = boto3.client("iot")
-    return _clients["iot"]
+    return cached_client(_clients, "iot")
 
 
 def release(policy_name: str) -> dict[str, int]:

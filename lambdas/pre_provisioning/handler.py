@@ -20,18 +20,14 @@ from __future__ import annotations
 import json
 import os
 import re
+from functools import partial
 from typing import Any
 
-import boto3
+from lambdas.shared import cached_client
 
 SERIAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # thing names allow [a-zA-Z0-9:_-]; ':' is kept out
 _clients: dict[str, Any] = {}
-
-
-def _client(name: str) -> Any:
-    if name not in _clients:
-        _clients[name] = boto3.client(name)
-    return _clients[name]
+_client = partial(cached_client, _clients)
 
 
 def _log(decision: str, thing: str | None, reason: str, **extra: Any) -> None:
