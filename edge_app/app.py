@@ -196,11 +196,13 @@ class EdgeApp:
                 log.error("abnormal exit: not committing (the records since the last commit will be replayed)")
             else:
                 self.publish_metrics()
-                loop.commit_point(self)
-                try:
-                    kafka_io.commit(self.consumer, asynchronous=False)
-                except KafkaException as exc:
-                    log.warning("final commit failed: %s", exc)
+                if loop.commit_point(self):
+                    try:
+                        kafka_io.commit(self.consumer, asynchronous=False)
+                    except KafkaException as exc:
+                        log.warning("final commit failed: %s", exc)
+                else:
+                    log.error("window spool not written (%s): not committing", self.spool.degraded)
         finally:
             drained = self.uploads.close(timeout=30)
             if not drained:

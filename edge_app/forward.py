@@ -263,7 +263,8 @@ class Forwarder:
         self.outputs.check("dead letters or events")
         if not self._consumed:
             return True
-        self.spool.flush()  # every reading about to be committed is in its window file
+        if not self.spool.flush():  # every reading about to be committed is in its window file, or no commit
+            return False
         offsets = [TopicPartition(t, p, o + 1) for (t, p), o in self._consumed.items()]
         try:
             kafka_io.commit(self.consumer, offsets=offsets, asynchronous=not final)

@@ -34,6 +34,7 @@ from model_contract.features import BadRecord
 
 log = logging.getLogger("edge_app")
 
+SPOOL_HOLD_MAX = 200_000  # rows held in memory while the window spool cannot write; then consuming pauses
 SLOW_RECORD_S = 0.0002  # a record taking longer than this (normal: ~50 us) makes a slow turn worth logging
 
 
@@ -203,7 +204,9 @@ def commit_point(app: Any, block: bool = True) -> bool:
     except DeliveryFailed as exc:
         app.counters.delivery_errors += exc.count
         raise
-    app.spool.flush()
+    if not app.spool.flush():  # disk full (or an I/O error): rows held in memory, nothing committed
+        app.counters.spool_write_errors = app.spool.write_errors
+        return False
     app.save_devices()
     kafka_io.commit(app.consumer, asynchronous=True)
     return True
@@ -236,7 +239,11 @@ def run(app: Any, max_seconds: float | None = None) -> None:
             uncommitted = False
             last_commit = time.monotonic()
         t1 = clock()
-        msgs = kafka_io.consume_available(consumer, size, poll_timeout)
+        if app.spool.degraded and app.spool.held_rows > SPOOL_HOLD_MAX:  # disk full for a while: stop taking input
+            app.stop.wait(0.5)
+            msgs = []
+        else:
+            msgs = kafka_io.consume_available(consumer, size, poll_timeout)
         t2 = clock()
         if msgs:
             app.process(msgs)

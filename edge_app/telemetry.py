@@ -62,6 +62,7 @@ class Counters(CounterSet):
         self.swaps = 0
         self.rejected_models = 0
         self.rollbacks = 0  # speed models swapped out again because their first forecasts were absurd
+        self.spool_write_errors = 0  # failed writes of the window spool (disk full): nothing committed meanwhile
         self.windows_closed = 0
         self.windows_uploaded = 0
         self.upload_failures = 0

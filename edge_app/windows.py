@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import os
 import re
@@ -78,14 +79,17 @@ def window_id(device: str, first_epoch: float, rows: int) -> str:
 @dataclass
 class _Open:
     path: Path
-    fh: IO[str]
-    writer: Any
+    fh: IO[bytes]  # unbuffered: rows wait in ``buf`` until a flush writes them (and can be taken back)
+    buf: io.StringIO
+    writer: Any  # csv.writer over ``buf``
     device: str
     first_epoch: float
     first_ts: str
     last_ts: str
     opened: float
     rows: int = 0
+    written: int = 0  # bytes of the file known to be complete (a failed write is truncated back to this)
+    held: int = 0  # rows in ``buf`` not yet in the file
 
 
 class WindowSpool:
@@ -113,6 +117,9 @@ class WindowSpool:
         self._fsync = fsync
         self._open: dict[str, _Open] = {}
         self.closed = 0
+        self.write_errors = 0  # failed writes of the spool (disk full, I/O error): rows kept in memory, retried
+        self.degraded = ""  # the last write error while the spool cannot write ("" when it can)
+        self._retry_at = 0.0
 
     def recover(self) -> list[Path]:
         """Close the windows a crash left open; return every ready window not yet uploaded (oldest first)."""
@@ -155,8 +162,9 @@ class WindowSpool:
             w = self._start(reading)
         w.writer.writerow((reading.timestamp, reading.device, *reading.values))
         w.rows += 1
+        w.held += 1
         w.last_ts = reading.timestamp
-        if self._max_records is not None and w.rows >= self._max_records:
+        if self._max_records is not None and w.rows >= self._max_records and not self.degraded:
             self.close(reading.device, "count")
 
     def tick(self, now: float | None = None) -> None:
@@ -167,21 +175,73 @@ class WindowSpool:
         for device in [d for d, w in self._open.items() if now - w.opened >= self._max_seconds]:
             self.close(device, "age")
 
-    def flush(self) -> None:
-        """Push every open window's buffered rows to the OS (and the disk with ``fsync``)."""
+    @property
+    def held_rows(self) -> int:
+        """Rows accepted but not yet written to the spool files (grows while the disk is full)."""
+        return sum(w.held for w in self._open.values())
+
+    def flush(self) -> bool:
+        """Write every open window's pending rows to the OS (and the disk with ``fsync``).
+
+        False if a write failed (disk full, I/O error): the file is cut back to its last complete
+        row, the rows stay in memory for the next flush, and the caller must not commit.
+        """
+        if self.degraded and time.monotonic() < self._retry_at:
+            return False  # still failing a moment ago: retry at most once a second
+        ok = True
         for w in self._open.values():
-            w.fh.flush()
+            ok = self._write(w) and ok
+        if ok and self.degraded:
+            log.warning("window spool writable again: the rows held in memory are written")
+            self.degraded = ""
+        elif not ok:
+            self._retry_at = time.monotonic() + 1.0
+        return ok
+
+    def _write(self, w: _Open) -> bool:
+        if w.held == 0 and not self._fsync:
+            return True
+        data = w.buf.getvalue().encode("utf-8", "surrogatepass")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[w.fh.write(view) :]
             if self._fsync:
                 os.fsync(w.fh.fileno())
+        except OSError as exc:
+            self._write_failed(w, exc)
+            return False
+        w.written += len(data)
+        w.buf.seek(0)
+        w.buf.truncate()
+        w.held = 0
+        return True
+
+    def _write_failed(self, w: _Open, exc: OSError) -> None:
+        """Cut the file back to its last complete row (a torn row must not stay in the middle)."""
+        self.write_errors += 1
+        try:
+            os.ftruncate(w.fh.fileno(), w.written)
+            w.fh.seek(w.written)
+        except OSError as again:
+            log.debug("truncating %s: %s", w.path, again)
+        if not self.degraded:
+            log.error(
+                "window spool cannot write %s (%s): keeping %d rows in memory, offsets are not committed until "
+                "it can (free space under the state folder)",
+                w.path.name,
+                exc,
+                self.held_rows,
+            )
+        self.degraded = str(exc)
 
     def close(self, device: str, reason: str) -> Path | None:
-        """Close a device's window now and hand it to ``on_closed``; None if it had none."""
-        w = self._open.pop(device, None)
-        if w is None:
+        """Close a device's window now and hand it to ``on_closed``; None if it had none, or if its
+        rows cannot be written yet (it stays open and is closed by a later call)."""
+        w = self._open.get(device)
+        if w is None or not self._write(w):
             return None
-        w.fh.flush()
-        if self._fsync:
-            os.fsync(w.fh.fileno())
+        del self._open[device]
         w.fh.close()
         wid = window_id(device, w.first_epoch, w.rows)
         ready = self.ready_dir / f"{wid}.csv"
@@ -199,11 +259,12 @@ class WindowSpool:
 
     def _start(self, reading: Reading) -> _Open:
         path = self.open_dir / f"{file_device(reading.device)}_{int(reading.epoch * 1000)}.part"
-        fh = open(path, "w", newline="", buffering=1 << 16, encoding="utf-8")  # noqa: SIM115 (kept open while the window is)
-        writer = csv.writer(fh)
+        fh = open(path, "wb", buffering=0)  # noqa: SIM115 (kept open while the window is)
+        buf = io.StringIO(newline="")
+        writer = csv.writer(buf)
         writer.writerow(self._header)
         w = _Open(
-            path, fh, writer, reading.device, reading.epoch, reading.timestamp, reading.timestamp, time.monotonic()
+            path, fh, buf, writer, reading.device, reading.epoch, reading.timestamp, reading.timestamp, time.monotonic()
         )
         self._open[reading.device] = w
         return w

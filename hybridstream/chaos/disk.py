@@ -86,7 +86,7 @@ def disk_full(ctx: Context) -> Result:
                 run.edge.close()
             logs = "\n".join(p.read_text(errors="replace").lower() for p in sorted(run.work.glob("edge-*.log")))
             counters = run.edge.counters()
-            disk_counters = {k: v for k, v in counters.items() if "disk" in k or "spool_error" in k or "enospc" in k}
+            disk_counters = {k: v for k, v in counters.items() if "disk" in k or ("spool" in k and "error" in k)}
             internal = result.figures.get("deadletter_reasons", {}).get("internal_error", 0)
             result.figures["disk_counters"] = disk_counters
             result.check("a clear log line about the full disk", any(w in logs for w in DISK_WORDS))
