@@ -11,15 +11,19 @@ the broker round trip: a failing record is reported as generated (the first few,
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import pickle
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from hybridstream.chaos.harness import Collector, Context, EdgeProcess, edge_config, produce, wait_for
 from hybridstream.chaos.result import Result, ledger
 from hybridstream.chaos.stream import guarded
+from hybridstream.localstack.process import CACHE_DIR
 
 GOOD_DEVICES = [f"g{i}" for i in range(5)]
 
@@ -120,8 +124,24 @@ def _is_json(text: str) -> bool:
     return True
 
 
-def generate(n: int, good: dict[str, Any]) -> list[tuple[str, Any]]:
-    """At least ``n`` bad records from hypothesis (deterministic: derandomized, no example database)."""
+CORPUS_VERSION = 1  # bump when the strategies change (the cached corpus is keyed by it)
+
+
+def generate(n: int, good: dict[str, Any], cache: Path | None = None) -> list[tuple[str, Any]]:
+    """At least ``n`` bad records from hypothesis (deterministic: seeded, no example database).
+
+    With ``cache`` (a folder) the corpus is kept there as a pickle keyed by ``n``, the good template
+    and :data:`CORPUS_VERSION`, since generating 10,000 takes a minute or two on a busy machine.
+    """
+    if cache is not None:
+        digest = hashlib.sha256(json.dumps([n, good, CORPUS_VERSION], sort_keys=True).encode()).hexdigest()[:16]
+        path = Path(cache) / f"fuzz-corpus-{digest}.pkl"
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        corpus = generate(n, good)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(corpus))
+        return corpus
     from hypothesis import HealthCheck, Phase, given, seed, settings
 
     out: list[tuple[str, Any]] = []
@@ -150,7 +170,7 @@ def build_stream(ctx: Context, bad_n: int, good_per_device: int) -> tuple[list, 
     """(records, good idempotency keys, bad key -> category): bad ones keyed ``bad-<i>``, interleaved."""
     readings = ctx.readings
     template = json.loads(readings.one("g0", 0)[1])
-    bad = generate(bad_n, template)
+    bad = generate(bad_n, template, cache=CACHE_DIR / "chaos-fuzz")
     good = readings.batch(GOOD_DEVICES, 0, good_per_device)
     records: list[tuple[bytes | None, bytes]] = []
     bad_keys: dict[str, str] = {}
@@ -201,8 +221,8 @@ def _edge_over(ctx: Context, name: str, records: list, n_good: int) -> tuple[Edg
 
 def fuzz(ctx: Context) -> Result:
     def body(result: Result) -> None:
-        bad_n = ctx.pick(2_000, 10_500)
-        per_device = ctx.pick(1_200, 6_000)
+        bad_n = ctx.pick(3_000, 10_500)
+        per_device = ctx.pick(1_800, 6_000)
         began = time.monotonic()
         records, good_keys, bad_keys = build_stream(ctx, bad_n, per_device)
         result.figures["generate_s"] = round(time.monotonic() - began, 1)
