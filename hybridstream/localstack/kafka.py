@@ -20,70 +20,21 @@ from typing import ClassVar
 
 from hybridstream.localstack.jarserver import java_command, run_server_cli, server_parser
 from hybridstream.localstack.maven import fetch_jars
-from hybridstream.localstack.process import (
-    CACHE_DIR,
-    STATE_DIR,
-    SingleProcessServer,
-    free_port,
-    spawn,
-    wait_for_port,
-)
+from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
+from model_contract import kafka_broker
 
-KAFKA_VERSION = os.environ.get("HYBRIDSTREAM_KAFKA_VERSION", "4.4.0")
+KAFKA_VERSION = os.environ.get("HYBRIDSTREAM_KAFKA_VERSION", kafka_broker.KAFKA_VERSION)
 KAFKA_HOME = CACHE_DIR / f"kafka-{KAFKA_VERSION}"
-
-
-LOG4J2_PROPERTIES = """status = error
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.stdout.ref = STDOUT
-logger.kafka.name = kafka.server.KafkaRaftServer
-logger.kafka.level = INFO
-"""
+# what the Pi's broker shares (model_contract.kafka_broker), re-exported for this module's users
+LOG4J2_PROPERTIES = kafka_broker.LOG4J2_PROPERTIES
+kraft_properties = kafka_broker.kraft_properties
 
 
 def fetch(quiet: bool = True) -> Path:
     """Download the broker's jars with Maven (cached); return the libs folder."""
     return fetch_jars(
-        KAFKA_HOME,
-        [f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}", "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"],
-        marker="kafka_2.13-*.jar",
-        quiet=quiet,
+        KAFKA_HOME, kafka_broker.kafka_coordinates(KAFKA_VERSION), marker=kafka_broker.BROKER_JAR_GLOB, quiet=quiet
     )
-
-
-def kraft_properties(
-    port: int | str, controller_port: int | str, data_dir: Path | str, retention_hours: int | str = 24
-) -> str:
-    """server.properties of a single-node KRaft broker+controller listening on 127.0.0.1 only.
-
-    Arguments may be placeholders (the Greengrass recipe of the Pi's broker passes
-    ``{configuration:/port}`` and the like), so the local broker and the Pi's share one config.
-    """
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": "1",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "4",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "true",
-        "log.retention.hours": str(retention_hours),
-        "log.segment.bytes": str(64 * 1024 * 1024),
-    }
-    return "".join(f"{k}={v}\n" for k, v in props.items())
 
 
 @dataclass

@@ -28,14 +28,7 @@ from typing import ClassVar
 
 from hybridstream.localstack.jarserver import java_command, run_server_cli, server_parser
 from hybridstream.localstack.maven import fetch_jars
-from hybridstream.localstack.process import (
-    CACHE_DIR,
-    STATE_DIR,
-    SingleProcessServer,
-    free_port,
-    spawn,
-    wait_for_port,
-)
+from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
 
 ELASTICMQ_VERSION = os.environ.get("HYBRIDSTREAM_ELASTICMQ_VERSION", "1.7.1")
 ELASTICMQ_HOME = CACHE_DIR / f"elasticmq-{ELASTICMQ_VERSION}"
