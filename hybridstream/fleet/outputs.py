@@ -85,7 +85,16 @@ class StackOutputs:
         return self.require("ThingNamePrefix")
 
     def component_versions(self) -> dict[str, str]:
-        """Short component name (``EdgeApp`` ...) -> the version the deployed synth produced."""
+        """Component -> the version the deployed synth produced: the full names from the
+        ``ComponentRelease`` output, else short names (``EdgeApp`` ...) from the ``*Version`` outputs."""
+        import json
+
+        try:
+            release = json.loads(self.values.get("ComponentRelease") or "{}").get("fleet_component_versions")
+        except (ValueError, AttributeError):
+            release = None
+        if isinstance(release, dict) and release:
+            return {str(k): str(v) for k, v in release.items()}
         return {
             key.removesuffix("Version"): value
             for key, value in self.values.items()

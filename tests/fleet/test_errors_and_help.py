@@ -114,8 +114,15 @@ def test_usable_stack_outputs(aws_env):
     out = outputs.load(stubbed_stack("UPDATE_ROLLBACK_COMPLETE"), STACK)
     assert (out.account, out.region, out.partition) == ("123456789012", REGION, "aws")
     assert out.canary_group_arn == f"arn:aws:iot:{REGION}:123456789012:thinggroup/hybridstream-canary"
+    full = {
+        "hybridstream.EdgeApp": "1.0.200",
+        "hybridstream.BatchModel": "1.0.201",
+        "hybridstream.KafkaBroker": "1.0.202",
+    }
+    assert out.component_versions() == full  # from ComponentRelease
+    assert json.loads(out.require("ComponentRelease"))["fleet_component_versions"] == full
+    out.values.pop("ComponentRelease")
     assert out.component_versions() == {"EdgeApp": "1.0.200", "BatchModel": "1.0.201", "KafkaBroker": "1.0.202"}
-    assert json.loads(out.require("ComponentRelease"))["fleet_component_versions"]
 
 
 def error(code: str, op: str = "ListCoreDevices") -> ClientError:
