@@ -30,7 +30,11 @@ log = logging.getLogger("edge_app")
 MAX_DEADLETTER_PAYLOAD = 128 * 1024  # larger bad payloads are dead-lettered without a copy
 INTERNAL_ERROR_LOG_EVERY = 1000  # an unexpected per-record exception is logged (with traceback) once per this many
 # events that are also counted: event kind -> counter
-EVENT_COUNTERS = {"model_rejected": "rejected_models", "window_uploaded": "windows_uploaded"}
+EVENT_COUNTERS = {
+    "model_rejected": "rejected_models",
+    "window_uploaded": "windows_uploaded",
+    "window_dropped": "windows_dropped",
+}
 
 
 class CounterSet:
@@ -65,6 +69,7 @@ class Counters(CounterSet):
         self.spool_write_errors = 0  # failed writes of the window spool (disk full): nothing committed meanwhile
         self.windows_closed = 0
         self.windows_uploaded = 0
+        self.windows_dropped = 0  # spooled windows deleted unsent: the spool was over windows.max_spool_mb
         self.upload_failures = 0
         self.delivery_errors = 0
         self.batches = 0
@@ -84,6 +89,7 @@ class ForwardCounters(CounterSet):
         self.commits = 0
         self.windows_closed = 0
         self.windows_uploaded = 0
+        self.windows_dropped = 0  # spooled windows deleted unsent: the spool was over windows.max_spool_mb
 
 
 def deadletter_value(msg: Any, reason: str, detail: str) -> bytes:

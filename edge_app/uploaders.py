@@ -132,12 +132,15 @@ class UploadWorker:
         events: Callable[..., None] | None = None,
         max_backoff: float = 60.0,
         max_tries: int = 20,  # ~15 min with the backoff capped at 60 s; then the window is quarantined
+        max_spool_bytes: int | None = None,  # ready/ beyond this: the oldest windows are dropped
     ) -> None:
         self._uploader = uploader
         self._thing = thing
         self._events = events or (lambda kind, **fields: None)
         self._max_backoff = max_backoff
         self._max_tries = max_tries
+        self._max_spool = max_spool_bytes
+        self.dropped = 0
         self.quarantined = 0
         self._queue: queue.Queue[tuple[Path, dict[str, Any]] | None] = queue.Queue()
         self._stop = threading.Event()
@@ -148,6 +151,38 @@ class UploadWorker:
 
     def submit(self, path: Path, meta: dict[str, Any]) -> None:
         self._queue.put((path, meta))
+        if self._max_spool is not None:
+            self.enforce_bound(path.parent)
+
+    def enforce_bound(self, ready: Path) -> int:
+        """The spool's policy when full: while the windows waiting in ``ready`` take more than
+        ``max_spool_bytes``, delete the OLDEST (the newest data matters most for re-training), each
+        with a ``window_dropped`` event; the newest window is always kept. Returns how many went."""
+        entries = []
+        for entry in os.scandir(ready):
+            if entry.name.endswith(".csv"):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:  # uploaded meanwhile
+                    continue
+                entries.append((st.st_mtime, entry.name, st.st_size))
+        total = sum(e[2] for e in entries)
+        if total <= self._max_spool:
+            return 0
+        entries.sort()
+        gone = 0
+        for _mtime, name, size in entries[:-1]:
+            if total <= self._max_spool:
+                break
+            (ready / name).unlink(missing_ok=True)  # a queued upload of it finds it gone and skips it
+            total -= size
+            gone += 1
+            self.dropped += 1
+            log.warning(
+                "spool over %.2f MB: dropped the oldest window %s (%d bytes)", self._max_spool / 1e6, name, size
+            )
+            self._events("window_dropped", file=name, bytes=size, reason="spool full (windows.max_spool_mb)")
+        return gone
 
     def pending(self) -> int:
         return self._queue.unfinished_tasks
@@ -228,7 +263,13 @@ def open_window_pipeline(
 ) -> tuple[UploadWorker, WindowSpool]:
     """The window spool under ``state_dir/windows`` and its upload worker, as ``run`` and
     ``forward`` both use them; windows a crash left behind are queued for upload first."""
-    uploads = UploadWorker(make_uploader(cfg, transport), cfg.thing_name, events=events)
+    mb = cfg.windows.max_spool_mb
+    uploads = UploadWorker(
+        make_uploader(cfg, transport),
+        cfg.thing_name,
+        events=events,
+        max_spool_bytes=int(mb * 1e6) if mb is not None else None,
+    )
     spool = WindowSpool(
         Path(state_dir) / "windows",
         spec,
