@@ -1,0 +1,65 @@
+"""Dependencies point one way (docs/architecture.md): the wire and model contract at the bottom,
+the shipped parts (edge app, trainer, Lambdas) and the CDK app on it, the tooling on top.
+
+Every import in each package's files, including imports inside functions, is checked.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = ("model_contract", "edge_app", "training_job", "lambdas", "infra", "hybridstream")
+ALLOWED = {
+    "model_contract": set(),  # stdlib + numpy only
+    "edge_app": {"model_contract"},
+    "training_job": {"model_contract"},
+    "lambdas": {"model_contract"},
+    "infra": {"model_contract"},
+    "hybridstream": set(PROJECT),  # the CLI, local stack, demo, chaos, fleet tooling: never shipped to a device
+}
+# dev tools that live beside a shipped package but are left out of its artifact (infra.training.TRAINER_EXCLUDE)
+DEV_TOOLS = {"training_job/bench.py"}
+WIRE = ("model_contract/topics.py", "model_contract/layout.py", "model_contract/messages.py")
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("package", PROJECT)
+def test_a_package_imports_only_what_is_below_it(package):
+    wrong = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel in DEV_TOOLS:
+            continue
+        for module in _imports(path):
+            top = module.split(".")[0]
+            if top in PROJECT and top != package and top not in ALLOWED[package]:
+                wrong.append(f"{rel}: import {module}")
+    assert wrong == [], f"{package} may import only {sorted(ALLOWED[package]) or 'nothing of the project'}"
+
+
+def test_dev_tools_left_beside_a_package_are_not_shipped():
+    from infra.training import TRAINER_EXCLUDE
+
+    assert set(TRAINER_EXCLUDE) >= DEV_TOOLS
+
+
+def test_the_wire_contract_is_standard_library_only():
+    import sys
+
+    stdlib = set(sys.stdlib_module_names) | {"model_contract"}
+    for rel in WIRE:
+        outside = {m for m in _imports(REPO / rel) if m.split(".")[0] not in stdlib}
+        assert outside == set(), rel
