@@ -262,3 +262,13 @@ def test_enrolled_item_satisfies_the_pre_provisioning_hook(ctx, tmp_path, capsys
     answer = hook.decide({"parameters": {"SerialNumber": "pi0020"}, "claimCertificateId": "c"})
     assert answer == {"allowProvisioning": True, "parameterOverrides": {"ThingGroupName": CANARY_GROUP}}
     assert hook.decide({"parameters": {"SerialNumber": "pi0099"}})["allowProvisioning"] is False
+
+
+def test_enroll_json(ctx, tmp_path, capsys):
+    argv = ["fleet", "enroll", "--thing-name", f"{PREFIX}-pi0030", "--arch", "amd64", "--out", str(tmp_path / "j.tar")]
+    code, out, _ = run_cli([*argv, "--json"], ctx=ctx, capsys=capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["status"] == "enrolled" and data["arch"] == "amd64" and data["bundle"] == str(tmp_path / "j.tar")
+    code, out, _ = run_cli([*argv, "--json"], ctx=ctx, capsys=capsys)
+    assert json.loads(out)["status"] == "unchanged"
