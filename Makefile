@@ -25,7 +25,7 @@ lint: setup ## ruff
 test: setup lint synth ## ruff, offline cdk synth + cdk-nag + cfn-lint, every test (starts and stops its own servers)
 	$(VENV)/bin/pytest -q
 
-demo: setup ## the whole loop on this machine, real local servers, no AWS account
+demo: setup ## the whole loop on this machine, real local servers, a report in reports/ (QUICK=1 MODE=edge|cloud SCENARIOS=...)
 	@if [ -f scripts/demo.sh ]; then bash scripts/demo.sh; else echo "make demo: not yet (the local-stack issue brings it)"; fi
 
 synth: setup $(BATCH_MODEL)/model.tflite ## cdk synth offline into cdk.out/ with cdk-nag, then cfn-lint
