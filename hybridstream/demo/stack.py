@@ -79,6 +79,7 @@ class LocalStack:
                 errors[name] = str(exc).strip() or type(exc).__name__
 
         threads = [threading.Thread(target=run, args=(n,), name=f"start-{n}", daemon=True) for n in SERVERS]
+        self._threads = threads
         for t in threads:
             t.start()
         for t in threads:
@@ -140,7 +141,12 @@ class LocalStack:
         self.info["mosquitto"] = {**broker.info(), "url": url, "pid_files": [str(broker.pid_file)]}
 
     def stop(self) -> list[str]:
-        """Stop every server this object started (by PID); returns the names that were running."""
+        """Stop every server this object started (by PID); returns the names that were running.
+
+        Start-up threads still running (Ctrl-C during :meth:`start`) are waited for first, so no server
+        comes up after the stop and outlives us."""
+        for thread in getattr(self, "_threads", []):
+            thread.join(180)
         stopped = []
         for name in reversed(SERVERS):
             server = self.servers.pop(name, None)  # (radosgw stops rgw, osd, mon itself)
