@@ -230,7 +230,18 @@ class Rollout:
             self.clock.sleep(self.poll)
 
     # -- commands ---------------------------------------------------------------------------
-    def run(
+    def run(self, *args: Any, **kwargs: Any) -> RolloutResult:
+        """:meth:`_run`; Ctrl-C says what stays deployed and how to go back."""
+        try:
+            return self._run(*args, **kwargs)
+        except KeyboardInterrupt:
+            self._say(
+                "interrupted: deployments already created stay (see `hybridstream fleet status`); "
+                "`hybridstream fleet abort` puts the previous versions back"
+            )
+            raise
+
+    def _run(
         self,
         requested: dict[str, str] | None = None,
         *,

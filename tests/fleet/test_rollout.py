@@ -353,3 +353,20 @@ def test_stack_without_device_metrics_gates_on_deployment_only(aws, gg, capsys):
     assert code == 0, err
     assert "keeps no per-device metrics (no DeviceMetricsKey output)" in err
     gg.stubber.assert_no_pending_responses()
+
+
+def test_ctrl_c_says_how_to_go_back(ctx, gg, capsys):
+    start(gg)
+    gg.create("canary-2")
+    canary2 = gg.deployment("canary-2", CANARY_ARN, VERSIONS)
+    gg.get(canary2)
+    gg.effective("hybridstream-c1", "canary-2", "IN_PROGRESS")
+
+    class Interrupting(FakeClock):
+        def sleep(self, seconds):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cli(["fleet", "rollout"], ctx=ctx, clock=Interrupting(), capsys=None)
+    assert "`hybridstream fleet abort` puts the previous versions back" in capsys.readouterr().err
+    gg.stubber.assert_no_pending_responses()
