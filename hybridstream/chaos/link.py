@@ -209,4 +209,64 @@ def slow_link(ctx: Context) -> Result:
     return guarded("link", "slow and lossy link (latency, bandwidth, resets)", body)
 
 
-SCENARIOS = [("link-down", link_down), ("slow-link", slow_link)]
+def spool_full(ctx: Context) -> Result:
+    """The link stays down longer than the spool's bound (``windows.max_spool_mb``) can hold."""
+
+    def body(result: Result) -> None:
+        thing = f"pi-full-{int(time.time()) % 100000}"
+        link = open_link(ctx, "full", thing)
+        try:
+            extra, env = cloud_config(ctx, link, thing)
+            bound_mb = 0.04  # ~5 windows of 100 readings
+            extra["windows"] = {**extra["windows"], "max_spool_mb": bound_mb}
+            link.mqtt.disable()
+            link.s3.disable()
+            per_device = ctx.pick(1500, 6000)
+            run = start_stream(ctx, "spool-full", ["d0", "d1"], per_device, 200.0, env=env, **extra)
+            ready = Path(run.cfg["state_dir"]) / "windows" / "ready"
+            peak = 0
+            while run.feeder.is_alive():
+                size = sum(p.stat().st_size for p in ready.glob("*.csv") if p.exists()) if ready.exists() else 0
+                peak = max(peak, size)
+                time.sleep(0.3)
+            time.sleep(2.0)
+            link.mqtt.enable()
+            link.s3.enable()
+            up_at = time.monotonic()
+            state = Path(run.cfg["state_dir"])
+            drained = wait_for(lambda: tally_windows(state).spooled == 0, ctx.pick(90, 240), 0.5)
+            result.recovery_s = round(time.monotonic() - up_at, 1)
+            finish_stream(run, result, local_windows=False, timeout=120)
+            counters = run.edge.counters()
+            dropped = [e for e in run.events.records if e.get("event") == "window_dropped"]
+            tally = tally_windows(state, s3=link.s3_client, bucket=link.bucket)
+            result.windows_delivered = tally.delivered
+            result.windows_lost = len(dropped)
+            result.windows_sent = tally.delivered + len(dropped) + tally.spooled + tally.quarantined
+            result.figures.update(
+                {
+                    "bound_bytes": int(bound_mb * 1e6),
+                    "spool_peak_bytes": peak,
+                    "windows_dropped_events": len(dropped),
+                    "windows_dropped_counter": counters.get("windows_dropped"),
+                }
+            )
+            window_bytes = 10_000  # a 100-reading window is ~8 KB: the bound may be passed by one window
+            result.check("the spool stayed within its bound (+ one window)", peak <= bound_mb * 1e6 + window_bytes)
+            result.check("the oldest windows were dropped, each reported (window_dropped)", len(dropped) > 0)
+            result.check(
+                "windows_dropped counter = window_dropped events",
+                counters.get("windows_dropped") == len(dropped),
+            )
+            result.check("what was kept was delivered after the link came back", drained and tally.delivered > 0)
+            result.notes.append(
+                "policy when full (windows.max_spool_mb, default 512): the oldest waiting windows are deleted, "
+                "each with a window_dropped event and the windows_dropped counter; predictions are not affected"
+            )
+        finally:
+            link.close()
+
+    return guarded("link", "spool full during a long outage (bounded spool policy)", body)
+
+
+SCENARIOS = [("link-down", link_down), ("slow-link", slow_link), ("spool-full", spool_full)]
