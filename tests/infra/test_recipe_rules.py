@@ -8,6 +8,7 @@ recipes' scripts with stand-in commands on PATH.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -258,7 +259,34 @@ def test_only_the_prerequisites_component_bootstraps(built, tmp_path):
         if not ok:
             assert "needs Java >= 17" in done.stderr and "openjdk-17-jre-headless" in done.stderr
     bootstrap = prereq["Manifests"][0]["Lifecycle"]["Bootstrap"]["Script"]
-    assert '[ "$java_major" -ge 17 ] || missing="$missing openjdk-17-jre-headless"' in bootstrap
+    for java, installed, wanted in (
+        (
+            'openjdk version "11.0.20"',
+            False,
+            "update|install -y --no-install-recommends python3-venv openjdk-17-jre-headless",
+        ),
+        ('openjdk version "17.0.15"', True, ""),
+        (None, True, "update|install -y --no-install-recommends openjdk-17-jre-headless"),  # no java at all
+    ):
+        shim = tmp_path / f"apt-{java is None}-{installed}"
+        shim.mkdir()
+        calls = shim / "apt-calls"
+        scripts = {
+            "apt-get": f'#!/bin/sh\n[ "$1" = update ] && echo update >> {calls} || echo "$*" >> {calls}\n',
+            "dpkg": f"#!/bin/sh\nexit {0 if installed else 1}\n",
+        }
+        if java:
+            scripts["java"] = f"#!/bin/sh\necho '{java}' >&2\n"
+        for name, text in scripts.items():
+            (shim / name).write_text(text)
+            (shim / name).chmod(0o755)
+        for tool in ("sed", "head"):  # only these from the system: no real java, dpkg or apt-get
+            (shim / tool).symlink_to(shutil.which(tool))
+        env = {"PATH": str(shim)}
+        done = subprocess.run(["/bin/sh", "-c", bootstrap], env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        got = "|".join(calls.read_text().split("\n")).strip("|") if calls.exists() else ""
+        assert got == wanted, (java, installed, got)
 
 
 def _template_recipes(b) -> list[dict]:
