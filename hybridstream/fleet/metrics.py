@@ -47,13 +47,15 @@ def latest(s3: Any, outputs: StackOutputs, thing: str) -> dict[str, Any] | None:
     return body
 
 
-def healthy(message: dict[str, Any] | None, max_rmse: float | None = None) -> tuple[bool, str]:
-    """(ok, why not): the message has finite RMSEs (and hybrid_rmse <= ``max_rmse`` when given)."""
-    if message is None:
-        return False, "no metrics yet"
-    rmse = message.get("hybrid_rmse")
-    if not isinstance(rmse, int | float) or isinstance(rmse, bool) or not math.isfinite(rmse):
-        return False, f"hybrid_rmse is {rmse!r}"
-    if max_rmse is not None and rmse > max_rmse:
-        return False, f"hybrid_rmse {rmse:.3f} > {max_rmse}"
-    return True, ""
+def fresh(message: dict[str, Any] | None, since: Any) -> bool:
+    """The message was received at or after ``since`` (a datetime: e.g. a deployment's creation)."""
+    received = (message or {}).get("received")
+    return bool(received is not None and since is not None and received >= since)
+
+
+def hybrid_rmse(message: dict[str, Any] | None) -> float | None:
+    """The message's rolling hybrid RMSE, None when absent or not a finite number."""
+    rmse = (message or {}).get("hybrid_rmse")
+    if isinstance(rmse, bool) or not isinstance(rmse, int | float) or not math.isfinite(rmse):
+        return None
+    return float(rmse)

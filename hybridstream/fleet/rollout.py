@@ -202,13 +202,15 @@ class Rollout:
                         row["components"] = "ok"
                 if ready and s3 is not None:
                     message = fleet_metrics.latest(s3, self.outputs, thing)
-                    fresh = message is not None and message.get("received") and deployment.created is not None
-                    fresh = bool(fresh and message["received"] >= deployment.created)
-                    ok, why = fleet_metrics.healthy(message if fresh else None, max_rmse)
-                    if fresh and not ok and max_rmse is not None and "hybrid_rmse" in why and ">" in why:
-                        return GateResult(False, f"{thing}: {why}", devices=report)
-                    row["metrics"] = "ok" if ok else ("no fresh metrics" if not fresh else why)
-                    ready = ok
+                    rmse = fleet_metrics.hybrid_rmse(message)
+                    if not fleet_metrics.fresh(message, deployment.created):
+                        row["metrics"], ready = "no fresh metrics", False
+                    elif rmse is None:
+                        row["metrics"], ready = f"hybrid_rmse is {(message or {}).get('hybrid_rmse')!r}", False
+                    elif max_rmse is not None and rmse > max_rmse:
+                        return GateResult(False, f"{thing}: hybrid_rmse {rmse:.3f} > {max_rmse}", devices=report)
+                    else:
+                        row["metrics"] = "ok"
                 row["ready"] = ready
                 report[thing] = row
             done = sum(1 for r in report.values() if r["ready"])
