@@ -143,7 +143,8 @@ class Rollout:
                 previous = base.tags[dep.PREVIOUS]
             return base.deployment_id, previous
         new_id = dep.revise(self.gg, base, versions, {dep.ACTION: "rollout", dep.PREVIOUS: base.deployment_id})
-        changes = ", ".join(f"{n} {base.versions().get(n, '-')} -> {v}" for n, v in versions.items())
+        old = base.versions()
+        changes = ", ".join(f"{n} {old.get(n, '-')} -> {v}" for n, v in versions.items() if old.get(n) != v)
         self._say(f"{group}: deployment {new_id} created ({changes})")
         return new_id, base.deployment_id
 
