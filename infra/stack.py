@@ -23,7 +23,7 @@ from infra.policy_detacher import PolicyDetacher
 from infra.recipes import EdgeAppSettings
 from infra.regions import check_region
 from infra.storage import Storage
-from infra.topic_rules import rules_for_mode
+from infra.topic_rules import LATEST_METRICS_KEY, rules_for_mode
 from infra.topic_rules_construct import TopicRules
 from infra.training import Trainer, TrainingQueue, trainer_source
 
@@ -247,6 +247,10 @@ class HybridStreamStack(Stack):
             "EnrollmentTable": (e.table.table_name, "allow-list of enrolled serials (hybridstream fleet enroll)"),
             "ThingNamePrefix": (f.thing_name_prefix, "thing name = <ThingNamePrefix>-<SerialNumber>"),
             "ClaimClientIdPrefix": (e.claim_client_prefix, "MQTT client id prefix a claim certificate may use"),
+            "DeviceMetricsKey": (
+                LATEST_METRICS_KEY.replace("${topic(2)}", "{thing}"),
+                "results bucket key of each device's latest metrics message (edge_metrics_latest rule)",
+            ),
             "DashboardUrl": (self.observability.dashboard_url, "CloudWatch dashboard"),
             "AlarmTopicArn": (self.alarm_topic.topic_arn, "SNS topic for alarms: subscribe your e-mail"),
         }

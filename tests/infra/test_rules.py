@@ -108,7 +108,7 @@ def test_window_notices_pass_only_the_selected_fields(default):
     """Defect 13: the trainer prefers a notice's ``uri``/``s3_uri``/``bucket``; with ``SELECT *``
     device A could make it read ``windows/B/...``. The rule selects explicit fields (the key is
     guarded to the publisher's own ``windows/<thing>/``) and takes ``thing`` from the topic.
-    Source: https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-select.html
+    Source: https://docs.aws.amazon.com/iot/latest/developerguide/iot-sql-reference.html
     """
     payload = _rules(default)["hybridstream_window_notices"]
     assert payload["Sql"].startswith("SELECT key AS key, window_id AS window_id, rows AS rows, first_ts AS first_ts")
@@ -151,5 +151,6 @@ def test_latest_metrics_land_per_device_in_the_results_bucket(default):
     (action,) = payload["Actions"]
     assert action["S3"]["Key"] == "metrics/${topic(2)}/latest.json"
     assert action["S3"]["BucketName"]["Ref"].startswith("StorageResults")
+    assert default.raw["Outputs"]["DeviceMetricsKey"]["Value"] == "metrics/{thing}/latest.json"
     local = rule_named("edge_metrics_latest").match("hybridstream/pi-1/metrics", {"hybrid_rmse": 0.4})
     assert local["thing"] == "pi-1" and isinstance(local["received_at"], int)
