@@ -153,7 +153,7 @@ class Forwarder:
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                if err.fatal():
+                if err.fatal() or err.code() == KafkaError._FATAL:  # a dead consumer: stop, be restarted
                     raise KafkaException(err)
                 if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     log.warning("consumer error: %s", err)

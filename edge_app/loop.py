@@ -69,7 +69,9 @@ def process(app: Any, msgs: list) -> None:
         if msg.error() is not None:
             err = msg.error()
             code = err.code()
-            if err.fatal():  # e.g. fenced by another instance with the same thing name: stop, do not spin
+            # e.g. fenced by another instance with the same thing name, or (static membership) by its own
+            # rejoin after a broker restart: the consumer is dead, so stop (no commit) and be restarted
+            if err.fatal() or code == KafkaError._FATAL:
                 raise KafkaException(err)
             if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 log.debug("consumer: %s", msg.error())  # a topic not created yet
