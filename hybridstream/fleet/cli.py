@@ -81,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "component versions, the models it serves, its rolling accuracy (from its metrics) and when it was last "
         "seen; plus enrolled devices that have not connected yet.",
     )
+    p.add_argument("--thing", help="one device only (an unknown name is an error)")
     p.add_argument("--json", action="store_true", help="everything, as JSON")
     p.set_defaults(func=cmd_status)
 
@@ -172,6 +173,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     ctx, outputs = context(args)
     data = guarded("reading the fleet's status")(status.gather)(ctx, outputs)
+    if args.thing:
+        data = status.only(data, args.thing)
     if args.json:
         _print_json(data)
     else:

@@ -92,6 +92,20 @@ def gather(ctx: AwsContext, outputs: StackOutputs) -> dict[str, Any]:
     return {"stack": outputs.stack_name, "groups": groups, "enrolled_not_connected": pending}
 
 
+def only(status: dict[str, Any], thing: str) -> dict[str, Any]:
+    """``status`` reduced to one thing; FleetError when the fleet does not know it."""
+    from hybridstream.fleet.session import FleetError
+
+    groups = {
+        name: {**info, "devices": [d for d in info["devices"] if d["thing"] == thing]}
+        for name, info in status["groups"].items()
+    }
+    pending = [p for p in status["enrolled_not_connected"] if p["thing"] == thing]
+    if not pending and not any(info["devices"] for info in groups.values()):
+        raise FleetError(f"unknown thing {thing}: not a core device of the canary or fleet group, and not enrolled")
+    return {**status, "groups": groups, "enrolled_not_connected": pending}
+
+
 def table(status: dict[str, Any]) -> str:
     """A terminal table per group."""
     lines: list[str] = []

@@ -80,6 +80,19 @@ def test_status_table(ctx, gg, capsys):
     assert "UNHEALTHY" in row and "FAILED" in row
 
 
+def test_status_of_one_thing_and_an_unknown_one(ctx, gg, capsys):
+    status_calls(gg)
+    code, out, _ = run_cli(["fleet", "status", "--thing", f"{PREFIX}-f1", "--json"], ctx=ctx, capsys=capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert (
+        data["groups"]["canary"]["devices"] == [] and data["groups"]["fleet"]["devices"][0]["thing"] == f"{PREFIX}-f1"
+    )
+    status_calls(gg)
+    code, _, err = run_cli(["fleet", "status", "--thing", f"{PREFIX}-nope"], ctx=ctx, capsys=capsys)
+    assert code == 1 and "unknown thing hybridstream-nope" in err
+
+
 def test_cleanup_removes_devices_deployments_and_claim(ctx, gg, capsys, tmp_path):
     iot = boto3.client("iot", region_name=REGION)
     enroll(ctx, capsys, tmp_path, f"{PREFIX}-p1")  # claim: creates the claim certificate
