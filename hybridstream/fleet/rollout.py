@@ -72,7 +72,11 @@ class RolloutResult:
 
 
 def parse_versions(specs: list[str]) -> dict[str, str]:
-    """``--version`` values: ``Component=VERSION`` (short or full name) or a bare VERSION (EdgeApp)."""
+    """``--version`` values: ``Component=VERSION`` (short or full name) or a bare VERSION (EdgeApp).
+
+    >>> parse_versions(["1.0.7", "hybridstream.KafkaBroker=1.0.3"])
+    {'EdgeApp': '1.0.7', 'hybridstream.KafkaBroker': '1.0.3'}
+    """
     out: dict[str, str] = {}
     for spec in specs:
         name, sep, version = spec.partition("=")
