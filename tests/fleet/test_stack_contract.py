@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hybridstream.fleet.metrics import KEY
 from hybridstream.fleet.outputs import OPTIONAL, REQUIRED
 
 
@@ -21,9 +22,9 @@ def outputs(tmp_path_factory) -> dict[str, dict]:
 def test_every_output_the_cli_reads_exists(outputs):
     missing = [name for name in REQUIRED if name not in outputs]
     assert not missing, f"the stack lacks outputs the fleet CLI needs: {missing}"
-    if "DeviceMetricsKey" in outputs:
-        assert "{thing}" in str(outputs["DeviceMetricsKey"]["Value"])
-    assert set(OPTIONAL).isdisjoint(REQUIRED)
+    # optional for the CLI (older stacks), but this stack has it: status and the rollout's metrics gate use it
+    assert set(OPTIONAL) <= set(outputs)
+    assert outputs["DeviceMetricsKey"]["Value"] == KEY == "metrics/{thing}/latest.json"
 
 
 @pytest.mark.slow
