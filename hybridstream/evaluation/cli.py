@@ -122,6 +122,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     experts.add_argument("--out", default=None, help="write the tables (Markdown) and scores (JSON) here")
     experts.set_defaults(func=_experts)
 
+    table = cmds.add_parser(
+        "table",
+        help="the six approaches of saved eval run results side by side (Markdown)",
+        description="RMSE over the whole stream (first half / second half) and skill vs persistence of every "
+        "approach, one column per .npz written by 'eval run --save'.",
+    )
+    table.add_argument("runs", nargs="+", metavar="RUN.npz")
+    table.set_defaults(func=_table)
+
     streams = cmds.add_parser(
         "streams",
         help="only compute (and cache) the prediction streams",
@@ -429,4 +438,27 @@ def _experts(args: argparse.Namespace) -> int:
         (out / "experts.md").write_text(md + "\n")
         (out / "experts.json").write_text(json.dumps({"scores": scores, "ranking": ranking}, indent=1))
         _log(f"wrote {out}/experts.md and .json")
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation import report  # noqa: PLC0415
+    from hybridstream.evaluation.online_run import APPROACHES, RunResult  # noqa: PLC0415
+
+    results = {Path(p).stem: RunResult.load(p) for p in args.runs}
+    scores = {k: r.scores() for k, r in results.items()}
+    head = ["approach", *scores]
+    rows = []
+    for name in APPROACHES:
+        cells = [name]
+        for k in scores:
+            v, base = scores[k][name], scores[k]["persistence"]["rmse"]
+            cells.append(
+                f"{v['rmse']:.3f} ({v['rmse_first_half']:.3f} / {v['rmse_second_half']:.3f}) "
+                f"{100 * (1 - v['rmse'] / base):+.1f} %"
+            )
+        rows.append(cells)
+    print(
+        "RMSE over the whole stream (first half / second half), skill vs persistence\n\n" + report.md_table(head, rows)
+    )
     return 0
