@@ -54,3 +54,12 @@ def test_eval_experts_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "batch+speed+online_linear" in out and "| persistence |" in out
     assert (tmp_path / "out" / "experts.json").exists()
+
+
+def test_eval_table_cli(tmp_path, capsys):
+    path = synthetic_run().save(tmp_path / "none-h1.npz")
+    assert main(["eval", "table", str(path)]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"persistence", "online_linear", "batch", "speed", "static", "dynamic"}
+    assert "+0.0 %" in rows["persistence"]
