@@ -11,8 +11,8 @@ from tests.infra.conftest import MODES
 def test_every_mode_synthesizes_with_core_resources(built, mode):
     b = built[mode]
     assert len(b.resources("AWS::S3::Bucket")) == 4
-    # EdgeApp, BatchModel, KafkaBroker (+ Trainer on the Pi in edge mode)
-    assert len(b.resources("AWS::GreengrassV2::ComponentVersion")) == (4 if mode == "edge" else 3)
+    # Prerequisites, EdgeApp, BatchModel, KafkaBroker (+ Trainer on the Pi in edge mode)
+    assert len(b.resources("AWS::GreengrassV2::ComponentVersion")) == (5 if mode == "edge" else 4)
     assert len(b.resources("AWS::GreengrassV2::Deployment")) == 2
     assert len(b.resources("AWS::IoT::ThingGroup")) == 2
     assert b.raw["Description"].endswith(f"(mode {mode})")
