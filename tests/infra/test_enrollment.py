@@ -97,3 +97,58 @@ def test_claim_policy_cannot_connect_as_a_thing(default):
     assert "$aws/certificates/create/*" in topics
     assert [s["Action"] for s in claim] == ["iot:Connect", ["iot:Publish", "iot:Receive"], "iot:Subscribe"]
     assert default.raw["Outputs"]["ClaimClientIdPrefix"]["Value"] == "hybridstream-claim-"
+
+
+def test_constructs_take_existing_resources_instead_of_new_ones(tmp_path):
+    """Issue 7 item 6 (IotToSqs-style props): an existing allow-list table, announcer function or
+    inference layer is wired in, and no second one is created."""
+    import pytest
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_dynamodb as dynamodb
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_s3 as s3
+    from aws_cdk.assertions import Template
+
+    from infra.cloud_inference import CloudInference
+    from infra.enrollment import Enrollment
+    from infra.fleet import Fleet
+    from infra.model_announcer import ModelAnnouncer
+    from tests.infra.test_build_artifacts import REPO
+
+    stack = Stack(App(), "Existing")
+    bucket = s3.Bucket(stack, "Models")
+    fleet = Fleet(stack, "Fleet", windows_bucket=bucket, models_bucket=bucket)
+    table = dynamodb.Table.from_table_name(stack, "Table", "enrolled-elsewhere")
+    enrollment = Enrollment(
+        stack, "Enrollment", fleet=fleet, hook_source=REPO / "lambdas" / "pre_provisioning", existing_table=table
+    )
+    assert enrollment.table is table
+    layer = lambda_.LayerVersion.from_layer_version_arn(
+        stack, "Layer", "arn:aws:lambda:eu-west-1:123456789012:layer:inference:1"
+    )
+    inference = CloudInference(
+        stack,
+        "CloudInference",
+        models_bucket=bucket,
+        iot_endpoint="x",
+        source=REPO / "lambdas" / "cloud_inference",
+        existing_layer=layer,
+    )
+    assert inference.layer is layer
+    announcer = ModelAnnouncer(
+        stack, "Announcer", models_bucket=bucket, iot_endpoint="x", source=REPO / "lambdas" / "model_published"
+    )
+    again = ModelAnnouncer(stack, "Again", models_bucket=bucket, iot_endpoint="x", existing_function=announcer.python)
+    assert again.function is announcer.function
+    raw = Template.from_stack(stack).to_json()
+    types = [r["Type"] for r in raw["Resources"].values()]
+    assert "AWS::DynamoDB::Table" not in types and "AWS::Lambda::LayerVersion" not in types
+    assert (
+        types.count("AWS::Events::Rule") == 2 and types.count("AWS::Lambda::Function") == 3
+    )  # hook, inference, announcer
+    (hook,) = [
+        r for r in raw["Resources"].values() if "Pre-provisioning" in r.get("Properties", {}).get("Description", "")
+    ]
+    assert hook["Properties"]["Environment"]["Variables"]["TABLE_NAME"] == "enrolled-elsewhere"
+    with pytest.raises(ValueError, match="needs source"):
+        ModelAnnouncer(stack, "Neither", models_bucket=bucket, iot_endpoint="x")
