@@ -183,6 +183,7 @@ RULES: tuple[TopicRule, ...] = (
         name="edge_metrics_latest",
         description="Each device's latest metrics -> results bucket metrics/<thing>/latest.json (fleet status).",
         kind="metrics",
+        required=("hybrid_rmse",),  # a full metrics message, not a partial one
         computed={"received_at": "timestamp()"},
         actions=(Action("s3", "results_bucket", {"key": LATEST_METRICS_KEY}),),
     ),
