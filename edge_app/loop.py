@@ -18,15 +18,16 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from edge_app import kafka_io, swap
-from edge_app.admission import out_of_order
+from edge_app.admission import check_range, out_of_order
 from edge_app.combiners import make_combiner
 from edge_app.kafka_io import DeliveryFailed
-from edge_app.records import encode_prediction
+from edge_app.records import encode_prediction, parse_reading
 from edge_app.state import DeviceState, Pending
 from edge_app.telemetry import INTERNAL_ERROR_LOG_EVERY
 from model_contract import FeatureBuffer
@@ -45,8 +46,8 @@ def process(app: Any, msgs: list) -> None:
     pred_topic = cfg.topics.predictions
     spec = app.spec
     devices = app.devices
-    admission = app.admission
-    parse = admission.parse
+    admission = app.admission  # its rules bound to locals: parse_reading + check_range inline (no extra call)
+    default_device, min_epoch, bounds = admission.default_device, admission.min_epoch, admission.bounds
     batch_predict = app.batch.model.predict_one
     speed_predict = app.speed.model.predict_one
     versions = (app.batch.version, app.speed.version)
@@ -64,6 +65,7 @@ def process(app: Any, msgs: list) -> None:
     speed_version = versions[1]
     touched = app.touched
     isfinite = math.isfinite
+    horizon = spec.horizon  # forecasts are for the reading `horizon` readings ahead (DeviceState.ahead)
     guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
     for msg in msgs:
         if msg.error() is not None:
@@ -85,7 +87,9 @@ def process(app: Any, msgs: list) -> None:
         counters.records_in += 1
         try:
             try:
-                r = parse(msg.value(), msg.key(), max_epoch)
+                r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
+                if bounds is not None:
+                    check_range(r.values, bounds)
                 state = devices.get(r.device)
                 if state is None:
                     state = app.new_device(r.device)
@@ -97,6 +101,7 @@ def process(app: Any, msgs: list) -> None:
             if max_gap is not None and r.epoch - state.last_epoch > max_gap and state.last_ts:
                 state.buffer = FeatureBuffer(spec)  # a long gap: the lags no longer describe the recent past
                 state.pending = None
+                state.ahead = deque([None] * (horizon - 1))
                 counters.gap_resets += 1
             state.last_epoch = r.epoch
             state.last_ts = r.timestamp
@@ -135,9 +140,16 @@ def process(app: Any, msgs: list) -> None:
                         s = speed_predict(window)
                 h = combiner.predict_one(b, s) if isfinite(b) and isfinite(s) else math.nan
                 forecast = (b, s, h)
-                state.pending = Pending(b, s, h, speed_version) if isfinite(h) else None
+                made = Pending(b, s, h, speed_version) if isfinite(h) else None
             else:
-                forecast = None
+                forecast = made = None
+            if horizon == 1:
+                if forecast is not None:
+                    state.pending = made
+            else:  # the forecast joins the queue; the one for the next reading moves to pending
+                ahead = state.ahead
+                ahead.append(made)
+                state.pending = ahead.popleft()
             spool_add(r)
             value = encode_prediction(
                 r,
@@ -147,6 +159,7 @@ def process(app: Any, msgs: list) -> None:
                 versions,
                 (clock() - t0) * 1e6,
                 picked_ms - msg.timestamp()[1],
+                horizon,
             )
             try:
                 produce(pred_topic, value, state.key)

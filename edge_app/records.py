@@ -146,8 +146,10 @@ def encode_prediction(
     versions: tuple[str, str],
     latency_us: float,
     lag_ms: float = 0.0,
+    horizon: int = 1,
 ) -> bytes:
-    """One ``predictions`` record: forecasts of the NEXT reading, errors of the previous forecast.
+    """One ``predictions`` record: forecasts of the reading ``horizon`` readings ahead (1: the NEXT
+    one), errors of the forecast made for this reading (``horizon`` readings ago).
 
     Hand-assembled (the hot path's biggest cost after the two invokes was ``json.dumps`` of
     nested dicts); the unit tests check it parses to exactly the documented structure.
@@ -163,7 +165,7 @@ def encode_prediction(
         f'"timestamp":{_esc(reading.timestamp)},"actual":{_n(reading.target)},"forecast":{fc},'
         f'"weights":{{"batch":{_n(weights[0])},"speed":{_n(weights[1])}}},"error":{er},'
         f'"models":{{"batch":{_esc(versions[0])},"speed":{_esc(versions[1])}}},'
-        f'"latency_us":{round(latency_us, 1)!r},"lag_ms":{round(lag_ms, 1)!r}}}'
+        f'"latency_us":{round(latency_us, 1)!r},"lag_ms":{round(lag_ms, 1)!r},"horizon":{horizon:d}}}'
     ).encode()
 
 
@@ -175,6 +177,7 @@ def prediction_dict(
     versions: tuple[str, str],
     latency_us: float,
     lag_ms: float = 0.0,
+    horizon: int = 1,
 ) -> dict[str, Any]:
     """The reference structure of a prediction record (what :func:`encode_prediction` must parse to)."""
     return {
@@ -192,6 +195,7 @@ def prediction_dict(
         "models": {"batch": versions[0], "speed": versions[1]},
         "latency_us": round(latency_us, 1),  # parse to produce, in this app
         "lag_ms": round(lag_ms, 1),  # the reading's CreateTime to the moment the loop picked it up
+        "horizon": horizon,  # "forecast" is for the reading this many readings ahead
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +37,24 @@ class DeviceState:
     """Everything the loop keeps for one device (created on its first valid reading).
 
     ``pending`` is the :class:`Pending` forecast of the device's next reading (None while the
-    lag window fills, after a gap, or when the hybrid forecast was not finite).
+    lag window fills, after a gap, or when the hybrid forecast was not finite). With a
+    feature-spec ``horizon`` H > 1 each forecast is for the reading H readings ahead:
+    ``ahead`` holds the H - 1 forecasts made for the readings after the next one (oldest
+    first, None where there was none); each reading moves its head into ``pending``.
     """
 
-    __slots__ = ("device", "key", "buffer", "combiner", "detector", "pending", "last_epoch", "last_ts", "stats")
+    __slots__ = (
+        "device",
+        "key",
+        "buffer",
+        "combiner",
+        "detector",
+        "pending",
+        "ahead",
+        "last_epoch",
+        "last_ts",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -55,6 +70,7 @@ class DeviceState:
         self.combiner: Combiner = make_combiner(combination)
         self.detector: DriftDetector = make_detector(drift)
         self.pending: Pending | None = None
+        self.ahead: deque[Pending | None] = deque([None] * (spec.horizon - 1))
         self.last_epoch = float("-inf")
         self.last_ts = ""
         self.stats = ErrorStats(metrics_window)
