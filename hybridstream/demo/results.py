@@ -1,10 +1,11 @@
 """Accuracy, latency and freshness from the records the edge app produced (nothing recomputed offline).
 
-Each prediction record carries the actual value just observed and the forecasts of the NEXT
-reading (batch, speed, hybrid = the dynamic blend, and any further approach the edge emits). A
-reading's error for an approach is the previous record's forecast minus this record's actual.
+Each prediction record carries the actual value just observed and the forecasts of the reading
+``horizon`` readings ahead (1, the next one, when the record has no ``horizon``): batch, speed,
+hybrid = the dynamic blend, and any further approach the edge emits. A reading's error for an
+approach is the forecast of the record ``horizon`` readings before it minus this record's actual.
 ``static`` is the prototype's fixed 0.3 speed / 0.7 batch blend of the two forecasts in the
-record; ``persistence`` forecasts the last actual value (the truth stream's naive baseline).
+record; ``persistence`` forecasts the actual value of that earlier record (the truth stream's naive baseline).
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ def error_series(preds: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     names += extra
     out = {name: np.full(len(preds), np.nan) for name in names}
     for i in range(1, len(preds)):
-        prev, cur = preds[i - 1], preds[i]
+        cur = preds[i]
+        # the record whose forecast targets this reading: ``horizon`` readings back (1: the previous one)
+        back = [k for k in range(max(0, i - 24), i) if i - k == int(preds[k].get("horizon") or 1)]
+        if not back:
+            continue
+        prev = preds[back[-1]]
         if prev.get("device") != cur.get("device"):
             continue
         actual, fc = cur.get("actual"), prev.get("forecast")

@@ -66,3 +66,13 @@ def test_cloud_results_match_readings_messages_sharing_a_timestamp():
     assert [r["actual"] for r in obs.records] == [1.0, 2.0]
     assert [r["forecast"]["speed"] for r in obs.records] == [10.0, 20.0]  # batch stands in until a speed model
     assert obs.keys == {"t1|2017-06-16T21:01:00+02:00", "t1|2017-06-16T21:02:00+02:00"}
+
+
+def test_a_horizon_pairs_the_forecast_with_the_reading_that_many_ahead():
+    recs = [_rec(i, float(i), 100.0 + i, 100.0 + i, 100.0 + i) for i in range(5)]
+    for r in recs:
+        r["horizon"] = 2
+    err = error_series(recs)
+    assert np.isnan(err["batch"][:2]).all()
+    assert err["batch"][2] == (100.0 + 0) - 2.0 and err["batch"][4] == (100.0 + 2) - 4.0
+    assert err["persistence"][3] == 1.0 - 3.0
