@@ -302,7 +302,7 @@ class SwapGuard:
     (True, False, 3, 4)
     """
 
-    def __init__(self, bounds: tuple[float, float] | None, window: int = 100, max_bad: float = 0.5) -> None:
+    def __init__(self, bounds: tuple[float, float] | None, window: int = 100, max_bad: float = 0.2) -> None:
         self.lo, self.hi = bounds if bounds is not None else (-math.inf, math.inf)
         self.window = max(1, int(window))
         self.max_bad = max_bad

@@ -75,8 +75,10 @@ def bad_models(ctx: Context, root: Path) -> dict[str, tuple[dict[str, Any], str]
     scaler = dict(good["scaler"])
     target = int(scaler.get("target_index", len(scaler["scale"]) - 1))
     scale = list(scaler["scale"])
-    scale[target] *= 1e4  # forecasts ~10,000x too far from the mean: finite, so the probe passes
-    absurd = {**good, "version": "absurd", "scaler": {**scaler, "scale": scale}, "created_at": stamp}
+    mean = list(scaler["mean"])
+    mean[target] += 1000 * scale[target]  # forecasts ~1,000 scales (~5,000 degC) off: finite, so the probe passes
+    scale[target] *= 1e4
+    absurd = {**good, "version": "absurd", "scaler": {**scaler, "scale": scale, "mean": mean}, "created_at": stamp}
     out["absurd outputs after swap"] = (_notice(_save(root, "absurd", content, absurd), now + 20), "")
     return out
 

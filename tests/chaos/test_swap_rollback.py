@@ -16,13 +16,17 @@ pytestmark = pytest.mark.kafka
 
 
 def _absurd(model, root):
-    """speed2's bytes under a manifest whose target scale is 10,000x: finite, so the probe passes."""
+    """speed2's bytes under a manifest whose target mean is 1,000 scales off and scale 10,000x: finite
+    forecasts (the probe passes) around 5,000 degC."""
     good = Manifest.load(model.with_name("manifest.json")).to_dict()
     scaler = dict(good["scaler"])
     scale = list(scaler["scale"])
-    scale[int(scaler.get("target_index", len(scale) - 1))] *= 1e4
+    target = int(scaler.get("target_index", len(scale) - 1))
+    mean = list(scaler["mean"])
+    mean[target] += 1000 * scale[target]
+    scale[target] *= 1e4
     now = datetime.now(UTC).isoformat()
-    bad = {**good, "version": "absurd", "scaler": {**scaler, "scale": scale}, "created_at": now}
+    bad = {**good, "version": "absurd", "scaler": {**scaler, "scale": scale, "mean": mean}, "created_at": now}
     return save_model(model.read_bytes(), Manifest.from_dict(bad), root)
 
 
