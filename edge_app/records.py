@@ -26,6 +26,8 @@ from model_contract.features import BadRecord
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
+MAX_READING_BYTES = 64 * 1024  # a reading is one small flat object (~150 bytes); larger ones are dead-lettered
+MAX_BRACKETS = 64  # more [ or { than this is no reading: refused before the parser recurses through it
 _fromiso = datetime.fromisoformat
 
 
@@ -92,6 +94,11 @@ def parse_reading(
     """Decode and validate one ``sensor.readings`` value; the device comes from the value, else the key."""
     if not raw:
         raise BadRecord("empty_value", "tombstone or empty record")
+    if isinstance(raw, bytes | bytearray):  # cheap checks first: json's parser pays for size and depth
+        if raw.count(b"[") + raw.count(b"{") > MAX_BRACKETS:
+            raise BadRecord("invalid_json", "nested too deeply")
+        if len(raw) > MAX_READING_BYTES:
+            raise BadRecord("oversized", f"{len(raw)} bytes (a reading is at most {MAX_READING_BYTES})")
     try:
         obj = _loads(raw)
     except UnicodeDecodeError as exc:
