@@ -125,7 +125,7 @@ def model_faults(ctx: Context) -> Result:
         result.check("a late notice for an older model: rejected (older than the serving model)", late)
         # 3. absurd outputs after the swap: the edge must notice and roll back to v2
         notice, _ = faults["absurd outputs after swap"]
-        send(notice)
+        send({**notice, "published_at": time.time() + 100})  # newer than the good one that serves now
         wait_for(lambda: sum(e.get("event") == "model_swapped" for e in run.events.records) >= 2, 30)
         time.sleep(ctx.pick(5.0, 10.0))
         finish_stream(run, result)
