@@ -11,7 +11,7 @@ import atexit
 import hashlib
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 IGNORED = ("__pycache__", "*.pyc", "tests", ".pytest_cache", ".ruff_cache", "*.egg-info", ".venv", "bench-out")
@@ -27,12 +27,13 @@ def _stage_root() -> Path:
     return _STAGE_ROOT
 
 
-def stage(name: str, sources: Mapping[str, Path]) -> Path:
+def stage(name: str, sources: Mapping[str, Path], exclude: Iterable[str] = ()) -> Path:
     """Copy each source (file or folder) to ``<stage>/<dest>`` and return the stage folder.
 
     ``sources`` maps a destination relative path to a source path. Missing sources raise.
-    Every call gets a fresh folder (several apps may be built in one process, e.g. in tests);
-    the asset hash depends on the content only.
+    ``exclude``: paths (relative to the stage folder, globs allowed) removed after copying,
+    e.g. a development tool inside a shipped package. Every call gets a fresh folder (several
+    apps may be built in one process, e.g. in tests); the asset hash depends on the content only.
     """
     target = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_stage_root()))
     for dest, src in sources.items():
@@ -45,6 +46,12 @@ def stage(name: str, sources: Mapping[str, Path]) -> Path:
             shutil.copy2(src, out)
         else:
             raise FileNotFoundError(f"cannot stage {src}: not found")
+    for pattern in exclude:
+        matched = list(target.glob(pattern))
+        if not matched:
+            raise FileNotFoundError(f"cannot exclude {pattern} from {name}: not staged")
+        for path in matched:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     return target
 
 

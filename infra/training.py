@@ -20,7 +20,12 @@ from constructs import Construct
 from infra.functions import encrypted_queue
 from infra.packaging import stage
 
-TRAINER_PACKAGES = ("hybridstream", "model_contract", "edge_app", "training_job", "infra")
+# what the trainer runs (EC2 and the Pi's Trainer component): the training job and the wire
+# contract, plus the `hybridstream` CLI dispatcher alone (`hybridstream train worker`; a group
+# appears only if its module ships). No infra/, edge_app/ or dev tools (tests/infra/test_shipped_artifacts.py).
+TRAINER_PACKAGES = ("model_contract", "training_job")
+TRAINER_FILES = ("hybridstream/__init__.py", "hybridstream/__main__.py", "hybridstream/cli.py")
+TRAINER_EXCLUDE = ("training_job/bench.py",)  # `make bench-train` (dev tool: imports hybridstream.localstack)
 AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/hybridstream.json"
 AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 TRAINER_LOG = "/var/log/hybridstream/trainer.log"
@@ -32,7 +37,8 @@ def trainer_source(source_root: Path) -> Path:
     the checkout at ``source_root``; also the ``Trainer`` Greengrass component's artifact in
     ``edge`` mode."""
     root = Path(source_root)
-    return stage("trainer-src", {"pyproject.toml": root / "pyproject.toml", **{p: root / p for p in TRAINER_PACKAGES}})
+    sources = {"pyproject.toml": root / "pyproject.toml", **{p: root / p for p in TRAINER_PACKAGES + TRAINER_FILES}}
+    return stage("trainer-src", sources, exclude=TRAINER_EXCLUDE)
 
 
 def cloudwatch_agent_config(log_group: str) -> dict:
