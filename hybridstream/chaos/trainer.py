@@ -152,7 +152,7 @@ def trainer_faults(ctx: Context) -> Result:
             result.check("LATEST never named a partial model", not watcher.violations and watcher.checks > 0)
             result.check("the queue is empty (message deleted after publishing)", _queue_empty(sqs, url))
             result.check("nothing in the DLQ", _queue_empty(sqs, dlq))
-            result.readings_sent = 1500
+            result.figures["window_rows"] = 1500
             result.windows_sent, result.windows_delivered = 1, 1 if ok else 0
         finally:
             watcher.halt.set()
