@@ -243,7 +243,12 @@ def fuzz(ctx: Context) -> Result:
         matrix: dict[str, Counter] = {}
         for k, cat in bad_keys.items():
             matrix.setdefault(cat, Counter())[dead_by_key.get(k, {}).get("reason", "MISSING")] += 1
-        clean_tp, fuzz_tp = _throughput(clean_preds), _throughput(preds)
+        # a clean run again after the fuzzed one: the machine is shared, so compare with the mean of both
+        clean_runs = [_throughput(clean_preds)]
+        if not ctx.quick:
+            _, clean_preds2, _, _ = _edge_over(ctx, "fuzz-clean2", clean_records, len(good_keys))
+            clean_runs.append(_throughput(clean_preds2))
+        clean_tp, fuzz_tp = sum(clean_runs) / len(clean_runs), _throughput(preds)
         result.figures.update(
             {
                 "bad_records": len(bad_keys),
@@ -253,6 +258,7 @@ def fuzz(ctx: Context) -> Result:
                 "internal_errors": counters.get("deadletter_reasons", {}).get("internal_error", 0),
                 "good_throughput_rps": round(fuzz_tp),
                 "clean_throughput_rps": round(clean_tp),
+                "clean_throughput_rps_each": [round(c) for c in clean_runs],
                 "throughput_ratio": round(fuzz_tp / clean_tp, 3) if clean_tp else None,
                 "edge_exit_codes": [clean_status["exit"], status["exit"]],
             }
@@ -268,14 +274,16 @@ def fuzz(ctx: Context) -> Result:
         result.check("every dead letter has a reason", not no_reason)
         result.check("every good record predicted", status["complete"] and result.readings_lost == 0)
         result.check("no good record dead-lettered", not [k for k in dead_by_key if k and not k.startswith("bad-")])
-        result.check(
-            "good-record throughput within 20 % of a clean run",
-            clean_tp > 0 and fuzz_tp >= 0.8 * clean_tp,
-        )
+        if ctx.quick:  # a few seconds of records: the ratio is noise on a shared machine (reported, not judged)
+            result.notes.append(f"quick mode: throughput ratio {fuzz_tp / clean_tp if clean_tp else 0:.2f}, not judged")
+        else:
+            ok = clean_tp > 0 and fuzz_tp >= 0.8 * clean_tp
+            result.check("good-record throughput within 20 % of a clean run (mean of two clean runs)", ok)
         del clean_edge
         result.notes.append(
-            "throughput: first-to-last prediction CreateTime, records preloaded before the app starts; the clean run "
-            "has the same good records without the bad ones; shared 2-core machine"
+            "throughput: first-to-last prediction CreateTime, records preloaded before the app starts; the clean "
+            "runs (full mode: one before, one after the fuzzed one, their mean) have the same good records without "
+            "the bad ones; shared 2-core machine"
         )
 
     return guarded("fuzz", "input fuzzing (hypothesis, bad records among good ones)", body)
