@@ -13,6 +13,9 @@ from pathlib import Path
 
 from model_contract.kafka_broker import BROKER_JAR_GLOB
 
+# the stdlib-only part of model_contract that the Lambdas without a numpy layer import
+WIRE_CONTRACT_MODULES = ("__init__.py", "topics.py", "layout.py", "messages.py")
+
 
 @dataclass(frozen=True)
 class BuildArtifacts:
@@ -36,14 +39,19 @@ class BuildArtifacts:
     def lambda_source(self, name: str) -> Path:
         return self.lambdas_dir / name
 
-    def lambda_shared_sources(self) -> dict[str, Path]:
-        """What every Lambda package holds beside its handler: the wire contract and
-        ``lambdas/shared.py`` (handlers import ``model_contract.*`` and ``lambdas.shared``)."""
-        return {
-            "model_contract": self.source_root / "model_contract",
-            "lambdas/__init__.py": self.lambdas_dir / "__init__.py",
-            "lambdas/shared.py": self.lambdas_dir / "shared.py",
-        }
+    def lambda_shared_sources(self, *, numeric: bool = False) -> dict[str, Path]:
+        """What a Lambda package holds beside its handler: ``lambdas/shared.py`` and the wire
+        contract (``model_contract`` topics, layout, messages: stdlib only). ``numeric=True``
+        ships all of ``model_contract/`` (features, scaling, manifest, runtime import numpy),
+        for the one Lambda with a numpy layer (cloud inference)."""
+        contract = self.source_root / "model_contract"
+        if numeric:
+            sources = {"model_contract": contract}
+        else:
+            sources = {f"model_contract/{name}": contract / name for name in WIRE_CONTRACT_MODULES}
+        sources["lambdas/__init__.py"] = self.lambdas_dir / "__init__.py"
+        sources["lambdas/shared.py"] = self.lambdas_dir / "shared.py"
+        return sources
 
     def check(self) -> BuildArtifacts:
         """Raise FileNotFoundError (with the command that builds it) for a missing artifact."""

@@ -104,7 +104,7 @@ class HybridStreamStack(Stack):
                 models_bucket=storage.models,
                 iot_endpoint=self.iot_endpoint,
                 source=artifacts.lambda_source("cloud_inference"),
-                shared_sources=shared,
+                shared_sources=artifacts.lambda_shared_sources(numeric=True),  # features + runtime (numpy layer)
                 layer_dir=artifacts.inference_layer_dir,
                 batch_model_name=config.batch_model_name,
                 speed_model_name=config.speed_model_name,

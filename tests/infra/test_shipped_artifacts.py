@@ -213,12 +213,6 @@ def test_every_import_in_the_edge_component_and_the_trainer_resolves(shipped):
     assert _problems(shipped, ("edge component", "trainer", "unknown")) == {}
 
 
-# strict: once infra/artifacts.py ships only what the Lambdas import, this passes and the marker must go
-@pytest.mark.xfail(
-    strict=True,
-    reason="4 Lambda packages ship all of model_contract/ (features.py, scaling.py ... import numpy, not in their "
-    "requirements); the handlers need only topics/layout/messages (infra/artifacts.lambda_shared_sources)",
-)
 def test_every_import_in_every_lambda_package_resolves(shipped):
     assert _problems(shipped, ("lambda",)) == {}
 
