@@ -250,10 +250,11 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _window(args: argparse.Namespace) -> int:
-    from training_job.storage import format_of, thing_from_key
+    from model_contract.layout import thing_from_window_key
+    from training_job.storage import format_of
 
     fmt = args.format or format_of(args.input)
-    thing = args.thing or thing_from_key(args.input.split("://", 1)[-1].split("/", 1)[-1])
+    thing = args.thing or thing_from_window_key(args.input.split("://", 1)[-1].split("/", 1)[-1])
     return _run_one(args, args.input, fmt, thing)
 
 

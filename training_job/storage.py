@@ -56,13 +56,3 @@ def format_of(location: str) -> str:
     """``jsonl`` for .jsonl/.ndjson/.json names, else ``auto`` (CSV unless the content starts with ``{``)."""
     name = location.lower().rsplit("/", 1)[-1]
     return "jsonl" if name.endswith((".jsonl", ".ndjson", ".json")) else "auto"
-
-
-def thing_from_key(key: str) -> str:
-    """``windows/<thing>/...`` -> thing ('' otherwise).
-
-    >>> thing_from_key("windows/pi-1/2017/01/14/w.csv")
-    'pi-1'
-    """
-    parts = key.split("/")
-    return parts[1] if len(parts) > 2 and parts[0] == "windows" else ""

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model_contract.topics import topic_matches
+
 log = logging.getLogger(__name__)
 
 # message types and flags (awscrt.eventstream.rpc.MessageType / MessageFlag)
@@ -161,16 +163,6 @@ def authorized(policies: Mapping[str, Any], operation: str, topic: str) -> bool:
 
 
 # -- "IoT Core" ------------------------------------------------------------------------------------
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    f, t = topic_filter.split("/"), topic.split("/")
-    for i, part in enumerate(f):
-        if part == "#":
-            return True
-        if i >= len(t) or (part != "+" and part != t[i]):
-            return False
-    return len(f) == len(t)
-
-
 @dataclass
 class CloudStub:
     """IoT Core as the components see it through IPC: records publishes, delivers messages."""
