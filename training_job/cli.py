@@ -271,7 +271,8 @@ def sqs_client(queue_url: str, endpoint: str | None = None) -> Any:
         region = region or host.split(".")[1]
     elif not endpoint and parsed.scheme in ("http", "https"):
         endpoint = f"{parsed.scheme}://{parsed.netloc}"
-    return boto3.client("sqs", endpoint_url=endpoint or None, region_name=region or "us-east-1")
+    # a session of its own: boto3's default session caches the first credentials it resolved
+    return boto3.session.Session().client("sqs", endpoint_url=endpoint or None, region_name=region or "us-east-1")
 
 
 @contextlib.contextmanager

@@ -25,7 +25,8 @@ def s3_client(endpoint: str | None = None, region: str | None = None) -> Any:
     if endpoint:
         config = config.merge(Config(s3={"addressing_style": "path"}))
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    # a session of its own: boto3's default session caches the first credentials it resolved
+    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
