@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import boto3
 import pytest
@@ -214,10 +213,11 @@ def test_rollback_reaches_the_edge_and_is_swapped_in(ctx, capsys, monkeypatch, e
     spec = Manifest.from_json((edge_models.speed.parent / "manifest.json").read_text()).feature_spec
     swapper = SpeedModelSwapper(spec, model_name=NAME)
     try:
-        assert swapper.submit(announce(monkeypatch)) and swapper.wait_idle(60)
+        first = announce(monkeypatch)
+        assert swapper.submit(first) and swapper.wait_idle(60)
         serving = swapper.take()
         assert serving is not None and serving.version == "new"
-        swapper.serve(serving, float(time.time()))
+        swapper.serve(serving, float(first["published_at"]))  # as the app does: the notice's published_at
 
         assert run_cli(["models", "rollback", NAME, "--reason", "new drifts"], ctx=ctx, capsys=capsys)[0] == 0
         note = announce(monkeypatch)
