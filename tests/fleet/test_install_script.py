@@ -100,9 +100,8 @@ def pi(tmp_path):
             role_alias="hybridstream-tes-alias",
             provisioning_template="hybridstream-fleet-provisioning",
         )
-        content = bundle.files(
-            settings, provisioning, "-----BEGIN CERTIFICATE-----\n", "-----BEGIN RSA PRIVATE KEY-----\n"
-        )
+        # placeholders: the install script only moves these files, it never reads them
+        content = bundle.files(settings, provisioning, "claim certificate placeholder\n", "claim key placeholder\n")
         tar = bundle.write(tmp_path / "bundle.tar", settings.thing_name, content)
         dest = tmp_path / "home"
         with tarfile.open(tar) as t:
