@@ -9,18 +9,17 @@ from pathlib import Path
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.fleet import iot_arn
-from infra.functions import PythonFunction
+from infra.functions import ExposesFunction, PythonFunction
 from model_contract.topics import TOPIC_ROOT
 
 # ai-edge-litert publishes no Python 3.14 wheels yet
 INFERENCE_RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 
-class CloudInference(Construct):
+class CloudInference(ExposesFunction, Construct):
     """The inference Lambda (Python 3.13, 1 GB) with its dependency layer.
 
     Props:
@@ -106,22 +105,6 @@ class CloudInference(Construct):
                 resources=[iot_arn(f"topic/{topic_root}/*/results")],
             )
         )
-
-    @property
-    def python(self) -> PythonFunction:
-        return self._python
-
-    @property
-    def function(self) -> lambda_.IFunction:
-        return self._python.function
-
-    @property
-    def role(self) -> iam.IRole:
-        return self._python.role
-
-    @property
-    def dead_letter_queue(self) -> sqs.IQueue:
-        return self._python.dead_letter_queue
 
     @property
     def layer(self) -> lambda_.ILayerVersion:

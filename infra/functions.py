@@ -93,3 +93,25 @@ class PythonFunction(Construct):
             tracing=lambda_.Tracing.DISABLED,
             architecture=lambda_.Architecture.X86_64,
         )
+
+
+class ExposesFunction:
+    """Read-only attributes of a construct built around one :class:`PythonFunction` (``self._python``)."""
+
+    _python: PythonFunction
+
+    @property
+    def python(self) -> PythonFunction:
+        return self._python
+
+    @property
+    def function(self) -> lambda_.IFunction:
+        return self._python.function
+
+    @property
+    def role(self) -> iam.IRole:
+        return self._python.role
+
+    @property
+    def dead_letter_queue(self) -> sqs.IQueue:
+        return self._python.dead_letter_queue

@@ -10,17 +10,15 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.fleet import iot_arn
-from infra.functions import PythonFunction
+from infra.functions import ExposesFunction, PythonFunction
 from model_contract.topics import TOPIC_ROOT
 
 
-class ModelAnnouncer(Construct):
+class ModelAnnouncer(ExposesFunction, Construct):
     """S3 "Object Created" of ``models/*/LATEST`` (EventBridge) -> the announcer Lambda.
 
     Why LATEST: the trainer moves ``models/<name>/LATEST`` (forward only) after the version's
@@ -112,22 +110,6 @@ class ModelAnnouncer(Construct):
                 )
             ],
         )
-
-    @property
-    def python(self) -> PythonFunction:
-        return self._python
-
-    @property
-    def function(self) -> lambda_.IFunction:
-        return self._python.function
-
-    @property
-    def role(self) -> iam.IRole:
-        return self._python.role
-
-    @property
-    def dead_letter_queue(self) -> sqs.IQueue:
-        return self._python.dead_letter_queue
 
     @property
     def rule(self) -> events.Rule:
