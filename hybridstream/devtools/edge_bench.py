@@ -33,6 +33,23 @@ REPO = Path(__file__).resolve().parents[2]
 DATASET = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets")) / "turbine"
 
 
+def bench_config(work: Path, bootstrap: str, batch: Path, speed: Path, slow_turn_ms: float) -> Path:
+    """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics)."""
+    from hybridstream.devtools.edge import write_config
+
+    return write_config(
+        work / "edge.json",
+        thing_name="bench",
+        bootstrap=bootstrap,
+        models={"batch": str(batch), "speed": str(speed)},
+        state_dir=str(work / "state"),
+        windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
+        metrics_interval_s=5.0,
+        log_interval_s=5.0,
+        log_slow_turn_ms=slow_turn_ms,
+    )
+
+
 def _say(msg: str) -> None:
     print(f"[bench-edge] {msg}", file=sys.stderr, flush=True)
 
@@ -161,7 +178,7 @@ def _steady_latency(
 def run_bench(args: argparse.Namespace) -> dict:
     from confluent_kafka import Consumer
 
-    from hybridstream.devtools.edge import read_rows, train_model, write_config
+    from hybridstream.devtools.edge import read_rows, train_model
     from hybridstream.devtools.replay import csv_records, replay
     from hybridstream.localstack.kafka import KafkaBroker
     from model_contract.runtime import TFLiteModel, runtime_name
@@ -208,17 +225,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         if loaded.sent != args.records or loaded.errors:
             raise RuntimeError(f"preload failed: {loaded.to_dict()}")
 
-        config = write_config(
-            work / "edge.json",
-            thing_name="bench",
-            bootstrap=bootstrap,
-            models={"batch": str(batch), "speed": str(speed)},
-            state_dir=str(work / "state"),
-            windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
-            metrics_interval_s=5.0,
-            log_interval_s=5.0,
-            log_slow_turn_ms=args.slow_turn_ms,
-        )
+        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log_path = work / "edge.log"
         _say(f"starting the edge app: {sys.executable} -m edge_app run --config {config}")

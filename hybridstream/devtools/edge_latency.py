@@ -198,7 +198,8 @@ def one_run(bootstrap: str, env: dict, run: int, args: argparse.Namespace, log: 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from hybridstream.devtools.edge import read_rows, train_model, write_config
+    from hybridstream.devtools.edge import read_rows, train_model
+    from hybridstream.devtools.edge_bench import bench_config
     from hybridstream.localstack.kafka import KafkaBroker
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
@@ -217,17 +218,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                             dense=10)  # fmt: skip
         speed = train_model(read_rows(DATASET / "test.csv", 0, 2000), models, name="speed", kind="speed", units=40,
                             dense=10, seed=7)  # fmt: skip
-        config = write_config(
-            work / "edge.json",
-            thing_name="bench",
-            bootstrap=bootstrap,
-            models={"batch": str(batch), "speed": str(speed)},
-            state_dir=str(work / "state"),
-            windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
-            metrics_interval_s=5.0,
-            log_interval_s=5.0,
-            log_slow_turn_ms=args.slow_turn_ms,
-        )
+        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         log = open(work / "edge.log", "wb")  # noqa: SIM115
         edge = subprocess.Popen([sys.executable, "-m", "edge_app", "-v", "run", "--config", str(config)],
