@@ -14,11 +14,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from model_contract import FeatureSpec
 from training_job.guardrail import DEFAULT_MARGIN
 from training_job.pipeline import DEFAULT_PARITY_TOLERANCE
 from training_job.windows import DEFAULT_MIN_ROWS
 
 EXIT_REFUSED = 3
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
@@ -34,6 +46,13 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     )
     model.add_argument("--target", default="Ot_avg", help="column to forecast (default Ot_avg)")
     model.add_argument("--lags", default="1,2", help="comma-separated lags (default 1,2)")
+    model.add_argument(
+        "--horizon",
+        type=_positive_int,
+        default=FeatureSpec().horizon,
+        metavar="H",
+        help=f"forecast the target H readings after the newest one seen (default {FeatureSpec().horizon})",
+    )
     model.add_argument("--timestamp-column", default="Date_time", help="default Date_time")
     model.add_argument("--epochs", type=int, default=d.epochs, help=f"max epochs (default {d.epochs})")
     model.add_argument("--lstm-units", type=int, default=d.lstm_units, help=f"default {d.lstm_units}")
@@ -176,11 +195,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _options(args: argparse.Namespace):
-    from model_contract import FeatureSpec
     from training_job.model import TrainConfig
     from training_job.pipeline import TrainOptions
 
     kwargs: dict[str, Any] = {"target": args.target, "lags": tuple(int(x) for x in args.lags.split(",") if x.strip())}
+    kwargs["horizon"] = args.horizon
     if args.columns:
         kwargs["columns"] = tuple(c.strip() for c in args.columns.split(",") if c.strip())
     kwargs["timestamp_column"] = args.timestamp_column
