@@ -13,7 +13,7 @@ reason it is dead-lettered under.
 >>> a.admit_device("d2", known=1)
 Traceback (most recent call last):
 ...
-model_contract.features.BadRecord: too_many_devices: d2 (limit 1)
+model_contract.calendar.BadRecord: too_many_devices: d2 (limit 1)
 """
 
 from __future__ import annotations

@@ -8,7 +8,17 @@
 >>> parse_reading(b'{"a": 1', None, spec)
 Traceback (most recent call last):
 ...
-model_contract.features.BadRecord: invalid_json: Expecting ',' delimiter: line 1 column 8 (char 7)
+model_contract.calendar.BadRecord: invalid_json: Expecting ',' delimiter: line 1 column 8 (char 7)
+
+Timestamps are parsed by the contract's one parser, :func:`model_contract.calendar.parse_timestamp`
+(re-exported here), which the trainer, the Lambdas and the evaluation use too:
+
+>>> parse_timestamp("2017-01-14T01:00:00+01:00"), parse_timestamp(1484352000)
+(1484352000.0, 1484352000.0)
+>>> parse_timestamp(1.7e12, MIN_EPOCH, 2e9)
+Traceback (most recent call last):
+...
+model_contract.calendar.BadRecord: future_timestamp: 1700000000000.0
 """
 
 from __future__ import annotations
@@ -17,18 +27,16 @@ import base64
 import json
 import math
 import time
-from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 from model_contract import FeatureSpec
-from model_contract.features import BadRecord
+from model_contract.calendar import BadRecord, parse_timestamp  # the one timestamp parser (re-exported here)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _loads = json.loads
 MAX_READING_BYTES = 64 * 1024  # a reading is one small flat object (~150 bytes); larger ones are dead-lettered
 MAX_BRACKETS = 64  # more [ or { than this is no reading: refused before the parser recurses through it
-_fromiso = datetime.fromisoformat
 
 
 class Reading(NamedTuple):
@@ -43,44 +51,6 @@ class Reading(NamedTuple):
 
 MIN_EPOCH = 946684800.0  # 2000-01-01T00:00:00Z: the default lower bound of a reading's timestamp
 MAX_AHEAD_S = 86400.0  # default: a reading may be at most one day ahead of the edge's clock
-
-
-def parse_timestamp(raw: Any, min_epoch: float = -math.inf, max_epoch: float = math.inf) -> float:
-    """ISO-8601 (naive = UTC) or epoch seconds -> epoch seconds; :class:`BadRecord` otherwise.
-
-    Timestamps before ``min_epoch`` (or not representable) are ``bad_timestamp``, after
-    ``max_epoch`` ``future_timestamp`` (one such reading would otherwise block its device as
-    out of order until the clock catches up).
-
-    >>> parse_timestamp("2017-01-14T01:00:00+01:00"), parse_timestamp(1484352000)
-    (1484352000.0, 1484352000.0)
-    >>> parse_timestamp(1.7e12, MIN_EPOCH, 2e9)
-    Traceback (most recent call last):
-    ...
-    model_contract.features.BadRecord: future_timestamp: 1700000000000.0
-    """
-    if isinstance(raw, str):
-        try:
-            dt = _fromiso(raw)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            epoch = dt.timestamp()
-        except (ValueError, OverflowError):  # unparsable, or e.g. 0001-01-01T00:00:00+14:00 (before year 1 in UTC)
-            raise BadRecord("bad_timestamp", repr(raw)[:100]) from None
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        try:
-            epoch = float(raw)
-        except OverflowError:  # an integer literal beyond float range
-            raise BadRecord("bad_timestamp", f"<integer of {len(str(raw))} digits>") from None
-        if not math.isfinite(epoch):
-            raise BadRecord("bad_timestamp", repr(raw)[:100])
-    else:
-        raise BadRecord("bad_timestamp", repr(raw)[:100])
-    if epoch < min_epoch:
-        raise BadRecord("bad_timestamp", f"{raw!r} is before the earliest accepted time"[:200])
-    if epoch > max_epoch:
-        raise BadRecord("future_timestamp", repr(raw)[:100])
-    return epoch
 
 
 def parse_reading(

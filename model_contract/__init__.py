@@ -1,6 +1,7 @@
 """The contract shared by the edge app, the training job, the Lambdas and the CDK app.
 
-- the model contract: feature building (lags per a :class:`FeatureSpec`), scaling
+- the model contract: feature building (lags per a :class:`FeatureSpec`, calendar features
+  and the one timestamp parser in :mod:`model_contract.calendar`, stdlib only), scaling
   (:class:`Scaler`) and the model manifest (:class:`Manifest`), imported by both sides so
   that what a model was trained on is exactly what it is served with (numpy);
 - the wire contract (stdlib only): :mod:`model_contract.topics` (every MQTT and Kafka topic),
@@ -17,7 +18,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "BadRecord": "model_contract.calendar",
+    "parse_timestamp": "model_contract.calendar",
+    "DEFAULT_CALENDAR": "model_contract.calendar",
     "FeatureBuffer": "model_contract.features",
+    "calendar_matrix": "model_contract.features",
+    "default_spec": "model_contract.features",
+    "with_calendar": "model_contract.features",
     "FeatureSpec": "model_contract.features",
     "build_supervised": "model_contract.features",
     "rows_to_matrix": "model_contract.features",
