@@ -124,7 +124,7 @@ def process(app: Any, msgs: list) -> None:
                     if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
                         drift(app, state, r.timestamp, errors[ridx])
             buffer = state.buffer
-            buffer.push(r.values)
+            buffer.push(r.values, r.epoch)
             combiner = state.combiner
             if buffer.ready:
                 window = buffer.window
