@@ -62,7 +62,7 @@ def online_linear_forecasts(
                 if record:
                     out[j] = model.predict_one(buf.window)
                 pending.append((j, buf.window.copy()))
-            buf.push(data[t])
+            buf.push_row(data[t])
         while pending:
             j, w = pending.popleft()
             model.learn_one(w, y[j])

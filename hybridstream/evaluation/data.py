@@ -55,20 +55,24 @@ MAIN_SCENARIOS = ("none", "gradual", "abrupt")
 
 
 def load_csv(path: str | Path, spec: FeatureSpec) -> np.ndarray:
-    """A turbine CSV as a validated (rows, columns) float matrix in ``spec.columns`` order."""
+    """A turbine CSV as a validated (rows, features) float matrix: ``spec.columns`` then its calendar features."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     return rows_to_matrix(rows, spec)
 
 
-def inject_step(matrix: np.ndarray, start: int, end: int, size: float) -> np.ndarray:
-    """A copy of ``matrix`` with ``size`` added to every column on rows ``[start, end)``.
+def inject_step(matrix: np.ndarray, start: int, end: int, size: float, columns: int | None = None) -> np.ndarray:
+    """A copy of ``matrix`` with ``size`` added to the first ``columns`` columns (default all) on rows ``[start, end)``.
+
+    The calendar features (after the spec's columns) are the readings' time: a step leaves them alone.
 
     >>> inject_step(np.zeros((4, 2)), 1, 3, 2.0)[:, 0].tolist()
     [0.0, 2.0, 2.0, 0.0]
+    >>> inject_step(np.zeros((2, 3)), 0, 1, 1.0, columns=2).tolist()
+    [[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
     """
     out = matrix.copy()
-    out[start:end] += size
+    out[start:end, :columns] += size
     return out
 
 
@@ -78,5 +82,5 @@ def load_scenario(scenario: Scenario, spec: FeatureSpec, root: str | Path = DEFA
     train = load_csv(root / scenario.train, spec)
     test = load_csv(root / scenario.test, spec)
     if scenario.name == "step":
-        test = inject_step(test, STEP_SPAN[0], STEP_SPAN[1], STEP_SIZE)
+        test = inject_step(test, STEP_SPAN[0], STEP_SPAN[1], STEP_SIZE, columns=len(spec.columns))
     return train, test

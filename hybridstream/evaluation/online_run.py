@@ -179,7 +179,7 @@ def run_stream(
             out["persistence"][j] = persistence.predict_one(win)
             out["online_linear"][j] = linear.predict_one(win)
             pending.append((j, b, s, win.copy()))
-        buf.push(test[t])
+        buf.push_row(test[t])
         if (t + 1) % window == 0 and t + 1 < n:
             rows = test[t + 1 - window : t + 1]
             t0 = time.perf_counter()
@@ -219,4 +219,4 @@ def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> N
             model.learn_one(w, train[j, ti])
         if buf.ready and t + h - 1 < len(train):
             pending.append((t + h - 1, buf.window.copy()))
-        buf.push(train[t])
+        buf.push_row(train[t])

@@ -215,7 +215,7 @@ def generate(
                 alarm = detector.update(h - y[t])
                 if alarm:
                     alarms.append(t)
-        buf.push(test[t])
+        buf.push_row(test[t])
         early = alarm and t + 1 >= window and t + 1 - last_train >= min_gap
         if (t + 1) % window == 0 or early:
             last_train = t + 1
