@@ -6,6 +6,12 @@ hybrid = the dynamic blend, and any further approach the edge emits. A reading's
 approach is the forecast of the record ``horizon`` readings before it minus this record's actual.
 ``static`` is the prototype's fixed 0.3 speed / 0.7 batch blend of the two forecasts in the
 record; ``persistence`` forecasts the actual value of that earlier record (the truth stream's naive baseline).
+
+The one approach computed offline is ``online_linear`` (:func:`online_linear_errors`): the
+project's :class:`~model_contract.online_linear.OnlineLinear` run over the replayed readings
+with the batch model's feature spec, exactly as ``hybridstream eval`` runs it
+(:func:`hybridstream.evaluation.baselines.online_linear_forecasts`), unless the edge's records
+already carry an ``online_linear`` forecast.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+
+from model_contract import FeatureSpec, rows_to_matrix
 
 STATIC_SPEED_WEIGHT = 0.3
 EDGE_APPROACHES = {"batch": "batch", "speed": "speed", "dynamic": "hybrid"}
@@ -66,6 +74,55 @@ def error_series(preds: list[dict[str, Any]]) -> dict[str, np.ndarray]:
             if isinstance(fc.get(name), int | float):
                 out[name][i] = fc[name] - actual
     return out
+
+
+def reading_key(reading: dict[str, Any], spec: FeatureSpec) -> str:
+    """The key the edge gives a reading's prediction record: ``device|timestamp``."""
+    return f"{reading.get(spec.device_column)}|{reading.get(spec.timestamp_column)}"
+
+
+def online_linear_errors(
+    preds: list[dict[str, Any]],
+    readings: list[dict[str, Any]],
+    spec: FeatureSpec,
+    warmup: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per prediction record: the online linear forecast of its reading minus its actual (NaN where none).
+
+    ``readings`` are the clean readings as replayed (dicts, stream order); each device's are
+    streamed through :func:`~hybridstream.evaluation.baselines.online_linear_forecasts` (the
+    :class:`~model_contract.FeatureBuffer` window of ``spec``, a forecast ``spec.horizon``
+    readings ahead, each truth learnt when it arrives). ``warmup`` (a features matrix, e.g. the
+    batch model's history) is streamed first, unscored, for every device.
+    """
+    from hybridstream.evaluation.baselines import online_linear_forecasts  # noqa: PLC0415
+
+    by_device: dict[Any, list[dict[str, Any]]] = {}
+    for reading in readings:
+        by_device.setdefault(reading.get(spec.device_column), []).append(reading)
+    forecast: dict[str, float] = {}
+    for rows in by_device.values():
+        fc, _ = online_linear_forecasts(rows_to_matrix(rows, spec), spec, warmup=warmup)
+        forecast.update((reading_key(r, spec), float(f)) for r, f in zip(rows, fc, strict=True) if math.isfinite(f))
+    out = np.full(len(preds), np.nan)
+    for i, rec in enumerate(preds):
+        f, actual = forecast.get(str(rec.get("key"))), rec.get("actual")
+        if f is not None and isinstance(actual, int | float):
+            out[i] = f - actual
+    return out
+
+
+def with_online_linear(
+    errors: dict[str, np.ndarray],
+    preds: list[dict[str, Any]],
+    readings: list[dict[str, Any]],
+    spec: FeatureSpec | None,
+    warmup: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """``errors`` plus ``online_linear`` computed offline, unless the edge's records carried it (or no spec)."""
+    if spec is None or np.isfinite(errors.get("online_linear", np.full(1, np.nan))).any():
+        return errors
+    return {**errors, "online_linear": online_linear_errors(preds, readings, spec, warmup)}
 
 
 def accuracy(errors: dict[str, np.ndarray]) -> dict[str, dict[str, float | int]]:

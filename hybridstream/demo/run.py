@@ -16,7 +16,7 @@ from typing import Any
 
 from hybridstream.demo import scenarios as sc
 from hybridstream.demo.collector import Collector
-from hybridstream.demo.results import accuracy, error_series, percentiles, unique_predictions
+from hybridstream.demo.results import accuracy, error_series, percentiles, unique_predictions, with_online_linear
 from hybridstream.demo.stack import LocalStack, StackError
 from hybridstream.demo.supervisor import Interrupted, Supervisor
 
@@ -95,6 +95,8 @@ class Demo:
         self.stack: LocalStack | None = None
         self.router = None
         self.batch_dir: Path | None = None
+        self.spec = None  # the batch model's FeatureSpec: the offline online_linear baseline uses it too
+        self.warmup = None  # the history as that spec's features matrix (the baseline's warm-up)
         self.env: dict[str, str] = {}
         self.status = "running"
 
@@ -217,6 +219,7 @@ class Demo:
             stamp_file.write_text(json.dumps({**summary, "fingerprint": fingerprint}))
         self.batch_dir = Path(summary["model_dir"])
         self.results["batch_model"] = {"version": summary.get("version"), "status": summary.get("status")}
+        self._baseline_spec()
         if self.opts.mode == "cloud":  # the cloud inference Lambda reads models/batch/LATEST
             from model_contract import Manifest
             from training_job.publish import ModelStore
@@ -224,6 +227,23 @@ class Demo:
             store = ModelStore(self.stack.s3_client(), self.stack.buckets[1], "models", "rejected")
             manifest = Manifest.from_json((self.batch_dir / "manifest.json").read_bytes())
             store.publish((self.batch_dir / "model.tflite").read_bytes(), manifest)
+
+    def _baseline_spec(self) -> None:
+        """The batch model's feature spec and the history as its features matrix, for ``online_linear``."""
+        from model_contract import Manifest, rows_to_matrix
+
+        try:
+            self.spec = Manifest.load(self.batch_dir / "manifest.json").feature_spec
+            self.warmup = rows_to_matrix(sc.read_stream(sc.HISTORY), self.spec)
+        except Exception as exc:  # the baseline is one row of the report: say why it is missing, go on
+            self.spec = None
+            self.results["online_linear_error"] = f"{type(exc).__name__}: {exc}"
+            return
+        self.results["online_linear"] = {
+            "computed": "offline, from the replayed readings (model_contract.online_linear.OnlineLinear)",
+            "feature_spec": self.spec.to_dict(),
+            "warmup_rows": int(len(self.warmup)),
+        }
 
     def _router(self) -> None:
         from hybridstream.localstack.iot_router import from_stack, rule_definitions
@@ -520,6 +540,12 @@ class Demo:
         preds_all = source.records["predictions"] if isinstance(source.records, dict) else source.records
         preds = unique_predictions(preds_all)
         errors = error_series(preds)
+        baseline_error = None
+        try:
+            readings = [json.loads(m.value) for m in scenario.messages if m.key is not None]
+            errors = with_online_linear(errors, preds, readings, self.spec, self.warmup)
+        except Exception as exc:  # a missing baseline row must not cost the run's other figures
+            baseline_error = f"{type(exc).__name__}: {exc}"
         approaches = accuracy(errors)
         latency = []
         kafka_in, app_us = [], []
@@ -572,6 +598,8 @@ class Demo:
         }
         if crash:
             result["crash"] = crash
+        if baseline_error:
+            result["online_linear_error"] = baseline_error
         if collector.error:
             result["collector_error"] = collector.error
         self.results["scenarios"][scenario.name] = result

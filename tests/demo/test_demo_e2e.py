@@ -45,7 +45,7 @@ def test_short_demo_predicts_every_reading_trains_and_swaps_a_model(tmp_path):
     assert s["readings"] == 450 and s["predicted"] == 450 and s["unpredicted"] == 0
     assert s["deadletter"] == 0
     assert s["models_published"] >= 1 and s["model_swaps"] >= 1, s
-    assert set(s["approaches"]) >= {"batch", "speed", "static", "dynamic", "persistence"}
+    assert set(s["approaches"]) >= {"batch", "speed", "static", "dynamic", "persistence", "online_linear"}
     for approach in s["approaches"].values():
         assert approach["rmse"] > 0 and approach["mae"] > 0
     assert s["latency_ms"]["p50"] > 0 and s["model_freshness_s"]["max"] > 0
