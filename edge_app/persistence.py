@@ -69,7 +69,7 @@ def load_device_state(state: DeviceState, raw: bytes, versions: tuple[str, str])
             raise ValueError("a saved row does not match the feature spec")
         clean.append(values)
     for values in clean:
-        state.buffer.push(values)
+        state.buffer.push_row(values)
     state.last_epoch = last_epoch
     state.last_ts = str(data["last_ts"])
     pending = data.get("pending")
