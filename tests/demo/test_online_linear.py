@@ -158,3 +158,13 @@ def test_the_demo_takes_the_spec_from_the_batch_manifest_and_warms_on_the_histor
     assert np.isnan(err[:3]).all() and np.isfinite(err[3:]).all()  # lags 1,2 + horizon 2
     step = demo.scenarios[0].change_points[0]
     assert abs(err[step + 1]) > 5.0 > np.sqrt(np.mean(err[3:step] ** 2))  # the step itself is a surprise to it
+
+
+def test_calendar_features_of_the_spec_come_with_it():
+    readings, _ = _stream(300, seed=5)
+    preds = _records(readings)
+    cal = FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), calendar=("day_sin1", "day_cos1"))
+    assert rows_to_matrix(readings, cal).shape == (300, 4)  # the features built from each reading's timestamp
+    err = online_linear_errors(preds, readings, cal)
+    assert np.isnan(err[:2]).all() and np.isfinite(err[2:]).all()
+    assert not np.allclose(err[10:], online_linear_errors(preds, readings, SPEC)[10:])  # other inputs, other model
