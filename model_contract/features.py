@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model_contract.calendar import DEFAULT_CALENDAR, BadRecord, check_names, parse_timestamp, write_calendar
+from model_contract.calendar import (
+    CALENDAR_FEATURES,
+    DEFAULT_CALENDAR,
+    BadRecord,
+    check_names,
+    parse_timestamp,
+    write_calendar,
+)
 from model_contract.calendar import plan as calendar_plan
 from model_contract.scaling import Scaler
 
@@ -29,6 +36,7 @@ __all__ = [
     "FeatureBuffer",
     "FeatureSpec",
     "build_supervised",
+    "calendar_columns",
     "calendar_matrix",
     "default_spec",
     "rows_to_matrix",
@@ -75,6 +83,8 @@ class FeatureSpec:
             raise ValueError("horizon must be an integer >= 1 (readings ahead)")
         object.__setattr__(self, "horizon", int(self.horizon))
         object.__setattr__(self, "calendar", check_names(self.calendar))
+        if set(self.columns) & set(self.calendar):
+            raise ValueError("a column may not be named like a calendar feature")
         object.__setattr__(self, "columns", tuple(self.columns))
         object.__setattr__(self, "lags", tuple(sorted(int(x) for x in self.lags)))
         object.__setattr__(self, "_order", tuple(sorted(self.lags, reverse=True)))
@@ -170,6 +180,12 @@ def calendar_matrix(epochs: Sequence[float] | np.ndarray, names: Sequence[str]) 
         phase = omega * (np.mod(t, period) / period)
         out[:, j] = np.cos(phase) if cos else np.sin(phase)
     return out
+
+
+def calendar_columns(epochs: Sequence[float] | np.ndarray) -> dict[str, np.ndarray]:
+    """Every calendar feature of many instants, by name (e.g. to build another spec's rows)."""
+    m = calendar_matrix(epochs, CALENDAR_FEATURES)
+    return {name: m[:, j] for j, name in enumerate(CALENDAR_FEATURES)}
 
 
 def add_calendar(matrix: np.ndarray, epochs: Sequence[float] | np.ndarray, spec: FeatureSpec) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model_contract import FeatureSpec
+from model_contract.calendar import parse_calendar_option
 from training_job.guardrail import DEFAULT_MARGIN
 from training_job.pipeline import DEFAULT_PARITY_TOLERANCE
 from training_job.windows import DEFAULT_MIN_ROWS
@@ -31,6 +32,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
     return value
+
+
+def _calendar(text: str) -> tuple[str, ...]:
+    try:
+        return parse_calendar_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common(p: argparse.ArgumentParser, name: str) -> None:
@@ -54,6 +62,13 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         help=f"forecast the target H readings after the newest one seen (default {FeatureSpec().horizon})",
     )
     model.add_argument("--timestamp-column", default="Date_time", help="default Date_time")
+    model.add_argument(
+        "--calendar",
+        type=_calendar,
+        default="day",
+        help="calendar features from each row's timestamp (UTC): day (default: time of day, 2 harmonics), "
+        "year, day+year, none, or names (day_sin1,day_cos1,day_sin2,day_cos2,year_sin1,year_cos1)",
+    )
     model.add_argument("--epochs", type=int, default=d.epochs, help=f"max epochs (default {d.epochs})")
     model.add_argument("--lstm-units", type=int, default=d.lstm_units, help=f"default {d.lstm_units}")
     model.add_argument("--dense-units", type=int, default=d.dense_units, help=f"default {d.dense_units}")
@@ -203,6 +218,7 @@ def _options(args: argparse.Namespace):
     if args.columns:
         kwargs["columns"] = tuple(c.strip() for c in args.columns.split(",") if c.strip())
     kwargs["timestamp_column"] = args.timestamp_column
+    kwargs["calendar"] = args.calendar
     spec = FeatureSpec(**kwargs)
     cfg = TrainConfig(
         lstm_units=args.lstm_units,

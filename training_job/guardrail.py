@@ -53,9 +53,10 @@ class Verdict:
 
 
 def evaluate(tflite: bytes, manifest: Manifest, rows: np.ndarray, n_targets: int) -> tuple[float, float, int]:
-    """(RMSE, MAE, n) of a model forecasting the last ``n_targets`` rows of a raw (rows, columns) matrix.
+    """(RMSE, MAE, n) of a model forecasting the last ``n_targets`` rows of a raw (rows, features) matrix.
 
-    ``rows`` must be in the model's column order. Each model sees its own lags, horizon and scaling.
+    ``rows`` must be in the model's feature order (its columns, then its calendar features). Each
+    model sees its own lags, horizon and scaling.
     """
     spec, scaler = manifest.feature_spec, manifest.scaler
     reach = spec.max_lag + spec.horizon - 1  # rows before a sample's target: its lags and the horizon
@@ -84,11 +85,13 @@ def judge(
 ) -> Verdict:
     """Compare candidate and current on the newest ``holdout_rows`` targets of the window.
 
-    ``window_columns`` maps column name -> values (oldest first) for every column of the window.
+    ``window_columns`` maps column name -> values (oldest first) for every column of the window,
+    and calendar feature name -> values (:func:`model_contract.features.calendar_columns` of the
+    window's timestamps): each model's rows are its spec's ``features``, as it was trained.
     """
 
     def matrix_for(manifest: Manifest) -> np.ndarray:
-        return np.column_stack([window_columns[c] for c in manifest.feature_spec.columns])
+        return np.column_stack([window_columns[c] for c in manifest.feature_spec.features])
 
     cand_rmse, cand_mae, n = evaluate(candidate_tflite, candidate, matrix_for(candidate), holdout_rows)
     verdict = Verdict(status="first", margin=margin, candidate_rmse=cand_rmse, candidate_mae=cand_mae, holdout_rows=n)
@@ -96,7 +99,7 @@ def judge(
         verdict.reason = "no current model to compare with"
         return verdict
     verdict.current_version = current.version
-    missing = [c for c in current.feature_spec.columns if c not in window_columns]
+    missing = [c for c in current.feature_spec.features if c not in window_columns]
     other_horizon = current.feature_spec.horizon != candidate.feature_spec.horizon
     if missing or current.feature_spec.target != candidate.feature_spec.target or other_horizon:
         what = ", ".join(missing) or ("horizon" if other_horizon else "target")

@@ -319,7 +319,7 @@ def train_matrix(
     init_weights: list | None = None,
     scaler: Scaler | None = None,
 ) -> TrainedModel:
-    """Train, convert and parity-check a model on a validated (rows, columns) matrix.
+    """Train, convert and parity-check a model on a validated (rows, features) matrix (columns, then calendar).
 
     ``cancel`` (optional) is polled between batches; when it returns True,
     :class:`TrainingCancelled` is raised. ``init_weights`` warm-starts from another model of
@@ -334,7 +334,7 @@ def train_matrix(
         scaler = (
             Scaler.fit(matrix[:n_fit], spec.target_index)
             if cfg.scale
-            else Scaler.identity(len(spec.columns), spec.target_index)
+            else Scaler.identity(len(spec.features), spec.target_index)
         )
     X, y = build_supervised(matrix, spec, scaler)
     X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)

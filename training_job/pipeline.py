@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from model_contract import FeatureSpec
+from model_contract.features import calendar_columns
 from training_job.guardrail import DEFAULT_MARGIN, judge
 from training_job.model import Cancel, TrainConfig, model_version, train_matrix
 from training_job.publish import ModelStore, PublishResult, utc_now
@@ -150,6 +151,7 @@ def train_window(
     elif opts.guardrail and store is not None:
         current = store.current(opts.name)
         columns = {c: window.matrix[:, i] for i, c in enumerate(opts.spec.columns)}
+        columns |= calendar_columns(window.epochs)  # each model's calendar features, whatever its spec has
         verdict = judge(
             trained.tflite,
             manifest,

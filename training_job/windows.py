@@ -11,6 +11,15 @@ data rows).
 >>> w = parse_window(b"Date_time,a,b\\n2017-01-01T00:00:00Z,1,2\\n2017-01-01T00:10:00Z,3,4\\n", spec, min_rows=2)
 >>> w.rows, w.first_ts, w.matrix.tolist()
 (2, '2017-01-01T00:00:00Z', [[1.0, 2.0], [3.0, 4.0]])
+
+With calendar features in the spec, ``matrix`` holds them too (computed from each row's
+timestamp, parsed by the contract's one parser, :func:`model_contract.calendar.parse_timestamp`):
+
+>>> cal = FeatureSpec(columns=("a", "b"), target="b", lags=(1,), calendar=("day_sin1", "day_cos1"))
+>>> data = b"Date_time,a,b\\n2017-01-01 06:00:00,1,2\\n2017-01-01 12:00:00,3,4\\n"
+>>> parse_window(data, cal, min_rows=2).matrix.round(6)
+array([[ 1.,  2.,  1.,  0.],
+       [ 3.,  4.,  0., -1.]])
 """
 
 from __future__ import annotations
@@ -26,6 +35,9 @@ from typing import Any
 import numpy as np
 
 from model_contract import FeatureSpec, sha256_bytes
+from model_contract.calendar import BadRecord
+from model_contract.calendar import parse_timestamp as parse_epoch
+from model_contract.features import add_calendar
 
 REASONS = (
     "empty",
@@ -53,7 +65,10 @@ class WindowError(ValueError):
 
 @dataclass
 class Window:
-    """A validated window: ``matrix`` is (rows, spec columns) float64, oldest row first."""
+    """A validated window: ``matrix`` is (rows, spec features) float64, oldest row first.
+
+    The spec's features are its columns, then its calendar features (from each row's timestamp).
+    """
 
     matrix: np.ndarray = field(repr=False)
     timestamps: list[str] = field(repr=False)
@@ -63,6 +78,7 @@ class Window:
     sha256: str = ""
     thing: str = ""  # the IoT thing (Pi) that uploaded it, when known
     dropped_duplicates: int = 0  # rows dropped by duplicates="keep-first" (history files only)
+    epochs: list[float] = field(default_factory=list, repr=False)  # each row's timestamp, epoch seconds (UTC)
 
     @property
     def rows(self) -> int:
@@ -94,9 +110,16 @@ class Window:
 
 
 def parse_timestamp(text: str) -> datetime:
-    """ISO-8601 with or without offset (no offset = UTC); raises ValueError."""
-    value = datetime.fromisoformat(text.strip())
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """ISO-8601 with or without offset (no offset = UTC) as an aware datetime; raises ValueError.
+
+    The contract's one parser (:func:`model_contract.calendar.parse_timestamp`) decides.
+    """
+    return datetime.fromtimestamp(parse_epoch(text.strip()), UTC)
+
+
+def _epoch(raw: Any) -> float:
+    """A window cell's timestamp as epoch seconds (text stripped; JSON numbers are epoch seconds)."""
+    return parse_epoch(raw.strip() if isinstance(raw, str) else raw)
 
 
 def _records(data: bytes, fmt: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -190,11 +213,11 @@ def parse_window(
     for i, rec in enumerate(records):
         raw = rec.get(ts_col)
         try:
-            parsed.append(parse_timestamp(str(raw)))
-        except (TypeError, ValueError):
+            parsed.append(_epoch(raw))
+        except BadRecord:
             raise WindowError("bad_timestamp", f"row {i + 1} {ts_col}={raw!r} is not an ISO-8601 timestamp") from None
         stamps.append(str(raw).strip())
-    seen: dict[datetime, int] = {}
+    seen: dict[float, int] = {}
     dups = []
     for i, t in enumerate(parsed):
         if t in seen:
@@ -218,20 +241,26 @@ def parse_window(
     if order != list(range(len(parsed))):
         matrix = matrix[order]
         stamps = [stamps[i] for i in order]
+        parsed = [parsed[i] for i in order]
+    matrix = add_calendar(matrix, parsed, spec)
     if not device:
         devices = {str(r.get(spec.device_column, "")) for r in records} - {""}
         device = devices.pop() if len(devices) == 1 else thing
     digest = sha256_bytes(data)
-    window = Window(matrix, stamps, spec, device=device, source=source, sha256=digest, thing=thing)
+    window = Window(matrix, stamps, spec, device=device, source=source, sha256=digest, thing=thing, epochs=parsed)
     window.dropped_duplicates = dropped
     return window
 
 
 def window_to_csv(matrix: np.ndarray, timestamps: list[str], spec: FeatureSpec, device: str = "") -> bytes:
-    """The edge's CSV layout for a window (tests, the benchmark and tooling write windows with it)."""
+    """The edge's CSV layout for a window (tests, the benchmark and tooling write windows with it).
+
+    ``matrix`` holds the spec's columns first (a full-width matrix's calendar features are not written).
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([spec.timestamp_column, spec.device_column, *spec.columns])
+    n = len(spec.columns)
     for ts, row in zip(timestamps, matrix, strict=True):
-        writer.writerow([ts, device, *(repr(float(v)) for v in row)])
+        writer.writerow([ts, device, *(repr(float(v)) for v in row[:n])])
     return out.getvalue().encode()

@@ -47,7 +47,9 @@ def test_pretrain_publishes_the_batch_model(s3_env, s3_bucket, s3_client, turbin
     manifest = Manifest.from_json(raw)
     assert manifest.kind == "batch" and manifest.window["rows"] == 400 and "guardrail" not in manifest.extra
     local = tmp_path / "out" / "batch" / summary["version"]
-    assert TFLiteModel.from_files(local / "model.tflite").input_shape == (2, 5)
+    # the product default spec: the 5 columns and the 4 time-of-day calendar features at each of 2 lags
+    assert manifest.feature_spec.calendar == ("day_sin1", "day_cos1", "day_sin2", "day_cos2")
+    assert TFLiteModel.from_files(local / "model.tflite").input_shape == (2, 9)
     # the last line names the model folder (absolute) for `make batch-model` to copy
     assert summary["model_dir"] == str(local.resolve())
     tflite = (local / "model.tflite").read_bytes()
