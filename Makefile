@@ -32,10 +32,11 @@ synth: setup $(BATCH_MODEL)/model.tflite ## cdk synth offline into cdk.out/ with
 	bash scripts/synth.sh
 
 # The pre-trained batch model the BatchModel Greengrass component ships (synth fails without it).
-# A file target: rebuilt only when missing or older than the history CSV.
+# A file target: rebuilt only when missing or older than the history CSV or the feature spec's code
+# (the default spec, with its calendar features, is defined there: the edge refuses a speed model of another spec).
 batch-model: $(BATCH_MODEL)/model.tflite ## pre-train the batch model on $(HISTORY) into build/batch-model/
 
-$(BATCH_MODEL)/model.tflite: $(HISTORY) | $(STAMP)
+$(BATCH_MODEL)/model.tflite: $(HISTORY) model_contract/features.py model_contract/calendar.py | $(STAMP)
 	rm -rf build/batch-model-train
 	$(VENV)/bin/hybridstream train pretrain --csv $(HISTORY) --out build/batch-model-train
 	@newest=$$(ls -td build/batch-model-train/batch/*/ | head -n 1); \
