@@ -84,14 +84,16 @@ def reading_json(row: dict[str, Any], device: str, spec: FeatureSpec | None = No
 def expected_forecasts(rows: list[dict[str, Any]], model_path: Path) -> np.ndarray:
     """What one model forecasts after each row (NaN while the lag window fills): the test oracle."""
     from model_contract import FeatureBuffer
+    from model_contract.calendar import parse_timestamp
     from model_contract.runtime import TFLiteModel
 
     manifest = Manifest.load(model_path.with_name("manifest.json"))
     model = TFLiteModel.from_files(model_path)
-    buf = FeatureBuffer(manifest.feature_spec)
+    spec = manifest.feature_spec
+    buf = FeatureBuffer(spec)
     out = np.full(len(rows), np.nan)
     for i, row in enumerate(rows):
-        buf.push(manifest.feature_spec.parse_values(row))
+        buf.push(spec.parse_values(row), parse_timestamp(row[spec.timestamp_column]))
         if buf.ready:
             out[i] = model.predict_one(buf.window)
     return out
