@@ -188,3 +188,30 @@ def test_blend_weights_doctest():
     import doctest
 
     assert doctest.testmod(load_handler("cloud_inference")).failed == 0
+
+
+class Recorder:
+    """Stand-in for TFLiteModel that keeps the windows it was given."""
+
+    def __init__(self) -> None:
+        self.windows: list[np.ndarray] = []
+
+    def predict_one(self, window: np.ndarray) -> float:
+        self.windows.append(window.copy())
+        return 0.0
+
+
+def test_a_calendar_model_gets_the_time_of_day_of_each_reading(inference, monkeypatch):
+    from model_contract import default_spec
+
+    spec, recorder = default_spec(), Recorder()
+    monkeypatch.setattr(inference, "load_model", lambda bucket, key: (recorder, spec, key.split("/")[2]))
+    put_model("turbine-batch", "b1")
+    rows = readings(2)
+    rows[0]["Date_time"], rows[1]["Date_time"] = "2026-11-26T08:00:00+02:00", "2026-11-26 12:00:00"  # 06:00, 12:00 UTC
+    assert inference.handler(event(readings=rows))["accepted"] is True
+    (window,) = recorder.windows
+    assert window.shape == spec.input_shape == (2, 9)
+    np.testing.assert_allclose(window[:, 5:], [[1, 0, 0, -1], [0, -1, 0, 1]], atol=1e-12)
+    del rows[1]["Date_time"]
+    assert inference.handler(event(readings=rows)) == {"accepted": False, "reason": "bad_reading:bad_timestamp"}
