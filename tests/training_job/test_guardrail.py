@@ -88,3 +88,18 @@ def test_a_current_model_of_another_horizon_is_not_compared(window, models):
 def test_too_short_a_window_for_the_horizon_is_a_clear_error(window, models):
     with pytest.raises(ValueError, match="horizon 3"):
         evaluate(*models["persistence"], window[:4], HOLDOUT)  # lags 1,2 + horizon 3 need 5 rows for one target
+
+
+def test_at_h3_with_calendar_features_the_window_columns_feed_each_model(turbine_rows):
+    from model_contract import default_spec
+    from model_contract.features import calendar_columns
+    from training_job.windows import parse_window
+
+    spec = default_spec(horizon=H)
+    window = parse_window(turbine_rows.csv(1000, 400), spec)
+    columns = {c: window.matrix[:, i] for i, c in enumerate(spec.columns)} | calendar_columns(window.epochs)
+    persistence = _model(window.matrix, spec, 0.0, "persist3cal")
+    broken = _model(window.matrix, spec, 2.0, "broken3cal")
+    verdict = judge(*broken, *persistence, columns, HOLDOUT)
+    expected = _persistence_rmse(window.matrix[:, spec.target_index], H, HOLDOUT)
+    assert verdict.refused and verdict.current_rmse == pytest.approx(expected, rel=1e-4)
