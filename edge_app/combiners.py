@@ -1,23 +1,27 @@
 """How the batch and the speed forecast are combined into the hybrid one.
 
-Every combiner follows the same small protocol (river style): ``predict_one(batch, speed)``
+Every combiner follows the same small protocol (river style): ``predict_one(batch, speed, window)``
 returns the hybrid forecast, ``weights`` the (batch, speed) weights it used, and
-``learn_one(batch, speed, y)`` updates it once the true value ``y`` has arrived.
-``reset_speed()`` is called when a new speed model is swapped in.
+``learn_one(batch, speed, y, context)`` updates it once the true value ``y`` has arrived, with the
+``context()`` it returned when that forecast was made (``horizon`` records earlier).
+``reset_speed()`` is called when a new speed model is swapped in. Only combiners with
+``uses_window`` (``context``) read the lag window and keep a context; the others ignore both.
 
-All of them are pure Python floats: a few multiplications per record, no allocation on
-``predict_one``/``learn_one`` beyond the floats themselves (the hot path of the edge).
+The convex ones are pure Python floats: a few multiplications per record, no allocation on
+``predict_one``/``learn_one`` beyond the floats themselves (the hot path of the edge); ``context``
+is one small numpy RLS per device (preallocated row; one copy per forecast for its context).
 
 >>> c = make_combiner({"strategy": "static", "speed_weight": 0.3})
 >>> c.predict_one(10.0, 20.0), c.weights
 (13.0, (0.7, 0.3))
 
-The default is ``dynamic`` with online convex stacking (half-life 5 records), chosen by
-measurement on the turbine scenarios (docs/combination.md, ``hybridstream eval combiners``):
+The default is ``dynamic`` with context stacking (half-life 1000 records), chosen by measurement
+on the turbine scenarios (docs/combination.md, ``hybridstream eval run``): it starts as the
+persistence forecast (weights 0) and learns from the lag window and both forecasts.
 
->>> c = make_combiner({})
+>>> c = make_combiner({}, target_index=4)
 >>> c.name, type(c).__name__, c.weights
-('dynamic', 'OnlineStacking', (0.5, 0.5))
+('dynamic', 'ContextStacking', (0.0, 0.0))
 
 Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its keys):
 
@@ -25,11 +29,16 @@ Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its
 ``batch`` / ``speed``     one model only
 ``static``                ``speed_weight`` (0.3 = the research prototype's 0.3 speed / 0.7 batch)
 ``dynamic``, ``method``:
+``context`` (default)     one RLS (:class:`~model_contract.online_linear.OnlineLinear`) on the change
+                          from the newest target value over [lag window, batch - last, speed - last];
+                          ``half_life``, ``clip``, ``max_change``; guard: a model whose recent RMS
+                          error exceeds ``mute`` x persistence's (half-life ``error_half_life``) is muted
 ``inverse_mse``           weights ~ 1 / exponentially forgotten MSE; ``half_life`` (records)
 ``sliding_mse``           weights ~ 1 / MSE over the last ``size`` records
 ``hedge``                 weights ~ exp(-eta * forgotten normalised loss); ``eta``, ``half_life``
 ``eg``                    exponentiated gradient on the hybrid's own loss; ``eta``, ``max_logit``
 ``stacking``              online convex stacking: RLS on ``y - b = w (s - b)``; ``half_life``, ``clip``
+                          (the default until issue 8)
 ``ftl``                   follow the leader (lowest forgotten MSE) with ``margin`` hysteresis
 ========================  =====================================================================
 
@@ -54,7 +63,10 @@ import math
 from collections.abc import Mapping
 from typing import Protocol
 
+import numpy as np
+
 from edge_app.registry import Configurable, Registry
+from model_contract.online_linear import OnlineLinear
 
 
 class Combiner(Protocol):
@@ -63,15 +75,20 @@ class Combiner(Protocol):
     @property
     def weights(self) -> tuple[float, float]: ...
 
-    def predict_one(self, batch: float, speed: float) -> float: ...
+    uses_window: bool
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None: ...
+    def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float: ...
+
+    def context(self) -> np.ndarray | None: ...
+
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None: ...
 
     def reset_speed(self) -> None: ...
 
 
 # squared errors at or above this (or NaN/inf) are skipped: one wild record must not poison the state
 _HUGE = 1e150
+_BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
 
 
 def _decay(half_life: float) -> float:
@@ -87,21 +104,26 @@ def _check_on_swap(on_swap: str) -> str:
 
 
 STRATEGIES: Registry[Combiner] = Registry("combination strategy", key="strategy", default="dynamic")
-METHODS: Registry[Combiner] = Registry("combination method", key="method", default="stacking")
+METHODS: Registry[Combiner] = Registry("combination method", key="method", default="context")
 
 
 class _Convex(Configurable):
     """Shared part of the convex combiners: the speed weight ``_ws`` and ``predict_one``."""
 
     name = "dynamic"
+    uses_window = False  # blends the two forecasts only: no lag window, no per-forecast context
     _ws = 0.5
 
     @property
     def weights(self) -> tuple[float, float]:
         return (1.0 - self._ws, self._ws)
 
-    def predict_one(self, batch: float, speed: float) -> float:
+    def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
         return batch + self._ws * (speed - batch)
+
+    def context(self) -> None:
+        """Nothing to keep with a forecast (see :meth:`ContextStacking.context`)."""
+        return None
 
 
 @STRATEGIES.register("static")
@@ -127,10 +149,10 @@ class Fixed(_Convex):
     def weights(self) -> tuple[float, float]:
         return self._w
 
-    def predict_one(self, batch: float, speed: float) -> float:
+    def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
         return self._w[0] * batch + self._w[1] * speed
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         return None
 
     def reset_speed(self) -> None:
@@ -217,7 +239,7 @@ class InverseErrorWeights(_ForgottenMSE):
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         if self._update_mse(batch, speed, y):
             mb, ms = self._mb, self._ms
             self._ws = (mb + self._eps) / (mb + ms + 2.0 * self._eps)  # (1/ms) / (1/mb + 1/ms)
@@ -254,7 +276,7 @@ class SlidingInverseMSE(_Convex):
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         eb = (batch - y) * (batch - y)
         es = (speed - y) * (speed - y)
         if not eb + es < _HUGE:
@@ -305,7 +327,7 @@ class Hedge(_RunningScale):
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         eb = (batch - y) * (batch - y)
         es = (speed - y) * (speed - y)
         if not eb + es < _HUGE:
@@ -356,7 +378,7 @@ class ExponentiatedGradient(_RunningScale):
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         diff = speed - batch
         err = batch + self._ws * diff - y
         if not diff * diff + err * err < _HUGE:
@@ -402,7 +424,7 @@ class OnlineStacking(_Convex):
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.5
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         x = speed - batch
         if not x * x + (y - batch) * (y - batch) < _HUGE:
             return
@@ -442,7 +464,7 @@ class FollowTheLeader(_ForgottenMSE):
         self._on_swap = _check_on_swap(on_swap)
         self._ws = 0.0
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
         if not self._update_mse(batch, speed, y):
             return
         mb, ms = self._mb, self._ms
@@ -457,17 +479,213 @@ class FollowTheLeader(_ForgottenMSE):
             self._ms = self._mb
 
 
-# the measured default (docs/combination.md, `hybridstream eval combiners`): the registry's default
+# records of errors the guard needs before it mutes anything
+_GUARD_MIN_RECORDS = 10
+# a squared error is winsorised at this many times persistence's forgotten one (one wild record fades in ~10 half-lives)
+_WILD = 1e4
+
+
+@METHODS.register("context")
+class ContextStacking(Configurable):
+    """Context stacking: one online linear model forecasts the target's change from its newest value
+    out of the lag window and the two models' forecast changes.
+
+    Its input row is ``[lag window (flattened, incl. any calendar columns), batch - last, speed - last]``
+    (``last`` = the newest target value); the model is :class:`~model_contract.online_linear.OnlineLinear`
+    (recursive least squares with forgetting, ``half_life`` records of memory; inputs standardised and
+    clipped to ``clip`` standard deviations, the forecast change to ``max_change`` RMS changes, errors
+    winsorised, covariance bounded, a broken state resets itself). Its weights start at zero, so it
+    starts as the persistence forecast; without the two model inputs it is the online linear baseline,
+    which it therefore contains (docs/combination.md, issue 8).
+
+    Guard: the forgotten squared error (half-life ``error_half_life`` records) of each model, of
+    persistence and of the stack itself is tracked; a model whose recent RMS error exceeds ``mute``
+    times persistence's gets its input zeroed for that record (read as "no change": no weight), counted
+    in ``muted`` (batch, speed); if the stack's own exceeds ``mute`` times persistence's it forecasts
+    persistence (``fallbacks``) until it recovers. Non-finite model forecasts are zeroed too
+    (``bad_inputs``); the forecast is finite whenever the window's newest target value is.
+
+    ``weights`` are the current coefficients on each model's forecast change in the target's units
+    (0 for a muted model); they need not sum to 1. The lag window comes with ``predict_one(batch,
+    speed, window)``; :meth:`context` is the row that forecast was made from, which the truth must be
+    learned with ``horizon`` records later: ``learn_one(batch, speed, y, context)``.
+
+    >>> import numpy as np
+    >>> c = make_combiner({"method": "context"}, target_index=1)
+    >>> c.predict_one(7.0, 6.5, np.array([[0.0, 5.0], [1.0, 6.0]]))  # untrained: persistence
+    6.0
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.cumsum(rng.normal(size=3001))  # a random walk; the batch model knows the next step
+    >>> for t in range(1, 3000):
+    ...     window = np.array([[0.0, y[t - 1]], [1.0, y[t]]])
+    ...     b, s = y[t + 1] + rng.normal(0, 0.05), y[t] + rng.normal(0, 1.0)
+    ...     _ = c.predict_one(b, s, window)
+    ...     c.learn_one(b, s, y[t + 1], c.context())
+    >>> round(c.weights[0], 1), round(abs(c.weights[1]), 1)  # the batch model's change taken in full
+    (1.0, 0.0)
+    >>> c.predict_one(1e300, 6.0, window) == c.predict_one(1e300, 6.0, window) < 1e299  # a wild input: bounded
+    True
+    """
+
+    name = "dynamic"
+    uses_window = True
+
+    def __init__(
+        self,
+        half_life: float = 1000.0,
+        clip: float = 8.0,
+        max_change: float = 8.0,
+        mute: float = 3.0,
+        error_half_life: float = 24.0,
+    ) -> None:
+        _decay(half_life)
+        if not clip > 0 or not max_change > 0:
+            raise ValueError("clip and max_change must be > 0")
+        if not mute > 1:
+            raise ValueError("mute must be > 1 (times persistence's RMS error)")
+        self.half_life, self.clip, self.max_change = half_life, clip, max_change
+        self.mute, self.error_half_life = mute, error_half_life
+        self._ed = _decay(error_half_life)
+        self._limit = float(mute) * float(mute)  # on squared errors
+        self.target_index: int | None = None  # the target's column in the window (make_combiner binds it)
+        self.model: OnlineLinear | None = None  # built on the first window (its size)
+        self._row: np.ndarray | None = None
+        self._shape: tuple[int, ...] = ()
+        self._mse = [0.0, 0.0, 0.0, 0.0]  # forgotten squared errors: batch, speed, persistence, the stack
+        self._seen = 0
+        self._coef = (0.0, 0.0)
+        self._w = (0.0, 0.0)
+        self.muted = [0, 0]  # records forecast with the batch / speed input muted by the guard
+        self.fallbacks = 0  # records forecast as persistence because the stack's own errors exploded
+        self.bad_inputs = 0  # non-finite model forecasts (zeroed)
+        self.skipped = 0  # truths not learned: no context, or a non-finite newest value / truth
+
+    def bind(self, target_index: int) -> None:
+        """Tell it which column of the window is the target (``FeatureSpec.target_index``)."""
+        self.target_index = int(target_index)
+        self._row = None
+
+    def _setup(self, window: np.ndarray) -> None:
+        if self.target_index is None:
+            raise ValueError("context stacking needs the target's column: make_combiner(config, target_index=...)")
+        steps, cols = window.shape
+        n = steps * cols
+        self._shape = window.shape
+        self._row = np.zeros((1, n + 3))  # window, batch - last, speed - last | the stack's own forecast
+        self._vals = self._row[0]
+        self._win = self._vals[:n].reshape(steps, cols)  # a view: the window is copied in, no allocation
+        self._x = self._row[:, : n + 2]  # what the linear model sees
+        self._k = n
+        self._last = (steps - 1) * cols + self.target_index
+        self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        return self._w
+
+    def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
+        if window is None:
+            raise ValueError("context stacking forecasts from the lag window: predict_one(batch, speed, window)")
+        if self._row is None or window.shape != self._shape:
+            self._setup(window)
+        np.copyto(self._win, window)
+        v = self._vals
+        last = float(v[self._last])
+        db = batch - last
+        ds = speed - last
+        mb = ms = guarded = False
+        if self._seen >= _GUARD_MIN_RECORDS:
+            mse = self._mse
+            limit = self._limit * mse[2]
+            mb = not mse[0] <= limit
+            ms = not mse[1] <= limit
+            guarded = not mse[3] <= limit
+        if mb:
+            self.muted[0] += 1
+            db = 0.0
+        elif not -_HUGE < db < _HUGE:
+            self.bad_inputs += 1
+            db = 0.0
+        if ms:
+            self.muted[1] += 1
+            ds = 0.0
+        elif not -_HUGE < ds < _HUGE:
+            self.bad_inputs += 1
+            ds = 0.0
+        k = self._k
+        v[k] = db
+        v[k + 1] = ds
+        f = self.model.predict_one(self._x)
+        v[k + 2] = f
+        cb, cs = self._coef
+        self._w = (0.0 if mb else cb, 0.0 if ms else cs)
+        if guarded and math.isfinite(last):
+            self.fallbacks += 1
+            return last
+        if math.isfinite(f):
+            return f
+        return batch if math.isfinite(batch) else speed  # no finite newest value: whichever model is finite
+
+    def context(self) -> np.ndarray | None:
+        """A copy of the row the last forecast was made from (kept with it until its truth arrives)."""
+        return None if self._row is None else self._row.copy()
+
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> None:
+        """Learn the truth ``y`` of the forecast made from ``context`` (its :meth:`context`)."""
+        if context is None or self._row is None or context.shape != self._row.shape:
+            self.skipped += 1
+            return
+        c = context[0]
+        y = float(y)
+        last = float(c[self._last])
+        ep = last - y
+        if not -_HUGE < ep < _HUGE:
+            self.skipped += 1
+            return
+        mse = self._mse
+        cap = _WILD * (mse[2] + ep * ep) + 1e-300  # winsorised: one absurd forecast is muted, not for ages
+        self._seen = n = self._seen + 1
+        d = self._ed if n * (1.0 - self._ed) > 1.0 else 1.0 - 1.0 / n  # a plain mean over the first records
+        for i, e in enumerate((batch - y, speed - y, ep, float(c[self._k + 2]) - y)):
+            sq = e * e if -_BIG < e < _BIG else cap  # also NaN
+            if sq > cap:
+                sq = cap
+            mse[i] = d * mse[i] + (1.0 - d) * sq
+        model = self.model
+        model.learn_one(context[:, : self._k + 2], y)
+        if model.n:
+            w, var, k = model._w, model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
+            self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
+
+    def reset_speed(self) -> None:
+        """A new speed model: its input keeps the learned coefficient; the guard watches its errors."""
+        return None
+
+    def counts(self) -> dict[str, int]:
+        """The guard's and the model's counters (the edge's metrics, ``eval run``'s JSON)."""
+        model = self.model
+        return {
+            "muted_batch": self.muted[0],
+            "muted_speed": self.muted[1],
+            "fallbacks": self.fallbacks,
+            "bad_inputs": self.bad_inputs,
+            "skipped": self.skipped + (model.skipped if model is not None else 0),
+            "resets": model.resets if model is not None else 0,
+        }
+
+
+# the measured default (docs/combination.md, `hybridstream eval run`; issue 8): the registry's default
 # method with its class's default half-life (tests/edge_app/test_combiners.py checks they agree)
-DEFAULT_DYNAMIC: dict = {"method": "stacking", "half_life": 5}
+DEFAULT_DYNAMIC: dict = {"method": "context", "half_life": 1000}
 
 
-def make_combiner(config: Mapping) -> Combiner:
+def make_combiner(config: Mapping, target_index: int | None = None) -> Combiner:
     """Build a combiner from config: ``{"strategy": "dynamic"|"static"|"batch"|"speed", ...}``.
 
-    ``dynamic`` takes ``method`` (default ``stacking``) and that method's keys; the others take
-    their class's keys (``static``: ``speed_weight``). ValueError on an unknown strategy, method
-    or key, or a bad value.
+    ``dynamic`` takes ``method`` (default ``context``) and that method's keys; the others take
+    their class's keys (``static``: ``speed_weight``). ``target_index`` is the target's column in
+    the lag window (``FeatureSpec.target_index``), which ``context`` needs to forecast. ValueError
+    on an unknown strategy, method or key, or a bad value.
 
     >>> make_combiner({"strategy": "dynamic", "method": "hedge", "eta": 1.0}).weights
     (0.5, 0.5)
@@ -482,6 +700,8 @@ def make_combiner(config: Mapping) -> Combiner:
     if strategy == "dynamic":
         combiner = METHODS.build(config, ignore=("strategy",))
         combiner.name = "dynamic"
+        if combiner.uses_window and target_index is not None:
+            combiner.bind(target_index)
         return combiner
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown combination strategy {strategy!r} (batch, speed, static, dynamic)")

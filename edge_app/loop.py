@@ -59,6 +59,7 @@ def process(app: Any, msgs: list) -> None:
     ridx = app.residual_index
     clock = time.perf_counter
     counters = app.counters
+    counters.watch(devices)  # their combiners' guard counts show in the counters
     picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
     max_epoch = picked_ms / 1000.0 + admission.max_ahead_s
     max_gap = cfg.max_gap_s
@@ -115,7 +116,7 @@ def process(app: Any, msgs: list) -> None:
                     same_speed = pending.speed_version == speed_version
                     if same_speed:  # the speed forecast came from the model serving now
                         combiner = state.combiner
-                        combiner.learn_one(pending.batch, pending.speed, y)
+                        combiner.learn_one(pending.batch, pending.speed, y, pending.context)
                         w = combiner.weights
                         if not (isfinite(w[0]) and isfinite(w[1])):
                             reset_combiner(app, state, w)
@@ -138,9 +139,12 @@ def process(app: Any, msgs: list) -> None:
                         versions = (app.batch.version, app.speed.version)
                         speed_version = versions[1]
                         s = speed_predict(window)
-                h = combiner.predict_one(b, s) if isfinite(b) and isfinite(s) else math.nan
+                h = combiner.predict_one(b, s, window) if isfinite(b) and isfinite(s) else math.nan
                 forecast = (b, s, h)
-                made = Pending(b, s, h, speed_version) if isfinite(h) else None
+                if isfinite(h):  # a context-keeping combiner learns its truth from the row it forecast from
+                    made = Pending(b, s, h, speed_version, combiner.context() if combiner.uses_window else None)
+                else:
+                    made = None
             else:
                 forecast = made = None
             if horizon == 1:
@@ -183,7 +187,7 @@ def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -
             weights,
             counters.combiner_resets,
         )
-    state.combiner = make_combiner(app.cfg.combination)
+    state.combiner = make_combiner(app.cfg.combination, target_index=app.spec.target_index)
 
 
 def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from edge_app.combiners import Combiner, make_combiner
 from edge_app.drift import DriftDetector, make_detector
 from edge_app.metrics import ErrorStats
@@ -18,7 +20,9 @@ class Pending:
     """The forecasts of a device's next reading, waiting for it to arrive.
 
     When it arrives, ``forecast - actual`` of each approach feeds the accuracy stats, the
-    drift detector and (if ``speed_version`` is still the speed model serving) the combiner.
+    drift detector and (if ``speed_version`` is still the speed model serving) the combiner,
+    with ``context``: the combiner's copy of the row the forecast was made from (None for the
+    combiners that keep none, and for a forecast restored after a restart).
     A slotted dataclass rather than a NamedTuple: it builds faster and reads as fast as the
     positional tuple it replaced (measured with ``timeit``; see docs/architecture.md).
 
@@ -31,6 +35,7 @@ class Pending:
     speed: float
     hybrid: float
     speed_version: str  # the speed model that made ``speed``
+    context: np.ndarray | None = None  # ``combiner.context()`` when the forecast was made
 
 
 class DeviceState:
@@ -67,7 +72,7 @@ class DeviceState:
         self.device = device
         self.key = device.encode()
         self.buffer = FeatureBuffer(spec)
-        self.combiner: Combiner = make_combiner(combination)
+        self.combiner: Combiner = make_combiner(combination, target_index=spec.target_index)
         self.detector: DriftDetector = make_detector(drift)
         self.pending: Pending | None = None
         self.ahead: deque[Pending | None] = deque([None] * (spec.horizon - 1))

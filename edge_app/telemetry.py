@@ -50,7 +50,7 @@ class CounterSet:
         self.deadletter_reasons[reason] += 1
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if k != "deadletter_reasons"}
+        out = {k: v for k, v in vars(self).items() if k != "deadletter_reasons" and not k.startswith("_")}
         out["deadletter_reasons"] = dict(self.deadletter_reasons)
         return out
 
@@ -76,6 +76,43 @@ class Counters(CounterSet):
         self.combiner_resets = 0  # combiners replaced because their weights went non-finite
         self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
         self.devices_restored = 0  # devices whose state was loaded from the state folder
+        self._devices: dict[str, Any] = {}  # the loop's devices: their combiners' guard counts (see watch)
+
+    def watch(self, devices: dict[str, Any]) -> None:
+        """Report the guard counts of these devices' combiners (``combiner_*`` in :meth:`to_dict`)."""
+        self._devices = devices
+
+    def to_dict(self) -> dict[str, Any]:
+        return super().to_dict() | combiner_counts(self._devices.values())
+
+
+# a combiner's guard counts -> the app-wide counter
+COMBINER_COUNTERS = {
+    "muted_batch": "combiner_muted_batch",  # records forecast with the batch model muted (its errors exploded)
+    "muted_speed": "combiner_muted_speed",
+    "fallbacks": "combiner_fallbacks",  # records forecast as persistence: the combiner's own errors exploded
+}
+
+
+def combiner_counts(states: Any) -> dict[str, int]:
+    """The guard counts summed over the devices' combiners (0 for combiners without a guard).
+
+    >>> from edge_app.combiners import make_combiner
+    >>> class S:
+    ...     combiner = make_combiner({}, target_index=0)
+    >>> S.combiner.muted[1] = 2
+    >>> combiner_counts([S, S])["combiner_muted_speed"]
+    4
+    """
+    out = dict.fromkeys(COMBINER_COUNTERS.values(), 0)
+    for state in states:
+        counts = getattr(state.combiner, "counts", None)
+        if counts is not None:
+            for k, v in counts().items():
+                name = COMBINER_COUNTERS.get(k)
+                if name is not None:
+                    out[name] += v
+    return out
 
 
 class ForwardCounters(CounterSet):
@@ -174,6 +211,9 @@ class MetricsPublisher:
             for state in devices.values():
                 dev = {**base, "scope": "device", "device": state.device, **state.stats.snapshot()}
                 dev["weights"] = {"batch": state.combiner.weights[0], "speed": state.combiner.weights[1]}
+                counts = getattr(state.combiner, "counts", None)
+                if counts is not None:
+                    dev["combiner"] = counts()
                 self.outputs.produce(cfg.topics.metrics, encode_json(dev), state.key)
         interval = cfg.mqtt.metrics_interval_s
         if self.mqtt is not None and interval and time.monotonic() >= self._mqtt_next:

@@ -5,15 +5,22 @@ Per record ``t`` of the test matrix (oldest first):
 1. a speed model whose window closed is swapped in (the combiners' ``reset_speed()``);
 2. the truths that arrived (row ``t - 1``) are learned by every online learner (the
    combiners and the online linear model), for the forecasts made ``horizon`` rows earlier;
+   as on the edge, the dynamic combiner learns a truth only if the speed model that made the
+   forecast still serves, with the context it kept for that forecast;
 3. if the lag window is full, every approach forecasts row ``t + horizon - 1``: the batch
    and the speed model through :class:`~model_contract.runtime.TFLiteModel` (one record,
    the edge's call), persistence, the online linear model, the static and the dynamic
-   combiner (the edge's ``make_combiner``);
+   combiner (the edge's ``make_combiner``, called with the lag window as the edge calls it);
 4. the reading is pushed into the :class:`~model_contract.FeatureBuffer`; after every
    ``window`` rows a speed model is trained on exactly those rows with the training job's
    own code and serves from the next row on (optionally warm-started from the batch model).
 
 The six forecasts per target row are scored on the rows where all of them exist.
+
+Like the online linear baseline, a dynamic combiner that reads the lag window (``context``,
+the default) is first warmed on the training file (unscored; no model forecasts exist there,
+so both model inputs read "no change", i.e. persistence) unless ``warm_combiner=False``:
+``warm_combiner=False`` is a fresh edge device, which starts as persistence on the test stream.
 """
 
 from __future__ import annotations
@@ -104,13 +111,15 @@ class RunResult:
             )
 
     def summary(self) -> dict:
-        """The ``--json`` line: approaches (rmse, mae), retrains, rows, horizon."""
+        """The ``--json`` line: approaches (rmse, mae), retrains, rows, horizon, counters (e.g. the dynamic
+        combiner's guard: ``dynamic_muted_batch``, ``dynamic_muted_speed``, ``dynamic_fallbacks``)."""
         sc = self.scores()
         return {
             "approaches": {k: {"rmse": sc[k]["rmse"], "mae": sc[k]["mae"]} for k in self.forecasts},
             "retrains": len(self.speed_models),
             "rows": int(self.scored.sum()),
             "horizon": self.spec.horizon,
+            "counters": dict(self.counters),
         }
 
 
@@ -124,6 +133,7 @@ def run_stream(
     speed_cfg=None,
     warm_start: bool = False,
     combiner: Mapping | None = None,
+    warm_combiner: bool = True,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
     progress_every: int = 5000,
@@ -150,21 +160,27 @@ def run_stream(
     linear = OnlineLinear(ti)
     _warm_linear(linear, train, spec)
     static = make_combiner({"strategy": "static", "speed_weight": 0.3})
-    dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"})
+    dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"}, target_index=ti)
+    uses_window = dynamic.uses_window
+    warmed = _warm_combiner(dynamic, train, spec) if warm_combiner and uses_window else 0
+    before = _counts(dynamic)
     buf = FeatureBuffer(spec)
-    pending: deque = deque()  # (target row, batch, speed, window copy)
+    pending: deque = deque()  # (target row, batch, speed, window copy, combiner context, speed model id)
     ready: list = []  # speed models waiting to serve: (from row, model)
     speed_model = None
+    speed_id = -1
     speed_info: list[dict] = []
     started = time.perf_counter()
     for t in range(n):
         while ready and ready[0][0] <= t:
             speed_model = ready.pop(0)[1]
+            speed_id += 1
             static.reset_speed()
             dynamic.reset_speed()
         while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
-            j, b, s, w = pending.popleft()
-            dynamic.learn_one(b, s, y[j])
+            j, b, s, w, ctx, sid = pending.popleft()
+            if sid == speed_id:  # the edge's rule: learn only if the speed model that forecast still serves
+                dynamic.learn_one(b, s, y[j], ctx)
             linear.learn_one(w, y[j])
         if buf.ready and t + h - 1 < n:
             j = t + h - 1
@@ -174,11 +190,11 @@ def run_stream(
             out["batch"][j] = b
             out["speed"][j] = s
             out["static"][j] = static.predict_one(b, s)
-            out["dynamic"][j] = dynamic.predict_one(b, s)
+            out["dynamic"][j] = dynamic.predict_one(b, s, win)
             ws[j] = dynamic.weights[1]
             out["persistence"][j] = persistence.predict_one(win)
             out["online_linear"][j] = linear.predict_one(win)
-            pending.append((j, b, s, win.copy()))
+            pending.append((j, b, s, win.copy(), dynamic.context() if uses_window else None, speed_id))
         buf.push_row(test[t])
         if (t + 1) % window == 0 and t + 1 < n:
             rows = test[t + 1 - window : t + 1]
@@ -205,6 +221,9 @@ def run_stream(
         if progress_every and (t + 1) % progress_every == 0:
             log(f"replayed {t + 1}/{n} rows ({time.perf_counter() - started:.0f} s)")
     counters = {"online_linear_skipped": linear.skipped, "online_linear_resets": linear.resets}
+    after = _counts(dynamic)  # the combiner's guard over the test stream (the warm-up left out)
+    counters |= {f"dynamic_{k}": v - before.get(k, 0) for k, v in after.items()}
+    counters["dynamic_warmup_rows"] = warmed
     return RunResult(spec, window, y, out, ws, speed_info, round(time.perf_counter() - started, 1), counters)
 
 
@@ -220,3 +239,31 @@ def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> N
         if buf.ready and t + h - 1 < len(train):
             pending.append((t + h - 1, buf.window.copy()))
         buf.push_row(train[t])
+
+
+def _counts(combiner) -> dict[str, int]:
+    counts = getattr(combiner, "counts", None)
+    return counts() if counts is not None else {}
+
+
+def _warm_combiner(combiner, train: np.ndarray, spec: FeatureSpec) -> int:
+    """Stream the training file through a window-reading combiner first (unscored), as the online linear
+    model is: no model forecasts exist there, so both read persistence (no change). Returns the rows learned."""
+    buf = FeatureBuffer(spec)
+    h, ti = spec.horizon, spec.target_index
+    pending: deque = deque()
+    learned = 0
+    for t in range(len(train)):
+        while pending and pending[0][0] <= t - 1:
+            j, last, ctx = pending.popleft()
+            combiner.learn_one(last, last, train[j, ti], ctx)
+            learned += 1
+        if buf.ready and t + h - 1 < len(train):
+            last = float(buf.window[-1, ti])
+            combiner.predict_one(last, last, buf.window)
+            pending.append((t + h - 1, last, combiner.context()))
+        buf.push_row(train[t])
+    for j, last, ctx in pending:  # the truths of the last forecasts are in the file too
+        combiner.learn_one(last, last, train[j, ti], ctx)
+        learned += 1
+    return learned

@@ -1,8 +1,9 @@
 """Replay combiners over cached prediction streams, as the edge would run them, and score them.
 
-Per row: ``predict_one(batch, speed)`` gives the hybrid forecast, then the truth arrives and
-``learn_one(batch, speed, y)`` updates the combiner; a change of speed model calls
-``reset_speed()`` first.
+Per row: ``predict_one(batch, speed, window)`` gives the hybrid forecast, then the truth arrives and
+``learn_one(batch, speed, y, context)`` updates the combiner; a change of speed model calls
+``reset_speed()`` first. A combiner that reads the lag window (``context``) gets the stream's
+readings through a :class:`~model_contract.FeatureBuffer` (:func:`~hybridstream.evaluation.streams.readings`).
 
 >>> import numpy as np
 >>> from hybridstream.evaluation.streams import PredictionStream, drift_tag
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_app.combiners import make_combiner
-from hybridstream.evaluation.streams import PredictionStream, drift_tag
+from hybridstream.evaluation.streams import PredictionStream, drift_tag, readings
+from model_contract import FeatureBuffer
 
 # label -> combiner config: the study's candidates (baselines first)
 BASELINES: dict[str, dict] = {
@@ -55,6 +57,8 @@ def candidate_grid() -> dict[str, dict]:
     grid["stacking hl=5 reset"] = dyn | {"method": "stacking", "half_life": 5, "on_swap": "reset"}
     for hl in (24, 96):
         grid[f"ftl hl={hl}"] = dyn | {"method": "ftl", "half_life": hl}
+    for hl in (300, 1000, 3000):
+        grid[f"context hl={hl}"] = dyn | {"method": "context", "half_life": hl}
     return grid
 
 
@@ -84,9 +88,51 @@ class ReplayResult:
         return float(np.mean(np.abs(e))) if len(e) else math.nan
 
 
+def _windows(stream: PredictionStream) -> tuple[np.ndarray, int]:
+    """The lag window before each row of the stream (NaN while it fills), and the target's column."""
+    matrix, spec = readings(stream)
+    buf = FeatureBuffer(spec)
+    out = np.full((len(stream), *spec.input_shape), np.nan)
+    for t in range(len(stream)):
+        if buf.ready:
+            out[t] = buf.window
+        buf.push_row(matrix[t])
+    return out, spec.target_index
+
+
+def _replay_windowed(stream: PredictionStream, config: Mapping) -> ReplayResult:
+    """:func:`replay` for a combiner that reads the lag window: the edge's calls, horizon 1."""
+    windows, ti = _windows(stream)
+    combiner = make_combiner(config, target_index=ti)
+    n = len(stream)
+    hybrid = np.full(n, np.nan)
+    ws = np.full(n, np.nan)
+    ys, bs, ss, ids = stream.y.tolist(), stream.batch.tolist(), stream.speed.tolist(), stream.speed_id.tolist()
+    last_id = -1
+    count = 0
+    started = time.perf_counter()
+    for t in range(n):
+        b = bs[t]
+        s = ss[t]
+        window = windows[t]
+        if b != b or s != s or window[0, 0] != window[0, 0]:  # no forecast for this row (or no window yet)
+            continue
+        if ids[t] != last_id:
+            last_id = ids[t]
+            combiner.reset_speed()
+        hybrid[t] = combiner.predict_one(b, s, window)
+        ws[t] = combiner.weights[1]
+        combiner.learn_one(b, s, ys[t], combiner.context())
+        count += 1
+    elapsed = time.perf_counter() - started
+    return ReplayResult(hybrid, ws, stream.y, 1e6 * elapsed / max(count, 1))
+
+
 def replay(stream: PredictionStream, config: Mapping) -> ReplayResult:
     """Run one combiner (built by the edge's own ``make_combiner``) over a stream."""
     combiner = make_combiner(config)
+    if combiner.uses_window:
+        return _replay_windowed(stream, config)
     n = len(stream)
     hybrid = np.full(n, np.nan)
     ws = np.full(n, np.nan)
@@ -119,6 +165,22 @@ def replay(stream: PredictionStream, config: Mapping) -> ReplayResult:
 
 def cost_us(config: Mapping, stream: PredictionStream, repeat: int = 3) -> float:
     """Median µs per record of ``predict_one`` + ``weights`` + ``learn_one`` alone (no bookkeeping)."""
+    if make_combiner(config).uses_window:
+        windows, ti = _windows(stream)
+        ok = stream.valid & np.isfinite(windows[:, 0, 0])
+        columns = (stream.batch[ok].tolist(), stream.speed[ok].tolist(), stream.y[ok].tolist(), windows[ok])
+        data = list(zip(*columns, strict=True))
+        times = []
+        for _ in range(repeat):
+            c = make_combiner(config, target_index=ti)
+            predict, learn, context = c.predict_one, c.learn_one, c.context
+            started = time.perf_counter()
+            for b, s, y, w in data:
+                predict(b, s, w)
+                c.weights  # noqa: B018
+                learn(b, s, y, context())
+            times.append((time.perf_counter() - started) / max(len(data), 1))
+        return 1e6 * float(np.median(times))
     ok = stream.valid
     data = list(zip(stream.batch[ok].tolist(), stream.speed[ok].tolist(), stream.y[ok].tolist(), strict=True))
     times = []

@@ -45,6 +45,10 @@ class PredictionStream:
     speed_id: np.ndarray
     meta: dict = field(default_factory=dict)
     baselines: dict = field(default_factory=dict)  # name -> per-row forecast (not cached; see attach_baselines)
+    # the test readings (rows, features) and their spec, for combiners that read the lag window (not cached;
+    # see readings)
+    matrix: np.ndarray | None = None
+    spec: FeatureSpec | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -100,6 +104,22 @@ def attach_baselines(stream: PredictionStream, spec: FeatureSpec | None = None) 
     linear, _ = online_linear_forecasts(test, spec, warmup=train)
     stream.baselines = {"persistence": persistence_forecasts(test, spec), "online_linear": linear}
     return stream
+
+
+def readings(stream: PredictionStream) -> tuple[np.ndarray, FeatureSpec]:
+    """The stream's test readings and their spec: ``stream.matrix`` if set, else the scenario's test file
+    with the product's default spec (calendar features included), else (a synthetic stream) the target alone."""
+    if stream.matrix is None:
+        if stream.scenario in SCENARIOS:
+            from model_contract import default_spec  # noqa: PLC0415
+
+            spec = default_spec()
+            _, test = load_scenario(SCENARIOS[stream.scenario], spec)
+            stream.matrix, stream.spec = test[: len(stream)], spec
+        else:
+            stream.matrix = stream.y.reshape(-1, 1).astype(np.float64)
+            stream.spec = FeatureSpec(columns=("y",), target="y")
+    return stream.matrix, stream.spec or FeatureSpec()
 
 
 def drift_tag(on_drift: Mapping | None) -> str:
@@ -191,7 +211,7 @@ def generate(
     speed_model: TFLiteModel | None = None
     speed_index = -1
     speed_info: list[dict] = []
-    combiner = make_combiner({}) if on_drift is not None else None
+    combiner = make_combiner({}, target_index=spec.target_index) if on_drift is not None else None
     detector = make_detector(on_drift) if on_drift is not None else None
     last_train = 0
     alarms: list[int] = []
@@ -210,8 +230,8 @@ def generate(
             if combiner is not None:
                 if swapped:
                     combiner.reset_speed()
-                h = combiner.predict_one(b, s)
-                combiner.learn_one(b, s, y[t])
+                h = combiner.predict_one(b, s, buf.window)  # as the edge calls it (horizon 1: the truth is row t)
+                combiner.learn_one(b, s, y[t], combiner.context())
                 alarm = detector.update(h - y[t])
                 if alarm:
                     alarms.append(t)

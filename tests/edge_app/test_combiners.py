@@ -8,8 +8,9 @@ import pytest
 
 from edge_app.combiners import DEFAULT_DYNAMIC, METHODS, Fixed, make_combiner
 
-DYNAMIC = [{"strategy": "dynamic", "method": m} for m in METHODS]
-ALL = [{"strategy": s} for s in ("batch", "speed", "static", "dynamic")] + DYNAMIC
+# the convex blends (weights sum to 1); ``context`` (the default) has tests of its own below
+DYNAMIC = [{"strategy": "dynamic", "method": m} for m in METHODS if not METHODS.classes[m].uses_window]
+ALL = [{"strategy": s} for s in ("batch", "speed", "static")] + DYNAMIC
 
 
 def synthetic(n: int, sd_batch: float, sd_speed: float, seed: int = 1):
@@ -164,10 +165,11 @@ def test_wild_records_do_not_poison_the_state(config):
 
 # ---- typed configuration (issue 7, item 5) ---------------------------------------------------
 def test_the_measured_default_lives_in_the_signature():
-    """``{"method": "stacking"}`` gets the measured half-life (5), not another default."""
-    assert make_combiner({"strategy": "dynamic", "method": "stacking"}).half_life == DEFAULT_DYNAMIC["half_life"] == 5
-    assert make_combiner({}).params() == make_combiner({"method": "stacking"}).params()
-    assert type(make_combiner({})).__name__ == "OnlineStacking"
+    """``{"method": "context"}`` gets the measured half-life (1000), not another default."""
+    assert make_combiner({"strategy": "dynamic", "method": "context"}).half_life == DEFAULT_DYNAMIC["half_life"] == 1000
+    assert make_combiner({}).params() == make_combiner({"method": "context"}).params()
+    assert type(make_combiner({})).__name__ == "ContextStacking"
+    assert make_combiner({"method": "stacking"}).half_life == 5  # the previous default keeps its measured one
 
 
 @pytest.mark.parametrize(
@@ -191,7 +193,7 @@ def test_a_typo_is_a_clear_error_at_config_load():
         EdgeConfig.from_dict({"models": {"batch": "b"}, "combination": {"strategy": "dynamic", "half_lfe": 5}})
 
 
-@pytest.mark.parametrize("config", ALL, ids=lambda c: c.get("method", c["strategy"]))
+@pytest.mark.parametrize("config", [*ALL, {"method": "context"}], ids=lambda c: c.get("method", c.get("strategy")))
 def test_constructor_arguments_stay_inspectable(config):
     """river's convention: every argument is an attribute; ``params()`` rebuilds an equal combiner."""
     c = make_combiner(config)

@@ -39,20 +39,24 @@ def test_an_exception_in_the_loop_exits_without_committing(kafka_bootstrap, topi
 class _Poisoned:
     """A real combiner whose weights turn NaN after a few updates (what extreme inputs did to some)."""
 
-    def __init__(self, after: int) -> None:
-        self._inner = make_combiner({"strategy": "dynamic"})
+    def __init__(self, after: int, target_index: int | None = None) -> None:
+        self._inner = make_combiner({"strategy": "dynamic"}, target_index=target_index)
         self._left = after
+        self.uses_window = self._inner.uses_window
 
     @property
     def weights(self):
         return (math.nan, math.nan) if self._left <= 0 else self._inner.weights
 
-    def predict_one(self, batch: float, speed: float) -> float:
-        return math.nan if self._left <= 0 else self._inner.predict_one(batch, speed)
+    def predict_one(self, batch: float, speed: float, window=None) -> float:
+        return math.nan if self._left <= 0 else self._inner.predict_one(batch, speed, window)
 
-    def learn_one(self, batch: float, speed: float, y: float) -> None:
+    def context(self):
+        return self._inner.context()
+
+    def learn_one(self, batch: float, speed: float, y: float, context=None) -> None:
         self._left -= 1
-        self._inner.learn_one(batch, speed, y)
+        self._inner.learn_one(batch, speed, y, context)
 
     def reset_speed(self) -> None:
         self._inner.reset_speed()
@@ -61,7 +65,7 @@ class _Poisoned:
 def test_a_combiner_gone_nan_is_replaced_and_metrics_stay_valid(
     kafka_bootstrap, topic_prefix, edge_models, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(edge_app.state, "make_combiner", lambda cfg: _Poisoned(after=10))
+    monkeypatch.setattr(edge_app.state, "make_combiner", lambda cfg, target_index=None: _Poisoned(10, target_index))
     rows = read_rows(edge_models.test_csv, 3300, 60)
     cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models, metrics_interval_s=0.2)
     with AppThread(cfg) as running:

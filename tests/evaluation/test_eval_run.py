@@ -65,7 +65,7 @@ def test_eval_run_scores_all_six_approaches_on_hourly_csvs(hourly, capsys, tmp_p
     )
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
-    assert set(summary) == {"approaches", "retrains", "rows", "horizon"}
+    assert set(summary) == {"approaches", "retrains", "rows", "horizon", "counters"}
     assert set(summary["approaches"]) == APPROACHES
     for scores in summary["approaches"].values():
         assert set(scores) == {"rmse", "mae"}
@@ -77,6 +77,10 @@ def test_eval_run_scores_all_six_approaches_on_hourly_csvs(hourly, capsys, tmp_p
     assert "timestamp column timestamp" in err and "target demand" in err  # detected, reported on stderr
     assert "site" not in err.split("columns ")[1].split(";")[0]  # the text column is not a feature
     assert "| dynamic |" in out
+    # the default dynamic combiner's guard is counted (and was warmed on the history, as online_linear is)
+    counters = summary["counters"]
+    assert {"dynamic_muted_batch", "dynamic_muted_speed", "dynamic_fallbacks"} <= set(counters)
+    assert counters["dynamic_warmup_rows"] == 1500 - 3
 
 
 def write(path, text: str):

@@ -39,13 +39,29 @@ def test_replay_matches_fixed_blends_and_dynamic_adapts():
     static = replay(s, {"strategy": "static", "speed_weight": 0.3})
     np.testing.assert_allclose(static.hybrid[ok], 0.7 * s.batch[ok] + 0.3 * s.speed[ok])
     assert np.isnan(static.hybrid[:2]).all()
-    dyn = replay(s, {"strategy": "dynamic"})
+    dyn = replay(s, {"strategy": "dynamic", "method": "stacking"})
     half = len(s) // 2
     # first half: batch is better, second half: speed is; the dynamic blend follows
     assert np.nanmean(dyn.speed_weight[1000:half]) < 0.5 < np.nanmean(dyn.speed_weight[half + 200 :])
     batch_only = replay(s, {"strategy": "batch"})
     speed_only = replay(s, {"strategy": "speed"})
     assert dyn.rmse() < min(batch_only.rmse(), speed_only.rmse(), static.rmse())
+
+
+def test_the_default_context_combiner_replays_with_the_lag_window():
+    """The default reads the lag window: a synthetic stream's own target lags stand in for the readings."""
+    s = synthetic_stream()
+    ctx = replay(s, {"strategy": "dynamic"})
+    ok = s.valid
+    persistence = np.r_[np.nan, s.y[:-1]]
+    half = len(s) // 2
+    assert np.isnan(ctx.hybrid[:2]).all() and np.isfinite(ctx.hybrid[ok]).all()
+    assert ctx.hybrid[2] == s.y[1]  # its first forecast is persistence
+    e_ctx = (ctx.hybrid - s.y)[half + 500 :]
+    e_pers = (persistence - s.y)[half + 500 :]
+    assert np.sqrt(np.mean(e_ctx**2)) < np.sqrt(np.mean(e_pers**2))
+    s.matrix, s.spec = None, None  # readings() falls back to the target alone for a synthetic stream
+    assert replay(s, {"strategy": "dynamic"}).rmse() == pytest.approx(ctx.rmse())
 
 
 def test_score_select_and_report(tmp_path):
