@@ -94,6 +94,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--lags", nargs="+", default=None, help="lags in readings, e.g. --lags 1 2 3 or 1,2,3 (default: the trainer's)"
     )
     run.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
+    run.add_argument(
+        "--calendar",
+        default="day",
+        metavar="day|none|NAMES",
+        help="calendar features from each row's timestamp (UTC) at every lag step: day (default, the product's: "
+        "time of day, 2 harmonics), year, day+year, none, or names (day_sin1,day_cos1,day_sin2,day_cos2,"
+        "year_sin1,year_cos1); needs a timestamp column",
+    )
     run.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
     run.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's, 50)")
     run.add_argument(
@@ -333,6 +341,7 @@ def _run_checked(args: argparse.Namespace) -> int:
     from hybridstream.evaluation.online_run import DEFAULT_WARM_START, run_stream  # noqa: PLC0415
     from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
     from model_contract import FeatureSpec  # noqa: PLC0415
+    from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
 
     err = csv_input.EvalInputError
     try:
@@ -340,6 +349,10 @@ def _run_checked(args: argparse.Namespace) -> int:
     except ValueError:
         raise err(f"--lags: expected integers, e.g. --lags 1 2 3 (got {' '.join(args.lags)})") from None
     lags = lags or FeatureSpec().lags
+    try:
+        calendar = parse_calendar_option(args.calendar)
+    except ValueError as exc:
+        raise err(f"--calendar: {exc}") from None
     if args.horizon < 1:
         raise err("--horizon must be >= 1")
     if args.window < 50:
@@ -348,7 +361,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         if args.test or args.target or args.columns:
             raise err("--scenario replaces --train/--test/--target/--columns")
         try:
-            spec = FeatureSpec(lags=lags, horizon=args.horizon)
+            spec = FeatureSpec(lags=lags, horizon=args.horizon, calendar=calendar)
         except ValueError as exc:
             raise err(str(exc)) from None
         train, test = load_scenario(SCENARIOS[args.scenario], spec)
@@ -359,7 +372,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         _log(f"reading {args.train} and {args.test}...")
         t_train, t_test = csv_input.read_table(args.train), csv_input.read_table(args.test)
         columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-        spec = csv_input.choose_spec(t_train, t_test, args.target, columns, lags, args.horizon)
+        spec = csv_input.choose_spec(t_train, t_test, args.target, columns, lags, args.horizon, calendar)
         train, test = csv_input.to_matrix(t_train, spec), csv_input.to_matrix(t_test, spec)
         for table in (t_train, t_test):
             problem = csv_input.timestamp_order_problem(table)
@@ -368,7 +381,8 @@ def _run_checked(args: argparse.Namespace) -> int:
         names = (args.train, args.test)
         _log(
             f"columns {', '.join(spec.columns)}; target {spec.target}; timestamp column "
-            f"{t_train.timestamp_column or '(none detected)'}; lags {spec.lags}; horizon {spec.horizon}"
+            f"{t_train.timestamp_column or '(none detected)'}; lags {spec.lags}; horizon {spec.horizon}; "
+            f"calendar {', '.join(spec.calendar) or 'none'}"
         )
     need = spec.max_lag + spec.horizon
     min_train = max(100, 10 * need)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from model_contract import FeatureSpec
+from model_contract.calendar import BadRecord, parse_timestamp
+from model_contract.features import add_calendar
 
 
 class EvalInputError(ValueError):
@@ -111,8 +113,13 @@ def choose_spec(
     columns: list[str] | None = None,
     lags: tuple[int, ...] = (1, 2),
     horizon: int = 1,
+    calendar: tuple[str, ...] = (),
 ) -> FeatureSpec:
-    """The feature spec of the run: columns (default every numeric one), target (default the last)."""
+    """The feature spec of the run: columns (default every numeric one), target (default the last).
+
+    ``calendar`` features (``hybridstream eval run``'s default: the product's, the time of day)
+    need a timestamp column in both files.
+    """
     if columns:
         unknown = [c for c in columns if c not in train.header]
         if unknown:
@@ -137,6 +144,18 @@ def choose_spec(
     missing = [c for c in columns if c not in test.header]
     if missing:
         raise EvalInputError(f"{test.path}: missing column(s) {', '.join(map(repr, missing))} of the train file")
+    if calendar:
+        for table in (train, test):
+            if not table.timestamp_column:
+                raise EvalInputError(
+                    f"{table.path}: no timestamp column detected (ISO-8601 or YYYY-MM-DD HH:MM:SS in every row), "
+                    "which the calendar features need; add one, or run with --calendar none"
+                )
+        if test.timestamp_column != train.timestamp_column:
+            raise EvalInputError(
+                f"{test.path}: timestamp column {test.timestamp_column!r}, "
+                f"the train file's is {train.timestamp_column!r}"
+            )
     try:
         return FeatureSpec(
             columns=tuple(columns),
@@ -144,13 +163,28 @@ def choose_spec(
             lags=tuple(lags),
             horizon=horizon,
             timestamp_column=train.timestamp_column or "Date_time",
+            calendar=tuple(calendar),
         )
     except ValueError as exc:
         raise EvalInputError(str(exc)) from None
 
 
+def epochs(table: Table) -> list[float]:
+    """The detected timestamp column as epoch seconds (the contract's one parser; naive = UTC)."""
+    if not table.timestamp_column:
+        raise EvalInputError(f"{table.path}: no timestamp column detected")
+    out = []
+    for i, raw in enumerate(table.cells[table.timestamp_column]):
+        try:
+            out.append(parse_timestamp(raw.replace("Z", "+00:00")))
+        except BadRecord:
+            raise EvalInputError(f"{table.path}: row {i + 1}: {raw[:40]!r} is not a timestamp") from None
+    return out
+
+
 def to_matrix(table: Table, spec: FeatureSpec) -> np.ndarray:
-    """The spec's columns as a finite float matrix; the first empty/NaN/inf/non-numeric cell is an error."""
+    """The spec's features as a finite float matrix: its columns, then its calendar features (from the
+    timestamp column); the first empty/NaN/inf/non-numeric cell is an error."""
     out = np.empty((table.rows, len(spec.columns)))
     for j, name in enumerate(spec.columns):
         for i, raw in enumerate(table.cells[name]):
@@ -167,7 +201,7 @@ def to_matrix(table: Table, spec: FeatureSpec) -> np.ndarray:
                     "fill or drop those rows)"
                 )
             out[i, j] = value
-    return out
+    return add_calendar(out, epochs(table), spec) if spec.calendar else out
 
 
 def timestamp_order_problem(table: Table) -> str | None:
