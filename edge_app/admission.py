@@ -31,15 +31,24 @@ Bounds = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def value_bounds(manifest: Any, k: float | None) -> Bounds | None:
-    """Per column (lo, hi) = the (batch) manifest scaler's mean -+ k * scale; None when the check is off."""
+    """Per column (lo, hi) = the (batch) manifest scaler's mean -+ k * scale; None when the check is off.
+
+    >>> from model_contract import Manifest, Scaler, default_spec
+    >>> m = Manifest("batch", "v", "0" * 64, default_spec(), Scaler((1.0,) * 9, (2.0,) * 9, 4), (2, 9))
+    >>> value_bounds(m, 3.0)[0]  # the 5 columns only (the calendar features are the reading's time)
+    (-5.0, -5.0, -5.0, -5.0, -5.0)
+    """
     if k is None or manifest is None:
         return None
-    scaler, columns = manifest.scaler, manifest.feature_spec.columns
-    if len(scaler.mean) != len(columns):
-        log.warning("batch scaler has %d columns, spec %d: out_of_range check off", len(scaler.mean), len(columns))
+    spec, scaler = manifest.feature_spec, manifest.scaler
+    if len(scaler.mean) != len(spec.features):
+        log.warning(
+            "batch scaler has %d columns, spec %d: out_of_range check off", len(scaler.mean), len(spec.features)
+        )
         return None
-    lo = tuple(m - k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
-    hi = tuple(m + k * abs(sc) for m, sc in zip(scaler.mean, scaler.scale, strict=True))
+    n = len(spec.columns)  # the readings' values; the calendar features after them are the reading's time
+    lo = tuple(m - k * abs(sc) for m, sc in zip(scaler.mean[:n], scaler.scale[:n], strict=True))
+    hi = tuple(m + k * abs(sc) for m, sc in zip(scaler.mean[:n], scaler.scale[:n], strict=True))
     return lo, hi
 
 
