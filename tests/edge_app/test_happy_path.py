@@ -89,6 +89,9 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
     agg = [m for m in metrics if m["scope"] == "all"]
     assert agg and agg[0]["thing"] == "pi-test"
     assert set(agg[0]["rolling"]) == {"batch", "speed", "hybrid"}
+    # the combiner's guard is counted in the counters (both models are sane here: nothing muted)
+    for c in (counters, agg[-1]["counters"]):
+        assert c["combiner_muted_batch"] == c["combiner_muted_speed"] == 0 and c["combiner_fallbacks"] >= 0
 
     # every reading ended up in exactly one uploaded window, with the trainer's columns
     files = sorted((tmp_path / "uploads" / "windows" / "pi-test").rglob("*.csv"))
