@@ -114,6 +114,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="fine-tune each speed model from the batch model's weights (default: the study's choice)",
     )
+    run.add_argument(
+        "--warm-combiner",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stream the training file through the dynamic combiner first, as through the online linear model "
+        "(default); --no-warm-combiner starts it fresh on the test stream, as on a new edge device",
+    )
     run.add_argument("--cache-dir", default=None, help="batch-model cache (default .cache/eval; 'none' disables)")
     run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
     run.add_argument("--limit", type=int, default=None, help="replay only the first N test rows (selection studies)")
@@ -405,7 +412,16 @@ def _run_checked(args: argparse.Namespace) -> int:
     if args.limit:
         test = test[: args.limit]
     result = run_stream(
-        train, test, spec, args.window, cfg=cfg, speed_cfg=speed_cfg, warm_start=warm, cache_dir=cache, log=_log
+        train,
+        test,
+        spec,
+        args.window,
+        cfg=cfg,
+        speed_cfg=speed_cfg,
+        warm_start=warm,
+        warm_combiner=args.warm_combiner,
+        cache_dir=cache,
+        log=_log,
     )
     if args.save:
         _log(f"forecasts saved to {result.save(args.save)}")
