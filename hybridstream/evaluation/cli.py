@@ -117,9 +117,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--warm-combiner",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="stream the training file through the dynamic combiner first, as through the online linear model "
-        "(default); --no-warm-combiner starts it fresh on the test stream, as on a new edge device",
+        "(default: no, it starts fresh on the test stream, as on a new edge device)",
     )
     run.add_argument("--cache-dir", default=None, help="batch-model cache (default .cache/eval; 'none' disables)")
     run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")

@@ -17,10 +17,10 @@ Per record ``t`` of the test matrix (oldest first):
 
 The six forecasts per target row are scored on the rows where all of them exist.
 
-Like the online linear baseline, a dynamic combiner that reads the lag window (``context``,
-the default) is first warmed on the training file (unscored; no model forecasts exist there,
-so both model inputs read "no change", i.e. persistence) unless ``warm_combiner=False``:
-``warm_combiner=False`` is a fresh edge device, which starts as persistence on the test stream.
+The dynamic combiner starts fresh on the test stream, as on a new edge device (the default
+``context`` starts as persistence). ``warm_combiner=True`` first streams the training file
+through it (unscored; no model forecasts exist there, so both model inputs read "no change"),
+as the online linear baseline is warmed.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def run_stream(
     speed_cfg=None,
     warm_start: bool = False,
     combiner: Mapping | None = None,
-    warm_combiner: bool = True,
+    warm_combiner: bool = False,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
     progress_every: int = 5000,
