@@ -108,6 +108,21 @@ class FeatureSpec:
         """(time steps, features) of one model input, without the batch axis."""
         return (len(self.lags), len(self.columns) + len(self.calendar))
 
+    def linear_inputs(self) -> tuple[int, ...]:
+        """Positions in the flattened lag window (``window.reshape(-1)``: steps x features, oldest
+        step first) that a linear model reads: every column at every step, and the calendar features
+        of the newest step only. Each step of the window repeats them (the LSTM reads them per step),
+        but for a linear model the older copies are collinear (one reading apart) and cost accuracy:
+        online_linear on the turbine ``none`` stream, H=1, RMSE 0.2499 with every copy, 0.2471 with
+        the newest only (persistence 0.2625).
+
+        >>> FeatureSpec(columns=("a", "b"), target="b", lags=(1, 2), calendar=("day_sin1",)).linear_inputs()
+        (0, 1, 3, 4, 5)
+        """
+        width, ncol, steps = len(self.features), len(self.columns), len(self.lags)
+        idx = [s * width + j for s in range(steps) for j in range(ncol)]
+        return tuple(idx + [(steps - 1) * width + ncol + j for j in range(len(self.calendar))])
+
     def to_dict(self) -> dict:
         """JSON-friendly; ``horizon`` only when not 1, ``calendar`` only when set (older manifests stay equal)."""
         out = {

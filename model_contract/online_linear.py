@@ -37,6 +37,7 @@ Safe on drifting or wild inputs (it runs on the edge, numpy only):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,7 +54,8 @@ class OnlineLinear:
     ``half_life``: the RLS memory in records; ``scale_half_life``: the (slower) memory of
     the input standardisation; ``prior``: initial covariance (larger = faster start);
     ``clip``: input / error clip in standard deviations; ``max_change``: forecast change
-    clip in RMS of observed changes.
+    clip in RMS of observed changes; ``inputs``: positions of the flattened window to read
+    (default all; :meth:`for_spec` reads a calendar spec's calendar features once).
     """
 
     name = "online_linear"
@@ -67,8 +69,10 @@ class OnlineLinear:
         clip: float = 8.0,
         max_change: float = 8.0,
         max_trace: float = 1e4,
+        inputs: Sequence[int] | None = None,
     ) -> None:
         self.target_index = int(target_index)
+        self._inputs = None if inputs is None else np.asarray(inputs, dtype=np.intp)
         self._lam = _decay(half_life)
         self._ds = _decay(scale_half_life)
         self._prior = float(prior)
@@ -90,8 +94,19 @@ class OnlineLinear:
         self._dy2 = 0.0  # running mean square of the observed changes
         self._e2 = 0.0  # running mean square of the (change) errors
 
-    def _features(self, window: np.ndarray) -> np.ndarray:
+    @classmethod
+    def for_spec(cls, spec, **params) -> OnlineLinear:
+        """The model for windows of a :class:`~model_contract.FeatureSpec`: its target, and with calendar
+        features the spec's :meth:`~model_contract.FeatureSpec.linear_inputs` (their newest copy only)."""
+        inputs = spec.linear_inputs() if spec.calendar else None
+        return cls(spec.target_index, inputs=inputs, **params)
+
+    def _flat(self, window: np.ndarray) -> np.ndarray:
         flat = window.reshape(-1)
+        return flat if self._inputs is None else flat[self._inputs]
+
+    def _features(self, window: np.ndarray) -> np.ndarray:
+        flat = self._flat(window)
         z = self._z
         np.subtract(flat, self._mean, out=z[:-1])
         z[:-1] /= np.sqrt(self._var)
@@ -110,7 +125,7 @@ class OnlineLinear:
 
     def learn_one(self, window: np.ndarray, y: float) -> None:
         """Learn from the window a forecast was made from and the truth that arrived for it."""
-        flat = window.reshape(-1)
+        flat = self._flat(window)
         last = float(window[-1, self.target_index])
         dy = float(y) - last
         if not (math.isfinite(dy) and np.isfinite(flat).all() and abs(dy) < 1e150 and np.abs(flat).max() < 1e150):

@@ -44,7 +44,7 @@ def online_linear_forecasts(
     ``warmup`` (e.g. the training file) is streamed first, unscored, so the model starts
     where a model trained on the history would.
     """
-    model = OnlineLinear(spec.target_index, **params)
+    model = OnlineLinear.for_spec(spec, **params)
     h = spec.horizon
     ti = spec.target_index
 

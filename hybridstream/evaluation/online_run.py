@@ -157,7 +157,7 @@ def run_stream(
     out = {k: np.full(n, np.nan) for k in APPROACHES}
     ws = np.full(n, np.nan)
     persistence = Persistence(ti)
-    linear = OnlineLinear(ti)
+    linear = OnlineLinear.for_spec(spec)
     _warm_linear(linear, train, spec)
     static = make_combiner({"strategy": "static", "speed_weight": 0.3})
     dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"}, target_index=ti)

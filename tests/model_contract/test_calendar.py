@@ -144,3 +144,24 @@ def test_buffer_needs_the_epoch_with_calendar_and_full_rows_for_push_row():
     with pytest.raises(ValueError, match="rows have 6"):
         buf.push_row([1.0, 2.0])
     assert buf.width == 6
+
+
+def test_online_linear_reads_the_calendar_features_once():
+    from model_contract.online_linear import OnlineLinear
+
+    spec = FeatureSpec(columns=("a", "b"), target="b", lags=(1, 2), calendar=DAY_FEATURES)
+    assert spec.linear_inputs() == (0, 1, 6, 7, 8, 9, 10, 11)
+    assert FeatureSpec(columns=("a", "b"), target="b").linear_inputs() == (0, 1, 2, 3)
+    rows = _rows(400)
+    m = rows_to_matrix(rows, spec)
+    ours, flat = OnlineLinear.for_spec(spec), OnlineLinear(target_index=3)  # the target's newest value: flat[3]
+    buf = FeatureBuffer(spec)
+    for t in range(len(m) - 1):
+        buf.push_row(m[t])
+        if buf.ready:
+            w = buf.window
+            manual = np.concatenate([w[0, :2], w[1, :2], w[1, 2:]])[None, :]  # columns at each step, calendar once
+            assert ours.predict_one(w) == flat.predict_one(manual)
+            ours.learn_one(w, m[t + 1, 1])
+            flat.learn_one(manual, m[t + 1, 1])
+    assert ours.n == flat.n == len(m) - 2 and np.array_equal(ours.weights, flat.weights)
