@@ -181,6 +181,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     from hybridstream.devtools.edge import read_rows, train_model
     from hybridstream.devtools.replay import csv_records, replay
     from hybridstream.localstack.kafka import KafkaBroker
+    from model_contract import default_spec
+    from model_contract.calendar import calendar_row
     from model_contract.runtime import TFLiteModel, runtime_name
 
     work = Path(tempfile.mkdtemp(prefix="bench-edge-", dir=args.workdir))
@@ -191,19 +193,27 @@ def run_bench(args: argparse.Namespace) -> dict:
         _say(f"starting a Kafka broker in {work}")
         broker.start()
         bootstrap = broker.bootstrap
-        _say("training the batch and speed models (LSTM(40) -> Dense(10) -> Dense(1))")
+        _say("training the batch and speed models (LSTM(40) -> Dense(10) -> Dense(1), the product's feature spec)")
         models = work / "models"
+        spec = default_spec()  # with the time-of-day calendar features, as make batch-model builds it
         batch = train_model(
-            read_rows(DATASET / "train.csv", 0, 2000), models, name="batch", kind="batch", units=40, dense=10
+            read_rows(DATASET / "train.csv", 0, 2000), models, name="batch", kind="batch", units=40, dense=10, spec=spec
         )
         speed = train_model(
-            read_rows(DATASET / "test.csv", 0, 2000), models, name="speed", kind="speed", units=40, dense=10, seed=7
+            read_rows(DATASET / "test.csv", 0, 2000),
+            models,
+            name="speed",
+            kind="speed",
+            units=40,
+            dense=10,
+            seed=7,
+            spec=spec,
         )
 
         invoke = {}
         for name, path in (("batch", batch), ("speed", speed)):
             model = TFLiteModel.from_files(path)
-            window = np.asarray([[40.0, 39.0, 66.0, 65.0, 17.0]] * 2)
+            window = np.asarray([[40.0, 39.0, 66.0, 65.0, 17.0, *calendar_row(1.4843e9, spec.calendar)]] * 2)
             for _ in range(200):
                 model.predict_one(window)
             times = []
