@@ -481,7 +481,7 @@ class FollowTheLeader(_ForgottenMSE):
 
 # records of errors the guard needs before it mutes anything
 _GUARD_MIN_RECORDS = 10
-# a squared error is winsorised at this many times persistence's forgotten one (one wild record fades in ~10 half-lives)
+# a squared error is winsorised at this many times persistence's forgotten one (one wild record fades in ~13 half-lives)
 _WILD = 1e4
 
 
