@@ -505,6 +505,10 @@ class ContextStacking(Configurable):
     persistence (``fallbacks``) until it recovers. Non-finite model forecasts are zeroed too
     (``bad_inputs``); the forecast is finite whenever the window's newest target value is.
 
+    ``twin=True`` also runs the same model without the two model inputs (the online linear baseline)
+    and blends the two forecasts by online convex stacking (:class:`OnlineStacking`, half-life
+    ``twin_half_life``): a guard for streams where the model inputs only add noise; twice the cost.
+
     ``weights`` are the current coefficients on each model's forecast change in the target's units
     (0 for a muted model); they need not sum to 1. The lag window comes with ``predict_one(batch,
     speed, window)``; :meth:`context` is the row that forecast was made from, which the truth must be
@@ -537,6 +541,8 @@ class ContextStacking(Configurable):
         max_change: float = 8.0,
         mute: float = 3.0,
         error_half_life: float = 24.0,
+        twin: bool = False,
+        twin_half_life: float = 5.0,
     ) -> None:
         _decay(half_life)
         if not clip > 0 or not max_change > 0:
@@ -545,6 +551,10 @@ class ContextStacking(Configurable):
             raise ValueError("mute must be > 1 (times persistence's RMS error)")
         self.half_life, self.clip, self.max_change = half_life, clip, max_change
         self.mute, self.error_half_life = mute, error_half_life
+        self.twin, self.twin_half_life = twin, twin_half_life
+        _decay(twin_half_life)
+        self._twin: OnlineLinear | None = None
+        self._blend: OnlineStacking | None = None
         self._ed = _decay(error_half_life)
         self._limit = float(mute) * float(mute)  # on squared errors
         self.target_index: int | None = None  # the target's column in the window (make_combiner binds it)
@@ -571,13 +581,18 @@ class ContextStacking(Configurable):
         steps, cols = window.shape
         n = steps * cols
         self._shape = window.shape
-        self._row = np.zeros((1, n + 3))  # window, batch - last, speed - last | the stack's own forecast
+        # window, batch - last, speed - last | the forecast, the stack's, its twin's
+        self._row = np.zeros((1, n + 5))
         self._vals = self._row[0]
         self._win = self._vals[:n].reshape(steps, cols)  # a view: the window is copied in, no allocation
         self._x = self._row[:, : n + 2]  # what the linear model sees
         self._k = n
         self._last = (steps - 1) * cols + self.target_index
         self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
+        if self.twin:  # the same model without the two model inputs (= the online linear baseline), blended in
+            self._tx = self._row[:, :n]
+            self._twin = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
+            self._blend = OnlineStacking(half_life=self.twin_half_life)
 
     @property
     def weights(self) -> tuple[float, float]:
@@ -616,8 +631,15 @@ class ContextStacking(Configurable):
         v[k] = db
         v[k + 1] = ds
         f = self.model.predict_one(self._x)
-        v[k + 2] = f
         cb, cs = self._coef
+        if self._twin is not None:
+            g = self._twin.predict_one(self._tx)
+            v[k + 3] = f
+            v[k + 4] = g
+            ws = self._blend.weights[1]
+            f = self._blend.predict_one(g, f)
+            cb, cs = ws * cb, ws * cs
+        v[k + 2] = f
         self._w = (0.0 if mb else cb, 0.0 if ms else cs)
         if guarded and math.isfinite(last):
             self.fallbacks += 1
@@ -653,6 +675,10 @@ class ContextStacking(Configurable):
             mse[i] = d * mse[i] + (1.0 - d) * sq
         model = self.model
         model.learn_one(context[:, : self._k + 2], y)
+        if self._twin is not None:
+            self._twin.learn_one(context[:, : self._k], y)
+            k = self._k
+            self._blend.learn_one(float(c[k + 4]), float(c[k + 3]), y)
         if model.n:
             w, var, k = model._w, model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
             self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))

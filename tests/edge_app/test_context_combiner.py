@@ -44,7 +44,7 @@ def test_starts_as_persistence():
     window = np.array([[1.0, 5.0], [2.0, 6.0]])
     assert c.predict_one(9.0, 3.0, window) == 6.0
     assert c.weights == (0.0, 0.0)
-    assert c.context().shape == (1, 4 + 3)
+    assert c.context().shape == (1, 4 + 5)  # window, 2 model inputs | 3 forecasts
 
 
 def test_needs_the_window_and_the_target_column():
@@ -159,3 +159,26 @@ def test_pending_keeps_the_context_and_old_pendings_still_build():
     c.predict_one(0.0, 0.0, window)
     assert p.context[0, :4].tolist() == [1.0, 5.0, 2.0, 6.0]  # a copy, not the combiner's live row
     assert Pending(1.0, 2.0, 1.5, "v1").context is None  # what a restart restores
+
+
+def test_the_twin_guard_follows_the_online_linear_model_when_the_model_inputs_are_noise():
+    """``twin=True`` blends in the stack without the model inputs: pure-noise models cost (almost) nothing."""
+    rng = np.random.default_rng(11)
+    plain = make_combiner({}, target_index=TI)
+    guarded = make_combiner({"twin": True}, target_index=TI)
+    linear = OnlineLinear(TI, half_life=1000)
+    e_plain, e_guarded, e_lin = [], [], []
+    for i, (window, _b, _s, y) in enumerate(stream(5000, seed=13)):
+        last = window[-1, TI]
+        b, s = last + rng.normal(0, 1.0), last + rng.normal(0, 1.0)  # models that know nothing
+        fp, fg, fl = plain.predict_one(b, s, window), guarded.predict_one(b, s, window), linear.predict_one(window)
+        if i >= 2000:
+            e_plain.append(fp - y)
+            e_guarded.append(fg - y)
+            e_lin.append(fl - y)
+        plain.learn_one(b, s, y, plain.context())
+        guarded.learn_one(b, s, y, guarded.context())
+        linear.learn_one(window, y)
+    assert rmse(e_guarded) < 1.02 * rmse(e_lin)
+    assert rmse(e_guarded) <= 1.01 * rmse(e_plain)
+    assert guarded.params()["twin"] is True and make_combiner({}).twin is False  # opt-in
