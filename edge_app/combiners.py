@@ -60,12 +60,13 @@ ValueError: unknown combination method key(s) for stacking: half_lfe (valid: cli
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
 
 from edge_app.registry import Configurable, Registry
+from model_contract import FeatureSpec
 from model_contract.online_linear import OnlineLinear
 
 
@@ -558,6 +559,7 @@ class ContextStacking(Configurable):
         self._ed = _decay(error_half_life)
         self._limit = float(mute) * float(mute)  # on squared errors
         self.target_index: int | None = None  # the target's column in the window (make_combiner binds it)
+        self._inputs: np.ndarray | None = None
         self.model: OnlineLinear | None = None  # built on the first window (its size)
         self._row: np.ndarray | None = None
         self._shape: tuple[int, ...] = ()
@@ -570,24 +572,36 @@ class ContextStacking(Configurable):
         self.bad_inputs = 0  # non-finite model forecasts (zeroed)
         self.skipped = 0  # truths not learned: no context, or a non-finite newest value / truth
 
-    def bind(self, target_index: int) -> None:
-        """Tell it which column of the window is the target (``FeatureSpec.target_index``)."""
+    def bind(self, target_index: int, inputs: Sequence[int] | None = None) -> None:
+        """Tell it which column of the window is the target (``FeatureSpec.target_index``) and which
+        positions of the flattened window it reads (default all; ``FeatureSpec.linear_inputs()``, the
+        online linear model's: a calendar spec's calendar features once)."""
         self.target_index = int(target_index)
+        self._inputs = None if inputs is None else np.asarray(inputs, dtype=np.intp)
         self._row = None
 
     def _setup(self, window: np.ndarray) -> None:
         if self.target_index is None:
             raise ValueError("context stacking needs the target's column: make_combiner(config, target_index=...)")
         steps, cols = window.shape
-        n = steps * cols
+        last = (steps - 1) * cols + self.target_index
+        if self._inputs is None:
+            n = steps * cols
+        else:
+            n = len(self._inputs)
+            hits = np.flatnonzero(self._inputs == last)
+            if not len(hits):
+                raise ValueError("context stacking's inputs must include the newest target value")
+            last = int(hits[0])
         self._shape = window.shape
         # window, batch - last, speed - last | the forecast, the stack's, its twin's
         self._row = np.zeros((1, n + 5))
         self._vals = self._row[0]
-        self._win = self._vals[:n].reshape(steps, cols)  # a view: the window is copied in, no allocation
+        self._wv = self._vals[:n]
+        self._win = self._wv.reshape(steps, cols) if self._inputs is None else None  # a view: copied in place
         self._x = self._row[:, : n + 2]  # what the linear model sees
         self._k = n
-        self._last = (steps - 1) * cols + self.target_index
+        self._last = last
         self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
         if self.twin:  # the same model without the two model inputs (= the online linear baseline), blended in
             self._tx = self._row[:, :n]
@@ -603,7 +617,10 @@ class ContextStacking(Configurable):
             raise ValueError("context stacking forecasts from the lag window: predict_one(batch, speed, window)")
         if self._row is None or window.shape != self._shape:
             self._setup(window)
-        np.copyto(self._win, window)
+        if self._inputs is None:
+            np.copyto(self._win, window)
+        else:
+            np.take(window.reshape(-1), self._inputs, out=self._wv)
         v = self._vals
         last = float(v[self._last])
         db = batch - last
@@ -705,13 +722,14 @@ class ContextStacking(Configurable):
 DEFAULT_DYNAMIC: dict = {"method": "context", "half_life": 1000}
 
 
-def make_combiner(config: Mapping, target_index: int | None = None) -> Combiner:
+def make_combiner(config: Mapping, target_index: int | None = None, *, spec: FeatureSpec | None = None) -> Combiner:
     """Build a combiner from config: ``{"strategy": "dynamic"|"static"|"batch"|"speed", ...}``.
 
     ``dynamic`` takes ``method`` (default ``context``) and that method's keys; the others take
-    their class's keys (``static``: ``speed_weight``). ``target_index`` is the target's column in
-    the lag window (``FeatureSpec.target_index``), which ``context`` needs to forecast. ValueError
-    on an unknown strategy, method or key, or a bad value.
+    their class's keys (``static``: ``speed_weight``). ``context`` needs to know the lag window:
+    ``spec`` (the feature spec: its target, and for a calendar spec the online linear model's inputs,
+    :meth:`~model_contract.FeatureSpec.linear_inputs`) or at least ``target_index`` (the target's
+    column, every position read). ValueError on an unknown strategy, method or key, or a bad value.
 
     >>> make_combiner({"strategy": "dynamic", "method": "hedge", "eta": 1.0}).weights
     (0.5, 0.5)
@@ -726,7 +744,9 @@ def make_combiner(config: Mapping, target_index: int | None = None) -> Combiner:
     if strategy == "dynamic":
         combiner = METHODS.build(config, ignore=("strategy",))
         combiner.name = "dynamic"
-        if combiner.uses_window and target_index is not None:
+        if combiner.uses_window and spec is not None:
+            combiner.bind(spec.target_index, spec.linear_inputs() if spec.calendar else None)
+        elif combiner.uses_window and target_index is not None:
             combiner.bind(target_index)
         return combiner
     if strategy not in STRATEGIES:

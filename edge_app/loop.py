@@ -187,7 +187,7 @@ def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -
             weights,
             counters.combiner_resets,
         )
-    state.combiner = make_combiner(app.cfg.combination, target_index=app.spec.target_index)
+    state.combiner = make_combiner(app.cfg.combination, spec=app.spec)
 
 
 def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None:

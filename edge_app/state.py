@@ -72,7 +72,7 @@ class DeviceState:
         self.device = device
         self.key = device.encode()
         self.buffer = FeatureBuffer(spec)
-        self.combiner: Combiner = make_combiner(combination, target_index=spec.target_index)
+        self.combiner: Combiner = make_combiner(combination, spec=spec)
         self.detector: DriftDetector = make_detector(drift)
         self.pending: Pending | None = None
         self.ahead: deque[Pending | None] = deque([None] * (spec.horizon - 1))

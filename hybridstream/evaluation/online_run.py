@@ -160,7 +160,7 @@ def run_stream(
     linear = OnlineLinear.for_spec(spec)
     _warm_linear(linear, train, spec)
     static = make_combiner({"strategy": "static", "speed_weight": 0.3})
-    dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"}, target_index=ti)
+    dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"}, spec=spec)
     uses_window = dynamic.uses_window
     warmed = _warm_combiner(dynamic, train, spec) if warm_combiner and uses_window else 0
     before = _counts(dynamic)

@@ -25,7 +25,7 @@ import numpy as np
 
 from edge_app.combiners import make_combiner
 from hybridstream.evaluation.streams import PredictionStream, drift_tag, readings
-from model_contract import FeatureBuffer
+from model_contract import FeatureBuffer, FeatureSpec
 
 # label -> combiner config: the study's candidates (baselines first)
 BASELINES: dict[str, dict] = {
@@ -88,8 +88,8 @@ class ReplayResult:
         return float(np.mean(np.abs(e))) if len(e) else math.nan
 
 
-def _windows(stream: PredictionStream) -> tuple[np.ndarray, int]:
-    """The lag window before each row of the stream (NaN while it fills), and the target's column."""
+def _windows(stream: PredictionStream) -> tuple[np.ndarray, FeatureSpec]:
+    """The lag window before each row of the stream (NaN while it fills), and the readings' spec."""
     matrix, spec = readings(stream)
     buf = FeatureBuffer(spec)
     out = np.full((len(stream), *spec.input_shape), np.nan)
@@ -97,13 +97,13 @@ def _windows(stream: PredictionStream) -> tuple[np.ndarray, int]:
         if buf.ready:
             out[t] = buf.window
         buf.push_row(matrix[t])
-    return out, spec.target_index
+    return out, spec
 
 
 def _replay_windowed(stream: PredictionStream, config: Mapping) -> ReplayResult:
     """:func:`replay` for a combiner that reads the lag window: the edge's calls, horizon 1."""
-    windows, ti = _windows(stream)
-    combiner = make_combiner(config, target_index=ti)
+    windows, spec = _windows(stream)
+    combiner = make_combiner(config, spec=spec)
     n = len(stream)
     hybrid = np.full(n, np.nan)
     ws = np.full(n, np.nan)
@@ -166,13 +166,13 @@ def replay(stream: PredictionStream, config: Mapping) -> ReplayResult:
 def cost_us(config: Mapping, stream: PredictionStream, repeat: int = 3) -> float:
     """Median µs per record of ``predict_one`` + ``weights`` + ``learn_one`` alone (no bookkeeping)."""
     if make_combiner(config).uses_window:
-        windows, ti = _windows(stream)
+        windows, spec = _windows(stream)
         ok = stream.valid & np.isfinite(windows[:, 0, 0])
         columns = (stream.batch[ok].tolist(), stream.speed[ok].tolist(), stream.y[ok].tolist(), windows[ok])
         data = list(zip(*columns, strict=True))
         times = []
         for _ in range(repeat):
-            c = make_combiner(config, target_index=ti)
+            c = make_combiner(config, spec=spec)
             predict, learn, context = c.predict_one, c.learn_one, c.context
             started = time.perf_counter()
             for b, s, y, w in data:

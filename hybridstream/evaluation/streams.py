@@ -211,7 +211,7 @@ def generate(
     speed_model: TFLiteModel | None = None
     speed_index = -1
     speed_info: list[dict] = []
-    combiner = make_combiner({}, target_index=spec.target_index) if on_drift is not None else None
+    combiner = make_combiner({}, spec=spec) if on_drift is not None else None
     detector = make_detector(on_drift) if on_drift is not None else None
     last_train = 0
     alarms: list[int] = []

@@ -182,3 +182,22 @@ def test_the_twin_guard_follows_the_online_linear_model_when_the_model_inputs_ar
     assert rmse(e_guarded) < 1.02 * rmse(e_lin)
     assert rmse(e_guarded) <= 1.01 * rmse(e_plain)
     assert guarded.params()["twin"] is True and make_combiner({}).twin is False  # opt-in
+
+
+def test_a_calendar_spec_reads_the_online_linear_models_inputs():
+    """With a spec, the stack reads what the online linear baseline reads: the calendar features once."""
+    from model_contract import FeatureSpec
+
+    spec = FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), calendar=("day_sin1", "day_cos1"))
+    c = make_combiner({}, spec=spec)
+    window = np.arange(8.0).reshape(2, 4)  # (steps, columns + calendar); the newest target is window[1, 1] = 5
+    assert c.predict_one(9.0, 3.0, window) == 5.0
+    row = c.context()[0]
+    assert row.shape == (len(spec.linear_inputs()) + 5,)
+    assert row[:6].tolist() == [0.0, 1.0, 4.0, 5.0, 6.0, 7.0]  # the older step's calendar copy left out
+    assert row[6:8].tolist() == [4.0, -2.0]  # batch - last, speed - last
+    assert make_combiner({}, spec=FeatureSpec(columns=("a", "y"), target="y")).context() is None  # not built yet
+    bad = make_combiner({}, target_index=1)
+    bad.bind(1, inputs=(0, 1))  # the newest target value (position 5) left out
+    with pytest.raises(ValueError, match="newest target"):
+        bad.predict_one(1.0, 1.0, window)

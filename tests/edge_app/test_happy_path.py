@@ -21,7 +21,7 @@ N = 150
 
 def expected_hybrid(rows: list[dict], spec, batch: np.ndarray, speed: np.ndarray) -> np.ndarray:
     """The edge's default combiner over the expected forecasts, as the loop calls it (horizon 1, no swap)."""
-    combiner = make_combiner({}, target_index=spec.target_index)
+    combiner = make_combiner({}, spec=spec)
     matrix = rows_to_matrix(rows, spec)
     buf = FeatureBuffer(spec)
     out = np.full(len(rows), np.nan)

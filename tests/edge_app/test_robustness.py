@@ -39,8 +39,8 @@ def test_an_exception_in_the_loop_exits_without_committing(kafka_bootstrap, topi
 class _Poisoned:
     """A real combiner whose weights turn NaN after a few updates (what extreme inputs did to some)."""
 
-    def __init__(self, after: int, target_index: int | None = None) -> None:
-        self._inner = make_combiner({"strategy": "dynamic"}, target_index=target_index)
+    def __init__(self, after: int, spec=None) -> None:
+        self._inner = make_combiner({"strategy": "dynamic"}, spec=spec)
         self._left = after
         self.uses_window = self._inner.uses_window
 
@@ -65,7 +65,7 @@ class _Poisoned:
 def test_a_combiner_gone_nan_is_replaced_and_metrics_stay_valid(
     kafka_bootstrap, topic_prefix, edge_models, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(edge_app.state, "make_combiner", lambda cfg, target_index=None: _Poisoned(10, target_index))
+    monkeypatch.setattr(edge_app.state, "make_combiner", lambda cfg, spec=None: _Poisoned(10, spec))
     rows = read_rows(edge_models.test_csv, 3300, 60)
     cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models, metrics_interval_s=0.2)
     with AppThread(cfg) as running:
