@@ -1,0 +1,155 @@
+"""A frozen copy of :class:`model_contract.online_linear.OnlineLinear` as of commit bfd1b1e (before
+its per-record cost was optimised): the numerical reference the optimised class must match
+(tests/model_contract/test_online_linear_equivalence.py). Do not edit: it is the specification."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _decay(half_life: float) -> float:
+    if not half_life > 0:
+        raise ValueError("half_life must be > 0 (records)")
+    return 0.5 ** (1.0 / half_life)
+
+
+class ReferenceOnlineLinear:
+    """RLS with forgetting on the standardised, flattened lag window; target = change from the newest value.
+
+    ``half_life``: the RLS memory in records; ``scale_half_life``: the (slower) memory of
+    the input standardisation; ``prior``: initial covariance (larger = faster start);
+    ``clip``: input / error clip in standard deviations; ``max_change``: forecast change
+    clip in RMS of observed changes; ``inputs``: positions of the flattened window to read
+    (default all; :meth:`for_spec` reads a calendar spec's calendar features once).
+    """
+
+    name = "online_linear"
+
+    def __init__(
+        self,
+        target_index: int,
+        half_life: float = 1000.0,
+        scale_half_life: float = 5000.0,
+        prior: float = 1.0,
+        clip: float = 8.0,
+        max_change: float = 8.0,
+        max_trace: float = 1e4,
+        inputs: Sequence[int] | None = None,
+    ) -> None:
+        self.target_index = int(target_index)
+        self._inputs = None if inputs is None else np.asarray(inputs, dtype=np.intp)
+        self._lam = _decay(half_life)
+        self._ds = _decay(scale_half_life)
+        self._prior = float(prior)
+        self._clip = float(clip)
+        self._max_change = float(max_change)
+        self._max_trace = float(max_trace)
+        self._d = 0  # set from the first window
+        self.n = 0
+        self.skipped = 0
+        self.resets = 0
+
+    def _init(self, size: int) -> None:
+        self._d = size + 1  # + bias
+        self._mean = np.zeros(size)
+        self._var = np.ones(size)
+        self._w = np.zeros(self._d)
+        self._P = np.eye(self._d) * self._prior
+        self._z = np.ones(self._d)  # last slot: the bias input
+        self._dy2 = 0.0  # running mean square of the observed changes
+        self._e2 = 0.0  # running mean square of the (change) errors
+
+    @classmethod
+    def for_spec(cls, spec, **params) -> ReferenceOnlineLinear:
+        """The model for windows of a :class:`~model_contract.FeatureSpec`: its target, and with calendar
+        features the spec's :meth:`~model_contract.FeatureSpec.linear_inputs` (their newest copy only)."""
+        inputs = spec.linear_inputs() if spec.calendar else None
+        return cls(spec.target_index, inputs=inputs, **params)
+
+    def _flat(self, window: np.ndarray) -> np.ndarray:
+        flat = window.reshape(-1)
+        return flat if self._inputs is None else flat[self._inputs]
+
+    def _features(self, window: np.ndarray) -> np.ndarray:
+        flat = self._flat(window)
+        z = self._z
+        np.subtract(flat, self._mean, out=z[:-1])
+        z[:-1] /= np.sqrt(self._var)
+        np.clip(z[:-1], -self._clip, self._clip, out=z[:-1])
+        return z
+
+    def predict_one(self, window: np.ndarray) -> float:
+        last = float(window[-1, self.target_index])
+        if self._d == 0 or self.n < 2:
+            return last
+        change = float(self._w @ self._features(window))
+        bound = self._max_change * math.sqrt(self._dy2)
+        if not math.isfinite(change):
+            return last
+        return last + (bound if change > bound else (-bound if change < -bound else change))
+
+    def learn_one(self, window: np.ndarray, y: float) -> None:
+        """Learn from the window a forecast was made from and the truth that arrived for it."""
+        flat = self._flat(window)
+        last = float(window[-1, self.target_index])
+        dy = float(y) - last
+        if not (math.isfinite(dy) and np.isfinite(flat).all() and abs(dy) < 1e150 and np.abs(flat).max() < 1e150):
+            self.skipped += 1
+            return
+        if self._d == 0:
+            self._init(flat.size)
+        self.n += 1
+        # running standardisation (plain means while young, then forgetting)
+        ds = self._ds if self.n * (1.0 - self._ds) > 1.0 else 1.0 - 1.0 / self.n
+        if self.n == 1:
+            self._mean[:] = flat
+        else:
+            diff = flat - self._mean
+            if self.n > 20:  # winsorised: one absurd (finite) reading must not blow up the scales
+                sd = np.sqrt(self._var) * self._clip
+                np.clip(diff, -sd, sd, out=diff)
+            self._mean += (1.0 - ds) * diff
+            self._var = ds * (self._var + (1.0 - ds) * diff * diff)
+            np.maximum(self._var, 1e-12, out=self._var)
+        dy2 = dy * dy
+        if self.n > 20 and dy2 > self._clip * self._clip * self._dy2:
+            dy2 = self._clip * self._clip * self._dy2
+        self._dy2 = ds * self._dy2 + (1.0 - ds) * dy2 if self.n > 1 else dy2
+        z = self._features(window)
+        err = dy - float(self._w @ z)
+        if self.n > 20 and self._e2 > 0.0:  # winsorised: one wild record must not throw the weights
+            bound = self._clip * math.sqrt(self._e2)
+            err = bound if err > bound else (-bound if err < -bound else err)
+        self._e2 = ds * self._e2 + (1.0 - ds) * err * err if self.n > 1 else err * err
+        P = self._P
+        Pz = P @ z
+        denom = self._lam + float(z @ Pz)
+        if not (denom > 0.0 and math.isfinite(denom)):
+            self._reset()
+            return
+        k = Pz / denom
+        self._w += k * err
+        P -= np.outer(k, Pz)
+        P /= self._lam
+        trace = float(np.trace(P))
+        if not math.isfinite(trace) or not np.isfinite(self._w).all():
+            self._reset()
+            return
+        if trace > self._max_trace:  # no covariance wind-up when the inputs stop varying
+            P *= self._max_trace / trace
+        if self.n % 1000 == 0:
+            P += P.T
+            P *= 0.5
+
+    def _reset(self) -> None:
+        self.resets += 1
+        self._w[:] = 0.0
+        self._P = np.eye(self._d) * self._prior
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The current weights (standardised inputs in window order, then the bias)."""
+        return self._w.copy() if self._d else np.zeros(0)
