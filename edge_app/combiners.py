@@ -66,7 +66,8 @@ from typing import Protocol
 import numpy as np
 
 from edge_app.registry import Configurable, Registry
-from model_contract import FeatureSpec
+from model_contract import FeatureSpec, context_stack
+from model_contract.context_stack import HUGE as _HUGE
 from model_contract.online_linear import OnlineLinear
 
 
@@ -87,9 +88,8 @@ class Combiner(Protocol):
     def reset_speed(self) -> None: ...
 
 
-# squared errors at or above this (or NaN/inf) are skipped: one wild record must not poison the state
-_HUGE = 1e150
-_BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
+# squared errors at or above _HUGE (or NaN/inf) are skipped: one wild record must not poison the state;
+# errors beyond _BIG (or NaN/inf) count as the winsorised maximum (their square would overflow)
 
 
 def _decay(half_life: float) -> float:
@@ -482,8 +482,8 @@ class FollowTheLeader(_ForgottenMSE):
 
 # records of errors the guard needs before it mutes anything
 _GUARD_MIN_RECORDS = 10
-# a squared error is winsorised at this many times persistence's forgotten one (one wild record fades in ~13 half-lives)
-_WILD = 1e4
+# a squared error is winsorised at context_stack.WILD (1e4) times persistence's forgotten one (one wild record
+# fades in ~13 half-lives); the guard's update is context_stack.guard_update (shared with the warm start)
 
 
 @METHODS.register("context")
@@ -571,6 +571,7 @@ class ContextStacking(Configurable):
         self.fallbacks = 0  # records forecast as persistence because the stack's own errors exploded
         self.bad_inputs = 0  # non-finite model forecasts (zeroed)
         self.skipped = 0  # truths not learned: no context, or a non-finite newest value / truth
+        self.warm_rows = 0  # history rows of the warm start it started from (load_warm; 0: cold)
 
     def bind(self, target_index: int, inputs: Sequence[int] | None = None) -> None:
         """Tell it which column of the window is the target (``FeatureSpec.target_index``) and which
@@ -584,15 +585,7 @@ class ContextStacking(Configurable):
         if self.target_index is None:
             raise ValueError("context stacking needs the target's column: make_combiner(config, target_index=...)")
         steps, cols = window.shape
-        last = (steps - 1) * cols + self.target_index
-        if self._inputs is None:
-            n = steps * cols
-        else:
-            n = len(self._inputs)
-            hits = np.flatnonzero(self._inputs == last)
-            if not len(hits):
-                raise ValueError("context stacking's inputs must include the newest target value")
-            last = int(hits[0])
+        n, last = context_stack.layout(window.shape, self.target_index, self._inputs)  # shared with the warm start
         self._shape = window.shape
         # window, batch - last, speed - last | the forecast, the stack's, its twin's
         self._row = np.zeros((1, n + 5))
@@ -681,15 +674,8 @@ class ContextStacking(Configurable):
         if not -_HUGE < ep < _HUGE:
             self.skipped += 1
             return
-        mse = self._mse
-        cap = _WILD * (mse[2] + ep * ep) + 1e-300  # winsorised: one absurd forecast is muted, not for ages
-        self._seen = n = self._seen + 1
-        d = self._ed if n * (1.0 - self._ed) > 1.0 else 1.0 - 1.0 / n  # a plain mean over the first records
-        for i, e in enumerate((batch - y, speed - y, ep, float(c[self._k + 2]) - y)):
-            sq = e * e if -_BIG < e < _BIG else cap  # also NaN
-            if sq > cap:
-                sq = cap
-            mse[i] = d * mse[i] + (1.0 - d) * sq
+        errors = (batch - y, speed - y, ep, float(c[self._k + 2]) - y)
+        self._seen = context_stack.guard_update(self._mse, self._seen, self._ed, errors)
         model = self.model
         model.learn_one(context[:, : self._k + 2], y)
         if self._twin is not None:
@@ -697,12 +683,36 @@ class ContextStacking(Configurable):
             k = self._k
             self._blend.learn_one(float(c[k + 4]), float(c[k + 3]), y)
         if model.n:
-            w, var, k = model._w, model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
-            self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
+            self._set_coef()
+
+    def _set_coef(self) -> None:
+        w, var, k = self.model._w, self.model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
+        self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
 
     def reset_speed(self) -> None:
         """A new speed model: its input keeps the learned coefficient; the guard watches its errors."""
         return None
+
+    def warm_config(self) -> dict:
+        """The keys that shape what it learns (a warm start must have been computed with the same)."""
+        keys = ("half_life", "clip", "max_change", "error_half_life", "twin")
+        return {k: getattr(self, k) for k in keys}
+
+    def load_warm(self, warm: Mapping, spec: FeatureSpec) -> None:
+        """Start from a warm start (:func:`model_contract.context_stack.warm_start` on the batch model's history:
+        its linear model and its guard's errors); ValueError if it does not fit this config / spec (then nothing
+        changes). Counters start at 0; ``warm_rows`` says how many history rows it learned."""
+        why = context_stack.mismatch(warm, spec, self.warm_config())
+        if why:
+            raise ValueError(why)
+        model, mse, seen = context_stack.parse(warm, spec)
+        self.bind(spec.target_index, spec.linear_inputs() if spec.calendar else None)
+        self._setup(np.zeros(spec.input_shape))
+        if model._d:  # noqa: SLF001 (an empty history leaves it cold)
+            self.model = model
+            self._set_coef()
+        self._mse, self._seen = mse, seen
+        self.warm_rows = int(warm.get("rows", seen))
 
     def counts(self) -> dict[str, int]:
         """The guard's and the model's counters (the edge's metrics, ``eval run``'s JSON)."""
@@ -722,7 +732,13 @@ class ContextStacking(Configurable):
 DEFAULT_DYNAMIC: dict = {"method": "context", "half_life": 1000}
 
 
-def make_combiner(config: Mapping, target_index: int | None = None, *, spec: FeatureSpec | None = None) -> Combiner:
+def make_combiner(
+    config: Mapping,
+    target_index: int | None = None,
+    *,
+    spec: FeatureSpec | None = None,
+    warm: Mapping | None = None,
+) -> Combiner:
     """Build a combiner from config: ``{"strategy": "dynamic"|"static"|"batch"|"speed", ...}``.
 
     ``dynamic`` takes ``method`` (default ``context``) and that method's keys; the others take
@@ -730,6 +746,8 @@ def make_combiner(config: Mapping, target_index: int | None = None, *, spec: Fea
     ``spec`` (the feature spec: its target, and for a calendar spec the online linear model's inputs,
     :meth:`~model_contract.FeatureSpec.linear_inputs`) or at least ``target_index`` (the target's
     column, every position read). ValueError on an unknown strategy, method or key, or a bad value.
+    ``warm`` (with ``spec``): a context stack starts from this warm start (the batch manifest's
+    ``extra["combiner_warm_start"]``; check it fits first with :func:`warm_start_mismatch`: ValueError if not).
 
     >>> make_combiner({"strategy": "dynamic", "method": "hedge", "eta": 1.0}).weights
     (0.5, 0.5)
@@ -748,6 +766,10 @@ def make_combiner(config: Mapping, target_index: int | None = None, *, spec: Fea
             combiner.bind(spec.target_index, spec.linear_inputs() if spec.calendar else None)
         elif combiner.uses_window and target_index is not None:
             combiner.bind(target_index)
+        if warm is not None:
+            if spec is None or not hasattr(combiner, "load_warm"):
+                raise ValueError("a combiner warm start needs the context method and the feature spec")
+            combiner.load_warm(warm, spec)
         return combiner
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown combination strategy {strategy!r} (batch, speed, static, dynamic)")
@@ -756,3 +778,24 @@ def make_combiner(config: Mapping, target_index: int | None = None, *, spec: Fea
 
 def is_finite(x: float) -> bool:
     return math.isfinite(x)
+
+
+def warm_start_mismatch(config: Mapping, spec: FeatureSpec, warm: Mapping | None) -> str:
+    """Why a combiner built from ``config`` cannot start from ``warm`` on ``spec`` ('' if it can): not the
+    context method, another config (half-life, clips, guard half-life, twin), another spec, or no warm start."""
+    if not isinstance(config, Mapping) or config.get("strategy", "dynamic") != "dynamic":
+        return "the combiner is not dynamic"
+    try:
+        probe = METHODS.build(config, ignore=("strategy",))
+    except ValueError as exc:
+        return str(exc)
+    if not hasattr(probe, "load_warm"):
+        return f"the dynamic method {config.get('method', 'context')!r} has no warm start"
+    why = context_stack.mismatch(warm, spec, probe.warm_config())
+    if why:
+        return why
+    try:
+        context_stack.parse(warm, spec)
+    except ValueError as exc:
+        return str(exc)
+    return ""

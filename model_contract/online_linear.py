@@ -185,3 +185,67 @@ class OnlineLinear:
     def weights(self) -> np.ndarray:
         """The current weights (standardised inputs in window order, then the bias)."""
         return self._w.copy() if self._d else np.zeros(0)
+
+    # ---- state (the batch model's warm start for the context stack: model_contract.context_stack) ----
+    # what defines a trained model: config (decays, clips, inputs), learned arrays and scalars, counters
+    _STATE_CONFIG = ("target_index", "_lam", "_ds", "_prior", "_clip", "_max_change", "_max_trace")
+    _STATE_ARRAYS = ("_mean", "_var", "_w", "_P")
+    _STATE_SCALARS = ("_dy2", "_e2")
+    _STATE_COUNTS = ("n", "skipped", "resets")
+
+    def state(self) -> dict:
+        """Everything that defines this model as a JSON-friendly dict (floats round-trip exactly);
+        :meth:`from_state` rebuilds a model that forecasts and learns identically."""
+        out: dict = {"d": int(self._d)}
+        out["config"] = {k.lstrip("_"): float(getattr(self, k)) for k in self._STATE_CONFIG}
+        out["config"]["target_index"] = int(self.target_index)
+        out["config"]["inputs"] = None if self._inputs is None else [int(i) for i in self._inputs]
+        out |= {k.lstrip("_"): int(getattr(self, k)) for k in self._STATE_COUNTS}
+        if self._d:
+            out |= {k.lstrip("_"): np.asarray(getattr(self, k), dtype=float).tolist() for k in self._STATE_ARRAYS}
+            out |= {k.lstrip("_"): float(getattr(self, k)) for k in self._STATE_SCALARS}
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict) -> OnlineLinear:
+        """The model :meth:`state` describes; ValueError if the state is malformed, inconsistent or not finite."""
+        try:
+            cfg = state["config"]
+            d = int(state["d"])
+            model = cls(int(cfg["target_index"]), inputs=cfg["inputs"])
+            for k in cls._STATE_CONFIG[1:]:
+                value = float(cfg[k.lstrip("_")])
+                if not (math.isfinite(value) and value > 0):
+                    raise ValueError(f"config {k.lstrip('_')} = {value!r} is not a finite positive number")
+                setattr(model, k, value)
+            counts = {k: int(state[k.lstrip("_")]) for k in cls._STATE_COUNTS}
+            if d:
+                arrays = {k: np.asarray(state[k.lstrip("_")], dtype=float) for k in cls._STATE_ARRAYS}
+                scalars = {k: float(state[k.lstrip("_")]) for k in cls._STATE_SCALARS}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"bad online linear state: {type(exc).__name__}: {exc}") from None
+        if not (0 < model._lam < 1 and 0 < model._ds < 1):
+            raise ValueError("bad online linear state: decays must be in (0, 1)")
+        if d < 0 or min(counts.values()) < 0:
+            raise ValueError("bad online linear state: negative size or count")
+        if model._inputs is not None and d and len(model._inputs) != d - 1:
+            raise ValueError(f"bad online linear state: {len(model._inputs)} inputs for size {d}")
+        if d:
+            shapes = {"_mean": (d - 1,), "_var": (d - 1,), "_w": (d,), "_P": (d, d)}
+            for k, arr in arrays.items():
+                if arr.shape != shapes[k]:
+                    raise ValueError(f"bad online linear state: {k.lstrip('_')} has shape {arr.shape}, not {shapes[k]}")
+                if not np.isfinite(arr).all():
+                    raise ValueError(f"bad online linear state: {k.lstrip('_')} is not finite")
+            if not all(math.isfinite(v) and v >= 0 for v in scalars.values()):
+                raise ValueError("bad online linear state: running squares must be finite and >= 0")
+            if not (arrays["_var"] > 0).all():
+                raise ValueError("bad online linear state: variances must be > 0")
+            model._init(d - 1)
+            for k, arr in arrays.items():
+                getattr(model, k)[...] = arr  # in place: the arrays _init made (and anything bound to them)
+            for k, v in scalars.items():
+                setattr(model, k, v)
+        for k, v in counts.items():
+            setattr(model, k, v)
+        return model

@@ -1,0 +1,97 @@
+"""The batch model's combiner warm start (model_contract.context_stack.warm_start) is the state a context
+stack reaches by streaming the same history itself: bit-equal forecasts afterwards; cold when it does not fit."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+import numpy as np
+import pytest
+
+from edge_app.combiners import ContextStacking, make_combiner, warm_start_mismatch
+from model_contract import FeatureBuffer, FeatureSpec, context_stack
+
+SPECS = [
+    FeatureSpec(columns=("a", "b", "y"), target="y", lags=(1, 2, 3)),
+    FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), horizon=3, calendar=("day_sin1", "day_cos1")),
+]
+
+
+def _stream_history(combiner, history: np.ndarray, spec: FeatureSpec) -> None:
+    """Stream history through the combiner as the edge would with batch = speed = last (the old eval warm-up)."""
+    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
+    pending: deque = deque()
+    for t in range(len(history)):
+        while pending and pending[0][0] <= t - 1:
+            j, last, ctx = pending.popleft()
+            combiner.learn_one(last, last, history[j, ti], ctx)
+        if buf.ready and t + h - 1 < len(history):
+            last = float(buf.window[-1, ti])
+            combiner.predict_one(last, last, buf.window)
+            pending.append((t + h - 1, last, combiner.context()))
+        buf.push_row(history[t])
+    for j, last, ctx in pending:
+        combiner.learn_one(last, last, history[j, ti], ctx)
+
+
+def _replay(combiners, test: np.ndarray, spec: FeatureSpec, seed: int = 5) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    buf, ti = FeatureBuffer(spec), spec.target_index
+    outs: list[list[float]] = [[] for _ in combiners]
+    pending: deque = deque()
+    for t in range(len(test)):
+        while pending and pending[0][0] <= t - 1:
+            j, b, s, ctxs = pending.popleft()
+            for c, ctx in zip(combiners, ctxs, strict=True):
+                c.learn_one(b, s, test[j, ti], ctx)
+        if buf.ready and t + spec.horizon - 1 < len(test):
+            w = buf.window
+            b, s = w[-1, ti] + rng.normal(0, 0.05), w[-1, ti] + rng.normal(0, 0.3)
+            for out, c in zip(outs, combiners, strict=True):
+                out.append(c.predict_one(b, s, w))
+            pending.append((t + spec.horizon - 1, b, s, [c.context() for c in combiners]))
+        buf.push_row(test[t])
+    return outs
+
+
+def _data(spec: FeatureSpec, rows: int = 4000) -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return np.cumsum(rng.normal(size=(rows, len(spec.features))), axis=0) * 0.1
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["h1", "h3-calendar"])
+def test_warm_start_equals_streaming_the_history(spec):
+    data = _data(spec)
+    history, test = data[:2000], data[2000:]
+    streamed = make_combiner({"strategy": "dynamic"}, spec=spec)
+    _stream_history(streamed, history, spec)
+    warm = json.loads(json.dumps(context_stack.warm_start(history, spec)))  # as shipped in a manifest
+    assert warm_start_mismatch({"strategy": "dynamic"}, spec, warm) == ""
+    loaded = make_combiner({"strategy": "dynamic"}, spec=spec, warm=warm)
+    cold = make_combiner({"strategy": "dynamic"}, spec=spec)
+    assert loaded.warm_rows == warm["rows"] == 2000 - spec.max_lag - spec.horizon + 1
+    a, b, c = _replay([streamed, loaded, cold], test, spec)
+    assert a == b  # bit-equal over the whole test stream
+    assert len(a) > 1900 and a != c
+
+
+def test_the_defaults_agree_with_the_combiner():
+    c = ContextStacking()
+    assert {k: c.warm_config()[k] for k in context_stack.DEFAULT_CONFIG} == context_stack.DEFAULT_CONFIG
+
+
+def test_a_warm_start_that_does_not_fit_is_refused_with_the_reason():
+    spec = SPECS[0]
+    warm = context_stack.warm_start(_data(spec, 500), spec)
+    assert "half_life 500 != 1000" in warm_start_mismatch({"method": "context", "half_life": 500}, spec, warm)
+    assert "twin" in warm_start_mismatch({"twin": True}, spec, warm)
+    assert "no warm start" in warm_start_mismatch({"method": "hedge"}, spec, warm)
+    assert "not dynamic" in warm_start_mismatch({"strategy": "static"}, spec, warm)
+    assert "feature spec" in warm_start_mismatch({}, FeatureSpec(columns=("a", "b", "y"), target="y"), warm)
+    assert "ships no" in warm_start_mismatch({}, spec, None)
+    broken = json.loads(json.dumps(warm))
+    broken["state"]["model"]["P"][0][0] = float("nan")
+    assert "not finite" in warm_start_mismatch({}, spec, broken)
+    with pytest.raises(ValueError, match="half_life"):
+        make_combiner({"half_life": 500}, spec=spec, warm=warm)
