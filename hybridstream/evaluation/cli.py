@@ -144,6 +144,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "approach, one column per .npz written by 'eval run --save'.",
     )
     table.add_argument("runs", nargs="+", metavar="RUN.npz")
+    table.add_argument("--digits", type=int, default=3, help="decimals of the RMSE cells (default 3)")
+    table.add_argument(
+        "--check",
+        action="store_true",
+        help="also a second table: does dynamic beat persistence, online_linear and every approach, "
+        "over the whole stream and each half (relative margin, + = dynamic better)",
+    )
     table.set_defaults(func=_table)
 
     streams = cmds.add_parser(
@@ -478,17 +485,20 @@ def _table(args: argparse.Namespace) -> int:
     results = {Path(p).stem: RunResult.load(p) for p in args.runs}
     scores = {k: r.scores() for k, r in results.items()}
     head = ["approach", *scores]
+    d = max(0, int(args.digits))
     rows = []
     for name in APPROACHES:
         cells = [name]
         for k in scores:
             v, base = scores[k][name], scores[k]["persistence"]["rmse"]
             cells.append(
-                f"{v['rmse']:.3f} ({v['rmse_first_half']:.3f} / {v['rmse_second_half']:.3f}) "
+                f"{v['rmse']:.{d}f} ({v['rmse_first_half']:.{d}f} / {v['rmse_second_half']:.{d}f}) "
                 f"{100 * (1 - v['rmse'] / base):+.1f} %"
             )
         rows.append(cells)
     print(
         "RMSE over the whole stream (first half / second half), skill vs persistence\n\n" + report.md_table(head, rows)
     )
+    if args.check:
+        print("\n" + report.beats_table(scores))
     return 0

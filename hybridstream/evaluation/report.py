@@ -176,3 +176,46 @@ def run_table(result) -> str:
         f"{len(result.speed_models)} speed re-trainings (window {result.window}), {result.seconds:.0f} s"
     )
     return md_table(head, rows) + "\n\n" + note
+
+
+_PARTS = (("rmse", "whole"), ("rmse_first_half", "first half"), ("rmse_second_half", "second half"))
+
+
+def beats_table(scores: Mapping, approach: str = "dynamic") -> str:
+    """Does ``approach`` beat persistence, online_linear and every other approach, per run and part?
+
+    Cells: ``yes`` / ``NO`` and the relative margin (1 - RMSE_approach / RMSE_other, + = ``approach``
+    better); "every other" names the best other approach of that part.
+
+    >>> s = {"r": {"dynamic": {"rmse": 0.9, "rmse_first_half": 1.0, "rmse_second_half": 0.8},
+    ...            "persistence": {"rmse": 1.0, "rmse_first_half": 1.0, "rmse_second_half": 1.0},
+    ...            "online_linear": {"rmse": 0.95, "rmse_first_half": 0.9, "rmse_second_half": 1.0}}}
+    >>> for cell in beats_table(s).splitlines()[-1].split(" | ")[1:]:
+    ...     print(cell)
+    yes +10.00 % / yes +0.00 % / yes +20.00 %
+    yes +5.26 % / NO -11.11 % / yes +20.00 %
+    yes +5.26 % (online_linear) / NO -11.11 % (online_linear) / yes +20.00 % (persistence) |
+    """
+
+    def cell(mine: float, other: float) -> str:
+        margin = 1.0 - mine / other
+        return f"{'yes' if mine <= other else 'NO'} {100 * margin:+.2f} %"
+
+    rows = []
+    for run, sc in scores.items():
+        row = [run]
+        for other in ("persistence", "online_linear"):
+            row.append(" / ".join(cell(sc[approach][k], sc[other][k]) for k, _ in _PARTS))
+        best = []
+        for k, _ in _PARTS:
+            rival = min((n for n in sc if n != approach), key=lambda n: sc[n][k])
+            best.append(f"{cell(sc[approach][k], sc[rival][k])} ({rival})")
+        row.append(" / ".join(best))
+        rows.append(row)
+    head = [
+        "run",
+        f"{approach} <= persistence (whole / 1st / 2nd half)",
+        f"{approach} <= online_linear",
+        f"{approach} <= every other approach",
+    ]
+    return md_table(head, rows)

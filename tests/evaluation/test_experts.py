@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from hybridstream.cli import main
@@ -63,3 +65,15 @@ def test_eval_table_cli(tmp_path, capsys):
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert set(rows) >= {"persistence", "online_linear", "batch", "speed", "static", "dynamic"}
     assert "+0.0 %" in rows["persistence"]
+
+
+def test_eval_table_check_says_where_dynamic_loses(tmp_path, capsys):
+    path = synthetic_run().save(tmp_path / "toy-h1.npz")  # dynamic = the batch forecast: worse than online_linear
+    assert main(["eval", "table", str(path), "--digits", "4", "--check"]) == 0
+    out = capsys.readouterr().out
+    check = [line for line in out.splitlines() if line.startswith("| toy-h1 |")]
+    assert len(check) == 1
+    cells = [c.strip() for c in check[0].split("|")[2:-1]]
+    assert cells[1].startswith("NO ") and cells[1].count("NO") == 3  # behind online_linear in every part
+    assert "(online_linear)" in cells[2]
+    assert re.search(r"\| \d+\.\d{4} \(\d+\.\d{4} / \d+\.\d{4}\)", out)  # --digits 4
