@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from model_contract import FeatureSpec, Manifest, Scaler, build_supervised, content_version, sha256_bytes
+from model_contract import FeatureSpec, Manifest, Scaler, build_supervised, content_version, context_stack, sha256_bytes
 from model_contract.runtime import TFLiteModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -371,4 +371,8 @@ def train_matrix(
         hyperparameters=cfg.to_dict(),
         extra={"epochs_run": epochs_run} | ({"warm_start": True} if init_weights is not None else {}),
     )
+    if kind == "batch":  # every new device's combiner starts from the context stack's state on this history
+        t0 = time.perf_counter()
+        manifest.extra[context_stack.WARM_KEY] = warm = context_stack.warm_start(matrix, spec)
+        log.info("combiner warm start: %d history rows in %.1fs", warm["rows"], time.perf_counter() - t0)
     return TrainedModel(tflite=tflite, manifest=manifest, X_holdout=X_ho, y_holdout=y_ho, weights=model.get_weights())

@@ -117,9 +117,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--warm-combiner",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="stream the training file through the dynamic combiner first, as through the online linear model "
-        "(default: no, it starts fresh on the test stream, as on a new edge device)",
+        default=True,
+        help="the dynamic combiner starts from the batch model's warm start (its manifest's combiner_warm_start: "
+        "the context stack's state after the training file, as every new edge device's; default); "
+        "--no-warm-combiner: it starts fresh, as on an edge whose batch model ships none",
     )
     run.add_argument("--cache-dir", default=None, help="batch-model cache (default .cache/eval; 'none' disables)")
     run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")

@@ -17,10 +17,13 @@ Per record ``t`` of the test matrix (oldest first):
 
 The six forecasts per target row are scored on the rows where all of them exist.
 
-The dynamic combiner starts fresh on the test stream, as on a new edge device (the default
-``context`` starts as persistence). ``warm_combiner=True`` first streams the training file
-through it (unscored; no model forecasts exist there, so both model inputs read "no change"),
-as the online linear baseline is warmed.
+The dynamic combiner is made as the edge makes a new device's (:func:`dynamic_combiner`): it starts
+from the batch manifest's combiner warm start (``extra["combiner_warm_start"]``: the context stack's
+state after the training file, learned with both model inputs "no change",
+:func:`model_contract.context_stack.warm_start`; computed with that same function for a cached
+manifest that lacks it) when the combiner config fits, else cold (logged). ``warm_combiner=False``:
+cold, as on an edge whose batch model ships no warm start (the default ``context`` then starts as
+persistence).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridstream.evaluation.model_study import cached_model
-from model_contract import FeatureBuffer, FeatureSpec
+from model_contract import FeatureBuffer, FeatureSpec, Manifest, context_stack
 from model_contract.online_linear import OnlineLinear
 from model_contract.persistence import Persistence
 
@@ -133,7 +136,7 @@ def run_stream(
     speed_cfg=None,
     warm_start: bool = False,
     combiner: Mapping | None = None,
-    warm_combiner: bool = False,
+    warm_combiner: bool = True,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
     progress_every: int = 5000,
@@ -160,9 +163,10 @@ def run_stream(
     linear = OnlineLinear.for_spec(spec)
     _warm_linear(linear, train, spec)
     static = make_combiner({"strategy": "static", "speed_weight": 0.3})
-    dynamic = make_combiner(dict(combiner) if combiner is not None else {"strategy": "dynamic"}, spec=spec)
+    config = dict(combiner) if combiner is not None else {"strategy": "dynamic"}
+    dynamic = dynamic_combiner(config, spec, manifest, train, warm=warm_combiner, log=log)
     uses_window = dynamic.uses_window
-    warmed = _warm_combiner(dynamic, train, spec) if warm_combiner and uses_window else 0
+    warmed = getattr(dynamic, "warm_rows", 0)
     before = _counts(dynamic)
     buf = FeatureBuffer(spec)
     pending: deque = deque()  # (target row, batch, speed, window copy, combiner context, speed model id)
@@ -246,24 +250,29 @@ def _counts(combiner) -> dict[str, int]:
     return counts() if counts is not None else {}
 
 
-def _warm_combiner(combiner, train: np.ndarray, spec: FeatureSpec) -> int:
-    """Stream the training file through a window-reading combiner first (unscored), as the online linear
-    model is: no model forecasts exist there, so both read persistence (no change). Returns the rows learned."""
-    buf = FeatureBuffer(spec)
-    h, ti = spec.horizon, spec.target_index
-    pending: deque = deque()
-    learned = 0
-    for t in range(len(train)):
-        while pending and pending[0][0] <= t - 1:
-            j, last, ctx = pending.popleft()
-            combiner.learn_one(last, last, train[j, ti], ctx)
-            learned += 1
-        if buf.ready and t + h - 1 < len(train):
-            last = float(buf.window[-1, ti])
-            combiner.predict_one(last, last, buf.window)
-            pending.append((t + h - 1, last, combiner.context()))
-        buf.push_row(train[t])
-    for j, last, ctx in pending:  # the truths of the last forecasts are in the file too
-        combiner.learn_one(last, last, train[j, ti], ctx)
-        learned += 1
-    return learned
+def dynamic_combiner(
+    config: Mapping,
+    spec: FeatureSpec,
+    manifest: Manifest,
+    train: np.ndarray,
+    *,
+    warm: bool = True,
+    log: Callable[[str], None] = print,
+):
+    """The dynamic combiner as the edge makes a new device's (``edge_app``: ``make_combiner(..., warm=...)``): from
+    the batch manifest's warm start if it fits ``config`` and ``spec`` (a manifest without one, e.g. an old cache
+    entry, gets it computed from ``train`` with the trainer's function), else cold with the reason logged."""
+    from edge_app.combiners import make_combiner, warm_start_mismatch  # noqa: PLC0415
+
+    if not warm:
+        return make_combiner(config, spec=spec)
+    state = manifest.extra.get(context_stack.WARM_KEY)
+    if state is None and config.get("method", "context") == "context":
+        state = context_stack.warm_start(train, spec)  # the cached manifest predates warm starts: the trainer's
+    why = warm_start_mismatch(config, spec, state)
+    if why:
+        log(f"dynamic combiner starts cold: {why}")
+        return make_combiner(config, spec=spec)
+    combiner = make_combiner(config, spec=spec, warm=state)
+    log(f"dynamic combiner starts from the batch model's warm start ({combiner.warm_rows} history rows)")
+    return combiner

@@ -1,25 +1,86 @@
-"""The eval's warm-up of the dynamic combiner on the history (``eval run --warm-combiner``), without TensorFlow."""
+"""The eval's dynamic combiner is made as the edge makes a new device's: from the batch manifest's warm start
+(or the same function's result when a cached manifest lacks it); its forecasts equal streaming the training
+file through a fresh combiner first (the eval's former warm-up), bit for bit. Without TensorFlow."""
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
 from edge_app.combiners import make_combiner
-from hybridstream.evaluation.online_run import _warm_combiner
-from model_contract import FeatureSpec
+from hybridstream.evaluation.online_run import dynamic_combiner
+from model_contract import FeatureBuffer, FeatureSpec, Manifest, Scaler, context_stack
+
+SPEC = FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), horizon=3)
 
 
-def test_warming_learns_every_truth_of_the_history_with_no_model_inputs():
-    spec = FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), horizon=3)
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=800)
-    y = np.cumsum(rng.normal(0, 0.1, 800))
+def _matrix(rows: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=rows)
+    y = np.cumsum(rng.normal(0, 0.1, rows))
     y[3:] += 0.8 * a[:-3]  # the change over 3 steps follows the driver
-    matrix = np.column_stack([a, y])
-    c = make_combiner({}, target_index=spec.target_index)
-    learned = _warm_combiner(c, matrix, spec)
-    assert learned == 800 - (spec.max_lag + spec.horizon - 1)  # every forecast row of the history
-    window = matrix[-2:]
-    last = window[-1, 1]
-    assert c.predict_one(last, last, window) != last  # no longer persistence: it learned from the window
-    assert c.counts()["skipped"] == 0
+    return np.column_stack([a, y])
+
+
+def _streamed(train: np.ndarray, spec: FeatureSpec):
+    """The former ``online_run._warm_combiner``: stream the history with batch = speed = last."""
+    c = make_combiner({"strategy": "dynamic"}, spec=spec)
+    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
+    pending: deque = deque()
+    for t in range(len(train)):
+        while pending and pending[0][0] <= t - 1:
+            j, last, ctx = pending.popleft()
+            c.learn_one(last, last, train[j, ti], ctx)
+        if buf.ready and t + h - 1 < len(train):
+            last = float(buf.window[-1, ti])
+            c.predict_one(last, last, buf.window)
+            pending.append((t + h - 1, last, c.context()))
+        buf.push_row(train[t])
+    for j, last, ctx in pending:
+        c.learn_one(last, last, train[j, ti], ctx)
+    return c
+
+
+def _manifest(extra: dict) -> Manifest:
+    scaler = Scaler.identity(2, SPEC.target_index)
+    return Manifest("batch", "v", "0" * 64, SPEC, scaler, SPEC.input_shape, kind="batch", extra=extra)
+
+
+def _forecasts(c, test: np.ndarray) -> list[float]:
+    buf, ti, h, out, pending = FeatureBuffer(SPEC), SPEC.target_index, SPEC.horizon, [], deque()
+    for t in range(len(test)):
+        while pending and pending[0][0] <= t - 1:
+            j, b, ctx = pending.popleft()
+            c.learn_one(b, b + 0.1, test[j, ti], ctx)
+        if buf.ready and t + h - 1 < len(test):
+            b = float(test[t - 1, ti]) + 0.05
+            out.append(c.predict_one(b, b + 0.1, buf.window))
+            pending.append((t + h - 1, b, c.context()))
+        buf.push_row(test[t])
+    return out
+
+
+def test_the_eval_warm_start_is_the_manifest_one_and_equals_streaming_the_history():
+    train, test = _matrix(2000, 0), _matrix(1000, 1)
+    cfg, logs = {"strategy": "dynamic"}, []
+    shipped = dynamic_combiner(
+        cfg, SPEC, _manifest({"combiner_warm_start": context_stack.warm_start(train, SPEC)}), train
+    )
+    computed = dynamic_combiner(cfg, SPEC, _manifest({}), train, log=logs.append)  # an old cache entry
+    cold = dynamic_combiner(cfg, SPEC, _manifest({}), train, warm=False)
+    assert shipped.warm_rows == computed.warm_rows == 2000 - (SPEC.max_lag + SPEC.horizon - 1) and cold.warm_rows == 0
+    assert "1996 history rows" in logs[-1]
+    reference = _forecasts(_streamed(train, SPEC), test)
+    assert _forecasts(shipped, test) == reference == _forecasts(computed, test)
+    assert _forecasts(cold, test) != reference
+
+
+def test_the_manifest_state_is_used_as_shipped_and_a_config_that_does_not_fit_starts_cold():
+    train, other = _matrix(800, 0), _matrix(800, 7)
+    manifest = _manifest({"combiner_warm_start": context_stack.warm_start(other, SPEC)})
+    used = dynamic_combiner({"strategy": "dynamic"}, SPEC, manifest, train)
+    assert np.array_equal(used.model.weights, _streamed(other, SPEC).model.weights)  # not recomputed from train
+    logs: list[str] = []
+    cold = dynamic_combiner({"strategy": "dynamic", "half_life": 300}, SPEC, manifest, train, log=logs.append)
+    assert cold.warm_rows == 0 and "starts cold" in logs[-1] and "half_life 300" in logs[-1]
