@@ -32,6 +32,7 @@ from confluent_kafka import KafkaException
 
 from edge_app import kafka_io, loop
 from edge_app.admission import Admission, value_bounds
+from edge_app.combiners import warm_start_mismatch
 from edge_app.config import EdgeConfig
 from edge_app.kafka_io import DeliveryFailed, Outputs
 from edge_app.metrics import ErrorStats
@@ -42,11 +43,25 @@ from edge_app.state import DeviceState
 from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model
 from edge_app.telemetry import Counters, MetricsPublisher, Telemetry
 from edge_app.uploaders import open_window_pipeline
+from model_contract import Manifest
+from model_contract.context_stack import WARM_KEY
 from model_contract.topics import model_notice_topic
 
 __all__ = ["DeliveryFailed", "EdgeApp"]
 
 log = logging.getLogger("edge_app")
+
+
+def combiner_warm_start(combination: Any, spec: Any, manifest: Manifest) -> dict | None:
+    """The batch manifest's combiner warm start if every new device's combiner can start from it, else None
+    (logged once, with why: another method or config, another spec, or a batch model without one)."""
+    warm = manifest.extra.get(WARM_KEY)
+    why = warm_start_mismatch(combination, spec, warm)
+    if why:
+        log.info("device combiners start cold: %s", why)
+        return None
+    log.info("device combiners start from batch %s's warm start (%s history rows)", manifest.version, warm["rows"])
+    return warm
 
 
 class EdgeApp:
@@ -69,6 +84,7 @@ class EdgeApp:
         self.batch = load_model(m.batch, m.batch_manifest, num_threads=m.num_threads)
         self.spec = self.batch.manifest.feature_spec
         self.admission = Admission.from_config(cfg, self.spec, self.batch.manifest)
+        self.combiner_warm = combiner_warm_start(cfg.combination, self.spec, self.batch.manifest)
         self.speed, speed_published_at = initial_speed_model(m, self.spec, self.pointer)
         log.info(
             "serving batch %s %s and speed %s %s (spec %s)",
@@ -146,7 +162,10 @@ class EdgeApp:
         """The state of a device seen for the first time (restored from the state folder if saved)."""
         self.admission.admit_device(device, len(self.devices))
         cfg = self.cfg
-        state = DeviceState(device, self.spec, cfg.combination, cfg.detector_config, cfg.metrics_window)
+        warm = self.combiner_warm
+        state = DeviceState(device, self.spec, cfg.combination, cfg.detector_config, cfg.metrics_window, warm)
+        if warm is not None:
+            self.counters.combiner_warm_starts += 1
         if self.device_store.restore(state, (self.batch.version, self.speed.version)):
             self.counters.devices_restored += 1
         self.devices[device] = state

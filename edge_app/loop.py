@@ -187,7 +187,9 @@ def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -
             weights,
             counters.combiner_resets,
         )
-    state.combiner = make_combiner(app.cfg.combination, spec=app.spec)
+    state.combiner = make_combiner(app.cfg.combination, spec=app.spec, warm=app.combiner_warm)
+    if app.combiner_warm is not None:
+        counters.combiner_warm_starts += 1
 
 
 def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None:

@@ -68,11 +68,13 @@ class DeviceState:
         combination: Mapping[str, Any],
         drift: Mapping[str, Any],
         metrics_window: int,
+        warm: Mapping[str, Any] | None = None,
     ) -> None:
         self.device = device
         self.key = device.encode()
         self.buffer = FeatureBuffer(spec)
-        self.combiner: Combiner = make_combiner(combination, spec=spec)
+        # ``warm``: the batch model's combiner warm start, already checked to fit (EdgeApp.combiner_warm)
+        self.combiner: Combiner = make_combiner(combination, spec=spec, warm=warm)
         self.detector: DriftDetector = make_detector(drift)
         self.pending: Pending | None = None
         self.ahead: deque[Pending | None] = deque([None] * (spec.horizon - 1))

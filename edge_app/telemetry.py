@@ -74,6 +74,7 @@ class Counters(CounterSet):
         self.delivery_errors = 0
         self.batches = 0
         self.combiner_resets = 0  # combiners replaced because their weights went non-finite
+        self.combiner_warm_starts = 0  # combiners started from the batch model's warm start (new devices, resets)
         self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
         self.devices_restored = 0  # devices whose state was loaded from the state folder
         self._devices: dict[str, Any] = {}  # the loop's devices: their combiners' guard counts (see watch)

@@ -19,9 +19,10 @@ DEVICES = ("turbine-a", "turbine-b")
 N = 150
 
 
-def expected_hybrid(rows: list[dict], spec, batch: np.ndarray, speed: np.ndarray) -> np.ndarray:
-    """The edge's default combiner over the expected forecasts, as the loop calls it (horizon 1, no swap)."""
-    combiner = make_combiner({}, spec=spec)
+def expected_hybrid(rows: list[dict], spec, batch: np.ndarray, speed: np.ndarray, warm=None) -> np.ndarray:
+    """The edge's default combiner over the expected forecasts, as the loop calls it (horizon 1, no swap), started
+    from the batch model's combiner warm start as every new device's."""
+    combiner = make_combiner({}, spec=spec, warm=warm)
     matrix = rows_to_matrix(rows, spec)
     buf = FeatureBuffer(spec)
     out = np.full(len(rows), np.nan)
@@ -58,8 +59,10 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
     speed_version = Manifest.load(edge_models.speed.with_name("manifest.json")).version
     want_batch = expected_forecasts(rows, edge_models.batch)
     want_speed = expected_forecasts(rows, edge_models.speed)
-    spec = Manifest.load(edge_models.batch.with_name("manifest.json")).feature_spec
-    want_hybrid = expected_hybrid(rows, spec, want_batch, want_speed)
+    batch_manifest = Manifest.load(edge_models.batch.with_name("manifest.json"))
+    spec, warm = batch_manifest.feature_spec, batch_manifest.extra["combiner_warm_start"]
+    want_hybrid = expected_hybrid(rows, spec, want_batch, want_speed, warm)
+    assert counters["combiner_warm_starts"] == len(DEVICES)
     for device in DEVICES:
         mine = [p for p in preds if p["device"] == device]
         assert [p["timestamp"] for p in mine] == [r["Date_time"] for r in rows]
@@ -77,8 +80,10 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
             assert f["speed"] == pytest.approx(want_speed[i], rel=1e-5, abs=1e-5)
             # the default combiner (context stacking), replayed offline with the same code, gives the same hybrid
             assert f["hybrid"] == pytest.approx(want_hybrid[i], rel=1e-4, abs=1e-4)
-            if i == 1:  # its first forecast, before any truth: persistence, weights 0
-                assert f["hybrid"] == pytest.approx(p["actual"]) and p["weights"] == {"batch": 0.0, "speed": 0.0}
+            if i == 1:  # its first forecast, before any truth: the warm start's, not persistence; weights 0 (the
+                # history had no model forecasts: only the lag-window part learned)
+                assert f["hybrid"] != pytest.approx(p["actual"], abs=1e-6)
+                assert p["weights"] == {"batch": 0.0, "speed": 0.0}
             if i >= 2:  # the errors of the previous record's forecast against this actual value
                 prev = mine[i - 1]["forecast"]
                 for approach in ("batch", "speed", "hybrid"):

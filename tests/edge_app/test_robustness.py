@@ -65,7 +65,7 @@ class _Poisoned:
 def test_a_combiner_gone_nan_is_replaced_and_metrics_stay_valid(
     kafka_bootstrap, topic_prefix, edge_models, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(edge_app.state, "make_combiner", lambda cfg, spec=None: _Poisoned(10, spec))
+    monkeypatch.setattr(edge_app.state, "make_combiner", lambda cfg, spec=None, warm=None: _Poisoned(10, spec))
     rows = read_rows(edge_models.test_csv, 3300, 60)
     cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models, metrics_interval_s=0.2)
     with AppThread(cfg) as running:
@@ -78,6 +78,7 @@ def test_a_combiner_gone_nan_is_replaced_and_metrics_stay_valid(
         counters = running.stop()  # before the fix: the app had died on NaN weights in a metrics record
     assert metrics_before >= 2
     assert counters["combiner_resets"] == 1
+    assert counters["combiner_warm_starts"] == 2  # the device's combiner and its replacement: the batch warm start
     hybrid = [p["forecast"]["hybrid"] for p in preds[2:]]
     assert all(h is not None and math.isfinite(h) for h in hybrid)  # never null for good once replaced
     for p in preds:
