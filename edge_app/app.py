@@ -60,7 +60,7 @@ def combiner_warm_start(combination: Any, spec: Any, manifest: Manifest) -> dict
     if why:
         log.info("device combiners start cold: %s", why)
         return None
-    log.info("device combiners start from batch %s's warm start (%s history rows)", manifest.version, warm["rows"])
+    log.info("device combiners start from batch %s's warm start (%s history rows)", manifest.version, warm.get("rows"))
     return warm
 
 
