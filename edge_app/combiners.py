@@ -613,7 +613,7 @@ class ContextStacking(Configurable):
         if self._inputs is None:
             np.copyto(self._win, window)
         else:
-            np.take(window.reshape(-1), self._inputs, out=self._wv)
+            window.take(self._inputs, None, self._wv)  # = np.take(window.reshape(-1), ...), without its wrapper
         v = self._vals
         last = float(v[self._last])
         db = batch - last

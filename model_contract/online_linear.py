@@ -93,6 +93,35 @@ class OnlineLinear:
         self._z = np.ones(self._d)  # last slot: the bias input
         self._dy2 = 0.0  # running mean square of the observed changes
         self._e2 = 0.0  # running mean square of the (change) errors
+        self._buffers()
+
+    # work buffers (the per-record path allocates nothing): rebuilt from the state, never saved or copied
+    _BUFFERS = ("_sd", "_zh", "_diff", "_tmp", "_lo", "_Pz", "_k", "_kerr", "_kcol", "_Pzrow", "_outer")
+    _BUFFERS += ("_hi0", "_lo0", "_lam0", "_floor0", "_a0", "_ds0", "_a", "_ones")
+
+    def _buffers(self) -> None:
+        # the cost is numpy's per-call overhead on ~20 numbers, so every step is one call into one of these
+        size, d = self._d - 1, self._d
+        self._sd: np.ndarray | None = None  # sqrt(_var), kept by learn_one; None: recompute (_var written)
+        self._zh = self._z[:-1]  # the standardised inputs (a view)
+        self._diff, self._tmp, self._lo = np.empty(size), np.empty(size), np.empty(size)
+        self._Pz, self._k, self._kerr = np.empty(d), np.empty(d), np.empty(d)
+        self._kcol, self._Pzrow = self._k[:, None], self._Pz[None, :]
+        self._outer = np.empty((d, d))
+        # scalars as 0-d arrays: a ufunc takes them at half the cost of a Python float (the same values)
+        self._hi0, self._lo0 = np.array(self._clip), np.array(-self._clip)
+        self._lam0, self._floor0 = np.array(self._lam), np.array(1e-12)
+        self._a0, self._ds0, self._a = np.array(0.0), np.array(0.0), 0.0  # 1 - ds, ds (set by learn_one)
+        self._ones = np.ones(d)  # the trace of _P: its diagonal's dot with these
+
+    def __getstate__(self) -> dict:
+        """Pickle / copy without the work buffers (views into the state would come back as copies)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._BUFFERS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._d:
+            self._buffers()
 
     @classmethod
     def for_spec(cls, spec, **params) -> OnlineLinear:
@@ -105,19 +134,29 @@ class OnlineLinear:
         flat = window.reshape(-1)
         return flat if self._inputs is None else flat[self._inputs]
 
-    def _features(self, window: np.ndarray) -> np.ndarray:
-        flat = self._flat(window)
-        z = self._z
-        np.subtract(flat, self._mean, out=z[:-1])
-        z[:-1] /= np.sqrt(self._var)
-        np.clip(z[:-1], -self._clip, self._clip, out=z[:-1])
-        return z
+    def _stdev(self) -> np.ndarray:
+        """sqrt(_var), cached: learn_one refreshes it in place after each update of _var (and _init clears
+        it, so a state written into the arrays _init made is read afresh)."""
+        sd = self._sd
+        if sd is None:
+            sd = self._sd = np.sqrt(self._var)
+        return sd
+
+    def _features(self, flat: np.ndarray) -> np.ndarray:
+        """The standardised, clipped inputs and the bias (the work buffer ``_z``)."""
+        zh = self._zh
+        np.subtract(flat, self._mean, zh)
+        np.divide(zh, self._sd if self._sd is not None else self._stdev(), zh)
+        np.maximum(zh, self._lo0, out=zh)  # = np.clip(zh, -clip, clip) (NaN stays NaN), without its wrapper
+        np.minimum(zh, self._hi0, out=zh)
+        return self._z
 
     def predict_one(self, window: np.ndarray) -> float:
         last = float(window[-1, self.target_index])
         if self._d == 0 or self.n < 2:
             return last
-        change = float(self._w @ self._features(window))
+        flat = window.reshape(-1) if self._inputs is None else window.reshape(-1)[self._inputs]
+        change = float(self._w.dot(self._features(flat)))
         bound = self._max_change * math.sqrt(self._dy2)
         if not math.isfinite(change):
             return last
@@ -125,54 +164,89 @@ class OnlineLinear:
 
     def learn_one(self, window: np.ndarray, y: float) -> None:
         """Learn from the window a forecast was made from and the truth that arrived for it."""
-        flat = self._flat(window)
+        # one preallocated buffer per step: the cost is numpy's per-call overhead on ~20 numbers, so the
+        # number of calls is what counts (each gives the same floats as the textbook expression beside it)
+        flat = window.reshape(-1) if self._inputs is None else window.reshape(-1)[self._inputs]
         last = float(window[-1, self.target_index])
         dy = float(y) - last
-        if not (math.isfinite(dy) and np.isfinite(flat).all() and abs(dy) < 1e150 and np.abs(flat).max() < 1e150):
+        # every |input| < 1e150 (so finite): one dot product decides the usual case (sum of squares < 1e299
+        # => each < 1e150; NaN/inf/overflow fail the comparison and take the exact check)
+        if not (abs(dy) < 1e150 and (float(flat.dot(flat)) < 1e299 or float(np.abs(flat).max()) < 1e150)):
             self.skipped += 1
             return
         if self._d == 0:
             self._init(flat.size)
-        self.n += 1
+        self.n = n = self.n + 1
         # running standardisation (plain means while young, then forgetting)
-        ds = self._ds if self.n * (1.0 - self._ds) > 1.0 else 1.0 - 1.0 / self.n
-        if self.n == 1:
-            self._mean[:] = flat
+        ds = self._ds if n * (1.0 - self._ds) > 1.0 else 1.0 - 1.0 / n
+        a = 1.0 - ds
+        if a != self._a:  # changes only while young
+            self._a = a
+            self._a0.fill(a)
+            self._ds0.fill(ds)
+        mean, var = self._mean, self._var
+        if n == 1:
+            mean[:] = flat
         else:
-            diff = flat - self._mean
-            if self.n > 20:  # winsorised: one absurd (finite) reading must not blow up the scales
-                sd = np.sqrt(self._var) * self._clip
-                np.clip(diff, -sd, sd, out=diff)
-            self._mean += (1.0 - ds) * diff
-            self._var = ds * (self._var + (1.0 - ds) * diff * diff)
-            np.maximum(self._var, 1e-12, out=self._var)
+            diff, tmp = self._diff, self._tmp
+            np.subtract(flat, mean, diff)  # diff = flat - mean
+            if n > 20:  # winsorised: one absurd (finite) reading must not blow up the scales
+                hi, lo = tmp, self._lo
+                np.multiply(self._sd if self._sd is not None else self._stdev(), self._hi0, hi)
+                np.negative(hi, lo)
+                np.fmax(diff, lo, diff)  # = np.clip(diff, lo, hi): diff is finite here
+                np.fmin(diff, hi, diff)
+            a0 = self._a0
+            np.multiply(diff, a0, tmp)  # (1 - ds) * diff
+            np.add(mean, tmp, mean)
+            np.multiply(tmp, diff, tmp)  # (1 - ds) * diff * diff
+            np.add(var, tmp, var)
+            np.multiply(var, self._ds0, var)  # var = ds * (var + (1 - ds) * diff * diff)
+            np.fmax(var, self._floor0, var)  # var is finite here
+            sd = self._sd
+            if sd is None:
+                self._sd = np.sqrt(var)
+            else:
+                np.sqrt(var, sd)
+        clip = self._clip
         dy2 = dy * dy
-        if self.n > 20 and dy2 > self._clip * self._clip * self._dy2:
-            dy2 = self._clip * self._clip * self._dy2
-        self._dy2 = ds * self._dy2 + (1.0 - ds) * dy2 if self.n > 1 else dy2
-        z = self._features(window)
-        err = dy - float(self._w @ z)
-        if self.n > 20 and self._e2 > 0.0:  # winsorised: one wild record must not throw the weights
-            bound = self._clip * math.sqrt(self._e2)
+        if n > 20 and dy2 > clip * clip * self._dy2:
+            dy2 = clip * clip * self._dy2
+        self._dy2 = ds * self._dy2 + a * dy2 if n > 1 else dy2
+        z = self._features(flat)
+        w = self._w
+        err = dy - float(w.dot(z))
+        if n > 20 and self._e2 > 0.0:  # winsorised: one wild record must not throw the weights
+            bound = clip * math.sqrt(self._e2)
             err = bound if err > bound else (-bound if err < -bound else err)
-        self._e2 = ds * self._e2 + (1.0 - ds) * err * err if self.n > 1 else err * err
-        P = self._P
-        Pz = P @ z
-        denom = self._lam + float(z @ Pz)
+        self._e2 = ds * self._e2 + a * err * err if n > 1 else err * err
+        P, Pz, k = self._P, self._Pz, self._k
+        np.dot(P, z, Pz)  # Pz = P @ z
+        denom = self._lam + float(z.dot(Pz))
         if not (denom > 0.0 and math.isfinite(denom)):
             self._reset()
             return
-        k = Pz / denom
-        self._w += k * err
-        P -= np.outer(k, Pz)
-        P /= self._lam
-        trace = float(np.trace(P))
-        if not math.isfinite(trace) or not np.isfinite(self._w).all():
-            self._reset()
-            return
-        if trace > self._max_trace:  # no covariance wind-up when the inputs stop varying
-            P *= self._max_trace / trace
-        if self.n % 1000 == 0:
+        np.divide(Pz, denom, k)  # k = Pz / denom
+        kerr = self._kerr
+        np.multiply(k, err, kerr)
+        np.add(w, kerr, w)  # w += k * err
+        outer = self._outer
+        np.dot(self._kcol, self._Pzrow, out=outer)  # = np.outer(k, Pz), exactly (one product per entry)
+        np.subtract(P, outer, P)
+        np.divide(P, self._lam0, P)  # P = (P - outer(k, Pz)) / lam
+        # the trace and the weights finite, the trace bound far: two dot products decide the usual case (the
+        # diagonal's dot with ones is the trace to a few ulps, the margin 1e-6; w @ w finite => w finite);
+        # else exactly as before: the trace (np.trace's sum), the finite check, the bound applied with it
+        quick = float(P.reshape(-1)[:: self._d + 1].dot(self._ones))
+        ww = float(w.dot(w))
+        if not (quick < self._max_trace * (1.0 - 1e-6) and math.isfinite(ww)):  # also NaN / inf
+            trace = float(P.trace())
+            if not math.isfinite(trace) or not (math.isfinite(ww) or np.isfinite(w).all()):
+                self._reset()
+                return
+            if trace > self._max_trace:  # no covariance wind-up when the inputs stop varying
+                P *= self._max_trace / trace
+        if n % 1000 == 0:
             P += P.T
             P *= 0.5
 

@@ -123,3 +123,20 @@ def test_a_different_window_size_matches_the_reference():
     y = np.cumsum(rng.normal(size=5001))
     stream = ((np.array([[rng.normal(), y[t - 1]], [rng.normal(), y[t]]]), float(y[t + 1])) for t in range(1, 5000))
     run_both(stream, ours, ref)
+
+
+def test_a_copied_or_pickled_model_goes_on_like_the_reference():
+    """The work buffers (views into the state) are rebuilt, not copied: a deep copy or a pickle taken
+    mid-stream forecasts and learns on exactly like the reference."""
+    import copy
+    import pickle
+
+    stream = random_stream(4000, 7)
+    ours, ref = OnlineLinear(4, inputs=INPUTS), ReferenceOnlineLinear(4, inputs=INPUTS)
+    for _, (window, y) in zip(range(2000), stream, strict=False):
+        ours.learn_one(window, y)
+        ref.learn_one(window, y)
+    rest = list(stream)
+    for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        twin = copy.deepcopy(ref)
+        run_both(iter(rest), clone, twin)
