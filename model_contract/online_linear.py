@@ -41,6 +41,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+try:  # the ufunc np.clip calls after its Python checks (numpy >= 2: numpy._core; 1.x: numpy.core)
+    from numpy._core.umath import clip as _clip
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.umath import clip as _clip
+
 
 def _decay(half_life: float) -> float:
     if not half_life > 0:
@@ -147,8 +152,7 @@ class OnlineLinear:
         zh = self._zh
         np.subtract(flat, self._mean, zh)
         np.divide(zh, self._sd if self._sd is not None else self._stdev(), zh)
-        np.maximum(zh, self._lo0, out=zh)  # = np.clip(zh, -clip, clip) (NaN stays NaN), without its wrapper
-        np.minimum(zh, self._hi0, out=zh)
+        _clip(zh, self._lo0, self._hi0, zh)  # = np.clip(zh, -clip, clip, out=zh), without its wrapper
         return self._z
 
     def predict_one(self, window: np.ndarray) -> float:
@@ -194,8 +198,7 @@ class OnlineLinear:
                 hi, lo = tmp, self._lo
                 np.multiply(self._sd if self._sd is not None else self._stdev(), self._hi0, hi)
                 np.negative(hi, lo)
-                np.fmax(diff, lo, diff)  # = np.clip(diff, lo, hi): diff is finite here
-                np.fmin(diff, hi, diff)
+                _clip(diff, lo, hi, diff)  # = np.clip(diff, -sd * clip, sd * clip, out=diff)
             a0 = self._a0
             np.multiply(diff, a0, tmp)  # (1 - ds) * diff
             np.add(mean, tmp, mean)
