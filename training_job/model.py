@@ -281,8 +281,9 @@ def package_versions() -> dict[str, str]:
 
 
 # Bumped whenever train_matrix makes a different model from the same inputs (2: the scaler is
-# fitted on the training rows only), so a version never names two different models.
-TRAINER_REVISION = 2
+# fitted on the training rows only; 3: batch manifests carry the combiner warm start), so a
+# version never names two different models.
+TRAINER_REVISION = 3
 
 
 def model_version(
