@@ -84,8 +84,12 @@ def _plots(out: Path, series: dict[str, dict[str, Any]]) -> list[str]:
             ax.axvline(row, color="grey", lw=0.6, ls=":")
         for row in s["change_points"]:
             ax.axvline(row, color="black", lw=1.2)
-        title = f"{name}: dynamic weight of the speed model"
-        ax.set(xlabel="reading", ylabel="speed weight", ylim=(-0.02, 1.02), title=title)
+        title = f"{name}: the dynamic blend's weight on the speed model"
+        # a convex blend's weight is within [0, 1]; context stacking's coefficient on the speed model's change is not
+        ax.set(xlabel="reading", ylabel="speed weight", title=title)
+        if np.isfinite(weights).any() and np.nanmin(weights) >= 0.0 and np.nanmax(weights) <= 1.0:
+            ax.set_ylim(-0.02, 1.02)
+        ax.axhline(0.0, color="grey", lw=0.5)
         fig.tight_layout()
         path = out / f"weights-{name}.png"
         fig.savefig(path, dpi=110)

@@ -154,6 +154,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     table.set_defaults(func=_table)
 
+    plot = cmds.add_parser(
+        "plot",
+        help="plot one saved eval run: rolling RMSE of every approach and the dynamic blend's speed weight (PNG)",
+        description="Two panels for a .npz written by 'eval run --save': the rolling RMSE of each approach "
+        "(log scale) and the dynamic blend's weight on the speed model; speed-model swaps marked.",
+    )
+    plot.add_argument("run", metavar="RUN.npz")
+    plot.add_argument("--out", default=None, help="PNG to write (default: RUN.png next to the .npz)")
+    plot.add_argument("--roll", type=int, default=1000, help="rolling window in rows (default 1000)")
+    plot.add_argument("--title", default="", help="figure title (default: the run's horizon and window)")
+    plot.set_defaults(func=_plot)
+
     streams = cmds.add_parser(
         "streams",
         help="only compute (and cache) the prediction streams",
@@ -476,6 +488,22 @@ def _experts(args: argparse.Namespace) -> int:
         (out / "experts.md").write_text(md + "\n")
         (out / "experts.json").write_text(json.dumps({"scores": scores, "ranking": ranking}, indent=1))
         _log(f"wrote {out}/experts.md and .json")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation.online_run import RunResult  # noqa: PLC0415
+    from hybridstream.evaluation.plots import plot_run  # noqa: PLC0415
+
+    run = Path(args.run)
+    if not run.is_file():
+        _log(f"error: no such run file: {run}")
+        return 2
+    if args.roll < 1:
+        _log("error: --roll must be >= 1")
+        return 2
+    out = plot_run(RunResult.load(run), args.out or run.with_suffix(".png"), roll=args.roll, title=args.title)
+    print(out)
     return 0
 
 

@@ -48,7 +48,9 @@ def plot_scenario(
             smooth = np.convolve(np.nan_to_num(ws, nan=0.0), np.ones(300) / 300, mode="same")
             ax2.plot(x, smooth, lw=1.1, label=f"{label} (300-row mean)")
     ax2.set_ylabel("speed-model weight")
-    ax2.set_ylim(-0.02, 1.02)
+    lines = [ln.get_ydata() for ln in ax2.get_lines()]
+    if lines and all(np.nanmin(v) >= 0.0 and np.nanmax(v) <= 1.0 for v in lines if np.isfinite(v).any()):
+        ax2.set_ylim(-0.02, 1.02)  # convex blends; context stacking's coefficients are not bounded to [0, 1]
     ax2.set_xlabel("row of the test stream (10-minute readings)")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8, loc="upper left")
@@ -103,6 +105,42 @@ def plot_drift(
     axes[-1].set_xlabel("row of the test stream")
     fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
     fig.tight_layout(rect=(0, 0.02, 1, 0.95))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def plot_run(result, path: str | Path, roll: int = 1000, title: str = "") -> Path:
+    """Two panels for one ``eval run --save`` result: the rolling RMSE of each approach, and the
+    dynamic blend's weight on the speed model (for context stacking: its coefficient on the speed
+    model's forecast change). Speed-model swaps are the faint vertical lines."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6.2), sharex=True, height_ratios=(3, 2))
+    x = np.arange(len(result.y))
+    styles = {"persistence": ":", "online_linear": "--", "dynamic": "-"}
+    for name, f in result.forecasts.items():
+        bold = name in ("dynamic", "online_linear", "persistence")
+        ax1.plot(x, rolling_rmse(f - result.y, roll), styles.get(name, "-."), lw=1.6 if bold else 0.9, label=name)
+    ax1.set_ylabel(f"rolling RMSE ({roll} rows), °C")
+    ax1.set_yscale("log")
+    ax1.grid(alpha=0.3, which="both")
+    ax1.legend(fontsize=8, ncol=3, loc="upper left")
+    ws = np.nan_to_num(result.speed_weight, nan=0.0)
+    ax2.plot(x, np.convolve(ws, np.ones(300) / 300, mode="same"), lw=1.1, label="dynamic (300-row mean)")
+    ax2.axhline(0.0, color="grey", lw=0.5)
+    ax2.set_ylabel("weight on the speed model")
+    ax2.set_xlabel("row of the test stream")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8, loc="upper left")
+    for m in result.speed_models:
+        for ax in (ax1, ax2):
+            ax.axvline(m["serves_from"], color="grey", lw=0.4, alpha=0.3)
+    h = result.spec.horizon
+    fig.suptitle(title or f"eval run: horizon {h}, a speed model every {result.window} rows", fontsize=11)
+    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

@@ -77,3 +77,12 @@ def test_eval_table_check_says_where_dynamic_loses(tmp_path, capsys):
     assert cells[1].startswith("NO ") and cells[1].count("NO") == 3  # behind online_linear in every part
     assert "(online_linear)" in cells[2]
     assert re.search(r"\| \d+\.\d{4} \(\d+\.\d{4} / \d+\.\d{4}\)", out)  # --digits 4
+
+
+def test_eval_plot_cli(tmp_path, capsys):
+    path = synthetic_run().save(tmp_path / "toy-h1.npz")
+    assert main(["eval", "plot", str(path)]) == 0
+    png = tmp_path / "toy-h1.png"
+    assert capsys.readouterr().out.strip() == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert main(["eval", "plot", str(tmp_path / "missing.npz")]) == 2
