@@ -22,6 +22,17 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path, top: float = 1.0) -> Path:
+    """The data credit, a tight layout, the PNG written (folders made), the figure closed."""
+    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
+    fig.tight_layout(rect=(0, 0.02, 1, top))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def plot_scenario(
     stream: PredictionStream,
     results: Mapping[str, ReplayResult],
@@ -61,13 +72,7 @@ def plot_scenario(
         for cp in stream.meta.get("change_points", []):
             ax.axvline(cp, color="red", lw=1.0, ls="--", alpha=0.7)
     fig.suptitle(title or f"scenario {stream.scenario}, window {stream.window} rows", fontsize=11)
-    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_drift(
@@ -103,13 +108,7 @@ def plot_drift(
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, ncol=len(alarms), loc="upper center", title="alarms (ticks) of")
     axes[-1].set_xlabel("row of the test stream")
-    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
-    fig.tight_layout(rect=(0, 0.02, 1, 0.95))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, top=0.95)
 
 
 def plot_run(result, path: str | Path, roll: int = 1000, title: str = "") -> Path:
@@ -139,10 +138,4 @@ def plot_run(result, path: str | Path, roll: int = 1000, title: str = "") -> Pat
             ax.axvline(m["serves_from"], color="grey", lw=0.4, alpha=0.3)
     h = result.spec.horizon
     fig.suptitle(title or f"eval run: horizon {h}, a speed model every {result.window} rows", fontsize=11)
-    fig.text(0.01, 0.005, CREDIT, fontsize=6.5, color="grey")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
