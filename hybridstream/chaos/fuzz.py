@@ -191,11 +191,17 @@ def build_stream(ctx: Context, bad_n: int, good_per_device: int) -> tuple[list, 
             records.append((f"bad-{b}".encode(), payload))
             owed -= 1
             b += 1
-    for i in range(b, len(bad)):  # what rounding left over goes last (never a replay: it needs a good reading)
+    last = len(good) - 1
+    for i in range(b, len(bad)):  # what rounding left over goes last
         category, payload = bad[i]
-        if category != "replay":
-            bad_keys[f"bad-{i}"] = category
-            records.append((f"bad-{i}".encode(), payload))
+        if category == "replay":  # after every good reading: the last one sent again, a duplicate
+            if last < 0:
+                continue
+            device = GOOD_DEVICES[last % len(GOOD_DEVICES)]
+            payload = readings.one(device, last // len(GOOD_DEVICES))[1]
+            category = "duplicate_timestamp"
+        bad_keys[f"bad-{i}"] = category
+        records.append((f"bad-{i}".encode(), payload))
     return records, [g[2] for g in good], bad_keys
 
 
