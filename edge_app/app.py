@@ -73,6 +73,7 @@ class EdgeApp:
         self.counters = Counters()
         self.totals = ErrorStats(cfg.metrics_window)
         self.devices: dict[str, DeviceState] = {}
+        self.counters.watch(self.devices)  # their combiners' guard counts show in the counters
         self.touched: set[str] = set()  # devices whose state changed since the last commit point
         self.state_dir = Path(cfg.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)

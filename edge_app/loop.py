@@ -59,7 +59,6 @@ def process(app: Any, msgs: list) -> None:
     ridx = app.residual_index
     clock = time.perf_counter
     counters = app.counters
-    counters.watch(devices)  # their combiners' guard counts show in the counters
     picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
     max_epoch = picked_ms / 1000.0 + admission.max_ahead_s
     max_gap = cfg.max_gap_s
