@@ -103,6 +103,22 @@ def parse_timestamp(raw: Any, min_epoch: float = -math.inf, max_epoch: float = m
     return epoch
 
 
+TIME_FORMAT_HINT = "give its format with --time-format (strptime codes, e.g. '%m/%d/%Y %H:%M' for 1/1/2010 0:00)"
+
+
+def to_iso(raw: str, time_format: str) -> str:
+    """A timestamp written in ``time_format`` (strptime) as ISO-8601, which :func:`parse_timestamp` reads.
+
+    For files in another format than ISO-8601 (``--time-format`` of ``eval run`` and ``train``);
+    without ``%z`` the time is naive, i.e. UTC like every naive timestamp here. ValueError if
+    ``raw`` does not match.
+
+    >>> to_iso("1/1/2010 0:00", "%m/%d/%Y %H:%M")
+    '2010-01-01T00:00:00'
+    """
+    return datetime.strptime(raw.strip(), time_format).isoformat()
+
+
 def check_names(names: Iterable[str]) -> tuple[str, ...]:
     """``names`` as a tuple if every one is a known, distinct calendar feature; ValueError otherwise.
 

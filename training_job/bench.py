@@ -34,11 +34,10 @@ SIZES = (1000, 3000, 10000)
 
 
 def dataset_dir() -> Path:
-    """``$HYBRIDSTREAM_DATASETS/turbine`` or ``../shared/datasets/turbine`` next to the repo."""
-    root = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets"))
-    path = root / "turbine"
+    """The project's turbine data (``data/turbine/``, shipped in the repository)."""
+    path = REPO / "data" / "turbine"
     if not (path / "test.csv").is_file():
-        raise FileNotFoundError(f"turbine dataset not found at {path} (set HYBRIDSTREAM_DATASETS)")
+        raise FileNotFoundError(f"turbine data not found at {path}: the clone is incomplete")
     return path
 
 

@@ -63,6 +63,11 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     )
     model.add_argument("--timestamp-column", default="Date_time", help="default Date_time")
     model.add_argument(
+        "--time-format",
+        metavar="FMT",
+        help="the input's timestamps if not ISO-8601 (strptime, naive = UTC), e.g. '%%m/%%d/%%Y %%H:%%M'",
+    )
+    model.add_argument(
         "--calendar",
         type=_calendar,
         default="day",
@@ -264,7 +269,14 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str, dupl
         location, store.s3 if store else (s3_client(args.s3_endpoint) if location[:5] == "s3://" else None)
     )
     window = parse_window(
-        data, opts.spec, fmt=fmt, min_rows=args.min_rows, source=location, thing=thing, duplicates=duplicates
+        data,
+        opts.spec,
+        fmt=fmt,
+        min_rows=args.min_rows,
+        source=location,
+        thing=thing,
+        duplicates=duplicates,
+        time_format=getattr(args, "time_format", None),
     )
     if window.dropped_duplicates:
         print(

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from model_contract import FeatureSpec, sha256_bytes
-from model_contract.calendar import BadRecord
+from model_contract.calendar import TIME_FORMAT_HINT, BadRecord, to_iso
 from model_contract.calendar import parse_timestamp as parse_epoch
 from model_contract.features import add_calendar
 
@@ -175,6 +175,7 @@ def parse_window(
     source: str = "",
     thing: str = "",
     duplicates: str = "reject",
+    time_format: str | None = None,
 ) -> Window:
     """Parse and validate one window; raises :class:`WindowError` with a clear message.
 
@@ -182,6 +183,8 @@ def parse_window(
     ``duplicates``: ``reject`` (windows: a duplicated timestamp is an error) or ``keep-first``
     (history files, e.g. readings relabelled at a DST change: later rows with an instant
     already seen are dropped, counted in ``dropped_duplicates`` and logged by the caller).
+    ``time_format`` (strptime, e.g. ``%m/%d/%Y %H:%M``): the timestamps' format when not ISO-8601
+    (history files from elsewhere); they are kept as ISO-8601.
     """
     if duplicates not in ("reject", "keep-first"):
         raise ValueError(f"duplicates must be 'reject' or 'keep-first', not {duplicates!r}")
@@ -213,9 +216,14 @@ def parse_window(
     for i, rec in enumerate(records):
         raw = rec.get(ts_col)
         try:
+            if time_format:
+                raw = to_iso(str(raw), time_format)
             parsed.append(_epoch(raw))
-        except BadRecord:
-            raise WindowError("bad_timestamp", f"row {i + 1} {ts_col}={raw!r} is not an ISO-8601 timestamp") from None
+        except (BadRecord, ValueError):
+            expected = (
+                f"in --time-format {time_format!r}" if time_format else f"an ISO-8601 timestamp; {TIME_FORMAT_HINT}"
+            )
+            raise WindowError("bad_timestamp", f"row {i + 1} {ts_col}={rec.get(ts_col)!r} is not {expected}") from None
         stamps.append(str(raw).strip())
     seen: dict[float, int] = {}
     dups = []

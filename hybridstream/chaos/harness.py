@@ -21,12 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hybridstream.datasets import TURBINE
 from hybridstream.localstack.process import CACHE_DIR, REPO_ROOT
 
 log = logging.getLogger("hybridstream.chaos")
 
-SHARED = REPO_ROOT.parent / "shared" / "datasets" / "turbine"
-TURBINE = SHARED if (SHARED / "test.csv").exists() else REPO_ROOT / "tests" / "data" / "turbine"
 BASE_EPOCH = 1_600_000_000.0  # 2020-09-13: readings get synthetic, strictly increasing timestamps from here
 STEP_S = 600.0  # ten minutes between a device's readings (the turbine data's cadence)
 
@@ -42,12 +41,11 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
 
 # ---- servers -------------------------------------------------------------------------------------
 class Stack:
-    """Real local servers under one world-traversable temp folder, each started at first use."""
+    """Real local servers under one private temp folder, each started at first use."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="hybridstream-chaos-"))
         self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o711)  # mosquitto drops to its own user and must reach its certificates
         self._kafka = self._mqtt = self._s3 = self._tox = self._sqs = None
 
     def kafka(self):

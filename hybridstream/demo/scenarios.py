@@ -1,7 +1,7 @@
 """The demo's scenarios: which readings go into Kafka, in which order, with which faults.
 
-Data: the project's committed turbine sample (``tests/data/turbine/``, credited in its README):
-``train.csv`` (11,000 rows) pre-trains the batch model, ``test.csv`` (3,000 rows) is the stream.
+Data: the project's turbine series (``data/turbine/``, credited in its README): ``train.csv``
+(20,000 rows) pre-trains the batch model, the first ``STREAM_ROWS`` (3,000) rows of ``test.csv`` are the stream.
 
 * ``none``: the stream as recorded (seasonal change only);
 * ``step``: every column +8 degC on the middle third of the stream (the study's controlled change);
@@ -18,10 +18,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hybridstream.datasets import TURBINE
+
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "tests" / "data" / "turbine"
+DATA = TURBINE
 HISTORY = DATA / "train.csv"
 STREAM = DATA / "test.csv"
+STREAM_ROWS = 3000  # the demo's whole stream: 3,000 readings (about 21 days at 10 minutes)
 STEP_SIZE = 8.0
 BAD_EVERY = 40
 DEFAULT_SCENARIOS = ("none", "step", "malformed", "crash")
@@ -76,8 +79,8 @@ def _bad(i: int, reading: dict) -> bytes:
 
 
 def build(name: str, rows: int | None = None, device: str = "turbine-1") -> Scenario:
-    """A scenario over the first ``rows`` readings of the stream (all of it when None)."""
-    stream = read_stream(limit=rows)
+    """A scenario over the first ``rows`` readings of the stream (``STREAM_ROWS`` when None)."""
+    stream = read_stream(limit=rows or STREAM_ROWS)
     n = len(stream)
     if name not in ALL_SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (choose from {', '.join(ALL_SCENARIOS)})")

@@ -60,7 +60,6 @@ class LocalStack:
     def start(self, on_started=None, timeout: float = 120.0) -> dict[str, Any]:
         """Start every server (in parallel); on any failure stop those that started and raise StackError."""
         self.state_root.mkdir(parents=True, exist_ok=True)
-        self.state_root.chmod(0o711)  # mosquitto drops to its own user and must traverse it
         ports = {name: self.ports.get(name) or free_port() for name in SERVERS}
         taken = [f"{name} 127.0.0.1:{port}" for name, port in ports.items() if port_in_use(port)]
         if taken:

@@ -16,7 +16,7 @@ def extend(cmds: argparse._SubParsersAction) -> None:
         description="Publish a CSV (header row; the timestamp and the feature columns) as JSON readings "
         "with one producer, batching and schedule-based rate control.",
     )
-    rp.add_argument("--csv", required=True, help="CSV file, e.g. ../shared/datasets/turbine/test.csv")
+    rp.add_argument("--csv", required=True, help="CSV file, e.g. data/turbine/test.csv")
     rp.add_argument("--rate", type=float, default=1000.0, help="records per second; 0 = as fast as possible (1000)")
     rp.add_argument("--device", action="append", help="device id (repeat for several; default: turbine-1)")
     rp.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (127.0.0.1:9092)")

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridstream.datasets import TURBINE
+
 REPO = Path(__file__).resolve().parents[2]
-DATASET = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets")) / "turbine"
+DATASET = TURBINE
 
 
 def bench_config(work: Path, bootstrap: str, batch: Path, speed: Path, slow_turn_ms: float) -> Path:

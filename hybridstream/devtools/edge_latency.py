@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from hybridstream.datasets import TURBINE
+
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "datasets" / "turbine"
-DATASET = SHARED if (SHARED / "test.csv").exists() else REPO / "tests" / "data" / "turbine"
+DATASET = TURBINE
 BASE_EPOCH = 1_600_000_000.0
 
 

@@ -102,6 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "time of day, 2 harmonics), year, day+year, none, or names (day_sin1,day_cos1,day_sin2,day_cos2,"
         "year_sin1,year_cos1); needs a timestamp column",
     )
+    run.add_argument(
+        "--time-format",
+        metavar="FMT",
+        help="the timestamps' format if not ISO-8601 (strptime codes, naive = UTC), e.g. '%%m/%%d/%%Y %%H:%%M' "
+        "for 1/1/2010 0:00",
+    )
     run.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
     run.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's, 50)")
     run.add_argument(
@@ -397,7 +403,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         if not args.test:
             raise err("--test TEST.csv is required with --train")
         _log(f"reading {args.train} and {args.test}...")
-        t_train, t_test = csv_input.read_table(args.train), csv_input.read_table(args.test)
+        t_train, t_test = (csv_input.read_table(f, args.time_format) for f in (args.train, args.test))
         columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
         spec = csv_input.choose_spec(t_train, t_test, args.target, columns, lags, args.horizon, calendar)
         train, test = csv_input.to_matrix(t_train, spec), csv_input.to_matrix(t_test, spec)

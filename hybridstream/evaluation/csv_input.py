@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from model_contract import FeatureSpec
-from model_contract.calendar import BadRecord, parse_timestamp
+from model_contract.calendar import TIME_FORMAT_HINT, BadRecord, parse_timestamp, to_iso
 from model_contract.features import add_calendar
 
 
@@ -65,8 +65,24 @@ def _is_number(value: str) -> bool:
     return True
 
 
-def read_table(path: str | Path) -> Table:
-    """Parse a CSV with a header row; classify its columns (timestamp, numeric, other)."""
+def _reformat(cells: dict[str, list[str]], header: list[str], time_format: str) -> str | None:
+    """The first column whose every cell matches ``time_format``, rewritten in place as ISO-8601."""
+    for h in header:
+        try:
+            iso = [to_iso(v, time_format) for v in cells[h]]
+        except ValueError:
+            continue
+        cells[h] = iso
+        return h
+    return None
+
+
+def read_table(path: str | Path, time_format: str | None = None) -> Table:
+    """Parse a CSV with a header row; classify its columns (timestamp, numeric, other).
+
+    ``time_format`` (strptime): the timestamp column is the first whose every cell matches it
+    (its cells become ISO-8601); else it is detected (ISO-8601 or ``YYYY-MM-DD HH:MM:SS``).
+    """
     path = str(path)
     try:
         with open(path, newline="") as fh:
@@ -94,7 +110,12 @@ def read_table(path: str | Path) -> Table:
     cells = dict(zip(header, cols, strict=True))
     if not cols or not cols[0]:
         raise EvalInputError(f"{path}: no data rows")
-    timestamp = next((h for h in header if all(_is_timestamp(v) for v in cells[h])), None)
+    if time_format:
+        timestamp = _reformat(cells, header, time_format)
+        if timestamp is None:
+            raise EvalInputError(f"{path}: no column has every value in the --time-format {time_format!r}")
+    else:
+        timestamp = next((h for h in header if all(_is_timestamp(v) for v in cells[h])), None)
     # numeric: every non-empty cell is a number and most cells are non-empty (a NaN is reported later)
     numeric = [
         h
@@ -149,7 +170,8 @@ def choose_spec(
             if not table.timestamp_column:
                 raise EvalInputError(
                     f"{table.path}: no timestamp column detected (ISO-8601 or YYYY-MM-DD HH:MM:SS in every row), "
-                    "which the calendar features need; add one, or run with --calendar none"
+                    f"which the calendar features need; if it has another format, {TIME_FORMAT_HINT}; "
+                    "or run with --calendar none"
                 )
         if test.timestamp_column != train.timestamp_column:
             raise EvalInputError(
@@ -172,7 +194,9 @@ def choose_spec(
 def epochs(table: Table) -> list[float]:
     """The detected timestamp column as epoch seconds (the contract's one parser; naive = UTC)."""
     if not table.timestamp_column:
-        raise EvalInputError(f"{table.path}: no timestamp column detected")
+        raise EvalInputError(
+            f"{table.path}: no timestamp column detected; if it has another format, {TIME_FORMAT_HINT}"
+        )
     out = []
     for i, raw in enumerate(table.cells[table.timestamp_column]):
         try:

@@ -8,16 +8,15 @@ open data set (open licence, reuse with attribution).
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hybridstream.datasets import TURBINE
 from model_contract import FeatureSpec, rows_to_matrix
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATASETS = Path(os.environ.get("HYBRIDSTREAM_DATASETS", REPO.parent / "shared" / "datasets")) / "turbine"
+DEFAULT_DATASETS = TURBINE  # the project's copy (data/turbine/); another folder with the same files: root=
 
 # the controlled scenario: every column of test.csv shifted by STEP_SIZE (degC) on [start, end)
 STEP_SIZE = 8.0

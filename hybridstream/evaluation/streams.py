@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridstream.evaluation.data import REPO, SCENARIOS, Scenario, load_scenario
+from hybridstream.datasets import REPO_ROOT as REPO
+from hybridstream.evaluation.data import SCENARIOS, Scenario, load_scenario
 from model_contract import FeatureBuffer, FeatureSpec, Manifest
 
 DEFAULT_CACHE = REPO / ".cache" / "eval"

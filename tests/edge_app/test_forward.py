@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from hybridstream.datasets import TURBINE
 from hybridstream.devtools.edge import read_rows, reading_json, write_config
 from model_contract import FeatureSpec
 from model_contract.features import rows_to_matrix
 from tests.edge_app.helpers import (
-    REPO,
     ForwarderThread,
     collect,
     committed_offset,
@@ -141,7 +141,7 @@ def test_forward_readings_over_mqtt_windows_to_s3_bad_ones_dead_lettered(
     cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, max_bytes=max_bytes)
     # 400 readings per device: two windows of 150 close by count, the last 100 at shutdown
     cfg["windows"] = {"uploader": "s3", "bucket": s3_bucket, "max_records": 150, "max_seconds": 600}
-    rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 400)
+    rows = read_rows(TURBINE / "test.csv", 0, 400)
     values, expected = valid_readings(rows)
     bad = [
         (b'{"device": "t1", "Date_time": ', "invalid_json"),
@@ -215,7 +215,7 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(kafka_bootstrap, topic_pr
     thing = f"pi-{uuid.uuid4().hex[:6]}"
     cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, max_readings=100)
     config_path = write_config(tmp_path / "forward.json", **cfg)
-    rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 1500)
+    rows = read_rows(TURBINE / "test.csv", 0, 1500)
     values, expected = valid_readings(rows)
     topic = cfg["topics"]["readings"]
     log_path = tmp_path / "forward.log"
@@ -315,7 +315,7 @@ def test_broker_unreachable_nothing_committed_then_delivered(kafka_bootstrap, to
     gate = Gate((mqtt_server.host, mqtt_server.port))
     cfg = forward_config(tmp_path, kafka_bootstrap, topic_prefix, mqtt_server, thing, retry_max_s=1)
     cfg["mqtt"]["port"] = gate.port
-    rows = read_rows(REPO / "tests" / "data" / "turbine" / "test.csv", 0, 300)
+    rows = read_rows(TURBINE / "test.csv", 0, 300)
     values, expected = valid_readings(rows)
     topic = cfg["topics"]["readings"]
     cloud = Cloud(mqtt_server, thing)  # directly on the broker: it sees what got through the gate

@@ -64,3 +64,23 @@ def test_the_step_scenario_shifts_the_readings_not_their_time():
     m = np.zeros((STEP_SPAN[1] + 1, 7))
     out = inject_step(m, *STEP_SPAN, STEP_SIZE, columns=5)
     assert (out[STEP_SPAN[0] : STEP_SPAN[1], :5] == STEP_SIZE).all() and (out[:, 5:] == 0).all()
+
+
+def _weather_style(path, n: int) -> None:
+    """Hourly rows stamped as a common public weather benchmark writes them: ``1/2/2010 1:00`` (month/day/year)."""
+    rows = [f"1/{1 + i // 24}/2010 {i % 24}:00,{i % 7}.5,{(i * 3) % 11}.25" for i in range(n)]
+    path.write_text("date,x,y\n" + "\n".join(rows) + "\n")
+
+
+def test_a_non_iso_timestamp_is_refused_with_the_way_out_then_read_with_time_format(tmp_path, capsys):
+    """Issue 16: ``1/1/2010 0:00`` is refused naming --time-format; with it, the calendar features are right."""
+    train = tmp_path / "weather.csv"
+    _weather_style(train, 72)
+    code, _, err = _run(capsys, "--train", str(train), "--test", str(train))
+    assert code == 2 and "--time-format" in err and "%m/%d/%Y %H:%M" in err and "Traceback" not in err
+    t = csv_input.read_table(train, "%m/%d/%Y %H:%M")
+    assert t.timestamp_column == "date" and t.cells["date"][25] == "2010-01-02T01:00:00" and t.numeric == ["x", "y"]
+    m = csv_input.to_matrix(t, csv_input.choose_spec(t, t, calendar=DAY_FEATURES))
+    np.testing.assert_allclose(m[:, 2], np.sin(2 * np.pi * (np.arange(72) % 24) / 24), atol=1e-12)
+    with pytest.raises(csv_input.EvalInputError, match="no column has every value in the --time-format"):
+        csv_input.read_table(train, "%Y-%m-%d")

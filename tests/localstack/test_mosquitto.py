@@ -84,14 +84,19 @@ def test_clients_without_a_cert_or_from_a_foreign_ca_are_refused(mqtt_server, tm
         intruder.close()
 
 
-def test_keys_are_private_and_the_server_key_belongs_to_the_broker_user(mqtt_server):
+def test_keys_are_private_and_the_broker_runs_as_us_below_a_private_folder(mqtt_server):
+    """Issue 16: a clone below a 0700 folder (a home, ``mktemp -d``) works: the broker runs as the
+    invoking user (mosquitto keeps the starting user for ``user <that user>``; as root it would
+    otherwise drop to ``mosquitto``, which cannot enter the folder)."""
     certs = mqtt_server.certs
     for key in certs.glob("*.key"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
-    if os.geteuid() == 0:
-        import pwd
-
-        assert (certs / "server.key").stat().st_uid == pwd.getpwnam("mosquitto").pw_uid
+        assert key.stat().st_uid == os.geteuid(), key
+    private = [p for p in mqtt_server.state_dir.parents if not p.stat().st_mode & 0o001]
+    assert private, "the fixture's state folder should sit below a folder others cannot enter"
+    pid = int(mqtt_server.pid_file.read_text())
+    uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+    assert {int(u) for u in uids.split()[1:]} == {os.geteuid()}, uids
     # the server certificate names the host the clients dial
     text = ssl._ssl._test_decode_cert(str(certs / "server.crt"))  # noqa: SLF001
     assert ("IP Address", "127.0.0.1") in text["subjectAltName"] and ("DNS", "localhost") in text["subjectAltName"]

@@ -87,3 +87,17 @@ def test_history_with_dst_duplicates_keeps_the_first_row_of_each_instant(turbine
     assert w.rows == 19 and w.dropped_duplicates == 6 and w.describe()["dropped_duplicate_rows"] == 6
     assert len(set(w.timestamps)) == 19 and w.timestamps[5] == "2017-03-26T03:00:00+02:00"
     assert w.matrix[5, 0] == pytest.approx(49.630001)  # the first of the pair
+
+
+def test_history_with_another_time_format_needs_and_takes_time_format():
+    """Issue 16: ``train --time-format``: a history stamped ``1/1/2010 0:00`` is refused, then read."""
+    header = "Date_time," + ",".join(SPEC.columns)
+    rows = [
+        f"1/{1 + i // 24}/2010 {i % 24}:00," + ",".join(str(float(i + j)) for j in range(len(SPEC.columns)))
+        for i in range(60)
+    ]
+    data = ("\n".join([header, *rows]) + "\n").encode()
+    with pytest.raises(WindowError, match="--time-format"):
+        parse_window(data, SPEC, fmt="csv", min_rows=10)
+    window = parse_window(data, SPEC, fmt="csv", min_rows=10, time_format="%m/%d/%Y %H:%M")
+    assert window.timestamps[0] == "2010-01-01T00:00:00" and window.epochs[25] - window.epochs[0] == 25 * 3600
