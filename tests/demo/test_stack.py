@@ -3,7 +3,6 @@ everything started so far is stopped."""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
@@ -26,13 +25,17 @@ def test_a_port_in_use_is_named_and_nothing_starts(tmp_path):
     assert stack.servers == {} and status(tmp_path / "stack") == []
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mosquitto drops to its own user only when started as root")
 def test_a_server_that_does_not_come_up_stops_the_others(tmp_path):
-    # mosquitto drops to its own user and cannot traverse a 0700 folder: it fails, the others started
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o700)
-    os.chmod(locked, 0o700)
-    stack = LocalStack(state_root=locked / "stack", ports={})
+    # mosquitto finds a server certificate it cannot load (its state folder holds a broken one): it exits,
+    # the others started; the stack names it and stops them
+    from hybridstream.localstack.mosquitto import Mosquitto
+    from hybridstream.localstack.process import free_port
+
+    port = free_port()
+    broker = Mosquitto.for_port(port, tmp_path / "stack")
+    broker.make_certs()
+    (broker.certs / "server.crt").write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    stack = LocalStack(state_root=tmp_path / "stack", ports={"mosquitto": port})
     started: list[str] = []
     pids: list[int] = []
 
