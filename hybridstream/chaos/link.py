@@ -164,7 +164,8 @@ def link_down(ctx: Context) -> Result:
             windows_check(run, link, result, timeout=30)
             result.notes.append(
                 "recovery_s: link back -> first new window notice (the upload retry backs off from 0.5 s doubling "
-                "to 60 s); the spool has no size bound yet (see docs/operations.md)"
+                "to 60 s); the spool is bounded by windows.max_spool_mb (oldest dropped first, counted; "
+                "docs/operations.md)"
             )
         finally:
             link.close()

@@ -32,7 +32,6 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "loadavg_1m": round(load[0], 2),
         "python": platform.python_version(),
-        "note": "shared 2-core machine: 8 helpers + a coordinator ran jobs beside this run",
     }
 
 
@@ -67,8 +66,7 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         "",
         f"`{meta['command']}` at {meta['started']} UTC, {meta['seconds']:.0f} s, "
         f"{'quick' if meta['quick'] else 'full'} mode: **{passed}/{len(results)} scenarios passed**. "
-        f"Machine: {meta['machine']['cpus']} CPUs, load {meta['machine']['loadavg_1m']} at the end "
-        f"({meta['machine']['note']}).",
+        f"Machine: {meta['machine']['cpus']} CPUs, load average {meta['machine']['loadavg_1m']} (1 min) at the end.",
         "",
         table(results, tuple(meta.get("known_failing", ()))),
         "",

@@ -9,8 +9,8 @@
   calendar window, 14 inputs read + the 2 model inputs): ``predict_one`` + ``context`` + ``weights`` +
   ``learn_one``, what the edge's hot loop calls per record.
 
-The last line is JSON (BENCHMARKS.md, "Context stacking's cost"). Run it under
-``flock /tmp/coord/heavy.lock`` on a shared machine.
+The last line is JSON (BENCHMARKS.md, "Context stacking's cost"). Other work on the machine inflates
+CPU time less than wall time, but still: run it on a quiet machine.
 """
 
 from __future__ import annotations
