@@ -123,7 +123,7 @@ class EdgeApp:
         if cfg.windows.uploader == "s3" and self.mqtt is None:
             log.warning("windows.uploader s3 without mqtt: windows are uploaded but no window notice is published")
         self.uploads, self.spool = open_window_pipeline(
-            cfg, self.state_dir, self.spec, self.mqtt, self.event, self._window_closed
+            cfg, self.state_dir, self.spec, self.mqtt, self.event, self._window_closed, forecasts=cfg.windows.forecasts
         )
         self.residual_index = {"batch": 0, "speed": 1, "hybrid": 2}[cfg.drift_residual]
         gc.collect()

@@ -70,6 +70,7 @@ class Windows:
     early_on_drift: bool = True  # close the device's window when drift fires (early re-training)
     fsync: bool = False  # fsync the spool before each commit (survives power loss, slower)
     max_spool_mb: float | None = 512.0  # closed windows waiting for upload: beyond this the OLDEST are dropped
+    forecasts: bool = True  # spool the forecasts made for each reading; upload them beside its window (forecasts/)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,8 @@ class EdgeConfig:
                 raise ConfigError(f"windows.{key} must be >= 1 (or null), got {value!r}")
         if w.max_records is None and w.max_seconds is None:
             raise ConfigError("windows needs max_records and/or max_seconds")
+        if not isinstance(w.forecasts, bool):
+            raise ConfigError(f"windows.forecasts must be true or false, got {w.forecasts!r}")
         if w.max_spool_mb is not None and (not isinstance(w.max_spool_mb, int | float) or w.max_spool_mb <= 0):
             raise ConfigError(f"windows.max_spool_mb must be > 0 (or null: unbounded), got {w.max_spool_mb!r}")
         if w.uploader not in UPLOADERS:

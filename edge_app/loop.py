@@ -153,7 +153,7 @@ def process(app: Any, msgs: list) -> None:
                 ahead = state.ahead
                 ahead.append(made)
                 state.pending = ahead.popleft()
-            spool_add(r)
+            spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
             value = encode_prediction(
                 r,
                 forecast,

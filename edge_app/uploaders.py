@@ -6,7 +6,9 @@ puts the window into the windows bucket and then publishes the window notice
 (:class:`model_contract.messages.WindowNotice`) on MQTT ``hybridstream/<thing>/windows``
 (``edge-cloud`` mode: the IoT rule queues it for the trainer).
 :class:`UploadWorker` runs uploads off the hot path, retries with backoff, and deletes a spooled
-window only after its upload (and notice) succeeded; offline, windows wait on disk.
+window only after its upload (and notice) succeeded; offline, windows wait on disk. With a
+:class:`~edge_app.forecasts.ForecastExport` it first puts the window's forecasts
+(``forecasts/<thing>/.../<window-id>.jsonl.gz``, :meth:`put`), derived from the spooled window.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_app.forecasts import CONTENT_TYPE as FORECASTS_CONTENT_TYPE
+from edge_app.forecasts import ForecastExport
 from edge_app.s3 import LazyS3Client
 from edge_app.windows import WindowSpool, window_key
+from model_contract.layout import forecasts_key
 from model_contract.messages import WindowNotice
 from model_contract.topics import WINDOWS, device_topic
 
@@ -32,6 +37,10 @@ log = logging.getLogger("edge_app.uploaders")
 class Uploader(Protocol):
     def upload(self, key: str, path: Path, meta: dict[str, Any]) -> str:
         """Store the file under ``key``; return where it went (URI). Raise on failure."""
+        ...
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` under ``key`` (a window's forecasts); return the URI. Raise on failure."""
         ...
 
 
@@ -46,6 +55,14 @@ class LocalFolderUploader:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+        return target.resolve().as_uri()
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
         os.replace(tmp, target)
         return target.resolve().as_uri()
 
@@ -92,6 +109,10 @@ class S3Uploader:
             self.transport.publish(self.topic, notice.to_json(), timeout=self.publish_timeout)
         return f"s3://{self.bucket}/{key}"
 
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        self.client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        return f"s3://{self.bucket}/{key}"
+
 
 def _s3(cfg: Any, transport: Any) -> Uploader:
     w = cfg.windows
@@ -133,8 +154,10 @@ class UploadWorker:
         max_backoff: float = 60.0,
         max_tries: int = 20,  # ~15 min with the backoff capped at 60 s; then the window is quarantined
         max_spool_bytes: int | None = None,  # ready/ beyond this: the oldest windows are dropped
+        forecasts: ForecastExport | None = None,  # put each window's forecasts first (uploaders with put())
     ) -> None:
         self._uploader = uploader
+        self._forecasts = forecasts if callable(getattr(uploader, "put", None)) else None
         self._thing = thing
         self._events = events or (lambda kind, **fields: None)
         self._max_backoff = max_backoff
@@ -230,8 +253,15 @@ class UploadWorker:
             return
         backoff = 0.5
         tries = 0
+        extra: dict[str, str] = {}
         while True:
             try:
+                if self._forecasts is not None and not extra:
+                    body = self._forecasts.encode(path)
+                    fkey = forecasts_key(self._thing, path.stem)
+                    if body is not None:
+                        self._uploader.put(fkey, body, FORECASTS_CONTENT_TYPE)
+                    extra = {"forecasts_key": fkey if body is not None else ""}
                 uri = self._uploader.upload(key, path, meta)
             except FileNotFoundError:
                 log.warning("window %s vanished before upload", path)
@@ -249,7 +279,7 @@ class UploadWorker:
                 continue
             path.unlink(missing_ok=True)
             self.uploaded += 1
-            self._events("window_uploaded", key=key, uri=uri, **meta)
+            self._events("window_uploaded", key=key, uri=uri, **meta, **extra)
             return
 
 
@@ -260,15 +290,18 @@ def open_window_pipeline(
     transport: Any,
     events: Callable[..., None],
     on_closed: Callable[..., None],
+    forecasts: bool = False,
 ) -> tuple[UploadWorker, WindowSpool]:
     """The window spool under ``state_dir/windows`` and its upload worker, as ``run`` and
-    ``forward`` both use them; windows a crash left behind are queued for upload first."""
+    ``forward`` both use them; windows a crash left behind are queued for upload first.
+    ``forecasts``: rows carry the forecasts made for them, uploaded beside each window (``run``)."""
     mb = cfg.windows.max_spool_mb
     uploads = UploadWorker(
         make_uploader(cfg, transport),
         cfg.thing_name,
         events=events,
         max_spool_bytes=int(mb * 1e6) if mb is not None else None,
+        forecasts=ForecastExport(spec.target, spec.horizon) if forecasts else None,
     )
     spool = WindowSpool(
         Path(state_dir) / "windows",
@@ -277,6 +310,7 @@ def open_window_pipeline(
         max_seconds=cfg.windows.max_seconds,
         on_closed=on_closed,
         fsync=cfg.windows.fsync,
+        forecasts=forecasts,
     )
     recovered = spool.recover()
     for path in recovered:

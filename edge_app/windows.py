@@ -1,8 +1,9 @@
 """Windows of recent readings for re-training, spooled to disk as they arrive.
 
 Each device has one open window: a CSV file in ``<state>/windows/open/`` (header = the
-spec's timestamp column, device column, then its columns) that every valid reading is
-appended to. The loop calls :meth:`WindowSpool.flush` before it commits offsets, so every
+spec's timestamp column, device column, then its columns; with ``forecasts``, then
+:data:`edge_app.forecasts.FORECAST_COLUMNS`: the forecasts made for the reading) that every
+valid reading is appended to. The loop calls :meth:`WindowSpool.flush` before it commits offsets, so every
 committed reading is in the OS page cache (``fsync=True``: on disk). A window closes after
 ``max_records`` readings and/or ``max_seconds`` (wall clock since it opened), on a drift
 event, or at shutdown; it is then renamed into ``ready/`` and handed to the uploader thread.
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from edge_app.forecasts import FORECAST_COLUMNS, NO_FORECAST
 from edge_app.records import Reading
 from model_contract import FeatureSpec
 from model_contract.layout import window_key  # the S3 layout is the contract's (re-exported for the uploader)
@@ -104,6 +106,7 @@ class WindowSpool:
         max_seconds: float | None,
         on_closed: Closed,
         fsync: bool = False,
+        forecasts: bool = False,
     ) -> None:
         self.open_dir = root / "open"
         self.ready_dir = root / "ready"
@@ -111,6 +114,9 @@ class WindowSpool:
         self.open_dir.mkdir(parents=True, exist_ok=True)
         self.ready_dir.mkdir(parents=True, exist_ok=True)
         self._header = [spec.timestamp_column, spec.device_column, *spec.columns]
+        self._forecasts = forecasts  # rows carry the forecasts made for them (FORECAST_COLUMNS)
+        if forecasts:
+            self._header += FORECAST_COLUMNS
         self._max_records = max_records
         self._max_seconds = max_seconds
         self._on_closed = on_closed
@@ -133,7 +139,7 @@ class WindowSpool:
     def _recover_one(self, part: Path) -> None:
         with open(part, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
-        data = [r for r in rows[1:] if len(r) == len(self._header)]  # a torn last line is dropped
+        data = [r for r in rows[1:] if len(r) == len(rows[0])]  # a torn last line is dropped
         if not data:
             part.unlink()
             return
@@ -155,12 +161,23 @@ class WindowSpool:
         log.warning("quarantined %s: %s", path.name, reason)
         return target
 
-    def add(self, reading: Reading) -> None:
-        """Append one valid reading to its device's open window (closing it when full)."""
+    def add(self, reading: Reading, made: Any = None, batch_version: str = "") -> None:
+        """Append one valid reading to its device's open window (closing it when full).
+
+        ``made``: the :class:`~edge_app.state.Pending` forecasts made for this reading (None: none),
+        written with ``batch_version`` when the spool keeps forecasts."""
         w = self._open.get(reading.device)
         if w is None:
             w = self._start(reading)
-        w.writer.writerow((reading.timestamp, reading.device, *reading.values))
+        if not self._forecasts:
+            w.writer.writerow((reading.timestamp, reading.device, *reading.values))
+        elif made is None:
+            w.writer.writerow((reading.timestamp, reading.device, *reading.values, *NO_FORECAST))
+        else:
+            w.writer.writerow(
+                (reading.timestamp, reading.device, *reading.values, made.batch, made.speed, made.hybrid,
+                 batch_version, made.speed_version)
+            )  # fmt: skip
         w.rows += 1
         w.held += 1
         w.last_ts = reading.timestamp

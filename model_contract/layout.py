@@ -3,6 +3,7 @@
 ::
 
     windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.csv   # the edge uploads (windows bucket)
+    forecasts/<thing>/<yyyy>/<mm>/<dd>/<window-id>.jsonl.gz   # ... and the window's forecasts beside it
     models/<name>/<version>/model.tflite                # the trainer publishes (models bucket) ...
     models/<name>/<version>/manifest.json               # ... manifest second ...
     models/<name>/LATEST                                # ... and the pointer last
@@ -20,6 +21,8 @@ Plain Python (stdlib only).
 'windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv'
 >>> thing_from_window_key("windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv")
 'pi-1'
+>>> forecasts_key("pi-1", "T1_20170114T000000Z_1000")
+'forecasts/pi-1/2017/01/14/T1_20170114T000000Z_1000.jsonl.gz'
 >>> manifest_key("speed-pi-1", "0a1b"), latest_key("speed-pi-1")
 ('models/speed-pi-1/0a1b/manifest.json', 'models/speed-pi-1/LATEST')
 >>> p = parse_latest(LatestPointer.for_model("m", "v1", sha256="ab", kind="speed").to_json(), name="m")
@@ -36,6 +39,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 WINDOWS_PREFIX = "windows"
+FORECASTS_PREFIX = "forecasts"  # per-reading forecasts, one object per window (the Athena table's data)
+FORECASTS_SUFFIX = ".jsonl.gz"
+FORECASTS_DAY_FORMAT = "yyyy/MM/dd"  # the ``day`` partition as Athena's date projection spells it
 MODELS_PREFIX = "models"
 REJECTED_PREFIX = "rejected"
 MODEL_FILE = "model.tflite"
@@ -76,11 +82,42 @@ def window_key(thing: str, window_id: str) -> str:
     ...
     ValueError: not a window id: 'stray'
     """
+    return f"{WINDOWS_PREFIX}/{thing}/{_window_date_path(window_id)}/{window_id}.csv"
+
+
+def _window_date_path(window_id: str) -> str:
     parts = window_id.rsplit("_", 2)
     if len(parts) != 3 or len(parts[1]) != 16 or not parts[1][:8].isdigit():
         raise ValueError(f"not a window id: {window_id!r}")
     stamp = parts[1]
-    return f"{WINDOWS_PREFIX}/{thing}/{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}/{window_id}.csv"
+    return f"{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}"
+
+
+def forecasts_key(thing: str, window_id: str) -> str:
+    """The key of a window's forecasts (one JSON object per reading, gzip): the window's key under
+    ``forecasts/`` with ``.jsonl.gz``. Partitions: ``thing`` and ``day`` (the window's first reading, UTC)."""
+    return f"{FORECASTS_PREFIX}/{thing}/{_window_date_path(window_id)}/{window_id}{FORECASTS_SUFFIX}"
+
+
+def forecasts_partition(key: str) -> tuple[str, str]:
+    """(thing, day ``yyyy/mm/dd``) of a forecasts key; ValueError for any other key.
+
+    >>> forecasts_partition("forecasts/pi-1/2017/01/14/T1_20170114T000000Z_1000.jsonl.gz")
+    ('pi-1', '2017/01/14')
+    """
+    parts = key.split("/")
+    if len(parts) != 6 or parts[0] != FORECASTS_PREFIX or not key.endswith(FORECASTS_SUFFIX):
+        raise ValueError(f"not a forecasts key: {key!r}")
+    return parts[1], "/".join(parts[2:5])
+
+
+def forecasts_location_template(bucket: str) -> str:
+    """Athena's ``storage.location.template`` for the forecasts table (projected ``thing`` and ``day``).
+
+    >>> forecasts_location_template("b")
+    's3://b/forecasts/${thing}/${day}/'
+    """
+    return f"s3://{bucket}/{FORECASTS_PREFIX}/${{thing}}/${{day}}/"
 
 
 def thing_from_window_key(key: str) -> str:

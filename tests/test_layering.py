@@ -23,7 +23,12 @@ ALLOWED = {
 }
 # dev tools that live beside a shipped package but are left out of its artifact (infra.training.TRAINER_EXCLUDE)
 DEV_TOOLS = {"training_job/bench.py"}
-WIRE = ("model_contract/topics.py", "model_contract/layout.py", "model_contract/messages.py")
+WIRE = (
+    "model_contract/topics.py",
+    "model_contract/layout.py",
+    "model_contract/messages.py",
+    "model_contract/forecasts.py",
+)
 
 
 def _imports(path: Path) -> set[str]:

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from edge_app.combiners import make_combiner
+from edge_app.forecasts import FORECAST_COLUMNS
 from hybridstream.devtools.edge import expected_forecasts, read_rows, reading_json
 from model_contract import FeatureBuffer, Manifest, rows_to_matrix
+from model_contract.forecasts import decode_lines
 from tests.edge_app.helpers import AppThread, collect, edge_config, produce
 
 pytestmark = pytest.mark.kafka
@@ -98,18 +100,35 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
     for c in (counters, agg[-1]["counters"]):
         assert c["combiner_muted_batch"] == c["combiner_muted_speed"] == 0 and c["combiner_fallbacks"] >= 0
 
-    # every reading ended up in exactly one uploaded window, with the trainer's columns
+    # every reading ended up in exactly one uploaded window, with the trainer's columns (then the forecasts)
     files = sorted((tmp_path / "uploads" / "windows" / "pi-test").rglob("*.csv"))
     assert len(files) == 2 * len(DEVICES)  # one closed at 100 rows, one at shutdown, per device
     seen = []
     for path in files:
         with open(path, newline="") as fh:
             table = list(csv.DictReader(fh))
-        assert list(table[0]) == ["Date_time", "device", "Db1t_avg", "Db2t_avg", "Gb1t_avg", "Gb2t_avg", "Ot_avg"]
+        assert list(table[0]) == ["Date_time", "device", "Db1t_avg", "Db2t_avg", "Gb1t_avg", "Gb2t_avg", "Ot_avg",
+                                  *FORECAST_COLUMNS]  # fmt: skip
         seen += [(r["device"], r["Date_time"]) for r in table]
         assert all(math.isfinite(float(r["Ot_avg"])) for r in table)
     assert sorted(seen) == sorted((d, r["Date_time"]) for d in DEVICES for r in rows)
     assert np.isfinite(want_batch[1:]).all()
+
+    # ... and beside each window its forecasts: per reading, the forecasts the previous record made for it
+    objects = sorted((tmp_path / "uploads" / "forecasts" / "pi-test").rglob("*.jsonl.gz"))
+    assert [o.name.removesuffix(".jsonl.gz") for o in objects] == [f.stem for f in files]
+    made_for = {}
+    for device in DEVICES:
+        mine = [p for p in preds if p["device"] == device]
+        for prev, p in zip([None, *mine], mine, strict=False):
+            made_for[p["key"]] = (prev or {}).get("forecast") or {}
+    records = [r for o in objects for r in decode_lines(o.read_bytes())]
+    assert len(records) == len(values) and {f"{r['device']}|{r['timestamp']}" for r in records} == set(made_for)
+    for r in records:
+        want = made_for[f"{r['device']}|{r['timestamp']}"]
+        assert (r["batch"], r["speed"], r["dynamic"]) == (want.get("batch"), want.get("speed"), want.get("hybrid"))
+        assert r["model_batch"] == (batch_version if want else None) and r["horizon"] == 1
+        assert r["target"] == "Ot_avg" and isinstance(r["actual"], float) and r["time_utc"].startswith("20")
 
 
 def test_a_step_change_fires_a_drift_event_and_an_early_window(kafka_bootstrap, topic_prefix, edge_models, tmp_path):

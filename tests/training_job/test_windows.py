@@ -101,3 +101,19 @@ def test_history_with_another_time_format_needs_and_takes_time_format():
         parse_window(data, SPEC, fmt="csv", min_rows=10)
     window = parse_window(data, SPEC, fmt="csv", min_rows=10, time_format="%m/%d/%Y %H:%M")
     assert window.timestamps[0] == "2010-01-01T00:00:00" and window.epochs[25] - window.epochs[0] == 25 * 3600
+
+
+def test_the_edges_forecast_columns_are_ignored():
+    """The edge spools each reading's forecasts after the spec's columns (edge_app.forecasts): the
+    trainer reads columns by name, so the window trains exactly as without them."""
+    from edge_app.forecasts import FORECAST_COLUMNS
+
+    plain = _csv(60)
+    lines = plain.decode().splitlines()
+    extra = [f"{lines[0]},{','.join(FORECAST_COLUMNS)}"]
+    extra += [f"{line},{'' if i == 0 else '5.1,5.2,5.15,b1,s1'}" for i, line in enumerate(lines[1:])]
+    with_forecasts = parse_window(("\n".join(extra) + "\n").encode(), SPEC, min_rows=50)
+    without = parse_window(plain, SPEC, min_rows=50)
+    assert with_forecasts.rows == without.rows == 60
+    assert with_forecasts.matrix.tolist() == without.matrix.tolist()
+    assert with_forecasts.first_ts == without.first_ts

@@ -1,0 +1,111 @@
+"""A window's forecasts, for the fleet's forecast history (Athena table, ``hybridstream results``).
+
+The hot loop appends, to the row it already spools for each reading, the forecasts it already
+holds for that reading (:class:`edge_app.state.Pending`) and the model versions: the window CSV
+gets the columns :data:`FORECAST_COLUMNS` after the spec's (the trainer reads columns by name and
+ignores them). Off the hot path, when the window is uploaded, :class:`ForecastExport` turns those
+rows into the forecasts object (:mod:`model_contract.forecasts`), which the upload worker puts to
+``forecasts/<thing>/<yyyy>/<mm>/<dd>/<window-id>.jsonl.gz`` before the window itself: same
+spool, same retries, same idempotent key (the window id).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from model_contract.calendar import BadRecord, parse_timestamp
+from model_contract.forecasts import encode_lines
+
+log = logging.getLogger("edge_app.forecasts")
+
+# the window CSV's columns after the spec's: forecasts made for the row's reading, and by which models
+FORECAST_COLUMNS = ("forecast_batch", "forecast_speed", "forecast_dynamic", "model_batch", "model_speed")
+NO_FORECAST = ("", "", "", "", "")
+CONTENT_TYPE = "application/gzip"
+
+
+def forecast_cells(made: Any, batch_version: str) -> tuple:
+    """The window row's forecast cells for a :class:`~edge_app.state.Pending` (or None: empty cells)."""
+    if made is None:
+        return NO_FORECAST
+    return (made.batch, made.speed, made.hybrid, batch_version, made.speed_version)
+
+
+def _float(text: str) -> float | None:
+    if not text:
+        return None
+    x = float(text)
+    return x if math.isfinite(x) else None
+
+
+def utc_text(epoch: float) -> str:
+    """``yyyy-mm-dd hh:mm:ss.ffffff`` (UTC): sorts as text, parses as a timestamp in Athena and DuckDB.
+
+    >>> utc_text(1484352000.25)
+    '2017-01-14 00:00:00.250000'
+    """
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class ForecastExport:
+    """Window CSV (with :data:`FORECAST_COLUMNS`) -> forecasts records / the object's bytes."""
+
+    def __init__(self, target: str, horizon: int = 1) -> None:
+        self.target = target
+        self.horizon = int(horizon)
+        self.errors = 0  # windows whose forecasts could not be read (the window itself still uploads)
+
+    def records(self, path: Path) -> list[dict[str, Any]] | None:
+        """One record per spooled reading; None if the window has no forecast columns (e.g. spooled by
+        ``edge forward``, or before the upgrade). A row that cannot be read is skipped."""
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or not set(FORECAST_COLUMNS) <= set(header) or self.target not in header:
+                return None
+            ti = header.index(self.target)
+            fb, fs, fd, mb, ms = (header.index(c) for c in FORECAST_COLUMNS)
+            width = len(header)
+            out = []
+            for row in reader:
+                if len(row) != width:
+                    continue
+                try:
+                    epoch = parse_timestamp(row[0])
+                    out.append(
+                        {
+                            "timestamp": row[0],
+                            "epoch": epoch,
+                            "time_utc": utc_text(epoch),
+                            "device": row[1],
+                            "target": self.target,
+                            "actual": _float(row[ti]),
+                            "batch": _float(row[fb]),
+                            "speed": _float(row[fs]),
+                            "dynamic": _float(row[fd]),
+                            "model_batch": row[mb] or None,
+                            "model_speed": row[ms] or None,
+                            "horizon": self.horizon,
+                        }
+                    )
+                except (BadRecord, ValueError, OverflowError, OSError):
+                    continue
+        return out
+
+    def encode(self, path: Path) -> bytes | None:
+        """The forecasts object of a window, or None (no forecast columns, or unreadable: logged, counted).
+        A missing file raises FileNotFoundError (the upload worker's "vanished" case)."""
+        try:
+            records = self.records(path)
+        except FileNotFoundError:
+            raise
+        except (OSError, UnicodeError, csv.Error) as exc:
+            self.errors += 1
+            log.warning("forecasts of window %s not readable (%s): the window uploads without them", path.name, exc)
+            return None
+        return None if records is None else encode_lines(records)
