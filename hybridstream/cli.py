@@ -23,6 +23,7 @@ GROUPS: dict[str, str] = {
     "fleet": "hybridstream.fleet.cli",
     "models": "hybridstream.models_cli",
     "eval": "hybridstream.evaluation.cli",
+    "results": "hybridstream.results.cli",
 }
 
 

@@ -42,7 +42,7 @@ def checked(value: str, what: str) -> str:
 
 def _scored(table: str, where: str) -> str:
     return f"""WITH src AS (
-  SELECT thing, device, "timestamp", epoch, time_utc, actual, batch, speed, dynamic, horizon,
+  SELECT thing, device, "timestamp", epoch, time_utc, target, actual, batch, speed, dynamic, horizon,
          model_batch, model_speed, lower, upper, anomaly,
          ROW_NUMBER() OVER (PARTITION BY thing, device, "timestamp" ORDER BY day, epoch) AS copy
   FROM {table}
@@ -79,7 +79,7 @@ ORDER BY {order}"""
 
 
 def worst_sql(table: str, where: str, limit: int = 20) -> str:
-    """Devices ranked by the dynamic forecast's skill against persistence (1 - RMSE / RMSE of persistence), worst first."""
+    """Devices by the dynamic forecast's skill against persistence (1 - RMSE / RMSE of persistence), worst first."""
     return f"""{_scored(table, where)}, acc AS (
 SELECT thing, device, count(CASE WHEN common THEN 1 END) AS scored, {_rmse("dynamic")}, {_rmse("persistence")}
 FROM scored
@@ -97,7 +97,7 @@ def readings_sql(table: str, where: str, anomalies_only: bool = False) -> str:
     """Forecast against actual, reading by reading (deduplicated, in time order), with the interval when present."""
     flt = "WHERE anomaly = true" if anomalies_only else ""
     return f"""{_scored(table, where)}
-SELECT thing, device, "timestamp", time_utc, actual, batch, speed, dynamic, static, persistence, lower, upper,
+SELECT thing, device, "timestamp", time_utc, target, actual, batch, speed, dynamic, static, persistence, lower, upper,
        anomaly, model_batch, model_speed, horizon
 FROM scored
 {flt}
