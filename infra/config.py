@@ -61,6 +61,8 @@ class AppConfig:
       fleet the current versions. ``fleet_artifacts`` (JSON list of asset object keys): the
       pinned release's artifacts, which devices must still be able to download.
     - ``rmse_alarm_threshold`` (2.0): hybrid RMSE (target units) above which the alarm fires.
+    - ``forecasts_scan_limit_mb`` (1000): the Athena workgroup's per-query scan limit
+      (``BytesScannedCutoffPerQuery``, at least 10 MB) for ``hybridstream results``.
     """
 
     mode: str = "edge-cloud"
@@ -79,6 +81,7 @@ class AppConfig:
     speed_model_name: str = SPEED_MODEL_TEMPLATE
     batch_model_name: str = BATCH_MODEL_NAME
     rmse_alarm_threshold: float = 2.0
+    forecasts_scan_limit_mb: int = 1000
     promote: bool = False
     fleet_component_versions: str = ""
     fleet_artifacts: str = ""
@@ -88,6 +91,8 @@ class AppConfig:
             raise ValueError(f"context mode must be one of {MODES}, not {self.mode!r}")
         if not 0 <= self.trainer_min_capacity <= self.trainer_max_capacity:
             raise ValueError("need 0 <= trainer_min_capacity <= trainer_max_capacity")
+        if self.forecasts_scan_limit_mb < 10:
+            raise ValueError("forecasts_scan_limit_mb must be >= 10 (Athena's minimum per-query scan limit)")
 
     @property
     def kafka_libs(self) -> Path:

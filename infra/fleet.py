@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.policy_size import IOT_POLICY_MAX_CHARS, WORST_CASE_PSEUDO, policy_chars
+from model_contract.layout import FORECASTS_PREFIX
 from model_contract.topics import TOPIC_ROOT
 
 THING = "${iot:Connection.Thing.ThingName}"  # IoT policy variable: the connected device's thing
@@ -33,7 +34,8 @@ class Fleet(Construct):
     Props:
         name_prefix: prefix of every physical name (default ``hybridstream``); thing names
             are ``<prefix>-<serial>`` (:mod:`infra.enrollment`).
-        windows_bucket: devices may write ``windows/<their thing>/*`` here, nothing else.
+        windows_bucket: devices may write ``windows/<their thing>/*`` and ``forecasts/<their thing>/*``
+            here, nothing else.
         models_bucket: devices may read their own speed model and the batch model here.
         credential_seconds: lifetime of the token exchange credentials (default 3600).
         speed_model_name / batch_model_name: the models a device may hear announced and read
@@ -248,7 +250,10 @@ class Fleet(Construct):
             iam.PolicyStatement(
                 sid="WriteOwnWindows",
                 actions=["s3:PutObject"],
-                resources=[windows.arn_for_objects(f"windows/{CRED_THING}/*")],
+                resources=[
+                    windows.arn_for_objects(f"windows/{CRED_THING}/*"),
+                    windows.arn_for_objects(f"{FORECASTS_PREFIX}/{CRED_THING}/*"),  # each window's forecasts
+                ],
             )
         )
         return role

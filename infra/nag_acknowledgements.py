@@ -30,6 +30,7 @@ CUSTOM_RESOURCE_PROVIDER = "AWS679f53fac002430cb0da5b7982bd2287"  # AwsCustomRes
 def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
     """(construct path, finding id, reason) for the stack as built."""
     models, windows, results = (_arn(stack, f"Storage/{b}") for b in ("Models", "Windows", "Results"))
+    query_results = _arn(stack, "Storage/QueryResults")
     fleet = _find(stack, "Fleet")
     speed_own = fleet.speed_model_name.replace("{thing}", "<credentials-iot:ThingName>")
     batch = fleet.batch_model_name
@@ -53,6 +54,24 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
             f"AwsSolutions-IAM5[Resource::{windows}/windows/<credentials-iot:ThingName>/*]",
             "Each device writes only under its own windows/<thing>/ prefix: the wildcard is the window id and the "
             "thing name comes from the credentials-provider policy variable.",
+        ),
+        (
+            "Fleet/TokenExchangeRole",
+            f"AwsSolutions-IAM5[Resource::{windows}/forecasts/<credentials-iot:ThingName>/*]",
+            "Each device writes its windows' forecasts only under its own forecasts/<thing>/ prefix: the wildcard is "
+            "<yyyy>/<mm>/<dd>/<window-id>.jsonl.gz and the thing name comes from the credentials-provider variable.",
+        ),
+        (
+            "Forecasts/QueryPolicy",
+            f"AwsSolutions-IAM5[Resource::{windows}/forecasts/*]",
+            "Athena reads the forecasts table's objects (forecasts/<thing>/<yyyy>/<mm>/<dd>/<window-id>.jsonl.gz) "
+            "with the caller's credentials: any thing and day a query selects; read only.",
+        ),
+        (
+            "Forecasts/QueryPolicy",
+            f"AwsSolutions-IAM5[Resource::{query_results}/athena/*]",
+            "The workgroup writes each query's result under athena/<query-id>.csv (ids generated per query) in the "
+            "query-results bucket, and the caller reads it back.",
         ),
         (
             "Enrollment/ProvisioningRole",

@@ -15,6 +15,7 @@ from infra.cloud_inference import CloudInference
 from infra.config import AppConfig
 from infra.enrollment import Enrollment
 from infra.fleet import Fleet
+from infra.forecasts import Forecasts
 from infra.functions import PythonFunction
 from infra.greengrass import GreengrassComponents
 from infra.model_announcer import ModelAnnouncer
@@ -59,6 +60,14 @@ class HybridStreamStack(Stack):
             speed_model_name=config.speed_model_name,
             batch_model_name=config.batch_model_name,
             trains_on_device=config.mode == "edge",
+        )
+        self.forecasts = Forecasts(
+            self,
+            "Forecasts",
+            windows_bucket=storage.windows,
+            query_results_bucket=storage.query_results,
+            name_prefix=prefix,
+            scan_limit_bytes=config.forecasts_scan_limit_mb * 1_000_000,
         )
         self.enrollment = Enrollment(
             self,
@@ -235,6 +244,13 @@ class HybridStreamStack(Stack):
             "WindowsBucket": (s.windows.bucket_name, "windows/<thing>/<yyyy>/<mm>/<dd>/<window-id>.<ext>"),
             "ModelsBucket": (s.models.bucket_name, "models/<name>/<version>/model.tflite + manifest.json"),
             "ResultsBucket": (s.results.bucket_name, "results/<thing>/..."),
+            "ForecastsDatabase": (self.forecasts.database_name, "Glue database of the forecasts table (Athena)"),
+            "ForecastsTable": (self.forecasts.table_name, "one row per reading: forecasts/<thing>/<yyyy>/<mm>/<dd>/"),
+            "ForecastsWorkGroup": (self.forecasts.workgroup_name, "Athena workgroup of hybridstream results"),
+            "ForecastsQueryPolicy": (
+                self.forecasts.query_policy.managed_policy_arn,
+                "managed policy to attach to whoever runs hybridstream results",
+            ),
             "FleetThingGroup": (f.fleet_group.thing_group_name, "thing group of the Pi fleet"),
             "CanaryThingGroup": (
                 f.canary_group.thing_group_name,

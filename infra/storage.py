@@ -1,4 +1,4 @@
-"""Storage: the windows, models and results buckets plus their access-log bucket."""
+"""Storage: the windows, models and results buckets, Athena's query-results bucket, and their access-log bucket."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Storage(Construct):
         window_expiry_days: windows are training input, kept this long (default 30).
         results_ia_days: results move to Infrequent Access after this many days (default 30).
         model_noncurrent_days: noncurrent model object versions are kept this long (default 90).
+        query_results_days: Athena query results are kept this long (default 7).
     """
 
     def __init__(
@@ -30,6 +31,7 @@ class Storage(Construct):
         window_expiry_days: int = 30,
         results_ia_days: int = 30,
         model_noncurrent_days: int = 90,
+        query_results_days: int = 7,
     ) -> None:
         super().__init__(scope, construct_id)
         self._retain = retain_data
@@ -72,6 +74,15 @@ class Storage(Construct):
                         )
                     ],
                 ),
+            ],
+        )
+
+        # Athena's query results (hybridstream results): written by the workgroup, kept a week
+        self.query_results = self._bucket(
+            "QueryResults",
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-query-results", expiration=Duration.days(query_results_days)),
+                s3.LifecycleRule(id="abort-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
             ],
         )
 

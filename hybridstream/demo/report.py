@@ -147,6 +147,11 @@ def write_report(out: Path, results: dict[str, Any], series: dict[str, dict[str,
         table,
         "",
     ]
+    history = results.get("forecast_history")
+    if history:
+        from hybridstream.demo.forecast_history import markdown
+
+        lines += markdown(history)
     for name, s in results.get("scenarios", {}).items():
         lines += [f"## {name}", "", s.get("description", ""), ""]
         keys = ("readings", "predicted", "unpredicted", "deadletter", "malformed_sent", "replayed", "windows_uploaded",
@@ -172,5 +177,9 @@ def write_report(out: Path, results: dict[str, Any], series: dict[str, dict[str,
         latest.unlink()
     os.symlink(out.name, latest)
     print("\n" + table + "\n", flush=True)
+    if history and history.get("rows"):
+        from hybridstream.results.query import table_text
+
+        print(f"{history['command']}:\n{table_text(history['rows'], digits=3)}\n", flush=True)
     print(f"demo: report in {out} (also {latest})", flush=True)
     return out

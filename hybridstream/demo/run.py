@@ -114,6 +114,7 @@ class Demo:
                 self._batch_model()
                 for i, scenario in enumerate(self.scenarios):
                     self._scenario(scenario, i)
+                self._forecast_history()
                 self.status = "ok"
         except Interrupted as exc:
             self.status = f"interrupted ({exc})"
@@ -534,6 +535,25 @@ class Demo:
         self._summarise(scenario, thing, collector, source, swaps(), send_times, began, crash, models, code)
         self.results["scenarios"][scenario.name]["windows_not_trained"] = dropped
         print(f"demo: scenario {scenario.name} done: {status()}", flush=True)
+
+    def _forecast_history(self) -> None:
+        """``hybridstream results --local`` over what reached the local S3, checked against the report."""
+        from hybridstream.demo.forecast_history import collect, forecast_history
+
+        self.progress.stage = "forecast history"
+        try:
+            if self.opts.mode == "cloud":
+                raise DemoError("cloud mode: the edge only forwards readings, it makes no forecasts to upload")
+            if self.opts.mode == "edge":
+                files = collect(self.report_dir, folder=self.outbox)
+            else:
+                files = collect(self.report_dir, s3=self.stack.s3_client(), bucket=self.stack.buckets[0])
+            history = forecast_history(self.report_dir, self.results["scenarios"], files, plot_scenario="step")
+        except Exception as exc:  # the scenarios' figures stand without it
+            history = {"command": "hybridstream results --local", "error": f"{type(exc).__name__}: {exc}"}
+        self.results["forecast_history"] = history
+        equal = history.get("equal_to_report")
+        print(f"demo: forecast history: {history.get('objects', 0)} objects, RMSEs equal to the report: {equal}")
 
     # ---- results of one scenario -----------------------------------------------------------------
     def _summarise(self, scenario, thing, collector, source, swaps, send_times, began, crash, models, exit_code):

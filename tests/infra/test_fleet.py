@@ -140,7 +140,9 @@ def test_token_exchange_role_and_alias(default):
     )
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["WriteOwnWindows"]["Action"] == "s3:PutObject"
-    assert _flat(by_sid["WriteOwnWindows"]["Resource"]).endswith("/windows/${credentials-iot:ThingName}/*")
+    own = [_flat(r) for r in by_sid["WriteOwnWindows"]["Resource"]]  # its windows and their forecasts, nothing else
+    assert sorted(r.rsplit("/", 3)[-3] for r in own) == ["forecasts", "windows"]
+    assert all(r.endswith("/${credentials-iot:ThingName}/*") for r in own)
     assert set(by_sid) == {
         "ReadModels",
         "ListModels",

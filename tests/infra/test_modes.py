@@ -10,7 +10,7 @@ from tests.infra.conftest import MODES
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_synthesizes_with_core_resources(built, mode):
     b = built[mode]
-    assert len(b.resources("AWS::S3::Bucket")) == 4
+    assert len(b.resources("AWS::S3::Bucket")) == 5  # windows, models, results, Athena query results, access logs
     # Prerequisites, EdgeApp, BatchModel, KafkaBroker (+ Trainer on the Pi in edge mode)
     assert len(b.resources("AWS::GreengrassV2::ComponentVersion")) == (5 if mode == "edge" else 4)
     assert len(b.resources("AWS::GreengrassV2::Deployment")) == 2

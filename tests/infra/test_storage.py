@@ -18,7 +18,7 @@ def _policy_for(b, bucket_id: str) -> dict:
 
 def test_every_bucket_is_encrypted_private_and_tls_only(default):
     buckets = default.resources("AWS::S3::Bucket")
-    assert len(buckets) == 4
+    assert len(buckets) == 5  # windows, models, results, Athena query results, access logs
     for logical_id, bucket in buckets.items():
         props = bucket["Properties"]
         rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
@@ -41,7 +41,7 @@ def test_every_bucket_is_encrypted_private_and_tls_only(default):
 def test_data_buckets_log_to_the_access_log_bucket(default):
     buckets = default.resources("AWS::S3::Bucket")
     logged = [b for b in buckets.values() if "LoggingConfiguration" in b["Properties"]]
-    assert len(logged) == 3
+    assert len(logged) == 4
     targets = {b["Properties"]["LoggingConfiguration"]["DestinationBucketName"]["Ref"] for b in logged}
     assert len(targets) == 1 and targets.pop().startswith("StorageAccessLogs")
 
@@ -92,7 +92,7 @@ def test_lifecycle_rules(default):
 def test_default_destroys_buckets_and_their_objects(default):
     for bucket in default.resources("AWS::S3::Bucket").values():
         assert bucket["DeletionPolicy"] == "Delete"
-    assert len(default.resources("Custom::S3AutoDeleteObjects")) == 4
+    assert len(default.resources("Custom::S3AutoDeleteObjects")) == 5
 
 
 def test_retain_data_keeps_buckets():
