@@ -497,7 +497,8 @@ class ContextStacking(Configurable):
     clipped to ``clip`` standard deviations, the forecast change to ``max_change`` RMS changes, errors
     winsorised, covariance bounded, a broken state resets itself). Its weights start at zero, so it
     starts as the persistence forecast; without the two model inputs it is the online linear baseline,
-    which it therefore contains (docs/combination.md, issue 8).
+    which it therefore contains (docs/combination.md, issue 8). ``use_batch`` / ``use_speed`` = False keep
+    that model's input at 0 (the ablation of docs/combination.md: both False is the online linear baseline).
 
     Guard: the forgotten squared error (half-life ``error_half_life`` records) of each model, of
     persistence and of the stack itself is tracked; a model whose recent RMS error exceeds ``mute``
@@ -544,6 +545,8 @@ class ContextStacking(Configurable):
         error_half_life: float = 24.0,
         twin: bool = False,
         twin_half_life: float = 5.0,
+        use_batch: bool = True,
+        use_speed: bool = True,
     ) -> None:
         _decay(half_life)
         if not clip > 0 or not max_change > 0:
@@ -553,6 +556,7 @@ class ContextStacking(Configurable):
         self.half_life, self.clip, self.max_change = half_life, clip, max_change
         self.mute, self.error_half_life = mute, error_half_life
         self.twin, self.twin_half_life = twin, twin_half_life
+        self.use_batch, self.use_speed = bool(use_batch), bool(use_speed)  # ablations: an unused input stays 0
         _decay(twin_half_life)
         self._twin: OnlineLinear | None = None
         self._blend: OnlineStacking | None = None
@@ -625,13 +629,17 @@ class ContextStacking(Configurable):
             mb = not mse[0] <= limit
             ms = not mse[1] <= limit
             guarded = not mse[3] <= limit
-        if mb:
+        if not self.use_batch:
+            db = 0.0
+        elif mb:
             self.muted[0] += 1
             db = 0.0
         elif not -_HUGE < db < _HUGE:
             self.bad_inputs += 1
             db = 0.0
-        if ms:
+        if not self.use_speed:
+            ds = 0.0
+        elif ms:
             self.muted[1] += 1
             ds = 0.0
         elif not -_HUGE < ds < _HUGE:

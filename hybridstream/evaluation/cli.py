@@ -132,7 +132,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
     run.add_argument("--limit", type=int, default=None, help="replay only the first N test rows (selection studies)")
     run.add_argument("--save", metavar="FILE.npz", default=None, help="also save every forecast per row (.npz)")
+    run.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also replay dynamic without the speed model, without the batch model and without both (same pass)",
+    )
     run.set_defaults(func=_run)
+
+    bench = cmds.add_parser(
+        "benchmark",
+        help="the FSNet/OneNet online protocol on one CSV: every approach's MSE/MAE per channel, beside the papers'",
+        description="Cut FILE.csv as the online-forecasting papers do (ETT: train rows 0-2,880, validation "
+        "2,880-3,600, stream 3,600-14,400, x4 for ETTm files; other files 20/5/75 %% in time order), z-score every "
+        "numeric column with the train rows' mean and standard deviation, then forecast each channel in turn "
+        "(or --target) H readings ahead from all channels: the batch model trained on train + validation, the "
+        "stream replayed as 'eval run' replays it (speed models every W rows, the combiners and the online "
+        "linear model learning each truth when it arrives). Prints per-channel and mean MSE (MAE) of batch, "
+        "speed, static, dynamic, persistence and online_linear, and the published FSNet/OneNet/LSTD MSE when the "
+        'file is one of theirs (by name: ETTh2, ETTm1). --json: the last stdout line is {"file", "borders", '
+        '"horizon", "window", "targets", "channels": {ch: {approach: {"mse", "mae"}}}, "mean": {approach: '
+        '{"mse", "mae"}}, "rows", "published": {method: mse}}. See docs/combination.md.',
+    )
+    bench.add_argument("file", metavar="FILE.csv", help="one time-ordered CSV (header row; a timestamp column)")
+    bench.add_argument("--target", help="forecast only this channel (default: each numeric column in turn)")
+    bench.add_argument("--columns", help="comma-separated input channels (default: every numeric column)")
+    bench.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
+    bench.add_argument(
+        "--lags", nargs="+", default=None, help="lags in readings, e.g. --lags 1-24 (default: the trainer's)"
+    )
+    bench.add_argument(
+        "--calendar", default="day", metavar="day|none|NAMES", help="calendar features (as eval run; default day)"
+    )
+    bench.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
+    bench.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's)")
+    bench.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
+    bench.add_argument(
+        "--borders",
+        default=None,
+        metavar="TRAIN,VAL,END",
+        help="override the row borders (end of train, of validation, of the stream), e.g. 2880,3600,14400",
+    )
+    bench.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also score dynamic without the speed model, without the batch model and without both",
+    )
+    bench.add_argument("--cache-dir", default=None, help="model cache (default .cache/eval; 'none' disables)")
+    bench.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
+    bench.set_defaults(func=_benchmark)
 
     experts = cmds.add_parser(
         "experts",
@@ -448,12 +495,117 @@ def _run_checked(args: argparse.Namespace) -> int:
         warm_combiner=args.warm_combiner,
         cache_dir=cache,
         log=_log,
+        variants=ABLATION if args.ablation else None,
     )
     if args.save:
         _log(f"forecasts saved to {result.save(args.save)}")
     print(report.run_table(result))
     if args.json:
         print(json.dumps(result.summary()), flush=True)
+    return 0
+
+
+ABLATION = {
+    "dynamic no speed": {"strategy": "dynamic", "use_speed": False},
+    "dynamic no batch": {"strategy": "dynamic", "use_batch": False},
+    "dynamic neither": {"strategy": "dynamic", "use_batch": False, "use_speed": False},
+}
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
+
+    try:
+        return _benchmark_checked(args)
+    except EvalInputError as exc:
+        print(f"hybridstream eval benchmark: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _benchmark_checked(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation import benchmark, csv_input  # noqa: PLC0415
+    from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
+    from model_contract import FeatureSpec  # noqa: PLC0415
+    from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
+    from training_job.model import TrainConfig  # noqa: PLC0415
+
+    err = csv_input.EvalInputError
+    try:
+        lags = _parse_lags(args.lags) or FeatureSpec().lags
+        override = [int(x) for x in args.borders.split(",")] if args.borders else None
+    except ValueError:
+        raise err("--lags and --borders take integers, e.g. --lags 1-24 --borders 2880,3600,14400") from None
+    try:
+        calendar = parse_calendar_option(args.calendar)
+    except ValueError as exc:
+        raise err(f"--calendar: {exc}") from None
+    if args.horizon < 1:
+        raise err("--horizon must be >= 1")
+    _log(f"reading {args.file}...")
+    table = csv_input.read_table(args.file)
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else list(table.numeric)
+    bad = [c for c in columns if c not in table.numeric]
+    if bad or not columns:
+        raise err(f"{args.file}: not numeric column(s) {bad or columns} (numeric: {table.numeric})")
+    if args.target and args.target not in columns:
+        raise err(f"{args.file}: target {args.target!r} is not one of the input channels {columns}")
+    targets = [args.target] if args.target else columns
+    prep = benchmark.prepare(table, columns, calendar, override)
+    ts = table.timestamp_column or "timestamp"
+
+    def make_spec(target: str) -> FeatureSpec:
+        try:
+            return FeatureSpec(
+                columns=tuple(columns),
+                target=target,
+                lags=lags,
+                horizon=args.horizon,
+                timestamp_column=ts,
+                calendar=calendar,
+            )
+        except ValueError as exc:
+            raise err(str(exc)) from None
+
+    spec0 = make_spec(targets[0])
+    if args.window < 2 * (spec0.max_lag + spec0.horizon) + 10:
+        raise err(f"--window {args.window} is too small for lags {spec0.lags} and horizon {spec0.horizon}")
+    b = prep.borders
+    _log(
+        f"borders: train [0, {b[0]}), validation [{b[0]}, {b[1]}), stream [{b[1]}, {b[2]}); channels "
+        f"{', '.join(columns)}; targets {', '.join(targets)}; lags {spec0.lags}; horizon {args.horizon}; "
+        f"calendar {', '.join(calendar) or 'none'}"
+    )
+    cfg = TrainConfig()
+    if args.epochs:
+        cfg = cfg.replace(epochs=args.epochs)
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
+    cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
+    res = benchmark.run_benchmark(
+        prep,
+        targets,
+        make_spec,
+        args.window,
+        cfg=cfg,
+        cache_dir=cache,
+        log=_log,
+        variants=ABLATION if args.ablation else None,
+    )
+    pub = benchmark.published(args.file, args.horizon)
+    print(benchmark.table_markdown(res, pub))
+    if args.json:
+        summary = {
+            "file": Path(args.file).name,
+            "borders": list(b),
+            "horizon": args.horizon,
+            "window": args.window,
+            "targets": targets,
+            "channels": res["channels"],
+            "mean": res["mean"],
+            "rows": res["rows"],
+            "published": pub,
+        }
+        print(json.dumps(summary), flush=True)
     return 0
 
 

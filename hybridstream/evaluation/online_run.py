@@ -61,6 +61,7 @@ class RunResult:
     speed_models: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     counters: dict = field(default_factory=dict)
+    variants: dict[str, np.ndarray] = field(default_factory=dict)  # other dynamic combiners (ablations)
 
     @property
     def scored(self) -> np.ndarray:
@@ -70,12 +71,13 @@ class RunResult:
             ok &= np.isfinite(f)
         return ok
 
-    def scores(self) -> dict[str, dict[str, float]]:
-        """Per approach: RMSE and MAE over the scored rows, and RMSE over each half of the stream."""
+    def scores(self, variants: bool = False) -> dict[str, dict[str, float]]:
+        """Per approach (and with ``variants`` each variant): RMSE and MAE over the scored rows, and RMSE over
+        each half of the stream."""
         ok = self.scored
         half = len(self.y) // 2
         out = {}
-        for name, f in self.forecasts.items():
+        for name, f in (self.forecasts | self.variants if variants else self.forecasts).items():
             e = (f - self.y)[ok]
             e1 = (f - self.y)[:half][ok[:half]]
             e2 = (f - self.y)[half:][ok[half:]]
@@ -93,7 +95,7 @@ class RunResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"spec": self.spec.to_dict(), "window": self.window, "speed_models": self.speed_models}
         meta |= {"seconds": self.seconds, "counters": self.counters}
-        arrays = {f"f_{k}": v for k, v in self.forecasts.items()}
+        arrays = {f"f_{k}": v for k, v in self.forecasts.items()} | {f"v_{k}": v for k, v in self.variants.items()}
         np.savez_compressed(path, y=self.y, speed_weight=self.speed_weight, meta=np.array(json.dumps(meta)), **arrays)
         return path
 
@@ -102,6 +104,7 @@ class RunResult:
         with np.load(path) as d:
             meta = json.loads(str(d["meta"]))
             forecasts = {k[2:]: d[k] for k in d.files if k.startswith("f_")}
+            variants = {k[2:]: d[k] for k in d.files if k.startswith("v_")}
             return cls(
                 FeatureSpec.from_dict(meta["spec"]),
                 int(meta["window"]),
@@ -111,6 +114,7 @@ class RunResult:
                 meta["speed_models"],
                 meta["seconds"],
                 meta["counters"],
+                variants,
             )
 
     def summary(self) -> dict:
@@ -119,6 +123,17 @@ class RunResult:
         sc = self.scores()
         return {
             "approaches": {k: {"rmse": sc[k]["rmse"], "mae": sc[k]["mae"]} for k in self.forecasts},
+            **(
+                {
+                    "variants": {
+                        k: {"rmse": v["rmse"], "mae": v["mae"]}
+                        for k, v in self.scores(True).items()
+                        if k in self.variants
+                    }
+                }
+                if self.variants
+                else {}
+            ),
             "retrains": len(self.speed_models),
             "rows": int(self.scored.sum()),
             "horizon": self.spec.horizon,
@@ -140,8 +155,14 @@ def run_stream(
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
     progress_every: int = 5000,
+    variants: Mapping[str, Mapping] | None = None,
 ) -> RunResult:
-    """Train the batch model on ``train``, then replay ``test`` record by record (see the module doc)."""
+    """Train the batch model on ``train``, then replay ``test`` record by record (see the module doc).
+
+    ``variants``: more dynamic combiner configs (label -> config, e.g. an ablation's), replayed beside
+    ``dynamic`` in the same pass (same models, same rule for learning) into :attr:`RunResult.variants`.
+    Models are cached by content version in ``cache_dir`` (the speed models too: a re-run replays only).
+    """
     from edge_app.combiners import make_combiner  # noqa: PLC0415
     from model_contract.runtime import TFLiteModel  # noqa: PLC0415
     from training_job.model import TrainConfig, quiet_native_output  # noqa: PLC0415
@@ -165,11 +186,16 @@ def run_stream(
     static = make_combiner({"strategy": "static", "speed_weight": 0.3})
     config = dict(combiner) if combiner is not None else {"strategy": "dynamic"}
     dynamic = dynamic_combiner(config, spec, manifest, train, warm=warm_combiner, log=log)
+    others = {
+        k: dynamic_combiner(v, spec, manifest, train, warm=warm_combiner, log=lambda m: None)
+        for k, v in (variants or {}).items()
+    }
+    extra = {k: np.full(n, np.nan) for k in others}
     uses_window = dynamic.uses_window
     warmed = getattr(dynamic, "warm_rows", 0)
     before = _counts(dynamic)
     buf = FeatureBuffer(spec)
-    pending: deque = deque()  # (target row, batch, speed, window copy, combiner context, speed model id)
+    pending: deque = deque()  # (target row, batch, speed, window copy, combiner context, speed model id, variants')
     ready: list = []  # speed models waiting to serve: (from row, model)
     speed_model = None
     speed_id = -1
@@ -181,10 +207,14 @@ def run_stream(
             speed_id += 1
             static.reset_speed()
             dynamic.reset_speed()
+            for c in others.values():
+                c.reset_speed()
         while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
-            j, b, s, w, ctx, sid = pending.popleft()
+            j, b, s, w, ctx, sid, octx = pending.popleft()
             if sid == speed_id:  # the edge's rule: learn only if the speed model that forecast still serves
                 dynamic.learn_one(b, s, y[j], ctx)
+                for c, cc in zip(others.values(), octx, strict=True):
+                    c.learn_one(b, s, y[j], cc)
             linear.learn_one(w, y[j])
         if buf.ready and t + h - 1 < n:
             j = t + h - 1
@@ -198,7 +228,11 @@ def run_stream(
             ws[j] = dynamic.weights[1]
             out["persistence"][j] = persistence.predict_one(win)
             out["online_linear"][j] = linear.predict_one(win)
-            pending.append((j, b, s, win.copy(), dynamic.context() if uses_window else None, speed_id))
+            octx = []
+            for k, c in others.items():
+                extra[k][j] = c.predict_one(b, s, win)
+                octx.append(c.context() if c.uses_window else None)
+            pending.append((j, b, s, win.copy(), dynamic.context() if uses_window else None, speed_id, octx))
         buf.push_row(test[t])
         if (t + 1) % window == 0 and t + 1 < n:
             rows = test[t + 1 - window : t + 1]
@@ -208,7 +242,7 @@ def run_stream(
                 rows,
                 spec,
                 speed_cfg,
-                None,
+                cache_dir,
                 lambda m: None,
                 kind="speed",
                 init_weights=init,
@@ -228,7 +262,8 @@ def run_stream(
     after = _counts(dynamic)  # the combiner's guard over the test stream (the warm-up left out)
     counters |= {f"dynamic_{k}": v - before.get(k, 0) for k, v in after.items()}
     counters["dynamic_warmup_rows"] = warmed
-    return RunResult(spec, window, y, out, ws, speed_info, round(time.perf_counter() - started, 1), counters)
+    seconds = round(time.perf_counter() - started, 1)
+    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra)
 
 
 def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> None:

@@ -164,7 +164,7 @@ def drift_tables(results: Mapping, ranking: Sequence, chosen: str) -> str:
 
 def run_table(result) -> str:
     """The ``eval run`` table: RMSE, MAE, RMSE per half and skill vs persistence per approach."""
-    sc = result.scores()
+    sc = result.scores(variants=True)
     base = sc["persistence"]["rmse"]
     rows = []
     for name, v in sc.items():

@@ -1,0 +1,196 @@
+"""``hybridstream eval benchmark``: the FSNet/OneNet online protocol on one CSV, every channel in turn.
+
+The protocol of the online-forecasting papers' data loaders (FSNet, Pham et al., ICLR 2023; OneNet,
+Zhang et al., NeurIPS 2023; LSTD): one time-ordered file is cut into train / validation / stream,
+
+* ETT files (name starting ``ETTh``): rows [0, 2,880) train, [2,880, 3,600) validation, [3,600, 14,400)
+  the stream (4 / 1 / 15 months of 30 days); ``ETTm`` (15-minute) files: the same borders x 4
+  (OneNet's own loader keeps the hourly row borders for ETTm: ``--borders 2880,3600,14400``);
+* any other file: 20 % / 5 % / 75 % of the rows, in time order;
+
+every numeric column is z-scored with the mean and standard deviation of the train rows, and each
+channel in turn (or ``--target``) is forecast ``H`` readings ahead from all channels. Here the batch
+model is trained on train + validation (its chronological 20 % holdout is the validation span for the
+ETT borders), the online linear model is streamed through the same rows, and the stream is replayed
+record by record by :func:`hybridstream.evaluation.online_run.run_stream`, the machinery of
+``eval run`` (speed models re-trained every ``window`` rows, the combiners learning each truth on
+arrival). The first stream row scored is the first row of the stream span (the lag window before it
+comes from the validation rows). MSE and MAE are in z-units, per channel and averaged over channels.
+
+Published figures (``PUBLISHED``) are shown beside ours when the file is one of the papers'. They
+forecast all channels jointly and, for ``H`` > 1, average the error over the 1..H steps ahead; we
+forecast each channel from all and score the H-th step only (harder). At ``H`` = 1 the two agree.
+
+>>> borders("data/ETTh2.csv", 17420)
+(2880, 3600, 14400)
+>>> borders("ETTm1.csv", 69680)
+(11520, 14400, 57600)
+>>> borders("weather.csv", 1000)
+(200, 250, 1000)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hybridstream.evaluation.csv_input import EvalInputError, Table, epochs
+from model_contract import FeatureSpec
+from model_contract.features import add_calendar
+
+ETT_HOURLY = (2880, 3600, 14400)
+
+# Published online-protocol MSE (all channels jointly, mean over the 1..H steps), by file stem and H.
+# FSNet and OneNet: OneNet paper (Zhang et al., "OneNet: Enhancing Time Series Forecasting Models under
+# Concept Drift by Online Ensembling", NeurIPS 2023), Table 2; LSTD ETTh2 H = 1 as quoted in issue 17.
+PUBLISHED_SOURCE = "OneNet (NeurIPS 2023) Table 2; LSTD as quoted in issue 17"
+PUBLISHED: dict[tuple[str, int], dict[str, float]] = {
+    ("ETTh2", 1): {"FSNet": 0.466, "OneNet": 0.380, "LSTD": 0.377},
+    ("ETTh2", 24): {"FSNet": 0.687, "OneNet": 0.532},
+    ("ETTh2", 48): {"FSNet": 0.846, "OneNet": 0.609},
+    ("ETTm1", 1): {"FSNet": 0.085, "OneNet": 0.082},
+    ("ETTm1", 24): {"FSNet": 0.115, "OneNet": 0.098},
+    ("ETTm1", 48): {"FSNet": 0.127, "OneNet": 0.108},
+}
+
+
+def borders(path: str | Path, rows: int, override: Sequence[int] | None = None) -> tuple[int, int, int]:
+    """(end of train, end of validation, end of stream) rows of the protocol for this file."""
+    stem = Path(path).stem
+    if override:
+        b = tuple(int(x) for x in override)
+        if len(b) != 3:
+            raise EvalInputError("--borders needs three row numbers: TRAIN_END,VAL_END,STREAM_END")
+    elif stem.startswith("ETTh"):
+        b = ETT_HOURLY
+    elif stem.startswith("ETTm"):
+        b = tuple(4 * x for x in ETT_HOURLY)
+    else:
+        n_train, n_test = int(rows * 0.2), int(rows * 0.75)
+        b = (n_train, rows - n_test, rows)
+    if not 0 < b[0] <= b[1] < b[2] <= rows:
+        raise EvalInputError(f"{path}: {rows} rows, borders {b} do not fit (0 < train <= validation < stream <= rows)")
+    return b  # type: ignore[return-value]
+
+
+def published(path: str | Path, horizon: int) -> dict[str, float]:
+    """The papers' MSE for this file and horizon ({} if it is not one of theirs)."""
+    return dict(PUBLISHED.get((Path(path).stem, horizon), {}))
+
+
+@dataclass
+class Prepared:
+    """The z-scored matrix (columns, then calendar features), the spec template and the borders."""
+
+    matrix: np.ndarray
+    columns: tuple[str, ...]
+    borders: tuple[int, int, int]
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def prepare(
+    table: Table,
+    columns: Sequence[str],
+    calendar: tuple[str, ...],
+    override: Sequence[int] | None = None,
+) -> Prepared:
+    """Cut, check and z-score (train statistics) the table's ``columns``; append the calendar features."""
+    from hybridstream.evaluation.csv_input import to_matrix  # noqa: PLC0415
+
+    if calendar and not table.timestamp_column:
+        raise EvalInputError(
+            f"{table.path}: no timestamp column detected; the calendar features need one (--calendar none)"
+        )
+    b = borders(table.path, table.rows, override)
+    spec = FeatureSpec(columns=tuple(columns), target=columns[-1], timestamp_column=table.timestamp_column or "t")
+    raw = to_matrix(table, spec)  # finite numbers or a clear error
+    mean = raw[: b[0]].mean(axis=0)
+    std = raw[: b[0]].std(axis=0)
+    flat = [c for c, s in zip(columns, std, strict=True) if not s > 0]
+    if flat:
+        raise EvalInputError(
+            f"{table.path}: column(s) {', '.join(flat)} are constant over the train rows (cannot z-score)"
+        )
+    z = (raw - mean) / std
+    if calendar:
+        z = add_calendar(z, epochs(table), FeatureSpec(columns=tuple(columns), target=columns[-1], calendar=calendar))
+    return Prepared(z, tuple(columns), b, mean, std)
+
+
+def channel_split(prep: Prepared, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, int]:
+    """(history: train + validation rows, stream with the lag window before it, rows of that lead-in)."""
+    _, val_end, end = prep.borders
+    lead = spec.max_lag + spec.horizon - 1
+    if val_end - lead < 0:
+        raise EvalInputError(f"lags {spec.lags} and horizon {spec.horizon} need {lead} rows before the stream")
+    return prep.matrix[:val_end], prep.matrix[val_end - lead : end], lead
+
+
+def errors(forecast: np.ndarray, y: np.ndarray, ok: np.ndarray) -> dict[str, float]:
+    e = (forecast - y)[ok]
+    return (
+        {"mse": float(np.mean(e * e)), "mae": float(np.mean(np.abs(e)))}
+        if len(e)
+        else {"mse": math.nan, "mae": math.nan}
+    )
+
+
+def run_benchmark(
+    prep: Prepared,
+    targets: Sequence[str],
+    make_spec: Callable[[str], FeatureSpec],
+    window: int,
+    *,
+    cfg=None,
+    cache_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+    variants: dict | None = None,
+) -> dict:
+    """Per target channel: every approach's MSE and MAE over the stream; their mean over channels."""
+    from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
+
+    channels: dict[str, dict] = {}
+    counters: dict[str, dict] = {}
+    rows = 0
+    for i, target in enumerate(targets, 1):
+        spec = make_spec(target)
+        history, stream, lead = channel_split(prep, spec)
+        log(f"[{i}/{len(targets)}] target {target}: history {len(history)} rows, stream {len(stream) - lead} rows")
+        result = run_stream(
+            history, stream, spec, window, cfg=cfg, cache_dir=cache_dir, log=log, progress_every=0, variants=variants
+        )
+        ok = result.scored
+        ok[:lead] = False
+        rows = int(ok.sum())
+        forecasts = result.forecasts | result.variants
+        channels[target] = {name: errors(f, result.y, ok) for name, f in forecasts.items()}
+        counters[target] = result.counters
+        log(f"  {target}: " + ", ".join(f"{k} {v['mse']:.4f}" for k, v in channels[target].items()))
+    names = list(next(iter(channels.values())))
+    mean = {
+        name: {m: float(np.mean([channels[c][name][m] for c in channels])) for m in ("mse", "mae")} for name in names
+    }
+    return {"channels": channels, "mean": mean, "rows": rows, "counters": counters}
+
+
+def table_markdown(res: dict, pub: dict[str, float]) -> str:
+    """Per channel MSE (MAE) of every approach, the mean over channels, and the published figures."""
+    from hybridstream.evaluation.report import md_table  # noqa: PLC0415
+
+    names = list(res["mean"])
+    head = ["channel", *names]
+    rows = [[c] + [f"{v[n]['mse']:.4f} ({v[n]['mae']:.4f})" for n in names] for c, v in res["channels"].items()]
+    rows.append(["**mean**"] + [f"**{res['mean'][n]['mse']:.4f}** ({res['mean'][n]['mae']:.4f})" for n in names])
+    md = "MSE (MAE) over the stream, z-scored units\n\n" + md_table(head, rows)
+    if pub:
+        md += f"\n\nPublished MSE ({PUBLISHED_SOURCE}; all channels jointly, mean over steps 1..H): " + ", ".join(
+            f"{k} {v:.3f}" for k, v in pub.items()
+        )
+    else:
+        md += "\n\nNo published figures for this file and horizon (FSNet/OneNet/LSTD report ETTh2, ETTm1, WTH, ECL)."
+    return md
