@@ -480,6 +480,96 @@ class FollowTheLeader(_ForgottenMSE):
             self._ms = self._mb
 
 
+class ExpertWeights:
+    """Exponentially weighted average of ``n`` forecasts (Littlestone-Warmuth / Vovk), with forgetting.
+
+    Expert ``i``'s weight is ``exp(-eta * L_i)`` normalised, ``L_i`` its exponentially forgotten
+    (``half_life`` records) sum of squared errors in units of ``v``, a slow running mean square of the
+    blend's own error (so ``eta`` has no units). The forecast is the weighted mean, so (squared loss
+    being convex) over any stretch of about a half-life its cumulative loss exceeds the best expert's of
+    that stretch by at most ``ln(n) / eta`` plus a term that grows with ``eta`` (the Hedge bound); a
+    blend of close experts can also beat them all. ``prior`` (optional): initial ``L`` per expert (a
+    head start for the one trusted first). Pure Python floats; one ``exp`` per expert and record.
+    A non-finite forecast gets no weight for that record; non-finite or huge errors are not learned.
+
+    >>> w = ExpertWeights(3, eta=1.0, half_life=50)
+    >>> for i in range(200):
+    ...     y = float(i % 5)
+    ...     w.learn_one((y + 0.1, y + 1.0, y - 2.0), y)
+    >>> [round(x, 2) for x in w.weights]
+    [1.0, 0.0, 0.0]
+    >>> round(w.predict_one((1.0, 5.0, float("nan"))), 2)
+    1.0
+    """
+
+    def __init__(self, n: int, eta: float = 1.0, half_life: float = 500.0, prior: Sequence[float] | None = None):
+        if n < 1 or not eta > 0:
+            raise ValueError("need n >= 1 experts and eta > 0")
+        self.n, self.eta, self.half_life = n, float(eta), float(half_life)
+        self._d = _decay(half_life)
+        self._dv = _decay(10.0 * half_life)
+        self._L = [float(x) for x in prior] if prior is not None else [0.0] * n
+        if len(self._L) != n:
+            raise ValueError(f"prior needs {n} values")
+        self._v = 0.0
+        self._seen = 0
+        self._w = [0.0] * n
+        self._set_weights()
+
+    def _set_weights(self) -> None:
+        eta, L = self.eta, self._L
+        lo = min(L)
+        w = self._w
+        total = 0.0
+        for i in range(self.n):
+            x = eta * (L[i] - lo)
+            w[i] = math.exp(-x) if x < 700.0 else 0.0
+            total += w[i]
+        for i in range(self.n):
+            w[i] /= total
+
+    @property
+    def weights(self) -> list[float]:
+        return list(self._w)
+
+    def predict_one(self, forecasts: Sequence[float]) -> float:
+        """The weighted mean of the finite forecasts (their weights renormalised)."""
+        num = den = 0.0
+        for wi, f in zip(self._w, forecasts, strict=True):
+            if -_HUGE < f < _HUGE:
+                num += wi * f
+                den += wi
+        if den > 0.0:
+            return num / den
+        return next((f for f in forecasts if -_HUGE < f < _HUGE), math.nan)
+
+    def learn_one(self, forecasts: Sequence[float], y: float, blend: float | None = None) -> None:
+        """Learn the truth ``y`` of ``forecasts`` (and of the blend's own forecast ``blend``, for the scale)."""
+        if not -_HUGE < y < _HUGE:
+            return
+        if blend is None or not -_HUGE < blend < _HUGE:
+            blend = self.predict_one(forecasts)
+        eb = blend - y
+        sq = eb * eb if -1e75 < eb < 1e75 else 1e150
+        self._seen += 1
+        dv = self._dv if self._seen * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._seen  # a plain mean at first
+        if self._seen > 10 and 0.0 < 1e4 * self._v < sq:
+            sq = 1e4 * self._v  # winsorised: one wild record must not blow up the scale
+        self._v = v = dv * self._v + (1.0 - dv) * sq
+        if not v > 0.0:
+            return
+        d, L, cap = self._d, self._L, 1e4
+        for i, f in enumerate(forecasts):
+            e = f - y
+            loss = e * e / v if -1e75 < e < 1e75 else cap
+            L[i] = d * L[i] + (loss if loss < cap else cap)
+        self._set_weights()
+
+
+# the expert-weighting layer of ContextStacking(blend="experts"): what its experts are, in order
+EXPERTS = ("stack", "online_linear", "persistence", "batch", "speed", "static")
+_STATIC_SPEED = 0.3  # the static expert: the research prototype's 0.3 speed / 0.7 batch
+
 # records of errors the guard needs before it mutes anything
 _GUARD_MIN_RECORDS = 10
 # a squared error is winsorised at context_stack.WILD (1e4) times persistence's forgotten one (one wild record
@@ -547,8 +637,16 @@ class ContextStacking(Configurable):
         twin_half_life: float = 5.0,
         use_batch: bool = True,
         use_speed: bool = True,
+        blend: str = "none",
+        blend_eta: float = 1.0,
+        blend_half_life: float = 500.0,
+        blend_prior: float = 0.0,
     ) -> None:
         _decay(half_life)
+        if blend not in ("none", "experts"):
+            raise ValueError("blend must be 'none' or 'experts'")
+        if blend == "experts" and twin:
+            raise ValueError("blend 'experts' already contains the twin (online linear) expert: twin must be false")
         if not clip > 0 or not max_change > 0:
             raise ValueError("clip and max_change must be > 0")
         if not mute > 1:
@@ -557,6 +655,11 @@ class ContextStacking(Configurable):
         self.mute, self.error_half_life = mute, error_half_life
         self.twin, self.twin_half_life = twin, twin_half_life
         self.use_batch, self.use_speed = bool(use_batch), bool(use_speed)  # ablations: an unused input stays 0
+        self.blend, self.blend_eta, self.blend_half_life = blend, float(blend_eta), float(blend_half_life)
+        self.blend_prior = float(blend_prior)  # the stack's and its twin's head start (in normalised losses)
+        ExpertWeights(1, self.blend_eta, self.blend_half_life)  # checks the values
+        self._experts: ExpertWeights | None = None
+        self._ef = [0.0] * len(EXPERTS)  # the experts' forecasts of this record (reused)
         _decay(twin_half_life)
         self._twin: OnlineLinear | None = None
         self._blend: OnlineStacking | None = None
@@ -600,6 +703,11 @@ class ContextStacking(Configurable):
         self._k = n
         self._last = last
         self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
+        if self.blend == "experts":  # the stack without its model inputs (its inputs held at 0) = online linear
+            self._trow = np.zeros((1, n + 2))
+            self._twin = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
+            head = [0.0, 0.0] + [self.blend_prior] * (len(EXPERTS) - 2)
+            self._experts = ExpertWeights(len(EXPERTS), self.blend_eta, self.blend_half_life, head)
         if self.twin:  # the same model without the two model inputs (= the online linear baseline), blended in
             self._tx = self._row[:, :n]
             self._twin = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
@@ -650,6 +758,8 @@ class ContextStacking(Configurable):
         v[k + 1] = ds
         f = self.model.predict_one(self._x)
         cb, cs = self._coef
+        if self._experts is not None:
+            return self._predict_experts(f, last, batch, speed, mb, guarded)
         if self._twin is not None:
             g = self._twin.predict_one(self._tx)
             v[k + 3] = f
@@ -665,6 +775,34 @@ class ContextStacking(Configurable):
         if math.isfinite(f):
             return f
         return batch if math.isfinite(batch) else speed  # no finite newest value: whichever model is finite
+
+    def _predict_experts(self, f: float, last: float, batch: float, speed: float, mb: bool, guarded: bool) -> float:
+        """The expert-weighting layer: the stack, the online linear twin, persistence, batch, speed, static."""
+        v, k, trow = self._vals, self._k, self._trow
+        np.copyto(trow[0, :k], v[:k])
+        g = self._twin.predict_one(trow)
+        ef = self._ef
+        ef[0], ef[1], ef[2], ef[3], ef[4] = f, g, last, batch, speed
+        ef[5] = batch + _STATIC_SPEED * (speed - batch)
+        out = self._experts.predict_one(ef)
+        v[k + 2] = out
+        v[k + 3] = f
+        v[k + 4] = g
+        w = self._experts._w  # noqa: SLF001 (the layer's own weights, read without a copy)
+        cb, cs = self._coef
+        cb = w[0] * (0.0 if mb else cb) + w[3] + (1.0 - _STATIC_SPEED) * w[5]
+        self._w = (cb, w[0] * cs + w[4] + _STATIC_SPEED * w[5])
+        if guarded and math.isfinite(last):
+            self.fallbacks += 1
+            return last
+        if math.isfinite(out):
+            return out
+        return batch if math.isfinite(batch) else speed
+
+    @property
+    def expert_weights(self) -> list[float]:
+        """The expert-weighting layer's weights (``EXPERTS`` order; [] without it)."""
+        return self._experts.weights if self._experts is not None else []
 
     def context(self) -> np.ndarray | None:
         """A copy of the row the last forecast was made from (kept with it until its truth arrives)."""
@@ -686,7 +824,14 @@ class ContextStacking(Configurable):
         self._seen = context_stack.guard_update(self._mse, self._seen, self._ed, errors)
         model = self.model
         model.learn_one(context[:, : self._k + 2], y)
-        if self._twin is not None:
+        if self._experts is not None:
+            k, trow, ef = self._k, self._trow, self._ef
+            np.copyto(trow[0, :k], c[:k])
+            self._twin.learn_one(trow, y)
+            ef[0], ef[1], ef[2], ef[3], ef[4] = float(c[k + 3]), float(c[k + 4]), last, batch, speed
+            ef[5] = batch + _STATIC_SPEED * (speed - batch)
+            self._experts.learn_one(ef, y, float(c[k + 2]))
+        elif self._twin is not None:
             self._twin.learn_one(context[:, : self._k], y)
             k = self._k
             self._blend.learn_one(float(c[k + 4]), float(c[k + 3]), y)
@@ -719,6 +864,8 @@ class ContextStacking(Configurable):
         if model._d:  # noqa: SLF001 (an empty history leaves it cold)
             self.model = model
             self._set_coef()
+            if self._experts is not None:  # the twin = the warm start's model, its model inputs kept at 0
+                self._twin = OnlineLinear.from_state(model.state())
         self._mse, self._seen = mse, seen
         self.warm_rows = int(warm.get("rows", seen))
 

@@ -150,6 +150,7 @@ def run_benchmark(
     cache_dir: Path | None = None,
     log: Callable[[str], None] = print,
     variants: dict | None = None,
+    stream_hook: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
 ) -> dict:
     """Per target channel: every approach's MSE and MAE over the stream; their mean over channels."""
     from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
@@ -160,6 +161,8 @@ def run_benchmark(
     for i, target in enumerate(targets, 1):
         spec = make_spec(target)
         history, stream, lead = channel_split(prep, spec)
+        if stream_hook is not None:  # e.g. faults injected into the stream (its lead-in rows left alone)
+            stream = stream_hook(stream, spec.target_index, lead)
         log(f"[{i}/{len(targets)}] target {target}: history {len(history)} rows, stream {len(stream) - lead} rows")
         result = run_stream(
             history, stream, spec, window, cfg=cfg, cache_dir=cache_dir, log=log, progress_every=0, variants=variants

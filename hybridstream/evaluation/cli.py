@@ -133,6 +133,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--limit", type=int, default=None, help="replay only the first N test rows (selection studies)")
     run.add_argument("--save", metavar="FILE.npz", default=None, help="also save every forecast per row (.npz)")
     run.add_argument(
+        "--faults",
+        default=None,
+        metavar="all|KINDS",
+        help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
+        "of spikes,stuck,alternate,step,gap (deterministic)",
+    )
+    run.add_argument(
         "--ablation",
         action="store_true",
         help="also replay dynamic without the speed model, without the batch model and without both (same pass)",
@@ -176,6 +183,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ablation",
         action="store_true",
         help="also score dynamic without the speed model, without the batch model and without both",
+    )
+    bench.add_argument(
+        "--faults",
+        default=None,
+        metavar="all|KINDS",
+        help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
+        "of spikes,stuck,alternate,step,gap (deterministic)",
     )
     bench.add_argument("--cache-dir", default=None, help="model cache (default .cache/eval; 'none' disables)")
     bench.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
@@ -484,6 +498,8 @@ def _run_checked(args: argparse.Namespace) -> int:
     speed_cfg = cfg.replace(epochs=args.speed_epochs) if args.speed_epochs else None
     if args.limit:
         test = test[: args.limit]
+    if args.faults:
+        test = _with_faults(test, spec.target_index, args.faults)
     result = run_stream(
         train,
         test,
@@ -510,6 +526,18 @@ ABLATION = {
     "dynamic no batch": {"strategy": "dynamic", "use_batch": False},
     "dynamic neither": {"strategy": "dynamic", "use_batch": False, "use_speed": False},
 }
+
+
+def _with_faults(test, target_index: int, option: str, skip: int = 0):
+    from hybridstream.evaluation import faults  # noqa: PLC0415
+    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
+
+    try:
+        out, where = faults.inject(test, target_index, faults.parse_kinds(option), skip=skip)
+    except ValueError as exc:
+        raise EvalInputError(f"--faults: {exc}") from None
+    _log("faults injected (stream rows): " + ", ".join(f"{k} {a}-{b}" for k, (a, b) in where.items()))
+    return out
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -590,8 +618,9 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         cache_dir=cache,
         log=_log,
         variants=ABLATION if args.ablation else None,
+        stream_hook=(lambda m, ti, lead: _with_faults(m, ti, args.faults, lead)) if args.faults else None,
     )
-    pub = benchmark.published(args.file, args.horizon)
+    pub = {} if args.faults else benchmark.published(args.file, args.horizon)
     print(benchmark.table_markdown(res, pub))
     if args.json:
         summary = {

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hybridstream.evaluation.experts import replay_experts
+from hybridstream.evaluation.experts import replay_experts, replay_weights
 from hybridstream.evaluation.online_run import RunResult
 
 EXPERT_SETS: dict[str, tuple[str, ...]] = {
@@ -24,9 +24,26 @@ EXPERT_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def candidates() -> dict[str, tuple[tuple[str, ...], dict]]:
-    """label -> (experts, MultiStacking params)."""
+# the expert-weighting layer of the dynamic combiner (ContextStacking blend="experts"): its experts, in order
+LAYER_EXPERTS = ("dynamic", "online_linear", "persistence", "batch", "speed", "static")
+
+
+def layer_candidates() -> dict[str, tuple[tuple[str, ...], dict]]:
+    """label -> (experts, ExpertWeights params): the exponentially weighted layer over the stack and the rest."""
     out = {}
+    for eta in (0.5, 2.0, 8.0):
+        for hl in (100, 300, 1000):
+            for prior in (0.0, 5.0):
+                out[f"weights eta={eta:g} hl={hl} prior={prior:g}"] = (
+                    LAYER_EXPERTS,
+                    {"eta": eta, "half_life": hl, "prior": prior},
+                )
+    return out
+
+
+def candidates() -> dict[str, tuple[tuple[str, ...], dict]]:
+    """label -> (experts, MultiStacking params), and the expert-weighting layer's grid."""
+    out = layer_candidates()
     for name, experts in EXPERT_SETS.items():
         for hl in (5, 20, 100, 500):
             out[f"{name} hl={hl}"] = (experts, {"half_life": hl})
@@ -55,6 +72,10 @@ def score_run(result: RunResult, cands: Mapping[str, tuple[Sequence[str], dict]]
 
     rows = {name: metrics(f) for name, f in result.forecasts.items()}
     for label, (experts, params) in cands.items():
+        if "eta" in params:
+            pred, _ = replay_weights(result, tuple(experts), **params)
+            rows[label] = metrics(pred)
+            continue
         pred, comb = replay_experts(result, tuple(experts), **params)
         rows[label] = metrics(pred) | {"muted": dict(zip(experts, comb.muted, strict=True))}
     return rows

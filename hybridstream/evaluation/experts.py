@@ -141,3 +141,35 @@ def replay_experts(result, experts: Sequence[str], **params) -> tuple:
         out[j] = comb.predict_one(f)
         queue.append(j)
     return np.asarray(out), comb
+
+
+def replay_weights(result, experts: Sequence[str], eta: float, half_life: float, prior: float = 0.0) -> tuple:
+    """Run the edge's expert-weighting layer (:class:`edge_app.combiners.ExpertWeights`) over a saved run.
+
+    ``prior``: the head start of the first two experts (e.g. the stack and the online linear model), in
+    normalised losses. Truths are learned ``horizon`` rows late. Returns (forecast per row, the layer).
+    """
+    import numpy as np  # noqa: PLC0415
+
+    from edge_app.combiners import ExpertWeights  # noqa: PLC0415
+
+    h = result.spec.horizon
+    head = [0.0, 0.0][: len(experts)] + [prior] * max(0, len(experts) - 2)
+    layer = ExpertWeights(len(experts), eta=eta, half_life=half_life, prior=head)
+    cols = [result.forecasts[e].tolist() for e in experts]
+    y = result.y.tolist()
+    n = len(y)
+    out = [math.nan] * n
+    queue: list[int] = []
+    qi = 0
+    for j in range(n):
+        while qi < len(queue) and queue[qi] <= j - h:
+            r = queue[qi]
+            layer.learn_one([c[r] for c in cols], y[r], out[r])
+            qi += 1
+        f = [c[j] for c in cols]
+        if any(v != v for v in f):
+            continue
+        out[j] = layer.predict_one(f)
+        queue.append(j)
+    return np.asarray(out), layer

@@ -44,9 +44,7 @@ def test_borders_follow_the_papers_loaders():
 def test_benchmark_scores_every_approach_on_every_channel(tmp_path, capsys):
     path = tmp_path / "plant.csv"
     write_channels(path, 600)  # train 120, validation 30, stream 450 rows
-    code = main(
-        ["eval", "benchmark", str(path), "--window", "300", "--epochs", "1", "--cache-dir", "none", "--json"]
-    )
+    code = main(["eval", "benchmark", str(path), "--window", "300", "--epochs", "1", "--cache-dir", "none", "--json"])
     out = capsys.readouterr()
     assert code == 0, out.err
     summary = json.loads(out.out.strip().splitlines()[-1])

@@ -7,7 +7,8 @@ import re
 import numpy as np
 
 from hybridstream.cli import main
-from hybridstream.evaluation.experts import MultiStacking, replay_experts
+from hybridstream.evaluation.expert_study import LAYER_EXPERTS
+from hybridstream.evaluation.experts import MultiStacking, replay_experts, replay_weights
 from hybridstream.evaluation.online_run import RunResult
 from model_contract import FeatureSpec
 
@@ -36,6 +37,18 @@ def test_the_guard_mutes_an_exploding_expert_and_the_blend_follows_the_best():
     assert np.sqrt(np.nanmean(second**2)) < 0.2  # near the online linear expert (0.1), not the exploded one
     assert comb.muted[1] > 0.4 * len(run.y)  # the exploded speed forecasts were counted
     assert comb.muted[2] == 0
+
+
+def test_the_weighting_layer_stays_near_its_best_expert_over_a_saved_run():
+    """The edge's expert-weighting layer replayed over saved forecasts: within 1 % of the best expert's MSE over
+    the whole run and each half, though one expert explodes half way."""
+    run = synthetic_run()
+    pred, layer = replay_weights(run, LAYER_EXPERTS, eta=2.0, half_life=300)
+    half = len(run.y) // 2
+    for part in (slice(2, None), slice(2, half), slice(half, None)):
+        mse = {k: np.nanmean((run.forecasts[k][part] - run.y[part]) ** 2) for k in LAYER_EXPERTS}
+        assert np.nanmean((pred[part] - run.y[part]) ** 2) <= 1.01 * min(mse.values())
+    assert max(layer.weights) == layer.weights[1]  # the online linear expert leads
 
 
 def test_horizon_delays_learning():
