@@ -151,8 +151,12 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     variants: dict | None = None,
     stream_hook: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
+    save_dir: Path | None = None,
 ) -> dict:
-    """Per target channel: every approach's MSE and MAE over the stream; their mean over channels."""
+    """Per target channel: every approach's MSE and MAE over the stream; their mean over channels.
+
+    ``save_dir``: each channel's run is saved there as ``<channel>.npz`` (``eval table|experts|plot`` read it).
+    """
     from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
 
     channels: dict[str, dict] = {}
@@ -167,6 +171,8 @@ def run_benchmark(
         result = run_stream(
             history, stream, spec, window, cfg=cfg, cache_dir=cache_dir, log=log, progress_every=0, variants=variants
         )
+        if save_dir is not None:
+            result.save(Path(save_dir) / f"{target}.npz")
         ok = result.scored
         ok[:lead] = False
         rows = int(ok.sum())

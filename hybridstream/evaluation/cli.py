@@ -191,6 +191,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
         "of spikes,stuck,alternate,step,gap (deterministic)",
     )
+    bench.add_argument("--save-dir", default=None, metavar="DIR", help="save each channel's forecasts as DIR/CH.npz")
     bench.add_argument("--cache-dir", default=None, help="model cache (default .cache/eval; 'none' disables)")
     bench.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
     bench.set_defaults(func=_benchmark)
@@ -619,6 +620,7 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         log=_log,
         variants=ABLATION if args.ablation else None,
         stream_hook=(lambda m, ti, lead: _with_faults(m, ti, args.faults, lead)) if args.faults else None,
+        save_dir=Path(args.save_dir) if args.save_dir else None,
     )
     pub = {} if args.faults else benchmark.published(args.file, args.horizon)
     print(benchmark.table_markdown(res, pub))

@@ -201,3 +201,55 @@ def test_a_calendar_spec_reads_the_online_linear_models_inputs():
     bad.bind(1, inputs=(0, 1))  # the newest target value (position 5) left out
     with pytest.raises(ValueError, match="newest target"):
         bad.predict_one(1.0, 1.0, window)
+
+
+def _run_faulty(c, n: int = 6000, seed: int = 21):
+    """The toy stream with a sensor alternating between two levels on rows 3000-3070 and the models' forecasts
+    running the wrong way there (as the batch and speed models did on an unseen turbine stream)."""
+    errors = []
+    for i, (window, b, s, y) in enumerate(stream(n, seed=seed)):
+        if 3000 <= i < 3070:
+            flip = 3.0 if i % 2 == 0 else -3.0
+            y = y + flip
+            b, s = b - flip, s - flip  # the models err the wrong way
+        f = c.predict_one(b, s, window)
+        errors.append((f - y, b - y, s - y, window[-1, TI] - y))
+        c.learn_one(b, s, y, c.context())
+    return np.array(errors)
+
+
+def test_the_expert_layer_stays_within_one_percent_of_its_best_expert_through_a_fault():
+    """``blend="experts"``: exponential weights over the stack, the online linear twin, persistence, batch, speed
+    and static; through a fault where the models run the wrong way it is no worse than the best single one."""
+    blended = make_combiner({"blend": "experts"}, target_index=TI)
+    plain = make_combiner({}, target_index=TI)
+    e = _run_faulty(blended)
+    p = _run_faulty(plain)
+    mse = (e**2).mean(axis=0)
+    best = min(mse[1:].min(), (p[:, 0] ** 2).mean())  # batch, speed, persistence, the plain stack
+    assert mse[0] <= 1.01 * best
+    for part in (slice(0, 3000), slice(3000, None)):  # and in each half
+        best_part = min((e[part, 1:] ** 2).mean(axis=0).min(), (p[part, 0] ** 2).mean())
+        assert (e[part, 0] ** 2).mean() <= 1.01 * best_part
+    w = blended.expert_weights
+    assert len(w) == 6 and abs(sum(w) - 1.0) < 1e-9 and w[3] == max(w)  # the batch model leads on this toy
+    assert blended.params()["blend"] == "experts" and make_combiner({}).blend == "none"  # opt-in
+
+
+def test_the_expert_layer_refuses_bad_settings():
+    with pytest.raises(ValueError, match="blend must be"):
+        make_combiner({"blend": "mean"})
+    with pytest.raises(ValueError, match="twin"):
+        make_combiner({"blend": "experts", "twin": True})
+    with pytest.raises(ValueError, match="eta"):
+        make_combiner({"blend": "experts", "blend_eta": 0})
+
+
+def test_the_ablation_switches_keep_a_model_input_at_zero():
+    c = make_combiner({"use_batch": False, "use_speed": False}, target_index=TI)
+    lin = OnlineLinear(TI, half_life=1000)
+    for window, b, s, y in stream(2000, seed=5):
+        f, g = c.predict_one(b, s, window), lin.predict_one(window)
+        c.learn_one(b, s, y, c.context())
+        lin.learn_one(window, y)
+    assert c.weights == (0.0, 0.0) and abs(f - g) < 0.05  # neither model: the online linear baseline
