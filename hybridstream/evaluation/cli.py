@@ -140,6 +140,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of spikes,stuck,alternate,step,gap (deterministic)",
     )
     run.add_argument(
+        "--variants",
+        default=None,
+        metavar="JSON",
+        help="more dynamic combiners replayed beside dynamic in the same pass (label -> config), e.g. "
+        '\'{"experts": {"blend": "experts"}}\'',
+    )
+    run.add_argument(
         "--ablation",
         action="store_true",
         help="also replay dynamic without the speed model, without the batch model and without both (same pass)",
@@ -178,6 +185,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="TRAIN,VAL,END",
         help="override the row borders (end of train, of validation, of the stream), e.g. 2880,3600,14400",
+    )
+    bench.add_argument(
+        "--variants",
+        default=None,
+        metavar="JSON",
+        help="more dynamic combiners replayed beside dynamic in the same pass (label -> config), e.g. "
+        '\'{"experts": {"blend": "experts"}}\'',
     )
     bench.add_argument(
         "--ablation",
@@ -512,7 +526,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         warm_combiner=args.warm_combiner,
         cache_dir=cache,
         log=_log,
-        variants=ABLATION if args.ablation else None,
+        variants=_variants(args),
     )
     if args.save:
         _log(f"forecasts saved to {result.save(args.save)}")
@@ -527,6 +541,23 @@ ABLATION = {
     "dynamic no batch": {"strategy": "dynamic", "use_batch": False},
     "dynamic neither": {"strategy": "dynamic", "use_batch": False, "use_speed": False},
 }
+
+
+def _variants(args: argparse.Namespace) -> dict | None:
+    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
+
+    out = dict(ABLATION) if args.ablation else {}
+    if args.variants:
+        try:
+            extra = json.loads(args.variants)
+        except json.JSONDecodeError as exc:
+            raise EvalInputError(f"--variants: not JSON ({exc})") from None
+        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
+            raise EvalInputError(
+                '--variants: a JSON object of label -> combiner config, e.g. {"x": {"blend": "experts"}}'
+            )
+        out |= {f"dynamic {k}": {"strategy": "dynamic"} | v for k, v in extra.items()}
+    return out or None
 
 
 def _with_faults(test, target_index: int, option: str, skip: int = 0):
@@ -618,7 +649,7 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         cfg=cfg,
         cache_dir=cache,
         log=_log,
-        variants=ABLATION if args.ablation else None,
+        variants=_variants(args),
         stream_hook=(lambda m, ti, lead: _with_faults(m, ti, args.faults, lead)) if args.faults else None,
         save_dir=Path(args.save_dir) if args.save_dir else None,
     )
