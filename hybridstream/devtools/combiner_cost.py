@@ -7,7 +7,9 @@
   on ``--width`` inputs (d = width + 1 with the bias), a random-walk target;
 * ``context_us``: :class:`~edge_app.combiners.ContextStacking` on the product's feature spec (a (2, 9)
   calendar window, 14 inputs read + the 2 model inputs): ``predict_one`` + ``context`` + ``weights`` +
-  ``learn_one``, what the edge's hot loop calls per record.
+  ``learn_one``, what the edge's hot loop calls per record;
+* ``experts_us``: the same with the expert-weighting layer (``{"blend": "experts"}``: the stack, its online
+  linear twin, persistence, batch, speed and static, exponentially weighted).
 
 The last line is JSON (BENCHMARKS.md, "Context stacking's cost"). Other work on the machine inflates
 CPU time less than wall time, but still: run it on a quiet machine.
@@ -39,13 +41,13 @@ def online_linear_us(records: int, width: int, seed: int = 0) -> float:
     return (time.process_time() - t0) / records * 1e6
 
 
-def context_us(records: int, seed: int = 0) -> float:
+def context_us(records: int, seed: int = 0, config: dict | None = None) -> float:
     from edge_app.combiners import make_combiner
     from model_contract import default_spec
 
     spec = default_spec()
     rng = np.random.default_rng(seed)
-    combiner = make_combiner({}, spec=spec)
+    combiner = make_combiner(config or {}, spec=spec)
     steps, cols = spec.input_shape
     w = rng.normal(size=(records + 1, steps, cols))
     w[:, :, spec.target_index] = np.cumsum(rng.normal(size=records + 1))[:, None]
@@ -68,9 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ol = min(online_linear_us(args.records, args.width) for _ in range(args.repeat))
     ctx = min(context_us(args.records) for _ in range(args.repeat))
+    exp = min(context_us(args.records, config={"blend": "experts"}) for _ in range(args.repeat))
     out = {
         "online_linear_us": round(ol, 2),
         "context_us": round(ctx, 2),
+        "experts_us": round(exp, 2),
         "records": args.records,
         "width": args.width,
         "loadavg_1m": round(os.getloadavg()[0], 2),
