@@ -90,9 +90,16 @@ class TrainConfig:
     scale: bool = True
     residual: bool = True
     linear_skip: bool = False
+    # RevIN-style instance normalisation: every lag step's value columns minus the newest step's (the network sees
+    # the window relative to its newest reading; with ``residual`` the output is de-normalised by adding it back)
+    instance_norm: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The recorded config; a new option at its default is left out, so existing model versions keep their names."""
+        out = asdict(self)
+        if not out["instance_norm"]:
+            del out["instance_norm"]
+        return out
 
     def replace(self, **changes) -> TrainConfig:
         from dataclasses import replace  # noqa: PLC0415
@@ -121,15 +128,32 @@ def _keras():
     return sys.modules["keras"]
 
 
-def build_model(input_shape: tuple[int, int], cfg: TrainConfig, unroll: bool = False, target_index: int = -1):
+def build_model(
+    input_shape: tuple[int, int],
+    cfg: TrainConfig,
+    unroll: bool = False,
+    target_index: int = -1,
+    value_columns: int | None = None,
+):
     """The Keras model; ``unroll=True`` gives the twin that converts to builtin ops only.
 
     ``cfg.residual``: output = newest input value of column ``target_index`` + the network's
     output (whose last layer starts at zero: the untrained model is persistence).
+    ``cfg.instance_norm``: the LSTM sees each lag step's first ``value_columns`` columns (default all; the
+    calendar features after them are left alone) minus the newest step's: a slice, a multiply and a
+    subtract, builtin TFLite ops.
     """
     keras = _keras()
     inputs = keras.Input(shape=input_shape, name="lags")
-    x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name="lstm")(inputs)
+    seen = inputs
+    if cfg.instance_norm:
+        cols = input_shape[1] if value_columns is None else int(value_columns)
+        mask = np.zeros((1, 1, input_shape[1]), dtype=np.float32)
+        mask[..., :cols] = 1.0
+        seen = keras.layers.Lambda(
+            lambda t: t - t[:, -1:, :] * mask, output_shape=tuple(input_shape), name="instance_norm"
+        )(inputs)
+    x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name="lstm")(seen)
     x = keras.layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
     if not cfg.residual:
         outputs = keras.layers.Dense(1, name="forecast")(x)
@@ -217,6 +241,7 @@ def fit(
     cancel: Cancel | None = None,
     target_index: int = -1,
     init_weights: list | None = None,
+    value_columns: int | None = None,
 ):
     """Train with early stopping on the holdout; deterministic for a given seed and data.
 
@@ -227,7 +252,7 @@ def fit(
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
-    model = build_model(X.shape[1:], cfg, target_index=target_index)
+    model = build_model(X.shape[1:], cfg, target_index=target_index, value_columns=value_columns)
     if init_weights is not None:
         model.set_weights(init_weights)
     model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss=cfg.loss)
@@ -248,11 +273,13 @@ def fit(
     return model
 
 
-def export_tflite(model, input_shape: tuple[int, int], cfg: TrainConfig, target_index: int = -1) -> bytes:
+def export_tflite(
+    model, input_shape: tuple[int, int], cfg: TrainConfig, target_index: int = -1, value_columns: int | None = None
+) -> bytes:
     """Convert to float32 TFLite with builtin ops only (via the unrolled twin)."""
     import tensorflow as tf  # noqa: PLC0415
 
-    twin = build_model(input_shape, cfg, unroll=True, target_index=target_index)
+    twin = build_model(input_shape, cfg, unroll=True, target_index=target_index, value_columns=value_columns)
     twin.set_weights(model.get_weights())
     converter = tf.lite.TFLiteConverter.from_keras_model(twin)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -340,11 +367,22 @@ def train_matrix(
     X, y = build_supervised(matrix, spec, scaler)
     X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)
     log.info("training: %d samples (%d holdout), up to %d epochs", len(X), len(X_ho), cfg.epochs)
-    model = fit(X_tr, y_tr, cfg, X_ho, y_ho, cancel=cancel, target_index=spec.target_index, init_weights=init_weights)
+    ncol = len(spec.columns)
+    model = fit(
+        X_tr,
+        y_tr,
+        cfg,
+        X_ho,
+        y_ho,
+        cancel=cancel,
+        target_index=spec.target_index,
+        init_weights=init_weights,
+        value_columns=ncol,
+    )
     fit_seconds = time.perf_counter() - started
     history = getattr(model, "history", None)
     epochs_run = len(history.epoch) if history is not None and hasattr(history, "epoch") else None
-    tflite = export_tflite(model, spec.input_shape, cfg, spec.target_index)
+    tflite = export_tflite(model, spec.input_shape, cfg, spec.target_index, ncol)
     parity = parity_max_abs_diff(tflite, model, X_ho, scaler)
     convert_seconds = time.perf_counter() - started - fit_seconds
     log.info("trained in %.1fs, converted + parity-checked in %.1fs", fit_seconds, convert_seconds)

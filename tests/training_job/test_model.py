@@ -45,3 +45,18 @@ def test_cancel_stops_training(turbine_rows):
     except TrainingCancelled:
         return
     raise AssertionError("training was not cancelled")
+
+
+def test_instance_norm_converts_to_builtin_ops_and_keeps_the_old_versions(turbine_rows):
+    """RevIN-style centring inside the graph: the TFLite model matches Keras, serves the same windows; a config
+    without it hashes as before (no cached model is renamed)."""
+    m, _ = turbine_rows.window(0, 150)
+    cfg = TINY.replace(instance_norm=True)
+    a = train_matrix(m, SPEC, cfg, name="speed", kind="speed")
+    assert a.manifest.parity_max_abs_diff < 1e-4 and a.manifest.hyperparameters["instance_norm"] is True
+    assert np.isfinite(TFLiteModel.from_manifest(a.tflite, a.manifest).predict_one(m[-2:]))
+    assert "instance_norm" not in TINY.to_dict() and a.manifest.version != model_version(m, SPEC, TINY, "speed")
+    shifted = m.copy()
+    shifted[:, : len(SPEC.columns)] += 3.0  # every column moved: the network sees the same centred window
+    lite = TFLiteModel.from_manifest(a.tflite, a.manifest)
+    assert abs(lite.predict_one(shifted[-2:]) - 3.0 - lite.predict_one(m[-2:])) < 1e-3
