@@ -234,6 +234,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also a second table: does dynamic beat persistence, online_linear and every approach, "
         "over the whole stream and each half (relative margin, + = dynamic better)",
     )
+    table.add_argument(
+        "--regret",
+        action="store_true",
+        help="also a table of MSE / the best single approach's (whole, each half) for dynamic and each variant",
+    )
     table.set_defaults(func=_table)
 
     plot = cmds.add_parser(
@@ -732,11 +737,16 @@ def _table(args: argparse.Namespace) -> int:
     from hybridstream.evaluation.online_run import APPROACHES, RunResult  # noqa: PLC0415
 
     results = {Path(p).stem: RunResult.load(p) for p in args.runs}
-    scores = {k: r.scores() for k, r in results.items()}
+    scores = {k: r.scores(variants=True) for k, r in results.items()}
     head = ["approach", *scores]
     d = max(0, int(args.digits))
     rows = []
-    for name in APPROACHES:
+    extra = [
+        v
+        for v in dict.fromkeys(k for r in results.values() for k in r.variants)
+        if all(v in s for s in scores.values())
+    ]
+    for name in [*APPROACHES, *extra]:
         cells = [name]
         for k in scores:
             v, base = scores[k][name], scores[k]["persistence"]["rmse"]
@@ -749,5 +759,9 @@ def _table(args: argparse.Namespace) -> int:
         "RMSE over the whole stream (first half / second half), skill vs persistence\n\n" + report.md_table(head, rows)
     )
     if args.check:
-        print("\n" + report.beats_table(scores))
+        print(
+            "\n" + report.beats_table({k: {n: v for n, v in s.items() if n in APPROACHES} for k, s in scores.items()})
+        )
+    if args.regret:
+        print("\n" + report.regret_table(scores, ["dynamic", *extra]))
     return 0

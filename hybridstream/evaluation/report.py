@@ -219,3 +219,33 @@ def beats_table(scores: Mapping, approach: str = "dynamic") -> str:
         f"{approach} <= every other approach",
     ]
     return md_table(head, rows)
+
+
+SINGLE = ("batch", "speed", "static", "persistence", "online_linear")
+
+
+def regret_table(scores: Mapping, approaches: Sequence[str]) -> str:
+    """MSE of each of ``approaches`` / the best single approach's (batch, speed, static, persistence,
+    online_linear) over the whole stream, its first and its second half, per run (<= 1.01: issue 17's target; bold: missed); the best single approach over the whole stream in brackets.
+
+    >>> s = {"r": {k: {"rmse": 1.0, "rmse_first_half": 1.0, "rmse_second_half": 1.0} for k in SINGLE}}
+    >>> s["r"]["dynamic"] = {"rmse": 1.01, "rmse_first_half": 0.9, "rmse_second_half": 1.1}
+    >>> regret_table(s, ["dynamic"]).splitlines()[-1]
+    '| r | **1.020** / 0.810 / **1.210** (batch) |'
+    """
+    rows = []
+    for run, sc in scores.items():
+        row = [run]
+        for a in approaches:
+            if a not in sc:
+                row.append("—")
+                continue
+            cells = []
+            for k, _ in _PARTS:
+                best = min(SINGLE, key=lambda n: sc[n][k])
+                r = (sc[a][k] / sc[best][k]) ** 2
+                cells.append(f"**{r:.3f}**" if r > 1.01 else f"{r:.3f}")
+            row.append(" / ".join(cells) + f" ({min(SINGLE, key=lambda n: sc[n]['rmse'])})")
+        rows.append(row)
+    head = ["run", *(f"{a}: MSE / best single's (whole / 1st / 2nd half)" for a in approaches)]
+    return md_table(head, rows)
