@@ -226,7 +226,8 @@ SINGLE = ("batch", "speed", "static", "persistence", "online_linear")
 
 def regret_table(scores: Mapping, approaches: Sequence[str]) -> str:
     """MSE of each of ``approaches`` / the best single approach's (batch, speed, static, persistence,
-    online_linear) over the whole stream, its first and its second half, per run (<= 1.01: issue 17's target; bold: missed); the best single approach over the whole stream in brackets.
+    online_linear) over the whole stream, its first and its second half, per run (<= 1.01: issue 17's target;
+    bold: missed); the best single approach over the whole stream in brackets.
 
     >>> s = {"r": {k: {"rmse": 1.0, "rmse_first_half": 1.0, "rmse_second_half": 1.0} for k in SINGLE}}
     >>> s["r"]["dynamic"] = {"rmse": 1.01, "rmse_first_half": 0.9, "rmse_second_half": 1.1}
