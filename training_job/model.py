@@ -93,12 +93,16 @@ class TrainConfig:
     # RevIN-style instance normalisation: every lag step's value columns minus the newest step's (the network sees
     # the window relative to its newest reading; with ``residual`` the output is de-normalised by adding it back)
     instance_norm: bool = False
+    # shrink the learned change towards persistence by the factor in [0, 1] that fits the holdout best (least
+    # squares on the holdout's changes; the last layer's weights scaled: no new op). Residual models only.
+    shrink: bool = False
 
     def to_dict(self) -> dict:
         """The recorded config; a new option at its default is left out, so existing model versions keep their names."""
         out = asdict(self)
-        if not out["instance_norm"]:
-            del out["instance_norm"]
+        for key in ("instance_norm", "shrink"):
+            if not out[key]:
+                del out[key]
         return out
 
     def replace(self, **changes) -> TrainConfig:
@@ -273,6 +277,25 @@ def fit(
     return model
 
 
+def shrink_to_holdout(model, X_ho: np.ndarray, y_ho: np.ndarray, target_index: int) -> float:
+    """Scale a residual model's learned change by ``a`` in [0, 1], the least-squares fit of the holdout's changes
+    (``a`` = 0: persistence); the change layers' kernels and biases are multiplied by ``a``. Returns ``a``."""
+    if not len(X_ho):
+        return 1.0
+    last = X_ho[:, -1, target_index].astype(np.float64)
+    change = np.asarray(model(X_ho, training=False), dtype=np.float64).reshape(-1) - last
+    want = y_ho.astype(np.float64).reshape(-1) - last
+    den = float(change @ change)
+    a = float(np.clip((change @ want) / den, 0.0, 1.0)) if den > 0 else 1.0
+    for name in ("change", "linear_change"):
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            continue
+        layer.set_weights([w * np.float32(a) for w in layer.get_weights()])
+    return a
+
+
 def export_tflite(
     model, input_shape: tuple[int, int], cfg: TrainConfig, target_index: int = -1, value_columns: int | None = None
 ) -> bytes:
@@ -379,6 +402,7 @@ def train_matrix(
         init_weights=init_weights,
         value_columns=ncol,
     )
+    shrunk = shrink_to_holdout(model, X_ho, y_ho, spec.target_index) if cfg.shrink and cfg.residual else None
     fit_seconds = time.perf_counter() - started
     history = getattr(model, "history", None)
     epochs_run = len(history.epoch) if history is not None and hasattr(history, "epoch") else None
@@ -408,7 +432,9 @@ def train_matrix(
         training_seconds=round(time.perf_counter() - started, 3),
         packages=package_versions(),
         hyperparameters=cfg.to_dict(),
-        extra={"epochs_run": epochs_run} | ({"warm_start": True} if init_weights is not None else {}),
+        extra={"epochs_run": epochs_run}
+        | ({"warm_start": True} if init_weights is not None else {})
+        | ({"shrink": shrunk} if shrunk is not None else {}),
     )
     if kind == "batch":  # every new device's combiner starts from the context stack's state on this history
         t0 = time.perf_counter()

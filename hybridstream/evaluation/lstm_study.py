@@ -22,6 +22,8 @@ VARIANTS: dict[str, dict] = {
     "inorm": {"instance_norm": True},
     "mse": {"loss": "mse"},
     "inorm mse": {"instance_norm": True, "loss": "mse"},
+    "shrink": {"shrink": True},
+    "inorm shrink": {"instance_norm": True, "shrink": True},
 }
 
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             tfl, man, _ = cached_model(history, spec, cfg, DEFAULT_CACHE, log)
             f = model_forecasts(tfl, man, stream)
             row[label] = {"holdout_rmse": man.metrics["holdout_rmse"], "stream_mse": float(np.mean((f - y)[ok] ** 2))}
+            if "shrink" in man.extra:
+                row[label]["shrink"] = man.extra["shrink"]
         out[target] = row
         log(f"{target}: {row}")
     print(json.dumps({"file": Path(args.file).name, "lags": list(lags), "horizon": args.horizon, "channels": out}))

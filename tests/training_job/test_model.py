@@ -60,3 +60,15 @@ def test_instance_norm_converts_to_builtin_ops_and_keeps_the_old_versions(turbin
     shifted[:, : len(SPEC.columns)] += 3.0  # every column moved: the network sees the same centred window
     lite = TFLiteModel.from_manifest(a.tflite, a.manifest)
     assert abs(lite.predict_one(shifted[-2:]) - 3.0 - lite.predict_one(m[-2:])) < 1e-3
+
+
+def test_shrink_scales_the_learned_change_by_a_holdout_fitted_factor(turbine_rows):
+    m, _ = turbine_rows.window(0, 150)
+    a = train_matrix(m, SPEC, TINY.replace(shrink=True), name="speed", kind="speed")
+    b = train_matrix(m, SPEC, TINY, name="speed", kind="speed")
+    k = a.manifest.extra["shrink"]
+    assert 0.0 <= k <= 1.0 and a.manifest.parity_max_abs_diff < 1e-4 and "shrink" not in b.manifest.extra
+    la, lb = TFLiteModel.from_manifest(a.tflite, a.manifest), TFLiteModel.from_manifest(b.tflite, b.manifest)
+    last = m[-1, SPEC.target_index]
+    assert abs((la.predict_one(m[-2:]) - last) - k * (lb.predict_one(m[-2:]) - last)) < 1e-3  # the same change x k
+    assert a.manifest.metrics["holdout_rmse"] <= b.manifest.metrics["holdout_rmse"] + 1e-6  # never worse there
