@@ -115,6 +115,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
     run.add_argument(
+        "--train-config",
+        default=None,
+        metavar="JSON",
+        help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
+    )
+    run.add_argument(
         "--warm-start",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -180,6 +186,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
     bench.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's)")
     bench.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
+    bench.add_argument(
+        "--train-config",
+        default=None,
+        metavar="JSON",
+        help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
+    )
     bench.add_argument(
         "--borders",
         default=None,
@@ -513,6 +525,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         cfg = cfg.replace(epochs=args.epochs)
     if args.seed is not None:
         cfg = cfg.replace(seed=args.seed)
+    cfg = _train_config(args, cfg)
     cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     warm = DEFAULT_WARM_START if args.warm_start is None else args.warm_start
     speed_cfg = cfg.replace(epochs=args.speed_epochs) if args.speed_epochs else None
@@ -546,6 +559,18 @@ ABLATION = {
     "dynamic no batch": {"strategy": "dynamic", "use_batch": False},
     "dynamic neither": {"strategy": "dynamic", "use_batch": False, "use_speed": False},
 }
+
+
+def _train_config(args: argparse.Namespace, cfg):
+    """``cfg`` with ``--train-config`` applied (EvalInputError on bad JSON or an unknown key)."""
+    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
+
+    if not args.train_config:
+        return cfg
+    try:
+        return cfg.replace(**json.loads(args.train_config))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise EvalInputError(f"--train-config: {exc}") from None
 
 
 def _variants(args: argparse.Namespace) -> dict | None:
@@ -645,6 +670,7 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         cfg = cfg.replace(epochs=args.epochs)
     if args.seed is not None:
         cfg = cfg.replace(seed=args.seed)
+    cfg = _train_config(args, cfg)
     cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     res = benchmark.run_benchmark(
         prep,
