@@ -230,6 +230,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     experts.add_argument("runs", nargs="+", metavar="RUN.npz")
     experts.add_argument("--out", default=None, help="write the tables (Markdown) and scores (JSON) here")
+    experts.add_argument(
+        "--family",
+        choices=("all", "stacking", "weights"),
+        default="all",
+        help="weights: only the expert-weighting layer's grid (ContextStacking blend=experts); stacking: only "
+        "N-expert stacking (default all)",
+    )
     experts.set_defaults(func=_experts)
 
     table = cmds.add_parser(
@@ -707,6 +714,8 @@ def _experts(args: argparse.Namespace) -> int:
     from hybridstream.evaluation.online_run import APPROACHES, RunResult  # noqa: PLC0415
 
     cands = expert_study.candidates()
+    if args.family != "all":
+        cands = {k: v for k, v in cands.items() if k.startswith("weights ") == (args.family == "weights")}
     scores = {}
     for path in args.runs:
         result = RunResult.load(path)
