@@ -33,6 +33,8 @@ Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its
                           from the newest target value over [lag window, batch - last, speed - last];
                           ``half_life``, ``clip``, ``max_change``; guard: a model whose recent RMS
                           error exceeds ``mute`` x persistence's (half-life ``error_half_life``) is muted
+                          ``blend: experts`` adds an exponentially weighted layer over the stack, the
+                          online linear model, persistence, batch, speed, static (``blend_eta``, ...)
 ``inverse_mse``           weights ~ 1 / exponentially forgotten MSE; ``half_life`` (records)
 ``sliding_mse``           weights ~ 1 / MSE over the last ``size`` records
 ``hedge``                 weights ~ exp(-eta * forgotten normalised loss); ``eta``, ``half_life``
@@ -566,6 +568,18 @@ class ExpertWeights:
         self._set_weights()
 
 
+def _without_model_inputs(model: OnlineLinear) -> OnlineLinear:
+    """The stack's online linear model (inputs: window, batch - last, speed - last, + bias) cut to the window's
+    inputs: what the online linear baseline learned on a warm start's history, where both model inputs were 0."""
+    state = model.state()
+    d = state["d"]
+    keep = [*range(d - 3), d - 1]  # drop the two model inputs, keep the bias (last)
+    P = np.asarray(state["P"])[np.ix_(keep, keep)]
+    state |= {"d": d - 2, "mean": state["mean"][: d - 3], "var": state["var"][: d - 3]}
+    state |= {"w": [state["w"][i] for i in keep], "P": P.tolist()}
+    return OnlineLinear.from_state(state)
+
+
 # the expert-weighting layer of ContextStacking(blend="experts"): what its experts are, in order
 EXPERTS = ("stack", "online_linear", "persistence", "batch", "speed", "static")
 _STATIC_SPEED = 0.3  # the static expert: the research prototype's 0.3 speed / 0.7 batch
@@ -600,6 +614,12 @@ class ContextStacking(Configurable):
     ``twin=True`` also runs the same model without the two model inputs (the online linear baseline)
     and blends the two forecasts by online convex stacking (:class:`OnlineStacking`, half-life
     ``twin_half_life``): a guard for streams where the model inputs only add noise; twice the cost.
+
+    ``blend="experts"``: an expert-weighting layer (:class:`ExpertWeights`, ``blend_eta``, ``blend_half_life``)
+    over the stack, its twin without the model inputs (the online linear baseline; from a warm start, the warm
+    model cut to the window's inputs), persistence, batch, speed and static (``EXPERTS``): the forecast stays
+    within a small regret of the best of them over every stretch of about ``blend_half_life`` records (sensor
+    faults where the models run the wrong way, docs/combination.md). About twice the cost of the stack alone.
 
     ``weights`` are the current coefficients on each model's forecast change in the target's units
     (0 for a muted model); they need not sum to 1. The lag window comes with ``predict_one(batch,
@@ -638,8 +658,8 @@ class ContextStacking(Configurable):
         use_batch: bool = True,
         use_speed: bool = True,
         blend: str = "none",
-        blend_eta: float = 1.0,
-        blend_half_life: float = 500.0,
+        blend_eta: float = 0.5,
+        blend_half_life: float = 100.0,
         blend_prior: float = 0.0,
     ) -> None:
         _decay(half_life)
@@ -703,8 +723,8 @@ class ContextStacking(Configurable):
         self._k = n
         self._last = last
         self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
-        if self.blend == "experts":  # the stack without its model inputs (its inputs held at 0) = online linear
-            self._trow = np.zeros((1, n + 2))
+        if self.blend == "experts":  # the stack without its model inputs = the online linear baseline
+            self._tx = self._row[:, :n]
             self._twin = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
             head = [0.0, 0.0] + [self.blend_prior] * (len(EXPERTS) - 2)
             self._experts = ExpertWeights(len(EXPERTS), self.blend_eta, self.blend_half_life, head)
@@ -778,9 +798,8 @@ class ContextStacking(Configurable):
 
     def _predict_experts(self, f: float, last: float, batch: float, speed: float, mb: bool, guarded: bool) -> float:
         """The expert-weighting layer: the stack, the online linear twin, persistence, batch, speed, static."""
-        v, k, trow = self._vals, self._k, self._trow
-        np.copyto(trow[0, :k], v[:k])
-        g = self._twin.predict_one(trow)
+        v, k = self._vals, self._k
+        g = self._twin.predict_one(self._tx)
         ef = self._ef
         ef[0], ef[1], ef[2], ef[3], ef[4] = f, g, last, batch, speed
         ef[5] = batch + _STATIC_SPEED * (speed - batch)
@@ -825,9 +844,8 @@ class ContextStacking(Configurable):
         model = self.model
         model.learn_one(context[:, : self._k + 2], y)
         if self._experts is not None:
-            k, trow, ef = self._k, self._trow, self._ef
-            np.copyto(trow[0, :k], c[:k])
-            self._twin.learn_one(trow, y)
+            k, ef = self._k, self._ef
+            self._twin.learn_one(context[:, :k], y)
             ef[0], ef[1], ef[2], ef[3], ef[4] = float(c[k + 3]), float(c[k + 4]), last, batch, speed
             ef[5] = batch + _STATIC_SPEED * (speed - batch)
             self._experts.learn_one(ef, y, float(c[k + 2]))
@@ -864,8 +882,8 @@ class ContextStacking(Configurable):
         if model._d:  # noqa: SLF001 (an empty history leaves it cold)
             self.model = model
             self._set_coef()
-            if self._experts is not None:  # the twin = the warm start's model, its model inputs kept at 0
-                self._twin = OnlineLinear.from_state(model.state())
+            if self._experts is not None:  # the twin: the warm start's model without its two (zero) model inputs
+                self._twin = _without_model_inputs(model)
         self._mse, self._seen = mse, seen
         self.warm_rows = int(warm.get("rows", seen))
 
