@@ -568,14 +568,19 @@ class ExpertWeights:
         self._set_weights()
 
 
-def _without_model_inputs(model: OnlineLinear) -> OnlineLinear:
+def _without_model_inputs(model: OnlineLinear, batch: bool = False, speed: bool = False) -> OnlineLinear:
     """The stack's online linear model (inputs: window, batch - last, speed - last, + bias) cut to the window's
-    inputs: what the online linear baseline learned on a warm start's history, where both model inputs were 0."""
+    inputs (and the model inputs asked for): what a model without the others learned on a warm start's history,
+    where both model inputs were 0."""
     state = model.state()
     d = state["d"]
-    keep = [*range(d - 3), d - 1]  # drop the two model inputs, keep the bias (last)
+    keep = [*range(d - 3), *([d - 3] if batch else []), *([d - 2] if speed else []), d - 1]  # the bias is last
     P = np.asarray(state["P"])[np.ix_(keep, keep)]
-    state |= {"d": d - 2, "mean": state["mean"][: d - 3], "var": state["var"][: d - 3]}
+    state |= {
+        "d": len(keep),
+        "mean": [state["mean"][i] for i in keep[:-1]],
+        "var": [state["var"][i] for i in keep[:-1]],
+    }
     state |= {"w": [state["w"][i] for i in keep], "P": P.tolist()}
     return OnlineLinear.from_state(state)
 
@@ -719,7 +724,8 @@ class ContextStacking(Configurable):
         self._vals = self._row[0]
         self._wv = self._vals[:n]
         self._win = self._wv.reshape(steps, cols) if self._inputs is None else None  # a view: copied in place
-        self._x = self._row[:, : n + 2]  # what the linear model sees
+        self._nm = int(self.use_batch) + int(self.use_speed)  # model inputs it reads (an ablation reads fewer)
+        self._x = self._row[:, : n + self._nm]  # what the linear model sees
         self._k = n
         self._last = last
         self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
@@ -774,8 +780,12 @@ class ContextStacking(Configurable):
             self.bad_inputs += 1
             ds = 0.0
         k = self._k
-        v[k] = db
-        v[k + 1] = ds
+        if self._nm == 2:
+            v[k] = db
+            v[k + 1] = ds
+        else:  # an ablation: the models it reads first, the rest of the two slots 0 (not read by the model)
+            v[k] = db if self.use_batch else (ds if self.use_speed else 0.0)
+            v[k + 1] = 0.0
         f = self.model.predict_one(self._x)
         cb, cs = self._coef
         if self._experts is not None:
@@ -842,7 +852,7 @@ class ContextStacking(Configurable):
         errors = (batch - y, speed - y, ep, float(c[self._k + 2]) - y)
         self._seen = context_stack.guard_update(self._mse, self._seen, self._ed, errors)
         model = self.model
-        model.learn_one(context[:, : self._k + 2], y)
+        model.learn_one(context[:, : self._k + self._nm], y)
         if self._experts is not None:
             k, ef = self._k, self._ef
             self._twin.learn_one(context[:, :k], y)
@@ -858,7 +868,11 @@ class ContextStacking(Configurable):
 
     def _set_coef(self) -> None:
         w, var, k = self.model._w, self.model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
-        self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
+        if self._nm == 2:
+            self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
+        else:
+            c = float(w[k] / math.sqrt(var[k])) if self._nm else 0.0
+            self._coef = (c if self.use_batch else 0.0, c if self.use_speed and not self.use_batch else 0.0)
 
     def reset_speed(self) -> None:
         """A new speed model: its input keeps the learned coefficient; the guard watches its errors."""
@@ -880,7 +894,7 @@ class ContextStacking(Configurable):
         self.bind(spec.target_index, spec.linear_inputs() if spec.calendar else None)
         self._setup(np.zeros(spec.input_shape))
         if model._d:  # noqa: SLF001 (an empty history leaves it cold)
-            self.model = model
+            self.model = model if self._nm == 2 else _without_model_inputs(model, self.use_batch, self.use_speed)
             self._set_coef()
             if self._experts is not None:  # the twin: the warm start's model without its two (zero) model inputs
                 self._twin = _without_model_inputs(model)

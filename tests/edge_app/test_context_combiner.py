@@ -252,4 +252,9 @@ def test_the_ablation_switches_keep_a_model_input_at_zero():
         f, g = c.predict_one(b, s, window), lin.predict_one(window)
         c.learn_one(b, s, y, c.context())
         lin.learn_one(window, y)
-    assert c.weights == (0.0, 0.0) and abs(f - g) < 0.05  # neither model: the online linear baseline
+    assert c.weights == (0.0, 0.0) and f == pytest.approx(g, abs=1e-9)  # neither model: the online linear baseline
+    only = make_combiner({"use_speed": False}, target_index=TI)
+    for window, b, s, y in stream(500, seed=6):
+        only.predict_one(b, s, window)
+        only.learn_one(b, s, y, only.context())
+    assert only.model._d == 4 + 1 + 1 and only.weights[1] == 0.0 and only.weights[0] > 0.5  # reads the batch model

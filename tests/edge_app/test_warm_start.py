@@ -95,3 +95,25 @@ def test_a_warm_start_that_does_not_fit_is_refused_with_the_reason():
     assert "not finite" in warm_start_mismatch({}, spec, broken)
     with pytest.raises(ValueError, match="half_life"):
         make_combiner({"half_life": 500}, spec=spec, warm=warm)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["h1", "h3-calendar"])
+def test_ablations_and_the_expert_layer_start_from_the_same_warm_start(spec):
+    """The warm start (learned with both model inputs 0) cut to the inputs a variant reads: an ablation's model and
+    the expert layer's online linear twin start where the online linear baseline streamed through the history is."""
+    from hybridstream.evaluation.baselines import online_linear_forecasts
+
+    data = _data(spec)
+    history, test = data[:2000], data[2000:]
+    warm = context_stack.warm_start(history, spec)
+    cfg = {"strategy": "dynamic"}
+    neither = make_combiner(cfg | {"use_batch": False, "use_speed": False}, spec=spec, warm=warm)
+    no_speed = make_combiner(cfg | {"use_speed": False}, spec=spec, warm=warm)
+    experts = make_combiner(cfg | {"blend": "experts"}, spec=spec, warm=warm)
+    n = neither.model._d
+    assert no_speed.model._d == n + 1 and experts._twin._d == n and warm_start_mismatch(cfg, spec, warm) == ""
+    ours, _, _ = _replay([neither, no_speed, experts], test, spec)
+    base, _ = online_linear_forecasts(test, spec, warmup=history)
+    base = base[np.isfinite(base)]
+    assert len(ours) == len(base)
+    assert np.max(np.abs(np.array(ours) - base)) < 0.05 * np.std(test[:, spec.target_index])  # the baseline's start
