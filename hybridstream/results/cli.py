@@ -110,13 +110,8 @@ def local_engine(args: argparse.Namespace, request: Request):
             )
         say(f"results: no local stack running: reading the copy the last demo took of its S3 ({kept})")
         return LocalEngine(local_files(kept))
-    bucket = args.bucket or LOCAL_BUCKET
-    mirror(s3, bucket, Path(args.cache), request.things or None, say=say)
-    things = request.things or None
-    files = local_files(Path(args.cache))
-    if things:
-        files = [f for f in files if f.relative_to(Path(args.cache)).parts[1] in things]
-    return LocalEngine(files)
+    # only the objects the bucket has now (the cache may hold another stack's)
+    return LocalEngine(mirror(s3, args.bucket or LOCAL_BUCKET, Path(args.cache), request.things or None, say=say))
 
 
 def local_s3(args: argparse.Namespace) -> Any:

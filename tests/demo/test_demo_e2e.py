@@ -50,6 +50,11 @@ def test_short_demo_predicts_every_reading_trains_and_swaps_a_model(tmp_path):
         assert approach["rmse"] > 0 and approach["mae"] > 0
     assert s["latency_ms"]["p50"] > 0 and s["model_freshness_s"]["max"] > 0
     assert "| none |" in proc.stdout  # the summary table is printed at the end
+    # the forecasts that reached radosgw beside the windows, as `hybridstream results --local` reads them
+    history = results["forecast_history"]
+    assert history["equal_to_report"] is True, history
+    assert history["checks"]["none"]["readings"] == 450 and (report / "forecast-none.png").stat().st_size > 0
+    assert "hybridstream results --local:" in proc.stdout
     # no process left behind: servers, edge app, trainer, pre-training
     names = {p["name"] for p in results["processes"]}
     assert {"kafka", "sqs", "mosquitto", "trainer", "edge-none"} <= names, names

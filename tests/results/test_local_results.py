@@ -69,6 +69,11 @@ def test_local_rmse_equals_the_demo_reports(uploaded, s3_server, s3_bucket, s3_e
     assert [r["day_utc"] for r in by_day] == ["2017-01-14", "2017-01-15"] and sum(r["readings"] for r in by_day) == 216
     worst = _cli(capsys, "worst", *local, "--limit", "2")
     assert len(worst) == 2 and worst[0]["skill"] <= worst[1]["skill"]
+    # an object in the cache that the bucket no longer has (another stack's) is not read
+    stale = tmp_path / "c" / "forecasts" / "pi-gone" / "2017" / "01" / "14" / "x_20170114T000000Z_1.jsonl.gz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(encode_lines(forecasts_records(edge_run(n=5))))
+    assert _cli(capsys, "rmse", *local) == rows
 
 
 def test_optional_interval_fields_band_plot_and_anomalies(tmp_path, capsys):
