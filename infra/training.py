@@ -193,6 +193,17 @@ class Trainer(Construct):
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
+                sid="ListWindows",
+                actions=["s3:ListBucket"],
+                # so a missing window is a 404 (the worker sends it to the DLQ at once), not a 403
+                # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). No s3:prefix
+                # condition: S3 does not apply it to a GET (still 403). The bucket holds only windows/,
+                # all of which the trainer may read anyway.
+                resources=[windows_bucket.bucket_arn],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
                 sid="WriteModels",
                 actions=["s3:PutObject", "s3:GetObject"],
                 # published models, and the ones the guardrail/parity check refused

@@ -5,7 +5,8 @@ Message handling (one message at a time):
 * published, already published (same version) or refused by the guardrail/parity check
   (kept under ``rejected/``) -> the message is **deleted**: the work is done;
 * a bad notice or a bad window (missing columns, non-numeric, NaN/inf, too few rows,
-  duplicated timestamps, missing object, rows/sha256 not as the notice says) -> **not deleted**:
+  duplicated timestamps, missing object (404, or 403 to a role that may not list the bucket),
+  rows/sha256 not as the notice says) -> **not deleted**:
   its visibility is set to ``bad_visibility`` seconds so it is received again, and after
   the queue's ``maxReceiveCount`` the redrive policy moves it to the dead-letter queue;
 * any other error (S3 down, TensorFlow failure) -> not deleted, visible again after
@@ -40,6 +41,14 @@ from training_job.publish import ModelStore
 from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
 
 log = logging.getLogger(__name__)
+
+# S3 answers a GET of a missing key with 403 AccessDenied, not 404, to a caller without
+# s3:ListBucket on the bucket ("If you don't have the s3:ListBucket permission, Amazon S3 returns
+# an HTTP status code 403", https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html).
+# The trainer role may list the windows bucket (infra/training.py), but a role without it (or
+# with a prefix condition, which S3 does not apply to a GET) must not retry a missing window as
+# transient for minutes: it is a bad window, off to the dead-letter queue at once.
+MISSING_WHEN_UNLISTABLE = ("AccessDenied", "403")
 
 
 def window_thing(ref: WindowNotice) -> str:
@@ -225,8 +234,13 @@ class Worker:
         try:
             data = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NoSuchBucket"):
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
                 raise WindowError("missing_object", f"{ref.uri} does not exist") from None
+            if code in MISSING_WHEN_UNLISTABLE:
+                raise WindowError(
+                    "missing_object", f"{ref.uri}: {code} (missing, or the trainer may not read it)"
+                ) from None
             raise
         fmt = "jsonl" if ref.key.lower().endswith((".jsonl", ".ndjson", ".json")) else "auto"
         window = parse_window(

@@ -287,16 +287,28 @@ class RadosGateway:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
 
-    def client(self):
-        """A boto3 S3 client for this gateway (path-style addressing)."""
+    def add_user(self, uid: str, timeout: float = 30.0) -> dict[str, str]:
+        """A second S3 user (``arn:aws:iam:::user/<uid>`` in bucket policies) with its own keys:
+        what tests use to play a least-privilege role against buckets the main user owns."""
+        out = self._run(
+            "radosgw-admin", "user", "create", "--uid", uid, "--display-name", uid,
+            deadline=time.monotonic() + timeout, what=f"radosgw-admin user create {uid}",
+        )  # fmt: skip
+        key = json.loads(out)["keys"][0]
+        return {"endpoint": self.endpoint, "access_key": key["access_key"], "secret_key": key["secret_key"]}
+
+    def client(self, credentials: dict[str, str] | None = None):
+        """A boto3 S3 client for this gateway (path-style addressing); the main user's unless
+        ``credentials`` (from :meth:`add_user`) say otherwise."""
         import boto3
         from botocore.config import Config
 
+        creds = credentials or self.credentials()
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
-            aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key,
+            aws_access_key_id=creds["access_key"],
+            aws_secret_access_key=creds["secret_key"],
             region_name="us-east-1",
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
         )

@@ -156,6 +156,23 @@ def test_trainer_lists_the_models_bucket_without_a_prefix_condition(default):
     assert "/models/*" in writes and "/rejected/*" in writes and writes.count("Fn::Join") == 2
 
 
+def test_trainer_lists_the_windows_bucket_without_a_prefix_condition(default):
+    """Without s3:ListBucket S3 answers a GET of a missing window with 403, not 404 ("If you don't
+    have the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403",
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html), and an s3:prefix condition
+    does not count for a GET (radosgw behaves the same: tests/training_job/test_worker.py)."""
+    statements = [
+        s
+        for k, p in default.resources("AWS::IAM::Policy").items()
+        if k.startswith("TrainerRoleDefaultPolicy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    by_sid = {s.get("Sid"): s for s in statements}
+    assert by_sid["ListWindows"]["Action"] == "s3:ListBucket"
+    assert "Condition" not in by_sid["ListWindows"]
+    assert by_sid["ListWindows"]["Resource"]["Fn::GetAtt"][0].startswith("StorageWindows")
+
+
 @pytest.mark.parametrize("instance_type", ["c5.2xlarge"])
 def test_instance_type_comes_from_context(tmp_path, infra_assets, instance_type):
     from tests.infra.conftest import build

@@ -114,6 +114,53 @@ def test_bad_windows_go_to_the_dlq_and_the_worker_carries_on(
     assert "message body is not JSON" in logged
 
 
+def _trainer_policy(bucket: str, *, list_bucket: dict | None) -> str:
+    """The EC2 trainer role's window statements (infra/training.py) as a bucket policy for a radosgw user."""
+
+    def allow(action: str, resource: str, **extra) -> dict:
+        principal = {"AWS": ["arn:aws:iam:::user/trainer"]}
+        return {"Effect": "Allow", "Principal": principal, "Action": [action], "Resource": [resource], **extra}
+
+    stmts = [allow("s3:GetObject", f"arn:aws:s3:::{bucket}/windows/*")]
+    if list_bucket is not None:
+        stmts.append(allow("s3:ListBucket", f"arn:aws:s3:::{bucket}", **list_bucket))
+    return json.dumps({"Version": "2012-10-17", "Statement": stmts})
+
+
+@pytest.fixture(scope="module")
+def trainer_credentials(s3_server) -> dict[str, str]:
+    return s3_server.add_user("trainer")
+
+
+def test_a_missing_window_is_bad_whether_s3_answers_403_or_404(sqs_client, sqs_queue, s3_server, s3_client,
+                                                              windows_bucket, store, tiny_options,
+                                                              trainer_credentials):  # fmt: skip
+    """S3 answers a GET of a missing key with 403 to a caller without s3:ListBucket, 404 with it
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html); an s3:prefix condition on
+    ListBucket does not count for a GET. radosgw does the same. Either way the notice is a bad
+    window (dead-letter queue within seconds), never an error retried every minute (issue 20, item 5)."""
+    trainer_s3 = s3_server.client(trainer_credentials)
+    key = "windows/pi-9/2017/06/16/never-uploaded.csv"
+    cases = (
+        ("get only", None, "AccessDenied"),
+        ("list with a prefix condition", {"Condition": {"StringLike": {"s3:prefix": ["windows/*"]}}}, "AccessDenied"),
+        ("list, as infra/training.py grants", {}, "NoSuchKey"),
+    )
+    for label, list_bucket, code in cases:
+        s3_client.put_bucket_policy(
+            Bucket=windows_bucket, Policy=_trainer_policy(windows_bucket, list_bucket=list_bucket)
+        )
+        with pytest.raises(Exception) as caught:
+            trainer_s3.get_object(Bucket=windows_bucket, Key=key)
+        assert caught.value.response["Error"]["Code"] == code, label
+        _notice(sqs_client, sqs_queue.url, windows_bucket, key)
+        worker = _worker(sqs_client, trainer_s3, store, tiny_options, sqs_queue, error_visibility=60)
+        stats = worker.run(max_messages=1)
+        assert (stats.bad, stats.errors) == (1, 0), label
+        (msg,) = _drain(sqs_client, sqs_queue.url)  # bad_visibility 0: visible again at once, on its way to the DLQ
+        sqs_client.delete_message(QueueUrl=sqs_queue.url, ReceiptHandle=msg["ReceiptHandle"])
+
+
 def test_a_failure_mid_training_leaves_the_message(sqs_client, sqs_queue, s3_client, windows_bucket, store,
                                                    tiny_options, turbine_rows, monkeypatch):  # fmt: skip
     key = _upload(s3_client, windows_bucket, "windows/pi-3/2017/06/16/w.csv", turbine_rows.csv(0, 150))
