@@ -39,6 +39,7 @@ from edge_app.metrics import ErrorStats
 from edge_app.models import FETCHERS, S3Fetcher, load_model
 from edge_app.mqtt import make_transport
 from edge_app.persistence import DeviceStore
+from edge_app.stages import StageClock
 from edge_app.state import DeviceState
 from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model
 from edge_app.telemetry import Counters, MetricsPublisher, Telemetry
@@ -73,7 +74,8 @@ class EdgeApp:
         self.counters = Counters()
         self.totals = ErrorStats(cfg.metrics_window)
         self.devices: dict[str, DeviceState] = {}
-        self.counters.watch(self.devices)  # their combiners' guard counts show in the counters
+        self.stages = StageClock()  # the loop's time per stage and record (edge_app.stages)
+        self.counters.watch(self.devices, self.stages)  # combiners' guard counts, stage costs show in the counters
         self.touched: set[str] = set()  # devices whose state changed since the last commit point
         self.state_dir = Path(cfg.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)

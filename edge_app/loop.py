@@ -67,6 +67,10 @@ def process(app: Any, msgs: list) -> None:
     isfinite = math.isfinite
     horizon = spec.horizon  # forecasts are for the reading `horizon` readings ahead (DeviceState.ahead)
     guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
+    # seconds per stage (edge_app.stages.STAGES): one clock read between two stages of each record
+    t_parse = t_feat = t_invoke = t_comb = t_spool = t_enc = t_prod = 0.0
+    started = clock()
+    records_before = counters.records_in
     for msg in msgs:
         if msg.error() is not None:
             err = msg.error()
@@ -97,6 +101,7 @@ def process(app: Any, msgs: list) -> None:
                     raise out_of_order(r, state.last_epoch, state.last_ts)
             except BadRecord as exc:
                 dead(msg, exc.reason, exc.detail)
+                t_parse += clock() - t0
                 continue
             if max_gap is not None and r.epoch - state.last_epoch > max_gap and state.last_ts:
                 state.buffer = FeatureBuffer(spec)  # a long gap: the lags no longer describe the recent past
@@ -106,6 +111,8 @@ def process(app: Any, msgs: list) -> None:
             state.last_epoch = r.epoch
             state.last_ts = r.timestamp
             touched.add(r.device)
+            t1 = clock()
+            t_parse += t1 - t0
             y = r.target
             pending = state.pending
             errors = None
@@ -124,12 +131,17 @@ def process(app: Any, msgs: list) -> None:
                     if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
                         drift(app, state, r.timestamp, errors[ridx])
             buffer = state.buffer
+            t2 = clock()
             buffer.push(r.values, r.epoch)
             combiner = state.combiner
+            t3 = clock()
+            t_feat += t3 - t2
+            t4 = t3
             if buffer.ready:
                 window = buffer.window
                 b = batch_predict(window)
                 s = speed_predict(window)
+                t4 = clock()
                 if guard.armed:
                     guard.observe(s)
                     if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
@@ -153,7 +165,12 @@ def process(app: Any, msgs: list) -> None:
                 ahead = state.ahead
                 ahead.append(made)
                 state.pending = ahead.popleft()
+            t5 = clock()
+            t_invoke += t4 - t3
+            t_comb += t2 - t1 + t5 - t4
             spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
+            t6 = clock()
+            t_spool += t6 - t5
             value = encode_prediction(
                 r,
                 forecast,
@@ -164,15 +181,22 @@ def process(app: Any, msgs: list) -> None:
                 picked_ms - msg.timestamp()[1],
                 horizon,
             )
+            t7 = clock()
+            t_enc += t7 - t6
             try:
                 produce(pred_topic, value, state.key)
             except BufferError:
                 outputs.produce(pred_topic, value, state.key)
             counters.predictions += 1
+            t_prod += clock() - t7
         except (DeliveryFailed, KafkaException):
             raise
         except Exception as exc:  # a bug or an input nobody thought of: this record only, never the app
             app.telemetry.internal_error(msg, exc)
+    total = clock() - started
+    timed = t_parse + t_feat + t_invoke + t_comb + t_spool + t_enc + t_prod
+    seconds = (t_parse, t_feat, t_invoke, t_comb, t_spool, t_enc, t_prod, total - timed)
+    app.stages.add(counters.records_in - records_before, seconds)
 
 
 def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -> None:

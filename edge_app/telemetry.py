@@ -78,13 +78,19 @@ class Counters(CounterSet):
         self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
         self.devices_restored = 0  # devices whose state was loaded from the state folder
         self._devices: dict[str, Any] = {}  # the loop's devices: their combiners' guard counts (see watch)
+        self._stages: Any = None  # the loop's edge_app.stages.StageClock (see watch)
 
-    def watch(self, devices: dict[str, Any]) -> None:
-        """Report the guard counts of these devices' combiners (``combiner_*`` in :meth:`to_dict`)."""
+    def watch(self, devices: dict[str, Any], stages: Any = None) -> None:
+        """Report the guard counts of these devices' combiners (``combiner_*`` in :meth:`to_dict`) and the
+        loop's cost per record and stage (``stage_us``: an :class:`edge_app.stages.StageClock`)."""
         self._devices = devices
+        self._stages = stages
 
     def to_dict(self) -> dict[str, Any]:
-        return super().to_dict() | combiner_counts(self._devices.values())
+        out = super().to_dict() | combiner_counts(self._devices.values())
+        if self._stages is not None:
+            out["stage_us"] = self._stages.summary()
+        return out
 
 
 # a combiner's guard counts -> the app-wide counter
