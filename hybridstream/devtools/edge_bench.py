@@ -41,8 +41,11 @@ REPO = Path(__file__).resolve().parents[2]
 DATASET = TURBINE
 
 
-def bench_config(work: Path, bootstrap: str, batch: Path, speed: Path, slow_turn_ms: float) -> Path:
-    """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics)."""
+def bench_config(
+    work: Path, bootstrap: str, batch: Path, speed: Path, slow_turn_ms: float, forecasts: bool = True
+) -> Path:
+    """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
+    ``forecasts``: the windows carry each reading's forecasts, as by default)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -51,7 +54,7 @@ def bench_config(work: Path, bootstrap: str, batch: Path, speed: Path, slow_turn
         bootstrap=bootstrap,
         models={"batch": str(batch), "speed": str(speed)},
         state_dir=str(work / "state"),
-        windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads")},
+        windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads"), "forecasts": forecasts},
         metrics_interval_s=5.0,
         log_interval_s=5.0,
         log_slow_turn_ms=slow_turn_ms,
@@ -299,7 +302,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         if loaded.sent != args.records or loaded.errors:
             raise RuntimeError(f"preload failed: {loaded.to_dict()}")
 
-        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms)
+        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         _make_topics(bootstrap, ["echo.tp", "echo.in", "echo"])
         # the pipeline's own limit: the same records, broker and client settings through a bare echo, before
@@ -453,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (edge.log, windows)")
     parser.add_argument("--no-control", dest="control", action="store_false", help="skip the echo control phase")
-
+    parser.add_argument("--no-forecasts", dest="forecasts", action="store_false",
+                        help="windows without the forecast columns (windows.forecasts false): their cost")  # fmt: skip
     parser.add_argument("--echo", nargs=5, metavar=("BOOTSTRAP", "SRC", "DST", "N", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
