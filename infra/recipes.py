@@ -76,7 +76,47 @@ PREREQ_PACKAGES = ("python3-venv",)
 # 32-bit ARM: confluent-kafka has no armv7l wheels; pip builds it against the distribution's librdkafka
 # (the install pins confluent-kafka<=that version, see venv_install_script)
 ARM32_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "pkg-config", "librdkafka-dev")
-JAVA_PACKAGE = "openjdk-17-jre-headless"
+# A Java >= 17 that each supported release has (Debian's Packages indices, main and -security, arm64
+# and armhf alike, read with apt-cache on 2026-12-06): bullseye openjdk-11 and -17, bookworm openjdk-17
+# only, trixie (the current Raspberry Pi OS) openjdk-21 and -25 only. The first one with an apt
+# candidate is installed (tests/fleet/test_java_per_release.py).
+JAVA_PACKAGES = ("openjdk-17-jre-headless", "openjdk-21-jre-headless")
+JAVA_PACKAGE = " or ".join(JAVA_PACKAGES)  # for messages
+# apt-get install waits this long for another apt or dpkg (unattended-upgrades) to free the dpkg lock.
+# apt-get update ignores DPkg::Lock::Timeout for its lists lock (apt 2.6, measured in
+# tests/infra/test_recipe_rules.py), so it is retried instead: APT_UPDATE_TRIES times, 10 s apart.
+APT_LOCK_TIMEOUT = 600
+APT_UPDATE_TRIES = 60
+
+
+def apt_install_lines(packages_var: str = "missing", need_java_var: str = "need_java") -> list[str]:
+    """Shell lines: ``apt-get update`` (retried while another apt holds its lock), then, when
+    ``$need_java_var`` is 1, add the first of :data:`JAVA_PACKAGES` with an apt candidate to
+    ``$packages_var``, then install them (waiting up to :data:`APT_LOCK_TIMEOUT` s for the dpkg lock)."""
+    candidates = " ".join(JAVA_PACKAGES)
+    return [
+        "n=0",
+        "until apt-get update -q; do",
+        f'  n=$((n + 1)); if [ "$n" -ge {APT_UPDATE_TRIES} ]; then',
+        '    echo "hybridstream: apt-get update kept failing (another apt holds its lock, or no network)" >&2',
+        "    exit 1",
+        "  fi",
+        "  sleep 10",
+        "done",
+        f'if [ "${need_java_var}" = 1 ]; then',
+        '  java_pkg=""',
+        f"  for p in {candidates}; do",
+        '    if LC_ALL=C apt-cache policy "$p" 2>/dev/null | grep -q "Candidate: [0-9]"; then java_pkg="$p"; break; fi',
+        "  done",
+        '  if [ -z "$java_pkg" ]; then',
+        f'    echo "hybridstream: no Java >= 17 package in the apt sources (tried {candidates})" >&2',
+        "    exit 1",
+        "  fi",
+        f'  {packages_var}="${packages_var} $java_pkg"',
+        "fi",
+        f"DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout={APT_LOCK_TIMEOUT} install -y"
+        f" --no-install-recommends ${packages_var}",
+    ]
 
 
 def _java_major(var: str = "java_major") -> list[str]:
@@ -90,7 +130,8 @@ def _java_major(var: str = "java_major") -> list[str]:
 
 def _prerequisites_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
     """Root, once per Prerequisites version: the Debian packages that are missing, and Java >= 17
-    (Kafka 4; Debian 11's default-jre is 11) when the ``java`` on PATH is older or absent."""
+    (Kafka 4; Debian 11's default-jre is 11) when the ``java`` on PATH is older or absent: whichever
+    of :data:`JAVA_PACKAGES` the release has (bookworm 17, trixie 21)."""
     names = " ".join(packages)
     return {
         "RequiresPrivilege": True,
@@ -99,10 +140,9 @@ def _prerequisites_bootstrap(packages: tuple[str, ...]) -> dict[str, Any]:
                 "set -eu",
                 f'missing=""; for p in {names}; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done',
                 *_java_major(),
-                f'[ "$java_major" -ge {MIN_JAVA} ] || missing="$missing {JAVA_PACKAGE}"',
-                'if [ -n "$missing" ]; then',
-                "  apt-get update -q",
-                "  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing",
+                f'need_java=0; [ "$java_major" -ge {MIN_JAVA} ] || need_java=1',
+                'if [ -n "$missing" ] || [ "$need_java" = 1 ]; then',
+                *("  " + line for line in apt_install_lines()),
                 "fi",
             ]
         ),

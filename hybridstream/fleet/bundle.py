@@ -9,9 +9,10 @@ name, architecture, provisioning mode), ``config.yaml`` (the nucleus's initial c
 (https://docs.aws.amazon.com/greengrass/v2/developerguide/fleet-provisioning.html,
 plugin parameters: .../fleet-provisioning-configuration.html) or manual provisioning with a device
 certificate (.../manual-installation.html). ``__GG_ROOT__`` and ``__NUCLEUS_VERSION__`` are filled
-in on the Pi by ``install.sh`` (the nucleus is downloaded there). The nucleus gets
-``interpolateComponentConfiguration: true`` so ``{iot:thingName}`` in the components' configuration
-resolves (nucleus >= 2.6.0). The tar holds a private key: it is written with mode 0600.
+in on the Pi by ``install.sh`` (the nucleus is downloaded there). ``interpolateComponentConfiguration``
+stays at the nucleus's default (false), as docs/deploy.md says: no component configuration of ours
+holds a recipe variable (the apps fill in ``{thing}`` themselves, infra/recipes.py). The tar holds
+a private key: it is written with mode 0600.
 """
 
 from __future__ import annotations
@@ -59,8 +60,6 @@ def claim_config(s: DeviceSettings) -> str:
             "services:",
             "  aws.greengrass.Nucleus:",
             '    version: "__NUCLEUS_VERSION__"',
-            "    configuration:",
-            "      interpolateComponentConfiguration: true",
             "  aws.greengrass.FleetProvisioningByClaim:",
             "    configuration:",
             f"      rootPath: {_q(root)}",
@@ -101,7 +100,6 @@ def device_cert_config(s: DeviceSettings) -> str:
             f"      iotRoleAlias: {_q(s.role_alias)}",
             f"      iotDataEndpoint: {_q(s.iot_data_endpoint)}",
             f"      iotCredEndpoint: {_q(s.iot_credential_endpoint)}",
-            "      interpolateComponentConfiguration: true",
             "",
         ]
     )

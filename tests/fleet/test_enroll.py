@@ -94,7 +94,10 @@ def test_enroll_claim_writes_item_certificate_and_bundle(ctx, tmp_path, capsys):
     assert plugin["iotDataEndpoint"] == "abc123-ats.iot.eu-west-1.amazonaws.com"
     assert plugin["iotCredentialEndpoint"]  # from iot describe_endpoint(iot:CredentialProvider)
     assert plugin["claimCertificatePath"] == "__GG_ROOT__/claim-certs/claim.pem.crt"
-    assert config["services"]["aws.greengrass.Nucleus"]["configuration"]["interpolateComponentConfiguration"] is True
+    # the nucleus's default (false), as docs/deploy.md says and infra/test_recipe_rules.py relies on:
+    # "interpolateComponentConfiguration ... Default: false"
+    # (https://docs.aws.amazon.com/greengrass/v2/developerguide/greengrass-nucleus-component.html)
+    assert "interpolateComponentConfiguration" not in files[f"{thing}/config.yaml"].decode()
 
 
 def test_second_enroll_is_a_no_op_and_reuses_the_claim(ctx, tmp_path, capsys):

@@ -23,6 +23,8 @@ import pytest
 import yaml
 
 from hybridstream.fleet import bundle
+from infra.recipes import APT_LOCK_TIMEOUT, JAVA_PACKAGES
+from tests.fleet.debian_releases import APT_CACHE_SHIM, RELEASES
 
 SCRIPT = Path(bundle.__file__).parent / "pi" / "install.sh"
 NUCLEUS_VERSION = "2.14.3"
@@ -30,6 +32,11 @@ NUCLEUS_VERSION = "2.14.3"
 SHIMS = {
     "apt-get": """#!/bin/bash
 echo "apt-get $*" >>"$SHIM_LOG"
+if [ "$1" = update ] && [ -n "${FAKE_APT_LOCKED:-}" ] && [ "$(cat "$FAKE_APT_LOCKED")" -gt 0 ]; then
+  echo $(( $(cat "$FAKE_APT_LOCKED") - 1 )) >"$FAKE_APT_LOCKED"
+  echo "E: Could not get lock /var/lib/apt/lists/lock. It is held by process 4242 (apt-get)" >&2; exit 100
+fi
+if [ "$1" = -o ]; then shift 2; fi
 if [ "$1" = install ]; then
   for a in "$@"; do case "$a" in -*|install) ;; *) echo "$a" >>"$FAKE_DPKG_DB" ;; esac; done
 fi
@@ -53,10 +60,17 @@ case "$url" in
   *) echo "unexpected url $url" >&2; exit 22 ;;
 esac
 """,
+    "apt-cache": APT_CACHE_SHIM,
+    "sleep": """#!/bin/bash
+echo "sleep $*" >>"$SHIM_LOG"
+""",
     "java": """#!/bin/bash
 if [ "$1" = -version ]; then
-  grep -qx openjdk-17-jre-headless "$FAKE_DPKG_DB" 2>/dev/null || exit 127
-  echo 'openjdk version "17.0.9" 2023-10-17' >&2; exit 0
+  for v in 21 17; do
+    grep -qx "openjdk-$v-jre-headless" "$FAKE_DPKG_DB" 2>/dev/null || continue
+    printf 'openjdk version "%s.0.9"\\n' "$v" >&2; exit 0
+  done
+  exit 127
 fi
 if [ "$1" = -jar ] && [ "$3" = --version ]; then echo "AWS Greengrass v__VERSION__"; exit 0; fi
 echo "java $*" >>"$SHIM_LOG"
@@ -116,6 +130,7 @@ def pi(tmp_path):
         "FAKE_DPKG_DB": str(tmp_path / "dpkg.db"),
         "FAKE_DEB_ARCH": "arm64",
         "FAKE_NUCLEUS_ZIP": str(nucleus),
+        "FAKE_APT_PACKAGES": " ".join(RELEASES["bookworm"].jre_headless),
     }
     (tmp_path / "dpkg.db").write_text("")
     return tmp_path, unpack, env
@@ -138,7 +153,7 @@ def test_install_then_second_run_is_a_no_op(pi):
     first = run(folder, env)
     assert first.returncode == 0, first.stdout + first.stderr
     log = calls(tmp)
-    installs = [c for c in log if c.startswith("apt-get install")]
+    installs = [c for c in log if c.startswith("apt-get -o DPkg::Lock::Timeout=600 install")]
     assert len(installs) == 1 and "openjdk-17-jre-headless" in installs[0] and "python3-venv" in installs[0]
     assert "librdkafka-dev" not in installs[0]  # aarch64 has confluent-kafka wheels
     downloads = [c for c in log if c.startswith("curl")]
@@ -166,15 +181,88 @@ def test_install_then_second_run_is_a_no_op(pi):
     assert calls(tmp) == log  # no apt, no download, no installer
 
 
-def test_arm_installs_the_build_dependencies_and_warns_about_tflite(pi):
+def _python(tmp: Path, version: str) -> Path:
+    """A ``python3`` that reports ``version`` (the 32-bit gate asks it for its version only)."""
+    shim = tmp / f"python{version}"
+    shim.mkdir()
+    major, minor = version.split(".")
+    (shim / "python3").write_text(f"#!/bin/sh\necho {major}.{minor}\n")
+    (shim / "python3").chmod(0o755)
+    return shim
+
+
+def test_arm_with_python_3_9_installs_the_build_dependencies(pi):
     tmp, unpack, env = pi
     folder = unpack("arm")
-    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf"})
+    path = f"{_python(tmp, '3.9')}:{env['PATH']}"
+    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf", "PATH": path})
     assert result.returncode == 0, result.stderr
-    install = next(c for c in calls(tmp) if c.startswith("apt-get install"))
+    install = next(c for c in calls(tmp) if c.startswith("apt-get -o DPkg::Lock::Timeout=600 install"))
     for pkg in ("python3-dev", "build-essential", "librdkafka-dev"):
         assert pkg in install
-    assert "tflite-runtime has armv7l wheels only for Python 3.9" in result.stderr
+
+
+@pytest.mark.parametrize("python", ["3.11", "3.13"])
+def test_32_bit_bookworm_or_trixie_is_refused_before_anything(pi, python):
+    """Issue 20, item 3. tflite-runtime's only armv7l wheel is 2.13.0 for cp39 (edge_app/requirements-arm32.txt)
+    and ai-edge-litert has none, so the EdgeApp component's install exits 1 on any other Python
+    (infra/recipes.py venv_install_script): a 32-bit bookworm (3.11) or trixie (3.13) Pi must not be
+    provisioned, nor get ~200 MB of build packages, only to fail every deployment."""
+    tmp, unpack, env = pi
+    folder = unpack("arm")
+    root = tmp / "root" / "etc"
+    root.mkdir(parents=True)
+    (root / "os-release").write_text('PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\n')
+    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf", "PATH": f"{_python(tmp, python)}:{env['PATH']}"})
+    assert result.returncode == 1
+    assert (
+        f"runs Raspbian GNU/Linux 12 (bookworm) with Python {python}, so every deployment would fail" in result.stderr
+    )
+    assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in result.stderr and "--arch aarch64" in result.stderr
+    assert calls(tmp) == []  # no apt, no download, no installer
+    assert not (tmp / "root" / "greengrass").exists()
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_java_comes_from_the_release_s_own_packages(pi, release):
+    """Issue 20, item 1. Debian 13 (trixie, the current Raspberry Pi OS) has no openjdk-17, bookworm no
+    openjdk-21 (tests/fleet/debian_releases.py, read from Debian's package lists): the installer takes the
+    first of JAVA_PACKAGES that apt has a candidate for, and the Java check after it passes."""
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    result = run(folder, {**env, "FAKE_APT_PACKAGES": " ".join(RELEASES[release].jre_headless)})
+    assert result.returncode == 0, result.stderr
+    (install,) = [c for c in calls(tmp) if c.startswith("apt-get -o") and " install " in c]
+    wanted = next(p for p in JAVA_PACKAGES if p in RELEASES[release].jre_headless)
+    assert install.split()[-1] == wanted
+    assert wanted == {"trixie": "openjdk-21-jre-headless"}.get(release, "openjdk-17-jre-headless")
+
+
+def test_no_java_package_is_a_clear_error_before_anything_is_installed(pi):
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    result = run(folder, {**env, "FAKE_APT_PACKAGES": "openjdk-11-jre-headless"})  # a buster-like release
+    assert result.returncode == 1
+    assert "no Java >= 17 package in this system's apt sources (tried openjdk-17-jre-headless" in result.stderr
+    assert not any(" install " in c for c in calls(tmp))
+
+
+def test_apt_waits_for_another_apt(pi):
+    """Issue 20, item 7. unattended-upgrades may hold apt's locks on a freshly booted Pi. apt-get install
+    waits for the dpkg lock with -o DPkg::Lock::Timeout; apt-get update ignores that option for its
+    lists lock (apt 2.6: tests/infra/test_recipe_rules.py::test_apt_lock_timeout_covers_install_not_update),
+    so the installer retries update, 10 s apart."""
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    locked = tmp / "locked"
+    locked.write_text("2")
+    result = run(folder, {**env, "FAKE_APT_LOCKED": str(locked)})
+    assert result.returncode == 0, result.stderr
+    log = calls(tmp)
+    assert [c for c in log if c.startswith(("apt-get update", "sleep"))] == ["apt-get update -q", "sleep 10"] * 2 + [
+        "apt-get update -q"
+    ]
+    assert any(c.startswith(f"apt-get -o DPkg::Lock::Timeout={APT_LOCK_TIMEOUT} install -y") for c in log)
 
 
 def test_wrong_architecture_is_refused_before_anything(pi):
@@ -221,7 +309,7 @@ def test_dry_run_changes_nothing(pi):
     folder = unpack("aarch64")
     result = run(folder, env, "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "(dry run) apt-get install" in result.stdout
+    assert "(dry run) apt-get -o DPkg::Lock::Timeout=600 install" in result.stdout
     assert calls(tmp) == [] and not (tmp / "root").exists()
 
 

@@ -8,8 +8,10 @@ recipes' scripts with stand-in commands on PATH.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -259,34 +261,143 @@ def test_only_the_prerequisites_component_bootstraps(built, tmp_path):
         if not ok:
             assert "needs Java >= 17" in done.stderr and "openjdk-17-jre-headless" in done.stderr
     bootstrap = prereq["Manifests"][0]["Lifecycle"]["Bootstrap"]["Script"]
+    lock = f"-o DPkg::Lock::Timeout={recipes.APT_LOCK_TIMEOUT} "
     for java, installed, wanted in (
         (
             'openjdk version "11.0.20"',
             False,
-            "update|install -y --no-install-recommends python3-venv openjdk-17-jre-headless",
+            f"update|{lock}install -y --no-install-recommends python3-venv openjdk-17-jre-headless",
         ),
         ('openjdk version "17.0.15"', True, ""),
-        (None, True, "update|install -y --no-install-recommends openjdk-17-jre-headless"),  # no java at all
+        (None, True, f"update|{lock}install -y --no-install-recommends openjdk-17-jre-headless"),  # no java at all
     ):
-        shim = tmp_path / f"apt-{java is None}-{installed}"
-        shim.mkdir()
-        calls = shim / "apt-calls"
-        scripts = {
-            "apt-get": f'#!/bin/sh\n[ "$1" = update ] && echo update >> {calls} || echo "$*" >> {calls}\n',
-            "dpkg": f"#!/bin/sh\nexit {0 if installed else 1}\n",
-        }
-        if java:
-            scripts["java"] = f"#!/bin/sh\necho '{java}' >&2\n"
-        for name, text in scripts.items():
-            (shim / name).write_text(text)
-            (shim / name).chmod(0o755)
-        for tool in ("sed", "head"):  # only these from the system: no real java, dpkg or apt-get
-            (shim / tool).symlink_to(shutil.which(tool))
-        env = {"PATH": str(shim)}
-        done = subprocess.run(["/bin/sh", "-c", bootstrap], env=env, capture_output=True, text=True, timeout=30)
-        assert done.returncode == 0, done.stderr
-        got = "|".join(calls.read_text().split("\n")).strip("|") if calls.exists() else ""
-        assert got == wanted, (java, installed, got)
+        got = _run_bootstrap(tmp_path / f"apt-{java is None}-{installed}", bootstrap, java, installed, "bookworm")
+        assert got.returncode == 0, got.stderr
+        assert got.apt == wanted, (java, installed, got.apt)
+
+
+@dataclass
+class _Ran:
+    returncode: int
+    stderr: str
+    apt: str  # apt-get calls, "|"-joined
+    sleeps: int
+
+
+def _run_bootstrap(shim: Path, script: str, java: str | None, installed: bool, release: str, locked: int = 0) -> _Ran:
+    """The Prerequisites Bootstrap under /bin/sh with stand-ins for java, dpkg, apt-get (its update fails
+    ``locked`` times, as when another apt holds the lists lock), apt-cache (``release``'s packages) and sleep."""
+    from tests.fleet.debian_releases import APT_CACHE_SHIM, RELEASES
+
+    shim.mkdir()
+    calls, counter = shim / "apt-calls", shim / "locked"
+    counter.write_text(str(locked))
+    scripts = {
+        "apt-get": f"""#!/bin/sh
+if [ "$1" = update ]; then
+  echo update >> {calls}
+  n=$(cat {counter}); [ "$n" -gt 0 ] && {{ echo $((n - 1)) > {counter}; echo "E: Could not get lock" >&2; exit 100; }}
+  exit 0
+fi
+echo "$*" >> {calls}
+""",
+        "apt-cache": APT_CACHE_SHIM,
+        "dpkg": f"#!/bin/sh\nexit {0 if installed else 1}\n",
+        "sleep": f"#!/bin/sh\necho sleep >> {shim / 'sleeps'}\n",
+    }
+    if java:
+        scripts["java"] = f"#!/bin/sh\necho '{java}' >&2\n"
+    for name, text in scripts.items():
+        (shim / name).write_text(text)
+        (shim / name).chmod(0o755)
+    for tool in ("sed", "head", "grep", "cat"):  # only these from the system: no real java, dpkg or apt-get
+        (shim / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(shim), "FAKE_APT_PACKAGES": " ".join(RELEASES[release].jre_headless)}
+    done = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    apt = "|".join(calls.read_text().split("\n")).strip("|") if calls.exists() else ""
+    sleeps = len((shim / "sleeps").read_text().split()) if (shim / "sleeps").exists() else 0
+    return _Ran(done.returncode, done.stderr, apt, sleeps)
+
+
+@pytest.mark.parametrize("release", ["bullseye", "bookworm", "trixie"])
+def test_prerequisites_install_a_java_the_release_has(built, tmp_path, release):
+    """Issue 20, item 1. Debian 13 (trixie), the base of the current Raspberry Pi OS, has openjdk-21 and -25
+    but no openjdk-17; bookworm has only openjdk-17 (tests/fleet/debian_releases.py, from Debian's
+    package lists). A Bootstrap that names openjdk-17 stops under ``set -e`` on trixie ("no installation
+    candidate") and no component after it installs. It takes the first of JAVA_PACKAGES apt has."""
+    from tests.fleet.debian_releases import RELEASES
+
+    prereq = _recipes(built["edge-cloud"])["hybridstream.Prerequisites"]
+    for manifest in prereq["Manifests"]:
+        arch = manifest["Platform"]["architecture"]
+        script = manifest["Lifecycle"]["Bootstrap"]["Script"]
+        got = _run_bootstrap(tmp_path / f"{arch}-{release}", script, None, True, release)
+        assert got.returncode == 0, got.stderr
+        wanted = next(p for p in recipes.JAVA_PACKAGES if p in RELEASES[release].jre_headless)
+        assert got.apt.split("|")[-1].split()[-1] == wanted, (arch, got.apt)
+    assert recipes.JAVA_PACKAGES[0] in RELEASES["bookworm"].jre_headless
+    assert recipes.JAVA_PACKAGES[1] in RELEASES["trixie"].jre_headless
+    none = _run_bootstrap(tmp_path / "old", script.replace("openjdk-17-jre-headless ", ""), None, True, "bookworm")
+    assert none.returncode == 1
+    assert "no Java >= 17 package in the apt sources" in none.stderr and "install" not in none.apt
+
+
+def test_prerequisites_wait_for_another_apt(built, tmp_path):
+    """Issue 20, item 7. On a freshly booted Pi unattended-upgrades may hold apt's locks: the Bootstrap
+    retries ``apt-get update`` (which ignores DPkg::Lock::Timeout, see the next test) and installs with
+    ``-o DPkg::Lock::Timeout`` (apt waits for the dpkg frontend lock) instead of failing the deployment."""
+    script = _recipes(built["edge-cloud"])["hybridstream.Prerequisites"]["Manifests"][0]["Lifecycle"]["Bootstrap"]
+    got = _run_bootstrap(tmp_path / "locked", script["Script"], None, True, "trixie", locked=2)
+    assert got.returncode == 0, got.stderr
+    assert got.sleeps == 2 and got.apt.startswith("update|update|update|-o DPkg::Lock::Timeout=")
+    assert script["Timeout"] > recipes.APT_UPDATE_TRIES * 10 + recipes.APT_LOCK_TIMEOUT
+
+
+def test_apt_lock_timeout_covers_install_not_update(tmp_path):
+    """Why the apt lines look as they do, measured on this machine's real apt (Debian 12's apt 2.6, as on a
+    bookworm Pi) in a scratch configuration: with another process holding the lock, ``apt-get install``
+    (here ``autoremove``: the same dpkg frontend lock) waits with ``-o DPkg::Lock::Timeout=N``, while
+    ``apt-get update`` fails at once on the lists lock whatever the option. (apt's own documentation
+    names the option only in its configure-index: /usr/share/doc/apt/examples/configure-index.)"""
+    import fcntl
+    import threading
+    import time
+
+    apt_get = shutil.which("apt-get")
+    assert apt_get, "apt-get missing: these tests run on Debian"
+    state = tmp_path / "state"
+    for d in (
+        "etc/apt.conf.d",
+        "etc/sources.list.d",
+        "etc/preferences.d",
+        "state/lists/partial",
+        "cache/archives/partial",
+    ):
+        (tmp_path / d).mkdir(parents=True)
+    (tmp_path / "etc" / "sources.list").write_text("")
+    (state / "status").write_text("")
+    conf = tmp_path / "apt.conf"
+    dirs = {"Etc": tmp_path / "etc", "State": state, "State::status": state / "status", "Cache": tmp_path / "cache"}
+    conf.write_text("".join(f'Dir::{k} "{v}";\n' for k, v in dirs.items()))
+    env = {**os.environ, "APT_CONFIG": str(conf), "LC_ALL": "C"}
+
+    def held(lock: Path, *cmd: str) -> tuple[int, float]:
+        lock.touch()
+        with open(lock, "w") as fh:
+            fcntl.lockf(fh, fcntl.LOCK_EX)
+            release = threading.Timer(1.5, fcntl.lockf, (fh, fcntl.LOCK_UN))
+            release.start()
+            began = time.monotonic()
+            done = subprocess.run([apt_get, "-o", "DPkg::Lock::Timeout=20", *cmd], env=env, capture_output=True)
+            waited = time.monotonic() - began
+            release.cancel()
+            release.join()
+            return done.returncode, waited
+
+    code, waited = held(state / "lock-frontend", "-y", "autoremove")
+    assert code == 0 and waited >= 1.0
+    code, waited = held(state / "lists" / "lock", "update")
+    assert code != 0 and waited < 1.0
 
 
 def _template_recipes(b) -> list[dict]:

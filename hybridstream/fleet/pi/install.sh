@@ -6,16 +6,18 @@
 #
 # What it does (each step is skipped when already done, so a second run changes nothing):
 #   1. checks the architecture against the bundle's (Greengrass names: aarch64, arm, amd64);
-#   2. apt: Java 17 (the nucleus and the Kafka broker component), python3-venv, curl, unzip and, on
-#      32-bit arm, the build dependencies of confluent-kafka (no armv7l wheel); the edge app's lite
-#      runtime (ai-edge-litert on aarch64/amd64, tflite-runtime on arm) is installed by its
-#      component into its own venv, this only makes sure that can work;
-#   3. downloads the Greengrass nucleus (and, for provisioning by claim, the fleet provisioning
+#   2. refuses a 32-bit OS other than Raspberry Pi OS 11 (its edge runtime needs Python 3.9) before
+#      anything is installed or provisioned (see SUPPORTED below);
+#   3. apt: Java >= 17 (the nucleus and the KafkaBroker component; bookworm has openjdk-17, trixie
+#      openjdk-21: the first with an apt candidate), python3-venv, curl, unzip and, on 32-bit arm, the
+#      build dependencies of confluent-kafka (no armv7l wheel); the edge app's lite runtime is
+#      installed by its component into its own venv. apt waits for another apt (unattended-upgrades);
+#   4. downloads the Greengrass nucleus (and, for provisioning by claim, the fleet provisioning
 #      plugin) and Amazon Root CA 1 HERE, on the Pi;
-#   4. runs the standard installer with the bundle's config.yaml: the Pi provisions itself as its
+#   5. runs the standard installer with the bundle's config.yaml: the Pi provisions itself as its
 #      enrolled thing (claim certificate), or uses its own certificate (--device-cert bundles);
 #      Greengrass runs as a systemd service from then on;
-#   5. removes the claim certificate's private key from the Pi once provisioning succeeded.
+#   6. removes the claim certificate's private key from the Pi once provisioning succeeded.
 #
 # Options: --dry-run (print the steps, change nothing), --force-arch (install on another architecture).
 # Environment: HYBRIDSTREAM_PI_ROOT (tests: a throwaway root; every path is prefixed with it).
@@ -29,7 +31,7 @@ for arg in "$@"; do
     --dry-run) DRY_RUN=1 ;;
     --force-arch) FORCE_ARCH=1 ;;
     -h | --help)
-      sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -107,11 +109,29 @@ if [ "$HOST_ARCH" != "$ARCH" ]; then
 fi
 log "installing Greengrass for thing $THING_NAME ($ARCH, provisioning: $PROVISIONING)"
 
-# -- 2. apt prerequisites ------------------------------------------------------------------------
+# -- 2. a supported OS (docs/deploy.md "Which Pi"), refused before anything is installed -------------
+SUPPORTED="64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 3, 4, 5 or Zero 2 W: every mode (enrol with --arch aarch64);
+32-bit Raspberry Pi OS 11 (bullseye, Python 3.9) only: modes edge-cloud and cloud (--arch arm)"
+# shellcheck source=/dev/null
+os_name() { (. "$ROOT/etc/os-release" 2>/dev/null && echo "${PRETTY_NAME:-unknown}") || echo unknown; }
+if [ "$ARCH" = "arm" ]; then
+  pyver="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "none")"
+  if [ "$pyver" != "3.9" ]; then
+    die "32-bit ARM needs Python 3.9 (tflite-runtime's only armv7l wheel is cp39); this Pi runs $(os_name) with Python $pyver, so every deployment would fail. Install the 64-bit OS and enrol the Pi with --arch aarch64. Supported:
+$SUPPORTED"
+  fi
+fi
+
+# -- 3. apt prerequisites ------------------------------------------------------------------------
+# the first of these with an apt candidate (bookworm: 17, trixie: 21); as infra/recipes.py JAVA_PACKAGES
+JAVA_PACKAGES=(openjdk-17-jre-headless openjdk-21-jre-headless)
+APT_LOCK_TIMEOUT=600 # s: apt-get install waits for another apt's dpkg lock; apt-get update is retried
 packages=(ca-certificates curl unzip python3 python3-venv python3-pip)
 java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1; }
-if [ "$(java_major || true)" = "" ] || [ "$(java_major)" -lt 17 ]; then
-  packages+=(openjdk-17-jre-headless)   # the nucleus needs 8+, the KafkaBroker component (Kafka 4) 17+
+need_java=0
+jm="$(java_major || true)"
+if [ -z "$jm" ] || [ "$jm" -lt 17 ]; then
+  need_java=1 # the nucleus needs 8+, the KafkaBroker component (Kafka 4) 17+
 fi
 if [ "$ARCH" = "arm" ]; then
   # confluent-kafka has no armv7l wheel: pip builds it against librdkafka; numpy<2 for tflite-runtime
@@ -121,30 +141,48 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "apt: installing ${missing[*]}"
+java_candidate() {
+  local p
+  for p in "${JAVA_PACKAGES[@]}"; do
+    if LC_ALL=C apt-cache policy "$p" 2>/dev/null | grep -q "Candidate: [0-9]"; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+if [ "${#missing[@]}" -gt 0 ] || [ "$need_java" -eq 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  run apt-get update -q
-  run apt-get install -y --no-install-recommends "${missing[@]}"
+  tries=0
+  until run apt-get update -q; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 60 ] || die "apt-get update kept failing for 10 minutes (another apt holds its lock, or no network)"
+    log "apt-get update failed (another apt running?): retrying in 10 s"
+    sleep 10
+  done
+  if [ "$need_java" -eq 1 ]; then
+    if java_pkg="$(java_candidate)"; then
+      missing+=("$java_pkg")
+    elif [ "$DRY_RUN" -eq 1 ]; then
+      missing+=("<first of ${JAVA_PACKAGES[*]} with an apt candidate>")
+    else
+      die "no Java >= 17 package in this system's apt sources (tried ${JAVA_PACKAGES[*]}). Supported:
+$SUPPORTED"
+    fi
+  fi
+  log "apt: installing ${missing[*]}"
+  run apt-get -o "DPkg::Lock::Timeout=$APT_LOCK_TIMEOUT" install -y --no-install-recommends "${missing[@]}"
 else
   log "apt: prerequisites already installed"
 fi
 if [ "$DRY_RUN" -eq 0 ]; then
   jm="$(java_major || true)"
   if [ -z "$jm" ] || [ "$jm" -lt 17 ]; then
-    die "Java 17 or newer is needed, found '${jm:-none}' (apt install openjdk-17-jre-headless)"
-  fi
-fi
-if [ "$ARCH" = "arm" ]; then
-  pyver="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "?")"
-  if [ "$pyver" != "3.9" ]; then
-    echo "install.sh: warning: tflite-runtime has armv7l wheels only for Python 3.9 (Raspberry Pi OS 11);" \
-      "this Pi has Python $pyver, so the EdgeApp component's install will have to build it or fail:" \
-      "prefer a 64-bit OS (aarch64)" >&2
+    die "Java 17 or newer is needed, found '${jm:-none}' (one of: ${JAVA_PACKAGES[*]})"
   fi
 fi
 
-# -- 3. downloads, on the Pi ----------------------------------------------------------------------
+# -- 4. downloads, on the Pi ----------------------------------------------------------------------
 fetch() { # url dest: download once, atomically
   local url="$1" dest="$2"
   if [ -s "$dest" ]; then
@@ -172,7 +210,7 @@ if [ ! -f "$WORK/installer/lib/Greengrass.jar" ]; then
   run unzip -q "$WORK/greengrass-nucleus.zip" -d "$WORK/installer"
 fi
 
-# -- 4. certificates, config and the standard installer -------------------------------------------
+# -- 5. certificates, config and the standard installer -------------------------------------------
 certs="claim-certs"
 [ "$PROVISIONING" = "claim" ] || certs="device-certs"
 [ -d "$HERE/$certs" ] || die "the bundle has no $certs/ folder"
@@ -202,7 +240,7 @@ log "running the Greengrass installer (provisions $THING_NAME, starts greengrass
 run "${installer[@]}"
 [ "$DRY_RUN" -eq 1 ] || [ -d "$GG_ROOT/config" ] || die "the installer finished but $GG_ROOT/config is missing: see $GG_ROOT/logs"
 
-# -- 5. done: forget the claim key, remember the install -------------------------------------------
+# -- 6. done: forget the claim key, remember the install -------------------------------------------
 if [ "$PROVISIONING" = "claim" ] && [ "$DRY_RUN" -eq 0 ]; then
   rm -f "$GG_ROOT/claim-certs/claim.private.pem.key"
   log "removed the claim private key from this Pi (the device has its own certificate now)"
