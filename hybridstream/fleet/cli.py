@@ -64,6 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the Pi's architecture, as Greengrass names it (default aarch64: 64-bit Raspberry Pi OS)",
     )
     p.add_argument(
+        "--os",
+        dest="os_release",
+        choices=["bookworm", "trixie", "bullseye"],
+        help="the Pi's Raspberry Pi OS release; --arch arm needs --os bullseye (32-bit works only there)",
+    )
+    p.add_argument(
         "--device-cert",
         action="store_true",
         help="give the Pi its own certificate (thing created now) instead of the shared claim certificate",
@@ -152,6 +158,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         device_cert=args.device_cert,
         out=args.out,
         nucleus_version=args.nucleus_version,
+        os_release=args.os_release,
     )
     if args.json:
         _print_json(result.to_dict())

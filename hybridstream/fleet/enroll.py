@@ -25,6 +25,15 @@ from hybridstream.fleet.session import AwsContext, FleetError, error_code, expla
 log = logging.getLogger("hybridstream.fleet.enroll")
 
 GROUPS = {"canary": "CanaryThingGroup", "fleet": "FleetThingGroup"}
+# Which Pi OS each architecture works on (README "Fleet", docs/deploy.md "Which Pi"): 64-bit Raspberry
+# Pi OS 12/13 have every wheel the components install (cp311/cp313 aarch64); a 32-bit OS needs Python
+# 3.9 (tflite-runtime's only armv7l wheel is cp39), i.e. Raspberry Pi OS 11 (bullseye).
+OS_RELEASES = ("bookworm", "trixie", "bullseye")
+SUPPORTED = {"aarch64": ("bookworm", "trixie"), "arm": ("bullseye",), "amd64": ("bookworm", "trixie")}
+SUPPORTED_TEXT = (
+    "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 3, 4, 5 or Zero 2 W: every mode (--arch aarch64); "
+    "32-bit Raspberry Pi OS 11 (bullseye, Python 3.9) only: modes edge-cloud and cloud (--arch arm --os bullseye)"
+)
 SERIAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # as the pre-provisioning hook: [a-zA-Z0-9_-], no ":"
 
 
@@ -60,6 +69,23 @@ def serial_of(thing_name: str, prefix: str) -> str:
             f"{prefix}-<SerialNumber> (serial: letters, digits, '-' or '_', at most 64), e.g. {prefix}-pi0001"
         )
     return serial
+
+
+def check_platform(arch: str, os_release: str | None) -> None:
+    """Refuse, before anything is made, a combination whose deployments would all fail: a 32-bit Pi
+    (``arm``) is supported on Raspberry Pi OS 11 only, and must say so (``--os bullseye``); on bookworm
+    or trixie its EdgeApp install exits 1 (no armv7l edge runtime for Python 3.11/3.13)."""
+    if os_release is not None and os_release not in OS_RELEASES:
+        raise FleetError(f"--os must be one of {', '.join(OS_RELEASES)}, not {os_release!r}")
+    if arch == "arm" and os_release not in SUPPORTED["arm"]:
+        on = f"on {os_release} " if os_release else ""
+        raise FleetError(
+            f"a 32-bit Pi {on}would be provisioned and then fail every deployment: its edge runtime needs "
+            f"Python 3.9 (Raspberry Pi OS 11). Install the 64-bit OS and enrol with --arch aarch64, or, for a Pi "
+            f"that runs Raspberry Pi OS 11, pass --os bullseye. Supported: {SUPPORTED_TEXT}"
+        )
+    if os_release is not None and os_release not in SUPPORTED[arch]:
+        raise FleetError(f"--arch {arch} is not supported on {os_release}. Supported: {SUPPORTED_TEXT}")
 
 
 def thing_exists(iot: Any, name: str) -> bool:
@@ -142,11 +168,13 @@ def enroll(
     out: Path | None = None,
     nucleus_version: str = "latest",
     now: datetime | None = None,
+    os_release: str | None = None,
 ) -> EnrollResult:
     if group not in GROUPS:
         raise FleetError(f"--group must be canary or fleet, not {group!r}")
     if arch not in bundle.ARCHITECTURES:
         raise FleetError(f"--arch must be one of {', '.join(bundle.ARCHITECTURES)} (the nucleus's names), not {arch!r}")
+    check_platform(arch, os_release)
     from botocore.exceptions import BotoCoreError, ClientError
 
     serial = serial_of(thing_name, outputs.thing_prefix)

@@ -39,6 +39,8 @@ def test_enroll_claim_writes_item_certificate_and_bundle(ctx, tmp_path, capsys):
             "canary",
             "--arch",
             "arm",
+            "--os",
+            "bullseye",
             "--out",
             str(out),
         ],
@@ -275,3 +277,20 @@ def test_enroll_json(ctx, tmp_path, capsys):
     assert data["status"] == "enrolled" and data["arch"] == "amd64" and data["bundle"] == str(tmp_path / "j.tar")
     code, out, _ = run_cli([*argv, "--json"], ctx=ctx, capsys=capsys)
     assert json.loads(out)["status"] == "unchanged"
+
+
+@pytest.mark.parametrize("extra", [[], ["--os", "bookworm"], ["--os", "trixie"]])
+def test_a_32_bit_pi_is_refused_unless_it_runs_raspberry_pi_os_11(ctx, tmp_path, capsys, extra):
+    """Issue 20, item 3. tflite-runtime's only armv7l wheel is for cp39 and ai-edge-litert has none
+    (edge_app/requirements-arm32.txt): on bookworm (Python 3.11) or trixie (3.13) a 32-bit Pi's EdgeApp
+    install exits 1, so enrolling it would only provision a device that fails every deployment."""
+    thing = f"{PREFIX}-pi0032"
+    out = tmp_path / "arm.tar"
+    argv = ["fleet", "enroll", "--thing-name", thing, "--arch", "arm", "--out", str(out), *extra]
+    code, _, err = run_cli(argv, ctx=ctx, capsys=capsys)
+    assert code != 0
+    assert "would be provisioned and then fail every deployment" in err and "--arch aarch64" in err
+    assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in err
+    assert item(thing) is None and not out.exists()
+    params = boto3.client("ssm", region_name=REGION).describe_parameters()["Parameters"]
+    assert claim.cert_parameter(STACK) not in {p["Name"] for p in params}  # no claim certificate made
