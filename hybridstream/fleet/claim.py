@@ -14,8 +14,10 @@ and the stack's pre-provisioning hook admits only enrolled thing names.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import time
 from dataclasses import dataclass
 
 from hybridstream.fleet.outputs import StackOutputs
@@ -62,22 +64,70 @@ def _delete_param(ssm, name: str) -> None:
             raise
 
 
-def delete_certificate(iot, certificate_id: str, certificate_arn: str) -> bool:
-    """Detach every policy and thing, deactivate and delete one certificate; False if it was gone."""
+# DetachThingPrincipal "is asynchronous. It might take several seconds for the detachment to
+# propagate" (https://docs.aws.amazon.com/iot/latest/apireference/API_DetachThingPrincipal.html);
+# until then DeleteCertificate answers DeleteConflictException ("the certificate is attached to one
+# or more things"). So: poll ListPrincipalThings with backoff, then delete, retrying a conflict.
+DETACH_TIMEOUT = 60.0  # s
+_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0)
+_sleep = time.sleep  # the tests replace it
+_clock = time.monotonic
+
+
+def _tries(timeout: float):
+    """Yield once per try until ``timeout`` s have passed, sleeping 0.5, 1, 2, 4, 8, 8, ... s in between
+    (at least one try; the caller says what it waited for when the tries run out)."""
+    deadline = _clock() + timeout
+    for i in itertools.count():
+        yield i
+        pause = _BACKOFF[min(i, len(_BACKOFF) - 1)]
+        if _clock() + pause > deadline:
+            return
+        _sleep(pause)
+
+
+def wait_detached(iot, certificate_arn: str, timeout: float = DETACH_TIMEOUT) -> None:
+    """Return once no thing lists ``certificate_arn`` as its principal; FleetError after ``timeout``."""
+    things: list[str] = []
+    for _ in _tries(timeout):
+        things = iot.list_principal_things(principal=certificate_arn).get("things", [])
+        if not things:
+            return
+    raise FleetError(
+        f"certificate {certificate_arn.rsplit('/', 1)[-1][:12]}... is still attached to {', '.join(things)} "
+        f"{timeout:.0f} s after the detach: run the command again"
+    )
+
+
+def delete_certificate(iot, certificate_id: str, certificate_arn: str, timeout: float = DETACH_TIMEOUT) -> bool:
+    """Detach every policy and thing, wait for the detach to propagate, deactivate and delete one
+    certificate (a DeleteConflictException meanwhile is retried with backoff); False if it was gone."""
     from botocore.exceptions import ClientError
 
     try:
         for policy in iot.list_attached_policies(target=certificate_arn).get("policies", []):
             iot.detach_policy(policyName=policy["policyName"], target=certificate_arn)
         for thing in iot.list_principal_things(principal=certificate_arn).get("things", []):
-            iot.detach_thing_principal(thingName=thing, principal=certificate_arn)
+            try:  # a listing may still show a detach that is propagating
+                iot.detach_thing_principal(thingName=thing, principal=certificate_arn)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+        wait_detached(iot, certificate_arn, timeout)
         iot.update_certificate(certificateId=certificate_id, newStatus="INACTIVE")
-        iot.delete_certificate(certificateId=certificate_id, forceDelete=True)
+        for _ in _tries(timeout):
+            try:
+                iot.delete_certificate(certificateId=certificate_id, forceDelete=True)
+                return True
+            except ClientError as exc:
+                if error_code(exc) != "DeleteConflictException":
+                    raise
+                log.info("certificate %s: detach not propagated yet (%s), retrying", certificate_id[:12], exc)
+        raise FleetError(f"certificate {certificate_id[:12]}... still conflicts {timeout:.0f} s after its detach")
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
             return False
         raise
-    return True
 
 
 def _exists(iot, certificate_id: str) -> bool:

@@ -63,6 +63,7 @@ def remove_thing(ctx: AwsContext, outputs: StackOutputs, thing: str) -> list[str
         principals = None
     for arn in principals or []:
         iot.detach_thing_principal(thingName=thing, principal=arn)
+        # waits for the asynchronous detach before deleting (claim.delete_certificate): one run suffices
         if ":cert/" in arn and claim.delete_certificate(iot, arn.rsplit("/", 1)[-1], arn):
             done.append(f"certificate {arn.rsplit('/', 1)[-1][:12]}... of {thing}")
     if principals is not None:

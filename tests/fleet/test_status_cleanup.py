@@ -6,8 +6,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
 
 from hybridstream.fleet import claim
+from hybridstream.fleet.session import FleetError
 from tests.fleet.conftest import (
     CANARY_ARN,
     CANARY_GROUP,
@@ -166,3 +168,70 @@ def test_cleanup_failure_is_reported_and_the_rest_still_runs(ctx, gg, capsys, tm
     assert "FAILED removing hybridstream-d3: access denied to DeleteCoreDevice" in out
     assert "cleanup incomplete (1 step(s) failed, run it again)" in err
     gg.stubber.assert_no_pending_responses()  # deployments and claim were still looked at
+
+
+class _PropagatingIot:
+    """moto's IoT, except that a detach propagates as AWS documents it: asynchronously
+    ("It might take several seconds for the detachment to propagate",
+    https://docs.aws.amazon.com/iot/latest/apireference/API_DetachThingPrincipal.html). For ``lag`` reads
+    after a detach, ListPrincipalThings still lists the thing, and the first DeleteCertificate after it
+    answers DeleteConflictException, as IoT does for a certificate still attached to a thing."""
+
+    def __init__(self, real, lag: int = 2) -> None:
+        self._real, self._lag, self._stale, self._conflicts = real, lag, {}, set()
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def detach_thing_principal(self, thingName, principal):  # noqa: N803 (boto3's names)
+        self._real.detach_thing_principal(thingName=thingName, principal=principal)
+        self._stale[principal] = [thingName, self._lag]
+        self._conflicts.add(principal.rsplit("/", 1)[-1])
+
+    def list_principal_things(self, principal):
+        stale = self._stale.get(principal)
+        if stale and stale[1] > 0:
+            stale[1] -= 1
+            return {"things": [stale[0]]}
+        return self._real.list_principal_things(principal=principal)
+
+    def delete_certificate(self, certificateId, forceDelete=False):  # noqa: N803
+        from botocore.exceptions import ClientError
+
+        if certificateId in self._conflicts:
+            self._conflicts.discard(certificateId)
+            error = {"Code": "DeleteConflictException", "Message": "Certificate is attached to one or more things"}
+            raise ClientError({"Error": error}, "DeleteCertificate")
+        return self._real.delete_certificate(certificateId=certificateId, forceDelete=forceDelete)
+
+
+def test_one_cleanup_suffices_while_a_detach_propagates(ctx, gg, capsys, tmp_path, monkeypatch):
+    """Issue 20, item 4: DeleteCertificate right after DetachThingPrincipal fails with
+    DeleteConflictException until the detach has propagated; cleanup waits (polls with backoff) and
+    retries the conflict, so one run removes the device."""
+    sleeps: list[float] = []
+    monkeypatch.setattr(claim, "_sleep", sleeps.append)
+    enroll(ctx, capsys, tmp_path, f"{PREFIX}-d4", "--device-cert")
+    ctx.clients["iot"] = _PropagatingIot(boto3.client("iot", region_name=REGION))
+    gg.stubber.add_response("delete_core_device", {}, {"coreDeviceThingName": f"{PREFIX}-d4"})
+    code, out, err = run_cli(["fleet", "cleanup", "--thing", f"{PREFIX}-d4", "--yes"], ctx=ctx, capsys=capsys)
+    assert code == 0, out + err
+    assert "removed certificate" in out and f"removed thing {PREFIX}-d4" in out
+    iot = boto3.client("iot", region_name=REGION)
+    assert iot.list_certificates()["certificates"] == [] and iot.list_things()["things"] == []
+    # two stale ListPrincipalThings reads (the detach loop's, then the wait's first), then one conflict
+    assert sleeps == [0.5, 0.5]
+
+
+def test_a_detach_that_never_propagates_is_a_clear_error(aws, monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(claim, "_clock", lambda: clock[0])
+    monkeypatch.setattr(claim, "_sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    iot = _PropagatingIot(boto3.client("iot", region_name=REGION), lag=10**6)
+    cert = iot.create_keys_and_certificate(setAsActive=True)
+    iot.create_thing(thingName="stuck")
+    iot.attach_thing_principal(thingName="stuck", principal=cert["certificateArn"])
+    iot.detach_thing_principal(thingName="stuck", principal=cert["certificateArn"])
+    with pytest.raises(FleetError, match="is still attached to stuck 60 s after the detach: run the command again"):
+        claim.delete_certificate(iot, cert["certificateId"], cert["certificateArn"])
+    assert clock[0] <= claim.DETACH_TIMEOUT
