@@ -34,6 +34,7 @@ from edge_app import kafka_io, loop
 from edge_app.admission import Admission, value_bounds
 from edge_app.combiners import warm_start_mismatch
 from edge_app.config import EdgeConfig
+from edge_app.intervals import DeviceBand, IntervalConfig
 from edge_app.kafka_io import DeliveryFailed, Outputs
 from edge_app.metrics import ErrorStats
 from edge_app.models import FETCHERS, S3Fetcher, load_model
@@ -44,7 +45,7 @@ from edge_app.state import DeviceState
 from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model
 from edge_app.telemetry import Counters, MetricsPublisher, Telemetry
 from edge_app.uploaders import open_window_pipeline
-from model_contract import Manifest
+from model_contract import Manifest, conformal
 from model_contract.context_stack import WARM_KEY
 from model_contract.topics import model_notice_topic
 
@@ -62,6 +63,24 @@ def combiner_warm_start(combination: Any, spec: Any, manifest: Manifest) -> dict
         log.info("device combiners start cold: %s", why)
         return None
     log.info("device combiners start from batch %s's warm start (%s history rows)", manifest.version, warm.get("rows"))
+    return warm
+
+
+def interval_warm_start(cfg: IntervalConfig | None, manifest: Manifest) -> dict | None:
+    """The batch manifest's interval warm start if it is usable, else None (logged once, with why)."""
+    if cfg is None:
+        log.info("forecast intervals are off (intervals: null)")
+        return None
+    warm = manifest.extra.get(conformal.WARM_KEY)
+    if not warm:
+        log.info("device intervals start cold: batch %s ships no interval warm start", manifest.version)
+        return None
+    try:
+        DeviceBand(cfg, warm)
+    except ValueError as exc:
+        log.warning("device intervals start cold: %s", exc)
+        return None
+    log.info("device intervals start from batch %s's warm start (%s history rows)", manifest.version, warm.get("rows"))
     return warm
 
 
@@ -88,6 +107,8 @@ class EdgeApp:
         self.spec = self.batch.manifest.feature_spec
         self.admission = Admission.from_config(cfg, self.spec, self.batch.manifest)
         self.combiner_warm = combiner_warm_start(cfg.combination, self.spec, self.batch.manifest)
+        self.interval_cfg = cfg.interval_config
+        self.interval_warm = interval_warm_start(self.interval_cfg, self.batch.manifest)
         self.speed, speed_published_at = initial_speed_model(m, self.spec, self.pointer)
         log.info(
             "serving batch %s %s and speed %s %s (spec %s)",
@@ -169,10 +190,34 @@ class EdgeApp:
         state = DeviceState(device, self.spec, cfg.combination, cfg.detector_config, cfg.metrics_window, warm)
         if warm is not None:
             self.counters.combiner_warm_starts += 1
+        if self.interval_cfg is not None:
+            state.band = DeviceBand(self.interval_cfg, self.interval_warm, self._anomaly_reporter(device))
+            if self.interval_warm is not None:
+                self.counters.interval_warm_starts += 1
         if self.device_store.restore(state, (self.batch.version, self.speed.version)):
             self.counters.devices_restored += 1
         self.devices[device] = state
         return state
+
+    def _anomaly_reporter(self, device: str):
+        """What a device's band calls when a run of readings outside its interval reaches ``min_run``."""
+        counters = self.counters
+
+        def report(timestamp: str, actual: float, forecast: float, distance: float, run: int) -> None:
+            counters.anomaly_events += 1
+            level = self.interval_cfg.anomaly_level
+            self.telemetry.event(
+                "anomaly",
+                device=device,
+                timestamp=timestamp,
+                level=level,
+                distance=distance,
+                actual=actual,
+                forecast=forecast,
+                run=run,
+            )
+
+        return report
 
     def save_devices(self) -> None:
         """Save every device touched since the last commit point."""

@@ -126,6 +126,8 @@ class EdgeConfig:
     models: Models = field(default_factory=Models)
     combination: dict[str, Any] = field(default_factory=lambda: {"strategy": "dynamic"})
     drift: dict[str, Any] = field(default_factory=lambda: {"detector": "adwin", "residual": "hybrid"})
+    # forecast intervals + anomaly flags (edge_app.intervals.IntervalConfig's keys; null: off)
+    intervals: dict[str, Any] | None = field(default_factory=dict)
     windows: Windows = field(default_factory=Windows)
     kafka: Kafka = field(default_factory=Kafka)
     mqtt: Mqtt = field(default_factory=Mqtt)
@@ -238,6 +240,10 @@ class EdgeConfig:
             make_detector(self.detector_config)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"drift: {exc}") from None
+        try:
+            self.interval_config  # noqa: B018 (validates)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"intervals: {exc}") from None
 
     def _validate_mqtt(self) -> None:
         m = self.mqtt
@@ -273,6 +279,13 @@ class EdgeConfig:
                 FeatureSpec.from_dict(f.feature_spec)
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"forward.feature_spec: {type(exc).__name__}: {exc}") from None
+
+    @property
+    def interval_config(self) -> Any:
+        """The ``intervals`` section as an :class:`edge_app.intervals.IntervalConfig` (None: off)."""
+        from edge_app.intervals import IntervalConfig
+
+        return IntervalConfig.from_dict(self.intervals)
 
     @property
     def detector_config(self) -> dict[str, Any]:

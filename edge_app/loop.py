@@ -26,6 +26,7 @@ from confluent_kafka import KafkaError, KafkaException
 from edge_app import kafka_io, swap
 from edge_app.admission import check_range, out_of_order
 from edge_app.combiners import make_combiner
+from edge_app.intervals import NO_BAND
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.records import encode_prediction, parse_reading
 from edge_app.state import DeviceState, Pending
@@ -171,6 +172,7 @@ def process(app: Any, msgs: list) -> None:
             spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
             t6 = clock()
             t_spool += t6 - t5
+            band = state.band
             value = encode_prediction(
                 r,
                 forecast,
@@ -180,6 +182,7 @@ def process(app: Any, msgs: list) -> None:
                 (clock() - t0) * 1e6,
                 picked_ms - msg.timestamp()[1],
                 horizon,
+                NO_BAND if band is None else band.step(pending, y, made, r.timestamp),
             )
             t7 = clock()
             t_enc += t7 - t6

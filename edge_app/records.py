@@ -124,12 +124,14 @@ def encode_prediction(
     latency_us: float,
     lag_ms: float = 0.0,
     horizon: int = 1,
+    band: str = ',"interval":null,"anomaly":null',
 ) -> bytes:
     """One ``predictions`` record: forecasts of the reading ``horizon`` readings ahead (1: the NEXT
     one), errors of the forecast made for this reading (``horizon`` readings ago).
 
     Hand-assembled (the hot path's biggest cost after the two invokes was ``json.dumps`` of
-    nested dicts); the unit tests check it parses to exactly the documented structure.
+    nested dicts); the unit tests check it parses to exactly the documented structure. ``band``: the
+    ``"interval"`` and ``"anomaly"`` members, already encoded (:meth:`edge_app.intervals.DeviceBand.step`).
     """
     fc = (
         "null"
@@ -142,7 +144,7 @@ def encode_prediction(
         f'"timestamp":{_esc(reading.timestamp)},"actual":{_n(reading.target)},"forecast":{fc},'
         f'"weights":{{"batch":{_n(weights[0])},"speed":{_n(weights[1])}}},"error":{er},'
         f'"models":{{"batch":{_esc(versions[0])},"speed":{_esc(versions[1])}}},'
-        f'"latency_us":{round(latency_us, 1)!r},"lag_ms":{round(lag_ms, 1)!r},"horizon":{horizon:d}}}'
+        f'"latency_us":{round(latency_us, 1)!r},"lag_ms":{round(lag_ms, 1)!r},"horizon":{horizon:d}{band}}}'
     ).encode()
 
 
@@ -155,6 +157,8 @@ def prediction_dict(
     latency_us: float,
     lag_ms: float = 0.0,
     horizon: int = 1,
+    interval: dict[str, list[float]] | None = None,
+    anomaly: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The reference structure of a prediction record (what :func:`encode_prediction` must parse to)."""
     return {
@@ -173,6 +177,8 @@ def prediction_dict(
         "latency_us": round(latency_us, 1),  # parse to produce, in this app
         "lag_ms": round(lag_ms, 1),  # the reading's CreateTime to the moment the loop picked it up
         "horizon": horizon,  # "forecast" is for the reading this many readings ahead
+        "interval": interval,  # {level: [low, high]} around forecast.hybrid (same reading); null while unknown
+        "anomaly": anomaly,  # {"level", "distance", "run"} when "actual" left the interval forecast for it
     }
 
 

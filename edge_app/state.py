@@ -11,6 +11,7 @@ import numpy as np
 
 from edge_app.combiners import Combiner, make_combiner
 from edge_app.drift import DriftDetector, make_detector
+from edge_app.intervals import DeviceBand
 from edge_app.metrics import ErrorStats
 from model_contract import FeatureBuffer, FeatureSpec
 
@@ -36,6 +37,7 @@ class Pending:
     hybrid: float
     speed_version: str  # the speed model that made ``speed``
     context: np.ndarray | None = None  # ``combiner.context()`` when the forecast was made
+    band: tuple[float, ...] | None = None  # the half-widths of its interval per level (edge_app.intervals)
 
 
 class DeviceState:
@@ -59,6 +61,7 @@ class DeviceState:
         "last_epoch",
         "last_ts",
         "stats",
+        "band",
     )
 
     def __init__(
@@ -81,3 +84,4 @@ class DeviceState:
         self.last_epoch = float("-inf")
         self.last_ts = ""
         self.stats = ErrorStats(metrics_window)
+        self.band: DeviceBand | None = None  # its forecast intervals and anomaly flags (None: intervals off)

@@ -20,6 +20,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_app.intervals import level_name
+from edge_app.intervals import totals as band_totals
 from edge_app.kafka_io import Outputs
 from edge_app.metrics import ErrorStats
 from edge_app.records import encode_deadletter, encode_event, encode_json
@@ -77,6 +79,8 @@ class Counters(CounterSet):
         self.combiner_warm_starts = 0  # combiners started from the batch model's warm start (new devices, resets)
         self.gap_resets = 0  # lag windows restarted after a gap longer than max_gap_s
         self.devices_restored = 0  # devices whose state was loaded from the state folder
+        self.interval_warm_starts = 0  # device intervals started from the batch model's interval warm start
+        self.anomaly_events = 0  # runs of readings outside their interval that reached intervals.min_run
         self._devices: dict[str, Any] = {}  # the loop's devices: their combiners' guard counts (see watch)
         self._stages: Any = None  # the loop's edge_app.stages.StageClock (see watch)
 
@@ -87,7 +91,9 @@ class Counters(CounterSet):
         self._stages = stages
 
     def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict() | combiner_counts(self._devices.values())
+        states = self._devices.values()
+        bands = [getattr(s, "band", None) for s in states]
+        out = super().to_dict() | combiner_counts(states) | {"anomalies": sum(b.anomalies for b in bands if b)}
         if self._stages is not None:
             out["stage_us"] = self._stages.summary()
         return out
@@ -213,6 +219,7 @@ class MetricsPublisher:
         rec = {**base, "scope": "all", "devices": len(devices), **totals.snapshot()}
         rec["counters"] = counters.to_dict()
         rec["models"] = models
+        rec["intervals"] = band_totals([s.band for s in devices.values() if s.band is not None])
         self.outputs.produce(cfg.topics.metrics, encode_json(rec), thing.encode())
         if cfg.metrics_per_device:
             for state in devices.values():
@@ -221,6 +228,8 @@ class MetricsPublisher:
                 counts = getattr(state.combiner, "counts", None)
                 if counts is not None:
                     dev["combiner"] = counts()
+                if state.band is not None:
+                    dev["intervals"] = state.band.snapshot()
                 self.outputs.produce(cfg.topics.metrics, encode_json(dev), state.key)
         interval = cfg.mqtt.metrics_interval_s
         if self.mqtt is not None and interval and time.monotonic() >= self._mqtt_next:
@@ -241,6 +250,12 @@ class MetricsPublisher:
             msg[f"{approach}_rmse"] = rolling[approach]["rmse"]
             msg[f"{approach}_mae"] = rolling[approach]["mae"]
         msg["records_per_s"] = round((records_in - records) / max(now - then, 1e-9), 2)
+        bands = rec.get("intervals")
+        if bands and bands["n"]:  # running coverage and mean width per level (CloudWatch: Coverage80, Width80...)
+            for key, cov in bands["coverage"].items():
+                msg[f"coverage_{level_name(float(key))}"] = round(cov, 4)
+                msg[f"width_{level_name(float(key))}"] = round(bands["width"][key], 6)
+            msg["anomalies"] = bands["anomalies"]
         msg["models"] = rec["models"]
         try:
             self.mqtt.publish(device_topic(self.cfg.thing_name, METRICS), encode_json(msg))

@@ -83,13 +83,17 @@ def config_of(config: Mapping | None = None) -> dict:
     return cfg
 
 
-def warm_start(history: np.ndarray, spec: FeatureSpec, config: Mapping | None = None) -> dict:
+def warm_start(
+    history: np.ndarray, spec: FeatureSpec, config: Mapping | None = None, residuals: list[float] | None = None
+) -> dict:
     """The state a fresh context stack reaches by streaming ``history`` (rows x ``spec.features``, oldest first)
     record by record as the edge does (forecast when the window is full, learn each truth ``horizon`` rows
     later, the last forecasts' truths too), with batch = speed = last (both model inputs 0).
 
     Returns ``{"method": "context", "config": ..., "spec": ..., "rows": truths learned, "state": {"model":
     OnlineLinear state, "guard": {"mse": [4], "seen": n}}}`` (JSON-friendly; ~d^2 floats, d = inputs + 3).
+    ``residuals``: if a list, the stack's forecast - truth of every learned truth is appended to it (in the
+    order the truths arrive: what :func:`model_contract.conformal.warm_start` streams).
     """
     cfg = config_of(config)
     history = np.asarray(history, dtype=np.float64)
@@ -113,6 +117,8 @@ def warm_start(history: np.ndarray, spec: FeatureSpec, config: Mapping | None = 
         if not -HUGE < ep < HUGE:
             return
         seen = guard_update(mse, seen, ed, (ep, ep, ep, f - y))  # batch = speed = last
+        if residuals is not None:
+            residuals.append(f - y)
         model.learn_one(row, y)
 
     for t in range(len(history)):

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from model_contract import FeatureSpec, Manifest, Scaler, build_supervised, content_version, context_stack, sha256_bytes
+from model_contract.conformal import WARM_KEY as INTERVAL_WARM_KEY
+from model_contract.conformal import warm_start as interval_warm_start
 from model_contract.runtime import TFLiteModel
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -438,6 +440,9 @@ def train_matrix(
     )
     if kind == "batch":  # every new device's combiner starts from the context stack's state on this history
         t0 = time.perf_counter()
-        manifest.extra[context_stack.WARM_KEY] = warm = context_stack.warm_start(matrix, spec)
+        residuals: list[float] = []
+        manifest.extra[context_stack.WARM_KEY] = warm = context_stack.warm_start(matrix, spec, residuals=residuals)
         log.info("combiner warm start: %d history rows in %.1fs", warm["rows"], time.perf_counter() - t0)
+        # and every new device's forecast intervals, from the stack's own online errors on that history
+        manifest.extra[INTERVAL_WARM_KEY] = interval_warm_start(residuals, spec.horizon)
     return TrainedModel(tflite=tflite, manifest=manifest, X_holdout=X_ho, y_holdout=y_ho, weights=model.get_weights())

@@ -258,3 +258,29 @@ def test_the_example_config_loads():
     cfg = load_config(Path(__file__).resolve().parents[2] / "edge_app" / "edge.example.json")
     assert cfg.thing_name == "pi-turbine-1" and cfg.models.speed_name == "speed-pi-turbine-1"
     assert cfg.windows.local_root == "/var/lib/hybridstream/outbox" and cfg.devices is None
+
+
+def test_the_interval_fragment_parses_to_the_reference_structure_and_bad_interval_configs_fail_at_load():
+    from edge_app.config import ConfigError, EdgeConfig
+    from edge_app.intervals import DeviceBand, IntervalConfig
+    from edge_app.state import Pending
+
+    r = _reading("2017-01-01T00:10:00+00:00")
+    band = DeviceBand(
+        IntervalConfig(min_run=1),
+        {"levels": [0.8, 0.95], "lr": 0.05, "scale_half_life": 100.0, "q": [1.5, 2.5], "scale": 0.5, "seen": 10},
+    )
+    made = Pending(2.0, 2.0, 2.0, "s1")
+    args = (r, (2.0, 2.0, 2.0), None, (0.5, 0.5), ("b1", "s1"), 1.0, 0.0, 1)
+    rec = json.loads(encode_prediction(*args, band.step(None, 1.0, made, "t")))
+    assert rec == prediction_dict(*args, interval={"0.8": [1.25, 2.75], "0.95": [0.75, 3.25]})
+    rec = json.loads(encode_prediction(*args, band.step(made, 4.0, None, "t")))
+    assert rec == prediction_dict(*args, anomaly={"level": 0.95, "distance": 0.75, "run": 1})
+    for bad, match in (
+        ({"levels": [0.8, 1.5]}, "levels"),
+        ({"min_run": 0}, "min_run"),
+        ({"x": 1}, "unknown"),
+        ({"anomaly_level": 0.9}, "anomaly_level"),
+    ):
+        with pytest.raises(ConfigError, match=f"intervals: .*{match}"):
+            EdgeConfig.from_dict({"models": {"batch": "m.tflite"}, "intervals": bad})

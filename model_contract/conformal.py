@@ -1,0 +1,190 @@
+"""Online conformal forecast intervals that stay calibrated while the data drifts.
+
+:class:`ConformalInterval` turns one stream of point forecasts into central intervals at several
+levels (default 80 % and 95 %). The half-width at level ``1 - a`` is ``q * s``:
+
+- ``s`` is the forecast's recent error scale, a decayed mean of ``|residual|`` (half-life
+  ``scale_half_life`` readings; a plain mean over the first ones), so the band widens and narrows
+  with the local volatility (a locally weighted score: Lei, G'Sell, Rinaldo, Tibshirani and
+  Wasserman 2018);
+- ``q`` is learned by online quantile tracking, the P part of conformal PID control
+  (Angelopoulos, Candès and Tibshirani, NeurIPS 2023), itself a successor of adaptive conformal
+  inference (Gibbs and Candès, NeurIPS 2021): after each scored interval,
+  ``q += lr * (miss - a)``. Whatever the data do, the long-run miss rate is then ``a`` within
+  ``(max q - min q) / (lr * n)`` (the update telescopes): coverage holds under drift.
+
+The horizon is respected by the caller handing back, with each residual, the half-widths that were
+issued for that forecast (:meth:`half_widths` when it was made, ``H`` readings earlier): an interval
+is scored only when its truth arrives. ``hybridstream eval run`` and the edge use exactly this class.
+
+Warm start: the trainer streams the residuals of the batch history (the context stack's own online
+forecasts, :func:`model_contract.context_stack.warm_start`) through a fresh instance and ships its
+:meth:`state` in the batch manifest (``extra["interval_warm_start"]``, :func:`warm_start`), so a
+new device's first interval already has the right scale.
+
+>>> ci = ConformalInterval(levels=(0.8, 0.95))
+>>> ci.half_widths() is None  # no scale yet (cold, no warm start)
+True
+>>> for r in (1.0, -2.0, 0.5, 1.5) * 50:
+...     issued = ci.half_widths()
+...     ci.learn_one(r, issued)
+>>> w80, w95 = ci.half_widths()
+>>> 0 < w80 < w95, ci.scored, ci.coverage()["0.8"] >= 0.7
+(True, 199, True)
+>>> ConformalInterval.from_state(ci.state()).half_widths() == ci.half_widths()
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from statistics import NormalDist
+
+LEVELS = (0.8, 0.95)
+LR = 0.05  # quantile-tracking step, in units of the error scale (selected on the training files: docs/combination.md)
+SCALE_HALF_LIFE = 100.0  # readings
+WARM_KEY = "interval_warm_start"  # the batch manifest's extra field
+
+
+def level_key(level: float) -> str:
+    """The JSON key of a level: ``0.8 -> "0.8"``, ``0.95 -> "0.95"``."""
+    return repr(float(level))
+
+
+def gaussian_multiplier(level: float) -> float:
+    """``q`` for Gaussian errors: the central ``level`` half-width in units of the mean absolute error."""
+    return NormalDist().inv_cdf(0.5 + level / 2.0) * math.sqrt(math.pi / 2.0)
+
+
+class ConformalInterval:
+    """Central intervals at ``levels`` around one forecast stream, learned online (see the module doc).
+
+    Inspectable: ``q`` (multipliers, one per level), ``scale`` (the decayed mean ``|residual|``,
+    NaN before the first), ``seen`` (residuals learned), and the running ``scored``, ``misses`` and
+    ``width_sums`` per level (:meth:`coverage`, :meth:`mean_width`).
+    """
+
+    __slots__ = ("levels", "keys", "alphas", "lr", "scale_half_life", "_decay", "q", "scale", "seen")
+    __slots__ += ("scored", "misses", "width_sums")
+
+    def __init__(
+        self, levels: Sequence[float] = LEVELS, lr: float = LR, scale_half_life: float = SCALE_HALF_LIFE
+    ) -> None:
+        levels = tuple(float(v) for v in levels)
+        if not levels or not all(0.0 < v < 1.0 for v in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"levels must be distinct values in (0, 1), got {levels}")
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        if not scale_half_life > 0:
+            raise ValueError(f"scale_half_life must be > 0 (readings), got {scale_half_life}")
+        self.levels = levels
+        self.keys = tuple(level_key(v) for v in levels)
+        self.alphas = tuple(1.0 - v for v in levels)
+        self.lr = float(lr)
+        self.scale_half_life = float(scale_half_life)
+        self._decay = 0.5 ** (1.0 / self.scale_half_life)
+        self.q = [gaussian_multiplier(v) for v in levels]
+        self.scale = math.nan
+        self.seen = 0
+        self.scored = 0
+        self.misses = [0] * len(levels)
+        self.width_sums = [0.0] * len(levels)
+
+    def half_widths(self) -> tuple[float, ...] | None:
+        """The half-width per level for a forecast made now (None until the scale is known)."""
+        s = self.scale
+        if s != s:
+            return None
+        return tuple(q * s if q > 0.0 else 0.0 for q in self.q)
+
+    def interval(self, forecast: float) -> dict[str, tuple[float, float]] | None:
+        """``{level key: (low, high)}`` around ``forecast`` (None until the scale is known)."""
+        hw = self.half_widths()
+        if hw is None:
+            return None
+        return {k: (forecast - w, forecast + w) for k, w in zip(self.keys, hw, strict=True)}
+
+    def learn_one(self, residual: float, issued: Sequence[float] | None = None) -> None:
+        """Learn from one truth: ``residual = forecast - actual`` and the half-widths ``issued`` for that forecast
+        (None: none were issued; only the scale learns). Non-finite residuals are ignored."""
+        a = residual if residual >= 0.0 else -residual
+        if not a < math.inf:  # NaN, inf
+            return
+        if issued is not None:
+            self.scored += 1
+            q, misses, sums, lr = self.q, self.misses, self.width_sums, self.lr
+            for i, w in enumerate(issued):
+                sums[i] += w
+                if a > w:
+                    misses[i] += 1
+                    q[i] += lr * (1.0 - self.alphas[i])
+                else:
+                    q[i] -= lr * self.alphas[i]
+        n = self.seen + 1
+        self.seen = n
+        if n == 1:
+            self.scale = a
+        else:
+            d = self._decay if n * (1.0 - self._decay) > 1.0 else 1.0 - 1.0 / n
+            self.scale = d * self.scale + (1.0 - d) * a
+
+    def learn_many(self, residuals: Iterable[float], horizon: int = 1) -> None:
+        """Stream residuals of ``horizon``-ahead forecasts (oldest first) as they would arrive, each scored
+        against the half-widths issued ``horizon`` residuals earlier."""
+        from collections import deque  # noqa: PLC0415
+
+        flight: deque = deque([None] * (horizon - 1))
+        for r in residuals:
+            flight.append(self.half_widths())
+            self.learn_one(r, flight.popleft())
+
+    def coverage(self) -> dict[str, float | None]:
+        """Share of the scored intervals that held their truth, per level key (None before the first)."""
+        n = self.scored
+        return {k: (1.0 - m / n if n else None) for k, m in zip(self.keys, self.misses, strict=True)}
+
+    def mean_width(self) -> dict[str, float | None]:
+        """Mean full width (2 x half-width) of the scored intervals, per level key."""
+        n = self.scored
+        return {k: (2.0 * s / n if n else None) for k, s in zip(self.keys, self.width_sums, strict=True)}
+
+    def state(self) -> dict:
+        """What a restart or a warm start needs (JSON-friendly; the running scores are not carried)."""
+        return {
+            "levels": list(self.levels),
+            "lr": self.lr,
+            "scale_half_life": self.scale_half_life,
+            "q": list(self.q),
+            "scale": self.scale if math.isfinite(self.scale) else None,
+            "seen": self.seen,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping, **config) -> ConformalInterval:
+        """An instance continuing from :meth:`state` (``config`` overrides levels/lr/scale_half_life: the
+        multipliers of the levels the state has are kept, the others start Gaussian). ValueError if malformed."""
+        try:
+            cfg = {"levels": state["levels"], "lr": state["lr"], "scale_half_life": state["scale_half_life"]}
+            cfg |= {k: v for k, v in config.items() if v is not None}
+            ci = cls(**cfg)
+            qs = dict(zip((float(v) for v in state["levels"]), (float(v) for v in state["q"]), strict=True))
+            scale = state.get("scale")
+            seen = int(state["seen"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"bad interval state: {type(exc).__name__}: {exc}") from None
+        if scale is not None and not (math.isfinite(float(scale)) and float(scale) >= 0.0):
+            raise ValueError(f"bad interval state: scale {scale!r}")
+        for i, lv in enumerate(ci.levels):
+            if lv in qs and math.isfinite(qs[lv]):
+                ci.q[i] = qs[lv]
+        ci.scale = math.nan if scale is None else float(scale)
+        ci.seen = max(seen, 0) if scale is not None else 0
+        return ci
+
+
+def warm_start(residuals: Iterable[float], horizon: int = 1, **config) -> dict:
+    """The :meth:`ConformalInterval.state` after streaming a history's forecast residuals (oldest first)."""
+    ci = ConformalInterval(**{k: v for k, v in config.items() if v is not None})
+    ci.learn_many(residuals, horizon)
+    return ci.state() | {"rows": ci.seen}

@@ -1,0 +1,73 @@
+"""The online conformal intervals: coverage under drift, the horizon, state and warm start round trips."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from model_contract.conformal import ConformalInterval, gaussian_multiplier, warm_start
+
+
+def _drifting_residuals(n: int = 20_000, seed: int = 0) -> np.ndarray:
+    """Heavy tails, volatility clusters and a scale step x5 halfway."""
+    rng = np.random.default_rng(seed)
+    vol = np.exp(np.convolve(rng.normal(size=n), np.ones(50) / 7, mode="same"))
+    vol[n // 2 :] *= 5.0
+    return rng.standard_t(3, size=n) * vol
+
+
+@pytest.mark.parametrize("horizon", [1, 6])
+def test_coverage_holds_within_two_points_over_the_stream_and_five_over_each_tenth(horizon):
+    r = _drifting_residuals()
+    ci = ConformalInterval((0.8, 0.95))
+    hits = {k: [] for k in ci.keys}
+    flight: list = [None] * (horizon - 1)
+    for e in r:
+        flight.append(ci.half_widths())
+        issued = flight.pop(0)
+        if issued is not None:
+            for k, w in zip(ci.keys, issued, strict=True):
+                hits[k].append(abs(e) <= w)
+        ci.learn_one(float(e), issued)
+    for k, level in zip(ci.keys, ci.levels, strict=True):
+        h = np.asarray(hits[k])
+        assert abs(h.mean() - level) < 0.02
+        assert all(abs(p.mean() - level) < 0.05 for p in np.array_split(h, 10))
+        assert ci.coverage()[k] == pytest.approx(h.mean())
+
+
+def test_learn_many_scores_each_interval_against_the_truth_horizon_readings_later():
+    r = _drifting_residuals(500)
+    a, b = ConformalInterval(), ConformalInterval()
+    a.learn_many(r, horizon=3)
+    issued = [None, None]
+    for e in r:
+        issued.append(b.half_widths())
+        b.learn_one(float(e), issued.pop(0))
+    assert a.q == b.q and a.scale == b.scale and a.scored == b.scored == 500 - 3
+
+
+def test_cold_start_is_gaussian_and_non_finite_residuals_are_ignored():
+    ci = ConformalInterval((0.9,))
+    assert ci.q == [pytest.approx(1.6449 * math.sqrt(math.pi / 2), rel=1e-4)] and ci.half_widths() is None
+    ci.learn_one(math.nan, None)
+    ci.learn_one(math.inf, None)
+    assert ci.seen == 0
+    ci.learn_one(-2.0, None)
+    assert ci.half_widths() == (pytest.approx(2.0 * gaussian_multiplier(0.9)),)
+
+
+def test_state_and_warm_start_round_trip_and_bad_config_is_refused():
+    warm = warm_start(_drifting_residuals(3000), horizon=2)
+    assert warm["rows"] == 3000 and warm["scale"] > 0
+    ci = ConformalInterval.from_state(warm)
+    assert ci.q == warm["q"] and ci.scale == warm["scale"]
+    other = ConformalInterval.from_state(warm, levels=(0.8, 0.9))  # a new level starts Gaussian, the kept one warm
+    assert other.q == [warm["q"][0], pytest.approx(gaussian_multiplier(0.9))]
+    for bad in ({"levels": (1.2,)}, {"levels": ()}, {"lr": 0}, {"scale_half_life": -1}):
+        with pytest.raises(ValueError):
+            ConformalInterval(**bad)
+    with pytest.raises(ValueError, match="bad interval state"):
+        ConformalInterval.from_state({"levels": [0.8]})
