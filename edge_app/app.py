@@ -32,6 +32,7 @@ from confluent_kafka import KafkaException
 
 from edge_app import kafka_io, loop
 from edge_app.admission import Admission, value_bounds
+from edge_app.batch_path import BatchBuffers
 from edge_app.combiners import warm_start_mismatch
 from edge_app.config import EdgeConfig
 from edge_app.intervals import DeviceBand, IntervalConfig
@@ -105,6 +106,7 @@ class EdgeApp:
 
         self.batch = load_model(m.batch, m.batch_manifest, num_threads=m.num_threads)
         self.spec = self.batch.manifest.feature_spec
+        self.batch_buffers = BatchBuffers(cfg.kafka.batch_size, self.spec.input_shape)  # edge_app.batch_path
         self.admission = Admission.from_config(cfg, self.spec, self.batch.manifest)
         self.combiner_warm = combiner_warm_start(cfg.combination, self.spec, self.batch.manifest)
         self.interval_cfg = cfg.interval_config

@@ -145,6 +145,7 @@ class EdgeConfig:
     max_gap_s: float | None = None  # a gap longer than this between a device's readings restarts its lag window
     log_interval_s: float = 30.0
     log_slow_turn_ms: float = 50.0  # warn when one loop turn (commit + process) takes longer
+    process: str = "batch"  # each polled batch stage by stage ("batch") or record by record ("record": the reference)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, require_batch_model: bool = True) -> EdgeConfig:
@@ -203,6 +204,8 @@ class EdgeConfig:
         if w.uploader == "s3" and not w.bucket:
             raise ConfigError("windows.bucket is required with windows.uploader s3")
         self._validate_mqtt()
+        if self.process not in PROCESS_PATHS:
+            raise ConfigError(f"process must be {' or '.join(PROCESS_PATHS)}, got {self.process!r}")
         if self.kafka.batch_size < 1 or self.kafka.poll_timeout_s <= 0:
             raise ConfigError("kafka.batch_size must be >= 1 and kafka.poll_timeout_s > 0")
         if self.metrics_interval_s <= 0 or self.metrics_window < 1:
@@ -306,6 +309,7 @@ class EdgeConfig:
 
 
 UPLOADERS = ("local", "s3")
+PROCESS_PATHS = ("batch", "record")  # edge_app.batch_path, edge_app.record_path
 MQTT_TRANSPORTS = ("", "greengrass", "mtls")
 # IoT Core's 128 KB minus room for what the rules add (thing, mqtt_topic) and the envelope
 MAX_FORWARD_BYTES = 120 * 1024

@@ -4,35 +4,24 @@
 (between two batches), commit when due (:func:`commit_point`), consume what is queued,
 :func:`process` it, tick the window spool, publish metrics and progress.
 
-:func:`process` is the per-record path (about 50 us a record on a Pi-class core, most of it
-the two TFLite invokes): admit the reading, score the device's :class:`~edge_app.state.Pending`
-forecast against it (combiner, accuracy, drift), push it into the lag window, forecast the
-next reading with both models, blend, spool it for re-training and queue the prediction.
-Everything it needs is bound to a local first; no I/O waits (``produce`` only queues), no
-per-record allocation beyond the records themselves, no TensorFlow.
+:func:`process` hands the batch to one of two paths with the same results: the batch path
+(:mod:`edge_app.batch_path`, the default: each stage once for the whole batch, both models
+invoked once per batch) or the per-record path (:mod:`edge_app.record_path`: every stage of a
+reading before the next's, two invokes per reading). Both share the per-device steps
+(:mod:`edge_app.steps`); no I/O waits (``produce`` only queues), no TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
-from collections import deque
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-
 from edge_app import kafka_io, swap
-from edge_app.admission import check_range, out_of_order
-from edge_app.combiners import make_combiner
-from edge_app.intervals import NO_BAND
+from edge_app.batch_path import process_batch
 from edge_app.kafka_io import DeliveryFailed
-from edge_app.records import encode_prediction, parse_reading
-from edge_app.state import DeviceState, Pending
-from edge_app.telemetry import INTERNAL_ERROR_LOG_EVERY
-from model_contract import FeatureBuffer
-from model_contract.features import BadRecord
+from edge_app.record_path import process_records
 
 log = logging.getLogger("edge_app")
 
@@ -41,198 +30,13 @@ SLOW_RECORD_S = 0.0002  # a record taking longer than this (normal: ~50 us) make
 
 
 def process(app: Any, msgs: list) -> None:
-    """Handle one consumed batch of :class:`edge_app.app.EdgeApp` ``app`` (produce() only queues)."""
-    cfg = app.cfg
-    readings_topic = cfg.topics.readings
-    pred_topic = cfg.topics.predictions
-    spec = app.spec
-    devices = app.devices
-    admission = app.admission  # its rules bound to locals: parse_reading + check_range inline (no extra call)
-    default_device, min_epoch, bounds = admission.default_device, admission.min_epoch, admission.bounds
-    batch_predict = app.batch.model.predict_one
-    speed_predict = app.speed.model.predict_one
-    versions = (app.batch.version, app.speed.version)
-    totals = app.totals
-    spool_add = app.spool.add
-    outputs = app.outputs
-    produce = outputs.producer.produce
-    dead = app.telemetry.dead
-    ridx = app.residual_index
-    clock = time.perf_counter
-    counters = app.counters
-    picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
-    max_epoch = picked_ms / 1000.0 + admission.max_ahead_s
-    max_gap = cfg.max_gap_s
-    speed_version = versions[1]
-    touched = app.touched
-    isfinite = math.isfinite
-    horizon = spec.horizon  # forecasts are for the reading `horizon` readings ahead (DeviceState.ahead)
-    guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
-    # seconds per stage (edge_app.stages.STAGES): one clock read between two stages of each record
-    t_parse = t_feat = t_invoke = t_comb = t_spool = t_enc = t_prod = 0.0
-    started = clock()
-    records_before = counters.records_in
-    for msg in msgs:
-        if msg.error() is not None:
-            err = msg.error()
-            code = err.code()
-            # e.g. fenced by another instance with the same thing name, or (static membership) by its own
-            # rejoin after a broker restart: the consumer is dead, so stop (no commit) and be restarted
-            if err.fatal() or code == KafkaError._FATAL:
-                raise KafkaException(err)
-            if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                log.debug("consumer: %s", msg.error())  # a topic not created yet
-            elif code != KafkaError._PARTITION_EOF:
-                log.warning("consumer error: %s", err)
-            continue
-        if msg.topic() != readings_topic:
-            app.notice(msg)
-            continue
-        t0 = clock()
-        counters.records_in += 1
-        try:
-            try:
-                r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
-                if bounds is not None:
-                    check_range(r.values, bounds)
-                state = devices.get(r.device)
-                if state is None:
-                    state = app.new_device(r.device)
-                if r.epoch <= state.last_epoch:
-                    raise out_of_order(r, state.last_epoch, state.last_ts)
-            except BadRecord as exc:
-                dead(msg, exc.reason, exc.detail)
-                t_parse += clock() - t0
-                continue
-            if max_gap is not None and r.epoch - state.last_epoch > max_gap and state.last_ts:
-                state.buffer = FeatureBuffer(spec)  # a long gap: the lags no longer describe the recent past
-                state.pending = None
-                state.ahead = deque([None] * (horizon - 1))
-                counters.gap_resets += 1
-            state.last_epoch = r.epoch
-            state.last_ts = r.timestamp
-            touched.add(r.device)
-            t1 = clock()
-            t_parse += t1 - t0
-            y = r.target
-            pending = state.pending
-            errors = None
-            if pending is not None:
-                errors = (pending.batch - y, pending.speed - y, pending.hybrid - y)
-                if isfinite(errors[0]) and isfinite(errors[1]) and isfinite(errors[2]):
-                    same_speed = pending.speed_version == speed_version
-                    if same_speed:  # the speed forecast came from the model serving now
-                        combiner = state.combiner
-                        combiner.learn_one(pending.batch, pending.speed, y, pending.context)
-                        w = combiner.weights
-                        if not (isfinite(w[0]) and isfinite(w[1])):
-                            reset_combiner(app, state, w)
-                    state.stats.update(*errors)
-                    totals.update(*errors)
-                    if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
-                        drift(app, state, r.timestamp, errors[ridx])
-            buffer = state.buffer
-            t2 = clock()
-            buffer.push(r.values, r.epoch)
-            combiner = state.combiner
-            t3 = clock()
-            t_feat += t3 - t2
-            t4 = t3
-            if buffer.ready:
-                window = buffer.window
-                b = batch_predict(window)
-                s = speed_predict(window)
-                t4 = clock()
-                if guard.armed:
-                    guard.observe(s)
-                    if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
-                        swap.rollback_swap(app)
-                        speed_predict = app.speed.model.predict_one
-                        versions = (app.batch.version, app.speed.version)
-                        speed_version = versions[1]
-                        s = speed_predict(window)
-                h = combiner.predict_one(b, s, window) if isfinite(b) and isfinite(s) else math.nan
-                forecast = (b, s, h)
-                if isfinite(h):  # a context-keeping combiner learns its truth from the row it forecast from
-                    made = Pending(b, s, h, speed_version, combiner.context() if combiner.uses_window else None)
-                else:
-                    made = None
-            else:
-                forecast = made = None
-            if horizon == 1:
-                if forecast is not None:
-                    state.pending = made
-            else:  # the forecast joins the queue; the one for the next reading moves to pending
-                ahead = state.ahead
-                ahead.append(made)
-                state.pending = ahead.popleft()
-            t5 = clock()
-            t_invoke += t4 - t3
-            t_comb += t2 - t1 + t5 - t4
-            spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
-            t6 = clock()
-            t_spool += t6 - t5
-            band = state.band
-            value = encode_prediction(
-                r,
-                forecast,
-                errors,
-                combiner.weights,
-                versions,
-                (clock() - t0) * 1e6,
-                picked_ms - msg.timestamp()[1],
-                horizon,
-                NO_BAND if band is None else band.step(pending, y, made, r.timestamp),
-            )
-            t7 = clock()
-            t_enc += t7 - t6
-            try:
-                produce(pred_topic, value, state.key)
-            except BufferError:
-                outputs.produce(pred_topic, value, state.key)
-            counters.predictions += 1
-            t_prod += clock() - t7
-        except (DeliveryFailed, KafkaException):
-            raise
-        except Exception as exc:  # a bug or an input nobody thought of: this record only, never the app
-            app.telemetry.internal_error(msg, exc)
-    total = clock() - started
-    timed = t_parse + t_feat + t_invoke + t_comb + t_spool + t_enc + t_prod
-    seconds = (t_parse, t_feat, t_invoke, t_comb, t_spool, t_enc, t_prod, total - timed)
-    app.stages.add(counters.records_in - records_before, seconds)
-
-
-def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -> None:
-    """A combiner whose weights went non-finite would blend to null forever: start it afresh."""
-    counters = app.counters
-    counters.combiner_resets += 1
-    if counters.combiner_resets == 1 or counters.combiner_resets % INTERNAL_ERROR_LOG_EVERY == 0:
-        log.warning(
-            "combiner of %s had weights %s: replaced (%d so far)",
-            state.device,
-            weights,
-            counters.combiner_resets,
-        )
-    state.combiner = make_combiner(app.cfg.combination, spec=app.spec, warm=app.combiner_warm)
-    if app.combiner_warm is not None:
-        counters.combiner_warm_starts += 1
-
-
-def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None:
-    """A drift alarm on ``state``'s device: count, close its window early (if configured), tell the cloud."""
-    cfg = app.cfg
-    app.counters.drift_events += 1
-    early = cfg.windows.early_on_drift and app.spool.close(state.device, "drift") is not None
-    log.info("drift on %s at %s (|residual| %.3f), early window: %s", state.device, timestamp, abs(residual), early)
-    app.telemetry.event(
-        "drift",
-        device=state.device,
-        timestamp=timestamp,
-        residual=cfg.drift_residual,
-        value=residual,
-        early_window=early,
-        weights=list(state.combiner.weights),
-    )
+    """Handle one consumed batch of :class:`edge_app.app.EdgeApp` ``app`` (produce() only queues): each
+    stage for the whole batch at once (:mod:`edge_app.batch_path`, the default) or, with ``process:
+    record``, every stage of a reading before the next one's (:mod:`edge_app.record_path`)."""
+    if app.cfg.process == "record":
+        process_records(app, msgs)
+    else:
+        process_batch(app, msgs)
 
 
 def commit_point(app: Any, block: bool = True) -> bool:

@@ -1,8 +1,10 @@
 """Run a TFLite model without TensorFlow: ``ai_edge_litert`` first, ``tflite_runtime`` as fallback.
 
-One code path for the edge app (per-record forecasts) and the training job (parity check
-of the exported model). :class:`TFLiteModel` preallocates its input so that
-:meth:`~TFLiteModel.predict_one` allocates nothing per call but the returned float.
+One code path for the edge app (forecasts) and the training job (parity check of the exported
+model). :class:`TFLiteModel` preallocates its input so that :meth:`~TFLiteModel.predict_one`
+allocates nothing per call but the returned float; :meth:`~TFLiteModel.predict_batch` forecasts
+many windows with one invoke per chunk of :data:`CHUNK` rows (the models take a dynamic batch),
+each forecast equal bit for bit to :meth:`~TFLiteModel.predict_one`'s of the same window.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from model_contract.manifest import Manifest
 from model_contract.scaling import Scaler
 
 _RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+CHUNK = 256  # rows per batched invoke at most (larger batches no longer invoke faster per row; BENCHMARKS.md)
 
 
 class ModelRejected(ValueError):
@@ -76,6 +79,15 @@ class TFLiteModel:
         self._t_scale = scaler.scale[scaler.target_index]
         self._t_mean = scaler.mean[scaler.target_index]
         self.input_shape = tuple(input_shape)
+        self._rows = 1  # the batch size the interpreter is allocated for
+        self._bscaled: np.ndarray | None = None  # predict_batch's buffers, made at its first call
+        self._binput: np.ndarray | None = None
+        self.batched = True  # False once a batched invoke failed or disagreed with predict_one (then one by one)
+
+    def _resize(self, rows: int) -> None:
+        self._interp.resize_tensor_input(self._in_index, [rows, *self.input_shape])
+        self._interp.allocate_tensors()
+        self._rows = rows
 
     @classmethod
     def from_manifest(cls, content: bytes, manifest: Manifest, num_threads: int = 1) -> TFLiteModel:
@@ -90,11 +102,62 @@ class TFLiteModel:
 
     def predict_one(self, window: np.ndarray) -> float:
         """Forecast from one raw (steps, columns) window: scale, invoke, unscale."""
+        if self._rows != 1:
+            self._resize(1)
         self._scaler.transform_into(window, self._scaled)
         self._input[0] = self._scaled
         self._interp.set_tensor(self._in_index, self._input)
         self._interp.invoke()
         return float(self._interp.get_tensor(self._out_index).reshape(-1)[0]) * self._t_scale + self._t_mean
+
+    def predict_batch(self, windows: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Forecasts from raw windows (n, steps, columns) into ``out[:n]`` (float64): scale, one invoke per
+        chunk of at most :data:`CHUNK` rows, unscale. Each equals :meth:`predict_one` of its window bit for
+        bit: the same float64 scaling, the same float32 input row, and a batched invoke computes each row
+        as a batch of one does (checked once per model at its first batch; if not, or if the runtime
+        refuses to resize, this model forecasts one window at a time from then on: ``batched`` False)."""
+        n = windows.shape[0]
+        if n == 0:
+            return out
+        if self._bscaled is None:
+            self._bscaled = np.zeros((CHUNK, *self.input_shape), dtype=np.float64)
+            self._binput = np.zeros((CHUNK, *self.input_shape), dtype=np.float32)
+            self.batched = self._batch_agrees(windows)
+        if not self.batched or n == 1:
+            for i in range(n):
+                out[i] = self.predict_one(windows[i])
+            return out
+        t_scale, t_mean = self._t_scale, self._t_mean
+        for lo in range(0, n, CHUNK):
+            hi = min(n, lo + CHUNK)
+            rows = hi - lo
+            if self._rows != rows:
+                self._resize(rows)
+            scaled = self._bscaled[:rows]
+            self._scaler.transform_into(windows[lo:hi], scaled)
+            x = self._binput[:rows]
+            x[...] = scaled
+            self._interp.set_tensor(self._in_index, x)
+            self._interp.invoke()
+            res = out[lo:hi]
+            res[...] = self._interp.get_tensor(self._out_index).reshape(-1)
+            res *= t_scale
+            res += t_mean
+        return out
+
+    def _batch_agrees(self, windows: np.ndarray) -> bool:
+        """Whether a batched invoke gives each row what a batch of one gives (a probe on these windows)."""
+        probe = np.concatenate([windows[:2], windows[:1] * 0.5 + 1.0])  # at least 2 distinct rows
+        one = np.asarray([self.predict_one(w) for w in probe])
+        try:
+            self.batched = True
+            self._resize(len(probe))
+            many = self.predict_batch(probe, np.empty(len(probe)))
+        except (ValueError, RuntimeError):
+            return False
+        finally:
+            self._resize(1)
+        return bool(np.array_equal(one, many, equal_nan=True))
 
     def predict_scaled(self, X: np.ndarray) -> np.ndarray:
         """Scaled-output forecasts for already-scaled inputs (n, steps, columns), one invoke each."""

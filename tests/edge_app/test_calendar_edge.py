@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridstream.devtools.edge import expected_forecasts, read_rows, reading_json, train_model
+from hybridstream.devtools.edge import expected_forecasts, read_rows, reading_json
 from model_contract import FeatureBuffer, Manifest, default_spec
 from model_contract.calendar import parse_timestamp
 from model_contract.runtime import TFLiteModel
@@ -15,21 +15,6 @@ from tests.edge_app.helpers import AppThread, collect, edge_config, produce
 
 pytestmark = pytest.mark.kafka
 N = 60
-
-
-class _Models:
-    def __init__(self, batch, speed):
-        self.batch, self.speed = batch, speed
-
-
-@pytest.fixture(scope="module")
-def calendar_models(tmp_path_factory, turbine_dir):
-    root = tmp_path_factory.mktemp("calendar-models")
-    spec = default_spec()
-    batch = train_model(read_rows(turbine_dir / "train.csv", 0, 400), root, name="batch", kind="batch", spec=spec)
-    speed_rows = read_rows(turbine_dir / "test.csv", 0, 300)
-    speed = train_model(speed_rows, root, name="speed", kind="speed", spec=spec, seed=1)
-    return _Models(batch, speed)
 
 
 def test_the_edge_serves_a_calendar_model_with_the_readings_time_of_day(

@@ -1,0 +1,219 @@
+"""The batch-at-once path (``process: batch``, the default): each polled batch in stages, each stage once.
+
+What the per-record path (:mod:`edge_app.record_path`) does reading by reading, this does stage
+by stage over the whole batch, so the two TFLite models are invoked once per batch (a batch
+dimension) instead of once per reading each:
+
+1. **parse**: admit every reading (else dead-letter it with the reason), in order;
+2. **features**: push each valid reading into its device's lag window, in order, and copy the
+   window into row ``j`` of one (readings, steps, features) array: a device's row ``k`` holds its
+   readings up to ``k`` (the ones before it in the same batch included);
+3. **invoke**: each model forecasts every row at once (:meth:`~model_contract.runtime.TFLiteModel.predict_batch`,
+   each forecast bit-equal to a batch of one's);
+4. **combiner**, in reading order: :func:`~edge_app.steps.score` the device's pending forecast,
+   check the speed forecast while a new speed model is on probation (a rollback re-forecasts the
+   rest of the batch with the previous model), :func:`~edge_app.steps.forecast`, and spool the
+   reading for re-training (drift closes and full windows happen between the same readings as in
+   the per-record path);
+5. **encode** every prediction, then **produce** them, in reading order.
+
+State that changes inside a batch is each device's (lag window, pending forecast, combiner,
+detector, window spool) and is only ever touched in reading order, so the outputs, the forecasts
+and every device's state equal the per-record path's (tests/edge_app/test_batch_path.py checks it
+on a real broker). A reading's ``latency_us`` is the time from the batch reaching the loop to its
+prediction's encoding.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from confluent_kafka import KafkaException
+
+from edge_app import swap
+from edge_app.admission import check_range, out_of_order
+from edge_app.kafka_io import DeliveryFailed
+from edge_app.records import encode_prediction, parse_reading
+from edge_app.steps import consumer_error, forecast, restart_window, score
+from model_contract import FeatureBuffer
+from model_contract.features import BadRecord
+
+
+class BatchBuffers:
+    """The batch path's arrays, made once per app: the lag windows of a batch and both models' forecasts."""
+
+    __slots__ = ("windows", "batch", "speed")
+
+    def __init__(self, size: int, input_shape: tuple[int, int]) -> None:
+        self.windows = np.zeros((size, *input_shape), dtype=np.float64)
+        self.batch = np.zeros(size, dtype=np.float64)
+        self.speed = np.zeros(size, dtype=np.float64)
+
+    def fit(self, size: int) -> None:
+        """Room for ``size`` rows at least (a batch larger than the configured one: never in practice)."""
+        if size > self.batch.shape[0]:
+            self.__init__(size, self.windows.shape[1:])  # type: ignore[misc]
+
+
+def process_batch(app: Any, msgs: list) -> None:
+    """Handle one consumed batch of :class:`edge_app.app.EdgeApp` ``app``, stage by stage."""
+    cfg = app.cfg
+    clock = time.perf_counter
+    started = clock()
+    readings_topic = cfg.topics.readings
+    spec = app.spec
+    devices = app.devices
+    admission = app.admission
+    default_device, min_epoch, bounds = admission.default_device, admission.min_epoch, admission.bounds
+    dead = app.telemetry.dead
+    internal_error = app.telemetry.internal_error
+    counters = app.counters
+    picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
+    max_epoch = picked_ms / 1000.0 + admission.max_ahead_s
+    max_gap = cfg.max_gap_s
+    touched = app.touched
+    horizon = spec.horizon
+
+    # 1. parse/admit, in order: (msg, reading, state, gap)
+    valid = []
+    n_in = 0
+    for msg in msgs:
+        if msg.error() is not None:
+            consumer_error(msg)
+            continue
+        if msg.topic() != readings_topic:
+            app.notice(msg)
+            continue
+        n_in += 1
+        try:
+            r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
+            if bounds is not None:
+                check_range(r.values, bounds)
+            state = devices.get(r.device)
+            if state is None:
+                state = app.new_device(r.device)
+            if r.epoch <= state.last_epoch:
+                raise out_of_order(r, state.last_epoch, state.last_ts)
+        except BadRecord as exc:
+            dead(msg, exc.reason, exc.detail)
+            continue
+        except (DeliveryFailed, KafkaException):
+            raise
+        except Exception as exc:  # a bug or an input nobody thought of: this record only, never the app
+            internal_error(msg, exc)
+            continue
+        gap = max_gap is not None and r.epoch - state.last_epoch > max_gap and bool(state.last_ts)
+        if gap:
+            counters.gap_resets += 1
+        state.last_epoch = r.epoch
+        state.last_ts = r.timestamp
+        touched.add(r.device)
+        valid.append((msg, r, state, gap))
+    counters.records_in += n_in
+    t_parse = clock()
+
+    # 2. features: each device's lag window after each of its readings, one row per forecast
+    buffers = app.batch_buffers
+    buffers.fit(len(valid))
+    rows = buffers.windows
+    staged = []  # (msg, reading, state, gap, row or -1)
+    m = 0
+    for item in valid:
+        r, state = item[1], item[2]
+        try:
+            if item[3]:
+                state.buffer = FeatureBuffer(spec)  # a long gap: the lags no longer describe the recent past
+            buffer = state.buffer
+            buffer.push(r.values, r.epoch)
+            if buffer.ready:
+                rows[m] = buffer.window
+                staged.append((*item, m))
+                m += 1
+            else:
+                staged.append((*item, -1))
+        except Exception as exc:
+            internal_error(item[0], exc)
+    t_feat = clock()
+
+    # 3. invoke: every row through each model at once
+    batch_out, speed_out = buffers.batch, buffers.speed
+    if m:
+        app.batch.model.predict_batch(rows[:m], batch_out)
+        app.speed.model.predict_batch(rows[:m], speed_out)
+    b_list = batch_out[:m].tolist()  # Python floats, as predict_one returns
+    s_list = speed_out[:m].tolist()
+    t_invoke = clock()
+
+    # 4. combiner (+ window spool), in reading order
+    versions = (app.batch.version, app.speed.version)
+    speed_version = versions[1]
+    guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
+    spool_add = app.spool.add
+    done = []  # (msg, reading, state, forecast, errors, weights, versions)
+    t_spool = 0.0
+    for msg, r, state, gap, j in staged:
+        try:
+            if gap:
+                restart_window(state, horizon)
+            pending = state.pending  # the forecasts made for this reading
+            errors = score(app, state, r.target, r.timestamp, speed_version)
+            if j >= 0:
+                b = b_list[j]
+                s = s_list[j]
+                if guard.armed:
+                    guard.observe(s)
+                    if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
+                        swap.rollback_swap(app)
+                        versions = (app.batch.version, app.speed.version)
+                        speed_version = versions[1]
+                        app.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
+                        s_list[j:m] = speed_out[j:m].tolist()
+                        s = s_list[j]
+                fc = forecast(state, b, s, rows[j], speed_version, horizon)
+            else:
+                fc = forecast(state, 0.0, 0.0, None, speed_version, horizon)
+            t0 = clock()
+            spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
+            t_spool += clock() - t0
+            done.append((msg, r, state, fc, errors, state.combiner.weights, versions))
+        except (DeliveryFailed, KafkaException):
+            raise
+        except Exception as exc:
+            internal_error(msg, exc)
+    t_comb = clock()
+
+    # 5. encode, then produce, in reading order
+    values = []
+    for msg, r, state, fc, errors, weights, vers in done:
+        try:
+            value = encode_prediction(
+                r, fc, errors, weights, vers, (clock() - started) * 1e6, picked_ms - msg.timestamp()[1], horizon
+            )
+        except Exception as exc:
+            internal_error(msg, exc)
+            continue
+        values.append((value, state.key))
+    t_enc = clock()
+    pred_topic = cfg.topics.predictions
+    outputs = app.outputs
+    produce = outputs.producer.produce
+    for value, key in values:
+        try:
+            produce(pred_topic, value, key)
+        except BufferError:
+            outputs.produce(pred_topic, value, key)
+    counters.predictions += len(values)
+    t_prod = clock()
+    seconds = (
+        t_parse - started,
+        t_feat - t_parse,
+        t_invoke - t_feat,
+        t_comb - t_invoke - t_spool,
+        t_spool,
+        t_enc - t_comb,
+        t_prod - t_enc,
+        0.0,
+    )
+    app.stages.add(n_in, seconds)

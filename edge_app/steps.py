@@ -1,0 +1,130 @@
+"""The per-device steps both processing paths share (:mod:`edge_app.batch_path`, :mod:`edge_app.record_path`).
+
+For each valid reading of a device, in the order the readings came: :func:`score` its pending
+forecast against it (the combiner learns, accuracy, drift), then :func:`forecast` the next one
+from the two models' forecasts and the lag window (the combiner blends; the forecast becomes the
+pending one). Anything a device does after its combiner (a prediction interval, say) belongs in
+one of these two functions: both paths then do it, once per reading, in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+from confluent_kafka import KafkaError, KafkaException
+
+from edge_app.combiners import make_combiner
+from edge_app.state import DeviceState, Pending
+from edge_app.telemetry import INTERNAL_ERROR_LOG_EVERY
+
+log = logging.getLogger("edge_app")
+
+_isfinite = math.isfinite
+_nan = math.nan
+
+
+def score(app: Any, state: DeviceState, y: float, timestamp: str, speed_version: str) -> tuple | None:
+    """The errors (batch, speed, hybrid) of the device's pending forecast against the true value ``y``
+    (None if it had none). Finite errors feed the accuracy stats and the drift detector, and the combiner
+    learns them if the speed model that made the forecast (``speed_version``) still serves."""
+    pending = state.pending
+    if pending is None:
+        return None
+    errors = (pending.batch - y, pending.speed - y, pending.hybrid - y)
+    if _isfinite(errors[0]) and _isfinite(errors[1]) and _isfinite(errors[2]):
+        same_speed = pending.speed_version == speed_version
+        if same_speed:  # the speed forecast came from the model serving now
+            combiner = state.combiner
+            combiner.learn_one(pending.batch, pending.speed, y, pending.context)
+            w = combiner.weights
+            if not (_isfinite(w[0]) and _isfinite(w[1])):
+                reset_combiner(app, state, w)
+        state.stats.update(*errors)
+        app.totals.update(*errors)
+        ridx = app.residual_index
+        if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
+            drift(app, state, timestamp, errors[ridx])
+    return errors
+
+
+def forecast(
+    state: DeviceState, b: float, s: float, window: np.ndarray | None, speed_version: str, horizon: int
+) -> tuple[float, float, float] | None:
+    """The forecasts (batch ``b``, speed ``s``, hybrid) from the lag ``window`` (None: not full yet, no forecast);
+    the device's pending forecast moves on (with a ``horizon`` > 1 through its queue of forecasts ahead)."""
+    if window is None:
+        fc = made = None
+    else:
+        combiner = state.combiner
+        h = combiner.predict_one(b, s, window) if _isfinite(b) and _isfinite(s) else _nan
+        fc = (b, s, h)
+        if _isfinite(h):  # a context-keeping combiner learns its truth from the row it forecast from
+            made = Pending(b, s, h, speed_version, combiner.context() if combiner.uses_window else None)
+        else:
+            made = None
+    if horizon == 1:
+        if fc is not None:
+            state.pending = made
+    else:  # the forecast joins the queue; the one for the next reading moves to pending
+        ahead = state.ahead
+        ahead.append(made)
+        state.pending = ahead.popleft()
+    return fc
+
+
+def restart_window(state: DeviceState, horizon: int) -> None:
+    """A long gap in a device's readings: its forecasts in flight describe another past (the lag window is
+    restarted by the caller: the paths build windows differently)."""
+    state.pending = None
+    state.ahead = deque([None] * (horizon - 1))
+
+
+def consumer_error(msg: Any) -> None:
+    """A consumed error event: a fatal one stops the app (no commit); the rest are logged."""
+    err = msg.error()
+    code = err.code()
+    # e.g. fenced by another instance with the same thing name, or (static membership) by its own
+    # rejoin after a broker restart: the consumer is dead, so stop (no commit) and be restarted
+    if err.fatal() or code == KafkaError._FATAL:
+        raise KafkaException(err)
+    if code == KafkaError.UNKNOWN_TOPIC_OR_PART:
+        log.debug("consumer: %s", err)  # a topic not created yet
+    elif code != KafkaError._PARTITION_EOF:
+        log.warning("consumer error: %s", err)
+
+
+def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -> None:
+    """A combiner whose weights went non-finite would blend to null forever: start it afresh."""
+    counters = app.counters
+    counters.combiner_resets += 1
+    if counters.combiner_resets == 1 or counters.combiner_resets % INTERNAL_ERROR_LOG_EVERY == 0:
+        log.warning(
+            "combiner of %s had weights %s: replaced (%d so far)",
+            state.device,
+            weights,
+            counters.combiner_resets,
+        )
+    state.combiner = make_combiner(app.cfg.combination, spec=app.spec, warm=app.combiner_warm)
+    if app.combiner_warm is not None:
+        counters.combiner_warm_starts += 1
+
+
+def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None:
+    """A drift alarm on ``state``'s device: count, close its window early (if configured), tell the cloud."""
+    cfg = app.cfg
+    app.counters.drift_events += 1
+    early = cfg.windows.early_on_drift and app.spool.close(state.device, "drift") is not None
+    log.info("drift on %s at %s (|residual| %.3f), early window: %s", state.device, timestamp, abs(residual), early)
+    app.telemetry.event(
+        "drift",
+        device=state.device,
+        timestamp=timestamp,
+        residual=cfg.drift_residual,
+        value=residual,
+        early_window=early,
+        weights=list(state.combiner.weights),
+    )
