@@ -1,14 +1,19 @@
 """Where the loop's time goes: the time of each stage of every processed batch, per record.
 
-The loop adds one row per consumed batch (records, then seconds spent in each of :data:`STAGES`);
+The loop adds one row per consumed batch: its records, the wall-clock seconds spent in each of
+:data:`STAGES` (``time.perf_counter`` between two stages: cheap enough to read between the stages of
+one record) and the loop thread's CPU seconds for the whole batch (``time.thread_time``, read twice
+per batch). Each stage's cost is its share of the wall time times the CPU time: on a machine busy
+with other work the wall clock also counts the time the loop waited for a core, the CPU clock does
+not (the time lost that way is assumed to fall on the stages in proportion to their length).
 :meth:`StageClock.summary` gives, per stage, the records-weighted median and the mean of the
-per-record cost (µs) over the last ``size`` batches. One row per batch costs a few array stores,
-nothing per record. ``edge run`` reports it as ``stage_us`` in its counters (metrics records,
-progress log, exit summary); ``make bench-edge`` prints the throughput phase's.
+per-record cost (µs) over the last ``size`` batches. One row per batch costs a few array stores.
+``edge run`` reports it as ``stage_us`` in its counters (metrics records, progress log, exit
+summary); ``make bench-edge`` prints the throughput phase's.
 
 >>> clock = StageClock(size=4)
->>> clock.add(10, (1e-5, 2e-5, 0, 0, 0, 0, 0, 1e-5))
->>> clock.add(30, (6e-5, 3e-5, 0, 0, 0, 0, 0, 0))
+>>> clock.add(10, (1e-5, 2e-5, 0, 0, 0, 0, 0, 1e-5), 4e-5)
+>>> clock.add(30, (12e-5, 6e-5, 0, 0, 0, 0, 0, 0), 9e-5)  # waited for a core half the time
 >>> s = clock.summary()
 >>> s["records"], s["p50_us"]["parse"], s["p50_us"]["features"], s["mean_us"]["parse"]
 (40, 2.0, 1.0, 1.75)
@@ -37,13 +42,17 @@ class StageClock:
         self._next = 0
         self._count = 0
 
-    def add(self, records: int, seconds: Sequence[float]) -> None:
-        """One processed batch: its readings (valid or not) and the seconds of each stage."""
+    def add(self, records: int, seconds: Sequence[float], cpu: float | None = None) -> None:
+        """One processed batch: its readings (valid or not), the wall seconds of each stage and the CPU
+        seconds of the whole batch (None: the wall seconds are the cost)."""
         if records <= 0:
             return
         row = self._rows[self._next]
         row[0] = records
         row[1:] = seconds
+        wall = row[1:].sum()
+        if cpu is not None and wall > 0.0:
+            row[1:] *= cpu / wall
         self._next = (self._next + 1) % self._size
         self._count += 1
 

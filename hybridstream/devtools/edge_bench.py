@@ -42,10 +42,16 @@ DATASET = TURBINE
 
 
 def bench_config(
-    work: Path, bootstrap: str, batch: Path, speed: Path, slow_turn_ms: float, forecasts: bool = True
+    work: Path,
+    bootstrap: str,
+    batch: Path,
+    speed: Path,
+    slow_turn_ms: float,
+    forecasts: bool = True,
+    process: str = "batch",
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
-    ``forecasts``: the windows carry each reading's forecasts, as by default)."""
+    ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -58,6 +64,7 @@ def bench_config(
         metrics_interval_s=5.0,
         log_interval_s=5.0,
         log_slow_turn_ms=slow_turn_ms,
+        process=process,
     )
 
 
@@ -302,7 +309,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         if loaded.sent != args.records or loaded.errors:
             raise RuntimeError(f"preload failed: {loaded.to_dict()}")
 
-        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts)
+        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         _make_topics(bootstrap, ["echo.tp", "echo.in", "echo"])
         # the pipeline's own limit: the same records, broker and client settings through a bare echo, before
@@ -408,6 +415,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "stage_us": stages.get("p50_us"),  # the edge's median cost per record and stage, throughput phase
             "stage_us_mean": stages.get("mean_us"),
             "stage_batches": stages.get("batches"),
+            "process": args.process,
             "latency_ms": latency,
             "rss_mb": round(rss, 1),
             "invoke_us": round(float(np.median(list(invoke.values()))), 2),
@@ -458,6 +466,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", dest="control", action="store_false", help="skip the echo control phase")
     parser.add_argument("--no-forecasts", dest="forecasts", action="store_false",
                         help="windows without the forecast columns (windows.forecasts false): their cost")  # fmt: skip
+    parser.add_argument(
+        "--process",
+        choices=("batch", "record"),
+        default="batch",
+        help="the app's processing path: each polled batch stage by stage (batch, the default) or record by record",
+    )
+
     parser.add_argument("--echo", nargs=5, metavar=("BOOTSTRAP", "SRC", "DST", "N", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:

@@ -123,10 +123,10 @@ def test_an_unexpected_error_dead_letters_one_record_only(kafka_bootstrap, topic
     running = AppThread(cfg)
     add = running.app.spool.add
 
-    def flaky_add(reading):
+    def flaky_add(reading, *forecasts):
         if reading.device == "boom":
             raise RuntimeError("simulated bug")
-        add(reading)
+        add(reading, *forecasts)
 
     running.app.spool.add = flaky_add
     with running:

@@ -13,7 +13,13 @@ import pytest
 
 from edge_app.config import ConfigError, EdgeConfig, load_config
 from edge_app.metrics import ErrorStats
-from edge_app.records import encode_deadletter, encode_prediction, parse_reading, prediction_dict
+from edge_app.records import (
+    encode_deadletter,
+    encode_prediction,
+    encode_prediction_text,
+    parse_reading,
+    prediction_dict,
+)
 from edge_app.uploaders import LocalFolderUploader, UploadWorker
 from edge_app.windows import WindowSpool, file_device, window_key
 from model_contract import FeatureSpec
@@ -235,10 +241,46 @@ def test_notice_validation():
         ("d2", (float("nan"), 2.0, 1e16), None),
     ],
 )
-def test_fast_prediction_encoder_matches_the_reference_structure(device, forecast, errors):
+@pytest.mark.parametrize("encode", [encode_prediction, encode_prediction_text])
+def test_fast_prediction_encoder_matches_the_reference_structure(device, forecast, errors, encode):
     r = _reading("2017-01-01T00:10:00+00:00", device=device, ot=-3.5)
     args = (r, forecast, errors, (np.float64(0.25), 0.75), ("b\u00e9", "s1"), 12.345, 3.04)
-    assert json.loads(encode_prediction(*args)) == prediction_dict(*args)
+    assert json.loads(encode(*args)) == prediction_dict(*args)
+
+
+_COLS = b'"Db1t_avg": 1, "Db2t_avg": 2, "Gb1t_avg": 3, "Gb2t_avg": 4'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"device": 123456789012345678901234567890, "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 5}',
+        b'{"device": "d", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 18446744073709551617}',  # > 64 bits
+        b'{"device": "d", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": NaN}',  # json's extensions
+        b'{"device": "d", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 1e400}',
+        b'\xef\xbb\xbf{"device": "d", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 5}',
+        b'{"device": "\\ud800", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 5}',
+        b'{"device": "d", "device": "e", "Date_time": "2017-01-14T00:00:00Z", ' + _COLS + b', "Ot_avg": -0.0}',
+        b'{"device": "d", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 2.4703282292062328e-324}',
+        b'{"device": "d", "Date_time": 1484352000.123456789, ' + _COLS + b', "Ot_avg": 0.1000000000000000055511}',
+        b'{"device": "d", "Date_time": 1484352000, ' + _COLS + b', "Ot_avg": 5',
+    ],
+)
+def test_readings_parse_as_with_the_json_module(raw, monkeypatch):
+    """orjson reads the usual reading; whatever it refuses or reads otherwise (integers beyond 64 bits) is
+    json.loads's to read: the same Reading or the same dead-letter reason as without orjson."""
+    from edge_app import records
+
+    def outcome():
+        try:
+            return parse_reading(raw, None, SPEC)
+        except BadRecord as exc:
+            return exc.reason
+
+    fast = outcome()
+    monkeypatch.setattr(records, "_fast_loads", None)
+    slow = outcome()
+    assert repr(fast) == repr(slow)
 
 
 def test_the_edge_runtime_imports_neither_tensorflow_nor_the_hybridstream_package():
