@@ -172,13 +172,13 @@ def process_batch(app: Any, msgs: list) -> None:
                         app.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
                         s_list[j:m] = speed_out[j:m].tolist()
                         s = s_list[j]
-                fc = forecast(state, b, s, rows[j], speed_version, horizon)
+                fc, band = forecast(state, b, s, rows[j], speed_version, horizon, pending, r.target, r.timestamp)
             else:
-                fc = forecast(state, 0.0, 0.0, None, speed_version, horizon)
+                fc, band = forecast(state, 0.0, 0.0, None, speed_version, horizon, pending, r.target, r.timestamp)
             t0 = clock()
             spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
             t_spool += clock() - t0
-            done.append((msg, r, state, fc, errors, state.combiner.weights, versions))
+            done.append((msg, r, state, fc, errors, state.combiner.weights, versions, band))
         except (DeliveryFailed, KafkaException):
             raise
         except Exception as exc:
@@ -187,11 +187,10 @@ def process_batch(app: Any, msgs: list) -> None:
 
     # 5. encode, then produce, in reading order
     values = []
-    for msg, r, state, fc, errors, weights, vers in done:
+    for msg, r, state, fc, errors, weights, vers, band in done:
         try:
-            value = encode_prediction(
-                r, fc, errors, weights, vers, (clock() - started) * 1e6, picked_ms - msg.timestamp()[1], horizon
-            )
+            lag_ms = picked_ms - msg.timestamp()[1]
+            value = encode_prediction(r, fc, errors, weights, vers, (clock() - started) * 1e6, lag_ms, horizon, band)
         except Exception as exc:
             internal_error(msg, exc)
             continue

@@ -109,7 +109,7 @@ def process_records(app: Any, msgs: list) -> None:
                         versions = (app.batch.version, app.speed.version)
                         speed_version = versions[1]
                         s = speed_predict(window)
-            fc = forecast(state, b, s, window, speed_version, horizon)
+            fc, band = forecast(state, b, s, window, speed_version, horizon, pending, r.target, r.timestamp)
             t5 = clock()
             t_invoke += t4 - t3
             t_comb += t2 - t1 + t5 - t4
@@ -125,6 +125,7 @@ def process_records(app: Any, msgs: list) -> None:
                 (clock() - t0) * 1e6,
                 picked_ms - msg.timestamp()[1],
                 horizon,
+                band,
             )
             t7 = clock()
             t_enc += t7 - t6

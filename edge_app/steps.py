@@ -3,8 +3,9 @@
 For each valid reading of a device, in the order the readings came: :func:`score` its pending
 forecast against it (the combiner learns, accuracy, drift), then :func:`forecast` the next one
 from the two models' forecasts and the lag window (the combiner blends; the forecast becomes the
-pending one). Anything a device does after its combiner (a prediction interval, say) belongs in
-one of these two functions: both paths then do it, once per reading, in the same order.
+pending one; the device's interval band scores the reading and issues the new forecast's interval).
+Anything a device does after its combiner belongs in one of these two functions: both paths then do
+it, once per reading, in the same order.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from confluent_kafka import KafkaError, KafkaException
 
 from edge_app.combiners import make_combiner
+from edge_app.intervals import NO_BAND
 from edge_app.state import DeviceState, Pending
 from edge_app.telemetry import INTERNAL_ERROR_LOG_EVERY
 
@@ -52,10 +54,21 @@ def score(app: Any, state: DeviceState, y: float, timestamp: str, speed_version:
 
 
 def forecast(
-    state: DeviceState, b: float, s: float, window: np.ndarray | None, speed_version: str, horizon: int
-) -> tuple[float, float, float] | None:
+    state: DeviceState,
+    b: float,
+    s: float,
+    window: np.ndarray | None,
+    speed_version: str,
+    horizon: int,
+    pending: Pending | None,
+    y: float,
+    timestamp: str,
+) -> tuple[tuple[float, float, float] | None, str]:
     """The forecasts (batch ``b``, speed ``s``, hybrid) from the lag ``window`` (None: not full yet, no forecast);
-    the device's pending forecast moves on (with a ``horizon`` > 1 through its queue of forecasts ahead)."""
+    the device's pending forecast moves on (with a ``horizon`` > 1 through its queue of forecasts ahead), and
+    its interval band (:meth:`edge_app.intervals.DeviceBand.step`) scores ``pending`` (the forecast for this
+    reading, true value ``y``) and issues the new forecast's interval. Returns the forecasts and the
+    prediction record's ``"interval"``/``"anomaly"`` members."""
     if window is None:
         fc = made = None
     else:
@@ -73,7 +86,8 @@ def forecast(
         ahead = state.ahead
         ahead.append(made)
         state.pending = ahead.popleft()
-    return fc
+    band = state.band
+    return fc, NO_BAND if band is None else band.step(pending, y, made, timestamp)
 
 
 def restart_window(state: DeviceState, horizon: int) -> None:

@@ -124,7 +124,7 @@ def _drive(cfg: dict, msgs: list, absurd: Path, good: Path) -> tuple[EdgeApp, di
         i += size
         k += 1
     states = {
-        d: (save_device_state(s, ("b", "s")), s.combiner.model.state(), s.stats.snapshot())
+        d: (save_device_state(s, ("b", "s")), s.combiner.model.state(), (s.stats.snapshot(), s.band.snapshot()))
         for d, s in app.devices.items()
     }
     app._shutdown()  # noqa: SLF001 (as after SIGTERM: windows closed, outputs delivered)
@@ -186,7 +186,8 @@ def test_the_batch_path_equals_the_per_record_path(
             "events": [
                 {k: v for k, v in e.items() if k != "at"}
                 for e in events
-                if e["event"] in ("drift", "model_swapped", "model_rolled_back")  # the loop's (the uploader's: files)
+                if e["event"]
+                in ("drift", "anomaly", "model_swapped", "model_rolled_back")  # the loop's (the uploader's: files)
             ],
             "counters": {k: v for k, v in counters.items() if k not in ("stage_us", "batches")},
             "states": states,
