@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -207,7 +208,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     work.add_argument(
         "--error-visibility", type=int, default=60, help="other failure: seconds until retried (also --watch)"
     )
-    work.add_argument("--max-messages", type=int, help="exit after this many messages (--watch: files)")
+    work.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="--queue: trainings at once, one process each (default: env HYBRIDSTREAM_TRAINER_WORKERS, else one "
+        "per vCPU). With N > 1 each process's TensorFlow gets --threads-per-worker intra-op threads and 1 inter-op",
+    )
+    work.add_argument(
+        "--threads-per-worker",
+        type=_positive_int,
+        default=None,
+        metavar="T",
+        help="--queue with N > 1: TensorFlow intra-op threads per worker (default: vCPUs // N, at least 1)",
+    )
+    work.add_argument("--max-messages", type=int, help="exit after this many messages in all (--watch: files)")
     work.add_argument("--idle-exit", action="store_true", help="exit when a poll (--watch: a scan) finds nothing")
     _common(work, "speed")
     _guardrail(work, default_on=True)
@@ -385,13 +401,45 @@ def _worker(args: argparse.Namespace) -> int:
         error_visibility=args.error_visibility,
         min_rows=args.min_rows,
     )
-    worker = Worker(
-        sqs_client(args.queue, args.sqs_endpoint), s3_client(args.s3_endpoint), store, _options(args), config
-    )
+    from training_job.pool import BusyWorker, WorkerPool, WorkerSpec, default_workers, threads_per_worker
+    from training_job.protection import ScaleInProtection
 
-    with _stop_on_signals(worker.stop):
-        worker.check_queue()
-        stats = worker.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
-    counts = {k: v for k, v in stats.__dict__.items() if k != "outcomes"}
-    print(json.dumps({"worker": "stopped", **counts}))
+    workers = args.workers or default_workers()
+    protection = ScaleInProtection.from_environment()
+    if workers == 1:  # in this process, as before the pool existed
+        worker = BusyWorker(
+            protection.set if protection else (lambda _busy: None),
+            sqs_client(args.queue, args.sqs_endpoint),
+            s3_client(args.s3_endpoint),
+            store,
+            _options(args),
+            config,
+        )
+        with _stop_on_signals(worker.stop):
+            worker.check_queue()
+            stats = worker.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
+        counts = {k: v for k, v in stats.__dict__.items() if k != "outcomes"}
+        print(json.dumps({"worker": "stopped", "workers": 1, **counts}))
+        return 0
+    spec = WorkerSpec(
+        queue_url=args.queue,
+        bucket=store.bucket,
+        opts=_options(args),
+        config=config,
+        sqs_endpoint=args.sqs_endpoint,
+        s3_endpoint=args.s3_endpoint,
+        prefix=store.prefix,
+        rejected_prefix=store.rejected_prefix,
+        intra_op_threads=args.threads_per_worker or threads_per_worker(workers),
+        log_level=logging.getLogger().getEffectiveLevel(),
+    )
+    Worker(sqs_client(args.queue, args.sqs_endpoint), None, store, spec.opts, config).check_queue()
+    pool = WorkerPool(spec, workers, protection=protection)
+    print(
+        f"hybridstream train worker: {workers} workers, {spec.intra_op_threads} TensorFlow thread(s) each",
+        file=sys.stderr,
+    )
+    with _stop_on_signals(pool.stop):
+        stats = pool.run(max_messages=args.max_messages, idle_exit=args.idle_exit)
+    print(json.dumps({"worker": "stopped", **stats.counts()}))
     return 0

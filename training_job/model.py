@@ -134,6 +134,25 @@ def _keras():
     return sys.modules["keras"]
 
 
+THREAD_ENV = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def limit_threads(intra_op: int, inter_op: int = 1) -> None:
+    """Bound this process's TensorFlow thread pools (a pool of N trainings on one machine).
+
+    Call before TensorFlow runs anything: the environment covers the OpenMP/oneDNN pools read
+    at import, ``tf.config.threading`` the op pools (it raises once the runtime is initialised).
+    """
+    for name in THREAD_ENV:
+        os.environ[name] = str(intra_op)
+    os.environ["TF_NUM_INTEROP_THREADS"] = str(inter_op)
+    _keras()
+    import tensorflow as tf  # noqa: PLC0415
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+
+
 def build_model(
     input_shape: tuple[int, int],
     cfg: TrainConfig,

@@ -29,7 +29,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -75,6 +75,14 @@ class WorkerConfig:
     error_visibility: int = 60  # unexpected error: retry after a minute
     min_rows: int = DEFAULT_MIN_ROWS
     receive_backoff_max: float = 30.0
+
+
+class Budget(Protocol):
+    """Messages several workers may still receive in total (:mod:`training_job.pool`)."""
+
+    def take(self) -> bool: ...  # claim one receive; False: the budget is spent
+
+    def give_back(self) -> None: ...  # the claimed receive got no message
 
 
 @dataclass
@@ -143,6 +151,7 @@ class Worker:
         self.sqs, self.s3, self.store, self.opts, self.config = sqs, s3, store, opts, config
         self.on_outcome = on_outcome
         self.stats = Stats()
+        self.budget: Budget | None = None  # shared by a pool's workers (``max_messages`` in total)
         self._stop = threading.Event()
 
     # -- control ---------------------------------------------------------------------------
@@ -172,6 +181,8 @@ class Worker:
         backoff = 1.0
         log.info("worker: polling %s", self.config.queue_url)
         while not self.stopping and (max_messages is None or self.stats.received < max_messages):
+            if self.budget is not None and not self.budget.take():
+                break
             try:
                 resp = self.sqs.receive_message(
                     QueueUrl=self.config.queue_url,
@@ -181,12 +192,16 @@ class Worker:
                     AttributeNames=["ApproximateReceiveCount"],
                 )
             except (ClientError, BotoCoreError) as exc:
+                if self.budget is not None:
+                    self.budget.give_back()
                 log.error("receive failed (%s); retrying in %.0fs", exc, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.config.receive_backoff_max)
                 continue
             backoff = 1.0
             messages = resp.get("Messages") or []
+            if not messages and self.budget is not None:
+                self.budget.give_back()
             if not messages and idle_exit:
                 break
             for message in messages:

@@ -79,7 +79,8 @@ def complete(s3: Any, bucket: str, pointer: dict[str, Any]) -> str:
 
 def _worker(env: dict[str, str], queue: str, bucket: str, log: Path, s3_endpoint: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "hybridstream", "train", "worker", "--queue", queue, "--bucket", bucket,
-           "--name", NAME, "--wait", "1", "--lease", "6", "--error-visibility", "2", "--s3-endpoint", s3_endpoint,
+           "--name", NAME, "--workers", "1", "--wait", "1", "--lease", "6", "--error-visibility", "2",
+           "--s3-endpoint", s3_endpoint,
            "--lstm-units", "8", "--dense-units", "4", "--epochs", "30", "--patience", "30"]  # fmt: skip
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=open(log, "wb"))  # noqa: SIM115
 

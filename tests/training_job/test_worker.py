@@ -201,7 +201,8 @@ def test_worker_process_killed_mid_training_leaves_the_message_for_retry(
     key = _upload(s3_client, windows_bucket, "windows/pi-4/2017/06/16/w.csv", turbine_rows.csv(0, 2000))
     _notice(sqs_client, sqs_queue.url, windows_bucket, key)
     log_path = tmp_path / "worker.log"
-    proc = _spawn_worker(s3_server, store, sqs_queue.url, log_path)
+    # a pool (training_job.pool): its worker processes die with the supervisor, none keeps the lease
+    proc = _spawn_worker(s3_server, store, sqs_queue.url, log_path, "--workers", "2")
     try:
         _wait_for(log_path, "training: ", proc)
         proc.send_signal(signal.SIGKILL)
@@ -223,7 +224,9 @@ def test_sigterm_cancels_training_and_releases_the_message(
     key = _upload(s3_client, windows_bucket, "windows/pi-5/2017/06/16/w.csv", turbine_rows.csv(0, 2000))
     _notice(sqs_client, sqs_queue.url, windows_bucket, key)
     log_path = tmp_path / "worker.log"
-    proc = _spawn_worker(s3_server, store, sqs_queue.url, log_path, "--epochs", "200", "--patience", "200")
+    proc = _spawn_worker(
+        s3_server, store, sqs_queue.url, log_path, "--epochs", "200", "--patience", "200", "--workers", "2"
+    )
     try:
         _wait_for(log_path, "training: ", proc)
         time.sleep(0.5)
