@@ -625,6 +625,8 @@ class ContextStacking(Configurable):
     model cut to the window's inputs), persistence, batch, speed and static (``EXPERTS``): the forecast stays
     within a small regret of the best of them over every stretch of about ``blend_half_life`` records (sensor
     faults where the models run the wrong way, docs/combination.md). About twice the cost of the stack alone.
+    ``blend="pair"``: the same layer over the stack and its twin only (the online linear model it contains):
+    within a small regret of the better of the two, which the six-expert layer was not on glitchy streams.
 
     ``weights`` are the current coefficients on each model's forecast change in the target's units
     (0 for a muted model); they need not sum to 1. The lag window comes with ``predict_one(batch,
@@ -668,10 +670,10 @@ class ContextStacking(Configurable):
         blend_prior: float = 0.0,
     ) -> None:
         _decay(half_life)
-        if blend not in ("none", "experts"):
-            raise ValueError("blend must be 'none' or 'experts'")
-        if blend == "experts" and twin:
-            raise ValueError("blend 'experts' already contains the twin (online linear) expert: twin must be false")
+        if blend not in ("none", "experts", "pair"):
+            raise ValueError("blend must be 'none', 'pair' or 'experts'")
+        if blend != "none" and twin:
+            raise ValueError(f"blend {blend!r} already contains the twin (online linear) expert: twin must be false")
         if not clip > 0 or not max_change > 0:
             raise ValueError("clip and max_change must be > 0")
         if not mute > 1:
@@ -729,11 +731,13 @@ class ContextStacking(Configurable):
         self._k = n
         self._last = last
         self.model = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
-        if self.blend == "experts":  # the stack without its model inputs = the online linear baseline
+        if self.blend != "none":  # the stack without its model inputs = the online linear baseline
             self._tx = self._row[:, :n]
             self._twin = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
-            head = [0.0, 0.0] + [self.blend_prior] * (len(EXPERTS) - 2)
-            self._experts = ExpertWeights(len(EXPERTS), self.blend_eta, self.blend_half_life, head)
+            m = len(EXPERTS) if self.blend == "experts" else 2  # pair: the stack and the twin only
+            self._ef = [0.0] * m
+            head = [0.0, 0.0] + [self.blend_prior] * (m - 2)
+            self._experts = ExpertWeights(m, self.blend_eta, self.blend_half_life, head)
         if self.twin:  # the same model without the two model inputs (= the online linear baseline), blended in
             self._tx = self._row[:, :n]
             self._twin = OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
@@ -811,16 +815,21 @@ class ContextStacking(Configurable):
         v, k = self._vals, self._k
         g = self._twin.predict_one(self._tx)
         ef = self._ef
-        ef[0], ef[1], ef[2], ef[3], ef[4] = f, g, last, batch, speed
-        ef[5] = batch + _STATIC_SPEED * (speed - batch)
+        ef[0] = f
+        ef[1] = g
+        if len(ef) > 2:
+            ef[2], ef[3], ef[4] = last, batch, speed
+            ef[5] = batch + _STATIC_SPEED * (speed - batch)
         out = self._experts.predict_one(ef)
         v[k + 2] = out
         v[k + 3] = f
         v[k + 4] = g
         w = self._experts._w  # noqa: SLF001 (the layer's own weights, read without a copy)
         cb, cs = self._coef
-        cb = w[0] * (0.0 if mb else cb) + w[3] + (1.0 - _STATIC_SPEED) * w[5]
-        self._w = (cb, w[0] * cs + w[4] + _STATIC_SPEED * w[5])
+        cb, cs = w[0] * (0.0 if mb else cb), w[0] * cs
+        if len(w) > 2:
+            cb, cs = cb + w[3] + (1.0 - _STATIC_SPEED) * w[5], cs + w[4] + _STATIC_SPEED * w[5]
+        self._w = (cb, cs)
         if guarded and math.isfinite(last):
             self.fallbacks += 1
             return last
@@ -856,8 +865,11 @@ class ContextStacking(Configurable):
         if self._experts is not None:
             k, ef = self._k, self._ef
             self._twin.learn_one(context[:, :k], y)
-            ef[0], ef[1], ef[2], ef[3], ef[4] = float(c[k + 3]), float(c[k + 4]), last, batch, speed
-            ef[5] = batch + _STATIC_SPEED * (speed - batch)
+            ef[0] = float(c[k + 3])
+            ef[1] = float(c[k + 4])
+            if len(ef) > 2:
+                ef[2], ef[3], ef[4] = last, batch, speed
+                ef[5] = batch + _STATIC_SPEED * (speed - batch)
             self._experts.learn_one(ef, y, float(c[k + 2]))
         elif self._twin is not None:
             self._twin.learn_one(context[:, : self._k], y)

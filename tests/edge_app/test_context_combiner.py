@@ -258,3 +258,22 @@ def test_the_ablation_switches_keep_a_model_input_at_zero():
         only.predict_one(b, s, window)
         only.learn_one(b, s, y, only.context())
     assert only.model._d == 4 + 1 + 1 and only.weights[1] == 0.0 and only.weights[0] > 0.5  # reads the batch model
+
+
+def test_the_pair_layer_stays_within_one_percent_of_the_stack_and_the_online_linear_model():
+    """``blend="pair"``: the layer over the stack and its online linear twin only, through the same fault."""
+    pair = make_combiner({"blend": "pair"}, target_index=TI)
+    plain = make_combiner({}, target_index=TI)
+    lin = OnlineLinear(TI, half_life=1000)
+    e, p = _run_faulty(pair), _run_faulty(plain)
+    el = []
+    for i, (window, _b, _s, y) in enumerate(stream(6000, seed=21)):
+        if 3000 <= i < 3070:
+            y = y + (3.0 if i % 2 == 0 else -3.0)
+        el.append(lin.predict_one(window) - y)
+        lin.learn_one(window, y)
+    el = np.array(el)
+    for part in (slice(None), slice(0, 3000), slice(3000, None)):
+        best = min((p[part, 0] ** 2).mean(), (el[part] ** 2).mean())
+        assert (e[part, 0] ** 2).mean() <= 1.01 * best
+    assert len(pair.expert_weights) == 2 and abs(sum(pair.expert_weights) - 1.0) < 1e-9
