@@ -9,7 +9,8 @@
   calendar window, 14 inputs read + the 2 model inputs): ``predict_one`` + ``context`` + ``weights`` +
   ``learn_one``, what the edge's hot loop calls per record;
 * ``experts_us``: the same with the expert-weighting layer (``{"blend": "experts"}``: the stack, its online
-  linear twin, persistence, batch, speed and static, exponentially weighted).
+  linear twin, persistence, batch, speed and static, exponentially weighted); ``pair_us``: the layer over the
+  stack and its twin only (``{"blend": "pair"}``).
 
 The last line is JSON (BENCHMARKS.md, "Context stacking's cost"). Other work on the machine inflates
 CPU time less than wall time, but still: run it on a quiet machine.
@@ -71,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     ol = min(online_linear_us(args.records, args.width) for _ in range(args.repeat))
     ctx = min(context_us(args.records) for _ in range(args.repeat))
     exp = min(context_us(args.records, config={"blend": "experts"}) for _ in range(args.repeat))
+    pair = min(context_us(args.records, config={"blend": "pair"}) for _ in range(args.repeat))
     out = {
         "online_linear_us": round(ol, 2),
         "context_us": round(ctx, 2),
         "experts_us": round(exp, 2),
+        "pair_us": round(pair, 2),
         "records": args.records,
         "width": args.width,
         "loadavg_1m": round(os.getloadavg()[0], 2),

@@ -26,6 +26,7 @@ EXPERT_SETS: dict[str, tuple[str, ...]] = {
 
 # the expert-weighting layer of the dynamic combiner (ContextStacking blend="experts"): its experts, in order
 LAYER_EXPERTS = ("dynamic", "online_linear", "persistence", "batch", "speed", "static")
+PAIR_EXPERTS = ("dynamic", "online_linear")  # blend="pair": the stack and the online linear model it contains
 
 
 def layer_candidates() -> dict[str, tuple[tuple[str, ...], dict]]:
@@ -33,6 +34,7 @@ def layer_candidates() -> dict[str, tuple[tuple[str, ...], dict]]:
     out = {}
     for eta in (0.5, 2.0, 8.0):
         for hl in (100, 300, 1000):
+            out[f"weights pair eta={eta:g} hl={hl}"] = (PAIR_EXPERTS, {"eta": eta, "half_life": hl})
             for prior in (0.0, 5.0):
                 out[f"weights eta={eta:g} hl={hl} prior={prior:g}"] = (
                     LAYER_EXPERTS,
