@@ -67,3 +67,17 @@ def test_benchmark_errors_are_clear(tmp_path, capsys):
     assert "target 'nope'" in capsys.readouterr().err
     assert main(["eval", "benchmark", str(tmp_path / "missing.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_study_options_refuse_bad_values_before_any_training(tmp_path, capsys):
+    path = tmp_path / "plant.csv"
+    write_channels(path, 600)
+    base = ["eval", "benchmark", str(path), "--cache-dir", "none"]
+    assert main([*base, "--faults", "melted"]) == 2
+    assert "unknown fault" in capsys.readouterr().err
+    assert main([*base, "--variants", "{not json"]) == 2
+    assert "--variants: not JSON" in capsys.readouterr().err
+    assert main([*base, "--train-config", '{"lstm_unitz": 3}']) == 2
+    assert "--train-config" in capsys.readouterr().err
+    assert main([*base, "--borders", "100,200"]) == 2
+    assert "three row numbers" in capsys.readouterr().err
