@@ -37,7 +37,7 @@ class Pending:
     hybrid: float
     speed_version: str  # the speed model that made ``speed``
     context: np.ndarray | None = None  # ``combiner.context()`` when the forecast was made
-    band: tuple[float, ...] | None = None  # the half-widths of its interval per level (edge_app.intervals)
+    band: list[float] | None = None  # the half-widths of its interval per level (edge_app.intervals)
 
 
 class DeviceState:

@@ -4,7 +4,8 @@
 levels (default 80 % and 95 %). The half-width at level ``1 - a`` is ``q * s``:
 
 - ``s`` is the forecast's recent error scale, a decayed mean of ``|residual|`` (half-life
-  ``scale_half_life`` readings; a plain mean over the first ones), so the band widens and narrows
+  ``scale_half_life`` readings; a plain mean over the first ones; each error winsorised at ``clip``
+  x the scale, so a glitch does not widen the bands for a half-life), so the band widens and narrows
   with the local volatility (a locally weighted score: Lei, G'Sell, Rinaldo, Tibshirani and
   Wasserman 2018);
 - ``q`` is learned by online quantile tracking, the P part of conformal PID control
@@ -44,6 +45,7 @@ from statistics import NormalDist
 LEVELS = (0.8, 0.95)
 LR = 0.05  # quantile-tracking step, in units of the error scale (selected on the training files: docs/combination.md)
 SCALE_HALF_LIFE = 100.0  # readings
+CLIP = 4.0  # the scale learns an error as at most CLIP x the scale (one faulty reading does not widen every band)
 WARM_KEY = "interval_warm_start"  # the batch manifest's extra field
 
 
@@ -65,11 +67,16 @@ class ConformalInterval:
     ``width_sums`` per level (:meth:`coverage`, :meth:`mean_width`).
     """
 
-    __slots__ = ("levels", "keys", "alphas", "lr", "scale_half_life", "_decay", "q", "scale", "seen")
+    __slots__ = ("levels", "keys", "alphas", "lr", "scale_half_life", "_decay", "_rate", "_plain", "_index")
+    __slots__ += ("_up", "_down", "clip", "q", "scale", "seen")
     __slots__ += ("scored", "misses", "width_sums")
 
     def __init__(
-        self, levels: Sequence[float] = LEVELS, lr: float = LR, scale_half_life: float = SCALE_HALF_LIFE
+        self,
+        levels: Sequence[float] = LEVELS,
+        lr: float = LR,
+        scale_half_life: float = SCALE_HALF_LIFE,
+        clip: float = CLIP,
     ) -> None:
         levels = tuple(float(v) for v in levels)
         if not levels or not all(0.0 < v < 1.0 for v in levels) or len(set(levels)) != len(levels):
@@ -78,12 +85,20 @@ class ConformalInterval:
             raise ValueError(f"lr must be > 0, got {lr}")
         if not scale_half_life > 0:
             raise ValueError(f"scale_half_life must be > 0 (readings), got {scale_half_life}")
+        if not clip > 1:
+            raise ValueError(f"clip must be > 1 (x the scale), got {clip}")
+        self.clip = float(clip)
         self.levels = levels
         self.keys = tuple(level_key(v) for v in levels)
         self.alphas = tuple(1.0 - v for v in levels)
         self.lr = float(lr)
         self.scale_half_life = float(scale_half_life)
         self._decay = 0.5 ** (1.0 / self.scale_half_life)
+        self._rate = 1.0 - self._decay
+        self._plain = 1.0 / self._rate
+        self._index = tuple(range(len(levels)))
+        self._up = tuple(self.lr * (1.0 - a) for a in self.alphas)  # q's step after a miss
+        self._down = tuple(self.lr * a for a in self.alphas)  # and after a hit
         self.q = [gaussian_multiplier(v) for v in levels]
         self.scale = math.nan
         self.seen = 0
@@ -113,21 +128,25 @@ class ConformalInterval:
             return
         if issued is not None:
             self.scored += 1
-            q, misses, sums, lr = self.q, self.misses, self.width_sums, self.lr
-            for i, w in enumerate(issued):
+            q, misses, sums, up, down = self.q, self.misses, self.width_sums, self._up, self._down
+            for i in self._index:
+                w = issued[i]
                 sums[i] += w
                 if a > w:
                     misses[i] += 1
-                    q[i] += lr * (1.0 - self.alphas[i])
+                    q[i] += up[i]
                 else:
-                    q[i] -= lr * self.alphas[i]
+                    q[i] -= down[i]
         n = self.seen + 1
         self.seen = n
-        if n == 1:
-            self.scale = a
+        if n > self._plain:  # decayed: s = d s + (1 - d) min(a, clip s)
+            s = self.scale
+            c = self.clip * s
+            self.scale = s + self._rate * ((a if a < c or c == 0.0 else c) - s)
+        elif n > 1:  # a plain mean over the first 1 / (1 - d) residuals
+            self.scale += (a - self.scale) / n
         else:
-            d = self._decay if n * (1.0 - self._decay) > 1.0 else 1.0 - 1.0 / n
-            self.scale = d * self.scale + (1.0 - d) * a
+            self.scale = a
 
     def learn_many(self, residuals: Iterable[float], horizon: int = 1) -> None:
         """Stream residuals of ``horizon``-ahead forecasts (oldest first) as they would arrive, each scored
@@ -155,6 +174,7 @@ class ConformalInterval:
             "levels": list(self.levels),
             "lr": self.lr,
             "scale_half_life": self.scale_half_life,
+            "clip": self.clip,
             "q": list(self.q),
             "scale": self.scale if math.isfinite(self.scale) else None,
             "seen": self.seen,
@@ -166,6 +186,7 @@ class ConformalInterval:
         multipliers of the levels the state has are kept, the others start Gaussian). ValueError if malformed."""
         try:
             cfg = {"levels": state["levels"], "lr": state["lr"], "scale_half_life": state["scale_half_life"]}
+            cfg["clip"] = state.get("clip", CLIP)
             cfg |= {k: v for k, v in config.items() if v is not None}
             ci = cls(**cfg)
             qs = dict(zip((float(v) for v in state["levels"]), (float(v) for v in state["q"]), strict=True))

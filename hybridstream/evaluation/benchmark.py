@@ -178,6 +178,7 @@ def run_benchmark(
         rows = int(ok.sum())
         forecasts = result.forecasts | result.variants
         channels[target] = {name: errors(f, result.y, ok) for name, f in forecasts.items()}
+        channels[target]["dynamic"] |= result.intervals(skip=lead)[1]  # coverage, width (model_contract.conformal)
         counters[target] = result.counters
         log(f"  {target}: " + ", ".join(f"{k} {v['mse']:.4f}" for k, v in channels[target].items()))
     names = list(next(iter(channels.values())))

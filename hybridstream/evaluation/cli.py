@@ -239,6 +239,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     experts.set_defaults(func=_experts)
 
+    iv = cmds.add_parser(
+        "intervals",
+        help="the edge's conformal intervals vs a rolling empirical quantile of the last N errors (saved runs)",
+        description="For .npz files written by 'eval run --save': coverage over the stream, over the tenth "
+        "furthest from nominal, and mean width of the dynamic forecast's 80 %% and 95 %% intervals, as the edge "
+        "issues them (model_contract.conformal, from the run's interval warm start) and as the baseline "
+        "(the empirical quantile of the last N absolute errors) on the same rows. Prints Markdown tables and "
+        "the targets not met.",
+    )
+    iv.add_argument("runs", nargs="+", metavar="RUN.npz")
+    iv.add_argument("--baseline-n", type=int, nargs="+", default=[200, 1000], help="N of the baseline(s)")
+    iv.add_argument("--json", default=None, metavar="FILE", help="also write every score (with the tenths) here")
+    iv.add_argument("--plot", default=None, metavar="PNG", help="plot the first run's forecast, bands and flags")
+    iv.add_argument("--plot-start", type=int, default=0, help="first row of the plotted stretch")
+    iv.add_argument("--plot-rows", type=int, default=400, help="rows in the plotted stretch (default 400)")
+    iv.set_defaults(func=_intervals)
+
     table = cmds.add_parser(
         "table",
         help="the six approaches of saved eval run results side by side (Markdown)",
@@ -748,6 +765,24 @@ def _experts(args: argparse.Namespace) -> int:
         (out / "experts.md").write_text(md + "\n")
         (out / "experts.json").write_text(json.dumps({"scores": scores, "ranking": ranking}, indent=1))
         _log(f"wrote {out}/experts.md and .json")
+    return 0
+
+
+def _intervals(args: argparse.Namespace) -> int:
+    from hybridstream.evaluation import interval_study  # noqa: PLC0415
+
+    missing = [p for p in args.runs if not Path(p).is_file()]
+    if missing:
+        print(f"hybridstream eval intervals: error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    res = interval_study.compare(args.runs, args.baseline_n)
+    print(interval_study.markdown(res))
+    for line in interval_study.targets(res, f"rolling-{max(args.baseline_n)}") or ["every target met"]:
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    if args.plot:
+        _log(f"wrote {interval_study.plot(args.runs[0], args.plot, args.plot_start, args.plot_rows)}")
     return 0
 
 

@@ -73,7 +73,7 @@ def score(y: np.ndarray, forecast: np.ndarray, half_widths: np.ndarray, levels: 
     ok = np.isfinite(y) & np.isfinite(forecast) & np.all(np.isfinite(half_widths), axis=1)
     a = np.abs(forecast - y)[ok]
     hw = half_widths[ok]
-    out: dict = {"coverage": {}, "width": {}, "coverage_tenths": {}, "rows": int(ok.sum())}
+    out: dict = {"coverage": {}, "width": {}, "coverage_tenths": {}, "interval_rows": int(ok.sum())}
     for i, lv in enumerate(levels):
         key = level_key(lv)
         hit = a <= hw[:, i]

@@ -38,8 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridstream.evaluation.intervals import replay as interval_replay
+from hybridstream.evaluation.intervals import score as interval_score
 from hybridstream.evaluation.model_study import cached_model
-from model_contract import FeatureBuffer, FeatureSpec, Manifest, context_stack
+from model_contract import FeatureBuffer, FeatureSpec, Manifest, conformal, context_stack
+from model_contract.conformal import LEVELS, ConformalInterval
 from model_contract.online_linear import OnlineLinear
 from model_contract.persistence import Persistence
 
@@ -62,6 +65,19 @@ class RunResult:
     seconds: float = 0.0
     counters: dict = field(default_factory=dict)
     variants: dict[str, np.ndarray] = field(default_factory=dict)  # other dynamic combiners (ablations)
+    interval_warm: dict | None = None  # the batch manifest's interval warm start (the edge's; None: cold)
+
+    def intervals(self, levels: tuple[float, ...] = LEVELS, skip: int = 0) -> tuple[np.ndarray, dict]:
+        """The dynamic forecast's intervals as the edge issues them (``model_contract.conformal``, from the
+        interval warm start): half-widths per row x level, and their scores (:func:`intervals.score`; the
+        first ``skip`` rows, e.g. a lead-in, not scored)."""
+        learner = ConformalInterval.from_state(self.interval_warm, levels=levels) if self.interval_warm else None
+        learner = learner or ConformalInterval(levels)
+        f = self.forecasts["dynamic"]
+        hw = interval_replay(self.y, f, learner, self.spec.horizon)
+        scored = hw.copy()
+        scored[:skip] = np.nan
+        return hw, interval_score(self.y, f, scored, levels)
 
     @property
     def scored(self) -> np.ndarray:
@@ -94,7 +110,7 @@ class RunResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"spec": self.spec.to_dict(), "window": self.window, "speed_models": self.speed_models}
-        meta |= {"seconds": self.seconds, "counters": self.counters}
+        meta |= {"seconds": self.seconds, "counters": self.counters, "interval_warm": self.interval_warm}
         arrays = {f"f_{k}": v for k, v in self.forecasts.items()} | {f"v_{k}": v for k, v in self.variants.items()}
         np.savez_compressed(path, y=self.y, speed_weight=self.speed_weight, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -115,14 +131,18 @@ class RunResult:
                 meta["seconds"],
                 meta["counters"],
                 variants,
+                meta.get("interval_warm"),
             )
 
     def summary(self) -> dict:
         """The ``--json`` line: approaches (rmse, mae), retrains, rows, horizon, counters (e.g. the dynamic
         combiner's guard: ``dynamic_muted_batch``, ``dynamic_muted_speed``, ``dynamic_fallbacks``)."""
         sc = self.scores()
+        approaches = {k: {"rmse": sc[k]["rmse"], "mae": sc[k]["mae"]} for k in self.forecasts}
+        if "dynamic" in self.forecasts:  # the approach the edge puts intervals on
+            approaches["dynamic"] |= self.intervals()[1]
         return {
-            "approaches": {k: {"rmse": sc[k]["rmse"], "mae": sc[k]["mae"]} for k in self.forecasts},
+            "approaches": approaches,
             **(
                 {
                     "variants": {
@@ -263,7 +283,19 @@ def run_stream(
     counters |= {f"dynamic_{k}": v - before.get(k, 0) for k, v in after.items()}
     counters["dynamic_warmup_rows"] = warmed
     seconds = round(time.perf_counter() - started, 1)
-    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra)
+    warm = interval_warm_start(manifest, train, spec)
+    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm)
+
+
+def interval_warm_start(manifest: Manifest, train: np.ndarray, spec: FeatureSpec) -> dict:
+    """The batch manifest's interval warm start, as every new edge device's intervals start (a cached manifest
+    that predates it gets it computed from ``train`` with the trainer's functions)."""
+    warm = manifest.extra.get(conformal.WARM_KEY)
+    if warm is None:
+        residuals: list[float] = []
+        context_stack.warm_start(train, spec, residuals=residuals)
+        warm = conformal.warm_start(residuals, spec.horizon)
+    return warm
 
 
 def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> None:

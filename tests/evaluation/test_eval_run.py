@@ -67,9 +67,12 @@ def test_eval_run_scores_all_six_approaches_on_hourly_csvs(hourly, capsys, tmp_p
     summary = json.loads(out.strip().splitlines()[-1])
     assert set(summary) == {"approaches", "retrains", "rows", "horizon", "counters"}
     assert set(summary["approaches"]) == APPROACHES
-    for scores in summary["approaches"].values():
-        assert set(scores) == {"rmse", "mae"}
+    for name, scores in summary["approaches"].items():
+        intervals = {"coverage", "width", "coverage_tenths", "interval_rows"} if name == "dynamic" else set()
+        assert set(scores) == {"rmse", "mae"} | intervals
         assert np.isfinite(scores["rmse"]) and 0 < scores["mae"] <= scores["rmse"]
+    dyn = summary["approaches"]["dynamic"]  # the edge's intervals, as model_contract.conformal issues them
+    assert set(dyn["coverage"]) == set(dyn["width"]) == {"0.8", "0.95"} and 0.5 < dyn["coverage"]["0.8"] < 1
     # speed models after rows 300, 600 and 900 (the stream ends at 1200); lags (1, 2) + horizon 2 -> 3 rows unscored
     assert summary["retrains"] == 3 and summary["horizon"] == 2 and summary["rows"] == 1200 - 3
     # the online learners beat persistence on this autoregressive target
