@@ -3,9 +3,10 @@
 The protocol of the online-forecasting papers' data loaders (FSNet, Pham et al., ICLR 2023; OneNet,
 Zhang et al., NeurIPS 2023; LSTD): one time-ordered file is cut into train / validation / stream,
 
-* ETT files (name starting ``ETTh``): rows [0, 2,880) train, [2,880, 3,600) validation, [3,600, 14,400)
-  the stream (4 / 1 / 15 months of 30 days); ``ETTm`` (15-minute) files: the same borders x 4
-  (OneNet's own loader keeps the hourly row borders for ETTm: ``--borders 2880,3600,14400``);
+* ETT files (name starting ``ETTh`` or ``ETTm``): rows [0, 2,880) train, [2,880, 3,600) validation,
+  [3,600, 14,400) the stream (4 / 1 / 15 months of 30 days for the hourly files); the 15-minute files
+  keep the same row borders (OneNet's ``Dataset_ETT_minute`` in ``data/data_loader.py`` does: 4*30*24,
+  5*30*24, 20*30*24 rows), so the published ETTm figures are on those rows;
 * any other file: 20 % / 5 % / 75 % of the rows, in time order;
 
 every numeric column is z-scored with the mean and standard deviation of the train rows, and each
@@ -24,7 +25,7 @@ forecast each channel from all and score the H-th step only (harder). At ``H`` =
 >>> borders("data/ETTh2.csv", 17420)
 (2880, 3600, 14400)
 >>> borders("ETTm1.csv", 69680)
-(11520, 14400, 57600)
+(2880, 3600, 14400)
 >>> borders("weather.csv", 1000)
 (200, 250, 1000)
 """
@@ -65,10 +66,8 @@ def borders(path: str | Path, rows: int, override: Sequence[int] | None = None) 
         b = tuple(int(x) for x in override)
         if len(b) != 3:
             raise EvalInputError("--borders needs three row numbers: TRAIN_END,VAL_END,STREAM_END")
-    elif stem.startswith("ETTh"):
+    elif stem.startswith(("ETTh", "ETTm")):
         b = ETT_HOURLY
-    elif stem.startswith("ETTm"):
-        b = tuple(4 * x for x in ETT_HOURLY)
     else:
         n_train, n_test = int(rows * 0.2), int(rows * 0.75)
         b = (n_train, rows - n_test, rows)

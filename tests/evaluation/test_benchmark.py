@@ -32,7 +32,7 @@ def write_channels(path, n: int, seed: int = 3) -> None:
 
 def test_borders_follow_the_papers_loaders():
     assert benchmark.borders("ETTh1.csv", 17420) == (2880, 3600, 14400)
-    assert benchmark.borders("x/ETTm2.csv", 69680) == (11520, 14400, 57600)
+    assert benchmark.borders("x/ETTm2.csv", 69680) == (2880, 3600, 14400)  # OneNet keeps the rows for ETTm
     assert benchmark.borders("wth.csv", 1000) == (200, 250, 1000)  # 20 / 5 / 75 %
     assert benchmark.borders("wth.csv", 1000, [100, 200, 900]) == (100, 200, 900)
     with pytest.raises(EvalInputError, match="do not fit"):
