@@ -91,6 +91,22 @@ class AlarmTopic(Construct):
             )
         )
 
+    def allow_events(self, rule_arn: str) -> None:
+        """Let one EventBridge rule publish to the topic through its key (the SNS target adds the
+        topic policy; https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services)."""
+        self._key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeRules",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": rule_arn},
+                },
+            )
+        )
+
     @property
     def topic(self) -> sns.ITopic:
         return self._topic

@@ -13,6 +13,7 @@ from constructs import Construct
 from infra.artifacts import BuildArtifacts
 from infra.cloud_inference import CloudInference
 from infra.config import AppConfig
+from infra.deployment_watch import DeploymentWatch
 from infra.enrollment import Enrollment
 from infra.fleet import Fleet
 from infra.forecasts import Forecasts
@@ -186,6 +187,11 @@ class HybridStreamStack(Stack):
             deployment.node.add_dependency(fleet.canary_group)
             # a device must not get a job before its token exchange role may fetch the artifacts
             deployment.node.add_dependency(fleet.token_exchange_role)
+
+        # a failed or cancelled deployment on a device: to the alarm topic, with the recovery command
+        self.deployment_watch = DeploymentWatch(
+            self, "DeploymentWatch", alarms=self.alarms, thing_name_prefix=fleet.thing_name_prefix, name_prefix=prefix
+        )
 
         # -- observability ---------------------------------------------------------------------
         self.observability = Observability(

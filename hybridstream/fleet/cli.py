@@ -1,4 +1,4 @@
-"""``hybridstream fleet``: enroll | status | rollout | abort | cleanup (see docs/operations.md)."""
+"""``hybridstream fleet``: enroll | status | redeploy | rollout | abort | cleanup (see docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from hybridstream.fleet.outputs import DEFAULT_STACK
 
 EXIT_FAILED, EXIT_TIMEOUT = 1, 3
+STATUS_PROBLEM = 4  # fleet status: a group's deployment was cancelled or failed (fleet redeploy recovers)
 
 
 def aws_options() -> argparse.ArgumentParser:
@@ -85,11 +86,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="core devices per group: health, deployment, versions, models, accuracy",
         description="Per thing group: its deployment, and per core device its health, effective deployment, "
         "component versions, the models it serves, its rolling accuracy (from its metrics) and when it was last "
-        "seen; plus enrolled devices that have not connected yet.",
+        "seen; plus enrolled devices that have not connected yet. Exit 4 when a group's deployment was cancelled "
+        "or failed (it reaches no device added later): the output says what to do.",
     )
     p.add_argument("--thing", help="one device only (an unknown name is an error)")
     p.add_argument("--json", action="store_true", help="everything, as JSON")
     p.set_defaults(func=cmd_status)
+
+    p = cmds.add_parser(
+        "redeploy",
+        parents=[common],
+        help="deploy a group's latest deployment again (after an abort cancelled it)",
+        description="Create a new revision of the thing group's latest deployment with the same components, "
+        "configuration and policies. A cancelled or failed group deployment reaches no device added to the group "
+        "later, and an unchanged `cdk deploy` does not recreate it: `fleet status` says when to run this (exit "
+        f"{STATUS_PROBLEM}). Fix what made the deployment fail first.",
+    )
+    p.add_argument("--group", choices=["canary", "fleet"], required=True, help="the thing group")
+    p.set_defaults(func=cmd_redeploy)
 
     p = cmds.add_parser(
         "rollout",
@@ -186,6 +200,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(data)
     else:
         sys.stdout.write(status.table(data))
+    return STATUS_PROBLEM if data["problems"] else 0
+
+
+def cmd_redeploy(args: argparse.Namespace) -> int:
+    from hybridstream.fleet import deployments as dep
+    from hybridstream.fleet.session import guarded
+
+    ctx, outputs = context(args)
+    arn = outputs.canary_group_arn if args.group == "canary" else outputs.fleet_group_arn
+    base, new_id = guarded(f"redeploying the {args.group} group")(dep.redeploy)(ctx.client("greengrassv2"), arn)
+    print(
+        f"{args.group}: deployment {new_id} deploys {base.deployment_id}'s components again "
+        f"(that one was {base.status}); follow it with `hybridstream fleet status`"
+    )
     return 0
 
 

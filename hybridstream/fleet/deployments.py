@@ -22,6 +22,10 @@ CLI = "fleet-cli"
 ACTION = "hybridstream:action"  # rollout | abort
 PREVIOUS = "hybridstream:previous-deployment"
 DEVICE_FAILED = {"FAILED", "TIMED_OUT", "CANCELED", "REJECTED"}
+# A thing group's deployment in one of these reaches no device added to the group later ("core devices
+# that you add to the group won't receive that continuous deployment":
+# https://docs.aws.amazon.com/greengrass/v2/developerguide/cancel-deployments.html)
+GROUP_STOPPED = {"CANCELED", "FAILED"}
 DEVICE_DONE = {"SUCCEEDED", "COMPLETED"}
 COMPONENT_FAILED = {"BROKEN"}
 COMPONENT_OK = {"RUNNING", "FINISHED"}
@@ -164,3 +168,13 @@ def installed(gg: Any, thing: str) -> dict[str, dict[str, Any]]:
         for c in items
         if "componentName" in c
     }
+
+
+def redeploy(gg: Any, target_arn: str) -> tuple[Deployment, str]:
+    """A new revision of the target's latest deployment, same components, configuration and policies
+    (what recovers a thing group whose deployment was cancelled); (the copied deployment, the new id)."""
+    base = latest(gg, target_arn)
+    if base is None:
+        raise FleetError(f"{target_arn} has no deployment to redeploy: run `cdk deploy`")
+    new_id = revise(gg, base, {}, {ACTION: "redeploy", PREVIOUS: base.deployment_id})
+    return base, new_id

@@ -89,7 +89,28 @@ def gather(ctx: AwsContext, outputs: StackOutputs) -> dict[str, Any]:
         for name, item in sorted(allow.items())
         if name not in seen
     ]
-    return {"stack": outputs.stack_name, "groups": groups, "enrolled_not_connected": pending}
+    return {
+        "stack": outputs.stack_name,
+        "groups": groups,
+        "enrolled_not_connected": pending,
+        "problems": problems(groups),
+    }
+
+
+def problems(groups: dict[str, Any]) -> list[str]:
+    """What needs an operator: a group whose deployment was cancelled or failed (an abort criterion
+    fired) delivers nothing to devices added to it later, and no ``cdk deploy`` without changes
+    recreates it (https://docs.aws.amazon.com/greengrass/v2/developerguide/cancel-deployments.html)."""
+    out = []
+    for group, info in groups.items():
+        d = info.get("deployment")
+        if d and d["status"] in dep.GROUP_STOPPED:
+            out.append(
+                f"the {group} group's deployment {d['id']} is {d['status']}: devices added to {info['thing_group']} "
+                f"get nothing. Fix what failed (the DEPLOYMENT column, `hybridstream fleet status --json` has each "
+                f"device's reason), then run `hybridstream fleet redeploy --group {group}`"
+            )
+    return out
 
 
 def only(status: dict[str, Any], thing: str) -> dict[str, Any]:
@@ -103,7 +124,7 @@ def only(status: dict[str, Any], thing: str) -> dict[str, Any]:
     pending = [p for p in status["enrolled_not_connected"] if p["thing"] == thing]
     if not pending and not any(info["devices"] for info in groups.values()):
         raise FleetError(f"unknown thing {thing}: not a core device of the canary or fleet group, and not enrolled")
-    return {**status, "groups": groups, "enrolled_not_connected": pending}
+    return {**status, "groups": groups, "enrolled_not_connected": pending}  # problems: the groups' own, kept
 
 
 def table(status: dict[str, Any]) -> str:
@@ -135,6 +156,8 @@ def table(status: dict[str, Any]) -> str:
             widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
             lines += ["  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
         lines.append("")
+    for problem in status.get("problems", []):
+        lines.append(f"PROBLEM: {problem}")
     pending = status["enrolled_not_connected"]
     if pending:
         lines.append("enrolled, not connected yet: " + ", ".join(f"{p['thing']} ({p['group']})" for p in pending))

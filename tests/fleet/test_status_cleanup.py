@@ -70,6 +70,41 @@ def test_status_json_is_complete(ctx, gg, capsys, tmp_path):
     assert [p["thing"] for p in data["enrolled_not_connected"]] == [f"{PREFIX}-later"]
 
 
+def test_a_cancelled_group_deployment_is_flagged_and_redeploy_recovers_it(ctx, gg, capsys):
+    """Issue 20, item 2. When an abort criterion cancels a thing group's deployment, "core devices that you
+    add to the group won't receive that continuous deployment"
+    (https://docs.aws.amazon.com/greengrass/v2/developerguide/cancel-deployments.html): ``fleet status``
+    exits 4 saying so, and ``fleet redeploy --group`` creates a revision of it (same components,
+    configuration, policies, job configuration), which a new device then receives."""
+    from botocore.stub import ANY
+
+    canceled = gg.deployment("fleet-1", FLEET_ARN, OLD, status="CANCELED")
+    gg.latest(CANARY_ARN, gg.deployment("canary-1", CANARY_ARN, OLD, status="ACTIVE"))
+    gg.core_devices(CANARY_ARN, [])
+    gg.latest(FLEET_ARN, canceled)
+    gg.core_devices(FLEET_ARN, [])
+    code, out, _ = run_cli(["fleet", "status"], ctx=ctx, capsys=capsys)
+    assert code == 4
+    assert "PROBLEM: the fleet group's deployment fleet-1 is CANCELED: devices added to" in out
+    assert "hybridstream fleet redeploy --group fleet" in out and "canary group" not in out
+
+    gg.latest(FLEET_ARN, canceled)
+    expected = {
+        "targetArn": FLEET_ARN,
+        "deploymentName": canceled["deploymentName"],
+        "components": canceled["components"],
+        "tags": {"hybridstream:created-by": "fleet-cli", "hybridstream:action": "redeploy",
+                 "hybridstream:previous-deployment": "fleet-1"},
+        "deploymentPolicies": ANY,
+        "iotJobConfiguration": canceled["iotJobConfiguration"],
+    }  # fmt: skip
+    gg.create("fleet-2", expected)
+    code, out, err = run_cli(["fleet", "redeploy", "--group", "fleet"], ctx=ctx, capsys=capsys)
+    assert code == 0, err
+    assert "fleet: deployment fleet-2 deploys fleet-1's components again (that one was CANCELED)" in out
+    gg.stubber.assert_no_pending_responses()
+
+
 def test_status_table(ctx, gg, capsys):
     status_calls(gg)
     code, out, _ = run_cli(["fleet", "status"], ctx=ctx, capsys=capsys)
