@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from infra.topic_rules import MODES
+from infra.name_limits import check_name_prefix
+from infra.topic_rules import MODES, rules_for_mode
 from model_contract.kafka_broker import KAFKA_VERSION
 from model_contract.layout import BATCH_MODEL_NAME, SPEED_MODEL_TEMPLATE
 
@@ -38,7 +39,8 @@ class AppConfig:
     - ``account`` / ``region`` (unset): target environment; unset gives an environment-agnostic
       stack (what offline ``make synth`` builds).
     - ``name_prefix`` (``hybridstream``): prefix of physical names (thing groups, IoT policies,
-      role alias, component names).
+      role alias, component names); at most 17 characters of ``[A-Za-z0-9_-]`` (the provisioning
+      template ``<prefix>-fleet-provisioning`` may have 36: infra/name_limits.py checks every name).
     - ``trainer_instance_type`` (``c5.4xlarge``), ``trainer_min_capacity`` (0),
       ``trainer_max_capacity`` (2): the trainer Auto Scaling group.
     - ``retain_data`` (false): keep buckets and their objects on ``cdk destroy``.
@@ -93,6 +95,8 @@ class AppConfig:
             raise ValueError("need 0 <= trainer_min_capacity <= trainer_max_capacity")
         if self.forecasts_scan_limit_mb < 10:
             raise ValueError("forecasts_scan_limit_mb must be >= 10 (Athena's minimum per-query scan limit)")
+        # every physical name built from the prefix, against its service's limit (infra/name_limits.py)
+        check_name_prefix(self.name_prefix, tuple(rule.name for rule in rules_for_mode(self.mode)))
 
     @property
     def kafka_libs(self) -> Path:
