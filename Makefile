@@ -6,7 +6,10 @@ STAMP := $(VENV)/.setup-done
 # history for the batch model: the project's turbine series (data/turbine/, shipped in the repo)
 HISTORY     ?= data/turbine/train.csv
 BATCH_MODEL := build/batch-model
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# Node.js for the CDK CLI and jsii: the project's own (package.json, node_modules/.bin/node, Node 24),
+# never an unsupported machine one (Node 20 is end of life for both)
+export JSII_NODE := $(CURDIR)/node_modules/.bin/node
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: help setup test lint synth batch-model demo bench-edge bench-latency bench-train clean kafka-up kafka-down chaos
 

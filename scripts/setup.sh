@@ -35,8 +35,16 @@ echo "==> pip: requirements-dev.txt (TensorFlow is large: a first install takes 
 .venv/bin/python -m pip install -q -r requirements-dev.txt
 .venv/bin/python -m pip install -q --no-deps -e .
 
-echo "==> npm: CDK CLI"
+echo "==> npm: CDK CLI and the Node.js it runs on (package.json)"
 npm install --no-audit --no-fund --loglevel=error
+# The CDK CLI and jsii (aws-cdk-lib under Python) support Node 22 and 24; Debian 12's and this machine's
+# may be 20 (end of life). package.json pins a Node 24 from the npm registry (node-linux-<arch>, the
+# official binary) into node_modules/.bin/node; the Makefile and scripts/synth.sh run everything on it.
+node_major=$(node_modules/.bin/node --version 2>/dev/null | sed -n 's/^v\([0-9]*\)\..*/\1/p')
+case "$node_major" in
+  22 | 24) echo "==> node: node_modules/.bin/node $(node_modules/.bin/node --version)" ;;
+  *) echo "setup: node_modules/.bin/node is missing or not Node 22/24 ('${node_major:-none}'): no node-linux-$(uname -m) package?" >&2; exit 1 ;;
+esac
 
 echo "==> maven: Apache Kafka broker jars"
 .venv/bin/python -m hybridstream.localstack.kafka fetch

@@ -4,8 +4,17 @@
 # Extra arguments go to `cdk synth`, e.g. `bash scripts/synth.sh -c mode=edge`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 export CDK_DISABLE_CLI_TELEMETRY=1
+# the project's Node (package.json: Node 24) for the CLI and for jsii in app.py, not the machine's
+# (HYBRIDSTREAM_NODE: another Node 22/24 binary)
+NODE="${HYBRIDSTREAM_NODE:-$PWD/node_modules/.bin/node}"
+[ -x "$NODE" ] || { echo "synth: $NODE missing: run make setup" >&2; exit 1; }
+case "$("$NODE" --version)" in
+  v22.* | v24.*) ;;
+  *) echo "synth: $NODE is $("$NODE" --version): the CDK CLI and jsii support Node 22 and 24" >&2; exit 1 ;;
+esac
+export JSII_NODE="$NODE"
+export PATH="$PWD/node_modules/.bin:$PATH"
 
 # Any AWS_* variable (even a fake key) makes the CDK CLI call STS: synthesize without them.
 mapfile -t aws_vars < <(env | grep -o '^AWS_[A-Za-z0-9_]*' || true)
@@ -17,7 +26,7 @@ rm -rf "$OUT"
 # caller pins one (-c fleet_component_versions=...) or says promote=... itself.
 gate=(-c promote=true)
 case " $* " in *promote=* | *fleet_component_versions=*) gate=() ;; esac
-node_modules/.bin/cdk synth --no-lookups --quiet --output "$OUT" "${gate[@]}" "$@"
+"$NODE" node_modules/aws-cdk/bin/cdk synth --no-lookups --quiet --output "$OUT" "${gate[@]}" "$@"
 
 shopt -s nullglob
 templates=("$OUT"/*.template.json)

@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# jsii runs aws-cdk-lib on the project's Node (package.json: Node 24, `make setup`), not the machine's
+PROJECT_NODE = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "node"
+if PROJECT_NODE.exists():
+    os.environ.setdefault("JSII_NODE", str(PROJECT_NODE))
 
 MODES = ("edge-cloud", "edge", "cloud")
 
