@@ -11,7 +11,7 @@ BATCH_MODEL := build/batch-model
 export JSII_NODE := $(CURDIR)/node_modules/.bin/node
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help setup test lint synth batch-model demo bench-edge bench-latency bench-train clean kafka-up kafka-down chaos
+.PHONY: help setup test lint synth batch-model demo bench-edge bench-latency bench-footprint bench-train clean kafka-up kafka-down chaos
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)
 
 bench-latency: setup ## edge app vs a bare echo, interleaved 1 s slices at 1,000/s, 5 runs (last line: JSON; BENCHMARKS.md)
 	$(PY) -m hybridstream.devtools.edge_latency
+
+bench-footprint: setup ## memory of what runs on a Pi: broker RSS per heap, edge app, trainer (docs/deploy.md "Which Pi")
+	$(PY) -m hybridstream.devtools.pi_footprint
 
 bench-train: setup ## training job benchmark against real local servers (last line: JSON)
 	$(PY) -m training_job.bench

@@ -13,7 +13,7 @@ from typing import Any
 
 from infra.name_limits import check_name_prefix
 from infra.topic_rules import MODES, rules_for_mode
-from model_contract.kafka_broker import KAFKA_VERSION
+from model_contract.kafka_broker import KAFKA_VERSION, PI_HEAP, heap_mb
 from model_contract.layout import BATCH_MODEL_NAME, SPEED_MODEL_TEMPLATE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +50,8 @@ class AppConfig:
       Lambda's dependency layer (numpy + ai-edge-litert), built by ``scripts/build_inference_layer.sh``.
     - ``kafka_bootstrap`` (``127.0.0.1:9092``), ``kafka_version``
       (``model_contract.kafka_broker.KAFKA_VERSION``): the Pi's broker.
+    - ``kafka_heap`` (``384m``): the Pi broker's JVM heap (``-Xmx``, ``<n>m`` or ``<n>g``, at least
+      256m); docs/deploy.md "Which Pi" has the broker's measured memory at each size.
     - ``kafka_libs_dir`` (``.cache/kafka-<kafka_version>/libs``): the broker's jars (``make setup``
       fetches them with Maven), shipped as the KafkaBroker component's artifact.
     - ``speed_model_name`` (``speed-{thing}``) / ``batch_model_name`` (``batch``): model names in
@@ -80,6 +82,7 @@ class AppConfig:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_version: str = KAFKA_VERSION  # the one place: model_contract.kafka_broker
     kafka_libs_dir: str = ""
+    kafka_heap: str = PI_HEAP
     speed_model_name: str = SPEED_MODEL_TEMPLATE
     batch_model_name: str = BATCH_MODEL_NAME
     rmse_alarm_threshold: float = 2.0
@@ -95,6 +98,7 @@ class AppConfig:
             raise ValueError("need 0 <= trainer_min_capacity <= trainer_max_capacity")
         if self.forecasts_scan_limit_mb < 10:
             raise ValueError("forecasts_scan_limit_mb must be >= 10 (Athena's minimum per-query scan limit)")
+        heap_mb(self.kafka_heap)  # a clear error for a heap the JVM or the broker would refuse
         # every physical name built from the prefix, against its service's limit (infra/name_limits.py)
         check_name_prefix(self.name_prefix, tuple(rule.name for rule in rules_for_mode(self.mode)))
 

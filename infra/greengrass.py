@@ -19,7 +19,7 @@ from constructs import Construct
 from infra import recipes
 from infra.config import REPO
 from infra.packaging import semver_from_hashes, stage
-from model_contract.kafka_broker import BROKER_JAR_GLOB, KAFKA_VERSION
+from model_contract.kafka_broker import BROKER_JAR_GLOB, KAFKA_VERSION, PI_HEAP
 
 Deployment = gg.CfnDeployment
 
@@ -43,6 +43,7 @@ class GreengrassComponents(Construct):
         kafka_libs_dir: the broker's jars, built beforehand (``make setup``: ``.cache/kafka-<version>/libs``)
             and taken as given (nothing is fetched during synth), zipped as the KafkaBroker artifact.
         kafka_version: Apache Kafka release of those jars (``model_contract.kafka_broker.KAFKA_VERSION``).
+        kafka_heap: the broker's ``-Xmx`` (default ``model_contract.kafka_broker.PI_HEAP``).
         source_root: the checkout holding ``edge_app/`` and ``model_contract/`` (default: this repository).
         trainer_source: ``edge`` mode: staged trainer package folder -> a ``Trainer`` component
             (default None: no trainer on the Pi).
@@ -77,6 +78,7 @@ class GreengrassComponents(Construct):
         kafka_libs_dir: Path,
         name_prefix: str = "hybridstream",
         kafka_version: str = KAFKA_VERSION,
+        kafka_heap: str = PI_HEAP,
         trainer_source: Path | None = None,
         fleet_versions: Mapping[str, str] | None = None,
         source_root: Path = REPO,
@@ -98,7 +100,12 @@ class GreengrassComponents(Construct):
         self._add(
             kafka_name,
             lambda v, a=jars: recipes.kafka_broker_recipe(
-                name=kafka_name, version=v, jars=a, kafka_version=kafka_version, prerequisites_component=prereq
+                name=kafka_name,
+                version=v,
+                jars=a,
+                kafka_version=kafka_version,
+                prerequisites_component=prereq,
+                heap=kafka_heap,
             ),
             artifacts=(jars,),
         )

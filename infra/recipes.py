@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_contract.kafka_broker import KAFKA_VERSION, LOG4J2_PROPERTIES, MIN_JAVA, kraft_properties
+from model_contract.kafka_broker import (
+    KAFKA_VERSION,
+    LOG4J2_PROPERTIES,
+    MIN_JAVA,
+    PI_HEAP,
+    PI_INITIAL_HEAP,
+    heap_mb,
+    kraft_properties,
+)
 from model_contract.layout import SPEED_MODEL_TEMPLATE, THING_VARIABLE
 from model_contract.topics import KAFKA_TOPICS, METRICS, MODEL_NOTICES_FILTER, READINGS, WINDOWS, device_filter
 
@@ -403,7 +411,7 @@ KAFKA_PROPERTIES = kraft_properties(
 
 def _kafka_java(libs: str) -> str:
     return (
-        "java -Xmx{configuration:/heap} -Xms64m -XX:+UseSerialGC "
+        f"java -Xmx{{configuration:/heap}} -Xms{PI_INITIAL_HEAP} -XX:+UseSerialGC "
         '-Dlog4j2.configurationFile="{work:path}/log4j2.properties" '
         f"-cp '{libs}/*'"
     )
@@ -416,10 +424,12 @@ def kafka_broker_recipe(
     jars: ZipArtifact,
     kafka_version: str = KAFKA_VERSION,
     prerequisites_component: str | None = None,
+    heap: str = PI_HEAP,
 ) -> dict[str, Any]:
-    """A single-node KRaft Apache Kafka on 127.0.0.1 only. Java >= 17 comes from the Prerequisites
-    component (Install refuses an older one with a clear message); the broker's jars are the
-    component's own artifact (a CDK asset of the Maven-fetched ``libs/``), so nothing is
+    """A single-node KRaft Apache Kafka on 127.0.0.1 only, ``-Xmx{heap}`` (component configuration
+    ``heap``: context ``kafka_heap``, or a deployment's configuration merge on one group). Java >= 17
+    comes from the Prerequisites component (Install refuses an older one with a clear message); the
+    broker's jars are the component's own artifact (a CDK asset of the Maven-fetched ``libs/``), so nothing is
     downloaded from anywhere else. Install writes the KRaft config and formats the storage once
     (offline, idempotent); Run is ``java -cp 'libs/*' kafka.Kafka server.properties``."""
     libs = f"{jars.decompressed()}/libs"
@@ -464,7 +474,7 @@ def kafka_broker_recipe(
                 "port": "9092",
                 "controllerPort": "9093",
                 "retentionHours": "24",
-                "heap": "384m",
+                "heap": f"{heap_mb(heap)}m",
             }
         },
         "Manifests": _manifests(lifecycle, [_zip(jars)]),

@@ -173,6 +173,7 @@ class HybridStreamStack(Stack):
             batch_model_dir=artifacts.batch_model_dir,
             kafka_libs_dir=artifacts.kafka_libs_dir,
             kafka_version=config.kafka_version,
+            kafka_heap=config.kafka_heap,
             # edge mode: training runs on the Pi, next to the edge app
             trainer_source=trainer_source(artifacts.source_root) if config.mode == "edge" else None,
             fleet_versions=fleet_versions,

@@ -20,6 +20,27 @@ SCALA_VERSION = "2.13"
 LOG4J_SLF4J = "org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"  # the broker's logging backend
 MIN_JAVA = 17  # Kafka 4 needs Java 17+ (Debian 11's default-jre is 11)
 BROKER_JAR_GLOB = f"kafka_{SCALA_VERSION}-*.jar"  # marks a complete jars folder
+PI_INITIAL_HEAP = "64m"  # the Pi broker's -Xms: the heap grows only as far as the load needs
+PI_HEAP = "384m"  # the Pi broker's -Xmx (context kafka_heap; docs/deploy.md "Which Pi" has what it costs)
+# The log cleaner (``__consumer_offsets`` is compacted) allocates its dedupe buffer, 128 MiB by default
+# (log.cleaner.dedupe.buffer.size), when the broker starts: with -Xmx128m the broker exits at startup
+# (LogCleaner.startup, measured by hybridstream.devtools.pi_footprint). 256m is the smallest we measured.
+MIN_HEAP_MB = 256
+
+
+def heap_mb(heap: str) -> int:
+    """A JVM heap size as the recipe takes it (``<n>m`` or ``<n>g``) in MiB; ValueError otherwise.
+
+    >>> heap_mb("384m"), heap_mb("1g")
+    (384, 1024)
+    """
+    text = heap.strip().lower()
+    if len(text) < 2 or text[-1] not in "mg" or not text[:-1].isdigit():
+        raise ValueError(f"heap {heap!r}: write <n>m or <n>g, e.g. 384m")
+    mb = int(text[:-1]) * (1024 if text[-1] == "g" else 1)
+    if mb < MIN_HEAP_MB:
+        raise ValueError(f"heap {heap!r}: at least {MIN_HEAP_MB}m (the log cleaner alone takes 128 MiB at startup)")
+    return mb
 
 
 def kafka_coordinates(version: str = KAFKA_VERSION) -> list[str]:

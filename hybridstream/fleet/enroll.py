@@ -31,7 +31,8 @@ GROUPS = {"canary": "CanaryThingGroup", "fleet": "FleetThingGroup"}
 OS_RELEASES = ("bookworm", "trixie", "bullseye")
 SUPPORTED = {"aarch64": ("bookworm", "trixie"), "arm": ("bullseye",), "amd64": ("bookworm", "trixie")}
 SUPPORTED_TEXT = (
-    "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 3, 4, 5 or Zero 2 W: every mode (--arch aarch64); "
+    "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 4 or 5 with 2 GB (4 GB for mode edge): "
+    "every mode (--arch aarch64); "
     "32-bit Raspberry Pi OS 11 (bullseye, Python 3.9) only: modes edge-cloud and cloud (--arch arm --os bullseye)"
 )
 SERIAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # as the pre-provisioning hook: [a-zA-Z0-9_-], no ":"

@@ -47,6 +47,7 @@ class KafkaBroker(SingleProcessServer):
     controller_port: int
     state_dir: Path
     heap: str = "512m"
+    initial_heap: str | None = None  # -Xms; default min(256m, heap) (the Pi's recipe: 64m)
 
     @classmethod
     def for_port(cls, port: int | None = None, state_root: Path = STATE_DIR) -> KafkaBroker:
@@ -66,7 +67,7 @@ class KafkaBroker(SingleProcessServer):
 
     def _java(self, main: str, *args: str) -> list[str]:
         options = (
-            f"-Xms{min(256, int(self.heap.rstrip('m')))}m",
+            f"-Xms{self.initial_heap or str(min(256, int(self.heap.rstrip('m')))) + 'm'}",
             f"-Dlog4j2.configurationFile={self.state_dir / 'log4j2.properties'}",
         )
         return java_command(KAFKA_HOME / "libs", main, *args, heap=self.heap, options=options)

@@ -108,3 +108,17 @@ def test_aws_cdk_lib_template_findings_fail_the_synth(tmp_path):
     synth({**context, "@aws-cdk/core:validateAgainstDefaultRules": False}, "warn")  # a warning only
     with pytest.raises(Exception, match="TemplateName: length 40 exceeds maximum 36"):
         synth(context, "error")
+
+
+def test_the_pi_broker_heap_is_a_setting():
+    """Issue 20, item 9: context ``kafka_heap`` becomes the KafkaBroker component's ``heap`` (its ``-Xmx``)."""
+    from infra import recipes
+
+    assert AppConfig.from_context({"kafka_heap": "256m"}.get).kafka_heap == "256m"
+    for bad in ("256", "128m", "lots"):
+        with pytest.raises(ValueError, match="heap"):
+            AppConfig.from_context({"kafka_heap": bad}.get)
+    jars = recipes.ZipArtifact("s3://b/k.zip", "k")
+    recipe = recipes.kafka_broker_recipe(name="k", version="1.0.0", jars=jars, heap="1g")
+    assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["heap"] == "1024m"
+    assert "-Xmx{configuration:/heap}" in recipe["Manifests"][0]["Lifecycle"]["Run"]["Script"]

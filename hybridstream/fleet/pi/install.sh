@@ -110,7 +110,7 @@ fi
 log "installing Greengrass for thing $THING_NAME ($ARCH, provisioning: $PROVISIONING)"
 
 # -- 2. a supported OS (docs/deploy.md "Which Pi"), refused before anything is installed -------------
-SUPPORTED="64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 3, 4, 5 or Zero 2 W: every mode (enrol with --arch aarch64);
+SUPPORTED="64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 4 or 5 with 2 GB (4 GB for mode edge): every mode (enrol with --arch aarch64);
 32-bit Raspberry Pi OS 11 (bullseye, Python 3.9) only: modes edge-cloud and cloud (--arch arm)"
 # shellcheck source=/dev/null
 os_name() { (. "$ROOT/etc/os-release" 2>/dev/null && echo "${PRETTY_NAME:-unknown}") || echo unknown; }
