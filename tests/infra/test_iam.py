@@ -78,7 +78,7 @@ def test_announcer_reads_only_latest_pointers_and_manifests(default):
     assert len(reads) == 1
     suffixes = sorted(r["Fn::Join"][1][-1] for r in _as_list(reads[0]["Resource"]))
     assert suffixes == ["/models/*/LATEST", "/models/*/manifest.json"]
-    (rule,) = default.resources("AWS::Events::Rule").values()
+    (rule,) = [r for k, r in default.resources("AWS::Events::Rule").items() if k.startswith("ModelPublished")]
     assert rule["Properties"]["EventPattern"]["detail"]["object"] == {"key": [{"wildcard": "models/*/LATEST"}]}
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"]["Fn::GetAtt"][0].startswith("ModelPublishedHandlerFunction")
