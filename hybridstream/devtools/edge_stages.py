@@ -1,0 +1,128 @@
+"""In-process cost per record and stage of the edge app's processing paths, over real consumed records.
+
+``python -m hybridstream.devtools.edge_stages`` starts its own Kafka broker, trains the two models
+``make bench-edge`` trains (LSTM(40) -> Dense(10) -> Dense(1), the product's feature spec; or takes
+``--models DIR`` with ``batch/*/model.tflite`` and ``speed/*/model.tflite``), preloads ``--records``
+readings over 5 devices, consumes them once, and hands the same records, in batches of
+``--batch`` (the app's ``kafka.batch_size``), to an :class:`~edge_app.app.EdgeApp` per path
+(``--process batch,record``; its predictions go to the broker). Per path it prints the app's
+``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages) and the
+process's CPU time per record (every thread: librdkafka's too). No consumer in the timed part, so
+these are the app's own costs; the machine's load inflates them less than wall time, but still
+does: the last line (JSON) says the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _say(msg: str) -> None:
+    print(f"[edge-stages] {msg}", file=sys.stderr, flush=True)
+
+
+def _models(work: Path, given: str | None) -> tuple[Path, Path]:
+    if given:
+        root = Path(given)
+        return next(root.glob("batch/*/model.tflite")), next(root.glob("speed/*/model.tflite"))
+    from hybridstream.datasets import TURBINE
+    from hybridstream.devtools.edge import read_rows, train_model
+    from model_contract import default_spec
+
+    _say("training the batch and speed models (as make bench-edge)")
+    spec, root = default_spec(), work / "models"
+    kw = {"units": 40, "dense": 10, "spec": spec}
+    batch = train_model(read_rows(TURBINE / "train.csv", 0, 2000), root, name="batch", kind="batch", **kw)
+    speed = train_model(read_rows(TURBINE / "test.csv", 0, 2000), root, name="speed", kind="speed", seed=7, **kw)
+    return batch, speed
+
+
+def run(args: argparse.Namespace) -> dict:
+    from confluent_kafka import Consumer, TopicPartition
+
+    from edge_app.app import EdgeApp
+    from edge_app.config import EdgeConfig
+    from hybridstream.datasets import TURBINE
+    from hybridstream.devtools.replay import csv_records, replay
+    from hybridstream.localstack.kafka import KafkaBroker
+
+    work = Path(tempfile.mkdtemp(prefix="edge-stages-", dir=args.workdir))
+    batch, speed = _models(work, args.models)
+    broker = KafkaBroker.for_port(state_root=work / "kafka")
+    broker.start()
+    out: dict = {"records": args.records, "batch": args.batch, "paths": {}}
+    try:
+        devices = [f"turbine-{i + 1}" for i in range(5)]
+        records = csv_records(TURBINE / "test.csv", devices, limit=args.records)
+        replay(records, bootstrap=broker.bootstrap, topic="sensor.readings", rate=None)
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "stages", "enable.auto.commit": False})
+        consumer.assign([TopicPartition("sensor.readings", 0, 0)])
+        msgs: list = []
+        deadline = time.monotonic() + 120
+        while len(msgs) < args.records and time.monotonic() < deadline:
+            msgs += [m for m in consumer.consume(5000, 1.0) if m.error() is None]
+        consumer.close()
+        knows_process = "process" in {f.name for f in dataclasses.fields(EdgeConfig)}
+        for path in args.process.split(","):
+            cfg = {
+                "thing_name": f"stages-{path}",
+                "bootstrap": broker.bootstrap,
+                "topics": {"predictions": f"predictions.{path}"},
+                "models": {"batch": str(batch), "speed": str(speed)},
+                "state_dir": str(work / path / "state"),
+                "windows": {"max_records": 1000, "max_seconds": 600, "local_root": str(work / path / "uploads")},
+                "metrics_interval_s": 5.0,
+            }
+            if knows_process:  # code before the batch path has one path only (call it anything)
+                cfg["process"] = path
+            app = EdgeApp(EdgeConfig.from_dict(cfg))
+            _say(f"{path}: {len(msgs)} records in batches of {args.batch}")
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(0, len(msgs), args.batch):
+                app.process(msgs[i : i + args.batch])
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            stages = app.stages.summary()
+            out["paths"][path] = {
+                "stage_us": stages["p50_us"],
+                "stage_sum_us": round(sum(stages["p50_us"].values()), 2),
+                "process_cpu_us": round(cpu / len(msgs) * 1e6, 2),
+                "wall_us": round(wall / len(msgs) * 1e6, 2),
+            }
+            _say(f"{path}: {json.dumps(out['paths'][path])}")
+            app._shutdown()  # noqa: SLF001 (as after SIGTERM)
+    finally:
+        broker.destroy()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    out["cpus"] = os.cpu_count()
+    out["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hybridstream.devtools.edge_stages", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--records", type=int, default=30000, help="readings preloaded and processed (30000)")
+    parser.add_argument("--batch", type=int, default=2000, help="records per processed batch (2000: kafka.batch_size)")
+    parser.add_argument("--process", default="record,batch", help="paths, comma-separated (record,batch)")
+    parser.add_argument("--models", default=None, help="a folder with batch/*/model.tflite and speed/*/ (else trained)")
+    parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    print(json.dumps(run(args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
