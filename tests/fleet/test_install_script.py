@@ -326,7 +326,10 @@ def test_failed_download_stops_with_a_clear_error(pi):
 def test_help_and_unknown_option(pi):
     _, unpack, env = pi
     folder = unpack()
-    assert "sudo ./install.sh" in run(folder, env, "--help").stdout
+    text = run(folder, env, "--help").stdout
+    assert "sudo ./install.sh" in text and text.rstrip().splitlines()[-1].startswith(
+        "Environment: HYBRIDSTREAM_PI_ROOT"
+    )
     bad = run(folder, env, "--bogus")
     assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
     assert os.access(folder / "install.sh", os.X_OK)

@@ -31,7 +31,7 @@ for arg in "$@"; do
     --dry-run) DRY_RUN=1 ;;
     --force-arch) FORCE_ARCH=1 ;;
     -h | --help)
-      sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
