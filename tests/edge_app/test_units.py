@@ -46,6 +46,7 @@ def _reading(ts: str, device: str = "d1", ot: float = 10.0):
         ({"models": {"batch": "b"}, "combination": {"strategy": "magic"}}, "combination:"),
         ({"models": {"batch": "b"}, "drift": {"residual": "both"}}, "drift.residual"),
         ({"models": {"batch": "b"}, "thing_name": "a/b"}, "thing_name"),
+        ({"models": {"batch": "b"}, "process": "stream"}, "process must be batch or record, got 'stream'"),
         ({"models": {"batch": "b"}, "forward": {"max_bytes": 200 * 1024}}, "forward.max_bytes must be"),
         ({"models": {"batch": "b"}, "forward": {"interval_s": 0}}, "forward.interval_s must be"),
         ({"models": {"batch": "b"}, "forward": {"max_readings": 0}}, "forward.max_readings must be"),
