@@ -117,9 +117,10 @@ class AlarmTopic(Construct):
 
 
 class Observability(Construct):
-    """Dashboard (hybrid/batch/speed RMSE, edge latency and records/s, training duration,
+    """Dashboard (hybrid/batch/speed RMSE, edge latency and records/s, forecast interval coverage and
+    width per thing, training duration,
     model version per device, queue depth, Lambda errors) and alarms (any DLQ not empty,
-    training failures, RMSE regression).
+    training failures, RMSE regression, interval coverage out of its band).
 
     Props:
         topic: where alarms notify.
@@ -130,6 +131,8 @@ class Observability(Construct):
         ingest_log_group: the ingest Lambda's log group (model versions per device).
         rmse_threshold: hybrid RMSE (target units, 15-min average) that raises the regression
             alarm (default 2.0).
+        coverage_band: how far the fleet's 80 % / 95 % interval coverage (15-min average) may leave
+            0.8 / 0.95 before its alarm (default 0.05 / 0.03: the edge's target is +-0.05 over any tenth).
         dashboard_name: default ``hybridstream``.
     """
 
@@ -145,6 +148,7 @@ class Observability(Construct):
         training_queue: sqs.IQueue | None = None,
         training_dlq: sqs.IQueue | None = None,
         rmse_threshold: float = 2.0,
+        coverage_band: tuple[float, float] = (0.05, 0.03),
         dashboard_name: str = "hybridstream",
     ) -> None:
         super().__init__(scope, construct_id)
@@ -187,6 +191,22 @@ class Observability(Construct):
             action=action,
             periods=2,
         )
+        # the edge's forecast intervals (edge_app.intervals): running coverage out of its band for 30 minutes
+        for level, band in ((80, coverage_band[0]), (95, coverage_band[1])):
+            self._alarm(
+                f"Coverage{level}OutOfBand",
+                cw.MathExpression(
+                    expression=f"ABS(c - {level / 100})",
+                    using_metrics={"c": edge(f"Coverage{level}", "Average").with_(period=Duration.minutes(15))},
+                    label=f"|coverage {level} % - {level / 100}|",
+                    period=Duration.minutes(15),
+                ),
+                threshold=band,
+                description=f"fleet {level} % interval coverage more than {band:g} from {level / 100} for 30 minutes "
+                "(the intervals no longer calibrated: see docs/edge.md, forecast intervals)",
+                action=action,
+                periods=2,
+            )
 
         rows: list[list[cw.IWidget]] = [
             [
@@ -216,6 +236,25 @@ class Observability(Construct):
                         "fields @timestamp, thing, model_batch, model_speed",
                         "filter model_versions = 1",
                         "stats latest(model_batch) as batch, latest(model_speed) as speed by thing",
+                    ],
+                    width=12,
+                ),
+            ],
+            [
+                cw.GraphWidget(
+                    title="Forecast interval coverage per thing (80 % and 95 %)",
+                    left=[
+                        _search(INGEST_NAMESPACE, "Thing", "Coverage80", "Average", 300),
+                        _search(INGEST_NAMESPACE, "Thing", "Coverage95", "Average", 300),
+                    ],
+                    left_annotations=[cw.HorizontalAnnotation(value=0.8), cw.HorizontalAnnotation(value=0.95)],
+                    width=12,
+                ),
+                cw.GraphWidget(
+                    title="Forecast interval mean width per thing (target units)",
+                    left=[
+                        _search(INGEST_NAMESPACE, "Thing", "Width80", "Average", 300),
+                        _search(INGEST_NAMESPACE, "Thing", "Width95", "Average", 300),
                     ],
                     width=12,
                 ),

@@ -130,6 +130,11 @@ METRIC_FIELDS = {
     "SpeedRMSE": "speed_rmse",
     "LatencyMs": "latency_ms",
     "RecordsPerSecond": "records_per_s",
+    # the edge's forecast intervals (edge_app.intervals): running coverage and mean width per level
+    "Coverage80": "coverage_80",
+    "Coverage95": "coverage_95",
+    "Width80": "width_80",
+    "Width95": "width_95",
 }
 EDGE_METRICS_NAMESPACE = "HybridStream/Edge"
 # results/<thing>/<yyyy>/<MM>/<dd>/<epoch ms>-<uuid>.json (IoT substitution template)

@@ -73,6 +73,11 @@ DEVICE_SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
             "speed_mae": "number",
             "latency_ms": "number",
             "records_per_s": "number",
+            "coverage_80": "number",  # the forecast intervals' running coverage and mean width (edge_app.intervals)
+            "coverage_95": "number",
+            "width_80": "number",
+            "width_95": "number",
+            "anomalies": "number",
             "models": "object",
             "weights": "object",
         },

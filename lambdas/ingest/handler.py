@@ -31,6 +31,15 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+# per-thing interval metrics (edge_app.intervals): CloudWatch name, metrics message field
+INTERVAL_FIELDS = (
+    ("Coverage80", "coverage_80"),
+    ("Coverage95", "coverage_95"),
+    ("Width80", "width_80"),
+    ("Width95", "width_95"),
+)
+
+
 def _is(value: Any, json_type: str) -> bool:
     if isinstance(value, bool):  # bool is an int in Python, never a JSON number here
         return False
@@ -103,6 +112,9 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
             name: float(event[field])
             for name, field in (("HybridRMSE", "hybrid_rmse"), ("BatchRMSE", "batch_rmse"), ("SpeedRMSE", "speed_rmse"))
         }
+        for name, field in INTERVAL_FIELDS:  # the forecast intervals' coverage and width, when the edge sends them
+            if isinstance(event.get(field), int | float):
+                per_device[name] = float(event[field])
         print(_emf([["Thing"]], per_device, {"Thing": thing}, unit="None"))
         if isinstance(event.get("models"), dict):
             print(

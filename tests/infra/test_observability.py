@@ -18,6 +18,9 @@ def test_dashboard_widgets(default):
         "model_versions",
         "ApproximateNumberOfMessagesVisible",
         "Errors",
+        "Coverage80",  # the forecast intervals per thing (edge_app.intervals, via the ingest Lambda's EMF)
+        "Coverage95",
+        "Width95",
     ):
         assert needle in body, needle
 
@@ -28,6 +31,13 @@ def test_alarms(default):
     assert "dead-letter queue" in descriptions
     assert "failed training" in descriptions
     assert "hybrid RMSE above" in descriptions
+    coverage = {
+        k: a["Properties"] for k, a in alarms.items() if "interval coverage" in a["Properties"]["AlarmDescription"]
+    }
+    assert len(coverage) == 2  # 80 % and 95 %: |coverage - nominal| above its band for 2 x 15 min
+    for props in coverage.values():
+        (expr,) = [m["Expression"] for m in props["Metrics"] if "Expression" in m]
+        assert expr.startswith("ABS(c - 0.") and props["EvaluationPeriods"] == 2
     dlq_alarms = [a for a in alarms.values() if "dead-letter" in a["Properties"].get("AlarmDescription", "")]
     assert len(dlq_alarms) == 2  # model_published and ingest
     for logical_id, alarm in alarms.items():

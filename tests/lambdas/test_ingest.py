@@ -116,3 +116,15 @@ def test_schema_is_the_shared_definition():
         ingest.MESSAGE_SCHEMAS is topic_rules.MESSAGE_SCHEMAS or ingest.MESSAGE_SCHEMAS == topic_rules.MESSAGE_SCHEMAS
     )
     assert ingest.MAX_MESSAGE_BYTES == 128 * 1024
+
+
+def test_interval_coverage_and_width_become_per_thing_metrics(capsys):
+    """The edge's forecast intervals (edge_app.intervals): coverage_80/95 and width_80/95 in the metrics message
+    become Coverage80/95 and Width80/95 with the Thing dimension (the dashboard's per-thing widgets)."""
+    msg = metrics_message(coverage_80=0.801, coverage_95=0.949, width_80=0.45, width_95=0.95, anomalies=3)
+    assert ingest.handler(msg)["accepted"]
+    (per_thing,) = [e for e in _emf(capsys.readouterr().out) if e.get("Thing") == "pi-1"]
+    assert (per_thing["Coverage80"], per_thing["Coverage95"], per_thing["Width95"]) == (0.801, 0.949, 0.95)
+    names = {m["Name"] for m in per_thing["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert {"HybridRMSE", "Coverage80", "Width80"} <= names
+    assert ingest.handler(metrics_message(coverage_80="high"))["reasons"] == ["type:coverage_80"]
