@@ -96,6 +96,10 @@ def _plots(out: Path, series: dict[str, dict[str, Any]]) -> list[str]:
         plt.close(fig)
         files.append(path.name)
 
+        band = s.get("band")
+        if band is not None and np.isfinite(band["lo"]["0.95"]).any():
+            files.append(_band_plot(plt, out, name, band))
+
     stages = ("reading_to_prediction", "kafka_to_edge_loop", "edge_processing")
     if series:
         fig, axes = plt.subplots(1, len(stages), figsize=(12, 3.5))
@@ -118,6 +122,33 @@ def _plots(out: Path, series: dict[str, dict[str, Any]]) -> list[str]:
         plt.close(fig)
         files.append(path.name)
     return files
+
+
+def _band_plot(plt: Any, out: Path, name: str, band: dict[str, Any], rows: int = 400) -> str:
+    """The last ``rows`` readings (or those around the first flagged one): the hybrid forecast with its 80 %
+    and 95 % intervals as the edge issued them, the readings, and the flagged readings."""
+    n = len(band["actual"])
+    first = band["flagged"][0] if band["flagged"] else None
+    start = max(0, first - rows // 2) if first is not None else max(0, n - rows)
+    s = slice(start, min(n, start + rows))
+    x = np.arange(n)[s]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    ax.fill_between(x, band["lo"]["0.95"][s], band["hi"]["0.95"][s], color="tab:blue", alpha=0.18, label="95 %")
+    ax.fill_between(x, band["lo"]["0.8"][s], band["hi"]["0.8"][s], color="tab:blue", alpha=0.35, label="80 %")
+    ax.plot(x, band["hybrid"][s], color="tab:blue", lw=1, label="dynamic forecast")
+    ax.plot(x, band["actual"][s], ".", color="k", ms=2.5, label="reading")
+    flagged = [i for i in band["flagged"] if s.start <= i < s.stop]
+    ax.plot(flagged, band["actual"][flagged], "o", mfc="none", color="tab:red", ms=7, label="flagged (anomaly)")
+    cov = ", ".join(
+        f"{float(k) * 100:g} % {_fmt(v * 100 if v is not None else None, 1)} %" for k, v in band["coverage"].items()
+    )
+    ax.set(xlabel="reading", title=f"{name}: forecast, intervals and anomaly flags (coverage {cov})")
+    ax.legend(fontsize=7, ncol=5, loc="upper left")
+    fig.tight_layout()
+    path = out / f"band-{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def write_report(out: Path, results: dict[str, Any], series: dict[str, dict[str, Any]], opts: Any) -> Path:

@@ -76,6 +76,41 @@ def error_series(preds: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return out
 
 
+def band_series(preds: list[dict[str, Any]], levels: tuple[str, ...] = ("0.8", "0.95")) -> dict[str, Any]:
+    """Per reading: its actual, the hybrid forecast and the intervals the edge forecast for it (``horizon``
+    records back, same device; NaN where none), and whether the edge flagged it (``anomaly``).
+
+    >>> recs = [{"device": "d", "actual": 1.0, "horizon": 1, "forecast": {"hybrid": 2.0},
+    ...          "interval": {"0.8": [1.5, 2.5], "0.95": [1.0, 3.0]}, "anomaly": None},
+    ...         {"device": "d", "actual": 4.0, "horizon": 1, "forecast": None, "interval": None,
+    ...          "anomaly": {"level": 0.95, "distance": 1.0, "run": 4}}]
+    >>> b = band_series(recs); float(b["hybrid"][1]), float(b["hi"]["0.95"][1]), b["flagged"], b["coverage"]["0.95"]
+    (2.0, 3.0, [1], 0.0)
+    """
+    n = len(preds)
+    actual = np.array([p["actual"] if isinstance(p.get("actual"), int | float) else np.nan for p in preds])
+    hybrid = np.full(n, np.nan)
+    lo = {k: np.full(n, np.nan) for k in levels}
+    hi = {k: np.full(n, np.nan) for k in levels}
+    for j, p in enumerate(preds):
+        i = j + int(p.get("horizon") or 1)  # the reading this record's forecast and interval are for
+        if i >= n or preds[i].get("device") != p.get("device"):
+            continue
+        fc, iv = p.get("forecast") or {}, p.get("interval") or {}
+        if isinstance(fc.get("hybrid"), int | float):
+            hybrid[i] = fc["hybrid"]
+        for k in levels:
+            if isinstance(iv.get(k), list) and len(iv[k]) == 2:
+                lo[k][i], hi[k][i] = iv[k]
+    coverage = {}
+    for k in levels:
+        ok = np.isfinite(actual) & np.isfinite(lo[k])
+        inside = (actual[ok] >= lo[k][ok]) & (actual[ok] <= hi[k][ok])
+        coverage[k] = float(inside.mean()) if ok.any() else None
+    flagged = [i for i, p in enumerate(preds) if p.get("anomaly")]
+    return {"actual": actual, "hybrid": hybrid, "lo": lo, "hi": hi, "flagged": flagged, "coverage": coverage}
+
+
 def reading_key(reading: dict[str, Any], spec: FeatureSpec) -> str:
     """The key the edge gives a reading's prediction record: ``device|timestamp``."""
     return f"{reading.get(spec.device_column)}|{reading.get(spec.timestamp_column)}"

@@ -16,7 +16,14 @@ from typing import Any
 
 from hybridstream.demo import scenarios as sc
 from hybridstream.demo.collector import Collector
-from hybridstream.demo.results import accuracy, error_series, percentiles, unique_predictions, with_online_linear
+from hybridstream.demo.results import (
+    accuracy,
+    band_series,
+    error_series,
+    percentiles,
+    unique_predictions,
+    with_online_linear,
+)
 from hybridstream.demo.stack import LocalStack, StackError
 from hybridstream.demo.supervisor import Interrupted, Supervisor
 
@@ -616,6 +623,9 @@ class Demo:
             "seconds": round(time.time() - began, 1),
             "description": scenario.description,
         }
+        band = band_series(preds)
+        result["interval_coverage"] = band["coverage"]  # of the dynamic forecast's intervals, from the records
+        result["anomalies"] = len(band["flagged"])
         if crash:
             result["crash"] = crash
         if baseline_error:
@@ -631,6 +641,7 @@ class Demo:
             "change_points": list(scenario.change_points),
             "latency": {"reading_to_prediction": latency, "kafka_to_edge_loop": kafka_in, "edge_processing": app_us},
             "freshness": freshness,
+            "band": band,  # the forecast with its intervals and the flagged readings (report plot)
         }
 
     def _freshness(self, thing: str, swaps: list[tuple[float, str]], uploads: list[dict]) -> list[float]:

@@ -76,3 +76,20 @@ def test_a_horizon_pairs_the_forecast_with_the_reading_that_many_ahead():
     assert np.isnan(err["batch"][:2]).all()
     assert err["batch"][2] == (100.0 + 0) - 2.0 and err["batch"][4] == (100.0 + 2) - 4.0
     assert err["persistence"][3] == 1.0 - 3.0
+
+
+def test_the_report_plots_the_forecast_band_and_the_flagged_readings(tmp_path):
+    from hybridstream.demo.report import _plots
+    from hybridstream.demo.results import band_series
+
+    recs = []
+    for i in range(60):
+        rec = _rec(i % 60, float(i % 7), 1.0, 1.0, float(i % 7) + 0.1)
+        rec |= {"horizon": 1, "interval": {"0.8": [i % 7 - 0.5, i % 7 + 0.7], "0.95": [i % 7 - 1.0, i % 7 + 1.2]}}
+        rec["anomaly"] = {"level": 0.95, "distance": 2.0, "run": 4} if i == 30 else None
+        recs.append(rec)
+    band = band_series(recs)
+    assert band["flagged"] == [30] and 0 <= band["coverage"]["0.8"] <= band["coverage"]["0.95"] <= 1
+    series = {"s": {"errors": error_series(recs), "weights": [0.5] * 60, "swap_rows": [], "drift_rows": [],
+                    "change_points": [], "latency": {}, "band": band}}  # fmt: skip
+    assert "band-s.png" in _plots(tmp_path, series) and (tmp_path / "band-s.png").stat().st_size > 10_000
