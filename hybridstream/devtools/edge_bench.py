@@ -10,7 +10,8 @@ the edge app as a separate process (``python -m edge_app run``), as Greengrass w
    (Kafka CreateTime of both records). ``echo_throughput_rps`` is the mean of the two echo runs (the
    pipeline's own limit on this machine at this moment), ``throughput_ratio`` = app / echo: a figure
    the machine's load moves far less than either throughput. ``stage_us``: the app's median cost
-   per record and stage in that phase (:mod:`edge_app.stages`, from its exit summary);
+   per record and stage in that phase (:mod:`edge_app.stages`, from its exit summary), and
+   ``loop_bound_rps``: 10^6 / the stages' mean µs per record (the loop thread on a core of its own);
 2. latency: a fresh app process; at a steady ``--rate`` records/s, each reading's CreateTime to its
    prediction's CreateTime (joined by the idempotency key), p50/p99; the same through the echo
    (``pipeline_floor_latency_ms``) first;
@@ -406,6 +407,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         edge = None
         rss = max(rss, sampler.stop())
         ratio = throughput / echo_rps
+        loop_us = sum(v for v in (stages.get("mean_us") or {}).values() if v is not None)
         floor_p99 = floor["p99"] if floor else None
         return {
             "throughput_rps": round(throughput, 1),
@@ -415,6 +417,10 @@ def run_bench(args: argparse.Namespace) -> dict:
             "stage_us": stages.get("p50_us"),  # the edge's median cost per record and stage, throughput phase
             "stage_us_mean": stages.get("mean_us"),
             "stage_batches": stages.get("batches"),
+            # the loop thread's CPU per record (the stages' means) and what that thread alone could do with a whole
+            # core: a figure the machine's load moves less than the throughput (which is also its share of a core)
+            "loop_cpu_us": round(loop_us, 1) if loop_us else None,
+            "loop_bound_rps": round(1e6 / loop_us) if loop_us else None,
             "process": args.process,
             "latency_ms": latency,
             "rss_mb": round(rss, 1),
