@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from hybridstream.devtools.edge import read_rows, reading_json
+from model_contract.conformal import WARM_KEY, ConformalInterval
 from tests.edge_app.helpers import AppThread, collect, edge_config, produce
 
 pytestmark = pytest.mark.kafka
@@ -50,3 +51,14 @@ def test_forecasts_are_scored_horizon_readings_later(kafka_bootstrap, topic_pref
             assert p["error"][approach] == pytest.approx(made[approach] - p["actual"], abs=1e-9)
     # the combiner learned from the delayed truths
     assert preds[-1]["weights"]["batch"] != pytest.approx(0.5, abs=1e-6)
+    # each interval is scored when its truth arrives, H readings later: the shared learner replayed so
+    warm = json.loads(Models.batch.with_name("manifest.json").read_text())["extra"][WARM_KEY]
+    ci, issued = ConformalInterval.from_state(warm), {}
+    for i, p in enumerate(preds):
+        if i >= H and preds[i - H]["forecast"]:
+            ci.learn_one(preds[i - H]["forecast"]["hybrid"] - p["actual"], issued.pop(i - H))
+        if p["forecast"]:
+            issued[i] = ci.half_widths()
+            w = p["interval"]["0.95"][1] - p["forecast"]["hybrid"]
+            assert w == pytest.approx(issued[i][1], abs=1e-6 * abs(p["forecast"]["hybrid"]))  # bounds: 8 digits
+    assert ci.scored == N - 1 - H
