@@ -123,6 +123,9 @@ def test_windows_to_s3_notices_over_mqtt_and_model_swap_from_mqtt(
         ingest = load_lambda("ingest")
         metrics = cloud.on_topic(metrics_topic)[-1]
         assert ingest.validate({**metrics, "thing": thing, "mqtt_topic": metrics_topic})[2] == []
+        # with the forecast intervals' running coverage and mean width (the dashboard's per-thing widgets)
+        assert {"coverage_80", "coverage_95", "width_80", "width_95", "anomalies"} <= set(metrics)
+        assert 0.5 < metrics["coverage_80"] <= metrics["coverage_95"] <= 1 and metrics["width_80"] > 0
         assert len(json.dumps(metrics)) < 2048
     finally:
         cloud.client.close()
