@@ -120,8 +120,8 @@ def local_s3(args: argparse.Namespace) -> Any:
     from botocore.config import Config
 
     config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2})
-    if args.endpoint:
-        return boto3.client("s3", endpoint_url=args.endpoint, config=config)
+    if args.endpoint:  # a new session: the credentials in the environment now, not ones a default session cached
+        return boto3.session.Session().client("s3", endpoint_url=args.endpoint, config=config)
     from hybridstream.demo.stack import status
     from hybridstream.localstack.process import STATE_DIR
 
