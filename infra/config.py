@@ -43,6 +43,10 @@ class AppConfig:
       template ``<prefix>-fleet-provisioning`` may have 36: infra/name_limits.py checks every name).
     - ``trainer_instance_type`` (``c5.4xlarge``), ``trainer_min_capacity`` (0),
       ``trainer_max_capacity`` (2): the trainer Auto Scaling group.
+    - ``trainer_workers`` (0 = the instance type's vCPUs): trainings at once per instance;
+      ``trainer_window_seconds`` (``infra.training.WINDOW_SECONDS``, measured) and
+      ``trainer_max_delay_seconds`` (600): seconds one worker takes per window and the acceptable
+      wait of a window, which set the scaling target (backlog per instance; docs/deploy.md).
     - ``retain_data`` (false): keep buckets and their objects on ``cdk destroy``.
     - ``batch_model_dir`` (``build/batch-model``): folder with ``model.tflite`` + ``manifest.json``
       of the pre-trained batch model (``make batch-model``); synth fails without it.
@@ -76,6 +80,9 @@ class AppConfig:
     trainer_instance_type: str = "c5.4xlarge"
     trainer_min_capacity: int = 0
     trainer_max_capacity: int = 2
+    trainer_workers: int = 0
+    trainer_window_seconds: float = 28.0  # infra.training.WINDOW_SECONDS (no CDK import here)
+    trainer_max_delay_seconds: int = 600
     retain_data: bool = False
     batch_model_dir: str = "build/batch-model"
     inference_layer_dir: str = "build/lambda-layers/inference"
@@ -96,6 +103,8 @@ class AppConfig:
             raise ValueError(f"context mode must be one of {MODES}, not {self.mode!r}")
         if not 0 <= self.trainer_min_capacity <= self.trainer_max_capacity:
             raise ValueError("need 0 <= trainer_min_capacity <= trainer_max_capacity")
+        if self.trainer_workers < 0 or self.trainer_window_seconds <= 0 or self.trainer_max_delay_seconds <= 0:
+            raise ValueError("need trainer_workers >= 0, trainer_window_seconds > 0, trainer_max_delay_seconds > 0")
         if self.forecasts_scan_limit_mb < 10:
             raise ValueError("forecasts_scan_limit_mb must be >= 10 (Athena's minimum per-query scan limit)")
         heap_mb(self.kafka_heap)  # a clear error for a heap the JVM or the broker would refuse

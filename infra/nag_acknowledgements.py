@@ -164,6 +164,14 @@ def acknowledgements(stack: Stack) -> list[tuple[str, str, str]]:
                 "Trainers keep models refused by the guardrail/parity check under rejected/<name>/<version>/ "
                 "for audit.",
             ),
+            (
+                "Trainer/Role",
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:autoscaling:<AWS::Region>:<AWS::AccountId>:"
+                f"autoScalingGroup:*:autoScalingGroupName/{_find(stack, 'Trainer').group_name}]",
+                "A trainer protects itself from scale-in while it trains (autoscaling:SetInstanceProtection) in its "
+                "own group only: the wildcard is the group's UUID, which exists only once the group does; the name "
+                "is the group's own.",
+            ),
         ]
     if getattr(fleet, "trains_on_device", False):  # edge mode: the trainer runs on the Pi
         own = fleet.speed_model_name.replace("{thing}", "<credentials-iot:ThingName>")

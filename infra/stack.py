@@ -139,6 +139,9 @@ class HybridStreamStack(Stack):
                 max_capacity=config.trainer_max_capacity,
                 notifications=self.alarm_topic,
                 speed_model_name=config.speed_model_name,
+                workers=config.trainer_workers or None,
+                window_seconds=config.trainer_window_seconds,
+                max_delay_seconds=config.trainer_max_delay_seconds,
             )
 
         # -- topic rules -----------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_autoscaling as autoscaling
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_ec2 as ec2
@@ -30,6 +30,43 @@ AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/hybridstream.json"
 AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 TRAINER_LOG = "/var/log/hybridstream/trainer.log"
 SCALE_BOUNDARY = 0.5  # backlog is an integer: >= 0.5 means "at least one", <= 0.5 means "none"
+# Seconds one worker (1 TensorFlow thread) takes per 1,000-row window, measured by `make bench-train`
+# on the 2-core dev machine under load (1 / (windows_per_second with 2 workers / 2); BENCHMARKS.md).
+WINDOW_SECONDS = 28.0
+MAX_DELAY_SECONDS = 600  # acceptable wait of a window in the queue (the freshness the scaling aims at)
+INSTANCE_WARMUP_SECONDS = 420  # boot + pip install of TensorFlow before an instance trains
+# CloudWatch metric math ids: a lowercase letter first, then letters, digits, underscores
+BACKLOG_PER_INSTANCE = "(visible + inflight) / IF(instances > 0, instances, 1)"
+
+
+def instance_vcpus(instance_type: str) -> int:
+    """vCPUs of an EC2 instance type from its size (``large`` 2, ``xlarge`` 4, ``<n>xlarge`` 4n),
+    true for the compute and general purpose families (c5, c6i, c7g, m5, m6i, ...).
+
+    >>> instance_vcpus("c5.4xlarge"), instance_vcpus("m6i.large"), instance_vcpus("c7g.xlarge")
+    (16, 2, 4)
+    """
+    size = instance_type.rsplit(".", 1)[-1]
+    if size == "large":
+        return 2
+    if size == "xlarge":
+        return 4
+    if size.endswith("xlarge") and size[: -len("xlarge")].isdigit():
+        return 4 * int(size[: -len("xlarge")])
+    raise ValueError(f"cannot tell the vCPUs of {instance_type!r}: set the trainer_workers context value")
+
+
+def backlog_target(workers: int, window_seconds: float = WINDOW_SECONDS, max_delay: float = MAX_DELAY_SECONDS) -> float:
+    """Messages one instance clears within ``max_delay``: its workers x (max_delay / seconds per
+    window). AWS's "acceptable backlog per instance" for SQS-driven groups
+    (https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-using-sqs-queue.html).
+
+    >>> backlog_target(16, 20.0, 600)
+    480.0
+    """
+    if workers < 1 or window_seconds <= 0 or max_delay <= 0:
+        raise ValueError("need workers >= 1, window_seconds > 0 and max_delay > 0")
+    return float(workers * max_delay / window_seconds)
 
 
 def trainer_source(source_root: Path) -> Path:
@@ -119,6 +156,18 @@ class Trainer(Construct):
         notifications: SNS topic for scaling events (default none).
         speed_model_name: the worker's ``--name`` (default ``speed-{thing}``: one speed model per
             device, the worker fills in ``{thing}`` from each window notice).
+        workers: trainings at once per instance (default: the instance type's vCPUs,
+            :func:`instance_vcpus`); each worker gets one TensorFlow thread (training_job.pool).
+        window_seconds / max_delay_seconds: seconds one worker takes per window and the acceptable
+            wait of a window; the scaling target is :func:`backlog_target` of them.
+
+    Scaling (issue 23): target tracking on the backlog per instance (metric math, ``(visible +
+    in flight) / in-service instances``) against the messages one instance clears in
+    ``max_delay_seconds``, the scheme AWS recommends for SQS-driven groups; plus one step
+    policy that wakes an empty group (target tracking multiplies the current capacity, so it
+    cannot leave 0): backlog >= 1 -> at least ``max(1, min_capacity)`` instances. Scale-in does not
+    stop a training: each instance protects itself from scale-in while any of its workers is
+    busy (training_job.protection), so the group terminates idle instances only.
     """
 
     def __init__(
@@ -137,8 +186,16 @@ class Trainer(Construct):
         interface_endpoints: bool = True,
         notifications: sns.ITopic | None = None,
         speed_model_name: str = "speed-{thing}",
+        workers: int | None = None,
+        window_seconds: float = WINDOW_SECONDS,
+        max_delay_seconds: int = MAX_DELAY_SECONDS,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.workers = workers or instance_vcpus(instance_type)
+        self.backlog_target = backlog_target(self.workers, window_seconds, max_delay_seconds)
+        # a name of our own: the user data tells the worker the group it protects itself in (a
+        # reference to the group from its own launch template would be a circular dependency)
+        self.group_name = f"{Stack.of(self).stack_name}-trainer"
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -222,6 +279,21 @@ class Trainer(Construct):
             )
         )
         queue.queue.grant_consume_messages(self.role)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ProtectSelfWhileTraining",
+                actions=["autoscaling:SetInstanceProtection"],
+                # the group's ARN holds a UUID known only once it exists: the name pins it
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="autoscaling",
+                        resource="autoScalingGroup",
+                        resource_name=f"*:autoScalingGroupName/{self.group_name}",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
         # instances scale to zero: their journal dies with them, so the worker's log goes to CloudWatch
         self.log_group = logs.LogGroup(
             self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
@@ -250,6 +322,7 @@ class Trainer(Construct):
             models_bucket.bucket_name,
             speed_model_name,
             self.log_group.log_group_name,
+            {"HYBRIDSTREAM_TRAINER_WORKERS": str(self.workers), "HYBRIDSTREAM_TRAINER_GROUP": self.group_name},
         )
 
         self.launch_template = ec2.LaunchTemplate(
@@ -276,35 +349,91 @@ class Trainer(Construct):
             "Group",
             vpc=self.vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            auto_scaling_group_name=self.group_name,
             launch_template=self.launch_template,
             min_capacity=min_capacity,
             max_capacity=max_capacity,
             notifications=[autoscaling.NotificationConfiguration(topic=notifications)] if notifications else None,
             group_metrics=[autoscaling.GroupMetrics.all()],
         )
-        # The backlog (visible + in flight) is a whole number: with the boundary at 0.5 the
-        # scale-out alarm (>= 0.5) fires for one message in flight and the scale-in alarm
-        # (<= 0.5) only when the queue is empty and nothing is being trained. A boundary at 1
-        # made both alarms fire for one message in flight (flapping).
-        # No instance scale-in protection and no termination lifecycle hook: clearing protection
-        # after a window, or completing the hook once the current window is done, needs the
-        # worker's help (training_job); a hook alone only delays the SIGTERM that releases the
-        # message. See docs/deploy.md "Known limitations".
+        self._scale_on_backlog(queue, min_capacity)
+
+    def _scale_on_backlog(self, queue: TrainingQueue, min_capacity: int) -> None:
+        """Target tracking on the backlog per instance, and the wake-up step from 0 (class docstring)."""
+        # Backlog (visible + in flight, a whole number: the boundary at 0.5) >= 1 -> at least
+        # max(1, min) instances; 0 for 3 minutes (nothing waiting, nothing training) -> min. "When
+        # multiple scaling policies are in force at the same time, ... Amazon EC2 Auto Scaling
+        # chooses the policy that provides the largest capacity for both scale out and scale in"
+        # (https://docs.aws.amazon.com/autoscaling/ec2/userguide/as-scale-based-on-demand.html#multiple-scaling-policies):
+        # this is a floor under the target tracking, never a cap.
         self.group.scale_on_metric(
-            "FollowQueue",
+            "WakeUp",
             metric=queue.backlog(),
             adjustment_type=autoscaling.AdjustmentType.EXACT_CAPACITY,
             scaling_steps=[
                 autoscaling.ScalingInterval(upper=SCALE_BOUNDARY, change=min_capacity),
-                autoscaling.ScalingInterval(lower=SCALE_BOUNDARY, upper=5, change=max(1, min_capacity)),
-                autoscaling.ScalingInterval(lower=5, change=max_capacity),
+                autoscaling.ScalingInterval(lower=SCALE_BOUNDARY, change=max(1, min_capacity)),
             ],
             evaluation_periods=3,
         )
 
+        def stat(metric_id: str, namespace: str, name: str, dimension: tuple[str, str], statistic: str):
+            return autoscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                id=metric_id,
+                return_data=False,
+                metric_stat=autoscaling.CfnScalingPolicy.TargetTrackingMetricStatProperty(
+                    metric=autoscaling.CfnScalingPolicy.MetricProperty(
+                        namespace=namespace,
+                        metric_name=name,
+                        dimensions=[
+                            autoscaling.CfnScalingPolicy.MetricDimensionProperty(name=dimension[0], value=dimension[1])
+                        ],
+                    ),
+                    stat=statistic,
+                ),
+            )
+
+        queue_name = ("QueueName", queue.queue.queue_name)
+        self.scaling_policy = autoscaling.CfnScalingPolicy(
+            self,
+            "BacklogPerInstance",
+            auto_scaling_group_name=self.group.auto_scaling_group_name,
+            policy_type="TargetTrackingScaling",
+            estimated_instance_warmup=INSTANCE_WARMUP_SECONDS,
+            target_tracking_configuration=autoscaling.CfnScalingPolicy.TargetTrackingConfigurationProperty(
+                target_value=self.backlog_target,
+                customized_metric_specification=autoscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
+                    metrics=[
+                        stat("visible", "AWS/SQS", "ApproximateNumberOfMessagesVisible", queue_name, "Sum"),
+                        stat("inflight", "AWS/SQS", "ApproximateNumberOfMessagesNotVisible", queue_name, "Sum"),
+                        stat(
+                            "instances",
+                            "AWS/AutoScaling",
+                            "GroupInServiceInstances",
+                            ("AutoScalingGroupName", self.group.auto_scaling_group_name),
+                            "Average",
+                        ),
+                        autoscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                            id="backlog_per_instance",
+                            expression=BACKLOG_PER_INSTANCE,
+                            label="training backlog per in-service instance",
+                            return_data=True,
+                        ),
+                    ]
+                ),
+            ),
+        )
+        self.scaling_policy.node.add_dependency(self.group)
+
     @staticmethod
     def _user_data(
-        source: s3_assets.Asset, queue_url: str, windows: str, models: str, name: str, log_group: str
+        source: s3_assets.Asset,
+        queue_url: str,
+        windows: str,
+        models: str,
+        name: str,
+        log_group: str,
+        extra_env: dict[str, str],
     ) -> ec2.UserData:
         """Install the repo's package into a venv and run the worker with training_job's own
         hardened systemd unit (training_job/deploy/), configured by /etc/hybridstream/trainer.env.
@@ -339,6 +468,7 @@ class Trainer(Construct):
             f"HYBRIDSTREAM_MODELS_BUCKET={models}",
             f"AWS_REGION={region}",
             f"AWS_DEFAULT_REGION={region}",
+            *(f"{key}={value}" for key, value in extra_env.items()),
             "ENV",
             "chmod 0640 /etc/hybridstream/trainer.env",
             f"install -m 0644 /opt/hybridstream/src/training_job/deploy/hybridstream-trainer.service {unit}",

@@ -90,8 +90,8 @@ def test_scales_on_queue_depth_down_to_zero(default):
 
 
 def test_scaling_boundary_is_half_a_message(default):
-    """One message in flight must fire only the scale-out alarm (no flapping): the boundary
-    sits at 0.5, so scale-out is backlog >= 1 and scale-in is backlog == 0."""
+    """One message in flight must fire only the wake-up alarm (no flapping): the boundary sits
+    at 0.5, so "at least one instance" is backlog >= 1 and "back to the minimum" is backlog == 0."""
     alarms = [
         a["Properties"]
         for a in default.resources("AWS::CloudWatch::Alarm").values()
@@ -110,19 +110,91 @@ def test_scaling_boundary_is_half_a_message(default):
         for p in default.resources("AWS::AutoScaling::ScalingPolicy").values()
         for s in p["Properties"].get("StepAdjustments", [])
     ]
-    # relative to the alarm threshold: in-policy: [<= 0.5] -> 0; [0.5, 5) -> 1; [>= 5] -> max (2)
-    assert (None, 0, 0) in bounds and (0, 4.5, 1) in bounds and (4.5, None, 2) in bounds
+    # relative to the alarm threshold: [<= 0.5] -> min (0); [>= 0.5] -> max(1, min): a floor, the
+    # target tracking adds the rest (the group takes the largest capacity of its policies)
+    assert sorted(bounds, key=str) == sorted([(None, 0, 0), (0, None, 1)], key=str)
 
 
-def test_scale_in_behaviour_is_the_documented_one(default):
-    """docs/deploy.md "Known limitations": no instance protection and no lifecycle hook (a
-    partial scale-in may stop a busy trainer, whose SIGTERM releases the message), the backlog
-    must stay at 0 for 3 one-minute periods before the group scales in to its minimum."""
+def _target_tracking(default) -> dict:
+    (policy,) = [
+        p["Properties"]
+        for p in default.resources("AWS::AutoScaling::ScalingPolicy").values()
+        if p["Properties"].get("PolicyType") == "TargetTrackingScaling"
+    ]
+    return policy
+
+
+def _cloudwatch_math(expression: str, **values: float) -> float:
+    """Evaluate the metric math expression the way CloudWatch does for the functions it uses
+    (IF(cond, a, b): a where cond is non-zero, else b; https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html#metric-math-syntax)."""
+    return eval(expression.replace("IF(", "_if("), {"_if": lambda c, a, b: a if c else b}, dict(values))  # noqa: S307
+
+
+def test_scaling_tracks_the_backlog_per_instance(default):
+    """Target tracking on (visible + in flight) / in-service instances against the messages one
+    instance clears in the acceptable delay (AWS's scheme for SQS-driven groups,
+    https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-target-tracking-metric-math.html),
+    within CloudWatch's documented limits for a target tracking metric: at most 10 metrics, one
+    time series returned, ids starting with a lowercase letter, every referenced id defined."""
+    import re
+
+    from infra.training import backlog_target, instance_vcpus
+
+    policy = _target_tracking(default)
+    config = policy["TargetTrackingConfiguration"]
+    queries = config["CustomizedMetricSpecification"]["Metrics"]
+    assert len(queries) <= 10
+    assert [q["Id"] for q in queries if q.get("ReturnData", True)] == ["backlog_per_instance"]
+    ids = {q["Id"] for q in queries}
+    assert all(re.fullmatch(r"[a-z][A-Za-z0-9_]*", i) for i in ids)
+    (expr,) = [q["Expression"] for q in queries if "Expression" in q]
+    assert set(re.findall(r"\b[a-z][A-Za-z0-9_]*\b", expr)) <= ids
+    stats = {q["Id"]: q["MetricStat"] for q in queries if "MetricStat" in q}
+    assert stats["visible"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert stats["inflight"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesNotVisible"
+    assert stats["instances"]["Metric"]["MetricName"] == "GroupInServiceInstances"
+    assert stats["instances"]["Metric"]["Dimensions"][0]["Value"] == {"Ref": policy["AutoScalingGroupName"]["Ref"]}
+    # the expression means what it says, and survives an empty group (no division by zero)
+    assert _cloudwatch_math(expr, visible=30, inflight=2, instances=2) == 16
+    assert _cloudwatch_math(expr, visible=3, inflight=0, instances=0) == 3
+    # the target: c5.4xlarge -> 16 workers, each a window per WINDOW_SECONDS, within 600 s
+    assert config["TargetValue"] == backlog_target(instance_vcpus("c5.4xlarge"))
+    assert policy["EstimatedInstanceWarmup"] >= 300  # boot + pip install of TensorFlow
+    assert config.get("DisableScaleIn", False) is False
+    (asg,) = default.resources("AWS::AutoScaling::AutoScalingGroup").values()
+    assert asg["Properties"]["MaxSize"] == "2"  # trainer_max_capacity (context) default
+
+
+def test_workers_and_group_reach_the_worker(default):
+    """The user data tells the worker its workers per instance and its group (scale-in protection)."""
+    (lt,) = default.resources("AWS::EC2::LaunchTemplate").values()
+    text = json.dumps(lt["Properties"]["LaunchTemplateData"]["UserData"])
+    (asg,) = default.resources("AWS::AutoScaling::AutoScalingGroup").values()
+    name = asg["Properties"]["AutoScalingGroupName"]
+    assert "HYBRIDSTREAM_TRAINER_WORKERS=16" in text and f"HYBRIDSTREAM_TRAINER_GROUP={name}" in text
+    statements = [
+        s
+        for k, p in default.resources("AWS::IAM::Policy").items()
+        if k.startswith("TrainerRoleDefaultPolicy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (protect,) = [s for s in statements if s.get("Sid") == "ProtectSelfWhileTraining"]
+    assert protect["Action"] == "autoscaling:SetInstanceProtection"
+    assert json.dumps(protect["Resource"]).endswith(f':autoScalingGroupName/{name}"]]}}')
+
+
+def test_scale_in_spares_busy_trainers(default):
+    """docs/deploy.md "Scaling": the group terminates only instances without scale-in protection, and
+    a trainer is protected while any of its workers trains (training_job.protection; "If all
+    instances in an Auto Scaling group are protected from scale in, and a scale-in event occurs, its
+    desired capacity is decremented. However, the Auto Scaling group can't terminate the required
+    number of instances until their instance scale-in protection settings are disabled",
+    https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-protection.html).
+    New instances start unprotected (an idle one may go); the backlog must stay at 0 for 3
+    one-minute periods before the wake-up policy sets the minimum."""
     (asg,) = default.resources("AWS::AutoScaling::AutoScalingGroup").values()
     props = asg["Properties"]
     assert "NewInstancesProtectedFromScaleIn" not in props and "LifecycleHookSpecificationList" not in props
-    assert "TerminationPolicies" not in props  # the default policy picks the instance
-    assert not default.resources("AWS::AutoScaling::LifecycleHook")
     scale_in = [
         a["Properties"]
         for a in default.resources("AWS::CloudWatch::Alarm").values()
@@ -138,6 +210,14 @@ def test_scale_in_behaviour_is_the_documented_one(default):
     assert "`maxReceiveCount` (**6**)" in docs
     for setting in ("TimeoutStopSec=120", "KillMode=mixed"):  # what the docs say about the unit
         assert setting in docs and setting in unit
+
+
+def test_context_defaults_match_the_construct():
+    from infra.config import AppConfig
+    from infra.training import MAX_DELAY_SECONDS, WINDOW_SECONDS
+
+    cfg = AppConfig()
+    assert (cfg.trainer_window_seconds, cfg.trainer_max_delay_seconds) == (WINDOW_SECONDS, MAX_DELAY_SECONDS)
 
 
 def test_trainer_lists_the_models_bucket_without_a_prefix_condition(default):
