@@ -8,7 +8,15 @@ run the guardrail against the current model and publish (or keep under ``rejecte
 TensorFlow is imported once before the clock starts (a running worker has it loaded);
 that import time is reported separately. The last line of stdout is one JSON object.
 
-    .venv/bin/python -m training_job.bench [--sizes 1000,3000,10000]
+Then, on radosgw + ElasticMQ with a pool of worker processes (training_job.pool; issue 23):
+``windows_per_second`` with 1 worker and with N (default: one per CPU) on the same
+``--windows`` windows of ``--rows`` rows, in one run, with their ``ratio``; and a fleet
+``burst`` (``--burst-windows`` windows from ``--burst-things`` simulated things at once): the
+time to drain, each window's upload -> published latency, lost and trained-twice counts
+(hybridstream.devtools.train_fleet). ``0`` skips a part.
+
+    .venv/bin/python -m training_job.bench [--sizes 1000,3000,10000] [--workers 2 --windows 8]
+        [--burst-things 20 --burst-windows 40]
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from model_contract import FeatureSpec
+from training_job.pool import cpu_count
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (1000, 3000, 10000)
@@ -47,6 +56,36 @@ def load_rows(n: int, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
     if len(rows) < n:
         raise ValueError(f"test.csv has only {len(rows)} rows")
     return np.array([[float(r[c]) for c in spec.columns] for r in rows]), [r[spec.timestamp_column] for r in rows]
+
+
+def run_fleet(args: argparse.Namespace) -> dict:
+    """Throughput with 1 and N workers, then the burst, on one radosgw + ElasticMQ."""
+    from hybridstream.devtools.train_fleet import Stack, burst, throughput
+    from hybridstream.localstack.radosgw import RadosGateway
+    from hybridstream.localstack.sqs import SqsServer
+    from training_job.pipeline import TrainOptions
+
+    spec = FeatureSpec()
+    opts = TrainOptions(name="speed", kind="speed", spec=spec)
+    matrix, stamps = load_rows(min(30000, max(args.rows * 4, 20000)), spec)
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        gw = RadosGateway.for_port(state_root=Path(tmp) / "rgw")
+        sqs = SqsServer.for_port(state_root=Path(tmp) / "sqs")
+        try:
+            gw.start()
+            sqs.start()
+            stack = Stack(gw, sqs)
+            if args.windows:
+                out |= throughput(stack, matrix, stamps, opts, args.workers, args.windows, args.rows)
+            if args.burst_windows:
+                out["burst"] = burst(
+                    stack, matrix, stamps, opts, args.workers, args.burst_things, args.burst_windows, args.rows
+                )
+        finally:
+            sqs.destroy()
+            gw.destroy()
+    return out
 
 
 def run(sizes: tuple[int, ...]) -> dict:
@@ -99,7 +138,6 @@ def run(sizes: tuple[int, ...]) -> dict:
         "details": results,
         "tf_import_seconds": round(tf_import, 2),
         "radosgw_start_seconds": round(rgw_start, 2),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "arch": platform.machine()},
     }
 
 
@@ -107,12 +145,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training_job.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="window sizes in rows")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="window sizes in rows ('' skips)")
+    parser.add_argument(
+        "--workers", type=int, default=cpu_count(), help=f"N for the pool runs (default: CPUs, {cpu_count()})"
+    )
+    parser.add_argument("--windows", type=int, default=8, help="windows for the 1 vs N throughput (default 8; 0 skips)")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per window in the pool runs (default 1000)")
+    parser.add_argument("--burst-things", type=int, default=20, help="simulated things in the burst (default 20)")
+    parser.add_argument("--burst-windows", type=int, default=40, help="windows in the burst (default 40; 0 skips)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
+    began = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the final JSON line
-        result = run(sizes)
+        result = run(sizes) if sizes else {}
+        result |= run_fleet(args)
+    result["machine"] = {"cpus": cpu_count(), "python": platform.python_version(), "arch": platform.machine()}
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    result["bench_seconds"] = round(time.perf_counter() - began, 1)
     print(json.dumps(result))
     return 0
 
