@@ -77,7 +77,9 @@ def run_fleet(args: argparse.Namespace) -> dict:
             sqs.start()
             stack = Stack(gw, sqs)
             if args.windows:
-                out |= throughput(stack, matrix, stamps, opts, args.workers, args.windows, args.rows)
+                out |= throughput(
+                    stack, matrix, stamps, opts, args.workers, args.windows, args.rows, args.threads_per_worker
+                )
             if args.burst_windows:
                 out["burst"] = burst(
                     stack, matrix, stamps, opts, args.workers, args.burst_things, args.burst_windows, args.rows
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=cpu_count(), help=f"N for the pool runs (default: CPUs, {cpu_count()})"
     )
     parser.add_argument("--windows", type=int, default=8, help="windows for the 1 vs N throughput (default 8; 0 skips)")
+    parser.add_argument(
+        "--threads-per-worker", type=int, default=None, help="TensorFlow intra-op threads of every worker (both runs)"
+    )
     parser.add_argument("--rows", type=int, default=1000, help="rows per window in the pool runs (default 1000)")
     parser.add_argument("--burst-things", type=int, default=20, help="simulated things in the burst (default 20)")
     parser.add_argument("--burst-windows", type=int, default=40, help="windows in the burst (default 40; 0 skips)")

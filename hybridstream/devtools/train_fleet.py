@@ -101,7 +101,13 @@ def _rss_mib(pids: dict[int, int]) -> list[float]:
 
 
 def run_windows(
-    stack: Stack, windows: list[Window], opts: TrainOptions, workers: int, timeout: float = 1800.0, lease: int = 300
+    stack: Stack,
+    windows: list[Window],
+    opts: TrainOptions,
+    workers: int,
+    timeout: float = 1800.0,
+    lease: int = 300,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Start a pool of ``workers``, wait until it is up, send ``windows`` as a burst, wait until
     every one has an outcome; the figures and the checks (see the module docstring)."""
@@ -116,7 +122,7 @@ def run_windows(
         opts=dataclasses.replace(opts, name="speed-{thing}"),
         config=WorkerConfig(queue_url=queue_url, windows_bucket=windows_bucket, wait_seconds=1, lease_seconds=lease),
         s3_endpoint=stack.s3_server.endpoint,
-        intra_op_threads=threads_per_worker(workers),
+        intra_op_threads=threads or threads_per_worker(workers),
         log_level=logging.WARNING,
     )
     pool = WorkerPool(spec, workers)
@@ -199,15 +205,24 @@ def _report(stack, windows, pool, windows_bucket, models_bucket, queue_url, dlq_
 
 
 def throughput(
-    stack: Stack, matrix: np.ndarray, stamps: list[str], opts: TrainOptions, workers: int, windows: int, rows: int
+    stack: Stack,
+    matrix: np.ndarray,
+    stamps: list[str],
+    opts: TrainOptions,
+    workers: int,
+    windows: int,
+    rows: int,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Windows per second with 1 worker, then with ``workers``: the same ``windows`` windows (one
-    per thing, as a fleet's arrive), a fresh queue and models bucket each; their ratio."""
+    per thing, as a fleet's arrive), a fresh queue and models bucket each; their ratio.
+    ``threads``: TensorFlow intra-op threads of every worker in both runs (default: 1 worker
+    TensorFlow's own, N workers :func:`~training_job.pool.threads_per_worker`)."""
     batch = make_windows(matrix, stamps, opts.spec, things=windows, windows=windows, rows=rows)
     runs = {}
     for n in (1, workers):
         print(f"train-fleet: throughput with {n} worker(s), {windows} windows of {rows} rows", file=sys.stderr)
-        runs[str(n)] = run_windows(stack, [dataclasses.replace(w) for w in batch], opts, n)
+        runs[str(n)] = run_windows(stack, [dataclasses.replace(w) for w in batch], opts, n, threads=threads)
     one, many = runs["1"]["windows_per_second"], runs[str(workers)]["windows_per_second"]
     return {
         "windows_per_second": {k: v["windows_per_second"] for k, v in runs.items()},
