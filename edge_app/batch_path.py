@@ -176,7 +176,7 @@ def process_batch(app: Any, msgs: list) -> None:
             else:
                 fc, band = forecast(state, 0.0, 0.0, None, speed_version, horizon, pending, r.target, r.timestamp)
             t0 = clock()
-            spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
+            spool_add(r, pending, versions[0], state.band)  # the reading, the forecasts made for it, its interval
             t_spool += clock() - t0
             done.append((msg, r, state, fc, errors, state.combiner.weights, versions, band))
         except (DeliveryFailed, KafkaException):

@@ -23,17 +23,25 @@ from model_contract.forecasts import encode_lines
 
 log = logging.getLogger("edge_app.forecasts")
 
-# the window CSV's columns after the spec's: forecasts made for the row's reading, and by which models
-FORECAST_COLUMNS = ("forecast_batch", "forecast_speed", "forecast_dynamic", "model_batch", "model_speed")
-NO_FORECAST = ("", "", "", "", "")
+# the window CSV's columns after the spec's: forecasts made for the row's reading, by which models, and the
+# dynamic forecast's interval at the anomaly level with the edge's anomaly flag (issue 22; empty without intervals)
+BASE_COLUMNS = ("forecast_batch", "forecast_speed", "forecast_dynamic", "model_batch", "model_speed")
+INTERVAL_COLUMNS = ("interval_lower", "interval_upper", "anomaly")
+FORECAST_COLUMNS = BASE_COLUMNS + INTERVAL_COLUMNS
+NO_FORECAST = ("",) * len(FORECAST_COLUMNS)
+NO_INTERVAL = ("", "", "")
 CONTENT_TYPE = "application/gzip"
 
 
-def forecast_cells(made: Any, batch_version: str) -> tuple:
-    """The window row's forecast cells for a :class:`~edge_app.state.Pending` (or None: empty cells)."""
-    if made is None:
-        return NO_FORECAST
-    return (made.batch, made.speed, made.hybrid, batch_version, made.speed_version)
+def interval_cells(made: Any, band: Any) -> tuple:
+    """``(lower, upper, anomaly)`` of a forecast ``made`` for a reading, after the device's
+    :class:`~edge_app.intervals.DeviceBand` scored that reading: the interval issued with the forecast at
+    the anomaly level, and 1 if the reading was flagged (its run outside reached ``min_run``), else 0."""
+    issued = made.band
+    if band is None or issued is None:
+        return NO_INTERVAL
+    w = issued[band.index]
+    return made.hybrid - w, made.hybrid + w, 1 if band.run >= band.min_run else 0
 
 
 def _float(text: str) -> float | None:
@@ -66,10 +74,11 @@ class ForecastExport:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            if header is None or not set(FORECAST_COLUMNS) <= set(header) or self.target not in header:
+            if header is None or not set(BASE_COLUMNS) <= set(header) or self.target not in header:
                 return None
             ti = header.index(self.target)
-            fb, fs, fd, mb, ms = (header.index(c) for c in FORECAST_COLUMNS)
+            fb, fs, fd, mb, ms = (header.index(c) for c in BASE_COLUMNS)
+            lo, up, an = (header.index(c) if c in header else None for c in INTERVAL_COLUMNS)  # older windows: none
             width = len(header)
             out = []
             for row in reader:
@@ -91,6 +100,9 @@ class ForecastExport:
                             "model_batch": row[mb] or None,
                             "model_speed": row[ms] or None,
                             "horizon": self.horizon,
+                            "lower": None if lo is None else _float(row[lo]),
+                            "upper": None if up is None else _float(row[up]),
+                            "anomaly": None if an is None or not row[an] else row[an] == "1",
                         }
                     )
                 except (BadRecord, ValueError, OverflowError, OSError):

@@ -113,7 +113,7 @@ def process_records(app: Any, msgs: list) -> None:
             t5 = clock()
             t_invoke += t4 - t3
             t_comb += t2 - t1 + t5 - t4
-            spool_add(r, pending, versions[0])  # the reading and the forecasts made for it
+            spool_add(r, pending, versions[0], state.band)  # the reading, the forecasts made for it, its interval
             t6 = clock()
             t_spool += t6 - t5
             value = encode_prediction(

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from edge_app.forecasts import FORECAST_COLUMNS, NO_FORECAST
+from edge_app.forecasts import FORECAST_COLUMNS, NO_FORECAST, interval_cells
 from edge_app.records import Reading
 from model_contract import FeatureSpec
 from model_contract.layout import window_key  # the S3 layout is the contract's (re-exported for the uploader)
@@ -161,11 +161,13 @@ class WindowSpool:
         log.warning("quarantined %s: %s", path.name, reason)
         return target
 
-    def add(self, reading: Reading, made: Any = None, batch_version: str = "") -> None:
+    def add(self, reading: Reading, made: Any = None, batch_version: str = "", band: Any = None) -> None:
         """Append one valid reading to its device's open window (closing it when full).
 
         ``made``: the :class:`~edge_app.state.Pending` forecasts made for this reading (None: none),
-        written with ``batch_version`` when the spool keeps forecasts."""
+        written with ``batch_version`` and, with the device's interval ``band`` (after it scored this
+        reading), the interval and anomaly flag (:func:`edge_app.forecasts.interval_cells`) when the
+        spool keeps forecasts."""
         w = self._open.get(reading.device)
         if w is None:
             w = self._start(reading)
@@ -176,7 +178,7 @@ class WindowSpool:
         else:
             w.writer.writerow(
                 (reading.timestamp, reading.device, *reading.values, made.batch, made.speed, made.hybrid,
-                 batch_version, made.speed_version)
+                 batch_version, made.speed_version, *interval_cells(made, band))
             )  # fmt: skip
         w.rows += 1
         w.held += 1

@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from edge_app.forecasts import FORECAST_COLUMNS, ForecastExport
+from edge_app.forecasts import BASE_COLUMNS, FORECAST_COLUMNS, ForecastExport
+from edge_app.intervals import DeviceBand, IntervalConfig
 from edge_app.records import Reading
 from edge_app.state import Pending
 from edge_app.uploaders import LocalFolderUploader, S3Uploader, UploadWorker
 from edge_app.windows import WindowSpool
 from model_contract import FeatureSpec
-from model_contract.forecasts import FIELDS, decode_lines
+from model_contract.forecasts import ALL_FIELDS, decode_lines
 from model_contract.layout import forecasts_key, forecasts_partition
 
 SPEC = FeatureSpec(columns=("a", "Ot_avg"), target="Ot_avg", lags=(1, 2))
@@ -33,12 +34,14 @@ def test_the_spool_writes_each_readings_forecasts_after_the_spec_columns(tmp_pat
     spool = _spool(tmp_path / "w", closed)
     spool.add(_reading(0))  # no forecast for it: empty cells
     spool.add(_reading(1), Pending(41.5, 41.25, 41.125, "s1"), "b1")
-    spool.add(_reading(2), Pending(42.5, float("nan"), 42.0, "s1"), "b1")
+    band = DeviceBand(IntervalConfig())  # levels 0.8 and 0.95, flags at 0.95 after min_run readings outside
+    spool.add(_reading(2), Pending(42.5, float("nan"), 42.0, "s1", band=[0.5, 1.5]), "b1", band)
     assert spool.flush() and len(closed) == 1
     with open(closed[0], newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == ["Date_time", "device", "a", "Ot_avg", *FORECAST_COLUMNS]
-    assert rows[1][4:] == ["", "", "", "", ""] and rows[2][4:] == ["41.5", "41.25", "41.125", "b1", "s1"]
+    assert rows[1][4:] == [""] * 8 and rows[2][4:] == ["41.5", "41.25", "41.125", "b1", "s1", "", "", ""]
+    assert rows[3][4:] == ["42.5", "nan", "42.0", "b1", "s1", "40.5", "43.5", "0"]  # the 0.95 interval, not flagged
 
     records = ForecastExport("Ot_avg").records(closed[0])
     assert [r["dynamic"] for r in records] == [None, 41.125, 42.0]
@@ -46,9 +49,18 @@ def test_the_spool_writes_each_readings_forecasts_after_the_spec_columns(tmp_pat
     assert records[1] | {"epoch": 0} == {
         "timestamp": "2017-01-14T00:01:00+00:00", "epoch": 0, "time_utc": "2017-01-14 00:01:00.000000",
         "device": "T1", "target": "Ot_avg", "actual": 41.0, "batch": 41.5, "speed": 41.25, "dynamic": 41.125,
-        "model_batch": "b1", "model_speed": "s1", "horizon": 1,
+        "model_batch": "b1", "model_speed": "s1", "horizon": 1, "lower": None, "upper": None, "anomaly": None,
     }  # fmt: skip
-    assert set(records[0]) == {name for name, _, _ in FIELDS}
+    assert (records[2]["lower"], records[2]["upper"], records[2]["anomaly"]) == (40.5, 43.5, False)
+    assert set(records[0]) == {name for name, _, _ in ALL_FIELDS}
+    # a window spooled before the interval columns existed still gives its forecasts (interval fields null)
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(",".join(r[: 4 + len(BASE_COLUMNS)]) for r in rows) + "\n")
+    assert [(r["dynamic"], r["lower"]) for r in ForecastExport("Ot_avg").records(old)] == [
+        (None, None),
+        (41.125, None),
+        (42.0, None),
+    ]
 
     # a window spooled without forecasts (edge forward, or before the upgrade) has no forecasts object
     plain: list[Path] = []

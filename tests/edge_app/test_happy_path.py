@@ -117,11 +117,13 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
     # ... and beside each window its forecasts: per reading, the forecasts the previous record made for it
     objects = sorted((tmp_path / "uploads" / "forecasts" / "pi-test").rglob("*.jsonl.gz"))
     assert [o.name.removesuffix(".jsonl.gz") for o in objects] == [f.stem for f in files]
-    made_for = {}
+    made_for, band_for, flag_of = {}, {}, {}
     for device in DEVICES:
         mine = [p for p in preds if p["device"] == device]
         for prev, p in zip([None, *mine], mine, strict=False):
             made_for[p["key"]] = (prev or {}).get("forecast") or {}
+            band_for[p["key"]] = ((prev or {}).get("interval") or {}).get("0.95")  # issued with that forecast
+            flag_of[p["key"]] = p.get("anomaly") is not None
     records = [r for o in objects for r in decode_lines(o.read_bytes())]
     assert len(records) == len(values) and {f"{r['device']}|{r['timestamp']}" for r in records} == set(made_for)
     for r in records:
@@ -129,6 +131,13 @@ def test_every_reading_gets_the_expected_prediction(kafka_bootstrap, topic_prefi
         assert (r["batch"], r["speed"], r["dynamic"]) == (want.get("batch"), want.get("speed"), want.get("hybrid"))
         assert r["model_batch"] == (batch_version if want else None) and r["horizon"] == 1
         assert r["target"] == "Ot_avg" and isinstance(r["actual"], float) and r["time_utc"].startswith("20")
+        band = band_for[f"{r['device']}|{r['timestamp']}"]  # the interval at the anomaly level, and the edge's flag
+        if band is None:
+            assert r["lower"] is None and r["upper"] is None and r["anomaly"] is None
+        else:
+            assert [r["lower"], r["upper"]] == pytest.approx(band, rel=1e-7)
+            assert r["anomaly"] is flag_of[f"{r['device']}|{r['timestamp']}"]
+    assert sum(r["lower"] is not None for r in records) > len(records) // 2  # intervals are on by default
 
 
 def test_a_step_change_fires_a_drift_event_and_an_early_window(kafka_bootstrap, topic_prefix, edge_models, tmp_path):
