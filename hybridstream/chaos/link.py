@@ -97,7 +97,8 @@ def windows_check(run: Run, link: Link, result: Result, timeout: float) -> None:
     notices = Counter(n["key"] for n in link.listener.on(topic))
     objects = {
         o["Key"]
-        for page in link.s3_client.get_paginator("list_objects_v2").paginate(Bucket=link.bucket)
+        # the windows only: each window's forecasts object sits beside it under forecasts/ (issue 21), unannounced
+        for page in link.s3_client.get_paginator("list_objects_v2").paginate(Bucket=link.bucket, Prefix="windows/")
         for o in page.get("Contents", [])
     }
     result.windows_sent, result.windows_delivered = tally.sent, tally.delivered
