@@ -76,7 +76,13 @@ def load(ctx: Context) -> Result:
                 "rss_series": [(round(t), round(r, 1)) for t, r, _ in samples[:: max(1, len(samples) // 20)]],
             }
         )
-        result.check("RSS flat after warm-up (growth <= 10 %)", growth is not None and growth <= 0.10)
+        # 10 % of a ~150 MB app was the bound; the app now starts at ~75 MB (no scipy via river.drift, issue 18), so
+        # the same absolute allowance (15 MB) is kept beside the 10 %: a leak shows in the full 10-minute run either way
+        grown_mb = (rss_max - rss_base) if rss_base else None
+        result.check(
+            "RSS flat after warm-up (growth <= 10 % or <= 15 MB)",
+            growth is not None and (growth <= 0.10 or grown_mb <= 15.0),
+        )
         result.check("the backlog drained after the load stopped", result.readings_lost == 0)
         result.notes.append(
             "latency: pickup_lag_ms = reading CreateTime -> picked up by the loop (the prediction's lag_ms), "
