@@ -19,7 +19,7 @@ from hybridstream import __version__
 GROUPS: dict[str, str] = {
     "edge": "edge_app.cli",
     "train": "training_job.cli",
-    "local": "hybridstream.localstack.cli",
+    "local": "hybridstream.servers.cli",
     "fleet": "hybridstream.fleet.cli",
     "models": "hybridstream.models_cli",
     "eval": "hybridstream.evaluation.cli",

@@ -25,7 +25,7 @@ from infra.packaging import stage
 # appears only if its module ships). No infra/, edge_app/ or dev tools (tests/infra/test_shipped_artifacts.py).
 TRAINER_PACKAGES = ("model_contract", "training_job")
 TRAINER_FILES = ("hybridstream/__init__.py", "hybridstream/__main__.py", "hybridstream/cli.py")
-TRAINER_EXCLUDE = ("training_job/bench.py",)  # `make bench-train` (dev tool: imports hybridstream.localstack)
+TRAINER_EXCLUDE = ("training_job/bench.py",)  # `make bench-train` (dev tool: imports hybridstream.servers)
 AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/hybridstream.json"
 AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 TRAINER_LOG = "/var/log/hybridstream/trainer.log"

@@ -2,7 +2,7 @@
 its Maven coordinates, the single-node KRaft ``server.properties`` and the log4j2 config.
 
 Neutral on purpose: the Greengrass recipe of the Pi's broker (``infra.recipes``) and the local
-broker (``hybridstream.localstack.kafka``) both import it, and neither imports the other. Nothing
+broker (``hybridstream.servers.kafka``) both import it, and neither imports the other. Nothing
 here runs on a device (the recipe embeds the text); the module is plain text + string formatting.
 
 >>> "listeners=PLAINTEXT://127.0.0.1:9092," in kraft_properties(9092, 9093, "/d")

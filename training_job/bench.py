@@ -61,8 +61,8 @@ def load_rows(n: int, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
 def run_fleet(args: argparse.Namespace) -> dict:
     """Throughput with 1 and N workers, then the burst, on one radosgw + ElasticMQ."""
     from hybridstream.devtools.train_fleet import Stack, burst, throughput
-    from hybridstream.localstack.radosgw import RadosGateway
-    from hybridstream.localstack.sqs import SqsServer
+    from hybridstream.servers.radosgw import RadosGateway
+    from hybridstream.servers.sqs import SqsServer
     from training_job.pipeline import TrainOptions
 
     spec = FeatureSpec()
@@ -91,7 +91,7 @@ def run_fleet(args: argparse.Namespace) -> dict:
 
 
 def run(sizes: tuple[int, ...]) -> dict:
-    from hybridstream.localstack.radosgw import RadosGateway
+    from hybridstream.servers.radosgw import RadosGateway
     from training_job.model import _keras
     from training_job.pipeline import TrainOptions, train_window
     from training_job.publish import ModelStore

@@ -1,6 +1,6 @@
 """``make chaos``: fault-injection scenarios against the real local stack, with figures.
 
-Each scenario family is one module (``broker``, ``process``, ``link``, ``disk``, ``trainer``,
+Each scenario family is one module (``broker``, ``edge_sigkill``, ``link``, ``disk``, ``trainer``,
 ``model_faults``, ``fuzz``, ``load``, ``security``) exposing ``SCENARIOS``: a list of
 ``(name, function)``; a function takes a :class:`~hybridstream.chaos.harness.Context` and returns
 a :class:`~hybridstream.chaos.result.Result`. :mod:`hybridstream.chaos.runner` runs them and

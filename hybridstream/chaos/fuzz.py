@@ -23,7 +23,7 @@ from typing import Any
 from hybridstream.chaos.harness import Collector, Context, EdgeProcess, edge_config, produce, wait_for
 from hybridstream.chaos.result import Result, ledger
 from hybridstream.chaos.stream import guarded
-from hybridstream.localstack.process import CACHE_DIR
+from hybridstream.servers.process import CACHE_DIR
 
 GOOD_DEVICES = [f"g{i}" for i in range(5)]
 

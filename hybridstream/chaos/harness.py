@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridstream.datasets import TURBINE
-from hybridstream.localstack.process import CACHE_DIR, REPO_ROOT
+from hybridstream.servers.process import CACHE_DIR, REPO_ROOT
 
 log = logging.getLogger("hybridstream.chaos")
 
@@ -50,7 +50,7 @@ class Stack:
 
     def kafka(self):
         if self._kafka is None:
-            from hybridstream.localstack.kafka import KafkaBroker
+            from hybridstream.servers.kafka import KafkaBroker
 
             self._kafka = KafkaBroker.for_port(state_root=self.root).start()
         return self._kafka
@@ -70,7 +70,7 @@ class Stack:
 
     def mqtt(self):
         if self._mqtt is None:
-            from hybridstream.localstack.mosquitto import Mosquitto
+            from hybridstream.servers.mosquitto import Mosquitto
 
             self._mqtt = Mosquitto.for_port(state_root=self.root)
             self._mqtt.start()
@@ -78,21 +78,21 @@ class Stack:
 
     def s3(self):
         if self._s3 is None:
-            from hybridstream.localstack.radosgw import RadosGateway
+            from hybridstream.servers.radosgw import RadosGateway
 
             self._s3 = RadosGateway.for_port(state_root=self.root).start()
         return self._s3
 
     def toxiproxy(self):
         if self._tox is None:
-            from hybridstream.localstack.toxiproxy import Toxiproxy
+            from hybridstream.servers.toxiproxy import Toxiproxy
 
             self._tox = Toxiproxy.for_port(state_root=self.root).start()
         return self._tox
 
     def sqs(self):
         if self._sqs is None:
-            from hybridstream.localstack.sqs import SqsServer
+            from hybridstream.servers.sqs import SqsServer
 
             self._sqs = SqsServer.for_port(state_root=self.root)
             self._sqs.start()

@@ -18,9 +18,9 @@ from pathlib import Path
 from hybridstream.chaos.harness import Context, Readings, Stack, train_models
 from hybridstream.chaos.report import write
 from hybridstream.chaos.result import Result
-from hybridstream.localstack.process import REPO_ROOT
+from hybridstream.servers.process import REPO_ROOT
 
-FAMILIES = ["process", "broker", "link", "disk", "trainer", "model_faults", "fuzz", "load", "security"]
+FAMILIES = ["edge_sigkill", "broker", "link", "disk", "trainer", "model_faults", "fuzz", "load", "security"]
 log = logging.getLogger("hybridstream.chaos")
 
 

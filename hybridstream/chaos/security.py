@@ -30,7 +30,7 @@ from typing import Any
 from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import guarded
-from hybridstream.localstack.process import REPO_ROOT
+from hybridstream.servers.process import REPO_ROOT
 
 SNAPSHOT = REPO_ROOT / "tests" / "infra" / "snapshots" / "edge-cloud.template.json"
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "111122223333"}

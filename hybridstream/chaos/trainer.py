@@ -21,7 +21,7 @@ from typing import Any
 from hybridstream.chaos.harness import TURBINE, Context, read_rows, wait_for
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import guarded
-from hybridstream.localstack.process import REPO_ROOT
+from hybridstream.servers.process import REPO_ROOT
 
 NAME = "speed-chaos"
 

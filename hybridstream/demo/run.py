@@ -175,7 +175,7 @@ class Demo:
 
     def _link(self) -> None:
         """toxiproxy between the edge side and the cloud servers: half the RTT each way, the bandwidth each way."""
-        from hybridstream.localstack.toxiproxy import Toxiproxy
+        from hybridstream.servers.toxiproxy import Toxiproxy
 
         rtt, mbit = float(self.opts.link.get("rtt_ms", 40)), float(self.opts.link.get("mbit", 20))
         tp = Toxiproxy.for_port(state_root=self.work).start()
@@ -254,7 +254,7 @@ class Demo:
         }
 
     def _router(self) -> None:
-        from hybridstream.localstack.iot_router import from_stack, rule_definitions
+        from hybridstream.servers.iot_router import from_stack, rule_definitions
 
         self.progress.stage = "iot router"
         self.router = from_stack(self.stack.stack_file, self.opts.mode)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridstream.localstack.process import STATE_DIR, free_port, pid_alive
+from hybridstream.servers.process import STATE_DIR, free_port, pid_alive
 
 SERVERS = ("kafka", "radosgw", "sqs", "mosquitto")
 DEFAULT_PORTS = {"kafka": 9092, "radosgw": 7480, "sqs": 9324, "mosquitto": 8883}
@@ -91,7 +91,7 @@ class LocalStack:
         return self.info
 
     def _start_kafka(self, port: int, timeout: float) -> None:
-        from hybridstream.localstack.kafka import KafkaBroker
+        from hybridstream.servers.kafka import KafkaBroker
 
         broker = KafkaBroker.for_port(port, self.state_root)
         self.servers["kafka"] = broker
@@ -99,7 +99,7 @@ class LocalStack:
         self.info["kafka"] = {"port": port, "bootstrap": broker.bootstrap, "pid_files": [str(broker.pid_file)]}
 
     def _start_radosgw(self, port: int, timeout: float) -> None:
-        from hybridstream.localstack.radosgw import RadosGateway
+        from hybridstream.servers.radosgw import RadosGateway
 
         gw = RadosGateway.for_port(port, self.state_root)
         self.servers["radosgw"] = gw
@@ -116,7 +116,7 @@ class LocalStack:
         }
 
     def _start_sqs(self, port: int, timeout: float) -> None:
-        from hybridstream.localstack.sqs import SqsServer
+        from hybridstream.servers.sqs import SqsServer
 
         server = SqsServer.for_port(port, self.state_root)
         self.servers["sqs"] = server
@@ -131,7 +131,7 @@ class LocalStack:
         }
 
     def _start_mosquitto(self, port: int, timeout: float) -> None:
-        from hybridstream.localstack.mosquitto import Mosquitto
+        from hybridstream.servers.mosquitto import Mosquitto
 
         broker = Mosquitto.for_port(port, self.state_root)
         self.servers["mosquitto"] = broker
@@ -221,7 +221,7 @@ def status(state_root: Path = STATE_DIR / "stack") -> list[dict[str, Any]]:
 
 def down(state_root: Path = STATE_DIR / "stack") -> list[str]:
     """Stop every daemon listed in ``stack.json`` by PID; returns what was stopped."""
-    from hybridstream.localstack.process import stop_pid
+    from hybridstream.servers.process import stop_pid
 
     path = state_root / "stack.json"
     if not path.exists():

@@ -255,7 +255,7 @@ def run_bench(args: argparse.Namespace) -> dict:
 
     from hybridstream.devtools.edge import read_rows, train_model
     from hybridstream.devtools.replay import csv_records, replay
-    from hybridstream.localstack.kafka import KafkaBroker
+    from hybridstream.servers.kafka import KafkaBroker
     from model_contract import default_spec
     from model_contract.calendar import calendar_row
     from model_contract.runtime import TFLiteModel, runtime_name

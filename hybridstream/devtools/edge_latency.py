@@ -201,7 +201,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     from hybridstream.devtools.edge import read_rows, train_model
     from hybridstream.devtools.edge_bench import bench_config
-    from hybridstream.localstack.kafka import KafkaBroker
+    from hybridstream.servers.kafka import KafkaBroker
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     broker = KafkaBroker.for_port(state_root=work / "kafka")

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> dict:
     from edge_app.config import EdgeConfig
     from hybridstream.datasets import TURBINE
     from hybridstream.devtools.replay import csv_records, replay
-    from hybridstream.localstack.kafka import KafkaBroker
+    from hybridstream.servers.kafka import KafkaBroker
 
     work = Path(tempfile.mkdtemp(prefix="edge-stages-", dir=args.workdir))
     batch, speed = _models(work, args.models)

@@ -44,7 +44,7 @@ def _broker_and_edge(work: Path, heap: str, records: int, batch: Path, speed: Pa
     from confluent_kafka import Consumer
 
     from hybridstream.devtools.replay import csv_records, replay
-    from hybridstream.localstack.kafka import KafkaBroker
+    from hybridstream.servers.kafka import KafkaBroker
 
     broker = KafkaBroker.for_port(state_root=work / f"kafka-{heap}")
     broker.heap, broker.initial_heap = heap, PI_INITIAL_HEAP  # the KafkaBroker recipe's JVM settings

@@ -123,7 +123,7 @@ def local_s3(args: argparse.Namespace) -> Any:
     if args.endpoint:  # a new session: the credentials in the environment now, not ones a default session cached
         return boto3.session.Session().client("s3", endpoint_url=args.endpoint, config=config)
     from hybridstream.demo.stack import status
-    from hybridstream.localstack.process import STATE_DIR
+    from hybridstream.servers.process import STATE_DIR
 
     stack_file = STATE_DIR / "stack" / "stack.json"
     rows = [r for r in status() if r["server"] == "radosgw"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hybridstream.demo.stack import LocalStack, StackError, status
-from hybridstream.localstack.process import pid_alive
+from hybridstream.servers.process import pid_alive
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3]
 
@@ -28,8 +28,8 @@ def test_a_port_in_use_is_named_and_nothing_starts(tmp_path):
 def test_a_server_that_does_not_come_up_stops_the_others(tmp_path):
     # mosquitto finds a server certificate it cannot load (its state folder holds a broken one): it exits,
     # the others started; the stack names it and stops them
-    from hybridstream.localstack.mosquitto import Mosquitto
-    from hybridstream.localstack.process import free_port
+    from hybridstream.servers.mosquitto import Mosquitto
+    from hybridstream.servers.process import free_port
 
     port = free_port()
     broker = Mosquitto.for_port(port, tmp_path / "stack")

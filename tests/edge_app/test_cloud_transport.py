@@ -167,7 +167,7 @@ def test_s3_uploader_puts_then_notifies_and_quarantines_what_never_uploads(
 
 def test_offline_mqtt_keeps_the_window_on_disk_for_the_next_try(mqtt_server, s3_server, s3_bucket, s3_env, tmp_path):
     """The broker is unreachable: the notice times out, the window stays in ready/ (retried later)."""
-    from hybridstream.localstack.process import free_port
+    from hybridstream.servers.process import free_port
 
     cert = mqtt_server.client_cert("pi-offline")
     offline = MtlsTransport(

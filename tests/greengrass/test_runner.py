@@ -25,7 +25,7 @@ import pytest
 
 from hybridstream.greengrass.release import local_release, wheelhouse
 from hybridstream.greengrass.runner import LocalCore
-from hybridstream.localstack.process import free_port
+from hybridstream.servers.process import free_port
 from tests.edge_app.helpers import collect, produce
 
 pytestmark = [
@@ -68,7 +68,7 @@ def _readings(csv_path: Path, device: str, n: int) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def kafka_libs() -> Path:
-    from hybridstream.localstack import kafka
+    from hybridstream.servers import kafka
 
     return kafka.fetch()
 

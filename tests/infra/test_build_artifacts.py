@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_synth_imports_no_local_stack_code(infra_assets, tmp_path):
-    """infra/ must not depend on hybridstream.localstack (the dependency points the other way)."""
+    """infra/ must not depend on hybridstream.servers (the dependency points the other way)."""
     script = f"""
 import json, sys
 from infra.app_builder import build_app
@@ -32,7 +32,7 @@ print(json.dumps(sorted(m for m in sys.modules if m.startswith("hybridstream")))
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert not [m for m in loaded if m.startswith("hybridstream.localstack")], loaded
+    assert not [m for m in loaded if m.startswith("hybridstream.servers")], loaded
 
 
 def test_missing_broker_jars_stop_synth_without_a_download(infra_assets, tmp_path):

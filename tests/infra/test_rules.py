@@ -114,7 +114,7 @@ def test_window_notices_pass_only_the_selected_fields(default):
     assert payload["Sql"].startswith("SELECT key AS key, window_id AS window_id, rows AS rows, first_ts AS first_ts")
     assert "sha256 AS sha256, topic(2) AS thing" in payload["Sql"]
     assert "*" not in payload["Sql"].split(" FROM ")[0]
-    from hybridstream.localstack.iot_sql import parse
+    from hybridstream.servers.iot_sql import parse
 
     rule = rule_named("window_notices")
     forged = {"key": "windows/pi-1/a.csv", "uri": "s3://w/windows/pi-2/b.csv", "bucket": "other", "thing": "pi-2"}

@@ -38,7 +38,7 @@ REQUIREMENT_IMPORTS: dict[str, tuple[str, ...]] = {
 }
 LAMBDA_RUNTIME = frozenset({"boto3", "botocore"})
 # development code that must never ship in a deployed artifact
-DEV_ONLY = ("hybridstream/devtools", "hybridstream/localstack", "hybridstream/evaluation", "infra", "tests")
+DEV_ONLY = ("hybridstream/devtools", "hybridstream/servers", "hybridstream/evaluation", "infra", "tests")
 
 
 def requirement_modules(path: Path) -> set[str]:

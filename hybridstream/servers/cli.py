@@ -120,7 +120,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "toxiproxy",
         help="network fault proxy (Shopify toxiproxy) for the chaos scenarios",
         description="Build (go install, cached in .cache/), start or stop toxiproxy's server on 127.0.0.1; "
-        "proxies and toxics are made through its HTTP API (hybridstream.localstack.toxiproxy).",
+        "proxies and toxics are made through its HTTP API (hybridstream.servers.toxiproxy).",
     )
     tox.add_argument("action", choices=["fetch", "start", "stop"])
     tox.add_argument("--port", type=int, default=8474, help="API port (default 8474)")
@@ -129,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _kafka(args: argparse.Namespace) -> int:
-    from hybridstream.localstack import kafka
+    from hybridstream.servers import kafka
 
     argv = [args.action]
     if args.action == "start":
@@ -140,14 +140,14 @@ def _kafka(args: argparse.Namespace) -> int:
 
 
 def _radosgw(args: argparse.Namespace) -> int:
-    from hybridstream.localstack import radosgw
+    from hybridstream.servers import radosgw
 
     argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
     return radosgw.main(argv)
 
 
 def _sqs(args: argparse.Namespace) -> int:
-    from hybridstream.localstack import sqs
+    from hybridstream.servers import sqs
 
     argv = [args.action]
     if args.action == "start":
@@ -158,14 +158,14 @@ def _sqs(args: argparse.Namespace) -> int:
 
 
 def _mosquitto(args: argparse.Namespace) -> int:
-    from hybridstream.localstack import mosquitto
+    from hybridstream.servers import mosquitto
 
     argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
     return mosquitto.main(argv)
 
 
 def _toxiproxy(args: argparse.Namespace) -> int:
-    from hybridstream.localstack import toxiproxy
+    from hybridstream.servers import toxiproxy
 
     argv = [args.action, "--port", str(args.port)] + (["--wipe"] if args.action == "stop" and args.wipe else [])
     return toxiproxy.main(argv)
@@ -222,7 +222,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _router(args: argparse.Namespace) -> int:
-    from hybridstream.localstack import iot_router
+    from hybridstream.servers import iot_router
 
     return iot_router.main(["--mode", args.mode])
 

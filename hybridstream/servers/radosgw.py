@@ -1,7 +1,7 @@
 """A real S3-compatible server on 127.0.0.1: a single-node Ceph cluster plus radosgw.
 
-    python -m hybridstream.localstack.radosgw start [--port 7480]   # prints endpoint + keys
-    python -m hybridstream.localstack.radosgw stop  [--port 7480] [--wipe]
+    python -m hybridstream.servers.radosgw start [--port 7480]   # prints endpoint + keys
+    python -m hybridstream.servers.radosgw stop  [--port 7480] [--wipe]
 
 One monitor, one memstore OSD and one radosgw (beast frontend, ``tcp_nodelay=1``), all
 configured with ``auth = none`` and every ``ms_*_mode = crc`` (with auth none and the
@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hybridstream.localstack.process import (
+from hybridstream.servers.process import (
     STATE_DIR,
     _tail,
     free_port,

@@ -1,8 +1,8 @@
 """A real TCP fault proxy on 127.0.0.1: Shopify's toxiproxy (built from its Go module, cached in ``.cache/``).
 
-    python -m hybridstream.localstack.toxiproxy fetch            # go install ...@v2.12.0 into .cache/ (once)
-    python -m hybridstream.localstack.toxiproxy start [--port 8474]
-    python -m hybridstream.localstack.toxiproxy stop  [--port 8474]
+    python -m hybridstream.servers.toxiproxy fetch            # go install ...@v2.12.0 into .cache/ (once)
+    python -m hybridstream.servers.toxiproxy start [--port 8474]
+    python -m hybridstream.servers.toxiproxy stop  [--port 8474]
 
 Put a proxy between a client and a server, then break the link on purpose::
 
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from hybridstream.localstack.process import (
+from hybridstream.servers.process import (
     CACHE_DIR,
     STATE_DIR,
     SingleProcessServer,

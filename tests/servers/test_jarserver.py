@@ -1,4 +1,4 @@
-"""The Java servers' shared JVM command line and fetch/start/stop CLI (hybridstream.localstack.jarserver)."""
+"""The Java servers' shared JVM command line and fetch/start/stop CLI (hybridstream.servers.jarserver)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hybridstream.localstack.jarserver import java_command
-from hybridstream.localstack.kafka import KafkaBroker
-from hybridstream.localstack.process import free_port
+from hybridstream.servers.jarserver import java_command
+from hybridstream.servers.kafka import KafkaBroker
+from hybridstream.servers.process import free_port
 
 
 def test_java_command_line():
@@ -28,7 +28,7 @@ def test_the_broker_keeps_its_jvm_options(tmp_path):
 
 @pytest.mark.parametrize(("module", "extra"), [("kafka", "--controller-port"), ("sqs", "--max-receive-count")])
 def test_the_same_cli_for_both_servers(module, extra, tmp_path):
-    run = [sys.executable, "-m", f"hybridstream.localstack.{module}"]
+    run = [sys.executable, "-m", f"hybridstream.servers.{module}"]
     top = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
     assert all(word in top for word in ("fetch", "start", "stop"))
     start = subprocess.run([*run, "start", "--help"], capture_output=True, text=True, check=True).stdout

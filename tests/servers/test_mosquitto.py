@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_app.mqtt import MtlsTransport
-from hybridstream.localstack.mosquitto import Mosquitto
+from hybridstream.servers.mosquitto import Mosquitto
 
 
 def _client(server, name: str, cert=None) -> MtlsTransport:

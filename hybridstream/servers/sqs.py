@@ -1,8 +1,8 @@
 """A real SQS-compatible server on 127.0.0.1: ElasticMQ (jars from Maven Central), moto as fallback.
 
-    python -m hybridstream.localstack.sqs fetch             # mvn: jars into .cache/elasticmq-<v>/libs
-    python -m hybridstream.localstack.sqs start [--port 9324] [--queue training]
-    python -m hybridstream.localstack.sqs stop  [--port 9324]
+    python -m hybridstream.servers.sqs fetch             # mvn: jars into .cache/elasticmq-<v>/libs
+    python -m hybridstream.servers.sqs start [--port 9324] [--queue training]
+    python -m hybridstream.servers.sqs stop  [--port 9324]
 
 ElasticMQ (``org.elasticmq:elasticmq-server_2.13``) implements the SQS API including
 long polling, visibility timeouts and redrive policies (a message received more than
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from hybridstream.localstack.jarserver import java_command, run_server_cli, server_parser
-from hybridstream.localstack.maven import fetch_jars
-from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
+from hybridstream.servers.jarserver import java_command, run_server_cli, server_parser
+from hybridstream.servers.maven import fetch_jars
+from hybridstream.servers.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
 
 ELASTICMQ_VERSION = os.environ.get("HYBRIDSTREAM_ELASTICMQ_VERSION", "1.7.1")
 ELASTICMQ_HOME = CACHE_DIR / f"elasticmq-{ELASTICMQ_VERSION}"

@@ -1,7 +1,7 @@
 """The local IoT Core rules engine: MQTT (mosquitto) -> the project's topic rules -> local actions.
 
 Driven by the SAME rule definitions the CDK stack deploys (``infra.topic_rules``): each rule's SQL
-text (``TopicRule.sql()``) is parsed by :mod:`hybridstream.localstack.iot_sql` and evaluated on
+text (``TopicRule.sql()``) is parsed by :mod:`hybridstream.servers.iot_sql` and evaluated on
 every message of ``hybridstream/+/+``; when it fires, its actions run against the local servers:
 
 * ``sqs`` -> ``send_message`` to the ElasticMQ queue the target names (``training_queue``);
@@ -15,7 +15,7 @@ The S3 -> EventBridge -> ``model_published`` trigger (writes of ``models/<name>/
 for by a poller of the models bucket (every ``poll_s``), which calls the handler with an EventBridge
 "Object Created" event for each new ETag of a ``LATEST`` object.
 
-    python -m hybridstream.localstack.iot_router --stack .local/stack/stack.json [--mode edge-cloud]
+    python -m hybridstream.servers.iot_router --stack .local/stack/stack.json [--mode edge-cloud]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hybridstream.localstack.iot_sql import Statement, parse, substitute
+from hybridstream.servers.iot_sql import Statement, parse, substitute
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
@@ -326,7 +326,7 @@ def from_stack(stack_file: Path, mode: str, client_name: str = "iot-router") -> 
     import boto3
 
     from edge_app.mqtt import MtlsTransport
-    from hybridstream.localstack.mosquitto import Mosquitto
+    from hybridstream.servers.mosquitto import Mosquitto
 
     info = json.loads(stack_file.read_text())["servers"]
     keys = json.loads(Path(info["radosgw"]["keys_file"]).read_text())

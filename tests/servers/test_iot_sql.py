@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hybridstream.localstack.iot_router import rule_definitions
-from hybridstream.localstack.iot_sql import SqlError, parse, substitute
+from hybridstream.servers.iot_router import rule_definitions
+from hybridstream.servers.iot_sql import SqlError, parse, substitute
 
 MESSAGES = [
     ("hybridstream/pi-1/windows", {"key": "windows/pi-1/2026/11/26/w1.csv", "rows": 10}),

@@ -1,8 +1,8 @@
 """A real Apache Kafka broker (KRaft, single node) on 127.0.0.1, jars from Maven Central.
 
-    python -m hybridstream.localstack.kafka fetch          # mvn: jars into .cache/kafka/libs
-    python -m hybridstream.localstack.kafka start [--port 9092]
-    python -m hybridstream.localstack.kafka stop
+    python -m hybridstream.servers.kafka fetch          # mvn: jars into .cache/kafka/libs
+    python -m hybridstream.servers.kafka start [--port 9092]
+    python -m hybridstream.servers.kafka stop
 
 State (data, log, pid) lives in ``.local/kafka-<port>/``; a broker is stopped by its PID.
 """
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from hybridstream.localstack.jarserver import java_command, run_server_cli, server_parser
-from hybridstream.localstack.maven import fetch_jars
-from hybridstream.localstack.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
+from hybridstream.servers.jarserver import java_command, run_server_cli, server_parser
+from hybridstream.servers.maven import fetch_jars
+from hybridstream.servers.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
 from model_contract import kafka_broker
 
 KAFKA_VERSION = os.environ.get("HYBRIDSTREAM_KAFKA_VERSION", kafka_broker.KAFKA_VERSION)

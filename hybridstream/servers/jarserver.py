@@ -18,7 +18,7 @@ def java_command(libs: Path, main: str, *args: str, heap: str, options: Sequence
 def server_parser(
     prog: str, doc: str | None, *, jars: str, default_port: int, start_help: str
 ) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The parser of ``python -m hybridstream.localstack.<server>``: ``fetch``, ``start --port``,
+    """The parser of ``python -m hybridstream.servers.<server>``: ``fetch``, ``start --port``,
     ``stop --port [--wipe]``; returns (parser, the ``start`` sub-parser for server-specific options)."""
     parser = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hybridstream.localstack.toxiproxy import Toxiproxy, ToxiproxyError
+from hybridstream.servers.toxiproxy import Toxiproxy, ToxiproxyError
 
 
 class _Echo(socketserver.ThreadingTCPServer):

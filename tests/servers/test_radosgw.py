@@ -41,7 +41,7 @@ def test_keys_are_generated_at_run_time(s3_server):
 
 
 def test_a_taken_port_is_refused_clearly(s3_server, tmp_path):
-    from hybridstream.localstack.radosgw import RadosGateway, RadosGatewayError
+    from hybridstream.servers.radosgw import RadosGateway, RadosGatewayError
 
     other = RadosGateway(port=s3_server.port, state_dir=tmp_path / "other")
     with pytest.raises(RadosGatewayError, match="already in use"):
