@@ -41,14 +41,36 @@ class Configurable:
         return {name: getattr(self, name) for name in parameters(type(self))}
 
 
+def _constructors(cls: type) -> list[Callable]:
+    """``cls``'s constructor, and while it passes ``**kwargs`` on, the next one up the MRO's."""
+    found = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        found.append(init)
+        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return found
+
+
 def parameters(cls: type) -> dict[str, inspect.Parameter]:
-    """The keyword parameters of ``cls``'s constructor (``self`` and ``*args``/``**kwargs`` left out)."""
-    sig = inspect.signature(cls.__init__)
+    """The keyword parameters of ``cls``'s constructor (``self`` and ``*args`` left out); a ``**kwargs`` stands
+    for the keyword parameters of the base class's constructor it is passed on to."""
     return {
         name: p
-        for name, p in sig.parameters.items()
+        for init in _constructors(cls)
+        for name, p in inspect.signature(init).parameters.items()
         if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """The annotations of :func:`parameters` (the subclass's where both annotate a name)."""
+    hints: dict[str, Any] = {}
+    for init in reversed(_constructors(cls)):
+        hints |= typing.get_type_hints(init)
+    return hints
 
 
 def _convert(value: Any, annotation: Any, where: str) -> Any:
@@ -100,6 +122,10 @@ class Registry(Generic[T]):
 
         return add
 
+    def add(self, classes: Mapping[str, type[T]]) -> None:
+        """Register several classes at once (name -> class, in the order listed)."""
+        self.classes.update(classes)
+
     def __contains__(self, name: object) -> bool:
         return name in self.classes
 
@@ -124,6 +150,6 @@ class Registry(Generic[T]):
         if unknown:
             valid = ", ".join(self.valid_keys(name))
             raise ValueError(f"unknown {self.kind} key(s) for {name}: {', '.join(unknown)} (valid: {valid})")
-        hints = typing.get_type_hints(cls.__init__)
+        hints = _hints(cls)
         kwargs = {k: _convert(v, hints.get(k, Any), k) for k, v in config.items() if k in params}
         return cls(**kwargs)

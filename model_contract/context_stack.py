@@ -1,13 +1,14 @@
-"""The context stack's shared pieces: its row layout, its guard's error update, its warm start.
+"""The context stack: the edge's default blend, and its warm start by streaming the history through it.
 
-The edge's default dynamic combiner (``edge_app.combiners.ContextStacking``) forecasts with one
+:class:`ContextStack` forecasts the target's change from its newest value with one
 :class:`~model_contract.online_linear.OnlineLinear` over the row ``[lag-window inputs, batch - last,
-speed - last]`` (:func:`layout`) and guards it with forgotten squared errors (:func:`guard_update`).
-Both live here so the trainer can compute, from the batch model's own history, the state a
-combiner reaches by streaming that history (:func:`warm_start`: no model forecasts exist there, so
-batch = speed = last and both model inputs read 0; only the linear part learns). The trainer ships
-it in the batch manifest (``extra["combiner_warm_start"]``); every new device's combiner starts from
-it (docs/edge.md), and ``hybridstream eval run`` replays exactly that.
+speed - last]`` (:func:`layout`) and guards it with forgotten squared errors. The edge's dynamic
+combiner (``edge_app.context_stacking.ContextStacking``, ``method: context``) is this class with its
+optional layers on top. The trainer computes the state a fresh stack reaches on the batch model's own
+history by streaming that history through one (:func:`warm_start`, :func:`stream`: no model forecasts
+exist there, so batch = speed = last and both model inputs read 0; only the linear part learns). It
+ships it in the batch manifest (``extra["combiner_warm_start"]``); every new device's combiner starts
+from it (docs/edge.md), and ``hybridstream eval run`` replays exactly that.
 
 >>> import numpy as np
 >>> from model_contract import FeatureSpec
@@ -21,6 +22,7 @@ it (docs/edge.md), and ``hybridstream eval run`` replays exactly that.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -28,21 +30,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from model_contract.features import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import OnlineLinear
+from model_contract.online_linear import OnlineLinear, decay
 
-HUGE = 1e150
+HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
 WILD = 1e4  # one error's square counts at most WILD x (persistence's forgotten MSE + its own)
-
-# ContextStacking's defaults for the keys that shape what it learns (edge_app checks they agree)
-DEFAULT_CONFIG: dict = {"half_life": 1000.0, "clip": 8.0, "max_change": 8.0, "error_half_life": 24.0}
+GUARD_MIN_RECORDS = 10  # records of errors the guard needs before it mutes anything
 WARM_KEY = "combiner_warm_start"  # the batch manifest's extra field
-
-
-def decay(half_life: float) -> float:
-    if not half_life > 0:
-        raise ValueError("half_life must be > 0 (records)")
-    return 0.5 ** (1.0 / half_life)
 
 
 def layout(shape: tuple[int, int], target_index: int, inputs: Sequence[int] | None = None) -> tuple[int, int]:
@@ -59,19 +53,314 @@ def layout(shape: tuple[int, int], target_index: int, inputs: Sequence[int] | No
     return len(inputs), int(hits[0])
 
 
-def guard_update(mse: list[float], seen: int, ed: float, errors: tuple[float, float, float, float]) -> int:
-    """Forget-and-add the squared errors (batch, speed, persistence, the stack) into ``mse`` (in place,
-    winsorised); ``ed`` the decay; a plain mean over the first records. Returns the new record count."""
-    ep = errors[2]
-    cap = WILD * (mse[2] + ep * ep) + 1e-300  # winsorised: one absurd forecast is muted, not for ages
-    n = seen + 1
-    d = ed if n * (1.0 - ed) > 1.0 else 1.0 - 1.0 / n
-    for i, e in enumerate(errors):
-        sq = e * e if -BIG < e < BIG else cap  # also NaN
-        if sq > cap:
-            sq = cap
-        mse[i] = d * mse[i] + (1.0 - d) * sq
-    return n
+def without_model_inputs(model: OnlineLinear, batch: bool = False, speed: bool = False) -> OnlineLinear:
+    """The stack's online linear model (inputs: window, batch - last, speed - last, + bias) cut to the window's
+    inputs (and the model inputs asked for): what a model without the others learned on a warm start's history,
+    where both model inputs were 0."""
+    state = model.state()
+    d = state["d"]
+    keep = [*range(d - 3), *([d - 3] if batch else []), *([d - 2] if speed else []), d - 1]  # the bias is last
+    P = np.asarray(state["P"])[np.ix_(keep, keep)]
+    state |= {
+        "d": len(keep),
+        "mean": [state["mean"][i] for i in keep[:-1]],
+        "var": [state["var"][i] for i in keep[:-1]],
+    }
+    state |= {"w": [state["w"][i] for i in keep], "P": P.tolist()}
+    return OnlineLinear.from_state(state)
+
+
+class ContextStack:
+    """Context stacking: one online linear model forecasts the target's change from its newest value
+    out of the lag window and the two models' forecast changes.
+
+    Its input row is ``[lag window (flattened, or the ``bind``'s inputs), batch - last, speed - last]``
+    (``last`` = the newest target value); the model is :class:`~model_contract.online_linear.OnlineLinear`
+    (recursive least squares with forgetting, ``half_life`` records of memory; inputs standardised and
+    clipped to ``clip`` standard deviations, the forecast change to ``max_change`` RMS changes, errors
+    winsorised, covariance bounded, a broken state resets itself). Its coefficients start at zero, so it
+    starts as the persistence forecast; without the two model inputs it is the online linear baseline,
+    which it therefore contains (docs/combination.md, issue 8). ``use_batch`` / ``use_speed`` = False keep
+    that model's input at 0 (the ablation of docs/combination.md: both False is the online linear baseline).
+
+    Guard: the forgotten squared error (half-life ``error_half_life`` records) of each model, of
+    persistence and of the stack itself is tracked; a model whose recent RMS error exceeds ``mute``
+    times persistence's gets its input zeroed for that record (read as "no change"), counted in
+    ``muted`` (batch, speed); if the stack's own exceeds ``mute`` times persistence's it forecasts
+    persistence (``fallbacks``) until it recovers. Non-finite model forecasts are zeroed too
+    (``bad_inputs``); the forecast is finite whenever the window's newest target value is.
+
+    ``coefficients`` are the regression coefficients on each model's forecast change, in the target's
+    units (0 for a muted model; they need not sum to 1); ``weights`` is the same pair under the name the
+    combiners share (the prediction record's ``weights``). The lag window comes with ``predict_one(batch,
+    speed, window)``; :meth:`context` is the row that forecast was made from, which the truth must be
+    learned with ``horizon`` records later: ``learn_one(batch, speed, y, context)``.
+
+    >>> c = ContextStack()
+    >>> c.bind(target_index=1)
+    >>> c.predict_one(7.0, 6.5, np.array([[0.0, 5.0], [1.0, 6.0]]))  # untrained: persistence
+    6.0
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.cumsum(rng.normal(size=3001))  # a random walk; the batch model knows the next step
+    >>> for t in range(1, 3000):
+    ...     window = np.array([[0.0, y[t - 1]], [1.0, y[t]]])
+    ...     b, s = y[t + 1] + rng.normal(0, 0.05), y[t] + rng.normal(0, 1.0)
+    ...     _ = c.predict_one(b, s, window)
+    ...     _ = c.learn_one(b, s, y[t + 1], c.context())
+    >>> round(c.coefficients[0], 1), round(abs(c.coefficients[1]), 1)  # the batch model's change taken in full
+    (1.0, 0.0)
+    >>> c.predict_one(1e300, 6.0, window) == c.predict_one(1e300, 6.0, window) < 1e299  # a wild input: bounded
+    True
+    """
+
+    name = "dynamic"
+    uses_window = True
+
+    def __init__(
+        self,
+        half_life: float = 1000.0,
+        clip: float = 8.0,
+        max_change: float = 8.0,
+        mute: float = 3.0,
+        error_half_life: float = 24.0,
+        use_batch: bool = True,
+        use_speed: bool = True,
+    ) -> None:
+        decay(half_life)
+        if not clip > 0 or not max_change > 0:
+            raise ValueError("clip and max_change must be > 0")
+        if not mute > 1:
+            raise ValueError("mute must be > 1 (times persistence's RMS error)")
+        self.half_life, self.clip, self.max_change = half_life, clip, max_change
+        self.mute, self.error_half_life = mute, error_half_life
+        self.use_batch, self.use_speed = bool(use_batch), bool(use_speed)  # ablations: an unused input stays 0
+        self._ed = decay(error_half_life)
+        self._limit = float(mute) * float(mute)  # on squared errors
+        self._layers = False  # True: a subclass's layers over the stack forecast (_predict_layers, _learn_layers)
+        self.target_index: int | None = None  # the target's column in the window (bind)
+        self._inputs: np.ndarray | None = None
+        self.model: OnlineLinear | None = None  # built on the first window (its size)
+        self._row: np.ndarray | None = None
+        self._shape: tuple[int, ...] = ()
+        self._mse = [0.0, 0.0, 0.0, 0.0]  # forgotten squared errors: batch, speed, persistence, the stack
+        self._seen = 0
+        self._coef = (0.0, 0.0)
+        self._w = (0.0, 0.0)
+        self.muted = [0, 0]  # records forecast with the batch / speed input muted by the guard
+        self.fallbacks = 0  # records forecast as persistence because the stack's own errors exploded
+        self.bad_inputs = 0  # non-finite model forecasts (zeroed)
+        self.skipped = 0  # truths not learned: no context, or a non-finite newest value / truth
+        self.warm_rows = 0  # history rows of the warm start it started from (load_warm; 0: cold)
+
+    def bind(self, target_index: int, inputs: Sequence[int] | None = None) -> None:
+        """Tell it which column of the window is the target (``FeatureSpec.target_index``) and which
+        positions of the flattened window it reads (default all; ``FeatureSpec.linear_inputs()``, the
+        online linear model's: a calendar spec's calendar features once)."""
+        self.target_index = int(target_index)
+        self._inputs = None if inputs is None else np.asarray(inputs, dtype=np.intp)
+        self._row = None
+
+    def bind_spec(self, spec: FeatureSpec) -> None:
+        """:meth:`bind` to ``spec``'s windows and build the row and the model now (not on the first window)."""
+        self.bind(spec.target_index, spec.linear_inputs() if spec.calendar else None)
+        self._setup(np.zeros(spec.input_shape))
+
+    def _setup(self, window: np.ndarray) -> None:
+        if self.target_index is None:
+            raise ValueError("context stacking needs the target's column: make_combiner(config, target_index=...)")
+        steps, cols = window.shape
+        n, last = layout(window.shape, self.target_index, self._inputs)
+        self._shape = window.shape
+        # window, batch - last, speed - last | the forecast, the stack's, its twin's (the last two: the layers')
+        self._row = np.zeros((1, n + 5))
+        self._vals = self._row[0]
+        self._wv = self._vals[:n]
+        self._win = self._wv.reshape(steps, cols) if self._inputs is None else None  # a view: copied in place
+        self._nm = int(self.use_batch) + int(self.use_speed)  # model inputs it reads (an ablation reads fewer)
+        self._x = self._row[:, : n + self._nm]  # what the linear model sees
+        self._k = n
+        self._last = last
+        self.model = self._linear()
+
+    def _linear(self) -> OnlineLinear:
+        """A fresh online linear model for this row (the stack's; a subclass's twin)."""
+        return OnlineLinear(self._last, half_life=self.half_life, clip=self.clip, max_change=self.max_change)
+
+    @property
+    def coefficients(self) -> tuple[float, float]:
+        """The last forecast's coefficients on (batch - last, speed - last), 0 for a muted model."""
+        return self._w
+
+    @property
+    def weights(self) -> tuple[float, float]:
+        """:attr:`coefficients` (the name every combiner answers to; published as the record's ``weights``)."""
+        return self._w
+
+    def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
+        if window is None:
+            raise ValueError("context stacking forecasts from the lag window: predict_one(batch, speed, window)")
+        if self._row is None or window.shape != self._shape:
+            self._setup(window)
+        if self._inputs is None:
+            np.copyto(self._win, window)
+        else:
+            window.take(self._inputs, None, self._wv)  # = np.take(window.reshape(-1), ...), without its wrapper
+        v = self._vals
+        last = float(v[self._last])
+        db = batch - last
+        ds = speed - last
+        mb = ms = guarded = False
+        if self._seen >= GUARD_MIN_RECORDS:
+            mse = self._mse
+            limit = self._limit * mse[2]
+            mb = not mse[0] <= limit
+            ms = not mse[1] <= limit
+            guarded = not mse[3] <= limit
+        if not self.use_batch:
+            db = 0.0
+        elif mb:
+            self.muted[0] += 1
+            db = 0.0
+        elif not -HUGE < db < HUGE:
+            self.bad_inputs += 1
+            db = 0.0
+        if not self.use_speed:
+            ds = 0.0
+        elif ms:
+            self.muted[1] += 1
+            ds = 0.0
+        elif not -HUGE < ds < HUGE:
+            self.bad_inputs += 1
+            ds = 0.0
+        k = self._k
+        if self._nm == 2:
+            v[k] = db
+            v[k + 1] = ds
+        else:  # an ablation: the models it reads first, the rest of the two slots 0 (not read by the model)
+            v[k] = db if self.use_batch else (ds if self.use_speed else 0.0)
+            v[k + 1] = 0.0
+        f = self.model.predict_one(self._x)
+        if self._layers:
+            f = self._predict_layers(f, last, batch, speed, mb, ms)
+        else:
+            v[k + 2] = f
+            cb, cs = self._coef
+            self._w = (0.0 if mb else cb, 0.0 if ms else cs)
+        if guarded and math.isfinite(last):
+            self.fallbacks += 1
+            return last
+        if math.isfinite(f):
+            return f
+        return batch if math.isfinite(batch) else speed  # no finite newest value: whichever model is finite
+
+    def _predict_layers(self, f: float, last: float, batch: float, speed: float, mb: bool, ms: bool) -> float:
+        """A subclass's layers over the stack's forecast ``f``: set the row's forecast slots and ``_w``, return
+        the forecast (the guard's fallback still applies)."""
+        raise NotImplementedError
+
+    def _learn_layers(self, context: np.ndarray, last: float, batch: float, speed: float, y: float) -> None:
+        """A subclass's layers learn the truth ``y`` of the forecast made from ``context``."""
+        raise NotImplementedError
+
+    def context(self) -> np.ndarray | None:
+        """A copy of the row the last forecast was made from (kept with it until its truth arrives)."""
+        return None if self._row is None else self._row.copy()
+
+    def forecast_of(self, context: np.ndarray) -> float:
+        """The stack's forecast (before any guard fallback) that was made from ``context``."""
+        return float(context[0, self._k + 2])
+
+    def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> bool:
+        """Learn the truth ``y`` of the forecast made from ``context`` (its :meth:`context`); False if it was
+        skipped (no context, or a non-finite newest value or truth: counted in ``skipped``)."""
+        if context is None or self._row is None or context.shape != self._row.shape:
+            self.skipped += 1
+            return False
+        c = context[0]
+        y = float(y)
+        last = float(c[self._last])
+        ep = last - y
+        if not -HUGE < ep < HUGE:
+            self.skipped += 1
+            return False
+        self._update_guard((batch - y, speed - y, ep, float(c[self._k + 2]) - y))
+        model = self.model
+        model.learn_one(context[:, : self._k + self._nm], y)
+        if self._layers:
+            self._learn_layers(context, last, batch, speed, y)
+        if model.n:
+            self._set_coef()
+        return True
+
+    def _update_guard(self, errors: tuple[float, float, float, float]) -> None:
+        """Forget-and-add the squared errors (batch, speed, persistence, the stack), winsorised (one absurd
+        forecast is muted, not for ages); a plain mean over the first records."""
+        mse = self._mse
+        ep = errors[2]
+        cap = WILD * (mse[2] + ep * ep) + 1e-300
+        self._seen = n = self._seen + 1
+        ed = self._ed
+        d = ed if n * (1.0 - ed) > 1.0 else 1.0 - 1.0 / n
+        for i, e in enumerate(errors):
+            sq = e * e if -BIG < e < BIG else cap  # also NaN
+            if sq > cap:
+                sq = cap
+            mse[i] = d * mse[i] + (1.0 - d) * sq
+
+    def _set_coef(self) -> None:
+        w, var, k = self.model._w, self.model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
+        if self._nm == 2:
+            self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
+        else:
+            c = float(w[k] / math.sqrt(var[k])) if self._nm else 0.0
+            self._coef = (c if self.use_batch else 0.0, c if self.use_speed and not self.use_batch else 0.0)
+
+    def reset_speed(self) -> None:
+        """A new speed model: its input keeps the learned coefficient; the guard watches its errors."""
+        return None
+
+    def warm_config(self) -> dict:
+        """The keys that shape what it learns (a warm start must have been computed with the same)."""
+        return {k: getattr(self, k) for k in LEARNING_KEYS}
+
+    def state(self) -> dict:
+        """What it learned, JSON-friendly: ``{"model": its OnlineLinear's state, "guard": {"mse": [4], "seen"}}``."""
+        if self.model is None:
+            raise ValueError("the context stack has no model yet: bind_spec() or predict_one() first")
+        return {"model": self.model.state(), "guard": {"mse": [float(v) for v in self._mse], "seen": self._seen}}
+
+    def load_warm(self, warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
+        """Start from a warm start (:func:`warm_start` on the batch model's history: its linear model and its
+        guard's errors); ValueError if it does not fit this config / spec (then nothing changes). Counters start
+        at 0; ``warm_rows`` says how many history rows it learned. Returns the warm start's model (None: empty)."""
+        why = mismatch(warm, spec, self.warm_config())
+        if why:
+            raise ValueError(why)
+        model, mse, seen = parse(warm, spec)
+        self.bind_spec(spec)
+        if model._d:  # noqa: SLF001 (an empty history leaves it cold)
+            self.model = model if self._nm == 2 else without_model_inputs(model, self.use_batch, self.use_speed)
+            self._set_coef()
+        self._mse, self._seen = mse, seen
+        self.warm_rows = int(warm.get("rows", seen))
+        return model if model._d else None  # noqa: SLF001
+
+    def counts(self) -> dict[str, int]:
+        """The guard's and the model's counters (the edge's metrics, ``eval run``'s JSON)."""
+        model = self.model
+        return {
+            "muted_batch": self.muted[0],
+            "muted_speed": self.muted[1],
+            "fallbacks": self.fallbacks,
+            "bad_inputs": self.bad_inputs,
+            "skipped": self.skipped + (model.skipped if model is not None else 0),
+            "resets": model.resets if model is not None else 0,
+        }
+
+
+# the keys that shape what a stack learns, and their defaults: ContextStack's (a warm start records them)
+LEARNING_KEYS = ("half_life", "clip", "max_change", "error_half_life")
+DEFAULT_CONFIG: dict = {k: float(inspect.signature(ContextStack).parameters[k].default) for k in LEARNING_KEYS}
 
 
 def config_of(config: Mapping | None = None) -> dict:
@@ -83,12 +372,37 @@ def config_of(config: Mapping | None = None) -> dict:
     return cfg
 
 
+def stream(stack: ContextStack, history: np.ndarray, spec: FeatureSpec, residuals: list[float] | None = None) -> None:
+    """Stream ``history`` (rows x ``spec.features``, oldest first) through ``stack`` record by record as the
+    edge does, with batch = speed = the newest target value: forecast when the window is full, learn each
+    truth ``horizon`` rows later (the last forecasts' truths too). ``residuals``: if a list, the stack's
+    forecast - truth of every learned truth is appended to it, in the order the truths arrive."""
+    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
+    pending: deque = deque()  # (target row, last, the forecast's context)
+
+    def learn(j: int, last: float, ctx: np.ndarray) -> None:
+        y = float(history[j, ti])
+        if stack.learn_one(last, last, y, ctx) and residuals is not None:
+            residuals.append(stack.forecast_of(ctx) - y)
+
+    for t in range(len(history)):
+        while pending and pending[0][0] <= t - 1:
+            learn(*pending.popleft())
+        if buf.ready and t + h - 1 < len(history):
+            window = buf.window
+            last = float(window[-1, ti])
+            stack.predict_one(last, last, window)
+            pending.append((t + h - 1, last, stack.context()))
+        buf.push_row(history[t])
+    for item in pending:  # the truths of the last forecasts are in the history too
+        learn(*item)
+
+
 def warm_start(
     history: np.ndarray, spec: FeatureSpec, config: Mapping | None = None, residuals: list[float] | None = None
 ) -> dict:
     """The state a fresh context stack reaches by streaming ``history`` (rows x ``spec.features``, oldest first)
-    record by record as the edge does (forecast when the window is full, learn each truth ``horizon`` rows
-    later, the last forecasts' truths too), with batch = speed = last (both model inputs 0).
+    through it (:func:`stream`).
 
     Returns ``{"method": "context", "config": ..., "spec": ..., "rows": truths learned, "state": {"model":
     OnlineLinear state, "guard": {"mse": [4], "seen": n}}}`` (JSON-friendly; ~d^2 floats, d = inputs + 3).
@@ -99,42 +413,10 @@ def warm_start(
     history = np.asarray(history, dtype=np.float64)
     if history.ndim != 2 or history.shape[1] != len(spec.features):
         raise ValueError(f"history must be rows x {len(spec.features)} features, got shape {history.shape}")
-    ti = spec.target_index
-    inputs = np.asarray(spec.linear_inputs(), dtype=np.intp) if spec.calendar else None
-    n, last_pos = layout(spec.input_shape, ti, inputs)
-    model = OnlineLinear(last_pos, half_life=cfg["half_life"], clip=cfg["clip"], max_change=cfg["max_change"])
-    ed = decay(cfg["error_half_life"])
-    mse = [0.0, 0.0, 0.0, 0.0]
-    seen = 0
-    buf = FeatureBuffer(spec)
-    h = spec.horizon
-    pending: deque = deque()  # (target row, row, the stack's forecast)
-
-    def learn(row: np.ndarray, f: float, y: float) -> None:
-        nonlocal seen
-        last = float(row[0, last_pos])
-        ep = last - y
-        if not -HUGE < ep < HUGE:
-            return
-        seen = guard_update(mse, seen, ed, (ep, ep, ep, f - y))  # batch = speed = last
-        if residuals is not None:
-            residuals.append(f - y)
-        model.learn_one(row, y)
-
-    for t in range(len(history)):
-        while pending and pending[0][0] <= t - 1:
-            j, row, f = pending.popleft()
-            learn(row, f, float(history[j, ti]))
-        if buf.ready and t + h - 1 < len(history):
-            flat = buf.window.reshape(-1)
-            row = np.zeros((1, n + 2))
-            row[0, :n] = flat if inputs is None else flat[inputs]
-            pending.append((t + h - 1, row, model.predict_one(row)))
-        buf.push_row(history[t])
-    for j, row, f in pending:  # the truths of the last forecasts are in the history too
-        learn(row, f, float(history[j, ti]))
-    state = {"model": model.state(), "guard": {"mse": [float(v) for v in mse], "seen": seen}}
-    return {"method": "context", "config": cfg, "spec": spec.to_dict(), "rows": seen, "state": state}
+    stack = ContextStack(**cfg)
+    stack.bind_spec(spec)
+    stream(stack, history, spec, residuals)
+    return {"method": "context", "config": cfg, "spec": spec.to_dict(), "rows": stack._seen, "state": stack.state()}  # noqa: SLF001
 
 
 def mismatch(warm: Mapping | None, spec: FeatureSpec, config: Mapping | None) -> str:

@@ -47,7 +47,13 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.umath import clip as _clip
 
 
-def _decay(half_life: float) -> float:
+def decay(half_life: float) -> float:
+    """The per-record forgetting factor of a memory of ``half_life`` records (an old value counts half after
+    that many): the one definition behind every half-life of the blend (ValueError unless > 0).
+
+    >>> decay(1.0), round(decay(10.0) ** 10, 12)
+    (0.5, 0.5)
+    """
     if not half_life > 0:
         raise ValueError("half_life must be > 0 (records)")
     return 0.5 ** (1.0 / half_life)
@@ -78,8 +84,8 @@ class OnlineLinear:
     ) -> None:
         self.target_index = int(target_index)
         self._inputs = None if inputs is None else np.asarray(inputs, dtype=np.intp)
-        self._lam = _decay(half_life)
-        self._ds = _decay(scale_half_life)
+        self._lam = decay(half_life)
+        self._ds = decay(scale_half_life)
         self._prior = float(prior)
         self._clip = float(clip)
         self._max_change = float(max_change)

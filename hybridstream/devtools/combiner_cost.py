@@ -5,7 +5,7 @@
 
 * ``online_linear_us``: :class:`~model_contract.online_linear.OnlineLinear` ``predict_one`` + ``learn_one``
   on ``--width`` inputs (d = width + 1 with the bias), a random-walk target;
-* ``context_us``: :class:`~edge_app.combiners.ContextStacking` on the product's feature spec (a (2, 9)
+* ``context_us``: :class:`~edge_app.context_stacking.ContextStacking` on the product's feature spec (a (2, 9)
   calendar window, 14 inputs read + the 2 model inputs): ``predict_one`` + ``context`` + ``weights`` +
   ``learn_one``, what the edge's hot loop calls per record;
 * ``experts_us``: the same with the expert-weighting layer (``{"blend": "experts"}``: the stack, its online

@@ -1,6 +1,6 @@
 """Online stacking of N experts (batch, speed, persistence, online linear, ...), for the study.
 
-The edge's two-expert :class:`edge_app.combiners.OnlineStacking` regresses ``y - b`` on
+The edge's two-expert :class:`edge_app.convex_combiners.OnlineStacking` regresses ``y - b`` on
 ``s - b``. Here the same with ``N - 1`` regressors: ``y - f_0 = sum_i w_i (f_i - f_0)``
 by recursive least squares with forgetting, then the weights are made convex (each clipped
 to [0, 1], scaled down if they sum above 1; ``f_0`` gets the rest). With two experts it is
@@ -144,14 +144,14 @@ def replay_experts(result, experts: Sequence[str], **params) -> tuple:
 
 
 def replay_weights(result, experts: Sequence[str], eta: float, half_life: float, prior: float = 0.0) -> tuple:
-    """Run the edge's expert-weighting layer (:class:`edge_app.combiners.ExpertWeights`) over a saved run.
+    """Run the edge's expert-weighting layer (:class:`edge_app.expert_weights.ExpertWeights`) over a saved run.
 
     ``prior``: the head start of the first two experts (e.g. the stack and the online linear model), in
     normalised losses. Truths are learned ``horizon`` rows late. Returns (forecast per row, the layer).
     """
     import numpy as np  # noqa: PLC0415
 
-    from edge_app.combiners import ExpertWeights  # noqa: PLC0415
+    from edge_app.expert_weights import ExpertWeights  # noqa: PLC0415
 
     h = result.spec.horizon
     head = [0.0, 0.0][: len(experts)] + [prior] * max(0, len(experts) - 2)

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from edge_app.combiners import DEFAULT_DYNAMIC, METHODS, Fixed, make_combiner
+from edge_app.combiners import DEFAULT_DYNAMIC, METHODS, make_combiner
+from edge_app.convex_combiners import Fixed
 
 # the convex blends (weights sum to 1); ``context`` (the default) has tests of its own below
 DYNAMIC = [{"strategy": "dynamic", "method": m} for m in METHODS if not METHODS.classes[m].uses_window]

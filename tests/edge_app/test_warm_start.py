@@ -9,30 +9,14 @@ from collections import deque
 import numpy as np
 import pytest
 
-from edge_app.combiners import ContextStacking, make_combiner, warm_start_mismatch
+from edge_app.combiners import make_combiner, warm_start_mismatch
+from edge_app.context_stacking import ContextStacking
 from model_contract import FeatureBuffer, FeatureSpec, context_stack
 
 SPECS = [
     FeatureSpec(columns=("a", "b", "y"), target="y", lags=(1, 2, 3)),
     FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), horizon=3, calendar=("day_sin1", "day_cos1")),
 ]
-
-
-def _stream_history(combiner, history: np.ndarray, spec: FeatureSpec) -> None:
-    """Stream history through the combiner as the edge would with batch = speed = last (the old eval warm-up)."""
-    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
-    pending: deque = deque()
-    for t in range(len(history)):
-        while pending and pending[0][0] <= t - 1:
-            j, last, ctx = pending.popleft()
-            combiner.learn_one(last, last, history[j, ti], ctx)
-        if buf.ready and t + h - 1 < len(history):
-            last = float(buf.window[-1, ti])
-            combiner.predict_one(last, last, buf.window)
-            pending.append((t + h - 1, last, combiner.context()))
-        buf.push_row(history[t])
-    for j, last, ctx in pending:
-        combiner.learn_one(last, last, history[j, ti], ctx)
 
 
 def _replay(combiners, test: np.ndarray, spec: FeatureSpec, seed: int = 5) -> list[list[float]]:
@@ -65,7 +49,7 @@ def test_warm_start_equals_streaming_the_history(spec):
     data = _data(spec)
     history, test = data[:2000], data[2000:]
     streamed = make_combiner({"strategy": "dynamic"}, spec=spec)
-    _stream_history(streamed, history, spec)
+    context_stack.stream(streamed, history, spec)  # as the edge would, batch = speed = last
     warm = json.loads(json.dumps(context_stack.warm_start(history, spec)))  # as shipped in a manifest
     assert warm_start_mismatch({"strategy": "dynamic"}, spec, warm) == ""
     loaded = make_combiner({"strategy": "dynamic"}, spec=spec, warm=warm)

@@ -1,0 +1,147 @@
+"""The edge's default dynamic combiner (``method: context``): the context stack and its optional layers.
+
+The stack itself, which the trainer's warm start streams the history through, is
+:class:`model_contract.context_stack.ContextStack`; this module adds the layers a config may put
+over it (``twin``, ``blend``) and makes it a typed config section (:mod:`edge_app.registry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edge_app.convex_combiners import OnlineStacking
+from edge_app.expert_weights import ExpertWeights
+from edge_app.registry import Configurable
+from model_contract.context_stack import ContextStack, without_model_inputs
+from model_contract.features import FeatureSpec
+from model_contract.online_linear import OnlineLinear, decay
+
+# the expert-weighting layer of ContextStacking(blend="experts"): what its experts are, in order
+EXPERTS = ("stack", "online_linear", "persistence", "batch", "speed", "static")
+_STATIC_SPEED = 0.3  # the static expert: the research prototype's 0.3 speed / 0.7 batch
+
+
+class ContextStacking(ContextStack, Configurable):
+    """Context stacking (:class:`~model_contract.context_stack.ContextStack`, whose keys it takes too) with
+    optional layers over the stack.
+
+    ``twin=True`` also runs the same model without the two model inputs (the online linear baseline)
+    and blends the two forecasts by online convex stacking (:class:`~edge_app.convex_combiners.OnlineStacking`,
+    half-life ``twin_half_life``): a guard for streams where the model inputs only add noise; twice the cost.
+
+    ``blend="experts"``: an expert-weighting layer (:class:`~edge_app.expert_weights.ExpertWeights`, ``blend_eta``,
+    ``blend_half_life``) over the stack, its twin without the model inputs (the online linear baseline; from a warm
+    start, the warm model cut to the window's inputs), persistence, batch, speed and static (``EXPERTS``): the
+    forecast stays within a small regret of the best of them over every stretch of about ``blend_half_life``
+    records (sensor faults where the models run the wrong way, docs/combination.md). About twice the cost of the
+    stack alone. ``blend="pair"``: the same layer over the stack and its twin only (the online linear model it
+    contains): within a small regret of the better of the two, which the six-expert layer was not on glitchy
+    streams. With a layer, ``coefficients`` are the layer's share of the stack's plus any direct share of a model.
+
+    >>> from edge_app.combiners import make_combiner
+    >>> c = make_combiner({"method": "context", "blend": "pair"}, target_index=1)
+    >>> c.predict_one(7.0, 6.5, np.array([[0.0, 5.0], [1.0, 6.0]])), c.expert_weights  # untrained: persistence
+    (6.0, [0.5, 0.5])
+    """
+
+    def __init__(
+        self,
+        twin: bool = False,
+        twin_half_life: float = 5.0,
+        blend: str = "none",
+        blend_eta: float = 0.5,
+        blend_half_life: float = 100.0,
+        blend_prior: float = 0.0,
+        **stack: Any,
+    ) -> None:
+        super().__init__(**stack)
+        if blend not in ("none", "experts", "pair"):
+            raise ValueError("blend must be 'none', 'pair' or 'experts'")
+        if blend != "none" and twin:
+            raise ValueError(f"blend {blend!r} already contains the twin (online linear) expert: twin must be false")
+        self.twin, self.twin_half_life = twin, twin_half_life
+        self.blend, self.blend_eta, self.blend_half_life = blend, float(blend_eta), float(blend_half_life)
+        self.blend_prior = float(blend_prior)  # the stack's and its twin's head start (in normalised losses)
+        ExpertWeights(1, self.blend_eta, self.blend_half_life)  # checks the values
+        decay(twin_half_life)
+        self._experts: ExpertWeights | None = None
+        self._ef = [0.0] * len(EXPERTS)  # the experts' forecasts of this record (reused)
+        self._twin: OnlineLinear | None = None
+        self._blend: OnlineStacking | None = None
+
+    def _setup(self, window: np.ndarray) -> None:
+        super()._setup(window)
+        n = self._k
+        if self.blend != "none":  # the stack without its model inputs = the online linear baseline
+            self._tx = self._row[:, :n]
+            self._twin = self._linear()
+            m = len(EXPERTS) if self.blend == "experts" else 2  # pair: the stack and the twin only
+            self._ef = [0.0] * m
+            head = [0.0, 0.0] + [self.blend_prior] * (m - 2)
+            self._experts = ExpertWeights(m, self.blend_eta, self.blend_half_life, head)
+        if self.twin:  # the same model without the two model inputs (= the online linear baseline), blended in
+            self._tx = self._row[:, :n]
+            self._twin = self._linear()
+            self._blend = OnlineStacking(half_life=self.twin_half_life)
+        self._layers = self._experts is not None or self._twin is not None
+
+    def _predict_layers(self, f: float, last: float, batch: float, speed: float, mb: bool, ms: bool) -> float:
+        v, k = self._vals, self._k
+        g = self._twin.predict_one(self._tx)
+        cb, cs = self._coef
+        if self._experts is None:  # twin: the stack and its twin blended by online convex stacking
+            v[k + 3] = f
+            v[k + 4] = g
+            ws = self._blend.weights[1]
+            f = self._blend.predict_one(g, f)
+            cb, cs = ws * cb, ws * cs
+            v[k + 2] = f
+            self._w = (0.0 if mb else cb, 0.0 if ms else cs)
+            return f
+        ef = self._ef  # the expert-weighting layer: the stack, the online linear twin (, persistence, ...)
+        ef[0] = f
+        ef[1] = g
+        if len(ef) > 2:
+            ef[2], ef[3], ef[4] = last, batch, speed
+            ef[5] = batch + _STATIC_SPEED * (speed - batch)
+        out = self._experts.predict_one(ef)
+        v[k + 2] = out
+        v[k + 3] = f
+        v[k + 4] = g
+        w = self._experts._w  # noqa: SLF001 (the layer's own weights, read without a copy)
+        cb, cs = w[0] * (0.0 if mb else cb), w[0] * cs
+        if len(w) > 2:
+            cb, cs = cb + w[3] + (1.0 - _STATIC_SPEED) * w[5], cs + w[4] + _STATIC_SPEED * w[5]
+        self._w = (cb, cs)
+        return out
+
+    def _learn_layers(self, context: np.ndarray, last: float, batch: float, speed: float, y: float) -> None:
+        c, k = context[0], self._k
+        self._twin.learn_one(context[:, :k], y)
+        if self._experts is None:
+            self._blend.learn_one(float(c[k + 4]), float(c[k + 3]), y)
+            return
+        ef = self._ef
+        ef[0] = float(c[k + 3])
+        ef[1] = float(c[k + 4])
+        if len(ef) > 2:
+            ef[2], ef[3], ef[4] = last, batch, speed
+            ef[5] = batch + _STATIC_SPEED * (speed - batch)
+        self._experts.learn_one(ef, y, float(c[k + 2]))
+
+    @property
+    def expert_weights(self) -> list[float]:
+        """The expert-weighting layer's weights (``EXPERTS`` order; [] without it)."""
+        return self._experts.weights if self._experts is not None else []
+
+    def warm_config(self) -> dict:
+        return super().warm_config() | {"twin": self.twin}
+
+    def load_warm(self, warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
+        model = super().load_warm(warm, spec)
+        if model is not None and self._experts is not None:  # the twin: the warm model without its two model inputs
+            self._twin = without_model_inputs(model)
+        return model

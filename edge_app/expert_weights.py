@@ -1,0 +1,99 @@
+"""The expert-weighting layer: an exponentially weighted average of ``n`` forecasts, with forgetting.
+
+The layer of :class:`~edge_app.context_stacking.ContextStacking` with ``blend: experts`` or ``pair``
+(and of ``hybridstream eval experts``). Pure Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from model_contract.context_stack import HUGE
+from model_contract.online_linear import decay
+
+
+class ExpertWeights:
+    """Exponentially weighted average of ``n`` forecasts (Littlestone-Warmuth / Vovk), with forgetting.
+
+    Expert ``i``'s weight is ``exp(-eta * L_i)`` normalised, ``L_i`` its exponentially forgotten
+    (``half_life`` records) sum of squared errors in units of ``v``, a slow running mean square of the
+    blend's own error (so ``eta`` has no units). The forecast is the weighted mean, so (squared loss
+    being convex) over any stretch of about a half-life its cumulative loss exceeds the best expert's of
+    that stretch by at most ``ln(n) / eta`` plus a term that grows with ``eta`` (the Hedge bound); a
+    blend of close experts can also beat them all. ``prior`` (optional): initial ``L`` per expert (a
+    head start for the one trusted first). Pure Python floats; one ``exp`` per expert and record.
+    A non-finite forecast gets no weight for that record; non-finite or huge errors are not learned.
+
+    >>> w = ExpertWeights(3, eta=1.0, half_life=50)
+    >>> for i in range(200):
+    ...     y = float(i % 5)
+    ...     w.learn_one((y + 0.1, y + 1.0, y - 2.0), y)
+    >>> [round(x, 2) for x in w.weights]
+    [1.0, 0.0, 0.0]
+    >>> round(w.predict_one((1.0, 5.0, float("nan"))), 2)
+    1.0
+    """
+
+    def __init__(self, n: int, eta: float = 1.0, half_life: float = 500.0, prior: Sequence[float] | None = None):
+        if n < 1 or not eta > 0:
+            raise ValueError("need n >= 1 experts and eta > 0")
+        self.n, self.eta, self.half_life = n, float(eta), float(half_life)
+        self._d = decay(half_life)
+        self._dv = decay(10.0 * half_life)
+        self._L = [float(x) for x in prior] if prior is not None else [0.0] * n
+        if len(self._L) != n:
+            raise ValueError(f"prior needs {n} values")
+        self._v = 0.0
+        self._seen = 0
+        self._w = [0.0] * n
+        self._set_weights()
+
+    def _set_weights(self) -> None:
+        eta, L = self.eta, self._L
+        lo = min(L)
+        w = self._w
+        total = 0.0
+        for i in range(self.n):
+            x = eta * (L[i] - lo)
+            w[i] = math.exp(-x) if x < 700.0 else 0.0
+            total += w[i]
+        for i in range(self.n):
+            w[i] /= total
+
+    @property
+    def weights(self) -> list[float]:
+        return list(self._w)
+
+    def predict_one(self, forecasts: Sequence[float]) -> float:
+        """The weighted mean of the finite forecasts (their weights renormalised)."""
+        num = den = 0.0
+        for wi, f in zip(self._w, forecasts, strict=True):
+            if -HUGE < f < HUGE:
+                num += wi * f
+                den += wi
+        if den > 0.0:
+            return num / den
+        return next((f for f in forecasts if -HUGE < f < HUGE), math.nan)
+
+    def learn_one(self, forecasts: Sequence[float], y: float, blend: float | None = None) -> None:
+        """Learn the truth ``y`` of ``forecasts`` (and of the blend's own forecast ``blend``, for the scale)."""
+        if not -HUGE < y < HUGE:
+            return
+        if blend is None or not -HUGE < blend < HUGE:
+            blend = self.predict_one(forecasts)
+        eb = blend - y
+        sq = eb * eb if -1e75 < eb < 1e75 else 1e150
+        self._seen += 1
+        dv = self._dv if self._seen * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._seen  # a plain mean at first
+        if self._seen > 10 and 0.0 < 1e4 * self._v < sq:
+            sq = 1e4 * self._v  # winsorised: one wild record must not blow up the scale
+        self._v = v = dv * self._v + (1.0 - dv) * sq
+        if not v > 0.0:
+            return
+        d, L, cap = self._d, self._L, 1e4
+        for i, f in enumerate(forecasts):
+            e = f - y
+            loss = e * e / v if -1e75 < e < 1e75 else cap
+            L[i] = d * L[i] + (loss if loss < cap else cap)
+        self._set_weights()
