@@ -13,7 +13,7 @@ reason it is dead-lettered under.
 >>> a.admit_device("d2", known=1)
 Traceback (most recent call last):
 ...
-model_contract.calendar.BadRecord: too_many_devices: d2 (limit 1)
+model_contract.bad_record.BadRecord: too_many_devices: d2 (limit 1)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from edge_app.records import Reading, parse_reading
 from model_contract import FeatureSpec
-from model_contract.features import BadRecord
+from model_contract.bad_record import BadRecord
 
 log = logging.getLogger("edge_app")
 

@@ -3,15 +3,15 @@
 :class:`EdgeApp` wires the parts together and owns their lifecycle; each concern lives in a
 module of its own:
 
-========================  ==================================================================
-:mod:`edge_app.loop`      the hot loop: consume, forecast every record, produce, commit
-:mod:`edge_app.admission` which readings are accepted (else dead-lettered with a reason)
-:mod:`edge_app.state`     per-device state and the :class:`~edge_app.state.Pending` forecast
-:mod:`edge_app.persistence`  per-device state saved at commit points, restored after a restart
-:mod:`edge_app.telemetry` counters, events, dead letters, metrics records
-:mod:`edge_app.swap`      the speed-model hot swap (notices in, verified models out)
-:mod:`edge_app.kafka_io`  Kafka client settings, topics, the output producer, commits
-========================  ==================================================================
+============================= ==================================================================
+:mod:`edge_app.loop`          the hot loop: consume, forecast every record, produce, commit
+:mod:`edge_app.admission`     which readings are accepted (else dead-lettered with a reason)
+:mod:`edge_app.state`         per-device state and the :class:`~edge_app.state.Pending` forecast
+:mod:`edge_app.device_store`  per-device state saved at commit points, restored after a restart
+:mod:`edge_app.telemetry`     counters, events, dead letters, metrics records
+:mod:`edge_app.swap`          the speed-model hot swap (notices in, verified models out)
+:mod:`edge_app.kafka_io`      Kafka client settings, topics, the output producer, commits
+============================= ==================================================================
 
 One thread runs the hot loop. Helpers run beside it: the window uploader (S3 puts, window
 notices), the speed-model swapper, the MQTT client (model notices in, metrics out) and
@@ -35,12 +35,12 @@ from edge_app.admission import Admission, value_bounds
 from edge_app.batch_path import BatchBuffers
 from edge_app.combiners import warm_start_mismatch
 from edge_app.config import EdgeConfig
+from edge_app.device_store import DeviceStore
 from edge_app.intervals import DeviceBand, IntervalConfig
 from edge_app.kafka_io import DeliveryFailed, Outputs
 from edge_app.metrics import ErrorStats
 from edge_app.models import FETCHERS, S3Fetcher, load_model
 from edge_app.mqtt import make_transport
-from edge_app.persistence import DeviceStore
 from edge_app.stages import StageClock
 from edge_app.state import DeviceState
 from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model

@@ -33,12 +33,11 @@ import numpy as np
 from confluent_kafka import KafkaException
 
 from edge_app import swap
-from edge_app.admission import check_range, out_of_order
 from edge_app.kafka_io import DeliveryFailed
-from edge_app.records import encode_prediction, parse_reading
-from edge_app.steps import consumer_error, forecast, restart_window, score
+from edge_app.records import encode_prediction
+from edge_app.steps import admit, consumer_error, forecast, restart_window, score
 from model_contract import FeatureBuffer
-from model_contract.features import BadRecord
+from model_contract.bad_record import BadRecord
 
 
 class BatchBuffers:
@@ -65,16 +64,13 @@ def process_batch(app: Any, msgs: list) -> None:
     cpu = time.thread_time()  # the loop thread's CPU time: what the stages cost, waits for a core left out
     readings_topic = cfg.topics.readings
     spec = app.spec
-    devices = app.devices
     admission = app.admission
-    default_device, min_epoch, bounds = admission.default_device, admission.min_epoch, admission.bounds
     dead = app.telemetry.dead
     internal_error = app.telemetry.internal_error
     counters = app.counters
     picked_ms = time.time() * 1000.0  # when this batch reached the loop (lag = picked - CreateTime)
     max_epoch = picked_ms / 1000.0 + admission.max_ahead_s
     max_gap = cfg.max_gap_s
-    touched = app.touched
     horizon = spec.horizon
 
     # 1. parse/admit, in order: (msg, reading, state, gap)
@@ -89,14 +85,7 @@ def process_batch(app: Any, msgs: list) -> None:
             continue
         n_in += 1
         try:
-            r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
-            if bounds is not None:
-                check_range(r.values, bounds)
-            state = devices.get(r.device)
-            if state is None:
-                state = app.new_device(r.device)
-            if r.epoch <= state.last_epoch:
-                raise out_of_order(r, state.last_epoch, state.last_ts)
+            r, state, gap = admit(app, msg, max_epoch, max_gap)
         except BadRecord as exc:
             dead(msg, exc.reason, exc.detail)
             continue
@@ -105,12 +94,6 @@ def process_batch(app: Any, msgs: list) -> None:
         except Exception as exc:  # a bug or an input nobody thought of: this record only, never the app
             internal_error(msg, exc)
             continue
-        gap = max_gap is not None and r.epoch - state.last_epoch > max_gap and bool(state.last_ts)
-        if gap:
-            counters.gap_resets += 1
-        state.last_epoch = r.epoch
-        state.last_ts = r.timestamp
-        touched.add(r.device)
         valid.append((msg, r, state, gap))
     counters.records_in += n_in
     t_parse = clock()

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from model_contract.calendar import BadRecord, parse_timestamp
+from model_contract.bad_record import BadRecord
+from model_contract.calendar import parse_timestamp
 from model_contract.forecasts import encode_lines
 
 log = logging.getLogger("edge_app.forecasts")

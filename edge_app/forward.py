@@ -59,7 +59,7 @@ from edge_app.records import encode_json
 from edge_app.telemetry import ForwardCounters, Telemetry
 from edge_app.uploaders import open_window_pipeline
 from model_contract import FeatureSpec, Manifest
-from model_contract.features import BadRecord
+from model_contract.bad_record import BadRecord
 from model_contract.topics import READINGS, device_topic
 
 log = logging.getLogger("edge_app.forward")

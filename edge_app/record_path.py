@@ -16,12 +16,11 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from edge_app import swap
-from edge_app.admission import check_range, out_of_order
 from edge_app.kafka_io import DeliveryFailed
-from edge_app.records import encode_prediction, parse_reading
-from edge_app.steps import consumer_error, forecast, restart_window, score
+from edge_app.records import encode_prediction
+from edge_app.steps import admit, consumer_error, forecast, restart_window, score
 from model_contract import FeatureBuffer
-from model_contract.features import BadRecord
+from model_contract.bad_record import BadRecord
 
 
 def process_records(app: Any, msgs: list) -> None:
@@ -30,9 +29,7 @@ def process_records(app: Any, msgs: list) -> None:
     readings_topic = cfg.topics.readings
     pred_topic = cfg.topics.predictions
     spec = app.spec
-    devices = app.devices
     admission = app.admission
-    default_device, min_epoch, bounds = admission.default_device, admission.min_epoch, admission.bounds
     batch_predict = app.batch.model.predict_one
     speed_predict = app.speed.model.predict_one
     versions = (app.batch.version, app.speed.version)
@@ -46,7 +43,6 @@ def process_records(app: Any, msgs: list) -> None:
     max_epoch = picked_ms / 1000.0 + admission.max_ahead_s
     max_gap = cfg.max_gap_s
     speed_version = versions[1]
-    touched = app.touched
     horizon = spec.horizon
     guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
     # seconds per stage (edge_app.stages.STAGES): one clock read between two stages of each record
@@ -65,25 +61,14 @@ def process_records(app: Any, msgs: list) -> None:
         counters.records_in += 1
         try:
             try:
-                r = parse_reading(msg.value(), msg.key(), spec, default_device, min_epoch, max_epoch)
-                if bounds is not None:
-                    check_range(r.values, bounds)
-                state = devices.get(r.device)
-                if state is None:
-                    state = app.new_device(r.device)
-                if r.epoch <= state.last_epoch:
-                    raise out_of_order(r, state.last_epoch, state.last_ts)
+                r, state, gap = admit(app, msg, max_epoch, max_gap)
             except BadRecord as exc:
                 dead(msg, exc.reason, exc.detail)
                 t_parse += clock() - t0
                 continue
-            if max_gap is not None and r.epoch - state.last_epoch > max_gap and state.last_ts:
+            if gap:
                 state.buffer = FeatureBuffer(spec)  # a long gap: the lags no longer describe the recent past
                 restart_window(state, horizon)
-                counters.gap_resets += 1
-            state.last_epoch = r.epoch
-            state.last_ts = r.timestamp
-            touched.add(r.device)
             t1 = clock()
             t_parse += t1 - t0
             pending = state.pending  # the forecasts made for this reading

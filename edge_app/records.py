@@ -8,7 +8,7 @@
 >>> parse_reading(b'{"a": 1', None, spec)
 Traceback (most recent call last):
 ...
-model_contract.calendar.BadRecord: invalid_json: Expecting ',' delimiter: line 1 column 8 (char 7)
+model_contract.bad_record.BadRecord: invalid_json: Expecting ',' delimiter: line 1 column 8 (char 7)
 
 Timestamps are parsed by the contract's one parser, :func:`model_contract.calendar.parse_timestamp`
 (re-exported here), which the trainer, the Lambdas and the evaluation use too:
@@ -18,7 +18,7 @@ Timestamps are parsed by the contract's one parser, :func:`model_contract.calend
 >>> parse_timestamp(1.7e12, MIN_EPOCH, 2e9)
 Traceback (most recent call last):
 ...
-model_contract.calendar.BadRecord: future_timestamp: 1700000000000.0
+model_contract.bad_record.BadRecord: future_timestamp: 1700000000000.0
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 from model_contract import FeatureSpec
-from model_contract.calendar import BadRecord, parse_timestamp  # the one timestamp parser (re-exported here)
+from model_contract.bad_record import BadRecord
+from model_contract.calendar import parse_timestamp  # the one timestamp parser (re-exported here)
 
 try:  # orjson: ~4x faster JSON both ways (wheels for the Pi's aarch64 and armv7l Pythons); the json module otherwise
     from orjson import dumps as _fast_dumps

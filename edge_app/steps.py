@@ -1,6 +1,7 @@
 """The per-device steps both processing paths share (:mod:`edge_app.batch_path`, :mod:`edge_app.record_path`).
 
-For each valid reading of a device, in the order the readings came: :func:`score` its pending
+Each consumed reading is first :func:`admit`-ted (parsed, range-checked, its device found or added,
+refused out of order). For each valid reading of a device, in the order the readings came: :func:`score` its pending
 forecast against it (the combiner learns, accuracy, drift), then :func:`forecast` the next one
 from the two models' forecasts and the lag window (the combiner blends; the forecast becomes the
 pending one; the device's interval band scores the reading and issues the new forecast's interval).
@@ -18,8 +19,10 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaError, KafkaException
 
+from edge_app.admission import out_of_order
 from edge_app.combiners import make_combiner
 from edge_app.intervals import NO_BAND
+from edge_app.records import Reading
 from edge_app.state import DeviceState, Pending
 from edge_app.telemetry import INTERNAL_ERROR_LOG_EVERY
 
@@ -27,6 +30,26 @@ log = logging.getLogger("edge_app")
 
 _isfinite = math.isfinite
 _nan = math.nan
+
+
+def admit(app: Any, msg: Any, max_epoch: float, max_gap: float | None) -> tuple[Reading, DeviceState, bool]:
+    """The reading of consumed record ``msg`` and its device's state (a new device's made), or :class:`BadRecord`
+    (:mod:`edge_app.admission`: parse, range check, device rules; or not later than the device's previous reading).
+    Admitted, it becomes the device's newest reading (touched since the last commit); the flag says it came more
+    than ``max_gap`` seconds after the previous one (counted; the caller restarts the device's lag window)."""
+    r = app.admission.parse(msg.value(), msg.key(), max_epoch)
+    state = app.devices.get(r.device)
+    if state is None:
+        state = app.new_device(r.device)
+    if r.epoch <= state.last_epoch:
+        raise out_of_order(r, state.last_epoch, state.last_ts)
+    gap = max_gap is not None and r.epoch - state.last_epoch > max_gap and bool(state.last_ts)
+    if gap:
+        app.counters.gap_resets += 1
+    state.last_epoch = r.epoch
+    state.last_ts = r.timestamp
+    app.touched.add(r.device)
+    return r, state, gap
 
 
 def score(app: Any, state: DeviceState, y: float, timestamp: str, speed_version: str) -> tuple | None:

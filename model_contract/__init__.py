@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "BadRecord": "model_contract.calendar",
+    "BadRecord": "model_contract.bad_record",
     "parse_timestamp": "model_contract.calendar",
     "DEFAULT_CALENDAR": "model_contract.calendar",
     "FeatureBuffer": "model_contract.features",

@@ -30,6 +30,8 @@ from collections.abc import Iterable, MutableSequence, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from model_contract.bad_record import BadRecord
+
 DAY_S = 86400.0
 YEAR_S = 365.2425 * DAY_S
 
@@ -51,15 +53,6 @@ _TWO_PI = 2.0 * math.pi
 _sin, _cos = math.sin, math.cos
 
 
-class BadRecord(ValueError):
-    """A reading that cannot be used; ``reason`` is a short machine-friendly code."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-
 _fromiso = datetime.fromisoformat
 
 
@@ -77,7 +70,7 @@ def parse_timestamp(raw: Any, min_epoch: float = -math.inf, max_epoch: float = m
     >>> parse_timestamp(1.7e12, 0.0, 2e9)
     Traceback (most recent call last):
     ...
-    model_contract.calendar.BadRecord: future_timestamp: 1700000000000.0
+    model_contract.bad_record.BadRecord: future_timestamp: 1700000000000.0
     """
     if isinstance(raw, str):
         try:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from model_contract.bad_record import BadRecord
 from model_contract.calendar import (
     CALENDAR_FEATURES,
     DEFAULT_CALENDAR,
-    BadRecord,
     check_names,
     parse_timestamp,
     write_calendar,
@@ -32,7 +32,6 @@ from model_contract.scaling import Scaler
 DEFAULT_COLUMNS = ("Db1t_avg", "Db2t_avg", "Gb1t_avg", "Gb2t_avg", "Ot_avg")
 __all__ = [
     "DEFAULT_COLUMNS",
-    "BadRecord",
     "FeatureBuffer",
     "FeatureSpec",
     "build_supervised",

@@ -1,6 +1,6 @@
 """An online linear forecaster: recursive least squares with forgetting, built not to diverge.
 
-The second baseline (after :mod:`~model_contract.persistence`): a linear model on the same
+The second baseline (after :mod:`~model_contract.persistence_forecast`): a linear model on the same
 lag window as the LSTMs (:class:`~model_contract.FeatureBuffer.window`), updated record by
 record. It forecasts the *change* from the newest target value, with weights starting at
 zero, so before it has learned anything it is the persistence forecast.

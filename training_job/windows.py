@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from model_contract import FeatureSpec, sha256_bytes
-from model_contract.calendar import TIME_FORMAT_HINT, BadRecord, to_iso
+from model_contract.bad_record import BadRecord
+from model_contract.calendar import TIME_FORMAT_HINT, to_iso
 from model_contract.calendar import parse_timestamp as parse_epoch
 from model_contract.features import add_calendar
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from model_contract import FeatureSpec
-from model_contract.calendar import TIME_FORMAT_HINT, BadRecord, parse_timestamp, to_iso
+from model_contract.bad_record import BadRecord
+from model_contract.calendar import TIME_FORMAT_HINT, parse_timestamp, to_iso
 from model_contract.features import add_calendar
 
 

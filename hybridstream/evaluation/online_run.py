@@ -44,7 +44,7 @@ from hybridstream.evaluation.model_study import cached_model
 from model_contract import FeatureBuffer, FeatureSpec, Manifest, conformal, context_stack
 from model_contract.conformal import LEVELS, ConformalInterval
 from model_contract.online_linear import OnlineLinear
-from model_contract.persistence import Persistence
+from model_contract.persistence_forecast import Persistence
 
 APPROACHES = ("batch", "speed", "static", "dynamic", "persistence", "online_linear")
 

@@ -138,7 +138,8 @@ def predict(thing: str, timestamp: str, readings: list[dict[str, Any]], errors: 
     """Forecast the next target value with every available model and blend them."""
     import numpy as np
 
-    from model_contract.features import BadRecord, rows_to_matrix
+    from model_contract.bad_record import BadRecord
+    from model_contract.features import rows_to_matrix
 
     # per-device speed models: "{thing}" in a name is the thing the readings came from
     names = {

@@ -26,8 +26,8 @@ from confluent_kafka import Consumer, TopicPartition
 from edge_app import loop, swap
 from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
+from edge_app.device_store import save_device_state
 from edge_app.models import load_model
-from edge_app.persistence import save_device_state
 from hybridstream.devtools.edge import read_rows, reading_json, save_model
 from model_contract import Manifest
 from tests.edge_app.helpers import collect, edge_config, produce

@@ -23,7 +23,7 @@ from edge_app.records import (
 from edge_app.uploaders import LocalFolderUploader, UploadWorker
 from edge_app.windows import WindowSpool, file_device, window_key
 from model_contract import FeatureSpec
-from model_contract.features import BadRecord
+from model_contract.bad_record import BadRecord
 from model_contract.messages import parse_model_notice
 
 SPEC = FeatureSpec()

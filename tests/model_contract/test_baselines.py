@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from model_contract.online_linear import OnlineLinear
-from model_contract.persistence import Persistence
+from model_contract.persistence_forecast import Persistence
 
 
 def ar_stream(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from model_contract import FeatureBuffer, FeatureSpec, Manifest, Scaler, build_supervised, default_spec
+from model_contract.bad_record import BadRecord
 from model_contract.calendar import (
     CALENDAR_FEATURES,
     DAY_FEATURES,
-    BadRecord,
     calendar_row,
     parse_calendar_option,
     parse_timestamp,

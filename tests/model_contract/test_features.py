@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from model_contract import FeatureBuffer, FeatureSpec, Manifest, Scaler, build_supervised, content_version
-from model_contract.features import BadRecord, rows_to_matrix
+from model_contract.bad_record import BadRecord
+from model_contract.features import rows_to_matrix
 
 
 def test_online_buffer_matches_batch_features_for_any_lags():

@@ -1,4 +1,4 @@
-"""Per-device persistence: what a restart needs to carry on forecasting each device at once.
+"""Device state on disk: what a restart needs to carry on forecasting each device at once.
 
 At every commit point the loop saves the devices touched since the previous one (lag rows,
 last timestamp, pending forecast: one small JSON file each, written atomically); a device's

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from edge_app.persistence import DeviceStore, load_device_state, save_device_state
+from edge_app.device_store import DeviceStore, load_device_state, save_device_state
 from edge_app.state import DeviceState
 from model_contract import FeatureSpec
 from model_contract.calendar import DAY_FEATURES
