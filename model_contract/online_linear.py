@@ -332,3 +332,42 @@ class OnlineLinear:
         for k, v in counts.items():
             setattr(model, k, v)
         return model
+
+
+def stream_forecasts(
+    matrix: np.ndarray, spec, warmup: np.ndarray | None = None, **params
+) -> tuple[np.ndarray, OnlineLinear]:
+    """Per target row of ``matrix`` (rows x ``spec.features``): the online linear forecast made ``horizon`` rows
+    earlier, as the edge runs it (the :class:`~model_contract.FeatureBuffer` window, each truth learned when it
+    arrives); NaN where there is none. ``warmup`` rows are streamed first, unscored. Returns (forecasts, model).
+    """
+    from collections import deque  # noqa: PLC0415
+
+    from model_contract.features import FeatureBuffer  # noqa: PLC0415
+
+    model = OnlineLinear.for_spec(spec, **params)
+    h, ti = spec.horizon, spec.target_index
+
+    def run(data: np.ndarray, record: bool) -> np.ndarray:
+        out = np.full(len(data), np.nan)
+        buf = FeatureBuffer(spec)
+        pending: deque = deque()  # (target row, window copy)
+        y = data[:, ti]
+        for t in range(len(data)):
+            while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
+                j, w = pending.popleft()
+                model.learn_one(w, y[j])
+            if buf.ready and t + h - 1 < len(data):
+                j = t + h - 1
+                if record:
+                    out[j] = model.predict_one(buf.window)
+                pending.append((j, buf.window.copy()))
+            buf.push_row(data[t])
+        while pending:
+            j, w = pending.popleft()
+            model.learn_one(w, y[j])
+        return out
+
+    if warmup is not None and len(warmup):
+        run(warmup, record=False)
+    return run(matrix, record=True), model

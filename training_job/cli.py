@@ -54,7 +54,12 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         "--columns", help="comma-separated input columns (default: Db1t_avg,Db2t_avg,Gb1t_avg,Gb2t_avg,Ot_avg)"
     )
     model.add_argument("--target", default="Ot_avg", help="column to forecast (default Ot_avg)")
-    model.add_argument("--lags", default="1,2", help="comma-separated lags (default 1,2)")
+    model.add_argument(
+        "--lags",
+        default="1,2",
+        help="comma-separated lags (default 1,2); pretrain also takes auto: the lags chosen on the history file "
+        "(training_job.lag_choice: the online linear model as the probe; the worker then needs the lags printed)",
+    )
     model.add_argument(
         "--horizon",
         type=_positive_int,
@@ -234,7 +239,10 @@ def _options(args: argparse.Namespace):
     from training_job.model import TrainConfig
     from training_job.pipeline import TrainOptions
 
-    kwargs: dict[str, Any] = {"target": args.target, "lags": tuple(int(x) for x in args.lags.split(",") if x.strip())}
+    if args.lags.strip() == "auto" and getattr(args, "func", None) is not _pretrain:
+        raise ValueError("--lags auto is for pretrain (the history); a speed model takes the batch model's lags")
+    lags = (1, 2) if args.lags.strip() == "auto" else tuple(int(x) for x in args.lags.split(",") if x.strip())
+    kwargs: dict[str, Any] = {"target": args.target, "lags": lags}
     kwargs["horizon"] = args.horizon
     if args.columns:
         kwargs["columns"] = tuple(c.strip() for c in args.columns.split(",") if c.strip())
@@ -300,8 +308,22 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str, dupl
             "an earlier row's (--duplicate-timestamps keep-first)",
             file=sys.stderr,
         )
+    choice = None
+    if args.lags.strip() == "auto":  # pretrain: the data set's lags, chosen on this history
+        from dataclasses import replace
+
+        from training_job.lag_choice import choose_lags, readings_per_day
+
+        choice = choose_lags(window.matrix, opts.spec, readings_per_day(window.epochs))
+        opts.spec = replace(opts.spec, lags=choice.lags)
+        print(
+            f"hybridstream train: lags chosen on the history: {','.join(map(str, choice.lags))} ({choice.label}; "
+            "give the worker the same --lags)",
+            file=sys.stderr,
+        )
     outcome = train_window(window, opts, store=store, out_dir=args.out)
-    print(json.dumps(outcome.summary(), default=str))
+    summary = outcome.summary() | ({"lag_choice": choice.to_dict()} if choice is not None else {})
+    print(json.dumps(summary, default=str))
     return EXIT_REFUSED if outcome.status == "rejected" else 0
 
 

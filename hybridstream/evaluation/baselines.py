@@ -14,12 +14,10 @@ only when it arrives ``horizon`` records later.
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 
-from model_contract import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import OnlineLinear
+from model_contract import FeatureSpec
+from model_contract.online_linear import OnlineLinear, stream_forecasts
 
 
 def first_forecast_row(spec: FeatureSpec) -> int:
@@ -42,32 +40,6 @@ def online_linear_forecasts(
     """Per target row: the online linear forecast made ``horizon`` rows earlier; learns each truth on arrival.
 
     ``warmup`` (e.g. the training file) is streamed first, unscored, so the model starts
-    where a model trained on the history would.
+    where a model trained on the history would (:func:`model_contract.online_linear.stream_forecasts`).
     """
-    model = OnlineLinear.for_spec(spec, **params)
-    h = spec.horizon
-    ti = spec.target_index
-
-    def run(data: np.ndarray, record: bool) -> np.ndarray:
-        out = np.full(len(data), np.nan)
-        buf = FeatureBuffer(spec)
-        pending: deque = deque()  # (target row, window copy)
-        y = data[:, ti]
-        for t in range(len(data)):
-            while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
-                j, w = pending.popleft()
-                model.learn_one(w, y[j])
-            if buf.ready and t + h - 1 < len(data):
-                j = t + h - 1
-                if record:
-                    out[j] = model.predict_one(buf.window)
-                pending.append((j, buf.window.copy()))
-            buf.push_row(data[t])
-        while pending:
-            j, w = pending.popleft()
-            model.learn_one(w, y[j])
-        return out
-
-    if warmup is not None and len(warmup):
-        run(warmup, record=False)
-    return run(matrix, record=True), model
+    return stream_forecasts(matrix, spec, warmup, **params)

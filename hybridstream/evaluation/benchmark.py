@@ -151,10 +151,13 @@ def run_benchmark(
     variants: dict | None = None,
     stream_hook: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
     save_dir: Path | None = None,
+    speed_cfg=None,
+    warm_start: bool = False,
 ) -> dict:
     """Per target channel: every approach's MSE and MAE over the stream; their mean over channels.
 
     ``save_dir``: each channel's run is saved there as ``<channel>.npz`` (``eval table|experts|plot`` read it).
+    ``speed_cfg``, ``warm_start``: as :func:`~hybridstream.evaluation.online_run.run_stream`'s.
     """
     from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
 
@@ -168,7 +171,17 @@ def run_benchmark(
             stream = stream_hook(stream, spec.target_index, lead)
         log(f"[{i}/{len(targets)}] target {target}: history {len(history)} rows, stream {len(stream) - lead} rows")
         result = run_stream(
-            history, stream, spec, window, cfg=cfg, cache_dir=cache_dir, log=log, progress_every=0, variants=variants
+            history,
+            stream,
+            spec,
+            window,
+            cfg=cfg,
+            speed_cfg=speed_cfg,
+            warm_start=warm_start,
+            cache_dir=cache_dir,
+            log=log,
+            progress_every=0,
+            variants=variants,
         )
         if save_dir is not None:
             result.save(Path(save_dir) / f"{target}.npz")
