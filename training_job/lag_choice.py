@@ -8,7 +8,8 @@ each on the history's second half (the first half is its warm-up). The candidate
 (:func:`candidate_lags`) are short lookbacks and, when the readings' spacing gives a day of ``P``
 readings, the seasonal lags around the reading one day before the target (lag ``k = P - H + 1`` at
 horizon ``H``; one day earlier still when that is among the short lags). The default ``(1, 2)`` is
-kept unless a candidate beats it by more than ``tolerance`` (more lags cost the edge and the trainer).
+kept unless a candidate beats it by more than ``tolerance``, and of the candidates within ``tolerance`` of
+the best the one with the fewest lags wins (more lags cost the edge and the trainer).
 
 >>> candidate_lags(24, 1)["seasonal"]
 (1, 2, 23, 24, 25)
@@ -34,7 +35,7 @@ from model_contract.online_linear import stream_forecasts
 log = logging.getLogger(__name__)
 
 DEFAULT_LAGS = (1, 2)
-DEFAULT_TOLERANCE = 0.01  # a candidate must beat the default's MSE by more than 1 %
+DEFAULT_TOLERANCE = 0.01  # within 1 % of the best probe MSE: the fewer lags win
 
 
 def readings_per_day(epochs: Sequence[float]) -> int | None:
@@ -99,17 +100,19 @@ def choose_lags(
     tolerance: float = DEFAULT_TOLERANCE,
     candidates: dict[str, tuple[int, ...]] | None = None,
 ) -> LagChoice:
-    """The lag set with the lowest probe MSE on ``history`` (rows x ``spec.features``), the default unless beaten
-    by more than ``tolerance``. Candidates whose window needs more than a tenth of the history are skipped."""
+    """The lag set with the lowest probe MSE on ``history`` (rows x ``spec.features``), or, within ``tolerance`` of
+    it, the default, else the one with the fewest lags. Candidates needing more than a tenth of the history are
+    skipped."""
     cands = candidates if candidates is not None else candidate_lags(period, spec.horizon)
     cands = {k: v for k, v in cands.items() if max(v) + spec.horizon <= len(history) // 10}
     if "default" not in cands:
         cands = {"default": DEFAULT_LAGS} | cands
     scores = {label: probe_mse(history, replace(spec, lags=lags)) for label, lags in cands.items()}
-    best = min(scores, key=scores.__getitem__)
-    if not scores[best] < (1.0 - tolerance) * scores["default"]:
-        best = "default"
+    best = min(scores.values())
+    # the fewest lags within ``tolerance`` of the best (the default first among equals)
+    near = [label for label in cands if scores[label] <= (1.0 + tolerance) * best]
+    label = min(near, key=lambda k: (k != "default", len(cands[k]), scores[k]))
     log.info(
-        "lags on the history: %s %s (probe MSE %s)", best, cands[best], {k: round(v, 5) for k, v in scores.items()}
+        "lags on the history: %s %s (probe MSE %s)", label, cands[label], {k: round(v, 5) for k, v in scores.items()}
     )
-    return LagChoice(cands[best], best, period, scores, cands)
+    return LagChoice(cands[label], label, period, scores, cands)

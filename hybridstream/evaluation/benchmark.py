@@ -130,6 +130,29 @@ def channel_split(prep: Prepared, spec: FeatureSpec) -> tuple[np.ndarray, np.nda
     return prep.matrix[:val_end], prep.matrix[val_end - lead : end], lead
 
 
+def lags_on_history(
+    prep: Prepared, make_spec: Callable[[str], FeatureSpec], period: int | None, log: Callable[[str], None] = print
+) -> tuple[Callable[[str], FeatureSpec], dict[str, dict]]:
+    """``make_spec`` with each target's lags chosen on its history rows only (train + validation; the
+    trainer's :func:`training_job.lag_choice.choose_lags`, as ``train pretrain --lags auto`` chooses them), and
+    the choices (target -> :meth:`~training_job.lag_choice.LagChoice.to_dict`, filled as targets are asked for)."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from training_job.lag_choice import choose_lags  # noqa: PLC0415
+
+    choices: dict[str, dict] = {}
+
+    def spec_for(target: str) -> FeatureSpec:
+        spec = make_spec(target)
+        if target not in choices:
+            choice = choose_lags(prep.matrix[: prep.borders[1]], spec, period)
+            choices[target] = choice.to_dict()
+            log(f"  {target}: lags {','.join(map(str, choice.lags))} ({choice.label}) chosen on the history")
+        return replace(spec, lags=tuple(choices[target]["lags"]))
+
+    return spec_for, choices
+
+
 def errors(forecast: np.ndarray, y: np.ndarray, ok: np.ndarray) -> dict[str, float]:
     e = (forecast - y)[ok]
     return (
