@@ -23,6 +23,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listening(port: int) -> bool:
+    """True if something accepts connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def port_in_use(port: int) -> bool:
+    """True if something listens on 127.0.0.1:port or the port cannot be bound."""
+    if listening(port):
+        return True
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None) -> None:
     """Block until 127.0.0.1:port accepts connections; raise with the log tail if not."""
     deadline = time.monotonic() + timeout
@@ -60,6 +79,14 @@ def spawn(
         )
     pid_file.write_text(str(proc.pid))
     return proc
+
+
+def read_pid(pid_file: Path) -> int:
+    """The PID written in ``pid_file``; 0 when there is none (no file, empty, not a number)."""
+    try:
+        return int(pid_file.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def pid_alive(pid: int) -> bool:
@@ -112,9 +139,30 @@ class SingleProcessServer:
     def log_file(self) -> Path:
         return self.state_dir / f"{self.process_name}.log"
 
+    def running(self) -> bool:
+        """True if the process in the PID file is alive."""
+        pid = read_pid(self.pid_file)
+        return bool(pid) and pid_alive(pid)
+
     def stop(self) -> bool:
         """Stop the process by its PID; True if one was running."""
         return stop_pid(self.pid_file)
+
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the process (no clean shutdown) and return once it is gone; the PID file stays."""
+        pid = read_pid(self.pid_file)
+        if not pid or not pid_alive(pid):
+            return
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:  # a child of ours stays a zombie until reaped
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                if not pid_alive(pid):
+                    return
+            time.sleep(0.05)
 
     def destroy(self) -> None:
         """Stop and delete all state."""

@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from hybridstream.servers.process import (
     STATE_DIR,
     _tail,
     free_port,
+    listening,
     pid_alive,
     spawn,
     stop_pid,
@@ -97,13 +97,6 @@ rgw data = {state}/rgw
 """
 
 
-def port_in_use(port: int) -> bool:
-    """True if something accepts connections on 127.0.0.1:port."""
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 class RadosGatewayError(RuntimeError):
     """The local Ceph cluster or its gateway did not come up."""
 
@@ -153,7 +146,7 @@ class RadosGateway:
                 f"missing {', '.join(missing)}: apt-get install --no-install-recommends "
                 "ceph-mon ceph-osd radosgw ceph-common (scripts/setup.sh does it)"
             )
-        if port_in_use(self.port):
+        if listening(self.port):
             raise RadosGatewayError(f"127.0.0.1:{self.port} is already in use (another radosgw?): pick --port")
         deadline = time.monotonic() + timeout
         if self.state_dir.exists():

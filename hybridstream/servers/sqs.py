@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,15 @@ from typing import ClassVar
 
 from hybridstream.servers.jarserver import java_command, run_server_cli, server_parser
 from hybridstream.servers.maven import fetch_jars
-from hybridstream.servers.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
+from hybridstream.servers.process import (
+    CACHE_DIR,
+    STATE_DIR,
+    SingleProcessServer,
+    free_port,
+    listening,
+    spawn,
+    wait_for_port,
+)
 
 ELASTICMQ_VERSION = os.environ.get("HYBRIDSTREAM_ELASTICMQ_VERSION", "1.7.1")
 ELASTICMQ_HOME = CACHE_DIR / f"elasticmq-{ELASTICMQ_VERSION}"
@@ -42,13 +49,6 @@ rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "127.0.0.1", sqs
 rest-stats {{ enabled = false }}
 aws {{ region = {region}, accountId = {account} }}
 """
-
-
-def port_in_use(port: int) -> bool:
-    """True if something accepts connections on 127.0.0.1:port."""
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def fetch(quiet: bool = True) -> Path:
@@ -102,7 +102,7 @@ class SqsServer(SingleProcessServer):
         """Start the server; return when it answers SQS API calls."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.stop()
-        if port_in_use(self.port):
+        if listening(self.port):
             raise RuntimeError(f"127.0.0.1:{self.port} is already in use (another SQS server?): pick --port")
         proc = spawn(self._command(), self.log_file, self.pid_file)
         deadline = time.monotonic() + timeout

@@ -44,7 +44,6 @@ from hybridstream.servers.process import (
     STATE_DIR,
     SingleProcessServer,
     free_port,
-    pid_alive,
     spawn,
     wait_for_port,
 )
@@ -109,14 +108,6 @@ class Toxiproxy(SingleProcessServer):
         return f"http://{self.host}:{self.port}"
 
     # ---- process ------------------------------------------------------------------------------
-    def running(self) -> bool:
-        if not self.pid_file.exists():
-            return False
-        try:
-            return pid_alive(int(self.pid_file.read_text().strip() or 0))
-        except ValueError:
-            return False
-
     def start(self, timeout: float = 15.0) -> Toxiproxy:
         """Start the server (building it first if needed); return when its API answers."""
         binary = fetch()
