@@ -214,7 +214,7 @@ def _throughput(collector: Collector) -> float:
 def _edge_over(ctx: Context, name: str, records: list, n_good: int) -> tuple[EdgeProcess, Collector, Collector, dict]:
     """Preload ``records``, start the app, wait for ``n_good`` predictions; return the collectors."""
     work, prefix = ctx.work(name)
-    bootstrap = ctx.stack.kafka().bootstrap
+    bootstrap = ctx.servers.kafka().bootstrap
     cfg = edge_config(work, bootstrap, prefix, ctx.models, devices=GOOD_DEVICES, windows={"max_records": 1000})
     topics = cfg["topics"]
     produce(bootstrap, topics["readings"], records, timeout=120)

@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridstream.datasets import TURBINE
+from hybridstream.servers.local import LocalServers
 from hybridstream.servers.process import CACHE_DIR, REPO_ROOT
 
 log = logging.getLogger("hybridstream.chaos")
@@ -37,86 +37,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
             return True
         time.sleep(interval)
     return bool(predicate())
-
-
-# ---- servers -------------------------------------------------------------------------------------
-class Stack:
-    """Real local servers under one private temp folder, each started at first use."""
-
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root or tempfile.mkdtemp(prefix="hybridstream-chaos-"))
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._kafka = self._mqtt = self._s3 = self._tox = self._sqs = None
-
-    def kafka(self):
-        if self._kafka is None:
-            from hybridstream.servers.kafka import KafkaBroker
-
-            self._kafka = KafkaBroker.for_port(state_root=self.root).start()
-        return self._kafka
-
-    def kill_kafka(self) -> None:
-        """SIGKILL the broker (no clean shutdown: its log is recovered at the next start)."""
-        broker = self.kafka()
-        pid = int(broker.pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(pid), 10)
-
-    def start_kafka_again(self) -> float:
-        """Start the killed broker on the same ports and data; seconds until it accepts connections."""
-        began = time.monotonic()
-        self._kafka.start(timeout=90)
-        return time.monotonic() - began
-
-    def mqtt(self):
-        if self._mqtt is None:
-            from hybridstream.servers.mosquitto import Mosquitto
-
-            self._mqtt = Mosquitto.for_port(state_root=self.root)
-            self._mqtt.start()
-        return self._mqtt
-
-    def s3(self):
-        if self._s3 is None:
-            from hybridstream.servers.radosgw import RadosGateway
-
-            self._s3 = RadosGateway.for_port(state_root=self.root).start()
-        return self._s3
-
-    def toxiproxy(self):
-        if self._tox is None:
-            from hybridstream.servers.toxiproxy import Toxiproxy
-
-            self._tox = Toxiproxy.for_port(state_root=self.root).start()
-        return self._tox
-
-    def sqs(self):
-        if self._sqs is None:
-            from hybridstream.servers.sqs import SqsServer
-
-            self._sqs = SqsServer.for_port(state_root=self.root)
-            self._sqs.start()
-        return self._sqs
-
-    def close(self) -> None:
-        for server in (self._tox, self._sqs, self._s3, self._mqtt, self._kafka):
-            if server is not None:
-                try:
-                    server.destroy()
-                except Exception as exc:  # keep stopping the others
-                    log.warning("stopping %s: %s", type(server).__name__, exc)
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of ours counts as dead
-        return os.waitpid(pid, os.WNOHANG)[0] != pid
-    except ChildProcessError:
-        return True
 
 
 # ---- models --------------------------------------------------------------------------------------
@@ -498,9 +418,9 @@ def tally_windows(state_dir: Path, local_root: Path | None = None, s3: Any = Non
 
 @dataclass
 class Context:
-    """Passed to every scenario: the stack, the models, the mode and a private work folder each."""
+    """Passed to every scenario: the servers, the models, the mode and a private work folder each."""
 
-    stack: Stack
+    servers: LocalServers
     models: Models
     quick: bool
     work_root: Path

@@ -33,8 +33,7 @@ class Link:
 
 
 def open_link(ctx: Context, name: str, thing: str) -> Link:
-    stack = ctx.stack
-    broker, gw, tox = stack.mqtt(), stack.s3(), stack.toxiproxy()
+    broker, gw, tox = ctx.servers.mosquitto(), ctx.servers.radosgw(), ctx.servers.toxiproxy()
     mqtt = tox.create_proxy(f"{name}-mqtt", upstream=f"127.0.0.1:{broker.port}")
     s3 = tox.create_proxy(f"{name}-s3", upstream=f"127.0.0.1:{gw.port}")
     client = gw.client()
@@ -48,7 +47,7 @@ def open_link(ctx: Context, name: str, thing: str) -> Link:
 
 def cloud_config(ctx: Context, link: Link, thing: str) -> tuple[dict[str, Any], dict[str, str]]:
     """Config overrides and environment for an edge app whose cloud link goes through the proxies."""
-    broker, gw = ctx.stack.mqtt(), ctx.stack.s3()
+    broker, gw = ctx.servers.mosquitto(), ctx.servers.radosgw()
     cert = broker.client_cert(thing)
     extra = {
         "thing_name": thing,

@@ -89,7 +89,7 @@ def model_faults(ctx: Context) -> Result:
         per_device = ctx.pick(1500, 4000)
         run = start_stream(ctx, "model-faults", devices, per_device, 200.0)
         topic = run.cfg["topics"]["notices"]
-        bootstrap = ctx.stack.kafka().bootstrap
+        bootstrap = ctx.servers.kafka().bootstrap
         v1, v2 = _manifest(ctx.models.speed).version, _manifest(ctx.models.speed2).version
         faults = bad_models(ctx, run.work / "bad")
         if not wait_for(lambda: run.predicted() > 200, 60):

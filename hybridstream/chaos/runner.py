@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hybridstream.chaos.harness import Context, Readings, Stack, train_models
+from hybridstream.chaos.harness import Context, Readings, train_models
 from hybridstream.chaos.report import write
 from hybridstream.chaos.result import Result
+from hybridstream.servers.local import LocalServers
 from hybridstream.servers.process import REPO_ROOT
 
 FAMILIES = ["edge_sigkill", "broker", "link", "disk", "trainer", "model_faults", "fuzz", "load", "security"]
@@ -79,12 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     log.info("chaos: %d scenario(s), %s mode; training the tiny models (cached)", len(chosen), mode)
     models = train_models()
-    stack = Stack()
+    servers = LocalServers.bare(Path(tempfile.mkdtemp(prefix="hybridstream-chaos-")))  # each started at first use
     results: list[Result] = []
     try:
         with tempfile.TemporaryDirectory(prefix="hybridstream-chaos-work-") as tmp:
             work = args.keep or tmp
-            ctx = Context(stack=stack, models=models, quick=args.quick, work_root=Path(work), readings=Readings())
+            ctx = Context(servers=servers, models=models, quick=args.quick, work_root=Path(work), readings=Readings())
             for name, func in chosen:
                 log.info("chaos: scenario %s ...", name)
                 result = func(ctx)
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                     result.error or [k for k, ok in result.checks.items() if not ok] or "",
                 )
     finally:
-        stack.close()
+        servers.destroy()
         meta = {
             "command": "make chaos" + (" QUICK=1" if args.quick else ""),
             "known_failing": args.known_failing,

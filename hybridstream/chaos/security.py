@@ -198,7 +198,7 @@ def foreign_client_cert(folder: Path) -> tuple[Path, Path]:
 
 def security(ctx: Context) -> Result:
     def body(result: Result) -> None:
-        broker = ctx.stack.mqtt()
+        broker = ctx.servers.mosquitto()
         good = broker.client_cert("sec-good")
         with tempfile.TemporaryDirectory() as tmp:
             fcert, fkey = foreign_client_cert(Path(tmp))

@@ -71,7 +71,7 @@ def start_stream(
     **cfg_extra: Any,
 ) -> Run:
     work, prefix = ctx.work(name)
-    bootstrap = ctx.stack.kafka().bootstrap
+    bootstrap = ctx.servers.kafka().bootstrap
     cfg = edge_config(work, bootstrap, prefix, ctx.models, **cfg_extra)
     topics = cfg["topics"]
     records = ctx.readings.batch(devices, start_index, per_device)

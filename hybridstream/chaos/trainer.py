@@ -88,7 +88,7 @@ def _worker(env: dict[str, str], queue: str, bucket: str, log: Path, s3_endpoint
 def trainer_faults(ctx: Context) -> Result:
     def body(result: Result) -> None:
         work, prefix = ctx.work("trainer")
-        gw, sqs_server, tox = ctx.stack.s3(), ctx.stack.sqs(), ctx.stack.toxiproxy()
+        gw, sqs_server, tox = ctx.servers.radosgw(), ctx.servers.sqs(), ctx.servers.toxiproxy()
         s3, sqs = gw.client(), sqs_server.client()
         windows, models = f"chaos-win-{prefix.strip('.')}", f"chaos-mod-{prefix.strip('.')}"
         for b in (windows, models):

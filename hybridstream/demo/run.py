@@ -24,8 +24,8 @@ from hybridstream.demo.results import (
     unique_predictions,
     with_online_linear,
 )
-from hybridstream.demo.stack import LocalStack, StackError
 from hybridstream.demo.supervisor import Interrupted, Supervisor
+from hybridstream.servers.local import LocalServers, ServersError
 
 REPO = sc.REPO
 MODES = ("edge-cloud", "edge", "cloud")
@@ -99,7 +99,7 @@ class Demo:
         self.scenarios = [sc.build(name, opts.rows) for name in opts.scenarios]
         total = sum(len(s.messages) for s in self.scenarios)
         self.progress = Progress(total, opts.rate, opts.tail_s, len(self.scenarios), opts.progress_s)
-        self.stack: LocalStack | None = None
+        self.stack: LocalServers | None = None
         self.router = None
         self.batch_dir: Path | None = None
         self.spec = None  # the batch model's FeatureSpec: the offline online_linear baseline uses it too
@@ -126,7 +126,7 @@ class Demo:
         except Interrupted as exc:
             self.status = f"interrupted ({exc})"
             print(f"\ndemo: {self.status}: everything started was stopped", flush=True)
-        except (StackError, DemoError) as exc:
+        except (ServersError, DemoError) as exc:
             self.status = f"failed: {exc}"
             print(f"demo: {self.status}", file=sys.stderr, flush=True)
         except Exception as exc:  # a bug: the traceback goes to the logs, everything is still stopped
@@ -154,7 +154,7 @@ class Demo:
         self.progress.stage = "servers"
         print("demo: starting Kafka, radosgw (S3), ElasticMQ (SQS), mosquitto (mTLS) on 127.0.0.1", flush=True)
         ports = {name: self.opts.ports.get(name, 0) for name in ("kafka", "radosgw", "sqs", "mosquitto")}
-        self.stack = LocalStack(state_root=self.work / "stack", ports=ports)
+        self.stack = LocalServers(state_root=self.work / "stack", ports=ports)
         self.sup.on_stop(self.stack.stop)
         self.stack.start()
         for name, pid in self.stack.pids().items():
@@ -175,11 +175,8 @@ class Demo:
 
     def _link(self) -> None:
         """toxiproxy between the edge side and the cloud servers: half the RTT each way, the bandwidth each way."""
-        from hybridstream.servers.toxiproxy import Toxiproxy
-
         rtt, mbit = float(self.opts.link.get("rtt_ms", 40)), float(self.opts.link.get("mbit", 20))
-        tp = Toxiproxy.for_port(state_root=self.work).start()
-        self.sup.on_stop(tp.stop)
+        tp = self.stack.toxiproxy()  # stopped with the other servers
         self.sup.adopt("toxiproxy", int(tp.pid_file.read_text()))
         proxies = {}
         for name, port in (("mqtt", self.edge_mqtt_port), ("s3", self.stack.info["radosgw"]["port"])):

@@ -17,7 +17,7 @@ from typing import Any
 from hybridstream.results.query import QUERIES, Request, table_text, utc_text
 
 REPO = Path(__file__).resolve().parents[2]
-LOCAL_BUCKET = "hybridstream-windows"  # the local stack's windows bucket (hybridstream.demo.stack.LocalStack)
+LOCAL_BUCKET = "hybridstream-windows"  # the local stack's windows bucket (hybridstream.servers.local.BUCKETS)
 POLL_S = 1.0  # Athena polling interval
 ATHENA_DEFAULT_DAYS = 7  # without --since, Athena reads the last week (the workgroup's scan limit applies anyway)
 
@@ -122,10 +122,9 @@ def local_s3(args: argparse.Namespace) -> Any:
     config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2})
     if args.endpoint:  # a new session: the credentials in the environment now, not ones a default session cached
         return boto3.session.Session().client("s3", endpoint_url=args.endpoint, config=config)
-    from hybridstream.demo.stack import status
-    from hybridstream.servers.process import STATE_DIR
+    from hybridstream.servers.local import STACK_ROOT, status
 
-    stack_file = STATE_DIR / "stack" / "stack.json"
+    stack_file = STACK_ROOT / "stack.json"
     rows = [r for r in status() if r["server"] == "radosgw"]
     if not rows or not all(r["running"] for r in rows):
         return None

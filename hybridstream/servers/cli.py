@@ -174,16 +174,16 @@ def _toxiproxy(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     import sys
 
-    from hybridstream.demo.stack import LocalStack, StackError, status
+    from hybridstream.servers.local import LocalServers, ServersError, status
 
     ports = {n: 0 if args.free_ports else getattr(args, f"{n}_port") for n in ("kafka", "radosgw", "sqs", "mosquitto")}
-    stack = LocalStack(ports=ports)
+    stack = LocalServers(ports=ports)
     if stack.stack_file.exists() and any(r["running"] for r in status(stack.state_root)):
         print(f"a local stack is running ({stack.stack_file}): `hybridstream local down` first", file=sys.stderr)
         return 1
     try:
         stack.start()
-    except StackError as exc:
+    except ServersError as exc:
         print(f"hybridstream local up: {exc}", file=sys.stderr)
         return 1
     _print_status(status(stack.state_root))
@@ -192,7 +192,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from hybridstream.demo.stack import down
+    from hybridstream.servers.local import down
 
     stopped = down()
     print("stopped: " + ", ".join(stopped) if stopped else "no local stack running")
@@ -209,7 +209,7 @@ def _print_status(rows: list[dict]) -> None:
 def _status(args: argparse.Namespace) -> int:
     import json
 
-    from hybridstream.demo.stack import status
+    from hybridstream.servers.local import status
 
     rows = status()
     if args.json:

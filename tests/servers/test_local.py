@@ -1,5 +1,5 @@
-"""The local stack as one unit: a taken port or a server that does not come up is named, and
-everything started so far is stopped."""
+"""The local servers as one unit (hybridstream.servers.local): a taken port or a server that does
+not come up is named, and everything started so far is stopped; one server starts at first use."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridstream.demo.stack import LocalStack, StackError, status
+from hybridstream.servers.local import LocalServers, ServersError, status
 from hybridstream.servers.process import pid_alive
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3]
@@ -19,8 +19,10 @@ def test_a_port_in_use_is_named_and_nothing_starts(tmp_path):
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        stack = LocalStack(state_root=tmp_path / "stack", ports={"kafka": 0, "radosgw": 0, "sqs": port, "mosquitto": 0})
-        with pytest.raises(StackError, match=rf"port already in use: sqs 127\.0\.0\.1:{port}"):
+        stack = LocalServers(
+            state_root=tmp_path / "stack", ports={"kafka": 0, "radosgw": 0, "sqs": port, "mosquitto": 0}
+        )
+        with pytest.raises(ServersError, match=rf"port already in use: sqs 127\.0\.0\.1:{port}"):
             stack.start()
     assert stack.servers == {} and status(tmp_path / "stack") == []
 
@@ -35,7 +37,7 @@ def test_a_server_that_does_not_come_up_stops_the_others(tmp_path):
     broker = Mosquitto.for_port(port, tmp_path / "stack")
     broker.make_certs()
     (broker.certs / "server.crt").write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
-    stack = LocalStack(state_root=tmp_path / "stack", ports={"mosquitto": port})
+    stack = LocalServers(state_root=tmp_path / "stack", ports={"mosquitto": port})
     started: list[str] = []
     pids: list[int] = []
 
@@ -43,8 +45,23 @@ def test_a_server_that_does_not_come_up_stops_the_others(tmp_path):
         started.append(name)
         pids.extend(int(Path(pf).read_text()) for pf in st.info[name]["pid_files"])
 
-    with pytest.raises(StackError) as err:
+    with pytest.raises(ServersError) as err:
         stack.start(on_started=note)
     assert "mosquitto (127.0.0.1:" in str(err.value) and "everything started was stopped" in str(err.value)
     assert "mosquitto" not in started and started  # the others did come up ...
     assert pids and not [pid for pid in pids if pid_alive(pid)]  # ... and were stopped
+
+
+def test_a_server_starts_at_first_use_once_and_destroy_removes_its_state(tmp_path):
+    servers = LocalServers.bare(tmp_path / "servers")
+    with pytest.raises(ValueError, match="unknown server 'ftp'"):
+        servers.get("ftp")
+    broker = servers.mosquitto()
+    assert servers.get("mosquitto") is broker and broker.running()
+    (row,) = status(servers.state_root)
+    assert (row["server"], row["port"], row["running"]) == ("mosquitto", broker.port, True)
+    pid = int(broker.pid_file.read_text())
+    broker.kill()  # SIGKILL, gone when it returns
+    assert not pid_alive(pid)
+    servers.destroy()
+    assert not servers.state_root.exists() and servers.servers == {}
