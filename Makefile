@@ -66,10 +66,10 @@ chaos: setup ## fault injection (broker/edge/trainer kills, link faults via toxi
 	$(PY) -m hybridstream.chaos $(if $(QUICK),--quick) $(CHAOS_ARGS)
 
 kafka-up: setup ## start a Kafka broker on 127.0.0.1:9092
-	$(PY) -m hybridstream.servers.kafka start
+	$(PY) -m hybridstream local kafka start
 
 kafka-down: ## stop it
-	$(PY) -m hybridstream.servers.kafka stop
+	$(PY) -m hybridstream local kafka stop
 
 clean: ## remove build output and local server state (keeps .venv and caches)
 	rm -rf cdk.out .local .pytest_cache .ruff_cache bench-out

@@ -31,6 +31,7 @@ GROUPS: dict[str, str] = {
 # module ships to devices (e.g. `edge replay`: edge_app/ stays free of dev tools)
 GROUP_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "edge": ("hybridstream.devtools.cli",),
+    "local": ("hybridstream.demo.cli",),  # `local demo`, `local experiment`: the servers import no demo
 }
 
 

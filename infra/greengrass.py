@@ -279,7 +279,7 @@ def kafka_libs(folder: Path) -> Path:
         return folder
     raise FileNotFoundError(
         f"Kafka broker jars ({BROKER_JAR_GLOB}) missing in {folder}: run `make setup` "
-        "(or `python -m hybridstream.servers.kafka fetch`), or set context kafka_libs_dir"
+        "(or `hybridstream local kafka fetch`), or set context kafka_libs_dir"
     )
 
 

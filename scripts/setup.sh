@@ -47,9 +47,9 @@ case "$node_major" in
 esac
 
 echo "==> maven: Apache Kafka broker jars"
-.venv/bin/python -m hybridstream.servers.kafka fetch
-echo "==> maven: ElasticMQ jars (local SQS)"; .venv/bin/python -m hybridstream.servers.sqs fetch
+.venv/bin/python -m hybridstream local kafka fetch
+echo "==> maven: ElasticMQ jars (local SQS)"; .venv/bin/python -m hybridstream local sqs fetch
 echo "==> go: toxiproxy v2.12.0 (network fault proxy for make chaos; built once into .cache/)"
-.venv/bin/python -m hybridstream.servers.toxiproxy fetch
+.venv/bin/python -m hybridstream local toxiproxy fetch
 touch .venv/.setup-done
 echo "==> setup done"

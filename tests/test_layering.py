@@ -21,6 +21,11 @@ ALLOWED = {
     "infra": {"model_contract"},
     "hybridstream": set(PROJECT),  # the CLI, local stack, demo, chaos, fleet tooling: never shipped to a device
 }
+# inside the tooling: hybridstream.<subpackage> -> the hybridstream subpackages it may import. The local
+# servers are what the demo, chaos, the benchmarks and the tests start servers through: nothing above them
+TOOLING_ALLOWED = {
+    "servers": {"servers"},
+}
 # dev tools that live beside a shipped package but are left out of its artifact (infra.training.TRAINER_EXCLUDE)
 DEV_TOOLS = {"training_job/bench.py"}
 WIRE = (
@@ -68,3 +73,28 @@ def test_the_wire_contract_is_standard_library_only():
     for rel in WIRE:
         outside = {m for m in _imports(REPO / rel) if m.split(".")[0] not in stdlib}
         assert outside == set(), rel
+
+
+def _tooling_subpackages() -> set[str]:
+    root = REPO / "hybridstream"
+    return {p.stem for p in root.iterdir() if (p.is_dir() and (p / "__init__.py").exists()) or p.suffix == ".py"}
+
+
+@pytest.mark.parametrize("sub", TOOLING_ALLOWED)
+def test_a_tooling_subpackage_imports_only_what_is_below_it(sub):
+    subpackages = _tooling_subpackages()
+    wrong = []
+    for path in sorted((REPO / "hybridstream" / sub).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                below = len(parts) < 2 or parts[1] not in subpackages or parts[1] in TOOLING_ALLOWED[sub]
+                if parts[0] == "hybridstream" and not below:
+                    wrong.append(f"{path.relative_to(REPO).as_posix()}: import {name}")
+    assert wrong == [], f"hybridstream/{sub} may import only hybridstream.{sorted(TOOLING_ALLOWED[sub])}"

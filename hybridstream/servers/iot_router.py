@@ -15,12 +15,11 @@ The S3 -> EventBridge -> ``model_published`` trigger (writes of ``models/<name>/
 for by a poller of the models bucket (every ``poll_s``), which calls the handler with an EventBridge
 "Object Created" event for each new ETag of a ``LATEST`` object.
 
-    python -m hybridstream.servers.iot_router --stack .local/stack/stack.json [--mode edge-cloud]
+    hybridstream local router [--mode edge-cloud] [--stack .local/stack/stack.json]
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 import importlib.util
@@ -376,16 +375,13 @@ def from_stack(stack_file: Path, mode: str, client_name: str = "iot-router") -> 
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hybridstream local router", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", type=Path, default=REPO / ".local" / "stack" / "stack.json")
-    parser.add_argument("--mode", default="edge-cloud", choices=["edge-cloud", "edge", "cloud"])
-    args = parser.parse_args(argv)
-    if not args.stack.exists():
-        print(f"no local stack described at {args.stack}: run `hybridstream local up` first", file=sys.stderr)
+def run(stack_file: Path, mode: str) -> int:
+    """``hybridstream local router``: route until Ctrl-C, the counters on stderr every 10 s."""
+    if not stack_file.exists():
+        print(f"no local stack described at {stack_file}: run `hybridstream local up` first", file=sys.stderr)
         return 1
-    router = from_stack(args.stack, args.mode).start()
-    print(f"IoT router: {len(router.rules)} rules of mode {args.mode}; Ctrl-C to stop", file=sys.stderr)
+    router = from_stack(stack_file, mode).start()
+    print(f"IoT router: {len(router.rules)} rules of mode {mode}; Ctrl-C to stop", file=sys.stderr)
     try:
         while True:
             time.sleep(10)
@@ -395,7 +391,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         router.stop()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """A real Apache Kafka broker (KRaft, single node) on 127.0.0.1, jars from Maven Central.
 
-    python -m hybridstream.servers.kafka fetch          # mvn: jars into .cache/kafka/libs
-    python -m hybridstream.servers.kafka start [--port 9092]
-    python -m hybridstream.servers.kafka stop
+    hybridstream local kafka fetch          # mvn: jars into .cache/kafka-<v>/libs
+    hybridstream local kafka start [--port 9092]
+    hybridstream local kafka stop
 
 State (data, log, pid) lives in ``.local/kafka-<port>/``; a broker is stopped by its PID.
 """
@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from hybridstream.servers.jarserver import java_command, run_server_cli, server_parser
+from hybridstream.servers.jarserver import java_command
 from hybridstream.servers.maven import fetch_jars
 from hybridstream.servers.process import CACHE_DIR, STATE_DIR, SingleProcessServer, free_port, spawn, wait_for_port
 from model_contract import kafka_broker
@@ -94,25 +93,3 @@ class KafkaBroker(SingleProcessServer):
             self.stop()
             raise
         return self
-
-
-def _started(broker: KafkaBroker, args: object) -> None:
-    broker.start()
-    print(f"kafka up at {broker.bootstrap} (pid {broker.pid_file.read_text()}, log {broker.log_file})")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser, start = server_parser(
-        "hybridstream-kafka", __doc__, jars="broker", default_port=9092, start_help="start a broker on 127.0.0.1"
-    )
-    start.add_argument("--controller-port", type=int, default=9093)
-    return run_server_cli(
-        parser.parse_args(argv),
-        fetch=fetch,
-        server=lambda a: KafkaBroker(a.port, getattr(a, "controller_port", 0), STATE_DIR / f"kafka-{a.port}"),
-        start=_started,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

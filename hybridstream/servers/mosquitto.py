@@ -1,7 +1,7 @@
 """An IoT Core stand-in on 127.0.0.1: Debian's ``mosquitto`` with mutual TLS.
 
-    python -m hybridstream.servers.mosquitto start [--port 8883]   # prints endpoint + cert paths
-    python -m hybridstream.servers.mosquitto stop  [--port 8883] [--wipe]
+    hybridstream local mosquitto start [--port 8883]   # prints endpoint + cert paths
+    hybridstream local mosquitto stop  [--port 8883] [--wipe]
 
 At start, openssl generates (once per state folder, never committed) a CA, a server certificate for
 ``127.0.0.1`` and ``localhost`` (SAN) and a client certificate ``client``; more clients come from
@@ -16,14 +16,11 @@ stopped by its PID.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pwd
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,29 +204,3 @@ class Mosquitto(SingleProcessServer):
             "key": str(client.key),
             "log": str(self.log_file),
         }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hybridstream local mosquitto", description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["start", "stop"])
-    parser.add_argument("--port", type=int, default=8883)
-    parser.add_argument("--wipe", action="store_true", help="with stop: delete the state folder (certificates too)")
-    args = parser.parse_args(argv)
-    broker = Mosquitto.for_port(args.port)
-    if args.action == "start":
-        try:
-            broker.start()
-        except (MosquittoError, RuntimeError, TimeoutError) as exc:
-            print(f"mosquitto did not start: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(broker.info(), indent=1))
-        return 0
-    was_running = broker.stop()
-    if args.wipe:
-        shutil.rmtree(broker.state_dir, ignore_errors=True)
-    print("stopped" if was_running else "not running")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

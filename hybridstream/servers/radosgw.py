@@ -1,7 +1,7 @@
 """A real S3-compatible server on 127.0.0.1: a single-node Ceph cluster plus radosgw.
 
-    python -m hybridstream.servers.radosgw start [--port 7480]   # prints endpoint + keys
-    python -m hybridstream.servers.radosgw stop  [--port 7480] [--wipe]
+    hybridstream local radosgw start [--port 7480]   # prints endpoint + keys
+    hybridstream local radosgw stop  [--port 7480] [--wipe]
 
 One monitor, one memstore OSD and one radosgw (beast frontend, ``tcp_nodelay=1``), all
 configured with ``auth = none`` and every ``ms_*_mode = crc`` (with auth none and the
@@ -13,12 +13,10 @@ daemon is stopped by its PID. memstore keeps objects in RAM: a restart loses the
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -309,33 +307,3 @@ class RadosGateway:
 
 def _ceph_name(daemon: str) -> str:
     return {"mon": "mon.a", "osd": "osd.0", "rgw": "client.rgw"}[daemon]
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hybridstream-radosgw", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    start = sub.add_parser("start", help="start mon + OSD + radosgw on 127.0.0.1 and create an S3 user")
-    start.add_argument("--port", type=int, default=7480, help="S3 port (default 7480)")
-    start.add_argument("--timeout", type=float, default=90.0)
-    stop = sub.add_parser("stop", help="stop the cluster started on --port, by PID")
-    stop.add_argument("--port", type=int, default=7480)
-    stop.add_argument("--wipe", action="store_true", help="also delete its state folder")
-    args = parser.parse_args(argv)
-    gw = RadosGateway(port=args.port, state_dir=STATE_DIR / f"radosgw-{args.port}")
-    if args.cmd == "start":
-        began = time.monotonic()
-        gw.start(timeout=args.timeout)
-        print(f"radosgw up at {gw.endpoint} in {time.monotonic() - began:.1f}s (keys in {gw.keys_file})")
-        print(json.dumps(gw.credentials()))
-    else:
-        stopped = gw.stop()
-        if args.wipe:
-            gw.destroy()
-        print("stopped" if stopped else "not running")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """A real SQS-compatible server on 127.0.0.1: ElasticMQ (jars from Maven Central), moto as fallback.
 
-    python -m hybridstream.servers.sqs fetch             # mvn: jars into .cache/elasticmq-<v>/libs
-    python -m hybridstream.servers.sqs start [--port 9324] [--queue training]
-    python -m hybridstream.servers.sqs stop  [--port 9324]
+    hybridstream local sqs fetch             # mvn: jars into .cache/elasticmq-<v>/libs
+    hybridstream local sqs start [--port 9324] [--queue training]
+    hybridstream local sqs stop  [--port 9324]
 
 ElasticMQ (``org.elasticmq:elasticmq-server_2.13``) implements the SQS API including
 long polling, visibility timeouts and redrive policies (a message received more than
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from hybridstream.servers.jarserver import java_command, run_server_cli, server_parser
+from hybridstream.servers.jarserver import java_command
 from hybridstream.servers.maven import fetch_jars
 from hybridstream.servers.process import (
     CACHE_DIR,
@@ -141,33 +141,3 @@ class SqsServer(SingleProcessServer):
         attrs = {"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)}
         url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
         return url, dlq
-
-
-def _started(server: SqsServer, args) -> None:
-    began = time.monotonic()
-    server.start()
-    url, dlq = server.create_queue(args.queue, max_receive_count=args.max_receive_count)
-    print(f"sqs ({server.backend}) up at {server.endpoint} in {time.monotonic() - began:.1f}s")
-    print(json.dumps({"endpoint": server.endpoint, "queue_url": url, "dlq_url": dlq}))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser, start = server_parser(
-        "hybridstream-sqs",
-        __doc__,
-        jars="ElasticMQ",
-        default_port=9324,
-        start_help="start a server on 127.0.0.1 and create a queue + DLQ",
-    )
-    start.add_argument("--queue", default="training", help="queue to create with a <name>-dlq (default training)")
-    start.add_argument("--max-receive-count", type=int, default=3)
-    return run_server_cli(
-        parser.parse_args(argv),
-        fetch=fetch,
-        server=lambda a: SqsServer(port=a.port, state_dir=STATE_DIR / f"sqs-{a.port}"),
-        start=_started,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

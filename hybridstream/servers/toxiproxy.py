@@ -1,8 +1,8 @@
 """A real TCP fault proxy on 127.0.0.1: Shopify's toxiproxy (built from its Go module, cached in ``.cache/``).
 
-    python -m hybridstream.servers.toxiproxy fetch            # go install ...@v2.12.0 into .cache/ (once)
-    python -m hybridstream.servers.toxiproxy start [--port 8474]
-    python -m hybridstream.servers.toxiproxy stop  [--port 8474]
+    hybridstream local toxiproxy fetch            # go install ...@v2.12.0 into .cache/ (once)
+    hybridstream local toxiproxy start [--port 8474]
+    hybridstream local toxiproxy stop  [--port 8474]
 
 Put a proxy between a client and a server, then break the link on purpose::
 
@@ -25,13 +25,11 @@ State (log, PID) lives in ``.local/toxiproxy-<port>/``; the server is stopped by
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -269,35 +267,3 @@ class Proxy:
 
     def delete(self) -> None:
         self.api.request("DELETE", f"/proxies/{self.name}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hybridstream local toxiproxy",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument("action", choices=["fetch", "start", "stop"])
-    parser.add_argument("--port", type=int, default=8474, help="API port (default 8474)")
-    parser.add_argument("--wipe", action="store_true", help="with stop: delete its state folder too")
-    args = parser.parse_args(argv)
-    try:
-        if args.action == "fetch":
-            print(fetch(quiet=False))
-            return 0
-        server = Toxiproxy.for_port(args.port)
-        if args.action == "start":
-            server.start()
-            print(json.dumps({"api": server.url, "version": server.version(), "log": str(server.log_file)}))
-            return 0
-    except (ToxiproxyError, RuntimeError, TimeoutError) as exc:
-        print(f"toxiproxy: {exc}", file=sys.stderr)
-        return 1
-    was_running = server.stop()
-    if args.wipe:
-        shutil.rmtree(server.state_dir, ignore_errors=True)
-    print("stopped" if was_running else "not running")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

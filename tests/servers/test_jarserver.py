@@ -1,4 +1,5 @@
-"""The Java servers' shared JVM command line and fetch/start/stop CLI (hybridstream.servers.jarserver)."""
+"""The Java servers' shared JVM command line (hybridstream.servers.jarserver) and their fetch/start/stop CLI
+(``hybridstream local kafka|sqs``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_the_broker_keeps_its_jvm_options(tmp_path):
 
 @pytest.mark.parametrize(("module", "extra"), [("kafka", "--controller-port"), ("sqs", "--max-receive-count")])
 def test_the_same_cli_for_both_servers(module, extra, tmp_path):
-    run = [sys.executable, "-m", f"hybridstream.servers.{module}"]
+    run = [sys.executable, "-m", "hybridstream", "local", module]
     top = subprocess.run([*run, "--help"], capture_output=True, text=True, check=True).stdout
     assert all(word in top for word in ("fetch", "start", "stop"))
     start = subprocess.run([*run, "start", "--help"], capture_output=True, text=True, check=True).stdout
