@@ -11,9 +11,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from hybridstream.chaos.harness import Context, wait_for
+from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import finish_stream, guarded, start_stream
+from hybridstream.devtools.edge import wait_for
 
 DISK_WORDS = ("no space left", "disk full", "enospc")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from hybridstream.chaos.harness import Context, wait_for
+from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import finish_stream, guarded, start_stream
+from hybridstream.devtools.edge import wait_for
 
 
 def edge_sigkill(ctx: Context) -> Result:

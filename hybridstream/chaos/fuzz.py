@@ -20,9 +20,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hybridstream.chaos.harness import Collector, Context, EdgeProcess, edge_config, produce, wait_for
+from hybridstream.chaos.harness import Context, edge_config
 from hybridstream.chaos.result import Result, ledger
 from hybridstream.chaos.stream import guarded
+from hybridstream.devtools.edge import Collector, EdgeProcess, produce, wait_for
 from hybridstream.servers.process import CACHE_DIR
 
 GOOD_DEVICES = [f"g{i}" for i in range(5)]
@@ -217,9 +218,9 @@ def _edge_over(ctx: Context, name: str, records: list, n_good: int) -> tuple[Edg
     bootstrap = ctx.servers.kafka().bootstrap
     cfg = edge_config(work, bootstrap, prefix, ctx.models, devices=GOOD_DEVICES, windows={"max_records": 1000})
     topics = cfg["topics"]
-    produce(bootstrap, topics["readings"], records, timeout=120)
-    preds = Collector(bootstrap, topics["predictions"], parse=False)
-    dead = Collector(bootstrap, topics["deadletter"])
+    produce(bootstrap, topics["readings"], [v for _, v in records], [k for k, _ in records], timeout=120)
+    preds = Collector(bootstrap, topics["predictions"], parse=False).start()
+    dead = Collector(bootstrap, topics["deadletter"]).start()
     edge = EdgeProcess(work, cfg).start()
     ok = wait_for(lambda: len(preds.records) >= n_good, ctx.pick(120, 400), 0.2)
     time.sleep(1.0)

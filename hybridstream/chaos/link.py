@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybridstream.chaos.harness import Context, MqttListener, tally_windows, wait_for
+from hybridstream.chaos.harness import Context, MqttListener, tally_windows
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import Run, finish_stream, guarded, start_stream
+from hybridstream.devtools.edge import wait_for
 
 
 @dataclass

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hybridstream.chaos.harness import Context, produce, wait_for
+from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import finish_stream, guarded, start_stream
+from hybridstream.devtools.edge import produce, wait_for
 
 
 def _manifest(model: Path):
@@ -99,7 +100,7 @@ def model_faults(ctx: Context) -> Result:
             return [e for e in list(run.events.records) if e.get("event") == "model_rejected"]
 
         def send(notice: dict[str, Any]) -> None:
-            produce(bootstrap, topic, [(None, json.dumps(notice).encode())])
+            produce(bootstrap, topic, [json.dumps(notice).encode()])
 
         # 1. the bad ones, while the configured v1 serves
         plain = [k for k in faults if k != "absurd outputs after swap"]

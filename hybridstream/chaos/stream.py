@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hybridstream.chaos.harness import Collector, Context, EdgeProcess, Feeder, edge_config, tally_windows, wait_for
+from hybridstream.chaos.harness import Context, Feeder, edge_config, tally_windows
 from hybridstream.chaos.result import Result, ledger
+from hybridstream.devtools.edge import Collector, EdgeProcess, wait_for
 
 
 @dataclass
@@ -75,9 +76,9 @@ def start_stream(
     cfg = edge_config(work, bootstrap, prefix, ctx.models, **cfg_extra)
     topics = cfg["topics"]
     records = ctx.readings.batch(devices, start_index, per_device)
-    predictions = Collector(bootstrap, topics["predictions"])
-    deadletter = Collector(bootstrap, topics["deadletter"])
-    events = Collector(bootstrap, topics["events"])
+    predictions = Collector(bootstrap, topics["predictions"]).start()
+    deadletter = Collector(bootstrap, topics["deadletter"]).start()
+    events = Collector(bootstrap, topics["events"]).start()
     edge = EdgeProcess(work, cfg, env=env).start()
     feeder = Feeder(bootstrap, topics["readings"], records, rate)
     run = Run(ctx, work, prefix, cfg, edge, feeder, predictions, deadletter, events)

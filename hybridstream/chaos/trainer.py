@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hybridstream.chaos.harness import TURBINE, Context, read_rows, wait_for
+from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import guarded
+from hybridstream.datasets import TURBINE
+from hybridstream.devtools.edge import read_rows, wait_for
 from hybridstream.servers.process import REPO_ROOT
 
 NAME = "speed-chaos"

@@ -25,6 +25,8 @@ from hybridstream.demo.results import (
     with_online_linear,
 )
 from hybridstream.demo.supervisor import Interrupted, Supervisor
+from hybridstream.devtools.edge import create_topics, edge_argv
+from hybridstream.devtools.edge import topics as kafka_topics
 from hybridstream.servers.local import LocalServers, ServersError
 
 REPO = sc.REPO
@@ -332,7 +334,7 @@ class Demo:
     def _start_edge(self, name: str, config: Path, collector: Collector, started_before: int) -> None:
         sub = "forward" if self.opts.mode == "cloud" else "run"
         env = {**self.env, "AWS_ENDPOINT_URL_S3": self.edge_s3}
-        proc = self.sup.spawn(name, self._cli("edge", sub, "--config", str(config)), self.logs / f"{name}.log", env=env)
+        proc = self.sup.spawn(name, edge_argv(config, sub), self.logs / f"{name}.log", env=env)
         if self.cgroup is not None:
             self.cgroup.add(proc.pid)
         deadline = time.monotonic() + 90
@@ -364,16 +366,10 @@ class Demo:
         raise DemoError(f"the edge app's consumer group {group} got no partition in time (log: {name}.log)")
 
     def _create_topics(self, topics: list[str]) -> None:
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "log_level": 3})
-        futures = admin.create_topics([NewTopic(t, 1, 1) for t in topics])
-        for topic, fut in futures.items():
-            try:
-                fut.result(30)
-            except Exception as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise DemoError(f"could not create Kafka topic {topic}: {exc}") from exc
+        try:
+            create_topics(self.stack.info["kafka"]["bootstrap"], topics)
+        except RuntimeError as exc:
+            raise DemoError(str(exc)) from exc
 
     def _models_count(self, thing: str) -> tuple[int, int]:
         """(published, refused) speed models of ``thing`` in the models bucket."""
@@ -423,7 +419,7 @@ class Demo:
         opts = self.opts
         thing = f"pi-{scenario.name}"
         prefix = f"demo.{scenario.name}."
-        topics = {r: prefix + r for r in ("readings", "predictions", "metrics", "deadletter", "events", "notices")}
+        topics = kafka_topics(prefix)
         self._create_topics(list(topics.values()))
         collector = Collector(
             self.stack.info["kafka"]["bootstrap"],

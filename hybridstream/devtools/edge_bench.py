@@ -155,15 +155,6 @@ def echo(bootstrap: str, src: str, dst: str, count: int, start: int) -> None:
     consumer.close()
 
 
-def _make_topics(bootstrap: str, names: list[str]) -> None:
-    """Create topics up front (one partition): a consumer does not see topics born after its first lookup."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(n, 1) for n in names]).values():
-        future.result(30)
-
-
 def _echo_throughput(bootstrap: str, env: dict, count: int, dst: str, dst_from: int) -> float:
     """The bare echo's throughput (records/s) over the preloaded readings: ``count`` records consumed from
     ``sensor.readings`` and produced to ``dst`` by a separate process (:func:`echo`, the app's client settings
@@ -183,11 +174,13 @@ def _echo_throughput(bootstrap: str, env: dict, count: int, dst: str, dst_from: 
 
 def _start_edge(work: Path, config: Path, env: dict, log_name: str) -> tuple[subprocess.Popen, Path]:
     """``python -m edge_app run`` as its own process (as Greengrass runs it), once it consumes."""
+    from hybridstream.devtools.edge import edge_argv
+
     log_path = work / log_name
     _say(f"starting the edge app: {sys.executable} -m edge_app run --config {config} (log {log_path.name})")
     with open(log_path, "wb") as log:
         edge = subprocess.Popen(
-            [sys.executable, "-m", "edge_app", "-v", "run", "--config", str(config)],
+            edge_argv(config, shipped=True),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -253,7 +246,7 @@ def _steady_latency(
 def run_bench(args: argparse.Namespace) -> dict:
     from confluent_kafka import Consumer
 
-    from hybridstream.devtools.edge import read_rows, train_model
+    from hybridstream.devtools.edge import create_topics, read_rows, train_model
     from hybridstream.devtools.replay import csv_records, replay
     from hybridstream.servers.kafka import KafkaBroker
     from model_contract import default_spec
@@ -312,7 +305,7 @@ def run_bench(args: argparse.Namespace) -> dict:
 
         config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        _make_topics(bootstrap, ["echo.tp", "echo.in", "echo"])
+        create_topics(bootstrap, ["echo.tp", "echo.in", "echo"])
         # the pipeline's own limit: the same records, broker and client settings through a bare echo, before
         # and after the app (the mean of the two is the figure: the machine's load drifts during a run)
         echo_runs = [_echo_throughput(bootstrap, env, args.records, "echo.tp", 0)]

@@ -197,9 +197,7 @@ def one_run(bootstrap: str, env: dict, run: int, args: argparse.Namespace, log: 
 
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from hybridstream.devtools.edge import read_rows, train_model
+    from hybridstream.devtools.edge import create_topics, read_rows, spawn_edge, train_model
     from hybridstream.devtools.edge_bench import bench_config
     from hybridstream.servers.kafka import KafkaBroker
 
@@ -209,10 +207,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         broker.start()
         bootstrap = broker.bootstrap
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        topics = ["sensor.readings", "predictions", "echo.in", "echo"]
-        for future in admin.create_topics([NewTopic(t, 1) for t in topics]).values():
-            future.result(30)
+        create_topics(bootstrap, ["sensor.readings", "predictions", "echo.in", "echo"])
         _say("training the batch and speed models (LSTM(40) -> Dense(10) -> Dense(1))")
         models = work / "models"
         batch = train_model(read_rows(DATASET / "train.csv", 0, 2000), models, name="batch", kind="batch", units=40,
@@ -221,9 +216,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                             dense=10, seed=7)  # fmt: skip
         config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        log = open(work / "edge.log", "wb")  # noqa: SIM115
-        edge = subprocess.Popen([sys.executable, "-m", "edge_app", "-v", "run", "--config", str(config)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)  # fmt: skip
+        edge = spawn_edge(config, work / "edge.log")
         # the echo: the bench's own consume->produce loop, for the whole session (count = "forever")
         echo = subprocess.Popen([sys.executable, "-m", "hybridstream.devtools.edge_bench", "--echo", bootstrap,
                                  "echo.in", "echo", str(10**9), str(0)], env=env, cwd=REPO)  # fmt: skip

@@ -90,13 +90,21 @@ def read_pid(pid_file: Path) -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs; a zombie (exited, not yet reaped) counts as gone. Reaps nothing,
+    so a ``Popen`` of the caller still gets its child's exit code."""
+    if pid <= 0:  # os.kill(0, ...) would signal our own process group
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except PermissionError:  # someone else's process: it exists
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone since; or no /proc (not Linux), where os.kill's answer stands
+        return not Path("/proc/self").exists()
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # the state follows "(comm)", which may hold spaces
 
 
 def stop_pid(pid_file: Path, timeout: float = 15.0) -> bool:

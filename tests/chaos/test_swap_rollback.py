@@ -8,9 +8,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hybridstream.devtools.edge import notice_for, read_rows, reading_json, save_model
+from hybridstream.devtools.edge import (
+    collect,
+    edge_config,
+    notice_for,
+    produce,
+    read_rows,
+    reading_json,
+    save_model,
+    wait_for,
+)
 from model_contract import Manifest
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce, wait_for
+from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 

@@ -15,16 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from hybridstream.servers.process import pid_alive
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.slow]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.timeout(400)
@@ -58,4 +52,4 @@ def test_short_demo_predicts_every_reading_trains_and_swaps_a_model(tmp_path):
     # no process left behind: servers, edge app, trainer, pre-training
     names = {p["name"] for p in results["processes"]}
     assert {"kafka", "sqs", "mosquitto", "trainer", "edge-none"} <= names, names
-    assert [p for p in results["processes"] if _alive(p["pid"])] == []
+    assert [p for p in results["processes"] if pid_alive(p["pid"])] == []

@@ -4,7 +4,6 @@ after the demo itself was killed (the next run reaps them from the PID file)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,23 +12,12 @@ import time
 from pathlib import Path
 
 from hybridstream.demo.supervisor import Supervisor, group_alive, reap_pid_file
+from hybridstream.servers.process import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 # a child that forks a grandchild, both sleeping; the grandchild's PID goes to a file
 FORKER = "import os, sys, time\nif os.fork() == 0:\n    open(sys.argv[1], 'w').write(str(os.getpid()))\n" \
          "    time.sleep(600)\nelse:\n    time.sleep(600)\n"  # fmt: skip
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for us
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _wait_file(path: Path, timeout: float = 10) -> int:
@@ -50,7 +38,7 @@ def test_stop_all_stops_children_and_grandchildren(tmp_path):
         grandchildren = [_wait_file(tmp_path / f"g{i}") for i in range(2)]
         assert json.loads((tmp_path / "pids.json").read_text()).keys() == {"c0", "c1"}
     for pid in [p.pid for p in procs] + grandchildren:
-        assert not _alive(pid), pid
+        assert not pid_alive(pid), pid
     assert not (tmp_path / "pids.json").exists()
 
 
@@ -76,7 +64,7 @@ def test_ctrl_c_in_the_parent_stops_everything(tmp_path):
     parent.send_signal(signal.SIGINT)
     out, _ = parent.communicate(timeout=30)
     assert "interrupted" in out
-    assert not _alive(child) and not _alive(grandchild)
+    assert not pid_alive(child) and not pid_alive(grandchild)
 
 
 def test_a_killed_demo_is_reaped_by_the_next_run(tmp_path):
@@ -86,4 +74,4 @@ def test_a_killed_demo_is_reaped_by_the_next_run(tmp_path):
     pid_file.write_text(json.dumps({"edge": {"pid": proc.pid, "pgid": proc.pid}}))
     assert reap_pid_file(pid_file) == [proc.pid]
     proc.wait(10)
-    assert not group_alive(proc.pid) and not _alive(grandchild)
+    assert not group_alive(proc.pid) and not pid_alive(grandchild)

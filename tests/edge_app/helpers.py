@@ -1,84 +1,22 @@
-"""Shared helpers for the edge app's broker-backed tests."""
+"""Helpers of the edge app's broker-backed tests that only a test needs (the app in a thread, a
+Lambda's fresh import, a group's committed offset); the rest is the edge test kit,
+:mod:`hybridstream.devtools.edge`."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import subprocess
 import sys
 import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
 from edge_app.forward import Forwarder
-from edge_app.mqtt import MtlsTransport
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def edge_config(tmp_path: Path, bootstrap: str, prefix: str, models, **extra: Any) -> dict[str, Any]:
-    """A config dict with per-test topics, state and window folders."""
-    cfg: dict[str, Any] = {
-        "thing_name": "pi-test",
-        "bootstrap": bootstrap,
-        "group_id": prefix + "edge",
-        "topics": {
-            "readings": prefix + "readings",
-            "predictions": prefix + "predictions",
-            "metrics": prefix + "metrics",
-            "deadletter": prefix + "deadletter",
-            "events": prefix + "events",
-            "notices": prefix + "notices",
-        },
-        "models": {"batch": str(models.batch), "speed": str(models.speed), "speed_name": "speed"},
-        "state_dir": str(tmp_path / "state"),
-        "windows": {"max_records": 100, "max_seconds": 600, "local_root": str(tmp_path / "uploads")},
-        "metrics_interval_s": 1.0,
-        "kafka": {"poll_timeout_s": 0.05},
-    }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            cfg[key] = {**cfg[key], **value}
-        else:
-            cfg[key] = value
-    return cfg
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    for i, value in enumerate(values):
-        producer.produce(topic, value, keys[i] if keys else None)
-    assert producer.flush(30) == 0
-
-
-def collect(bootstrap: str, topic: str, count: int, timeout: float = 30.0, raw: bool = False) -> list:
-    """Read ``count`` records of ``topic`` from the start (fewer if ``timeout`` passes first)."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"collect-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    out: list = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            for msg in consumer.consume(1000, 0.2):
-                if msg.error() is None:
-                    out.append(msg if raw else json.loads(msg.value()))
-    finally:
-        consumer.close()
-    return out
 
 
 class RunningThread:
@@ -131,19 +69,6 @@ class ForwarderThread(RunningThread):
         self.thread.start()
 
 
-def spawn_app(config_path: Path, log_path: Path, command: str = "run") -> subprocess.Popen:
-    """``python -m edge_app <command>`` as a separate process (what Greengrass runs)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "edge_app", "-v", command, "--config", str(config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-        )
-
-
 def load_lambda(folder: str):
     """A fresh import of ``lambdas/<folder>/handler.py`` (registered in sys.modules: dataclasses need that)."""
     name = f"{folder}_handler_under_test"
@@ -152,30 +77,6 @@ def load_lambda(folder: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def mqtt_client(server: Any, name: str, **override: Any) -> MtlsTransport:
-    """An mTLS client of the local mosquitto with a fresh certificate for ``name`` (the cloud side, a Pi)."""
-    cert = server.client_cert(name)
-    kwargs: dict[str, Any] = {
-        "endpoint": server.host,
-        "port": server.port,
-        "cert": str(cert.cert),
-        "key": str(cert.key),
-        "ca": str(server.ca),
-        "client_id": f"{name}-{uuid.uuid4().hex[:6]}",
-        "flow_control": False,
-    }
-    return MtlsTransport(**{**kwargs, **override})
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def committed_offset(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:

@@ -28,9 +28,8 @@ from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
 from edge_app.device_store import save_device_state
 from edge_app.models import load_model
-from hybridstream.devtools.edge import read_rows, reading_json, save_model
+from hybridstream.devtools.edge import collect, edge_config, produce, read_rows, reading_json, save_model
 from model_contract import Manifest
-from tests.edge_app.helpers import collect, edge_config, produce
 
 pytestmark = pytest.mark.kafka
 BATCHES = (1, 3, 120, 2, 97, 40, 1, 250, 5, 128, 64, 1, 200)  # record counts of the consumed batches, cycled

@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hybridstream.devtools.edge import expected_forecasts, read_rows, reading_json
+from hybridstream.devtools.edge import collect, edge_config, expected_forecasts, produce, read_rows, reading_json
 from model_contract import FeatureBuffer, Manifest, default_spec
 from model_contract.calendar import parse_timestamp
 from model_contract.runtime import TFLiteModel
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce
+from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 N = 60

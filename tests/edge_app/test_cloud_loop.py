@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hybridstream.devtools.edge import read_rows, reading_json
+from hybridstream.devtools.edge import collect, edge_config, mqtt_client, produce, read_rows, reading_json, wait_for
 from model_contract import FeatureSpec, Manifest
 from model_contract.messages import ModelNotice
-from tests.edge_app.helpers import AppThread, collect, edge_config, load_lambda, mqtt_client, produce, wait_for
+from tests.edge_app.helpers import AppThread, load_lambda
 from training_job.notices import parse_queue_message as trainer_parse
 from training_job.windows import parse_window
 

@@ -15,9 +15,10 @@ import pytest
 from edge_app.config import ConfigError, EdgeConfig
 from edge_app.mqtt import GreengrassTransport, MtlsTransport, PublishFailed, make_transport
 from edge_app.uploaders import S3Uploader, UploadWorker, make_uploader
+from hybridstream.devtools.edge import wait_for
 from infra.topic_rules import MESSAGE_SCHEMAS, rule_named
 from model_contract.messages import WindowNotice
-from tests.edge_app.helpers import load_lambda, wait_for
+from tests.edge_app.helpers import load_lambda
 from training_job.notices import parse_queue_message as trainer_parse
 
 KEY = "windows/pi-1/2017/01/14/T1.1f9360_20170114T000000Z_2.csv"

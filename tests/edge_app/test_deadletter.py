@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from hybridstream.devtools.edge import read_rows, reading_json
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce
+from hybridstream.devtools.edge import collect, edge_config, produce, read_rows, reading_json
+from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 

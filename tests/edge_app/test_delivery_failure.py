@@ -9,8 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
 from edge_app.kafka_io import DeliveryFailed
-from hybridstream.devtools.edge import read_rows, reading_json
-from tests.edge_app.helpers import edge_config, produce
+from hybridstream.devtools.edge import edge_config, produce, read_rows, reading_json
 
 pytestmark = pytest.mark.kafka
 

@@ -19,19 +19,19 @@ from pathlib import Path
 import pytest
 
 from hybridstream.datasets import TURBINE
-from hybridstream.devtools.edge import read_rows, reading_json, write_config
-from model_contract import FeatureSpec
-from model_contract.features import rows_to_matrix
-from tests.edge_app.helpers import (
-    ForwarderThread,
+from hybridstream.devtools.edge import (
     collect,
-    committed_offset,
-    load_lambda,
     mqtt_client,
     produce,
-    spawn_app,
+    read_rows,
+    reading_json,
+    spawn_edge,
     wait_for,
+    write_config,
 )
+from model_contract import FeatureSpec
+from model_contract.features import rows_to_matrix
+from tests.edge_app.helpers import ForwarderThread, committed_offset, load_lambda
 from training_job.notices import parse_queue_message as trainer_parse
 
 pytestmark = pytest.mark.kafka
@@ -229,14 +229,14 @@ def test_sigterm_mid_stream_then_restart_loses_nothing(kafka_bootstrap, topic_pr
         feeder_done.set()
 
     try:
-        first = spawn_app(config_path, log_path, "forward")
+        first = spawn_edge(config_path, log_path, "forward")
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         assert wait_for(lambda: len(cloud.new_readings()) >= 600, 20), log_path.read_text()[-3000:]
         first.send_signal(signal.SIGTERM)  # mid-stream
         assert first.wait(20) == 0, log_path.read_text()[-3000:]
         assert len(set(cloud.new_readings())) < len(expected), "stopped too late to test a restart"
-        second = spawn_app(config_path, log_path, "forward")
+        second = spawn_edge(config_path, log_path, "forward")
         try:
             feeder.join(20)
             assert wait_for(lambda: set(cloud.new_readings()) >= set(expected), 20), log_path.read_text()[-3000:]

@@ -10,10 +10,10 @@ import pytest
 
 from edge_app.combiners import make_combiner
 from edge_app.forecasts import FORECAST_COLUMNS
-from hybridstream.devtools.edge import expected_forecasts, read_rows, reading_json
+from hybridstream.devtools.edge import collect, edge_config, expected_forecasts, produce, read_rows, reading_json
 from model_contract import FeatureBuffer, Manifest, rows_to_matrix
 from model_contract.forecasts import decode_lines
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce
+from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from hybridstream.devtools.edge import read_rows, reading_json
+from hybridstream.devtools.edge import collect, edge_config, produce, read_rows, reading_json
 from model_contract.conformal import WARM_KEY, ConformalInterval
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce
+from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 

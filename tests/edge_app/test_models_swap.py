@@ -8,9 +8,20 @@ import time
 
 import pytest
 
-from hybridstream.devtools.edge import expected_forecasts, notice_for, read_rows, reading_json, save_model, train_model
+from hybridstream.devtools.edge import (
+    collect,
+    edge_config,
+    expected_forecasts,
+    notice_for,
+    produce,
+    read_rows,
+    reading_json,
+    save_model,
+    train_model,
+    wait_for,
+)
 from model_contract import FeatureSpec, Manifest, sha256_bytes
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce, wait_for
+from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from edge_app.models import S3Fetcher
-from hybridstream.devtools.edge import read_rows, reading_json
+from hybridstream.devtools.edge import collect, edge_config, produce, read_rows, reading_json, wait_for
 from model_contract import Manifest
 from model_contract.messages import ModelNotice, parse_model_notice
-from tests.edge_app.helpers import AppThread, collect, edge_config, produce, wait_for
+from tests.edge_app.helpers import AppThread
 
 
 def _announce(bucket: str, model_path, published_at: int | None = None) -> tuple[dict, bytes, bytes]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hybridstream.cli import main
-from tests.edge_app.helpers import collect
+from hybridstream.devtools.edge import collect
 
 pytestmark = pytest.mark.kafka
 

@@ -9,43 +9,27 @@ import shutil
 import signal
 import threading
 import time
-import uuid
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Consumer
 
-from hybridstream.devtools.edge import notice_for, read_rows, reading_json, write_config
+from hybridstream.devtools.edge import (
+    Collector,
+    edge_config,
+    notice_for,
+    produce,
+    read_rows,
+    reading_json,
+    spawn_edge,
+    wait_for,
+    write_config,
+)
 from model_contract import Manifest
-from tests.edge_app.helpers import committed_offset, edge_config, produce, spawn_app, wait_for
+from tests.edge_app.helpers import committed_offset
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DEVICES = ("t1", "t2")
-
-
-class Collector(threading.Thread):
-    """Reads a topic from the start into ``records`` until stopped."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        super().__init__(daemon=True)
-        self.records: list[dict] = []
-        self._halt = threading.Event()
-        self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
-        )
-        self._consumer.subscribe([topic])
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            for msg in self._consumer.consume(500, 0.1):
-                if msg.error() is None:
-                    self.records.append(json.loads(msg.value()))
-        self._consumer.close()
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
 
 
 def test_sigkill_mid_stream_then_restart_predicts_every_reading(kafka_bootstrap, topic_prefix, edge_models, tmp_path):
@@ -63,7 +47,7 @@ def test_sigkill_mid_stream_then_restart_predicts_every_reading(kafka_bootstrap,
 
     preds = Collector(kafka_bootstrap, topics["predictions"])
     preds.start()
-    first = spawn_app(config_path, tmp_path / "edge-1.log")
+    first = spawn_edge(config_path, tmp_path / "edge-1.log")
     second = None
     feeder = threading.Thread(target=feed)
     try:
@@ -75,7 +59,7 @@ def test_sigkill_mid_stream_then_restart_predicts_every_reading(kafka_bootstrap,
         first.wait(10)
         killed_at = len(preds.records)
         assert killed_at < len(inputs)  # really mid-stream
-        second = spawn_app(config_path, tmp_path / "edge-2.log")
+        second = spawn_edge(config_path, tmp_path / "edge-2.log")
         assert feeder.is_alive()  # the stream is still flowing while the app is down
         feeder.join()
         covered = lambda: inputs <= {(p["device"], p["timestamp"]) for p in list(preds.records)}  # noqa: E731
@@ -127,7 +111,7 @@ def test_a_notice_consumed_before_a_crash_is_finished_after_restart(
     notice = notice_for(edge_models.speed2, model=str(incoming))
     v2 = Manifest.load(edge_models.speed2.with_name("manifest.json")).version
     pointer = tmp_path / "state" / "speed-model.json"
-    first = spawn_app(config_path, tmp_path / "edge-1.log")
+    first = spawn_edge(config_path, tmp_path / "edge-1.log")
     second = None
     try:
         log1 = tmp_path / "edge-1.log"
@@ -141,7 +125,7 @@ def test_a_notice_consumed_before_a_crash_is_finished_after_restart(
         assert not pointer.exists()  # it never swapped
         incoming.unlink()
         shutil.copyfile(edge_models.speed2, incoming)
-        second = spawn_app(config_path, tmp_path / "edge-2.log")
+        second = spawn_edge(config_path, tmp_path / "edge-2.log")
         produce(kafka_bootstrap, topics["readings"], [reading_json(r, "t1") for r in rows[200:]])
         swapped = lambda: pointer.exists() and json.loads(pointer.read_text())["version"] == v2  # noqa: E731
         assert wait_for(swapped, timeout=30), (tmp_path / "edge-2.log").read_text()[-3000:]

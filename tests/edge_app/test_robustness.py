@@ -8,8 +8,8 @@ import pytest
 
 import edge_app.state
 from edge_app.combiners import make_combiner
-from hybridstream.devtools.edge import read_rows, reading_json
-from tests.edge_app.helpers import AppThread, collect, committed_offset, edge_config, produce, wait_for
+from hybridstream.devtools.edge import collect, edge_config, produce, read_rows, reading_json, wait_for
+from tests.edge_app.helpers import AppThread, committed_offset
 
 pytestmark = pytest.mark.kafka
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from hybridstream.devtools.edge import collect, produce
 from hybridstream.greengrass.release import local_release, wheelhouse
 from hybridstream.greengrass.runner import LocalCore
 from hybridstream.servers.process import free_port
-from tests.edge_app.helpers import collect, produce
 
 pytestmark = [
     pytest.mark.kafka,
