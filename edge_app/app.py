@@ -10,6 +10,7 @@ module of its own:
 :mod:`edge_app.device_store`  per-device state saved at commit points, restored after a restart
 :mod:`edge_app.telemetry`     counters, events, dead letters, metrics records
 :mod:`edge_app.swap`          the speed-model hot swap (notices in, verified models out)
+:mod:`edge_app.serving`       which models serve: the batch and speed model, a swap and its rollback
 :mod:`edge_app.kafka_io`      Kafka client settings, topics, the output producer, commits
 ============================= ==================================================================
 
@@ -36,11 +37,13 @@ from edge_app.batch_path import BatchBuffers
 from edge_app.combiners import warm_start_mismatch
 from edge_app.config import EdgeConfig
 from edge_app.device_store import DeviceStore
+from edge_app.drift import make_detector
 from edge_app.intervals import DeviceBand, IntervalConfig
 from edge_app.kafka_io import DeliveryFailed, Outputs
 from edge_app.metrics import ErrorStats
-from edge_app.models import FETCHERS, S3Fetcher, load_model
+from edge_app.models import FETCHERS, LoadedModel, S3Fetcher, load_model
 from edge_app.mqtt import make_transport
+from edge_app.serving import Serving
 from edge_app.stages import StageClock
 from edge_app.state import DeviceState
 from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model
@@ -104,20 +107,20 @@ class EdgeApp:
         m = cfg.models
         FETCHERS["s3"] = S3Fetcher(m.s3_endpoint_url, m.s3_region, m.max_model_bytes)  # client made at first use
 
-        self.batch = load_model(m.batch, m.batch_manifest, num_threads=m.num_threads)
-        self.spec = self.batch.manifest.feature_spec
+        batch = load_model(m.batch, m.batch_manifest, num_threads=m.num_threads)
+        self.spec = batch.manifest.feature_spec
         self.batch_buffers = BatchBuffers(cfg.kafka.batch_size, self.spec.input_shape)  # edge_app.batch_path
-        self.admission = Admission.from_config(cfg, self.spec, self.batch.manifest)
-        self.combiner_warm = combiner_warm_start(cfg.combination, self.spec, self.batch.manifest)
+        self.admission = Admission.from_config(cfg, self.spec, batch.manifest)
+        self.combiner_warm = combiner_warm_start(cfg.combination, self.spec, batch.manifest)
         self.interval_cfg = cfg.interval_config
-        self.interval_warm = interval_warm_start(self.interval_cfg, self.batch.manifest)
-        self.speed, speed_published_at = initial_speed_model(m, self.spec, self.pointer)
+        self.interval_warm = interval_warm_start(self.interval_cfg, batch.manifest)
+        speed, speed_published_at = initial_speed_model(m, self.spec, self.pointer)
         log.info(
             "serving batch %s %s and speed %s %s (spec %s)",
-            self.batch.name,
-            self.batch.version,
-            self.speed.name,
-            self.speed.version,
+            batch.name,
+            batch.version,
+            speed.name,
+            speed.version,
             self.spec.to_dict(),
         )
 
@@ -132,10 +135,12 @@ class EdgeApp:
             store=self.state_dir / "models",
             journal=self.state_dir / "notices-pending.json",
         )
-        self.swapper.serve(self.speed, speed_published_at)
-        bounds = value_bounds(self.batch.manifest, cfg.out_of_range_k if cfg.out_of_range_k is not None else 50.0)
+        bounds = value_bounds(batch.manifest, cfg.out_of_range_k if cfg.out_of_range_k is not None else 50.0)
         target = self.spec.target_index
-        self.swap_guard = SwapGuard((bounds[0][target], bounds[1][target]) if bounds else None)
+        guard = SwapGuard((bounds[0][target], bounds[1][target]) if bounds else None)
+        self.serving = Serving(
+            batch, speed, guard=guard, swapper=self.swapper, pointer=self.pointer, speed_published_at=speed_published_at
+        )
         resumed = self.swapper.resume()  # notices consumed (offsets committed) but not finished by a previous run
         if resumed:
             log.info("resuming %d pending model notice(s) from a previous run", resumed)
@@ -153,6 +158,16 @@ class EdgeApp:
         self.residual_index = {"batch": 0, "speed": 1, "hybrid": 2}[cfg.drift_residual]
         gc.collect()
         gc.freeze()  # start-up objects (models, clients, modules) never get scanned by the cyclic GC again
+
+    @property
+    def batch(self) -> LoadedModel:
+        """The batch model (:attr:`serving`)."""
+        return self.serving.batch
+
+    @property
+    def speed(self) -> LoadedModel:
+        """The speed model serving now (:attr:`serving`; changed by :meth:`swap_speed`, :meth:`roll_back_speed`)."""
+        return self.serving.speed
 
     @property
     def producer(self) -> Any:
@@ -183,6 +198,49 @@ class EdgeApp:
         self.counters.windows_closed += 1
         self.uploads.submit(path, meta)
 
+    # ---- the speed model (the loop's thread) --------------------------------------------------
+    def swap_speed(self, loaded: LoadedModel) -> None:
+        """Serve ``loaded`` from the next record on (the loop calls this between two batches): it serves on
+        probation (:meth:`edge_app.serving.Serving.swap_in`), and what learned from the old model forgets it."""
+        old = self.serving.swap_in(loaded)
+        self._speed_model_changed()
+        self.counters.swaps += 1
+        log.info("speed model swapped: %s -> %s", old.version, loaded.version)
+        self.telemetry.event("model_swapped", name=loaded.name, old_version=old.version, new_version=loaded.version)
+
+    def roll_back_speed(self) -> None:
+        """Undo the last swap (its model forecast absurd values, ``serving.guard.due``): the previous speed model
+        serves again, the bad version is refused from now on, ``rollbacks`` is counted, ``model_rolled_back`` sent.
+        A path that cached the speed model reads :attr:`serving` again."""
+        guard = self.serving.guard
+        bad = self.serving.roll_back()
+        if bad is None:
+            return
+        previous = self.serving.speed
+        self._speed_model_changed()
+        self.counters.rollbacks += 1
+        reason = (
+            f"{guard.bad} of the first {guard.checked} speed forecasts after the swap were not finite or outside "
+            f"[{guard.lo:.4g}, {guard.hi:.4g}]"
+        )
+        log.error("speed model %s rolled back to %s: %s", bad.version, previous.version, reason)
+        self.telemetry.event(
+            "model_rolled_back",
+            name=bad.name,
+            bad_version=bad.version,
+            restored_version=previous.version,
+            reason=reason,
+        )
+
+    def _speed_model_changed(self) -> None:
+        """Every device's combiner forgets the old speed model's record (its ``on_swap`` rule); a drift detector
+        watching the speed residual starts afresh."""
+        reset_detector = self.residual_index == 1
+        for state in self.devices.values():
+            state.combiner.reset_speed()
+            if reset_detector:
+                state.detector = make_detector(self.cfg.detector_config)
+
     # ---- devices -----------------------------------------------------------------------------
     def new_device(self, device: str) -> DeviceState:
         """The state of a device seen for the first time (restored from the state folder if saved)."""
@@ -196,7 +254,7 @@ class EdgeApp:
             state.band = DeviceBand(self.interval_cfg, self.interval_warm, self._anomaly_reporter(device))
             if self.interval_warm is not None:
                 self.counters.interval_warm_starts += 1
-        if self.device_store.restore(state, (self.batch.version, self.speed.version)):
+        if self.device_store.restore(state, self.serving.versions):
             self.counters.devices_restored += 1
         self.devices[device] = state
         return state
@@ -227,7 +285,7 @@ class EdgeApp:
             return
         devices = self.devices
         states = [devices[d] for d in self.touched if d in devices]
-        self.device_store.save(states, (self.batch.version, self.speed.version))
+        self.device_store.save(states, self.serving.versions)
         self.touched.clear()
 
     # ---- the loop ----------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaException
 
-from edge_app import swap
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.records import encode_prediction
 from edge_app.steps import admit, consumer_error, forecast, restart_window, score
@@ -65,6 +64,7 @@ def process_batch(app: Any, msgs: list) -> None:
     readings_topic = cfg.topics.readings
     spec = app.spec
     admission = app.admission
+    serving = app.serving  # which models serve (edge_app.serving)
     dead = app.telemetry.dead
     internal_error = app.telemetry.internal_error
     counters = app.counters
@@ -124,16 +124,16 @@ def process_batch(app: Any, msgs: list) -> None:
     # 3. invoke: every row through each model at once
     batch_out, speed_out = buffers.batch, buffers.speed
     if m:
-        app.batch.model.predict_batch(rows[:m], batch_out)
-        app.speed.model.predict_batch(rows[:m], speed_out)
+        serving.batch.model.predict_batch(rows[:m], batch_out)
+        serving.speed.model.predict_batch(rows[:m], speed_out)
     b_list = batch_out[:m].tolist()  # Python floats, as predict_one returns
     s_list = speed_out[:m].tolist()
     t_invoke = clock()
 
     # 4. combiner (+ window spool), in reading order
-    versions = (app.batch.version, app.speed.version)
+    versions = serving.versions
     speed_version = versions[1]
-    guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
+    guard = serving.guard  # armed for the first forecasts after a swap (swap.SwapGuard)
     spool_add = app.spool.add
     done = []  # (msg, reading, state, forecast, errors, weights, versions)
     t_spool = 0.0
@@ -149,10 +149,10 @@ def process_batch(app: Any, msgs: list) -> None:
                 if guard.armed:
                     guard.observe(s)
                     if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
-                        swap.rollback_swap(app)
-                        versions = (app.batch.version, app.speed.version)
+                        app.roll_back_speed()
+                        versions = serving.versions
                         speed_version = versions[1]
-                        app.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
+                        serving.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
                         s_list[j:m] = speed_out[j:m].tolist()
                         s = s_list[j]
                 fc, band = forecast(state, b, s, rows[j], speed_version, horizon, pending, r.target, r.timestamp)

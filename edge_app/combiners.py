@@ -1,11 +1,14 @@
 """How the batch and the speed forecast are combined into the hybrid one.
 
 Every combiner follows the same small protocol (river style): ``predict_one(batch, speed, window)``
-returns the hybrid forecast, ``weights`` the (batch, speed) weights it used, and
+returns the hybrid forecast, ``weights`` the (batch, speed) coefficients it applied, and
 ``learn_one(batch, speed, y, context)`` updates it once the true value ``y`` has arrived, with the
 ``context()`` it returned when that forecast was made (``horizon`` records earlier).
 ``reset_speed()`` is called when a new speed model is swapped in. Only combiners with
 ``uses_window`` (``context``) read the lag window and keep a context; the others ignore both.
+``weights`` are weights (within [0, 1], summing to 1) for the convex combiners; for context stacking
+they are its regression coefficients on each model's forecast change (its ``coefficients``: they need not
+sum to 1, 0 for a muted model). The edge publishes them as the prediction record's ``weights`` field.
 
 This module is the registry and the factory; the combiners live in :mod:`edge_app.convex_combiners`
 (pure Python floats: a few multiplications per record, no allocation on ``predict_one``/``learn_one``
@@ -19,10 +22,10 @@ copy per forecast for its context), the expert layer in :mod:`edge_app.expert_we
 
 The default is ``dynamic`` with context stacking (half-life 1000 records), chosen by measurement
 on the turbine scenarios (docs/combination.md, ``hybridstream eval run``): it starts as the
-persistence forecast (weights 0) and learns from the lag window and both forecasts.
+persistence forecast (coefficients 0) and learns from the lag window and both forecasts.
 
 >>> c = make_combiner({}, target_index=4)
->>> c.name, type(c).__name__, c.weights
+>>> c.name, type(c).__name__, c.coefficients
 ('dynamic', 'ContextStacking', (0.0, 0.0))
 
 Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its keys):
@@ -88,7 +91,9 @@ class Combiner(Protocol):
     name: str
 
     @property
-    def weights(self) -> tuple[float, float]: ...
+    def weights(self) -> tuple[float, float]:
+        """Each model's coefficient in the last hybrid (convex weights, or the context stack's coefficients)."""
+        ...
 
     uses_window: bool
 

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from edge_app import kafka_io, swap
+from edge_app import kafka_io
 from edge_app.batch_path import process_batch
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.record_path import process_records
@@ -83,7 +83,7 @@ def run(app: Any, max_seconds: float | None = None) -> None:
         t0 = clock()
         loaded = app.swapper.take()
         if loaded is not None:
-            swap.apply_swap(app, loaded)
+            app.swap_speed(loaded)
         since = time.monotonic() - last_commit
         # positions here = everything processed so far
         if uncommitted and since >= commit_min and commit_point(app, block=since >= commit_every):

@@ -15,7 +15,6 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from edge_app import swap
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.records import encode_prediction
 from edge_app.steps import admit, consumer_error, forecast, restart_window, score
@@ -30,9 +29,10 @@ def process_records(app: Any, msgs: list) -> None:
     pred_topic = cfg.topics.predictions
     spec = app.spec
     admission = app.admission
-    batch_predict = app.batch.model.predict_one
-    speed_predict = app.speed.model.predict_one
-    versions = (app.batch.version, app.speed.version)
+    serving = app.serving  # which models serve (edge_app.serving)
+    batch_predict = serving.batch.model.predict_one
+    speed_predict = serving.speed.model.predict_one
+    versions = serving.versions
     spool_add = app.spool.add
     outputs = app.outputs
     produce = outputs.producer.produce
@@ -44,7 +44,7 @@ def process_records(app: Any, msgs: list) -> None:
     max_gap = cfg.max_gap_s
     speed_version = versions[1]
     horizon = spec.horizon
-    guard = app.swap_guard  # armed for the first forecasts after a swap (swap.SwapGuard)
+    guard = serving.guard  # armed for the first forecasts after a swap (swap.SwapGuard)
     # seconds per stage (edge_app.stages.STAGES): one clock read between two stages of each record
     t_parse = t_feat = t_invoke = t_comb = t_spool = t_enc = t_prod = 0.0
     started = clock()
@@ -89,9 +89,9 @@ def process_records(app: Any, msgs: list) -> None:
                 if guard.armed:
                     guard.observe(s)
                     if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
-                        swap.rollback_swap(app)
-                        speed_predict = app.speed.model.predict_one
-                        versions = (app.batch.version, app.speed.version)
+                        app.roll_back_speed()
+                        speed_predict = serving.speed.model.predict_one
+                        versions = serving.versions
                         speed_version = versions[1]
                         s = speed_predict(window)
             fc, band = forecast(state, b, s, window, speed_version, horizon, pending, r.target, r.timestamp)

@@ -4,8 +4,9 @@ A notice (from the ``models.notices`` topic, or :meth:`SpeedModelSwapper.submit`
 MQTT listener calls) names a model; a background thread fetches and verifies it
 (:func:`edge_app.models.load_model`) and parks it in ``ready``. The loop calls
 :meth:`SpeedModelSwapper.take` once per batch (an attribute read when nothing is waiting)
-and :func:`apply_swap` swaps between two records, so no record is dropped or served by half
-a model. :func:`initial_speed_model` picks the model a (re)started app serves first.
+and swaps it in between two records (:class:`edge_app.serving.Serving`), so no record is dropped
+or served by half a model; :class:`SwapGuard` watches its first forecasts.
+:func:`initial_speed_model` picks the model a (re)started app serves first.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edge_app.drift import make_detector
-from edge_app.models import LoadedModel, atomic_write, keep_local_copy, load_model, write_pointer
+from edge_app.models import LoadedModel, atomic_write, keep_local_copy, load_model
 from model_contract import FeatureSpec
 from model_contract.messages import ModelNotice, parse_model_notice
 from model_contract.runtime import ModelRejected
@@ -121,6 +121,14 @@ class SpeedModelSwapper:
         self.serving_created_at = loaded.manifest.created_at
         if published_at > 0:
             self.serving_published_at = float(published_at)
+
+    def roll_back(self, bad_version: str, previous: LoadedModel, published_at: float) -> None:
+        """A swap was rolled back: ``previous`` serves again (``published_at``: its notice's, 0 unknown) and
+        ``bad_version`` is refused from now on."""
+        self.refused.add(bad_version)
+        self.serving_version = previous.version
+        self.serving_created_at = previous.manifest.created_at
+        self.serving_published_at = published_at
 
     def _enqueue(self, parsed: dict[str, Any]) -> None:
         with self._lock:
@@ -292,8 +300,8 @@ class SwapGuard:
     ``armed``: one attribute read per record otherwise). A forecast is bad when it is not finite or
     outside ``bounds`` (the target's plausible range: the batch scaler's mean +- k * scale, as the
     input range check). More than ``max_bad`` x ``window`` bad ones among the first ``window`` set
-    ``due`` and the loop rolls the swap back (:func:`rollback_swap`) before its next batch; ``window``
-    forecasts with fewer bad ones disarm it.
+    ``due`` and the path rolls the swap back (:meth:`edge_app.app.EdgeApp.roll_back_speed`) before the
+    next reading; ``window`` forecasts with fewer bad ones disarm it.
 
     >>> g = SwapGuard((0.0, 100.0), window=4, max_bad=0.5)
     >>> g.arm(previous=None, previous_published_at=0.0)
@@ -328,66 +336,3 @@ class SwapGuard:
                 return
         if self.checked >= self.window:
             self.armed = False
-
-
-def rollback_swap(app: Any) -> None:
-    """Undo the last swap (its model forecast absurd values): the previous speed model serves again,
-    the bad version is refused from now on, ``rollbacks`` is counted and ``model_rolled_back`` sent."""
-    guard = app.swap_guard
-    bad, previous = app.speed, guard.previous
-    guard.due = False
-    if previous is None:
-        return
-    swapper = app.swapper
-    swapper.refused.add(bad.version)
-    app.speed = previous
-    swapper.serving_version = previous.version
-    swapper.serving_created_at = previous.manifest.created_at
-    swapper.serving_published_at = guard.previous_published_at
-    reset_detector = app.residual_index == 1
-    for state in app.devices.values():
-        state.combiner.reset_speed()
-        if reset_detector:
-            state.detector = make_detector(app.cfg.detector_config)
-    try:
-        write_pointer(app.pointer, previous, Path(previous.location), published_at=guard.previous_published_at)
-    except OSError as exc:
-        log.warning("could not persist the speed model pointer: %s", exc)
-    app.counters.rollbacks += 1
-    reason = (
-        f"{guard.bad} of the first {guard.checked} speed forecasts after the swap were not finite or outside "
-        f"[{guard.lo:.4g}, {guard.hi:.4g}]"
-    )
-    log.error("speed model %s rolled back to %s: %s", bad.version, previous.version, reason)
-    app.telemetry.event(
-        "model_rolled_back", name=bad.name, bad_version=bad.version, restored_version=previous.version, reason=reason
-    )
-
-
-def apply_swap(app: Any, loaded: LoadedModel) -> None:
-    """Serve ``loaded`` from the next record on (the loop calls this between two batches).
-
-    Every device's combiner forgets the old speed model's record (its ``on_swap`` rule), a
-    drift detector watching the speed residual starts afresh, the pointer file makes a restart
-    serve the new model, and only then is its notice finished (a crash before replays it).
-    ``app`` is the :class:`edge_app.app.EdgeApp`.
-    """
-    old = app.speed
-    swapper = app.swapper
-    app.swap_guard.arm(old, swapper.serving_published_at)  # the first forecasts decide whether it stays
-    app.speed = loaded
-    published = loaded.origin.get("published_at")
-    swapper.serve(loaded, published if isinstance(published, int | float) else 0.0)
-    reset_detector = app.residual_index == 1
-    for state in app.devices.values():
-        state.combiner.reset_speed()
-        if reset_detector:
-            state.detector = make_detector(app.cfg.detector_config)
-    try:
-        write_pointer(app.pointer, loaded, Path(loaded.location), published_at=swapper.serving_published_at)
-    except OSError as exc:
-        log.warning("could not persist the speed model pointer: %s", exc)
-    swapper.done(loaded)  # the notice is handled: forget it (a crash before this replays it)
-    app.counters.swaps += 1
-    log.info("speed model swapped: %s -> %s", old.version, loaded.version)
-    app.telemetry.event("model_swapped", name=loaded.name, old_version=old.version, new_version=loaded.version)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from edge_app import loop, swap
+from edge_app import loop
 from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
 from edge_app.device_store import save_device_state
@@ -116,7 +116,7 @@ def _drive(cfg: dict, msgs: list, absurd: Path, good: Path) -> tuple[EdgeApp, di
     i = k = 0
     while i < len(msgs):
         if swaps and i >= swaps[0][0]:  # between two batches, as the loop swaps
-            swap.apply_swap(app, load_model(str(swaps.pop(0)[1]), spec=app.spec))
+            app.swap_speed(load_model(str(swaps.pop(0)[1]), spec=app.spec))
         size = BATCHES[k % len(BATCHES)]
         app.process(msgs[i : i + size])
         loop.commit_point(app)
