@@ -60,9 +60,8 @@ def load_rows(n: int, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
 
 def run_fleet(args: argparse.Namespace) -> dict:
     """Throughput with 1 and N workers, then the burst, on one radosgw + ElasticMQ."""
-    from hybridstream.devtools.train_fleet import Stack, burst, throughput
-    from hybridstream.servers.radosgw import RadosGateway
-    from hybridstream.servers.sqs import SqsServer
+    from hybridstream.devtools.train_fleet import FleetServers, burst, throughput
+    from hybridstream.servers.local import LocalServers
     from training_job.pipeline import TrainOptions
 
     spec = FeatureSpec()
@@ -70,23 +69,19 @@ def run_fleet(args: argparse.Namespace) -> dict:
     matrix, stamps = load_rows(min(30000, max(args.rows * 4, 20000)), spec)
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
-        gw = RadosGateway.for_port(state_root=Path(tmp) / "rgw")
-        sqs = SqsServer.for_port(state_root=Path(tmp) / "sqs")
+        local = LocalServers.bare(Path(tmp) / "servers")
         try:
-            gw.start()
-            sqs.start()
-            stack = Stack(gw, sqs)
+            servers = FleetServers(local.radosgw(), local.sqs())
             if args.windows:
                 out |= throughput(
-                    stack, matrix, stamps, opts, args.workers, args.windows, args.rows, args.threads_per_worker
+                    servers, matrix, stamps, opts, args.workers, args.windows, args.rows, args.threads_per_worker
                 )
             if args.burst_windows:
                 out["burst"] = burst(
-                    stack, matrix, stamps, opts, args.workers, args.burst_things, args.burst_windows, args.rows
+                    servers, matrix, stamps, opts, args.workers, args.burst_things, args.burst_windows, args.rows
                 )
         finally:
-            sqs.destroy()
-            gw.destroy()
+            local.destroy()
     return out
 
 

@@ -248,19 +248,18 @@ def run_bench(args: argparse.Namespace) -> dict:
 
     from hybridstream.devtools.edge import create_topics, read_rows, train_model
     from hybridstream.devtools.replay import csv_records, replay
-    from hybridstream.servers.kafka import KafkaBroker
+    from hybridstream.servers.local import LocalServers
     from model_contract import default_spec
     from model_contract.calendar import calendar_row
     from model_contract.runtime import TFLiteModel, runtime_name
 
     work = Path(tempfile.mkdtemp(prefix="bench-edge-", dir=args.workdir))
-    broker = KafkaBroker.for_port(state_root=work / "kafka")
+    servers = LocalServers.bare(work / "kafka")
     edge = None
     sampler = None
     try:
         _say(f"starting a Kafka broker in {work}")
-        broker.start()
-        bootstrap = broker.bootstrap
+        bootstrap = servers.kafka().bootstrap
         _say("training the batch and speed models (LSTM(40) -> Dense(10) -> Dense(1), the product's feature spec)")
         models = work / "models"
         spec = default_spec()  # with the time-of-day calendar features, as make batch-model builds it
@@ -442,7 +441,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         if edge is not None and edge.poll() is None:
             edge.kill()
             edge.wait(10)
-        broker.destroy()
+        servers.destroy()
         if not args.keep:
             import shutil
 

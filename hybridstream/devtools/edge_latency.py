@@ -199,14 +199,13 @@ def one_run(bootstrap: str, env: dict, run: int, args: argparse.Namespace, log: 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     from hybridstream.devtools.edge import create_topics, read_rows, spawn_edge, train_model
     from hybridstream.devtools.edge_bench import bench_config
-    from hybridstream.servers.kafka import KafkaBroker
+    from hybridstream.servers.local import LocalServers
 
     work = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    broker = KafkaBroker.for_port(state_root=work / "kafka")
+    servers = LocalServers.bare(work / "kafka")
     edge = echo = None
     try:
-        broker.start()
-        bootstrap = broker.bootstrap
+        bootstrap = servers.kafka().bootstrap
         create_topics(bootstrap, ["sensor.readings", "predictions", "echo.in", "echo"])
         _say("training the batch and speed models (LSTM(40) -> Dense(10) -> Dense(1))")
         models = work / "models"
@@ -259,7 +258,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-        broker.destroy()
+        servers.destroy()
         if not args.keep:
             import shutil
 

@@ -51,12 +51,12 @@ def run(args: argparse.Namespace) -> dict:
     from edge_app.config import EdgeConfig
     from hybridstream.datasets import TURBINE
     from hybridstream.devtools.replay import csv_records, replay
-    from hybridstream.servers.kafka import KafkaBroker
+    from hybridstream.servers.local import LocalServers
 
     work = Path(tempfile.mkdtemp(prefix="edge-stages-", dir=args.workdir))
     batch, speed = _models(work, args.models)
-    broker = KafkaBroker.for_port(state_root=work / "kafka")
-    broker.start()
+    servers = LocalServers.bare(work / "kafka")
+    broker = servers.kafka()
     out: dict = {"records": args.records, "batch": args.batch, "paths": {}}
     try:
         devices = [f"turbine-{i + 1}" for i in range(5)]
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> dict:
             _say(f"{path}: {json.dumps(out['paths'][path])}")
             app._shutdown()  # noqa: SLF001 (as after SIGTERM)
     finally:
-        broker.destroy()
+        servers.destroy()
         if not args.keep:
             import shutil
 

@@ -1,4 +1,4 @@
-"""The trainer at fleet scale on the local stack: windows per second and a burst of a fleet's windows (issue 23).
+"""The trainer at fleet scale on the local servers: windows per second and a burst of a fleet's windows (issue 23).
 
 Both run the real path: windows uploaded to radosgw, one notice each on an ElasticMQ queue
 (with its dead-letter queue), a :class:`~training_job.pool.WorkerPool` of N worker processes
@@ -53,8 +53,8 @@ class Window:
 
 
 @dataclass
-class Stack:
-    """The local servers (started by the caller) and their clients."""
+class FleetServers:
+    """The radosgw and SQS servers the fleet runs on (started by the caller) and their clients."""
 
     s3_server: Any
     sqs_server: Any
@@ -101,7 +101,7 @@ def _rss_mib(pids: dict[int, int]) -> list[float]:
 
 
 def run_windows(
-    stack: Stack,
+    servers: FleetServers,
     windows: list[Window],
     opts: TrainOptions,
     workers: int,
@@ -114,14 +114,14 @@ def run_windows(
     tag = uuid.uuid4().hex[:8]
     windows_bucket, models_bucket = f"fleet-win-{tag}", f"fleet-mod-{tag}"
     for bucket in (windows_bucket, models_bucket):
-        stack.s3.create_bucket(Bucket=bucket)
-    queue_url, dlq_url = stack.sqs_server.create_queue(f"fleet-{tag}", max_receive_count=6, visibility_timeout=lease)
+        servers.s3.create_bucket(Bucket=bucket)
+    queue_url, dlq_url = servers.sqs_server.create_queue(f"fleet-{tag}", max_receive_count=6, visibility_timeout=lease)
     spec = WorkerSpec(
         queue_url=queue_url,
         bucket=models_bucket,
         opts=dataclasses.replace(opts, name="speed-{thing}"),
         config=WorkerConfig(queue_url=queue_url, windows_bucket=windows_bucket, wait_seconds=1, lease_seconds=lease),
-        s3_endpoint=stack.s3_server.endpoint,
+        s3_endpoint=servers.s3_server.endpoint,
         intra_op_threads=threads or threads_per_worker(workers),
         log_level=logging.WARNING,
     )
@@ -137,10 +137,10 @@ def run_windows(
         print(f"train-fleet: {workers} worker(s) up in {startup:.1f}s; sending {len(windows)} windows", file=sys.stderr)
         sent = time.time()
         for w in windows:  # each simulated thing: upload, then notice (as the edge app does)
-            stack.s3.put_object(Bucket=windows_bucket, Key=w.key, Body=w.body)
+            servers.s3.put_object(Bucket=windows_bucket, Key=w.key, Body=w.body)
             w.uploaded_at = time.time()
             body = f'{{"thing": "{w.thing}", "bucket": "{windows_bucket}", "key": "{w.key}"}}'
-            stack.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+            servers.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
         done: set[str] = set()
         deadline = time.monotonic() + timeout
         last_report = time.monotonic()
@@ -154,10 +154,10 @@ def run_windows(
         rss = _rss_mib(pool.pids())
     finally:
         pool.close()
-    return _report(stack, windows, pool, windows_bucket, models_bucket, queue_url, dlq_url, drained, startup, rss)
+    return _report(servers, windows, pool, windows_bucket, models_bucket, queue_url, dlq_url, drained, startup, rss)
 
 
-def _report(stack, windows, pool, windows_bucket, models_bucket, queue_url, dlq_url, drained, startup, rss):
+def _report(servers, windows, pool, windows_bucket, models_bucket, queue_url, dlq_url, drained, startup, rss):
     by_window: dict[str, list[dict]] = {}
     for o in pool.stats.outcomes:
         by_window.setdefault(o["window"], []).append(o)
@@ -172,15 +172,15 @@ def _report(stack, windows, pool, windows_bucket, models_bucket, queue_url, dlq_
     statuses = Counter(o["status"] for o in pool.stats.outcomes)
     manifests = Counter(
         o["Key"].split("/")[1]
-        for page in stack.s3.get_paginator("list_objects_v2").paginate(Bucket=models_bucket, Prefix="models/")
+        for page in servers.s3.get_paginator("list_objects_v2").paginate(Bucket=models_bucket, Prefix="models/")
         for o in page.get("Contents", [])
         if o["Key"].endswith("/manifest.json")
     )
     expected = Counter(o["name"] for o in pool.stats.outcomes if o["status"] == "published")
-    left = stack.sqs.get_queue_attributes(
+    left = servers.sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
-    dead = stack.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    dead = servers.sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     return {
         "workers": pool.workers,
         "windows": len(windows),
@@ -205,7 +205,7 @@ def _report(stack, windows, pool, windows_bucket, models_bucket, queue_url, dlq_
 
 
 def throughput(
-    stack: Stack,
+    servers: FleetServers,
     matrix: np.ndarray,
     stamps: list[str],
     opts: TrainOptions,
@@ -222,7 +222,7 @@ def throughput(
     runs = {}
     for n in (1, workers):
         print(f"train-fleet: throughput with {n} worker(s), {windows} windows of {rows} rows", file=sys.stderr)
-        runs[str(n)] = run_windows(stack, [dataclasses.replace(w) for w in batch], opts, n, threads=threads)
+        runs[str(n)] = run_windows(servers, [dataclasses.replace(w) for w in batch], opts, n, threads=threads)
     one, many = runs["1"]["windows_per_second"], runs[str(workers)]["windows_per_second"]
     return {
         "windows_per_second": {k: v["windows_per_second"] for k, v in runs.items()},
@@ -232,7 +232,7 @@ def throughput(
 
 
 def burst(
-    stack: Stack,
+    servers: FleetServers,
     matrix: np.ndarray,
     stamps: list[str],
     opts: TrainOptions,
@@ -245,4 +245,4 @@ def burst(
     """``windows`` windows from ``things`` simulated things at once through ``workers`` workers."""
     print(f"train-fleet: burst of {windows} windows from {things} things, {workers} worker(s)", file=sys.stderr)
     batch = make_windows(matrix, stamps, opts.spec, things=things, windows=windows, rows=rows)
-    return run_windows(stack, batch, opts, workers, lease=lease)
+    return run_windows(servers, batch, opts, workers, lease=lease)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybridstream.devtools.train_fleet import Stack, burst
+from hybridstream.devtools.train_fleet import FleetServers, burst
 
 pytestmark = pytest.mark.s3
 
@@ -16,10 +16,10 @@ pytestmark = pytest.mark.s3
 def test_a_burst_drains_with_nothing_lost_or_trained_twice(
     s3_server, sqs_server, tiny_options, turbine_rows, monkeypatch
 ):
-    for key, value in s3_server.env().items():  # Stack sets them for the workers; undone after the test
+    for key, value in s3_server.env().items():  # FleetServers sets them for the workers; undone after the test
         monkeypatch.setenv(key, value)
     report = burst(
-        Stack(s3_server, sqs_server),
+        FleetServers(s3_server, sqs_server),
         turbine_rows.matrix,
         turbine_rows.timestamps,
         tiny_options,
