@@ -26,19 +26,7 @@ def _matrix(rows: int, seed: int) -> np.ndarray:
 def _streamed(train: np.ndarray, spec: FeatureSpec):
     """The former ``online_run._warm_combiner``: stream the history with batch = speed = last."""
     c = make_combiner({"strategy": "dynamic"}, spec=spec)
-    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
-    pending: deque = deque()
-    for t in range(len(train)):
-        while pending and pending[0][0] <= t - 1:
-            j, last, ctx = pending.popleft()
-            c.learn_one(last, last, train[j, ti], ctx)
-        if buf.ready and t + h - 1 < len(train):
-            last = float(buf.window[-1, ti])
-            c.predict_one(last, last, buf.window)
-            pending.append((t + h - 1, last, c.context()))
-        buf.push_row(train[t])
-    for j, last, ctx in pending:
-        c.learn_one(last, last, train[j, ti], ctx)
+    context_stack.stream(c, train, spec)
     return c
 
 
