@@ -56,7 +56,15 @@ def _constructors(cls: type) -> list[Callable]:
 
 def parameters(cls: type) -> dict[str, inspect.Parameter]:
     """The keyword parameters of ``cls``'s constructor (``self`` and ``*args`` left out); a ``**kwargs`` stands
-    for the keyword parameters of the base class's constructor it is passed on to."""
+    for the keyword parameters of the base class's constructor it is passed on to.
+
+    >>> class Base:
+    ...     def __init__(self, size: int = 1) -> None: ...
+    >>> class Layered(Base):
+    ...     def __init__(self, layer: str = "none", **base) -> None: ...
+    >>> list(parameters(Layered))
+    ['layer', 'size']
+    """
     return {
         name: p
         for init in _constructors(cls)
