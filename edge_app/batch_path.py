@@ -10,18 +10,21 @@ dimension) instead of once per reading each:
    readings up to ``k`` (the ones before it in the same batch included);
 3. **invoke**: each model forecasts every row at once (:meth:`~model_contract.runtime.TFLiteModel.predict_batch`,
    each forecast bit-equal to a batch of one's);
-4. **combiner**, in reading order: :func:`~edge_app.steps.score` the device's pending forecast,
-   check the speed forecast while a new speed model is on probation (a rollback re-forecasts the
-   rest of the batch with the previous model), :func:`~edge_app.steps.forecast`, and spool the
-   reading for re-training (drift closes and full windows happen between the same readings as in
-   the per-record path);
+4. **combiner**: each device's readings in order, in rounds (:mod:`edge_app.rounds`: round ``r`` is the
+   ``r``-th reading of every device present, and the context stacks' linear models of a round step
+   together, one numpy call per step), learn the pending forecast's truth and forecast; then, in reading
+   order, what crosses devices or reaches the outside (:func:`~edge_app.steps.account`: accuracy, drift
+   alarms and their early window closes; the interval band's anomaly events) and the window spool. While a
+   new speed model is on probation the whole stage runs reading by reading (:func:`~edge_app.steps.score`,
+   the speed forecast checked, :func:`~edge_app.steps.forecast`, spool), since a rollback re-forecasts the
+   rest of the batch with the previous model;
 5. **encode** every prediction, then **produce** them, in reading order.
 
-State that changes inside a batch is each device's (lag window, pending forecast, combiner,
-detector, window spool) and is only ever touched in reading order, so the outputs, the forecasts
-and every device's state equal the per-record path's (tests/edge_app/test_batch_path.py checks it
-on a real broker). A reading's ``latency_us`` is the time from the batch reaching the loop to its
-prediction's encoding.
+State that changes inside a batch is each device's (lag window, pending forecast, combiner, detector,
+interval band, window spool) and is only ever touched in that device's reading order, and what is shared
+(totals, events, spool closes) in reading order, so the outputs, the forecasts and every device's state
+equal the per-record path's (tests/edge_app/test_batch_path.py checks it on a real broker). A reading's
+``latency_us`` is the time from the batch reaching the loop to its prediction's encoding.
 """
 
 from __future__ import annotations
@@ -32,19 +35,27 @@ from typing import Any
 import numpy as np
 from confluent_kafka import KafkaException
 
+from edge_app import rounds
+from edge_app.intervals import NO_BAND
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.records import encode_prediction
-from edge_app.steps import admit, consumer_error, forecast, restart_window, score
+from edge_app.steps import account, admit, consumer_error, forecast, restart_window, score
 from model_contract import FeatureBuffer
 from model_contract.bad_record import BadRecord
+from model_contract.online_linear_bank import OnlineLinearBank
 
 
 class BatchBuffers:
-    """The batch path's arrays, made once per app: the lag windows of a batch and both models' forecasts."""
+    """The batch path's arrays, made once per app: the lag windows of a batch, both models' forecasts, and the
+    bank the devices' context stacks step their linear models in (:mod:`edge_app.rounds`)."""
 
-    __slots__ = ("windows", "batch", "speed")
+    __slots__ = ("windows", "batch", "speed", "bank")
 
     def __init__(self, size: int, input_shape: tuple[int, int]) -> None:
+        self._alloc(size, input_shape)
+        self.bank = OnlineLinearBank(capacity=4)  # doubled when a fifth device's model joins
+
+    def _alloc(self, size: int, input_shape: tuple[int, ...]) -> None:
         self.windows = np.zeros((size, *input_shape), dtype=np.float64)
         self.batch = np.zeros(size, dtype=np.float64)
         self.speed = np.zeros(size, dtype=np.float64)
@@ -52,7 +63,7 @@ class BatchBuffers:
     def fit(self, size: int) -> None:
         """Room for ``size`` rows at least (a batch larger than the configured one: never in practice)."""
         if size > self.batch.shape[0]:
-            self.__init__(size, self.windows.shape[1:])  # type: ignore[misc]
+            self._alloc(size, self.windows.shape[1:])
 
 
 def process_batch(app: Any, msgs: list) -> None:
@@ -130,42 +141,11 @@ def process_batch(app: Any, msgs: list) -> None:
     s_list = speed_out[:m].tolist()
     t_invoke = clock()
 
-    # 4. combiner (+ window spool), in reading order
-    versions = serving.versions
-    speed_version = versions[1]
-    guard = serving.guard  # armed for the first forecasts after a swap (swap.SwapGuard)
-    spool_add = app.spool.add
-    done = []  # (msg, reading, state, forecast, errors, weights, versions)
-    t_spool = 0.0
-    for msg, r, state, gap, j in staged:
-        try:
-            if gap:
-                restart_window(state, horizon)
-            pending = state.pending  # the forecasts made for this reading
-            errors = score(app, state, r.target, r.timestamp, speed_version)
-            if j >= 0:
-                b = b_list[j]
-                s = s_list[j]
-                if guard.armed:
-                    guard.observe(s)
-                    if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
-                        app.roll_back_speed()
-                        versions = serving.versions
-                        speed_version = versions[1]
-                        serving.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
-                        s_list[j:m] = speed_out[j:m].tolist()
-                        s = s_list[j]
-                fc, band = forecast(state, b, s, rows[j], speed_version, horizon, pending, r.target, r.timestamp)
-            else:
-                fc, band = forecast(state, 0.0, 0.0, None, speed_version, horizon, pending, r.target, r.timestamp)
-            t0 = clock()
-            spool_add(r, pending, versions[0], state.band)  # the reading, the forecasts made for it, its interval
-            t_spool += clock() - t0
-            done.append((msg, r, state, fc, errors, state.combiner.weights, versions, band))
-        except (DeliveryFailed, KafkaException):
-            raise
-        except Exception as exc:
-            internal_error(msg, exc)
+    # 4. combiner (+ window spool): each device's records in order; what crosses devices in reading order
+    if serving.guard.armed:  # a rollback may switch the speed model at any reading: all of it in reading order
+        done, t_spool = _combine_in_order(app, staged, rows, m, b_list, s_list, speed_out)
+    else:
+        done, t_spool = _combine_by_rounds(app, staged, rows, b_list, s_list, serving.versions)
     t_comb = clock()
 
     # 5. encode, then produce, in reading order
@@ -200,3 +180,91 @@ def process_batch(app: Any, msgs: list) -> None:
         0.0,
     )
     app.stages.add(n_in, seconds, time.thread_time() - cpu)
+
+
+def _combine_in_order(
+    app: Any, staged: list, rows: np.ndarray, m: int, b_list: list, s_list: list, speed_out: np.ndarray
+) -> tuple[list, float]:
+    """The combiner stage one reading after the other (while a new speed model is on probation): score the
+    device's pending forecast, check the speed forecast (a rollback re-forecasts the rest of the batch with
+    the previous model), forecast, spool. Returns the done records and the seconds spent spooling."""
+    clock = time.perf_counter
+    horizon = app.spec.horizon
+    serving = app.serving
+    versions = serving.versions
+    speed_version = versions[1]
+    guard = serving.guard  # armed for the first forecasts after a swap (swap.SwapGuard)
+    spool_add = app.spool.add
+    internal_error = app.telemetry.internal_error
+    done = []  # (msg, reading, state, forecast, errors, weights, versions, band)
+    t_spool = 0.0
+    for msg, r, state, gap, j in staged:
+        try:
+            if gap:
+                restart_window(state, horizon)
+            pending = state.pending  # the forecasts made for this reading
+            errors = score(app, state, r.target, r.timestamp, speed_version)
+            if j >= 0:
+                b = b_list[j]
+                s = s_list[j]
+                if guard.armed:
+                    guard.observe(s)
+                    if guard.due:  # the new speed model forecasts absurd values: back to the previous one now
+                        app.roll_back_speed()
+                        versions = serving.versions
+                        speed_version = versions[1]
+                        serving.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
+                        s_list[j:m] = speed_out[j:m].tolist()
+                        s = s_list[j]
+                fc, band = forecast(state, b, s, rows[j], speed_version, horizon, pending, r.target, r.timestamp)
+            else:
+                fc, band = forecast(state, 0.0, 0.0, None, speed_version, horizon, pending, r.target, r.timestamp)
+            t0 = clock()
+            spool_add(r, pending, versions[0], state.band)  # the reading, the forecasts made for it, its interval
+            t_spool += clock() - t0
+            done.append((msg, r, state, fc, errors, state.combiner.weights, versions, band))
+        except (DeliveryFailed, KafkaException):
+            raise
+        except Exception as exc:
+            internal_error(msg, exc)
+    return done, t_spool
+
+
+def _combine_by_rounds(
+    app: Any, staged: list, rows: np.ndarray, b_list: list, s_list: list, versions: tuple[str, str]
+) -> tuple[list, float]:
+    """The combiner stage in two passes (no rollback possible: the speed model is the same for the whole batch).
+
+    A. In rounds, each the next reading of every device present (each device's readings in order, so
+       every device's combiner, pending forecasts and lag windows go exactly as reading by reading): learn
+       the pending forecast's truth, then forecast (:func:`edge_app.rounds.combine`: the context stacks'
+       linear models of a round step together).
+    B. In reading order, what crosses devices or reaches the outside: :func:`~edge_app.steps.account`
+       (accuracy, drift alarms and their early window closes), the interval band (anomaly events) and the
+       window spool. Returns the done records and the seconds spent spooling."""
+    clock = time.perf_counter
+    internal_error = app.telemetry.internal_error
+    # A. per device, in rounds (edge_app.rounds)
+    out = rounds.combine(app, staged, rows, b_list, s_list, versions[1], app.batch_buffers.bank)
+    # B. in reading order
+    spool_add = app.spool.add
+    done = []  # (msg, reading, state, forecast, errors, weights, versions, band)
+    t_spool = 0.0
+    for msg, r, state, _gap, _j in staged:
+        got = out[id(msg)]
+        try:
+            if isinstance(got, Exception):
+                raise got
+            pending, errors, same_speed, scored, fc, made, weights = got
+            if errors is not None:
+                account(app, state, errors, same_speed, r.timestamp, scored)
+            band = NO_BAND if state.band is None else state.band.step(pending, r.target, made, r.timestamp)
+            t0 = clock()
+            spool_add(r, pending, versions[0], state.band)  # the reading, the forecasts made for it, its interval
+            t_spool += clock() - t0
+            done.append((msg, r, state, fc, errors, weights, versions, band))
+        except (DeliveryFailed, KafkaException):
+            raise
+        except Exception as exc:
+            internal_error(msg, exc)
+    return done, t_spool

@@ -55,25 +55,57 @@ def admit(app: Any, msg: Any, max_epoch: float, max_gap: float | None) -> tuple[
 def score(app: Any, state: DeviceState, y: float, timestamp: str, speed_version: str) -> tuple | None:
     """The errors (batch, speed, hybrid) of the device's pending forecast against the true value ``y``
     (None if it had none). Finite errors feed the accuracy stats and the drift detector, and the combiner
-    learns them if the speed model that made the forecast (``speed_version``) still serves."""
+    learns them if the speed model that made the forecast (``speed_version``) still serves: :func:`learn`,
+    then :func:`account`."""
+    errors, same_speed = learn(app, state, y, speed_version)
+    if errors is not None:
+        account(app, state, errors, same_speed, timestamp, state.combiner.weights)
+    return errors
+
+
+def learn(app: Any, state: DeviceState, y: float, speed_version: str) -> tuple[tuple | None, bool]:
+    """:func:`score`'s part inside the device: :func:`check`, and if the combiner learns, it learns (and is
+    replaced if its weights went non-finite: :func:`learned`). Returns what :func:`check` returns."""
+    errors, same_speed = check(state, y, speed_version)
+    if same_speed:
+        pending = state.pending
+        state.combiner.learn_one(pending.batch, pending.speed, y, pending.context)
+        learned(app, state)
+    return errors, same_speed
+
+
+def check(state: DeviceState, y: float, speed_version: str) -> tuple[tuple | None, bool]:
+    """The errors (batch, speed, hybrid) of the device's pending forecast against the true value ``y`` (None if
+    it had none) and whether the combiner learns them: they are finite and the speed forecast came from the
+    model serving now (``speed_version``)."""
     pending = state.pending
     if pending is None:
-        return None
+        return None, False
     errors = (pending.batch - y, pending.speed - y, pending.hybrid - y)
-    if _isfinite(errors[0]) and _isfinite(errors[1]) and _isfinite(errors[2]):
-        same_speed = pending.speed_version == speed_version
-        if same_speed:  # the speed forecast came from the model serving now
-            combiner = state.combiner
-            combiner.learn_one(pending.batch, pending.speed, y, pending.context)
-            w = combiner.weights
-            if not (_isfinite(w[0]) and _isfinite(w[1])):
-                reset_combiner(app, state, w)
-        state.stats.update(*errors)
-        app.totals.update(*errors)
-        ridx = app.residual_index
-        if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
-            drift(app, state, timestamp, errors[ridx])
-    return errors
+    if not (_isfinite(errors[0]) and _isfinite(errors[1]) and _isfinite(errors[2])):
+        return errors, False
+    return errors, pending.speed_version == speed_version
+
+
+def learned(app: Any, state: DeviceState) -> None:
+    """After the combiner learned: one whose weights went non-finite is replaced."""
+    w = state.combiner.weights
+    if not (_isfinite(w[0]) and _isfinite(w[1])):
+        reset_combiner(app, state, w)
+
+
+def account(
+    app: Any, state: DeviceState, errors: tuple, same_speed: bool, timestamp: str, weights: tuple[float, float]
+) -> None:
+    """:func:`score`'s part across devices: finite ``errors`` feed the device's and the app's accuracy stats and
+    the drift detector (a drift alarm: :func:`drift`, its event with the combiner's ``weights`` then)."""
+    if not (_isfinite(errors[0]) and _isfinite(errors[1]) and _isfinite(errors[2])):
+        return
+    state.stats.update(*errors)
+    app.totals.update(*errors)
+    ridx = app.residual_index
+    if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
+        drift(app, state, timestamp, errors[ridx], weights)
 
 
 def forecast(
@@ -87,21 +119,42 @@ def forecast(
     y: float,
     timestamp: str,
 ) -> tuple[tuple[float, float, float] | None, str]:
-    """The forecasts (batch ``b``, speed ``s``, hybrid) from the lag ``window`` (None: not full yet, no forecast);
-    the device's pending forecast moves on (with a ``horizon`` > 1 through its queue of forecasts ahead), and
-    its interval band (:meth:`edge_app.intervals.DeviceBand.step`) scores ``pending`` (the forecast for this
+    """The forecasts (batch ``b``, speed ``s``, hybrid) from the lag ``window`` (:func:`blend`), then the device's
+    interval band (:meth:`edge_app.intervals.DeviceBand.step`) scores ``pending`` (the forecast for this
     reading, true value ``y``) and issues the new forecast's interval. Returns the forecasts and the
     prediction record's ``"interval"``/``"anomaly"`` members."""
+    fc, made = blend(state, b, s, window, speed_version, horizon)
+    band = state.band
+    return fc, NO_BAND if band is None else band.step(pending, y, made, timestamp)
+
+
+def blend(
+    state: DeviceState, b: float, s: float, window: np.ndarray | None, speed_version: str, horizon: int
+) -> tuple[tuple[float, float, float] | None, Pending | None]:
+    """The forecasts (batch ``b``, speed ``s``, hybrid) from the lag ``window`` (None: not full yet, no forecast)
+    and the :class:`Pending` made of them (None if none); the device's pending forecast moves on (with a
+    ``horizon`` > 1 through its queue of forecasts ahead)."""
     if window is None:
         fc = made = None
     else:
         combiner = state.combiner
         h = combiner.predict_one(b, s, window) if _isfinite(b) and _isfinite(s) else _nan
         fc = (b, s, h)
-        if _isfinite(h):  # a context-keeping combiner learns its truth from the row it forecast from
-            made = Pending(b, s, h, speed_version, combiner.context() if combiner.uses_window else None)
-        else:
-            made = None
+        made = pending_of(combiner, b, s, h, speed_version)
+    move_on(state, fc, made, horizon)
+    return fc, made
+
+
+def pending_of(combiner: Any, b: float, s: float, h: float, speed_version: str) -> Pending | None:
+    """The :class:`Pending` of a finite hybrid forecast ``h`` (a context-keeping combiner learns its truth from
+    the row it forecast from); None if ``h`` is not finite."""
+    if _isfinite(h):
+        return Pending(b, s, h, speed_version, combiner.context() if combiner.uses_window else None)
+    return None
+
+
+def move_on(state: DeviceState, fc: tuple | None, made: Pending | None, horizon: int) -> None:
+    """The device's pending forecast after a reading whose forecasts were ``fc`` (None: none) and ``made``."""
     if horizon == 1:
         if fc is not None:
             state.pending = made
@@ -109,8 +162,6 @@ def forecast(
         ahead = state.ahead
         ahead.append(made)
         state.pending = ahead.popleft()
-    band = state.band
-    return fc, NO_BAND if band is None else band.step(pending, y, made, timestamp)
 
 
 def restart_window(state: DeviceState, horizon: int) -> None:
@@ -150,8 +201,9 @@ def reset_combiner(app: Any, state: DeviceState, weights: tuple[float, float]) -
         counters.combiner_warm_starts += 1
 
 
-def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None:
-    """A drift alarm on ``state``'s device: count, close its window early (if configured), tell the cloud."""
+def drift(app: Any, state: DeviceState, timestamp: str, residual: float, weights: tuple[float, float]) -> None:
+    """A drift alarm on ``state``'s device: count, close its window early (if configured), tell the cloud
+    (with the combiner's ``weights`` at that reading)."""
     cfg = app.cfg
     app.counters.drift_events += 1
     early = cfg.windows.early_on_drift and app.spool.close(state.device, "drift") is not None
@@ -163,5 +215,5 @@ def drift(app: Any, state: DeviceState, timestamp: str, residual: float) -> None
         residual=cfg.drift_residual,
         value=residual,
         early_window=early,
-        weights=list(state.combiner.weights),
+        weights=list(weights),
     )

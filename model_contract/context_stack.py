@@ -197,6 +197,13 @@ class ContextStack:
         return self._w
 
     def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
+        verdict = self.prepare(batch, speed, window)
+        return self.finish(self.model.predict_one(self._x), verdict, batch, speed)
+
+    def prepare(self, batch: float, speed: float, window: np.ndarray | None) -> tuple[float, bool, bool, bool]:
+        """:meth:`predict_one`'s first half: the row (:attr:`model_row` is what the linear model forecasts from)
+        and the guard's verdict for :meth:`finish`. Between the two, ``self.model.predict_one(self.model_row)``,
+        or an :class:`~model_contract.online_linear_bank.OnlineLinearBank` forecasting several stacks' rows at once."""
         if window is None:
             raise ValueError("context stacking forecasts from the lag window: predict_one(batch, speed, window)")
         if self._row is None or window.shape != self._shape:
@@ -239,11 +246,21 @@ class ContextStack:
         else:  # an ablation: the models it reads first, the rest of the two slots 0 (not read by the model)
             v[k] = db if self.use_batch else (ds if self.use_speed else 0.0)
             v[k + 1] = 0.0
-        f = self.model.predict_one(self._x)
+        return last, mb, ms, guarded
+
+    @property
+    def model_row(self) -> np.ndarray:
+        """The linear model's input row (1 x inputs, a view of the row) as the last :meth:`prepare` left it."""
+        return self._x
+
+    def finish(self, f: float, verdict: tuple[float, bool, bool, bool], batch: float, speed: float) -> float:
+        """:meth:`predict_one`'s second half: the forecast, from the linear model's ``f`` and :meth:`prepare`'s
+        verdict."""
+        last, mb, ms, guarded = verdict
         if self._layers:
             f = self._predict_layers(f, last, batch, speed, mb, ms)
         else:
-            v[k + 2] = f
+            self._vals[self._k + 2] = f
             cb, cs = self._coef
             self._w = (0.0 if mb else cb, 0.0 if ms else cs)
         if guarded and math.isfinite(last):
@@ -273,24 +290,37 @@ class ContextStack:
     def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> bool:
         """Learn the truth ``y`` of the forecast made from ``context`` (its :meth:`context`); False if it was
         skipped (no context, or a non-finite newest value or truth: counted in ``skipped``)."""
+        x = self.learn_row(batch, speed, y, context)
+        if x is None:
+            return False
+        self.model.learn_one(x, float(y))
+        self.learned(batch, speed, float(y), context)  # type: ignore[arg-type]
+        return True
+
+    def learn_row(self, batch: float, speed: float, y: float, context: np.ndarray | None) -> np.ndarray | None:
+        """:meth:`learn_one`'s first half: the guard learns the errors; returns the row the linear model learns
+        ``y`` from (None: skipped, counted). Then ``self.model.learn_one(row, y)``, or an
+        :class:`~model_contract.online_linear_bank.OnlineLinearBank` for several stacks at once; then
+        :meth:`learned`."""
         if context is None or self._row is None or context.shape != self._row.shape:
             self.skipped += 1
-            return False
+            return None
         c = context[0]
         y = float(y)
-        last = float(c[self._last])
-        ep = last - y
+        ep = float(c[self._last]) - y
         if not -HUGE < ep < HUGE:
             self.skipped += 1
-            return False
+            return None
         self._update_guard((batch - y, speed - y, ep, float(c[self._k + 2]) - y))
-        model = self.model
-        model.learn_one(context[:, : self._k + self._nm], y)
+        return context[:, : self._k + self._nm]
+
+    def learned(self, batch: float, speed: float, y: float, context: np.ndarray) -> None:
+        """:meth:`learn_one`'s second half, once the linear model learned ``y`` (a float): the layers, the
+        coefficients."""
         if self._layers:
-            self._learn_layers(context, last, batch, speed, y)
-        if model.n:
+            self._learn_layers(context, float(context[0, self._last]), batch, speed, y)
+        if self.model.n:
             self._set_coef()
-        return True
 
     def _update_guard(self, errors: tuple[float, float, float, float]) -> None:
         """Forget-and-add the squared errors (batch, speed, persistence, the stack), winsorised (one absurd

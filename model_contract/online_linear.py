@@ -108,7 +108,10 @@ class OnlineLinear:
 
     # work buffers (the per-record path allocates nothing): rebuilt from the state, never saved or copied
     _BUFFERS = ("_sd", "_zh", "_diff", "_tmp", "_lo", "_Pz", "_k", "_kerr", "_kcol", "_Pzrow", "_outer")
-    _BUFFERS += ("_hi0", "_lo0", "_lam0", "_floor0", "_a0", "_ds0", "_a", "_ones")
+    _BUFFERS += ("_hi0", "_lo0", "_lam0", "_floor0", "_a0", "_ds0", "_a", "_ones", "_diag")
+    _BUFFERS += ("_bank", "_slot")  # an OnlineLinearBank's binding: a copy has arrays of its own
+    _bank = None  # the OnlineLinearBank whose rows hold the arrays (model_contract.online_linear_bank)
+    _slot = -1
 
     def _buffers(self) -> None:
         # the cost is numpy's per-call overhead on ~20 numbers, so every step is one call into one of these
@@ -124,6 +127,7 @@ class OnlineLinear:
         self._lam0, self._floor0 = np.array(self._lam), np.array(1e-12)
         self._a0, self._ds0, self._a = np.array(0.0), np.array(0.0), 0.0  # 1 - ds, ds (set by learn_one)
         self._ones = np.ones(d)  # the trace of _P: its diagonal's dot with these
+        self._diag = self._P.reshape(-1)[:: d + 1]  # _P's diagonal (a view)
 
     def __getstate__(self) -> dict:
         """Pickle / copy without the work buffers (views into the state would come back as copies)."""
@@ -246,7 +250,7 @@ class OnlineLinear:
         # the trace and the weights finite, the trace bound far: two dot products decide the usual case (the
         # diagonal's dot with ones is the trace to a few ulps, the margin 1e-6; w @ w finite => w finite);
         # else exactly as before: the trace (np.trace's sum), the finite check, the bound applied with it
-        quick = float(P.reshape(-1)[:: self._d + 1].dot(self._ones))
+        quick = float(self._diag.dot(self._ones))
         ww = float(w.dot(w))
         if not (quick < self._max_trace * (1.0 - 1e-6) and math.isfinite(ww)):  # also NaN / inf
             trace = float(P.trace())
@@ -262,7 +266,7 @@ class OnlineLinear:
     def _reset(self) -> None:
         self.resets += 1
         self._w[:] = 0.0
-        self._P = np.eye(self._d) * self._prior
+        self._P[...] = np.eye(self._d) * self._prior  # in place: the arrays may be views (OnlineLinearBank)
 
     @property
     def weights(self) -> np.ndarray:

@@ -8,7 +8,9 @@ its earlier readings of the same batch), bad records (dead-lettered), a duplicat
 reading, a gap that restarts a lag window, a level shift that sets off drift alarms (early window
 closes), full windows closing, a speed model swapped in between two batches whose absurd forecasts roll
 it back in the middle of one, and a good swap later (pending forecasts of the old model not learned).
-The product's default spec (calendar features) and combiner (context stacking).
+The product's default spec (calendar features) and combiner (context stacking). With several devices the
+batch path steps their context stacks' linear models together (edge_app.rounds), in a bank that grows on
+the way (6 devices, 4 rows at first).
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ def test_the_batch_path_equals_the_per_record_path(
     for process in ("record", "batch"):
         cfg = _config(tmp_path, kafka_bootstrap, topic_prefix, readings, models, process)
         app, states = _drive(cfg, msgs, absurd, good)
+        if process == "batch":  # several devices: their linear models stepped together (rounds of one: alone)
+            assert len(app.batch_buffers.bank) == (devices if devices > 1 else 0)
         topics = cfg["topics"]
         counters = app.counters.to_dict()
         n_out = counters["predictions"]
