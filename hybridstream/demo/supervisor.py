@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from hybridstream.servers.process import spawn
+
 
 class Interrupted(Exception):
     """A stop signal (Ctrl-C, SIGTERM) arrived: unwind and clean up."""
@@ -117,18 +119,8 @@ class Supervisor:
         nice: int = 0,
     ) -> subprocess.Popen:
         """Start ``cmd`` in its own session, output appended to ``log``."""
-        log.parent.mkdir(parents=True, exist_ok=True)
         prefix = ["nice", "-n", str(nice)] if nice else []
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [*prefix, *cmd],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
+        proc = spawn([*prefix, *cmd], log, None, env=env, cwd=cwd)
         with self._lock:
             self.children[name] = proc
             self.history.append((name, proc.pid))

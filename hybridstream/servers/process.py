@@ -63,9 +63,9 @@ def _tail(log: Path | None, lines: int = 20) -> str:
 
 
 def spawn(
-    cmd: list[str], log: Path, pid_file: Path, env: dict | None = None, cwd: Path | None = None
+    cmd: list[str], log: Path, pid_file: Path | None, env: dict | None = None, cwd: Path | None = None
 ) -> subprocess.Popen:
-    """Start ``cmd`` in its own session, output to ``log``, PID to ``pid_file``."""
+    """Start ``cmd`` in its own session, output appended to ``log``, its PID to ``pid_file`` (unless None)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -77,7 +77,8 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    pid_file.write_text(str(proc.pid))
+    if pid_file is not None:
+        pid_file.write_text(str(proc.pid))
     return proc
 
 
