@@ -153,6 +153,39 @@ def lags_on_history(
     return spec_for, choices
 
 
+def channels(table: Table, columns: list[str] | None, target: str | None) -> tuple[list[str], list[str]]:
+    """(input channels, target channels): ``columns`` (default every numeric column) and ``target`` checked."""
+    columns = list(table.numeric) if columns is None else columns
+    bad = [c for c in columns if c not in table.numeric]
+    if bad or not columns:
+        raise EvalInputError(f"{table.path}: not numeric column(s) {bad or columns} (numeric: {table.numeric})")
+    if target and target not in columns:
+        raise EvalInputError(f"{table.path}: target {target!r} is not one of the input channels {columns}")
+    return columns, [target] if target else columns
+
+
+def channel_spec(
+    columns: Sequence[str],
+    target: str,
+    lags: tuple[int, ...],
+    horizon: int,
+    timestamp_column: str,
+    calendar: tuple[str, ...],
+) -> FeatureSpec:
+    """The spec forecasting ``target`` from every channel (EvalInputError if the contract refuses it)."""
+    try:
+        return FeatureSpec(
+            columns=tuple(columns),
+            target=target,
+            lags=lags,
+            horizon=horizon,
+            timestamp_column=timestamp_column,
+            calendar=calendar,
+        )
+    except ValueError as exc:
+        raise EvalInputError(str(exc)) from None
+
+
 def errors(forecast: np.ndarray, y: np.ndarray, ok: np.ndarray) -> dict[str, float]:
     e = (forecast - y)[ok]
     return (
@@ -239,3 +272,20 @@ def table_markdown(res: dict, pub: dict[str, float]) -> str:
     else:
         md += "\n\nNo published figures for this file and horizon (FSNet/OneNet/LSTD report ETTh2, ETTm1, WTH, ECL)."
     return md
+
+
+def summary(
+    path: str | Path, prep: Prepared, horizon: int, window: int, targets: Sequence[str], res: dict, pub: dict
+) -> dict:
+    """The ``--json`` line of ``eval benchmark``."""
+    return {
+        "file": Path(path).name,
+        "borders": list(prep.borders),
+        "horizon": horizon,
+        "window": window,
+        "targets": list(targets),
+        "channels": res["channels"],
+        "mean": res["mean"],
+        "rows": res["rows"],
+        "published": pub,
+    }

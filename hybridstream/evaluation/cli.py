@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 SCENARIO_CHOICES = ("all", "none", "gradual", "abrupt", "step")
@@ -303,30 +304,32 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _scenarios(choice: str) -> list[str]:
-    from hybridstream.evaluation.data import MAIN_SCENARIOS  # noqa: PLC0415
+def _input_errors_exit_2(
+    command: str, body: Callable[[argparse.Namespace], int]
+) -> Callable[[argparse.Namespace], int]:
+    """``body``, printing an EvalInputError as ``hybridstream eval COMMAND: error: ...`` and exiting 2."""
 
-    return [*MAIN_SCENARIOS, "step"] if choice == "all" else [choice]
+    def handler(args: argparse.Namespace) -> int:
+        from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
+
+        try:
+            return body(args)
+        except EvalInputError as exc:
+            print(f"hybridstream eval {command}: error: {exc}", file=sys.stderr)
+            return 2
+
+    return handler
 
 
-def _load(args: argparse.Namespace, scenarios: list[str]):
+def _streams_of(args: argparse.Namespace, scenarios: list[str]) -> list:
     from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
-    from hybridstream.evaluation.streams import DEFAULT_CACHE, attach_baselines, get_stream  # noqa: PLC0415
+    from hybridstream.evaluation.streams import DEFAULT_CACHE, load_streams  # noqa: PLC0415
 
+    on_drift = None
+    if getattr(args, "retrain_on_drift", False):
+        on_drift = dict(DEFAULT_DETECTOR) | (json.loads(args.drift_config) if args.drift_config else {})
     cache = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE
-    detector = dict(DEFAULT_DETECTOR)
-    if getattr(args, "drift_config", None):
-        detector |= json.loads(args.drift_config)
-    variants = [None] + ([detector] if getattr(args, "retrain_on_drift", False) else [])
-    out = []
-    for window in args.window:
-        for name in scenarios:
-            for on_drift in variants:
-                extra = " with early retraining on drift" if on_drift else ""
-                _log(f"stream {name} W={window} delay={args.delay}{extra} (cached in {cache})")
-                stream = get_stream(name, window, args.delay, cache, log=_log, refresh=args.refresh, on_drift=on_drift)
-                out.append(attach_baselines(stream))
-    return out
+    return load_streams(scenarios, args.window, args.delay, cache, _log, refresh=args.refresh, on_drift=on_drift)
 
 
 def _out_dir(args: argparse.Namespace) -> Path:
@@ -338,237 +341,100 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def _streams(args: argparse.Namespace) -> int:
-    for s in _load(args, _scenarios(args.scenario)):
+    from hybridstream.evaluation.streams import scenario_names  # noqa: PLC0415
+
+    for s in _streams_of(args, scenario_names(args.scenario)):
         print(f"{s.scenario} W={s.window}: {len(s)} rows, {len(s.meta.get('speed_models', []))} speed models")
     return 0
 
 
-def default_label() -> str:
-    """The candidate label of the current ``dynamic`` default."""
-    from edge_app.combiners import DEFAULT_DYNAMIC  # noqa: PLC0415
-    from hybridstream.evaluation.replay import candidate_grid  # noqa: PLC0415
-
-    cfg = {"strategy": "dynamic"} | DEFAULT_DYNAMIC
-    for label, c in candidate_grid().items():
-        if c == cfg:
-            return label
-    raise RuntimeError(f"the default {cfg} is not among the study's candidates")
-
-
 def _combiners(args: argparse.Namespace) -> int:
-    from hybridstream.evaluation import report  # noqa: PLC0415
-    from hybridstream.evaluation.replay import all_candidates, candidate_grid, replay, score, select  # noqa: PLC0415
-    from hybridstream.evaluation.streams import drift_tag  # noqa: PLC0415
+    from hybridstream.evaluation import combiner_study  # noqa: PLC0415
+    from hybridstream.evaluation.streams import drift_tag, scenario_names  # noqa: PLC0415
 
-    streams = _load(args, _scenarios(args.scenario))
-    candidates = all_candidates()
-    _log(f"replaying {len(candidates)} combiners over {len(streams)} streams...")
-    scores = score(streams, candidates)
-    ranking = select(scores, candidate_grid())
-    chosen = ranking[0][0]
-    current = default_label()
-    md = report.combiner_tables(scores, ranking, chosen, current)
-    print(md)
-    print(f"robust choice on this run (first halves): {chosen}; current default: {current}")
-    out = _out_dir(args)
+    streams = _streams_of(args, scenario_names(args.scenario))
     tag = f"{args.scenario}-w{'_'.join(map(str, args.window))}-d{args.delay}"
     if args.retrain_on_drift:
         tag += next((drift_tag(x.meta.get("on_drift")) for x in streams if x.meta.get("on_drift")), "")
-    (out / f"combiners-{tag}.json").write_text(
-        json.dumps({"scores": scores, "ranking": ranking, "chosen": chosen, "default": current}, indent=1)
-    )
-    (out / f"combiners-{tag}.md").write_text(md)
-    _log(f"wrote {out}/combiners-{tag}.json and .md")
+    md, ranking, current = combiner_study.run_study(streams, _out_dir(args), tag, _log)
+    print(md)
+    print(f"robust choice on this run (first halves): {ranking[0][0]}; current default: {current}")
     if args.plot:
-        from hybridstream.evaluation.plots import plot_scenario  # noqa: PLC0415
+        from hybridstream.evaluation.plots import plot_combiner_study  # noqa: PLC0415
 
-        # the default, and the best other families (by the ranking) for contrast
-        others = []
-        for label, *_ in ranking:
-            fam = report.family(label)
-            if fam != report.family(current) and fam not in [report.family(o) for o in others]:
-                others.append(label)
-            if len(others) == 2:
-                break
-        shown = ["batch", "speed", "static 0.3 (prototype)", current, *others]
-        for s in streams:
-            results = {label: replay(s, candidates[label]) for label in shown}
-            results[f"{current} (default)"] = results.pop(current)
-            suffix = drift_tag(s.meta.get("on_drift"))
-            path = plot_scenario(
-                s,
-                results,
-                Path(args.plot) / f"combiners-{s.scenario}-w{s.window}{suffix}.png",
-                weight_labels=[f"{current} (default)", *others],
-                title=f"{s.scenario}: {s.meta.get('description', '')} — speed window {s.window} rows"
-                + (" + early re-training on drift" if s.meta.get("on_drift") else ""),
-            )
+        for path in plot_combiner_study(streams, ranking, current, args.plot):
             _log(f"plot {path}")
     return 0
 
 
 def _drift(args: argparse.Namespace) -> int:
-    import numpy as np  # noqa: PLC0415
-
-    from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
     from hybridstream.evaluation import drift_study, report  # noqa: PLC0415
     from hybridstream.evaluation.data import STEP_SPAN  # noqa: PLC0415
-    from hybridstream.evaluation.replay import replay  # noqa: PLC0415
 
     window = args.window[0]
     args.window = [window]
-    streams = {s.scenario: s for s in _load(args, ["none", "step", "gradual", "abrupt"])}
-    residuals = {}
-    for name, s in streams.items():
-        residuals[f"{name}/hybrid"] = replay(s, {"strategy": "dynamic"}).hybrid - s.y
-        residuals[f"{name}/batch"] = s.batch - s.y
-        residuals[f"{name}/speed"] = s.speed - s.y
+    residuals = drift_study.residuals_of(_streams_of(args, ["none", "step", "gradual", "abrupt"]))
     _log(f"running {len(drift_study.CANDIDATES)} detectors...")
     results = drift_study.study(residuals, STEP_SPAN, log=_log)
     ranking = drift_study.rank(results)
-    current = next(label for label, cfg in drift_study.CANDIDATES.items() if cfg == DEFAULT_DETECTOR)
+    current = drift_study.default_label()
     md = report.drift_tables(results, ranking, current)
     print(md)
     print(f"best by this run: {ranking[0][0] if ranking else 'none qualifies'}; current default: {current}")
-    out = _out_dir(args)
-    tag = f"w{window}-d{args.delay}"
-    slim = {
-        label: row
-        | {"streams": {k: {kk: vv for kk, vv in v.items() if kk != "alarms"} for k, v in row["streams"].items()}}
-        for label, row in results.items()
-    }
-    (out / f"drift-{tag}.json").write_text(
-        json.dumps({"results": slim, "ranking": ranking, "default": current}, indent=1)
-    )
-    (out / f"drift-{tag}.md").write_text(md)
+    out, tag = _out_dir(args), f"w{window}-d{args.delay}"
+    drift_study.write_results(out, tag, results, ranking, current, md)
     _log(f"wrote {out}/drift-{tag}.json and .md")
     if args.plot:
-        from hybridstream.evaluation.plots import plot_drift  # noqa: PLC0415
+        from hybridstream.evaluation.plots import plot_drift_study  # noqa: PLC0415
 
-        shown = [current, "adwin d=2e-3", "cusum h=20", "ph thr=25"]
-        keys = ["none/hybrid", "step/hybrid", "step/batch", "gradual/hybrid", "abrupt/hybrid"]
-        alarms = {
-            label: {k: results[label]["streams"][k]["alarms"] for k in keys}
-            for label in dict.fromkeys(shown)
-            if label in results
-        }
-        path = plot_drift({k: residuals[k] for k in keys}, alarms, Path(args.plot) / f"drift-w{window}.png", STEP_SPAN)
-        _log(f"plot {path}")
-        del np
+        path = Path(args.plot) / f"drift-w{window}.png"
+        _log(f"plot {plot_drift_study(residuals, results, current, path, STEP_SPAN)}")
     return 0
 
 
-def _parse_lags(values: list[str] | None) -> tuple[int, ...] | None:
-    if not values:
-        return None
-    out = []
-    for v in values:
-        for part in v.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if "-" in part:
-                lo, hi = part.split("-", 1)
-                out += list(range(int(lo), int(hi) + 1))
-            else:
-                out.append(int(part))
-    return tuple(out)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
-
-    try:
-        return _run_checked(args)
-    except EvalInputError as exc:
-        print(f"hybridstream eval run: error: {exc}", file=sys.stderr)
-        return 2
-
-
 def _run_checked(args: argparse.Namespace) -> int:
-    from hybridstream.evaluation import csv_input, report  # noqa: PLC0415
-    from hybridstream.evaluation.data import SCENARIOS, load_scenario  # noqa: PLC0415
+    from hybridstream.evaluation import options, report, run_input  # noqa: PLC0415
+    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
     from hybridstream.evaluation.online_run import DEFAULT_WARM_START, run_stream  # noqa: PLC0415
-    from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
-    from model_contract import FeatureSpec  # noqa: PLC0415
-    from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
 
-    err = csv_input.EvalInputError
-    try:
-        lags = _parse_lags(args.lags)
-    except ValueError:
-        raise err(f"--lags: expected integers, e.g. --lags 1 2 3 (got {' '.join(args.lags)})") from None
-    lags = lags or FeatureSpec().lags
-    try:
-        calendar = parse_calendar_option(args.calendar)
-    except ValueError as exc:
-        raise err(f"--calendar: {exc}") from None
-    if args.horizon < 1:
-        raise err("--horizon must be >= 1")
+    opts = options.model_options(args)
     if args.window < 50:
-        raise err("--window must be at least 50 rows")
+        raise EvalInputError("--window must be at least 50 rows")
     if args.scenario:
         if args.test or args.target or args.columns:
-            raise err("--scenario replaces --train/--test/--target/--columns")
-        try:
-            spec = FeatureSpec(lags=lags, horizon=args.horizon, calendar=calendar)
-        except ValueError as exc:
-            raise err(str(exc)) from None
-        train, test = load_scenario(SCENARIOS[args.scenario], spec)
-        names = (f"scenario {args.scenario}", SCENARIOS[args.scenario].description)
+            raise EvalInputError("--scenario replaces --train/--test/--target/--columns")
+        train, test, spec, names = run_input.scenario_input(args.scenario, opts.lags, opts.horizon, opts.calendar)
     else:
         if not args.test:
-            raise err("--test TEST.csv is required with --train")
-        _log(f"reading {args.train} and {args.test}...")
-        t_train, t_test = (csv_input.read_table(f, args.time_format) for f in (args.train, args.test))
-        columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-        spec = csv_input.choose_spec(t_train, t_test, args.target, columns, lags, args.horizon, calendar)
-        train, test = csv_input.to_matrix(t_train, spec), csv_input.to_matrix(t_test, spec)
-        for table in (t_train, t_test):
-            problem = csv_input.timestamp_order_problem(table)
-            if problem:
-                _log(f"warning: {problem}")
-        names = (args.train, args.test)
-        _log(
-            f"columns {', '.join(spec.columns)}; target {spec.target}; timestamp column "
-            f"{t_train.timestamp_column or '(none detected)'}; lags {spec.lags}; horizon {spec.horizon}; "
-            f"calendar {', '.join(spec.calendar) or 'none'}"
+            raise EvalInputError("--test TEST.csv is required with --train")
+        train, test, spec, names = run_input.csv_pair_input(
+            args.train,
+            args.test,
+            time_format=args.time_format,
+            target=args.target,
+            columns=options.parse_columns(args.columns),
+            lags=opts.lags,
+            horizon=opts.horizon,
+            calendar=opts.calendar,
+            log=_log,
         )
-    need = spec.max_lag + spec.horizon
-    min_train = max(100, 10 * need)
-    if len(train) < min_train:
-        raise err(f"{names[0]}: {len(train)} rows; the batch model needs at least {min_train} (lags and horizon)")
-    if len(test) < need + 10:
-        raise err(f"{names[1]}: {len(test)} rows; at least {need + 10} are needed to score forecasts")
-    if args.window >= len(test):
-        _log(f"warning: the test stream ({len(test)} rows) is shorter than one window: no speed model is re-trained")
-    from training_job.model import TrainConfig  # noqa: PLC0415
-
-    cfg = TrainConfig()
-    if args.epochs:
-        cfg = cfg.replace(epochs=args.epochs)
-    if args.seed is not None:
-        cfg = cfg.replace(seed=args.seed)
-    cfg = _train_config(args, cfg)
-    cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
-    warm = DEFAULT_WARM_START if args.warm_start is None else args.warm_start
-    speed_cfg = cfg.replace(epochs=args.speed_epochs) if args.speed_epochs else None
+    run_input.check_lengths(train, test, spec, names, args.window, _log)
     if args.limit:
         test = test[: args.limit]
     if args.faults:
-        test = _with_faults(test, spec.target_index, args.faults)
+        test = options.inject_faults(test, spec.target_index, args.faults, _log)
     result = run_stream(
         train,
         test,
         spec,
         args.window,
-        cfg=cfg,
-        speed_cfg=speed_cfg,
-        warm_start=warm,
+        cfg=opts.cfg,
+        speed_cfg=opts.cfg.replace(epochs=args.speed_epochs) if args.speed_epochs else None,
+        warm_start=DEFAULT_WARM_START if args.warm_start is None else args.warm_start,
         warm_combiner=args.warm_combiner,
-        cache_dir=cache,
+        cache_dir=opts.cache_dir,
         log=_log,
-        variants=_variants(args),
+        variants=opts.variants,
     )
     if args.save:
         _log(f"forecasts saved to {result.save(args.save)}")
@@ -578,152 +444,57 @@ def _run_checked(args: argparse.Namespace) -> int:
     return 0
 
 
-ABLATION = {
-    "dynamic no speed": {"strategy": "dynamic", "use_speed": False},
-    "dynamic no batch": {"strategy": "dynamic", "use_batch": False},
-    "dynamic neither": {"strategy": "dynamic", "use_batch": False, "use_speed": False},
-}
-
-
-def _train_config(args: argparse.Namespace, cfg):
-    """``cfg`` with ``--train-config`` applied (EvalInputError on bad JSON or an unknown key)."""
-    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
-
-    if not args.train_config:
-        return cfg
-    try:
-        return cfg.replace(**json.loads(args.train_config))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise EvalInputError(f"--train-config: {exc}") from None
-
-
-def _variants(args: argparse.Namespace) -> dict | None:
-    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
-
-    out = dict(ABLATION) if args.ablation else {}
-    if args.variants:
-        try:
-            extra = json.loads(args.variants)
-        except json.JSONDecodeError as exc:
-            raise EvalInputError(f"--variants: not JSON ({exc})") from None
-        if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
-            raise EvalInputError(
-                '--variants: a JSON object of label -> combiner config, e.g. {"x": {"blend": "experts"}}'
-            )
-        out |= {f"dynamic {k}": {"strategy": "dynamic"} | v for k, v in extra.items()}
-    return out or None
-
-
-def _with_faults(test, target_index: int, option: str, skip: int = 0):
-    from hybridstream.evaluation import faults  # noqa: PLC0415
-    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
-
-    try:
-        out, where = faults.inject(test, target_index, faults.parse_kinds(option), skip=skip)
-    except ValueError as exc:
-        raise EvalInputError(f"--faults: {exc}") from None
-    _log("faults injected (stream rows): " + ", ".join(f"{k} {a}-{b}" for k, (a, b) in where.items()))
-    return out
-
-
-def _benchmark(args: argparse.Namespace) -> int:
-    from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
-
-    try:
-        return _benchmark_checked(args)
-    except EvalInputError as exc:
-        print(f"hybridstream eval benchmark: error: {exc}", file=sys.stderr)
-        return 2
-
-
 def _benchmark_checked(args: argparse.Namespace) -> int:
-    from hybridstream.evaluation import benchmark, csv_input  # noqa: PLC0415
-    from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
-    from model_contract import FeatureSpec  # noqa: PLC0415
-    from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
-    from training_job.model import TrainConfig  # noqa: PLC0415
+    from hybridstream.evaluation import benchmark, csv_input, options  # noqa: PLC0415
 
-    err = csv_input.EvalInputError
+    opts = options.model_options(args)
     try:
-        lags = _parse_lags(args.lags) or FeatureSpec().lags
         override = [int(x) for x in args.borders.split(",")] if args.borders else None
     except ValueError:
-        raise err("--lags and --borders take integers, e.g. --lags 1-24 --borders 2880,3600,14400") from None
-    try:
-        calendar = parse_calendar_option(args.calendar)
-    except ValueError as exc:
-        raise err(f"--calendar: {exc}") from None
-    if args.horizon < 1:
-        raise err("--horizon must be >= 1")
+        raise csv_input.EvalInputError("--borders: expected integers, e.g. --borders 2880,3600,14400") from None
     _log(f"reading {args.file}...")
     table = csv_input.read_table(args.file)
-    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else list(table.numeric)
-    bad = [c for c in columns if c not in table.numeric]
-    if bad or not columns:
-        raise err(f"{args.file}: not numeric column(s) {bad or columns} (numeric: {table.numeric})")
-    if args.target and args.target not in columns:
-        raise err(f"{args.file}: target {args.target!r} is not one of the input channels {columns}")
-    targets = [args.target] if args.target else columns
-    prep = benchmark.prepare(table, columns, calendar, override)
+    columns, targets = benchmark.channels(table, options.parse_columns(args.columns), args.target)
+    prep = benchmark.prepare(table, columns, opts.calendar, override)
     ts = table.timestamp_column or "timestamp"
 
-    def make_spec(target: str) -> FeatureSpec:
-        try:
-            return FeatureSpec(
-                columns=tuple(columns),
-                target=target,
-                lags=lags,
-                horizon=args.horizon,
-                timestamp_column=ts,
-                calendar=calendar,
-            )
-        except ValueError as exc:
-            raise err(str(exc)) from None
+    def make_spec(target: str):
+        return benchmark.channel_spec(columns, target, opts.lags, opts.horizon, ts, opts.calendar)
 
     spec0 = make_spec(targets[0])
     if args.window < 2 * (spec0.max_lag + spec0.horizon) + 10:
-        raise err(f"--window {args.window} is too small for lags {spec0.lags} and horizon {spec0.horizon}")
+        raise csv_input.EvalInputError(
+            f"--window {args.window} is too small for lags {spec0.lags} and horizon {spec0.horizon}"
+        )
     b = prep.borders
     _log(
         f"borders: train [0, {b[0]}), validation [{b[0]}, {b[1]}), stream [{b[1]}, {b[2]}); channels "
         f"{', '.join(columns)}; targets {', '.join(targets)}; lags {spec0.lags}; horizon {args.horizon}; "
-        f"calendar {', '.join(calendar) or 'none'}"
+        f"calendar {', '.join(opts.calendar) or 'none'}"
     )
-    cfg = TrainConfig()
-    if args.epochs:
-        cfg = cfg.replace(epochs=args.epochs)
-    if args.seed is not None:
-        cfg = cfg.replace(seed=args.seed)
-    cfg = _train_config(args, cfg)
-    cache = None if args.cache_dir == "none" else (Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE)
     res = benchmark.run_benchmark(
         prep,
         targets,
         make_spec,
         args.window,
-        cfg=cfg,
-        cache_dir=cache,
+        cfg=opts.cfg,
+        cache_dir=opts.cache_dir,
         log=_log,
-        variants=_variants(args),
-        stream_hook=(lambda m, ti, lead: _with_faults(m, ti, args.faults, lead)) if args.faults else None,
+        variants=opts.variants,
+        stream_hook=(lambda m, ti, lead: options.inject_faults(m, ti, args.faults, _log, lead))
+        if args.faults
+        else None,
         save_dir=Path(args.save_dir) if args.save_dir else None,
     )
     pub = {} if args.faults else benchmark.published(args.file, args.horizon)
     print(benchmark.table_markdown(res, pub))
     if args.json:
-        summary = {
-            "file": Path(args.file).name,
-            "borders": list(b),
-            "horizon": args.horizon,
-            "window": args.window,
-            "targets": targets,
-            "channels": res["channels"],
-            "mean": res["mean"],
-            "rows": res["rows"],
-            "published": pub,
-        }
-        print(json.dumps(summary), flush=True)
+        print(json.dumps(benchmark.summary(args.file, prep, args.horizon, args.window, targets, res, pub)), flush=True)
     return 0
+
+
+_run = _input_errors_exit_2("run", _run_checked)
+_benchmark = _input_errors_exit_2("benchmark", _benchmark_checked)
 
 
 def _experts(args: argparse.Namespace) -> int:
@@ -740,24 +511,8 @@ def _experts(args: argparse.Namespace) -> int:
         _log(f"{key}: replaying {len(cands)} candidates over {len(result.y)} rows...")
         scores[key] = expert_study.score_run(result, cands)
     ranking = expert_study.select(scores, list(cands))
-    keys = list(scores)
-    head = ["approach", *keys]
-    top = [label for label, *_ in ranking[:8]]
-    rows = [[name] + [scores[k][name]["rmse"] for k in keys] for name in [*APPROACHES, *top]]
-    md = "### RMSE over the whole stream\n\n" + report.md_table(head, rows)
-    rank_rows = []
-    for label, worst, mean in ranking[:15]:
-        second = expert_study.select(scores, list(cands), "rmse_second_half")
-        w2 = next(r for r in second if r[0] == label)
-        rank_rows.append([label, worst, mean, w2[1], w2[2]])
-    md += "\n\n### Selection (regret on the first halves; second halves beside)\n\n" + report.md_table(
-        ["candidate", "worst (1st)", "mean (1st)", "worst (2nd)", "mean (2nd)"], rank_rows
-    )
-    halves = [
-        [name] + [f"{scores[k][name]['rmse_first_half']:.3f} / {scores[k][name]['rmse_second_half']:.3f}" for k in keys]
-        for name in [*APPROACHES, *top[:3]]
-    ]
-    md += "\n\n### RMSE first half / second half\n\n" + report.md_table(head, halves)
+    second = expert_study.select(scores, list(cands), "rmse_second_half")
+    md = report.experts_tables(scores, ranking, second, APPROACHES)
     print(md)
     if args.out:
         out = Path(args.out)
@@ -808,26 +563,12 @@ def _table(args: argparse.Namespace) -> int:
 
     results = {Path(p).stem: RunResult.load(p) for p in args.runs}
     scores = {k: r.scores(variants=True) for k, r in results.items()}
-    head = ["approach", *scores]
-    d = max(0, int(args.digits))
-    rows = []
     extra = [
         v
         for v in dict.fromkeys(k for r in results.values() for k in r.variants)
         if all(v in s for s in scores.values())
     ]
-    for name in [*APPROACHES, *extra]:
-        cells = [name]
-        for k in scores:
-            v, base = scores[k][name], scores[k]["persistence"]["rmse"]
-            cells.append(
-                f"{v['rmse']:.{d}f} ({v['rmse_first_half']:.{d}f} / {v['rmse_second_half']:.{d}f}) "
-                f"{100 * (1 - v['rmse'] / base):+.1f} %"
-            )
-        rows.append(cells)
-    print(
-        "RMSE over the whole stream (first half / second half), skill vs persistence\n\n" + report.md_table(head, rows)
-    )
+    print(report.saved_runs_table(scores, [*APPROACHES, *extra], args.digits))
     if args.check:
         print(
             "\n" + report.beats_table({k: {n: v for n, v in s.items() if n in APPROACHES} for k, s in scores.items()})

@@ -20,8 +20,10 @@ Three kinds of evidence:
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -181,3 +183,36 @@ def rank(results: Mapping, max_false: float = 1.0, max_us: float = 3.0) -> list[
         nuisance = row["streams"].get("none/hybrid", {}).get("alarms_per_10k", float("nan"))
         ranked.append((label, missed, mean_delay, noise, nuisance))
     return sorted(ranked, key=lambda x: (x[1], x[2]))
+
+
+def residuals_of(streams: Sequence) -> dict[str, np.ndarray]:
+    """``"<scenario>/<model>"`` -> signed residuals of the hybrid (the default dynamic combiner), batch and speed
+    forecasts of each prediction stream."""
+    from hybridstream.evaluation.combiner_study import replay_combiner  # noqa: PLC0415
+
+    out = {}
+    for s in streams:
+        out[f"{s.scenario}/hybrid"] = replay_combiner(s, {"strategy": "dynamic"}).hybrid - s.y
+        out[f"{s.scenario}/batch"] = s.batch - s.y
+        out[f"{s.scenario}/speed"] = s.speed - s.y
+    return out
+
+
+def default_label() -> str:
+    """The candidate label of the edge's default detector."""
+    from edge_app.drift import DEFAULT_DETECTOR  # noqa: PLC0415
+
+    return next(label for label, cfg in CANDIDATES.items() if cfg == DEFAULT_DETECTOR)
+
+
+def write_results(out_dir: Path, tag: str, results: Mapping, ranking: Sequence, current: str, md: str) -> None:
+    """``drift-<tag>.json`` (every figure but the alarm rows) and ``drift-<tag>.md`` into ``out_dir``."""
+    slim = {
+        label: row
+        | {"streams": {k: {kk: vv for kk, vv in v.items() if kk != "alarms"} for k, v in row["streams"].items()}}
+        for label, row in results.items()
+    }
+    (out_dir / f"drift-{tag}.json").write_text(
+        json.dumps({"results": slim, "ranking": ranking, "default": current}, indent=1)
+    )
+    (out_dir / f"drift-{tag}.md").write_text(md)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridstream.evaluation.intervals import RollingQuantile, replay, score
+from hybridstream.evaluation.intervals import RollingQuantile, issued_half_widths, score
 from hybridstream.evaluation.online_run import RunResult
 from model_contract.conformal import LEVELS, level_key
 
@@ -30,7 +30,7 @@ def compare(paths: Sequence[str | Path], baseline_n: Sequence[int] = BASELINE_N)
         f = r.forecasts["dynamic"]
         hws = {"conformal": r.intervals(LEVELS)[0]}
         for n in baseline_n:
-            hws[f"rolling-{n}"] = replay(r.y, f, RollingQuantile(LEVELS, n), r.spec.horizon)
+            hws[f"rolling-{n}"] = issued_half_widths(r.y, f, RollingQuantile(LEVELS, n), r.spec.horizon)
         ok = np.logical_and.reduce([np.all(np.isfinite(h), axis=1) for h in hws.values()])
         res = {}
         for name, hw in hws.items():

@@ -1,6 +1,6 @@
 """Forecast intervals replayed over a forecast stream, scored, and their baseline.
 
-:func:`replay` streams ``(truth, forecast)`` rows through an interval learner as the edge does
+:func:`issued_half_widths` streams ``(truth, forecast)`` rows through an interval learner as the edge does
 (the half-widths issued when a forecast is made, scored when its truth arrives ``horizon`` rows
 later) and returns the half-widths issued per row; :func:`score` gives coverage per level, mean
 width and coverage over each tenth of the stream (drift shows there). :class:`RollingQuantile` is
@@ -9,7 +9,7 @@ the baseline: the empirical ``level`` quantile of the last ``n`` absolute errors
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> y = rng.normal(size=3000); f = np.zeros(3000)
->>> hw = replay(y, f, ConformalInterval())
+>>> hw = issued_half_widths(y, f, ConformalInterval())
 >>> s = score(y, f, hw, (0.8, 0.95))
 >>> abs(s["coverage"]["0.8"] - 0.8) < 0.02, len(s["coverage_tenths"]["0.95"])
 (True, 10)
@@ -44,7 +44,7 @@ class RollingQuantile:
             self._errors.append(abs(residual))
 
 
-def replay(y: np.ndarray, forecast: np.ndarray, learner, horizon: int = 1) -> np.ndarray:
+def issued_half_widths(y: np.ndarray, forecast: np.ndarray, learner, horizon: int = 1) -> np.ndarray:
     """Half-widths issued per row (rows x levels; NaN where no forecast or no interval yet).
 
     Row ``j``'s forecast was made when row ``j - horizon`` had arrived, so its interval is issued after the

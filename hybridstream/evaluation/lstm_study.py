@@ -30,8 +30,8 @@ VARIANTS: dict[str, dict] = {
 def main(argv: list[str] | None = None) -> int:
     from hybridstream.evaluation import benchmark, csv_input  # noqa: PLC0415
     from hybridstream.evaluation.baselines import persistence_forecasts  # noqa: PLC0415
-    from hybridstream.evaluation.cli import _parse_lags  # noqa: PLC0415
     from hybridstream.evaluation.model_study import cached_model, model_forecasts  # noqa: PLC0415
+    from hybridstream.evaluation.options import parse_lags  # noqa: PLC0415
     from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
     from model_contract import FeatureSpec  # noqa: PLC0415
     from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     columns = list(table.numeric)
     calendar = parse_calendar_option(args.calendar)
     prep = benchmark.prepare(table, columns, calendar)
-    lags = _parse_lags(args.lags) or FeatureSpec().lags
+    lags = parse_lags(args.lags) or FeatureSpec().lags
     out: dict = {}
     for target in [args.target] if args.target else columns:
         spec = FeatureSpec(

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridstream.evaluation.intervals import replay as interval_replay
+from hybridstream.evaluation.intervals import issued_half_widths
 from hybridstream.evaluation.intervals import score as interval_score
 from hybridstream.evaluation.model_study import cached_model
 from model_contract import FeatureBuffer, FeatureSpec, Manifest, conformal, context_stack
@@ -74,7 +74,7 @@ class RunResult:
         learner = ConformalInterval.from_state(self.interval_warm, levels=levels) if self.interval_warm else None
         learner = learner or ConformalInterval(levels)
         f = self.forecasts["dynamic"]
-        hw = interval_replay(self.y, f, learner, self.spec.horizon)
+        hw = issued_half_widths(self.y, f, learner, self.spec.horizon)
         scored = hw.copy()
         scored[:skip] = np.nan
         return hw, interval_score(self.y, f, scored, levels)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridstream.evaluation.replay import ReplayResult, rolling_rmse
+from hybridstream.evaluation.combiner_study import CombinerReplay, rolling_rmse
 from hybridstream.evaluation.streams import PredictionStream
 
 CREDIT = "Data: turbine SCADA (ENGIE La Haute Borne columns) via the Hybrid-Streaming-Analytics prototype"
@@ -35,7 +35,7 @@ def _save(plt, fig, path: str | Path, top: float = 1.0) -> Path:
 
 def plot_scenario(
     stream: PredictionStream,
-    results: Mapping[str, ReplayResult],
+    results: Mapping[str, CombinerReplay],
     path: str | Path,
     roll: int = 1000,
     weight_labels: Sequence[str] = (),
@@ -139,3 +139,55 @@ def plot_run(result, path: str | Path, roll: int = 1000, title: str = "") -> Pat
     h = result.spec.horizon
     fig.suptitle(title or f"eval run: horizon {h}, a speed model every {result.window} rows", fontsize=11)
     return _save(plt, fig, path)
+
+
+def plot_combiner_study(
+    streams: Sequence[PredictionStream], ranking: Sequence, current: str, out_dir: str | Path
+) -> list[Path]:
+    """``plot_scenario`` per stream: the baselines, the default and the best two other families (by the ranking)."""
+    from hybridstream.evaluation.combiner_study import all_candidates, replay_combiner  # noqa: PLC0415
+    from hybridstream.evaluation.report import family  # noqa: PLC0415
+    from hybridstream.evaluation.streams import drift_tag  # noqa: PLC0415
+
+    others: list[str] = []
+    for label, *_ in ranking:
+        fam = family(label)
+        if fam != family(current) and fam not in [family(o) for o in others]:
+            others.append(label)
+        if len(others) == 2:
+            break
+    candidates = all_candidates()
+    shown = ["batch", "speed", "static 0.3 (prototype)", current, *others]
+    paths = []
+    for s in streams:
+        results = {label: replay_combiner(s, candidates[label]) for label in shown}
+        results[f"{current} (default)"] = results.pop(current)
+        suffix = drift_tag(s.meta.get("on_drift"))
+        paths.append(
+            plot_scenario(
+                s,
+                results,
+                Path(out_dir) / f"combiners-{s.scenario}-w{s.window}{suffix}.png",
+                weight_labels=[f"{current} (default)", *others],
+                title=f"{s.scenario}: {s.meta.get('description', '')} — speed window {s.window} rows"
+                + (" + early re-training on drift" if s.meta.get("on_drift") else ""),
+            )
+        )
+    return paths
+
+
+# the drift study's plot: the default detector and three others, on these residual streams
+DRIFT_SHOWN = ("adwin d=2e-3", "cusum h=20", "ph thr=25")
+DRIFT_STREAMS = ("none/hybrid", "step/hybrid", "step/batch", "gradual/hybrid", "abrupt/hybrid")
+
+
+def plot_drift_study(
+    residuals: Mapping[str, np.ndarray], results: Mapping, current: str, path: str | Path, change_points: Sequence[int]
+) -> Path:
+    """``plot_drift`` of the shown detectors' alarms on the shown residual streams."""
+    alarms = {
+        label: {k: results[label]["streams"][k]["alarms"] for k in DRIFT_STREAMS}
+        for label in dict.fromkeys([current, *DRIFT_SHOWN])
+        if label in results
+    }
+    return plot_drift({k: residuals[k] for k in DRIFT_STREAMS}, alarms, path, change_points)

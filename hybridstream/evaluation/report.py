@@ -250,3 +250,42 @@ def regret_table(scores: Mapping, approaches: Sequence[str]) -> str:
         rows.append(row)
     head = ["run", *(f"{a}: MSE / best single's (whole / 1st / 2nd half)" for a in approaches)]
     return md_table(head, rows)
+
+
+def experts_tables(scores: Mapping, ranking: Sequence, second_ranking: Sequence, approaches: Sequence[str]) -> str:
+    """The ``eval experts`` tables: RMSE per run of the run's approaches and the 8 best candidates, the
+    selection (regret on the first halves, the second halves beside), RMSE per half of the 3 best."""
+    keys = list(scores)
+    head = ["approach", *keys]
+    top = [label for label, *_ in ranking[:8]]
+    rows = [[name] + [scores[k][name]["rmse"] for k in keys] for name in [*approaches, *top]]
+    md = "### RMSE over the whole stream\n\n" + md_table(head, rows)
+    second = {label: (worst, mean) for label, worst, mean in second_ranking}
+    rank_rows = [[label, worst, mean, *second[label]] for label, worst, mean in ranking[:15]]
+    md += "\n\n### Selection (regret on the first halves; second halves beside)\n\n" + md_table(
+        ["candidate", "worst (1st)", "mean (1st)", "worst (2nd)", "mean (2nd)"], rank_rows
+    )
+    halves = [
+        [name] + [f"{scores[k][name]['rmse_first_half']:.3f} / {scores[k][name]['rmse_second_half']:.3f}" for k in keys]
+        for name in [*approaches, *top[:3]]
+    ]
+    return md + "\n\n### RMSE first half / second half\n\n" + md_table(head, halves)
+
+
+def saved_runs_table(scores: Mapping, names: Sequence[str], digits: int = 3) -> str:
+    """The ``eval table`` table: per approach in ``names``, per saved run: RMSE over the whole stream
+    (first half / second half) and the skill vs persistence."""
+    d = max(0, int(digits))
+    rows = []
+    for name in names:
+        cells = [name]
+        for k in scores:
+            v, base = scores[k][name], scores[k]["persistence"]["rmse"]
+            cells.append(
+                f"{v['rmse']:.{d}f} ({v['rmse_first_half']:.{d}f} / {v['rmse_second_half']:.{d}f}) "
+                f"{100 * (1 - v['rmse'] / base):+.1f} %"
+            )
+        rows.append(cells)
+    return "RMSE over the whole stream (first half / second half), skill vs persistence\n\n" + md_table(
+        ["approach", *scores], rows
+    )

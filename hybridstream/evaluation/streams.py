@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridstream.datasets import REPO_ROOT as REPO
-from hybridstream.evaluation.data import SCENARIOS, Scenario, load_scenario
+from hybridstream.evaluation.data import MAIN_SCENARIOS, SCENARIOS, Scenario, load_scenario
 from model_contract import FeatureBuffer, FeatureSpec, Manifest
 
 DEFAULT_CACHE = REPO / ".cache" / "eval"
@@ -297,3 +297,30 @@ def get_stream(
     if path.exists() and not refresh:
         return PredictionStream.load(path)
     return generate(scenario, window, delay, cache_dir, log, on_drift=on_drift)
+
+
+def scenario_names(choice: str) -> list[str]:
+    """``--scenario``: ``all`` is the main scenarios and ``step``; otherwise the one named."""
+    return [*MAIN_SCENARIOS, "step"] if choice == "all" else [choice]
+
+
+def load_streams(
+    scenarios: list[str],
+    windows: list[int],
+    delay: int,
+    cache_dir: Path,
+    log: Callable[[str], None],
+    refresh: bool = False,
+    on_drift: Mapping | None = None,
+) -> list[PredictionStream]:
+    """Every (window, scenario) stream with its baselines; with ``on_drift`` also each one re-trained early on drift."""
+    variants = [None] + ([on_drift] if on_drift else [])
+    out = []
+    for window in windows:
+        for name in scenarios:
+            for drift in variants:
+                extra = " with early retraining on drift" if drift else ""
+                log(f"stream {name} W={window} delay={delay}{extra} (cached in {cache_dir})")
+                stream = get_stream(name, window, delay, cache_dir, log=log, refresh=refresh, on_drift=drift)
+                out.append(attach_baselines(stream))
+    return out

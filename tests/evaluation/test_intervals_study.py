@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from hybridstream.evaluation import interval_study
-from hybridstream.evaluation.intervals import RollingQuantile, replay, score
+from hybridstream.evaluation.intervals import RollingQuantile, issued_half_widths, score
 from hybridstream.evaluation.online_run import APPROACHES, RunResult
 from model_contract import FeatureSpec
 from model_contract.conformal import ConformalInterval, warm_start
@@ -40,7 +40,7 @@ def test_the_json_line_carries_coverage_and_width_per_level(tmp_path):
 def test_an_interval_is_scored_only_when_its_truth_arrives():
     r = _result(600, horizon=3)
     f = r.forecasts["dynamic"]
-    hw = replay(r.y, f, ConformalInterval(), 3)
+    hw = issued_half_widths(r.y, f, ConformalInterval(), 3)
     manual, ci, issued = np.full((600, 2), np.nan), ConformalInterval(), {}
     for j in range(600):
         if j - 3 >= 0 and np.isfinite(f[j - 3]):
@@ -50,7 +50,7 @@ def test_an_interval_is_scored_only_when_its_truth_arrives():
             if issued[j] is not None:
                 manual[j] = issued[j]
     assert np.array_equal(hw, manual, equal_nan=True)
-    base = replay(r.y, f, RollingQuantile(n=50), 3)
+    base = issued_half_widths(r.y, f, RollingQuantile(n=50), 3)
     assert score(r.y, f, base, (0.8, 0.95))["interval_rows"] > 500
 
 

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from hybridstream.evaluation import drift_study, report
-from hybridstream.evaluation.replay import all_candidates, best_constant_weight, replay, rolling_rmse, score, select
+from hybridstream.evaluation.combiner_study import (
+    all_candidates,
+    best_constant_weight,
+    replay_combiner,
+    rolling_rmse,
+    score,
+    select,
+)
 from hybridstream.evaluation.streams import PredictionStream, cache_path, get_stream
 
 
@@ -36,22 +43,22 @@ def test_cache_roundtrip_and_get_stream_uses_the_cache(tmp_path):
 def test_replay_matches_fixed_blends_and_dynamic_adapts():
     s = synthetic_stream()
     ok = s.valid
-    static = replay(s, {"strategy": "static", "speed_weight": 0.3})
+    static = replay_combiner(s, {"strategy": "static", "speed_weight": 0.3})
     np.testing.assert_allclose(static.hybrid[ok], 0.7 * s.batch[ok] + 0.3 * s.speed[ok])
     assert np.isnan(static.hybrid[:2]).all()
-    dyn = replay(s, {"strategy": "dynamic", "method": "stacking"})
+    dyn = replay_combiner(s, {"strategy": "dynamic", "method": "stacking"})
     half = len(s) // 2
     # first half: batch is better, second half: speed is; the dynamic blend follows
     assert np.nanmean(dyn.speed_weight[1000:half]) < 0.5 < np.nanmean(dyn.speed_weight[half + 200 :])
-    batch_only = replay(s, {"strategy": "batch"})
-    speed_only = replay(s, {"strategy": "speed"})
+    batch_only = replay_combiner(s, {"strategy": "batch"})
+    speed_only = replay_combiner(s, {"strategy": "speed"})
     assert dyn.rmse() < min(batch_only.rmse(), speed_only.rmse(), static.rmse())
 
 
 def test_the_default_context_combiner_replays_with_the_lag_window():
     """The default reads the lag window: a synthetic stream's own target lags stand in for the readings."""
     s = synthetic_stream()
-    ctx = replay(s, {"strategy": "dynamic"})
+    ctx = replay_combiner(s, {"strategy": "dynamic"})
     ok = s.valid
     persistence = np.r_[np.nan, s.y[:-1]]
     half = len(s) // 2
@@ -61,7 +68,7 @@ def test_the_default_context_combiner_replays_with_the_lag_window():
     e_pers = (persistence - s.y)[half + 500 :]
     assert np.sqrt(np.mean(e_ctx**2)) < np.sqrt(np.mean(e_pers**2))
     s.matrix, s.spec = None, None  # readings() falls back to the target alone for a synthetic stream
-    assert replay(s, {"strategy": "dynamic"}).rmse() == pytest.approx(ctx.rmse())
+    assert replay_combiner(s, {"strategy": "dynamic"}).rmse() == pytest.approx(ctx.rmse())
 
 
 def test_score_select_and_report(tmp_path):

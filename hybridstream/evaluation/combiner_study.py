@@ -9,17 +9,19 @@ readings through a :class:`~model_contract.FeatureBuffer` (:func:`~hybridstream.
 >>> from hybridstream.evaluation.streams import PredictionStream, drift_tag
 >>> y = np.sin(np.arange(400) / 10.0)
 >>> s = PredictionStream("toy", 100, 0, y, y + 0.5, y + 0.1, np.zeros(400, dtype=np.int32))
->>> r = replay(s, {"strategy": "dynamic", "method": "inverse_mse", "half_life": 10})
+>>> r = replay_combiner(s, {"strategy": "dynamic", "method": "inverse_mse", "half_life": 10})
 >>> round(r.rmse(), 2) < 0.15, bool(r.speed_weight[-1] > 0.9)
 (True, True)
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -67,7 +69,7 @@ def all_candidates() -> dict[str, dict]:
 
 
 @dataclass
-class ReplayResult:
+class CombinerReplay:
     """Hybrid forecasts and speed weights per row (NaN where the stream has no forecast)."""
 
     hybrid: np.ndarray
@@ -100,8 +102,8 @@ def _windows(stream: PredictionStream) -> tuple[np.ndarray, FeatureSpec]:
     return out, spec
 
 
-def _replay_windowed(stream: PredictionStream, config: Mapping) -> ReplayResult:
-    """:func:`replay` for a combiner that reads the lag window: the edge's calls, horizon 1."""
+def _replay_windowed(stream: PredictionStream, config: Mapping) -> CombinerReplay:
+    """:func:`replay_combiner` for a combiner that reads the lag window: the edge's calls, horizon 1."""
     windows, spec = _windows(stream)
     combiner = make_combiner(config, spec=spec)
     n = len(stream)
@@ -125,10 +127,10 @@ def _replay_windowed(stream: PredictionStream, config: Mapping) -> ReplayResult:
         combiner.learn_one(b, s, ys[t], combiner.context())
         count += 1
     elapsed = time.perf_counter() - started
-    return ReplayResult(hybrid, ws, stream.y, 1e6 * elapsed / max(count, 1))
+    return CombinerReplay(hybrid, ws, stream.y, 1e6 * elapsed / max(count, 1))
 
 
-def replay(stream: PredictionStream, config: Mapping) -> ReplayResult:
+def replay_combiner(stream: PredictionStream, config: Mapping) -> CombinerReplay:
     """Run one combiner (built by the edge's own ``make_combiner``) over a stream."""
     combiner = make_combiner(config)
     if combiner.uses_window:
@@ -160,7 +162,7 @@ def replay(stream: PredictionStream, config: Mapping) -> ReplayResult:
     elapsed = time.perf_counter() - started
     hybrid[:] = out_h
     ws[:] = out_w
-    return ReplayResult(hybrid, ws, stream.y, 1e6 * elapsed / max(count, 1))
+    return CombinerReplay(hybrid, ws, stream.y, 1e6 * elapsed / max(count, 1))
 
 
 def cost_us(config: Mapping, stream: PredictionStream, repeat: int = 3) -> float:
@@ -239,7 +241,7 @@ def score(streams: Iterable[PredictionStream], candidates: Mapping[str, Mapping]
         half = len(stream) // 2
         rows: dict = {}
         for label, cfg in candidates.items():
-            r = replay(stream, cfg)
+            r = replay_combiner(stream, cfg)
             rows[label] = {
                 "rmse": r.rmse(),
                 "mae": r.mae(),
@@ -298,3 +300,36 @@ def select(scores: Mapping, pool: Iterable[str], part: str = "rmse_first_half") 
             regrets[label].append(cands[label][part] / best)
     ranked = [(label, max(r), sum(r) / len(r)) for label, r in regrets.items()]
     return sorted(ranked, key=lambda x: (round(x[1], 4), x[2]))
+
+
+def default_label() -> str:
+    """The candidate label of the current ``dynamic`` default."""
+    from edge_app.combiners import DEFAULT_DYNAMIC  # noqa: PLC0415
+
+    cfg = {"strategy": "dynamic"} | DEFAULT_DYNAMIC
+    for label, c in candidate_grid().items():
+        if c == cfg:
+            return label
+    raise RuntimeError(f"the default {cfg} is not among the study's candidates")
+
+
+def run_study(
+    streams: list[PredictionStream], out_dir: Path, tag: str, log: Callable[[str], None]
+) -> tuple[str, list[tuple[str, float, float]], str]:
+    """Score every candidate on ``streams``, rank them on the first halves, write ``combiners-<tag>.json``
+    and ``.md`` into ``out_dir``; returns (the Markdown tables, the ranking, the current default's label)."""
+    from hybridstream.evaluation import report  # noqa: PLC0415
+
+    candidates = all_candidates()
+    log(f"replaying {len(candidates)} combiners over {len(streams)} streams...")
+    scores = score(streams, candidates)
+    ranking = select(scores, candidate_grid())
+    chosen = ranking[0][0]
+    current = default_label()
+    md = report.combiner_tables(scores, ranking, chosen, current)
+    (out_dir / f"combiners-{tag}.json").write_text(
+        json.dumps({"scores": scores, "ranking": ranking, "chosen": chosen, "default": current}, indent=1)
+    )
+    (out_dir / f"combiners-{tag}.md").write_text(md)
+    log(f"wrote {out_dir}/combiners-{tag}.json and .md")
+    return md, ranking, current
