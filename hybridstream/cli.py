@@ -21,7 +21,7 @@ GROUPS: dict[str, str] = {
     "train": "training_job.cli",
     "local": "hybridstream.servers.cli",
     "fleet": "hybridstream.fleet.cli",
-    "models": "hybridstream.models_cli",
+    "models": "hybridstream.fleet.models_cli",
     "eval": "hybridstream.evaluation.cli",
     "results": "hybridstream.results.cli",
 }

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hybridstream.demo import scenarios as sc
-from hybridstream.demo.collector import Collector
+from hybridstream.demo.edge_outputs import EdgeOutputRecorder
 from hybridstream.demo.results import (
     accuracy,
     band_series,
@@ -331,7 +331,7 @@ class Demo:
         path.write_text(json.dumps(cfg, indent=1))
         return path
 
-    def _start_edge(self, name: str, config: Path, collector: Collector, started_before: int) -> None:
+    def _start_edge(self, name: str, config: Path, collector: EdgeOutputRecorder, started_before: int) -> None:
         sub = "forward" if self.opts.mode == "cloud" else "run"
         env = {**self.env, "AWS_ENDPOINT_URL_S3": self.edge_s3}
         proc = self.sup.spawn(name, edge_argv(config, sub), self.logs / f"{name}.log", env=env)
@@ -421,7 +421,7 @@ class Demo:
         prefix = f"demo.{scenario.name}."
         topics = kafka_topics(prefix)
         self._create_topics(list(topics.values()))
-        collector = Collector(
+        collector = EdgeOutputRecorder(
             self.stack.info["kafka"]["bootstrap"],
             {"predictions": topics["predictions"], "deadletter": topics["deadletter"], "events": topics["events"]},
         ).start()

@@ -26,10 +26,10 @@ def extend(cmds: argparse._SubParsersAction) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from hybridstream.devtools.replay import csv_records, replay
+    from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
 
     devices = args.device or ["turbine-1"]
-    result = replay(
+    result = publish_at_rate(
         csv_records(args.csv, devices, args.limit),
         bootstrap=args.bootstrap,
         topic=args.topic,

@@ -246,8 +246,8 @@ def _steady_latency(
 def run_bench(args: argparse.Namespace) -> dict:
     from confluent_kafka import Consumer
 
+    from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
     from hybridstream.devtools.edge import create_topics, read_rows, train_model
-    from hybridstream.devtools.replay import csv_records, replay
     from hybridstream.servers.local import LocalServers
     from model_contract import default_spec
     from model_contract.calendar import calendar_row
@@ -293,7 +293,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         devices = [f"turbine-{i + 1}" for i in range(args.devices)]
         per_device = -(-args.records // args.devices)
         _say(f"preloading {args.records} readings ({args.devices} devices x {per_device} rows)")
-        loaded = replay(
+        loaded = publish_at_rate(
             csv_records(DATASET / "test.csv", devices, limit=args.records),
             bootstrap=bootstrap,
             topic="sensor.readings",

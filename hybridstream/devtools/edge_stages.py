@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> dict:
     from edge_app.app import EdgeApp
     from edge_app.config import EdgeConfig
     from hybridstream.datasets import TURBINE
-    from hybridstream.devtools.replay import csv_records, replay
+    from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
     from hybridstream.servers.local import LocalServers
 
     work = Path(tempfile.mkdtemp(prefix="edge-stages-", dir=args.workdir))
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         devices = [f"turbine-{i + 1}" for i in range(5)]
         records = csv_records(TURBINE / "test.csv", devices, limit=args.records)
-        replay(records, bootstrap=broker.bootstrap, topic="sensor.readings", rate=None)
+        publish_at_rate(records, bootstrap=broker.bootstrap, topic="sensor.readings", rate=None)
         consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "stages", "enable.auto.commit": False})
         consumer.assign([TopicPartition("sensor.readings", 0, 0)])
         msgs: list = []

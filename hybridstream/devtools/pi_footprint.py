@@ -43,7 +43,7 @@ def _say(msg: str) -> None:
 def _broker_and_edge(work: Path, heap: str, records: int, batch: Path, speed: Path, timeout: float) -> dict:
     from confluent_kafka import Consumer
 
-    from hybridstream.devtools.replay import csv_records, replay
+    from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
     from hybridstream.servers.kafka import KafkaBroker
 
     broker = KafkaBroker.for_port(state_root=work / f"kafka-{heap}")
@@ -55,7 +55,7 @@ def _broker_and_edge(work: Path, heap: str, records: int, batch: Path, speed: Pa
         broker_rss = RssSampler(pid)
         broker_rss.start()
         _say(f"broker -Xmx{heap} up (pid {pid}); preloading {records} readings")
-        loaded = replay(
+        loaded = publish_at_rate(
             csv_records(DATASET / "test.csv", ["turbine-1"], limit=records),
             bootstrap=broker.bootstrap,
             topic="sensor.readings",

@@ -110,11 +110,22 @@ def test_oversized_message_is_rejected(capsys):
 
 
 def test_schema_is_the_shared_definition():
+    """The Lambda and the IoT rules (infra.topic_rules) check with the wire contract's schemas, one per device
+    kind; the Lambda rejects every required field of every kind when it is missing or of another JSON type."""
     from infra import topic_rules
+    from model_contract.messages import DEVICE_SCHEMAS
+    from model_contract.topics import DEVICE_KINDS, device_topic
 
-    assert (
-        ingest.MESSAGE_SCHEMAS is topic_rules.MESSAGE_SCHEMAS or ingest.MESSAGE_SCHEMAS == topic_rules.MESSAGE_SCHEMAS
-    )
+    assert ingest.MESSAGE_SCHEMAS is DEVICE_SCHEMAS and topic_rules.MESSAGE_SCHEMAS is DEVICE_SCHEMAS
+    assert sorted(DEVICE_SCHEMAS) == sorted(DEVICE_KINDS)
+    other_type = {"string": 1, "number": "1", "integer": 1.5, "object": [], "array": {}}
+    for kind, schema in DEVICE_SCHEMAS.items():
+        topic = device_topic("pi-1", kind)
+        missing = ingest.handler({"mqtt_topic": topic})["reasons"]
+        assert [r for r in missing if r.startswith("missing:")] == [f"missing:{f}" for f in schema["required"]]
+        wrong = {f: other_type[t] for f, t in schema["required"].items()}
+        reasons = ingest.handler({"mqtt_topic": topic, **wrong})["reasons"]
+        assert [r for r in reasons if r.startswith("type:")] == [f"type:{f}" for f in schema["required"]], kind
     assert ingest.MAX_MESSAGE_BYTES == 128 * 1024
 
 

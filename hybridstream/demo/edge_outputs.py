@@ -13,8 +13,8 @@ import uuid
 from typing import Any
 
 
-class Collector:
-    """Consumes ``topics`` (role -> topic name) into ``records[role]``."""
+class EdgeOutputRecorder:
+    """Consumes the edge app's output ``topics`` (role -> topic name) into ``records[role]``, in a thread."""
 
     def __init__(self, bootstrap: str, topics: dict[str, str]) -> None:
         self.bootstrap = bootstrap
@@ -28,7 +28,7 @@ class Collector:
         self._thread = threading.Thread(target=self._run, name="demo-collector", daemon=True)
         self.error: str | None = None
 
-    def start(self) -> Collector:
+    def start(self) -> EdgeOutputRecorder:
         self._thread.start()
         return self
 

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("hybridstream.devtools.replay")
+log = logging.getLogger("hybridstream.devtools.csv_publisher")
 
 
 @dataclass
-class ReplayResult:
+class PublishResult:
     sent: int
     seconds: float
     errors: int
@@ -63,7 +63,7 @@ def _number(v: str) -> object:
         return v
 
 
-def replay(
+def publish_at_rate(
     records: Iterator[tuple[bytes, bytes]],
     *,
     bootstrap: str,
@@ -71,7 +71,7 @@ def replay(
     rate: float | None,
     progress_every: float = 5.0,
     producer_conf: dict | None = None,
-) -> ReplayResult:
+) -> PublishResult:
     """Send ``records`` at ``rate`` per second (None or <= 0: as fast as possible)."""
     from confluent_kafka import Producer
 
@@ -117,4 +117,4 @@ def replay(
                 next_report = now + progress_every
     remaining = producer.flush(60)
     seconds = time.perf_counter() - start
-    return ReplayResult(sent, seconds, errors[0] + remaining)
+    return PublishResult(sent, seconds, errors[0] + remaining)
