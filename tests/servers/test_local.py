@@ -45,8 +45,11 @@ def test_a_server_that_does_not_come_up_stops_the_others(tmp_path):
         started.append(name)
         pids.extend(int(Path(pf).read_text()) for pf in st.info[name]["pid_files"])
 
-    with pytest.raises(ServersError) as err:
-        stack.start(on_started=note)
+    try:
+        with pytest.raises(ServersError) as err:
+            stack.start(on_started=note)
+    finally:
+        stack.stop()  # a no-op when the stack did its job; no servers left behind when it did not
     assert "mosquitto (127.0.0.1:" in str(err.value) and "everything started was stopped" in str(err.value)
     assert "mosquitto" not in started and started  # the others did come up ...
     assert pids and not [pid for pid in pids if pid_alive(pid)]  # ... and were stopped
@@ -56,12 +59,14 @@ def test_a_server_starts_at_first_use_once_and_destroy_removes_its_state(tmp_pat
     servers = LocalServers.bare(tmp_path / "servers")
     with pytest.raises(ValueError, match="unknown server 'ftp'"):
         servers.get("ftp")
-    broker = servers.mosquitto()
-    assert servers.get("mosquitto") is broker and broker.running()
-    (row,) = status(servers.state_root)
-    assert (row["server"], row["port"], row["running"]) == ("mosquitto", broker.port, True)
-    pid = int(broker.pid_file.read_text())
-    broker.kill()  # SIGKILL, gone when it returns
-    assert not pid_alive(pid)
-    servers.destroy()
+    try:
+        broker = servers.mosquitto()
+        assert servers.get("mosquitto") is broker and broker.running()
+        (row,) = status(servers.state_root)
+        assert (row["server"], row["port"], row["running"]) == ("mosquitto", broker.port, True)
+        pid = int(broker.pid_file.read_text())
+        broker.kill()  # SIGKILL, gone when it returns
+        assert not pid_alive(pid)
+    finally:
+        servers.destroy()
     assert not servers.state_root.exists() and servers.servers == {}
