@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hybridstream.demo.run import MODES, Demo, DemoOptions
+from hybridstream.demo.modes import MODES
+from hybridstream.demo.run import Demo, DemoOptions
 
 
 def run_modes(

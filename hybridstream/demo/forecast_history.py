@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hybridstream.demo.scenarios import thing_name
 from hybridstream.results import query
 from hybridstream.results.local import LocalEngine, local_files, mirror
 from model_contract.layout import FORECASTS_PREFIX
@@ -34,7 +35,7 @@ def compare(rows: list[dict[str, Any]], scenarios: dict[str, dict[str, Any]]) ->
     """Per scenario (thing ``pi-<scenario>``): readings vs predicted, and each RMSE vs the report's."""
     out = {}
     for name, s in scenarios.items():
-        mine = [r for r in rows if r["thing"] == f"pi-{name}"]
+        mine = [r for r in rows if r["thing"] == thing_name(name)]
         readings = sum(r["readings"] for r in mine)
         check: dict[str, Any] = {"readings": readings, "predicted": s.get("predicted"), "rmse": {}}
         if len(mine) == 1:

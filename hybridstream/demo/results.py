@@ -16,7 +16,10 @@ already carry an ``online_linear`` forecast.
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -191,3 +194,122 @@ def rolling_rmse(err: np.ndarray, window: int) -> np.ndarray:
 def percentiles(values: list[float], *qs: int) -> dict[str, float | None]:
     arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     return {f"p{q}": (round(float(np.percentile(arr, q)), 3) if len(arr) else None) for q in qs}
+
+
+# ---- one scenario's summary ----------------------------------------------------------------------
+@dataclass
+class Observed:
+    """What one scenario's run saw: the records it collected and what it measured while it ran."""
+
+    predictions: list[dict[str, Any]]  # every prediction record as received (replays included)
+    predicted_keys: set[str]  # distinct prediction keys (device|timestamp)
+    replayed: int  # prediction records of a key seen before
+    deadletter: list[dict[str, Any]]
+    events: list[dict[str, Any]]  # the edge's events (drift, window uploaded, model swapped/rejected, ...)
+    swaps: list[tuple[float, str]]  # (when, version) of each speed model that started serving
+    send_times: dict[str, float]  # key -> when its reading was produced (epoch seconds)
+    began: float  # when the replay began (epoch seconds)
+    crash: dict[str, Any]  # the SIGKILL and restart, if the scenario has one
+    models: tuple[int, int]  # speed models (published, refused) in the models bucket
+    exit_code: int | None  # the edge app's at the end
+    freshness: list[float]  # seconds from a window's upload to its model serving, per swap
+    collector_error: str | None = None
+
+    def events_of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == kind]
+
+
+def summarise(scenario: Any, seen: Observed, spec: FeatureSpec | None, warmup: np.ndarray | None):
+    """One scenario's figures for results.json and its series for the report's plots: ``(result, series)``.
+
+    ``scenario`` is a :class:`hybridstream.demo.scenarios.Scenario`; ``spec`` and ``warmup`` feed the
+    offline ``online_linear`` row (None: the row is missing).
+    """
+    preds = unique_predictions(seen.predictions)
+    errors = error_series(preds)
+    baseline_error = None
+    try:
+        readings = [json.loads(m.value) for m in scenario.messages if m.key is not None]
+        errors = with_online_linear(errors, preds, readings, spec, warmup)
+    except Exception as exc:  # a missing baseline row must not cost the run's other figures
+        baseline_error = f"{type(exc).__name__}: {exc}"
+    approaches = accuracy(errors)
+    latency, kafka_in, app_us = [], [], []
+    for rec in preds:
+        sent_at = seen.send_times.get(rec.get("key"))
+        if sent_at is not None and rec.get("_ts_ms"):
+            latency.append(rec["_ts_ms"] - sent_at * 1000)
+        if isinstance(rec.get("lag_ms"), int | float):
+            kafka_in.append(float(rec["lag_ms"]))
+        if isinstance(rec.get("latency_us"), int | float):
+            app_us.append(rec["latency_us"] / 1000)
+    expected_keys = {m.key for m in scenario.messages if m.key is not None}
+    index = {rec["key"]: i for i, rec in enumerate(preds)}
+    drift_rows = [index.get(f"{e.get('device')}|{e.get('timestamp')}") for e in seen.events_of("drift")]
+    swap_rows, last = [], None
+    for i, rec in enumerate(preds):
+        version = (rec.get("models") or {}).get("speed")
+        if last is not None and version != last:
+            swap_rows.append(i)
+        last = version
+    result = {
+        "approaches": {k: {"rmse": v["rmse"], "mae": v["mae"]} for k, v in approaches.items()},
+        "readings": scenario.clean,
+        "predicted": len(expected_keys & seen.predicted_keys),
+        "model_swaps": len(seen.swaps),
+        "deadletter": len(seen.deadletter),
+        "latency_ms": percentiles(latency, 50, 99),
+        "model_freshness_s": freshness_summary(seen.freshness),
+        "unpredicted": len(expected_keys - seen.predicted_keys),
+        "malformed_sent": scenario.malformed,
+        "replayed": seen.replayed,
+        "scored_readings": approaches["dynamic"]["n"],
+        "models_published": seen.models[0],
+        "models_refused": seen.models[1],
+        "models_rejected_by_edge": len(seen.events_of("model_rejected")),
+        "windows_uploaded": len(seen.events_of("window_uploaded")),
+        "drift_events": len(drift_rows),
+        "deadletter_reasons": reasons(seen.deadletter),
+        "latency_stages_ms": {
+            "reading_to_prediction": percentiles(latency, 50, 90, 99),
+            "kafka_to_edge_loop": percentiles(kafka_in, 50, 90, 99),
+            "edge_processing": percentiles(app_us, 50, 90, 99),
+        },
+        "edge_exit_code": seen.exit_code,
+        "seconds": round(time.time() - seen.began, 1),
+        "description": scenario.description,
+    }
+    band = band_series(preds)
+    result["interval_coverage"] = band["coverage"]  # of the dynamic forecast's intervals, from the records
+    result["anomalies"] = len(band["flagged"])
+    if seen.crash:
+        result["crash"] = seen.crash
+    if baseline_error:
+        result["online_linear_error"] = baseline_error
+    if seen.collector_error:
+        result["collector_error"] = seen.collector_error
+    series = {
+        "errors": errors,
+        "weights": [((r.get("weights") or {}).get("speed")) for r in preds],
+        "swap_rows": swap_rows,
+        "drift_rows": [r for r in drift_rows if r is not None],
+        "change_points": list(scenario.change_points),
+        "latency": {"reading_to_prediction": latency, "kafka_to_edge_loop": kafka_in, "edge_processing": app_us},
+        "freshness": seen.freshness,
+        "band": band,  # the forecast with its intervals and the flagged readings (report plot)
+    }
+    return result, series
+
+
+def freshness_summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "max": None}
+    return {"p50": percentiles(values, 50)["p50"], "max": round(max(values), 3)}
+
+
+def reasons(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Dead letters per reason."""
+    out: dict[str, int] = {}
+    for r in records:
+        out[str(r.get("reason"))] = out.get(str(r.get("reason")), 0) + 1
+    return out

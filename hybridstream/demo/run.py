@@ -16,21 +16,15 @@ from typing import Any
 
 from hybridstream.demo import scenarios as sc
 from hybridstream.demo.edge_outputs import EdgeOutputRecorder
-from hybridstream.demo.results import (
-    accuracy,
-    band_series,
-    error_series,
-    percentiles,
-    unique_predictions,
-    with_online_linear,
-)
+from hybridstream.demo.modes import MODES, Mode, Site
+from hybridstream.demo.results import Observed, summarise
 from hybridstream.demo.supervisor import Interrupted, Supervisor
-from hybridstream.devtools.edge import create_topics, edge_argv
+from hybridstream.devtools.edge import create_topics, edge_argv, read_rows
 from hybridstream.devtools.edge import topics as kafka_topics
 from hybridstream.servers.local import LocalServers, ServersError
+from model_contract.layout import SPEED_MODEL_TEMPLATE, speed_model_name
 
 REPO = sc.REPO
-MODES = ("edge-cloud", "edge", "cloud")
 
 
 @dataclass
@@ -103,6 +97,7 @@ class Demo:
         self.progress = Progress(total, opts.rate, opts.tail_s, len(self.scenarios), opts.progress_s)
         self.stack: LocalServers | None = None
         self.router = None
+        self.mode: Mode | None = None  # built once the servers and the router run
         self.batch_dir: Path | None = None
         self.spec = None  # the batch model's FeatureSpec: the offline online_linear baseline uses it too
         self.warmup = None  # the history as that spec's features matrix (the baseline's warm-up)
@@ -227,13 +222,7 @@ class Demo:
         self.batch_dir = Path(summary["model_dir"])
         self.results["batch_model"] = {"version": summary.get("version"), "status": summary.get("status")}
         self._baseline_spec()
-        if self.opts.mode == "cloud":  # the cloud inference Lambda reads models/batch/LATEST
-            from model_contract import Manifest
-            from training_job.publish import ModelStore
-
-            store = ModelStore(self.stack.s3_client(), self.stack.buckets[1], "models", "rejected")
-            manifest = Manifest.from_json((self.batch_dir / "manifest.json").read_bytes())
-            store.publish((self.batch_dir / "model.tflite").read_bytes(), manifest)
+        self.mode.inference.publish_batch(self.batch_dir)
 
     def _baseline_spec(self) -> None:
         """The batch model's feature spec and the history as its features matrix, for ``online_linear``."""
@@ -241,7 +230,7 @@ class Demo:
 
         try:
             self.spec = Manifest.load(self.batch_dir / "manifest.json").feature_spec
-            self.warmup = rows_to_matrix(sc.read_stream(sc.HISTORY), self.spec)
+            self.warmup = rows_to_matrix(read_rows(sc.HISTORY), self.spec)
         except Exception as exc:  # the baseline is one row of the report: say why it is missing, go on
             self.spec = None
             self.results["online_linear_error"] = f"{type(exc).__name__}: {exc}"
@@ -259,6 +248,7 @@ class Demo:
         self.router = from_stack(self.stack.stack_file, self.opts.mode)
         self.router.start()
         self.sup.on_stop(self._stop_router)
+        self.mode = Mode.build(self.opts.mode, Site(self.stack, self.router, self.work, self.edge_s3))
         source = rule_definitions().__name__
         print(f"demo: IoT rule router: {len(self.router.rules)} rules of mode {self.opts.mode} ({source})")
 
@@ -270,36 +260,20 @@ class Demo:
 
     def _trainer(self) -> None:
         self.progress.stage = "trainer"
-        info = self.stack.info
-        common = ["--bucket", self.stack.buckets[1], "--name", "speed-{thing}"]
-        if self.opts.epochs:
-            common += ["--epochs", str(self.opts.epochs)]
-        if self.opts.mode == "edge":
-            self.outbox = self.work / "edge-outbox"
-            self.outbox.mkdir(parents=True, exist_ok=True)
-            cmd = self._cli("train", "worker", "--watch", str(self.outbox), "--poll", "1", "--settle", "0.5", *common)
-            env = {**self.env, "HYBRIDSTREAM_S3_ENDPOINT": self.edge_s3, "AWS_ENDPOINT_URL_S3": self.edge_s3}
-            proc = self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=env, cwd=REPO)
-            if self.cgroup is not None:  # the on-Pi trainer shares the Pi's CPU
-                self.cgroup.add(proc.pid)
-            return
-        else:
-            cmd = self._cli(
-                "train", "worker", "--queue", info["sqs"]["queue_url"], "--windows-bucket", self.stack.buckets[0],
-                "--wait", "1", "--lease", "60", *common,
-            )  # fmt: skip
-        self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=self.env, cwd=REPO)
+        training = self.mode.training
+        cmd = self._cli("train", "worker", *training.worker_args(), "--bucket", self.stack.buckets[1])
+        cmd += ["--name", SPEED_MODEL_TEMPLATE] + (["--epochs", str(self.opts.epochs)] if self.opts.epochs else [])
+        env = {**self.env, **training.worker_env()}
+        proc = self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=env, cwd=REPO)
+        if training.on_pi and self.cgroup is not None:  # the on-Pi trainer shares the Pi's CPU
+            self.cgroup.add(proc.pid)
 
     # ---- one scenario ------------------------------------------------------------------------------
     def _edge_config(self, scenario: sc.Scenario, thing: str, topics: dict[str, str]) -> Path:
         mq = self.stack.servers["mosquitto"]
         cert = mq.client_cert(thing)  # the simulated Pi's own certificate, signed by the local CA
         endpoint = self.edge_s3
-        windows: dict[str, Any] = {"max_records": self.opts.window, "max_seconds": 3600}
-        if self.opts.mode == "edge":
-            windows |= {"uploader": "local", "local_root": str(self.outbox)}
-        else:
-            windows |= {"uploader": "s3", "bucket": self.stack.buckets[0], "s3_endpoint_url": endpoint}
+        windows = {"max_records": self.opts.window, "max_seconds": 3600, **self.mode.training.windows()}
         cfg = {
             "thing_name": thing,
             "bootstrap": self.stack.info["kafka"]["bootstrap"],
@@ -308,7 +282,7 @@ class Demo:
             "models": {
                 "batch": str(self.batch_dir / "model.tflite"),
                 "speed": "",
-                "speed_name": f"speed-{thing}",
+                "speed_name": speed_model_name(thing),
                 "s3_endpoint_url": endpoint,
             },
             "windows": windows,
@@ -323,7 +297,7 @@ class Demo:
                 "metrics_interval_s": 5,
             },
             "state_dir": str(self.work / f"edge-state-{scenario.name}"),
-            **({"forward": {"interval_s": 0.05, "max_readings": 2}} if self.opts.mode == "cloud" else {}),
+            **self.mode.inference.edge_config(),
             "metrics_interval_s": 5,
             "log_interval_s": 10,
         }
@@ -332,13 +306,13 @@ class Demo:
         return path
 
     def _start_edge(self, name: str, config: Path, collector: EdgeOutputRecorder, started_before: int) -> None:
-        sub = "forward" if self.opts.mode == "cloud" else "run"
+        inference = self.mode.inference
         env = {**self.env, "AWS_ENDPOINT_URL_S3": self.edge_s3}
-        proc = self.sup.spawn(name, edge_argv(config, sub), self.logs / f"{name}.log", env=env)
+        proc = self.sup.spawn(name, edge_argv(config, inference.command), self.logs / f"{name}.log", env=env)
         if self.cgroup is not None:
             self.cgroup.add(proc.pid)
         deadline = time.monotonic() + 90
-        while self.opts.mode != "cloud" and len(collector.events("started")) <= started_before:  # forward: no event
+        while inference.announces_start and len(collector.events("started")) <= started_before:
             proc = self.sup.children.get(name)
             if proc is None or proc.poll() is not None:
                 raise DemoError(f"the edge app exited at start (log: {self.logs / (name + '.log')})")
@@ -371,53 +345,12 @@ class Demo:
         except RuntimeError as exc:
             raise DemoError(str(exc)) from exc
 
-    def _models_count(self, thing: str) -> tuple[int, int]:
-        """(published, refused) speed models of ``thing`` in the models bucket."""
-        s3 = self.stack.s3_client()
-        counts = []
-        for prefix in (f"models/speed-{thing}/", f"rejected/speed-{thing}/"):
-            n, token = 0, {}
-            while True:
-                resp = s3.list_objects_v2(Bucket=self.stack.buckets[1], Prefix=prefix, **token)
-                n += sum(1 for o in resp.get("Contents", []) if o["Key"].endswith("/manifest.json"))
-                if not resp.get("IsTruncated"):
-                    break
-                token = {"ContinuationToken": resp["NextContinuationToken"]}
-            counts.append(n)
-        return counts[0], counts[1]
-
-    def _drop_backlog(self, thing: str) -> int:
-        """The scenario's Pi is gone: drop its windows still waiting for the trainer, so the next scenario's
-        windows do not queue behind them. Returns how many were dropped (reported)."""
-        if self.opts.mode == "edge":
-            waiting = [p for p in (self.outbox / "windows" / thing).rglob("*.csv")] if self.outbox.exists() else []
-            for path in waiting:
-                path.unlink(missing_ok=True)
-            return len(waiting)
-        url = self.stack.info["sqs"]["queue_url"]
-        sqs = self.router.sqs
-        n = int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
-            "ApproximateNumberOfMessages"])  # fmt: skip
-        if n:
-            sqs.purge_queue(QueueUrl=url)  # only this scenario's windows are in it (one thing at a time)
-        return n
-
-    def _queue_busy(self) -> bool:
-        if self.opts.mode == "edge":
-            skip = ("done", "rejected")
-            return any(p.relative_to(self.outbox).parts[0] not in skip for p in self.outbox.rglob("*.csv"))
-        sqs = self.router.sqs
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=self.stack.info["sqs"]["queue_url"],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"]) > 0
-
     def _scenario(self, scenario: sc.Scenario, index: int) -> None:
         from confluent_kafka import Producer
 
         opts = self.opts
-        thing = f"pi-{scenario.name}"
+        thing = sc.thing_name(scenario.name)
+        name = speed_model_name(thing)
         prefix = f"demo.{scenario.name}."
         topics = kafka_topics(prefix)
         self._create_topics(list(topics.values()))
@@ -432,21 +365,10 @@ class Demo:
         p = self.progress
         p.stage = f"{scenario.name} ({index + 1}/{len(self.scenarios)})"
         print(f"demo: scenario {scenario.name}: {scenario.description}; {scenario.clean} readings", flush=True)
-        cloud = opts.mode == "cloud"
-        if cloud:
-            from hybridstream.demo.cloud_results import CloudResults
-
-            source: Any = CloudResults(thing)
-            self.router.observers.append(source)
-        else:
-            source = collector
-
-        def swaps() -> list[tuple[float, str]]:
-            if cloud:
-                return [(at, v.rsplit("/", 1)[-1]) for at, v in source.speed_versions]
-            return [(float(e["at"]), str(e.get("new_version"))) for e in collector.events("model_swapped")]
-
-        expected = scenario.clean - (1 if cloud else 0)  # cloud: the first message has no lag context yet
+        mode = self.mode
+        source = mode.inference.predictions(collector, thing)
+        swaps = source.swaps
+        expected = scenario.clean - mode.inference.unpredictable
         self._start_edge(edge, config, collector, 0)
 
         send_times: dict[str, float] = {}
@@ -500,7 +422,7 @@ class Demo:
                 self._start_edge(edge, config, collector, len(collector.events("started")))
                 crash["restart_s"] = round(time.time() - crash["at"], 2)
             if time.monotonic() - last_models > 2:
-                models, last_models = self._models_count(thing), time.monotonic()
+                models, last_models = mode.models_published(thing), time.monotonic()
             p.line(status())
             time.sleep(0.1)
         if failure:
@@ -514,10 +436,9 @@ class Demo:
         p.stage = f"{scenario.name}: models in flight"
         deadline = time.monotonic() + opts.tail_s
         while time.monotonic() < deadline:
-            models = self._models_count(thing)
-            swapped = len(swaps()) + len(collector.events("model_rejected"))
-            announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(f"speed-{thing}/"))
-            if not self._queue_busy() and (cloud or swapped >= announced):
+            models = mode.models_published(thing)
+            announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(f"{name}/"))
+            if not mode.training.busy() and source.settled(announced):
                 break
             if opts.until_swaps is not None and len(swaps()) >= opts.until_swaps:
                 break
@@ -527,139 +448,43 @@ class Demo:
         code = self.sup.stop(edge, timeout=45)
         p.sent_before += len(scenario.messages)
         time.sleep(1.0)  # the collector catches the final events
-        dropped = self._drop_backlog(thing)
+        dropped = mode.training.drop_backlog(thing)  # the scenario's Pi is gone: the next one's windows go first
         collector.stop()
-        models = self._models_count(thing)
-        if cloud:
-            self.router.observers.remove(source)
-        self._summarise(scenario, thing, collector, source, swaps(), send_times, began, crash, models, code)
-        self.results["scenarios"][scenario.name]["windows_not_trained"] = dropped
+        source.close()
+        seen = Observed(
+            predictions=source.records,
+            predicted_keys=source.keys,
+            replayed=source.duplicates,
+            deadletter=collector.records["deadletter"],
+            events=collector.records["events"],
+            swaps=swaps(),
+            send_times=send_times,
+            began=began,
+            crash=crash,
+            models=mode.models_published(thing),
+            exit_code=code,
+            freshness=mode.freshness(thing, swaps(), collector.events("window_uploaded")),
+            collector_error=collector.error,
+        )
+        result, self.series[scenario.name] = summarise(scenario, seen, self.spec, self.warmup)
+        self.results["scenarios"][scenario.name] = {**result, "windows_not_trained": dropped}
         print(f"demo: scenario {scenario.name} done: {status()}", flush=True)
 
     def _forecast_history(self) -> None:
         """``hybridstream results --local`` over what reached the local S3, checked against the report."""
-        from hybridstream.demo.forecast_history import collect, forecast_history
+        from hybridstream.demo.forecast_history import forecast_history
 
         self.progress.stage = "forecast history"
         try:
-            if self.opts.mode == "cloud":
-                raise DemoError("cloud mode: the edge only forwards readings, it makes no forecasts to upload")
-            if self.opts.mode == "edge":
-                files = collect(self.report_dir, folder=self.outbox)
-            else:
-                files = collect(self.report_dir, s3=self.stack.s3_client(), bucket=self.stack.buckets[0])
+            if self.mode.inference.no_forecasts:
+                raise DemoError(self.mode.inference.no_forecasts)
+            files = self.mode.training.forecast_files(self.report_dir)
             history = forecast_history(self.report_dir, self.results["scenarios"], files, plot_scenario="step")
         except Exception as exc:  # the scenarios' figures stand without it
             history = {"command": "hybridstream results --local", "error": f"{type(exc).__name__}: {exc}"}
         self.results["forecast_history"] = history
         equal = history.get("equal_to_report")
         print(f"demo: forecast history: {history.get('objects', 0)} objects, RMSEs equal to the report: {equal}")
-
-    # ---- results of one scenario -----------------------------------------------------------------
-    def _summarise(self, scenario, thing, collector, source, swaps, send_times, began, crash, models, exit_code):
-        preds_all = source.records["predictions"] if isinstance(source.records, dict) else source.records
-        preds = unique_predictions(preds_all)
-        errors = error_series(preds)
-        baseline_error = None
-        try:
-            readings = [json.loads(m.value) for m in scenario.messages if m.key is not None]
-            errors = with_online_linear(errors, preds, readings, self.spec, self.warmup)
-        except Exception as exc:  # a missing baseline row must not cost the run's other figures
-            baseline_error = f"{type(exc).__name__}: {exc}"
-        approaches = accuracy(errors)
-        latency = []
-        kafka_in, app_us = [], []
-        for rec in preds:
-            sent_at = send_times.get(rec.get("key"))
-            if sent_at is not None and rec.get("_ts_ms"):
-                latency.append(rec["_ts_ms"] - sent_at * 1000)
-            if isinstance(rec.get("lag_ms"), int | float):
-                kafka_in.append(float(rec["lag_ms"]))
-            if isinstance(rec.get("latency_us"), int | float):
-                app_us.append(rec["latency_us"] / 1000)
-        uploads = collector.events("window_uploaded")
-        freshness = self._freshness(thing, swaps, uploads)
-        expected_keys = {m.key for m in scenario.messages if m.key is not None}
-        unpredicted = len(expected_keys - source.keys)
-        index = {rec["key"]: i for i, rec in enumerate(preds)}
-        drift_rows = [index.get(f"{e.get('device')}|{e.get('timestamp')}") for e in collector.events("drift")]
-        swap_rows, last = [], None
-        for i, rec in enumerate(preds):
-            version = (rec.get("models") or {}).get("speed")
-            if last is not None and version != last:
-                swap_rows.append(i)
-            last = version
-        result = {
-            "approaches": {k: {"rmse": v["rmse"], "mae": v["mae"]} for k, v in approaches.items()},
-            "readings": scenario.clean,
-            "predicted": len(expected_keys & source.keys),
-            "model_swaps": len(swaps),
-            "deadletter": collector.count("deadletter"),
-            "latency_ms": percentiles(latency, 50, 99),
-            "model_freshness_s": _freshness_summary(freshness),
-            "unpredicted": unpredicted,
-            "malformed_sent": scenario.malformed,
-            "replayed": source.duplicates,
-            "scored_readings": approaches["dynamic"]["n"],
-            "models_published": models[0],
-            "models_refused": models[1],
-            "models_rejected_by_edge": len(collector.events("model_rejected")),
-            "windows_uploaded": len(uploads),
-            "drift_events": len(drift_rows),
-            "deadletter_reasons": _reasons(collector.records["deadletter"]),
-            "latency_stages_ms": {
-                "reading_to_prediction": percentiles(latency, 50, 90, 99),
-                "kafka_to_edge_loop": percentiles(kafka_in, 50, 90, 99),
-                "edge_processing": percentiles(app_us, 50, 90, 99),
-            },
-            "edge_exit_code": exit_code,
-            "seconds": round(time.time() - began, 1),
-            "description": scenario.description,
-        }
-        band = band_series(preds)
-        result["interval_coverage"] = band["coverage"]  # of the dynamic forecast's intervals, from the records
-        result["anomalies"] = len(band["flagged"])
-        if crash:
-            result["crash"] = crash
-        if baseline_error:
-            result["online_linear_error"] = baseline_error
-        if collector.error:
-            result["collector_error"] = collector.error
-        self.results["scenarios"][scenario.name] = result
-        self.series[scenario.name] = {
-            "errors": errors,
-            "weights": [((r.get("weights") or {}).get("speed")) for r in preds],
-            "swap_rows": swap_rows,
-            "drift_rows": [r for r in drift_rows if r is not None],
-            "change_points": list(scenario.change_points),
-            "latency": {"reading_to_prediction": latency, "kafka_to_edge_loop": kafka_in, "edge_processing": app_us},
-            "freshness": freshness,
-            "band": band,  # the forecast with its intervals and the flagged readings (report plot)
-        }
-
-    def _freshness(self, thing: str, swaps: list[tuple[float, str]], uploads: list[dict]) -> list[float]:
-        """Seconds from a window's upload to the model trained on it serving on the edge."""
-        uploaded = {}
-        for u in uploads:
-            uploaded[u.get("key") or ""] = float(u["at"])
-            uploaded[u.get("uri") or ""] = float(u["at"])
-        out = []
-        s3 = self.stack.s3_client()
-        for swapped_at, version in swaps:
-            try:
-                body = s3.get_object(Bucket=self.stack.buckets[1], Key=f"models/speed-{thing}/{version}/manifest.json")[
-                    "Body"
-                ].read()
-            except Exception:
-                continue
-            source = (json.loads(body).get("window") or {}).get("source", "")
-            key = source.split("/", 3)[-1] if source.startswith("s3://") else source
-            at = uploaded.get(source) or uploaded.get(key)
-            if at is None and self.opts.mode == "edge":
-                at = next((v for k, v in uploaded.items() if k and Path(k).name == Path(source).name), None)
-            if at is not None:
-                out.append(round(swapped_at - at, 3))
-        return out
 
 
 def _fingerprint() -> str:
@@ -670,16 +495,3 @@ def _fingerprint() -> str:
     for path in sorted((REPO / "training_job").glob("*.py")) + sorted((REPO / "model_contract").glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def _freshness_summary(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "max": None}
-    return {"p50": percentiles(values, 50)["p50"], "max": round(max(values), 3)}
-
-
-def _reasons(records: list[dict]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in records:
-        out[str(r.get("reason"))] = out.get(str(r.get("reason")), 0) + 1
-    return out

@@ -13,12 +13,12 @@ Data: the project's turbine series (``data/turbine/``, credited in its README): 
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hybridstream.datasets import TURBINE
+from hybridstream.devtools.edge import read_rows
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = TURBINE
@@ -53,10 +53,9 @@ class Scenario:
     extra: dict = field(default_factory=dict)
 
 
-def read_stream(path: Path = STREAM, limit: int | None = None) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return rows[:limit] if limit else rows
+def thing_name(scenario: str) -> str:
+    """The simulated Pi a scenario runs on (its thing name)."""
+    return f"pi-{scenario}"
 
 
 def _reading(row: dict[str, str], device: str, shift: float = 0.0) -> dict:
@@ -80,7 +79,7 @@ def _bad(i: int, reading: dict) -> bytes:
 
 def build(name: str, rows: int | None = None, device: str = "turbine-1") -> Scenario:
     """A scenario over the first ``rows`` readings of the stream (``STREAM_ROWS`` when None)."""
-    stream = read_stream(limit=rows or STREAM_ROWS)
+    stream = read_rows(STREAM, 0, rows or STREAM_ROWS)
     n = len(stream)
     if name not in ALL_SCENARIOS:
         raise ValueError(f"unknown scenario {name!r} (choose from {', '.join(ALL_SCENARIOS)})")

@@ -138,6 +138,7 @@ def test_report_table_plots_and_results_carry_online_linear(tmp_path, monkeypatc
 def test_the_demo_takes_the_spec_from_the_batch_manifest_and_warms_on_the_history(tmp_path):
     from hybridstream.demo import scenarios as sc
     from hybridstream.demo.run import Demo, DemoOptions
+    from hybridstream.devtools.edge import read_rows
     from model_contract import Manifest, Scaler
 
     spec = FeatureSpec(horizon=2)
@@ -149,7 +150,7 @@ def test_the_demo_takes_the_spec_from_the_batch_manifest_and_warms_on_the_histor
     Manifest(name="batch", version="v", sha256="0", feature_spec=spec, scaler=Scaler.identity(5, 4),
              input_shape=spec.input_shape).save(demo.batch_dir / "manifest.json")  # fmt: skip
     demo._baseline_spec()
-    assert demo.spec == spec and demo.warmup.shape == (len(sc.read_stream(sc.HISTORY)), 5)
+    assert demo.spec == spec and demo.warmup.shape == (len(read_rows(sc.HISTORY)), 5)
     assert demo.results["online_linear"]["feature_spec"]["horizon"] == 2
     # the scenario's replayed readings (the +8 degC step included) -> one error per predicted reading
     readings = [json.loads(m.value) for m in demo.scenarios[0].messages if m.key is not None]
