@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,10 +16,10 @@ from typing import Any
 from hybridstream.demo import scenarios as sc
 from hybridstream.demo.edge_outputs import EdgeOutputRecorder
 from hybridstream.demo.modes import MODES, Mode, Site
+from hybridstream.demo.pi import EdgeSide, PiError, SimulatedPi, Turbine
 from hybridstream.demo.results import Observed, summarise
 from hybridstream.demo.supervisor import Interrupted, Supervisor
-from hybridstream.devtools.edge import create_topics, edge_argv, read_rows
-from hybridstream.devtools.edge import topics as kafka_topics
+from hybridstream.devtools.edge import read_rows
 from hybridstream.servers.local import LocalServers, ServersError
 from model_contract.layout import SPEED_MODEL_TEMPLATE, speed_model_name
 
@@ -123,7 +122,7 @@ class Demo:
         except Interrupted as exc:
             self.status = f"interrupted ({exc})"
             print(f"\ndemo: {self.status}: everything started was stopped", flush=True)
-        except (ServersError, DemoError) as exc:
+        except (ServersError, DemoError, PiError) as exc:
             self.status = f"failed: {exc}"
             print(f"demo: {self.status}", file=sys.stderr, flush=True)
         except Exception as exc:  # a bug: the traceback goes to the logs, everything is still stopped
@@ -269,164 +268,59 @@ class Demo:
             self.cgroup.add(proc.pid)
 
     # ---- one scenario ------------------------------------------------------------------------------
-    def _edge_config(self, scenario: sc.Scenario, thing: str, topics: dict[str, str]) -> Path:
-        mq = self.stack.servers["mosquitto"]
-        cert = mq.client_cert(thing)  # the simulated Pi's own certificate, signed by the local CA
-        endpoint = self.edge_s3
-        windows = {"max_records": self.opts.window, "max_seconds": 3600, **self.mode.training.windows()}
-        cfg = {
-            "thing_name": thing,
-            "bootstrap": self.stack.info["kafka"]["bootstrap"],
-            "group_id": self._group,
-            "topics": topics,
-            "models": {
-                "batch": str(self.batch_dir / "model.tflite"),
-                "speed": "",
-                "speed_name": speed_model_name(thing),
-                "s3_endpoint_url": endpoint,
-            },
-            "windows": windows,
-            "mqtt": {
-                "transport": "mtls",
-                "endpoint": "127.0.0.1",
-                "port": self.edge_mqtt_port,
-                "cert": str(cert.cert),
-                "key": str(cert.key),
-                "ca": str(mq.ca),
-                "flow_control": False,
-                "metrics_interval_s": 5,
-            },
-            "state_dir": str(self.work / f"edge-state-{scenario.name}"),
-            **self.mode.inference.edge_config(),
-            "metrics_interval_s": 5,
-            "log_interval_s": 10,
-        }
-        path = self.logs / f"edge-{scenario.name}.json"
-        path.write_text(json.dumps(cfg, indent=1))
-        return path
-
-    def _start_edge(self, name: str, config: Path, collector: EdgeOutputRecorder, started_before: int) -> None:
-        inference = self.mode.inference
-        env = {**self.env, "AWS_ENDPOINT_URL_S3": self.edge_s3}
-        proc = self.sup.spawn(name, edge_argv(config, inference.command), self.logs / f"{name}.log", env=env)
-        if self.cgroup is not None:
-            self.cgroup.add(proc.pid)
-        deadline = time.monotonic() + 90
-        while inference.announces_start and len(collector.events("started")) <= started_before:
-            proc = self.sup.children.get(name)
-            if proc is None or proc.poll() is not None:
-                raise DemoError(f"the edge app exited at start (log: {self.logs / (name + '.log')})")
-            if time.monotonic() > deadline:
-                raise DemoError(f"the edge app did not start in 90 s (log: {self.logs / (name + '.log')})")
-            time.sleep(0.2)
-        self._wait_assigned(name, deadline)
-
-    def _wait_assigned(self, name: str, deadline: float) -> None:
-        """Wait until the edge app's consumer group is stable with its partition assigned, so the first
-        readings are not queued behind the group join (that would be start-up time, not latency)."""
-        from confluent_kafka import ConsumerGroupState
-        from confluent_kafka.admin import AdminClient
-
-        group = self._group
-        admin = AdminClient({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "log_level": 3})
-        while time.monotonic() < deadline:
-            try:
-                desc = admin.describe_consumer_groups([group])[group].result(10)
-                if desc.state == ConsumerGroupState.STABLE and any(m.assignment.topic_partitions for m in desc.members):
-                    return
-            except Exception:  # the group may not exist yet
-                pass
-            time.sleep(0.2)
-        raise DemoError(f"the edge app's consumer group {group} got no partition in time (log: {name}.log)")
-
-    def _create_topics(self, topics: list[str]) -> None:
-        try:
-            create_topics(self.stack.info["kafka"]["bootstrap"], topics)
-        except RuntimeError as exc:
-            raise DemoError(str(exc)) from exc
-
     def _scenario(self, scenario: sc.Scenario, index: int) -> None:
-        from confluent_kafka import Producer
-
-        opts = self.opts
-        thing = sc.thing_name(scenario.name)
-        name = speed_model_name(thing)
-        prefix = f"demo.{scenario.name}."
-        topics = kafka_topics(prefix)
-        self._create_topics(list(topics.values()))
-        collector = EdgeOutputRecorder(
-            self.stack.info["kafka"]["bootstrap"],
-            {"predictions": topics["predictions"], "deadletter": topics["deadletter"], "events": topics["events"]},
-        ).start()
+        opts, mode, p = self.opts, self.mode, self.progress
+        side = EdgeSide(
+            bootstrap=self.stack.info["kafka"]["bootstrap"],
+            mqtt_port=self.edge_mqtt_port,
+            s3_endpoint=self.edge_s3,
+            mosquitto=self.stack.servers["mosquitto"],
+            sup=self.sup,
+            env=self.env,
+            logs=self.logs,
+            work=self.work,
+            cgroup=self.cgroup,
+        )
+        pi = SimulatedPi(side, mode, scenario, self.batch_dir, opts.window)
+        roles = ("predictions", "deadletter", "events")
+        collector = EdgeOutputRecorder(side.bootstrap, {role: pi.topics[role] for role in roles}).start()
         self.sup.on_stop(collector.stop)
-        self._group = f"edge-{thing}"
-        config = self._edge_config(scenario, thing, topics)
-        edge = f"edge-{scenario.name}"
-        p = self.progress
         p.stage = f"{scenario.name} ({index + 1}/{len(self.scenarios)})"
         print(f"demo: scenario {scenario.name}: {scenario.description}; {scenario.clean} readings", flush=True)
-        mode = self.mode
-        source = mode.inference.predictions(collector, thing)
-        swaps = source.swaps
+        source = mode.inference.predictions(collector, pi.thing)
         expected = scenario.clean - mode.inference.unpredictable
-        self._start_edge(edge, config, collector, 0)
+        pi.start(collector, 0)
 
-        send_times: dict[str, float] = {}
-        sent = [0]
-        failure: list[str] = []
-        producer = Producer({"bootstrap.servers": self.stack.info["kafka"]["bootstrap"], "linger.ms": 2})
-
-        halt = threading.Event()
-        self.sup.on_stop(halt.set)  # Ctrl-C: the replay ends before the servers stop
-
-        def replay() -> None:
-            try:
-                t0 = time.monotonic()
-                for i, msg in enumerate(scenario.messages):
-                    if halt.is_set():
-                        return
-                    delay = t0 + i / opts.rate - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    if msg.key is not None:
-                        send_times[msg.key] = time.time()
-                    producer.produce(topics["readings"], msg.value, b"turbine-1")
-                    producer.poll(0)
-                    sent[0] = i + 1
-                if producer.flush(30):
-                    failure.append("readings not all acknowledged by Kafka")
-            except Exception as exc:
-                failure.append(str(exc))
-
-        sender = threading.Thread(target=replay, name="demo-replay", daemon=True)
+        turbine = Turbine(side.bootstrap, pi.topics["readings"], scenario, opts.rate)
+        self.sup.on_stop(turbine.halt)  # Ctrl-C: the feed ends before the servers stop
         began = time.time()
-        sender.start()
+        turbine.start()
         crash: dict[str, Any] = {}
         models = (0, 0)
         last_models = 0.0
 
         def status() -> str:
             return (
-                f"sent {sent[0]}/{len(scenario.messages)}, predicted {len(source.keys)}/{expected}, "
+                f"sent {turbine.sent}/{len(scenario.messages)}, predicted {len(source.keys)}/{expected}, "
                 f"deadletter {collector.count('deadletter')} | windows {len(collector.events('window_uploaded'))}, "
                 f"models trained {models[0] + models[1]} (refused {models[1]}), "
-                f"swapped {len(swaps())} | ETA {_mmss(p.eta(sent[0], index))}"
+                f"swapped {len(source.swaps())} | ETA {_mmss(p.eta(turbine.sent, index))}"
             )
 
-        while sender.is_alive():
-            if scenario.crash_at is not None and not crash and sent[0] >= scenario.crash_at:
+        while turbine.is_alive():
+            if scenario.crash_at is not None and not crash and turbine.sent >= scenario.crash_at:
                 before = len(source.keys)
-                self.sup.kill(edge)
-                crash = {"killed_at_sent": sent[0], "predicted_before": before, "at": time.time()}
-                p.line(f"edge app SIGKILLed after {sent[0]} readings; restarting it", force=True)
-                self._start_edge(edge, config, collector, len(collector.events("started")))
+                pi.kill()
+                crash = {"killed_at_sent": turbine.sent, "predicted_before": before, "at": time.time()}
+                p.line(f"edge app SIGKILLed after {turbine.sent} readings; restarting it", force=True)
+                pi.start(collector, len(collector.events("started")))
                 crash["restart_s"] = round(time.time() - crash["at"], 2)
             if time.monotonic() - last_models > 2:
-                models, last_models = mode.models_published(thing), time.monotonic()
+                models, last_models = mode.models_published(pi.thing), time.monotonic()
             p.line(status())
             time.sleep(0.1)
-        if failure:
-            raise DemoError(f"replay into Kafka failed: {failure[0]}")
+        if turbine.failure:
+            raise DemoError(f"replay into Kafka failed: {turbine.failure[0]}")
         # every clean reading predicted?
         deadline = time.monotonic() + 60
         while len(source.keys) < expected and time.monotonic() < deadline:
@@ -435,35 +329,37 @@ class Demo:
         # models still in flight: give them tail_s to arrive and be swapped in
         p.stage = f"{scenario.name}: models in flight"
         deadline = time.monotonic() + opts.tail_s
+        model = f"{speed_model_name(pi.thing)}/"
         while time.monotonic() < deadline:
-            models = mode.models_published(thing)
-            announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(f"{name}/"))
+            models = mode.models_published(pi.thing)
+            announced = sum(1 for _, a in self.router.announcements if a["model"].startswith(model))
             if not mode.training.busy() and source.settled(announced):
                 break
-            if opts.until_swaps is not None and len(swaps()) >= opts.until_swaps:
+            if opts.until_swaps is not None and len(source.swaps()) >= opts.until_swaps:
                 break
             p.line(status())
             time.sleep(0.5)
         p.stage = f"{scenario.name}: stopping the edge app"
-        code = self.sup.stop(edge, timeout=45)
+        code = pi.stop()
         p.sent_before += len(scenario.messages)
         time.sleep(1.0)  # the collector catches the final events
-        dropped = mode.training.drop_backlog(thing)  # the scenario's Pi is gone: the next one's windows go first
+        dropped = mode.training.drop_backlog(pi.thing)  # the scenario's Pi is gone: the next one's windows go first
         collector.stop()
         source.close()
+        swaps = source.swaps()
         seen = Observed(
             predictions=source.records,
             predicted_keys=source.keys,
             replayed=source.duplicates,
             deadletter=collector.records["deadletter"],
             events=collector.records["events"],
-            swaps=swaps(),
-            send_times=send_times,
+            swaps=swaps,
+            send_times=turbine.send_times,
             began=began,
             crash=crash,
-            models=mode.models_published(thing),
+            models=mode.models_published(pi.thing),
             exit_code=code,
-            freshness=mode.freshness(thing, swaps(), collector.events("window_uploaded")),
+            freshness=mode.freshness(pi.thing, swaps, collector.events("window_uploaded")),
             collector_error=collector.error,
         )
         result, self.series[scenario.name] = summarise(scenario, seen, self.spec, self.warmup)
