@@ -158,66 +158,69 @@ class OnPi(Training):
 
 
 # ---- where readings are forecast -----------------------------------------------------------------
-class EdgePredictions:
-    """The edge app's prediction records and swap events, as the scenario's collector reads them."""
+class Predictions:
+    """One scenario's prediction records: ``records`` (as received, replays included), ``keys`` (the
+    distinct device|timestamp keys), ``duplicates`` (records of a key seen before) and the speed
+    models that started serving (:meth:`swaps`), read from ``source``."""
 
-    def __init__(self, collector: Any) -> None:
-        self.collector = collector
+    def __init__(self, source: Any) -> None:
+        self.source = source
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        return self.collector.records["predictions"]
+        return self.source.records
 
     @property
     def keys(self) -> set[str]:
-        return self.collector.keys
+        return self.source.keys
 
     @property
     def duplicates(self) -> int:
-        return self.collector.duplicates
+        return self.source.duplicates
 
     def swaps(self) -> list[tuple[float, str]]:
-        """(when, version) of each speed model swapped in."""
-        return [(float(e["at"]), str(e.get("new_version"))) for e in self.collector.events("model_swapped")]
+        """(when, version) of each speed model that started serving."""
+        raise NotImplementedError
+
+    def settled(self, announced: int) -> bool:
+        """Nothing left to wait for of the ``announced`` models."""
+        return True
+
+    def close(self) -> None:
+        """Stop reading (the scenario is over)."""
+
+
+class EdgePredictions(Predictions):
+    """The edge app's prediction records and swap events, as the scenario's collector reads them."""
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.source.records["predictions"]
+
+    def swaps(self) -> list[tuple[float, str]]:
+        return [(float(e["at"]), str(e.get("new_version"))) for e in self.source.events("model_swapped")]
 
     def settled(self, announced: int) -> bool:
         """Every announced model was swapped in or rejected by the edge."""
-        return len(self.swaps()) + len(self.collector.events("model_rejected")) >= announced
-
-    def close(self) -> None:
-        pass
+        return len(self.swaps()) + len(self.source.events("model_rejected")) >= announced
 
 
-class CloudPredictions:
-    """The cloud inference Lambda's results on MQTT as prediction records (a router observer)."""
+class CloudPredictions(Predictions):
+    """The cloud inference Lambda's results on MQTT as prediction records (a router observer); the
+    Lambda reads LATEST on each message, so there is no swap to wait for."""
 
     def __init__(self, thing: str, router: Any) -> None:
         from hybridstream.demo.cloud_results import CloudResults
 
-        self.results = CloudResults(thing)
+        super().__init__(CloudResults(thing))
         self.router = router
-        router.observers.append(self.results)
-
-    @property
-    def records(self) -> list[dict[str, Any]]:
-        return self.results.records
-
-    @property
-    def keys(self) -> set[str]:
-        return self.results.keys
-
-    @property
-    def duplicates(self) -> int:
-        return self.results.duplicates
+        router.observers.append(self.source)
 
     def swaps(self) -> list[tuple[float, str]]:
-        return [(at, v.rsplit("/", 1)[-1]) for at, v in self.results.speed_versions]
-
-    def settled(self, announced: int) -> bool:
-        return True  # the Lambda reads LATEST on each message: nothing to wait for on the edge
+        return [(at, v.rsplit("/", 1)[-1]) for at, v in self.source.speed_versions]
 
     def close(self) -> None:
-        self.router.observers.remove(self.results)
+        self.router.observers.remove(self.source)
 
 
 class Inference:
@@ -238,7 +241,7 @@ class Inference:
         """Entries this mode adds to the Pi's config."""
         return {}
 
-    def predictions(self, collector: Any, thing: str) -> EdgePredictions | CloudPredictions:
+    def predictions(self, collector: Any, thing: str) -> Predictions:
         """The scenario's prediction records (``collector`` reads the Pi's Kafka topics)."""
         return EdgePredictions(collector)
 
