@@ -12,8 +12,6 @@ Greengrass rules encoded here:
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import shutil
 import socket
@@ -23,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hybridstream.devtools.edge import collect, produce
+from hybridstream.devtools.edge import collect, produce, read_rows, reading_json
 from hybridstream.greengrass.release import local_release, wheelhouse
 from hybridstream.greengrass.runner import LocalCore
 from hybridstream.servers.process import free_port
@@ -53,17 +51,6 @@ def _wait(predicate, timeout: float) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def _readings(csv_path: Path, device: str, n: int) -> list[bytes]:
-    cols = ["Db1t_avg", "Db2t_avg", "Gb1t_avg", "Gb2t_avg", "Ot_avg"]
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))[:n]
-    out = []
-    for r in rows:
-        reading = {"device": device, "Date_time": r["Date_time"], **{c: float(r[c]) for c in cols}}
-        out.append(json.dumps(reading).encode())
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +93,7 @@ def test_components_install_twice_offline_and_run(tmp_path, edge_models, kafka_l
         core.start(names["EdgeApp"])
         bootstrap = f"127.0.0.1:{port}"
         device = f"runner-{uuid.uuid4().hex[:6]}"
-        readings = _readings(edge_models.test_csv, device, 30)
+        readings = [reading_json(r, device) for r in read_rows(edge_models.test_csv, 0, 30)]
         produce(bootstrap, "sensor.readings", readings, [device.encode()] * len(readings))
         predictions = [p for p in collect(bootstrap, "predictions", len(readings), timeout=90) if p["device"] == device]
         log = core.log_path(names["EdgeApp"]).read_text()
