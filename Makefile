@@ -58,7 +58,7 @@ bench-footprint: setup ## memory of what runs on a Pi: broker RSS per heap, edge
 	$(PY) -m hybridstream.devtools.pi_footprint
 
 bench-train: setup ## training job benchmark against real local servers (last line: JSON)
-	$(PY) -m training_job.bench
+	$(PY) -m hybridstream.devtools.train_bench
 
 # Fault-injection scenarios against the real local stack (issue 12): reports/chaos/{results.json,report.md}.
 # QUICK=1: the short version CI runs. CHAOS_ARGS: e.g. --only link-down fuzz, --known-failing NAME, --keep DIR.

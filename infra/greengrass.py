@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_cdk import CfnDeletionPolicy, Stack
 from aws_cdk import aws_greengrassv2 as gg
@@ -96,18 +96,15 @@ class GreengrassComponents(Construct):
         self._add(prereq, lambda v: recipes.prerequisites_recipe(name=prereq, version=v))
 
         kafka_name = f"{name_prefix}.KafkaBroker"
-        jars = self._asset("KafkaBrokerArtifact", stage("kafka-broker", {"libs": kafka_libs(kafka_libs_dir)}))
-        self._add(
+        self._add_shipping(
             kafka_name,
-            lambda v, a=jars: recipes.kafka_broker_recipe(
-                name=kafka_name,
-                version=v,
-                jars=a,
-                kafka_version=kafka_version,
-                prerequisites_component=prereq,
-                heap=kafka_heap,
-            ),
-            artifacts=(jars,),
+            "KafkaBrokerArtifact",
+            stage("kafka-broker", {"libs": kafka_libs(kafka_libs_dir)}),
+            recipes.kafka_broker_recipe,
+            "jars",
+            kafka_version=kafka_version,
+            prerequisites_component=prereq,
+            heap=kafka_heap,
         )
 
         if not ((batch_model_dir / "model.tflite").is_file() and (batch_model_dir / "manifest.json").is_file()):
@@ -116,47 +113,24 @@ class GreengrassComponents(Construct):
                 "(or set context batch_model_dir): the edge app cannot start without a batch model"
             )
         batch_name = f"{name_prefix}.BatchModel"
-        model = self._asset(
-            "BatchModelArtifact",
-            stage(
-                "batch-model",
-                {
-                    "model.tflite": batch_model_dir / "model.tflite",
-                    "manifest.json": batch_model_dir / "manifest.json",
-                },
-            ),
+        model_files = {name: batch_model_dir / name for name in ("model.tflite", "manifest.json")}
+        model = self._add_shipping(
+            batch_name, "BatchModelArtifact", stage("batch-model", model_files), recipes.batch_model_recipe, "model"
         )
-        self._add(
-            batch_name,
-            lambda v, a=model: recipes.batch_model_recipe(name=batch_name, version=v, model=a),
-            artifacts=(model,),
-        )
-        batch_stem = model.stem
 
         app_name = f"{name_prefix}.EdgeApp"
-        app = self._asset(
-            "EdgeAppArtifact",
-            stage(
-                "edge-app",
-                {
-                    "edge_app": Path(source_root) / "edge_app",
-                    "model_contract": Path(source_root) / "model_contract",
-                },
-            ),
-        )
-        self._add(
+        app_files = {package: Path(source_root) / package for package in ("edge_app", "model_contract")}
+        self._add_shipping(
             app_name,
-            lambda v, a=app: recipes.edge_app_recipe(
-                name=app_name,
-                version=v,
-                app=a,
-                settings=settings,
-                kafka_component=kafka_name,
-                batch_component=batch_name,
-                batch_stem=batch_stem,
-                prerequisites_component=prereq,
-            ),
-            artifacts=(app,),
+            "EdgeAppArtifact",
+            stage("edge-app", app_files),
+            recipes.edge_app_recipe,
+            "app",
+            settings=settings,
+            kafka_component=kafka_name,
+            batch_component=batch_name,
+            batch_stem=model.stem,
+            prerequisites_component=prereq,
         )
         self.edge_app_name = app_name
 
@@ -165,19 +139,15 @@ class GreengrassComponents(Construct):
         self.trainer_name = None
         if trainer_source is not None:
             trainer_name = self.trainer_name = f"{name_prefix}.Trainer"
-            src = self._asset("TrainerArtifact", trainer_source)
-            speed = settings.speed_model_name
-            self._add(
+            self._add_shipping(
                 trainer_name,
-                lambda v, a=src: recipes.trainer_recipe(
-                    name=trainer_name,
-                    version=v,
-                    source=a,
-                    edge_app_component=app_name,
-                    speed_model_name=speed,
-                    prerequisites_component=prereq,
-                ),
-                artifacts=(src,),
+                "TrainerArtifact",
+                trainer_source,
+                recipes.trainer_recipe,
+                "source",
+                edge_app_component=app_name,
+                speed_model_name=settings.speed_model_name,
+                prerequisites_component=prereq,
             )
             s3_config = dict(deployment_config).get("s3", {})
             merge[trainer_name] = stack.to_json_string({"s3": {"modelsBucket": s3_config.get("modelsBucket", "")}})
@@ -216,6 +186,19 @@ class GreengrassComponents(Construct):
     def release(self) -> dict[str, Any]:
         """The current release as context values: what to pin the fleet to once promoted."""
         return {"fleet_component_versions": dict(self.versions), "fleet_artifacts": list(self.artifact_keys)}
+
+    def _add_shipping(
+        self, name: str, asset_id: str, folder: Path, make_recipe: Callable[..., dict], artifact_arg: str, **settings
+    ) -> recipes.ZipArtifact:
+        """Component ``name`` whose recipe ships one zip: ``folder`` uploaded as the asset ``asset_id``, the recipe
+        ``make_recipe(name=, version=, <artifact_arg>=the artifact, **settings)``; returns the artifact."""
+        artifact = self._asset(asset_id, folder)
+        self._add(
+            name,
+            lambda v: make_recipe(name=name, version=v, **{artifact_arg: artifact}, **settings),
+            artifacts=(artifact,),
+        )
+        return artifact
 
     def _add(self, name: str, build, artifacts: tuple[recipes.ZipArtifact, ...] = ()) -> None:
         """Build the recipe twice: with placeholder URIs to derive the version, then for real."""
@@ -296,6 +279,21 @@ def job_timeout_minutes(all_recipes) -> int:
     return int(math.ceil(seconds / 60 / 15) * 15)
 
 
+class Rollout(NamedTuple):
+    """An IoT job's exponential rollout and its abort rule (:func:`rollout`)."""
+
+    base_rate_per_minute: int
+    increment_factor: float
+    successes_per_increase: int
+    maximum_per_minute: int
+    min_executed_things: int
+    abort_percentage: int
+
+
+CANARY_ROLLOUT = Rollout(10, 1.5, 1, 10, 1, 1)
+FLEET_ROLLOUT = Rollout(2, 2, 5, 50, 5, 10)
+
+
 def rollout(canary: bool, timeout_minutes: int) -> gg.CfnDeployment.DeploymentIoTJobConfigurationProperty:
     """The IoT job rollout. Kept constant on purpose (per mode: the timeout follows the recipes):
     changing it replaces the deployment.
@@ -305,34 +303,23 @@ def rollout(canary: bool, timeout_minutes: int) -> gg.CfnDeployment.DeploymentIo
     device ``timeout_minutes`` (:func:`job_timeout_minutes`): a slow first install must not
     time the job out.
     """
-    if canary:
-        rate = Deployment.IoTJobExponentialRolloutRateProperty(
-            base_rate_per_minute=10, increment_factor=1.5, rate_increase_criteria={"NumberOfSucceededThings": 1}
-        )
-        return Deployment.DeploymentIoTJobConfigurationProperty(
-            job_executions_rollout_config=Deployment.IoTJobExecutionsRolloutConfigProperty(
-                exponential_rate=rate, maximum_per_minute=10
-            ),
-            abort_config=Deployment.IoTJobAbortConfigProperty(
-                criteria_list=[
-                    Deployment.IoTJobAbortCriteriaProperty(
-                        action="CANCEL", failure_type="ALL", min_number_of_executed_things=1, threshold_percentage=1
-                    )
-                ]
-            ),
-            timeout_config=Deployment.IoTJobTimeoutConfigProperty(in_progress_timeout_in_minutes=timeout_minutes),
-        )
+    p = CANARY_ROLLOUT if canary else FLEET_ROLLOUT
     rate = Deployment.IoTJobExponentialRolloutRateProperty(
-        base_rate_per_minute=2, increment_factor=2, rate_increase_criteria={"NumberOfSucceededThings": 5}
+        base_rate_per_minute=p.base_rate_per_minute,
+        increment_factor=p.increment_factor,
+        rate_increase_criteria={"NumberOfSucceededThings": p.successes_per_increase},
     )
     return Deployment.DeploymentIoTJobConfigurationProperty(
         job_executions_rollout_config=Deployment.IoTJobExecutionsRolloutConfigProperty(
-            exponential_rate=rate, maximum_per_minute=50
+            exponential_rate=rate, maximum_per_minute=p.maximum_per_minute
         ),
         abort_config=Deployment.IoTJobAbortConfigProperty(
             criteria_list=[
                 Deployment.IoTJobAbortCriteriaProperty(
-                    action="CANCEL", failure_type="ALL", min_number_of_executed_things=5, threshold_percentage=10
+                    action="CANCEL",
+                    failure_type="ALL",
+                    min_number_of_executed_things=p.min_executed_things,
+                    threshold_percentage=p.abort_percentage,
                 )
             ]
         ),

@@ -25,7 +25,6 @@ from infra.packaging import stage
 # appears only if its module ships). No infra/, edge_app/ or dev tools (tests/infra/test_shipped_artifacts.py).
 TRAINER_PACKAGES = ("model_contract", "training_job")
 TRAINER_FILES = ("hybridstream/__init__.py", "hybridstream/__main__.py", "hybridstream/cli.py")
-TRAINER_EXCLUDE = ("training_job/bench.py",)  # `make bench-train` (dev tool: imports hybridstream.servers)
 AGENT_CONFIG = "/opt/aws/amazon-cloudwatch-agent/etc/hybridstream.json"
 AGENT_CTL = "/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl"
 TRAINER_LOG = "/var/log/hybridstream/trainer.log"
@@ -76,7 +75,7 @@ def trainer_source(source_root: Path) -> Path:
     ``edge`` mode."""
     root = Path(source_root)
     sources = {"pyproject.toml": root / "pyproject.toml", **{p: root / p for p in TRAINER_PACKAGES + TRAINER_FILES}}
-    return stage("trainer-src", sources, exclude=TRAINER_EXCLUDE)
+    return stage("trainer-src", sources)
 
 
 def cloudwatch_agent_config(log_group: str) -> dict:

@@ -14,7 +14,7 @@ training, checking and publishing every window to the models bucket.
   (every window has an outcome), none trained twice, and every thing has one published model
   version per window it sent (idempotent publish), with the queue and its DLQ empty.
 
-``make bench-train`` runs both (training_job.bench); the tests run a small burst.
+``make bench-train`` runs both (hybridstream.devtools.train_bench); the tests run a small burst.
 """
 
 from __future__ import annotations

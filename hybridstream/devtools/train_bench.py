@@ -15,7 +15,7 @@ Then, on radosgw + ElasticMQ with a pool of worker processes (training_job.pool;
 time to drain, each window's upload -> published latency, lost and trained-twice counts
 (hybridstream.devtools.train_fleet). ``0`` skips a part.
 
-    .venv/bin/python -m training_job.bench [--sizes 1000,3000,10000] [--workers 2 --windows 8]
+    .venv/bin/python -m hybridstream.devtools.train_bench [--sizes 1000,3000,10000] [--workers 2 --windows 8]
         [--burst-things 20 --burst-windows 40]
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import logging
 import os
@@ -35,24 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
+from hybridstream.datasets import TURBINE
+from hybridstream.devtools.edge import read_rows
 from model_contract import FeatureSpec
 from training_job.pool import cpu_count
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = (1000, 3000, 10000)
 
 
-def dataset_dir() -> Path:
-    """The project's turbine data (``data/turbine/``, shipped in the repository)."""
-    path = REPO / "data" / "turbine"
-    if not (path / "test.csv").is_file():
-        raise FileNotFoundError(f"turbine data not found at {path}: the clone is incomplete")
-    return path
-
-
 def load_rows(n: int, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
-    with open(dataset_dir() / "test.csv", newline="") as fh:
-        rows = [r for _, r in zip(range(n), csv.DictReader(fh), strict=False)]
+    """The first ``n`` rows of the turbine stream (``data/turbine/test.csv``): the spec's columns, timestamps."""
+    rows = read_rows(TURBINE / "test.csv", count=n)
     if len(rows) < n:
         raise ValueError(f"test.csv has only {len(rows)} rows")
     return np.array([[float(r[c]) for c in spec.columns] for r in rows]), [r[spec.timestamp_column] for r in rows]
@@ -140,7 +132,9 @@ def run(sizes: tuple[int, ...]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training_job.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m hybridstream.devtools.train_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="window sizes in rows ('' skips)")
     parser.add_argument(
