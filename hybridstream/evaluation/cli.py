@@ -92,34 +92,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--target", help="column to forecast (default: the last numeric column)")
     run.add_argument("--columns", help="comma-separated feature columns (default: every numeric column)")
     run.add_argument(
-        "--lags", nargs="+", default=None, help="lags in readings, e.g. --lags 1 2 3 or 1,2,3 (default: the trainer's)"
-    )
-    run.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
-    run.add_argument(
-        "--calendar",
-        default="day",
-        metavar="day|none|NAMES",
-        help="calendar features from each row's timestamp (UTC) at every lag step: day (default, the product's: "
-        "time of day, 2 harmonics), year, day+year, none, or names (day_sin1,day_cos1,day_sin2,day_cos2,"
-        "year_sin1,year_cos1); needs a timestamp column",
-    )
-    run.add_argument(
         "--time-format",
         metavar="FMT",
         help="the timestamps' format if not ISO-8601 (strptime codes, naive = UTC), e.g. '%%m/%%d/%%Y %%H:%%M' "
         "for 1/1/2010 0:00",
     )
-    run.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
-    run.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's, 50)")
+    _model_arguments(run)
     run.add_argument(
         "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
-    )
-    run.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
-    run.add_argument(
-        "--train-config",
-        default=None,
-        metavar="JSON",
-        help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
     )
     run.add_argument(
         "--warm-start",
@@ -135,29 +115,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the context stack's state after the training file, as every new edge device's; default); "
         "--no-warm-combiner: it starts fresh, as on an edge whose batch model ships none",
     )
-    run.add_argument("--cache-dir", default=None, help="batch-model cache (default .cache/eval; 'none' disables)")
-    run.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
     run.add_argument("--limit", type=int, default=None, help="replay only the first N test rows (selection studies)")
     run.add_argument("--save", metavar="FILE.npz", default=None, help="also save every forecast per row (.npz)")
-    run.add_argument(
-        "--faults",
-        default=None,
-        metavar="all|KINDS",
-        help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
-        "of spikes,stuck,alternate,step,gap (deterministic)",
-    )
-    run.add_argument(
-        "--variants",
-        default=None,
-        metavar="JSON",
-        help="more dynamic combiners replayed beside dynamic in the same pass (label -> config), e.g. "
-        '\'{"experts": {"blend": "experts"}}\'',
-    )
-    run.add_argument(
-        "--ablation",
-        action="store_true",
-        help="also replay dynamic without the speed model, without the batch model and without both (same pass)",
-    )
     run.set_defaults(func=_run)
 
     bench = cmds.add_parser(
@@ -177,50 +136,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("file", metavar="FILE.csv", help="one time-ordered CSV (header row; a timestamp column)")
     bench.add_argument("--target", help="forecast only this channel (default: each numeric column in turn)")
     bench.add_argument("--columns", help="comma-separated input channels (default: every numeric column)")
-    bench.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
-    bench.add_argument(
-        "--lags", nargs="+", default=None, help="lags in readings, e.g. --lags 1-24 (default: the trainer's)"
-    )
-    bench.add_argument(
-        "--calendar", default="day", metavar="day|none|NAMES", help="calendar features (as eval run; default day)"
-    )
-    bench.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
-    bench.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's)")
-    bench.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
-    bench.add_argument(
-        "--train-config",
-        default=None,
-        metavar="JSON",
-        help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
-    )
+    _model_arguments(bench)
     bench.add_argument(
         "--borders",
         default=None,
         metavar="TRAIN,VAL,END",
         help="override the row borders (end of train, of validation, of the stream), e.g. 2880,3600,14400",
     )
-    bench.add_argument(
-        "--variants",
-        default=None,
-        metavar="JSON",
-        help="more dynamic combiners replayed beside dynamic in the same pass (label -> config), e.g. "
-        '\'{"experts": {"blend": "experts"}}\'',
-    )
-    bench.add_argument(
-        "--ablation",
-        action="store_true",
-        help="also score dynamic without the speed model, without the batch model and without both",
-    )
-    bench.add_argument(
-        "--faults",
-        default=None,
-        metavar="all|KINDS",
-        help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
-        "of spikes,stuck,alternate,step,gap (deterministic)",
-    )
     bench.add_argument("--save-dir", default=None, metavar="DIR", help="save each channel's forecasts as DIR/CH.npz")
-    bench.add_argument("--cache-dir", default=None, help="model cache (default .cache/eval; 'none' disables)")
-    bench.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
     bench.set_defaults(func=_benchmark)
 
     experts = cmds.add_parser(
@@ -298,6 +221,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     streams.add_argument("--scenario", choices=SCENARIO_CHOICES, default="all")
     common(streams)
     streams.set_defaults(func=_streams)
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``eval run`` and ``eval benchmark`` share (read by :func:`options.model_options`)."""
+    p.add_argument(
+        "--lags",
+        nargs="+",
+        default=None,
+        help="lags in readings, e.g. --lags 1 2 3, 1,2,3 or 1-24 (default: the trainer's)",
+    )
+    p.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
+    p.add_argument(
+        "--calendar",
+        default="day",
+        metavar="day|none|NAMES",
+        help="calendar features from each row's timestamp (UTC) at every lag step: day (default, the product's: "
+        "time of day, 2 harmonics), year, day+year, none, or names (day_sin1,day_cos1,day_sin2,day_cos2,"
+        "year_sin1,year_cos1); needs a timestamp column",
+    )
+    p.add_argument("--window", type=int, default=1000, help="rows per speed-model re-training (default 1000)")
+    p.add_argument("--epochs", type=int, default=None, help="max training epochs (default: the trainer's, 50)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the trainer's)")
+    p.add_argument(
+        "--train-config",
+        default=None,
+        metavar="JSON",
+        help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
+    )
+    p.add_argument(
+        "--variants",
+        default=None,
+        metavar="JSON",
+        help="more dynamic combiners replayed beside dynamic in the same pass (label -> config), e.g. "
+        '\'{"experts": {"blend": "experts"}}\'',
+    )
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also replay dynamic without the speed model, without the batch model and without both (same pass)",
+    )
+    p.add_argument(
+        "--faults",
+        default=None,
+        metavar="all|KINDS",
+        help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
+        "of spikes,stuck,alternate,step,gap (deterministic)",
+    )
+    p.add_argument("--cache-dir", default=None, help="model cache (default .cache/eval; 'none' disables)")
+    p.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
 
 
 def _log(msg: str) -> None:
