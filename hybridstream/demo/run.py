@@ -81,6 +81,9 @@ def _mmss(seconds: float) -> str:
 
 
 class Demo:
+    """One demo run: the stages in order (servers, router, trainer, batch model, each scenario, the
+    forecast history), every process under one supervisor, the report written at the end."""
+
     def __init__(self, opts: DemoOptions) -> None:
         if opts.mode not in MODES:
             raise DemoError(f"MODE must be one of {', '.join(MODES)}, not {opts.mode!r}")
