@@ -173,3 +173,5 @@ class Turbine(threading.Thread):
                 self.failure.append("readings not all acknowledged by Kafka")
         except Exception as exc:
             self.failure.append(str(exc))
+        finally:
+            self.producer = None  # closed now: no reconnecting once the broker stops at the end
