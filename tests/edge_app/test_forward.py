@@ -26,6 +26,7 @@ from hybridstream.devtools.edge import (
     read_rows,
     reading_json,
     spawn_edge,
+    topics,
     wait_for,
     write_config,
 )
@@ -81,14 +82,7 @@ def forward_config(tmp_path: Path, bootstrap: str, prefix: str, server, thing: s
         "thing_name": thing,
         "bootstrap": bootstrap,
         "group_id": prefix + "fwd",
-        "topics": {
-            "readings": prefix + "readings",
-            "predictions": prefix + "predictions",
-            "metrics": prefix + "metrics",
-            "deadletter": prefix + "deadletter",
-            "events": prefix + "events",
-            "notices": prefix + "notices",
-        },
+        "topics": topics(prefix),
         "state_dir": str(tmp_path / "state"),
         "windows": {"local_root": str(tmp_path / "uploads")},
         "kafka": {"poll_timeout_s": 0.05},
