@@ -305,13 +305,12 @@ class ContextStack:
         if context is None or self._row is None or context.shape != self._row.shape:
             self.skipped += 1
             return None
-        c = context[0]
         y = float(y)
-        ep = float(c[self._last]) - y
+        ep = context.item(0, self._last) - y
         if not -HUGE < ep < HUGE:
             self.skipped += 1
             return None
-        self._update_guard((batch - y, speed - y, ep, float(c[self._k + 2]) - y))
+        self._update_guard((batch - y, speed - y, ep, context.item(0, self._k + 2) - y))
         return context[:, : self._k + self._nm]
 
     def learned(self, batch: float, speed: float, y: float, context: np.ndarray) -> None:
@@ -326,23 +325,28 @@ class ContextStack:
         """Forget-and-add the squared errors (batch, speed, persistence, the stack), winsorised (one absurd
         forecast is muted, not for ages); a plain mean over the first records."""
         mse = self._mse
-        ep = errors[2]
+        eb, es, ep, ef = errors
         cap = WILD * (mse[2] + ep * ep) + 1e-300
         self._seen = n = self._seen + 1
         ed = self._ed
         d = ed if n * (1.0 - ed) > 1.0 else 1.0 - 1.0 / n
-        for i, e in enumerate(errors):
-            sq = e * e if -BIG < e < BIG else cap  # also NaN
-            if sq > cap:
-                sq = cap
-            mse[i] = d * mse[i] + (1.0 - d) * sq
+        a = 1.0 - d
+        # each: its square (the cap for a non-finite or huge error), at most the cap; unrolled (hot path)
+        sq = eb * eb if -BIG < eb < BIG else cap
+        mse[0] = d * mse[0] + a * (cap if sq > cap else sq)
+        sq = es * es if -BIG < es < BIG else cap
+        mse[1] = d * mse[1] + a * (cap if sq > cap else sq)
+        sq = ep * ep if -BIG < ep < BIG else cap
+        mse[2] = d * mse[2] + a * (cap if sq > cap else sq)
+        sq = ef * ef if -BIG < ef < BIG else cap
+        mse[3] = d * mse[3] + a * (cap if sq > cap else sq)
 
     def _set_coef(self) -> None:
         w, var, k = self.model._w, self.model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
-        if self._nm == 2:
-            self._coef = (float(w[k] / math.sqrt(var[k])), float(w[k + 1] / math.sqrt(var[k + 1])))
+        if self._nm == 2:  # .item: Python floats (the same division, without numpy scalars)
+            self._coef = (w.item(k) / math.sqrt(var.item(k)), w.item(k + 1) / math.sqrt(var.item(k + 1)))
         else:
-            c = float(w[k] / math.sqrt(var[k])) if self._nm else 0.0
+            c = w.item(k) / math.sqrt(var.item(k)) if self._nm else 0.0
             self._coef = (c if self.use_batch else 0.0, c if self.use_speed and not self.use_batch else 0.0)
 
     def reset_speed(self) -> None:
