@@ -17,7 +17,7 @@ dimension) instead of once per reading each:
    alarms and their early window closes; the interval band's anomaly events) and the window spool. While a
    new speed model is on probation the whole stage runs reading by reading (:func:`~edge_app.steps.score`,
    the speed forecast checked, :func:`~edge_app.steps.forecast`, spool), since a rollback re-forecasts the
-   rest of the batch with the previous model;
+   rest of the batch with the previous model; so does a batch of one device (nothing to step together);
 5. **encode** every prediction, then **produce** them, in reading order.
 
 State that changes inside a batch is each device's (lag window, pending forecast, combiner, detector,
@@ -142,7 +142,10 @@ def process_batch(app: Any, msgs: list) -> None:
     t_invoke = clock()
 
     # 4. combiner (+ window spool): each device's records in order; what crosses devices in reading order
-    if serving.guard.armed:  # a rollback may switch the speed model at any reading: all of it in reading order
+    first = staged[0][2] if staged else None
+    if serving.guard.armed or not any(item[2] is not first for item in staged):
+        # a rollback may switch the speed model at any reading (all of it in reading order), or one device only
+        # (a single reading: the 1,000/s latency phase; one turbine): nothing to step together
         done, t_spool = _combine_in_order(app, staged, rows, m, b_list, s_list, speed_out)
     else:
         done, t_spool = _combine_by_rounds(app, staged, rows, b_list, s_list, serving.versions)
