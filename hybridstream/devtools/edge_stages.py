@@ -3,8 +3,9 @@
 ``python -m hybridstream.devtools.edge_stages`` starts its own Kafka broker, trains the two models
 ``make bench-edge`` trains (LSTM(40) -> Dense(10) -> Dense(1), the product's feature spec; or takes
 ``--models DIR`` with ``batch/*/model.tflite`` and ``speed/*/model.tflite``), preloads ``--records``
-readings over 5 devices, consumes them once, and hands the same records, in batches of
-``--batch`` (the app's ``kafka.batch_size``), to an :class:`~edge_app.app.EdgeApp` per path
+readings over ``--devices`` devices (5; each CSV row once per device, in turn), consumes them once,
+and hands the same records, in batches of ``--batch`` (the app's ``kafka.batch_size``), to an
+:class:`~edge_app.app.EdgeApp` per path
 (``--process batch,record``; its predictions go to the broker). Per path it prints the app's
 ``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages) and the
 process's CPU time per record (every thread: librdkafka's too). No consumer in the timed part, so
@@ -57,9 +58,9 @@ def run(args: argparse.Namespace) -> dict:
     batch, speed = _models(work, args.models)
     servers = LocalServers.bare(work / "kafka")
     broker = servers.kafka()
-    out: dict = {"records": args.records, "batch": args.batch, "paths": {}}
+    out: dict = {"records": args.records, "batch": args.batch, "devices": args.devices, "paths": {}}
     try:
-        devices = [f"turbine-{i + 1}" for i in range(5)]
+        devices = [f"turbine-{i + 1}" for i in range(args.devices)]
         records = csv_records(TURBINE / "test.csv", devices, limit=args.records)
         publish_at_rate(records, bootstrap=broker.bootstrap, topic="sensor.readings", rate=None)
         consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "stages", "enable.auto.commit": False})
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m hybridstream.devtools.edge_stages", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--records", type=int, default=30000, help="readings preloaded and processed (30000)")
+    parser.add_argument("--devices", type=int, default=5, help="devices the readings are spread over, in turn (5)")
     parser.add_argument("--batch", type=int, default=2000, help="records per processed batch (2000: kafka.batch_size)")
     parser.add_argument("--process", default="record,batch", help="paths, comma-separated (record,batch)")
     parser.add_argument("--models", default=None, help="a folder with batch/*/model.tflite and speed/*/ (else trained)")
