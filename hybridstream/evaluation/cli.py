@@ -229,7 +229,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         "--lags",
         nargs="+",
         default=None,
-        help="lags in readings, e.g. --lags 1 2 3, 1,2,3 or 1-24 (default: the trainer's)",
+        help="lags in readings, e.g. --lags 1 2 3, 1,2,3 or 1-24 (default: the trainer's); eval benchmark also takes "
+        "auto: each target's lags chosen on its history rows (training_job.lag_choice, as train pretrain --lags auto)",
     )
     p.add_argument("--horizon", type=int, default=1, help="forecast H readings ahead (default 1)")
     p.add_argument(
@@ -370,6 +371,8 @@ def _run_checked(args: argparse.Namespace) -> int:
     from hybridstream.evaluation.online_run import DEFAULT_WARM_START, run_stream  # noqa: PLC0415
 
     opts = options.model_options(args)
+    if opts.auto_lags:
+        raise EvalInputError("--lags auto: eval benchmark chooses lags on a history; give eval run the lags to use")
     if args.window < 50:
         raise EvalInputError("--window must be at least 50 rows")
     if args.scenario:
@@ -433,6 +436,12 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
     def make_spec(target: str):
         return benchmark.channel_spec(columns, target, opts.lags, opts.horizon, ts, opts.calendar)
 
+    choices: dict = {}
+    if opts.auto_lags:
+        from training_job.lag_choice import readings_per_day  # noqa: PLC0415
+
+        make_spec, choices = benchmark.lags_on_history(prep, make_spec, readings_per_day(csv_input.epochs(table)), _log)
+
     spec0 = make_spec(targets[0])
     if args.window < 2 * (spec0.max_lag + spec0.horizon) + 10:
         raise csv_input.EvalInputError(
@@ -461,7 +470,10 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
     pub = {} if args.faults else benchmark.published(args.file, args.horizon)
     print(benchmark.table_markdown(res, pub))
     if args.json:
-        print(json.dumps(benchmark.summary(args.file, prep, args.horizon, args.window, targets, res, pub)), flush=True)
+        summary = benchmark.summary(args.file, prep, args.horizon, args.window, targets, res, pub)
+        if choices:
+            summary["lags"] = {t: c["lags"] for t, c in choices.items()}
+        print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -115,6 +115,7 @@ class ModelOptions:
     cfg: object  # training_job.model.TrainConfig
     cache_dir: Path | None
     variants: dict | None
+    auto_lags: bool = False  # --lags auto: chosen per target on its history (eval benchmark)
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -122,8 +123,9 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
     from model_contract import FeatureSpec  # noqa: PLC0415
     from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
 
+    auto = [v.strip() for v in args.lags or []] == ["auto"]
     try:
-        lags = parse_lags(args.lags) or FeatureSpec().lags
+        lags = FeatureSpec().lags if auto else parse_lags(args.lags) or FeatureSpec().lags
     except ValueError:
         raise EvalInputError(
             f"--lags: expected integers, e.g. --lags 1 2 3 or 1-24 (got {' '.join(args.lags)})"
@@ -141,4 +143,5 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
         cfg=train_config(args.epochs, args.seed, args.train_config),
         cache_dir=cache_dir(args.cache_dir),
         variants=variants(args.ablation, args.variants),
+        auto_lags=auto,
     )
