@@ -44,16 +44,25 @@ import numpy as np
 
 from model_contract.online_linear import OnlineLinear, _clip
 
+
+def _vecdot_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products with ``matmul`` on stacks (numpy < 2.2): the same BLAS call per row (``b`` one
+    vector: each row's dot with it)."""
+    if b.ndim == 1:
+        return np.matmul(a, b)
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
+
+
+def _matvec_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Each matrix of ``a`` times its row of ``b`` into ``out`` with ``matmul`` on stacks (numpy < 2.2)."""
+    np.matmul(a, b[:, :, None], out=out[:, :, None])
+    return out
+
+
 if hasattr(np, "matvec"):  # numpy >= 2.2: gufuncs, one BLAS call per row (the same as ndarray.dot's)
     _vecdot, _matvec = np.vecdot, np.matvec
-else:  # pragma: no cover - numpy < 2.2 (the 32-bit ARM edge): matmul on stacks, the same BLAS calls
-
-    def _vecdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
-
-    def _matvec(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
-        np.matmul(a, b[:, :, None], out=out[:, :, None])
-        return out
+else:  # pragma: no cover - numpy < 2.2 (the 32-bit ARM edge)
+    _vecdot, _matvec = _vecdot_matmul, _matvec_matmul
 
 
 _YOUNG = 20  # learn_one's winsorising starts after 20 records: younger models learn on their own

@@ -94,3 +94,15 @@ def test_a_banked_model_still_matches_the_reference_and_copies_detach():
     run_both(iter(stream[3000:]), model, copy.deepcopy(ref))  # alone again, on its views
     state = model.state()
     assert OnlineLinear.from_state(state).state() == state
+
+
+def test_the_matmul_fallback_gives_the_same(monkeypatch):
+    """numpy < 2.2 (the 32-bit ARM edge) has no vecdot/matvec gufuncs: matmul on stacks, still bit-equal."""
+    import model_contract.online_linear_bank as bank_module
+
+    monkeypatch.setattr(bank_module, "_vecdot", bank_module._vecdot_matmul)
+    monkeypatch.setattr(bank_module, "_matvec", bank_module._matvec_matmul)
+    streams = [_rows(turbine_stream(600, s), 600) for s in range(3)]
+    alone, banked = _drive(streams, [{"target_index": 13} for _ in streams], 2_000, 2, OnlineLinearBank())
+    for a, b in zip(alone, banked, strict=True):
+        _same(a, b)
