@@ -32,7 +32,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from model_contract.conformal import CLIP, LEVELS, LR, SCALE_HALF_LIFE, ConformalInterval, level_key
+from model_contract.conformal import (
+    CLIP,
+    FAST_HALF_LIFE,
+    GAMMA,
+    LEVELS,
+    LR,
+    SCALE_HALF_LIFE,
+    ConformalInterval,
+    level_key,
+)
 
 log = logging.getLogger("edge_app")
 
@@ -46,7 +55,9 @@ class IntervalConfig:
     levels: tuple[float, ...] = LEVELS
     lr: float = LR
     scale_half_life: float = SCALE_HALF_LIFE
-    clip: float = CLIP  # an error counts at most clip x the scale in the scale
+    clip: float = CLIP  # an error counts at most clip x a scale in that scale
+    fast_half_life: float = FAST_HALF_LIFE
+    gamma: float = GAMMA  # the band's scale = slow * (fast / slow) ** gamma (model_contract.conformal)
     anomaly_level: float | None = None  # default: the highest level
     # readings in a row outside the interval before they are flagged: a glitch spoils the forecasts of the next
     # readings too (up to 3 outside in a row on the turbine streams); runs of >= 4 on a clean turbine stream:
@@ -55,13 +66,24 @@ class IntervalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "levels", tuple(float(v) for v in self.levels))
-        ConformalInterval(self.levels, self.lr, self.scale_half_life, self.clip)  # ValueError if unusable
+        ConformalInterval(**self.learner())  # ValueError if unusable
         if self.anomaly_level is None:
             object.__setattr__(self, "anomaly_level", max(self.levels))
         if float(self.anomaly_level) not in self.levels:
             raise ValueError(f"anomaly_level {self.anomaly_level} must be one of the levels {list(self.levels)}")
         if not isinstance(self.min_run, int) or self.min_run < 1:
             raise ValueError(f"min_run must be an integer >= 1, got {self.min_run!r}")
+
+    def learner(self) -> dict[str, Any]:
+        """The :class:`~model_contract.conformal.ConformalInterval` arguments."""
+        return {
+            "levels": self.levels,
+            "lr": self.lr,
+            "scale_half_life": self.scale_half_life,
+            "clip": self.clip,
+            "fast_half_life": self.fast_half_life,
+            "gamma": self.gamma,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> IntervalConfig | None:
@@ -70,7 +92,7 @@ class IntervalConfig:
             return None
         if not isinstance(data, Mapping):
             raise ValueError("must be an object (or null: off)")
-        unknown = set(data) - {"levels", "lr", "scale_half_life", "clip", "anomaly_level", "min_run"}
+        unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(sorted(unknown))}")
         return cls(**data)
@@ -91,7 +113,7 @@ class DeviceBand:
         warm: Mapping[str, Any] | None = None,
         on_anomaly: Callable[..., None] | None = None,
     ) -> None:
-        config = {"levels": cfg.levels, "lr": cfg.lr, "scale_half_life": cfg.scale_half_life, "clip": cfg.clip}
+        config = cfg.learner()
         self.ci = ConformalInterval.from_state(warm, **config) if warm else ConformalInterval(**config)
         # the record's members: ',"interval":{"0.8":[%.8g,%.8g],"0.95":[...]},"anomaly":%s' (finite floats only;
         # 8 significant digits: a third of repr's cost, and the bounds are estimates, not measurements)
@@ -128,10 +150,15 @@ class DeviceBand:
         if not (s < math.inf and -math.inf < f < math.inf):  # no scale yet (NaN), or an overflow
             made.band = None
             return self.empty % anomaly
-        made.band = hw = [q * s if q > 0.0 else 0.0 for q in ci.q]
-        if self.pair:  # the usual two levels: one %-format
-            w0, w1 = hw
+        if s > 0.0:
+            s *= (ci.fast / s) ** ci.gamma  # ci.multiplier(), inlined
+        if self.pair:  # the usual two levels: unrolled, one %-format
+            q0, q1 = ci.q
+            w0 = q0 * s if q0 > 0.0 else 0.0
+            w1 = q1 * s if q1 > 0.0 else 0.0
+            made.band = [w0, w1]
             return self.fmt % (f - w0, f + w0, f - w1, f + w1, anomaly)
+        made.band = hw = [q * s if q > 0.0 else 0.0 for q in ci.q]
         return self.fmt % (*[v for w in hw for v in (f - w, f + w)], anomaly)
 
     def _flag(self, run: int, d: float, w: float, y: float, forecast: float, timestamp: str) -> str:

@@ -215,7 +215,7 @@ def run_benchmark(
     ``save_dir``: each channel's run is saved there as ``<channel>.npz`` (``eval table|experts|plot`` read it).
     ``speed_cfg``, ``warm_start``: as :func:`~hybridstream.evaluation.online_run.run_stream`'s.
     """
-    from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
+    from hybridstream.evaluation.online_run import INTERVAL_APPROACHES, run_stream  # noqa: PLC0415
 
     channels: dict[str, dict] = {}
     counters: dict[str, dict] = {}
@@ -246,7 +246,8 @@ def run_benchmark(
         rows = int(ok.sum())
         forecasts = result.forecasts | result.variants
         channels[target] = {name: errors(f, result.y, ok) for name, f in forecasts.items()}
-        channels[target]["dynamic"] |= result.intervals(skip=lead)[1]  # coverage, width (model_contract.conformal)
+        for name in INTERVAL_APPROACHES:  # coverage, width (model_contract.conformal; the baselines' beside it)
+            channels[target][name] |= result.intervals(skip=lead, approach=name)[1]
         counters[target] = result.counters
         log(f"  {target}: " + ", ".join(f"{k} {v['mse']:.4f}" for k, v in channels[target].items()))
     names = list(next(iter(channels.values())))

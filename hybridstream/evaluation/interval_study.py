@@ -3,7 +3,9 @@
 For every ``.npz`` written by ``eval run --save``, the dynamic forecast's intervals are replayed as
 the edge issues them (:meth:`~hybridstream.evaluation.online_run.RunResult.intervals`: the shared
 ``model_contract.conformal`` learner from the run's interval warm start) and, on the same rows, the
-baseline's: the empirical level quantile of the last ``N`` absolute errors (:class:`RollingQuantile`).
+baseline's: the empirical level quantile of the last ``N`` absolute errors (:class:`RollingQuantile`);
+beside them, the forecasts of persistence and the online linear model with the same conformal intervals
+(``persistence+conformal``, ``online_linear+conformal``: is the hybrid's band narrower than theirs?).
 Table cells: coverage over the stream, the worst tenth's coverage and the mean width, per level.
 :func:`plot` draws a stretch of one run: the forecast with both bands and the flagged readings.
 """
@@ -16,26 +18,31 @@ from pathlib import Path
 import numpy as np
 
 from hybridstream.evaluation.intervals import RollingQuantile, issued_half_widths, score
-from hybridstream.evaluation.online_run import RunResult
+from hybridstream.evaluation.online_run import INTERVAL_APPROACHES, RunResult
 from model_contract.conformal import LEVELS, level_key
 
 BASELINE_N = (200, 1000)
 
 
 def compare(paths: Sequence[str | Path], baseline_n: Sequence[int] = BASELINE_N) -> dict[str, dict]:
-    """``{run name: {"conformal": scores, "rolling-N": scores, ...}}`` (scores: :func:`intervals.score`)."""
+    """``{run name: {"conformal": scores, "rolling-N": scores, ..., "persistence+conformal": scores, ...}}``
+    (scores: :func:`intervals.score`): the dynamic forecast's intervals by each method, then the baselines'
+    forecasts with the same conformal intervals (each from its own training-file warm start), on the same rows."""
     out: dict[str, dict] = {}
     for p in paths:
         r = RunResult.load(p)
         f = r.forecasts["dynamic"]
-        hws = {"conformal": r.intervals(LEVELS)[0]}
+        hws = {"conformal": (f, r.intervals(LEVELS)[0])}
         for n in baseline_n:
-            hws[f"rolling-{n}"] = issued_half_widths(r.y, f, RollingQuantile(LEVELS, n), r.spec.horizon)
-        ok = np.logical_and.reduce([np.all(np.isfinite(h), axis=1) for h in hws.values()])
+            hws[f"rolling-{n}"] = (f, issued_half_widths(r.y, f, RollingQuantile(LEVELS, n), r.spec.horizon))
+        for a in INTERVAL_APPROACHES:
+            if a != "dynamic" and a in r.forecasts:
+                hws[f"{a}+conformal"] = (r.forecasts[a], r.intervals(LEVELS, approach=a)[0])
+        ok = np.logical_and.reduce([np.all(np.isfinite(h), axis=1) & np.isfinite(fc) for fc, h in hws.values()])
         res = {}
-        for name, hw in hws.items():
+        for name, (fc, hw) in hws.items():
             hw[~ok] = np.nan  # the same rows for every method
-            res[name] = score(r.y, f, hw, LEVELS)
+            res[name] = score(r.y, fc, hw, LEVELS)
         out[Path(p).stem] = res
     return out
 
@@ -48,7 +55,7 @@ def _cell(s: dict, key: str) -> str:
 
 def markdown(results: dict[str, dict]) -> str:
     """One table per level: rows = runs, columns = methods; cells coverage % / worst tenth % / mean width."""
-    methods = list(next(iter(results.values())))
+    methods = list(dict.fromkeys(m for res in results.values() for m in res))  # a run saved before may lack some
     md = []
     for level in LEVELS:
         key = level_key(level)
@@ -59,7 +66,7 @@ def markdown(results: dict[str, dict]) -> str:
         md.append("| run | " + " | ".join(methods) + " |")
         md.append("|---|" + "---|" * len(methods))
         for name, res in results.items():
-            md.append(f"| {name} | " + " | ".join(_cell(res[m], key) for m in methods) + " |")
+            md.append(f"| {name} | " + " | ".join(_cell(res[m], key) if m in res else "-" for m in methods) + " |")
         md.append("")
     return "\n".join(md)
 

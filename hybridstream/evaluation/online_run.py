@@ -47,6 +47,9 @@ from model_contract.online_linear import OnlineLinear
 from model_contract.persistence_forecast import Persistence
 
 APPROACHES = ("batch", "speed", "static", "dynamic", "persistence", "online_linear")
+# the approaches eval gives intervals (the edge's learner, each from its own training-file errors): the edge's
+# dynamic forecast and the two baselines beside it
+INTERVAL_APPROACHES = ("dynamic", "persistence", "online_linear")
 
 # speed models fine-tune the batch model's weights (with its scaler) instead of starting from scratch
 DEFAULT_WARM_START = False
@@ -66,14 +69,19 @@ class RunResult:
     counters: dict = field(default_factory=dict)
     variants: dict[str, np.ndarray] = field(default_factory=dict)  # other dynamic combiners (ablations)
     interval_warm: dict | None = None  # the batch manifest's interval warm start (the edge's; None: cold)
+    # the baselines' interval warm starts (INTERVAL_APPROACHES: their own errors over the training file)
+    interval_warms: dict[str, dict] = field(default_factory=dict)
 
-    def intervals(self, levels: tuple[float, ...] = LEVELS, skip: int = 0) -> tuple[np.ndarray, dict]:
-        """The dynamic forecast's intervals as the edge issues them (``model_contract.conformal``, from the
-        interval warm start): half-widths per row x level, and their scores (:func:`intervals.score`; the
-        first ``skip`` rows, e.g. a lead-in, not scored)."""
-        learner = ConformalInterval.from_state(self.interval_warm, levels=levels) if self.interval_warm else None
-        learner = learner or ConformalInterval(levels)
-        f = self.forecasts["dynamic"]
+    def intervals(
+        self, levels: tuple[float, ...] = LEVELS, skip: int = 0, approach: str = "dynamic"
+    ) -> tuple[np.ndarray, dict]:
+        """An approach's intervals as the edge issues the dynamic forecast's (``model_contract.conformal`` with the
+        edge's default settings, from the approach's interval warm start; cold without one): half-widths per row x
+        level, and their scores (:func:`intervals.score`; the first ``skip`` rows, e.g. a lead-in, not scored)."""
+        warm = self.interval_warm if approach == "dynamic" else self.interval_warms.get(approach)
+        config = ConformalInterval(levels).config()
+        learner = ConformalInterval.from_state(warm, **config) if warm else ConformalInterval(**config)
+        f = self.forecasts[approach]
         hw = issued_half_widths(self.y, f, learner, self.spec.horizon)
         scored = hw.copy()
         scored[:skip] = np.nan
@@ -111,6 +119,7 @@ class RunResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"spec": self.spec.to_dict(), "window": self.window, "speed_models": self.speed_models}
         meta |= {"seconds": self.seconds, "counters": self.counters, "interval_warm": self.interval_warm}
+        meta["interval_warms"] = self.interval_warms
         arrays = {f"f_{k}": v for k, v in self.forecasts.items()} | {f"v_{k}": v for k, v in self.variants.items()}
         np.savez_compressed(path, y=self.y, speed_weight=self.speed_weight, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -132,6 +141,7 @@ class RunResult:
                 meta["counters"],
                 variants,
                 meta.get("interval_warm"),
+                meta.get("interval_warms") or {},
             )
 
     def summary(self) -> dict:
@@ -139,8 +149,9 @@ class RunResult:
         combiner's guard: ``dynamic_muted_batch``, ``dynamic_muted_speed``, ``dynamic_fallbacks``)."""
         sc = self.scores()
         approaches = {k: {"rmse": sc[k]["rmse"], "mae": sc[k]["mae"]} for k in self.forecasts}
-        if "dynamic" in self.forecasts:  # the approach the edge puts intervals on
-            approaches["dynamic"] |= self.intervals()[1]
+        for k in INTERVAL_APPROACHES:  # the edge puts intervals on dynamic; the baselines' beside it
+            if k in self.forecasts:
+                approaches[k] |= self.intervals(approach=k)[1]
         return {
             "approaches": approaches,
             **(
@@ -202,7 +213,7 @@ def run_stream(
     ws = np.full(n, np.nan)
     persistence = Persistence(ti)
     linear = OnlineLinear.for_spec(spec)
-    _warm_linear(linear, train, spec)
+    warms = _warm_linear(linear, train, spec)  # and the baselines' interval warm starts
     static = make_combiner({"strategy": "static", "speed_weight": 0.3})
     config = dict(combiner) if combiner is not None else {"strategy": "dynamic"}
     dynamic = dynamic_combiner(config, spec, manifest, train, warm=warm_combiner, log=log)
@@ -284,32 +295,40 @@ def run_stream(
     counters["dynamic_warmup_rows"] = warmed
     seconds = round(time.perf_counter() - started, 1)
     warm = interval_warm_start(manifest, train, spec)
-    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm)
+    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm, warms)
 
 
 def interval_warm_start(manifest: Manifest, train: np.ndarray, spec: FeatureSpec) -> dict:
     """The batch manifest's interval warm start, as every new edge device's intervals start (a cached manifest
     that predates it gets it computed from ``train`` with the trainer's functions)."""
     warm = manifest.extra.get(conformal.WARM_KEY)
-    if warm is None:
+    if warm is None or warm.get("method", 1) != conformal.METHOD:  # none, or the learner's older method
         residuals: list[float] = []
         context_stack.warm_start(train, spec, residuals=residuals)
         warm = conformal.warm_start(residuals, spec.horizon)
     return warm
 
 
-def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> None:
-    """Stream the training file through the online linear model first (unscored), as the batch model saw it."""
+def _warm_linear(model: OnlineLinear, train: np.ndarray, spec: FeatureSpec) -> dict[str, dict]:
+    """Stream the training file through the online linear model first (unscored), as the batch model saw it;
+    the interval warm starts of the online linear model and of persistence from their errors on the way
+    (:func:`model_contract.conformal.warm_start`, as the trainer makes the dynamic forecast's)."""
     buf = FeatureBuffer(spec)
     h, ti = spec.horizon, spec.target_index
+    persistence = Persistence(ti)
     pending: deque = deque()
+    residuals: dict[str, list[float]] = {"online_linear": [], "persistence": []}
     for t in range(len(train)):
         while pending and pending[0][0] <= t - 1:
-            j, w = pending.popleft()
+            j, w, f_lin, f_per = pending.popleft()
+            residuals["online_linear"].append(f_lin - train[j, ti])
+            residuals["persistence"].append(f_per - train[j, ti])
             model.learn_one(w, train[j, ti])
         if buf.ready and t + h - 1 < len(train):
-            pending.append((t + h - 1, buf.window.copy()))
+            w = buf.window.copy()
+            pending.append((t + h - 1, w, model.predict_one(w), persistence.predict_one(w)))
         buf.push_row(train[t])
+    return {k: conformal.warm_start(r, h) for k, r in residuals.items()}
 
 
 def _counts(combiner) -> dict[str, int]:

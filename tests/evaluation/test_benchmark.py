@@ -55,9 +55,10 @@ def test_benchmark_scores_every_approach_on_every_channel(tmp_path, capsys):
         assert set(scores) == APPROACHES
         for v in scores.values():
             assert {"mse", "mae"} <= set(v) and np.isfinite(v["mse"]) and v["mse"] > 0
-    for ch in summary["channels"].values():  # the dynamic forecast's intervals (model_contract.conformal)
-        assert set(ch["dynamic"]["coverage"]) == set(ch["dynamic"]["width"]) == {"0.8", "0.95"}
-        assert all(set(v) == {"mse", "mae"} for k, v in ch.items() if k != "dynamic")
+    with_intervals = ("dynamic", "persistence", "online_linear")  # model_contract.conformal's, the baselines' too
+    for ch in summary["channels"].values():
+        assert all(set(ch[k]["coverage"]) == set(ch[k]["width"]) == {"0.8", "0.95"} for k in with_intervals)
+        assert all(set(v) == {"mse", "mae"} for k, v in ch.items() if k not in with_intervals)
     mean_dyn = np.mean([summary["channels"][c]["dynamic"]["mse"] for c in ("load", "temp")])
     assert summary["mean"]["dynamic"]["mse"] == pytest.approx(mean_dyn)
     assert "| **mean** |" in out.out and "No published figures" in out.out

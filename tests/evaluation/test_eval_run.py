@@ -68,11 +68,14 @@ def test_eval_run_scores_all_six_approaches_on_hourly_csvs(hourly, capsys, tmp_p
     assert set(summary) == {"approaches", "retrains", "rows", "horizon", "counters"}
     assert set(summary["approaches"]) == APPROACHES
     for name, scores in summary["approaches"].items():
-        intervals = {"coverage", "width", "coverage_tenths", "interval_rows"} if name == "dynamic" else set()
+        # the edge's intervals (model_contract.conformal) on the dynamic forecast, and the baselines' beside them
+        with_intervals = name in ("dynamic", "persistence", "online_linear")
+        intervals = {"coverage", "width", "coverage_tenths", "interval_rows"} if with_intervals else set()
         assert set(scores) == {"rmse", "mae"} | intervals
         assert np.isfinite(scores["rmse"]) and 0 < scores["mae"] <= scores["rmse"]
-    dyn = summary["approaches"]["dynamic"]  # the edge's intervals, as model_contract.conformal issues them
-    assert set(dyn["coverage"]) == set(dyn["width"]) == {"0.8", "0.95"} and 0.5 < dyn["coverage"]["0.8"] < 1
+        if with_intervals:
+            assert set(scores["coverage"]) == set(scores["width"]) == {"0.8", "0.95"}
+            assert 0.5 < scores["coverage"]["0.8"] < 1 and 0 < scores["width"]["0.8"] < scores["width"]["0.95"]
     # speed models after rows 300, 600 and 900 (the stream ends at 1200); lags (1, 2) + horizon 2 -> 3 rows unscored
     assert summary["retrains"] == 3 and summary["horizon"] == 2 and summary["rows"] == 1200 - 3
     # the online learners beat persistence on this autoregressive target

@@ -66,8 +66,29 @@ def test_state_and_warm_start_round_trip_and_bad_config_is_refused():
     assert ci.q == warm["q"] and ci.scale == warm["scale"]
     other = ConformalInterval.from_state(warm, levels=(0.8, 0.9))  # a new level starts Gaussian, the kept one warm
     assert other.q == [warm["q"][0], pytest.approx(gaussian_multiplier(0.9))]
-    for bad in ({"levels": (1.2,)}, {"levels": ()}, {"lr": 0}, {"scale_half_life": -1}):
+    for bad in ({"levels": (1.2,)}, {"levels": ()}, {"lr": 0}, {"scale_half_life": -1}, {"gamma": 1.5}):
         with pytest.raises(ValueError):
             ConformalInterval(**bad)
     with pytest.raises(ValueError, match="bad interval state"):
         ConformalInterval.from_state({"levels": [0.8]})
+
+
+def test_the_band_scale_blends_the_slow_and_the_fast_error_scale():
+    ci = ConformalInterval((0.8,), gamma=0.3)
+    for e in [1.0] * 50 + [4.0] * 5:  # a burst: the fast scale follows it, the slow one barely moves
+        ci.learn_one(e, None)
+    assert ci.fast > 1.5 * ci.scale
+    assert ci.multiplier() == pytest.approx(ci.scale * (ci.fast / ci.scale) ** 0.3)
+    assert ci.half_widths() == (pytest.approx(ci.q[0] * ci.multiplier()),)
+    assert math.isnan(ConformalInterval().multiplier())  # before any error
+    zero = ConformalInterval((0.8,))
+    zero.learn_one(0.0, None)
+    assert zero.half_widths() == (0.0,)  # every error so far 0: a zero-width band, no division by zero
+
+
+def test_a_state_of_the_first_method_starts_its_fast_scale_at_its_scale():
+    old = {"levels": [0.8, 0.95], "lr": 0.05, "scale_half_life": 100.0, "q": [1.6, 2.5], "scale": 2.0, "seen": 500}
+    ci = ConformalInterval.from_state(old, lr=0.04, scale_half_life=3000.0)
+    assert (ci.scale, ci.fast, ci.q, ci.lr, ci.scale_half_life) == (2.0, 2.0, [1.6, 2.5], 0.04, 3000.0)
+    assert ci.half_widths() == (pytest.approx(3.2), pytest.approx(5.0))
+    assert ConformalInterval.from_state(ci.state()).state() == ci.state()
