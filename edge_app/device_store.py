@@ -2,7 +2,8 @@
 
 At every commit point the loop saves the devices touched since the previous one (lag rows,
 last timestamp, pending forecast: one small JSON file each, written atomically); a device's
-file is loaded when its first reading after a restart arrives. The combiner and the drift
+file is loaded when its first reading after a restart arrives. The forecast intervals carry on
+(their learner, the anomaly run, the pending forecast's interval); the combiner and the drift
 detector start afresh.
 """
 
@@ -34,6 +35,7 @@ def buffered_rows(buffer: FeatureBuffer) -> list[list[float]]:
 def save_device_state(state: DeviceState, versions: tuple[str, str]) -> bytes:
     """What a restart needs to carry on forecasting a device at once (combiner and detector start afresh)."""
     pending = state.pending
+    band = state.band
     return json.dumps(
         {
             "device": state.device,
@@ -42,8 +44,9 @@ def save_device_state(state: DeviceState, versions: tuple[str, str]) -> bytes:
             "rows": buffered_rows(state.buffer),
             "pending": None
             if pending is None
-            else [pending.batch, pending.speed, pending.hybrid, pending.speed_version],
+            else [pending.batch, pending.speed, pending.hybrid, pending.speed_version, pending.band],
             "models": {"batch": versions[0], "speed": versions[1]},
+            "interval": None if band is None else band.state(),  # edge_app.intervals.DeviceBand
         },
         allow_nan=False,
     ).encode()
@@ -72,12 +75,36 @@ def load_device_state(state: DeviceState, raw: bytes, versions: tuple[str, str])
         state.buffer.push_row(values)
     state.last_epoch = last_epoch
     state.last_ts = str(data["last_ts"])
+    intervals = _restore_intervals(state, data.get("interval"))
     pending = data.get("pending")
     models = data.get("models") or {}
     if pending and (models.get("batch"), models.get("speed")) == versions:
         b, sp, h = (float(v) for v in pending[:3])
         if all(math.isfinite(v) for v in (b, sp, h)):
-            state.pending = Pending(b, sp, h, str(pending[3]))
+            band = _issued(pending, len(state.band.ci.levels)) if intervals else None
+            state.pending = Pending(b, sp, h, str(pending[3]), band=band)
+
+
+def _restore_intervals(state: DeviceState, saved: dict | None) -> bool:
+    """The device's interval learner and anomaly run, if saved and usable (else logged: the warm start's)."""
+    if state.band is None or not saved:
+        return False
+    try:
+        state.band.restore(saved)
+    except ValueError as exc:
+        log.warning("device %s: its intervals start from the warm start again (%s)", state.device, exc)
+        return False
+    return True
+
+
+def _issued(pending: list, levels: int) -> list[float] | None:
+    """The half-widths issued with the saved pending forecast, if they fit the levels (its reading is then
+    scored and flagged as without the restart)."""
+    issued = pending[4] if len(pending) > 4 else None
+    if not isinstance(issued, list) or len(issued) != levels:
+        return None
+    widths = [float(w) for w in issued]
+    return widths if all(0.0 <= w < math.inf for w in widths) else None
 
 
 class DeviceStore:

@@ -36,6 +36,7 @@ from model_contract.conformal import (
     CLIP,
     FAST_HALF_LIFE,
     GAMMA,
+    GAMMA_GAIN,
     LEVELS,
     LR,
     SCALE_HALF_LIFE,
@@ -57,7 +58,8 @@ class IntervalConfig:
     scale_half_life: float = SCALE_HALF_LIFE
     clip: float = CLIP  # an error counts at most clip x a scale in that scale
     fast_half_life: float = FAST_HALF_LIFE
-    gamma: float = GAMMA  # the band's scale = slow * (fast / slow) ** gamma (model_contract.conformal)
+    gamma: float = GAMMA  # the band's scale = slow * (fast / slow) ** gamma (model_contract.conformal): its start
+    gamma_gain: float = GAMMA_GAIN  # gamma learned as gain x a slope (0: gamma fixed)
     anomaly_level: float | None = None  # default: the highest level
     # readings in a row outside the interval before they are flagged: a glitch spoils the forecasts of the next
     # readings too (up to 3 outside in a row on the turbine streams); runs of >= 4 on a clean turbine stream:
@@ -83,6 +85,7 @@ class IntervalConfig:
             "clip": self.clip,
             "fast_half_life": self.fast_half_life,
             "gamma": self.gamma,
+            "gamma_gain": self.gamma_gain,
         }
 
     @classmethod
@@ -105,7 +108,8 @@ def _n(x: float) -> str:
 class DeviceBand:
     """One device's interval learner, anomaly run and count (see the module doc)."""
 
-    __slots__ = ("ci", "fmt", "empty", "pair", "level", "index", "min_run", "run", "anomalies", "on_anomaly")
+    __slots__ = ("ci", "cfg_learner", "fmt", "empty", "pair", "level", "index", "min_run", "run", "anomalies")
+    __slots__ += ("on_anomaly",)
 
     def __init__(
         self,
@@ -113,7 +117,7 @@ class DeviceBand:
         warm: Mapping[str, Any] | None = None,
         on_anomaly: Callable[..., None] | None = None,
     ) -> None:
-        config = cfg.learner()
+        self.cfg_learner = config = cfg.learner()
         self.ci = ConformalInterval.from_state(warm, **config) if warm else ConformalInterval(**config)
         # the record's members: ',"interval":{"0.8":[%.8g,%.8g],"0.95":[...]},"anomaly":%s' (finite floats only;
         # 8 significant digits: a third of repr's cost, and the bounds are estimates, not measurements)
@@ -167,6 +171,22 @@ class DeviceBand:
         if run == self.min_run and self.on_anomaly is not None:
             self.on_anomaly(timestamp, y, forecast, dist, run)
         return f'{{"level":{self.level},"distance":{_n(dist)},"run":{run}}}'
+
+    def state(self) -> dict[str, Any]:
+        """What a restart needs to carry on calibrated (``edge_app.device_store``): the learner's state and the
+        current run outside the anomaly-level interval (the running scores start afresh, like the accuracy)."""
+        return {"learner": self.ci.state(), "run": self.run}
+
+    def restore(self, saved: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state` (the edge config's settings win; a learned ``gamma`` carries on);
+        ValueError if it is unusable (the band is left as it was)."""
+        if not isinstance(saved, Mapping):
+            raise ValueError("bad interval state: not an object")
+        ci = ConformalInterval.from_state(saved.get("learner") or {}, **self.cfg_learner)
+        run = saved.get("run", 0)
+        if not isinstance(run, int) or run < 0:
+            raise ValueError(f"bad interval state: run {run!r}")
+        self.ci, self.run = ci, run
 
     def snapshot(self) -> dict[str, Any]:
         """The device's running interval scores (metrics records): coverage, mean width per level, n, anomalies."""

@@ -9,10 +9,13 @@ levels (default 80 % and 95 %). The half-width at level ``1 - a`` is ``q * m``:
   not widen the bands for long), blended geometrically. ``gamma = 1`` would scale the band with the
   last few errors alone (a locally weighted score: Lei, G'Sell, Rinaldo, Tibshirani and Wasserman
   2018), ``gamma = 0`` with the long-run scale alone (a near-constant band, like a long window's
-  empirical quantile). Forecast errors are heavy-tailed and clustered: following the recent errors
-  in part narrows the wide levels much (a calm stretch gets a tight 95 % band) while a band that
-  followed them fully would be wider at 80 % than a constant one. ``gamma`` 0.3 with half-lives 7
-  and 3,000 was selected on the training files' errors (docs/combination.md);
+  empirical quantile). How much the last few errors tell about the next one is the stream's:
+  ``gamma`` is learned as ``gamma_gain`` x the slope of ``|residual| / slow`` on ``fast / slow``
+  (decayed moments, half-life ``scale_half_life``; ``gamma`` itself until ``SLOPE_ROWS`` residuals,
+  fixed if ``gamma_gain`` is 0), clipped to [0, 1]: about 0.4 on the turbine's clustered errors, where
+  the 95 % band of a calm stretch gets much tighter, about 0 on errors that are independent noise, where
+  a near-constant band is the narrowest. The defaults were selected together on the training files'
+  errors (docs/combination.md, "Forecast intervals under drift");
 - ``q`` is learned by online quantile tracking, the P part of conformal PID control
   (Angelopoulos, Candès and Tibshirani, NeurIPS 2023), itself a successor of adaptive conformal
   inference (Gibbs and Candès, NeurIPS 2021): after each scored interval,
@@ -51,9 +54,11 @@ from statistics import NormalDist
 LEVELS = (0.8, 0.95)
 # selected together on the training files' errors (docs/combination.md, "Forecast intervals under drift")
 LR = 0.04  # quantile-tracking step, in units of the error scale
-SCALE_HALF_LIFE = 3000.0  # readings: the slow (long-run) error scale
+SCALE_HALF_LIFE = 1000.0  # readings: the slow (long-run) error scale
 FAST_HALF_LIFE = 7.0  # readings: the fast error scale (the last few errors)
-GAMMA = 0.3  # the band's scale = slow * (fast / slow) ** GAMMA
+GAMMA = 0.3  # the band's scale = slow * (fast / slow) ** gamma: gamma's start
+GAMMA_GAIN = 0.6  # gamma = GAMMA_GAIN x the slope of |residual| / slow on fast / slow, once learned
+SLOPE_ROWS = 100  # residuals before gamma follows the slope
 CLIP = 4.0  # a scale learns an error as at most CLIP x itself (one faulty reading does not widen every band)
 WARM_KEY = "interval_warm_start"  # the batch manifest's extra field
 METHOD = 2  # the state's method: 1 (no "fast", one scale of half-life 100) is read as ``fast = scale``
@@ -77,8 +82,9 @@ class ConformalInterval:
     ``misses`` and ``width_sums`` per level (:meth:`coverage`, :meth:`mean_width`).
     """
 
-    __slots__ = ("levels", "keys", "alphas", "lr", "scale_half_life", "fast_half_life", "gamma", "clip")
-    __slots__ += ("_rate", "_plain", "_frate", "_fplain", "_index", "_up", "_down", "q", "scale", "fast", "seen")
+    __slots__ = ("levels", "keys", "alphas", "lr", "scale_half_life", "fast_half_life", "gamma", "gamma_gain")
+    __slots__ += ("clip", "_rate", "_plain", "_frate", "_fplain", "_index", "_up", "_down", "q", "scale", "fast")
+    __slots__ += ("seen", "moments")
     __slots__ += ("scored", "misses", "width_sums")
 
     def __init__(
@@ -89,6 +95,7 @@ class ConformalInterval:
         clip: float = CLIP,
         fast_half_life: float = FAST_HALF_LIFE,
         gamma: float = GAMMA,
+        gamma_gain: float = GAMMA_GAIN,
     ) -> None:
         levels = tuple(float(v) for v in levels)
         if not levels or not all(0.0 < v < 1.0 for v in levels) or len(set(levels)) != len(levels):
@@ -101,6 +108,8 @@ class ConformalInterval:
             raise ValueError(f"clip must be > 1 (x the scale), got {clip}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if not 0.0 <= gamma_gain < math.inf:
+            raise ValueError(f"gamma_gain must be >= 0 (0: gamma fixed), got {gamma_gain}")
         self.levels = levels
         self.keys = tuple(level_key(v) for v in levels)
         self.alphas = tuple(1.0 - v for v in levels)
@@ -108,6 +117,7 @@ class ConformalInterval:
         self.scale_half_life = float(scale_half_life)
         self.fast_half_life = float(fast_half_life)
         self.gamma = float(gamma)
+        self.gamma_gain = float(gamma_gain)
         self.clip = float(clip)
         self._rate = 1.0 - 0.5 ** (1.0 / self.scale_half_life)
         self._plain = 1.0 / self._rate
@@ -120,6 +130,8 @@ class ConformalInterval:
         self.scale = math.nan
         self.fast = math.nan
         self.seen = 0
+        # gamma's slope: residuals seen and decayed means of x, y, x x, x y (x = fast / slow, y = |residual| / slow)
+        self.moments = [0.0, 0.0, 0.0, 0.0, 0.0]
         self.scored = 0
         self.misses = [0] * len(levels)
         self.width_sums = [0.0] * len(levels)
@@ -164,12 +176,31 @@ class ConformalInterval:
                     q[i] -= down[i]
         n = self.seen + 1
         self.seen = n
-        if n > 1:  # each scale: a plain mean over its first 1 / (1 - d) residuals, then s = d s + (1 - d) min(a, clip s)
+        if n > 1:  # each scale: a plain mean over its first 1 / (1 - d) residuals, then d s + (1 - d) min(a, clip s)
             s = self.scale
-            c = self.clip * s
-            self.scale = s + (self._rate if n > self._plain else 1.0 / n) * ((a if a < c or c == 0.0 else c) - s)
+            clip = self.clip
+            c = clip * s
+            rate = self._rate
+            plain = self._plain
+            if s > 0.0:  # gamma's slope, from the scales this residual's forecast saw
+                x = self.fast / s
+                y = (a if a < c else c) / s
+                mo = self.moments
+                m, mx, my, mxx, mxy = mo
+                m += 1.0
+                k = rate if m > plain else 1.0 / m
+                mx += k * (x - mx)
+                my += k * (y - my)
+                mxx += k * (x * x - mxx)
+                mxy += k * (x * y - mxy)
+                mo[:] = (m, mx, my, mxx, mxy)
+                v = mxx - mx * mx
+                if m > SLOPE_ROWS and v > 0.0 and self.gamma_gain > 0.0:
+                    g = self.gamma_gain * (mxy - mx * my) / v
+                    self.gamma = 1.0 if g > 1.0 else (g if g > 0.0 else 0.0)
+            self.scale = s + (rate if n > plain else 1.0 / n) * ((a if a < c or c == 0.0 else c) - s)
             s = self.fast
-            c = self.clip * s
+            c = clip * s
             self.fast = s + (self._frate if n > self._fplain else 1.0 / n) * ((a if a < c or c == 0.0 else c) - s)
         else:
             self.scale = self.fast = a
@@ -202,6 +233,7 @@ class ConformalInterval:
             "scale_half_life": self.scale_half_life,
             "fast_half_life": self.fast_half_life,
             "gamma": self.gamma,
+            "gamma_gain": self.gamma_gain,
             "clip": self.clip,
         }
 
@@ -213,6 +245,7 @@ class ConformalInterval:
             "q": list(self.q),
             "scale": self.scale if finite else None,
             "fast": self.fast if finite else None,
+            "moments": list(self.moments) if finite else None,
             "seen": self.seen if finite else 0,
         }
 
@@ -223,9 +256,15 @@ class ConformalInterval:
         A state of method 1 (before the fast scale) starts its fast scale at its scale. ValueError if malformed."""
         try:
             cfg = {"levels": state["levels"], "lr": state["lr"], "scale_half_life": state["scale_half_life"]}
-            cfg |= {k: state[k] for k in ("clip", "fast_half_life", "gamma") if k in state}
+            cfg |= {k: state[k] for k in ("clip", "fast_half_life", "gamma", "gamma_gain") if k in state}
             cfg |= {k: v for k, v in config.items() if v is not None}
+            if "gamma" in state and cfg.get("gamma_gain", GAMMA_GAIN) > 0:  # a learned gamma carries on
+                cfg["gamma"] = state["gamma"]
             ci = cls(**cfg)
+            moments = state.get("moments")
+            moments = [0.0] * 5 if moments is None else [float(v) for v in moments]
+            if len(moments) != 5 or not all(math.isfinite(v) for v in moments) or moments[0] < 0:
+                raise ValueError(f"moments {moments!r}")
             qs = dict(zip((float(v) for v in state["levels"]), (float(v) for v in state["q"]), strict=True))
             scale = state.get("scale")
             fast = state.get("fast", scale)
@@ -239,7 +278,7 @@ class ConformalInterval:
             if lv in qs and math.isfinite(qs[lv]):
                 ci.q[i] = qs[lv]
         if scale is not None:
-            ci.scale, ci.fast, ci.seen = float(scale), float(fast), max(seen, 1)
+            ci.scale, ci.fast, ci.seen, ci.moments = float(scale), float(fast), max(seen, 1), moments
         return ci
 
 

@@ -25,6 +25,7 @@ from hybridstream.devtools.edge import (
     write_config,
 )
 from model_contract import Manifest
+from model_contract.conformal import WARM_KEY, ConformalInterval
 from tests.edge_app.helpers import committed_offset
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -86,6 +87,12 @@ def test_sigkill_mid_stream_then_restart_predicts_every_reading(kafka_bootstrap,
         for r in rows[max_lag - 1 :]:
             outs = by_key[f"{d}|{r['Date_time']}"]
             assert all(p["forecast"] is not None for p in outs), (d, r["Date_time"], outs)
+    # the forecast intervals carried on across the crash (state_dir/devices): every interval is the one learner's,
+    # from the batch manifest's warm start, over the readings in the order the app processed them (up to its
+    # last saved state, then the replay)
+    warm = Manifest.load(edge_models.batch.with_name("manifest.json")).extra[WARM_KEY]
+    for d in DEVICES:
+        _assert_one_interval_learner([p for p in preds.records if p["device"] == d], warm)
     # graceful shutdown printed the counters; the windows (incl. those recovered after the kill) cover every reading
     log2 = (tmp_path / "edge-2.log").read_text()
     assert '"predictions"' in log2.strip().splitlines()[-1]
@@ -137,3 +144,25 @@ def test_a_notice_consumed_before_a_crash_is_finished_after_restart(
                 proc.kill()
                 proc.wait(10)
     assert json.loads((tmp_path / "state" / "notices-pending.json").read_text()) == []
+
+
+def _assert_one_interval_learner(records: list[dict], warm: dict) -> None:
+    """``records`` of one device in the order they were produced: the first run's, then (from the first key seen
+    again) the restarted app's. Replayed through one :class:`ConformalInterval`, each record's interval is the one
+    it issued: the restarted app resumed the saved learner and the saved pending forecast's interval."""
+    seen: set[str] = set()
+    replay_from = next((i for i, p in enumerate(records) if p["key"] in seen or seen.add(p["key"])), len(records))
+    first = {p["key"]: i for i, p in enumerate(records[:replay_from])}
+    resumed_at = first[records[replay_from]["key"]] if replay_from < len(records) else replay_from
+    order = records[:resumed_at] + records[replay_from:]  # what the learner saw
+    assert resumed_at > 100 and len(order) > 1000  # the crash came after the device had learned
+    ci = ConformalInterval.from_state(warm)
+    issued = None
+    for prev, p in zip([None, *order], order, strict=False):
+        if prev is not None and prev["forecast"]:
+            ci.learn_one(prev["forecast"]["hybrid"] - p["actual"], issued)
+        issued = ci.half_widths() if p["forecast"] else None
+        if issued is not None:
+            h = p["forecast"]["hybrid"]
+            for k, w in zip(ci.keys, issued, strict=True):
+                assert p["interval"][k] == pytest.approx([h - w, h + w], rel=1e-7, abs=1e-9), (p["key"], k)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hybridstream.devtools import interval_selection
 from hybridstream.evaluation import interval_study
 from hybridstream.evaluation.intervals import RollingQuantile, issued_half_widths, score
 from hybridstream.evaluation.online_run import APPROACHES, RunResult
@@ -35,6 +36,10 @@ def test_the_json_line_carries_coverage_and_width_per_level(tmp_path):
     res = interval_study.compare([path], (200,))["r"]
     assert res["conformal"]["interval_rows"] == res["rolling-200"]["interval_rows"]  # the same rows
     assert "conformal" in interval_study.markdown({"r": res})
+    # the baselines' forecasts get the same intervals (their own warm starts, here none: cold), on the same rows
+    assert {"persistence+conformal", "online_linear+conformal"} <= set(res)
+    assert res["persistence+conformal"]["interval_rows"] == res["conformal"]["interval_rows"]
+    assert r.summary()["approaches"]["persistence"]["coverage"] == r.intervals(approach="persistence")[1]["coverage"]
 
 
 def test_an_interval_is_scored_only_when_its_truth_arrives():
@@ -58,3 +63,18 @@ def test_flags_need_min_run_readings_outside_in_a_row():
     y = np.array([0, 5, -5, 0, 5, 5, 5, 5, 5, 0], float)
     hw = np.ones((10, 2))
     assert interval_study.flagged(y, np.zeros(10), hw, min_run=4).tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 1, 0]
+
+
+def test_the_selection_rule_takes_the_smallest_largest_width_among_the_calibrated_then_the_best_mean():
+    rows = [
+        {"config": {"a": 1}, "max": 0.005, "mean": -0.02, "eligible": False},  # narrowest, but not calibrated
+        {"config": {"a": 2}, "max": 0.010, "mean": -0.03, "eligible": True},
+        {"config": {"a": 3}, "max": 0.0105, "mean": -0.05, "eligible": True},  # a tie on the largest: better mean
+        {"config": {"a": 4}, "max": 0.020, "mean": -0.09, "eligible": True},
+    ]
+    assert interval_selection.choose(rows)["config"] == {"a": 3}
+    assert interval_selection.choose(rows[:1]) is None
+    rng = np.random.default_rng(0)
+    streams = {"s": rng.standard_t(4, 3000) * np.repeat(rng.uniform(0.5, 2.0, 30), 100)}
+    (row,) = interval_selection.evaluate(streams, {"lr": (0.04,)}, log=lambda m: None)
+    assert set(row["relative_width"]) == {"s 0.8", "s 0.95"} and row["scale_step_worst_tenth"] < 0.05
