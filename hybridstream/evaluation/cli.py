@@ -169,8 +169,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="For .npz files written by 'eval run --save': coverage over the stream, over the tenth "
         "furthest from nominal, and mean width of the dynamic forecast's 80 %% and 95 %% intervals, as the edge "
         "issues them (model_contract.conformal, from the run's interval warm start) and as the baseline "
-        "(the empirical quantile of the last N absolute errors) on the same rows. Prints Markdown tables and "
-        "the targets not met.",
+        "(the empirical quantile of the last N absolute errors) on the same rows; beside them persistence's and "
+        "the online linear model's forecasts with the same conformal intervals. Prints Markdown tables and the "
+        "targets not met.",
     )
     iv.add_argument("runs", nargs="+", metavar="RUN.npz")
     iv.add_argument("--baseline-n", type=int, nargs="+", default=[200, 1000], help="N of the baseline(s)")
