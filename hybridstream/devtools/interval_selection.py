@@ -11,8 +11,8 @@ The rule (docs/combination.md, "Forecast intervals under drift"): the smallest l
 the baseline over streams x levels (ties within 0.1 point: the best mean), among the configurations whose
 coverage is within 0.3 points of nominal and every tenth within 3 points on every selection stream, and
 every tenth within 4 points on a synthetic stream whose error scale steps x5 halfway (seeds 0 and 1).
-Prints a Markdown table, then the chosen configuration as JSON (last line). About 1 minute per
-configuration with ETTh1 on 2 shared cores.
+Prints a Markdown table, then the chosen configuration as JSON (last line). About 3 minutes for the
+grid with ETTh1 on 2 shared cores (progress on stderr).
 """
 
 from __future__ import annotations
