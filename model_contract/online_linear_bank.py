@@ -38,6 +38,7 @@ True
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,17 +75,18 @@ class OnlineLinearBank:
 
     ``capacity``: rows allocated at first (doubled when full). Models attach themselves on their first
     :meth:`learn` / :meth:`predict` once they have a state (their first record learned); a model of another
-    configuration or shape is never attached (it always runs alone). Nothing is ever detached: a model
-    dropped by its owner keeps its row (a few KB) until the bank goes.
+    configuration or shape is never attached (it always runs alone). The bank holds its models weakly: the
+    row of a model its owner dropped (a combiner replaced) goes to the next model that attaches.
     """
 
     def __init__(self, capacity: int = 8) -> None:
         self._cap = max(1, int(capacity))
-        self._models: list[OnlineLinear] = []
+        self._models: list[weakref.ref] = []  # row i: the model bound there (dead: the row is free)
         self._key: tuple | None = None  # the configuration of the attached models
 
     def __len__(self) -> int:
-        return len(self._models)
+        """The models attached and still alive."""
+        return sum(1 for ref in self._models if ref() is not None)
 
     # ---- attaching ----
     def _alloc(self, cap: int, size: int, d: int) -> None:
@@ -117,17 +119,22 @@ class OnlineLinearBank:
             self._alloc(self._cap, model._d - 1, model._d)  # noqa: SLF001
         elif key != self._key:
             return False
-        slot = len(self._models)
-        if slot == self._cap:  # grow: copy, then re-bind every model to the new arrays
+        slot = next((i for i, ref in enumerate(self._models) if ref() is None), len(self._models))  # a free row
+        if slot == self._cap:  # grow: copy, then re-bind every live model to the new arrays
             old = (self.mean, self.var, self.sd, self.w, self.P)
             self._alloc(2 * self._cap, old[0].shape[1], old[3].shape[1])
             for new, arr in zip((self.mean, self.var, self.sd, self.w, self.P), old, strict=True):
                 new[:slot] = arr
-            for i, m in enumerate(self._models):
-                self._bind(m, i)
+            for i, ref in enumerate(self._models):
+                m = ref()
+                if m is not None:
+                    self._bind(m, i)
         self.mean[slot], self.var[slot], self.w[slot], self.P[slot] = model._mean, model._var, model._w, model._P  # noqa: SLF001
         np.sqrt(self.var[slot], self.sd[slot])
-        self._models.append(model)
+        if slot == len(self._models):
+            self._models.append(weakref.ref(model))
+        else:
+            self._models[slot] = weakref.ref(model)
         self._bind(model, slot)
         return True
 

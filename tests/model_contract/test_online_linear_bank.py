@@ -106,3 +106,32 @@ def test_the_matmul_fallback_gives_the_same(monkeypatch):
     alone, banked = _drive(streams, [{"target_index": 13} for _ in streams], 2_000, 2, OnlineLinearBank())
     for a, b in zip(alone, banked, strict=True):
         _same(a, b)
+
+
+def test_a_dropped_models_row_goes_to_the_next_one():
+    """The bank holds its models weakly: a model its owner dropped (a combiner replaced) frees its row, the next
+    model that attaches takes it (no growth), and the others go on exactly as alone."""
+    import gc
+
+    streams = [_rows(turbine_stream(400, s), 400) for s in range(3)]
+    bank = OnlineLinearBank(capacity=2)
+    banked = [OnlineLinear(13) for _ in streams]
+    alone = [OnlineLinear(13) for _ in streams]
+    for t in range(200):
+        x = np.concatenate([s[t][0] for s in streams])
+        bank.learn(banked, x, [s[t][1] for s in streams])
+        for m, s in zip(alone, streams, strict=True):
+            m.learn_one(s[t][0], s[t][1])
+    assert len(bank) == 3 and bank.P.shape[0] == 4
+    freed = banked[1]._slot
+    banked[1] = alone[1] = OnlineLinear(13)  # replaced, as reset_combiner does
+    gc.collect()
+    assert len(bank) == 2
+    for t in range(200, 400):
+        x = np.concatenate([s[t][0] for s in streams])
+        bank.learn(banked, x, [s[t][1] for s in streams])
+        for m, s in zip(alone, streams, strict=True):
+            m.learn_one(s[t][0], s[t][1])
+    assert len(bank) == 3 and bank.P.shape[0] == 4 and banked[1]._slot == freed
+    for a, b in zip(alone, banked, strict=True):
+        _same(a, b)
