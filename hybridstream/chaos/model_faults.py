@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import finish_stream, guarded, start_stream
-from hybridstream.devtools.edge import produce, wait_for
+from hybridstream.devtools.edge import absurd_manifest, produce, wait_for
+
+GUARD_WINDOW = 100  # the speed forecasts a swapped-in model is on probation for (edge_app.swap.SwapGuard)
 
 
 def _manifest(model: Path):
@@ -55,7 +56,6 @@ def bad_models(ctx: Context, root: Path) -> dict[str, tuple[dict[str, Any], str]
     models = ctx.models
     good = _manifest(models.speed2).to_dict()
     now = time.time()
-    stamp = datetime.now(UTC).isoformat()
     content = models.speed2.read_bytes()
     truncated = content[: len(content) // 3]
     shape = models.lags3.read_bytes()
@@ -73,13 +73,7 @@ def bad_models(ctx: Context, root: Path) -> dict[str, tuple[dict[str, Any], str]
         "wrong feature spec": (_notice(_save(root, "spec", content, other_spec), now + 3), "feature spec differs"),
         "not a notice": ({"this is": "not a notice"}, "no model location"),
     }
-    scaler = dict(good["scaler"])
-    target = int(scaler.get("target_index", len(scaler["scale"]) - 1))
-    scale = list(scaler["scale"])
-    mean = list(scaler["mean"])
-    mean[target] += 1000 * scale[target]  # forecasts ~1,000 scales (~5,000 degC) off: finite, so the probe passes
-    scale[target] *= 1e4
-    absurd = {**good, "version": "absurd", "scaler": {**scaler, "scale": scale, "mean": mean}, "created_at": stamp}
+    absurd = absurd_manifest(models.speed2).to_dict()  # every forecast ~1,000 scales off: finite, the probe passes
     out["absurd outputs after swap"] = (_notice(_save(root, "absurd", content, absurd), now + 20), "")
     return out
 
@@ -145,6 +139,10 @@ def model_faults(ctx: Context) -> Result:
         result.check(
             "absurd outputs after the swap: noticed, rolled back to the previous speed model and reported",
             bool(rollbacks) and versions[-1] == v2,
+        )
+        result.check(
+            f"rolled back within the guard's first {GUARD_WINDOW} forecasts (each absurd one is out of range)",
+            0 < absurd_served <= GUARD_WINDOW,
         )
 
     return guarded("model_faults", "model faults (bad files, bad notices, absurd outputs)", body)

@@ -2,7 +2,8 @@
 the edge app against a real broker, spelled once.
 
 - rows and readings: :func:`read_rows`, :func:`reading_json`;
-- tiny real models: :func:`train_model`, :func:`save_model`, :func:`notice_for`, :func:`expected_forecasts`;
+- tiny real models: :func:`train_model`, :func:`save_model`, :func:`notice_for`, :func:`expected_forecasts`,
+  :func:`absurd_manifest` (a model that passes every check before it serves, then forecasts absurd values);
 - configs: :func:`topics` (per-run Kafka topic names), :func:`edge_config`, :func:`merge_config`, :func:`write_config`;
 - Kafka: :func:`create_topics`, :func:`produce`, :func:`collect` (a topic's first records),
   :class:`Collector` (a topic's records while a run lasts); waiting: :func:`wait_for`;
@@ -75,6 +76,46 @@ def save_model(tflite: bytes, manifest: Manifest, out_root: Path) -> Path:
     (folder / "model.tflite").write_bytes(tflite)
     manifest.save(folder / "manifest.json")
     return folder / "model.tflite"
+
+
+def absurd_manifest(model_path: Path, version: str = "absurd", scales_off: float = 1000.0) -> Manifest:
+    """A manifest for ``model_path``'s bytes whose model forecasts ``scales_off`` target scales off for every
+    window (finite, so the load-time probe passes): what the swap guard must roll back.
+
+    A scaler alone cannot move a residual model's forecast (the newest target value + the network's change,
+    :func:`training_job.model.build_model`): a shifted target mean cancels, and a stretched target scale only
+    multiplies the change, which is small for some windows (a 10,000x scale left ~20% of the chaos stream's swap
+    points with fewer than 21 of the first 100 forecasts out of range). So every other column's mean moves
+    1,000 scales (inputs ~ -1,000: the LSTM saturates and the change is one constant ``c``, whatever the window),
+    and the target scale becomes ``scales_off`` scales / ``|c|``: each forecast is the newest value (residual)
+    or the target mean (not) +- ``scales_off`` scales.
+    """
+    from datetime import UTC, datetime
+
+    from model_contract.runtime import TFLiteModel
+
+    good = Manifest.load(model_path.with_name("manifest.json")).to_dict()
+    scaler = dict(good["scaler"])
+    reading, scale = list(scaler["mean"]), list(scaler["scale"])  # a typical reading
+    target = int(scaler["target_index"])
+    mean = list(reading)
+    for i in range(len(mean)):
+        if i != target:
+            mean[i] += 1000.0 * scale[i]
+
+    def variant(target_scale: float) -> Manifest:
+        new_scale = [target_scale if i == target else v for i, v in enumerate(scale)]
+        created = datetime.now(UTC).isoformat()
+        new_scaler = {**scaler, "mean": mean, "scale": new_scale}
+        return Manifest.from_dict({**good, "version": version, "scaler": new_scaler, "created_at": created})
+
+    probe = variant(scale[target])
+    window = np.asarray([reading] * probe.input_shape[0], dtype=np.float64)  # others -1,000 scales, target 0
+    model = TFLiteModel.from_manifest(model_path.read_bytes(), probe)
+    change = (model.predict_one(window) - mean[target]) / scale[target]  # the saturated network's output
+    if not abs(change) > 1e-6:
+        raise ValueError(f"{model_path}: the saturated network forecasts no change ({change}): cannot make it absurd")
+    return variant(scales_off * scale[target] / abs(change))
 
 
 def notice_for(model_path: Path, **override: Any) -> dict[str, Any]:

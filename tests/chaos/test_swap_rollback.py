@@ -4,11 +4,12 @@ after the swap (edge_app.swap.SwapGuard): the previous model serves again, nothi
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
+from edge_app.admission import value_bounds
 from hybridstream.devtools.edge import (
+    absurd_manifest,
     collect,
     edge_config,
     notice_for,
@@ -18,25 +19,30 @@ from hybridstream.devtools.edge import (
     save_model,
     wait_for,
 )
-from model_contract import Manifest
+from model_contract import FeatureBuffer, Manifest, rows_to_matrix
+from model_contract.runtime import TFLiteModel
 from tests.edge_app.helpers import AppThread
 
 pytestmark = pytest.mark.kafka
 
 
-def _absurd(model, root):
-    """speed2's bytes under a manifest whose target mean is 1,000 scales off and scale 10,000x: finite
-    forecasts (the probe passes) around 5,000 degC."""
-    good = Manifest.load(model.with_name("manifest.json")).to_dict()
-    scaler = dict(good["scaler"])
-    scale = list(scaler["scale"])
-    target = int(scaler.get("target_index", len(scale) - 1))
-    mean = list(scaler["mean"])
-    mean[target] += 1000 * scale[target]
-    scale[target] *= 1e4
-    now = datetime.now(UTC).isoformat()
-    bad = {**good, "version": "absurd", "scaler": {**scaler, "scale": scale, "mean": mean}, "created_at": now}
-    return save_model(model.read_bytes(), Manifest.from_dict(bad), root)
+def test_the_absurd_model_forecasts_out_of_the_guards_range_on_every_window(edge_models):
+    """The fault the chaos scenario and the test below swap in is absurd whatever the data: every forecast on
+    the chaos stream's rows is outside the guard's range, so the guard rolls it back at the same forecast
+    wherever the swap lands (a stretched target scale alone left some swap points under the guard's 20%)."""
+    batch = Manifest.load(edge_models.batch.with_name("manifest.json"))
+    target = batch.scaler.target_index
+    lo, hi = (b[target] for b in value_bounds(batch, 50.0))  # the edge's default (out_of_range_k unset)
+    model = TFLiteModel.from_manifest(edge_models.speed2.read_bytes(), absurd_manifest(edge_models.speed2))
+    buffer = FeatureBuffer(batch.feature_spec)
+    matrix = rows_to_matrix(read_rows(edge_models.test_csv, 0, 3000), batch.feature_spec)
+    forecasts = []
+    for i, values in enumerate(matrix):
+        buffer.push(values, 1.6e9 + 600.0 * i)
+        if buffer.ready:
+            forecasts.append(model.predict_one(buffer.window))
+    inside = [f for f in forecasts if lo <= f <= hi]
+    assert len(forecasts) > 2900 and not inside, (len(inside), lo, hi)
 
 
 def test_absurd_forecasts_after_a_swap_roll_back_to_the_previous_model(
@@ -46,7 +52,8 @@ def test_absurd_forecasts_after_a_swap_roll_back_to_the_previous_model(
     cfg = edge_config(tmp_path, kafka_bootstrap, topic_prefix, edge_models)
     topics = cfg["topics"]
     v1 = Manifest.load(edge_models.speed.with_name("manifest.json")).version
-    absurd = notice_for(_absurd(edge_models.speed2, tmp_path / "bad"), published_at=2e9)
+    bad = edge_models.speed2
+    absurd = notice_for(save_model(bad.read_bytes(), absurd_manifest(bad), tmp_path / "bad"), published_at=2e9)
     with AppThread(cfg) as running:
         produce(kafka_bootstrap, topics["readings"], [reading_json(r, "t1") for r in rows[:300]])
         assert wait_for(lambda: running.app.counters.predictions >= 300, timeout=30)
@@ -62,7 +69,7 @@ def test_absurd_forecasts_after_a_swap_roll_back_to_the_previous_model(
         counters = running.stop()
     assert [p["timestamp"] for p in preds] == [r["Date_time"] for r in rows]  # nothing dropped
     versions = [p["models"]["speed"] for p in preds]
-    assert 0 < versions.count("absurd") <= 100  # rolled back within the guard's window of 100 forecasts
+    assert versions.count("absurd") == 20  # each forecast out of range: the 21st trips the guard (> 20 of 100)
     assert versions[-1] == v1 and versions[:300] == [v1] * 300
     (rolled,) = [e for e in events if e["event"] == "model_rolled_back"]
     assert rolled["bad_version"] == "absurd" and rolled["restored_version"] == v1
