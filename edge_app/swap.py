@@ -174,11 +174,16 @@ class SpeedModelSwapper:
         self._forget(loaded.origin.get("id"))
 
     def take(self) -> LoadedModel | None:
-        """The verified model waiting to serve, once (None almost always: a plain attribute read)."""
+        """The verified model waiting to serve, once (None almost always: a plain attribute read). A version
+        rolled back while its notice (a replay) was being verified is rejected here, not swapped in again."""
         if self.ready is None:
             return None
         with self._lock:
             model, self.ready = self.ready, None
+        if model is not None and model.version in self.refused:
+            self._reject(f"version {model.version} was rolled back after a swap", model.origin)
+            self._forget(model.origin.get("id"))
+            return None
         return model
 
     def pending(self) -> int:

@@ -8,6 +8,8 @@ import json
 import pytest
 
 from edge_app.admission import value_bounds
+from edge_app.models import load_model
+from edge_app.swap import SpeedModelSwapper
 from hybridstream.devtools.edge import (
     absurd_manifest,
     collect,
@@ -77,3 +79,29 @@ def test_absurd_forecasts_after_a_swap_roll_back_to_the_previous_model(
     assert rejected and "rolled back" in rejected[0]["reason"]
     assert counters["rollbacks"] == 1 and counters["swaps"] == 1
     assert json.loads((tmp_path / "state" / "speed-model.json").read_text())["version"] == v1
+
+
+def test_a_version_rolled_back_while_its_replayed_notice_was_verified_is_not_swapped_in_again(edge_models, tmp_path):
+    """The same notice can come twice (the Kafka topic and MQTT, a redelivery): the second one may be in
+    verification while the first swaps in and is rolled back. The loop must not take it and swap the refused
+    version in again: it is rejected with the reason and its notice finished."""
+    events = []
+    batch = Manifest.load(edge_models.batch.with_name("manifest.json"))
+    bad = save_model(edge_models.speed2.read_bytes(), absurd_manifest(edge_models.speed2), tmp_path / "bad")
+    swapper = SpeedModelSwapper(
+        batch.feature_spec,
+        model_name="speed",
+        events=lambda kind, **fields: events.append((kind, fields)),
+        journal=tmp_path / "pending.json",
+    )
+    try:
+        assert swapper.submit(notice_for(bad, published_at=2e9))  # the replay, verified while ...
+        assert swapper.wait_idle(30) and swapper.ready is not None
+        previous = load_model(str(edge_models.speed), spec=batch.feature_spec)
+        swapper.roll_back("absurd", previous, 0.0)  # ... the first one swapped in and was rolled back
+        assert swapper.take() is None
+        reasons = [fields["reason"] for kind, fields in events if kind == "model_rejected"]
+        assert reasons == ["version absurd was rolled back after a swap"]
+        assert json.loads((tmp_path / "pending.json").read_text()) == []  # finished: a restart does not replay it
+    finally:
+        swapper.close()
