@@ -97,7 +97,7 @@ class Demo:
         self.scenarios = [sc.build(name, opts.rows) for name in opts.scenarios]
         total = sum(len(s.messages) for s in self.scenarios)
         self.progress = Progress(total, opts.rate, opts.tail_s, len(self.scenarios), opts.progress_s)
-        self.stack: LocalServers | None = None
+        self.servers: LocalServers | None = None
         self.router = None
         self.mode: Mode | None = None  # built once the servers and the router run
         self.batch_dir: Path | None = None
@@ -153,14 +153,14 @@ class Demo:
         self.progress.stage = "servers"
         print("demo: starting Kafka, radosgw (S3), ElasticMQ (SQS), mosquitto (mTLS) on 127.0.0.1", flush=True)
         ports = {name: self.opts.ports.get(name, 0) for name in ("kafka", "radosgw", "sqs", "mosquitto")}
-        self.stack = LocalServers(state_root=self.work / "stack", ports=ports)
-        self.sup.on_stop(self.stack.stop)
-        self.stack.start()
-        for name, pid in self.stack.pids().items():
+        self.servers = LocalServers(state_root=self.work / "stack", ports=ports)
+        self.sup.on_stop(self.servers.stop)
+        self.servers.start()
+        for name, pid in self.servers.pids().items():
             self.sup.adopt(name, pid)
-        self.env = {**os.environ, **self.stack.s3_env(), "PYTHONUNBUFFERED": "1"}
-        self.edge_mqtt_port = self.stack.info["mosquitto"]["port"]
-        self.edge_s3 = self.stack.info["radosgw"]["endpoint"]
+        self.env = {**os.environ, **self.servers.s3_env(), "PYTHONUNBUFFERED": "1"}
+        self.edge_mqtt_port = self.servers.info["mosquitto"]["port"]
+        self.edge_s3 = self.servers.info["radosgw"]["endpoint"]
         if self.opts.link:
             self._link()
         self.cgroup = None
@@ -169,16 +169,16 @@ class Demo:
 
             self.cgroup = CpuQuota.create(f"hybridstream-demo-{self.report_dir.name}", self.opts.edge_cpu)
             self.sup.on_stop(self.cgroup.remove)
-        ports_text = ", ".join(f"{n} {v['port']}" for n, v in self.stack.info.items())
-        print(f"demo: servers up in {max(self.stack.timings.values()):.1f}s ({ports_text})", flush=True)
+        ports_text = ", ".join(f"{n} {v['port']}" for n, v in self.servers.info.items())
+        print(f"demo: servers up in {max(self.servers.timings.values()):.1f}s ({ports_text})", flush=True)
 
     def _link(self) -> None:
         """toxiproxy between the edge side and the cloud servers: half the RTT each way, the bandwidth each way."""
         rtt, mbit = float(self.opts.link.get("rtt_ms", 40)), float(self.opts.link.get("mbit", 20))
-        tp = self.stack.toxiproxy()  # stopped with the other servers
+        tp = self.servers.toxiproxy()  # stopped with the other servers
         self.sup.adopt("toxiproxy", int(tp.pid_file.read_text()))
         proxies = {}
-        for name, port in (("mqtt", self.edge_mqtt_port), ("s3", self.stack.info["radosgw"]["port"])):
+        for name, port in (("mqtt", self.edge_mqtt_port), ("s3", self.servers.info["radosgw"]["port"])):
             proxy = tp.create_proxy(f"edge-{name}", upstream=f"127.0.0.1:{port}")
             for stream in ("upstream", "downstream"):
                 proxy.latency(int(round(rtt / 2)), stream=stream)
@@ -247,10 +247,10 @@ class Demo:
         from hybridstream.servers.iot_router import from_stack, rule_definitions
 
         self.progress.stage = "iot router"
-        self.router = from_stack(self.stack.stack_file, self.opts.mode)
+        self.router = from_stack(self.servers.stack_file, self.opts.mode)
         self.router.start()
         self.sup.on_stop(self._stop_router)
-        self.mode = Mode.build(self.opts.mode, Site(self.stack, self.router, self.work, self.edge_s3))
+        self.mode = Mode.build(self.opts.mode, Site(self.servers, self.router, self.work, self.edge_s3))
         source = rule_definitions().__name__
         print(f"demo: IoT rule router: {len(self.router.rules)} rules of mode {self.opts.mode} ({source})")
 
@@ -263,7 +263,7 @@ class Demo:
     def _trainer(self) -> None:
         self.progress.stage = "trainer"
         training = self.mode.training
-        cmd = self._cli("train", "worker", *training.worker_args(), "--bucket", self.stack.buckets[1])
+        cmd = self._cli("train", "worker", *training.worker_args(), "--bucket", self.servers.buckets[1])
         cmd += ["--name", SPEED_MODEL_TEMPLATE] + (["--epochs", str(self.opts.epochs)] if self.opts.epochs else [])
         env = {**self.env, **training.worker_env()}
         proc = self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=env, cwd=REPO)
@@ -274,10 +274,10 @@ class Demo:
     def _scenario(self, scenario: sc.Scenario, index: int) -> None:
         opts, mode, p = self.opts, self.mode, self.progress
         side = EdgeSide(
-            bootstrap=self.stack.info["kafka"]["bootstrap"],
+            bootstrap=self.servers.info["kafka"]["bootstrap"],
             mqtt_port=self.edge_mqtt_port,
             s3_endpoint=self.edge_s3,
-            mosquitto=self.stack.servers["mosquitto"],
+            mosquitto=self.servers.servers["mosquitto"],
             sup=self.sup,
             env=self.env,
             logs=self.logs,
