@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from edge_app.registry import Configurable, Registry
+from model_contract.online_linear import decay
 
 
 def river_drift(module: str, name: str) -> Any:
@@ -242,7 +243,7 @@ class CusumDetector(_Base):
         self._k = k
         self._h = h
         self._warmup = warmup
-        self._d = 0.5 ** (1.0 / ref_half_life)
+        self._d = decay(ref_half_life)
         self._restart()
 
     def _restart(self) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from model_contract.online_linear import decay
+
 _HUGE = 1e150
 
 
@@ -36,12 +38,12 @@ class MultiStacking:
             raise ValueError("need at least 2 experts")
         self.n = n
         self._m = n - 1
-        self._lam = 0.5 ** (1.0 / half_life)
+        self._lam = decay(half_life)
         self._delta = delta
         self._P = [[delta if i == j else 0.0 for j in range(self._m)] for i in range(self._m)]
         self._w = [1.0 / n] * self._m
         self._guard = guard
-        self._gd = 0.5 ** (1.0 / guard_half_life)
+        self._gd = decay(guard_half_life)
         self._mse = [0.0] * n
         self._seen = 0
         self.muted = [0] * n
