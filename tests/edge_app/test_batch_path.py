@@ -30,7 +30,15 @@ from edge_app.app import EdgeApp
 from edge_app.config import EdgeConfig
 from edge_app.device_store import save_device_state
 from edge_app.models import load_model
-from hybridstream.devtools.edge import collect, edge_config, produce, read_rows, reading_json, save_model
+from hybridstream.devtools.edge import (
+    absurd_manifest,
+    collect,
+    edge_config,
+    produce,
+    read_rows,
+    reading_json,
+    save_model,
+)
 from model_contract import Manifest
 
 pytestmark = pytest.mark.kafka
@@ -166,7 +174,7 @@ def test_the_batch_path_equals_the_per_record_path(
     produce(kafka_bootstrap, readings, [v for v, _ in stream], [k for _, k in stream])
     msgs = _consume_all(kafka_bootstrap, readings, len(stream))
     models = calendar_models
-    absurd = _variant(models.speed, tmp_path / "absurd", "absurd", 0.0, 1e7)
+    absurd = save_model(models.speed.read_bytes(), absurd_manifest(models.speed), tmp_path / "absurd")
     good = _variant(models.speed, tmp_path / "good", "speed-b", 0.05, 1.01)
     runs = {}
     for process in ("record", "batch"):
