@@ -5,17 +5,20 @@ swap an older model back in."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+from edge_app.swap import SwapGuard
 from hybridstream.chaos.harness import Context
 from hybridstream.chaos.result import Result
 from hybridstream.chaos.stream import finish_stream, guarded, start_stream
 from hybridstream.devtools.edge import absurd_manifest, produce, wait_for
 
-GUARD_WINDOW = 100  # the speed forecasts a swapped-in model is on probation for (edge_app.swap.SwapGuard)
+# the speed forecasts a swapped-in model is on probation for (the edge's SwapGuard, built with its default)
+GUARD_WINDOW: int = inspect.signature(SwapGuard).parameters["window"].default
 
 
 def _manifest(model: Path):
