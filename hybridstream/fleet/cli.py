@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,24 @@ def aws_options() -> argparse.ArgumentParser:
     return common
 
 
+class AwsCommands:
+    """A command group (``hybridstream GROUP COMMAND``) whose every command takes :func:`aws_options`."""
+
+    def __init__(self, sub: argparse._SubParsersAction, name: str, dest: str, help: str, description: str) -> None:
+        group = sub.add_parser(name, help=help, description=description)
+        group.set_defaults(group_parser=group)  # a bare ``hybridstream GROUP`` prints this group's help
+        self._cmds = group.add_subparsers(dest=dest, metavar="COMMAND")
+        self._common = aws_options()
+
+    def add(
+        self, name: str, func: Callable[[argparse.Namespace], int], help: str, description: str, **defaults: Any
+    ) -> argparse.ArgumentParser:
+        """The parser of command ``name``, which runs ``func(args)`` (``defaults``: more parsed values)."""
+        p = self._cmds.add_parser(name, parents=[self._common], help=help, description=description)
+        p.set_defaults(func=func, **defaults)
+        return p
+
+
 def context(args: argparse.Namespace, failed_ok: bool = False):
     """(AwsContext, StackOutputs) for the command's --profile/--region/--stack."""
     from hybridstream.fleet import outputs
@@ -38,19 +57,18 @@ def _print_json(data: Any) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    common = aws_options()
-    group = sub.add_parser(
+    cmds = AwsCommands(
+        sub,
         "fleet",
+        "fleet_cmd",
         help="enrol Pis, fleet status, staged rollouts and rollback, clean-up",
         description="Manage the Raspberry Pi fleet of a deployed HybridStream stack: every resource is found "
         "from the stack's outputs.",
     )
-    group.set_defaults(group_parser=group)
-    cmds = group.add_subparsers(dest="fleet_cmd", metavar="COMMAND")
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "enroll",
-        parents=[common],
+        cmd_enroll,
         help="allow a Pi to provision and write its device bundle",
         description="Put THING-NAME (<prefix>-<serial>) on the stack's enrollment allow-list and write a device "
         "bundle (tar: Greengrass config for fleet provisioning by claim, the claim certificate, install.sh). "
@@ -78,11 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="bundle path (default build/fleet/<thing>.tar)")
     p.add_argument("--nucleus-version", default="latest", help="Greengrass nucleus release for the Pi (default latest)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_enroll)
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "status",
-        parents=[common],
+        cmd_status,
         help="core devices per group: health, deployment, versions, models, accuracy",
         description="Per thing group: its deployment, and per core device its health, effective deployment, "
         "component versions, the models it serves, its rolling accuracy (from its metrics) and when it was last "
@@ -91,11 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--thing", help="one device only (an unknown name is an error)")
     p.add_argument("--json", action="store_true", help="everything, as JSON")
-    p.set_defaults(func=cmd_status)
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "redeploy",
-        parents=[common],
+        cmd_redeploy,
         help="deploy a group's latest deployment again (after an abort cancelled it)",
         description="Create a new revision of the thing group's latest deployment with the same components, "
         "configuration and policies. A cancelled or failed group deployment reaches no device added to the group "
@@ -103,11 +119,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"{STATUS_PROBLEM}). Fix what made the deployment fail first.",
     )
     p.add_argument("--group", choices=["canary", "fleet"], required=True, help="the thing group")
-    p.set_defaults(func=cmd_redeploy)
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "rollout",
-        parents=[common],
+        cmd_rollout,
         help="deploy component versions to the canaries, gate on their health, then the fleet",
         description="Revise the canary group's deployment with the new component versions, wait until every "
         "canary runs them and sends fresh metrics (timeout: abort, previous versions back), then revise the "
@@ -134,20 +149,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-rmse", type=float, help="also require each canary's rolling hybrid RMSE <= this")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_rollout)
 
-    p = cmds.add_parser(
+    cmds.add(
         "abort",
-        parents=[common],
+        cmd_abort,
         help="cancel the running rollout and put the previous versions back",
         description="On each group whose latest deployment is a rollout by this CLI: cancel it and deploy the "
         "components of the deployment it replaced.",
     )
-    p.set_defaults(func=cmd_abort)
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "cleanup",
-        parents=[common],
+        cmd_cleanup,
         help="remove provisioned things, certificates, core devices and the claim certificate (before cdk destroy)",
         description="Delete what fleet provisioning and this CLI created outside the stack: core devices, "
         "their certificates (policies detached) and things, enrollments, the CLI's deployments and the claim "
@@ -156,7 +169,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--thing", help="remove this one device only")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.set_defaults(func=cmd_cleanup)
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:

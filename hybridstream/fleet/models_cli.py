@@ -10,31 +10,29 @@ import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hybridstream.fleet.cli import aws_options
+    from hybridstream.fleet.cli import AwsCommands
 
-    common = aws_options()
-    group = sub.add_parser(
+    cmds = AwsCommands(
+        sub,
         "models",
+        "models_cmd",
         help="published models: list, show, promote, rollback",
         description="Published models of a deployed HybridStream stack, with their manifests and holdout scores; "
         "promote/rollback point the devices at another published version through the normal announcement.",
     )
-    group.set_defaults(group_parser=group)
-    cmds = group.add_subparsers(dest="models_cmd", metavar="COMMAND")
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "list",
-        parents=[common],
+        cmd_list,
         help="every model name with its current version and holdout scores",
         description="Every model under models/ in the models bucket: current version (LATEST), kind, holdout "
         "RMSE/MAE, number of versions, when it became current, and any override.",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_list)
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "show",
-        parents=[common],
+        cmd_show,
         help="versions of one model (or one version's full manifest)",
         description="The versions of NAME, newest window first, with their windows, holdout scores and guardrail "
         "verdicts, plus refused candidates; with --version, that version's whole manifest.",
@@ -42,33 +40,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help="model name, e.g. speed-hybridstream-pi0001 or batch")
     p.add_argument("--version", help="one version: print its manifest")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_show)
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "promote",
-        parents=[common],
+        cmd_promote,
         help="make a published version current (devices get it announced)",
         description="Point LATEST of NAME at VERSION after checking its model against its manifest. A model of "
         "an older window than the current one needs --override (LATEST otherwise only moves forward); the "
         "override is logged and recorded.",
+        action="promote",
     )
     p.add_argument("name", help="model name")
     p.add_argument("--version", required=True, help="the published version to make current")
     p.add_argument("--override", action="store_true", help="allow moving LATEST back to an older window")
     p.add_argument("--reason", default="", help="why (recorded with an override)")
-    p.set_defaults(func=cmd_promote, action="promote")
 
-    p = cmds.add_parser(
+    p = cmds.add(
         "rollback",
-        parents=[common],
+        cmd_rollback,
         help="point the devices back to an earlier version",
         description="Point LATEST of NAME back to --version, or to the version before the current one: an explicit "
         "override of LATEST's forward-only rule, logged and recorded. The edge verifies the model like any other.",
+        action="rollback",
     )
     p.add_argument("name", help="model name")
     p.add_argument("--version", help="the version to go back to (default: the one before the current)")
     p.add_argument("--reason", default="", help="why (recorded in LATEST and the audit record)")
-    p.set_defaults(func=cmd_rollback, action="rollback")
 
 
 def _registry(args: argparse.Namespace):
