@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from edge_app.csv_lines import CsvLine
 from edge_app.forecasts import FORECAST_COLUMNS, NO_FORECAST, interval_cells
 from edge_app.records import Reading
 from model_contract import FeatureSpec
@@ -81,9 +81,8 @@ def window_id(device: str, first_epoch: float, rows: int) -> str:
 @dataclass
 class _Open:
     path: Path
-    fh: IO[bytes]  # unbuffered: rows wait in ``buf`` until a flush writes them (and can be taken back)
-    buf: io.StringIO
-    writer: Any  # csv.writer over ``buf``
+    fh: IO[bytes]  # unbuffered: rows wait in ``lines`` until a flush writes them (and can be taken back)
+    lines: list[str]  # CSV lines (csv.writer's text, edge_app.csv_lines) not yet in the file
     device: str
     first_epoch: float
     first_ts: str
@@ -91,7 +90,7 @@ class _Open:
     opened: float
     rows: int = 0
     written: int = 0  # bytes of the file known to be complete (a failed write is truncated back to this)
-    held: int = 0  # rows in ``buf`` not yet in the file
+    held: int = 0  # rows in ``lines`` not yet in the file
 
 
 class WindowSpool:
@@ -117,6 +116,7 @@ class WindowSpool:
         self._forecasts = forecasts  # rows carry the forecasts made for them (FORECAST_COLUMNS)
         if forecasts:
             self._header += FORECAST_COLUMNS
+        self._line = CsvLine(len(self._header))  # a row's CSV text, as csv.writer writes it
         self._max_records = max_records
         self._max_seconds = max_seconds
         self._on_closed = on_closed
@@ -172,14 +172,14 @@ class WindowSpool:
         if w is None:
             w = self._start(reading)
         if not self._forecasts:
-            w.writer.writerow((reading.timestamp, reading.device, *reading.values))
+            w.lines.append(self._line((reading.timestamp, reading.device, *reading.values)))
         elif made is None:
-            w.writer.writerow((reading.timestamp, reading.device, *reading.values, *NO_FORECAST))
+            w.lines.append(self._line((reading.timestamp, reading.device, *reading.values, *NO_FORECAST)))
         else:
-            w.writer.writerow(
+            w.lines.append(self._line(
                 (reading.timestamp, reading.device, *reading.values, made.batch, made.speed, made.hybrid,
                  batch_version, made.speed_version, *interval_cells(made, band))
-            )  # fmt: skip
+            ))  # fmt: skip
         w.rows += 1
         w.held += 1
         w.last_ts = reading.timestamp
@@ -220,7 +220,7 @@ class WindowSpool:
     def _write(self, w: _Open) -> bool:
         if w.held == 0 and not self._fsync:
             return True
-        data = w.buf.getvalue().encode("utf-8", "surrogatepass")
+        data = "".join(w.lines).encode("utf-8", "surrogatepass")
         try:
             view = memoryview(data)
             while view:
@@ -231,8 +231,7 @@ class WindowSpool:
             self._write_failed(w, exc)
             return False
         w.written += len(data)
-        w.buf.seek(0)
-        w.buf.truncate()
+        w.lines.clear()
         w.held = 0
         return True
 
@@ -279,11 +278,9 @@ class WindowSpool:
     def _start(self, reading: Reading) -> _Open:
         path = self.open_dir / f"{file_device(reading.device)}_{int(reading.epoch * 1000)}.part"
         fh = open(path, "wb", buffering=0)  # noqa: SIM115 (kept open while the window is)
-        buf = io.StringIO(newline="")
-        writer = csv.writer(buf)
-        writer.writerow(self._header)
+        lines = [self._line.csv_text(self._header)]
         w = _Open(
-            path, fh, buf, writer, reading.device, reading.epoch, reading.timestamp, reading.timestamp, time.monotonic()
+            path, fh, lines, reading.device, reading.epoch, reading.timestamp, reading.timestamp, time.monotonic()
         )
         self._open[reading.device] = w
         return w
