@@ -98,12 +98,19 @@ class TrainConfig:
     # shrink the learned change towards persistence by the factor in [0, 1] that fits the holdout best (least
     # squares on the holdout's changes; the last layer's weights scaled: no new op). Residual models only.
     shrink: bool = False
+    # a seed ensemble: ``members`` networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; each with
+    # its own early stopping), then joined in ONE graph whose changes (forecasts) are averaged: one invoke on the edge
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ValueError(f"members must be >= 1, not {self.members}")
 
     def to_dict(self) -> dict:
         """The recorded config; a new option at its default is left out, so existing model versions keep their names."""
         out = asdict(self)
-        for key in ("instance_norm", "shrink"):
-            if not out[key]:
+        for key, default in (("instance_norm", False), ("shrink", False), ("members", 1)):
+            if out[key] == default:
                 del out[key]
         return out
 
@@ -178,20 +185,44 @@ def build_model(
         seen = keras.layers.Lambda(
             lambda t: t - t[:, -1:, :] * mask, output_shape=tuple(input_shape), name="instance_norm"
         )(inputs)
-    x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name="lstm")(seen)
-    x = keras.layers.Dense(cfg.dense_units, activation="relu", name="dense")(x)
+    members = [_member(keras, inputs, seen, cfg, unroll, member_suffix(i, cfg)) for i in range(cfg.members)]
     if not cfg.residual:
-        outputs = keras.layers.Dense(1, name="forecast")(x)
+        outputs = members[0] if len(members) == 1 else keras.layers.Average(name="forecast")(members)
         return keras.Model(inputs, outputs, name="hybridstream_lstm")
     ti = target_index % input_shape[1]
-    change = keras.layers.Dense(1, kernel_initializer="zeros", name="change")(x)
-    if cfg.linear_skip:  # a linear term on every lag and column: the model contains the linear forecaster
-        flat = keras.layers.Flatten(name="flat_lags")(inputs)
-        linear = keras.layers.Dense(1, kernel_initializer="zeros", name="linear_change")(flat)
-        change = keras.layers.Add(name="total_change")([change, linear])
+    change = members[0] if len(members) == 1 else keras.layers.Average(name="mean_change")(members)
     last = keras.layers.Lambda(lambda t: t[:, -1, ti : ti + 1], output_shape=(1,), name="newest_target")(inputs)
     outputs = keras.layers.Add(name="forecast")([last, change])
     return keras.Model(inputs, outputs, name="hybridstream_lstm_residual")
+
+
+def member_suffix(index: int, cfg: TrainConfig) -> str:
+    """The layer-name suffix of ensemble member ``index`` ('' for a single model: its layer names stay as before)."""
+    return "" if cfg.members == 1 else f"_m{index}"
+
+
+def _member(keras, inputs, seen, cfg: TrainConfig, unroll: bool, suffix: str):
+    """One network: LSTM -> Dense(relu) -> its change (residual) or forecast, layer names ending in ``suffix``."""
+    x = keras.layers.LSTM(cfg.lstm_units, unroll=unroll, name=f"lstm{suffix}")(seen)
+    x = keras.layers.Dense(cfg.dense_units, activation="relu", name=f"dense{suffix}")(x)
+    if not cfg.residual:
+        return keras.layers.Dense(1, name=f"forecast{suffix}")(x)
+    change = keras.layers.Dense(1, kernel_initializer="zeros", name=f"change{suffix}")(x)
+    if cfg.linear_skip:  # a linear term on every lag and column: the model contains the linear forecaster
+        flat = keras.layers.Flatten(name=f"flat_lags{suffix}")(inputs)
+        linear = keras.layers.Dense(1, kernel_initializer="zeros", name=f"linear_change{suffix}")(flat)
+        change = keras.layers.Add(name=f"total_change{suffix}")([change, linear])
+    return change
+
+
+def join_members(models: list, input_shape: tuple[int, int], cfg: TrainConfig, target_index: int, value_columns):
+    """One Keras graph holding the trained single networks ``models`` as members, their outputs averaged."""
+    ensemble = build_model(input_shape, cfg, target_index=target_index, value_columns=value_columns)
+    for i, single in enumerate(models):
+        for layer in single.layers:
+            if layer.get_weights():
+                ensemble.get_layer(layer.name + member_suffix(i, cfg)).set_weights(layer.get_weights())
+    return ensemble
 
 
 def holdout_size(n_samples: int, fraction: float) -> int:
@@ -270,8 +301,20 @@ def fit(
 ):
     """Train with early stopping on the holdout; deterministic for a given seed and data.
 
-    ``init_weights`` (a same-shaped model's ``get_weights()``) warm-starts the training.
+    ``init_weights`` (a same-shaped model's ``get_weights()``) warm-starts the training. With ``cfg.members`` > 1
+    each member is trained alone (seed ``cfg.seed + i``) and the members are joined (:func:`join_members`); the
+    result's ``epochs_run`` lists each member's epochs.
     """
+    if cfg.members > 1:
+        single = cfg.replace(members=1)
+        starts = _member_weights(init_weights, X.shape[1:], cfg, target_index, value_columns)
+        models = [
+            fit(X, y, single.replace(seed=cfg.seed + i), X_val, y_val, cancel, target_index, starts[i], value_columns)
+            for i in range(cfg.members)
+        ]
+        ensemble = join_members(models, X.shape[1:], cfg, target_index, value_columns)
+        ensemble.epochs_run = [_epochs_run(m) for m in models]
+        return ensemble
     keras = _keras()
     import tensorflow as tf  # noqa: PLC0415
 
@@ -298,6 +341,27 @@ def fit(
     return model
 
 
+def _epochs_run(model) -> int | None:
+    history = getattr(model, "history", None)
+    return len(history.epoch) if history is not None and hasattr(history, "epoch") else None
+
+
+def _member_weights(init_weights, input_shape, cfg: TrainConfig, target_index: int, value_columns) -> list:
+    """Each member's share of an ensemble's weights (``[None] * members`` without a warm start)."""
+    if init_weights is None:
+        return [None] * cfg.members
+    ensemble = build_model(input_shape, cfg, target_index=target_index, value_columns=value_columns)
+    ensemble.set_weights(init_weights)
+    out, one = [], cfg.replace(members=1)
+    for i in range(cfg.members):
+        single = build_model(input_shape, one, target_index=target_index, value_columns=value_columns)
+        for layer in single.layers:
+            if layer.get_weights():
+                layer.set_weights(ensemble.get_layer(layer.name + member_suffix(i, cfg)).get_weights())
+        out.append(single.get_weights())
+    return out
+
+
 def shrink_to_holdout(model, X_ho: np.ndarray, y_ho: np.ndarray, target_index: int) -> float:
     """Scale a residual model's learned change by ``a`` in [0, 1], the least-squares fit of the holdout's changes
     (``a`` = 0: persistence); the change layers' kernels and biases are multiplied by ``a``. Returns ``a``."""
@@ -308,12 +372,9 @@ def shrink_to_holdout(model, X_ho: np.ndarray, y_ho: np.ndarray, target_index: i
     want = y_ho.astype(np.float64).reshape(-1) - last
     den = float(change @ change)
     a = float(np.clip((change @ want) / den, 0.0, 1.0)) if den > 0 else 1.0
-    for name in ("change", "linear_change"):
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
-            continue
-        layer.set_weights([w * np.float32(a) for w in layer.get_weights()])
+    for layer in model.layers:
+        if layer.name.split("_m")[0] in ("change", "linear_change") and layer.get_weights():
+            layer.set_weights([w * np.float32(a) for w in layer.get_weights()])
     return a
 
 
@@ -425,8 +486,7 @@ def train_matrix(
     )
     shrunk = shrink_to_holdout(model, X_ho, y_ho, spec.target_index) if cfg.shrink and cfg.residual else None
     fit_seconds = time.perf_counter() - started
-    history = getattr(model, "history", None)
-    epochs_run = len(history.epoch) if history is not None and hasattr(history, "epoch") else None
+    epochs_run = getattr(model, "epochs_run", None) or _epochs_run(model)
     tflite = export_tflite(model, spec.input_shape, cfg, spec.target_index, ncol)
     parity = parity_max_abs_diff(tflite, model, X_ho, scaler)
     convert_seconds = time.perf_counter() - started - fit_seconds

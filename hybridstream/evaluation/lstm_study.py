@@ -24,6 +24,9 @@ VARIANTS: dict[str, dict] = {
     "inorm mse": {"instance_norm": True, "loss": "mse"},
     "shrink": {"shrink": True},
     "inorm shrink": {"instance_norm": True, "shrink": True},
+    "ens3": {"members": 3},  # a seed ensemble: 3 networks (seeds s, s+1, s+2) averaged in one graph
+    "inorm ens3": {"instance_norm": True, "members": 3},
+    "inorm shrink ens3": {"instance_norm": True, "shrink": True, "members": 3},
 }
 
 

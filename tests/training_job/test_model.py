@@ -72,3 +72,21 @@ def test_shrink_scales_the_learned_change_by_a_holdout_fitted_factor(turbine_row
     last = m[-1, SPEC.target_index]
     assert abs((la.predict_one(m[-2:]) - last) - k * (lb.predict_one(m[-2:]) - last)) < 1e-3  # the same change x k
     assert a.manifest.metrics["holdout_rmse"] <= b.manifest.metrics["holdout_rmse"] + 1e-6  # never worse there
+
+
+def test_a_seed_ensemble_is_one_graph_averaging_its_members(turbine_rows):
+    """``members`` = 2: two networks trained alone (seeds 42, 43) joined in one builtin-op TFLite graph whose change
+    is the mean of theirs (one invoke on the edge); a config without it hashes as before."""
+    m, _ = turbine_rows.window(0, 150)
+    ens = train_matrix(m, SPEC, TINY.replace(members=2), name="speed", kind="speed")
+    one = train_matrix(m, SPEC, TINY, name="speed", kind="speed")  # seed 42: the first member
+    other = train_matrix(m, SPEC, TINY.replace(seed=43), name="speed", kind="speed")
+    assert ens.manifest.parity_max_abs_diff < 1e-4 and ens.manifest.hyperparameters["members"] == 2
+    assert ens.manifest.extra["epochs_run"] == [TINY.epochs, TINY.epochs]
+    assert "members" not in TINY.to_dict() and ens.manifest.version != one.manifest.version
+    lites = [TFLiteModel.from_manifest(t.tflite, t.manifest) for t in (ens, one, other)]
+    window = m[-2:]
+    mean = (lites[1].predict_one(window) + lites[2].predict_one(window)) / 2
+    assert abs(lites[0].predict_one(window) - mean) < 1e-3
+    warm = train_matrix(m, SPEC, TINY.replace(members=2), name="speed", kind="speed", init_weights=ens.weights)
+    assert warm.manifest.parity_max_abs_diff < 1e-4 and warm.manifest.extra["warm_start"] is True
