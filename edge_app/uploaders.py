@@ -30,6 +30,7 @@ from edge_app.windows import WindowSpool, window_key
 from model_contract.layout import forecasts_key
 from model_contract.messages import WindowNotice
 from model_contract.topics import WINDOWS, device_topic
+from model_contract.window_spec import SIDECAR_SUFFIX, spec_json, window_metadata
 
 log = logging.getLogger("edge_app.uploaders")
 
@@ -45,14 +46,21 @@ class Uploader(Protocol):
 
 
 class LocalFolderUploader:
-    """Copies windows to ``<root>/<key>`` atomically (temp file + rename)."""
+    """Copies windows to ``<root>/<key>`` atomically (temp file + rename); with ``spec`` (the feature spec
+    the edge serves) its JSON goes first to ``<root>/<key>.spec.json`` (:mod:`model_contract.window_spec`)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, spec: Any = None) -> None:
         self.root = Path(root)
+        self.spec_text = spec_json(spec) if spec is not None else None
 
     def upload(self, key: str, path: Path, meta: dict[str, Any]) -> str:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
+        if self.spec_text is not None:  # before the window: the watcher picks the window up once it appears
+            sidecar = target.with_name(target.name + SIDECAR_SUFFIX)
+            tmp = sidecar.with_name(f".{sidecar.name}.tmp")
+            tmp.write_text(self.spec_text)
+            os.replace(tmp, sidecar)
         tmp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(path, tmp)
         os.replace(tmp, target)
@@ -74,6 +82,8 @@ class S3Uploader:
 
     One boto3 client (:class:`edge_app.s3.LazyS3Client`), created at the first upload on the upload
     thread and reused. Without a transport no notice is sent (an S3 event could feed the queue instead).
+    ``spec`` (the feature spec the edge serves) goes with every window as its object metadata
+    (:func:`model_contract.window_spec.window_metadata`): the trainer trains the speed model on it.
     """
 
     def __init__(
@@ -85,7 +95,9 @@ class S3Uploader:
         endpoint_url: str = "",
         region: str = "",
         publish_timeout: float = 10.0,
+        spec: Any = None,
     ) -> None:
+        self.spec_metadata = window_metadata(spec) if spec is not None else {}
         self.bucket = bucket
         self.thing = thing
         self.transport = transport
@@ -103,7 +115,7 @@ class S3Uploader:
             Key=key,
             Body=data,
             ContentType="text/csv",
-            Metadata={"sha256": notice.sha256, "rows": str(notice.rows)},
+            Metadata={"sha256": notice.sha256, "rows": str(notice.rows), **self.spec_metadata},
         )
         if self.transport is not None:
             self.transport.publish(self.topic, notice.to_json(), timeout=self.publish_timeout)
@@ -114,7 +126,7 @@ class S3Uploader:
         return f"s3://{self.bucket}/{key}"
 
 
-def _s3(cfg: Any, transport: Any) -> Uploader:
+def _s3(cfg: Any, transport: Any, spec: Any) -> Uploader:
     w = cfg.windows
     return S3Uploader(
         w.bucket,
@@ -123,24 +135,26 @@ def _s3(cfg: Any, transport: Any) -> Uploader:
         endpoint_url=w.s3_endpoint_url,
         region=w.s3_region,
         publish_timeout=cfg.mqtt.publish_timeout_s,
+        spec=spec,
     )
 
 
-# name -> factory(the app's EdgeConfig, its MQTT transport or None)
-UPLOADER_FACTORIES: dict[str, Callable[[Any, Any], Uploader]] = {
-    "local": lambda cfg, transport: LocalFolderUploader(cfg.windows.local_root),
+# name -> factory(the app's EdgeConfig, its MQTT transport or None, the feature spec it serves or None)
+UPLOADER_FACTORIES: dict[str, Callable[[Any, Any, Any], Uploader]] = {
+    "local": lambda cfg, transport, spec: LocalFolderUploader(cfg.windows.local_root, spec=spec),
     "s3": _s3,
 }
 
 
-def make_uploader(cfg: Any, transport: Any = None) -> Uploader:
-    """The uploader ``cfg.windows.uploader`` names (``cfg``: an ``EdgeConfig``)."""
+def make_uploader(cfg: Any, transport: Any = None, spec: Any = None) -> Uploader:
+    """The uploader ``cfg.windows.uploader`` names (``cfg``: an ``EdgeConfig``; ``spec``: the feature spec the
+    edge serves, sent with every window so the speed model is trained on it)."""
     name = cfg.windows.uploader
     try:
         factory = UPLOADER_FACTORIES[name]
     except KeyError:
         raise ValueError(f"unknown uploader {name!r} (have {sorted(UPLOADER_FACTORIES)})") from None
-    return factory(cfg, transport)
+    return factory(cfg, transport, spec)
 
 
 class UploadWorker:
@@ -297,7 +311,7 @@ def open_window_pipeline(
     ``forecasts``: rows carry the forecasts made for them, uploaded beside each window (``run``)."""
     mb = cfg.windows.max_spool_mb
     uploads = UploadWorker(
-        make_uploader(cfg, transport),
+        make_uploader(cfg, transport, spec),
         cfg.thing_name,
         events=events,
         max_spool_bytes=int(mb * 1e6) if mb is not None else None,

@@ -58,7 +58,10 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         "--lags",
         default="1,2",
         help="comma-separated lags (default 1,2); pretrain also takes auto: the lags chosen on the history file "
-        "(training_job.lag_choice: the online linear model as the probe; the worker then needs the lags printed)",
+        "(training_job.lag_choice: the online linear model as the probe). window/worker: a window the edge sent "
+        "with its feature spec (S3 metadata or <file>.spec.json; the batch model's spec, which the edge serves) "
+        "is trained on that spec, and --columns/--target/--lags/--horizon/--calendar are only for windows "
+        "without one",
     )
     model.add_argument(
         "--horizon",
@@ -289,9 +292,15 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str, dupl
         raise ValueError("nothing to do: give --out DIR and/or --bucket BUCKET (or HYBRIDSTREAM_MODELS_BUCKET)")
     opts = _options(args)
     store = _store(args)
-    data = read_input(
-        location, store.s3 if store else (s3_client(args.s3_endpoint) if location[:5] == "s3://" else None)
-    )
+    s3 = store.s3 if store else (s3_client(args.s3_endpoint) if location[:5] == "s3://" else None)
+    data = read_input(location, s3)
+    spec_source = ""
+    if opts.kind == "speed":  # the spec the edge sent with the window (its batch model's), when it did
+        from training_job.storage import input_metadata
+        from training_job.windows import window_spec
+
+        opts.spec, spec_source = window_spec(input_metadata(location, s3), opts.spec)
+        print(f"hybridstream train: feature spec from the {spec_source}: {opts.spec.to_dict()}", file=sys.stderr)
     window = parse_window(
         data,
         opts.spec,
@@ -302,6 +311,7 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str, dupl
         duplicates=duplicates,
         time_format=getattr(args, "time_format", None),
     )
+    window.spec_source = spec_source
     if window.dropped_duplicates:
         print(
             f"hybridstream train: {location}: dropped {window.dropped_duplicates} row(s) whose timestamp repeats "
@@ -318,7 +328,7 @@ def _run_one(args: argparse.Namespace, location: str, fmt: str, thing: str, dupl
         opts.spec = replace(opts.spec, lags=choice.lags)
         print(
             f"hybridstream train: lags chosen on the history: {','.join(map(str, choice.lags))} ({choice.label}; "
-            "give the worker the same --lags)",
+            "the edge sends its batch model's spec with every window, so the speed models follow)",
             file=sys.stderr,
         )
     outcome = train_window(window, opts, store=store, out_dir=args.out)

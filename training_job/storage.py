@@ -53,6 +53,19 @@ def read_input(location: str, s3: Any | None = None) -> bytes:
     return path.read_bytes()
 
 
+def input_metadata(location: str, s3: Any | None = None) -> dict[str, str] | None:
+    """What came with a window: an ``s3://`` object's user metadata, a local file's spec sidecar
+    (``<file>.spec.json``, :mod:`model_contract.window_spec`) as metadata; None without any."""
+    from model_contract.window_spec import SIDECAR_SUFFIX, sidecar_metadata  # noqa: PLC0415
+
+    if location.startswith("s3://"):
+        bucket, key = parse_s3_uri(location)
+        return (s3 or s3_client()).head_object(Bucket=bucket, Key=key).get("Metadata") or None
+    path = Path(unquote(urlparse(location).path) if location.startswith("file://") else location)
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    return sidecar_metadata(sidecar.read_text()) if sidecar.is_file() else None
+
+
 def format_of(location: str) -> str:
     """``jsonl`` for .jsonl/.ndjson/.json names, else ``auto`` (CSV unless the content starts with ``{``)."""
     name = location.lower().rsplit("/", 1)[-1]

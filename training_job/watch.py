@@ -21,6 +21,8 @@ copying to a hidden temporary file (``.<name>.tmp``) and renaming it into place,
   - any other error (S3 unreachable, TensorFlow failure) -> left in place and tried again
     after ``error_retry_seconds``;
 
+* trains each window on the feature spec the edge wrote beside it (``<file>.spec.json``,
+  :mod:`model_contract.window_spec`; it moves with the file), else on the flags' spec;
 * the process dying mid-training leaves the file in place: it is trained again on restart;
 * :meth:`FolderWatcher.stop` (SIGTERM/SIGINT) cancels training between batches, leaves the
   file in place and returns.
@@ -42,14 +44,27 @@ from pathlib import Path
 from typing import Any
 
 from model_contract.layout import speed_model_name, thing_from_window_key
+from model_contract.window_spec import SIDECAR_SUFFIX, SpecMismatch, sidecar_metadata
 from training_job.model import TrainingCancelled
 from training_job.pipeline import Outcome, TrainOptions, train_window
 from training_job.publish import ModelStore
-from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
+from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window, window_spec
 
 log = logging.getLogger(__name__)
 
 DONE, REJECTED = "done", "rejected"
+
+
+def _sidecar(path: Path) -> dict[str, str] | None:
+    """The spec the edge wrote beside window ``path`` (as window metadata), None without one."""
+    try:
+        text = path.with_name(path.name + SIDECAR_SUFFIX).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return sidecar_metadata(text)
+    except SpecMismatch as exc:
+        raise WindowError("spec_mismatch", str(exc)) from None
 
 
 @dataclass
@@ -177,10 +192,12 @@ class FolderWatcher:
     def _train(self, path: Path, rel: Path) -> Outcome:
         data = path.read_bytes()
         thing = thing_from_window_key(rel.as_posix())
+        spec, spec_source = window_spec(_sidecar(path), self.opts.spec)  # the edge's own, when it wrote it
         window = parse_window(
-            data, self.opts.spec, fmt="auto", min_rows=self.config.min_rows, source=path.resolve().as_uri(), thing=thing
+            data, spec, fmt="auto", min_rows=self.config.min_rows, source=path.resolve().as_uri(), thing=thing
         )
-        opts = dataclasses.replace(self.opts, name=speed_model_name(thing or "unknown", self.opts.name))
+        window.spec_source = spec_source
+        opts = dataclasses.replace(self.opts, spec=spec, name=speed_model_name(thing or "unknown", self.opts.name))
         return train_window(window, opts, store=self.store, out_dir=self.config.out_dir, cancel=self._stop.is_set)
 
     def _move(self, path: Path, rel: Path, where: str, notes: dict[str, str]) -> None:
@@ -193,6 +210,9 @@ class FolderWatcher:
                 tmp = note.with_name(f".{note.name}.tmp")
                 tmp.write_text(text)
                 os.replace(tmp, note)
+            sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+            if sidecar.exists():  # the window's spec goes with it
+                os.replace(sidecar, target.with_name(target.name + SIDECAR_SUFFIX))
             os.replace(path, target)
         except OSError as exc:  # e.g. read-only folder: do not train it again and again in this run
             self._retry_after[path] = float("inf")

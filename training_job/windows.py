@@ -39,6 +39,7 @@ from model_contract.bad_record import BadRecord
 from model_contract.calendar import TIME_FORMAT_HINT, to_iso
 from model_contract.calendar import parse_timestamp as parse_epoch
 from model_contract.features import add_calendar
+from model_contract.window_spec import SpecMismatch, carried_spec
 
 REASONS = (
     "empty",
@@ -51,6 +52,7 @@ REASONS = (
     "too_few_rows",
     "missing_object",
     "notice_mismatch",
+    "spec_mismatch",
 )
 DEFAULT_MIN_ROWS = 100
 MAX_ERRORS_SHOWN = 5
@@ -80,6 +82,7 @@ class Window:
     thing: str = ""  # the IoT thing (Pi) that uploaded it, when known
     dropped_duplicates: int = 0  # rows dropped by duplicates="keep-first" (history files only)
     epochs: list[float] = field(default_factory=list, repr=False)  # each row's timestamp, epoch seconds (UTC)
+    spec_source: str = ""  # where the spec came from: "window" (the edge sent its own) or "trainer" (the flags)
 
     @property
     def rows(self) -> int:
@@ -107,7 +110,19 @@ class Window:
             out["thing"] = self.thing
         if self.dropped_duplicates:
             out["dropped_duplicate_rows"] = self.dropped_duplicates
+        if self.spec_source:
+            out["feature_spec_from"] = self.spec_source
         return out
+
+
+def window_spec(metadata: Any, own: FeatureSpec) -> tuple[FeatureSpec, str]:
+    """The spec to train a window on: the one the edge sent with it (:mod:`model_contract.window_spec`), else the
+    trainer's ``own``; a window whose spec is unreadable or differs from the digest it came with is a
+    :class:`WindowError` (``spec_mismatch``): the edge would refuse its model."""
+    try:
+        return carried_spec(metadata, own)
+    except SpecMismatch as exc:
+        raise WindowError("spec_mismatch", str(exc)) from None
 
 
 def parse_timestamp(text: str) -> datetime:

@@ -38,7 +38,7 @@ from training_job.model import TrainingCancelled
 from training_job.notices import NoticeError, WindowNotice, parse_queue_message
 from training_job.pipeline import Outcome, TrainOptions, train_window
 from training_job.publish import ModelStore
-from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window
+from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window, window_spec
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,8 @@ class Worker:
 
     def _train(self, ref: WindowNotice) -> None:
         try:
-            data = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+            obj = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
+            data = obj["Body"].read()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("NoSuchKey", "404", "NoSuchBucket"):
@@ -258,16 +259,17 @@ class Worker:
                 ) from None
             raise
         fmt = "jsonl" if ref.key.lower().endswith((".jsonl", ".ndjson", ".json")) else "auto"
-        window = parse_window(
-            data, self.opts.spec, fmt=fmt, min_rows=self.config.min_rows, source=ref.uri, thing=window_thing(ref)
-        )
+        spec, spec_source = window_spec(obj.get("Metadata"), self.opts.spec)  # the edge's own, when it sent it
+        thing = window_thing(ref)
+        window = parse_window(data, spec, fmt=fmt, min_rows=self.config.min_rows, source=ref.uri, thing=thing)
+        window.spec_source = spec_source
         if ref.rows is not None and ref.rows != window.rows:
             raise WindowError("notice_mismatch", f"notice says {ref.rows} rows, {ref.uri} has {window.rows}")
         if ref.sha256 and ref.sha256.lower() != window.sha256:
             raise WindowError(
                 "notice_mismatch", f"notice sha256 {ref.sha256[:12]}... != {ref.uri} {window.sha256[:12]}..."
             )
-        opts = dataclasses.replace(self.opts, name=speed_model_name(window_thing(ref), self.opts.name))
+        opts = dataclasses.replace(self.opts, spec=spec, name=speed_model_name(window_thing(ref), self.opts.name))
         outcome = train_window(window, opts, store=self.store, cancel=self._stop.is_set)
         setattr(self.stats, outcome.status, getattr(self.stats, outcome.status, 0) + 1)
         summary = outcome.summary()
