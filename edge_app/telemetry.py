@@ -25,6 +25,7 @@ from edge_app.intervals import totals as band_totals
 from edge_app.kafka_io import Outputs
 from edge_app.metrics import ErrorStats
 from edge_app.records import encode_deadletter, encode_event, encode_json
+from model_contract import online_linear_kernel
 from model_contract.topics import METRICS, device_topic
 
 log = logging.getLogger("edge_app")
@@ -94,6 +95,7 @@ class Counters(CounterSet):
         states = self._devices.values()
         bands = [getattr(s, "band", None) for s in states]
         out = super().to_dict() | combiner_counts(states) | {"anomalies": sum(b.anomalies for b in bands if b)}
+        out["linear_kernel"] = online_linear_kernel.status()["backend"]  # "c", or "numpy": no compiled kernel
         if self._stages is not None:
             out["stage_us"] = self._stages.summary()
         return out

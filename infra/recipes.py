@@ -346,6 +346,8 @@ def edge_app_recipe(
         "Run": {
             "Setenv": {
                 "PYTHONPATH": src,
+                # the online linear model's compiled kernel is built here on the first start (with a C compiler)
+                "HYBRIDSTREAM_KERNEL_CACHE": "{work:path}/kernels",
             },
             "Script": "\n".join(
                 [

@@ -41,10 +41,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from model_contract import online_linear_kernel
+
 try:  # the ufunc np.clip calls after its Python checks (numpy >= 2: numpy._core; 1.x: numpy.core)
     from numpy._core.umath import clip as _clip
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.umath import clip as _clip
+
+
+_F64 = np.dtype(np.float64)
+_N, _SKIPPED, _RESETS, _DY2, _E2 = 2, 3, 4, 0, 1  # positions in OnlineLinear._s (the kernel's order)
+_LIB: list = [None, None]  # the kernel's lib and ffi.from_buffer, set when a model first uses it
 
 
 def decay(half_life: float) -> float:
@@ -91,9 +98,7 @@ class OnlineLinear:
         self._max_change = float(max_change)
         self._max_trace = float(max_trace)
         self._d = 0  # set from the first window
-        self.n = 0
-        self.skipped = 0
-        self.resets = 0
+        self._s = np.zeros(5)  # the scalars (n, skipped, resets, _dy2, _e2 read them): the compiled kernel's too
 
     def _init(self, size: int) -> None:
         self._d = size + 1  # + bias
@@ -102,16 +107,33 @@ class OnlineLinear:
         self._w = np.zeros(self._d)
         self._P = np.eye(self._d) * self._prior
         self._z = np.ones(self._d)  # last slot: the bias input
-        self._dy2 = 0.0  # running mean square of the observed changes
-        self._e2 = 0.0  # running mean square of the (change) errors
+        self._s[_DY2] = 0.0  # running mean square of the observed changes
+        self._s[_E2] = 0.0  # running mean square of the (change) errors
         self._buffers()
+
+    # the scalars live in _s (float64: the compiled kernel updates them in place); these read and write them
+    n = property(lambda self: int(self._s[_N]), lambda self, v: self._s.__setitem__(_N, v), doc="records learned")
+    skipped = property(
+        lambda self: int(self._s[_SKIPPED]),
+        lambda self, v: self._s.__setitem__(_SKIPPED, v),
+        doc="records not learned: a non-finite or absurd (>= 1e150) input or truth",
+    )
+    resets = property(
+        lambda self: int(self._s[_RESETS]),
+        lambda self, v: self._s.__setitem__(_RESETS, v),
+        doc="times a numerically broken state reset itself",
+    )
+    _dy2 = property(lambda self: self._s.item(_DY2), lambda self, v: self._s.__setitem__(_DY2, v))
+    _e2 = property(lambda self: self._s.item(_E2), lambda self, v: self._s.__setitem__(_E2, v))
 
     # work buffers (the per-record path allocates nothing): rebuilt from the state, never saved or copied
     _BUFFERS = ("_sd", "_zh", "_diff", "_tmp", "_lo", "_Pz", "_k", "_kerr", "_kcol", "_Pzrow", "_outer")
     _BUFFERS += ("_hi0", "_lo0", "_lam0", "_floor0", "_a0", "_ds0", "_a", "_ones", "_diag")
     _BUFFERS += ("_bank", "_slot")  # an OnlineLinearBank's binding: a copy has arrays of its own
+    _BUFFERS += ("_kc", "_kin")  # the compiled kernel's view of the arrays (built on first use), its inputs
     _bank = None  # the OnlineLinearBank whose rows hold the arrays (model_contract.online_linear_bank)
     _slot = -1
+    _kc = None  # the kernel's struct (cdata) pointing at the arrays; False: this model runs the numpy code
 
     def _buffers(self) -> None:
         # the cost is numpy's per-call overhead on ~20 numbers, so every step is one call into one of these
@@ -128,6 +150,32 @@ class OnlineLinear:
         self._a0, self._ds0, self._a = np.array(0.0), np.array(0.0), 0.0  # 1 - ds, ds (set by learn_one)
         self._ones = np.ones(d)  # the trace of _P: its diagonal's dot with these
         self._diag = self._P.reshape(-1)[:: d + 1]  # _P's diagonal (a view)
+        self._kc = None  # the arrays may be new: the kernel's struct is built again on the next record
+
+    def _kernel(self):  # noqa: ANN202 (cffi cdata)
+        """The compiled kernel's struct for this model's arrays (built on first use), or False: numpy code."""
+        lib = online_linear_kernel.kernel()
+        arrays = (self._mean, self._var, self._w, self._P, self._s)
+        if lib is None or not all(a.dtype == np.float64 and a.flags.c_contiguous for a in arrays):
+            self._kc = False
+            return False
+        ffi = lib.ffi
+        _LIB[0], _LIB[1] = lib.lib, ffi.from_buffer
+        k = ffi.new("ol_model *")
+        k.d, k.ti = self._d, self.target_index
+        if self._inputs is not None:
+            self._kin = np.ascontiguousarray(self._inputs, dtype=np.int64)
+            k.ninputs, k.max_input = len(self._kin), int(self._kin.max(initial=-1))
+            k.inputs = ffi.cast("const long long *", self._kin.ctypes.data)
+        k.lam, k.ds, k.prior, k.clip = self._lam, self._ds, self._prior, self._clip
+        k.max_change, k.max_trace = self._max_change, self._max_trace
+        if self._sd is None or not (self._sd.flags.c_contiguous and self._sd.dtype == np.float64):
+            self._sd = np.sqrt(self._var)
+        for name, arr in (("s", self._s), ("mean", self._mean), ("var", self._var), ("sd", self._sd)):
+            setattr(k, name, ffi.cast("double *", arr.ctypes.data))
+        k.w, k.P = ffi.cast("double *", self._w.ctypes.data), ffi.cast("double *", self._P.ctypes.data)
+        self._kc = k
+        return k
 
     def __getstate__(self) -> dict:
         """Pickle / copy without the work buffers (views into the state would come back as copies)."""
@@ -165,7 +213,23 @@ class OnlineLinear:
         _clip(zh, self._lo0, self._hi0, zh)  # = np.clip(zh, -clip, clip, out=zh), without its wrapper
         return self._z
 
+    def _misfit(self, window: np.ndarray) -> ValueError:
+        return ValueError(
+            f"a window of shape {window.shape} does not fit this online linear model ({self._d - 1} inputs)"
+        )
+
     def predict_one(self, window: np.ndarray) -> float:
+        k = self._kc
+        if k is None and self._d:
+            k = self._kernel()
+        if k and window.dtype is _F64 and window.flags.c_contiguous:
+            rows, cols = window.shape
+            ti = self.target_index
+            if 0 <= ti < cols:
+                f = _LIB[0].ol_predict(k, _LIB[1]("double[]", window), rows * cols, (rows - 1) * cols + ti)
+                if f == f or not k.err:
+                    return f
+                raise self._misfit(window)
         last = float(window[-1, self.target_index])
         if self._d == 0 or self.n < 2:
             return last
@@ -178,6 +242,17 @@ class OnlineLinear:
 
     def learn_one(self, window: np.ndarray, y: float) -> None:
         """Learn from the window a forecast was made from and the truth that arrived for it."""
+        k = self._kc
+        if k is None and self._d:
+            k = self._kernel()
+        if k and window.dtype is _F64 and window.flags.c_contiguous:
+            rows, cols = window.shape
+            ti = self.target_index
+            if 0 <= ti < cols:
+                if _LIB[0].ol_learn(k, _LIB[1]("double[]", window), rows * cols, (rows - 1) * cols + ti, y):
+                    raise self._misfit(window)
+                return
+        # the numpy code (no compiled kernel, the first record, an odd window)
         # one preallocated buffer per step: the cost is numpy's per-call overhead on ~20 numbers, so the
         # number of calls is what counts (each gives the same floats as the textbook expression beside it)
         flat = window.reshape(-1) if self._inputs is None else window.reshape(-1)[self._inputs]

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(openssl mosquitto ceph-mon ceph-osd radosgw ceph-common shellcheck)   # shellcheck: the Pi install script (tests/fleet)
+command -v cc >/dev/null || APT_PACKAGES+=(gcc libc6-dev)   # builds the online linear model's C kernel (tests use it)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -8,9 +8,10 @@ its earlier readings of the same batch), bad records (dead-lettered), a duplicat
 reading, a gap that restarts a lag window, a level shift that sets off drift alarms (early window
 closes), full windows closing, a speed model swapped in between two batches whose absurd forecasts roll
 it back in the middle of one, and a good swap later (pending forecasts of the old model not learned).
-The product's default spec (calendar features) and combiner (context stacking). With several devices the
-batch path steps their context stacks' linear models together (edge_app.rounds), in a bank that grows on
-the way (6 devices, 4 rows at first).
+The product's default spec (calendar features) and combiner (context stacking). Their linear models run the
+compiled kernel (model_contract/online_linear_kernel.py); with the numpy code instead (``numpy``: a Pi without
+a compiler) the batch path steps the linear models of several devices together (edge_app.rounds), in a bank
+that grows on the way (6 devices, 4 rows at first).
 """
 
 from __future__ import annotations
@@ -165,10 +166,11 @@ def _files(root: Path) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.parametrize("devices", [6, 1])
+@pytest.mark.parametrize(("devices", "backend"), [(6, "c"), (1, "c"), (6, "numpy")])
 def test_the_batch_path_equals_the_per_record_path(
-    kafka_bootstrap, topic_prefix, calendar_models, turbine_dir, tmp_path, devices
+    kafka_bootstrap, topic_prefix, calendar_models, turbine_dir, tmp_path, devices, backend, request
 ):
+    request.getfixturevalue("compiled_linear" if backend == "c" else "numpy_linear")
     stream = _stream(turbine_dir, devices, 420 // devices + 120)
     readings = topic_prefix + "readings"
     produce(kafka_bootstrap, readings, [v for v, _ in stream], [k for _, k in stream])
@@ -180,8 +182,8 @@ def test_the_batch_path_equals_the_per_record_path(
     for process in ("record", "batch"):
         cfg = _config(tmp_path, kafka_bootstrap, topic_prefix, readings, models, process)
         app, states = _drive(cfg, msgs, absurd, good)
-        if process == "batch":  # several devices: their linear models stepped together (rounds of one: alone)
-            assert len(app.batch_buffers.bank) == (devices if devices > 1 else 0)
+        if process == "batch":  # numpy, several devices: their linear models stepped together (rounds of one: alone)
+            assert len(app.batch_buffers.bank) == (devices if devices > 1 and backend == "numpy" else 0)
         topics = cfg["topics"]
         counters = app.counters.to_dict()
         n_out = counters["predictions"]

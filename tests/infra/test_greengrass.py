@@ -70,6 +70,8 @@ def test_edge_app_artifact_points_at_its_asset(default):
     assert not list(staged.rglob("__pycache__"))
     run = recipe["Manifests"][0]["Lifecycle"]["Run"]
     assert f"{{artifacts:decompressedPath}}/{asset_hash}" == run["Setenv"]["PYTHONPATH"]
+    assert (staged / "model_contract" / "online_linear_kernel.c").is_file()
+    assert run["Setenv"]["HYBRIDSTREAM_KERNEL_CACHE"] == "{work:path}/kernels"  # the component's own, private
     assert "-m edge_app run --config" in run["Script"]
     install = recipe["Manifests"][0]["Lifecycle"]["Install"]["Script"]
     assert 'venv="{work:path}/venv"' in install and 'python3 -m venv "$venv"' in install

@@ -226,6 +226,7 @@ def test_the_device_artifact_holds_only_what_runs_on_the_device(shipped):
         for dev in ("edge_app/bench.py", "edge_app/devtools.py", "edge_app/replay.py"):
             assert dev not in files
         assert "edge_app/requirements.txt" in files and "edge_app/cli.py" in files
+        assert "model_contract/online_linear_kernel.c" in files  # the Pi builds it on the first start
         assert not [f for f in files if "__pycache__" in f or f.startswith("tests/")]
 
 

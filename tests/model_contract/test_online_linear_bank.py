@@ -18,6 +18,7 @@ from tests.model_contract.reference_online_linear import ReferenceOnlineLinear
 from tests.model_contract.test_online_linear_equivalence import random_stream, run_both, turbine_stream
 
 STATE = ("_mean", "_var", "_w", "_P")
+pytestmark = pytest.mark.usefixtures("numpy_linear")  # the stacked numpy steps (the compiled kernel: the last test)
 
 
 def _rows(stream, n: int) -> list[tuple[np.ndarray, float]]:
@@ -135,3 +136,18 @@ def test_a_dropped_models_row_goes_to_the_next_one():
     assert len(bank) == 3 and bank.P.shape[0] == 4 and banked[1]._slot == freed
     for a, b in zip(alone, banked, strict=True):
         _same(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflows of the reset stream
+def test_with_the_compiled_kernel_each_model_steps_alone(compiled_linear):
+    """With the compiled kernel the bank calls each model's own step (one C call each): no model attaches, and
+    every model ends where it would alone, bit for bit, on the same rounds as above."""
+    streams = [_rows(random_stream(1500, s), 1500) for s in (0, 5)] + [_rows(turbine_stream(1500, 1), 1500)]
+    params = [{"target_index": 13}, {"target_index": 13, "prior": 1e300, "half_life": 20, "max_trace": 1.7e308}]
+    params.append({"target_index": 13})
+    bank = OnlineLinearBank()
+    alone, banked = _drive(streams, params, 5_000, 3, bank)
+    for a, b in zip(alone, banked, strict=True):
+        _same(a, b)
+        assert b._kc and b._bank is None
+    assert len(bank) == 0

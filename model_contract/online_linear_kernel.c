@@ -1,0 +1,183 @@
+/* OnlineLinear's learn step and forecast in C: model_contract/online_linear.py, the same algorithm step by step.
+ *
+ * Built on first use by model_contract/online_linear_kernel.py (cc -O2 -shared -fPIC -ffp-contract=off: IEEE
+ * semantics, no fused multiply-add, no fast-math) and called through cffi. Every elementwise step is the
+ * IEEE operation the numpy code does (the same order of operations in every expression); the dot products
+ * sum in index order, where numpy's BLAS may group them otherwise (a difference of a few ulps). The state is
+ * the model's own numpy arrays (mean, var, sd = sqrt(var), w, P) and its scalars (s: dy2, e2, n, skipped,
+ * resets); nothing here allocates or keeps anything between calls.
+ */
+#include <math.h>
+#include <stddef.h>
+
+typedef struct {
+    long long d;          /* inputs + 1 (the bias) */
+    long long ti;         /* the target's column in the window */
+    long long ninputs;    /* 0: the whole flattened window; else the positions in inputs */
+    const long long *inputs;
+    long long max_input;  /* the largest of inputs (a window must be longer) */
+    double lam, ds, prior, clip, max_change, max_trace;
+    double *s;            /* dy2, e2, n, skipped, resets */
+    double *mean, *var, *sd, *w, *P;
+    int err;              /* set by ol_predict: 1 if the window did not fit (it returned NaN) */
+} ol_model;
+
+enum { DY2, E2, N, SKIPPED, RESETS };
+#define MAX_D 4096
+
+/* numpy's clip on floats: max(x, lo) then min(., hi), a NaN x stays NaN */
+static inline double clip3(double x, double lo, double hi) {
+    double t = isnan(x) ? x : (x > lo ? x : lo);
+    return isnan(t) ? t : (t < hi ? t : hi);
+}
+
+static double dot(const double *a, const double *b, long long n) {
+    double acc = 0.0;
+    for (long long i = 0; i < n; i++) acc += a[i] * b[i];
+    return acc;
+}
+
+/* the model's inputs from the window x (n numbers): 0, or -1 if the window does not fit */
+static int gather(const ol_model *m, const double *x, long long n, double *flat) {
+    long long size = m->d - 1;
+    if (m->ninputs) {
+        if (m->max_input >= n) return -1;
+        for (long long i = 0; i < size; i++) flat[i] = x[m->inputs[i]];
+    } else {
+        if (n != size) return -1;
+        for (long long i = 0; i < size; i++) flat[i] = x[i];
+    }
+    return 0;
+}
+
+/* z = [clip((flat - mean) / sd, -clip, clip), 1] */
+static void features(const ol_model *m, const double *flat, double *z) {
+    long long size = m->d - 1;
+    double c = m->clip;
+    for (long long i = 0; i < size; i++) z[i] = clip3((flat[i] - m->mean[i]) / m->sd[i], -c, c);
+    z[size] = 1.0;
+}
+
+static void reset(ol_model *m) {
+    long long d = m->d;
+    m->s[RESETS] += 1.0;
+    for (long long i = 0; i < d; i++) m->w[i] = 0.0;
+    for (long long i = 0; i < d * d; i++) m->P[i] = 0.0;
+    for (long long i = 0; i < d; i++) m->P[i * d + i] = 1.0 * m->prior;
+}
+
+/* the forecast from window x (n numbers, its newest target value at x[last]); NaN with m->err = 1 if the
+ * window does not fit the model */
+double ol_predict(ol_model *m, const double *x, long long n, long long last) {
+    double flat[MAX_D], z[MAX_D];
+    long long d = m->d;
+    m->err = 0;
+    if (last < 0 || last >= n || d > MAX_D || gather(m, x, n, flat)) {
+        m->err = 1;
+        return NAN;
+    }
+    double lastv = x[last];
+    if (m->s[N] < 2.0) return lastv;
+    features(m, flat, z);
+    double change = dot(m->w, z, d);
+    double bound = m->max_change * sqrt(m->s[DY2]);
+    if (!isfinite(change)) return lastv;
+    return lastv + (change > bound ? bound : (change < -bound ? -bound : change));
+}
+
+/* learn the truth y of the forecast made from window x (n numbers, newest target value at x[last]).
+ * 0: learned (or skipped / reset, counted in s), -1: the window does not fit the model */
+int ol_learn(ol_model *m, const double *x, long long n, long long last, double y) {
+    double flat[MAX_D], diff[MAX_D], z[MAX_D], Pz[MAX_D], k[MAX_D];
+    long long d = m->d, size = d - 1;
+    if (last < 0 || last >= n || d > MAX_D || d < 1) return -1;
+    if (gather(m, x, n, flat)) return -1;
+    double *s = m->s, *mean = m->mean, *var = m->var, *sd = m->sd, *w = m->w, *P = m->P;
+    double dy = y - x[last];
+    int ok = fabs(dy) < 1e150;
+    for (long long i = 0; ok && i < size; i++) ok = fabs(flat[i]) < 1e150;
+    if (!ok) {
+        s[SKIPPED] += 1.0;
+        return 0;
+    }
+    double nn = s[N] + 1.0;
+    s[N] = nn;
+    double ds = nn * (1.0 - m->ds) > 1.0 ? m->ds : 1.0 - 1.0 / nn;
+    double a = 1.0 - ds;
+    double clip = m->clip;
+    if (nn == 1.0) {
+        for (long long i = 0; i < size; i++) mean[i] = flat[i];
+    } else {
+        for (long long i = 0; i < size; i++) diff[i] = flat[i] - mean[i];
+        if (nn > 20.0) {
+            for (long long i = 0; i < size; i++) {
+                double hi = sd[i] * clip;
+                diff[i] = clip3(diff[i], -hi, hi);
+            }
+        }
+        for (long long i = 0; i < size; i++) {
+            double tmp = diff[i] * a;
+            mean[i] = mean[i] + tmp;
+            tmp = tmp * diff[i];
+            double v = (var[i] + tmp) * ds;
+            v = fmax(v, 1e-12);
+            var[i] = v;
+            sd[i] = sqrt(v);
+        }
+    }
+    double dy2 = dy * dy;
+    if (nn > 20.0 && dy2 > clip * clip * s[DY2]) dy2 = clip * clip * s[DY2];
+    s[DY2] = nn > 1.0 ? ds * s[DY2] + a * dy2 : dy2;
+    features(m, flat, z);
+    double err = dy - dot(w, z, d);
+    if (nn > 20.0 && s[E2] > 0.0) {
+        double bound = clip * sqrt(s[E2]);
+        err = err > bound ? bound : (err < -bound ? -bound : err);
+    }
+    s[E2] = nn > 1.0 ? ds * s[E2] + a * err * err : err * err;
+    for (long long i = 0; i < d; i++) Pz[i] = dot(P + i * d, z, d);
+    double denom = m->lam + dot(z, Pz, d);
+    if (!(denom > 0.0 && isfinite(denom))) {
+        reset(m);
+        return 0;
+    }
+    for (long long i = 0; i < d; i++) {
+        k[i] = Pz[i] / denom;
+        w[i] = w[i] + k[i] * err;
+    }
+    double lam = m->lam;
+    for (long long i = 0; i < d; i++) {
+        double *row = P + i * d, ki = k[i];
+        for (long long j = 0; j < d; j++) row[j] = (row[j] - ki * Pz[j]) / lam;
+    }
+    double quick = 0.0;
+    for (long long i = 0; i < d; i++) quick += P[i * d + i];
+    double ww = dot(w, w, d);
+    if (!(quick < m->max_trace * (1.0 - 1e-6) && isfinite(ww))) {
+        double trace = 0.0;
+        for (long long i = 0; i < d; i++) trace += P[i * d + i];
+        int wfinite = 1; /* w @ w finite, or else every weight finite (w @ w overflowed) */
+        for (long long i = 0; !isfinite(ww) && i < d; i++)
+            if (!isfinite(w[i])) {
+                wfinite = 0;
+                break;
+            }
+        if (!isfinite(trace) || !wfinite) {
+            reset(m);
+            return 0;
+        }
+        if (trace > m->max_trace) {
+            double f = m->max_trace / trace;
+            for (long long i = 0; i < d * d; i++) P[i] *= f;
+        }
+    }
+    if (fmod(nn, 1000.0) == 0.0) {
+        for (long long i = 0; i < d; i++)
+            for (long long j = i; j < d; j++) {
+                double v = (P[i * d + j] + P[j * d + i]) * 0.5;
+                P[i * d + j] = v;
+                P[j * d + i] = v;
+            }
+    }
+    return 0;
+}

@@ -1,0 +1,181 @@
+"""The compiled kernel of :class:`~model_contract.online_linear.OnlineLinear`: built on first use, else numpy.
+
+``online_linear_kernel.c`` (beside this file) is OnlineLinear's learn step and forecast in C. On the first
+:func:`kernel` call it is compiled with the system C compiler (``cc -O2 -shared -fPIC -ffp-contract=off``:
+IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache directory and loaded with cffi;
+each record then costs one C call instead of ~30 numpy calls. The library's name carries a hash of the
+source, the flags and the platform, so a changed source or another machine builds anew. The directory is
+created with mode 0700 and a library is loaded only from a directory (and file) owned by this user that
+no one else can write.
+
+Without a compiler or cffi, or if the build fails, every model runs the numpy code (the same algorithm;
+its dot products may sum in another order, a few ulps): logged once, and :func:`status` says which backend
+runs and why (the edge's metrics and exit summary carry it as ``linear_kernel``). ``HYBRIDSTREAM_LINEAR_KERNEL=numpy``
+forces the numpy code; ``HYBRIDSTREAM_KERNEL_CACHE`` sets the cache directory (default
+``$XDG_CACHE_HOME/hybridstream/kernels``, ``~/.cache/...`` without it).
+
+>>> status()["backend"] in ("c", "numpy")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("online_linear_kernel.c")
+FLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
+ENV_BACKEND = "HYBRIDSTREAM_LINEAR_KERNEL"  # "numpy": never build or load the kernel
+ENV_CACHE = "HYBRIDSTREAM_KERNEL_CACHE"
+BUILD_TIMEOUT_S = 120.0
+
+CDEF = """
+typedef struct {
+    long long d, ti, ninputs;
+    const long long *inputs;
+    long long max_input;
+    double lam, ds, prior, clip, max_change, max_trace;
+    double *s;
+    double *mean, *var, *sd, *w, *P;
+    int err;
+} ol_model;
+double ol_predict(ol_model *m, const double *x, long long n, long long last);
+int ol_learn(ol_model *m, const double *x, long long n, long long last, double y);
+"""
+
+
+class Kernel:
+    """The loaded library: ``ffi`` (cffi) and ``lib`` (its ``ol_learn`` / ``ol_predict``)."""
+
+    def __init__(self, ffi: Any, lib: Any, path: Path) -> None:
+        self.ffi, self.lib, self.path = ffi, lib, path
+
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"done": False, "kernel": None, "reason": ""}
+
+
+def kernel() -> Kernel | None:
+    """The compiled kernel (built and loaded on the first call), or None: the numpy code runs (see :func:`status`)."""
+    if _state["done"]:
+        return _state["kernel"]
+    with _lock:
+        if not _state["done"]:
+            k, reason = _load()
+            _state.update(kernel=k, reason=reason, done=True)
+            if k is None:
+                log.warning("online linear model: numpy code (no compiled kernel: %s)", reason)
+            else:
+                log.info("online linear model: compiled kernel %s", k.path)
+    return _state["kernel"]
+
+
+def status() -> dict[str, str]:
+    """``{"backend": "c" | "numpy", "reason": why numpy ('' for c), "path": the library ('' for numpy)}``."""
+    k = kernel()
+    path = "" if k is None else str(k.path)
+    return {"backend": "numpy" if k is None else "c", "reason": _state["reason"], "path": path}
+
+
+def reset_for_tests() -> None:
+    """Forget the loaded kernel: the next :func:`kernel` call decides again (reads the environment again)."""
+    with _lock:
+        _state.update(done=False, kernel=None, reason="")
+
+
+def _load() -> tuple[Kernel | None, str]:
+    if os.environ.get(ENV_BACKEND, "").strip().lower() == "numpy":
+        return None, f"{ENV_BACKEND}=numpy"
+    try:
+        import cffi  # noqa: PLC0415
+    except ImportError:
+        return None, "cffi is not installed"
+    try:
+        path = _build()
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        return None, str(exc)
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    try:
+        lib = ffi.dlopen(str(path))
+    except OSError as exc:
+        return None, f"cannot load {path}: {exc}"
+    return Kernel(ffi, lib, path), ""
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept (created with mode 0700; RuntimeError if others could write there)."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        root = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = Path(base) / "hybridstream" / "kernels"
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(root)
+    return root
+
+
+def _check_private(path: Path) -> None:
+    """RuntimeError unless ``path`` is owned by this user and no one else can write it."""
+    st = path.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise RuntimeError(f"{path} is not owned by this user: not loading a library from it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = f"{stat.S_IMODE(st.st_mode):o}"
+        raise RuntimeError(f"{path} is writable by others (mode {mode}): not loading a library from it")
+
+
+def library_name() -> str:
+    """The library's file name: a hash of the source, the flags and the platform."""
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(" ".join(FLAGS).encode())
+    tag = f"{sys.platform}-{platform.machine()}-{8 * struct.calcsize('P')}bit"
+    key.update(tag.encode())
+    return f"online_linear_kernel-{key.hexdigest()[:16]}-{tag}.so"
+
+
+def _build() -> Path:
+    """The library in the cache directory, compiled there first if missing (atomically: built under a
+    temporary name, then renamed)."""
+    root = cache_dir()
+    path = root / library_name()
+    if path.exists():
+        _check_private(path)
+        return path
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError("no C compiler (cc) on PATH")
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=root)
+    os.close(fd)
+    try:
+        done = subprocess.run(  # noqa: S603 (the compiler found on PATH, fixed arguments)
+            [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"],
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        os.chmod(tmp, 0o700)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _check_private(path)
+    return path
