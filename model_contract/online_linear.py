@@ -51,7 +51,8 @@ except ImportError:  # pragma: no cover - numpy 1.x
 
 _F64 = np.dtype(np.float64)
 _N, _SKIPPED, _RESETS, _DY2, _E2 = 2, 3, 4, 0, 1  # positions in OnlineLinear._s (the kernel's order)
-_LIB: list = [None, None]  # the kernel's lib and ffi.from_buffer, set when a model first uses it
+# the compiled kernel's functions (model_contract.online_linear_kernel.Kernel), set when a model first uses it
+_klearn = _kpredict = _kview = None
 
 
 def decay(half_life: float) -> float:
@@ -160,7 +161,8 @@ class OnlineLinear:
             self._kc = False
             return False
         ffi = lib.ffi
-        _LIB[0], _LIB[1] = lib.lib, ffi.from_buffer
+        global _klearn, _kpredict, _kview  # noqa: PLW0603 (set once: the hot path reads module globals)
+        _klearn, _kpredict, _kview = lib.learn, lib.predict, lib.view
         k = ffi.new("ol_model *")
         k.d, k.ti = self._d, self.target_index
         if self._inputs is not None:
@@ -226,7 +228,7 @@ class OnlineLinear:
             rows, cols = window.shape
             ti = self.target_index
             if 0 <= ti < cols:
-                f = _LIB[0].ol_predict(k, _LIB[1]("double[]", window), rows * cols, (rows - 1) * cols + ti)
+                f = _kpredict(k, _kview(window), rows * cols, (rows - 1) * cols + ti)
                 if f == f or not k.err:
                     return f
                 raise self._misfit(window)
@@ -249,7 +251,7 @@ class OnlineLinear:
             rows, cols = window.shape
             ti = self.target_index
             if 0 <= ti < cols:
-                if _LIB[0].ol_learn(k, _LIB[1]("double[]", window), rows * cols, (rows - 1) * cols + ti, y):
+                if _klearn(k, _kview(window), rows * cols, (rows - 1) * cols + ti, y):
                     raise self._misfit(window)
                 return
         # the numpy code (no compiled kernel, the first record, an odd window)

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -58,10 +59,18 @@ int ol_learn(ol_model *m, const double *x, long long n, long long last, double y
 
 
 class Kernel:
-    """The loaded library: ``ffi`` (cffi) and ``lib`` (its ``ol_learn`` / ``ol_predict``)."""
+    """The loaded library: ``ffi`` (cffi), ``lib``, its ``learn`` / ``predict`` (``ol_learn`` / ``ol_predict``)
+    and ``view``: a C-contiguous float64 array as the ``double[]`` they take, without a copy (ValueError if it is
+    not contiguous; the caller checks the dtype)."""
 
     def __init__(self, ffi: Any, lib: Any, path: Path) -> None:
         self.ffi, self.lib, self.path = ffi, lib, path
+        self.learn, self.predict = lib.ol_learn, lib.ol_predict
+        backend = getattr(ffi, "_backend", None)  # cffi's C backend: its from_buffer without ffi's Python wrapper
+        if backend is not None and hasattr(backend, "from_buffer"):
+            self.view = functools.partial(backend.from_buffer, ffi.typeof("double[]"))
+        else:  # pragma: no cover - another cffi
+            self.view = functools.partial(ffi.from_buffer, "double[]")
 
 
 _lock = threading.Lock()
