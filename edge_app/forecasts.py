@@ -12,15 +12,17 @@ spool, same retries, same idempotent key (the window id).
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 import math
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
 from model_contract.bad_record import BadRecord
 from model_contract.calendar import parse_timestamp
-from model_contract.forecasts import encode_lines
+from model_contract.forecasts import encode_lines  # noqa: F401 (the reference encoding ForecastExport.text equals)
 
 log = logging.getLogger("edge_app.forecasts")
 
@@ -52,6 +54,21 @@ def _float(text: str) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _json_num(text: str) -> str:
+    """The JSON of :func:`_float` ``(text)`` as :func:`model_contract.forecasts.encode_lines` writes it (ValueError
+    when ``text`` is no number: the row is skipped)."""
+    if not text:
+        return "null"
+    x = float(text)
+    return _repr(x) if _isfinite(x) else "null"
+
+
+_repr = float.__repr__
+_isfinite = math.isfinite
+_esc = encode_basestring_ascii  # json's own (C) string encoder, ensure_ascii as encode_lines' encoder
+_days: dict[int, str] = {}  # utc_text's date part by day number (whole-second epochs)
+
+
 def utc_text(epoch: float) -> str:
     """``yyyy-mm-dd hh:mm:ss.ffffff`` (UTC): sorts as text, parses as a timestamp in Athena and DuckDB.
 
@@ -59,6 +76,21 @@ def utc_text(epoch: float) -> str:
     '2017-01-14 00:00:00.250000'
     """
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _utc_text(epoch: float) -> str:
+    """:func:`utc_text`, the date part cached by day for whole-second epochs (readings' usual timestamps)."""
+    if epoch >= 0.0 and epoch.is_integer() and epoch < 253402300800.0:  # before year 10000
+        secs = int(epoch)
+        day, rest = divmod(secs, 86400)
+        date = _days.get(day)
+        if date is None:
+            if len(_days) > 4096:
+                _days.clear()
+            date = _days[day] = datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
+        hour, rest = divmod(rest, 3600)
+        return f"{date} {hour:02d}:{rest // 60:02d}:{rest % 60:02d}.000000"
+    return utc_text(epoch)
 
 
 class ForecastExport:
@@ -110,15 +142,56 @@ class ForecastExport:
                     continue
         return out
 
+    def text(self, path: Path) -> str | None:
+        """The JSON Lines of :meth:`records`, character for character ``encode_lines``' (the same fields, order,
+        floats and escapes), written from the row's cells without the dicts: about half the Python a window
+        costs the upload thread, whose Python holds the GIL the hot loop needs (tests/edge_app/test_forecast_text.py
+        compares them on tricky windows)."""
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or not set(BASE_COLUMNS) <= set(header) or self.target not in header:
+                return None
+            ti = header.index(self.target)
+            fb, fs, fd, mb, ms = (header.index(c) for c in BASE_COLUMNS)
+            lo, up, an = (header.index(c) if c in header else None for c in INTERVAL_COLUMNS)
+            width = len(header)
+            target = _esc(self.target)
+            horizon = self.horizon
+            num, esc, stamp = _json_num, _esc, _utc_text
+            out = []
+            for row in reader:
+                if len(row) != width:
+                    continue
+                try:
+                    ts = row[0]
+                    epoch = parse_timestamp(ts)
+                    utc = stamp(epoch) if type(epoch) is float else utc_text(epoch)
+                    lower = "null" if lo is None else num(row[lo])
+                    upper = "null" if up is None else num(row[up])
+                    flag = "null" if an is None or not row[an] else ("true" if row[an] == "1" else "false")
+                    out.append(
+                        f'{{"timestamp":{esc(ts)},"epoch":{_repr(epoch) if type(epoch) is float else epoch},'
+                        f'"time_utc":"{utc}","device":{esc(row[1])},"target":{target},"actual":{num(row[ti])},'
+                        f'"batch":{num(row[fb])},"speed":{num(row[fs])},"dynamic":{num(row[fd])},'
+                        f'"model_batch":{esc(row[mb]) if row[mb] else "null"},'
+                        f'"model_speed":{esc(row[ms]) if row[ms] else "null"},"horizon":{horizon},'
+                        f'"lower":{lower},"upper":{upper},"anomaly":{flag}}}\n'
+                    )
+                except (BadRecord, ValueError, OverflowError, OSError):
+                    continue
+        return "".join(out)
+
     def encode(self, path: Path) -> bytes | None:
-        """The forecasts object of a window, or None (no forecast columns, or unreadable: logged, counted).
-        A missing file raises FileNotFoundError (the upload worker's "vanished" case)."""
+        """The forecasts object of a window (``encode_lines(records(path))``, byte for byte), or None (no forecast
+        columns, or unreadable: logged, counted). A missing file raises FileNotFoundError (the upload worker's
+        "vanished" case)."""
         try:
-            records = self.records(path)
+            text = self.text(path)
         except FileNotFoundError:
             raise
         except (OSError, UnicodeError, csv.Error) as exc:
             self.errors += 1
             log.warning("forecasts of window %s not readable (%s): the window uploads without them", path.name, exc)
             return None
-        return None if records is None else encode_lines(records)
+        return None if text is None else gzip.compress(text.encode(), mtime=0)

@@ -1,0 +1,87 @@
+"""ForecastExport.encode writes the window's forecasts object from the CSV cells (ForecastExport.text) byte for
+byte as encode_lines(records()) does: the same fields in the same order, floats, escapes, nulls and skipped rows,
+on windows with what a spool file can hold (written by the spool or by hand, old and new columns)."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+from edge_app.forecasts import BASE_COLUMNS, FORECAST_COLUMNS, ForecastExport, _utc_text, utc_text
+from model_contract.forecasts import encode_lines
+
+TIMESTAMPS = [
+    "2017-01-14T00:10:00+00:00", "2017-01-14T01:10:00+01:00", "2017-01-14 00:00:00", "2017-01-14T00:00:00.25Z",
+    "1484352000", "1484352000.5", "1969-12-31T23:59:59+00:00", "1970-01-01T00:00:00+00:00", "9999-12-31T23:59:59",
+    "not a time", "", "2017-13-01T00:00:00", "2017-06-16T21:20:00+02:00", "2017-01-14T00:00:00.0000005+00:00",
+]  # fmt: skip
+NUMBERS = [
+    "", "1.5", "-0.0", "0", "1e-300", "5e-324", "1e16", "1e+16", "1.7976931348623157e308", "1e999", "-inf", "nan",
+    "NaN", "1.50", " 2.5", "+3", "1_000", "0x10", "abc", "20.589429016819680", "12345678901234567890", ".5", "5.",
+]  # fmt: skip
+TEXT = ["T1", "a,b", 'q"uote', "é", "\u2028", "tab\t", "back\\slash", "nul\x00", "None", ""]
+FLAGS = ["", "0", "1", "yes", "true"]
+
+
+def _window(path: Path, rows: int, seed: int, columns: tuple[str, ...] = FORECAST_COLUMNS) -> Path:
+    rng = random.Random(seed)
+    header = ["Date_time", "device", "a", "Ot_avg", *columns]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for i in range(rows):
+            row = [rng.choice(TIMESTAMPS), rng.choice(TEXT), "1.0", rng.choice(NUMBERS)]
+            for c in columns:
+                if c in ("model_batch", "model_speed"):
+                    row.append(rng.choice(TEXT))
+                elif c == "anomaly":
+                    row.append(rng.choice(FLAGS))
+                else:
+                    row.append(rng.choice(NUMBERS))
+            if i % 17 == 5:
+                row = row[:-1]  # a short row: skipped by both
+            w.writerow(row)
+    return path
+
+
+@pytest.mark.parametrize("columns", [FORECAST_COLUMNS, BASE_COLUMNS], ids=["with intervals", "before intervals"])
+def test_the_forecasts_object_is_byte_for_byte_encode_lines_of_the_records(tmp_path: Path, columns: tuple) -> None:
+    export = ForecastExport("Ot_avg", horizon=3)
+    for seed in range(4):
+        window = _window(tmp_path / f"w{seed}.csv", 400, seed, columns)
+        records = export.records(window)
+        assert records, "some rows are valid"
+        assert export.encode(window) == encode_lines(records)
+
+
+def test_a_spooled_window_of_ordinary_readings(tmp_path: Path) -> None:
+    window = tmp_path / "w.csv"
+    rng = random.Random(7)
+    with open(window, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Date_time", "device", "a", "Ot_avg", *FORECAST_COLUMNS])
+        for i in range(1000):
+            x = rng.uniform(15, 25)
+            ts = f"2017-07-{3 + i // 144:02d}T{i // 6 % 24:02d}:{i % 6 * 10:02d}:00+02:00"
+            w.writerow([ts, "turbine-2", 49.58, x, x + rng.random(), x - rng.random(), x, "05ba", "f527",
+                        x - 0.4, x + 0.4, i % 50 == 0])  # fmt: skip
+    export = ForecastExport("Ot_avg")
+    assert export.encode(window) == encode_lines(export.records(window))
+
+
+def test_utc_text_of_whole_seconds_from_the_day_cache() -> None:
+    rng = random.Random(3)
+    epochs = [0.0, -0.0, 86399.0, 86400.0, 951782400.0, 4107542399.0, 253402300799.0, 1484352000.0]
+    epochs += [float(rng.randrange(0, 253402300800)) for _ in range(2000)]
+    epochs += [1484352000.25, -1.0, 1e-7, 253402300800.0]  # not whole, negative, beyond year 9999: utc_text's own
+    for e in epochs:
+        try:
+            expected = utc_text(e)
+        except (ValueError, OverflowError, OSError) as exc:
+            with pytest.raises(type(exc)):
+                _utc_text(e)
+            continue
+        assert _utc_text(e) == expected, e
