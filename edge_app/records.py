@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 import time
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
@@ -62,8 +61,16 @@ MAX_AHEAD_S = 86400.0  # default: a reading may be at most one day ahead of the 
 
 
 _NOTHING = object()
-# orjson reads an integer beyond 64 bits as a float (json.loads: the exact int): such readings take json.loads
-_long_digits = re.compile(rb"\d{19}").search
+# orjson reads an integer beyond 64 bits as a float (json.loads: the exact int): readings with a run of 19 digits
+# take json.loads. The run is found in the reading with every digit made "0" (bytes.translate and a substring
+# search: ~0.2 us, where the regular expression \d{19} took ~2 us, scanning on from every digit)
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+
+
+def _long_digits(raw: bytes | bytearray) -> bool:
+    """Whether ``raw`` holds 19 ASCII digits in a row (what ``re.search(rb"\\d{19}", raw)`` finds)."""
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZERO)
 
 
 def _json_object(raw: bytes | str) -> Any:
@@ -95,7 +102,7 @@ def parse_reading(
             raise BadRecord("invalid_json", "nested too deeply")
         if len(raw) > MAX_READING_BYTES:
             raise BadRecord("oversized", f"{len(raw)} bytes (a reading is at most {MAX_READING_BYTES})")
-        if _fast_loads is not None and not _long_digits(raw):
+        if _fast_loads is not None and _LONG_RUN not in raw.translate(_DIGITS_AS_ZERO):  # _long_digits, inline
             try:  # noqa: SIM105 (hot path: no context manager) strict RFC 8259: what it accepts json.loads reads
                 obj = _fast_loads(raw)  # alike; whatever it refuses goes to json.loads (its verdict, its reason)
             except ValueError:
