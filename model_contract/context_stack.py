@@ -29,14 +29,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from model_contract import online_linear_kernel
 from model_contract.features import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import OnlineLinear, decay
+from model_contract.online_linear import _F64, OnlineLinear, decay
 
 HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
 WILD = 1e4  # one error's square counts at most WILD x (persistence's forgotten MSE + its own)
 GUARD_MIN_RECORDS = 10  # records of errors the guard needs before it mutes anything
 WARM_KEY = "combiner_warm_start"  # the batch manifest's extra field
+_stack_learn = _view = None  # the compiled kernel's stack step and window view (ContextStack._compiled sets them)
 
 
 def layout(shape: tuple[int, int], target_index: int, inputs: Sequence[int] | None = None) -> tuple[int, int]:
@@ -142,15 +144,31 @@ class ContextStack:
         self.model: OnlineLinear | None = None  # built on the first window (its size)
         self._row: np.ndarray | None = None
         self._shape: tuple[int, ...] = ()
-        self._mse = [0.0, 0.0, 0.0, 0.0]  # forgotten squared errors: batch, speed, persistence, the stack
-        self._seen = 0
-        self._coef = (0.0, 0.0)
+        # forgotten squared errors (batch, speed, persistence, the stack), records seen, skipped, coefficients:
+        # in one array (read through the properties below), which the compiled learn step updates in place
+        self._g = np.zeros(8)
         self._w = (0.0, 0.0)
         self.muted = [0, 0]  # records forecast with the batch / speed input muted by the guard
         self.fallbacks = 0  # records forecast as persistence because the stack's own errors exploded
         self.bad_inputs = 0  # non-finite model forecasts (zeroed)
-        self.skipped = 0  # truths not learned: no context, or a non-finite newest value / truth
         self.warm_rows = 0  # history rows of the warm start it started from (load_warm; 0: cold)
+
+    _mse = property(lambda self: self._g[:4], lambda self, v: self._g.__setitem__(slice(0, 4), v))
+    _seen = property(lambda self: int(self._g[4]), lambda self, v: self._g.__setitem__(4, v))
+    skipped = property(
+        lambda self: int(self._g[5]),
+        lambda self, v: self._g.__setitem__(5, v),
+        doc="truths not learned: no context, or a non-finite newest value / truth",
+    )
+    _coef = property(
+        lambda self: (self._g.item(6), self._g.item(7)), lambda self, v: self._g.__setitem__(slice(6, 8), v)
+    )
+    _cs = None  # the compiled learn step's struct (cdata; built on first use); None: the Python steps
+    _csk = None  # the linear model's kernel struct it points at (kept alive; another one: built again)
+
+    def __getstate__(self) -> dict:
+        """Pickle / copy without the compiled learn step's struct (built again on first use)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cs", "_csk")}
 
     def bind(self, target_index: int, inputs: Sequence[int] | None = None) -> None:
         """Tell it which column of the window is the target (``FeatureSpec.target_index``) and which
@@ -217,12 +235,12 @@ class ContextStack:
         db = batch - last
         ds = speed - last
         mb = ms = guarded = False
-        if self._seen >= GUARD_MIN_RECORDS:
-            mse = self._mse
-            limit = self._limit * mse[2]
-            mb = not mse[0] <= limit
-            ms = not mse[1] <= limit
-            guarded = not mse[3] <= limit
+        g = self._g
+        if g.item(4) >= GUARD_MIN_RECORDS:  # records seen
+            limit = self._limit * g.item(2)
+            mb = not g.item(0) <= limit
+            ms = not g.item(1) <= limit
+            guarded = not g.item(3) <= limit
         if not self.use_batch:
             db = 0.0
         elif mb:
@@ -290,12 +308,45 @@ class ContextStack:
     def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> bool:
         """Learn the truth ``y`` of the forecast made from ``context`` (its :meth:`context`); False if it was
         skipped (no context, or a non-finite newest value or truth: counted in ``skipped``)."""
+        m = self.model
+        cs = self._cs if m is None or self._csk is m._kc else self._compiled()  # noqa: SLF001
+        if (
+            cs is not None
+            and context is not None
+            and context.dtype is _F64
+            and context.shape == self._row.shape
+            and context.flags.c_contiguous
+        ):  # the compiled step: guard, model, coefficients in one call
+            r = _stack_learn(cs, _view(context), context.size, batch, speed, y)
+            if r < 0:
+                raise ValueError(f"a context of shape {context.shape} does not fit this context stack")
+            return r == 1
         x = self.learn_row(batch, speed, y, context)
         if x is None:
             return False
         self.model.learn_one(x, float(y))
         self.learned(batch, speed, float(y), context)  # type: ignore[arg-type]
         return True
+
+    def _compiled(self):  # noqa: ANN202 (cffi cdata)
+        """The compiled learn step's struct for this stack and its linear model (None: the Python steps: no
+        compiled kernel, no model yet, or layers over the stack). Built again when the model or its arrays change."""
+        global _stack_learn, _view  # noqa: PLW0603 (set once: the hot path reads module globals)
+        m = self.model
+        k = m._kc  # noqa: SLF001
+        if k is None and m._d:  # noqa: SLF001
+            k = m._kernel()  # noqa: SLF001
+        self._cs, self._csk = None, k
+        kern = online_linear_kernel.kernel()
+        if not k or kern is None or self._layers or self._row is None:
+            return None
+        _stack_learn, _view = kern.stack_learn, kern.view
+        c = kern.ffi.new("cs_stack *")
+        c.m, c.rowlen, c.k, c.nm, c.last = k, self._row.size, self._k, self._nm, self._last
+        c.use_batch, c.use_speed, c.ed = int(self.use_batch), int(self.use_speed), self._ed
+        c.g = kern.ffi.cast("double *", self._g.ctypes.data)
+        self._cs = c
+        return c
 
     def learn_row(self, batch: float, speed: float, y: float, context: np.ndarray | None) -> np.ndarray | None:
         """:meth:`learn_one`'s first half: the guard learns the errors; returns the row the linear model learns
@@ -324,30 +375,39 @@ class ContextStack:
     def _update_guard(self, errors: tuple[float, float, float, float]) -> None:
         """Forget-and-add the squared errors (batch, speed, persistence, the stack), winsorised (one absurd
         forecast is muted, not for ages); a plain mean over the first records."""
-        mse = self._mse
+        g = self._g
+        m0, m1, m2, m3, n = g.tolist()[:5]
         eb, es, ep, ef = errors
-        cap = WILD * (mse[2] + ep * ep) + 1e-300
-        self._seen = n = self._seen + 1
+        cap = WILD * (m2 + ep * ep) + 1e-300
+        n += 1.0
         ed = self._ed
         d = ed if n * (1.0 - ed) > 1.0 else 1.0 - 1.0 / n
         a = 1.0 - d
         # each: its square (the cap for a non-finite or huge error), at most the cap; unrolled (hot path)
         sq = eb * eb if -BIG < eb < BIG else cap
-        mse[0] = d * mse[0] + a * (cap if sq > cap else sq)
+        m0 = d * m0 + a * (cap if sq > cap else sq)
         sq = es * es if -BIG < es < BIG else cap
-        mse[1] = d * mse[1] + a * (cap if sq > cap else sq)
+        m1 = d * m1 + a * (cap if sq > cap else sq)
         sq = ep * ep if -BIG < ep < BIG else cap
-        mse[2] = d * mse[2] + a * (cap if sq > cap else sq)
+        m2 = d * m2 + a * (cap if sq > cap else sq)
         sq = ef * ef if -BIG < ef < BIG else cap
-        mse[3] = d * mse[3] + a * (cap if sq > cap else sq)
+        m3 = d * m3 + a * (cap if sq > cap else sq)
+        g[0] = m0  # item by item: cheaper than a slice from a tuple
+        g[1] = m1
+        g[2] = m2
+        g[3] = m3
+        g[4] = n
 
     def _set_coef(self) -> None:
         w, var, k = self.model._w, self.model._var, self._k  # noqa: SLF001 (the standardised weights, in target units)
+        g = self._g  # the coefficients: g[6], g[7] (_coef)
         if self._nm == 2:  # .item: Python floats (the same division, without numpy scalars)
-            self._coef = (w.item(k) / math.sqrt(var.item(k)), w.item(k + 1) / math.sqrt(var.item(k + 1)))
+            g[6] = w.item(k) / math.sqrt(var.item(k))
+            g[7] = w.item(k + 1) / math.sqrt(var.item(k + 1))
         else:
             c = w.item(k) / math.sqrt(var.item(k)) if self._nm else 0.0
-            self._coef = (c if self.use_batch else 0.0, c if self.use_speed and not self.use_batch else 0.0)
+            g[6] = c if self.use_batch else 0.0
+            g[7] = c if self.use_speed and not self.use_batch else 0.0
 
     def reset_speed(self) -> None:
         """A new speed model: its input keeps the learned coefficient; the guard watches its errors."""

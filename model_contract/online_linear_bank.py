@@ -109,6 +109,7 @@ class OnlineLinearBank:
         model._sd = self.sd[slot]  # noqa: SLF001 (kept = sqrt(var) by both learn paths)
         model._diag = model._P.reshape(-1)[:: model._d + 1]  # noqa: SLF001
         model._bank, model._slot = self, slot  # noqa: SLF001
+        model._kc = None  # noqa: SLF001 (new arrays: a compiled kernel's struct is built again for them)
 
     def attach(self, model: OnlineLinear) -> bool:
         """Move ``model``'s state into a new row and bind it there; False if it cannot join (no state yet,

@@ -181,3 +181,55 @@ int ol_learn(ol_model *m, const double *x, long long n, long long last, double y
     }
     return 0;
 }
+
+/* ---- the context stack's learn step (model_contract/context_stack.py ContextStack.learn_one without layers):
+ * the guard's forgotten squared errors, the linear model's step, the coefficients ---- */
+typedef struct {
+    ol_model *m;
+    long long rowlen;     /* the context row's length (window inputs, batch - last, speed - last, 3 forecasts) */
+    long long k, nm;      /* window inputs; model inputs the linear model reads (2, or fewer: an ablation) */
+    long long last;       /* the newest target value's position in the row */
+    long long use_batch, use_speed;
+    double ed;            /* the guard's forgetting factor */
+    double *g;            /* mse[4] (batch, speed, persistence, the stack), seen, skipped, coef[2] */
+} cs_stack;
+
+#define HUGE_ERR 1e150
+#define BIG_ERR 1e75
+#define WILD 1e4
+
+/* learn the truth y of the forecast made from the context row ctx (n numbers). 1: learned, 0: skipped (counted),
+ * -1: the row does not fit */
+int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double speed, double y) {
+    double *g = c->g;
+    if (n != c->rowlen) return -1;
+    double ep = ctx[c->last] - y;
+    if (!(-HUGE_ERR < ep && ep < HUGE_ERR)) {
+        g[5] += 1.0;
+        return 0;
+    }
+    double e[4] = {batch - y, speed - y, ep, ctx[c->k + 2] - y};
+    double cap = WILD * (g[2] + ep * ep) + 1e-300;
+    double seen = g[4] + 1.0;
+    g[4] = seen;
+    double d = seen * (1.0 - c->ed) > 1.0 ? c->ed : 1.0 - 1.0 / seen;
+    double a = 1.0 - d;
+    for (int i = 0; i < 4; i++) {
+        double sq = (-BIG_ERR < e[i] && e[i] < BIG_ERR) ? e[i] * e[i] : cap;
+        g[i] = d * g[i] + a * (sq > cap ? cap : sq);
+    }
+    if (ol_learn(c->m, ctx, c->k + c->nm, c->m->ti, y)) return -1;
+    ol_model *m = c->m;
+    if (m->s[N] != 0.0) {
+        long long k = c->k;
+        if (c->nm == 2) {
+            g[6] = m->w[k] / sqrt(m->var[k]);
+            g[7] = m->w[k + 1] / sqrt(m->var[k + 1]);
+        } else {
+            double cc = c->nm ? m->w[k] / sqrt(m->var[k]) : 0.0;
+            g[6] = c->use_batch ? cc : 0.0;
+            g[7] = (c->use_speed && !c->use_batch) ? cc : 0.0;
+        }
+    }
+    return 1;
+}

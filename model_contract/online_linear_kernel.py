@@ -1,17 +1,18 @@
 """The compiled kernel of :class:`~model_contract.online_linear.OnlineLinear`: built on first use, else numpy.
 
-``online_linear_kernel.c`` (beside this file) is OnlineLinear's learn step and forecast in C. On the first
-:func:`kernel` call it is compiled with the system C compiler (``cc -O2 -shared -fPIC -ffp-contract=off``:
-IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache directory and loaded with cffi;
-each record then costs one C call instead of ~30 numpy calls. The library's name carries a hash of the
-source, the flags and the platform, so a changed source or another machine builds anew. The directory is
-created with mode 0700 and a library is loaded only from a directory (and file) owned by this user that
-no one else can write.
+``online_linear_kernel.c`` (beside this file) is OnlineLinear's learn step and forecast in C, and the
+:class:`~model_contract.context_stack.ContextStack`'s learn step around it (its guard, the model, the
+coefficients). On the first :func:`kernel` call it is compiled with the system C compiler (``cc -O2 -shared
+-fPIC -ffp-contract=off``: IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache directory
+and loaded with cffi; each record then costs one C call instead of ~30 numpy calls. The library's name carries a
+hash of the source, the flags and the platform, so a changed source or another machine builds anew. The
+directory is created with mode 0700 and a library is loaded only from a directory (and file) owned by this user
+that no one else can write.
 
-Without a compiler or cffi, or if the build fails, every model runs the numpy code (the same algorithm;
-its dot products may sum in another order, a few ulps): logged once, and :func:`status` says which backend
-runs and why (the edge's metrics and exit summary carry it as ``linear_kernel``). ``HYBRIDSTREAM_LINEAR_KERNEL=numpy``
-forces the numpy code; ``HYBRIDSTREAM_KERNEL_CACHE`` sets the cache directory (default
+Without a compiler or cffi, or if the build fails, every model runs the numpy code (the same algorithm; its dot
+products may sum in another order, a few ulps): logged once, and :func:`status` says which backend runs and why
+(the edge's metrics and exit summary carry it as ``linear_kernel``). ``HYBRIDSTREAM_LINEAR_KERNEL=numpy`` forces
+the numpy code; ``HYBRIDSTREAM_KERNEL_CACHE`` sets the cache directory (default
 ``$XDG_CACHE_HOME/hybridstream/kernels``, ``~/.cache/...`` without it).
 
 >>> status()["backend"] in ("c", "numpy")
@@ -55,6 +56,13 @@ typedef struct {
 } ol_model;
 double ol_predict(ol_model *m, const double *x, long long n, long long last);
 int ol_learn(ol_model *m, const double *x, long long n, long long last, double y);
+typedef struct {
+    ol_model *m;
+    long long rowlen, k, nm, last, use_batch, use_speed;
+    double ed;
+    double *g;
+} cs_stack;
+int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double speed, double y);
 """
 
 
@@ -65,7 +73,7 @@ class Kernel:
 
     def __init__(self, ffi: Any, lib: Any, path: Path) -> None:
         self.ffi, self.lib, self.path = ffi, lib, path
-        self.learn, self.predict = lib.ol_learn, lib.ol_predict
+        self.learn, self.predict, self.stack_learn = lib.ol_learn, lib.ol_predict, lib.cs_learn
         backend = getattr(ffi, "_backend", None)  # cffi's C backend: its from_buffer without ffi's Python wrapper
         if backend is not None and hasattr(backend, "from_buffer"):
             self.view = functools.partial(backend.from_buffer, ffi.typeof("double[]"))

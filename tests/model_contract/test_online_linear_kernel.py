@@ -1,7 +1,8 @@
 """The compiled kernel of the online linear model (model_contract/online_linear_kernel.py): built into a private
 cache and really used where a C compiler exists; the numpy code when it is forced, when the build fails or the
-cache is not private (counted in its status); the module doctests on the numpy code too. That the kernel
-forecasts what the numpy code does is test_online_linear_equivalence.py's (every test there runs on both)."""
+cache is not private (counted in its status); the module doctests on the numpy code too; the context stack's
+compiled learn step equal to its Python steps. That the kernel forecasts what the numpy code does is
+test_online_linear_equivalence.py's (every test there runs on both)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 
 from model_contract import context_stack, online_linear, online_linear_bank, online_linear_kernel
+from model_contract.context_stack import ContextStack
 from model_contract.online_linear import OnlineLinear
-from tests.model_contract.test_online_linear_equivalence import turbine_stream
+from tests.model_contract.test_online_linear_equivalence import random_stream, turbine_stream
 
 
 def _learn_some(model: OnlineLinear, n: int = 300) -> None:
@@ -100,3 +102,37 @@ def test_a_window_that_does_not_fit_is_an_error(linear_backend):
 def test_the_doctests_pass_on_the_numpy_code(module, numpy_linear):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted and not result.failed
+
+
+def _stack_stream(n: int, seed: int):
+    """(batch, speed, window, truth): the equivalence test's wild windows, model forecasts near the truth with
+    non-finite and absurd ones mixed in."""
+    rng = np.random.default_rng(seed)
+    for window, y in random_stream(n, seed):
+        last = float(window[-1, 4])
+        b, s = last + rng.normal(0, 0.5), last + rng.normal(0, 2.0)
+        if rng.random() < 0.01:
+            b = float(rng.choice([np.nan, np.inf, 1e200, -1e80]))
+        if rng.random() < 0.01:
+            s = float(rng.choice([np.nan, -np.inf, 1e160]))
+        yield b, s, window, y
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("config", [{}, {"use_speed": False}, {"mute": 1.5, "error_half_life": 5.0}])
+def test_the_compiled_stack_step_equals_the_python_steps(compiled_linear, config):
+    """ContextStack.learn_one in one C call (guard, linear model, coefficients) ends exactly where its Python
+    steps around the same compiled model end: every forecast, coefficient, count and the state, bit for bit."""
+    fused, steps = ContextStack(**config), ContextStack(**config)
+    steps._compiled = lambda: None  # the Python steps (the model still runs the kernel)
+    for c in (fused, steps):
+        c.bind(target_index=4)
+    for b, s, window, y in _stack_stream(4000, 3):
+        got = [c.predict_one(b, s, window) for c in (fused, steps)]
+        assert got[0] == got[1] or (np.isnan(got[0]) and np.isnan(got[1]))
+        assert fused.coefficients == steps.coefficients
+        learned = [c.learn_one(b, s, y, c.context()) for c in (fused, steps)]
+        assert learned[0] == learned[1]
+    assert fused._cs is not None and steps._cs is None and fused.model._kc and steps.model._kc
+    assert fused.counts() == steps.counts() and fused.counts()["skipped"] > 0
+    assert fused.state() == steps.state()
