@@ -17,7 +17,9 @@ Per target channel:
 4. over the stream: MSE of persistence, online_linear, each variant's ``+ model`` and ``+ a * model``, the
    holdout's choice (``selected``), and the edge's dynamic stack (the context stack from the history's warm
    start, no speed model) fed the online linear forecast (``stack_ol``) or the selected corrected one
-   (``stack_res``) as both its model inputs.
+   (``stack_res``) as both its model inputs, or the newest target value + the selected correction
+   (``stack_last_res``: what the edge would serve unchanged from a residual model trained on ``y - r``:
+   the stack's own linear part stands in for the online linear model).
 
 Keras forecasts (no TFLite: a study). The last stdout line is JSON; progress goes to stderr.
 """
@@ -161,6 +163,29 @@ def stack_forecasts(ch: Channel, batch: np.ndarray, speed: np.ndarray | None = N
     return out
 
 
+def product_rows(
+    ch: Channel, res: np.ndarray, last_res: np.ndarray, roll: np.ndarray | None, window: int, mse, log
+) -> dict[str, float]:
+    """The product's models beside the residual one: ``eval benchmark``'s replay (:func:`~hybridstream.evaluation.
+    online_run.run_stream`, speed models every ``window`` rows, models cached in ``.cache/eval``): its batch, speed
+    and dynamic forecasts, and this module's stack replay with (batch, speed), (OL + correction, speed),
+    (newest value + correction, speed), (batch, OL + correction) and (batch, OL + re-trained correction) as its
+    two model inputs."""
+    from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
+    from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
+
+    run = run_stream(ch.history, ch.stream, ch.spec, window, cache_dir=DEFAULT_CACHE, log=log, progress_every=0)
+    b, s = run.forecasts["batch"], run.forecasts["speed"]
+    out = {k: mse(run.forecasts[k]) for k in ("batch", "speed", "dynamic")}
+    out["stack_batch_speed"] = mse(stack_forecasts(ch, b, s))
+    out["stack_res_speed"] = mse(stack_forecasts(ch, res, s))
+    out["stack_last_res_speed"] = mse(stack_forecasts(ch, last_res, s))
+    out["stack_batch_res"] = mse(stack_forecasts(ch, b, res))
+    if roll is not None:
+        out["stack_batch_rolling"] = mse(stack_forecasts(ch, b, roll))
+    return out
+
+
 def study_channel(
     ch: Channel,
     variants: dict[str, dict],
@@ -170,6 +195,7 @@ def study_channel(
     log,
     window: int = 0,
     rolling: str = "inorm mse",
+    product: int = 0,
 ) -> dict:
     """Every approach's stream MSE (and the holdout's MSE and choices) for one target channel."""
     from training_job.model import TrainConfig  # noqa: PLC0415
@@ -218,11 +244,16 @@ def study_channel(
     row["selected"] = mse(best[2])
     row["stack_ol"] = mse(stack_forecasts(ch, r_stream))
     row["stack_res"] = mse(stack_forecasts(ch, best[2]))
+    last_res = pers + (best[2] - r_stream)  # the newest value + the correction: a model the edge serves unchanged
+    row["stack_last_res"] = mse(stack_forecasts(ch, last_res))
+    roll = None
     if window:
         kw = {"seed": seed, "residual": False} | VARIANTS[rolling] | ({"epochs": epochs} if epochs else {})
         roll = r_stream + rolling_corrections(ch, r_stream, TrainConfig(**kw), window, log)
         row["rolling"] = mse(roll)
         row["stack_res_rolling"] = mse(stack_forecasts(ch, best[2], roll))
+    if product:
+        row |= product_rows(ch, best[2], last_res, roll, product, mse, log)
     return {"mse": row, "selected": best[0], "holdout": hold_info, "lags": list(spec.lags), "rows": int(ok.sum())}
 
 
@@ -286,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
         "--window", type=int, default=0, help="also a correction re-trained every WINDOW stream rows on the last WINDOW"
     )
     p.add_argument("--rolling", default="inorm mse", help="the variant of the re-trained correction")
+    p.add_argument(
+        "--product",
+        type=int,
+        default=0,
+        metavar="W",
+        help="also the product's batch, speed (every W rows) and dynamic forecasts, and stacks mixing them with the "
+        "residual model (eval benchmark's replay; models cached in .cache/eval)",
+    )
     args = p.parse_args(argv)
     if bool(args.file) == bool(args.scenario):
         p.error("give a CSV file or --scenario (one of them)")
@@ -302,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {}
     for target, ch in pairs:
         log(f"{target}: lags {ch.spec.lags}, history {len(ch.history)} rows, stream {len(ch.stream) - ch.lead} rows")
-        out[target] = study_channel(ch, variants, args.seed, args.epochs, args.burn_in, log, args.window, args.rolling)
+        out[target] = study_channel(
+            ch, variants, args.seed, args.epochs, args.burn_in, log, args.window, args.rolling, args.product
+        )
         log(f"  {target}: " + ", ".join(f"{k} {v:.4f}" for k, v in out[target]["mse"].items()))
     mean = mean_row(out)
     log("mean: " + ", ".join(f"{k} {v:.4f}" for k, v in mean.items()))

@@ -20,7 +20,8 @@ def test_the_study_scores_every_approach(tmp_path, capsys):
     assert residual_study.main([*argv, "--window", "300"]) == 0  # one re-trained correction, from row 300 on
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(out) == {"input", "horizon", "channels", "mean"} and list(out["channels"]) == ["temp"]
-    want = {"persistence", "online_linear", "selected", "stack_ol", "stack_res", "rolling", "stack_res_rolling"}
+    want = {"persistence", "online_linear", "selected", "stack_ol", "stack_res", "stack_last_res", "rolling"}
+    want |= {"stack_res_rolling"}
     want |= {"inorm mse +model", "inorm mse +a*model"}
     for ch in out["channels"].values():
         assert set(ch["mse"]) == want and all(np.isfinite(v) and v > 0 for v in ch["mse"].values())
