@@ -38,7 +38,7 @@ BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (t
 WILD = 1e4  # one error's square counts at most WILD x (persistence's forgotten MSE + its own)
 GUARD_MIN_RECORDS = 10  # records of errors the guard needs before it mutes anything
 WARM_KEY = "combiner_warm_start"  # the batch manifest's extra field
-_stack_learn = _view = None  # the compiled kernel's stack step and window view (ContextStack._compiled sets them)
+_stack_learn = _stack_predict = _view = None  # the compiled kernel's stack steps, window view (set by _compiled)
 
 
 def layout(shape: tuple[int, int], target_index: int, inputs: Sequence[int] | None = None) -> tuple[int, int]:
@@ -144,13 +144,10 @@ class ContextStack:
         self.model: OnlineLinear | None = None  # built on the first window (its size)
         self._row: np.ndarray | None = None
         self._shape: tuple[int, ...] = ()
-        # forgotten squared errors (batch, speed, persistence, the stack), records seen, skipped, coefficients:
-        # in one array (read through the properties below), which the compiled learn step updates in place
-        self._g = np.zeros(8)
-        self._w = (0.0, 0.0)
-        self.muted = [0, 0]  # records forecast with the batch / speed input muted by the guard
-        self.fallbacks = 0  # records forecast as persistence because the stack's own errors exploded
-        self.bad_inputs = 0  # non-finite model forecasts (zeroed)
+        # forgotten squared errors (batch, speed, persistence, the stack), records seen, skipped, coefficients,
+        # muted (batch, speed), bad inputs, fallbacks, the last forecast's coefficients: in one array (read through
+        # the properties below), which the compiled steps update in place
+        self._g = np.zeros(14)
         self.warm_rows = 0  # history rows of the warm start it started from (load_warm; 0: cold)
 
     _mse = property(lambda self: self._g[:4], lambda self, v: self._g.__setitem__(slice(0, 4), v))
@@ -163,12 +160,31 @@ class ContextStack:
     _coef = property(
         lambda self: (self._g.item(6), self._g.item(7)), lambda self, v: self._g.__setitem__(slice(6, 8), v)
     )
-    _cs = None  # the compiled learn step's struct (cdata; built on first use); None: the Python steps
+    muted = property(
+        lambda self: self._g[8:10],
+        lambda self, v: self._g.__setitem__(slice(8, 10), v),
+        doc="records forecast with the batch / speed input muted by the guard (a view: muted[0] += 1 counts)",
+    )
+    bad_inputs = property(
+        lambda self: int(self._g[10]),
+        lambda self, v: self._g.__setitem__(10, v),
+        doc="non-finite model forecasts (zeroed)",
+    )
+    fallbacks = property(
+        lambda self: int(self._g[11]),
+        lambda self, v: self._g.__setitem__(11, v),
+        doc="records forecast as persistence because the stack's own errors exploded",
+    )
+    _w = property(
+        lambda self: (self._g.item(12), self._g.item(13)), lambda self, v: self._g.__setitem__(slice(12, 14), v)
+    )
+    _cs = None  # the compiled steps' struct (cdata; built on first use); None: the Python steps
     _csk = None  # the linear model's kernel struct it points at (kept alive; another one: built again)
+    _COMPILED = ("_cs", "_csk", "_csrow", "_csin")
 
     def __getstate__(self) -> dict:
-        """Pickle / copy without the compiled learn step's struct (built again on first use)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_cs", "_csk")}
+        """Pickle / copy without the compiled steps' struct (built again on first use)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._COMPILED}
 
     def bind(self, target_index: int, inputs: Sequence[int] | None = None) -> None:
         """Tell it which column of the window is the target (``FeatureSpec.target_index``) and which
@@ -177,6 +193,7 @@ class ContextStack:
         self.target_index = int(target_index)
         self._inputs = None if inputs is None else np.asarray(inputs, dtype=np.intp)
         self._row = None
+        self._cs = self._csk = None  # built again for the next row
 
     def bind_spec(self, spec: FeatureSpec) -> None:
         """:meth:`bind` to ``spec``'s windows and build the row and the model now (not on the first window)."""
@@ -215,6 +232,19 @@ class ContextStack:
         return self._w
 
     def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
+        m = self.model
+        cs = self._cs if m is None or self._csk is m._kc else self._compiled()  # noqa: SLF001
+        if (
+            cs is not None
+            and window is not None
+            and window.dtype is _F64
+            and window.shape == self._shape
+            and window.flags.c_contiguous
+        ):  # the compiled step: row, guard, linear model, fallback in one call
+            f = _stack_predict(cs, _view(window), window.size, batch, speed)
+            if f == f or not self._csk.err:
+                return f
+            raise ValueError(f"a window of shape {window.shape} does not fit this context stack")
         verdict = self.prepare(batch, speed, window)
         return self.finish(self.model.predict_one(self._x), verdict, batch, speed)
 
@@ -331,7 +361,7 @@ class ContextStack:
     def _compiled(self):  # noqa: ANN202 (cffi cdata)
         """The compiled learn step's struct for this stack and its linear model (None: the Python steps: no
         compiled kernel, no model yet, or layers over the stack). Built again when the model or its arrays change."""
-        global _stack_learn, _view  # noqa: PLW0603 (set once: the hot path reads module globals)
+        global _stack_learn, _stack_predict, _view  # noqa: PLW0603 (set once: the hot path reads module globals)
         m = self.model
         k = m._kc  # noqa: SLF001
         if k is None and m._d:  # noqa: SLF001
@@ -340,11 +370,18 @@ class ContextStack:
         kern = online_linear_kernel.kernel()
         if not k or kern is None or self._layers or self._row is None:
             return None
-        _stack_learn, _view = kern.stack_learn, kern.view
-        c = kern.ffi.new("cs_stack *")
+        _stack_learn, _stack_predict, _view = kern.stack_learn, kern.stack_predict, kern.view
+        ffi = kern.ffi
+        c = ffi.new("cs_stack *")
         c.m, c.rowlen, c.k, c.nm, c.last = k, self._row.size, self._k, self._nm, self._last
-        c.use_batch, c.use_speed, c.ed = int(self.use_batch), int(self.use_speed), self._ed
-        c.g = kern.ffi.cast("double *", self._g.ctypes.data)
+        c.use_batch, c.use_speed, c.ed, c.limit = int(self.use_batch), int(self.use_speed), self._ed, self._limit
+        c.g = ffi.cast("double *", self._g.ctypes.data)
+        self._csrow = self._row  # kept alive with the struct
+        c.row = ffi.cast("double *", self._row.ctypes.data)
+        if self._inputs is not None:
+            self._csin = np.ascontiguousarray(self._inputs, dtype=np.int64)
+            c.ninputs, c.max_input = len(self._csin), int(self._csin.max(initial=-1))
+            c.inputs = ffi.cast("const long long *", self._csin.ctypes.data)
         self._cs = c
         return c
 
@@ -443,8 +480,8 @@ class ContextStack:
         """The guard's and the model's counters (the edge's metrics, ``eval run``'s JSON)."""
         model = self.model
         return {
-            "muted_batch": self.muted[0],
-            "muted_speed": self.muted[1],
+            "muted_batch": int(self.muted[0]),
+            "muted_speed": int(self.muted[1]),
             "fallbacks": self.fallbacks,
             "bad_inputs": self.bad_inputs,
             "skipped": self.skipped + (model.skipped if model is not None else 0),

@@ -191,7 +191,13 @@ typedef struct {
     long long last;       /* the newest target value's position in the row */
     long long use_batch, use_speed;
     double ed;            /* the guard's forgetting factor */
-    double *g;            /* mse[4] (batch, speed, persistence, the stack), seen, skipped, coef[2] */
+    double *g;            /* mse[4] (batch, speed, persistence, the stack), seen, skipped, coef[2],
+                           * muted[2], bad_inputs, fallbacks, weights[2] */
+    double *row;          /* the stack's row (the linear model's inputs, then the forecasts) */
+    long long ninputs;    /* 0: the whole window; else the window positions in inputs */
+    const long long *inputs;
+    long long max_input;
+    double limit;         /* mute^2: a squared error over limit x persistence's mutes */
 } cs_stack;
 
 #define HUGE_ERR 1e150
@@ -232,4 +238,70 @@ int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double s
         }
     }
     return 1;
+}
+
+/* the context stack's forecast (ContextStack.predict_one without layers) from the lag window win (n numbers, the
+ * stack's window shape): the row, the guard's verdict, the linear model's forecast, the guard's fallback.
+ * NaN with c->m->err = 1 if the window does not fit */
+double cs_predict(cs_stack *c, const double *win, long long n, double batch, double speed) {
+    double *g = c->g, *row = c->row;
+    long long k = c->k;
+    if (c->ninputs) {
+        if (c->max_input >= n) {
+            c->m->err = 1;
+            return NAN;
+        }
+        for (long long i = 0; i < k; i++) row[i] = win[c->inputs[i]];
+    } else {
+        if (n != k) {
+            c->m->err = 1;
+            return NAN;
+        }
+        for (long long i = 0; i < k; i++) row[i] = win[i];
+    }
+    double last = row[c->last];
+    double db = batch - last, ds = speed - last;
+    int mb = 0, ms = 0, guarded = 0;
+    if (g[4] >= 10.0) { /* GUARD_MIN_RECORDS */
+        double limit = c->limit * g[2];
+        mb = !(g[0] <= limit);
+        ms = !(g[1] <= limit);
+        guarded = !(g[3] <= limit);
+    }
+    if (!c->use_batch) {
+        db = 0.0;
+    } else if (mb) {
+        g[8] += 1.0;
+        db = 0.0;
+    } else if (!(-HUGE_ERR < db && db < HUGE_ERR)) {
+        g[10] += 1.0;
+        db = 0.0;
+    }
+    if (!c->use_speed) {
+        ds = 0.0;
+    } else if (ms) {
+        g[9] += 1.0;
+        ds = 0.0;
+    } else if (!(-HUGE_ERR < ds && ds < HUGE_ERR)) {
+        g[10] += 1.0;
+        ds = 0.0;
+    }
+    if (c->nm == 2) {
+        row[k] = db;
+        row[k + 1] = ds;
+    } else {
+        row[k] = c->use_batch ? db : (c->use_speed ? ds : 0.0);
+        row[k + 1] = 0.0;
+    }
+    double f = ol_predict(c->m, row, k + c->nm, c->m->ti);
+    if (c->m->err) return NAN;
+    row[k + 2] = f;
+    g[12] = mb ? 0.0 : g[6];
+    g[13] = ms ? 0.0 : g[7];
+    if (guarded && isfinite(last)) {
+        g[11] += 1.0;
+        return last;
+    }
+    if (isfinite(f)) return f;
+    return isfinite(batch) ? batch : speed;
 }

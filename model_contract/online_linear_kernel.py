@@ -61,8 +61,14 @@ typedef struct {
     long long rowlen, k, nm, last, use_batch, use_speed;
     double ed;
     double *g;
+    double *row;
+    long long ninputs;
+    const long long *inputs;
+    long long max_input;
+    double limit;
 } cs_stack;
 int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double speed, double y);
+double cs_predict(cs_stack *c, const double *win, long long n, double batch, double speed);
 """
 
 
@@ -73,7 +79,8 @@ class Kernel:
 
     def __init__(self, ffi: Any, lib: Any, path: Path) -> None:
         self.ffi, self.lib, self.path = ffi, lib, path
-        self.learn, self.predict, self.stack_learn = lib.ol_learn, lib.ol_predict, lib.cs_learn
+        self.learn, self.predict = lib.ol_learn, lib.ol_predict
+        self.stack_learn, self.stack_predict = lib.cs_learn, lib.cs_predict
         backend = getattr(ffi, "_backend", None)  # cffi's C backend: its from_buffer without ffi's Python wrapper
         if backend is not None and hasattr(backend, "from_buffer"):
             self.view = functools.partial(backend.from_buffer, ffi.typeof("double[]"))
