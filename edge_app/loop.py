@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from typing import Any
 
@@ -28,11 +27,6 @@ log = logging.getLogger("edge_app")
 
 SPOOL_HOLD_MAX = 200_000  # rows held in memory while the window spool cannot write; then consuming pauses
 SLOW_RECORD_S = 0.0002  # a record taking longer than this (normal: ~50 us) makes a slow turn worth logging
-# How long the loop waits for the GIL when its blocking call (consume, flush) returns while another thread of
-# the app runs Python (the window uploader turning a window into its forecasts: ~15 ms of Python a window of
-# 1,000 rows). CPython's default, 5 ms, is then added to the readings that arrive meanwhile (BENCHMARKS.md,
-# "latency"); 1 ms bounds it at the cost of more GIL hand-overs while both threads are busy (~5 us each).
-GIL_SWITCH_S = 0.001
 
 
 def process(app: Any, msgs: list) -> None:
@@ -85,7 +79,6 @@ def run(app: Any, max_seconds: float | None = None) -> None:
     consumer = app.consumer
     clock = time.perf_counter
     slow = cfg.log_slow_turn_ms / 1000.0
-    sys.setswitchinterval(GIL_SWITCH_S)  # the process is the app's (``edge run``)
     while not app.stop.is_set():
         t0 = clock()
         loaded = app.swapper.take()
