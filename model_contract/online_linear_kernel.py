@@ -129,8 +129,8 @@ def _load() -> tuple[Kernel | None, str]:
         return None, "cffi is not installed"
     try:
         path = _build()
-    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-        return None, str(exc)
+    except (OSError, RuntimeError, KeyError, subprocess.SubprocessError) as exc:  # KeyError: no home (pwd entry)
+        return None, f"{type(exc).__name__}: {exc}"
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     try:
