@@ -31,7 +31,7 @@ import numpy as np
 
 from model_contract import online_linear_kernel
 from model_contract.features import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import _F64, OnlineLinear, decay
+from model_contract.online_linear import _F64, OnlineLinear, array_field, decay
 
 HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
@@ -150,34 +150,14 @@ class ContextStack:
         self._g = np.zeros(14)
         self.warm_rows = 0  # history rows of the warm start it started from (load_warm; 0: cold)
 
-    _mse = property(lambda self: self._g[:4], lambda self, v: self._g.__setitem__(slice(0, 4), v))
-    _seen = property(lambda self: int(self._g[4]), lambda self, v: self._g.__setitem__(4, v))
-    skipped = property(
-        lambda self: int(self._g[5]),
-        lambda self, v: self._g.__setitem__(5, v),
-        doc="truths not learned: no context, or a non-finite newest value / truth",
-    )
-    _coef = property(
-        lambda self: (self._g.item(6), self._g.item(7)), lambda self, v: self._g.__setitem__(slice(6, 8), v)
-    )
-    muted = property(
-        lambda self: self._g[8:10],
-        lambda self, v: self._g.__setitem__(slice(8, 10), v),
-        doc="records forecast with the batch / speed input muted by the guard (a view: muted[0] += 1 counts)",
-    )
-    bad_inputs = property(
-        lambda self: int(self._g[10]),
-        lambda self, v: self._g.__setitem__(10, v),
-        doc="non-finite model forecasts (zeroed)",
-    )
-    fallbacks = property(
-        lambda self: int(self._g[11]),
-        lambda self, v: self._g.__setitem__(11, v),
-        doc="records forecast as persistence because the stack's own errors exploded",
-    )
-    _w = property(
-        lambda self: (self._g.item(12), self._g.item(13)), lambda self, v: self._g.__setitem__(slice(12, 14), v)
-    )
+    _mse = array_field("_g", slice(0, 4))
+    _seen = array_field("_g", 4, int)
+    skipped = array_field("_g", 5, int, "truths not learned: no context, or a non-finite newest value / truth")
+    _coef = array_field("_g", (6, 7))
+    muted = array_field("_g", slice(8, 10), None, "records forecast with the batch / speed input muted by the guard")
+    bad_inputs = array_field("_g", 10, int, "non-finite model forecasts (zeroed)")
+    fallbacks = array_field("_g", 11, int, "records forecast as persistence because the stack's own errors exploded")
+    _w = array_field("_g", (12, 13))
     _cs = None  # the compiled steps' struct (cdata; built on first use); None: the Python steps
     _csk = None  # the linear model's kernel struct it points at (kept alive; another one: built again)
     _COMPILED = ("_cs", "_csk", "_csrow", "_csin")

@@ -55,6 +55,49 @@ _N, _SKIPPED, _RESETS, _DY2, _E2 = 2, 3, 4, 0, 1  # positions in OnlineLinear._s
 _klearn = _kpredict = _kview = None
 
 
+def array_field(array: str, at: int | slice | tuple, kind: type | None = None, doc: str | None = None) -> property:
+    """A property for ``self.<array>[at]`` (numbers kept in a float64 array a compiled kernel updates in place):
+    ``kind`` int or float reads a Python number, None a view (``at`` a slice: ``view[0] += 1`` writes through);
+    ``at`` a tuple of positions reads a tuple of floats. Assigning writes the value(s) in place.
+
+    >>> class C:
+    ...     count = array_field("_a", 0, int)
+    ...     pair = array_field("_a", (1, 2))
+    ...     def __init__(self):
+    ...         self._a = np.zeros(3)
+    >>> c = C(); c.count += 2; c.pair = (0.5, 1.5)
+    >>> c.count, c.pair, c._a.tolist()
+    (2, (0.5, 1.5), [2.0, 0.5, 1.5])
+    """
+    if isinstance(at, tuple):
+        first, second = at
+
+        def get(self):  # noqa: ANN001, ANN202
+            a = getattr(self, array)
+            return (a.item(first), a.item(second))
+
+        where: int | slice = slice(first, second + 1)
+    else:
+        where = at
+        if kind is None:
+
+            def get(self):  # noqa: ANN001, ANN202
+                return getattr(self, array)[at]
+        elif kind is int:
+
+            def get(self):  # noqa: ANN001, ANN202
+                return int(getattr(self, array)[at])
+        else:
+
+            def get(self):  # noqa: ANN001, ANN202
+                return getattr(self, array).item(at)
+
+    def put(self, value) -> None:  # noqa: ANN001
+        getattr(self, array)[where] = value
+
+    return property(get, put, doc=doc)
+
+
 def decay(half_life: float) -> float:
     """The per-record forgetting factor of a memory of ``half_life`` records (an old value counts half after
     that many): the one definition behind every half-life of the blend (ValueError unless > 0).
@@ -113,19 +156,11 @@ class OnlineLinear:
         self._buffers()
 
     # the scalars live in _s (float64: the compiled kernel updates them in place); these read and write them
-    n = property(lambda self: int(self._s[_N]), lambda self, v: self._s.__setitem__(_N, v), doc="records learned")
-    skipped = property(
-        lambda self: int(self._s[_SKIPPED]),
-        lambda self, v: self._s.__setitem__(_SKIPPED, v),
-        doc="records not learned: a non-finite or absurd (>= 1e150) input or truth",
-    )
-    resets = property(
-        lambda self: int(self._s[_RESETS]),
-        lambda self, v: self._s.__setitem__(_RESETS, v),
-        doc="times a numerically broken state reset itself",
-    )
-    _dy2 = property(lambda self: self._s.item(_DY2), lambda self, v: self._s.__setitem__(_DY2, v))
-    _e2 = property(lambda self: self._s.item(_E2), lambda self, v: self._s.__setitem__(_E2, v))
+    n = array_field("_s", _N, int, "records learned")
+    skipped = array_field("_s", _SKIPPED, int, "records not learned: a non-finite or absurd (>= 1e150) input or truth")
+    resets = array_field("_s", _RESETS, int, "times a numerically broken state reset itself")
+    _dy2 = array_field("_s", _DY2, float)
+    _e2 = array_field("_s", _E2, float)
 
     # work buffers (the per-record path allocates nothing): rebuilt from the state, never saved or copied
     _BUFFERS = ("_sd", "_zh", "_diff", "_tmp", "_lo", "_Pz", "_k", "_kerr", "_kcol", "_Pzrow", "_outer")
@@ -220,7 +255,9 @@ class OnlineLinear:
             f"a window of shape {window.shape} does not fit this online linear model ({self._d - 1} inputs)"
         )
 
-    def predict_one(self, window: np.ndarray) -> float:
+    def _kernel_args(self, window: np.ndarray) -> tuple | None:
+        """(the kernel's struct, the window's size, its newest target value's position), or None: the numpy
+        code (no compiled kernel, no state yet, a window not float64 and C-contiguous)."""
         k = self._kc
         if k is None and self._d:
             k = self._kernel()
@@ -228,10 +265,16 @@ class OnlineLinear:
             rows, cols = window.shape
             ti = self.target_index
             if 0 <= ti < cols:
-                f = _kpredict(k, _kview(window), rows * cols, (rows - 1) * cols + ti)
-                if f == f or not k.err:
-                    return f
-                raise self._misfit(window)
+                return k, rows * cols, (rows - 1) * cols + ti
+        return None
+
+    def predict_one(self, window: np.ndarray) -> float:
+        args = self._kernel_args(window)
+        if args is not None:
+            f = _kpredict(args[0], _kview(window), args[1], args[2])
+            if f == f or not args[0].err:
+                return f
+            raise self._misfit(window)
         last = float(window[-1, self.target_index])
         if self._d == 0 or self.n < 2:
             return last
@@ -244,16 +287,11 @@ class OnlineLinear:
 
     def learn_one(self, window: np.ndarray, y: float) -> None:
         """Learn from the window a forecast was made from and the truth that arrived for it."""
-        k = self._kc
-        if k is None and self._d:
-            k = self._kernel()
-        if k and window.dtype is _F64 and window.flags.c_contiguous:
-            rows, cols = window.shape
-            ti = self.target_index
-            if 0 <= ti < cols:
-                if _klearn(k, _kview(window), rows * cols, (rows - 1) * cols + ti, y):
-                    raise self._misfit(window)
-                return
+        args = self._kernel_args(window)
+        if args is not None:
+            if _klearn(args[0], _kview(window), args[1], args[2], y):
+                raise self._misfit(window)
+            return
         # the numpy code (no compiled kernel, the first record, an odd window)
         # one preallocated buffer per step: the cost is numpy's per-call overhead on ~20 numbers, so the
         # number of calls is what counts (each gives the same floats as the textbook expression beside it)
