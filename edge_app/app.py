@@ -49,7 +49,7 @@ from edge_app.state import DeviceState
 from edge_app.swap import SpeedModelSwapper, SwapGuard, initial_speed_model
 from edge_app.telemetry import Counters, MetricsPublisher, Telemetry
 from edge_app.uploaders import open_window_pipeline
-from model_contract import Manifest, conformal
+from model_contract import Manifest, conformal, online_linear_kernel
 from model_contract.context_stack import WARM_KEY
 from model_contract.topics import model_notice_topic
 
@@ -112,6 +112,9 @@ class EdgeApp:
         self.batch_buffers = BatchBuffers(cfg.kafka.batch_size, self.spec.input_shape)  # edge_app.batch_path
         self.admission = Admission.from_config(cfg, self.spec, batch.manifest)
         self.combiner_warm = combiner_warm_start(cfg.combination, self.spec, batch.manifest)
+        linear = online_linear_kernel.status()  # built (or loaded) now, not at the first reading
+        why = f"the compiled kernel {linear['path']}" if linear["backend"] == "c" else f"numpy ({linear['reason']})"
+        log.info("online linear models run %s", why)
         self.interval_cfg = cfg.interval_config
         self.interval_warm = interval_warm_start(self.interval_cfg, batch.manifest)
         speed, speed_published_at = initial_speed_model(m, self.spec, self.pointer)
