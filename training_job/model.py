@@ -26,6 +26,7 @@ from model_contract import FeatureSpec, Manifest, Scaler, build_supervised, cont
 from model_contract.conformal import WARM_KEY as INTERVAL_WARM_KEY
 from model_contract.conformal import warm_start as interval_warm_start
 from model_contract.runtime import TFLiteModel
+from training_job import ol_residual
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
@@ -101,15 +102,20 @@ class TrainConfig:
     # a seed ensemble: ``members`` networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; each with
     # its own early stopping), then joined in ONE graph whose changes (forecasts) are averaged: one invoke on the edge
     members: int = 1
+    # the change learns what the online linear model misses (training_job.ol_residual): targets newest value +
+    # (y - the online linear forecast); the graph and the edge unchanged. Residual models only.
+    ol_residual: bool = False
 
     def __post_init__(self) -> None:
         if self.members < 1:
             raise ValueError(f"members must be >= 1, not {self.members}")
+        if self.ol_residual and not self.residual:
+            raise ValueError("ol_residual needs residual=True (the correction is the model's change)")
 
     def to_dict(self) -> dict:
         """The recorded config; a new option at its default is left out, so existing model versions keep their names."""
         out = asdict(self)
-        for key, default in (("instance_norm", False), ("shrink", False), ("members", 1)):
+        for key, default in (("instance_norm", False), ("shrink", False), ("members", 1), ("ol_residual", False)):
             if out[key] == default:
                 del out[key]
         return out
@@ -470,7 +476,12 @@ def train_matrix(
             else Scaler.identity(len(spec.features), spec.target_index)
         )
     X, y = build_supervised(matrix, spec, scaler)
+    if cfg.ol_residual:
+        y = ol_residual.targets(matrix, spec, scaler, X, y)
     X_tr, y_tr, X_ho, y_ho = split_holdout(X, y, cfg.holdout_fraction)
+    if cfg.ol_residual:
+        burn = ol_residual.burn_in_samples(spec, len(X_tr))
+        X_tr, y_tr = X_tr[burn:], y_tr[burn:]
     log.info("training: %d samples (%d holdout), up to %d epochs", len(X), len(X_ho), cfg.epochs)
     ncol = len(spec.columns)
     model = fit(
