@@ -252,6 +252,13 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
     )
     p.add_argument(
+        "--speed-train-config",
+        default=None,
+        metavar="JSON",
+        help="TrainConfig changes for the speed models instead of --train-config's, e.g. '{}' (the trainer's "
+        "defaults) beside --train-config '{\"ol_residual\": true}' for the batch model",
+    )
+    p.add_argument(
         "--variants",
         default=None,
         metavar="JSON",
@@ -405,7 +412,9 @@ def _run_checked(args: argparse.Namespace) -> int:
         spec,
         args.window,
         cfg=opts.cfg,
-        speed_cfg=opts.cfg.replace(epochs=args.speed_epochs) if args.speed_epochs else None,
+        speed_cfg=(opts.speed_cfg or opts.cfg).replace(epochs=args.speed_epochs)
+        if args.speed_epochs
+        else opts.speed_cfg,
         warm_start=DEFAULT_WARM_START if args.warm_start is None else args.warm_start,
         warm_combiner=args.warm_combiner,
         cache_dir=opts.cache_dir,
@@ -460,6 +469,7 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         make_spec,
         args.window,
         cfg=opts.cfg,
+        speed_cfg=opts.speed_cfg,
         cache_dir=opts.cache_dir,
         log=_log,
         variants=opts.variants,

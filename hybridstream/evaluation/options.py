@@ -60,8 +60,8 @@ def cache_dir(option: str | None) -> Path | None:
     return Path(option) if option else DEFAULT_CACHE
 
 
-def train_config(epochs: int | None, seed: int | None, changes: str | None):
-    """The trainer's ``TrainConfig`` with ``--epochs``, ``--seed`` and ``--train-config`` JSON applied."""
+def train_config(epochs: int | None, seed: int | None, changes: str | None, option: str = "--train-config"):
+    """The trainer's ``TrainConfig`` with ``--epochs``, ``--seed`` and ``--train-config`` (``option``) JSON applied."""
     from training_job.model import TrainConfig  # noqa: PLC0415
 
     cfg = TrainConfig()
@@ -73,8 +73,8 @@ def train_config(epochs: int | None, seed: int | None, changes: str | None):
         return cfg
     try:
         return cfg.replace(**json.loads(changes))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise EvalInputError(f"--train-config: {exc}") from None
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise EvalInputError(f"{option}: {exc}") from None
 
 
 def variants(ablation: bool, option: str | None) -> dict | None:
@@ -116,6 +116,7 @@ class ModelOptions:
     cache_dir: Path | None
     variants: dict | None
     auto_lags: bool = False  # --lags auto: chosen per target on its history (eval benchmark)
+    speed_cfg: object = None  # --speed-train-config: the speed models' TrainConfig (None: cfg)
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -144,4 +145,7 @@ def model_options(args: argparse.Namespace) -> ModelOptions:
         cache_dir=cache_dir(args.cache_dir),
         variants=variants(args.ablation, args.variants),
         auto_lags=auto,
+        speed_cfg=None
+        if getattr(args, "speed_train_config", None) is None
+        else train_config(args.epochs, args.seed, args.speed_train_config, "--speed-train-config"),
     )
