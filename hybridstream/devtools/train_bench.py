@@ -16,7 +16,7 @@ time to drain, each window's upload -> published latency, lost and trained-twice
 (hybridstream.devtools.train_fleet). ``0`` skips a part.
 
     .venv/bin/python -m hybridstream.devtools.train_bench [--sizes 1000,3000,10000] [--workers 2 --windows 8]
-        [--burst-things 20 --burst-windows 40]
+        [--burst-things 20 --burst-windows 40] [--train-config '{"members": 3}']
 """
 
 from __future__ import annotations
@@ -77,15 +77,15 @@ def run_fleet(args: argparse.Namespace) -> dict:
     return out
 
 
-def run(sizes: tuple[int, ...]) -> dict:
+def run(sizes: tuple[int, ...], cfg_changes: dict | None = None) -> dict:
     from hybridstream.servers.radosgw import RadosGateway
-    from training_job.model import _keras
+    from training_job.model import TrainConfig, _keras
     from training_job.pipeline import TrainOptions, train_window
     from training_job.publish import ModelStore
     from training_job.windows import parse_window, window_to_csv
 
     spec = FeatureSpec()
-    opts = TrainOptions(name="speed", kind="speed", spec=spec)
+    opts = TrainOptions(name="speed", kind="speed", spec=spec, cfg=TrainConfig(**(cfg_changes or {})))
     began = time.perf_counter()
     _keras()
     tf_import = time.perf_counter() - began
@@ -147,13 +147,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1000, help="rows per window in the pool runs (default 1000)")
     parser.add_argument("--burst-things", type=int, default=20, help="simulated things in the burst (default 20)")
     parser.add_argument("--burst-windows", type=int, default=40, help="windows in the burst (default 40; 0 skips)")
+    parser.add_argument(
+        "--train-config",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="TrainConfig changes for the --sizes runs, e.g. '{\"members\": 3}' (default: the trainer's defaults)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     began = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the final JSON line
-        result = run(sizes) if sizes else {}
+        result = run(sizes, args.train_config) if sizes else {}
         result |= run_fleet(args)
+    if args.train_config:
+        result["train_config"] = args.train_config
     result["machine"] = {"cpus": cpu_count(), "python": platform.python_version(), "arch": platform.machine()}
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["bench_seconds"] = round(time.perf_counter() - began, 1)
