@@ -91,6 +91,14 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     model.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction, help="newest share held out")
     model.add_argument("--learning-rate", type=float, default=d.learning_rate, help=f"default {d.learning_rate}")
     model.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
+    model.add_argument(
+        "--members",
+        type=_positive_int,
+        default=d.members,
+        metavar="K",
+        help=f"a seed ensemble: K networks (seeds --seed, --seed + 1, ...) averaged in one TFLite graph, one invoke "
+        f"on the edge; K x the training time (default {d.members}; docs/combination.md has what it buys)",
+    )
     model.add_argument("--no-scale", action="store_true", help="train on raw values (no standard scaling)")
     checks = p.add_argument_group("checks")
     checks.add_argument("--min-rows", type=int, default=DEFAULT_MIN_ROWS, help=f"default {DEFAULT_MIN_ROWS}")
@@ -262,6 +270,7 @@ def _options(args: argparse.Namespace):
         holdout_fraction=args.holdout_fraction,
         seed=args.seed,
         scale=not args.no_scale,
+        members=args.members,
     )
     return TrainOptions(
         name=args.name,

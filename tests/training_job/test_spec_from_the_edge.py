@@ -68,3 +68,20 @@ def test_the_folder_watcher_trains_on_the_spec_beside_the_window_and_the_edge_lo
     model_dir = out / "speed-pi-5" / stats.outcomes[0]["version"]
     loaded = load_model(str(model_dir / "model.tflite"), spec=EDGE)  # what the edge's swapper does
     assert loaded.manifest.feature_spec == EDGE
+
+
+def test_train_window_reads_the_spec_beside_a_local_window_and_builds_a_seed_ensemble(turbine_rows, tmp_path, capsys):
+    from hybridstream.cli import main
+
+    root, spooled = tmp_path / "edge-out", tmp_path / "T1_20170616T192000Z_150.csv"
+    spooled.write_bytes(turbine_rows.csv(0, 150))
+    key = window_key("pi-6", spooled.stem)
+    LocalFolderUploader(root, spec=EDGE).upload(key, spooled, {})
+    argv = ["train", "window", "--input", str(root / key), "--out", str(tmp_path / "m"), "--members", "2",
+            "--epochs", "2", "--lstm-units", "8", "--dense-units", "4"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "feature spec from the window" in captured.err
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    manifest = Manifest.load(tmp_path / "m" / "speed" / summary["version"] / "manifest.json")
+    assert manifest.feature_spec == EDGE and manifest.hyperparameters["members"] == 2
