@@ -144,6 +144,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override the row borders (end of train, of validation, of the stream), e.g. 2880,3600,14400",
     )
     bench.add_argument("--save-dir", default=None, metavar="DIR", help="save each channel's forecasts as DIR/CH.npz")
+    bench.add_argument(
+        "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
+    )
     bench.set_defaults(func=_benchmark)
 
     experts = cmds.add_parser(
@@ -469,7 +472,9 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         make_spec,
         args.window,
         cfg=opts.cfg,
-        speed_cfg=opts.speed_cfg,
+        speed_cfg=(opts.speed_cfg or opts.cfg).replace(epochs=args.speed_epochs)
+        if args.speed_epochs
+        else opts.speed_cfg,
         cache_dir=opts.cache_dir,
         log=_log,
         variants=opts.variants,
