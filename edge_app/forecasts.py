@@ -34,6 +34,9 @@ FORECAST_COLUMNS = BASE_COLUMNS + INTERVAL_COLUMNS
 NO_FORECAST = ("",) * len(FORECAST_COLUMNS)
 NO_INTERVAL = ("", "", "")
 CONTENT_TYPE = "application/gzip"
+# zlib's default level, not gzip.compress's 9: a 1,000-row window in 6.0 ms of the upload thread instead of 10.4
+# for 2.7 % more bytes (level 1: 1.8 ms, +15 %); any level decodes alike (model_contract.forecasts.decode_lines)
+GZIP_LEVEL = 6
 
 
 def interval_cells(made: Any, band: Any) -> tuple:
@@ -183,9 +186,9 @@ class ForecastExport:
         return "".join(out)
 
     def encode(self, path: Path) -> bytes | None:
-        """The forecasts object of a window (``encode_lines(records(path))``, byte for byte), or None (no forecast
-        columns, or unreadable: logged, counted). A missing file raises FileNotFoundError (the upload worker's
-        "vanished" case)."""
+        """The forecasts object of a window (``encode_lines(records(path))``'s lines, byte for byte, gzip at
+        :data:`GZIP_LEVEL`), or None (no forecast columns, or unreadable: logged, counted). A missing file raises
+        FileNotFoundError (the upload worker's "vanished" case)."""
         try:
             text = self.text(path)
         except FileNotFoundError:
@@ -194,4 +197,4 @@ class ForecastExport:
             self.errors += 1
             log.warning("forecasts of window %s not readable (%s): the window uploads without them", path.name, exc)
             return None
-        return None if text is None else gzip.compress(text.encode(), mtime=0)
+        return None if text is None else gzip.compress(text.encode(), GZIP_LEVEL, mtime=0)

@@ -1,17 +1,19 @@
-"""ForecastExport.encode writes the window's forecasts object from the CSV cells (ForecastExport.text) byte for
-byte as encode_lines(records()) does: the same fields in the same order, floats, escapes, nulls and skipped rows,
-on windows with what a spool file can hold (written by the spool or by hand, old and new columns)."""
+"""ForecastExport.encode writes the window's forecasts object from the CSV cells (ForecastExport.text): its lines
+byte for byte encode_lines(records())'s (the same fields in the same order, floats, escapes, nulls and skipped
+rows), on windows with what a spool file can hold (written by the spool or by hand, old and new columns); gzip at
+the edge's level, the same bytes for the same window."""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import random
 from pathlib import Path
 
 import pytest
 
 from edge_app.forecasts import BASE_COLUMNS, FORECAST_COLUMNS, ForecastExport, _utc_text, utc_text
-from model_contract.forecasts import encode_lines
+from model_contract.forecasts import decode_lines, encode_lines
 
 TIMESTAMPS = [
     "2017-01-14T00:10:00+00:00", "2017-01-14T01:10:00+01:00", "2017-01-14 00:00:00", "2017-01-14T00:00:00.25Z",
@@ -54,7 +56,9 @@ def test_the_forecasts_object_is_byte_for_byte_encode_lines_of_the_records(tmp_p
         window = _window(tmp_path / f"w{seed}.csv", 400, seed, columns)
         records = export.records(window)
         assert records, "some rows are valid"
-        assert export.encode(window) == encode_lines(records)
+        body = export.encode(window)
+        assert gzip.decompress(body) == gzip.decompress(encode_lines(records))
+        assert body == export.encode(window) and decode_lines(body) == records
 
 
 def test_a_spooled_window_of_ordinary_readings(tmp_path: Path) -> None:
@@ -69,7 +73,7 @@ def test_a_spooled_window_of_ordinary_readings(tmp_path: Path) -> None:
             w.writerow([ts, "turbine-2", 49.58, x, x + rng.random(), x - rng.random(), x, "05ba", "f527",
                         x - 0.4, x + 0.4, i % 50 == 0])  # fmt: skip
     export = ForecastExport("Ot_avg")
-    assert export.encode(window) == encode_lines(export.records(window))
+    assert gzip.decompress(export.encode(window)) == gzip.decompress(encode_lines(export.records(window)))
 
 
 def test_utc_text_of_whole_seconds_from_the_day_cache() -> None:
