@@ -5,9 +5,11 @@ With ``ol_residual`` the residual network (output = newest target value + its ch
 the edge runs it (:func:`model_contract.online_linear.stream_forecasts` over the training rows): its change is
 what the online linear model misses. The graph, the TFLite file and the edge are unchanged. The edge's context
 stack reads a model through its change from the newest value (``batch - last``), beside the lag window its own
-linear part forecasts from, so what it reads is the correction (docs/combination.md, "The LSTM on the online
-linear model's residual"). The model alone is then not a forecast of the target (persistence + the correction);
-its holdout RMSE is that of ``r`` + the correction, and ``shrink`` fits the correction to the holdout's misses.
+linear part forecasts from, so what it reads is the correction. The model alone is then not a forecast of the
+target (persistence + the correction); its holdout RMSE is that of ``r`` + the correction, and ``shrink`` fits the
+correction to the holdout's misses. Opt-in and not recommended: measured no better than the same LSTM options
+without it, and where the shrink factor is 0 the model is persistence, which the context stack handles badly
+(docs/combination.md, "What was tried and did not work").
 
 >>> import numpy as np
 >>> from model_contract import FeatureSpec, Scaler, build_supervised

@@ -21,7 +21,10 @@ Per target channel:
    (``stack_last_res``: what the edge would serve unchanged from a residual model trained on ``y - r``:
    the stack's own linear part stands in for the online linear model).
 
-Keras forecasts (no TFLite: a study). The last stdout line is JSON; progress goes to stderr.
+``--window W``: also a correction re-trained every ``W`` stream rows on the last ``W`` (``rolling``); ``--product W``:
+also the product's models (``eval benchmark``'s replay) and stacks mixing them with the correction. Keras forecasts
+(no TFLite: a study). The last stdout line is JSON; progress goes to stderr. Figures: docs/combination.md ("What
+was tried and did not work").
 """
 
 from __future__ import annotations
