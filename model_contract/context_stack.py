@@ -31,12 +31,16 @@ import numpy as np
 
 from model_contract import online_linear_kernel
 from model_contract.features import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import _F64, OnlineLinear, array_field, decay
+from model_contract.online_linear import _DY2, _F64, OnlineLinear, array_field, decay
 
 HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
 WILD = 1e4  # one error's square counts at most WILD x (persistence's forgotten MSE + its own)
 GUARD_MIN_RECORDS = 10  # records of errors the guard needs before it mutes anything
+# a model's forecast change below NEGLIGIBLE x the RMS of the observed changes is read as exactly 0 (as if absent):
+# persistence up to float32 rounding must not become a unit-scale regressor once standardised (docs/combination.md)
+NEGLIGIBLE = 1e-3
+_NEGLIGIBLE2 = 1e-6  # NEGLIGIBLE squared (on squares: no square root on the hot path; the kernel's NEGLIGIBLE2)
 WARM_KEY = "combiner_warm_start"  # the batch manifest's extra field
 _stack_learn = _stack_predict = _view = None  # the compiled kernel's stack steps, window view (set by _compiled)
 
@@ -90,7 +94,9 @@ class ContextStack:
     times persistence's gets its input zeroed for that record (read as "no change"), counted in
     ``muted`` (batch, speed); if the stack's own exceeds ``mute`` times persistence's it forecasts
     persistence (``fallbacks``) until it recovers. Non-finite model forecasts are zeroed too
-    (``bad_inputs``); the forecast is finite whenever the window's newest target value is.
+    (``bad_inputs``); the forecast is finite whenever the window's newest target value is. A model's change
+    below ``NEGLIGIBLE`` (1e-3) x the RMS of the observed changes is read as exactly 0, as if the model were
+    absent (not counted): persistence up to float32 rounding must not become a regressor (issue 17).
 
     ``coefficients`` are the regression coefficients on each model's forecast change, in the target's
     units (0 for a muted model; they need not sum to 1); ``weights`` is the same pair under the name the
@@ -246,6 +252,7 @@ class ContextStack:
         ds = speed - last
         mb = ms = guarded = False
         g = self._g
+        tiny = _NEGLIGIBLE2 * self.model._s.item(_DY2)  # noqa: SLF001 (squared: the negligible change)
         if g.item(4) >= GUARD_MIN_RECORDS:  # records seen
             limit = self._limit * g.item(2)
             mb = not g.item(0) <= limit
@@ -259,6 +266,8 @@ class ContextStack:
         elif not -HUGE < db < HUGE:
             self.bad_inputs += 1
             db = 0.0
+        elif db * db < tiny:
+            db = 0.0
         if not self.use_speed:
             ds = 0.0
         elif ms:
@@ -266,6 +275,8 @@ class ContextStack:
             ds = 0.0
         elif not -HUGE < ds < HUGE:
             self.bad_inputs += 1
+            ds = 0.0
+        elif ds * ds < tiny:
             ds = 0.0
         k = self._k
         if self._nm == 2:

@@ -203,6 +203,7 @@ typedef struct {
 #define HUGE_ERR 1e150
 #define BIG_ERR 1e75
 #define WILD 1e4
+#define NEGLIGIBLE2 1e-6 /* NEGLIGIBLE^2: a model's change below 1e-3 x the RMS observed change is read as 0 */
 
 /* learn the truth y of the forecast made from the context row ctx (n numbers). 1: learned, 0: skipped (counted),
  * -1: the row does not fit */
@@ -262,6 +263,7 @@ double cs_predict(cs_stack *c, const double *win, long long n, double batch, dou
     double last = row[c->last];
     double db = batch - last, ds = speed - last;
     int mb = 0, ms = 0, guarded = 0;
+    double tiny = NEGLIGIBLE2 * c->m->s[DY2];
     if (g[4] >= 10.0) { /* GUARD_MIN_RECORDS */
         double limit = c->limit * g[2];
         mb = !(g[0] <= limit);
@@ -276,6 +278,8 @@ double cs_predict(cs_stack *c, const double *win, long long n, double batch, dou
     } else if (!(-HUGE_ERR < db && db < HUGE_ERR)) {
         g[10] += 1.0;
         db = 0.0;
+    } else if (db * db < tiny) {
+        db = 0.0;
     }
     if (!c->use_speed) {
         ds = 0.0;
@@ -284,6 +288,8 @@ double cs_predict(cs_stack *c, const double *win, long long n, double batch, dou
         ds = 0.0;
     } else if (!(-HUGE_ERR < ds && ds < HUGE_ERR)) {
         g[10] += 1.0;
+        ds = 0.0;
+    } else if (ds * ds < tiny) {
         ds = 0.0;
     }
     if (c->nm == 2) {
