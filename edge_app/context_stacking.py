@@ -72,6 +72,13 @@ class ContextStacking(ContextStack, Configurable):
         self._twin: OnlineLinear | None = None
         self._blend: OnlineStacking | None = None
 
+    _VIEWS = (*ContextStack._VIEWS, "_tx")
+
+    def _views(self) -> None:
+        super()._views()
+        if self._twin is not None:  # a copy's: the twin's row of its own row
+            self._tx = self._row[:, : self._k]
+
     def _setup(self, window: np.ndarray) -> None:
         super()._setup(window)
         n = self._k

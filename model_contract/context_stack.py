@@ -31,7 +31,7 @@ import numpy as np
 
 from model_contract import online_linear_kernel
 from model_contract.features import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import _DY2, _F64, OnlineLinear, array_field, decay
+from model_contract.online_linear import _DY2, _F64, OnlineLinear, _kernel_positions, array_field, decay
 
 HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
@@ -168,9 +168,16 @@ class ContextStack:
     _csk = None  # the linear model's kernel struct it points at (kept alive; another one: built again)
     _COMPILED = ("_cs", "_csk", "_csrow", "_csin")
 
+    _VIEWS = ("_vals", "_wv", "_win", "_x")  # views of _row (a copy would detach them): made again from it
+
     def __getstate__(self) -> dict:
-        """Pickle / copy without the compiled steps' struct (built again on first use)."""
-        return {k: v for k, v in self.__dict__.items() if k not in self._COMPILED}
+        """Pickle / copy without the compiled steps' struct (built again on first use) and the row's views."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._COMPILED and k not in self._VIEWS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._row is not None:
+            self._views()
 
     def bind(self, target_index: int, inputs: Sequence[int] | None = None) -> None:
         """Tell it which column of the window is the target (``FeatureSpec.target_index``) and which
@@ -194,14 +201,19 @@ class ContextStack:
         self._shape = window.shape
         # window, batch - last, speed - last | the forecast, the stack's, its twin's (the last two: the layers')
         self._row = np.zeros((1, n + 5))
-        self._vals = self._row[0]
-        self._wv = self._vals[:n]
-        self._win = self._wv.reshape(steps, cols) if self._inputs is None else None  # a view: copied in place
         self._nm = int(self.use_batch) + int(self.use_speed)  # model inputs it reads (an ablation reads fewer)
-        self._x = self._row[:, : n + self._nm]  # what the linear model sees
         self._k = n
         self._last = last
+        self._views()
         self.model = self._linear()
+
+    def _views(self) -> None:
+        """The views of the row (``_setup``; a copy's, of its own row)."""
+        n = self._k
+        self._vals = self._row[0]
+        self._wv = self._vals[:n]
+        self._win = self._wv.reshape(self._shape) if self._inputs is None else None  # a view: copied in place
+        self._x = self._row[:, : n + self._nm]  # what the linear model sees
 
     def _linear(self) -> OnlineLinear:
         """A fresh online linear model for this row (the stack's; a subclass's twin)."""
@@ -223,7 +235,7 @@ class ContextStack:
         if (
             cs is not None
             and window is not None
-            and window.dtype is _F64
+            and (window.dtype is _F64 or window.dtype == _F64)  # an unpickled array: an equal dtype
             and window.shape == self._shape
             and window.flags.c_contiguous
         ):  # the compiled step: row, guard, linear model, fallback in one call
@@ -334,7 +346,7 @@ class ContextStack:
         if (
             cs is not None
             and context is not None
-            and context.dtype is _F64
+            and (context.dtype is _F64 or context.dtype == _F64)
             and context.shape == self._row.shape
             and context.flags.c_contiguous
         ):  # the compiled step: guard, model, coefficients in one call
@@ -359,7 +371,7 @@ class ContextStack:
             k = m._kernel()  # noqa: SLF001
         self._cs, self._csk = None, k
         kern = online_linear_kernel.kernel()
-        if not k or kern is None or self._layers or self._row is None:
+        if not k or kern is None or self._layers or self._row is None or not _kernel_positions(self._inputs):
             return None
         _stack_learn, _stack_predict, _view = kern.stack_learn, kern.stack_predict, kern.view
         ffi = kern.ffi

@@ -98,6 +98,12 @@ def array_field(array: str, at: int | slice | tuple, kind: type | None = None, d
     return property(get, put, doc=doc)
 
 
+def _kernel_positions(inputs: np.ndarray | None) -> bool:
+    """Whether the compiled kernel reads these window positions as the numpy code does: all of them (None) or a
+    non-empty list of positions >= 0 (numpy counts a negative one from the end; the kernel's 0 means "all")."""
+    return inputs is None or (len(inputs) > 0 and int(inputs.min()) >= 0)
+
+
 def decay(half_life: float) -> float:
     """The per-record forgetting factor of a memory of ``half_life`` records (an old value counts half after
     that many): the one definition behind every half-life of the blend (ValueError unless > 0).
@@ -192,7 +198,8 @@ class OnlineLinear:
         """The compiled kernel's struct for this model's arrays (built on first use), or False: numpy code."""
         lib = online_linear_kernel.kernel()
         arrays = (self._mean, self._var, self._w, self._P, self._s)
-        if lib is None or not all(a.dtype == np.float64 and a.flags.c_contiguous for a in arrays):
+        odd = self._d > online_linear_kernel.MAX_D or not _kernel_positions(self._inputs)
+        if lib is None or odd or not all(a.dtype == np.float64 and a.flags.c_contiguous for a in arrays):
             self._kc = False
             return False
         ffi = lib.ffi
@@ -261,7 +268,7 @@ class OnlineLinear:
         k = self._kc
         if k is None and self._d:
             k = self._kernel()
-        if k and window.dtype is _F64 and window.flags.c_contiguous:
+        if k and (window.dtype is _F64 or window.dtype == _F64) and window.flags.c_contiguous:  # unpickled: equal
             rows, cols = window.shape
             ti = self.target_index
             if 0 <= ti < cols:

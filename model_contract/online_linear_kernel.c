@@ -41,8 +41,12 @@ static double dot(const double *a, const double *b, long long n) {
 static int gather(const ol_model *m, const double *x, long long n, double *flat) {
     long long size = m->d - 1;
     if (m->ninputs) {
-        if (m->max_input >= n) return -1;
-        for (long long i = 0; i < size; i++) flat[i] = x[m->inputs[i]];
+        if (m->ninputs != size || m->max_input >= n) return -1;
+        for (long long i = 0; i < size; i++) {
+            long long j = m->inputs[i];
+            if (j < 0 || j >= n) return -1; /* never read outside the window (numpy wraps a negative position) */
+            flat[i] = x[j];
+        }
     } else {
         if (n != size) return -1;
         for (long long i = 0; i < size; i++) flat[i] = x[i];
@@ -248,11 +252,18 @@ double cs_predict(cs_stack *c, const double *win, long long n, double batch, dou
     double *g = c->g, *row = c->row;
     long long k = c->k;
     if (c->ninputs) {
-        if (c->max_input >= n) {
+        if (c->ninputs != k || c->max_input >= n) {
             c->m->err = 1;
             return NAN;
         }
-        for (long long i = 0; i < k; i++) row[i] = win[c->inputs[i]];
+        for (long long i = 0; i < k; i++) {
+            long long j = c->inputs[i];
+            if (j < 0 || j >= n) { /* never read outside the window */
+                c->m->err = 1;
+                return NAN;
+            }
+            row[i] = win[j];
+        }
     } else {
         if (n != k) {
             c->m->err = 1;

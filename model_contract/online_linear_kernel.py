@@ -43,6 +43,7 @@ FLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
 ENV_BACKEND = "HYBRIDSTREAM_LINEAR_KERNEL"  # "numpy": never build or load the kernel
 ENV_CACHE = "HYBRIDSTREAM_KERNEL_CACHE"
 BUILD_TIMEOUT_S = 120.0
+MAX_D = 4096  # the C source's MAX_D: a model with more inputs + 1 runs the numpy code
 
 CDEF = """
 typedef struct {
@@ -127,17 +128,23 @@ def _load() -> tuple[Kernel | None, str]:
         import cffi  # noqa: PLC0415
     except ImportError:
         return None, "cffi is not installed"
-    try:
-        path = _build()
-    except (OSError, RuntimeError, KeyError, subprocess.SubprocessError) as exc:  # KeyError: no home (pwd entry)
-        return None, f"{type(exc).__name__}: {exc}"
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
-    try:
-        lib = ffi.dlopen(str(path))
-    except OSError as exc:
-        return None, f"cannot load {path}: {exc}"
-    return Kernel(ffi, lib, path), ""
+    for again in (False, True):
+        try:
+            path, built = _build(again)
+        except (OSError, RuntimeError, KeyError, subprocess.SubprocessError) as exc:  # KeyError: no home (pwd entry)
+            return None, f"{type(exc).__name__}: {exc}"
+        try:
+            lib = ffi.dlopen(str(path))
+        except OSError as exc:
+            if built or again:
+                return None, f"cannot load {path}: {exc}"
+            # a cached library that does not load (cut short by a power failure, another compiler's): built again
+            log.warning("online linear kernel: cannot load the cached %s (%s): building it again", path, exc)
+            continue
+        return Kernel(ffi, lib, path), ""
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def cache_dir() -> Path:
@@ -173,14 +180,14 @@ def library_name() -> str:
     return f"online_linear_kernel-{key.hexdigest()[:16]}-{tag}.so"
 
 
-def _build() -> Path:
-    """The library in the cache directory, compiled there first if missing (atomically: built under a
-    temporary name, then renamed)."""
+def _build(again: bool = False) -> tuple[Path, bool]:
+    """(the library in the cache directory, whether it was compiled now): compiled there first if missing, or
+    ``again`` (atomically: built under a temporary name, written to disk, then renamed)."""
     root = cache_dir()
     path = root / library_name()
-    if path.exists():
+    if path.exists() and not again:
         _check_private(path)
-        return path
+        return path, False
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
         raise RuntimeError("no C compiler (cc) on PATH")
@@ -197,9 +204,19 @@ def _build() -> Path:
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
         os.chmod(tmp, 0o700)
+        _fsync(tmp)  # on disk before the rename: a power cut must not leave an empty library under the real name
         os.replace(tmp, path)
+        _fsync(root)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     _check_private(path)
-    return path
+    return path, True
+
+
+def _fsync(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -136,3 +136,97 @@ def test_the_compiled_stack_step_equals_the_python_steps(compiled_linear, config
     assert fused._cs is not None and steps._cs is None and fused.model._kc and steps.model._kc
     assert fused.counts() == steps.counts() and fused.counts()["skipped"] > 0
     assert fused.state() == steps.state()
+
+
+def test_odd_input_positions_run_the_numpy_code(compiled_linear):
+    """Positions the kernel would read otherwise than numpy (a negative one: numpy counts it from the end; none
+    at all: the kernel's 0 means "all") leave the model on the numpy code; a state naming a position far before
+    the window is numpy's IndexError, not a read outside the window (it was a segfault)."""
+    rng = np.random.default_rng(0)
+    rows = [(np.ascontiguousarray(rng.normal(size=(1, 2))), float(rng.normal())) for _ in range(30)]
+    for inputs in ([-1, 1], []):
+        model, twin = OnlineLinear(1, inputs=inputs), OnlineLinear(1, inputs=inputs)
+        twin._kc = False  # the numpy code
+        for window, y in rows:
+            assert model.predict_one(window) == twin.predict_one(window)
+            model.learn_one(window, y)
+            twin.learn_one(window, y)
+        assert model._kc is False and model.n == 30
+    state = OnlineLinear(1, inputs=[0, 1])
+    for window, y in rows:
+        state.learn_one(window, y)
+    state = state.state()
+    state["config"]["inputs"] = [-(10**11), 1]
+    with pytest.raises(IndexError):
+        OnlineLinear.from_state(state).predict_one(rows[0][0])
+    model = OnlineLinear(1, inputs=[0, 1])  # the kernel's own check: a position outside the window is refused
+    for window, y in rows:
+        model.learn_one(window, y)
+    assert model._kc
+    model._kin[0] = -(10**11)
+    with pytest.raises(ValueError, match="does not fit"):
+        model.predict_one(rows[0][0])
+    with pytest.raises(ValueError, match="does not fit"):
+        model.learn_one(rows[0][0], 1.0)
+
+
+def test_a_model_wider_than_the_kernel_runs_the_numpy_code(compiled_linear, monkeypatch):
+    """The C code's fixed buffers hold MAX_D numbers: a wider model runs the numpy code (it raised 'does not
+    fit'); the Python constant is the C source's."""
+    source = online_linear_kernel.SOURCE.read_text()
+    assert f"#define MAX_D {online_linear_kernel.MAX_D}\n" in source
+    monkeypatch.setattr(online_linear_kernel, "MAX_D", 5)
+    wide, narrow = OnlineLinear(4), OnlineLinear(1)  # d = 2 x 9 + 1 and 2 + 1
+    _learn_some(wide, 50)
+    for t in range(50):
+        narrow.learn_one(np.array([[float(t), 2.0 * t]]), 2.0 * t + 2)
+    assert wide._kc is False and wide.n == 50 and narrow._kc
+
+
+def test_a_cached_library_that_does_not_load_is_built_again(tmp_path):
+    """A library under the cached name that does not load (emptied by a power cut after the rename) is built
+    again by the next start (it was the numpy code on every start from then on). In other processes: this one
+    may have loaded a library under that name already."""
+    import subprocess
+    import sys
+
+    probe = "from model_contract import online_linear_kernel as k; print(k.status()['backend'])"
+    env = {k: v for k, v in os.environ.items() if k != online_linear_kernel.ENV_BACKEND}
+    env[online_linear_kernel.ENV_CACHE] = str(tmp_path)
+
+    def start() -> str:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout.strip()
+
+    assert start() == "c"
+    (lib,) = tmp_path.glob("online_linear_kernel-*.so")
+    lib.write_bytes(b"")
+    assert start() == "c"
+    assert lib.stat().st_size > 0 and not list(tmp_path.glob(".build-*"))
+
+
+@pytest.mark.parametrize("config", [{}, {"method": "context", "blend": "pair"}, {"method": "context", "twin": True}])
+def test_a_copied_or_pickled_stack_forecasts_like_the_original(linear_backend, config):
+    """A copy's row views are its own row's (a copy detached them: it forecast from the row it was copied with),
+    and an unpickled stack keeps the compiled steps (its arrays' dtype failed an identity check: the numpy code)."""
+    import copy
+    import pickle
+
+    from edge_app.combiners import make_combiner
+
+    stack = make_combiner(config, target_index=1)
+    y = np.cumsum(np.random.default_rng(0).normal(size=300))
+    for t in range(1, 298):
+        window = np.array([[0.0, y[t - 1]], [1.0, y[t]]])
+        stack.predict_one(y[t + 1], y[t], window)
+        stack.learn_one(y[t + 1], y[t], y[t + 1], stack.context())
+    window = np.array([[5.0, 50.0], [6.0, 60.0]])
+    for make in (copy.deepcopy, lambda s: pickle.loads(pickle.dumps(s))):
+        clone = make(stack)
+        assert clone.predict_one(61.0, 60.0, window) == stack.predict_one(61.0, 60.0, window)
+        assert np.array_equal(clone.context(), stack.context())
+        clone.learn_one(61.0, 60.0, 60.5, clone.context())
+        stack.learn_one(61.0, 60.0, 60.5, stack.context())
+        assert clone.state() == stack.state()
+        # the compiled steps still run on the copy (an unpickled array's dtype is an equal, not the same, object)
+        assert bool(clone.model._kc) == (linear_backend == "c")
+        assert (clone._cs is not None) == (linear_backend == "c" and not clone._layers)
