@@ -61,3 +61,4 @@ def test_a_batch_model_serving_rounded_persistence_costs_nothing():
     assert rounded <= exact * 1.01, (rounded, exact)
     assert stack.fallbacks <= plain.fallbacks + 10, stack.counts()
     assert stack.coefficients[0] == 0.0  # read as absent: no weight on the rounding
+    assert stack.coefficients[1] > 0.1  # the speed input, rounding until SWITCH, is read once it is real
