@@ -10,14 +10,15 @@ dimension) instead of once per reading each:
    readings up to ``k`` (the ones before it in the same batch included);
 3. **invoke**: each model forecasts every row at once (:meth:`~model_contract.runtime.TFLiteModel.predict_batch`,
    each forecast bit-equal to a batch of one's);
-4. **combiner**: each device's readings in order, in rounds (:mod:`edge_app.rounds`: round ``r`` is the
-   ``r``-th reading of every device present, and the context stacks' linear models of a round step
-   together, one numpy call per step), learn the pending forecast's truth and forecast; then, in reading
-   order, what crosses devices or reaches the outside (:func:`~edge_app.steps.account`: accuracy, drift
-   alarms and their early window closes; the interval band's anomaly events) and the window spool. While a
-   new speed model is on probation the whole stage runs reading by reading (:func:`~edge_app.steps.score`,
-   the speed forecast checked, :func:`~edge_app.steps.forecast`, spool), since a rollback re-forecasts the
-   rest of the batch with the previous model; so does a batch of one device (nothing to step together);
+4. **combiner**: reading by reading (:func:`~edge_app.steps.score`, :func:`~edge_app.steps.forecast`, spool)
+   when the linear models run the compiled kernel (the default where a C compiler exists), while a new speed
+   model is on probation (the speed forecast checked: a rollback re-forecasts the rest of the batch with the
+   previous model) and for a batch of one device. Otherwise (the numpy code: a Pi without a compiler) each
+   device's readings in order, in rounds (:mod:`edge_app.rounds`: round ``r`` is the ``r``-th reading of every
+   device present, and the context stacks' linear models of a round step together, one numpy call per step),
+   learn the pending forecast's truth and forecast; then, in reading order, what crosses devices or reaches
+   the outside (:func:`~edge_app.steps.account`: accuracy, drift alarms and their early window closes; the
+   interval band's anomaly events) and the window spool;
 5. **encode** every prediction, then **produce** them, in reading order.
 
 State that changes inside a batch is each device's (lag window, pending forecast, combiner, detector,
@@ -40,7 +41,7 @@ from edge_app.intervals import NO_BAND
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.records import encode_prediction
 from edge_app.steps import account, admit, consumer_error, forecast, restart_window, score
-from model_contract import FeatureBuffer
+from model_contract import FeatureBuffer, online_linear_kernel
 from model_contract.bad_record import BadRecord
 from model_contract.online_linear_bank import OnlineLinearBank
 
@@ -143,9 +144,14 @@ def process_batch(app: Any, msgs: list) -> None:
 
     # 4. combiner (+ window spool): each device's records in order; what crosses devices in reading order
     first = staged[0][2] if staged else None
-    if serving.guard.armed or not any(item[2] is not first for item in staged):
-        # a rollback may switch the speed model at any reading (all of it in reading order), or one device only
-        # (a single reading: the 1,000/s latency phase; one turbine): nothing to step together
+    if (
+        serving.guard.armed
+        or online_linear_kernel.kernel() is not None
+        or not any(item[2] is not first for item in staged)
+    ):
+        # a rollback may switch the speed model at any reading (all of it in reading order); the compiled kernel
+        # (a model's step is one C call: nothing to step together, and one pass in reading order is the cheapest:
+        # BENCHMARKS.md, issue 18); or one device only (a single reading: the 1,000/s latency phase; one turbine)
         done, t_spool = _combine_in_order(app, staged, rows, m, b_list, s_list, speed_out)
     else:
         done, t_spool = _combine_by_rounds(app, staged, rows, b_list, s_list, serving.versions)
@@ -188,9 +194,10 @@ def process_batch(app: Any, msgs: list) -> None:
 def _combine_in_order(
     app: Any, staged: list, rows: np.ndarray, m: int, b_list: list, s_list: list, speed_out: np.ndarray
 ) -> tuple[list, float]:
-    """The combiner stage one reading after the other (while a new speed model is on probation): score the
-    device's pending forecast, check the speed forecast (a rollback re-forecasts the rest of the batch with
-    the previous model), forecast, spool. Returns the done records and the seconds spent spooling."""
+    """The combiner stage one reading after the other (with the compiled kernel; while a new speed model is on
+    probation; one device): score the device's pending forecast, check the speed forecast if the guard is armed
+    (a rollback re-forecasts the rest of the batch with the previous model), forecast, spool. Returns the done
+    records and the seconds spent spooling."""
     clock = time.perf_counter
     horizon = app.spec.horizon
     serving = app.serving

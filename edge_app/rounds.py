@@ -14,9 +14,10 @@ call per step instead of one per device and step; bit-equal to each model alone)
    every row, then the second half (``finish``); the pending forecast moves on (:func:`~edge_app.steps.move_on`).
 
 A round of one device (one reading in the batch, or one device in all) calls the combiner as the per-record
-path does; so does every reading when the linear models run the compiled kernel
-(:mod:`~model_contract.online_linear_kernel`: one C call per model and step; the split around a bank cost more
-than it saved then: 5 devices, combiner 18.1-18.7 µs a record alone vs 22.4-24.1 together, BENCHMARKS.md).
+path does. With the compiled kernel (:mod:`~model_contract.online_linear_kernel`: one C call per model and step)
+the batch path does not come here: the split around a bank cost more than it saved (5 devices, combiner
+18.1-18.7 µs a record alone vs 22.4-24.1 together), and so did these rounds' second pass over the batch
+(:func:`edge_app.batch_path._combine_in_order` instead; BENCHMARKS.md, issue 18).
 Whatever crosses devices or reaches the outside (accuracy totals, drift alarms and their early
 window closes, the interval band's anomaly events, the window spool) is left to the caller, in reading order.
 """
@@ -31,7 +32,6 @@ from confluent_kafka import KafkaException
 
 from edge_app.kafka_io import DeliveryFailed
 from edge_app.steps import blend, check, learned, move_on, pending_of, restart_window
-from model_contract import online_linear_kernel
 from model_contract.online_linear_bank import OnlineLinearBank
 
 _isfinite = math.isfinite
@@ -53,9 +53,8 @@ def combine(
         rounds[k].append(item)
     step = _Round(app, rows, b_list, s_list, speed_version, bank)
     out: dict = {}
-    alone = online_linear_kernel.kernel() is not None  # compiled: a model's step is one C call, nothing to stack
     for items in rounds:
-        if len(items) == 1 or alone:
+        if len(items) == 1:
             for item in items:
                 step.alone(item, out)
         else:

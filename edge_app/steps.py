@@ -55,23 +55,34 @@ def admit(app: Any, msg: Any, max_epoch: float, max_gap: float | None) -> tuple[
 def score(app: Any, state: DeviceState, y: float, timestamp: str, speed_version: str) -> tuple | None:
     """The errors (batch, speed, hybrid) of the device's pending forecast against the true value ``y``
     (None if it had none). Finite errors feed the accuracy stats and the drift detector, and the combiner
-    learns them if the speed model that made the forecast (``speed_version``) still serves: :func:`learn`,
-    then :func:`account`."""
-    errors, same_speed = learn(app, state, y, speed_version)
-    if errors is not None:
-        account(app, state, errors, same_speed, timestamp, state.combiner.weights)
+    learns them if the speed model that made the forecast (``speed_version``) still serves. The steps of
+    :func:`check`, :func:`learned` and :func:`account` (the batch path's rounds call them apart), written out
+    in one frame: the hot path of both paths, a reading at a time (BENCHMARKS.md, issue 18)."""
+    pending = state.pending
+    if pending is None:
+        return None
+    eb = pending.batch - y
+    es = pending.speed - y
+    eh = pending.hybrid - y
+    errors = (eb, es, eh)
+    if not (_isfinite(eb) and _isfinite(es) and _isfinite(eh)):
+        return errors  # :func:`check`: nothing learned, nothing accounted
+    same_speed = pending.speed_version == speed_version
+    if same_speed:  # the combiner learns
+        combiner = state.combiner
+        combiner.learn_one(pending.batch, pending.speed, y, pending.context)
+        w = combiner.weights
+        if not (_isfinite(w[0]) and _isfinite(w[1])):  # :func:`learned`
+            reset_combiner(app, state, w)
+            w = state.combiner.weights
+    else:
+        w = state.combiner.weights
+    state.stats.update(eb, es, eh)  # :func:`account`
+    app.totals.update(eb, es, eh)
+    ridx = app.residual_index
+    if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
+        drift(app, state, timestamp, errors[ridx], w)
     return errors
-
-
-def learn(app: Any, state: DeviceState, y: float, speed_version: str) -> tuple[tuple | None, bool]:
-    """:func:`score`'s part inside the device: :func:`check`, and if the combiner learns, it learns (and is
-    replaced if its weights went non-finite: :func:`learned`). Returns what :func:`check` returns."""
-    errors, same_speed = check(state, y, speed_version)
-    if same_speed:
-        pending = state.pending
-        state.combiner.learn_one(pending.batch, pending.speed, y, pending.context)
-        learned(app, state)
-    return errors, same_speed
 
 
 def check(state: DeviceState, y: float, speed_version: str) -> tuple[tuple | None, bool]:
@@ -122,8 +133,25 @@ def forecast(
     """The forecasts (batch ``b``, speed ``s``, hybrid) from the lag ``window`` (:func:`blend`), then the device's
     interval band (:meth:`edge_app.intervals.DeviceBand.step`) scores ``pending`` (the forecast for this
     reading, true value ``y``) and issues the new forecast's interval. Returns the forecasts and the
-    prediction record's ``"interval"``/``"anomaly"`` members."""
-    fc, made = blend(state, b, s, window, speed_version, horizon)
+    prediction record's ``"interval"``/``"anomaly"`` members. :func:`blend`'s steps written out in this frame
+    (the hot path, as :func:`score`)."""
+    if window is None:
+        fc = made = None
+    else:
+        combiner = state.combiner
+        h = combiner.predict_one(b, s, window) if _isfinite(b) and _isfinite(s) else _nan
+        fc = (b, s, h)
+        if _isfinite(h):  # :func:`pending_of`
+            made = Pending(b, s, h, speed_version, combiner.context() if combiner.uses_window else None)
+        else:
+            made = None
+    if horizon == 1:  # :func:`move_on`
+        if fc is not None:
+            state.pending = made
+    else:
+        ahead = state.ahead
+        ahead.append(made)
+        state.pending = ahead.popleft()
     band = state.band
     return fc, NO_BAND if band is None else band.step(pending, y, made, timestamp)
 
