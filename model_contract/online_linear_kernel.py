@@ -157,7 +157,23 @@ def cache_dir() -> Path:
         root = Path(base) / "hybridstream" / "kernels"
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     _check_private(root)
+    _check_ancestors(root)
     return root
+
+
+def _check_ancestors(root: Path) -> None:
+    """RuntimeError if another user could swap ``root`` (or a folder above it) for their own between the checks and
+    the load: every folder above it, as given and resolved, is owned by this user or root and writable by no one
+    else, unless sticky (as /tmp: others cannot rename what is not theirs there)."""
+    if not hasattr(os, "getuid"):  # pragma: no cover - not POSIX
+        return
+    for parent in (*Path(os.path.abspath(root)).parents, *root.resolve().parents):
+        st = parent.stat()
+        if st.st_uid not in (0, os.getuid()):
+            raise RuntimeError(f"{parent} (above {root}) is not owned by this user or root: not loading a library")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            mode = f"{stat.S_IMODE(st.st_mode):o}"
+            raise RuntimeError(f"{parent} (above {root}) is writable by others (mode {mode}): not loading a library")
 
 
 def _check_private(path: Path) -> None:

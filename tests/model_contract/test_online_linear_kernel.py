@@ -230,3 +230,23 @@ def test_a_copied_or_pickled_stack_forecasts_like_the_original(linear_backend, c
         # the compiled steps still run on the copy (an unpickled array's dtype is an equal, not the same, object)
         assert bool(clone.model._kc) == (linear_backend == "c")
         assert (clone._cs is not None) == (linear_backend == "c" and not clone._layers)
+
+
+def test_a_cache_under_a_folder_others_can_write_is_refused(monkeypatch, tmp_path):
+    """Others who can write a folder above the cache can swap the cache folder for theirs between the checks and
+    the load (mkdir -p made the parents with the umask's mode: 0777 under umask 0); a sticky one (/tmp) is fine."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.delenv(online_linear_kernel.ENV_BACKEND, raising=False)
+    monkeypatch.setenv(online_linear_kernel.ENV_CACHE, str(shared / "kernels"))
+    online_linear_kernel.reset_for_tests()
+    try:
+        assert online_linear_kernel.kernel() is None
+        assert "writable by others" in online_linear_kernel.status()["reason"]
+        assert not list((shared / "kernels").iterdir())  # nothing built there
+        shared.chmod(0o1777)  # sticky: others cannot rename this user's folder
+        online_linear_kernel.reset_for_tests()
+        assert online_linear_kernel.kernel() is not None
+    finally:
+        online_linear_kernel.reset_for_tests()
