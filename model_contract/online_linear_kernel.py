@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,7 @@ def _build(again: bool = False) -> tuple[Path, bool]:
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
         raise RuntimeError("no C compiler (cc) on PATH")
+    _remove_stale_builds(root)
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=root)
     os.close(fd)
     try:
@@ -228,6 +230,17 @@ def _build(again: bool = False) -> tuple[Path, bool]:
             os.unlink(tmp)
     _check_private(path)
     return path, True
+
+
+def _remove_stale_builds(root: Path) -> None:
+    """Remove the temporary files of builds that were killed (SIGKILL: no cleanup ran): older than any live build."""
+    now = time.time()
+    for old in root.glob(".build-*.so"):
+        try:
+            if now - old.stat().st_mtime > 2 * BUILD_TIMEOUT_S:
+                old.unlink()
+        except OSError:  # another process removed it meanwhile
+            pass
 
 
 def _fsync(path: str | Path) -> None:

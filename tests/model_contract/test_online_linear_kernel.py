@@ -10,6 +10,7 @@ import doctest
 import os
 import shutil
 import stat
+import time
 
 import numpy as np
 import pytest
@@ -248,5 +249,23 @@ def test_a_cache_under_a_folder_others_can_write_is_refused(monkeypatch, tmp_pat
         shared.chmod(0o1777)  # sticky: others cannot rename this user's folder
         online_linear_kernel.reset_for_tests()
         assert online_linear_kernel.kernel() is not None
+    finally:
+        online_linear_kernel.reset_for_tests()
+
+
+def test_a_killed_builds_temporary_file_is_removed_by_a_later_build(monkeypatch, tmp_path):
+    """A build killed with SIGKILL leaves its temporary file; the next build removes those older than any live
+    build (a concurrent one's is younger) instead of keeping them for good."""
+    monkeypatch.delenv(online_linear_kernel.ENV_BACKEND, raising=False)
+    monkeypatch.setenv(online_linear_kernel.ENV_CACHE, str(tmp_path))
+    stale, live = tmp_path / ".build-killed.so", tmp_path / ".build-running.so"
+    stale.write_bytes(b"\x7fELF partial")
+    live.write_bytes(b"")
+    old = time.time() - 3 * online_linear_kernel.BUILD_TIMEOUT_S
+    os.utime(stale, (old, old))
+    online_linear_kernel.reset_for_tests()
+    try:
+        assert online_linear_kernel.kernel() is not None
+        assert not stale.exists() and live.exists()
     finally:
         online_linear_kernel.reset_for_tests()
