@@ -139,14 +139,31 @@ class AdwinDetector(_Base):
             raise ValueError("direction must be 'up' or 'both'")
         self._adwin = ADWIN(delta=delta, clock=clock)
         self._up = direction == "up"
+        # river's ADWIN keeps its window in a compiled helper (Rust, Cython before 0.22) behind three Python
+        # layers (``estimation`` -> ``width``/``total`` -> the helper; ``update`` -> the helper). Where it has
+        # that shape, a step calls the helper itself, as ``ADWIN.update`` would (about half the cost; the same
+        # alarms: tests/edge_app/test_drift.py); any other river: the public API.
+        helper = getattr(self._adwin, "_helper", None)
+        self._direct = "_drift_detected" in vars(self._adwin) and all(
+            callable(getattr(helper, name, None)) for name in ("get_width", "get_total", "update")
+        )
 
     def _step(self, x: float) -> bool:
-        before = self._adwin.estimation
-        self._adwin.update(x)
-        if not self._adwin.drift_detected:
-            return False
+        adwin = self._adwin
+        if self._direct and not adwin._drift_detected:  # noqa: SLF001 (else ADWIN.update resets the window first)
+            h = adwin._helper  # noqa: SLF001
+            width = h.get_width()
+            before = h.get_total() / width if width else 0.0  # ADWIN.estimation
+            if not h.update(x):
+                return False
+            adwin._drift_detected = True  # noqa: SLF001 (what ADWIN.update stores)
+        else:
+            before = adwin.estimation
+            adwin.update(x)
+            if not adwin.drift_detected:
+                return False
         # ADWIN dropped its older part: the new estimate is the recent mean
-        return (not self._up) or self._adwin.estimation > before
+        return (not self._up) or adwin.estimation > before
 
 
 @DETECTORS.register("ph")

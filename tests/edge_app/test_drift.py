@@ -113,3 +113,25 @@ def test_constructor_arguments_stay_inspectable(name):
     assert params["cooldown"] == 7 and params == {k: getattr(d, k) for k in params}
     assert type(d)(**params).params() == params
     assert make_detector({"detector": name, **params}).params() == params
+
+
+@pytest.mark.parametrize("direction", ["up", "both"])
+def test_adwin_calling_rivers_helper_alarms_as_its_public_api(direction):
+    """The direct calls into river's ADWIN helper (edge_app.drift.AdwinDetector) take this river's shape, and give
+    the public API's alarms, window and estimate at every step: several drifts up and down, resets after each,
+    a cooldown shorter than the gaps between them, NaN in between."""
+    stream = []
+    for k, (level, sd) in enumerate([(0.0, 0.3), (2.0, 0.3), (0.5, 0.1), (3.0, 0.6), (0.0, 0.3), (4.0, 0.2)]):
+        stream += [r + level for r in residuals(700, seed=10 + k, sd=sd)]
+        stream.append(float("nan"))
+    config = {"detector": "adwin", "delta": 0.002, "direction": direction, "cooldown": 20}
+    direct, public = make_detector(config), make_detector(config)
+    public._direct = False  # noqa: SLF001
+    assert direct._direct  # noqa: SLF001 (the river in requirements has the shape; else this test says so)
+    got = []
+    for x in stream:
+        got.append(direct.update(x))
+        assert got[-1] == public.update(x)
+        assert direct._adwin.width == public._adwin.width  # noqa: SLF001
+        assert direct._adwin.estimation == public._adwin.estimation  # noqa: SLF001
+    assert sum(got) >= 3 and direct.n_detections == public.n_detections == sum(got)
