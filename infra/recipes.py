@@ -82,8 +82,9 @@ def _manifests(
 
 PREREQ_PACKAGES = ("python3-venv",)
 # 32-bit ARM: confluent-kafka has no armv7l wheels; pip builds it against the distribution's librdkafka
-# (the install pins confluent-kafka<=that version, see venv_install_script)
-ARM32_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "pkg-config", "librdkafka-dev")
+# (the install pins confluent-kafka<=that version, see venv_install_script); libffi-dev lets pip build cffi (the
+# compiled linear kernel's loader, edge_app/requirements-arm32.txt) where no armv7l wheel of it is found
+ARM32_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "pkg-config", "librdkafka-dev", "libffi-dev")
 # A Java >= 17 that each supported release has (Debian's Packages indices, main and -security, arm64
 # and armhf alike, read with apt-cache on 2026-12-06): bullseye openjdk-11 and -17, bookworm openjdk-17
 # only, trixie (the current Raspberry Pi OS) openjdk-21 and -25 only. The first one with an apt

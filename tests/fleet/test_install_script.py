@@ -198,7 +198,7 @@ def test_arm_with_python_3_9_installs_the_build_dependencies(pi):
     result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf", "PATH": path})
     assert result.returncode == 0, result.stderr
     install = next(c for c in calls(tmp) if c.startswith("apt-get -o DPkg::Lock::Timeout=600 install"))
-    for pkg in ("python3-dev", "build-essential", "librdkafka-dev"):
+    for pkg in ("python3-dev", "build-essential", "librdkafka-dev", "libffi-dev"):
         assert pkg in install
 
 

@@ -224,7 +224,7 @@ def test_prerequisites_bootstrap_venv_java_and_arm32_build_deps(default):
         assert "python3-venv" in lifecycle["Bootstrap"]["Script"], arch
         assert "openjdk-17-jre-headless" in lifecycle["Bootstrap"]["Script"], arch
     arm = manifests["arm"]["Bootstrap"]["Script"]
-    for package in ("librdkafka-dev", "build-essential", "python3-dev"):
+    for package in ("librdkafka-dev", "build-essential", "python3-dev", "libffi-dev"):
         assert package in arm
         assert package not in manifests["aarch64"]["Bootstrap"]["Script"]
 

@@ -134,8 +134,8 @@ if [ -z "$jm" ] || [ "$jm" -lt 17 ]; then
   need_java=1 # the nucleus needs 8+, the KafkaBroker component (Kafka 4) 17+
 fi
 if [ "$ARCH" = "arm" ]; then
-  # confluent-kafka has no armv7l wheel: pip builds it against librdkafka; numpy<2 for tflite-runtime
-  packages+=(python3-dev build-essential librdkafka-dev libopenblas0)
+  # confluent-kafka has no armv7l wheel: pip builds it against librdkafka (cffi, if no wheel, against libffi); numpy<2 for tflite-runtime
+  packages+=(python3-dev build-essential librdkafka-dev libffi-dev libopenblas0)
 fi
 missing=()
 for p in "${packages[@]}"; do
