@@ -39,8 +39,9 @@ synth: setup $(BATCH_MODEL)/model.tflite ## cdk synth offline into cdk.out/ with
 # (the default spec, with its calendar features, is defined there: the edge refuses a speed model of another spec).
 batch-model: $(BATCH_MODEL)/model.tflite ## pre-train the batch model on $(HISTORY) into build/batch-model/
 
+# the trainer's code too: a changed TrainConfig default (issue 17) or trainer revision makes a new model
 $(BATCH_MODEL)/model.tflite: $(HISTORY) model_contract/features.py model_contract/calendar.py \
-  model_contract/context_stack.py model_contract/online_linear.py | $(STAMP)
+  model_contract/context_stack.py model_contract/online_linear.py $(wildcard training_job/*.py) | $(STAMP)
 	rm -rf build/batch-model-train
 	$(VENV)/bin/hybridstream train pretrain --csv $(HISTORY) --out build/batch-model-train
 	@newest=$$(ls -td build/batch-model-train/batch/*/ | head -n 1); \

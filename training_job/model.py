@@ -77,6 +77,14 @@ def quiet_native_output() -> Iterator[None]:
                 log.debug("native output: %s", sink.read()[-2000:].decode(errors="replace"))
 
 
+# options added after the first models were named, with the value all those models had: left out of
+# ``TrainConfig.to_dict`` at that value (never compare with the dataclass default, which may change)
+_LEGACY_VALUES = {"instance_norm": False, "shrink": False, "members": 1, "ol_residual": False}
+# the defaults issue 17 changed, at their old values: the studies' variants are changes from this config, so their
+# labels ("base", "inorm", ...) and the figures docs/combination.md gives for them keep their meaning
+BEFORE_ISSUE_17: dict = {"instance_norm": False, "shrink": False}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Architecture and hyperparameters (recorded in the manifest)."""
@@ -94,11 +102,13 @@ class TrainConfig:
     residual: bool = True
     linear_skip: bool = False
     # RevIN-style instance normalisation: every lag step's value columns minus the newest step's (the network sees
-    # the window relative to its newest reading; with ``residual`` the output is de-normalised by adding it back)
-    instance_norm: bool = False
+    # the window relative to its newest reading; with ``residual`` the output is de-normalised by adding it back).
+    # On by default since issue 17 (docs/combination.md: both LSTMs beat persistence on more channels and streams)
+    instance_norm: bool = True
     # shrink the learned change towards persistence by the factor in [0, 1] that fits the holdout best (least
     # squares on the holdout's changes; the last layer's weights scaled: no new op). Residual models only.
-    shrink: bool = False
+    # On by default since issue 17, with ``instance_norm``
+    shrink: bool = True
     # a seed ensemble: ``members`` networks trained one after the other (seeds ``seed``, ``seed + 1``, ...; each with
     # its own early stopping), then joined in ONE graph whose changes (forecasts) are averaged: one invoke on the edge
     members: int = 1
@@ -113,10 +123,15 @@ class TrainConfig:
             raise ValueError("ol_residual needs residual=True (the correction is the model's change)")
 
     def to_dict(self) -> dict:
-        """The recorded config; a new option at its default is left out, so existing model versions keep their names."""
+        """The recorded config (it names the model version: ``model_version``).
+
+        An option added later is left out while it has the value every model had before it existed
+        (``_LEGACY_VALUES``, not today's default): an old config keeps its name, and a config at today's
+        defaults (``instance_norm`` and ``shrink`` on) records them, so it never shares a name with an old model.
+        """
         out = asdict(self)
-        for key, default in (("instance_norm", False), ("shrink", False), ("members", 1), ("ol_residual", False)):
-            if out[key] == default:
+        for key, legacy in _LEGACY_VALUES.items():
+            if out[key] == legacy:
                 del out[key]
         return out
 

@@ -40,9 +40,18 @@ class Models:
 
 
 def train_models(cache: Path | None = None) -> Models:
-    """One batch and three speed models (tiny real LSTMs, TFLite), cached under ``.cache/chaos-models``."""
+    """One batch and three speed models (tiny real LSTMs, TFLite), cached under ``.cache/chaos-models-v2``.
+
+    The list of cached models is named by the trainer's revision and the tiny config (the trainer's defaults): a
+    changed default trains new models instead of serving the old ones.
+    """
+    import hashlib
+
+    from training_job.model import TRAINER_REVISION
+
     cache = Path(cache or CACHE_DIR / "chaos-models-v2")
-    done = cache / "models.json"
+    key = json.dumps([TRAINER_REVISION, kit.tiny_config().to_dict()], sort_keys=True).encode()
+    done = cache / f"models-{hashlib.sha256(key).hexdigest()[:12]}.json"
     if done.exists():
         paths = {k: Path(v) for k, v in json.loads(done.read_text()).items()}
         if all(p.exists() for p in paths.values()):

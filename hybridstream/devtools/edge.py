@@ -61,13 +61,20 @@ def train_model(
     epochs: int = 3,
 ) -> Path:
     """Train a small real LSTM on ``rows``, write ``<out_root>/<name>/<version>/model.tflite`` + manifest."""
-    from training_job.model import TrainConfig, train_matrix
+    from training_job.model import train_matrix
 
     spec = spec or FeatureSpec()
     matrix = rows_to_matrix(rows, spec)
-    cfg = TrainConfig(lstm_units=units, dense_units=dense, epochs=epochs, batch_size=64, patience=2, seed=seed)
+    cfg = tiny_config(seed, units, dense, epochs)
     trained = train_matrix(matrix, spec, cfg, name=name, kind=kind)
     return save_model(trained.tflite, trained.manifest, out_root)
+
+
+def tiny_config(seed: int = 42, units: int = 8, dense: int = 4, epochs: int = 3):
+    """The small ``TrainConfig`` of :func:`train_model`: the trainer's defaults (its options too), a tiny network."""
+    from training_job.model import TrainConfig
+
+    return TrainConfig(lstm_units=units, dense_units=dense, epochs=epochs, batch_size=64, patience=2, seed=seed)
 
 
 def save_model(tflite: bytes, manifest: Manifest, out_root: Path) -> Path:

@@ -252,7 +252,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         "--train-config",
         default=None,
         metavar="JSON",
-        help='TrainConfig changes for the batch and speed models, e.g. \'{"instance_norm": true, "shrink": true}\'',
+        help="TrainConfig changes for the batch and speed models (default: the trainer's, with instance_norm and "
+        'shrink on), e.g. \'{"instance_norm": false, "shrink": false}\' for the config before issue 17',
     )
     p.add_argument(
         "--speed-train-config",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-# label -> TrainConfig changes
+# label -> TrainConfig changes from the config before issue 17 (training_job.model.BEFORE_ISSUE_17: "base" is it,
+# "inorm shrink" is today's default)
 VARIANTS: dict[str, dict] = {
     "base": {},
     "inorm": {"instance_norm": True},
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from hybridstream.evaluation.streams import DEFAULT_CACHE  # noqa: PLC0415
     from model_contract import FeatureSpec  # noqa: PLC0415
     from model_contract.calendar import parse_calendar_option  # noqa: PLC0415
-    from training_job.model import TrainConfig  # noqa: PLC0415
+    from training_job.model import BEFORE_ISSUE_17, TrainConfig  # noqa: PLC0415
 
     p = argparse.ArgumentParser(prog="lstm_study", description=__doc__.split("\n\n")[0])
     p.add_argument("file")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         pers = persistence_forecasts(stream, spec)
         row = {"persistence": float(np.mean((pers - y)[ok] ** 2))}
         for label in args.variants.split(","):
-            cfg = TrainConfig(seed=args.seed, **VARIANTS[label])
+            cfg = TrainConfig(seed=args.seed, **(BEFORE_ISSUE_17 | VARIANTS[label]))
             tfl, man, _ = cached_model(history, spec, cfg, DEFAULT_CACHE, log)
             f = model_forecasts(tfl, man, stream)
             row[label] = {"holdout_rmse": man.metrics["holdout_rmse"], "stream_mse": float(np.mean((f - y)[ok] ** 2))}

@@ -20,7 +20,8 @@ from hybridstream.evaluation.baselines import first_forecast_row, online_linear_
 from hybridstream.evaluation.data import SCENARIOS, load_scenario
 from model_contract import FeatureSpec, Manifest, build_supervised
 
-# label -> TrainConfig changes (and FeatureSpec changes under "lags")
+# label -> TrainConfig changes from the config before issue 17 (training_job.model.BEFORE_ISSUE_17), and
+# FeatureSpec changes under "lags"
 VARIANTS: dict[str, dict] = {
     "level": {"residual": False},
     "residual": {"residual": True},
@@ -114,7 +115,7 @@ def study(
     base_spec: FeatureSpec | None = None,
 ) -> dict:
     """``{scenario: {H: {approach: scores}}}`` for persistence, online_linear and each ``variant seed=s``."""
-    from training_job.model import TrainConfig  # noqa: PLC0415
+    from training_job.model import BEFORE_ISSUE_17, TrainConfig  # noqa: PLC0415
 
     out: dict = {}
     base_spec = base_spec or FeatureSpec()
@@ -130,7 +131,7 @@ def study(
                 changes = dict(changes)
                 vspec = FeatureSpec(**(spec.to_dict() | {"lags": changes.pop("lags", spec.lags)}))
                 for seed in seeds:
-                    cfg = TrainConfig(seed=seed, **changes)
+                    cfg = TrainConfig(seed=seed, **(BEFORE_ISSUE_17 | changes))
                     if epochs:
                         cfg = cfg.replace(epochs=epochs)
                     log(f"[{name} H={h}] {label} seed={seed}")

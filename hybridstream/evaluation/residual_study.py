@@ -43,7 +43,8 @@ import numpy as np
 from model_contract import FeatureSpec, Scaler, build_supervised
 from model_contract.online_linear import stream_forecasts
 
-# label -> TrainConfig changes (always residual=False: the network's output is the correction itself)
+# label -> TrainConfig changes from the config before issue 17 (training_job.model.BEFORE_ISSUE_17; always
+# residual=False: the network's output is the correction itself)
 VARIANTS: dict[str, dict] = {
     "mae": {},
     "mse": {"loss": "mse"},
@@ -201,7 +202,7 @@ def study_channel(
     product: int = 0,
 ) -> dict:
     """Every approach's stream MSE (and the holdout's MSE and choices) for one target channel."""
-    from training_job.model import TrainConfig  # noqa: PLC0415
+    from training_job.model import BEFORE_ISSUE_17, TrainConfig  # noqa: PLC0415
 
     spec, ti = ch.spec, ch.spec.target_index
     r_hist, r_stream = ol_forecasts(ch)
@@ -218,7 +219,7 @@ def study_channel(
     hold_info: dict = {}
     best = ("online_linear", np.inf, r_stream)
     for label, changes in variants.items():
-        kw = {"seed": seed, "residual": False} | changes | ({"epochs": epochs} if epochs else {})
+        kw = {"seed": seed, "residual": False} | BEFORE_ISSUE_17 | changes | ({"epochs": epochs} if epochs else {})
         cfg = TrainConfig(**kw)
         t0 = time.perf_counter()
         model, scaler, hold_rows = train_correction(ch, r_hist, cfg, burn_in)
@@ -251,7 +252,12 @@ def study_channel(
     row["stack_last_res"] = mse(stack_forecasts(ch, last_res))
     roll = None
     if window:
-        kw = {"seed": seed, "residual": False} | VARIANTS[rolling] | ({"epochs": epochs} if epochs else {})
+        kw = (
+            {"seed": seed, "residual": False}
+            | BEFORE_ISSUE_17
+            | VARIANTS[rolling]
+            | ({"epochs": epochs} if epochs else {})
+        )
         roll = r_stream + rolling_corrections(ch, r_stream, TrainConfig(**kw), window, log)
         row["rolling"] = mse(roll)
         row["stack_res_rolling"] = mse(stack_forecasts(ch, best[2], roll))

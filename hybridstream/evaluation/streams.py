@@ -148,7 +148,10 @@ def _batch_model(scenario: Scenario, train: np.ndarray, spec: FeatureSpec, cfg, 
     stem = cache_dir / f"batch-{scenario.train.removesuffix('.csv')}"
     model_path, manifest_path = stem.with_suffix(".tflite"), stem.with_suffix(".json")
     if model_path.exists() and manifest_path.exists():
-        return model_path.read_bytes(), Manifest.from_json(manifest_path.read_text())
+        cached = Manifest.from_json(manifest_path.read_text())
+        if cached.hyperparameters == cfg.to_dict():
+            return model_path.read_bytes(), cached
+        log(f"[{scenario.name}] the cached batch model has another training config: re-training it")
     log(f"[{scenario.name}] training the batch model on {scenario.train} ({len(train)} rows)...")
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the TFLite converter prints to stdout
@@ -271,6 +274,7 @@ def generate(
         "change_points": list(scenario.change_points),
         "batch_version": manifest.version,
         "batch_metrics": manifest.metrics,
+        "train_config": cfg.to_dict(),
         "speed_models": speed_info,
         "on_drift": dict(on_drift) if on_drift is not None else None,
         "combiner": _default_combiner_config() if on_drift is not None else None,
@@ -292,10 +296,19 @@ def get_stream(
     refresh: bool = False,
     on_drift: Mapping | None = None,
 ) -> PredictionStream:
-    """The cached stream, generating (and caching) it first if needed."""
+    """The cached stream, generating (and caching) it first if needed.
+
+    A cached stream the models made with another training config than today's (e.g. from before a default
+    changed) is generated again; a stream not made by :func:`generate` (no ``batch_version``) is used as it is.
+    """
+    from training_job.model import TrainConfig  # noqa: PLC0415
+
     path = cache_path(scenario, window, delay, cache_dir, on_drift)
     if path.exists() and not refresh:
-        return PredictionStream.load(path)
+        cached = PredictionStream.load(path)
+        if "batch_version" not in cached.meta or cached.meta.get("train_config") == TrainConfig().to_dict():
+            return cached
+        log(f"[{scenario}] the cached stream's models have another training config: generating it again")
     return generate(scenario, window, delay, cache_dir, log, on_drift=on_drift)
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from hybridstream.evaluation import drift_study, report
+from hybridstream.evaluation import drift_study, report, streams
 from hybridstream.evaluation.combiner_study import (
     all_candidates,
     best_constant_weight,
@@ -38,6 +38,20 @@ def test_cache_roundtrip_and_get_stream_uses_the_cache(tmp_path):
     np.testing.assert_array_equal(loaded.speed_id, s.speed_id)
     np.testing.assert_allclose(loaded.batch, s.batch)
     assert loaded.meta == s.meta and loaded.valid.sum() == len(s) - 2
+
+
+def test_a_cached_stream_of_another_training_config_is_generated_again(tmp_path, monkeypatch):
+    """A stream cached before a TrainConfig default changed (issue 17) does not pin the old models."""
+    from training_job.model import BEFORE_ISSUE_17, TrainConfig
+
+    fresh = synthetic_stream(seed=3)
+    monkeypatch.setattr(streams, "generate", lambda *args, **kwargs: fresh)
+    for cfg, reused in ((TrainConfig(**BEFORE_ISSUE_17), False), (TrainConfig(), True)):
+        cached = synthetic_stream()
+        cached.meta |= {"batch_version": "v", "train_config": cfg.to_dict()}
+        cached.save(cache_path("synthetic", 1000, 0, tmp_path))
+        got = get_stream("synthetic", 1000, 0, tmp_path, log=lambda _: None)
+        assert (got is not fresh) == reused and (got.meta == cached.meta) == reused
 
 
 def test_replay_matches_fixed_blends_and_dynamic_adapts():

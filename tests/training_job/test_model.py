@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_contract import Scaler
+from model_contract import FeatureSpec, Scaler
 from model_contract.runtime import TFLiteModel
-from training_job.model import TrainingCancelled, model_version, train_matrix, training_rows
+from training_job.model import TrainConfig, TrainingCancelled, model_version, train_matrix, training_rows
 
 from .conftest import SPEC, TINY
+
+# the options' tests start from the config before issue 17 made instance_norm + shrink the defaults
+PLAIN = TINY.replace(instance_norm=False, shrink=False)
 
 
 def test_same_window_same_bytes_and_version(turbine_rows):
@@ -47,15 +50,28 @@ def test_cancel_stops_training(turbine_rows):
     raise AssertionError("training was not cancelled")
 
 
+def test_the_defaults_record_instance_norm_and_shrink_and_old_configs_keep_their_versions():
+    """Issue 17 made ``instance_norm`` + ``shrink`` the defaults: a default config records both (its models never
+    share a version with a model of the old defaults), and the old defaults still hash to the version they had
+    before the flip (e644e6b8b5fb1019: ``model_version`` at 748d64c), so no cached model is mistaken or renamed."""
+    recorded = TrainConfig().to_dict()
+    assert recorded["instance_norm"] is True and recorded["shrink"] is True
+    old = TrainConfig(instance_norm=False, shrink=False)
+    assert not {"instance_norm", "shrink", "members", "ol_residual"} & set(old.to_dict())
+    m = np.arange(40, dtype=float).reshape(8, 5)
+    assert model_version(m, FeatureSpec(), old, "batch") == "e644e6b8b5fb1019"
+    assert model_version(m, FeatureSpec(), TrainConfig(), "batch") != "e644e6b8b5fb1019"
+
+
 def test_instance_norm_converts_to_builtin_ops_and_keeps_the_old_versions(turbine_rows):
     """RevIN-style centring inside the graph: the TFLite model matches Keras, serves the same windows; a config
     without it hashes as before (no cached model is renamed)."""
     m, _ = turbine_rows.window(0, 150)
-    cfg = TINY.replace(instance_norm=True)
+    cfg = PLAIN.replace(instance_norm=True)
     a = train_matrix(m, SPEC, cfg, name="speed", kind="speed")
     assert a.manifest.parity_max_abs_diff < 1e-4 and a.manifest.hyperparameters["instance_norm"] is True
     assert np.isfinite(TFLiteModel.from_manifest(a.tflite, a.manifest).predict_one(m[-2:]))
-    assert "instance_norm" not in TINY.to_dict() and a.manifest.version != model_version(m, SPEC, TINY, "speed")
+    assert "instance_norm" not in PLAIN.to_dict() and a.manifest.version != model_version(m, SPEC, PLAIN, "speed")
     shifted = m.copy()
     shifted[:, : len(SPEC.columns)] += 3.0  # every column moved: the network sees the same centred window
     lite = TFLiteModel.from_manifest(a.tflite, a.manifest)
@@ -64,8 +80,8 @@ def test_instance_norm_converts_to_builtin_ops_and_keeps_the_old_versions(turbin
 
 def test_shrink_scales_the_learned_change_by_a_holdout_fitted_factor(turbine_rows):
     m, _ = turbine_rows.window(0, 150)
-    a = train_matrix(m, SPEC, TINY.replace(shrink=True), name="speed", kind="speed")
-    b = train_matrix(m, SPEC, TINY, name="speed", kind="speed")
+    a = train_matrix(m, SPEC, PLAIN.replace(shrink=True), name="speed", kind="speed")
+    b = train_matrix(m, SPEC, PLAIN, name="speed", kind="speed")
     k = a.manifest.extra["shrink"]
     assert 0.0 <= k <= 1.0 and a.manifest.parity_max_abs_diff < 1e-4 and "shrink" not in b.manifest.extra
     la, lb = TFLiteModel.from_manifest(a.tflite, a.manifest), TFLiteModel.from_manifest(b.tflite, b.manifest)
@@ -78,15 +94,15 @@ def test_a_seed_ensemble_is_one_graph_averaging_its_members(turbine_rows):
     """``members`` = 2: two networks trained alone (seeds 42, 43) joined in one builtin-op TFLite graph whose change
     is the mean of theirs (one invoke on the edge); a config without it hashes as before."""
     m, _ = turbine_rows.window(0, 150)
-    ens = train_matrix(m, SPEC, TINY.replace(members=2), name="speed", kind="speed")
-    one = train_matrix(m, SPEC, TINY, name="speed", kind="speed")  # seed 42: the first member
-    other = train_matrix(m, SPEC, TINY.replace(seed=43), name="speed", kind="speed")
+    ens = train_matrix(m, SPEC, PLAIN.replace(members=2), name="speed", kind="speed")
+    one = train_matrix(m, SPEC, PLAIN, name="speed", kind="speed")  # seed 42: the first member
+    other = train_matrix(m, SPEC, PLAIN.replace(seed=43), name="speed", kind="speed")
     assert ens.manifest.parity_max_abs_diff < 1e-4 and ens.manifest.hyperparameters["members"] == 2
-    assert ens.manifest.extra["epochs_run"] == [TINY.epochs, TINY.epochs]
-    assert "members" not in TINY.to_dict() and ens.manifest.version != one.manifest.version
+    assert ens.manifest.extra["epochs_run"] == [PLAIN.epochs, PLAIN.epochs]
+    assert "members" not in PLAIN.to_dict() and ens.manifest.version != one.manifest.version
     lites = [TFLiteModel.from_manifest(t.tflite, t.manifest) for t in (ens, one, other)]
     window = m[-2:]
     mean = (lites[1].predict_one(window) + lites[2].predict_one(window)) / 2
     assert abs(lites[0].predict_one(window) - mean) < 1e-3
-    warm = train_matrix(m, SPEC, TINY.replace(members=2), name="speed", kind="speed", init_weights=ens.weights)
+    warm = train_matrix(m, SPEC, PLAIN.replace(members=2), name="speed", kind="speed", init_weights=ens.weights)
     assert warm.manifest.parity_max_abs_diff < 1e-4 and warm.manifest.extra["warm_start"] is True
