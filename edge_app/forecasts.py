@@ -104,18 +104,24 @@ class ForecastExport:
         self.horizon = int(horizon)
         self.errors = 0  # windows whose forecasts could not be read (the window itself still uploads)
 
+    def _columns(self, header: list[str] | None) -> tuple | None:
+        """A window header's width and the positions of the target, :data:`BASE_COLUMNS` and
+        :data:`INTERVAL_COLUMNS` (None each for older windows without them); None without forecast columns."""
+        if header is None or not set(BASE_COLUMNS) <= set(header) or self.target not in header:
+            return None
+        base = tuple(header.index(c) for c in BASE_COLUMNS)
+        bands = tuple(header.index(c) if c in header else None for c in INTERVAL_COLUMNS)
+        return (len(header), header.index(self.target), *base, *bands)
+
     def records(self, path: Path) -> list[dict[str, Any]] | None:
         """One record per spooled reading; None if the window has no forecast columns (e.g. spooled by
         ``edge forward``, or before the upgrade). A row that cannot be read is skipped."""
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or not set(BASE_COLUMNS) <= set(header) or self.target not in header:
+            cols = self._columns(next(reader, None))
+            if cols is None:
                 return None
-            ti = header.index(self.target)
-            fb, fs, fd, mb, ms = (header.index(c) for c in BASE_COLUMNS)
-            lo, up, an = (header.index(c) if c in header else None for c in INTERVAL_COLUMNS)  # older windows: none
-            width = len(header)
+            width, ti, fb, fs, fd, mb, ms, lo, up, an = cols
             out = []
             for row in reader:
                 if len(row) != width:
@@ -152,13 +158,10 @@ class ForecastExport:
         compares them on tricky windows)."""
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or not set(BASE_COLUMNS) <= set(header) or self.target not in header:
+            cols = self._columns(next(reader, None))
+            if cols is None:
                 return None
-            ti = header.index(self.target)
-            fb, fs, fd, mb, ms = (header.index(c) for c in BASE_COLUMNS)
-            lo, up, an = (header.index(c) if c in header else None for c in INTERVAL_COLUMNS)
-            width = len(header)
+            width, ti, fb, fs, fd, mb, ms, lo, up, an = cols
             target = _esc(self.target)
             horizon = self.horizon
             num, esc, stamp = _json_num, _esc, _utc_text

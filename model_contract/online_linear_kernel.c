@@ -248,6 +248,21 @@ int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double s
 /* the context stack's forecast (ContextStack.predict_one without layers) from the lag window win (n numbers, the
  * stack's window shape): the row, the guard's verdict, the linear model's forecast, the guard's fallback.
  * NaN with c->m->err = 1 if the window does not fit */
+/* One model's change as the stack reads it: 0 when the model is not used, muted by the guard (counted in
+ * *muted), absurd (counted in *huge) or negligible (its square below tiny); else the change itself. */
+static inline double model_input(int use, int muted, double d, double tiny, double *muted_count, double *huge) {
+    if (!use) return 0.0;
+    if (muted) {
+        *muted_count += 1.0;
+        return 0.0;
+    }
+    if (!(-HUGE_ERR < d && d < HUGE_ERR)) {
+        *huge += 1.0;
+        return 0.0;
+    }
+    return d * d < tiny ? 0.0 : d;
+}
+
 double cs_predict(cs_stack *c, const double *win, long long n, double batch, double speed) {
     double *g = c->g, *row = c->row;
     long long k = c->k;
@@ -281,28 +296,8 @@ double cs_predict(cs_stack *c, const double *win, long long n, double batch, dou
         ms = !(g[1] <= limit);
         guarded = !(g[3] <= limit);
     }
-    if (!c->use_batch) {
-        db = 0.0;
-    } else if (mb) {
-        g[8] += 1.0;
-        db = 0.0;
-    } else if (!(-HUGE_ERR < db && db < HUGE_ERR)) {
-        g[10] += 1.0;
-        db = 0.0;
-    } else if (db * db < tiny) {
-        db = 0.0;
-    }
-    if (!c->use_speed) {
-        ds = 0.0;
-    } else if (ms) {
-        g[9] += 1.0;
-        ds = 0.0;
-    } else if (!(-HUGE_ERR < ds && ds < HUGE_ERR)) {
-        g[10] += 1.0;
-        ds = 0.0;
-    } else if (ds * ds < tiny) {
-        ds = 0.0;
-    }
+    db = model_input(c->use_batch, mb, db, tiny, &g[8], &g[10]);
+    ds = model_input(c->use_speed, ms, ds, tiny, &g[9], &g[10]);
     if (c->nm == 2) {
         row[k] = db;
         row[k + 1] = ds;
