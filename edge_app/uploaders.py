@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from edge_app.forecasts import CONTENT_TYPE as FORECASTS_CONTENT_TYPE
 from edge_app.forecasts import ForecastExport
+from edge_app.models import atomic_write
 from edge_app.s3 import LazyS3Client
 from edge_app.windows import WindowSpool, window_key
 from model_contract.layout import forecasts_key
@@ -57,10 +58,7 @@ class LocalFolderUploader:
         target = self.root / key
         target.parent.mkdir(parents=True, exist_ok=True)
         if self.spec_text is not None:  # before the window: the watcher picks the window up once it appears
-            sidecar = target.with_name(target.name + SIDECAR_SUFFIX)
-            tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-            tmp.write_text(self.spec_text)
-            os.replace(tmp, sidecar)
+            atomic_write(target.with_name(target.name + SIDECAR_SUFFIX), self.spec_text.encode())
         tmp = target.with_name(f".{target.name}.tmp")
         shutil.copyfile(path, tmp)
         os.replace(tmp, target)
