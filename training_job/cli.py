@@ -42,6 +42,16 @@ def _calendar(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _train_config(text: str) -> dict:
+    """argparse type: ``--train-config`` JSON, checked against ``TrainConfig`` (a clear usage error otherwise)."""
+    from training_job.model import parse_config_changes
+
+    try:
+        return parse_config_changes(text, option="")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _common(p: argparse.ArgumentParser, name: str) -> None:
     from training_job.model import TrainConfig
 
@@ -100,6 +110,16 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
         f"on the edge; K x the training time (default {d.members}; docs/combination.md has what it buys)",
     )
     model.add_argument("--no-scale", action="store_true", help="train on raw values (no standard scaling)")
+    model.add_argument(
+        "--train-config",
+        type=_train_config,
+        default=None,
+        metavar="JSON",
+        help="TrainConfig changes applied after the flags above (as eval run's --train-config), e.g. "
+        '\'{"instance_norm": false, "shrink": false}\' for the config before issue 17 (default: the trainer\'s, '
+        f"instance_norm={str(d.instance_norm).lower()} shrink={str(d.shrink).lower()}); unknown fields and wrong "
+        "types are refused",
+    )
     checks = p.add_argument_group("checks")
     checks.add_argument("--min-rows", type=int, default=DEFAULT_MIN_ROWS, help=f"default {DEFAULT_MIN_ROWS}")
     checks.add_argument(
@@ -272,6 +292,8 @@ def _options(args: argparse.Namespace):
         scale=not args.no_scale,
         members=args.members,
     )
+    if args.train_config:
+        cfg = cfg.replace(**args.train_config)
     return TrainOptions(
         name=args.name,
         kind=args.kind,

@@ -13,6 +13,7 @@ serves it unchanged.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -139,6 +140,39 @@ class TrainConfig:
         from dataclasses import replace  # noqa: PLC0415
 
         return replace(self, **changes)
+
+
+_JSON_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def parse_config_changes(text: str, option: str = "--train-config") -> dict:
+    """``TrainConfig`` changes from a JSON object (a CLI option), checked: known fields, each of its field's type.
+
+    Raises ``ValueError`` naming ``option`` and what is wrong (not JSON, not an object, an unknown field, a value of
+    the wrong type, or a config ``TrainConfig`` refuses), so a typo never silently trains the default.
+    """
+    from dataclasses import fields  # noqa: PLC0415
+
+    at = f"{option}: " if option else ""
+    try:
+        changes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{at}not JSON ({exc})") from None
+    if not isinstance(changes, dict):
+        raise ValueError(f'{at}a JSON object of TrainConfig fields, e.g. {{"instance_norm": false}}')
+    known = {f.name: type(f.default) for f in fields(TrainConfig)}
+    for key, value in changes.items():
+        if key not in known:
+            raise ValueError(f"{at}unknown field {key!r} (TrainConfig has {', '.join(sorted(known))})")
+        want = known[key]
+        accepted = (int, float) if want is float else (want,)  # JSON 1 for 1.0; never true for 1
+        if isinstance(value, bool) != (want is bool) or not isinstance(value, accepted):
+            raise ValueError(f"{at}{key} must be {_JSON_TYPES[want]}, not {json.dumps(value)}")
+    try:
+        TrainConfig().replace(**changes)
+    except ValueError as exc:
+        raise ValueError(f"{at}{exc}") from None
+    return changes
 
 
 @dataclass

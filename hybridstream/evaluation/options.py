@@ -62,7 +62,7 @@ def cache_dir(option: str | None) -> Path | None:
 
 def train_config(epochs: int | None, seed: int | None, changes: str | None, option: str = "--train-config"):
     """The trainer's ``TrainConfig`` with ``--epochs``, ``--seed`` and ``--train-config`` (``option``) JSON applied."""
-    from training_job.model import TrainConfig  # noqa: PLC0415
+    from training_job.model import TrainConfig, parse_config_changes  # noqa: PLC0415
 
     cfg = TrainConfig()
     if epochs:
@@ -72,9 +72,9 @@ def train_config(epochs: int | None, seed: int | None, changes: str | None, opti
     if not changes:
         return cfg
     try:
-        return cfg.replace(**json.loads(changes))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise EvalInputError(f"{option}: {exc}") from None
+        return cfg.replace(**parse_config_changes(changes, option))
+    except ValueError as exc:
+        raise EvalInputError(str(exc)) from None
 
 
 def variants(ablation: bool, option: str | None) -> dict | None:

@@ -88,6 +88,43 @@ def test_window_from_s3_jsonl_then_again_is_a_no_op(s3_env, s3_bucket, s3_client
     assert second["status"] == "exists" and second["version"] == first["version"]
 
 
+def test_train_config_turns_the_options_off(turbine_dir, tmp_path, capsys):
+    """``--train-config`` changes the TrainConfig after the flags (as eval run's); the manifest records it."""
+    history = tmp_path / "history.csv"
+    history.write_text(_head(turbine_dir / "train.csv", 301))
+    old = '{"instance_norm": false, "shrink": false}'
+    argv = ["train", "pretrain", "--csv", str(history), "--out", str(tmp_path / "out"), *TINY, "--train-config", old]
+    assert main(argv) == 0
+    folder = tmp_path / "out" / "batch" / _last_json(capsys)["version"]
+    hyper = Manifest.from_json((folder / "manifest.json").read_text()).hyperparameters
+    # the config before issue 17: the options left out of the record (their legacy value; a default model records
+    # them true), the flags kept
+    assert "instance_norm" not in hyper and "shrink" not in hyper
+    assert hyper["epochs"] == 2 and hyper["lstm_units"] == 8
+
+
+_REQUIRED = {"pretrain": ["--csv", "h.csv"], "window": ["--input", "w.csv"], "worker": []}
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ('{"instance_nrm": false}', "unknown field 'instance_nrm'"),
+        ('{"shrink": 0}', "shrink must be true or false, not 0"),
+        ('{"epochs": "5"}', 'epochs must be an integer, not "5"'),
+        ('{"members": 0}', "members must be >= 1"),
+        ("instance_norm=false", "not JSON"),
+        ("[]", "a JSON object of TrainConfig fields"),
+    ],
+)
+def test_a_bad_train_config_is_a_usage_error(changes, says, capsys):
+    for cmd in ("pretrain", "window", "worker"):
+        with pytest.raises(SystemExit) as done:
+            main(["train", cmd, *_REQUIRED[cmd], "--train-config", changes])
+        assert done.value.code == 2
+        assert f"argument --train-config: {says}" in capsys.readouterr().err
+
+
 def test_bad_window_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "w.csv"
     bad.write_text("Date_time,Db1t_avg\n2017-01-01T00:00:00Z,1\n")
