@@ -73,6 +73,7 @@ class ContextStacking(ContextStack, Configurable):
         self._blend: OnlineStacking | None = None
 
     _VIEWS = (*ContextStack._VIEWS, "_tx")
+    _COMPILED = (*ContextStack._COMPILED, "_cst", "_cse")
 
     def _views(self) -> None:
         super()._views()
@@ -118,8 +119,8 @@ class ContextStacking(ContextStack, Configurable):
         v[k + 2] = out
         v[k + 3] = f
         v[k + 4] = g
-        w = self._experts._w  # noqa: SLF001 (the layer's own weights, read without a copy)
-        cb, cs = w[0] * (0.0 if mb else cb), w[0] * cs
+        w = self._experts.weights
+        cb, cs = w[0] * (0.0 if mb else cb), w[0] * (0.0 if ms else cs)
         if len(w) > 2:
             cb, cs = cb + w[3] + (1.0 - _STATIC_SPEED) * w[5], cs + w[4] + _STATIC_SPEED * w[5]
         self._w = (cb, cs)
@@ -139,6 +140,21 @@ class ContextStacking(ContextStack, Configurable):
             ef[5] = batch + _STATIC_SPEED * (speed - batch)
         self._experts.learn_one(ef, y, float(c[k + 2]))
 
+    def _compile_layers(self, c, ffi) -> bool:  # noqa: ANN001 (cffi cdata, cffi)
+        """The expert-weighting layer (pair or experts) into the compiled steps: the twin's kernel struct and the
+        layer's state array (the C steps update both in place); the twin guard (``twin=True``) runs in Python."""
+        ew, twin = self._experts, self._twin
+        if ew is None or twin is None or not twin._d:  # noqa: SLF001 (no twin model yet: after its first record)
+            self._csk = None  # asked again on the next record
+            return False
+        t = twin._kc if twin._kc is not None else twin._kernel()  # noqa: SLF001
+        if not t:  # the twin runs the numpy code
+            return False
+        c.twin, c.ne, c.e = t, ew.n, ffi.cast("double *", ew._s.ctypes.data)  # noqa: SLF001
+        c.eta, c.ed2, c.edv = ew.eta, ew._d, ew._dv  # noqa: SLF001
+        self._cst, self._cse = t, ew._s  # noqa: SLF001 (kept alive with the struct)
+        return True
+
     @property
     def expert_weights(self) -> list[float]:
         """The expert-weighting layer's weights (``EXPERTS`` order; [] without it)."""
@@ -151,4 +167,5 @@ class ContextStacking(ContextStack, Configurable):
         model = super().load_warm(warm, spec)
         if model is not None and self._experts is not None:  # the twin: the warm model without its two model inputs
             self._twin = without_model_inputs(model)
+            self._cs = self._csk = None  # the compiled steps: built again for the new twin
         return model

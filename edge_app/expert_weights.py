@@ -1,13 +1,16 @@
 """The expert-weighting layer: an exponentially weighted average of ``n`` forecasts, with forgetting.
 
 The layer of :class:`~edge_app.context_stacking.ContextStacking` with ``blend: experts`` or ``pair``
-(and of ``hybridstream eval experts``). Pure Python floats.
+(and of ``hybridstream eval experts``). Python floats over a float64 state array, which the compiled context
+stack steps in place (model_contract/online_linear_kernel.c: the same steps in C).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+import numpy as np
 
 from model_contract.context_stack import HUGE
 from model_contract.online_linear import decay
@@ -22,7 +25,7 @@ class ExpertWeights:
     being convex) over any stretch of about a half-life its cumulative loss exceeds the best expert's of
     that stretch by at most ``ln(n) / eta`` plus a term that grows with ``eta`` (the Hedge bound); a
     blend of close experts can also beat them all. ``prior`` (optional): initial ``L`` per expert (a
-    head start for the one trusted first). Pure Python floats; one ``exp`` per expert and record.
+    head start for the one trusted first). One ``exp`` per expert and record.
     A non-finite forecast gets no weight for that record; non-finite or huge errors are not learned.
 
     >>> w = ExpertWeights(3, eta=1.0, half_life=50)
@@ -41,34 +44,39 @@ class ExpertWeights:
         self.n, self.eta, self.half_life = n, float(eta), float(half_life)
         self._d = decay(half_life)
         self._dv = decay(10.0 * half_life)
-        self._L = [float(x) for x in prior] if prior is not None else [0.0] * n
-        if len(self._L) != n:
+        L = [float(x) for x in prior] if prior is not None else [0.0] * n
+        if len(L) != n:
             raise ValueError(f"prior needs {n} values")
-        self._v = 0.0
-        self._seen = 0
-        self._w = [0.0] * n
-        self._set_weights()
+        # the state in one float64 array (the compiled context stack's layer updates it in place:
+        # model_contract/online_linear_kernel.c ew_learn): v, seen, L[n], w[n]
+        self._s = np.zeros(2 + 2 * n)
+        self._s[2 : 2 + n] = L
+        self._set_weights(self._s.tolist())
 
-    def _set_weights(self) -> None:
-        eta, L = self.eta, self._L
+    def _set_weights(self, s: list[float]) -> None:
+        """The weights from the losses of state ``s`` (a list: v, seen, L, w), written into the state."""
+        n, eta = self.n, self.eta
+        L = s[2 : 2 + n]
         lo = min(L)
-        w = self._w
+        w = [0.0] * n
         total = 0.0
-        for i in range(self.n):
+        for i in range(n):
             x = eta * (L[i] - lo)
             w[i] = math.exp(-x) if x < 700.0 else 0.0
             total += w[i]
-        for i in range(self.n):
+        for i in range(n):
             w[i] /= total
+        s[2 + n :] = w
+        self._s[:] = s
 
     @property
     def weights(self) -> list[float]:
-        return list(self._w)
+        return self._s[2 + self.n :].tolist()
 
     def predict_one(self, forecasts: Sequence[float]) -> float:
         """The weighted mean of the finite forecasts (their weights renormalised)."""
         num = den = 0.0
-        for wi, f in zip(self._w, forecasts, strict=True):
+        for wi, f in zip(self._s[2 + self.n :].tolist(), forecasts, strict=True):
             if -HUGE < f < HUGE:
                 num += wi * f
                 den += wi
@@ -82,18 +90,20 @@ class ExpertWeights:
             return
         if blend is None or not -HUGE < blend < HUGE:
             blend = self.predict_one(forecasts)
+        s = self._s.tolist()
         eb = blend - y
         sq = eb * eb if -1e75 < eb < 1e75 else 1e150
-        self._seen += 1
-        dv = self._dv if self._seen * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / self._seen  # a plain mean at first
-        if self._seen > 10 and 0.0 < 1e4 * self._v < sq:
-            sq = 1e4 * self._v  # winsorised: one wild record must not blow up the scale
-        self._v = v = dv * self._v + (1.0 - dv) * sq
+        s[1] = seen = s[1] + 1.0
+        dv = self._dv if seen * (1.0 - self._dv) > 1.0 else 1.0 - 1.0 / seen  # a plain mean at first
+        if seen > 10 and 0.0 < 1e4 * s[0] < sq:
+            sq = 1e4 * s[0]  # winsorised: one wild record must not blow up the scale
+        s[0] = v = dv * s[0] + (1.0 - dv) * sq
         if not v > 0.0:
+            self._s[:2] = s[:2]
             return
-        d, L, cap = self._d, self._L, 1e4
+        d, cap = self._d, 1e4
         for i, f in enumerate(forecasts):
             e = f - y
             loss = e * e / v if -1e75 < e < 1e75 else cap
-            L[i] = d * L[i] + (loss if loss < cap else cap)
-        self._set_weights()
+            s[2 + i] = d * s[2 + i] + (loss if loss < cap else cap)
+        self._set_weights(s)

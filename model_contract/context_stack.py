@@ -362,8 +362,8 @@ class ContextStack:
         return True
 
     def _compiled(self):  # noqa: ANN202 (cffi cdata)
-        """The compiled learn step's struct for this stack and its linear model (None: the Python steps: no
-        compiled kernel, no model yet, or layers over the stack). Built again when the model or its arrays change."""
+        """The compiled steps' struct for this stack and its linear model (None: the Python steps: no compiled
+        kernel, no model yet, or layers the kernel does not run). Built again when the model or its arrays change."""
         global _stack_learn, _stack_predict, _view  # noqa: PLW0603 (set once: the hot path reads module globals)
         m = self.model
         k = m._kc  # noqa: SLF001
@@ -371,7 +371,7 @@ class ContextStack:
             k = m._kernel()  # noqa: SLF001
         self._cs, self._csk = None, k
         kern = online_linear_kernel.kernel()
-        if not k or kern is None or self._layers or self._row is None or not _kernel_positions(self._inputs):
+        if not k or kern is None or self._row is None or not _kernel_positions(self._inputs):
             return None
         _stack_learn, _stack_predict, _view = kern.stack_learn, kern.stack_predict, kern.view
         ffi = kern.ffi
@@ -385,8 +385,15 @@ class ContextStack:
             self._csin = np.ascontiguousarray(self._inputs, dtype=np.int64)
             c.ninputs, c.max_input = len(self._csin), int(self._csin.max(initial=-1))
             c.inputs = ffi.cast("const long long *", self._csin.ctypes.data)
+        if self._layers and not self._compile_layers(c, ffi):
+            return None
         self._cs = c
         return c
+
+    def _compile_layers(self, c, ffi) -> bool:  # noqa: ANN001 (cffi cdata, cffi)
+        """A subclass's layers into the compiled steps' struct ``c`` (its fields ``twin``, ``ne``, ``e``, ``eta``,
+        ``ed2``, ``edv``: the expert-weighting layer); False: these layers run the Python steps."""
+        return False
 
     def learn_row(self, batch: float, speed: float, y: float, context: np.ndarray | None) -> np.ndarray | None:
         """:meth:`learn_one`'s first half: the guard learns the errors; returns the row the linear model learns

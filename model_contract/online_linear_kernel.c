@@ -186,8 +186,9 @@ int ol_learn(ol_model *m, const double *x, long long n, long long last, double y
     return 0;
 }
 
-/* ---- the context stack's learn step (model_contract/context_stack.py ContextStack.learn_one without layers):
- * the guard's forgotten squared errors, the linear model's step, the coefficients ---- */
+/* ---- the context stack's learn step (model_contract/context_stack.py ContextStack.learn_one, and the
+ * expert-weighting layer of edge_app/context_stacking.py over it): the guard's forgotten squared errors, the
+ * linear model's step (the layer's twin and weights), the coefficients ---- */
 typedef struct {
     ol_model *m;
     long long rowlen;     /* the context row's length (window inputs, batch - last, speed - last, 3 forecasts) */
@@ -202,12 +203,88 @@ typedef struct {
     const long long *inputs;
     long long max_input;
     double limit;         /* mute^2: a squared error over limit x persistence's mutes */
+    /* the expert-weighting layer over the stack (edge_app/context_stacking.py ContextStacking, blend pair or
+     * experts; edge_app/expert_weights.py ExpertWeights, the same steps): twin NULL = no layer */
+    ol_model *twin;       /* the stack's model without its two model inputs: reads the row's first k numbers */
+    long long ne;         /* experts: 2 (the stack, the twin) or 6 (+ persistence, batch, speed, static) */
+    double *e;            /* the layer's state: v, seen, L[ne], w[ne] */
+    double eta, ed2, edv; /* its eta, forgetting of the losses, of the blend's mean square error */
 } cs_stack;
 
 #define HUGE_ERR 1e150
 #define BIG_ERR 1e75
 #define WILD 1e4
 #define NEGLIGIBLE2 1e-6 /* NEGLIGIBLE^2: a model's change below 1e-3 x the RMS observed change is read as 0 */
+#define STATIC_SPEED 0.3 /* the static expert: 0.3 speed + 0.7 batch (context_stacking._STATIC_SPEED) */
+#define MAX_EXPERTS 6
+
+/* ---- the expert-weighting layer (ExpertWeights): state e = v, seen, L[n], w[n] ---- */
+static inline int in_range(double x) { return -HUGE_ERR < x && x < HUGE_ERR; }
+
+/* ExpertWeights.predict_one: the weighted mean of the forecasts in range (their weights renormalised) */
+static double ew_predict(const double *e, long long n, const double *f) {
+    const double *w = e + 2 + n;
+    double num = 0.0, den = 0.0;
+    for (long long i = 0; i < n; i++)
+        if (in_range(f[i])) {
+            num += w[i] * f[i];
+            den += w[i];
+        }
+    if (den > 0.0) return num / den;
+    for (long long i = 0; i < n; i++)
+        if (in_range(f[i])) return f[i];
+    return NAN;
+}
+
+/* ExpertWeights._set_weights: exp(-eta (L - min L)), normalised */
+static void ew_weights(double *e, long long n, double eta) {
+    double *L = e + 2, *w = e + 2 + n;
+    double lo = L[0], total = 0.0;
+    for (long long i = 1; i < n; i++)
+        if (L[i] < lo) lo = L[i];
+    for (long long i = 0; i < n; i++) {
+        double x = eta * (L[i] - lo);
+        w[i] = x < 700.0 ? exp(-x) : 0.0;
+        total += w[i];
+    }
+    for (long long i = 0; i < n; i++) w[i] /= total;
+}
+
+/* ExpertWeights.learn_one: the truth y of forecasts f and of the blend's own forecast blend */
+static void ew_learn(cs_stack *c, const double *f, double y, double blend) {
+    double *e = c->e, *L = e + 2;
+    long long n = c->ne;
+    if (!in_range(y)) return;
+    if (!in_range(blend)) blend = ew_predict(e, n, f);
+    double eb = blend - y;
+    double sq = (-BIG_ERR < eb && eb < BIG_ERR) ? eb * eb : 1e150;
+    double seen = e[1] + 1.0;
+    e[1] = seen;
+    double dv = seen * (1.0 - c->edv) > 1.0 ? c->edv : 1.0 - 1.0 / seen; /* a plain mean at first */
+    if (seen > 10.0 && 0.0 < 1e4 * e[0] && 1e4 * e[0] < sq) sq = 1e4 * e[0];
+    double v = dv * e[0] + (1.0 - dv) * sq;
+    e[0] = v;
+    if (!(v > 0.0)) return;
+    double d = c->ed2, cap = 1e4;
+    for (long long i = 0; i < n; i++) {
+        double err = f[i] - y;
+        double loss = (-BIG_ERR < err && err < BIG_ERR) ? err * err / v : cap;
+        L[i] = d * L[i] + (loss < cap ? loss : cap);
+    }
+    ew_weights(e, n, c->eta);
+}
+
+/* the experts' forecasts: the stack's f, the twin's g (, persistence, batch, speed, static) */
+static void ew_forecasts(long long n, double f, double g, double last, double batch, double speed, double *out) {
+    out[0] = f;
+    out[1] = g;
+    if (n > 2) {
+        out[2] = last;
+        out[3] = batch;
+        out[4] = speed;
+        out[5] = batch + STATIC_SPEED * (speed - batch);
+    }
+}
 
 /* learn the truth y of the forecast made from the context row ctx (n numbers). 1: learned, 0: skipped (counted),
  * -1: the row does not fit */
@@ -230,6 +307,12 @@ int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double s
         g[i] = d * g[i] + a * (sq > cap ? cap : sq);
     }
     if (ol_learn(c->m, ctx, c->k + c->nm, c->m->ti, y)) return -1;
+    if (c->twin) { /* the layer: the twin learns the row without the model inputs, then the weights */
+        double f[MAX_EXPERTS];
+        if (ol_learn(c->twin, ctx, c->k, c->twin->ti, y)) return -1;
+        ew_forecasts(c->ne, ctx[c->k + 3], ctx[c->k + 4], ctx[c->last], batch, speed, f);
+        ew_learn(c, f, y, ctx[c->k + 2]);
+    }
     ol_model *m = c->m;
     if (m->s[N] != 0.0) {
         long long k = c->k;
@@ -245,9 +328,6 @@ int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double s
     return 1;
 }
 
-/* the context stack's forecast (ContextStack.predict_one without layers) from the lag window win (n numbers, the
- * stack's window shape): the row, the guard's verdict, the linear model's forecast, the guard's fallback.
- * NaN with c->m->err = 1 if the window does not fit */
 /* One model's change as the stack reads it: 0 when the model is not used, muted by the guard (counted in
  * *muted), absurd (counted in *huge) or negligible (its square below tiny); else the change itself. */
 static inline double model_input(int use, int muted, double d, double tiny, double *muted_count, double *huge) {
@@ -263,6 +343,9 @@ static inline double model_input(int use, int muted, double d, double tiny, doub
     return d * d < tiny ? 0.0 : d;
 }
 
+/* the context stack's forecast (ContextStack.predict_one, with the expert-weighting layer if it has one) from the
+ * lag window win (n numbers, the stack's window shape): the row, the guard's verdict, the linear model's forecast
+ * (the layer's), the guard's fallback. NaN with c->m->err = 1 if the window does not fit */
 double cs_predict(cs_stack *c, const double *win, long long n, double batch, double speed) {
     double *g = c->g, *row = c->row;
     long long k = c->k;
@@ -307,9 +390,30 @@ double cs_predict(cs_stack *c, const double *win, long long n, double batch, dou
     }
     double f = ol_predict(c->m, row, k + c->nm, c->m->ti);
     if (c->m->err) return NAN;
+    double cb = mb ? 0.0 : g[6], cs = ms ? 0.0 : g[7];
+    if (c->twin) { /* the layer: the stack, its twin (, ...) weighted; the coefficients: the layer's shares */
+        double ef[MAX_EXPERTS];
+        double tw = ol_predict(c->twin, row, k, c->twin->ti);
+        if (c->twin->err) {
+            c->m->err = 1;
+            return NAN;
+        }
+        ew_forecasts(c->ne, f, tw, last, batch, speed, ef);
+        double out = ew_predict(c->e, c->ne, ef);
+        const double *w = c->e + 2 + c->ne;
+        row[k + 3] = f;
+        row[k + 4] = tw;
+        f = out;
+        cb = w[0] * cb;
+        cs = w[0] * cs;
+        if (c->ne > 2) {
+            cb = cb + w[3] + (1.0 - STATIC_SPEED) * w[5];
+            cs = cs + w[4] + STATIC_SPEED * w[5];
+        }
+    }
     row[k + 2] = f;
-    g[12] = mb ? 0.0 : g[6];
-    g[13] = ms ? 0.0 : g[7];
+    g[12] = cb;
+    g[13] = cs;
     if (guarded && isfinite(last)) {
         g[11] += 1.0;
         return last;

@@ -4,7 +4,8 @@
 :class:`~model_contract.context_stack.ContextStack`'s learn step around it (its guard, the model, the
 coefficients). On the first :func:`kernel` call it is compiled with the system C compiler (``cc -O2 -shared
 -fPIC -ffp-contract=off``: IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache directory
-and loaded with cffi; each record then costs one C call instead of ~30 numpy calls. The library's name carries a
+and loaded with cffi; each record then costs one C call instead of ~30 numpy calls (the context stack's with its
+expert-weighting layer, ``blend: pair`` or ``experts`` of ``edge_app.context_stacking``, in the same call). The library's name carries a
 hash of the source, the flags and the platform, so a changed source or another machine builds anew. The
 directory is created with mode 0700 and a library is loaded only from a directory (and file) owned by this user
 that no one else can write.
@@ -68,6 +69,10 @@ typedef struct {
     const long long *inputs;
     long long max_input;
     double limit;
+    ol_model *twin;
+    long long ne;
+    double *e;
+    double eta, ed2, edv;
 } cs_stack;
 int cs_learn(cs_stack *c, const double *ctx, long long n, double batch, double speed, double y);
 double cs_predict(cs_stack *c, const double *win, long long n, double batch, double speed);

@@ -119,24 +119,37 @@ def _stack_stream(n: int, seed: int):
         yield b, s, window, y
 
 
+LAYERS = [{"blend": "pair"}, {"blend": "pair", "use_speed": False, "mute": 1.5}, {"blend": "experts"}]
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("config", [{}, {"use_speed": False}, {"mute": 1.5, "error_half_life": 5.0}])
+@pytest.mark.parametrize("config", [{}, {"use_speed": False}, {"mute": 1.5, "error_half_life": 5.0}, *LAYERS])
 def test_the_compiled_stack_step_equals_the_python_steps(compiled_linear, config):
-    """ContextStack.learn_one in one C call (guard, linear model, coefficients) ends exactly where its Python
-    steps around the same compiled model end: every forecast, coefficient, count and the state, bit for bit."""
-    fused, steps = ContextStack(**config), ContextStack(**config)
-    steps._compiled = lambda: None  # the Python steps (the model still runs the kernel)
+    """ContextStack.predict_one / learn_one in one C call each (guard, linear model, coefficients; with a layer
+    ``blend: pair`` or ``experts``, its twin and weights too) end exactly where its Python steps around the same
+    compiled models end: every forecast, context row, coefficient, expert weight, count and the state, bit for bit."""
+    from edge_app.context_stacking import ContextStacking
+
+    fused, steps = ContextStacking(**config), ContextStacking(**config)
+    steps._compiled = lambda: None  # the Python steps (the models still run the kernel)
     for c in (fused, steps):
         c.bind(target_index=4)
     for b, s, window, y in _stack_stream(4000, 3):
         got = [c.predict_one(b, s, window) for c in (fused, steps)]
         assert got[0] == got[1] or (np.isnan(got[0]) and np.isnan(got[1]))
         assert fused.coefficients == steps.coefficients
-        learned = [c.learn_one(b, s, y, c.context()) for c in (fused, steps)]
+        assert fused.expert_weights == steps.expert_weights
+        contexts = [c.context() for c in (fused, steps)]
+        np.testing.assert_array_equal(contexts[0], contexts[1])
+        learned = [c.learn_one(b, s, y, ctx) for c, ctx in zip((fused, steps), contexts, strict=True)]
         assert learned[0] == learned[1]
     assert fused._cs is not None and steps._cs is None and fused.model._kc and steps.model._kc
     assert fused.counts() == steps.counts() and fused.counts()["skipped"] > 0
     assert fused.state() == steps.state()
+    if fused._layers:
+        assert fused._twin.state() == steps._twin.state() and fused._twin._kc
+        assert fused._experts._s.tolist() == steps._experts._s.tolist()
+        assert 0.0 < fused.expert_weights[0] < 1.0  # the layer weighed its experts
 
 
 def test_odd_input_positions_run_the_numpy_code(compiled_linear):
@@ -230,7 +243,7 @@ def test_a_copied_or_pickled_stack_forecasts_like_the_original(linear_backend, c
         assert clone.state() == stack.state()
         # the compiled steps still run on the copy (an unpickled array's dtype is an equal, not the same, object)
         assert bool(clone.model._kc) == (linear_backend == "c")
-        assert (clone._cs is not None) == (linear_backend == "c" and not clone._layers)
+        assert (clone._cs is not None) == (linear_backend == "c" and not config.get("twin"))  # pair: in C too
 
 
 def test_a_cache_under_a_folder_others_can_write_is_refused(monkeypatch, tmp_path):
