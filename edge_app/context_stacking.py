@@ -36,10 +36,12 @@ class ContextStacking(ContextStack, Configurable):
     ``blend_half_life``) over the stack, its twin without the model inputs (the online linear baseline; from a warm
     start, the warm model cut to the window's inputs), persistence, batch, speed and static (``EXPERTS``): the
     forecast stays within a small regret of the best of them over every stretch of about ``blend_half_life``
-    records (sensor faults where the models run the wrong way, docs/combination.md). About twice the cost of the
-    stack alone. ``blend="pair"``: the same layer over the stack and its twin only (the online linear model it
-    contains): within a small regret of the better of the two, which the six-expert layer was not on glitchy
-    streams. With a layer, ``coefficients`` are the layer's share of the stack's plus any direct share of a model.
+    records (sensor faults where the models run the wrong way, docs/combination.md). ``blend="pair"``: the same
+    layer over the stack and its twin only (the online linear model it contains): within a small regret of the
+    better of the two, which the six-expert layer was not on glitchy streams. With a layer, ``coefficients`` are
+    the layer's share of the stack's (0 for a muted model) plus any direct share of a model. Either layer runs in
+    the stack's compiled call (twin and weights in C: about the stack's cost, BENCHMARKS.md); on the numpy code
+    about twice the stack's.
 
     >>> from edge_app.combiners import make_combiner
     >>> c = make_combiner({"method": "context", "blend": "pair"}, target_index=1)

@@ -1,14 +1,14 @@
 """The compiled kernel of :class:`~model_contract.online_linear.OnlineLinear`: built on first use, else numpy.
 
 ``online_linear_kernel.c`` (beside this file) is OnlineLinear's learn step and forecast in C, and the
-:class:`~model_contract.context_stack.ContextStack`'s learn step around it (its guard, the model, the
-coefficients). On the first :func:`kernel` call it is compiled with the system C compiler (``cc -O2 -shared
--fPIC -ffp-contract=off``: IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache directory
-and loaded with cffi; each record then costs one C call instead of ~30 numpy calls (the context stack's with its
-expert-weighting layer, ``blend: pair`` or ``experts`` of ``edge_app.context_stacking``, in the same call). The library's name carries a
-hash of the source, the flags and the platform, so a changed source or another machine builds anew. The
-directory is created with mode 0700 and a library is loaded only from a directory (and file) owned by this user
-that no one else can write.
+:class:`~model_contract.context_stack.ContextStack`'s steps around it (its guard, the model, the coefficients;
+the expert-weighting layer of ``edge_app.context_stacking``, ``blend: pair`` or ``experts``: its twin model and
+weights, in the same call). On the first :func:`kernel` call it is compiled with the system C compiler (``cc -O2
+-shared -fPIC -ffp-contract=off``: IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache
+directory and loaded with cffi; each record then costs one C call instead of ~30 numpy calls. The library's name
+carries a hash of the source, the flags and the platform, so a changed source or another machine builds anew.
+The directory is created with mode 0700 and a library is loaded only from a directory (and file) owned by this
+user that no one else can write.
 
 Without a compiler or cffi, or if the build fails, every model runs the numpy code (the same algorithm; its dot
 products may sum in another order, a few ulps): logged once, and :func:`status` says which backend runs and why

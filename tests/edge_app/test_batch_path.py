@@ -134,7 +134,11 @@ def _drive(cfg: dict, msgs: list, absurd: Path, good: Path) -> tuple[EdgeApp, di
         i += size
         k += 1
     states = {
-        d: (save_device_state(s, ("b", "s")), s.combiner.model.state(), (s.stats.snapshot(), s.band.snapshot()))
+        d: (
+            save_device_state(s, ("b", "s")),
+            {"stack": s.combiner.model.state(), "layer": s.combiner.expert_weights},  # the pair layer's weights
+            (s.stats.snapshot(), s.band.snapshot()),
+        )
         for d, s in app.devices.items()
     }
     app._shutdown()  # noqa: SLF001 (as after SIGTERM: windows closed, outputs delivered)
@@ -166,9 +170,12 @@ def _files(root: Path) -> dict[str, bytes]:
     return out
 
 
-@pytest.mark.parametrize(("devices", "backend"), [(6, "c"), (1, "c"), (6, "numpy")])
+@pytest.mark.parametrize(
+    ("devices", "backend", "blend"),
+    [(6, "c", "none"), (1, "c", "none"), (6, "numpy", "none"), (6, "c", "pair"), (6, "numpy", "pair")],
+)
 def test_the_batch_path_equals_the_per_record_path(
-    kafka_bootstrap, topic_prefix, calendar_models, turbine_dir, tmp_path, devices, backend, request
+    kafka_bootstrap, topic_prefix, calendar_models, turbine_dir, tmp_path, devices, backend, blend, request
 ):
     request.getfixturevalue("compiled_linear" if backend == "c" else "numpy_linear")
     stream = _stream(turbine_dir, devices, 420 // devices + 120)
@@ -181,6 +188,7 @@ def test_the_batch_path_equals_the_per_record_path(
     runs = {}
     for process in ("record", "batch"):
         cfg = _config(tmp_path, kafka_bootstrap, topic_prefix, readings, models, process)
+        cfg["combination"] = {"strategy": "dynamic", "blend": blend}  # pair: the layer over the stack and its twin
         app, states = _drive(cfg, msgs, absurd, good)
         if process == "batch":  # numpy, several devices: their linear models stepped together (rounds of one: alone)
             assert len(app.batch_buffers.bank) == (devices if devices > 1 and backend == "numpy" else 0)
@@ -228,6 +236,7 @@ def test_the_batch_path_equals_the_per_record_path(
         saved_r, model_r, stats_r = record["states"][device]
         assert json.loads(saved_b) == json.loads(saved_r)
         _close(model_b, model_r, device)
+        assert len(model_r["layer"]) == (2 if blend == "pair" else 0)
         assert stats_b == stats_r
     assert batch["files"] == record["files"]
 

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from model_contract import context_stack, online_linear, online_linear_bank, online_linear_kernel
-from model_contract.context_stack import ContextStack
 from model_contract.online_linear import OnlineLinear
 from tests.model_contract.test_online_linear_equivalence import random_stream, turbine_stream
 
@@ -280,5 +279,58 @@ def test_a_killed_builds_temporary_file_is_removed_by_a_later_build(monkeypatch,
     try:
         assert online_linear_kernel.kernel() is not None
         assert not stale.exists() and live.exists()
+    finally:
+        online_linear_kernel.reset_for_tests()
+
+
+def _use_backend(monkeypatch, backend: str) -> None:
+    """Switch the backend mid-test (models built from now on take it; built ones keep theirs)."""
+    if backend == "numpy":
+        monkeypatch.setenv(online_linear_kernel.ENV_BACKEND, "numpy")
+    else:
+        monkeypatch.delenv(online_linear_kernel.ENV_BACKEND, raising=False)
+    online_linear_kernel.reset_for_tests()
+    assert (online_linear_kernel.kernel() is None) == (backend == "numpy")
+
+
+def _run_layer(stack, records: list, at: int = 0, upto: int | None = None) -> list[float]:
+    out = []
+    for b, s, window, y in records[at:upto]:
+        out.append(stack.predict_one(b, s, window))
+        out.append(stack.coefficients[0])
+        stack.learn_one(b, s, y, stack.context())
+    return out + list(stack.expert_weights)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("config", LAYERS)
+def test_the_layers_forecast_alike_on_both_backends_and_a_saved_stack_moves_across(monkeypatch, config):
+    """``blend: pair`` / ``experts``: the compiled steps and the numpy code forecast the same to 1e-9 (forecasts,
+    coefficients, expert weights), and a stack pickled on one backend carries on on the other as it would have
+    on its own."""
+    import pickle
+
+    from edge_app.context_stacking import ContextStacking
+    from tests.model_contract.test_online_linear_equivalence import close
+
+    records = [(b, s, np.ascontiguousarray(w), y) for b, s, w, y in _stack_stream(3000, 5)]
+    runs, saved = {}, {}
+    try:
+        for backend in ("numpy", "c"):
+            _use_backend(monkeypatch, backend)
+            stack = ContextStacking(**config)
+            stack.bind(target_index=4)
+            runs[backend] = _run_layer(stack, records, 0, 2000)
+            saved[backend] = pickle.dumps(stack)
+            runs[backend] += _run_layer(stack, records, 2000)
+            assert (stack._cs is not None) == (backend == "c")
+        assert len(runs["c"]) == len(runs["numpy"])
+        assert all(close(a, b) for a, b in zip(runs["c"], runs["numpy"], strict=True))
+        for there, back in (("numpy", "c"), ("c", "numpy")):  # saved on one backend, loaded on the other
+            _use_backend(monkeypatch, back)
+            moved = pickle.loads(saved[there])
+            rest = _run_layer(moved, records, 2000)
+            assert all(close(a, b) for a, b in zip(rest, runs[there][-len(rest) :], strict=True))
+            assert (moved._cs is not None) == (back == "c")
     finally:
         online_linear_kernel.reset_for_tests()
