@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition, libversion
 
 from edge_app.config import EdgeConfig
 
@@ -30,6 +30,26 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "allow.auto.create.topics": True,
     "topic.metadata.refresh.interval.ms": 10000,
 }
+# Once librdkafka's prefetch queue holds queued.min.messages, it postpones the next fetch by
+# fetch.queue.backoff.ms (1000 by default): a consumer that drains 20,000 readings in less than a second
+# then waits for input, whatever its speed (a bare echo: 28,000-46,000 readings/s and 50-95 empty polls
+# a pass with the default, 140,000-280,000/s and none at 10 ms; BENCHMARKS.md, issue 18). The setting
+# exists from librdkafka 2.2.0 on (older ones, e.g. Debian 12's 2.0.2 on 32-bit ARM, reject it and keep
+# the fixed 1 s, which a Pi's few thousand readings/s never reach).
+FETCH_QUEUE_BACKOFF_MS = 10
+FETCH_QUEUE_BACKOFF_SINCE = 0x020200FF  # librdkafka 2.2.0 (libversion()[1])
+
+
+def fetch_backoff_settings(version: int) -> dict[str, Any]:
+    """``fetch.queue.backoff.ms`` for a librdkafka of ``version`` (``libversion()[1]``) that knows it, else none.
+
+    >>> fetch_backoff_settings(0x020200FF), fetch_backoff_settings(0x020002FF)
+    ({'fetch.queue.backoff.ms': 10}, {})
+    """
+    return {"fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS} if version >= FETCH_QUEUE_BACKOFF_SINCE else {}
+
+
+CONSUMER_DEFAULTS.update(fetch_backoff_settings(libversion()[1]))
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 2,
     "batch.num.messages": 5000,

@@ -6,12 +6,21 @@ the edge app as a separate process (``python -m edge_app run``), as Greengrass w
 
 1. throughput: preload ``--records`` readings over ``--devices`` devices; a bare consume -> produce
    echo (:func:`echo`: the app's client settings and loop shape, no work) copies them, then the app
-   forecasts them, then the echo copies them again; each measured from the first to the last output
-   (Kafka CreateTime of both records). ``echo_throughput_rps`` is the mean of the two echo runs (the
-   pipeline's own limit on this machine at this moment), ``throughput_ratio`` = app / echo: a figure
-   the machine's load moves far less than either throughput. ``stage_us``: the app's median cost
-   per record and stage in that phase (:mod:`edge_app.stages`, from its exit summary), and
-   ``loop_bound_rps``: 10^6 / the stages' mean µs per record (the loop thread on a core of its own);
+   forecasts them, then the echo copies them again. Both throughputs have one definition
+   (:func:`throughput_rps`): the records over the time from the process's first input in hand (its first
+   non-empty consume: the echo reports it, the app's is its first batch's pickup time, which its first
+   prediction carries as ``lag_ms`` after the reading's CreateTime) to its last output's Kafka CreateTime.
+   Not from the first output: that leaves out the first batch's work, and a process that finds its input
+   already fetched looks arbitrarily fast. ``echo_throughput_rps`` is the mean of the two echo runs (the
+   pipeline's own limit on this machine at this moment), ``throughput_ratio`` = app / echo.
+   ``echo_starved_polls``: the echo's consumes that found nothing (a fetch-bound echo measures librdkafka's
+   fetch scheduling, not the pipeline: with ``fetch.queue.backoff.ms`` at librdkafka's 1000 it waited 50-95
+   times a pass and did 28,000-46,000/s, at the app's 10 ms none and 140,000-280,000/s; BENCHMARKS.md).
+   ``--consumer-conf`` changes the consumer settings of the app and the echo alike. ``stage_us``: the app's
+   median cost per record and stage in that phase (:mod:`edge_app.stages`, from its exit summary),
+   ``loop_bound_rps``: 10^6 / the stages' mean µs per record (the loop thread on a core of its own), and
+   ``threads``: CPU and run-queue seconds of the edge's threads (``main`` = the loop, ``python`` = its
+   uploader and swapper) and of the broker over the phase (:mod:`hybridstream.devtools.thread_cpu`);
 2. latency: a fresh app process; at a steady ``--rate`` records/s, each reading's CreateTime to its
    prediction's CreateTime (joined by the idempotency key), p50/p99; the same through the echo
    (``pipeline_floor_latency_ms``) first;
@@ -37,6 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from hybridstream.datasets import TURBINE
+from hybridstream.devtools.thread_cpu import thread_times, times_between, total
+from hybridstream.servers.process import read_pid
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = TURBINE
@@ -50,9 +61,11 @@ def bench_config(
     slow_turn_ms: float,
     forecasts: bool = True,
     process: str = "batch",
+    consumer: dict | None = None,
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
-    ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path)."""
+    ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path;
+    ``consumer``: extra librdkafka consumer settings, ``kafka.consumer``)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -66,6 +79,7 @@ def bench_config(
         log_interval_s=5.0,
         log_slow_turn_ms=slow_turn_ms,
         process=process,
+        **({"kafka": {"consumer": consumer}} if consumer else {}),
     )
 
 
@@ -132,20 +146,47 @@ def _read_range(consumer, topic: str, start: int, end: int) -> list:
     return out
 
 
-def echo(bootstrap: str, src: str, dst: str, count: int, start: int) -> None:
-    """Control for the latency phase: consume ``src`` from offset ``start`` and produce each record to ``dst``
-    at once, with the edge app's client settings and loop shape but no work: the latency floor of
-    broker + clients + machine."""
+def throughput_rps(count: int, first_input_ms: float, last_output_ms: float) -> float:
+    """Records per second of one consume -> produce pass: the one definition for the app and the echo.
+
+    ``count`` records, from the moment the process first had input in hand (its first non-empty consume,
+    wall clock in ms) to its last output's Kafka CreateTime (the producer's wall clock at ``produce()``; same
+    host, same clock). Not first output to last output: that span leaves out the time to the first output
+    (a whole batch of work for the app, one record for the echo) and shrinks to nothing when a process
+    finds most of its input already fetched.
+
+    >>> throughput_rps(150_000, 1_000.0, 7_000.0)
+    25000.0
+    """
+    span_s = (last_output_ms - first_input_ms) / 1000.0
+    if count <= 0 or span_s <= 0:
+        raise ValueError(f"no throughput from {count} records over {span_s:.3f} s (first input to last output)")
+    return count / span_s
+
+
+def echo(bootstrap: str, src: str, dst: str, count: int, start: int, consumer_conf: dict | None = None) -> dict:
+    """Consume ``src`` from offset ``start`` and produce each record to ``dst`` at once, with the edge app's
+    client settings (and ``consumer_conf``, as the app's config gets it) and loop shape but no work: the
+    limit of broker + clients + machine. Returns when its first input arrived (``first_input_ms``, as the
+    app's first batch's ``picked`` time), how often it found nothing to consume (``starved_polls``: a
+    consume that waited for the broker) and its CPU seconds (all threads)."""
     from confluent_kafka import Consumer, Producer, TopicPartition
 
     from edge_app.kafka_io import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-echo", **CONSUMER_DEFAULTS})
+    conf = {"bootstrap.servers": bootstrap, "group.id": "bench-echo", **CONSUMER_DEFAULTS, **(consumer_conf or {})}
+    consumer = Consumer(conf)
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS})
     consumer.assign([TopicPartition(src, 0, start)])
-    seen = 0
+    seen = starved = 0
+    first_input_ms = None
     while seen < count:
         msgs = consumer.consume(2000, 0) or consumer.consume(1, 0.05)
+        if not msgs:
+            starved += 1
+            continue
+        if first_input_ms is None:
+            first_input_ms = time.time() * 1000.0
         for m in msgs:
             if m.error() is None:
                 producer.produce(dst, m.value(), m.key())
@@ -153,23 +194,38 @@ def echo(bootstrap: str, src: str, dst: str, count: int, start: int) -> None:
         producer.poll(0)
     producer.flush(30)
     consumer.close()
+    user, system = os.times()[:2]
+    return {"first_input_ms": first_input_ms, "records": seen, "starved_polls": starved, "cpu_s": user + system}
 
 
-def _echo_throughput(bootstrap: str, env: dict, count: int, dst: str, dst_from: int) -> float:
-    """The bare echo's throughput (records/s) over the preloaded readings: ``count`` records consumed from
-    ``sensor.readings`` and produced to ``dst`` by a separate process (:func:`echo`, the app's client settings
-    and loop shape), from the first output's CreateTime to the last's, as the app's throughput is measured."""
+def _echo_throughput(
+    bootstrap: str, env: dict, count: int, dst: str, dst_from: int, consumer_conf: dict | None = None
+) -> dict:
+    """The bare echo over the preloaded readings: ``count`` records consumed from ``sensor.readings`` and
+    produced to ``dst`` by a separate process (:func:`echo`); its throughput by :func:`throughput_rps`, as
+    the app's, with the echo's own figures (``starved_polls``, ``cpu_us``: its CPU per record)."""
     from confluent_kafka import Consumer
 
     cmd = [sys.executable, "-m", "hybridstream.devtools.edge_bench", "--echo", bootstrap, "sensor.readings", dst]
-    subprocess.run([*cmd, str(count), "0"], check=True, env=env, cwd=REPO, timeout=600)
+    cmd += [str(count), "0", "--consumer-conf", json.dumps(consumer_conf or {})]
+    out = subprocess.run(cmd, check=True, env=env, cwd=REPO, timeout=600, capture_output=True, text=True)
+    ran = json.loads(out.stdout.strip().splitlines()[-1])
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-echo-watch", "enable.auto.commit": False})
     try:
-        first = _read_at(watcher, dst, dst_from).timestamp()[1]
         last = _read_at(watcher, dst, dst_from + count - 1).timestamp()[1]
     finally:
         watcher.close()
-    return (count - 1) / max((last - first) / 1000.0, 1e-9)
+    return {
+        "rps": throughput_rps(count, ran["first_input_ms"], last),
+        "starved_polls": ran["starved_polls"],
+        "cpu_us": ran["cpu_s"] / count * 1e6,
+    }
+
+
+def _reading_key(msg) -> str:
+    """A reading's idempotency key as its prediction carries it (``device|Date_time``)."""
+    rec = json.loads(msg.value())
+    return f"{rec['device']}|{rec['Date_time']}"
 
 
 def _start_edge(work: Path, config: Path, env: dict, log_name: str) -> tuple[subprocess.Popen, Path]:
@@ -302,16 +358,21 @@ def run_bench(args: argparse.Namespace) -> dict:
         if loaded.sent != args.records or loaded.errors:
             raise RuntimeError(f"preload failed: {loaded.to_dict()}")
 
-        config = bench_config(work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process)
+        consumer_conf = json.loads(args.consumer_conf)
+        config = bench_config(
+            work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process, consumer_conf
+        )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         create_topics(bootstrap, ["echo.tp", "echo.in", "echo"])
         # the pipeline's own limit: the same records, broker and client settings through a bare echo, before
         # and after the app (the mean of the two is the figure: the machine's load drifts during a run)
-        echo_runs = [_echo_throughput(bootstrap, env, args.records, "echo.tp", 0)]
-        _say(f"echo throughput: {echo_runs[0]:,.0f} rec/s")
+        echoes = [_echo_throughput(bootstrap, env, args.records, "echo.tp", 0, consumer_conf)]
+        _say(f"echo throughput: {echoes[0]['rps']:,.0f} rec/s ({echoes[0]['starved_polls']} starved polls)")
         edge, log_path = _start_edge(work, config, env, "edge-throughput.log")
         sampler = RssSampler(edge.pid)
         sampler.start()
+        broker_pid = read_pid(servers.kafka().pid_file)
+        cpu_before = {"edge": thread_times(edge.pid), "broker": thread_times(broker_pid)}
 
         watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watch", "enable.auto.commit": False})
         deadline = time.monotonic() + args.timeout
@@ -320,17 +381,28 @@ def run_bench(args: argparse.Namespace) -> dict:
                 raise RuntimeError(f"edge app exited ({edge.returncode}):\n{log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"throughput phase timed out:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
-        first = _read_at(watcher, "predictions", 0).timestamp()[1]
+            time.sleep(0.1)
+        threads = {k: times_between(v, thread_times(edge.pid if k == "edge" else broker_pid))
+                   for k, v in cpu_before.items()}  # fmt: skip
+        # the app's first input: its first batch's pickup time, which every prediction of that batch carries
+        # (lag_ms = picked - the reading's CreateTime); reading 0 is the first prediction's (preloaded in order)
+        first_out = _read_at(watcher, "predictions", 0)
+        first_in = _read_at(watcher, "sensor.readings", 0)
+        first_pred = json.loads(first_out.value())
+        if first_pred["key"] != _reading_key(first_in):
+            raise RuntimeError(f"prediction 0 is not reading 0's: {first_pred['key']} != {_reading_key(first_in)}")
+        first_input_ms = first_in.timestamp()[1] + first_pred["lag_ms"]
         last = _read_at(watcher, "predictions", args.records - 1).timestamp()[1]
-        throughput = (args.records - 1) / max((last - first) / 1000.0, 1e-9)
-        _say(f"throughput: {args.records} predictions in {(last - first) / 1000:.2f}s = {throughput:,.0f} rec/s")
+        throughput = throughput_rps(args.records, first_input_ms, last)
+        span_s = (last - first_input_ms) / 1000
+        _say(f"throughput: {args.records} predictions in {span_s:.2f}s = {throughput:,.0f} rec/s")
         # the throughput phase's own process: its exit summary holds the cost per stage of exactly these batches
         tp_counters = _stop_edge(edge, log_path)
         rss = sampler.stop()
         edge = None
-        echo_runs.append(_echo_throughput(bootstrap, env, args.records, "echo.tp", args.records))
-        _say(f"echo throughput (after): {echo_runs[1]:,.0f} rec/s")
+        echoes.append(_echo_throughput(bootstrap, env, args.records, "echo.tp", args.records, consumer_conf))
+        _say(f"echo throughput (after): {echoes[1]['rps']:,.0f} rec/s ({echoes[1]['starved_polls']} starved polls)")
+        echo_runs = [e["rps"] for e in echoes]
         echo_rps = float(np.mean(echo_runs))
         stages = tp_counters.get("stage_us", {})
         _say(f"edge/echo throughput {throughput / echo_rps:.3f}; stage us/record (median): {stages.get('p50_us')}")
@@ -358,18 +430,15 @@ def run_bench(args: argparse.Namespace) -> dict:
                 "echo",
             ]
             echo_proc = subprocess.Popen(
-                [*echo_cmd, str(n_lat), str(echo_from)],
+                [*echo_cmd, str(n_lat), str(echo_from), "--consumer-conf", json.dumps(consumer_conf)],
                 env=env,
                 cwd=REPO,
+                stdout=subprocess.DEVNULL,  # its summary line: the driver's last line is the bench's JSON
             )
             time.sleep(3)
             echo_devices = [f"echo-{i + 1}" for i in range(args.devices)]
 
-            def _key(m) -> str:
-                rec = json.loads(m.value())
-                return f"{rec['device']}|{rec['Date_time']}"
-
-            floor = _steady_latency(bootstrap, env, echo_devices, n_lat, args.rate, "echo", _key, "echo.in")
+            floor = _steady_latency(bootstrap, env, echo_devices, n_lat, args.rate, "echo", _reading_key, "echo.in")
             floor.pop("_values")
             floor.pop("_outs")
             echo_proc.wait(60)
@@ -405,6 +474,12 @@ def run_bench(args: argparse.Namespace) -> dict:
             "throughput_rps": round(throughput, 1),
             "echo_throughput_rps": round(echo_rps, 1),
             "echo_throughput_runs": [round(x, 1) for x in echo_runs],
+            "echo_starved_polls": [e["starved_polls"] for e in echoes],  # consumes that found nothing: fetch-bound
+            "echo_cpu_us": [round(e["cpu_us"], 2) for e in echoes],  # the echo process's CPU per record
+            # the throughput phase per thread (edge: main = the loop) and the broker: CPU and run-queue seconds
+            "throughput_span_s": round(span_s, 3),
+            "threads": {"edge": threads["edge"], "broker": total(threads["broker"])},
+            "consumer_conf": consumer_conf,
             "throughput_ratio": round(ratio, 3),
             "stage_us": stages.get("p50_us"),  # the edge's median cost per record and stage, throughput phase
             "stage_us_mean": stages.get("mean_us"),
@@ -471,10 +546,17 @@ def main(argv: list[str] | None = None) -> int:
         help="the app's processing path: each polled batch stage by stage (batch, the default) or record by record",
     )
 
+    parser.add_argument(
+        "--consumer-conf",
+        default="{}",
+        help="extra librdkafka consumer settings (JSON) for the app and the echo alike, e.g. "
+        "'{\"fetch.queue.backoff.ms\": 1000}' (none)",
+    )
     parser.add_argument("--echo", nargs=5, metavar=("BOOTSTRAP", "SRC", "DST", "N", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
-        echo(args.echo[0], args.echo[1], args.echo[2], int(args.echo[3]), int(args.echo[4]))
+        conf = json.loads(args.consumer_conf)
+        print(json.dumps(echo(args.echo[0], args.echo[1], args.echo[2], int(args.echo[3]), int(args.echo[4]), conf)))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     result = run_bench(args)
