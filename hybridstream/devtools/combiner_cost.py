@@ -12,8 +12,12 @@
   linear twin, persistence, batch, speed and static, exponentially weighted); ``pair_us``: the layer over the
   stack and its twin only (``{"blend": "pair"}``).
 
-The last line is JSON (BENCHMARKS.md, "Context stacking's cost"). Other work on the machine inflates
-CPU time less than wall time, but still: run it on a quiet machine.
+The last line is JSON (BENCHMARKS.md, "Context stacking's cost"): those figures for the backend this process
+runs (the compiled kernel, or the numpy code with ``HYBRIDSTREAM_LINEAR_KERNEL=numpy``). ``--backends c,numpy``
+times each backend in turn in one process, the repetitions interleaved (a ratio from one run holds on a busy
+machine), and prints ``{"backends": {"c": {...}, "numpy": {...}}, ...}`` with each backend's ``pair_extra_us``
+(``pair_us - context_us``). Other work on the machine inflates CPU time less than wall time, but still: run it
+on a quiet machine.
 """
 
 from __future__ import annotations
@@ -63,26 +67,64 @@ def context_us(records: int, seed: int = 0, config: dict | None = None) -> float
     return (time.process_time() - t0) / records * 1e6
 
 
+def combiners_us(records: int, width: int) -> dict[str, float]:
+    """One timing of each combiner on the backend the kernel module chose (µs per record)."""
+    from model_contract import online_linear_kernel
+
+    online_linear_kernel.kernel()  # loaded (or built) before any clock starts
+    return {
+        "online_linear_us": online_linear_us(records, width),
+        "context_us": context_us(records),
+        "experts_us": context_us(records, config={"blend": "experts"}),
+        "pair_us": context_us(records, config={"blend": "pair"}),
+    }
+
+
+def use_backend(name: str) -> None:
+    """Make models built from now on run ``name`` ("c": the compiled kernel, "numpy": the numpy code)."""
+    from model_contract import online_linear_kernel
+
+    if name == "numpy":
+        os.environ[online_linear_kernel.ENV_BACKEND] = "numpy"
+    else:
+        os.environ.pop(online_linear_kernel.ENV_BACKEND, None)
+    online_linear_kernel.reset_for_tests()  # the next model decides again, from the environment just set
+    if name == "c" and online_linear_kernel.kernel() is None:
+        raise SystemExit(f"combiner_cost: no compiled kernel: {online_linear_kernel.status()['reason']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="combiner_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=100_000, help="records timed (100000)")
     parser.add_argument("--width", type=int, default=17, help="online_linear inputs (17: d = 18 with the bias)")
     parser.add_argument("--repeat", type=int, default=2, help="repetitions; the lowest is reported (2)")
+    parser.add_argument(
+        "--backends",
+        default="",
+        help="comma-separated backends timed in turn in this process: c, numpy (default: the one this process runs)",
+    )
     args = parser.parse_args(argv)
-    ol = min(online_linear_us(args.records, args.width) for _ in range(args.repeat))
-    ctx = min(context_us(args.records) for _ in range(args.repeat))
-    exp = min(context_us(args.records, config={"blend": "experts"}) for _ in range(args.repeat))
-    pair = min(context_us(args.records, config={"blend": "pair"}) for _ in range(args.repeat))
+    names = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if any(b not in ("c", "numpy") for b in names):
+        parser.error(f"--backends takes c and/or numpy, not {args.backends!r}")
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(args.repeat):
+        for name in names or [""]:
+            if name:
+                use_backend(name)
+            got = combiners_us(args.records, args.width)
+            mine = best.setdefault(name, got)
+            for key, value in got.items():
+                mine[key] = min(mine[key], value)
+    tail = {"records": args.records, "width": args.width, "loadavg_1m": round(os.getloadavg()[0], 2)}
+    if not names:
+        print(json.dumps({k: round(v, 2) for k, v in best[""].items()} | tail))
+        return 0
     out = {
-        "online_linear_us": round(ol, 2),
-        "context_us": round(ctx, 2),
-        "experts_us": round(exp, 2),
-        "pair_us": round(pair, 2),
-        "records": args.records,
-        "width": args.width,
-        "loadavg_1m": round(os.getloadavg()[0], 2),
+        name: {k: round(v, 2) for k, v in got.items()} | {"pair_extra_us": round(got["pair_us"] - got["context_us"], 2)}
+        for name, got in best.items()
     }
-    print(json.dumps(out))
+    print(json.dumps({"backends": out} | tail))
     return 0
 
 

@@ -6,7 +6,9 @@
 readings over ``--devices`` devices (5; each CSV row once per device, in turn), consumes them once,
 and hands the same records, in batches of ``--batch`` (the app's ``kafka.batch_size``), to an
 :class:`~edge_app.app.EdgeApp` per path
-(``--process batch,record``; its predictions go to the broker). Per path it prints the app's
+(``--process batch,record``; its predictions go to the broker), and per ``--blend`` (``none,pair``: the
+default context stack and ``blend: pair`` over it, each path with each in turn: key ``batch`` for ``none``,
+``batch/pair`` for ``pair``; a repeated one gets ``#2``, ...). Per path it prints the app's
 ``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages) and the
 process's CPU time per record (every thread: librdkafka's too). No consumer in the timed part, so
 these are the app's own costs; the machine's load inflates them less than wall time, but still
@@ -71,18 +73,25 @@ def run(args: argparse.Namespace) -> dict:
             msgs += [m for m in consumer.consume(5000, 1.0) if m.error() is None]
         consumer.close()
         knows_process = "process" in {f.name for f in dataclasses.fields(EdgeConfig)}
-        for path in args.process.split(","):
+        runs = [(p, b) for p in args.process.split(",") for b in args.blend.split(",")]
+        for i, (process, blend) in enumerate(runs):
+            path = process if blend == "none" else f"{process}/{blend}"
+            if path in out["paths"]:  # a repeated run (interleaved with the others): its own key
+                path += f"#{sum(k.split('#')[0] == path for k in out['paths']) + 1}"
+            name = f"{i}-" + path.replace("/", "-").replace("#", "-")  # its own state: a fresh device history
             cfg = {
-                "thing_name": f"stages-{path}",
+                "thing_name": f"stages-{name}",
                 "bootstrap": broker.bootstrap,
-                "topics": {"predictions": f"predictions.{path}"},
+                "topics": {"predictions": f"predictions.{name}"},
                 "models": {"batch": str(batch), "speed": str(speed)},
-                "state_dir": str(work / path / "state"),
-                "windows": {"max_records": 1000, "max_seconds": 600, "local_root": str(work / path / "uploads")},
+                "state_dir": str(work / name / "state"),
+                "windows": {"max_records": 1000, "max_seconds": 600, "local_root": str(work / name / "uploads")},
                 "metrics_interval_s": 5.0,
             }
+            if blend != "none":  # a layer over the default context stack
+                cfg["combination"] = {"strategy": "dynamic", "blend": blend}
             if knows_process:  # code before the batch path has one path only (call it anything)
-                cfg["process"] = path
+                cfg["process"] = process
             app = EdgeApp(EdgeConfig.from_dict(cfg))
             _say(f"{path}: {len(msgs)} records in batches of {args.batch}")
             cpu, wall = time.process_time(), time.perf_counter()
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="records per processed batch (2000: kafka.batch_size)")
     parser.add_argument("--process", default="record,batch", help="paths, comma-separated (record,batch)")
     parser.add_argument("--models", default=None, help="a folder with batch/*/model.tflite and speed/*/ (else trained)")
+    parser.add_argument("--blend", default="none", help="stack layers, in turn: none, pair, experts (none)")
     parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
