@@ -1,6 +1,6 @@
 /* OnlineLinear's learn step and forecast in C: model_contract/online_linear.py, the same algorithm step by step.
  *
- * Built on first use by model_contract/online_linear_kernel.py (cc -O2 -shared -fPIC -ffp-contract=off: IEEE
+ * Built on first use by model_contract/online_linear_kernel.py (cc -O3 -shared -fPIC -ffp-contract=off: IEEE
  * semantics, no fused multiply-add, no fast-math) and called through cffi. Every elementwise step is the
  * IEEE operation the numpy code does (the same order of operations in every expression); the dot products
  * sum in index order, where numpy's BLAS may group them otherwise (a difference of a few ulps). The state is

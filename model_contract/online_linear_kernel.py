@@ -3,7 +3,7 @@
 ``online_linear_kernel.c`` (beside this file) is OnlineLinear's learn step and forecast in C, and the
 :class:`~model_contract.context_stack.ContextStack`'s steps around it (its guard, the model, the coefficients;
 the expert-weighting layer of ``edge_app.context_stacking``, ``blend: pair`` or ``experts``: its twin model and
-weights, in the same call). On the first :func:`kernel` call it is compiled with the system C compiler (``cc -O2
+weights, in the same call). On the first :func:`kernel` call it is compiled with the system C compiler (``cc -O3
 -shared -fPIC -ffp-contract=off``: IEEE arithmetic, no fused multiply-adds, no fast-math) into a private cache
 directory and loaded with cffi; each record then costs one C call instead of ~30 numpy calls. The library's name
 carries a hash of the source, the flags and the platform, so a changed source or another machine builds anew.
@@ -41,7 +41,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("online_linear_kernel.c")
-FLAGS = ("-O2", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
+FLAGS = ("-O3", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math")
 ENV_BACKEND = "HYBRIDSTREAM_LINEAR_KERNEL"  # "numpy": never build or load the kernel
 ENV_CACHE = "HYBRIDSTREAM_KERNEL_CACHE"
 BUILD_TIMEOUT_S = 120.0
