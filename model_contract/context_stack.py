@@ -222,12 +222,14 @@ class ContextStack:
     @property
     def coefficients(self) -> tuple[float, float]:
         """The last forecast's coefficients on (batch - last, speed - last), 0 for a muted model."""
-        return self._w
+        g = self._g  # = self._w, read directly (twice a reading on the hot path)
+        return (g.item(12), g.item(13))
 
     @property
     def weights(self) -> tuple[float, float]:
         """:attr:`coefficients` (the name every combiner answers to; published as the record's ``weights``)."""
-        return self._w
+        g = self._g
+        return (g.item(12), g.item(13))
 
     def predict_one(self, batch: float, speed: float, window: np.ndarray | None = None) -> float:
         m = self.model
