@@ -102,6 +102,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
     )
     run.add_argument(
+        "--speed-windows",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train each speed model (still one every --window rows) on the last K windows, K x --window rows "
+        "(fewer at the stream's start; default 1: the window that just closed)",
+    )
+    run.add_argument(
         "--warm-start",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -420,6 +428,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         if args.speed_epochs
         else opts.speed_cfg,
         warm_start=DEFAULT_WARM_START if args.warm_start is None else args.warm_start,
+        speed_windows=args.speed_windows,
         warm_combiner=args.warm_combiner,
         cache_dir=opts.cache_dir,
         log=_log,

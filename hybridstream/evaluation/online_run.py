@@ -181,6 +181,7 @@ def run_stream(
     cfg=None,
     speed_cfg=None,
     warm_start: bool = False,
+    speed_windows: int = 1,
     combiner: Mapping | None = None,
     warm_combiner: bool = True,
     cache_dir: Path | None = None,
@@ -193,6 +194,8 @@ def run_stream(
     ``variants``: more dynamic combiner configs (label -> config, e.g. an ablation's), replayed beside
     ``dynamic`` in the same pass (same models, same rule for learning) into :attr:`RunResult.variants`.
     Models are cached by content version in ``cache_dir`` (the speed models too: a re-run replays only).
+    ``speed_windows``: each speed model (still one every ``window`` rows) is trained on the last
+    ``speed_windows`` windows of the stream (fewer at its start), not only the one that just closed.
     """
     from edge_app.combiners import make_combiner  # noqa: PLC0415
     from model_contract.runtime import TFLiteModel  # noqa: PLC0415
@@ -202,6 +205,8 @@ def run_stream(
     speed_cfg = speed_cfg or cfg
     if window < 2 * (spec.max_lag + spec.horizon) + 10:
         raise ValueError(f"window {window} is too small for lags {spec.lags} and horizon {spec.horizon}")
+    if speed_windows < 1:
+        raise ValueError(f"speed_windows must be >= 1, not {speed_windows}")
     log(f"batch model: training on {len(train)} rows ({len(spec.columns)} columns, target {spec.target})...")
     content, manifest, batch_weights = cached_model(train, spec, cfg, cache_dir, log, kind="batch")
     with quiet_native_output():
@@ -266,7 +271,8 @@ def run_stream(
             pending.append((j, b, s, win.copy(), dynamic.context() if uses_window else None, speed_id, octx))
         buf.push_row(test[t])
         if (t + 1) % window == 0 and t + 1 < n:
-            rows = test[t + 1 - window : t + 1]
+            first = max(0, t + 1 - speed_windows * window)
+            rows = test[first : t + 1]
             t0 = time.perf_counter()
             init = batch_weights if warm_start else None
             tfl, man, _ = cached_model(
@@ -282,9 +288,9 @@ def run_stream(
             with quiet_native_output():
                 ready.append((t + 1, TFLiteModel.from_manifest(tfl, man)))
             secs = time.perf_counter() - t0
-            speed_info.append({"first_row": t + 1 - window, "serves_from": t + 1, "seconds": round(secs, 2)})
+            speed_info.append({"first_row": first, "serves_from": t + 1, "seconds": round(secs, 2)})
             log(
-                f"speed model {len(speed_info)} (rows {t + 2 - window}-{t + 1} of {n}) trained in {secs:.1f} s, "
+                f"speed model {len(speed_info)} (rows {first + 1}-{t + 1} of {n}) trained in {secs:.1f} s, "
                 f"holdout RMSE {man.metrics['rmse']:.4g}; elapsed {time.perf_counter() - started:.0f} s"
             )
         if progress_every and (t + 1) % progress_every == 0:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hybridstream.cli import main
+from hybridstream.evaluation.online_run import RunResult
 
 APPROACHES = {"batch", "speed", "static", "dynamic", "persistence", "online_linear"}
 
@@ -61,10 +62,18 @@ def test_eval_run_scores_all_six_approaches_on_hourly_csvs(hourly, capsys, tmp_p
         "2",
         "--cache-dir",
         str(tmp_path / "cache"),
+        "--speed-windows",
+        "2",
+        "--save",
+        str(tmp_path / "run.npz"),
         "--json",
     )
     assert code == 0, err
     summary = json.loads(out.strip().splitlines()[-1])
+    # --speed-windows 2: still one speed model every 300 rows, each on the last 2 windows (the first: the one there is)
+    models = RunResult.load(tmp_path / "run.npz").speed_models
+    assert [(m["first_row"], m["serves_from"]) for m in models] == [(0, 300), (0, 600), (300, 900)]
+    assert "speed model 3 (rows 301-900 of 1200)" in err
     assert set(summary) == {"approaches", "retrains", "rows", "horizon", "counters"}
     assert set(summary["approaches"]) == APPROACHES
     for name, scores in summary["approaches"].items():
