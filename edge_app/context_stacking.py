@@ -146,7 +146,9 @@ class ContextStacking(ContextStack, Configurable):
         """The expert-weighting layer (pair or experts) into the compiled steps: the twin's kernel struct and the
         layer's state array (the C steps update both in place); the twin guard (``twin=True``) runs in Python."""
         ew, twin = self._experts, self._twin
-        if ew is None or twin is None or not twin._d:  # noqa: SLF001 (no twin model yet: after its first record)
+        if ew is None or twin is None:  # the twin guard: Python (not asked again until the model changes)
+            return False
+        if not twin._d:  # noqa: SLF001 (no twin model yet: it starts with its first record)
             self._csk = None  # asked again on the next record
             return False
         t = twin._kc if twin._kc is not None else twin._kernel()  # noqa: SLF001

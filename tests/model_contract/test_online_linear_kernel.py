@@ -334,3 +334,21 @@ def test_the_layers_forecast_alike_on_both_backends_and_a_saved_stack_moves_acro
             assert (moved._cs is not None) == (back == "c")
     finally:
         online_linear_kernel.reset_for_tests()
+
+
+@pytest.mark.parametrize("config", [{}, {"blend": "pair"}, {"twin": True}])
+def test_the_compiled_steps_are_built_once(compiled_linear, config):
+    """The compiled steps' struct is built once the models exist, not per record: also for a layer the kernel does
+    not run (``twin: true``, which once asked again on every record) and for the pair layer's cold twin."""
+    from edge_app.combiners import make_combiner
+
+    stack = make_combiner(config, target_index=1)
+    built = stack._compiled
+    calls = []
+    stack._compiled = lambda: calls.append(1) or built()
+    y = np.cumsum(np.random.default_rng(0).normal(size=300))
+    for t in range(1, 298):
+        window = np.array([[0.0, y[t - 1]], [1.0, y[t]]])
+        stack.predict_one(y[t + 1], y[t], window)
+        stack.learn_one(y[t + 1], y[t], y[t + 1], stack.context())
+    assert len(calls) == 1 and (stack._cs is not None) == (not config.get("twin"))
