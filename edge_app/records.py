@@ -121,9 +121,23 @@ def parse_reading(
     ts = obj.get(spec.timestamp_column)
     if ts is None:
         raise BadRecord("missing_timestamp", spec.timestamp_column)
-    epoch = parse_timestamp(ts, min_epoch, max_epoch)
+    global _stamp
+    last = _stamp  # (text, epoch), replaced whole: another thread's update never mixes two readings' halves
+    if ts.__class__ is str and ts == last[0]:  # the previous reading's timestamp (devices that report in step)
+        epoch = last[1]
+        if epoch < min_epoch or epoch > max_epoch:
+            epoch = parse_timestamp(ts, min_epoch, max_epoch)  # raises the reason
+    else:
+        epoch = parse_timestamp(ts, min_epoch, max_epoch)
+        if ts.__class__ is str:
+            _stamp = (ts, epoch)
     values = spec.parse_values(obj)
     return Reading(device, ts if isinstance(ts, str) else str(ts), epoch, values, values[spec.target_index])
+
+
+# the last timestamp text parse_reading parsed and its epoch: readings of devices that report in step (a farm's
+# turbines every 10 minutes) share it, and parse_timestamp (an ISO parse and a datetime) is a pure function of it
+_stamp: tuple[Any, float] = (None, 0.0)
 
 
 def idempotency_key(device: str, timestamp: str) -> str:

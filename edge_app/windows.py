@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from edge_app.csv_lines import CsvLine
-from edge_app.forecasts import FORECAST_COLUMNS, NO_FORECAST, interval_cells
+from edge_app.csv_lines import CsvLine, float_cells
+from edge_app.forecasts import FORECAST_COLUMNS, NO_FORECAST, NO_INTERVAL, interval_cells
 from edge_app.records import Reading
 from model_contract import FeatureSpec
 from model_contract.layout import window_key  # the S3 layout is the contract's (re-exported for the uploader)
@@ -176,10 +176,19 @@ class WindowSpool:
         elif made is None:
             w.lines.append(self._line((reading.timestamp, reading.device, *reading.values, *NO_FORECAST)))
         else:
-            w.lines.append(self._line(
-                (reading.timestamp, reading.device, *reading.values, made.batch, made.speed, made.hybrid,
-                 batch_version, made.speed_version, *interval_cells(made, band))
-            ))  # fmt: skip
+            cells = interval_cells(made, band)
+            # the floats in two runs of one orjson call each (float_cells), checked as CsvLine checks its lines
+            nums = float_cells([*reading.values, made.batch, made.speed, made.hybrid])
+            tail = ",," if cells is NO_INTERVAL else float_cells(cells)
+            line = None
+            if nums is not None and tail is not None:
+                line = f"{reading.timestamp},{reading.device},{nums},{batch_version},{made.speed_version},{tail}\r\n"
+            if line is None or not self._line.plain(line):
+                line = self._line(
+                    (reading.timestamp, reading.device, *reading.values, made.batch, made.speed, made.hybrid,
+                     batch_version, made.speed_version, *cells)
+                )  # fmt: skip
+            w.lines.append(line)
         w.rows += 1
         w.held += 1
         w.last_ts = reading.timestamp

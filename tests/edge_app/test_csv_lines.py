@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_app.csv_lines import CsvLine
+from edge_app.csv_lines import CsvLine, float_cells
 from edge_app.forecasts import FORECAST_COLUMNS
 from edge_app.records import Reading
 from edge_app.state import Pending
@@ -98,3 +98,43 @@ def test_the_spools_window_files_equal_the_csv_modules(tmp_path: Path) -> None:
         files = by_device[device]
         assert files[0] == "".join(_csv(row) for row in rows[:8]).encode()
         assert files[1] == (_csv(rows[0]) + "".join(_csv(row) for row in rows[8:])).encode()
+
+
+def test_float_cells_is_the_csv_modules_text_or_none() -> None:
+    """One orjson call for a run of floats: where it answers, exactly str() of each joined by commas."""
+    rng = random.Random(7)
+    pool = TRICKY_FLOATS + OTHER + [2.5e-4, 1e-4, 9.99e-5, 1e-5, 9999999999999998.0, 1e16 - 2, 40.0, -17.7]
+    answered = 0
+    for _ in range(4000):
+        run = [rng.choice(pool) for _ in range(rng.randint(1, 6))]
+        run += [rng.uniform(-1e3, 1e3) * 10.0 ** rng.randint(-8, 17) for _ in range(rng.randint(0, 6))]
+        got = float_cells(run)
+        if got is not None:
+            answered += 1
+            assert got == _csv(tuple(run))[:-2], run  # the cells without the line end
+    assert answered > 100  # the fast path is taken (and checked) often
+
+
+def test_a_window_of_ordinary_readings_takes_the_fast_rows_and_equals_the_csv_modules(tmp_path: Path) -> None:
+    spec = FeatureSpec(columns=("a", "b", "c", "d", "e"), target="e")
+    closed: list[Path] = []
+    spool = WindowSpool(
+        tmp_path, spec, max_records=500, max_seconds=None, on_closed=lambda p, m: closed.append(p), forecasts=True
+    )
+    rng = random.Random(3)
+    rows = [(spec.timestamp_column, spec.device_column, *spec.columns, *FORECAST_COLUMNS)]
+    for i in range(500):
+        values = [round(rng.uniform(10, 80), rng.randint(0, 4)) for _ in range(5)]
+        r = Reading("turbine-1", f"2017-01-14T{i // 60 % 24:02d}:{i % 60:02d}:00+00:00", 1484352000.0 + 60 * i,
+                    values, values[-1])  # fmt: skip
+        made = Pending(r.target + rng.gauss(0, 1), r.target + rng.gauss(0, 1), r.target + rng.gauss(0, 0.5), "s1")
+        band, interval = None, ("", "", "")
+        if i % 2:
+            made.band = [rng.uniform(0.1, 2), rng.uniform(2, 4)]
+            band = SimpleNamespace(index=i % 2, run=i % 3, min_run=2)
+            w = made.band[i % 2]
+            interval = (made.hybrid - w, made.hybrid + w, 1 if i % 3 >= 2 else 0)
+        spool.add(r, made, "b1", band)
+        rows.append((r.timestamp, r.device, *values, made.batch, made.speed, made.hybrid, "b1", "s1", *interval))
+    assert len(closed) == 1
+    assert closed[0].read_bytes() == "".join(_csv(row) for row in rows).encode()

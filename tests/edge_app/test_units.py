@@ -327,3 +327,19 @@ def test_the_interval_fragment_parses_to_the_reference_structure_and_bad_interva
     ):
         with pytest.raises(ConfigError, match=f"intervals: .*{match}"):
             EdgeConfig.from_dict({"models": {"batch": "m.tflite"}, "intervals": bad})
+
+
+def test_a_timestamp_shared_by_readings_in_a_row_is_parsed_once_and_checked_each_time() -> None:
+    """parse_reading keeps the last timestamp text's epoch (devices reporting in step share it): the bounds
+    still apply to every reading, with the same reasons."""
+    spec = FeatureSpec(columns=("a", "b"), target="b")
+    raw = b'{"device": "d%d", "Date_time": "2017-01-14T01:00:00+01:00", "a": 1, "b": 2}'
+    first = parse_reading(raw % 1, None, spec, max_epoch=2e9)
+    again = parse_reading(raw % 2, None, spec, max_epoch=2e9)
+    assert (first.epoch, again.epoch, again.device) == (1484352000.0, 1484352000.0, "d2")
+    with pytest.raises(BadRecord, match="future_timestamp"):
+        parse_reading(raw % 3, None, spec, max_epoch=1484351999.0)
+    with pytest.raises(BadRecord, match="bad_timestamp"):
+        parse_reading(raw % 4, None, spec, min_epoch=1484352001.0)
+    other = parse_reading(raw.replace(b"01:00:00+01", b"02:00:00+01") % 5, None, spec)
+    assert other.epoch == 1484355600.0
