@@ -108,3 +108,6 @@ _PROBE = [
 ]
 if _dumps is not None and _dumps(_PROBE)[1:-1].decode() != ",".join(map(str, _PROBE)):  # pragma: no cover
     _dumps = None
+# whether orjson is there and writes floats as repr does wherever neither writes an exponent (the forecasts export
+# relies on it too)
+ORJSON_FLOATS_AS_REPR = _dumps is not None

@@ -20,6 +20,7 @@ from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
+from edge_app.csv_lines import ORJSON_FLOATS_AS_REPR
 from model_contract.bad_record import BadRecord
 from model_contract.calendar import parse_timestamp
 from model_contract.forecasts import encode_lines  # noqa: F401 (the reference encoding ForecastExport.text equals)
@@ -66,6 +67,43 @@ def _json_num(text: str) -> str:
     return _repr(x) if _isfinite(x) else "null"
 
 
+def _json_column(cells: list[str]) -> list[str | None]:
+    """:func:`_json_num` of every cell of a column (None where a cell is no number). In bulk when orjson reads the
+    column (an empty cell as null) as floats and writes each back as the very cell: the spool's own cells are
+    ``repr`` text, which orjson writes alike wherever neither writes an exponent (|x| >= 1e-4, below 1e16, or 0);
+    any other column goes cell by cell.
+
+    >>> _json_column(["1.5", "", "-0.0", "17.70123456789012"]), _json_column(["1.50", "nan", "abc", "0", "null"])
+    (['1.5', 'null', '-0.0', '17.70123456789012'], ['1.5', 'null', None, '0.0', None])
+    """
+    if _loads is not None and cells and "null" not in cells:  # a cell "null" is no number (orjson would read None)
+        joined = ",".join([c or "null" for c in cells])
+        try:
+            values = _loads("[" + joined + "]")
+        except ValueError:
+            values = None
+        if values is not None and len(values) == len(cells) and set(map(type, values)) <= _FLOAT_OR_NULL:
+            back = _dumps(values)
+            if b"e" not in back and b"0.0000" not in back and back[1:-1].decode() == joined:
+                return joined.split(",")
+    return [_json_num_or_none(c) for c in cells]
+
+
+def _json_num_or_none(text: str) -> str | None:
+    try:
+        return _json_num(text)
+    except ValueError:
+        return None
+
+
+try:  # orjson reads and writes a whole column of the spool's floats at C speed (where it writes floats as repr)
+    from orjson import dumps as _dumps
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - cell by cell
+    _dumps = _loads = None
+if not ORJSON_FLOATS_AS_REPR:  # pragma: no cover
+    _loads = None
+_FLOAT_OR_NULL = frozenset((float, type(None)))
 _repr = float.__repr__
 _isfinite = math.isfinite
 _esc = encode_basestring_ascii  # json's own (C) string encoder, ensure_ascii as encode_lines' encoder
@@ -155,37 +193,38 @@ class ForecastExport:
         """The JSON Lines of :meth:`records`, character for character ``encode_lines``' (the same fields, order,
         floats and escapes), written from the row's cells without the dicts: about half the Python a window
         costs the upload thread, whose Python holds the GIL the hot loop needs (tests/edge_app/test_forecast_text.py
-        compares them on tricky windows)."""
+        compares them on tricky windows). The numeric cells go a column at a time (:func:`_json_column`)."""
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             cols = self._columns(next(reader, None))
             if cols is None:
                 return None
             width, ti, fb, fs, fd, mb, ms, lo, up, an = cols
-            target = _esc(self.target)
-            horizon = self.horizon
-            num, esc, stamp = _json_num, _esc, _utc_text
-            out = []
-            for row in reader:
-                if len(row) != width:
-                    continue
-                try:
-                    ts = row[0]
-                    epoch = parse_timestamp(ts)
-                    utc = stamp(epoch) if type(epoch) is float else utc_text(epoch)
-                    lower = "null" if lo is None else num(row[lo])
-                    upper = "null" if up is None else num(row[up])
-                    flag = "null" if an is None or not row[an] else ("true" if row[an] == "1" else "false")
-                    out.append(
-                        f'{{"timestamp":{esc(ts)},"epoch":{_repr(epoch) if type(epoch) is float else epoch},'
-                        f'"time_utc":"{utc}","device":{esc(row[1])},"target":{target},"actual":{num(row[ti])},'
-                        f'"batch":{num(row[fb])},"speed":{num(row[fs])},"dynamic":{num(row[fd])},'
-                        f'"model_batch":{esc(row[mb]) if row[mb] else "null"},'
-                        f'"model_speed":{esc(row[ms]) if row[ms] else "null"},"horizon":{horizon},'
-                        f'"lower":{lower},"upper":{upper},"anomaly":{flag}}}\n'
-                    )
-                except (BadRecord, ValueError, OverflowError, OSError):
-                    continue
+            rows = [row for row in reader if len(row) == width]
+        target = _esc(self.target)
+        horizon = self.horizon
+        esc, stamp = _esc, _utc_text
+        nulls = ["null"] * len(rows)
+        columns = [_json_column([row[i] for row in rows]) if i is not None else nulls for i in (ti, fb, fs, fd, lo, up)]
+        out = []
+        for row, actual, batch, speed, dynamic, lower, upper in zip(rows, *columns, strict=True):
+            if actual is None or batch is None or speed is None or dynamic is None or lower is None or upper is None:
+                continue  # a cell that is no number: the row is skipped (records() skips it too)
+            try:
+                ts = row[0]
+                epoch = parse_timestamp(ts)
+                utc = stamp(epoch) if type(epoch) is float else utc_text(epoch)
+                flag = "null" if an is None or not row[an] else ("true" if row[an] == "1" else "false")
+                out.append(
+                    f'{{"timestamp":{esc(ts)},"epoch":{_repr(epoch) if type(epoch) is float else epoch},'
+                    f'"time_utc":"{utc}","device":{esc(row[1])},"target":{target},"actual":{actual},'
+                    f'"batch":{batch},"speed":{speed},"dynamic":{dynamic},'
+                    f'"model_batch":{esc(row[mb]) if row[mb] else "null"},'
+                    f'"model_speed":{esc(row[ms]) if row[ms] else "null"},"horizon":{horizon},'
+                    f'"lower":{lower},"upper":{upper},"anomaly":{flag}}}\n'
+                )
+            except (BadRecord, ValueError, OverflowError, OSError):
+                continue
         return "".join(out)
 
     def encode(self, path: Path) -> bytes | None:

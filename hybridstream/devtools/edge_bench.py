@@ -373,6 +373,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         sampler.start()
         broker_pid = read_pid(servers.kafka().pid_file)
         cpu_before = {"edge": thread_times(edge.pid), "broker": thread_times(broker_pid)}
+        threads_from = time.monotonic()
 
         watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watch", "enable.auto.commit": False})
         deadline = time.monotonic() + args.timeout
@@ -384,6 +385,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             time.sleep(0.1)
         threads = {k: times_between(v, thread_times(edge.pid if k == "edge" else broker_pid))
                    for k, v in cpu_before.items()}  # fmt: skip
+        threads_wall = time.monotonic() - threads_from  # a thread's wall time less its CPU and run queue: blocked
         # the app's first input: its first batch's pickup time, which every prediction of that batch carries
         # (lag_ms = picked - the reading's CreateTime); reading 0 is the first prediction's (preloaded in order)
         first_out = _read_at(watcher, "predictions", 0)
@@ -479,6 +481,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             # the throughput phase per thread (edge: main = the loop) and the broker: CPU and run-queue seconds
             "throughput_span_s": round(span_s, 3),
             "threads": {"edge": threads["edge"], "broker": total(threads["broker"])},
+            "threads_wall_s": round(threads_wall, 3),  # from the app's start of consuming to its last output seen
             "consumer_conf": consumer_conf,
             "throughput_ratio": round(ratio, 3),
             "stage_us": stages.get("p50_us"),  # the edge's median cost per record and stage, throughput phase

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_app.forecasts import BASE_COLUMNS, FORECAST_COLUMNS, ForecastExport, _utc_text, utc_text
+from edge_app.forecasts import (
+    BASE_COLUMNS,
+    FORECAST_COLUMNS,
+    ForecastExport,
+    _json_column,
+    _json_num_or_none,
+    _utc_text,
+    utc_text,
+)
 from model_contract.forecasts import decode_lines, encode_lines
 
 TIMESTAMPS = [
@@ -23,6 +31,7 @@ TIMESTAMPS = [
 NUMBERS = [
     "", "1.5", "-0.0", "0", "1e-300", "5e-324", "1e16", "1e+16", "1.7976931348623157e308", "1e999", "-inf", "nan",
     "NaN", "1.50", " 2.5", "+3", "1_000", "0x10", "abc", "20.589429016819680", "12345678901234567890", ".5", "5.",
+    "null", " null", "true", "[1]", "1,2", "-0", "5e-05", "0.00005", "0.0001", "17.70123456789012", "40.56",
 ]  # fmt: skip
 TEXT = ["T1", "a,b", 'q"uote', "é", "\u2028", "tab\t", "back\\slash", "nul\x00", "None", ""]
 FLAGS = ["", "0", "1", "yes", "true"]
@@ -89,3 +98,18 @@ def test_utc_text_of_whole_seconds_from_the_day_cache() -> None:
                 _utc_text(e)
             continue
         assert _utc_text(e) == expected, e
+
+
+def test_a_column_of_numbers_in_bulk_equals_cell_by_cell() -> None:
+    """_json_column (one orjson read and write of a column) gives exactly _json_num's text for every cell, on columns
+    the spool writes (repr of floats, empty cells) and on columns with any of NUMBERS among them."""
+    rng = random.Random(11)
+    for k in range(600):
+        cells = [repr(rng.uniform(-1e3, 1e3) * 10.0 ** rng.randint(-7, 17)) for _ in range(rng.randint(1, 40))]
+        cells += [""] * rng.randint(0, 3)
+        if k % 3 == 0:
+            cells.insert(rng.randrange(len(cells)), rng.choice(NUMBERS))
+        rng.shuffle(cells)
+        assert _json_column(cells) == [_json_num_or_none(c) for c in cells], cells
+    spooled = [repr(20.0 + i / 7) for i in range(1000)]
+    assert _json_column(spooled) == spooled  # the spool's own cells come back as they are
