@@ -104,13 +104,16 @@ class _Base(Configurable):
             return False
         fired = self._step(self._f(residual)) or self._pending
         self._since += 1
-        if fired:
-            if self._since > self._cooldown:
-                self._since = 0
-                self._pending = False
-                self.n_detections += 1
-                return True
-            self._pending = True  # detected during the cooldown: reported when it ends, not lost
+        return self._fire() if fired else False
+
+    def _fire(self) -> bool:
+        """A detection at this step (counted in ``_since`` already): an alarm, or pending while the cooldown runs."""
+        if self._since > self._cooldown:
+            self._since = 0
+            self._pending = False
+            self.n_detections += 1
+            return True
+        self._pending = True  # detected during the cooldown: reported when it ends, not lost
         return False
 
 
@@ -147,6 +150,25 @@ class AdwinDetector(_Base):
         self._direct = "_drift_detected" in vars(self._adwin) and all(
             callable(getattr(helper, name, None)) for name in ("get_width", "get_total", "update")
         )
+
+    def update(self, residual: float) -> bool:
+        """:meth:`_Base.update` with the direct step written out (the hot path: a call less per reading)."""
+        if residual != residual:  # NaN: nothing to learn from
+            return False
+        adwin = self._adwin
+        if self._direct and not adwin._drift_detected:  # noqa: SLF001 (as _step)
+            h = adwin._helper  # noqa: SLF001
+            width = h.get_width()
+            before = h.get_total() / width if width else 0.0  # ADWIN.estimation
+            if h.update(self._f(residual)):
+                adwin._drift_detected = True  # noqa: SLF001 (what ADWIN.update stores)
+                fired = (not self._up) or adwin.estimation > before or self._pending
+            else:
+                fired = self._pending
+        else:
+            fired = self._step(self._f(residual)) or self._pending
+        self._since += 1
+        return self._fire() if fired else False
 
     def _step(self, x: float) -> bool:
         adwin = self._adwin

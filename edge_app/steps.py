@@ -77,8 +77,8 @@ def score(app: Any, state: DeviceState, y: float, timestamp: str, speed_version:
             w = state.combiner.weights
     else:
         w = state.combiner.weights
-    state.stats.update(eb, es, eh)  # :func:`account`
-    app.totals.update(eb, es, eh)
+    state.stats.add(errors)  # :func:`account`
+    app.totals.add(errors)
     ridx = app.residual_index
     if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
         drift(app, state, timestamp, errors[ridx], w)
@@ -112,8 +112,8 @@ def account(
     the drift detector (a drift alarm: :func:`drift`, its event with the combiner's ``weights`` then)."""
     if not (_isfinite(errors[0]) and _isfinite(errors[1]) and _isfinite(errors[2])):
         return
-    state.stats.update(*errors)
-    app.totals.update(*errors)
+    state.stats.add(errors)
+    app.totals.add(errors)
     ridx = app.residual_index
     if (ridx != 1 or same_speed) and state.detector.update(errors[ridx]):
         drift(app, state, timestamp, errors[ridx], weights)
