@@ -211,6 +211,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also a table of MSE / the best single approach's (whole, each half) for dynamic and each variant",
     )
+    table.add_argument(
+        "--adds",
+        action="store_true",
+        help="also a table of what each LSTM adds to dynamic (runs saved with --ablation): 1 - MSE(dynamic) / "
+        "MSE(dynamic without it), whole and each half, and the speed model's at best (a fixed blend in hindsight)",
+    )
     table.set_defaults(func=_table)
 
     plot = cmds.add_parser(
@@ -585,4 +591,6 @@ def _table(args: argparse.Namespace) -> int:
         )
     if args.regret:
         print("\n" + report.regret_table(scores, ["dynamic", *extra]))
+    if args.adds:
+        print("\n" + report.adds_table(results))
     return 0

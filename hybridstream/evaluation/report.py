@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 
 def _fmt(v, digits: int = 3) -> str:
     if v is None:
@@ -250,6 +252,37 @@ def regret_table(scores: Mapping, approaches: Sequence[str]) -> str:
         rows.append(row)
     head = ["run", *(f"{a}: MSE / best single's (whole / 1st / 2nd half)" for a in approaches)]
     return md_table(head, rows)
+
+
+def adds_table(results: Mapping) -> str:
+    """What each LSTM buys the dynamic forecast, per saved ``eval run --ablation`` result: "X adds" =
+    1 - MSE(dynamic) / MSE(dynamic without X), whole stream / first / second half (+ = X helps; issue 17 asks
+    >= 1 % of the speed model on gradual and step), and the hindsight bound on the speed model's: the best
+    fixed blend ``no speed + a * (speed - no speed)``, ``a`` least squares over the whole stream (no online
+    combiner of these two forecasts does better with one weight)."""
+    rows = []
+    for run, r in results.items():
+        sc = r.scores(variants=True)
+        row = [run]
+        for model in ("speed", "batch"):
+            without = sc.get(f"dynamic no {model}")
+            if without is None:
+                row.append("—")
+                continue
+            cells = [f"{100 * (1 - (sc['dynamic'][k] / without[k]) ** 2):+.2f} %" for k, _ in _PARTS]
+            row.append(" / ".join(cells))
+        no_speed = r.variants.get("dynamic no speed")
+        if no_speed is None:
+            row.append("—")
+        else:
+            ok = r.scored & np.isfinite(no_speed)
+            d, miss = (r.forecasts["speed"] - no_speed)[ok], (r.y - no_speed)[ok]
+            a = float(d @ miss / (d @ d)) if d @ d > 0 else 0.0
+            bound = 1 - np.mean((miss - a * d) ** 2) / np.mean(miss**2)
+            row.append(f"{100 * bound:+.2f} % (a = {a:.2f})")
+        rows.append(row)
+    head = ["run", "speed adds (whole / 1st / 2nd half)", "batch adds (whole / 1st / 2nd half)"]
+    return md_table([*head, "speed adds at best (fixed blend in hindsight)"], rows)
 
 
 def experts_tables(scores: Mapping, ranking: Sequence, second_ranking: Sequence, approaches: Sequence[str]) -> str:

@@ -99,3 +99,21 @@ def test_eval_plot_cli(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert main(["eval", "plot", str(tmp_path / "missing.npz")]) == 2
+
+
+def test_eval_table_adds_says_what_the_speed_model_buys(tmp_path, capsys):
+    run = synthetic_run()
+    rng = np.random.default_rng(1)
+    y = run.y
+    # a perfect speed model, taken by dynamic at half weight: half the no-speed error left, MSE / 4
+    no_speed = y + rng.normal(0, 0.4, len(y))
+    run.forecasts["speed"] = y.copy()
+    run.forecasts["dynamic"] = no_speed + 0.5 * (run.forecasts["speed"] - no_speed)
+    run.variants = {"dynamic no speed": no_speed}  # no "dynamic no batch": that column says —
+    path = run.save(tmp_path / "toy-h1.npz")
+    assert main(["eval", "table", str(path), "--adds"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| toy-h1 |"))
+    speed, batch, bound = (c.strip() for c in row.split("|")[2:-1])
+    assert speed.startswith("+75.") and speed.count("%") == 3  # MSE / 4: 1 - 0.25
+    assert batch == "—"
+    assert bound.startswith("+100.00 %") and "(a = 1.00)" in bound  # the speed model here is the truth itself
