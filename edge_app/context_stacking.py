@@ -7,6 +7,7 @@ over it (``twin``, ``blend``) and makes it a typed config section (:mod:`edge_ap
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,13 +16,14 @@ import numpy as np
 from edge_app.convex_combiners import OnlineStacking
 from edge_app.expert_weights import ExpertWeights
 from edge_app.registry import Configurable
-from model_contract.context_stack import ContextStack, without_model_inputs
+from model_contract.context_stack import ContextStack, parse_twin, without_model_inputs
 from model_contract.features import FeatureSpec
 from model_contract.online_linear import OnlineLinear, decay
 
 # the expert-weighting layer of ContextStacking(blend="experts"): what its experts are, in order
 EXPERTS = ("stack", "online_linear", "persistence", "batch", "speed", "static")
 _STATIC_SPEED = 0.3  # the static expert: the research prototype's 0.3 speed / 0.7 batch
+log = logging.getLogger(__name__)
 
 
 class ContextStacking(ContextStack, Configurable):
@@ -34,11 +36,12 @@ class ContextStacking(ContextStack, Configurable):
 
     ``blend="experts"``: an expert-weighting layer (:class:`~edge_app.expert_weights.ExpertWeights`, ``blend_eta``,
     ``blend_half_life``) over the stack, its twin without the model inputs (the online linear baseline; from a warm
-    start, the warm model cut to the window's inputs), persistence, batch, speed and static (``EXPERTS``): the
-    forecast stays within a small regret of the best of them over every stretch of about ``blend_half_life``
-    records (sensor faults where the models run the wrong way, docs/combination.md). ``blend="pair"``: the same
-    layer over the stack and its twin only (the online linear model it contains): within a small regret of the
-    better of the two, which the six-expert layer was not on glitchy streams. With a layer, ``coefficients`` are
+    start, the warm start's own twin, or for an older one the warm model cut to the window's inputs), persistence,
+    batch, speed and static (``EXPERTS``): the forecast stays within a small regret of the best of them over every
+    stretch of about ``blend_half_life`` records (sensor faults where the models run the wrong way,
+    docs/combination.md). ``blend="pair"``: the same layer over the stack and its twin only (the online linear model
+    it contains): within a small regret of the better of the two, which the six-expert layer was not on glitchy
+    streams. With a layer, ``coefficients`` are
     the layer's share of the stack's (0 for a muted model) plus any direct share of a model. Either layer runs in
     the stack's compiled call (twin and weights in C: about the stack's cost, BENCHMARKS.md); on the numpy code
     about twice the stack's.
@@ -73,6 +76,7 @@ class ContextStacking(ContextStack, Configurable):
         self._ef = [0.0] * len(EXPERTS)  # the experts' forecasts of this record (reused)
         self._twin: OnlineLinear | None = None
         self._blend: OnlineStacking | None = None
+        self.twin_start = ""  # where the layers' twin started (load_warm): "twin", "cut" or "" (cold)
 
     _VIEWS = (*ContextStack._VIEWS, "_tx")
     _COMPILED = (*ContextStack._COMPILED, "_cst", "_cse")
@@ -168,8 +172,22 @@ class ContextStacking(ContextStack, Configurable):
         return super().warm_config() | {"twin": self.twin}
 
     def load_warm(self, warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
+        """The stack's warm start (:meth:`ContextStack.load_warm`); with a layer (pair, experts) its twin starts
+        from the warm start's own twin (``"twin"``: the online linear baseline streamed through the history),
+        else (an older manifest, or a bad twin: logged) from the stack's model cut to the window's inputs.
+        ``twin_start`` says which: "twin", "cut" or "" (cold, no layer)."""
         model = super().load_warm(warm, spec)
-        if model is not None and self._experts is not None:  # the twin: the warm model without its two model inputs
-            self._twin = without_model_inputs(model)
-            self._cs = self._csk = None  # the compiled steps: built again for the new twin
+        if self._experts is None:
+            return model
+        try:
+            twin = parse_twin(warm, spec)
+        except ValueError as exc:
+            log.warning("the combiner's twin starts from the stack's model cut: %s", exc)
+            twin = None
+        if twin is not None and twin._d:  # noqa: SLF001
+            self._twin, self.twin_start = twin, "twin"
+        elif model is not None:  # the warm model without its two model inputs
+            self._twin, self.twin_start = without_model_inputs(model), "cut"
+        self._cs = self._csk = None  # the compiled steps: built again for the new twin
+        log.debug("the combiner's twin starts from the warm start's %s", self.twin_start or "nothing (cold)")
         return model

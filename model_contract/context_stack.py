@@ -42,6 +42,7 @@ GUARD_MIN_RECORDS = 10  # records of errors the guard needs before it mutes anyt
 NEGLIGIBLE = 1e-3
 _NEGLIGIBLE2 = 1e-6  # NEGLIGIBLE squared (on squares: no square root on the hot path; the kernel's NEGLIGIBLE2)
 WARM_KEY = "combiner_warm_start"  # the batch manifest's extra field
+TWIN_KEY = "twin"  # the warm start's field: the layers' twin (twin_warm_start; absent in older manifests)
 _stack_learn = _stack_predict = _view = None  # the compiled kernel's stack steps, window view (set by _compiled)
 
 
@@ -548,7 +549,8 @@ def warm_start(
     through it (:func:`stream`).
 
     Returns ``{"method": "context", "config": ..., "spec": ..., "rows": truths learned, "state": {"model":
-    OnlineLinear state, "guard": {"mse": [4], "seen": n}}}`` (JSON-friendly; ~d^2 floats, d = inputs + 3).
+    OnlineLinear state, "guard": {"mse": [4], "seen": n}}, "twin": the layers' twin (:func:`twin_warm_start`)}``
+    (JSON-friendly; ~2 d^2 floats, d = inputs + 3).
     ``residuals``: if a list, the stack's forecast - truth of every learned truth is appended to it (in the
     order the truths arrive: what :func:`model_contract.conformal.warm_start` streams).
     """
@@ -559,7 +561,44 @@ def warm_start(
     stack = ContextStack(**cfg)
     stack.bind_spec(spec)
     stream(stack, history, spec, residuals)
-    return {"method": "context", "config": cfg, "spec": spec.to_dict(), "rows": stack._seen, "state": stack.state()}  # noqa: SLF001
+    warm = {"method": "context", "config": cfg, "spec": spec.to_dict(), "rows": stack._seen, "state": stack.state()}  # noqa: SLF001
+    return warm | {TWIN_KEY: twin_warm_start(history, spec, cfg)}
+
+
+def twin_warm_start(history: np.ndarray, spec: FeatureSpec, config: Mapping | None = None) -> dict:
+    """The state of the layers' twin (``blend: pair``/``experts``): a plain online linear model with the stack's
+    config on the window's inputs only (:meth:`OnlineLinear.for_spec`, the online linear baseline), streamed
+    through ``history`` as ``hybridstream eval`` streams its baseline: each truth learned when it arrives
+    ``horizon`` rows later, the last forecasts' truths left out. Laid out as the twin reads the stack's row
+    (target at the row's ``last``, no input positions). JSON-friendly; the warm start's ``"twin"``."""
+    cfg = config_of(config)
+    model = OnlineLinear.for_spec(spec, half_life=cfg["half_life"], clip=cfg["clip"], max_change=cfg["max_change"])
+    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
+    pending: deque = deque()  # (target row, window copy)
+    for t in range(len(history)):
+        while pending and pending[0][0] <= t - 1:
+            j, w = pending.popleft()
+            model.learn_one(w, float(history[j, ti]))
+        if buf.ready and t + h - 1 < len(history):
+            pending.append((t + h - 1, buf.window.copy()))
+        buf.push_row(history[t])
+    state = model.state()
+    _, last = layout(spec.input_shape, ti, spec.linear_inputs() if spec.calendar else None)
+    state["config"] |= {"target_index": last, "inputs": None}
+    return state
+
+
+def parse_twin(warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
+    """The twin of a warm start (:func:`twin_warm_start`), None if it has none (older manifests: the layers then
+    cut the stack's model, :func:`without_model_inputs`); ValueError if malformed or not for this spec's rows."""
+    state = warm.get(TWIN_KEY)
+    if state is None:
+        return None
+    model = OnlineLinear.from_state(state)
+    n, last = layout(spec.input_shape, spec.target_index, spec.linear_inputs() if spec.calendar else None)
+    if model.target_index != last or model._inputs is not None or model._d not in (0, n + 1):  # noqa: SLF001
+        raise ValueError(f"bad combiner warm start: twin size {model._d} / target {model.target_index} != this spec's")  # noqa: SLF001
+    return model
 
 
 def mismatch(warm: Mapping | None, spec: FeatureSpec, config: Mapping | None) -> str:

@@ -353,7 +353,8 @@ def dynamic_combiner(
 ):
     """The dynamic combiner as the edge makes a new device's (``edge_app``: ``make_combiner(..., warm=...)``): from
     the batch manifest's warm start if it fits ``config`` and ``spec`` (a manifest without one, e.g. an old cache
-    entry, gets it computed from ``train`` with the trainer's function), else cold with the reason logged."""
+    entry, gets it computed from ``train`` with the trainer's function; one without the layers' twin, that twin),
+    else cold with the reason logged."""
     from edge_app.combiners import make_combiner, warm_start_mismatch  # noqa: PLC0415
 
     if not warm:
@@ -361,6 +362,9 @@ def dynamic_combiner(
     state = manifest.extra.get(context_stack.WARM_KEY)
     if state is None and config.get("method", "context") == "context":
         state = context_stack.warm_start(train, spec)  # the cached manifest predates warm starts: the trainer's
+    elif isinstance(state, Mapping) and context_stack.TWIN_KEY not in state and config.get("blend", "none") != "none":
+        twin = context_stack.twin_warm_start(train, spec, state.get("config"))  # predates the twin's: the trainer's
+        state = {**state, context_stack.TWIN_KEY: twin}
     why = warm_start_mismatch(config, spec, state)
     if why:
         log(f"dynamic combiner starts cold: {why}")

@@ -101,3 +101,72 @@ def test_ablations_and_the_expert_layer_start_from_the_same_warm_start(spec):
     base = base[np.isfinite(base)]
     assert len(ours) == len(base)
     assert np.max(np.abs(np.array(ours) - base)) < 0.05 * np.std(test[:, spec.target_index])  # the baseline's start
+
+
+def _baseline(history: np.ndarray, test: np.ndarray, spec: FeatureSpec) -> list[float]:
+    """The eval's online_linear forecasts of ``test`` (hybridstream.evaluation.online_run: streamed through the
+    history first, then forecast and learn each truth on arrival)."""
+    from hybridstream.evaluation.online_run import _warm_linear
+    from model_contract.online_linear import OnlineLinear
+
+    model = OnlineLinear.for_spec(spec)
+    _warm_linear(model, history, spec)
+    buf, ti, out, pending = FeatureBuffer(spec), spec.target_index, [], deque()
+    for t in range(len(test)):
+        while pending and pending[0][0] <= t - 1:
+            j, w = pending.popleft()
+            model.learn_one(w, test[j, ti])
+        if buf.ready and t + spec.horizon - 1 < len(test):
+            out.append(model.predict_one(buf.window))
+            pending.append((t + spec.horizon - 1, buf.window.copy()))
+        buf.push_row(test[t])
+    return out
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["h1", "h3-calendar"])
+def test_the_pair_layers_twin_is_the_online_linear_baseline(spec, linear_backend):
+    """The warm start carries the twin's own state (the baseline streamed through the same history, issue 17):
+    the pair layer's twin then forecasts what the eval's online_linear baseline does, on both kernel backends."""
+    data = _data(spec, 2400)
+    history, test = data[:1200], data[1200:]
+    warm = json.loads(json.dumps(context_stack.warm_start(history, spec)))  # as shipped in a manifest
+    pair = make_combiner({"method": "context", "blend": "pair"}, spec=spec, warm=warm)
+    assert pair.twin_start == "twin" and warm_start_mismatch({"blend": "pair"}, spec, warm) == ""
+    twin: list[float] = []
+    pair.predict_one = _recording(pair, twin)
+    _replay([pair], test, spec)
+    base = _baseline(history, test, spec)
+    assert len(twin) == len(base) > 1100
+    assert np.max(np.abs(np.array(twin) - np.array(base))) < 1e-9
+
+
+def _recording(combiner: ContextStacking, out: list[float]):
+    """``combiner.predict_one`` that also appends its twin's forecast (the row's last cell) to ``out``."""
+    predict = combiner.predict_one
+
+    def wrapped(b: float, s: float, w: np.ndarray) -> float:
+        f = predict(b, s, w)
+        out.append(float(combiner.context()[0, -1]))
+        return f
+
+    return wrapped
+
+
+def test_an_older_warm_start_without_the_twin_still_loads_with_the_cut(caplog):
+    """A manifest from before the twin's state: the layers' twin is the stack's model cut (as before); a bad twin
+    is logged and cut too; the stack without a layer ignores the twin."""
+    spec = SPECS[0]
+    history, test = _data(spec, 1600)[:800], _data(spec, 1600)[800:]
+    warm = json.loads(json.dumps(context_stack.warm_start(history, spec)))
+    old = {k: v for k, v in warm.items() if k != context_stack.TWIN_KEY}
+    assert warm_start_mismatch({"blend": "pair"}, spec, old) == ""
+    cut = make_combiner({"blend": "pair"}, spec=spec, warm=old)
+    own = make_combiner({"blend": "pair"}, spec=spec, warm=warm)
+    assert (cut.twin_start, own.twin_start) == ("cut", "twin")
+    broken = warm | {context_stack.TWIN_KEY: warm[context_stack.TWIN_KEY] | {"d": 3}}
+    with caplog.at_level("WARNING"):
+        assert make_combiner({"blend": "experts"}, spec=spec, warm=broken).twin_start == "cut"
+    assert "twin" in caplog.text
+    plain = [make_combiner({}, spec=spec, warm=w) for w in (warm, old)]
+    a, b, c, d = _replay([*plain, cut, own], test, spec)
+    assert a == b and c != d and len(c) == len(d) > 700

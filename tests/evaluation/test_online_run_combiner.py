@@ -72,3 +72,16 @@ def test_the_manifest_state_is_used_as_shipped_and_a_config_that_does_not_fit_st
     logs: list[str] = []
     cold = dynamic_combiner({"strategy": "dynamic", "half_life": 300}, SPEC, manifest, train, log=logs.append)
     assert cold.warm_rows == 0 and "starts cold" in logs[-1] and "half_life 300" in logs[-1]
+
+
+def test_a_cached_manifest_without_the_twin_gets_the_trainers_twin():
+    """A manifest cached before warm starts carried the layers' twin: the eval computes it from the training file
+    with the trainer's function, so ``blend: pair`` replays as a new manifest would (not the older cut)."""
+    train, test = _matrix(800, 0), _matrix(400, 1)
+    warm = context_stack.warm_start(train, SPEC)
+    old = {k: v for k, v in warm.items() if k != context_stack.TWIN_KEY}
+    cfg = {"strategy": "dynamic", "blend": "pair"}
+    new = dynamic_combiner(cfg, SPEC, _manifest({"combiner_warm_start": warm}), train)
+    cached = dynamic_combiner(cfg, SPEC, _manifest({"combiner_warm_start": old}), train)
+    assert new.twin_start == cached.twin_start == "twin"
+    assert _forecasts(new, test) == _forecasts(cached, test)

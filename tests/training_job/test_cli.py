@@ -51,11 +51,13 @@ def test_pretrain_publishes_the_batch_model(s3_env, s3_bucket, s3_client, turbin
     assert manifest.feature_spec.calendar == ("day_sin1", "day_cos1", "day_sin2", "day_cos2")
     assert TFLiteModel.from_files(local / "model.tflite").input_shape == (2, 9)
     # the combiner warm start: the context stack after every truth of the history (400 rows, lags 1-2, H=1: 398 truths);
-    # its state is valid for this spec, and the manifest stays small (d = 10 + 4 + 2 + 1 = 17: ~330 floats)
+    # its state is valid for this spec, and the manifest stays small (d = 10 + 4 + 2 + 1 = 17: ~330 floats; the
+    # twin d = 15: ~260 more)
     warm = manifest.extra["combiner_warm_start"]
     assert warm["method"] == "context" and warm["rows"] == 398 and warm["config"] == context_stack.DEFAULT_CONFIG
     assert warm["spec"] == manifest.feature_spec.to_dict()
     assert context_stack.parse(warm, manifest.feature_spec)[0].n == 398
+    assert context_stack.parse_twin(warm, manifest.feature_spec).n == 397  # the baseline's: the last truth left out
     assert len(raw) < 64 * 1024
     # the last line names the model folder (absolute) for `make batch-model` to copy
     assert summary["model_dir"] == str(local.resolve())
