@@ -64,7 +64,10 @@ def run(args: argparse.Namespace) -> dict:
     try:
         devices = [f"turbine-{i + 1}" for i in range(args.devices)]
         records = csv_records(TURBINE / "test.csv", devices, limit=args.records)
-        publish_at_rate(records, bootstrap=broker.bootstrap, topic="sensor.readings", rate=None)
+        publish_at_rate(  # idempotent: in order whatever the retries (as make bench-edge's preload)
+            records, bootstrap=broker.bootstrap, topic="sensor.readings", rate=None,
+            producer_conf={"enable.idempotence": True},
+        )  # fmt: skip
         consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "stages", "enable.auto.commit": False})
         consumer.assign([TopicPartition("sensor.readings", 0, 0)])
         msgs: list = []
