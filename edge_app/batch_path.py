@@ -50,7 +50,7 @@ class BatchBuffers:
     """The batch path's arrays, made once per app: the lag windows of a batch, both models' forecasts, and the
     bank the devices' context stacks step their linear models in (:mod:`edge_app.rounds`)."""
 
-    __slots__ = ("windows", "batch", "speed", "bank")
+    __slots__ = ("windows", "rows", "batch", "speed", "bank")
 
     def __init__(self, size: int, input_shape: tuple[int, int]) -> None:
         self._alloc(size, input_shape)
@@ -58,6 +58,7 @@ class BatchBuffers:
 
     def _alloc(self, size: int, input_shape: tuple[int, ...]) -> None:
         self.windows = np.zeros((size, *input_shape), dtype=np.float64)
+        self.rows = tuple(self.windows)  # one view per row, made once (indexing the array makes one per reading)
         self.batch = np.zeros(size, dtype=np.float64)
         self.speed = np.zeros(size, dtype=np.float64)
 
@@ -206,6 +207,7 @@ def _combine_in_order(
     guard = serving.guard  # armed for the first forecasts after a swap (swap.SwapGuard)
     spool_add = app.spool.add
     internal_error = app.telemetry.internal_error
+    views = app.batch_buffers.rows  # rows[j], made once
     done = []  # (msg, reading, state, forecast, errors, weights, versions, band)
     t_spool = 0.0
     for msg, r, state, gap, j in staged:
@@ -226,7 +228,7 @@ def _combine_in_order(
                         serving.speed.model.predict_batch(rows[j:m], speed_out[j:m])  # this row on: the previous model
                         s_list[j:m] = speed_out[j:m].tolist()
                         s = s_list[j]
-                fc, band = forecast(state, b, s, rows[j], speed_version, horizon, pending, r.target, r.timestamp)
+                fc, band = forecast(state, b, s, views[j], speed_version, horizon, pending, r.target, r.timestamp)
             else:
                 fc, band = forecast(state, 0.0, 0.0, None, speed_version, horizon, pending, r.target, r.timestamp)
             t0 = clock()
