@@ -137,6 +137,7 @@ def test_the_pair_layers_twin_is_the_online_linear_baseline(spec, linear_backend
     _replay([pair], test, spec)
     base = _baseline(history, test, spec)
     assert len(twin) == len(base) > 1100
+    assert (pair._cs is not None) == (linear_backend == "c")  # on C the twin runs in the stack's compiled call
     assert np.max(np.abs(np.array(twin) - np.array(base))) < 1e-9
 
 

@@ -52,7 +52,10 @@ def _close(got, want, where: str = "") -> None:
 def test_the_warm_start_equals_the_pinned_one(name):
     residuals: list[float] = []
     warm = context_stack.warm_start(_history(SPECS[name]), SPECS[name], {"half_life": 200}, residuals=residuals)
-    _close(json.loads(json.dumps(warm)), PINNED[name]["warm"])
+    shipped = json.loads(json.dumps(warm))
+    twin = shipped.pop(context_stack.TWIN_KEY)  # the layers' twin: pinned to the baseline in test_warm_start
+    _close(shipped, PINNED[name]["warm"])
+    assert context_stack.parse_twin(warm, SPECS[name]).n == twin["n"] > 0
     _close(residuals, PINNED[name]["residuals"])
     assert warm["rows"] == len(residuals) and warm["state"]["model"]["skipped"] > 0  # the wild rows were met
 
