@@ -164,8 +164,8 @@ def test_pending_keeps_the_context_and_old_pendings_still_build():
 def test_the_twin_guard_follows_the_online_linear_model_when_the_model_inputs_are_noise():
     """``twin=True`` blends in the stack without the model inputs: pure-noise models cost (almost) nothing."""
     rng = np.random.default_rng(11)
-    plain = make_combiner({}, target_index=TI)
-    guarded = make_combiner({"twin": True}, target_index=TI)
+    plain = make_combiner({"blend": "none"}, target_index=TI)
+    guarded = make_combiner({"twin": True, "blend": "none"}, target_index=TI)
     linear = OnlineLinear(TI, half_life=1000)
     e_plain, e_guarded, e_lin = [], [], []
     for i, (window, _b, _s, y) in enumerate(stream(5000, seed=13)):
@@ -222,7 +222,7 @@ def test_the_expert_layer_stays_within_one_percent_of_its_best_expert_through_a_
     """``blend="experts"``: exponential weights over the stack, the online linear twin, persistence, batch, speed
     and static; through a fault where the models run the wrong way it is no worse than the best single one."""
     blended = make_combiner({"blend": "experts"}, target_index=TI)
-    plain = make_combiner({}, target_index=TI)
+    plain = make_combiner({"blend": "none"}, target_index=TI)
     e = _run_faulty(blended)
     p = _run_faulty(plain)
     mse = (e**2).mean(axis=0)
@@ -233,7 +233,7 @@ def test_the_expert_layer_stays_within_one_percent_of_its_best_expert_through_a_
         assert (e[part, 0] ** 2).mean() <= 1.01 * best_part
     w = blended.expert_weights
     assert len(w) == 6 and abs(sum(w) - 1.0) < 1e-9 and w[3] == max(w)  # the batch model leads on this toy
-    assert blended.params()["blend"] == "experts" and make_combiner({}).blend == "none"  # opt-in
+    assert blended.params()["blend"] == "experts" and make_combiner({}).blend == "pair"  # pair: the default
 
 
 def test_the_expert_layer_refuses_bad_settings():
@@ -262,8 +262,8 @@ def test_the_ablation_switches_keep_a_model_input_at_zero():
 
 def test_the_pair_layer_stays_within_one_percent_of_the_stack_and_the_online_linear_model():
     """``blend="pair"``: the layer over the stack and its online linear twin only, through the same fault."""
-    pair = make_combiner({"blend": "pair"}, target_index=TI)
-    plain = make_combiner({}, target_index=TI)
+    pair = make_combiner({}, target_index=TI)  # the default layer
+    plain = make_combiner({"blend": "none"}, target_index=TI)
     lin = OnlineLinear(TI, half_life=1000)
     e, p = _run_faulty(pair), _run_faulty(plain)
     el = []

@@ -48,12 +48,13 @@ def _data(spec: FeatureSpec, rows: int = 4000) -> np.ndarray:
 def test_warm_start_equals_streaming_the_history(spec):
     data = _data(spec)
     history, test = data[:2000], data[2000:]
-    streamed = make_combiner({"strategy": "dynamic"}, spec=spec)
+    stack = {"strategy": "dynamic", "blend": "none"}  # the stack alone (the default pair layer starts fresh weights)
+    streamed = make_combiner(stack, spec=spec)
     context_stack.stream(streamed, history, spec)  # as the edge would, batch = speed = last
     warm = json.loads(json.dumps(context_stack.warm_start(history, spec)))  # as shipped in a manifest
-    assert warm_start_mismatch({"strategy": "dynamic"}, spec, warm) == ""
-    loaded = make_combiner({"strategy": "dynamic"}, spec=spec, warm=warm)
-    cold = make_combiner({"strategy": "dynamic"}, spec=spec)
+    assert warm_start_mismatch(stack, spec, warm) == ""
+    loaded = make_combiner(stack, spec=spec, warm=warm)
+    cold = make_combiner(stack, spec=spec)
     assert loaded.warm_rows == warm["rows"] == 2000 - spec.max_lag - spec.horizon + 1
     a, b, c = _replay([streamed, loaded, cold], test, spec)
     assert a == b  # bit-equal over the whole test stream
@@ -168,6 +169,6 @@ def test_an_older_warm_start_without_the_twin_still_loads_with_the_cut(caplog):
     with caplog.at_level("WARNING"):
         assert make_combiner({"blend": "experts"}, spec=spec, warm=broken).twin_start == "cut"
     assert "twin" in caplog.text
-    plain = [make_combiner({}, spec=spec, warm=w) for w in (warm, old)]
+    plain = [make_combiner({"blend": "none"}, spec=spec, warm=w) for w in (warm, old)]
     a, b, c, d = _replay([*plain, cut, own], test, spec)
     assert a == b and c != d and len(c) == len(d) > 700

@@ -25,7 +25,7 @@ def _matrix(rows: int, seed: int) -> np.ndarray:
 
 def _streamed(train: np.ndarray, spec: FeatureSpec):
     """The former ``online_run._warm_combiner``: stream the history with batch = speed = last."""
-    c = make_combiner({"strategy": "dynamic"}, spec=spec)
+    c = make_combiner({"strategy": "dynamic", "blend": "none"}, spec=spec)
     context_stack.stream(c, train, spec)
     return c
 
@@ -51,7 +51,7 @@ def _forecasts(c, test: np.ndarray) -> list[float]:
 
 def test_the_eval_warm_start_is_the_manifest_one_and_equals_streaming_the_history():
     train, test = _matrix(2000, 0), _matrix(1000, 1)
-    cfg, logs = {"strategy": "dynamic"}, []
+    cfg, logs = {"strategy": "dynamic", "blend": "none"}, []  # the stack alone: what streaming the history gives
     shipped = dynamic_combiner(
         cfg, SPEC, _manifest({"combiner_warm_start": context_stack.warm_start(train, SPEC)}), train
     )
@@ -62,6 +62,11 @@ def test_the_eval_warm_start_is_the_manifest_one_and_equals_streaming_the_histor
     reference = _forecasts(_streamed(train, SPEC), test)
     assert _forecasts(shipped, test) == reference == _forecasts(computed, test)
     assert _forecasts(cold, test) != reference
+    pair = [  # the default layer: the shipped and the computed warm start replay alike too
+        dynamic_combiner({"strategy": "dynamic"}, SPEC, m, train, log=logs.append)
+        for m in (_manifest({"combiner_warm_start": context_stack.warm_start(train, SPEC)}), _manifest({}))
+    ]
+    assert pair[0].blend == "pair" and _forecasts(pair[0], test) == _forecasts(pair[1], test)
 
 
 def test_the_manifest_state_is_used_as_shipped_and_a_config_that_does_not_fit_starts_cold():

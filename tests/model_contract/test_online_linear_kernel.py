@@ -217,7 +217,7 @@ def test_a_cached_library_that_does_not_load_is_built_again(tmp_path):
     assert lib.stat().st_size > 0 and not list(tmp_path.glob(".build-*"))
 
 
-@pytest.mark.parametrize("config", [{}, {"method": "context", "blend": "pair"}, {"method": "context", "twin": True}])
+@pytest.mark.parametrize("config", [{}, {"method": "context", "blend": "none"}, {"method": "context", "twin": True, "blend": "none"}])
 def test_a_copied_or_pickled_stack_forecasts_like_the_original(linear_backend, config):
     """A copy's row views are its own row's (a copy detached them: it forecast from the row it was copied with),
     and an unpickled stack keeps the compiled steps (its arrays' dtype failed an identity check: the numpy code)."""
@@ -336,7 +336,7 @@ def test_the_layers_forecast_alike_on_both_backends_and_a_saved_stack_moves_acro
         online_linear_kernel.reset_for_tests()
 
 
-@pytest.mark.parametrize("config", [{}, {"blend": "pair"}, {"twin": True}])
+@pytest.mark.parametrize("config", [{}, {"blend": "none"}, {"twin": True, "blend": "none"}])
 def test_the_compiled_steps_are_built_once(compiled_linear, config):
     """The compiled steps' struct is built once the models exist, not per record: also for a layer the kernel does
     not run (``twin: true``, which once asked again on every record) and for the pair layer's cold twin."""
