@@ -42,10 +42,10 @@ class ContextStacking(ContextStack, Configurable):
     docs/combination.md). ``blend="pair"`` (the default since 2026-12-06): the same layer over the stack and its
     twin only (the online linear baseline): within a small regret of the better of the two, which the six-expert
     layer was not on glitchy streams, and the only combiner measured that stays within 1 % of the best single
-    approach on every turbine stream and half (docs/combination.md). ``blend="none"``: the stack alone. With a layer, ``coefficients`` are
-    the layer's share of the stack's (0 for a muted model) plus any direct share of a model. Either layer runs in
-    the stack's compiled call (twin and weights in C: about the stack's cost, BENCHMARKS.md); on the numpy code
-    about twice the stack's.
+    approach on every turbine stream and half (docs/combination.md). ``blend="none"``: the stack alone.
+    With a layer, ``coefficients`` are the layer's share of the stack's (0 for a muted model) plus any direct
+    share of a model. Either layer runs in the stack's compiled call (twin and weights in C: about the stack's
+    cost, BENCHMARKS.md); on the numpy code about twice the stack's.
 
     >>> from edge_app.combiners import make_combiner
     >>> c = make_combiner({"method": "context", "blend": "pair"}, target_index=1)

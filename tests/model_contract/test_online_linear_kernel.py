@@ -217,7 +217,9 @@ def test_a_cached_library_that_does_not_load_is_built_again(tmp_path):
     assert lib.stat().st_size > 0 and not list(tmp_path.glob(".build-*"))
 
 
-@pytest.mark.parametrize("config", [{}, {"method": "context", "blend": "none"}, {"method": "context", "twin": True, "blend": "none"}])
+@pytest.mark.parametrize(
+    "config", [{}, {"method": "context", "blend": "none"}, {"method": "context", "twin": True, "blend": "none"}]
+)
 def test_a_copied_or_pickled_stack_forecasts_like_the_original(linear_backend, config):
     """A copy's row views are its own row's (a copy detached them: it forecast from the row it was copied with),
     and an unpickled stack keeps the compiled steps (its arrays' dtype failed an identity check: the numpy code)."""
