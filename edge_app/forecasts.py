@@ -35,9 +35,10 @@ FORECAST_COLUMNS = BASE_COLUMNS + INTERVAL_COLUMNS
 NO_FORECAST = ("",) * len(FORECAST_COLUMNS)
 NO_INTERVAL = ("", "", "")
 CONTENT_TYPE = "application/gzip"
-# zlib's default level, not gzip.compress's 9: a 1,000-row window in 6.0 ms of the upload thread instead of 10.4
-# for 2.7 % more bytes (level 1: 1.8 ms, +15 %); any level decodes alike (model_contract.forecasts.decode_lines)
-GZIP_LEVEL = 6
+# level 1, not zlib's default 6 nor gzip.compress's 9: a 1,000-row window in 1.5 ms of the upload thread instead
+# of 5.9 (6) or 10.4 (9), for objects ~16 % larger (67,249 vs 57,793 bytes; BENCHMARKS.md, issue 18): the Pi's
+# cores are what is scarce, not S3 bytes; any level decodes alike (model_contract.forecasts.decode_lines)
+GZIP_LEVEL = 1
 
 
 def interval_cells(made: Any, band: Any) -> tuple:
