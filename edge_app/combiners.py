@@ -38,8 +38,9 @@ Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its
                           from the newest target value over [lag window, batch - last, speed - last];
                           ``half_life``, ``clip``, ``max_change``; guard: a model whose recent RMS
                           error exceeds ``mute`` x persistence's (half-life ``error_half_life``) is muted
-                          ``blend: experts`` adds an exponentially weighted layer over the stack, the
-                          online linear model, persistence, batch, speed, static (``blend_eta``, ...)
+                          ``blend: pair`` (default) an exponentially weighted layer over the stack and the
+                          online linear baseline; ``experts`` over those, persistence, batch, speed, static
+                          (``blend_eta``, ...); ``none`` the stack alone
 ``inverse_mse``           weights ~ 1 / exponentially forgotten MSE; ``half_life`` (records)
 ``sliding_mse``           weights ~ 1 / MSE over the last ``size`` records
 ``hedge``                 weights ~ exp(-eta * forgotten normalised loss); ``eta``, ``half_life``

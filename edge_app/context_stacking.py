@@ -57,13 +57,15 @@ class ContextStacking(ContextStack, Configurable):
         self,
         twin: bool = False,
         twin_half_life: float = 5.0,
-        blend: str = "pair",
+        blend: str | None = None,
         blend_eta: float = 0.5,
         blend_half_life: float = 100.0,
         blend_prior: float = 0.0,
         **stack: Any,
     ) -> None:
         super().__init__(**stack)
+        if blend is None:  # the default: the pair layer, or none where a config asks for the older twin guard
+            blend = "none" if twin else "pair"
         if blend not in ("none", "experts", "pair"):
             raise ValueError("blend must be 'none', 'pair' or 'experts'")
         if blend != "none" and twin:

@@ -304,6 +304,15 @@ def run_stream(
     return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm, warms)
 
 
+def _has_layer(config: Mapping) -> bool:
+    """Whether a dynamic combiner config runs a layer with a twin (``blend`` pair or experts; pair by default,
+    none where ``twin`` asks for the older guard: :class:`edge_app.context_stacking.ContextStacking`)."""
+    blend = config.get("blend")
+    if blend is None:
+        blend = "none" if config.get("twin") else "pair"
+    return config.get("method", "context") == "context" and blend != "none"
+
+
 def interval_warm_start(manifest: Manifest, train: np.ndarray, spec: FeatureSpec) -> dict:
     """The batch manifest's interval warm start, as every new edge device's intervals start (a cached manifest
     that predates it gets it computed from ``train`` with the trainer's functions)."""
@@ -362,7 +371,7 @@ def dynamic_combiner(
     state = manifest.extra.get(context_stack.WARM_KEY)
     if state is None and config.get("method", "context") == "context":
         state = context_stack.warm_start(train, spec)  # the cached manifest predates warm starts: the trainer's
-    elif isinstance(state, Mapping) and context_stack.TWIN_KEY not in state and config.get("blend", "none") != "none":
+    elif isinstance(state, Mapping) and context_stack.TWIN_KEY not in state and _has_layer(config):
         twin = context_stack.twin_warm_start(train, spec, state.get("config"))  # predates the twin's: the trainer's
         state = {**state, context_stack.TWIN_KEY: twin}
     why = warm_start_mismatch(config, spec, state)

@@ -236,6 +236,15 @@ def test_the_expert_layer_stays_within_one_percent_of_its_best_expert_through_a_
     assert blended.params()["blend"] == "experts" and make_combiner({}).blend == "pair"  # pair: the default
 
 
+def test_a_config_with_the_older_twin_guard_still_loads_under_the_pair_default():
+    """``twin: true`` without ``blend`` (valid before the pair layer became the default) runs the twin guard alone;
+    ``twin`` with an explicit layer is still refused."""
+    assert make_combiner({"method": "context", "twin": True}).blend == "none"
+    assert make_combiner({"method": "context"}).blend == "pair"
+    with pytest.raises(ValueError, match="twin"):
+        make_combiner({"method": "context", "twin": True, "blend": "pair"})
+
+
 def test_the_expert_layer_refuses_bad_settings():
     with pytest.raises(ValueError, match="blend must be"):
         make_combiner({"blend": "mean"})

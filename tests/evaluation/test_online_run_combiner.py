@@ -90,3 +90,5 @@ def test_a_cached_manifest_without_the_twin_gets_the_trainers_twin():
     cached = dynamic_combiner(cfg, SPEC, _manifest({"combiner_warm_start": old}), train)
     assert new.twin_start == cached.twin_start == "twin"
     assert _forecasts(new, test) == _forecasts(cached, test)
+    default = dynamic_combiner({"strategy": "dynamic"}, SPEC, _manifest({"combiner_warm_start": old}), train)
+    assert default.blend == "pair" and default.twin_start == "twin"  # the default layer gets the twin too
