@@ -26,6 +26,11 @@ _STATIC_SPEED = 0.3  # the static expert: the research prototype's 0.3 speed / 0
 log = logging.getLogger(__name__)
 
 
+def default_blend(twin: bool) -> str:
+    """The layer of a config that names none: the pair layer, or none where it asks for the older ``twin`` guard."""
+    return "none" if twin else "pair"
+
+
 class ContextStacking(ContextStack, Configurable):
     """Context stacking (:class:`~model_contract.context_stack.ContextStack`, whose keys it takes too) with
     optional layers over the stack.
@@ -64,8 +69,8 @@ class ContextStacking(ContextStack, Configurable):
         **stack: Any,
     ) -> None:
         super().__init__(**stack)
-        if blend is None:  # the default: the pair layer, or none where a config asks for the older twin guard
-            blend = "none" if twin else "pair"
+        if blend is None:
+            blend = default_blend(twin)
         if blend not in ("none", "experts", "pair"):
             raise ValueError("blend must be 'none', 'pair' or 'experts'")
         if blend != "none" and twin:

@@ -31,7 +31,15 @@ import numpy as np
 
 from model_contract import online_linear_kernel
 from model_contract.features import FeatureBuffer, FeatureSpec
-from model_contract.online_linear import _DY2, _F64, OnlineLinear, _kernel_positions, array_field, decay
+from model_contract.online_linear import (
+    _DY2,
+    _F64,
+    OnlineLinear,
+    _kernel_positions,
+    array_field,
+    decay,
+    learn_stream,
+)
 
 HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
@@ -573,17 +581,9 @@ def twin_warm_start(history: np.ndarray, spec: FeatureSpec, config: Mapping | No
     (target at the row's ``last``, no input positions). JSON-friendly; the warm start's ``"twin"``."""
     cfg = config_of(config)
     model = OnlineLinear.for_spec(spec, half_life=cfg["half_life"], clip=cfg["clip"], max_change=cfg["max_change"])
-    buf, h, ti = FeatureBuffer(spec), spec.horizon, spec.target_index
-    pending: deque = deque()  # (target row, window copy)
-    for t in range(len(history)):
-        while pending and pending[0][0] <= t - 1:
-            j, w = pending.popleft()
-            model.learn_one(w, float(history[j, ti]))
-        if buf.ready and t + h - 1 < len(history):
-            pending.append((t + h - 1, buf.window.copy()))
-        buf.push_row(history[t])
+    learn_stream(model, np.asarray(history, dtype=np.float64), spec, drain=False)
     state = model.state()
-    _, last = layout(spec.input_shape, ti, spec.linear_inputs() if spec.calendar else None)
+    _, last = layout(spec.input_shape, spec.target_index, spec.linear_inputs() if spec.calendar else None)
     state["config"] |= {"target_index": last, "inputs": None}
     return state
 

@@ -467,33 +467,37 @@ def stream_forecasts(
     earlier, as the edge runs it (the :class:`~model_contract.FeatureBuffer` window, each truth learned when it
     arrives); NaN where there is none. ``warmup`` rows are streamed first, unscored. Returns (forecasts, model).
     """
+    model = OnlineLinear.for_spec(spec, **params)
+    if warmup is not None and len(warmup):
+        learn_stream(model, warmup, spec)
+    return learn_stream(model, matrix, spec, record=True), model
+
+
+def learn_stream(model: OnlineLinear, data: np.ndarray, spec, record: bool = False, drain: bool = True) -> np.ndarray:
+    """Stream ``data`` (rows x ``spec.features``) through ``model`` as the edge does: a forecast per
+    :class:`~model_contract.FeatureBuffer` window, its truth learned when it arrives ``horizon`` rows later.
+    Returns per target row the forecast made for it (NaN where none, or all NaN unless ``record``); ``drain``:
+    also learn the last forecasts' truths, which arrive within ``data`` only after its end."""
     from collections import deque  # noqa: PLC0415
 
     from model_contract.features import FeatureBuffer  # noqa: PLC0415
 
-    model = OnlineLinear.for_spec(spec, **params)
     h, ti = spec.horizon, spec.target_index
-
-    def run(data: np.ndarray, record: bool) -> np.ndarray:
-        out = np.full(len(data), np.nan)
-        buf = FeatureBuffer(spec)
-        pending: deque = deque()  # (target row, window copy)
-        y = data[:, ti]
-        for t in range(len(data)):
-            while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
-                j, w = pending.popleft()
-                model.learn_one(w, y[j])
-            if buf.ready and t + h - 1 < len(data):
-                j = t + h - 1
-                if record:
-                    out[j] = model.predict_one(buf.window)
-                pending.append((j, buf.window.copy()))
-            buf.push_row(data[t])
-        while pending:
+    out = np.full(len(data), np.nan)
+    buf = FeatureBuffer(spec)
+    pending: deque = deque()  # (target row, window copy)
+    y = data[:, ti]
+    for t in range(len(data)):
+        while pending and pending[0][0] <= t - 1:  # the truth of row t-1 has arrived
             j, w = pending.popleft()
             model.learn_one(w, y[j])
-        return out
-
-    if warmup is not None and len(warmup):
-        run(warmup, record=False)
-    return run(matrix, record=True), model
+        if buf.ready and t + h - 1 < len(data):
+            j = t + h - 1
+            if record:
+                out[j] = model.predict_one(buf.window)
+            pending.append((j, buf.window.copy()))
+        buf.push_row(data[t])
+    while drain and pending:
+        j, w = pending.popleft()
+        model.learn_one(w, y[j])
+    return out

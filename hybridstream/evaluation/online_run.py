@@ -307,9 +307,11 @@ def run_stream(
 def _has_layer(config: Mapping) -> bool:
     """Whether a dynamic combiner config runs a layer with a twin (``blend`` pair or experts; pair by default,
     none where ``twin`` asks for the older guard: :class:`edge_app.context_stacking.ContextStacking`)."""
+    from edge_app.context_stacking import default_blend  # noqa: PLC0415
+
     blend = config.get("blend")
     if blend is None:
-        blend = "none" if config.get("twin") else "pair"
+        blend = default_blend(bool(config.get("twin")))
     return config.get("method", "context") == "context" and blend != "none"
 
 
