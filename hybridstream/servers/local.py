@@ -75,6 +75,10 @@ class LocalServers:
         """Start ``names`` in parallel; on any failure stop those that started and raise ServersError."""
         self.state_root.mkdir(parents=True, exist_ok=True)
         ports = {name: self.ports.get(name) or free_port() for name in names}
+        shared = sorted({port for port in ports.values() if list(ports.values()).count(port) > 1})
+        if shared:
+            named = ", ".join(f"{p} ({' and '.join(n for n in ports if ports[n] == p)})" for p in shared)
+            raise ServersError(f"one port for two servers: {named} (give each server its own port)")
         taken = [f"{name} 127.0.0.1:{port}" for name, port in ports.items() if port_in_use(port)]
         if taken:
             raise ServersError(f"port already in use: {', '.join(taken)} (stop what holds it, or pick other ports)")

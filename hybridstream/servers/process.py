@@ -7,7 +7,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,11 +18,26 @@ CACHE_DIR = Path(os.environ.get("HYBRIDSTREAM_CACHE", REPO_ROOT / ".cache"))
 STATE_DIR = Path(os.environ.get("HYBRIDSTREAM_STATE", REPO_ROOT / ".local"))
 
 
+_HANDED_OUT: deque[int] = deque(maxlen=4096)
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that is free right now and not handed out recently by this process.
+
+    The kernel may give the same free port to two ``bind(0)`` calls in a row while neither is used
+    yet; servers started together (the demo's four) then fought over one port. So a port handed out
+    is remembered (the last 4,096) and not handed out again.
+    """
+    with _HANDED_OUT_LOCK:
+        for _ in range(256):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            if port not in _HANDED_OUT:
+                _HANDED_OUT.append(port)
+                return port
+    raise OSError("no free TCP port on 127.0.0.1 that was not handed out already (256 tries)")
 
 
 def listening(port: int) -> bool:

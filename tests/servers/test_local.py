@@ -70,3 +70,16 @@ def test_a_server_starts_at_first_use_once_and_destroy_removes_its_state(tmp_pat
     finally:
         servers.destroy()
     assert not servers.state_root.exists() and servers.servers == {}
+
+
+def test_two_servers_never_get_one_port(tmp_path):
+    # CI once gave mosquitto and Kafka the same free port (two bind(0) calls in a row, neither used
+    # yet): Kafka's readiness check then saw mosquitto listening and the demo could not create a topic
+    from hybridstream.servers.process import free_port
+
+    ports = [free_port() for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    stack = LocalServers(state_root=tmp_path / "stack", ports={"kafka": ports[0], "mosquitto": ports[0]})
+    with pytest.raises(ServersError, match=rf"one port for two servers: {ports[0]} \(kafka and mosquitto\)"):
+        stack.start()
+    assert stack.servers == {}
