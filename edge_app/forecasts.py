@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
+import itertools
 import logging
 import math
 from datetime import UTC, datetime
@@ -109,6 +111,34 @@ _repr = float.__repr__
 _isfinite = math.isfinite
 _esc = encode_basestring_ascii  # json's own (C) string encoder, ensure_ascii as encode_lines' encoder
 _days: dict[int, str] = {}  # utc_text's date part by day number (whole-second epochs)
+_repeat = itertools.repeat
+_chain = itertools.chain.from_iterable
+# timestamps whose line start ForecastExport keeps (~2 MB): a few windows of each of a farm's turbines in step
+STAMP_CACHE = 8192
+
+
+def _id_or_null(text: str) -> str:
+    return _esc(text) if text else "null"
+
+
+def _flag(text: str) -> str:
+    return "null" if not text else ("true" if text == "1" else "false")
+
+
+def _csv_rows(text: str) -> list[list[str]]:
+    """``list(csv.reader(text))`` of a spool file's text: split at "\\r\\n" and "," when nothing is quoted (no ``"``)
+    and every line ends "\\r\\n" (a lone CR or LF is a line end to the csv module), else the csv module's.
+
+    >>> _csv_rows("a,b\\r\\n1,\\r\\n\\r\\n"), _csv_rows('a,"b\\nc"\\r\\n')
+    ([['a', 'b'], ['1', ''], []], [['a', 'b\\nc']])
+    """
+    lines = text.split("\r\n")
+    ends = len(lines) - 1
+    if '"' in text or text.count("\r") != ends or text.count("\n") != ends:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    if lines[-1] == "":
+        lines.pop()
+    return [line.split(",") if line else [] for line in lines]
 
 
 def utc_text(epoch: float) -> str:
@@ -142,6 +172,7 @@ class ForecastExport:
         self.target = target
         self.horizon = int(horizon)
         self.errors = 0  # windows whose forecasts could not be read (the window itself still uploads)
+        self._stamp_cache: dict[str, str] = {}  # timestamp cell -> its line start (_stamp), of the last windows
 
     def _columns(self, header: list[str] | None) -> tuple | None:
         """A window header's width and the positions of the target, :data:`BASE_COLUMNS` and
@@ -192,41 +223,73 @@ class ForecastExport:
 
     def text(self, path: Path) -> str | None:
         """The JSON Lines of :meth:`records`, character for character ``encode_lines``' (the same fields, order,
-        floats and escapes), written from the row's cells without the dicts: about half the Python a window
-        costs the upload thread, whose Python holds the GIL the hot loop needs (tests/edge_app/test_forecast_text.py
-        compares them on tricky windows). The numeric cells go a column at a time (:func:`_json_column`)."""
+        floats and escapes), written from the row's cells without the dicts, a column at a time: the upload thread's
+        Python holds the GIL the hot loop needs, so a window's lines are joined in C from the columns
+        (tests/edge_app/test_forecast_text.py compares them on tricky windows). The numeric cells go through
+        :func:`_json_column`, each distinct timestamp's part of the line once (:meth:`_stamps`: a farm's turbines
+        report in step, so their windows share their timestamps), each distinct device and model id once."""
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            cols = self._columns(next(reader, None))
-            if cols is None:
-                return None
-            width, ti, fb, fs, fd, mb, ms, lo, up, an = cols
-            rows = [row for row in reader if len(row) == width]
-        target = _esc(self.target)
-        horizon = self.horizon
-        esc, stamp = _esc, _utc_text
-        nulls = ["null"] * len(rows)
-        columns = [_json_column([row[i] for row in rows]) if i is not None else nulls for i in (ti, fb, fs, fd, lo, up)]
-        out = []
-        for row, actual, batch, speed, dynamic, lower, upper in zip(rows, *columns, strict=True):
-            if actual is None or batch is None or speed is None or dynamic is None or lower is None or upper is None:
-                continue  # a cell that is no number: the row is skipped (records() skips it too)
-            try:
-                ts = row[0]
-                epoch = parse_timestamp(ts)
-                utc = stamp(epoch) if type(epoch) is float else utc_text(epoch)
-                flag = "null" if an is None or not row[an] else ("true" if row[an] == "1" else "false")
-                out.append(
-                    f'{{"timestamp":{esc(ts)},"epoch":{_repr(epoch) if type(epoch) is float else epoch},'
-                    f'"time_utc":"{utc}","device":{esc(row[1])},"target":{target},"actual":{actual},'
-                    f'"batch":{batch},"speed":{speed},"dynamic":{dynamic},'
-                    f'"model_batch":{esc(row[mb]) if row[mb] else "null"},'
-                    f'"model_speed":{esc(row[ms]) if row[ms] else "null"},"horizon":{horizon},'
-                    f'"lower":{lower},"upper":{upper},"anomaly":{flag}}}\n'
-                )
-            except (BadRecord, ValueError, OverflowError, OSError):
-                continue
-        return "".join(out)
+            rows = _csv_rows(fh.read())
+        cols = self._columns(rows[0] if rows else None)
+        if cols is None:
+            return None
+        width, ti, fb, fs, fd, mb, ms, lo, up, an = cols
+        rows = [row for row in rows[1:] if len(row) == width]
+        if not rows:
+            return ""
+        cells = list(zip(*rows, strict=True))  # the window's columns
+        n = len(rows)
+        nulls = ["null"] * n
+        stamps = self._stamps(cells[0])  # '{"timestamp":..,"epoch":..,"time_utc":"..","device":' or "" (no time)
+        numbers = [_json_column(list(cells[i])) if i is not None else nulls for i in (ti, fb, fs, fd, lo, up)]
+        keep = None  # a row with a cell that is no number, or no timestamp, is skipped (records() skips it too)
+        if "" in stamps or any(None in column for column in numbers):
+            keep = [k for k in range(n) if stamps[k] and all(column[k] is not None for column in numbers)]
+            stamps = [stamps[k] for k in keep]
+            numbers = [[column[k] for k in keep] for column in numbers]
+        actual, batch, speed, dynamic, lower, upper = numbers
+
+        def column(i: int | None, text: Any) -> Any:
+            """Column ``i``'s cells (the kept rows) through ``text``, once per distinct cell."""
+            if i is None:
+                return _repeat(text(""))
+            values = cells[i] if keep is None else [cells[i][k] for k in keep]
+            return map({v: text(v) for v in set(values)}.__getitem__, values)
+
+        parts = (
+            stamps, column(1, _esc), _repeat(f',"target":{_esc(self.target)},"actual":'), actual,
+            _repeat(',"batch":'), batch, _repeat(',"speed":'), speed, _repeat(',"dynamic":'), dynamic,
+            _repeat(',"model_batch":'), column(mb, _id_or_null), _repeat(',"model_speed":'), column(ms, _id_or_null),
+            _repeat(f',"horizon":{self.horizon},"lower":'), lower, _repeat(',"upper":'), upper,
+            _repeat(',"anomaly":'), column(an, _flag), _repeat("}\n"),
+        )  # fmt: skip
+        return "".join(_chain(zip(*parts, strict=False)))  # the repeats are endless
+
+    def _stamps(self, timestamps: tuple[str, ...]) -> list[str]:
+        """Each row's line start up to the device (:meth:`_stamp`), from a cache of the last few windows' timestamps."""
+        cache = self._stamp_cache
+        if len(cache) > STAMP_CACHE:
+            cache.clear()
+        out = list(map(cache.get, timestamps))
+        if None in out:
+            stamp = self._stamp
+            for k, got in enumerate(out):
+                if got is None:
+                    out[k] = stamp(timestamps[k])
+        return out
+
+    def _stamp(self, ts: str) -> str:
+        """``{"timestamp":<ts>,"epoch":..,"time_utc":"..","device":`` of a timestamp cell ("" if it is no time: the
+        row is skipped), cached."""
+        try:
+            epoch = parse_timestamp(ts)
+            utc = _utc_text(epoch) if type(epoch) is float else utc_text(epoch)
+            number = _repr(epoch) if type(epoch) is float else epoch
+            text = f'{{"timestamp":{_esc(ts)},"epoch":{number},"time_utc":"{utc}","device":'
+        except (BadRecord, ValueError, OverflowError, OSError):
+            text = ""
+        self._stamp_cache[ts] = text
+        return text
 
     def encode(self, path: Path) -> bytes | None:
         """The forecasts object of a window (``encode_lines(records(path))``'s lines, byte for byte, gzip at

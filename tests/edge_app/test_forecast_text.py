@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import random
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from edge_app.forecasts import (
     BASE_COLUMNS,
     FORECAST_COLUMNS,
     ForecastExport,
+    _csv_rows,
     _json_column,
     _json_num_or_none,
     _utc_text,
@@ -113,3 +115,15 @@ def test_a_column_of_numbers_in_bulk_equals_cell_by_cell() -> None:
         assert _json_column(cells) == [_json_num_or_none(c) for c in cells], cells
     spooled = [repr(20.0 + i / 7) for i in range(1000)]
     assert _json_column(spooled) == spooled  # the spool's own cells come back as they are
+
+
+def test_a_spool_files_rows_split_as_the_csv_module_reads_them() -> None:
+    """_csv_rows (split at "\\r\\n" and "," when nothing is quoted) gives list(csv.reader(...))'s rows on any text of
+    commas, quotes, line ends, empty lines and fields, and on a spooled window's."""
+    rng = random.Random(5)
+    pieces = ["a", "1.5", ",", ",", "\r\n", "\r\n", "\r", "\n", '"', "", "x y"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert _csv_rows(text) == list(csv.reader(io.StringIO(text, newline=""))), repr(text)
+    spooled = "Date_time,device,a\r\n" + "".join(f"2017-01-14T00:{i:02d}:00,T1,{i / 7!r}\r\n" for i in range(60))
+    assert _csv_rows(spooled) == list(csv.reader(io.StringIO(spooled, newline="")))
