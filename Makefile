@@ -47,6 +47,7 @@ $(BATCH_MODEL)/model.tflite: $(HISTORY) model_contract/features.py model_contrac
 	@newest=$$(ls -td build/batch-model-train/batch/*/ | head -n 1); \
 	  test -f "$$newest/model.tflite" -a -f "$$newest/manifest.json" || { echo "batch-model: no model in $$newest" >&2; exit 1; }; \
 	  mkdir -p $(BATCH_MODEL).tmp && cp "$$newest/model.tflite" "$$newest/manifest.json" $(BATCH_MODEL).tmp/ && \
+	  cp "$$newest/weights.npz" $(BATCH_MODEL).tmp/ && \
 	  rm -rf $(BATCH_MODEL) && mv $(BATCH_MODEL).tmp $(BATCH_MODEL) && echo "batch-model: $$newest -> $(BATCH_MODEL)/"
 
 bench-edge: setup ## edge app benchmark against a real broker (last line: JSON)

@@ -158,6 +158,40 @@ def _guardrail(p: argparse.ArgumentParser, default_on: bool) -> None:
     )
 
 
+def _fine_tune(p: argparse.ArgumentParser) -> None:
+    from model_contract.layout import BATCH_MODEL_NAME
+    from training_job.fine_tune import DEFAULT_BATCH_MODEL
+    from training_job.recent_windows import DEFAULT_SPEED_WINDOWS
+
+    g = p.add_argument_group("speed model: fine-tune on the last windows (docs/training.md)")
+    g.add_argument(
+        "--speed-windows",
+        type=_positive_int,
+        default=DEFAULT_SPEED_WINDOWS,
+        metavar="K",
+        help=f"train each speed model on the thing's last K windows: the one announced and the K-1 before it "
+        f"(--queue: listed under windows/<thing>/ in the windows bucket; --watch: under DIR/done/windows/<thing>/); "
+        f"missing or bad earlier windows are skipped and counted (default {DEFAULT_SPEED_WINDOWS}; 1: the window "
+        "alone, the behaviour before issue 17)",
+    )
+    g.add_argument(
+        "--batch-model",
+        default=DEFAULT_BATCH_MODEL,
+        metavar="latest|DIR|none",
+        help="fine-tune each speed model from this batch model's weights (weights.npz) and scaler when its feature "
+        "spec is the window's: latest (default: <prefix>/batch/LATEST in --bucket), a folder of train pretrain "
+        "--out, or none (from scratch, the behaviour before issue 17). A batch model that is missing or does not "
+        "fit: from scratch, the reason in the manifest's extra.fine_tune",
+    )
+    g.add_argument(
+        "--batch-name",
+        default=os.environ.get("HYBRIDSTREAM_BATCH_MODEL_NAME", BATCH_MODEL_NAME),
+        metavar="NAME",
+        help=f"--batch-model latest: the batch model's name in the bucket (env HYBRIDSTREAM_BATCH_MODEL_NAME, "
+        f"default {BATCH_MODEL_NAME})",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser(
         "train",
@@ -259,6 +293,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="T",
         help="--queue with N > 1: TensorFlow intra-op threads per worker (default: vCPUs // N, at least 1)",
     )
+    _fine_tune(work)
     work.add_argument("--max-messages", type=int, help="exit after this many messages in all (--watch: files)")
     work.add_argument("--idle-exit", action="store_true", help="exit when a poll (--watch: a scan) finds nothing")
     _common(work, "speed")
@@ -302,6 +337,9 @@ def _options(args: argparse.Namespace):
         parity_tolerance=args.parity_tolerance,
         guardrail=bool(getattr(args, "guardrail", False)),
         margin=args.margin,
+        speed_windows=getattr(args, "speed_windows", 1),
+        batch_model=getattr(args, "batch_model", "none"),
+        batch_name=getattr(args, "batch_name", "batch"),
     )
 
 

@@ -8,7 +8,12 @@ so every path applies the same checks in the same order:
    with the edge's runtime; parity above the tolerance -> refused;
 3. speed models: guardrail against the current model (see :mod:`training_job.guardrail`);
 4. publish (model.tflite, manifest.json, LATEST) or keep under ``rejected/``; optionally
-   also write the files to a local folder.
+   also write the files to a local folder. A batch model's Keras weights go beside it as
+   ``weights.npz`` (before its manifest), so speed models can be fine-tuned from it
+   (:mod:`training_job.fine_tune`).
+
+A speed model may start from the batch model (``start``: its weights and scaler) and train on the
+thing's last windows joined (:mod:`training_job.recent_windows`); both are inputs of its version.
 """
 
 from __future__ import annotations
@@ -19,8 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model_contract import FeatureSpec
+from model_contract import FeatureSpec, Manifest
 from model_contract.features import calendar_columns
+from training_job.fine_tune import (
+    FINE_TUNE_KEY,
+    WEIGHTS_FILE,
+    WEIGHTS_KEY,
+    BatchStart,
+    describe_weights,
+    weights_to_bytes,
+)
 from training_job.guardrail import DEFAULT_MARGIN, judge
 from training_job.model import Cancel, TrainConfig, model_version, train_matrix
 from training_job.publish import ModelStore, PublishResult, utc_now
@@ -42,6 +55,12 @@ class TrainOptions:
     parity_tolerance: float = DEFAULT_PARITY_TOLERANCE
     guardrail: bool = True
     margin: float = DEFAULT_MARGIN
+    # speed models (the worker): train on the thing's last K windows (training_job.recent_windows), starting from
+    # the batch model ("latest" in the models bucket, a folder, or "none": training_job.fine_tune). The defaults
+    # here are the behaviour before issue 17's fine-tune; the CLI's are 6 and "latest"
+    speed_windows: int = 1
+    batch_model: str = "none"
+    batch_name: str = "batch"  # batch_model "latest": <prefix>/<batch_name>/LATEST
 
 
 @dataclass
@@ -78,10 +97,12 @@ class Outcome:
         return out
 
 
-def _write_local(root: Path, folder: str, tflite: bytes, manifest_json: str) -> Path:
+def _write_local(root: Path, folder: str, tflite: bytes, manifest_json: str, files: dict | None = None) -> Path:
     target = root / folder
     target.mkdir(parents=True, exist_ok=True)
     (target / "model.tflite").write_bytes(tflite)
+    for name, data in (files or {}).items():  # before the manifest, as on S3
+        (target / name).write_bytes(data)
     (target / "manifest.json").write_text(manifest_json)
     return target
 
@@ -103,10 +124,17 @@ def train_window(
     store: ModelStore | None = None,
     out_dir: Path | None = None,
     cancel: Cancel | None = None,
+    start: BatchStart | None = None,
+    extra: dict | None = None,
 ) -> Outcome:
-    """Train on a validated window and publish (or refuse) the result."""
+    """Train on a validated window and publish (or refuse) the result.
+
+    ``start``: fine-tune from this batch model's weights and scaler; ``extra``: recorded in the manifest's
+    ``extra`` (the worker's ``fine_tune`` and ``speed_windows``).
+    """
     started = time.perf_counter()
-    version = model_version(window.matrix, opts.spec, opts.cfg, opts.kind)
+    init, init_scaler = (start.weights, start.scaler) if start is not None else (None, None)
+    version = model_version(window.matrix, opts.spec, opts.cfg, opts.kind, init, init_scaler)
     if store is not None and store.is_published(opts.name, version):
         result = store.published_result(opts.name, version)
         log.info("%s/%s: same window, same version, already published: nothing to do", opts.name, version)
@@ -114,7 +142,12 @@ def train_window(
         if out_dir is not None:  # the local copy is still wanted: take the published one
             tflite = store.s3.get_object(Bucket=store.bucket, Key=result.model_key)["Body"].read()
             manifest_json = store.s3.get_object(Bucket=store.bucket, Key=result.manifest_key)["Body"].read().decode()
-            outcome.local_dir = str(_write_local(Path(out_dir), f"{opts.name}/{version}", tflite, manifest_json))
+            files = {}
+            if WEIGHTS_KEY in Manifest.from_json(manifest_json).extra:  # its weights.npz too (speed models' start)
+                key = f"{store.folder(opts.name, version)}/{WEIGHTS_FILE}"
+                files[WEIGHTS_FILE] = store.s3.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+            folder = f"{opts.name}/{version}"
+            outcome.local_dir = str(_write_local(Path(out_dir), folder, tflite, manifest_json, files))
         outcome.seconds = time.perf_counter() - started
         return outcome
     if store is None and out_dir is not None:
@@ -140,9 +173,18 @@ def train_window(
         window=window.describe(),
         created_at=utc_now(),
         cancel=cancel,
+        init_weights=init,
+        scaler=init_scaler,
     )
     manifest = trained.manifest
     manifest.extra["parity_tolerance"] = opts.parity_tolerance
+    manifest.extra.update(extra or {})
+    files: dict[str, bytes] = {}
+    if opts.kind == "batch" and trained.weights is not None:  # what a speed model's fine-tune starts from
+        files[WEIGHTS_FILE] = weights_to_bytes(trained.weights)
+        manifest.extra[WEIGHTS_KEY] = describe_weights(files[WEIGHTS_FILE], trained.weights)
+    if start is not None:
+        manifest.extra.setdefault(FINE_TUNE_KEY, start.describe())
     reason = ""
     if manifest.parity_max_abs_diff is None or manifest.parity_max_abs_diff > opts.parity_tolerance:
         reason = (
@@ -178,12 +220,12 @@ def train_window(
     )
     if out_dir is not None:
         folder = f"rejected/{opts.name}/{version}" if reason else f"{opts.name}/{version}"
-        outcome.local_dir = str(_write_local(Path(out_dir), folder, trained.tflite, manifest_json))
+        outcome.local_dir = str(_write_local(Path(out_dir), folder, trained.tflite, manifest_json, files))
     if store is not None:
         if reason:
             outcome.published = store.reject(trained.tflite, manifest, reason)
         else:
-            outcome.published = store.publish(trained.tflite, manifest)
+            outcome.published = store.publish(trained.tflite, manifest, files=files)
             outcome.status = outcome.published.status
     if reason:
         log.warning("%s/%s refused: %s", opts.name, version, reason)

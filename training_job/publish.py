@@ -166,8 +166,11 @@ class ModelStore:
             result.latest = "repaired" if moved == "updated" else moved
         return result
 
-    def publish(self, tflite: bytes, manifest: Manifest, update_latest: bool = True) -> PublishResult:
-        """model.tflite, then manifest.json, then LATEST (forward only); a no-op if the version exists."""
+    def publish(
+        self, tflite: bytes, manifest: Manifest, update_latest: bool = True, files: dict[str, bytes] | None = None
+    ) -> PublishResult:
+        """model.tflite (and ``files`` beside it: a batch model's weights.npz), then manifest.json, then LATEST
+        (forward only); a no-op if the version exists."""
         if sha256_bytes(tflite) != manifest.sha256:
             raise ValueError("manifest sha256 does not match the model bytes")
         if self.is_published(manifest.name, manifest.version):
@@ -177,6 +180,9 @@ class ModelStore:
         self.s3.put_object(
             Bucket=self.bucket, Key=result.model_key, Body=tflite, ContentType="application/octet-stream"
         )
+        for name, data in (files or {}).items():
+            key = f"{self.folder(manifest.name, manifest.version)}/{name}"
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/octet-stream")
         self.s3.put_object(
             Bucket=self.bucket,
             Key=result.manifest_key,

@@ -23,6 +23,9 @@ copying to a hidden temporary file (``.<name>.tmp``) and renaming it into place,
 
 * trains each window on the feature spec the edge wrote beside it (``<file>.spec.json``,
   :mod:`model_contract.window_spec`; it moves with the file), else on the flags' spec;
+* speed models: trains on the thing's last ``speed_windows`` windows (the earlier ones from
+  ``DIR/done/windows/<thing>/``, :mod:`training_job.recent_windows`), fine-tuned from the batch
+  model when it fits (:mod:`training_job.fine_tune`);
 * the process dying mid-training leaves the file in place: it is trained again on restart;
 * :meth:`FolderWatcher.stop` (SIGTERM/SIGINT) cancels training between batches, leaves the
   file in place and returns.
@@ -45,9 +48,11 @@ from typing import Any
 
 from model_contract.layout import speed_model_name, thing_from_window_key
 from model_contract.window_spec import SIDECAR_SUFFIX, SpecMismatch, sidecar_metadata
+from training_job.fine_tune import FINE_TUNE_KEY, BatchModelSource
 from training_job.model import TrainingCancelled
 from training_job.pipeline import Outcome, TrainOptions, train_window
 from training_job.publish import ModelStore
+from training_job.recent_windows import HISTORY_KEY, from_folder
 from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window, window_spec
 
 log = logging.getLogger(__name__)
@@ -104,6 +109,7 @@ class FolderWatcher:
             raise ValueError("the watcher needs somewhere to put models: a models bucket and/or an --out folder")
         self.opts, self.config, self.store, self.on_outcome = opts, config, store, on_outcome
         self.root = Path(config.root)
+        self.batch = BatchModelSource(opts.batch_model, store, opts.batch_name)  # the fine-tune's start
         self.stats = WatchStats()
         self._stop = threading.Event()
         self._retry_after: dict[Path, float] = {}
@@ -198,7 +204,17 @@ class FolderWatcher:
         )
         window.spec_source = spec_source
         opts = dataclasses.replace(self.opts, spec=spec, name=speed_model_name(thing or "unknown", self.opts.name))
-        return train_window(window, opts, store=self.store, out_dir=self.config.out_dir, cancel=self._stop.is_set)
+        window, history = from_folder(self.root / DONE, rel, window, opts.speed_windows, self.config.min_rows)
+        start, fine_tune = self.batch.start_for(spec, opts.cfg)
+        return train_window(
+            window,
+            opts,
+            store=self.store,
+            out_dir=self.config.out_dir,
+            cancel=self._stop.is_set,
+            start=start,
+            extra={FINE_TUNE_KEY: fine_tune, HISTORY_KEY: history.to_dict()},
+        )
 
     def _move(self, path: Path, rel: Path, where: str, notes: dict[str, str]) -> None:
         """Move ``path`` to ``root/where/rel`` (same file system: a rename) and write notes beside it."""

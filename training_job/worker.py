@@ -18,6 +18,11 @@ Message handling (one message at a time):
   is made visible again at once, and the loop exits. SQS counts that receive towards the
   redrive's ``maxReceiveCount`` (docs/training.md recommends 6 for this reason).
 
+Each window's speed model is trained on the thing's last ``opts.speed_windows`` windows (the earlier
+ones listed under ``windows/<thing>/`` in the windows bucket: :mod:`training_job.recent_windows`),
+fine-tuned from the batch model when it fits (:mod:`training_job.fine_tune`); an earlier window that
+is missing or bad, or a batch model that does not fit, is logged and recorded, never the message's failure.
+
 The worker never exits because of one message.
 """
 
@@ -34,10 +39,12 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from model_contract.layout import speed_model_name, thing_from_window_key
+from training_job.fine_tune import FINE_TUNE_KEY, BatchModelSource
 from training_job.model import TrainingCancelled
 from training_job.notices import NoticeError, WindowNotice, parse_queue_message
 from training_job.pipeline import Outcome, TrainOptions, train_window
 from training_job.publish import ModelStore
+from training_job.recent_windows import HISTORY_KEY, from_s3
 from training_job.windows import DEFAULT_MIN_ROWS, WindowError, parse_window, window_spec
 
 log = logging.getLogger(__name__)
@@ -150,6 +157,7 @@ class Worker:
     ) -> None:
         self.sqs, self.s3, self.store, self.opts, self.config = sqs, s3, store, opts, config
         self.on_outcome = on_outcome
+        self.batch = BatchModelSource(opts.batch_model, store, opts.batch_name)  # the fine-tune's start
         self.stats = Stats()
         self.budget: Budget | None = None  # shared by a pool's workers (``max_messages`` in total)
         self._stop = threading.Event()
@@ -269,8 +277,11 @@ class Worker:
             raise WindowError(
                 "notice_mismatch", f"notice sha256 {ref.sha256[:12]}... != {ref.uri} {window.sha256[:12]}..."
             )
-        opts = dataclasses.replace(self.opts, spec=spec, name=speed_model_name(window_thing(ref), self.opts.name))
-        outcome = train_window(window, opts, store=self.store, cancel=self._stop.is_set)
+        opts = dataclasses.replace(self.opts, spec=spec, name=speed_model_name(thing, self.opts.name))
+        window, history = from_s3(self.s3, ref.bucket, ref.key, window, opts.speed_windows, self.config.min_rows)
+        start, fine_tune = self.batch.start_for(spec, opts.cfg)
+        extra = {FINE_TUNE_KEY: fine_tune, HISTORY_KEY: history.to_dict()}
+        outcome = train_window(window, opts, store=self.store, cancel=self._stop.is_set, start=start, extra=extra)
         setattr(self.stats, outcome.status, getattr(self.stats, outcome.status, 0) + 1)
         summary = outcome.summary()
         self.stats.outcomes.append(summary)

@@ -116,8 +116,8 @@ class Demo:
                 self.sup = sup
                 self._servers()
                 self._router()
-                self._trainer()
                 self._batch_model()
+                self._trainer()  # after the batch model: it fine-tunes every speed model from it
                 for i, scenario in enumerate(self.scenarios):
                     self._scenario(scenario, i)
                 self._forecast_history()
@@ -265,6 +265,7 @@ class Demo:
         training = self.mode.training
         cmd = self._cli("train", "worker", *training.worker_args(), "--bucket", self.servers.buckets[1])
         cmd += ["--name", SPEED_MODEL_TEMPLATE] + (["--epochs", str(self.opts.epochs)] if self.opts.epochs else [])
+        cmd += ["--batch-model", str(self.batch_dir)]  # each speed model is fine-tuned from it (the folder)
         env = {**self.env, **training.worker_env()}
         proc = self.sup.spawn("trainer", cmd, self.logs / "trainer.log", env=env, cwd=REPO)
         if training.on_pi and self.cgroup is not None:  # the on-Pi trainer shares the Pi's CPU

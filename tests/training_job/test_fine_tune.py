@@ -1,0 +1,154 @@
+"""The speed model fine-tuned from the batch model on the thing's last K windows (issue 17), against the real
+radosgw and ElasticMQ: the batch model's weights published beside it, the worker (queue and folder) starting
+from them and joining the earlier windows, and every fallback (no/unfit batch model, bad or missing windows)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from model_contract import FeatureSpec
+from training_job.fine_tune import WEIGHTS_FILE, BatchModelSource, mismatch, weights_from_bytes
+from training_job.model import model_version
+from training_job.pipeline import TrainOptions, train_window
+from training_job.recent_windows import History, gather
+from training_job.windows import parse_window
+from training_job.worker import Worker, WorkerConfig
+
+from .conftest import SPEC, TINY
+
+pytestmark = pytest.mark.s3
+
+DAY = "windows/pi-1/2017/06/16"
+
+
+def _name(i: int, device: str = "T1") -> str:
+    return f"{device}_20170616T{i:02d}0000Z_200.csv"
+
+
+def _batch(turbine_rows, store=None, out_dir=None, spec: FeatureSpec = SPEC):
+    m, ts = turbine_rows.window(0, 600)
+    from training_job.windows import window_to_csv
+
+    window = parse_window(window_to_csv(m, ts, spec), spec, source="history.csv")
+    opts = TrainOptions(name="batch", kind="batch", spec=spec, cfg=TINY, guardrail=False)
+    return train_window(window, opts, store=store, out_dir=out_dir)
+
+
+def test_pretrain_publishes_the_weights_and_the_worker_fine_tunes_on_the_last_windows(
+    sqs_client, sqs_queue, s3_client, s3_bucket, store, turbine_rows
+):
+    batch = _batch(turbine_rows, store=store)
+    meta = batch.manifest["extra"]["weights"]
+    key = f"models/batch/{batch.version}/{WEIGHTS_FILE}"
+    data = s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+    assert (meta["file"], meta["bytes"], meta["arrays"]) == (WEIGHTS_FILE, len(data), len(weights_from_bytes(data)))
+    # the thing's windows: two good earlier ones, a bad one between them, another device's, then the announced one
+    windows = "windows-" + s3_bucket
+    s3_client.create_bucket(Bucket=windows)
+    bad = turbine_rows.csv(800, 200).replace(b",", b",x", 3)
+    for i, body in [(1, turbine_rows.csv(600, 200)), (2, bad), (3, turbine_rows.csv(1000, 200))]:
+        s3_client.put_object(Bucket=windows, Key=f"{DAY}/{_name(i)}", Body=body)
+    s3_client.put_object(Bucket=windows, Key=f"{DAY}/{_name(2, 'T2')}", Body=turbine_rows.csv(800, 200, "T2"))
+    key = f"{DAY}/{_name(4)}"
+    s3_client.put_object(Bucket=windows, Key=key, Body=turbine_rows.csv(1200, 200))
+    sqs_client.send_message(QueueUrl=sqs_queue.url, MessageBody=json.dumps({"bucket": windows, "key": key}))
+    opts = TrainOptions(spec=SPEC, cfg=TINY, speed_windows=4, batch_model="latest")
+    config = WorkerConfig(queue_url=sqs_queue.url, wait_seconds=1, lease_seconds=30)
+    stats = Worker(sqs_client, s3_client, store, opts, config).run(idle_exit=True)
+    assert (stats.published, stats.bad, stats.errors) == (1, 0, 0)
+    version = stats.outcomes[0]["version"]
+    manifest = store.published_manifest("speed", version)
+    assert manifest.extra["fine_tune"] == {
+        "from": "batch",
+        "version": batch.version,
+        "source": f"s3://{s3_bucket}/models/batch/{batch.version}",
+    }
+    history = manifest.extra["speed_windows"]
+    assert (history["asked"], history["used"], history["rows"], history["skipped"]) == (4, 3, 600, {"bad": 1})
+    assert history["sources"] == [f"s3://{windows}/{DAY}/{_name(1)}", f"s3://{windows}/{DAY}/{_name(3)}"]
+    assert manifest.window["rows"] == 600 and manifest.window["source"] == f"s3://{windows}/{key}"
+    assert manifest.scaler.to_dict() == batch.manifest["scaler"]  # the batch model's units
+    # the same notice again: the same windows and start give the same version (idempotent)
+    sqs_client.send_message(QueueUrl=sqs_queue.url, MessageBody=json.dumps({"bucket": windows, "key": key}))
+    again = Worker(sqs_client, s3_client, store, opts, config).run(idle_exit=True)
+    assert (again.exists, again.outcomes[0]["version"]) == (1, version)
+
+
+def test_from_scratch_when_the_batch_model_does_not_fit_and_k1_is_the_old_behaviour(
+    s3_client, s3_bucket, store, turbine_rows, tmp_path
+):
+    other = dataclasses.replace(SPEC, lags=(1,))
+    _batch(turbine_rows, store=store, spec=other)
+    source = BatchModelSource("latest", store)
+    start, why = source.start_for(SPEC, TINY)
+    assert start is None and why["from"] == "scratch" and "feature spec" in why["reason"]
+    assert BatchModelSource("latest", None).start_for(SPEC, TINY)[1]["reason"].startswith("no models bucket")
+    assert "no manifest.json" in BatchModelSource(str(tmp_path), None).start_for(SPEC, TINY)[1]["reason"]
+    assert BatchModelSource("none", store).start_for(SPEC, TINY)[0] is None
+    # K = 1, no batch model: the model (and version) the trainer made before the fine-tune existed
+    window = parse_window(turbine_rows.csv(600, 200), SPEC, source="w.csv")
+    outcome = train_window(window, TrainOptions(spec=SPEC, cfg=TINY), store=store)
+    assert outcome.version == model_version(window.matrix, SPEC, TINY, "speed")
+    assert "fine_tune" not in outcome.manifest["extra"]
+
+
+def test_mismatch_names_what_differs(turbine_rows, tmp_path):
+    batch = _batch(turbine_rows, out_dir=tmp_path)
+    folder = tmp_path / "batch" / batch.version
+    assert (folder / WEIGHTS_FILE).is_file()
+    from model_contract import Manifest
+
+    manifest = Manifest.load(folder / "manifest.json")
+    assert mismatch(manifest, SPEC, TINY) == ""
+    assert "lstm_units 16" in mismatch(manifest, SPEC, TINY.replace(lstm_units=16))
+    assert "instance_norm False" in mismatch(manifest, SPEC, TINY.replace(instance_norm=False))
+    manifest.extra.pop("weights")
+    assert "without its weights" in mismatch(manifest, SPEC, TINY)
+    (folder / WEIGHTS_FILE).write_bytes(b"not npz")
+    start, why = BatchModelSource(str(folder)).start_for(SPEC, TINY)
+    assert start is None and "does not match its manifest's sha256" in why["reason"]
+
+
+def test_gather_skips_missing_other_spec_and_overlapping_windows(turbine_rows):
+    current = parse_window(turbine_rows.csv(800, 200), SPEC, source="now")
+    from model_contract.window_spec import window_metadata
+
+    loaded = {
+        "a": (turbine_rows.csv(700, 200), None),  # overlaps the current window
+        "b": (turbine_rows.csv(400, 200), window_metadata(dataclasses.replace(SPEC, lags=(1,)))),
+        "d": (turbine_rows.csv(200, 200), None),
+    }
+    joined, history = gather(current, ["a", "b", "c", "d"], loaded.get, 5, 100, History(5))
+    assert history.skipped == {"overlap": 1, "other_spec": 1, "missing": 1}
+    assert (history.used, history.rows, history.sources) == (2, 400, ["d"])
+    assert np.array_equal(joined.matrix[:200], parse_window(loaded["d"][0], SPEC).matrix)
+    assert joined.epochs == sorted(joined.epochs) and joined.source == "now"
+
+
+def test_the_folder_worker_fine_tunes_from_a_pretrain_folder_on_the_done_windows(turbine_rows, tmp_path, capsys):
+    from hybridstream.cli import main
+    from training_job.windows import window_to_csv
+
+    tiny = ["--epochs", "2", "--lstm-units", "8", "--dense-units", "4", "--batch-size", "64", "--patience", "2"]
+    m, ts = turbine_rows.window(0, 600)
+    (tmp_path / "history.csv").write_bytes(window_to_csv(m, ts, SPEC))
+    assert main(["train", "pretrain", "--csv", str(tmp_path / "history.csv"), "--out", str(tmp_path / "m"), *tiny]) == 0
+    batch_dir = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["model_dir"]
+    root = tmp_path / "edge-out"
+    for i, start in [(1, 600), (2, 800)]:  # trained before: the watcher moved them to done/
+        path = root / "done" / DAY / _name(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(turbine_rows.csv(start, 200))
+    (root / DAY).mkdir(parents=True)
+    (root / DAY / _name(3)).write_bytes(turbine_rows.csv(1000, 200))
+    argv = ["train", "worker", "--watch", str(root), "--out", str(tmp_path / "m"), "--name", "speed-{thing}",
+            "--batch-model", batch_dir, "--speed-windows", "3", "--idle-exit", "--settle", "0", *tiny]  # fmt: skip
+    assert main(argv) == 0
+    outcome = json.loads((root / "done" / DAY / f"{_name(3)}.outcome.json").read_text())
+    manifest = json.loads((tmp_path / "m" / "speed-pi-1" / outcome["version"] / "manifest.json").read_text())
+    assert manifest["extra"]["fine_tune"]["source"] == batch_dir
+    assert (manifest["extra"]["speed_windows"]["used"], manifest["window"]["rows"]) == (3, 600)

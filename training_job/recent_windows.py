@@ -1,0 +1,214 @@
+"""A thing's previous windows: the speed model trains on the last K windows, not only the one that just closed.
+
+A window's file name is ``<device>_<yyyymmddTHHMMSSZ>_<rows>.csv`` (:func:`model_contract.layout.window_key`):
+the windows before it are those of the same device with an earlier start stamp, newest first. Where they are:
+
+* cloud (``train worker --queue``): ``windows/<thing>/`` in the windows bucket, listed (the trainer role's
+  ``s3:ListBucket`` on that bucket, which holds only windows: no new permission) and read with ``GetObject``;
+* edge (``train worker --watch DIR``): ``DIR/done/windows/<thing>/``, where the watcher moves each window it
+  trained (its ``.spec.json`` beside it).
+
+Each earlier window is checked as any window is (:func:`training_job.windows.parse_window`, its own carried
+spec); it is used only when that spec is the current window's and it ends before the next newer one begins.
+One that is missing, unreadable, bad, of another spec or overlapping is skipped and counted in the manifest's
+``extra["speed_windows"]`` (:class:`History`) and the log: it never fails the model.
+
+>>> window_stamp("windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv")
+('T1', '20170114T000000Z')
+>>> earlier(["a/T1_20170101T000000Z_9.csv", "a/T1_20170103T000000Z_9.csv", "a/T2_20170102T000000Z_9.csv",
+...          "a/T1_20170102T000000Z_9.csv"], "b/T1_20170103T000000Z_9.csv", 5)
+['a/T1_20170102T000000Z_9.csv', 'a/T1_20170101T000000Z_9.csv']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_contract import FeatureSpec
+from model_contract.window_spec import SIDECAR_SUFFIX, sidecar_metadata
+from training_job.windows import Window, WindowError, parse_window, window_spec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEED_WINDOWS = 6  # docs/combination.md: fine-tuned on the last 6 windows, the speed model adds the most
+HISTORY_KEY = "speed_windows"  # the manifest's extra field
+SUFFIXES = (".csv", ".jsonl", ".ndjson")
+MAX_PROBLEMS = 5
+
+# loads one earlier window by name: (bytes, its metadata or None); None when it does not exist
+Loader = Callable[[str], "tuple[bytes, Mapping[str, str] | None] | None"]
+
+
+def window_stamp(name: str) -> tuple[str, str] | None:
+    """(device, start stamp) of a window file name or key; None for any other name."""
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    parts = stem.rsplit("_", 2)
+    if len(parts) != 3 or len(parts[1]) != 16 or not parts[1][:8].isdigit():
+        return None
+    return parts[0], parts[1]
+
+
+def earlier(names: Iterable[str], current: str, count: int) -> list[str]:
+    """The ``count`` newest window names of ``current``'s device that start before it, newest first."""
+    mine = window_stamp(current)
+    if mine is None or count < 1:
+        return []
+    found = []
+    for name in names:
+        stamp = window_stamp(name)
+        if name.lower().endswith(SUFFIXES) and stamp is not None and stamp[0] == mine[0] and stamp[1] < mine[1]:
+            found.append((stamp[1], name))
+    return [name for _, name in sorted(found, reverse=True)[:count]]
+
+
+@dataclass
+class History:
+    """What the speed model was trained on beyond the window that closed (the manifest's ``extra["speed_windows"]``)."""
+
+    asked: int
+    used: int = 1
+    rows: int = 0
+    sources: list[str] = field(default_factory=list)  # the earlier windows used, oldest first
+    skipped: dict[str, int] = field(default_factory=dict)  # missing, bad, other_spec, overlap, unlisted
+    problems: list[str] = field(default_factory=list)
+
+    def skip(self, kind: str, message: str) -> None:
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(message)
+        log.warning("earlier window skipped (%s): %s", kind, message)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"asked": self.asked, "used": self.used, "rows": self.rows, "sources": self.sources}
+        if self.skipped:
+            out |= {"skipped": dict(self.skipped), "problems": list(self.problems)}
+        return out
+
+
+def join(current: Window, older: list[Window]) -> Window:
+    """One window of ``older`` (oldest first) then ``current``: the current window's source, digest and device."""
+    if not older:
+        return current
+    parts = [*older, current]
+    joined = Window(
+        np.vstack([w.matrix for w in parts]),
+        [t for w in parts for t in w.timestamps],
+        current.spec,
+        device=current.device,
+        source=current.source,
+        sha256=current.sha256,
+        thing=current.thing,
+        epochs=[e for w in parts for e in w.epochs],
+        spec_source=current.spec_source,
+    )
+    return joined
+
+
+def gather(
+    current: Window, candidates: list[str], load: Loader, asked: int, min_rows: int, history: History | None = None
+) -> tuple[Window, History]:
+    """``current`` joined with the usable windows among ``candidates`` (newest first), and what happened."""
+    history = history or History(asked)
+    spec: FeatureSpec = current.spec
+    older: list[Window] = []
+    starts = current.epochs[0] if current.epochs else float("inf")
+    for name in candidates:
+        try:
+            got = load(name)
+        except Exception as exc:  # an unreadable object or file: skipped, never the model's failure
+            history.skip("unreadable", f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        if got is None:
+            history.skip("missing", f"{name} does not exist")
+            continue
+        data, metadata = got
+        try:
+            theirs, _ = window_spec(metadata, spec)
+            if theirs.to_dict() != spec.to_dict():
+                history.skip("other_spec", f"{name} was recorded with feature spec {theirs.to_dict()}")
+                continue
+            fmt = "jsonl" if name.lower().endswith((".jsonl", ".ndjson")) else "auto"
+            window = parse_window(data, spec, fmt=fmt, min_rows=min_rows, source=name, thing=current.thing)
+        except WindowError as exc:
+            history.skip("bad", f"{name}: {exc}")
+            continue
+        if window.epochs[-1] >= starts:
+            history.skip("overlap", f"{name} ends at {window.last_ts}, after the next window begins")
+            continue
+        older.append(window)
+        starts = window.epochs[0]
+    older.reverse()
+    joined = join(current, older)
+    history.used = 1 + len(older)
+    history.rows = joined.rows
+    history.sources = [w.source for w in older]
+    if older:
+        log.info("speed model: %d windows, %d rows (%d earlier windows asked)", history.used, joined.rows, asked - 1)
+    return joined, history
+
+
+# -- where the earlier windows are ----------------------------------------------------------------------------
+
+
+def from_s3(s3: Any, bucket: str, key: str, current: Window, asked: int, min_rows: int) -> tuple[Window, History]:
+    """``current`` (``s3://bucket/key``) joined with the ``asked - 1`` windows before it in ``windows/<thing>/``."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    history = History(asked)
+    if asked <= 1:
+        return current, _only(current, history)
+    prefix = "/".join(key.split("/")[:2]) + "/"  # windows/<thing>/
+    try:
+        keys = [
+            obj["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
+    except (ClientError, BotoCoreError) as exc:
+        history.skip("unlisted", f"cannot list s3://{bucket}/{prefix}: {exc}")
+        return current, _only(current, history)
+
+    def load(name: str) -> tuple[bytes, Mapping[str, str] | None] | None:
+        try:
+            obj = s3.get_object(Bucket=bucket, Key=name)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return obj["Body"].read(), obj.get("Metadata")
+
+    names = earlier(keys, key, asked - 1)
+    joined, history = gather(current, names, load, asked, min_rows, history)
+    history.sources = [f"s3://{bucket}/{s}" if not s.startswith("s3://") else s for s in history.sources]
+    return joined, history
+
+
+def from_folder(done: Path, rel: Path, current: Window, asked: int, min_rows: int) -> tuple[Window, History]:
+    """``current`` (``rel`` under the watched folder) joined with the windows before it under ``done/<rel's folder>``
+    (``windows/<thing>/``)."""
+    history = History(asked)
+    if asked <= 1:
+        return current, _only(current, history)
+    parts = rel.parts
+    base = done.joinpath(*parts[:2]) if len(parts) > 2 and parts[0] == "windows" else done
+    names = [str(p) for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
+
+    def load(name: str) -> tuple[bytes, Mapping[str, str] | None] | None:
+        path = Path(name)
+        if not path.is_file():
+            return None
+        sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+        return path.read_bytes(), sidecar_metadata(sidecar.read_text()) if sidecar.is_file() else None
+
+    return gather(current, earlier(names, rel.name, asked - 1), load, asked, min_rows, history)
+
+
+def _only(current: Window, history: History) -> History:
+    history.used, history.rows = 1, current.rows
+    return history
