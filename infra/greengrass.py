@@ -147,6 +147,7 @@ class GreengrassComponents(Construct):
                 "source",
                 edge_app_component=app_name,
                 speed_model_name=settings.speed_model_name,
+                batch_model_name=settings.batch_model_name,
                 prerequisites_component=prereq,
             )
             s3_config = dict(deployment_config).get("s3", {})

@@ -21,7 +21,7 @@ from model_contract.kafka_broker import (
     heap_mb,
     kraft_properties,
 )
-from model_contract.layout import SPEED_MODEL_TEMPLATE, THING_VARIABLE
+from model_contract.layout import BATCH_MODEL_NAME, SPEED_MODEL_TEMPLATE, THING_VARIABLE
 from model_contract.topics import KAFKA_TOPICS, METRICS, MODEL_NOTICES_FILTER, READINGS, WINDOWS, device_filter
 
 RECIPE_FORMAT = "2020-01-25"
@@ -58,6 +58,7 @@ class EdgeAppSettings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topics: Mapping[str, str] = field(default_factory=lambda: dict(KAFKA_TOPICS))
     speed_model_name: str = SPEED_MODEL_TEMPLATE  # one speed model per device: "{thing}" is its thing name
+    batch_model_name: str = BATCH_MODEL_NAME  # edge mode: the Pi's trainer fine-tunes speed models from it
     windows_bucket: str = ""
     models_bucket: str = ""
 
@@ -494,6 +495,7 @@ def trainer_recipe(
     source: ZipArtifact,
     edge_app_component: str,
     speed_model_name: str = SPEED_MODEL_TEMPLATE,
+    batch_model_name: str = BATCH_MODEL_NAME,
     models_bucket: str = "",
     prerequisites_component: str | None = None,
 ) -> dict[str, Any]:
@@ -514,7 +516,9 @@ def trainer_recipe(
                     f'mkdir -p "{windows}"',
                     # --name keeps "{thing}": the watcher fills in the thing of each window's path
                     f'exec "{{work:path}}/venv/bin/python" -m hybridstream train worker --watch "{windows}" '
-                    '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}"',
+                    '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}" '
+                    # each speed model is fine-tuned from the batch model (models/<name>/LATEST in that bucket)
+                    f'--batch-name "{batch_model_name}"',
                 ]
             ),
         },

@@ -139,6 +139,7 @@ class HybridStreamStack(Stack):
                 max_capacity=config.trainer_max_capacity,
                 notifications=self.alarm_topic,
                 speed_model_name=config.speed_model_name,
+                batch_model_name=config.batch_model_name,
                 workers=config.trainer_workers or None,
                 window_seconds=config.trainer_window_seconds,
                 max_delay_seconds=config.trainer_max_delay_seconds,
@@ -160,6 +161,7 @@ class HybridStreamStack(Stack):
             mode=config.mode,
             kafka_bootstrap=config.kafka_bootstrap,
             speed_model_name=config.speed_model_name,  # "speed-{thing}": filled in on the device
+            batch_model_name=config.batch_model_name,  # edge mode: the Pi's trainer fine-tunes from it
         )
         self.greengrass = GreengrassComponents(
             self,

@@ -187,6 +187,7 @@ class Trainer(Construct):
         interface_endpoints: bool = True,
         notifications: sns.ITopic | None = None,
         speed_model_name: str = "speed-{thing}",
+        batch_model_name: str = "batch",
         workers: int | None = None,
         window_seconds: float = WINDOW_SECONDS,
         max_delay_seconds: int = MAX_DELAY_SECONDS,
@@ -256,7 +257,8 @@ class Trainer(Construct):
                 # so a missing window is a 404 (the worker sends it to the DLQ at once), not a 403
                 # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). No s3:prefix
                 # condition: S3 does not apply it to a GET (still 403). The bucket holds only windows/,
-                # all of which the trainer may read anyway.
+                # all of which the trainer may read anyway. The worker also lists windows/<thing>/ with
+                # it: each speed model trains on the thing's last K windows (training_job.recent_windows).
                 resources=[windows_bucket.bucket_arn],
             )
         )
@@ -323,7 +325,12 @@ class Trainer(Construct):
             models_bucket.bucket_name,
             speed_model_name,
             self.log_group.log_group_name,
-            {"HYBRIDSTREAM_TRAINER_WORKERS": str(self.workers), "HYBRIDSTREAM_TRAINER_GROUP": self.group_name},
+            {
+                "HYBRIDSTREAM_TRAINER_WORKERS": str(self.workers),
+                "HYBRIDSTREAM_TRAINER_GROUP": self.group_name,
+                # each speed model is fine-tuned from models/<this>/LATEST (read with WriteModels' GetObject)
+                "HYBRIDSTREAM_BATCH_MODEL_NAME": batch_model_name,
+            },
         )
 
         self.launch_template = ec2.LaunchTemplate(

@@ -254,8 +254,8 @@ def test_trainer_component_only_in_edge_mode(built):
     assert lifecycle["Run"]["Setenv"]["PYTHONPATH"].startswith("{artifacts:decompressedPath}/")
     assert (
         '-m hybridstream train worker --watch "{hybridstream.EdgeApp:work:path}/windows" '
-        '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}"' in run
-    )
+        '--name "{configuration:/speedName}" --bucket "{configuration:/s3/modelsBucket}" --batch-name "batch"' in run
+    )  # the Pi's trainer fine-tunes each speed model from models/batch/LATEST (the TES role reads models/batch/*)
     assert "sed " not in run  # the watcher fills in {thing} from each window's path
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["speedName"] == "speed-{thing}"
     assert "hybridstream.EdgeApp" in recipe["ComponentDependencies"]

@@ -253,6 +253,25 @@ def test_trainer_lists_the_windows_bucket_without_a_prefix_condition(default):
     assert by_sid["ListWindows"]["Resource"]["Fn::GetAtt"][0].startswith("StorageWindows")
 
 
+def test_the_fine_tune_needs_no_new_permission(default):
+    """Issue 17: each speed model is fine-tuned from models/<batch>/LATEST's weights.npz (WriteModels'
+    s3:GetObject on models/*) on the thing's last windows, listed under windows/<thing>/ (ListWindows, the
+    bucket holds only windows) and read with ReadWindows; the worker is told the batch model's name."""
+    (lt,) = default.resources("AWS::EC2::LaunchTemplate").values()
+    assert "HYBRIDSTREAM_BATCH_MODEL_NAME=batch" in json.dumps(lt["Properties"]["LaunchTemplateData"]["UserData"])
+    statements = [
+        s
+        for k, p in default.resources("AWS::IAM::Policy").items()
+        if k.startswith("TrainerRoleDefaultPolicy")
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    by_sid = {s.get("Sid"): s for s in statements}
+    assert "s3:GetObject" in by_sid["WriteModels"]["Action"] and "/models/*" in json.dumps(by_sid["WriteModels"])
+    assert by_sid["ReadWindows"]["Action"] == "s3:GetObject" and "/windows/*" in json.dumps(by_sid["ReadWindows"])
+    listing = [s for s in statements if "s3:ListBucket" in json.dumps(s["Action"])]
+    assert sorted(s["Sid"] for s in listing) == ["ListModels", "ListWindows"]
+
+
 @pytest.mark.parametrize("instance_type", ["c5.2xlarge"])
 def test_instance_type_comes_from_context(tmp_path, infra_assets, instance_type):
     from tests.infra.conftest import build
