@@ -208,14 +208,18 @@ def run_benchmark(
     stream_hook: Callable[[np.ndarray, int, int], np.ndarray] | None = None,
     save_dir: Path | None = None,
     speed_cfg=None,
-    warm_start: bool = False,
+    warm_start: bool | None = None,
+    speed_windows: int | None = None,
 ) -> dict:
     """Per target channel: every approach's MSE and MAE over the stream; their mean over channels.
 
     ``save_dir``: each channel's run is saved there as ``<channel>.npz`` (``eval table|experts|plot`` read it).
-    ``speed_cfg``, ``warm_start``: as :func:`~hybridstream.evaluation.online_run.run_stream`'s.
+    ``speed_cfg``, ``warm_start``, ``speed_windows``: as :func:`~hybridstream.evaluation.online_run.run_stream`'s
+    (None: its defaults, the trainer's).
     """
     from hybridstream.evaluation.online_run import INTERVAL_APPROACHES, run_stream  # noqa: PLC0415
+
+    speed = {k: v for k, v in (("warm_start", warm_start), ("speed_windows", speed_windows)) if v is not None}
 
     channels: dict[str, dict] = {}
     counters: dict[str, dict] = {}
@@ -233,11 +237,11 @@ def run_benchmark(
             window,
             cfg=cfg,
             speed_cfg=speed_cfg,
-            warm_start=warm_start,
             cache_dir=cache_dir,
             log=log,
             progress_every=0,
             variants=variants,
+            **speed,
         )
         if save_dir is not None:
             result.save(Path(save_dir) / f"{target}.npz")

@@ -102,20 +102,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
     )
     run.add_argument(
-        "--speed-windows",
-        type=int,
-        default=1,
-        metavar="K",
-        help="train each speed model (still one every --window rows) on the last K windows, K x --window rows "
-        "(fewer at the stream's start; default 1: the window that just closed)",
-    )
-    run.add_argument(
-        "--warm-start",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="fine-tune each speed model from the batch model's weights (default: the study's choice)",
-    )
-    run.add_argument(
         "--warm-combiner",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -241,8 +227,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     streams.set_defaults(func=_streams)
 
 
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``eval run`` and ``eval benchmark`` share (read by :func:`options.model_options`)."""
+    from training_job.recent_windows import DEFAULT_SPEED_WINDOWS  # noqa: PLC0415  (the trainer's default)
+
     p.add_argument(
         "--lags",
         nargs="+",
@@ -294,6 +293,22 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         metavar="all|KINDS",
         help="inject sensor faults into the target of the stream (hybridstream/evaluation/faults.py): all, or some "
         "of spikes,stuck,alternate,step,gap (deterministic)",
+    )
+    p.add_argument(
+        "--speed-windows",
+        type=_at_least_one,
+        default=DEFAULT_SPEED_WINDOWS,
+        metavar="K",
+        help="train each speed model (still one every --window rows) on the last K windows, K x --window rows "
+        f"(fewer at the stream's start; default {DEFAULT_SPEED_WINDOWS}, the trainer's: train worker "
+        "--speed-windows; 1: the window that just closed, the speed model before issue 17)",
+    )
+    p.add_argument(
+        "--warm-start",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fine-tune each speed model from the batch model's weights and scaler (default, the trainer's: train "
+        "worker --batch-model latest); --no-warm-start: from scratch, the speed model before issue 17",
     )
     p.add_argument("--cache-dir", default=None, help="model cache (default .cache/eval; 'none' disables)")
     p.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
@@ -394,7 +409,7 @@ def _drift(args: argparse.Namespace) -> int:
 def _run_checked(args: argparse.Namespace) -> int:
     from hybridstream.evaluation import options, report, run_input  # noqa: PLC0415
     from hybridstream.evaluation.csv_input import EvalInputError  # noqa: PLC0415
-    from hybridstream.evaluation.online_run import DEFAULT_WARM_START, run_stream  # noqa: PLC0415
+    from hybridstream.evaluation.online_run import run_stream  # noqa: PLC0415
 
     opts = options.model_options(args)
     if opts.auto_lags:
@@ -433,7 +448,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         speed_cfg=(opts.speed_cfg or opts.cfg).replace(epochs=args.speed_epochs)
         if args.speed_epochs
         else opts.speed_cfg,
-        warm_start=DEFAULT_WARM_START if args.warm_start is None else args.warm_start,
+        warm_start=args.warm_start,
         speed_windows=args.speed_windows,
         warm_combiner=args.warm_combiner,
         cache_dir=opts.cache_dir,
@@ -498,6 +513,8 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         if args.faults
         else None,
         save_dir=Path(args.save_dir) if args.save_dir else None,
+        warm_start=args.warm_start,
+        speed_windows=args.speed_windows,
     )
     pub = {} if args.faults else benchmark.published(args.file, args.horizon)
     print(benchmark.table_markdown(res, pub))

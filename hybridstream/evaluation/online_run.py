@@ -45,14 +45,16 @@ from model_contract import FeatureBuffer, FeatureSpec, Manifest, conformal, cont
 from model_contract.conformal import LEVELS, ConformalInterval
 from model_contract.online_linear import OnlineLinear
 from model_contract.persistence_forecast import Persistence
+from training_job.recent_windows import DEFAULT_SPEED_WINDOWS
 
 APPROACHES = ("batch", "speed", "static", "dynamic", "persistence", "online_linear")
 # the approaches eval gives intervals (the edge's learner, each from its own training-file errors): the edge's
 # dynamic forecast and the two baselines beside it
 INTERVAL_APPROACHES = ("dynamic", "persistence", "online_linear")
 
-# speed models fine-tune the batch model's weights (with its scaler) instead of starting from scratch
-DEFAULT_WARM_START = False
+# the trainer's (train worker): each speed model fine-tuned from the batch model's weights (with its scaler) on the
+# last DEFAULT_SPEED_WINDOWS windows (training_job.fine_tune, training_job.recent_windows); eval replays what ships
+DEFAULT_WARM_START = True
 
 
 @dataclass
@@ -180,8 +182,8 @@ def run_stream(
     *,
     cfg=None,
     speed_cfg=None,
-    warm_start: bool = False,
-    speed_windows: int = 1,
+    warm_start: bool = DEFAULT_WARM_START,
+    speed_windows: int = DEFAULT_SPEED_WINDOWS,
     combiner: Mapping | None = None,
     warm_combiner: bool = True,
     cache_dir: Path | None = None,
@@ -195,7 +197,9 @@ def run_stream(
     ``dynamic`` in the same pass (same models, same rule for learning) into :attr:`RunResult.variants`.
     Models are cached by content version in ``cache_dir`` (the speed models too: a re-run replays only).
     ``speed_windows``: each speed model (still one every ``window`` rows) is trained on the last
-    ``speed_windows`` windows of the stream (fewer at its start), not only the one that just closed.
+    ``speed_windows`` windows of the stream (fewer at its start), not only the one that just closed;
+    ``warm_start``: fine-tuned from the batch model's weights and scaler. The defaults are the trainer's
+    (``train worker --speed-windows 6 --batch-model latest``); 1 and False replay the speed model before issue 17.
     """
     from edge_app.combiners import make_combiner  # noqa: PLC0415
     from model_contract.runtime import TFLiteModel  # noqa: PLC0415
@@ -208,6 +212,8 @@ def run_stream(
     if speed_windows < 1:
         raise ValueError(f"speed_windows must be >= 1, not {speed_windows}")
     log(f"batch model: training on {len(train)} rows ({len(spec.columns)} columns, target {spec.target})...")
+    how = "fine-tuned from the batch model" if warm_start else "from scratch"
+    log(f"speed models: every {window} rows, {how}, on the last {speed_windows} window(s)")
     content, manifest, batch_weights = cached_model(train, spec, cfg, cache_dir, log, kind="batch")
     with quiet_native_output():
         batch_model = TFLiteModel.from_manifest(content, manifest)
@@ -288,7 +294,9 @@ def run_stream(
             with quiet_native_output():
                 ready.append((t + 1, TFLiteModel.from_manifest(tfl, man)))
             secs = time.perf_counter() - t0
-            speed_info.append({"first_row": first, "serves_from": t + 1, "seconds": round(secs, 2)})
+            speed_info.append(
+                {"first_row": first, "serves_from": t + 1, "seconds": round(secs, 2), "warm_start": warm_start}
+            )
             log(
                 f"speed model {len(speed_info)} (rows {first + 1}-{t + 1} of {n}) trained in {secs:.1f} s, "
                 f"holdout RMSE {man.metrics['rmse']:.4g}; elapsed {time.perf_counter() - started:.0f} s"
