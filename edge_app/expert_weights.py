@@ -69,6 +69,14 @@ class ExpertWeights:
         s[2 + n :] = w
         self._s[:] = s
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, also an object pickled before the state was one array (``_v``, ``_seen``, ``_L``, ``_w``)."""
+        if "_s" not in state:
+            state = dict(state)
+            v, seen, L, w = state.pop("_v"), state.pop("_seen"), state.pop("_L"), state.pop("_w")
+            state["_s"] = np.array([v, seen, *L, *w], dtype=float)
+        self.__dict__.update(state)
+
     @property
     def weights(self) -> list[float]:
         return self._s[2 + self.n :].tolist()
