@@ -24,6 +24,7 @@ from model_contract.online_linear import OnlineLinear, decay
 EXPERTS = ("stack", "online_linear", "persistence", "batch", "speed", "static")
 _STATIC_SPEED = 0.3  # the static expert: the research prototype's 0.3 speed / 0.7 batch
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()  # the bad-twin warnings given (once each, not once per device)
 
 
 def default_blend(twin: bool) -> str:
@@ -190,7 +191,9 @@ class ContextStacking(ContextStack, Configurable):
         try:
             twin = parse_twin(warm, spec)
         except ValueError as exc:
-            log.warning("the combiner's twin starts from the stack's model cut: %s", exc)
+            if str(exc) not in _WARNED:  # one warm start serves every device: say it once
+                _WARNED.add(str(exc))
+                log.warning("the combiner's twin starts from the stack's model cut: %s", exc)
             twin = None
         if twin is not None and twin._d:  # noqa: SLF001
             self._twin, self.twin_start = twin, "twin"
