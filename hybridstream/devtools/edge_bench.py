@@ -16,7 +16,9 @@ the edge app as a separate process (``python -m edge_app run``), as Greengrass w
    ``echo_starved_polls``: the echo's consumes that found nothing (a fetch-bound echo measures librdkafka's
    fetch scheduling, not the pipeline: with ``fetch.queue.backoff.ms`` at librdkafka's 1000 it waited 50-95
    times a pass and did 28,000-46,000/s, at the app's 10 ms none and 140,000-280,000/s; BENCHMARKS.md).
-   ``--consumer-conf`` changes the consumer settings of the app and the echo alike. ``stage_us``: the app's
+   ``--consumer-conf`` / ``--producer-conf`` change the client settings of the app and the echo alike;
+   ``broker_cpu_us`` / ``echo_broker_cpu_us``: the broker's CPU per record over the app's phase / each echo
+   process's life. ``stage_us``: the app's
    median cost per record and stage in that phase (:mod:`edge_app.stages`, from its exit summary),
    ``loop_bound_rps``: 10^6 / the stages' mean µs per record (the loop thread on a core of its own), and
    ``threads``: CPU and run-queue seconds of the edge's threads (``main`` = the loop, ``python`` = its
@@ -62,10 +64,11 @@ def bench_config(
     forecasts: bool = True,
     process: str = "batch",
     consumer: dict | None = None,
+    producer: dict | None = None,
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
     ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path;
-    ``consumer``: extra librdkafka consumer settings, ``kafka.consumer``)."""
+    ``consumer`` / ``producer``: extra librdkafka settings, ``kafka.consumer`` / ``kafka.producer``)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -79,7 +82,11 @@ def bench_config(
         log_interval_s=5.0,
         log_slow_turn_ms=slow_turn_ms,
         process=process,
-        **({"kafka": {"consumer": consumer}} if consumer else {}),
+        **(
+            {"kafka": {k: v for k, v in (("consumer", consumer), ("producer", producer)) if v}}
+            if consumer or producer
+            else {}
+        ),
     )
 
 
@@ -164,10 +171,18 @@ def throughput_rps(count: int, first_input_ms: float, last_output_ms: float) -> 
     return count / span_s
 
 
-def echo(bootstrap: str, src: str, dst: str, count: int, start: int, consumer_conf: dict | None = None) -> dict:
+def echo(
+    bootstrap: str,
+    src: str,
+    dst: str,
+    count: int,
+    start: int,
+    consumer_conf: dict | None = None,
+    producer_conf: dict | None = None,
+) -> dict:
     """Consume ``src`` from offset ``start`` and produce each record to ``dst`` at once, with the edge app's
-    client settings (and ``consumer_conf``, as the app's config gets it) and loop shape but no work: the
-    limit of broker + clients + machine. Returns when its first input arrived (``first_input_ms``, as the
+    client settings (and ``consumer_conf`` / ``producer_conf``, as the app's config gets them) and loop shape but no
+    work: the limit of broker + clients + machine. Returns when its first input arrived (``first_input_ms``, as the
     app's first batch's ``picked`` time), how often it found nothing to consume (``starved_polls``: a
     consume that waited for the broker) and its CPU seconds (all threads)."""
     from confluent_kafka import Consumer, Producer, TopicPartition
@@ -176,7 +191,7 @@ def echo(bootstrap: str, src: str, dst: str, count: int, start: int, consumer_co
 
     conf = {"bootstrap.servers": bootstrap, "group.id": "bench-echo", **CONSUMER_DEFAULTS, **(consumer_conf or {})}
     consumer = Consumer(conf)
-    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS})
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_DEFAULTS, **(producer_conf or {})})
     consumer.assign([TopicPartition(src, 0, start)])
     seen = starved = 0
     first_input_ms = None
@@ -199,16 +214,27 @@ def echo(bootstrap: str, src: str, dst: str, count: int, start: int, consumer_co
 
 
 def _echo_throughput(
-    bootstrap: str, env: dict, count: int, dst: str, dst_from: int, consumer_conf: dict | None = None
+    bootstrap: str,
+    env: dict,
+    count: int,
+    dst: str,
+    dst_from: int,
+    consumer_conf: dict | None = None,
+    producer_conf: dict | None = None,
+    broker_pid: int | None = None,
 ) -> dict:
     """The bare echo over the preloaded readings: ``count`` records consumed from ``sensor.readings`` and
     produced to ``dst`` by a separate process (:func:`echo`); its throughput by :func:`throughput_rps`, as
-    the app's, with the echo's own figures (``starved_polls``, ``cpu_us``: its CPU per record)."""
+    the app's, with the echo's own figures (``starved_polls``, ``cpu_us``: its CPU per record) and the broker's
+    CPU per record over the echo process's life (``broker_cpu_us``, with ``broker_pid``)."""
     from confluent_kafka import Consumer
 
     cmd = [sys.executable, "-m", "hybridstream.devtools.edge_bench", "--echo", bootstrap, "sensor.readings", dst]
     cmd += [str(count), "0", "--consumer-conf", json.dumps(consumer_conf or {})]
+    cmd += ["--producer-conf", json.dumps(producer_conf or {})]
+    broker_before = thread_times(broker_pid) if broker_pid else {}
     out = subprocess.run(cmd, check=True, env=env, cwd=REPO, timeout=600, capture_output=True, text=True)
+    broker = total(times_between(broker_before, thread_times(broker_pid)))["cpu_s"] if broker_pid else None
     ran = json.loads(out.stdout.strip().splitlines()[-1])
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-echo-watch", "enable.auto.commit": False})
     try:
@@ -219,6 +245,7 @@ def _echo_throughput(
         "rps": throughput_rps(count, ran["first_input_ms"], last),
         "starved_polls": ran["starved_polls"],
         "cpu_us": ran["cpu_s"] / count * 1e6,
+        "broker_cpu_us": None if broker is None else broker / count * 1e6,
     }
 
 
@@ -363,19 +390,21 @@ def run_bench(args: argparse.Namespace) -> dict:
             raise RuntimeError(f"preload failed: {loaded.to_dict()}")
 
         consumer_conf = json.loads(args.consumer_conf)
+        producer_conf = json.loads(args.producer_conf)
         config = bench_config(
-            work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process, consumer_conf
+            work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process, consumer_conf, producer_conf
         )
+        broker_pid = read_pid(servers.kafka().pid_file)
+        clients = (consumer_conf, producer_conf, broker_pid)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         create_topics(bootstrap, ["echo.tp", "echo.in", "echo"])
         # the pipeline's own limit: the same records, broker and client settings through a bare echo, before
         # and after the app (the mean of the two is the figure: the machine's load drifts during a run)
-        echoes = [_echo_throughput(bootstrap, env, args.records, "echo.tp", 0, consumer_conf)]
+        echoes = [_echo_throughput(bootstrap, env, args.records, "echo.tp", 0, *clients)]
         _say(f"echo throughput: {echoes[0]['rps']:,.0f} rec/s ({echoes[0]['starved_polls']} starved polls)")
         edge, log_path = _start_edge(work, config, env, "edge-throughput.log")
         sampler = RssSampler(edge.pid)
         sampler.start()
-        broker_pid = read_pid(servers.kafka().pid_file)
         cpu_before = {"edge": thread_times(edge.pid), "broker": thread_times(broker_pid)}
         threads_from = time.monotonic()
 
@@ -409,7 +438,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         tp_counters = _stop_edge(edge, log_path)
         rss = sampler.stop()
         edge = None
-        echoes.append(_echo_throughput(bootstrap, env, args.records, "echo.tp", args.records, consumer_conf))
+        echoes.append(_echo_throughput(bootstrap, env, args.records, "echo.tp", args.records, *clients))
         _say(f"echo throughput (after): {echoes[1]['rps']:,.0f} rec/s ({echoes[1]['starved_polls']} starved polls)")
         echo_runs = [e["rps"] for e in echoes]
         echo_rps = float(np.mean(echo_runs))
@@ -439,7 +468,8 @@ def run_bench(args: argparse.Namespace) -> dict:
                 "echo",
             ]
             echo_proc = subprocess.Popen(
-                [*echo_cmd, str(n_lat), str(echo_from), "--consumer-conf", json.dumps(consumer_conf)],
+                [*echo_cmd, str(n_lat), str(echo_from), "--consumer-conf", json.dumps(consumer_conf)]
+                + ["--producer-conf", json.dumps(producer_conf)],
                 env=env,
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,  # its summary line: the driver's last line is the bench's JSON
@@ -489,7 +519,11 @@ def run_bench(args: argparse.Namespace) -> dict:
             "throughput_span_s": round(span_s, 3),
             "threads": {"edge": threads["edge"], "broker": total(threads["broker"])},
             "threads_wall_s": round(threads_wall, 3),  # from the app's start of consuming to its last output seen
+            # the broker's CPU per record: over the app's throughput phase, and over each echo process's life
+            "broker_cpu_us": round(total(threads["broker"])["cpu_s"] / args.records * 1e6, 2),
+            "echo_broker_cpu_us": [e["broker_cpu_us"] and round(e["broker_cpu_us"], 2) for e in echoes],
             "consumer_conf": consumer_conf,
+            "producer_conf": producer_conf,
             "throughput_ratio": round(ratio, 3),
             "stage_us": stages.get("p50_us"),  # the edge's median cost per record and stage, throughput phase
             "stage_us_mean": stages.get("mean_us"),
@@ -562,11 +596,17 @@ def main(argv: list[str] | None = None) -> int:
         help="extra librdkafka consumer settings (JSON) for the app and the echo alike, e.g. "
         "'{\"fetch.queue.backoff.ms\": 1000}' (none)",
     )
+    parser.add_argument(
+        "--producer-conf",
+        default="{}",
+        help="extra librdkafka producer settings (JSON) for the app and the echo alike, e.g. "
+        '\'{"compression.type": "lz4"}\' (none)',
+    )
     parser.add_argument("--echo", nargs=5, metavar=("BOOTSTRAP", "SRC", "DST", "N", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo:
-        conf = json.loads(args.consumer_conf)
-        print(json.dumps(echo(args.echo[0], args.echo[1], args.echo[2], int(args.echo[3]), int(args.echo[4]), conf)))
+        conf, pconf = json.loads(args.consumer_conf), json.loads(args.producer_conf)
+        print(json.dumps(echo(*args.echo[:3], int(args.echo[3]), int(args.echo[4]), conf, pconf)))
         return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     result = run_bench(args)

@@ -9,10 +9,11 @@ and hands the same records, in batches of ``--batch`` (the app's ``kafka.batch_s
 (``--process batch,record``; its predictions go to the broker), and per ``--blend`` (``none,pair``: the
 default context stack and ``blend: pair`` over it, each path with each in turn: key ``batch`` for ``none``,
 ``batch/pair`` for ``pair``; a repeated one gets ``#2``, ...). Per path it prints the app's
-``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages) and the
-process's CPU time per record (every thread: librdkafka's too). No consumer in the timed part, so
-these are the app's own costs; the machine's load inflates them less than wall time, but still
-does: the last line (JSON) says the load.
+``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages), the
+process's CPU time per record (every thread: librdkafka's too) and each thread's (``thread_cpu_us``: ``main`` the
+loop, ``python`` the window uploader, whose windows of the run are waited for, ``rdk:*`` librdkafka's). No
+consumer in the timed part, so these are the app's own costs; the machine's load inflates them less than wall
+time, but still does: the last line (JSON) says the load.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> dict:
     from edge_app.config import EdgeConfig
     from hybridstream.datasets import TURBINE
     from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
+    from hybridstream.devtools.thread_cpu import thread_times, times_between
     from hybridstream.servers.local import LocalServers
 
     work = Path(tempfile.mkdtemp(prefix="edge-stages-", dir=args.workdir))
@@ -97,16 +99,22 @@ def run(args: argparse.Namespace) -> dict:
                 cfg["process"] = process
             app = EdgeApp(EdgeConfig.from_dict(cfg))
             _say(f"{path}: {len(msgs)} records in batches of {args.batch}")
-            cpu, wall = time.process_time(), time.perf_counter()
+            cpu, wall, threads = time.process_time(), time.perf_counter(), thread_times(os.getpid())
             for i in range(0, len(msgs), args.batch):
                 app.process(msgs[i : i + args.batch])
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            while app.uploads.pending() and time.perf_counter() - wall < 60:  # the windows closed meanwhile
+                time.sleep(0.01)
+            threads = times_between(threads, thread_times(os.getpid()))
             stages = app.stages.summary()
             out["paths"][path] = {
                 "stage_us": stages["p50_us"],
                 "stage_sum_us": round(sum(stages["p50_us"].values()), 2),
                 "process_cpu_us": round(cpu / len(msgs) * 1e6, 2),
                 "wall_us": round(wall / len(msgs) * 1e6, 2),
+                # CPU µs per record of each thread (main: the loop; python: the window uploader; rdk:*: librdkafka),
+                # the uploader's windows of this run included
+                "thread_cpu_us": {k: round(v["cpu_s"] / len(msgs) * 1e6, 2) for k, v in sorted(threads.items())},
             }
             _say(f"{path}: {json.dumps(out['paths'][path])}")
             app._shutdown()  # noqa: SLF001 (as after SIGTERM)
