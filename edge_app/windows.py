@@ -177,12 +177,21 @@ class WindowSpool:
             w.lines.append(self._line((reading.timestamp, reading.device, *reading.values, *NO_FORECAST)))
         else:
             cells = interval_cells(made, band)
-            # the floats in two runs of one orjson call each (float_cells), checked as CsvLine checks its lines
-            nums = float_cells([*reading.values, made.batch, made.speed, made.hybrid])
-            tail = ",," if cells is NO_INTERVAL else float_cells(cells)
+            # the numbers in one orjson call (float_cells), the interval's three cut off its end, the line checked
+            # as CsvLine checks its lines
             line = None
-            if nums is not None and tail is not None:
-                line = f"{reading.timestamp},{reading.device},{nums},{batch_version},{made.speed_version},{tail}\r\n"
+            if cells is NO_INTERVAL:
+                nums = float_cells([*reading.values, made.batch, made.speed, made.hybrid])
+                if nums is not None:
+                    line = f"{reading.timestamp},{reading.device},{nums},{batch_version},{made.speed_version},,,\r\n"
+            else:
+                nums = float_cells([*reading.values, made.batch, made.speed, made.hybrid, *cells])
+                if nums is not None:
+                    nums, lower, upper, flag = nums.rsplit(",", 3)
+                    line = (
+                        f"{reading.timestamp},{reading.device},{nums},{batch_version},{made.speed_version},"
+                        f"{lower},{upper},{flag}\r\n"
+                    )
             if line is None or not self._line.plain(line):
                 line = self._line(
                     (reading.timestamp, reading.device, *reading.values, made.batch, made.speed, made.hybrid,
