@@ -50,11 +50,16 @@ def fetch_backoff_settings(version: int) -> dict[str, Any]:
 
 
 CONSUMER_DEFAULTS.update(fetch_backoff_settings(libversion()[1]))
+# lz4 batches: the broker (on the same cores) validates and stores a compressed batch for ~3 us a prediction less
+# of its CPU than a plain one, for ~1 us more in librdkafka's thread (make bench-edge --producer-conf, 4 alternating
+# pairs: broker 13.4 -> 10.4 us a reading, librdkafka 1.9 -> 2.9; BENCHMARKS.md, issue 18), and the batches stay
+# compressed on the broker's disk; consumers decompress them (librdkafka and the Java client have lz4 built in).
+# linger.ms stays 2: a longer linger would batch more at the price of every output's delay at low rates
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 2,
     "batch.num.messages": 5000,
     "queue.buffering.max.messages": 500000,
-    "compression.type": "none",
+    "compression.type": "lz4",
     "enable.idempotence": True,
     "acks": "all",
     "delivery.report.only.error": True,
