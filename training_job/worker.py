@@ -230,7 +230,7 @@ class Worker:
             with _Heartbeat(self.sqs, self.config.queue_url, message["ReceiptHandle"], self.config.lease_seconds):
                 refs = parse_queue_message(message.get("Body", ""), self.config.windows_bucket)
                 for ref in refs:
-                    self._train(ref)
+                    self.train(ref)
         except (NoticeError, WindowError) as exc:
             self.stats.bad += 1
             log.error("message %s (receive #%s): bad window, left for the dead-letter queue: %s", mid, receives, exc)
@@ -253,7 +253,10 @@ class Worker:
             log.warning("message %s: delete failed (%s); a redelivery will find the version published", mid, exc)
         return "deleted"
 
-    def _train(self, ref: WindowNotice) -> None:
+    def train(self, ref: WindowNotice) -> Outcome:
+        """Train (or find published) the speed model of one announced window; its outcome is counted and returned.
+
+        Raises :class:`WindowError` for a bad or missing window, :class:`TrainingCancelled` on :meth:`stop`."""
         try:
             obj = self.s3.get_object(Bucket=ref.bucket, Key=ref.key)
             data = obj["Body"].read()
@@ -288,6 +291,7 @@ class Worker:
         log.info("window %s: %s", ref.uri, json.dumps(summary, default=str))
         if self.on_outcome is not None:
             self.on_outcome(outcome, ref)
+        return outcome
 
     def _set_visibility(self, message: dict[str, Any], seconds: int) -> None:
         try:

@@ -8,6 +8,12 @@ run the guardrail against the current model and publish (or keep under ``rejecte
 TensorFlow is imported once before the clock starts (a running worker has it loaded);
 that import time is reported separately. The last line of stdout is one JSON object.
 
+Then the product's speed model (issue 17, ``--fine-tune-windows``, default 6; 0 skips): a batch model
+pre-trained on the first 10,000 rows of ``train.csv`` and published with its weights (outside the clock),
+6 windows of 1,000 rows of ``test.csv`` uploaded as an edge names them; the clock covers what the worker does
+for the newest window (:meth:`training_job.worker.Worker.train`): reading it, listing and reading the 5
+before it, the batch model's weights, the fine-tune on the 6,000 rows, conversion, parity, guardrail, publish.
+
 Then, on radosgw + ElasticMQ with a pool of worker processes (training_job.pool; issue 23):
 ``windows_per_second`` with 1 worker and with N (default: one per CPU) on the same
 ``--windows`` windows of ``--rows`` rows, in one run, with their ``ratio``; and a fleet
@@ -38,6 +44,7 @@ from hybridstream.datasets import TURBINE
 from hybridstream.devtools.edge import read_rows
 from model_contract import FeatureSpec
 from training_job.pool import cpu_count
+from training_job.recent_windows import DEFAULT_SPEED_WINDOWS
 
 SIZES = (1000, 3000, 10000)
 
@@ -77,7 +84,54 @@ def run_fleet(args: argparse.Namespace) -> dict:
     return out
 
 
-def run(sizes: tuple[int, ...], cfg_changes: dict | None = None) -> dict:
+def fine_tune(s3, store, spec: FeatureSpec, cfg, windows: int, rows: int = 1000, history_rows: int = 10000) -> dict:
+    """Seconds of the worker's product path for one window: ``windows`` windows joined, fine-tuned (module doc)."""
+    from edge_app.windows import window_id
+    from model_contract.calendar import parse_timestamp
+    from model_contract.layout import window_key
+    from training_job.notices import WindowNotice
+    from training_job.pipeline import TrainOptions, train_window
+    from training_job.windows import parse_window, window_to_csv
+    from training_job.worker import Worker, WorkerConfig
+
+    hist = read_rows(TURBINE / "train.csv", count=history_rows)
+    matrix = np.array([[float(r[c]) for c in spec.columns] for r in hist])
+    data = window_to_csv(matrix, [r[spec.timestamp_column] for r in hist], spec)
+    print(f"bench-train: batch model on {len(hist)} rows of train.csv (not timed) ...", file=sys.stderr, flush=True)
+    began = time.perf_counter()
+    batch_opts = TrainOptions(name="batch", kind="batch", spec=spec, cfg=cfg, guardrail=False)
+    batch = train_window(parse_window(data, spec, source="train.csv"), batch_opts, store=store)
+    batch_seconds = time.perf_counter() - began
+    s3.create_bucket(Bucket="bench-windows")
+    matrix, stamps = load_rows(windows * rows, spec)
+    key = ""
+    for i in range(windows):
+        part, ts = matrix[i * rows : (i + 1) * rows], stamps[i * rows : (i + 1) * rows]
+        key = window_key("bench", window_id("T1", parse_timestamp(ts[0]), rows))
+        s3.put_object(Bucket="bench-windows", Key=key, Body=window_to_csv(part, ts, spec, device="T1"))
+    opts = TrainOptions(name="speed-ft", spec=spec, cfg=cfg, speed_windows=windows, batch_model="latest")
+    worker = Worker(None, s3, store, opts, WorkerConfig(queue_url="", windows_bucket="bench-windows"))
+    print(f"bench-train: the newest of {windows} windows, fine-tuned ...", file=sys.stderr, flush=True)
+    began = time.perf_counter()
+    outcome = worker.train(WindowNotice(bucket="bench-windows", key=key))
+    seconds = time.perf_counter() - began
+    extra = outcome.manifest.get("extra", {})
+    out = {
+        "seconds": round(seconds, 3),
+        "status": outcome.status,
+        "rows": outcome.manifest.get("window", {}).get("rows"),
+        "windows_used": extra.get("speed_windows", {}).get("used"),
+        "fine_tune": extra.get("fine_tune", {}).get("from"),
+        "epochs_run": extra.get("epochs_run"),
+        "holdout_rmse": outcome.manifest.get("metrics", {}).get("rmse"),
+        "batch_model_seconds": round(batch_seconds, 1),
+        "batch_weights_bytes": batch.manifest.get("extra", {}).get("weights", {}).get("bytes"),
+    }
+    print(f"bench-train: fine-tune -> {json.dumps(out)}", file=sys.stderr, flush=True)
+    return out
+
+
+def run(sizes: tuple[int, ...], cfg_changes: dict | None = None, fine_tune_windows: int = 0) -> dict:
     from hybridstream.servers.radosgw import RadosGateway
     from training_job.model import TrainConfig, _keras
     from training_job.pipeline import TrainOptions, train_window
@@ -117,17 +171,22 @@ def run(sizes: tuple[int, ...], cfg_changes: dict | None = None) -> dict:
                     "guardrail": outcome.manifest.get("extra", {}).get("guardrail", {}).get("status"),
                 }
                 print(f"bench-train: {n} rows -> {json.dumps(results[str(n)])}", file=sys.stderr, flush=True)
+            tuned = fine_tune(s3, store, spec, opts.cfg, fine_tune_windows) if fine_tune_windows else None
         finally:
             gw.destroy()
-    ref = results.get("3000") or next(iter(results.values()))
-    return {
-        "train_seconds": {k: v["seconds"] for k, v in results.items()},
-        "model_bytes": ref["model_bytes"],
-        "parity_max_abs_diff": max(v["parity_max_abs_diff"] for v in results.values()),
-        "details": results,
-        "tf_import_seconds": round(tf_import, 2),
-        "radosgw_start_seconds": round(rgw_start, 2),
-    }
+    out: dict = {}
+    if results:
+        ref = results.get("3000") or next(iter(results.values()))
+        out = {
+            "train_seconds": {k: v["seconds"] for k, v in results.items()},
+            "model_bytes": ref["model_bytes"],
+            "parity_max_abs_diff": max(v["parity_max_abs_diff"] for v in results.values()),
+            "details": results,
+        }
+    if tuned is not None:
+        out[f"fine_tune_{fine_tune_windows}x1000_seconds"] = tuned["seconds"]
+        out["fine_tune"] = tuned
+    return out | {"tf_import_seconds": round(tf_import, 2), "radosgw_start_seconds": round(rgw_start, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst-things", type=int, default=20, help="simulated things in the burst (default 20)")
     parser.add_argument("--burst-windows", type=int, default=40, help="windows in the burst (default 40; 0 skips)")
     parser.add_argument(
+        "--fine-tune-windows",
+        type=int,
+        default=DEFAULT_SPEED_WINDOWS,
+        help=f"the product's speed model: fine-tuned on this many 1,000-row windows (default {DEFAULT_SPEED_WINDOWS}, "
+        "the trainer's; 0 skips)",
+    )
+    parser.add_argument(
         "--train-config",
         type=json.loads,
         default=None,
@@ -159,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     began = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the final JSON line
-        result = run(sizes, args.train_config) if sizes else {}
+        todo = sizes or args.fine_tune_windows
+        result = run(sizes, args.train_config, args.fine_tune_windows) if todo else {}
         result |= run_fleet(args)
     if args.train_config:
         result["train_config"] = args.train_config
