@@ -19,7 +19,10 @@ Then, on radosgw + ElasticMQ with a pool of worker processes (training_job.pool;
 ``--windows`` windows of ``--rows`` rows, in one run, with their ``ratio``; and a fleet
 ``burst`` (``--burst-windows`` windows from ``--burst-things`` simulated things at once): the
 time to drain, each window's upload -> published latency, lost and trained-twice counts
-(hybridstream.devtools.train_fleet). ``0`` skips a part.
+(hybridstream.devtools.train_fleet). ``0`` skips a part. With ``--fine-tune-windows`` K > 0 (the default)
+these run the product's path too: each thing has K-1 earlier windows in the bucket and every speed model
+is fine-tuned from the batch model on the last K (``--fine-tune-windows 0``: from scratch on the window
+alone, as before issue 17's fine-tune).
 
     .venv/bin/python -m hybridstream.devtools.train_bench [--sizes 1000,3000,10000] [--workers 2 --windows 8]
         [--burst-things 20 --burst-windows 40] [--train-config '{"members": 3}']
@@ -57,14 +60,19 @@ def load_rows(n: int, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
     return np.array([[float(r[c]) for c in spec.columns] for r in rows]), [r[spec.timestamp_column] for r in rows]
 
 
-def run_fleet(args: argparse.Namespace) -> dict:
-    """Throughput with 1 and N workers, then the burst, on one radosgw + ElasticMQ."""
+def run_fleet(args: argparse.Namespace, batch=None) -> dict:
+    """Throughput with 1 and N workers, then the burst, on one radosgw + ElasticMQ; with ``batch`` (its files)
+    the product's speed models: fine-tuned from it on each thing's last ``--fine-tune-windows`` windows."""
     from hybridstream.devtools.train_fleet import FleetServers, burst, throughput
     from hybridstream.servers.local import LocalServers
     from training_job.pipeline import TrainOptions
 
     spec = FeatureSpec()
     opts = TrainOptions(name="speed", kind="speed", spec=spec)
+    if batch is not None:
+        opts = TrainOptions(
+            name="speed", kind="speed", spec=spec, speed_windows=args.fine_tune_windows, batch_model="latest"
+        )
     matrix, stamps = load_rows(min(30000, max(args.rows * 4, 20000)), spec)
     out: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
@@ -73,35 +81,61 @@ def run_fleet(args: argparse.Namespace) -> dict:
             servers = FleetServers(local.radosgw(), local.sqs())
             if args.windows:
                 out |= throughput(
-                    servers, matrix, stamps, opts, args.workers, args.windows, args.rows, args.threads_per_worker
+                    servers, matrix, stamps, opts, args.workers, args.windows, args.rows, args.threads_per_worker, batch
                 )
             if args.burst_windows:
                 out["burst"] = burst(
-                    servers, matrix, stamps, opts, args.workers, args.burst_things, args.burst_windows, args.rows
+                    servers,
+                    matrix,
+                    stamps,
+                    opts,
+                    args.workers,
+                    args.burst_things,
+                    args.burst_windows,
+                    args.rows,
+                    batch=batch,
                 )
         finally:
             local.destroy()
     return out
 
 
-def fine_tune(s3, store, spec: FeatureSpec, cfg, windows: int, rows: int = 1000, history_rows: int = 10000) -> dict:
-    """Seconds of the worker's product path for one window: ``windows`` windows joined, fine-tuned (module doc)."""
-    from edge_app.windows import window_id
-    from model_contract.calendar import parse_timestamp
-    from model_contract.layout import window_key
-    from training_job.notices import WindowNotice
+def bench_batch(spec: FeatureSpec, cfg, history_rows: int = 10000):
+    """(the batch model's files, seconds): ``train pretrain`` on the first ``history_rows`` rows of ``train.csv``."""
+    from hybridstream.devtools.train_fleet import BatchFiles
+    from training_job.fine_tune import WEIGHTS_FILE
     from training_job.pipeline import TrainOptions, train_window
     from training_job.windows import parse_window, window_to_csv
-    from training_job.worker import Worker, WorkerConfig
 
     hist = read_rows(TURBINE / "train.csv", count=history_rows)
     matrix = np.array([[float(r[c]) for c in spec.columns] for r in hist])
     data = window_to_csv(matrix, [r[spec.timestamp_column] for r in hist], spec)
     print(f"bench-train: batch model on {len(hist)} rows of train.csv (not timed) ...", file=sys.stderr, flush=True)
     began = time.perf_counter()
-    batch_opts = TrainOptions(name="batch", kind="batch", spec=spec, cfg=cfg, guardrail=False)
-    batch = train_window(parse_window(data, spec, source="train.csv"), batch_opts, store=store)
-    batch_seconds = time.perf_counter() - began
+    opts = TrainOptions(name="batch", kind="batch", spec=spec, cfg=cfg, guardrail=False)
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        folder = Path(train_window(parse_window(data, spec, source="train.csv"), opts, out_dir=Path(tmp)).local_dir)
+        files = BatchFiles(
+            (folder / "model.tflite").read_bytes(),
+            (folder / "manifest.json").read_text(),
+            (folder / WEIGHTS_FILE).read_bytes(),
+        )
+    return files, time.perf_counter() - began
+
+
+def fine_tune(s3, store, spec: FeatureSpec, cfg, windows: int, batch, rows: int = 1000) -> dict:
+    """Seconds of the worker's product path for one window: ``windows`` windows joined, fine-tuned (module doc)."""
+    from edge_app.windows import window_id
+    from model_contract import Manifest
+    from model_contract.calendar import parse_timestamp
+    from model_contract.layout import window_key
+    from training_job.fine_tune import WEIGHTS_FILE
+    from training_job.notices import WindowNotice
+    from training_job.pipeline import TrainOptions
+    from training_job.windows import window_to_csv
+    from training_job.worker import Worker, WorkerConfig
+
+    store.publish(batch.tflite, Manifest.from_json(batch.manifest_json), files={WEIGHTS_FILE: batch.weights})
     s3.create_bucket(Bucket="bench-windows")
     matrix, stamps = load_rows(windows * rows, spec)
     key = ""
@@ -124,14 +158,13 @@ def fine_tune(s3, store, spec: FeatureSpec, cfg, windows: int, rows: int = 1000,
         "fine_tune": extra.get("fine_tune", {}).get("from"),
         "epochs_run": extra.get("epochs_run"),
         "holdout_rmse": outcome.manifest.get("metrics", {}).get("rmse"),
-        "batch_model_seconds": round(batch_seconds, 1),
-        "batch_weights_bytes": batch.manifest.get("extra", {}).get("weights", {}).get("bytes"),
+        "batch_weights_bytes": len(batch.weights),
     }
     print(f"bench-train: fine-tune -> {json.dumps(out)}", file=sys.stderr, flush=True)
     return out
 
 
-def run(sizes: tuple[int, ...], cfg_changes: dict | None = None, fine_tune_windows: int = 0) -> dict:
+def run(sizes: tuple[int, ...], cfg_changes: dict | None = None, fine_tune_windows: int = 0, batch=None) -> dict:
     from hybridstream.servers.radosgw import RadosGateway
     from training_job.model import TrainConfig, _keras
     from training_job.pipeline import TrainOptions, train_window
@@ -171,7 +204,7 @@ def run(sizes: tuple[int, ...], cfg_changes: dict | None = None, fine_tune_windo
                     "guardrail": outcome.manifest.get("extra", {}).get("guardrail", {}).get("status"),
                 }
                 print(f"bench-train: {n} rows -> {json.dumps(results[str(n)])}", file=sys.stderr, flush=True)
-            tuned = fine_tune(s3, store, spec, opts.cfg, fine_tune_windows) if fine_tune_windows else None
+            tuned = fine_tune(s3, store, spec, opts.cfg, fine_tune_windows, batch) if batch is not None else None
         finally:
             gw.destroy()
     out: dict = {}
@@ -225,9 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     sizes = tuple(int(s) for s in args.sizes.split(",") if s.strip())
     began = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the final JSON line
-        todo = sizes or args.fine_tune_windows
-        result = run(sizes, args.train_config, args.fine_tune_windows) if todo else {}
-        result |= run_fleet(args)
+        batch = None
+        if args.fine_tune_windows:  # the product's speed models start from it (not timed)
+            from training_job.model import TrainConfig
+
+            batch, batch_seconds = bench_batch(FeatureSpec(), TrainConfig(**(args.train_config or {})))
+        todo = sizes or batch is not None
+        result = run(sizes, args.train_config, args.fine_tune_windows, batch) if todo else {}
+        result |= run_fleet(args, batch)
+        if batch is not None:
+            result["batch_model_seconds"] = round(batch_seconds, 1)
+            result["fleet_speed_models"] = f"fine-tuned on the last {args.fine_tune_windows} windows"
     if args.train_config:
         result["train_config"] = args.train_config
     result["machine"] = {"cpus": cpu_count(), "python": platform.python_version(), "arch": platform.machine()}

@@ -14,6 +14,11 @@ training, checking and publishing every window to the models bucket.
   (every window has an outcome), none trained twice, and every thing has one published model
   version per window it sent (idempotent publish), with the queue and its DLQ empty.
 
+With ``opts.speed_windows`` K > 1 each thing also has K-1 earlier windows in the bucket (uploaded first,
+never announced) and with ``batch`` (a batch model's files) that model is published with its weights first:
+the workers then run the product's path (each speed model fine-tuned from the batch model on the thing's last
+K windows, training_job.recent_windows / fine_tune).
+
 ``make bench-train`` runs both (hybridstream.devtools.train_bench); the tests run a small burst.
 """
 
@@ -34,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from model_contract import FeatureSpec
+from model_contract.layout import BATCH_MODEL_NAME
 from training_job.pipeline import TrainOptions
 from training_job.pool import WorkerPool, WorkerSpec, threads_per_worker
 from training_job.windows import window_to_csv
@@ -50,6 +56,16 @@ class Window:
     key: str
     body: bytes
     uploaded_at: float = 0.0
+    announced: bool = True  # False: an earlier window, in the bucket before the run (read, never announced)
+
+
+@dataclass(frozen=True)
+class BatchFiles:
+    """A batch model as published: ``model.tflite``, its manifest, ``weights.npz``."""
+
+    tflite: bytes
+    manifest_json: str
+    weights: bytes
 
 
 @dataclass
@@ -66,20 +82,39 @@ class FleetServers:
         os.environ.update(self.s3_server.env())
 
 
-def make_windows(matrix: np.ndarray, stamps: list[str], spec: FeatureSpec, things: int, windows: int, rows: int):
+def make_windows(
+    matrix: np.ndarray, stamps: list[str], spec: FeatureSpec, things: int, windows: int, rows: int, earlier: int = 0
+):
     """``windows`` windows of ``rows`` rows from ``things`` things, round-robin; a thing's windows
-    are consecutive slices of the stream (slices wrap around when the stream is too short)."""
+    are consecutive slices of the stream (slices wrap around when the stream is too short), named as
+    the edge names them (``<device>_<start stamp>_<rows>``). ``earlier``: each thing's ``earlier`` windows
+    before its first, not announced (:attr:`Window.announced` False), first in the list."""
     out: list[Window] = []
+    before: list[Window] = []
     per_thing: Counter[str] = Counter()
-    span = max(1, len(matrix) - rows)
+    lead = earlier * rows
+    span = max(1, len(matrix) - rows - lead)
     for i in range(windows):
         thing = f"sim-{i % things:04d}"
         n = per_thing[thing]
         per_thing[thing] += 1
-        start = ((i % things) * 97 + n * rows) % span  # things start at different points of the stream
-        body = window_to_csv(matrix[start : start + rows], stamps[start : start + rows], spec, device="sim")
-        out.append(Window(thing, f"windows/{thing}/2017/06/16/w{n:04d}.csv", body))
-    return out
+        start = lead + ((i % things) * 97 + n * rows) % span  # things start at different points of the stream
+        if n == 0:
+            before += [
+                _window(thing, matrix, stamps, spec, start - j * rows, rows, False) for j in range(earlier, 0, -1)
+            ]
+        out.append(_window(thing, matrix, stamps, spec, start, rows))
+    return before + out
+
+
+def _window(thing, matrix, stamps, spec: FeatureSpec, start: int, rows: int, announced: bool = True) -> Window:
+    from edge_app.windows import window_id  # noqa: PLC0415
+    from model_contract.calendar import parse_timestamp  # noqa: PLC0415
+    from model_contract.layout import window_key  # noqa: PLC0415
+
+    body = window_to_csv(matrix[start : start + rows], stamps[start : start + rows], spec, device="sim")
+    key = window_key(thing, window_id("sim", parse_timestamp(stamps[start]), rows))
+    return Window(thing, key, body, announced=announced)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -108,9 +143,11 @@ def run_windows(
     timeout: float = 1800.0,
     lease: int = 300,
     threads: int | None = None,
+    batch: BatchFiles | None = None,
 ) -> dict[str, Any]:
     """Start a pool of ``workers``, wait until it is up, send ``windows`` as a burst, wait until
-    every one has an outcome; the figures and the checks (see the module docstring)."""
+    every one has an outcome; the figures and the checks (see the module docstring). The earlier
+    windows (not announced) and ``batch`` are in the buckets before the pool starts."""
     tag = uuid.uuid4().hex[:8]
     windows_bucket, models_bucket = f"fleet-win-{tag}", f"fleet-mod-{tag}"
     for bucket in (windows_bucket, models_bucket):
@@ -125,6 +162,17 @@ def run_windows(
         intra_op_threads=threads or threads_per_worker(workers),
         log_level=logging.WARNING,
     )
+    if batch is not None:
+        from model_contract import Manifest  # noqa: PLC0415
+        from training_job.fine_tune import WEIGHTS_FILE  # noqa: PLC0415
+        from training_job.publish import ModelStore  # noqa: PLC0415
+
+        manifest = Manifest.from_json(batch.manifest_json)
+        ModelStore(servers.s3, models_bucket).publish(batch.tflite, manifest, files={WEIGHTS_FILE: batch.weights})
+    for w in windows:
+        if not w.announced:
+            servers.s3.put_object(Bucket=windows_bucket, Key=w.key, Body=w.body)
+    windows = [w for w in windows if w.announced]
     pool = WorkerPool(spec, workers)
     began = time.monotonic()
     pool.start()
@@ -176,6 +224,7 @@ def _report(servers, windows, pool, windows_bucket, models_bucket, queue_url, dl
         for o in page.get("Contents", [])
         if o["Key"].endswith("/manifest.json")
     )
+    manifests.pop(BATCH_MODEL_NAME, None)  # the batch model the speed models start from (``batch``)
     expected = Counter(o["name"] for o in pool.stats.outcomes if o["status"] == "published")
     left = servers.sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
@@ -213,16 +262,19 @@ def throughput(
     windows: int,
     rows: int,
     threads: int | None = None,
+    batch: BatchFiles | None = None,
 ) -> dict[str, Any]:
     """Windows per second with 1 worker, then with ``workers``: the same ``windows`` windows (one
     per thing, as a fleet's arrive), a fresh queue and models bucket each; their ratio.
     ``threads``: TensorFlow intra-op threads of every worker in both runs (default: 1 worker
     TensorFlow's own, N workers :func:`~training_job.pool.threads_per_worker`)."""
-    batch = make_windows(matrix, stamps, opts.spec, things=windows, windows=windows, rows=rows)
+    earlier = opts.speed_windows - 1
+    sent = make_windows(matrix, stamps, opts.spec, things=windows, windows=windows, rows=rows, earlier=earlier)
     runs = {}
     for n in (1, workers):
         print(f"train-fleet: throughput with {n} worker(s), {windows} windows of {rows} rows", file=sys.stderr)
-        runs[str(n)] = run_windows(servers, [dataclasses.replace(w) for w in batch], opts, n, threads=threads)
+        copies = [dataclasses.replace(w) for w in sent]
+        runs[str(n)] = run_windows(servers, copies, opts, n, threads=threads, batch=batch)
     one, many = runs["1"]["windows_per_second"], runs[str(workers)]["windows_per_second"]
     return {
         "windows_per_second": {k: v["windows_per_second"] for k, v in runs.items()},
@@ -241,8 +293,10 @@ def burst(
     windows: int,
     rows: int,
     lease: int = 300,
+    batch: BatchFiles | None = None,
 ) -> dict[str, Any]:
     """``windows`` windows from ``things`` simulated things at once through ``workers`` workers."""
     print(f"train-fleet: burst of {windows} windows from {things} things, {workers} worker(s)", file=sys.stderr)
-    batch = make_windows(matrix, stamps, opts.spec, things=things, windows=windows, rows=rows)
-    return run_windows(servers, batch, opts, workers, lease=lease)
+    earlier = opts.speed_windows - 1
+    sent = make_windows(matrix, stamps, opts.spec, things=things, windows=windows, rows=rows, earlier=earlier)
+    return run_windows(servers, sent, opts, workers, lease=lease, batch=batch)
