@@ -468,9 +468,11 @@ def package_versions() -> dict[str, str]:
 
 
 # Bumped whenever train_matrix makes a different model from the same inputs (2: the scaler is
-# fitted on the training rows only; 3: batch manifests carry the combiner warm start), so a
+# fitted on the training rows only; 3: batch manifests carry the combiner warm start; 4: batch
+# models are published with their Keras weights, weights.npz, which speed models fine-tune from:
+# a batch version published before has none, and re-publishing it would be a no-op), so a
 # version never names two different models.
-TRAINER_REVISION = 3
+TRAINER_REVISION = 4
 
 
 def model_version(
