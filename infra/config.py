@@ -81,7 +81,7 @@ class AppConfig:
     trainer_min_capacity: int = 0
     trainer_max_capacity: int = 2
     trainer_workers: int = 0
-    trainer_window_seconds: float = 6.0  # infra.training.WINDOW_SECONDS (no CDK import here)
+    trainer_window_seconds: float = 7.0  # infra.training.WINDOW_SECONDS (no CDK import here)
     trainer_max_delay_seconds: int = 600
     retain_data: bool = False
     batch_model_dir: str = "build/batch-model"
