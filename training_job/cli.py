@@ -24,7 +24,7 @@ from training_job.windows import DEFAULT_MIN_ROWS
 EXIT_REFUSED = 3
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (a clear usage error otherwise)."""
     try:
         value = int(text)
@@ -75,7 +75,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     )
     model.add_argument(
         "--horizon",
-        type=_positive_int,
+        type=positive_int,
         default=FeatureSpec().horizon,
         metavar="H",
         help=f"forecast the target H readings after the newest one seen (default {FeatureSpec().horizon})",
@@ -103,7 +103,7 @@ def _common(p: argparse.ArgumentParser, name: str) -> None:
     model.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     model.add_argument(
         "--members",
-        type=_positive_int,
+        type=positive_int,
         default=d.members,
         metavar="K",
         help=f"a seed ensemble: K networks (seeds --seed, --seed + 1, ...) averaged in one TFLite graph, one invoke "
@@ -166,7 +166,7 @@ def _fine_tune(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("speed model: fine-tune on the last windows (docs/training.md)")
     g.add_argument(
         "--speed-windows",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_SPEED_WINDOWS,
         metavar="K",
         help=f"train each speed model on the thing's last K windows: the one announced and the K-1 before it "
@@ -280,7 +280,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     work.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="--queue: trainings at once, one process each (default: env HYBRIDSTREAM_TRAINER_WORKERS, else one "
@@ -288,7 +288,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     work.add_argument(
         "--threads-per-worker",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="T",
         help="--queue with N > 1: TensorFlow intra-op threads per worker (default: vCPUs // N, at least 1)",

@@ -227,19 +227,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     streams.set_defaults(func=_streams)
 
 
-def _at_least_one(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
-
-
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``eval run`` and ``eval benchmark`` share (read by :func:`options.model_options`)."""
+    from training_job.cli import positive_int  # noqa: PLC0415
     from training_job.recent_windows import DEFAULT_SPEED_WINDOWS  # noqa: PLC0415  (the trainer's default)
 
     p.add_argument(
@@ -296,7 +286,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--speed-windows",
-        type=_at_least_one,
+        type=positive_int,
         default=DEFAULT_SPEED_WINDOWS,
         metavar="K",
         help="train each speed model (still one every --window rows) on the last K windows, K x --window rows "
