@@ -7,10 +7,11 @@ The scaler is the manifest's own. A speed model fine-tuned from them starts as t
 learns the stream's recent dynamics (docs/combination.md: from scratch it adds nothing to the blend).
 
 The speed worker fine-tunes only when the batch model fits: the window's feature spec (the one the
-edge serves, sent with the window) equals the batch model's, and the network's architecture
-(:data:`ARCHITECTURE`) is the same. Otherwise (no batch model, one published before its weights
-were, another spec or architecture, unreadable weights) it trains from scratch as before and says
-why in the manifest's ``extra["fine_tune"]`` and its log.
+edge serves, sent with the window) equals the batch model's, and the network's architecture and the
+meaning of its output (:data:`ARCHITECTURE`) are the same. Otherwise (no batch model, one published
+before its weights were, another spec or architecture, a manifest.json that is not a manifest,
+weights without their sha256 or not matching it, unreadable weights) it trains from scratch as
+before and says why in the manifest's ``extra["fine_tune"]`` and its log.
 
 Where the batch model is (:class:`BatchModelSource`): ``latest`` (``<prefix>/batch/LATEST`` in the
 models bucket, the CLI's default), a local folder holding ``model.tflite``, ``manifest.json`` and
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,9 @@ FINE_TUNE_KEY = "fine_tune"  # a speed manifest's extra field: from which batch 
 LATEST = "latest"
 NONE = "none"
 DEFAULT_BATCH_MODEL = LATEST
-# TrainConfig fields that shape the network (a warm start needs the same); the rest (epochs, rate, ...) may differ
-ARCHITECTURE = ("lstm_units", "dense_units", "residual", "linear_skip", "instance_norm", "members")
+# TrainConfig fields that shape the network or give its output a meaning (a warm start needs the same): ol_residual
+# keeps the shapes but makes the output a correction of the online linear model; the rest (epochs, rate, ...) may differ
+ARCHITECTURE = ("lstm_units", "dense_units", "residual", "linear_skip", "instance_norm", "members", "ol_residual")
 _MISSING = ("404", "NoSuchKey", "NotFound", "403", "AccessDenied")
 
 
@@ -77,6 +80,19 @@ class BatchStart:
         return {"from": "batch", "version": self.version, "source": self.source}
 
 
+def read_manifest(load: Callable[[], Manifest], where: str) -> Manifest:
+    """The batch manifest ``load`` reads; ValueError when it is not JSON or not a model manifest ({}, [], ...)."""
+    try:
+        manifest = load()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # JSON but not a manifest: KeyError, ...
+        raise ValueError(f"{where} is not a model manifest: {type(exc).__name__}: {exc}") from None
+    if not isinstance(manifest.extra, dict) or not isinstance(manifest.hyperparameters, dict):
+        raise ValueError(f"{where} is not a model manifest: its extra or hyperparameters is not an object")
+    if not isinstance(manifest.extra.get(WEIGHTS_KEY, {}), dict):
+        raise ValueError(f"{where} is not a model manifest: its extra.{WEIGHTS_KEY} is not an object")
+    return manifest
+
+
 def mismatch(manifest: Manifest, spec: FeatureSpec, cfg: Any) -> str:
     """Why a speed model of ``spec`` and ``cfg`` cannot start from this batch model ('' when it can)."""
     from training_job.model import _LEGACY_VALUES  # noqa: PLC0415
@@ -100,7 +116,9 @@ def mismatch(manifest: Manifest, spec: FeatureSpec, cfg: Any) -> str:
 def load_start(manifest: Manifest, weights_data: bytes, source: str) -> BatchStart:
     """A :class:`BatchStart` from a batch manifest and its ``weights.npz`` bytes (checked against the manifest)."""
     meta = manifest.extra.get(WEIGHTS_KEY) or {}
-    if meta.get("sha256") and meta["sha256"] != sha256_bytes(weights_data):
+    if not meta.get("sha256"):
+        raise ValueError(f"batch model {manifest.version}'s manifest has no sha256 for its {WEIGHTS_FILE}")
+    if meta["sha256"] != sha256_bytes(weights_data):
         raise ValueError(f"{source}/{WEIGHTS_FILE} does not match its manifest's sha256")
     weights = weights_from_bytes(weights_data)
     if meta.get("arrays") is not None and meta["arrays"] != len(weights):
@@ -157,7 +175,8 @@ class BatchModelSource:
         folder = Path(self.where)
         if not (folder / "manifest.json").is_file():
             return f"no batch model in {folder} (no manifest.json)"
-        manifest = Manifest.from_json((folder / "manifest.json").read_bytes())
+        path = folder / "manifest.json"
+        manifest = read_manifest(lambda: Manifest.from_json(path.read_bytes()), str(path))
         if not (folder / WEIGHTS_FILE).is_file():
             return f"batch model {manifest.version} in {folder} has no {WEIGHTS_FILE}"
         return manifest, (folder / WEIGHTS_FILE).read_bytes(), str(folder)
@@ -174,7 +193,10 @@ class BatchModelSource:
                 return f"no batch model published ({where} does not exist)"
             if self._cached is not None and self._cached[0] == pointer.version:
                 return self._cached[1], self._cached[2], self._folder_uri(pointer.version)
-            manifest = self.store.published_manifest(self.name, pointer.version)
+            manifest = read_manifest(
+                lambda: self.store.published_manifest(self.name, pointer.version),
+                f"batch model {pointer.version}'s manifest.json",
+            )
             if WEIGHTS_KEY not in manifest.extra:
                 return f"batch model {manifest.version} was published without its weights ({WEIGHTS_FILE})"
             key = f"{self.store.folder(self.name, pointer.version)}/{WEIGHTS_FILE}"

@@ -5,12 +5,13 @@ from them and joining the earlier windows, and every fallback (no/unfit batch mo
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 
 import numpy as np
 import pytest
 
-from model_contract import FeatureSpec
+from model_contract import FeatureSpec, sha256_bytes
 from training_job.fine_tune import WEIGHTS_FILE, BatchModelSource, mismatch, weights_from_bytes
 from training_job.model import model_version
 from training_job.pipeline import TrainOptions, train_window
@@ -89,11 +90,24 @@ def test_from_scratch_when_the_batch_model_does_not_fit_and_k1_is_the_old_behavi
     assert BatchModelSource("latest", None).start_for(SPEC, TINY)[1]["reason"].startswith("no models bucket")
     assert "no manifest.json" in BatchModelSource(str(tmp_path), None).start_for(SPEC, TINY)[1]["reason"]
     assert BatchModelSource("none", store).start_for(SPEC, TINY)[0] is None
+    # LATEST names a version whose manifest.json parses but is not a manifest: from scratch, not an error
+    version = store.latest("batch").version
+    s3_client.put_object(Bucket=s3_bucket, Key=f"models/batch/{version}/manifest.json", Body=b"{}")
+    start, why = BatchModelSource("latest", store).start_for(SPEC, TINY)
+    assert start is None and "is not a model manifest: KeyError" in why["reason"]
     # K = 1, no batch model: the model (and version) the trainer made before the fine-tune existed
     window = parse_window(turbine_rows.csv(600, 200), SPEC, source="w.csv")
     outcome = train_window(window, TrainOptions(spec=SPEC, cfg=TINY), store=store)
     assert outcome.version == model_version(window.matrix, SPEC, TINY, "speed")
     assert "fine_tune" not in outcome.manifest["extra"]
+
+
+@pytest.mark.parametrize("body", ["{}", '{"name": "batch"}', "[]", "not json", '{"extra": []}'])
+def test_a_batch_manifest_that_is_not_a_manifest_means_from_scratch(tmp_path, body):
+    (tmp_path / "manifest.json").write_text(body)
+    (tmp_path / WEIGHTS_FILE).write_bytes(b"x")
+    start, why = BatchModelSource(str(tmp_path)).start_for(SPEC, TINY)
+    assert start is None and why["from"] == "scratch" and "is not a model manifest" in why["reason"]
 
 
 def test_mismatch_names_what_differs(turbine_rows, tmp_path):
@@ -106,11 +120,26 @@ def test_mismatch_names_what_differs(turbine_rows, tmp_path):
     assert mismatch(manifest, SPEC, TINY) == ""
     assert "lstm_units 16" in mismatch(manifest, SPEC, TINY.replace(lstm_units=16))
     assert "instance_norm False" in mismatch(manifest, SPEC, TINY.replace(instance_norm=False))
-    manifest.extra.pop("weights")
+    assert "ol_residual True" in mismatch(manifest, SPEC, TINY.replace(ol_residual=True))
+    weights = manifest.extra.pop("weights")
     assert "without its weights" in mismatch(manifest, SPEC, TINY)
     (folder / WEIGHTS_FILE).write_bytes(b"not npz")
     start, why = BatchModelSource(str(folder)).start_for(SPEC, TINY)
     assert start is None and "does not match its manifest's sha256" in why["reason"]
+    # a file whose sha256 the manifest records but that is not npz, or holds an object array (no pickle)
+    buf = io.BytesIO()
+    np.savez(buf, np.array([{"a": 1}], dtype=object))
+    for data in (b"not npz", buf.getvalue()):
+        (folder / WEIGHTS_FILE).write_bytes(data)
+        manifest.extra["weights"] = weights | {"sha256": sha256_bytes(data)}
+        manifest.save(folder / "manifest.json")
+        start, why = BatchModelSource(str(folder)).start_for(SPEC, TINY)
+        assert start is None and f"{WEIGHTS_FILE} is not readable" in why["reason"]
+    # no sha256 recorded: not verified, so not used
+    manifest.extra["weights"] = {k: v for k, v in weights.items() if k != "sha256"}
+    manifest.save(folder / "manifest.json")
+    start, why = BatchModelSource(str(folder)).start_for(SPEC, TINY)
+    assert start is None and "has no sha256" in why["reason"]
 
 
 def test_gather_skips_missing_other_spec_and_overlapping_windows(turbine_rows):
