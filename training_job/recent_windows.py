@@ -4,14 +4,20 @@ A window's file name is ``<device>_<yyyymmddTHHMMSSZ>_<rows>.csv`` (:func:`model
 the windows before it are those of the same device with an earlier start stamp, newest first. Where they are:
 
 * cloud (``train worker --queue``): ``windows/<thing>/`` in the windows bucket, listed (the trainer role's
-  ``s3:ListBucket`` on that bucket, which holds only windows: no new permission) and read with ``GetObject``;
+  ``s3:ListBucket`` on that bucket, which holds the windows and the edge's ``forecasts/<thing>/``: no new
+  permission; only ``windows/<thing>/`` is listed) and read with ``GetObject``;
 * edge (``train worker --watch DIR``): ``DIR/done/windows/<thing>/``, where the watcher moves each window it
-  trained (its ``.spec.json`` beside it).
+  trained (its ``.spec.json`` beside it); a window elsewhere under DIR (no thing in its path) looks only in
+  its own folder under ``DIR/done/``, so another thing's windows are never joined.
 
 Each earlier window is checked as any window is (:func:`training_job.windows.parse_window`, its own carried
 spec); it is used only when that spec is the current window's and it ends before the next newer one begins.
-One that is missing, unreadable, bad, of another spec or overlapping is skipped and counted in the manifest's
-``extra["speed_windows"]`` (:class:`History`) and the log: it never fails the model.
+One that is missing, forbidden, unreadable, bad, of another spec or overlapping is skipped and counted in the
+manifest's ``extra["speed_windows"]`` (:class:`History`) and the log: it never fails the model. The history
+ends at a gap: an earlier window that ends more than :data:`MAX_GAP_WINDOWS` window lengths before the next one
+begins (the thing was off, or re-provisioned) is not joined, nor anything before it. Any other S3 error (the
+endpoint is down, a 5xx) propagates, so the window is retried rather than trained on fewer windows under
+another version.
 
 >>> window_stamp("windows/pi-1/2017/01/14/T1_20170114T000000Z_1000.csv")
 ('T1', '20170114T000000Z')
@@ -40,8 +46,14 @@ DEFAULT_SPEED_WINDOWS = 6  # docs/combination.md: fine-tuned on the last 6 windo
 HISTORY_KEY = "speed_windows"  # the manifest's extra field
 SUFFIXES = (".csv", ".jsonl", ".ndjson")
 MAX_PROBLEMS = 5
+# an earlier window is joined only when it ends at most this many window lengths before the next one begins: one
+# lost or bad window between them is bridged, a longer pause (the thing was off, or re-provisioned) ends the history
+MAX_GAP_WINDOWS = 1.5
+# S3 error codes that say an earlier window is not there or not ours to read (skipped); any other error propagates
+_SKIPPED = ("NoSuchKey", "NoSuchBucket", "404", "NotFound", "403", "AccessDenied")
 
-# loads one earlier window by name: (bytes, its metadata or None); None when it does not exist
+# loads one earlier window by name: (bytes, its metadata or None); None when it does not exist; Unreadable when it
+# cannot be read for a lasting reason; any other exception (S3 down) propagates, so the window is retried
 Loader = Callable[[str], "tuple[bytes, Mapping[str, str] | None] | None"]
 
 
@@ -91,6 +103,17 @@ class History:
         return out
 
 
+class Unreadable(Exception):
+    """An earlier window that a :data:`Loader` cannot read for a lasting reason (forbidden, a bad sidecar): skipped."""
+
+
+def span(window: Window) -> float:
+    """The seconds a window covers: first to last row plus one step (its median); 0 without timestamps."""
+    if len(window.epochs) < 2:
+        return 0.0
+    return float(window.epochs[-1] - window.epochs[0] + np.median(np.diff(window.epochs)))
+
+
 def join(current: Window, older: list[Window]) -> Window:
     """One window of ``older`` (oldest first) then ``current``: the current window's source, digest and device."""
     if not older:
@@ -118,11 +141,12 @@ def gather(
     spec: FeatureSpec = current.spec
     older: list[Window] = []
     starts = current.epochs[0] if current.epochs else float("inf")
+    limit = span(current) * MAX_GAP_WINDOWS
     for name in candidates:
         try:
             got = load(name)
-        except Exception as exc:  # an unreadable object or file: skipped, never the model's failure
-            history.skip("unreadable", f"{name}: {type(exc).__name__}: {exc}")
+        except Unreadable as exc:  # forbidden or unreadable: skipped; anything else (S3 down) is the caller's
+            history.skip("unreadable", f"{name}: {exc}")
             continue
         if got is None:
             history.skip("missing", f"{name} does not exist")
@@ -141,6 +165,9 @@ def gather(
         if window.epochs[-1] >= starts:
             history.skip("overlap", f"{name} ends at {window.last_ts}, after the next window begins")
             continue
+        if starts - window.epochs[-1] > max(limit, span(window) * MAX_GAP_WINDOWS):
+            history.skip("gap", f"{name} ends at {window.last_ts}, long before the next window begins: stopped there")
+            break
         older.append(window)
         starts = window.epochs[0]
     older.reverse()
@@ -158,7 +185,7 @@ def gather(
 
 def from_s3(s3: Any, bucket: str, key: str, current: Window, asked: int, min_rows: int) -> tuple[Window, History]:
     """``current`` (``s3://bucket/key``) joined with the ``asked - 1`` windows before it in ``windows/<thing>/``."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from botocore.exceptions import ClientError  # noqa: PLC0415
 
     history = History(asked)
     if asked <= 1:
@@ -170,16 +197,20 @@ def from_s3(s3: Any, bucket: str, key: str, current: Window, asked: int, min_row
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for obj in page.get("Contents", [])
         ]
-    except (ClientError, BotoCoreError) as exc:
-        history.skip("unlisted", f"cannot list s3://{bucket}/{prefix}: {exc}")
+    except ClientError as exc:
+        if _code(exc) not in _SKIPPED:
+            raise  # a 5xx, throttling: the window is retried rather than trained on fewer windows
+        history.skip("unlisted", f"cannot list s3://{bucket}/{prefix}: {_code(exc)}")
         return current, _only(current, history)
 
     def load(name: str) -> tuple[bytes, Mapping[str, str] | None] | None:
         try:
             obj = s3.get_object(Bucket=bucket, Key=name)
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404"):
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if _code(exc) in _SKIPPED:
+                raise Unreadable(_code(exc)) from None
             raise
         return obj["Body"].read(), obj.get("Metadata")
 
@@ -196,17 +227,29 @@ def from_folder(done: Path, rel: Path, current: Window, asked: int, min_rows: in
     if asked <= 1:
         return current, _only(current, history)
     parts = rel.parts
-    base = done.joinpath(*parts[:2]) if len(parts) > 2 and parts[0] == "windows" else done
-    names = [str(p) for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
+    if len(parts) > 2 and parts[0] == "windows":  # windows/<thing>/...: that thing's windows, any day
+        base = done.joinpath(*parts[:2])
+        found = base.rglob("*") if base.is_dir() else []
+    else:  # elsewhere (no thing in the path): only the window's own folder, never other things' windows
+        base = done / rel.parent
+        found = base.iterdir() if base.is_dir() else []
+    names = [str(p) for p in found if p.is_file()]
 
     def load(name: str) -> tuple[bytes, Mapping[str, str] | None] | None:
         path = Path(name)
         if not path.is_file():
             return None
         sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
-        return path.read_bytes(), sidecar_metadata(sidecar.read_text()) if sidecar.is_file() else None
+        try:
+            return path.read_bytes(), sidecar_metadata(sidecar.read_text()) if sidecar.is_file() else None
+        except (OSError, ValueError) as exc:  # unreadable, or a sidecar that is not a spec
+            raise Unreadable(f"{type(exc).__name__}: {exc}") from None
 
     return gather(current, earlier(names, rel.name, asked - 1), load, asked, min_rows, history)
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _only(current: Window, history: History) -> History:

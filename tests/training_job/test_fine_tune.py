@@ -149,7 +149,7 @@ def test_gather_skips_missing_other_spec_and_overlapping_windows(turbine_rows):
     loaded = {
         "a": (turbine_rows.csv(700, 200), None),  # overlaps the current window
         "b": (turbine_rows.csv(400, 200), window_metadata(dataclasses.replace(SPEC, lags=(1,)))),
-        "d": (turbine_rows.csv(200, 200), None),
+        "d": (turbine_rows.csv(550, 200), None),  # ends 50 rows before "now" begins: joined
     }
     joined, history = gather(current, ["a", "b", "c", "d"], loaded.get, 5, 100, History(5))
     assert history.skipped == {"overlap": 1, "other_spec": 1, "missing": 1}
@@ -181,3 +181,67 @@ def test_the_folder_worker_fine_tunes_from_a_pretrain_folder_on_the_done_windows
     manifest = json.loads((tmp_path / "m" / "speed-pi-1" / outcome["version"] / "manifest.json").read_text())
     assert manifest["extra"]["fine_tune"]["source"] == batch_dir
     assert (manifest["extra"]["speed_windows"]["used"], manifest["window"]["rows"]) == (3, 600)
+
+
+def test_gather_stops_at_a_gap_longer_than_about_a_window(turbine_rows):
+    current = parse_window(turbine_rows.csv(800, 200), SPEC, source="now")
+    loaded = {
+        "lost": (b"not a window", None),  # a bad window between: the one gap of a window that is bridged
+        "d": (turbine_rows.csv(400, 200), None),  # ends 200 rows (one window) before "now" begins: joined
+        "old": (turbine_rows.csv(0, 100), None),  # ends 300 rows (1.5 windows + a step) before "d": the history ends
+        "older": (turbine_rows.csv(0, 50), None),  # never read
+    }
+    joined, history = gather(current, list(loaded), loaded.get, 5, 10, History(5))
+    assert history.skipped == {"bad": 1, "gap": 1} and "long before the next window begins" in history.problems[1]
+    assert (history.used, history.rows, history.sources) == (2, 400, ["d"])
+
+
+def test_s3_errors_other_than_missing_or_forbidden_propagate(s3_server, s3_client, s3_bucket, turbine_rows):
+    import socket
+    import uuid
+
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    from training_job.recent_windows import from_s3
+
+    for i in (1, 2):
+        s3_client.put_object(Bucket=s3_bucket, Key=f"{DAY}/{_name(i)}", Body=turbine_rows.csv(i * 200, 200))
+    key = f"{DAY}/{_name(3)}"
+    current = parse_window(turbine_rows.csv(600, 200), SPEC, source=key)
+    joined, history = from_s3(s3_client, s3_bucket, key, current, 3, 100)
+    assert (history.used, joined.rows) == (3, 600)
+    # another user, not allowed to list the bucket: the earlier windows are skipped, the model trains on this one
+    outsider = s3_server.client(s3_server.add_user(f"ft-outsider-{uuid.uuid4().hex[:8]}"))
+    joined, history = from_s3(outsider, s3_bucket, key, current, 3, 100)
+    assert (history.used, joined.rows, history.skipped) == (1, 200, {"unlisted": 1})
+    # the endpoint is down: the error reaches the worker, which retries the window (not a smaller model)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    creds = s3_server.credentials()
+    down = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id=creds["access_key"],
+        aws_secret_access_key=creds["secret_key"],
+        region_name="us-east-1",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=2),
+    )
+    with pytest.raises(BotoCoreError):
+        from_s3(down, s3_bucket, key, current, 3, 100)
+
+
+def test_a_window_outside_windows_thing_joins_only_its_own_folder(turbine_rows, tmp_path):
+    from training_job.recent_windows import from_folder
+
+    done = tmp_path / "done"
+    for rel in [f"{DAY}/{_name(1)}", f"windows/pi-2/2017/06/16/{_name(2)}", _name(1)]:
+        (done / rel).parent.mkdir(parents=True, exist_ok=True)
+        (done / rel).write_bytes(turbine_rows.csv(600, 200))
+    current = parse_window(turbine_rows.csv(800, 200), SPEC, source=_name(3))
+    joined, history = from_folder(done, tmp_path.joinpath(_name(3)).relative_to(tmp_path), current, 4, 100)
+    assert history.sources == [str(done / _name(1))]  # not pi-2's T1 window, nor pi-1's
+    joined, history = from_folder(done, tmp_path.joinpath("elsewhere", _name(3)).relative_to(tmp_path), current, 4, 100)
+    assert history.used == 1 and history.sources == []
