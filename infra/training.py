@@ -258,9 +258,10 @@ class Trainer(Construct):
                 actions=["s3:ListBucket"],
                 # so a missing window is a 404 (the worker sends it to the DLQ at once), not a 403
                 # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html). No s3:prefix
-                # condition: S3 does not apply it to a GET (still 403). The bucket holds only windows/,
-                # all of which the trainer may read anyway. The worker also lists windows/<thing>/ with
-                # it: each speed model trains on the thing's last K windows (training_job.recent_windows).
+                # condition: S3 does not apply it to a GET (still 403). The bucket holds windows/ (all of
+                # which the trainer may read anyway) and the edge's forecasts/<thing>/: the trainer can
+                # list those keys, not read them. The worker also lists windows/<thing>/ with it: each
+                # speed model trains on the thing's last K windows (training_job.recent_windows).
                 resources=[windows_bucket.bucket_arn],
             )
         )
