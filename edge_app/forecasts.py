@@ -17,6 +17,7 @@ import io
 import itertools
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
@@ -70,7 +71,7 @@ def _json_num(text: str) -> str:
     return _repr(x) if _isfinite(x) else "null"
 
 
-def _json_column(cells: list[str]) -> list[str | None]:
+def _json_column(cells: Sequence[str]) -> list[str | None]:
     """:func:`_json_num` of every cell of a column (None where a cell is no number). In bulk when orjson reads the
     column (an empty cell as null) as floats and writes each back as the very cell: the spool's own cells are
     ``repr`` text, which orjson writes alike wherever neither writes an exponent (|x| >= 1e-4, below 1e16, or 0);
@@ -80,7 +81,8 @@ def _json_column(cells: list[str]) -> list[str | None]:
     (['1.5', 'null', '-0.0', '17.70123456789012'], ['1.5', 'null', None, '0.0', None])
     """
     if _loads is not None and cells and "null" not in cells:  # a cell "null" is no number (orjson would read None)
-        joined = ",".join([c or "null" for c in cells])
+        full = "" not in cells  # no empty cell (null): the cells come back as they are
+        joined = ",".join(cells if full else [c or "null" for c in cells])
         try:
             values = _loads("[" + joined + "]")
         except ValueError:
@@ -88,7 +90,7 @@ def _json_column(cells: list[str]) -> list[str | None]:
         if values is not None and len(values) == len(cells) and set(map(type, values)) <= _FLOAT_OR_NULL:
             back = _dumps(values)
             if b"e" not in back and b"0.0000" not in back and back[1:-1].decode() == joined:
-                return joined.split(",")
+                return list(cells) if full else joined.split(",")
     return [_json_num_or_none(c) for c in cells]
 
 
@@ -241,7 +243,7 @@ class ForecastExport:
         n = len(rows)
         nulls = ["null"] * n
         stamps = self._stamps(cells[0])  # '{"timestamp":..,"epoch":..,"time_utc":"..","device":' or "" (no time)
-        numbers = [_json_column(list(cells[i])) if i is not None else nulls for i in (ti, fb, fs, fd, lo, up)]
+        numbers = [_json_column(cells[i]) if i is not None else nulls for i in (ti, fb, fs, fd, lo, up)]
         keep = None  # a row with a cell that is no number, or no timestamp, is skipped (records() skips it too)
         if "" in stamps or any(None in column for column in numbers):
             keep = [k for k in range(n) if stamps[k] and all(column[k] is not None for column in numbers)]
