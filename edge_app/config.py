@@ -71,6 +71,7 @@ class Windows:
     fsync: bool = False  # fsync the spool before each commit (survives power loss, slower)
     max_spool_mb: float | None = 512.0  # closed windows waiting for upload: beyond this the OLDEST are dropped
     forecasts: bool = True  # spool the forecasts made for each reading; upload them beside its window (forecasts/)
+    forecasts_process: bool = True  # export the forecasts in a child process (edge_app.export_process), off the GIL
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,9 @@ class EdgeConfig:
                 raise ConfigError(f"windows.{key} must be >= 1 (or null), got {value!r}")
         if w.max_records is None and w.max_seconds is None:
             raise ConfigError("windows needs max_records and/or max_seconds")
-        if not isinstance(w.forecasts, bool):
-            raise ConfigError(f"windows.forecasts must be true or false, got {w.forecasts!r}")
+        for key in ("forecasts", "forecasts_process"):
+            if not isinstance(getattr(w, key), bool):
+                raise ConfigError(f"windows.{key} must be true or false, got {getattr(w, key)!r}")
         if w.max_spool_mb is not None and (not isinstance(w.max_spool_mb, int | float) or w.max_spool_mb <= 0):
             raise ConfigError(f"windows.max_spool_mb must be > 0 (or null: unbounded), got {w.max_spool_mb!r}")
         if w.uploader not in UPLOADERS:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from edge_app.export_process import ExportProcess
 from edge_app.forecasts import CONTENT_TYPE as FORECASTS_CONTENT_TYPE
 from edge_app.forecasts import ForecastExport
 from edge_app.models import atomic_write
@@ -166,7 +167,7 @@ class UploadWorker:
         max_backoff: float = 60.0,
         max_tries: int = 20,  # ~15 min with the backoff capped at 60 s; then the window is quarantined
         max_spool_bytes: int | None = None,  # ready/ beyond this: the oldest windows are dropped
-        forecasts: ForecastExport | None = None,  # put each window's forecasts first (uploaders with put())
+        forecasts: ForecastExport | ExportProcess | None = None,  # put each window's forecasts first (with put())
     ) -> None:
         self._uploader = uploader
         self._forecasts = forecasts if callable(getattr(uploader, "put", None)) else None
@@ -231,6 +232,9 @@ class UploadWorker:
         self._stop.set()
         self._queue.put(None)
         self._thread.join(timeout=5)
+        close = getattr(self._forecasts, "close", None)  # an export process ends with its uploader
+        if close is not None and not self._thread.is_alive():
+            close()
         return drained
 
     def _run(self) -> None:
@@ -306,14 +310,18 @@ def open_window_pipeline(
 ) -> tuple[UploadWorker, WindowSpool]:
     """The window spool under ``state_dir/windows`` and its upload worker, as ``run`` and
     ``forward`` both use them; windows a crash left behind are queued for upload first.
-    ``forecasts``: rows carry the forecasts made for them, uploaded beside each window (``run``)."""
+    ``forecasts``: rows carry the forecasts made for them, uploaded beside each window (``run``), exported in a
+    child process with ``windows.forecasts_process`` (:mod:`edge_app.export_process`), else on the upload thread."""
     mb = cfg.windows.max_spool_mb
+    export: ForecastExport | ExportProcess | None = None
+    if forecasts:
+        export = (ExportProcess if cfg.windows.forecasts_process else ForecastExport)(spec.target, spec.horizon)
     uploads = UploadWorker(
         make_uploader(cfg, transport, spec),
         cfg.thing_name,
         events=events,
         max_spool_bytes=int(mb * 1e6) if mb is not None else None,
-        forecasts=ForecastExport(spec.target, spec.horizon) if forecasts else None,
+        forecasts=export,
     )
     spool = WindowSpool(
         Path(state_dir) / "windows",

@@ -22,11 +22,12 @@ the edge app as a separate process (``python -m edge_app run``), as Greengrass w
    median cost per record and stage in that phase (:mod:`edge_app.stages`, from its exit summary),
    ``loop_bound_rps``: 10^6 / the stages' mean µs per record (the loop thread on a core of its own), and
    ``threads``: CPU and run-queue seconds of the edge's threads (``main`` = the loop, ``python`` = its
-   uploader and swapper) and of the broker over the phase (:mod:`hybridstream.devtools.thread_cpu`);
+   uploader and swapper, ``export`` = its forecasts export process) and of the broker over the phase
+   (:mod:`hybridstream.devtools.thread_cpu`);
 2. latency: a fresh app process; at a steady ``--rate`` records/s, each reading's CreateTime to its
    prediction's CreateTime (joined by the idempotency key), p50/p99; the same through the echo
    (``pipeline_floor_latency_ms``) first;
-3. ``rss_mb``: peak RSS of the edge processes (psutil, sampled every 0.2 s);
+3. ``rss_mb``: peak RSS of the edge processes, their forecasts export's included (psutil, every 0.2 s);
 4. ``invoke_us``: median of one ``predict_one`` (scale + invoke + unscale) per model, same runtime.
 
 The last line printed is one JSON object.
@@ -65,10 +66,12 @@ def bench_config(
     process: str = "batch",
     consumer: dict | None = None,
     producer: dict | None = None,
+    forecasts_process: bool = True,
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
     ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path;
-    ``consumer`` / ``producer``: extra librdkafka settings, ``kafka.consumer`` / ``kafka.producer``)."""
+    ``consumer`` / ``producer``: extra librdkafka settings, ``kafka.consumer`` / ``kafka.producer``;
+    ``forecasts_process``: the forecasts export in a child process, as by default, else on the upload thread)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -77,7 +80,13 @@ def bench_config(
         bootstrap=bootstrap,
         models={"batch": str(batch), "speed": str(speed)},
         state_dir=str(work / "state"),
-        windows={"max_records": 1000, "max_seconds": 600, "local_root": str(work / "uploads"), "forecasts": forecasts},
+        windows={
+            "max_records": 1000,
+            "max_seconds": 600,
+            "local_root": str(work / "uploads"),
+            "forecasts": forecasts,
+            "forecasts_process": forecasts_process,
+        },
         metrics_interval_s=5.0,
         log_interval_s=5.0,
         log_slow_turn_ms=slow_turn_ms,
@@ -95,7 +104,7 @@ def _say(msg: str) -> None:
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS (MB) of one process, sampled every ``interval`` seconds."""
+    """Peak RSS (MB) of one process and its children (the forecasts export's), sampled every ``interval`` seconds."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         super().__init__(daemon=True)
@@ -109,7 +118,10 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             try:
-                self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2**20)
+                rss = self._proc.memory_info().rss + sum(
+                    c.memory_info().rss for c in self._proc.children(recursive=True)
+                )
+                self.peak_mb = max(self.peak_mb, rss / 2**20)
             except Exception:
                 return
             self._halt.wait(self._interval)
@@ -327,6 +339,7 @@ def _steady_latency(
 
 
 def run_bench(args: argparse.Namespace) -> dict:
+    import psutil
     from confluent_kafka import Consumer
 
     from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
@@ -392,7 +405,16 @@ def run_bench(args: argparse.Namespace) -> dict:
         consumer_conf = json.loads(args.consumer_conf)
         producer_conf = json.loads(args.producer_conf)
         config = bench_config(
-            work, bootstrap, batch, speed, args.slow_turn_ms, args.forecasts, args.process, consumer_conf, producer_conf
+            work,
+            bootstrap,
+            batch,
+            speed,
+            args.slow_turn_ms,
+            args.forecasts,
+            args.process,
+            consumer_conf,
+            producer_conf,
+            args.forecasts_process,
         )
         broker_pid = read_pid(servers.kafka().pid_file)
         clients = (consumer_conf, producer_conf, broker_pid)
@@ -422,6 +444,11 @@ def run_bench(args: argparse.Namespace) -> dict:
         threads = {k: times_between(v, thread_times(edge.pid if k == "edge" else broker_pid))
                    for k, v in cpu_before.items()}  # fmt: skip
         threads_wall = time.monotonic() - threads_from  # a thread's wall time less its CPU and run queue: blocked
+        export: dict = {}  # the forecasts export's child process (born in the phase: all its CPU is the phase's)
+        for child in psutil.Process(edge.pid).children(recursive=True):
+            export.update(thread_times(child.pid))
+        if export:
+            threads["edge"]["export"] = total(times_between({}, export))
         # the app's first input: its first batch's pickup time, which every prediction of that batch carries
         # (lag_ms = picked - the reading's CreateTime); reading 0 is the first prediction's (preloaded in order)
         first_out = _read_at(watcher, "predictions", 0)
@@ -583,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", dest="control", action="store_false", help="skip the echo control phase")
     parser.add_argument("--no-forecasts", dest="forecasts", action="store_false",
                         help="windows without the forecast columns (windows.forecasts false): their cost")  # fmt: skip
+    parser.add_argument("--forecasts-thread", dest="forecasts_process", action="store_false",
+                        help="export the windows' forecasts on the upload thread (windows.forecasts_process false), "
+                        "not in a child process")  # fmt: skip
     parser.add_argument(
         "--process",
         choices=("batch", "record"),
