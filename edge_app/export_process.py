@@ -7,6 +7,8 @@ the compiled kernel), so while a window is exported the loop mostly waits for it
 BENCHMARKS.md, issue 18). :class:`ExportProcess` has the same ``encode(path)`` and runs it in a child
 process (the standard library, orjson and the contract's timestamp parser: ~15 MB, ~0.1 s to start),
 which runs beside the loop on another core. The bytes are the same (it runs the same ``ForecastExport``).
+Opt-in (``windows.forecasts_process``): at saturation it lifts ``make bench-edge`` ~25 %, but at a steady
+1,000 readings/s the loop's pick-up tail grew to hundreds of ms in every measured pair (not understood yet).
 
 The child reads one JSON line per window (``{"path": ...}``) on its stdin and answers one JSON line
 (``{"status": "ok" | "none" | "missing", "size": n, "errors": k}``) followed by ``n`` bytes of the object on its
