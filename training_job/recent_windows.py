@@ -5,10 +5,13 @@ the windows before it are those of the same device with an earlier start stamp, 
 
 * cloud (``train worker --queue``): ``windows/<thing>/`` in the windows bucket, listed (the trainer role's
   ``s3:ListBucket`` on that bucket, which holds the windows and the edge's ``forecasts/<thing>/``: no new
-  permission; only ``windows/<thing>/`` is listed) and read with ``GetObject``;
+  permission; only ``windows/<thing>/`` is listed) and read with ``GetObject``. The day folders
+  ``yyyy/mm/dd/`` are listed from the window's day backwards until K-1 are found (:func:`walk_back`: a few
+  listings a window, not the thing's whole history);
 * edge (``train worker --watch DIR``): ``DIR/done/windows/<thing>/``, where the watcher moves each window it
-  trained (its ``.spec.json`` beside it); a window elsewhere under DIR (no thing in its path) looks only in
-  its own folder under ``DIR/done/``, so another thing's windows are never joined.
+  trained (its ``.spec.json`` beside it), day folders walked back the same way; a window elsewhere under DIR
+  (no thing in its path) looks only in its own folder under ``DIR/done/``, so another thing's windows are
+  never joined.
 
 Each earlier window is checked as any window is (:func:`training_job.windows.parse_window`, its own carried
 spec); it is used only when that spec is the current window's and it ends before the next newer one begins.
@@ -29,7 +32,7 @@ another version.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,11 +195,7 @@ def from_s3(s3: Any, bucket: str, key: str, current: Window, asked: int, min_row
         return current, _only(current, history)
     prefix = "/".join(key.split("/")[:2]) + "/"  # windows/<thing>/
     try:
-        keys = [
-            obj["Key"]
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            for obj in page.get("Contents", [])
-        ]
+        names = s3_earlier(s3, bucket, key, asked - 1)
     except ClientError as exc:
         if _code(exc) not in _SKIPPED:
             raise  # a 5xx, throttling: the window is retried rather than trained on fewer windows
@@ -214,7 +213,6 @@ def from_s3(s3: Any, bucket: str, key: str, current: Window, asked: int, min_row
             raise
         return obj["Body"].read(), obj.get("Metadata")
 
-    names = earlier(keys, key, asked - 1)
     joined, history = gather(current, names, load, asked, min_rows, history)
     history.sources = [f"s3://{bucket}/{s}" if not s.startswith("s3://") else s for s in history.sources]
     return joined, history
@@ -227,13 +225,14 @@ def from_folder(done: Path, rel: Path, current: Window, asked: int, min_rows: in
     if asked <= 1:
         return current, _only(current, history)
     parts = rel.parts
-    if len(parts) > 2 and parts[0] == "windows":  # windows/<thing>/...: that thing's windows, any day
+    if _day(rel.as_posix()) is not None:  # windows/<thing>/yyyy/mm/dd/: that thing's day folders, newest first
+        root = f"{done.joinpath(*parts[:2])}/"
+        names = walk_back(_folder_children, _folder_files, root, f"{done / rel}", count=asked - 1)
+    elif len(parts) > 2 and parts[0] == "windows":  # windows/<thing>/ in another layout: all of it
         base = done.joinpath(*parts[:2])
-        found = base.rglob("*") if base.is_dir() else []
+        names = [str(p) for p in base.rglob("*") if p.is_file()] if base.is_dir() else []
     else:  # elsewhere (no thing in the path): only the window's own folder, never other things' windows
-        base = done / rel.parent
-        found = base.iterdir() if base.is_dir() else []
-    names = [str(p) for p in found if p.is_file()]
+        names = _folder_files(f"{done / rel.parent}/")
 
     def load(name: str) -> tuple[bytes, Mapping[str, str] | None] | None:
         path = Path(name)
@@ -246,6 +245,71 @@ def from_folder(done: Path, rel: Path, current: Window, asked: int, min_rows: in
             raise Unreadable(f"{type(exc).__name__}: {exc}") from None
 
     return gather(current, earlier(names, rel.name, asked - 1), load, asked, min_rows, history)
+
+
+def _day(key: str) -> tuple[str, str, str] | None:
+    """(yyyy, mm, dd) of a key in the layout ``windows/<thing>/yyyy/mm/dd/<window id>`` (its start's day), or None."""
+    parts = key.split("/")
+    stamp = window_stamp(key)
+    if len(parts) < 6 or parts[-6] != "windows" or stamp is None:
+        return None
+    day = (parts[-4], parts[-3], parts[-2])
+    return day if "".join(day) == stamp[1][:8] else None
+
+
+def newest_days(children: Callable[[str], list[str]], root: str, day: tuple[str, str, str]) -> Iterator[str]:
+    """The day folders ``root``yyyy/mm/dd/ up to ``day``, newest first, listing one level at a time."""
+    for year in sorted((y for y in children(root) if y <= day[0]), reverse=True):
+        for month in sorted((m for m in children(f"{root}{year}/") if (year, m) <= day[:2]), reverse=True):
+            for d in sorted((d for d in children(f"{root}{year}/{month}/") if (year, month, d) <= day), reverse=True):
+                yield f"{root}{year}/{month}/{d}/"
+
+
+def walk_back(
+    children: Callable[[str], list[str]], files: Callable[[str], list[str]], root: str, key: str, count: int
+) -> list[str]:
+    """:func:`earlier` over the day folders under ``root`` (``windows/<thing>/``), from ``key``'s day backwards,
+    until ``count`` are found: a few listings a window, however long the thing's history (not all of it)."""
+    day = _day(key)
+    if day is None or count < 1:
+        return []
+    found: list[str] = []
+    for folder in newest_days(children, root, day):
+        found = earlier([*found, *files(folder)], key, count)
+        if len(found) >= count:  # an older day holds only older windows
+            break
+    return found
+
+
+def s3_earlier(s3: Any, bucket: str, key: str, count: int) -> list[str]:
+    """The ``count`` keys of :func:`earlier` under ``key``'s ``windows/<thing>/``: by day folders when ``key`` is in
+    :func:`model_contract.layout.window_key`'s layout, else the whole prefix listed."""
+    prefix = "/".join(key.split("/")[:2]) + "/"  # windows/<thing>/
+
+    def listed(where: str, by_folder: bool = True) -> list[dict[str, Any]]:
+        args = {"Bucket": bucket, "Prefix": where} | ({"Delimiter": "/"} if by_folder else {})
+        pages = s3.get_paginator("list_objects_v2").paginate(**args)
+        return [item for page in pages for item in [*page.get("CommonPrefixes", []), *page.get("Contents", [])]]
+
+    def children(where: str) -> list[str]:
+        return [item["Prefix"][len(where) :].rstrip("/") for item in listed(where) if "Prefix" in item]
+
+    def files(where: str) -> list[str]:
+        return [item["Key"] for item in listed(where) if "Key" in item]
+
+    if _day(key) is not None:
+        return walk_back(children, files, prefix, key, count)
+    return earlier([item["Key"] for item in listed(prefix, by_folder=False) if "Key" in item], key, count)
+
+
+def _folder_children(where: str) -> list[str]:
+    path = Path(where)
+    return [p.name for p in path.iterdir() if p.is_dir()] if path.is_dir() else []
+
+
+def _folder_files(where: str) -> list[str]:
+    path = Path(where)
+    return [str(p) for p in path.iterdir() if p.is_file()] if path.is_dir() else []
 
 
 def _code(exc: Any) -> str:

@@ -245,3 +245,29 @@ def test_a_window_outside_windows_thing_joins_only_its_own_folder(turbine_rows, 
     assert history.sources == [str(done / _name(1))]  # not pi-2's T1 window, nor pi-1's
     joined, history = from_folder(done, tmp_path.joinpath("elsewhere", _name(3)).relative_to(tmp_path), current, 4, 100)
     assert history.used == 1 and history.sources == []
+
+
+def test_the_earlier_windows_are_found_by_day_folders_newest_first(s3_client, s3_bucket, tmp_path):
+    from training_job.recent_windows import s3_earlier, walk_back
+
+    days = ["2016/12/30", "2016/12/31", "2017/01/01", "2017/01/02", "2017/01/03"]
+    keys = [f"windows/pi-1/{d}/T1_{d.replace('/', '')}T{h:02d}0000Z_9.csv" for d in days for h in (0, 12)]
+    for key in keys:
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"")
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(b"")
+    current = keys[6]  # 2017-01-02 00:00: three earlier ones are on 2017-01-01 and 2016-12-31
+    calls = []
+    s3_client.meta.events.register(
+        "provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(params["Prefix"])
+    )
+    assert s3_earlier(s3_client, s3_bucket, current, 3) == [keys[5], keys[4], keys[3]]
+    assert calls == [
+        "windows/pi-1/", "windows/pi-1/2017/", "windows/pi-1/2017/01/", "windows/pi-1/2017/01/02/",
+        "windows/pi-1/2017/01/01/", "windows/pi-1/2016/", "windows/pi-1/2016/12/", "windows/pi-1/2016/12/31/",
+    ]  # fmt: skip  # never 2017/01/03 (after it) nor 2016/12/30 (enough found)
+    assert s3_earlier(s3_client, s3_bucket, "windows/pi-1/T1_20170102T000000Z_9.csv", 2) == [keys[5], keys[4]]
+    from training_job.recent_windows import _folder_children, _folder_files
+
+    names = walk_back(_folder_children, _folder_files, f"{tmp_path}/windows/pi-1/", f"{tmp_path}/{current}", 3)
+    assert names == [str(tmp_path / k) for k in (keys[5], keys[4], keys[3])]
