@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ from edge_app.forecasts import ForecastExport
 
 log = logging.getLogger("edge_app.export_process")
 
+REPLY_TIMEOUT_S = 60.0  # a window's export takes ms: no answer in this long means the child hangs
 MAX_FAILURES = 3  # child failures in a row before the upload thread keeps the export for good
 _PACKAGES = str(Path(__file__).resolve().parent.parent)  # where this edge_app lives: the child imports the same
 
@@ -60,7 +62,7 @@ class ExportProcess:
                 return self._remote(path)
             except FileNotFoundError:
                 raise
-            except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, EOFError, subprocess.SubprocessError) as exc:
                 self.failures += 1
                 self._stop()
                 log.warning(
@@ -75,12 +77,17 @@ class ExportProcess:
     def _remote(self, path: Path) -> bytes | None:
         proc = self._proc
         if proc is None or proc.poll() is not None:
-            proc = self._proc = _start(self.target, self.horizon)
+            try:
+                proc = self._proc = _start(self.target, self.horizon)
+            except FileNotFoundError as exc:  # no interpreter: a failure of the child, not a vanished window
+                raise ChildProcessError(f"cannot start the export process: {exc}") from exc
             self.started += 1
         stdin, stdout = proc.stdin, proc.stdout
         assert stdin is not None and stdout is not None
         stdin.write(json.dumps({"path": str(path)}).encode() + b"\n")
         stdin.flush()
+        if not select.select([stdout], [], [], REPLY_TIMEOUT_S)[0]:  # a hung child must not stop every upload
+            raise TimeoutError(f"the export process did not answer in {REPLY_TIMEOUT_S:.0f} s")
         head = stdout.readline()
         if not head.endswith(b"\n"):
             raise EOFError(f"the export process ended (exit code {proc.poll()})")
@@ -114,7 +121,8 @@ class ExportProcess:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait(5)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # unkillable for now: the OS reaps it later
+                proc.wait(5)
 
 
 def _start(target: str, horizon: int) -> subprocess.Popen:

@@ -102,8 +102,9 @@ def run(args: argparse.Namespace) -> dict:
             cpu, wall, threads = time.process_time(), time.perf_counter(), thread_times(os.getpid())
             for i in range(0, len(msgs), args.batch):
                 app.process(msgs[i : i + args.batch])
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            while app.uploads.pending() and time.perf_counter() - wall < 60:  # the windows closed meanwhile
+            end = time.perf_counter()
+            cpu, wall = time.process_time() - cpu, end - wall
+            while app.uploads.pending() and time.perf_counter() - end < 60:  # the windows closed meanwhile
                 time.sleep(0.01)
             threads = times_between(threads, thread_times(os.getpid()))
             stages = app.stages.summary()

@@ -73,3 +73,26 @@ def test_the_childs_protocol(tmp_path: Path) -> None:
     head = json.loads(reply.readline())
     assert head["status"] == "ok" and reply.read(head["size"]) == ForecastExport("Ot_avg").encode(window)
     assert json.loads(reply.readline()) == {"status": "missing", "size": 0, "errors": 0}
+
+
+def test_a_hung_child_or_no_interpreter_leaves_the_window_to_the_thread(
+    tmp_path: Path, export: ExportProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that never answers is timed out and killed; an interpreter that is gone is a failure of the
+    child (counted, the thread exports), not a vanished window (from the review of 7a0d811)."""
+    window = _window(tmp_path / "w.csv", 100, 3)
+    expected = ForecastExport("Ot_avg", horizon=3).encode(window)
+
+    def hung(target: str, horizon: int) -> subprocess.Popen:
+        code = "import sys, time; sys.stdin.readline(); time.sleep(60)"
+        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(export_process, "REPLY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(export_process, "_start", hung)
+    assert export.encode(window) == expected and export.failures == 1 and export._proc is None  # noqa: SLF001
+
+    def gone(target: str, horizon: int) -> subprocess.Popen:
+        return subprocess.Popen([str(tmp_path / "no-python")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    monkeypatch.setattr(export_process, "_start", gone)
+    assert export.encode(window) == expected and export.failures == 2
