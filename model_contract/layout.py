@@ -85,9 +85,21 @@ def window_key(thing: str, window_id: str) -> str:
     return f"{WINDOWS_PREFIX}/{thing}/{_window_date_path(window_id)}/{window_id}.csv"
 
 
-def _window_date_path(window_id: str) -> str:
+def window_id_parts(window_id: str) -> tuple[str, str, str] | None:
+    """(device, start stamp ``yyyymmddTHHMMSSZ``, rows) of a window id; None for any other name.
+
+    >>> window_id_parts("T1_20170114T000000Z_1000"), window_id_parts("stray")
+    (('T1', '20170114T000000Z', '1000'), None)
+    """
     parts = window_id.rsplit("_", 2)
     if len(parts) != 3 or len(parts[1]) != 16 or not parts[1][:8].isdigit():
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def _window_date_path(window_id: str) -> str:
+    parts = window_id_parts(window_id)
+    if parts is None:
         raise ValueError(f"not a window id: {window_id!r}")
     stamp = parts[1]
     return f"{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}"

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from model_contract import FeatureSpec
+from model_contract.layout import window_id_from_key, window_id_parts
 from model_contract.window_spec import SIDECAR_SUFFIX, sidecar_metadata
 from training_job.windows import Window, WindowError, parse_window, window_spec
 
@@ -62,11 +63,8 @@ Loader = Callable[[str], "tuple[bytes, Mapping[str, str] | None] | None"]
 
 def window_stamp(name: str) -> tuple[str, str] | None:
     """(device, start stamp) of a window file name or key; None for any other name."""
-    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    parts = stem.rsplit("_", 2)
-    if len(parts) != 3 or len(parts[1]) != 16 or not parts[1][:8].isdigit():
-        return None
-    return parts[0], parts[1]
+    parts = window_id_parts(window_id_from_key(name))
+    return None if parts is None else (parts[0], parts[1])
 
 
 def earlier(names: Iterable[str], current: str, count: int) -> list[str]:
