@@ -203,6 +203,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also a table of what each LSTM adds to dynamic (runs saved with --ablation): 1 - MSE(dynamic) / "
         "MSE(dynamic without it), whole and each half, and the speed model's at best (a fixed blend in hindsight)",
     )
+    table.add_argument(
+        "--headroom",
+        action="store_true",
+        help="also a table of hindsight ceilings over online_linear (an upper bound, not a result): least squares of "
+        "y on batch, speed, persistence and online_linear fitted on the scored stream itself, (a) one fixed blend, "
+        "(b) refitted on every block of --block rows, each also without the speed model (what it can add at best), "
+        "beside dynamic's actual figures; whole and each half; with several runs also the mean of their MSEs",
+    )
+    table.add_argument(
+        "--block",
+        type=int,
+        default=None,
+        help="rows per block of --headroom's (b) (default: each run's window, e.g. 1,000)",
+    )
+    table.add_argument(
+        "--intercept", action="store_true", help="--headroom's fits also get a constant term (default: none)"
+    )
     table.set_defaults(func=_table)
 
     plot = cmds.add_parser(
@@ -600,4 +617,21 @@ def _table(args: argparse.Namespace) -> int:
         print("\n" + report.regret_table(scores, ["dynamic", *extra]))
     if args.adds:
         print("\n" + report.adds_table(results))
+    if args.headroom:
+        if args.block is not None and args.block < 1:
+            _log("error: --block must be >= 1")
+            return 2
+        print("\n" + report.headroom_table(_headrooms(results, args.block, args.intercept)))
     return 0
+
+
+def _headrooms(results: dict, block: int | None, intercept: bool) -> dict:
+    from hybridstream.evaluation.headroom import headroom  # noqa: PLC0415
+
+    out = {}
+    for name, r in results.items():
+        shown = {"dynamic": r.forecasts["dynamic"]}
+        if "dynamic no speed" in r.variants:
+            shown["dynamic no speed"] = r.variants["dynamic no speed"]
+        out[name] = headroom(r.y, r.forecasts, block or r.window, intercept=intercept, dynamic=shown)
+    return out

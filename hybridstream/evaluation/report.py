@@ -285,6 +285,47 @@ def adds_table(results: Mapping) -> str:
     return md_table([*head, "speed adds at best (fixed blend in hindsight)"], rows)
 
 
+def headroom_table(results: Mapping) -> str:
+    """The ``eval table --headroom`` table: per run (and the mean of the runs' MSEs when there are several) of
+    :func:`hybridstream.evaluation.headroom.headroom` results, ``1 - MSE / MSE(online_linear)`` whole / first /
+    second half of the dynamic forecast and of each hindsight ceiling, and what the speed model adds (at best, and
+    to dynamic when the run has ``dynamic no speed``)."""
+    from hybridstream.evaluation.headroom import gains, mean_of  # noqa: PLC0415
+
+    columns = [
+        ("dynamic", "dynamic (actual)"),
+        ("fixed", "(a) one fixed blend"),
+        ("block", "(b) refitted per block"),
+        ("fixed no speed", "(a) no speed"),
+        ("block no speed", "(b) no speed"),
+        ("past", "not a ceiling: (a) refitted on the past at each block"),
+        ("speed adds dynamic", "speed adds to dynamic (actual)"),
+        ("speed adds fixed", "speed adds at best (a)"),
+        ("speed adds block", "speed adds at best (b)"),
+        ("speed adds past", "speed adds, (a) on the past"),
+    ]
+    named = dict(results)
+    if len(named) > 1:
+        named["mean of the runs' MSEs"] = mean_of(results)
+    rows = []
+    for run, h in named.items():
+        g = gains(h["mse"])
+        row = [run, f"{h['rows']} ({h['left_out']})"]
+        for key, _ in columns:
+            row.append(" / ".join(f"{100 * g[key][p]:+.2f}" for p in g[key]) + " %" if key in g else "—")
+        rows.append(row)
+    any_run = next(iter(results.values()))
+    title = (
+        "Hindsight ceilings: least squares of y on batch, speed, persistence, online_linear"
+        + (" and a constant" if any_run["intercept"] else "")
+        + f", fitted on the scored stream itself (blocks of {any_run['block']} rows). An upper bound no online "
+        "combiner is promised, not a result. Cells: 1 - MSE / MSE(online_linear), whole / 1st / 2nd half "
+        "(each fitted on its own rows); speed adds = 1 - MSE / MSE without the speed model"
+    )
+    head = ["run", "rows (left out: NaN)", *(label for _, label in columns)]
+    return title + "\n\n" + md_table(head, rows)
+
+
 def experts_tables(scores: Mapping, ranking: Sequence, second_ranking: Sequence, approaches: Sequence[str]) -> str:
     """The ``eval experts`` tables: RMSE per run of the run's approaches and the 8 best candidates, the
     selection (regret on the first halves, the second halves beside), RMSE per half of the 3 best."""

@@ -1,0 +1,130 @@
+"""Hindsight ceilings of a saved run: how far any linear blend of the experts could get past online_linear.
+
+Least squares of the truth on the forecasts of batch, speed, persistence and online_linear (``static`` is a fixed
+blend of batch and speed, in their span: left out), fitted **on the scored stream itself**: an upper bound that no
+online combiner is promised, not a result. Per part of the stream (whole, first half, second half, each fitted on
+its own rows):
+
+* ``fixed``: one blend for the whole part;
+* ``block``: the blend refitted on every block of ``block`` scored rows (the run's window by default): a generous
+  ceiling for a combiner that adapts at the window's pace (in-sample: each block's 4 weights also fit some noise);
+* ``past``: not a ceiling but a combiner that could be built, for scale: at each block's start, one fixed blend
+  fitted on all the part's rows before it (online_linear's forecast on a part's first block);
+* ``... no speed``: the same without the speed model, so "what the speed model can add at best" is
+  ``1 - MSE(fixed) / MSE(fixed no speed)``.
+
+Rows where the truth or any of the forecasts used (and ``dynamic``) is NaN are left out and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+EXPERTS = ("batch", "speed", "persistence", "online_linear")
+PARTS = ("whole", "first_half", "second_half")
+CEILINGS = ("fixed", "block", "past", "fixed no speed", "block no speed", "past no speed")
+
+
+def fitted_mse(x: np.ndarray, y: np.ndarray) -> float:
+    """MSE of the least-squares fit of ``y`` on the columns of ``x`` (in sample)."""
+    w = np.linalg.lstsq(x, y, rcond=None)[0]
+    return float(np.mean((y - x @ w) ** 2))
+
+
+def blocks(n: int, block: int) -> list[slice]:
+    """Consecutive slices of ``block`` rows over ``n``; a last remnant shorter than half a block joins the one before.
+
+    >>> blocks(2300, 1000)
+    [slice(0, 1000, None), slice(1000, 2300, None)]
+    >>> blocks(2600, 1000)
+    [slice(0, 1000, None), slice(1000, 2000, None), slice(2000, 2600, None)]
+    """
+    edges = list(range(0, n, block)) + [n]
+    if len(edges) > 2 and edges[-1] - edges[-2] < block / 2:
+        del edges[-2]
+    return [slice(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def block_mses(x: np.ndarray, y: np.ndarray, block: int, fallback: int) -> tuple[float, float]:
+    """(MSE refitted on every block in hindsight, MSE of a blend fitted at each block's start on all rows before
+    it); the first block of the second uses column ``fallback`` alone (online_linear's forecast)."""
+    sq_in = sq_past = 0.0
+    for s in blocks(len(y), block):
+        w = np.linalg.lstsq(x[s], y[s], rcond=None)[0]
+        sq_in += float(np.sum((y[s] - x[s] @ w) ** 2))
+        if s.start == 0:
+            sq_past += float(np.sum((y[s] - x[s, fallback]) ** 2))
+        else:
+            past = np.linalg.lstsq(x[: s.start], y[: s.start], rcond=None)[0]
+            sq_past += float(np.sum((y[s] - x[s] @ past) ** 2))
+    return sq_in / len(y), sq_past / len(y)
+
+
+def headroom(
+    y: np.ndarray,
+    forecasts: Mapping[str, np.ndarray],
+    block: int,
+    *,
+    intercept: bool = False,
+    dynamic: Mapping[str, np.ndarray] | None = None,
+) -> dict:
+    """MSE per part of online_linear, every ceiling, and each forecast in ``dynamic`` (e.g. the dynamic forecast and
+    its ablations; None: ``forecasts["dynamic"]``), on the rows where all of them are finite, and the rows used and
+    left out. ``intercept`` adds a constant column to every fit."""
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    shown = dict(dynamic) if dynamic is not None else {"dynamic": forecasts["dynamic"]}
+    x_all = np.column_stack([forecasts[k] for k in EXPERTS] + ([np.ones(len(y))] if intercept else []))
+    ok = np.isfinite(y) & np.isfinite(x_all).all(axis=1)
+    for f in shown.values():
+        ok &= np.isfinite(f)
+    half = len(y) // 2
+    ranges = {"whole": slice(0, len(y)), "first_half": slice(0, half), "second_half": slice(half, len(y))}
+    keep = [i for i in range(x_all.shape[1]) if i != EXPERTS.index("speed")]
+    ol = EXPERTS.index("online_linear")
+    out: dict = {"rows": int(ok.sum()), "left_out": int((~ok).sum()), "block": block, "intercept": intercept}
+    mse: dict[str, dict[str, float]] = {}
+    for part, r in ranges.items():
+        m = ok[r]
+        yp, xp = y[r][m], x_all[r][m]
+        if len(yp) == 0:
+            raise ValueError(f"no scored rows in the {part.replace('_', ' ')}")
+        cells = {"online_linear": float(np.mean((yp - xp[:, ol]) ** 2))}
+        cells |= {name: float(np.mean((yp - f[r][m]) ** 2)) for name, f in shown.items()}
+        for suffix, cols in (("", list(range(x_all.shape[1]))), (" no speed", keep)):
+            xs = xp[:, cols]
+            cells["fixed" + suffix] = fitted_mse(xs, yp)
+            cells["block" + suffix], cells["past" + suffix] = block_mses(xs, yp, block, cols.index(ol))
+        for name, v in cells.items():
+            mse.setdefault(name, {})[part] = v
+    out["mse"] = mse
+    return out
+
+
+def gains(mse: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """``1 - MSE / MSE(online_linear)`` per forecast and part (+ = better than online_linear), and the speed model's
+    at best: ``speed adds <fixed|block|past>`` = ``1 - MSE(c) / MSE(c no speed)``."""
+    ol = mse["online_linear"]
+    out = {name: {p: 1 - v[p] / ol[p] for p in PARTS} for name, v in mse.items() if name != "online_linear"}
+    for c in ("fixed", "block", "past"):
+        out[f"speed adds {c}"] = {p: 1 - mse[c][p] / mse[f"{c} no speed"][p] for p in PARTS}
+    if "dynamic no speed" in mse:
+        out["speed adds dynamic"] = {p: 1 - mse["dynamic"][p] / mse["dynamic no speed"][p] for p in PARTS}
+    return out
+
+
+def mean_of(results: Mapping[str, Mapping]) -> dict:
+    """The runs' MSEs averaged (as ``eval benchmark`` averages its channels' MSE), rows summed: meaningful for runs
+    on one scale, e.g. the channels of one benchmark folder."""
+    runs = list(results.values())
+    names = [n for n in runs[0]["mse"] if all(n in r["mse"] for r in runs)]
+    mse = {n: {p: float(np.mean([r["mse"][n][p] for r in runs])) for p in PARTS} for n in names}
+    return {
+        "rows": sum(r["rows"] for r in runs),
+        "left_out": sum(r["left_out"] for r in runs),
+        "block": runs[0]["block"],
+        "intercept": runs[0]["intercept"],
+        "mse": mse,
+    }

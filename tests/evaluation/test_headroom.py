@@ -1,0 +1,86 @@
+"""Hindsight ceilings (``eval table --headroom``) on generated runs whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybridstream.cli import main
+from hybridstream.evaluation.headroom import gains, headroom, mean_of
+from hybridstream.evaluation.online_run import RunResult
+from model_contract import FeatureSpec
+
+
+def experts(n: int = 6000, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A random-walk truth; online_linear = truth + independent noise (its error is independent of its forecast,
+    so no reweighting of it helps), the three others independent noise around zero."""
+    rng = np.random.default_rng(seed)
+    y = np.cumsum(rng.normal(0, 0.3, n))
+    f = {k: rng.normal(0, 1.0, n) for k in ("batch", "speed", "persistence")}
+    f["online_linear"] = y + rng.normal(0, 0.2, n)
+    f["static"] = f["batch"]
+    f["dynamic"] = f["online_linear"]
+    return y, f
+
+
+def test_an_exact_blend_has_a_ceiling_of_zero_mse():
+    y, f = experts()
+    y = 0.5 * f["online_linear"] + 0.3 * f["batch"] + 0.2 * f["persistence"]  # no speed model in it
+    h = headroom(y, f, 1000)
+    for c in ("fixed", "block", "fixed no speed", "block no speed"):
+        assert all(v < 1e-20 for v in h["mse"][c].values()), c
+    g = gains(h["mse"])
+    assert g["fixed"]["whole"] == pytest.approx(1.0)
+
+
+def test_experts_that_are_noise_buy_nothing():
+    y, f = experts()
+    g = gains(headroom(y, f, 1000)["mse"])
+    for p in ("whole", "first_half", "second_half"):
+        assert abs(g["fixed"][p]) < 0.005  # in-sample fit of 4 weights to 3,000-6,000 rows: ~0.1-0.2 %
+        assert abs(g["speed adds fixed"][p]) < 0.003
+        assert abs(g["block"][p]) < 0.02  # 4 weights per 1,000 rows: ~0.4 %
+        assert g["dynamic"][p] == 0.0  # dynamic is online_linear here
+
+
+def test_the_speed_model_can_add_what_only_it_knows():
+    y, f = experts()
+    f["speed"] = y + np.random.default_rng(3).normal(0, 0.1, len(y))  # half online_linear's error: MSE / 4
+    g = gains(headroom(y, f, 1000)["mse"])
+    # y on online_linear (noise 0.2) and speed (noise 0.1): the best blend has 1 / (1/0.04 + 1/0.01) = 0.008
+    assert g["fixed"]["whole"] == pytest.approx(1 - 0.008 / 0.04, abs=0.01)
+    assert g["speed adds fixed"]["whole"] == pytest.approx(0.8, abs=0.01)
+
+
+def test_rows_with_a_nan_are_left_out_and_counted():
+    y, f = experts(n=3000)
+    f["persistence"][0] = np.nan
+    f["dynamic"][10:13] = np.nan
+    h = headroom(y, f, 1000)
+    assert (h["rows"], h["left_out"]) == (2996, 4)
+    m = mean_of({"a": h, "b": h})
+    assert (m["rows"], m["left_out"]) == (5992, 8) and m["mse"]["fixed"] == h["mse"]["fixed"]
+    with pytest.raises(ValueError, match="block"):
+        headroom(y, f, 0)
+
+
+def test_eval_table_headroom_cli(tmp_path, capsys):
+    spec = FeatureSpec(columns=("a", "y"), target="y", lags=(1,), horizon=1)
+    paths = []
+    for seed in (0, 1):
+        y, f = experts(n=4000, seed=seed)
+        y = 0.5 * f["online_linear"] + 0.5 * f["speed"]  # an exact blend with the speed model
+        run = RunResult(spec, 1000, y, f, np.zeros(len(y)), variants={"dynamic no speed": f["online_linear"]})
+        paths.append(str(run.save(tmp_path / f"toy{seed}.npz")))
+    assert main(["eval", "table", *paths, "--headroom"]) == 0
+    out = capsys.readouterr().out
+    assert "upper bound no online combiner is promised" in out
+    row = next(line for line in out.splitlines() if line.startswith("| toy0 |"))
+    cells = [c.strip() for c in row.split("|")[2:-1]]
+    assert cells[0] == "4000 (0)"
+    assert cells[1] == "+0.00 / +0.00 / +0.00 %"  # dynamic is online_linear
+    assert cells[2] == "+100.00 / +100.00 / +100.00 %"  # (a): the truth is a fixed blend
+    assert cells[7] == "+0.00 / +0.00 / +0.00 %"  # speed adds to dynamic: dynamic no speed is dynamic
+    assert cells[8] == "+100.00 / +100.00 / +100.00 %"  # speed adds at best (a)
+    assert any(line.startswith("| mean of the runs' MSEs | 8000 (0) |") for line in out.splitlines())
+    assert main(["eval", "table", paths[0], "--headroom", "--block", "0"]) == 2
