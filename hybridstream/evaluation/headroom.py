@@ -8,8 +8,10 @@ its own rows):
 * ``fixed``: one blend for the whole part;
 * ``block``: the blend refitted on every block of ``block`` scored rows (the run's window by default): a generous
   ceiling for a combiner that adapts at the window's pace (in-sample: each block's 4 weights also fit some noise);
-* ``past``: not a ceiling but a combiner that could be built, for scale: at each block's start, one fixed blend
-  fitted on all the part's rows before it (online_linear's forecast on a part's first block);
+* ``fixed xfit`` / ``block xfit``: the same two, cross-fitted: rows in alternate chunks (of a block for ``fixed``,
+  of a tenth of a block for ``block``) are scored with the weights fitted on the other chunks, so the ceiling does
+  not count the noise its own weights fit (forecast errors are autocorrelated at longer horizons: the in-sample
+  fit's optimism is then far above ``4 / rows``); still hindsight: the weights come from the scored stretch;
 * ``... no speed``: the same without the speed model, so "what the speed model can add at best" is
   ``1 - MSE(fixed) / MSE(fixed no speed)``.
 
@@ -24,7 +26,7 @@ import numpy as np
 
 EXPERTS = ("batch", "speed", "persistence", "online_linear")
 PARTS = ("whole", "first_half", "second_half")
-CEILINGS = ("fixed", "block", "past", "fixed no speed", "block no speed", "past no speed")
+KINDS = ("fixed", "fixed xfit", "block", "block xfit")
 
 
 def fitted_mse(x: np.ndarray, y: np.ndarray) -> float:
@@ -47,19 +49,28 @@ def blocks(n: int, block: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(edges, edges[1:], strict=False)]
 
 
-def block_mses(x: np.ndarray, y: np.ndarray, block: int, fallback: int) -> tuple[float, float]:
-    """(MSE refitted on every block in hindsight, MSE of a blend fitted at each block's start on all rows before
-    it); the first block of the second uses column ``fallback`` alone (online_linear's forecast)."""
-    sq_in = sq_past = 0.0
+def cross_fitted_mse(x: np.ndarray, y: np.ndarray, chunk: int) -> float:
+    """MSE when the rows of alternate ``chunk``-row chunks are forecast with the weights fitted on the others (two
+    folds; with a single chunk, the in-sample fit)."""
+    fold = (np.arange(len(y)) // max(1, chunk)) % 2
+    if fold.all() or not fold.any():
+        return fitted_mse(x, y)
+    sq = 0.0
+    for k in (0, 1):
+        w = np.linalg.lstsq(x[fold != k], y[fold != k], rcond=None)[0]
+        sq += float(np.sum((y[fold == k] - x[fold == k] @ w) ** 2))
+    return sq / len(y)
+
+
+def block_mses(x: np.ndarray, y: np.ndarray, block: int) -> dict[str, float]:
+    """MSE refitted on every block in hindsight (``block``) and the same cross-fitted in chunks of a tenth of a
+    block (``block xfit``)."""
+    sq = {"block": 0.0, "block xfit": 0.0}
     for s in blocks(len(y), block):
-        w = np.linalg.lstsq(x[s], y[s], rcond=None)[0]
-        sq_in += float(np.sum((y[s] - x[s] @ w) ** 2))
-        if s.start == 0:
-            sq_past += float(np.sum((y[s] - x[s, fallback]) ** 2))
-        else:
-            past = np.linalg.lstsq(x[: s.start], y[: s.start], rcond=None)[0]
-            sq_past += float(np.sum((y[s] - x[s] @ past) ** 2))
-    return sq_in / len(y), sq_past / len(y)
+        n = s.stop - s.start
+        sq["block"] += n * fitted_mse(x[s], y[s])
+        sq["block xfit"] += n * cross_fitted_mse(x[s], y[s], max(1, block // 10))
+    return {k: v / len(y) for k, v in sq.items()}
 
 
 def headroom(
@@ -96,7 +107,8 @@ def headroom(
         for suffix, cols in (("", list(range(x_all.shape[1]))), (" no speed", keep)):
             xs = xp[:, cols]
             cells["fixed" + suffix] = fitted_mse(xs, yp)
-            cells["block" + suffix], cells["past" + suffix] = block_mses(xs, yp, block, cols.index(ol))
+            cells["fixed xfit" + suffix] = cross_fitted_mse(xs, yp, block)
+            cells |= {k + suffix: v for k, v in block_mses(xs, yp, block).items()}
         for name, v in cells.items():
             mse.setdefault(name, {})[part] = v
     out["mse"] = mse
@@ -105,10 +117,10 @@ def headroom(
 
 def gains(mse: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """``1 - MSE / MSE(online_linear)`` per forecast and part (+ = better than online_linear), and the speed model's
-    at best: ``speed adds <fixed|block|past>`` = ``1 - MSE(c) / MSE(c no speed)``."""
+    at best: ``speed adds <kind>`` = ``1 - MSE(c) / MSE(c no speed)``."""
     ol = mse["online_linear"]
     out = {name: {p: 1 - v[p] / ol[p] for p in PARTS} for name, v in mse.items() if name != "online_linear"}
-    for c in ("fixed", "block", "past"):
+    for c in KINDS:
         out[f"speed adds {c}"] = {p: 1 - mse[c][p] / mse[f"{c} no speed"][p] for p in PARTS}
     if "dynamic no speed" in mse:
         out["speed adds dynamic"] = {p: 1 - mse["dynamic"][p] / mse["dynamic no speed"][p] for p in PARTS}

@@ -285,6 +285,16 @@ def adds_table(results: Mapping) -> str:
     return md_table([*head, "speed adds at best (fixed blend in hindsight)"], rows)
 
 
+def _gain(v: float) -> str:
+    """A gain in %, two decimals; below -100 % (more than twice the reference's MSE, e.g. a cross-fitted blend
+    blown up by a fault in one fold) just "< -100".
+
+    >>> _gain(0.01234), _gain(-3.5)
+    ('+1.23', '< -100')
+    """
+    return "< -100" if v < -1 else f"{100 * v:+.2f}"
+
+
 def headroom_table(results: Mapping) -> str:
     """The ``eval table --headroom`` table: per run (and the mean of the runs' MSEs when there are several) of
     :func:`hybridstream.evaluation.headroom.headroom` results, ``1 - MSE / MSE(online_linear)`` whole / first /
@@ -295,14 +305,16 @@ def headroom_table(results: Mapping) -> str:
     columns = [
         ("dynamic", "dynamic (actual)"),
         ("fixed", "(a) one fixed blend"),
+        ("fixed xfit", "(a) cross-fitted"),
         ("block", "(b) refitted per block"),
+        ("block xfit", "(b) cross-fitted"),
         ("fixed no speed", "(a) no speed"),
         ("block no speed", "(b) no speed"),
-        ("past", "not a ceiling: (a) refitted on the past at each block"),
         ("speed adds dynamic", "speed adds to dynamic (actual)"),
         ("speed adds fixed", "speed adds at best (a)"),
+        ("speed adds fixed xfit", "(a) cross-fitted"),
         ("speed adds block", "speed adds at best (b)"),
-        ("speed adds past", "speed adds, (a) on the past"),
+        ("speed adds block xfit", "(b) cross-fitted"),
     ]
     named = dict(results)
     if len(named) > 1:
@@ -312,7 +324,7 @@ def headroom_table(results: Mapping) -> str:
         g = gains(h["mse"])
         row = [run, f"{h['rows']} ({h['left_out']})"]
         for key, _ in columns:
-            row.append(" / ".join(f"{100 * g[key][p]:+.2f}" for p in g[key]) + " %" if key in g else "—")
+            row.append(" / ".join(_gain(g[key][p]) for p in g[key]) + " %" if key in g else "—")
         rows.append(row)
     any_run = next(iter(results.values()))
     title = (
@@ -320,7 +332,9 @@ def headroom_table(results: Mapping) -> str:
         + (" and a constant" if any_run["intercept"] else "")
         + f", fitted on the scored stream itself (blocks of {any_run['block']} rows). An upper bound no online "
         "combiner is promised, not a result. Cells: 1 - MSE / MSE(online_linear), whole / 1st / 2nd half "
-        "(each fitted on its own rows); speed adds = 1 - MSE / MSE without the speed model"
+        "(each fitted on its own rows); cross-fitted: alternate chunks (a block for (a), a tenth of one for (b)) "
+        "scored with weights fitted on the others (< -100: more than twice online_linear's MSE); speed adds = "
+        "1 - MSE / MSE without the speed model"
     )
     head = ["run", "rows (left out: NaN)", *(label for _, label in columns)]
     return title + "\n\n" + md_table(head, rows)

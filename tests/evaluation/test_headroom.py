@@ -27,7 +27,7 @@ def test_an_exact_blend_has_a_ceiling_of_zero_mse():
     y, f = experts()
     y = 0.5 * f["online_linear"] + 0.3 * f["batch"] + 0.2 * f["persistence"]  # no speed model in it
     h = headroom(y, f, 1000)
-    for c in ("fixed", "block", "fixed no speed", "block no speed"):
+    for c in ("fixed", "fixed xfit", "block", "block xfit", "fixed no speed", "block xfit no speed"):
         assert all(v < 1e-20 for v in h["mse"][c].values()), c
     g = gains(h["mse"])
     assert g["fixed"]["whole"] == pytest.approx(1.0)
@@ -40,6 +40,7 @@ def test_experts_that_are_noise_buy_nothing():
         assert abs(g["fixed"][p]) < 0.005  # in-sample fit of 4 weights to 3,000-6,000 rows: ~0.1-0.2 %
         assert abs(g["speed adds fixed"][p]) < 0.003
         assert abs(g["block"][p]) < 0.02  # 4 weights per 1,000 rows: ~0.4 %
+        assert -0.02 < g["block xfit"][p] < 0.002 and -0.01 < g["fixed xfit"][p] < 0.002  # out of sample: ~a loss
         assert g["dynamic"][p] == 0.0  # dynamic is online_linear here
 
 
@@ -80,7 +81,8 @@ def test_eval_table_headroom_cli(tmp_path, capsys):
     assert cells[0] == "4000 (0)"
     assert cells[1] == "+0.00 / +0.00 / +0.00 %"  # dynamic is online_linear
     assert cells[2] == "+100.00 / +100.00 / +100.00 %"  # (a): the truth is a fixed blend
-    assert cells[7] == "+0.00 / +0.00 / +0.00 %"  # speed adds to dynamic: dynamic no speed is dynamic
-    assert cells[8] == "+100.00 / +100.00 / +100.00 %"  # speed adds at best (a)
+    assert cells[3] == cells[2] and cells[4] == cells[2] and cells[5] == cells[2]  # cross-fitted, per block: the same
+    assert cells[8] == "+0.00 / +0.00 / +0.00 %"  # speed adds to dynamic: dynamic no speed is dynamic
+    assert cells[9] == "+100.00 / +100.00 / +100.00 %"  # speed adds at best (a)
     assert any(line.startswith("| mean of the runs' MSEs | 8000 (0) |") for line in out.splitlines())
     assert main(["eval", "table", paths[0], "--headroom", "--block", "0"]) == 2
