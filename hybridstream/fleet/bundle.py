@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-ARCHITECTURES = ("aarch64", "arm", "amd64")
+ARCHITECTURES = ("aarch64", "amd64")  # no 32-bit "arm": the edge needs Python >= 3.11 (fleet/enroll.py)
 AMAZON_ROOT_CA = "AmazonRootCA1.pem"
 
 

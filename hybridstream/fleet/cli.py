@@ -80,13 +80,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--arch",
         choices=["aarch64", "arm", "amd64"],
         default="aarch64",
-        help="the Pi's architecture, as Greengrass names it (default aarch64: 64-bit Raspberry Pi OS)",
+        help="the Pi's architecture, as Greengrass names it (default aarch64: 64-bit Raspberry Pi OS; "
+        "arm, a 32-bit OS, is refused: the edge needs Python >= 3.11)",
     )
     p.add_argument(
         "--os",
         dest="os_release",
         choices=["bookworm", "trixie", "bullseye"],
-        help="the Pi's Raspberry Pi OS release; --arch arm needs --os bullseye (32-bit works only there)",
+        help="the Pi's Raspberry Pi OS release, checked before anything is made (bullseye is refused: Python 3.9)",
     )
     p.add_argument(
         "--device-cert",

@@ -25,15 +25,22 @@ from hybridstream.fleet.session import AwsContext, FleetError, error_code, expla
 log = logging.getLogger("hybridstream.fleet.enroll")
 
 GROUPS = {"canary": "CanaryThingGroup", "fleet": "FleetThingGroup"}
-# Which Pi OS each architecture works on (README "Fleet", docs/deploy.md "Which Pi"): 64-bit Raspberry
-# Pi OS 12/13 have every wheel the components install (cp311/cp313 aarch64); a 32-bit OS needs Python
-# 3.9 (tflite-runtime's only armv7l wheel is cp39), i.e. Raspberry Pi OS 11 (bullseye).
+# Which Pi OS each architecture works on (README "Fleet", docs/deploy.md "Which Pi"): the code the Pi runs
+# needs Python >= 3.11 (pyproject.toml; tests/fleet/test_pi_python.py), which 64-bit Raspberry Pi OS 12/13
+# ship (3.11/3.13, with cp311/cp313 aarch64 wheels of everything the components install). Raspberry Pi OS 11
+# ships 3.9, and a 32-bit OS has no edge runtime for 3.11+ (tflite-runtime's only armv7l wheel is cp39,
+# ai-edge-litert has none): both are refused before anything is made.
 OS_RELEASES = ("bookworm", "trixie", "bullseye")
-SUPPORTED = {"aarch64": ("bookworm", "trixie"), "arm": ("bullseye",), "amd64": ("bookworm", "trixie")}
+OS_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}  # each release's python3 package
+MIN_PYTHON = "3.11"
+SUPPORTED = {"aarch64": ("bookworm", "trixie"), "amd64": ("bookworm", "trixie")}
 SUPPORTED_TEXT = (
     "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 4 or 5 with 2 GB (4 GB for mode edge): "
-    "every mode (--arch aarch64); "
-    "32-bit Raspberry Pi OS 11 (bullseye, Python 3.9) only: modes edge-cloud and cloud (--arch arm --os bullseye)"
+    "every mode (--arch aarch64)"
+)
+ARM32_REFUSAL = (
+    f"32-bit Raspberry Pi OS is not supported: the edge needs Python >= {MIN_PYTHON} and tflite-runtime has no "
+    "32-bit wheel for it; install 64-bit Raspberry Pi OS (bookworm or trixie) and enrol with --arch aarch64"
 )
 SERIAL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # as the pre-provisioning hook: [a-zA-Z0-9_-], no ":"
 
@@ -73,20 +80,17 @@ def serial_of(thing_name: str, prefix: str) -> str:
 
 
 def check_platform(arch: str, os_release: str | None) -> None:
-    """Refuse, before anything is made, a combination whose deployments would all fail: a 32-bit Pi
-    (``arm``) is supported on Raspberry Pi OS 11 only, and must say so (``--os bullseye``); on bookworm
-    or trixie its EdgeApp install exits 1 (no armv7l edge runtime for Python 3.11/3.13)."""
+    """Refuse, before anything is made, a combination whose deployments would all fail: any 32-bit Pi
+    (``arm``) and Raspberry Pi OS 11 (Python 3.9): the edge app needs Python >= 3.11."""
     if os_release is not None and os_release not in OS_RELEASES:
         raise FleetError(f"--os must be one of {', '.join(OS_RELEASES)}, not {os_release!r}")
-    if arch == "arm" and os_release not in SUPPORTED["arm"]:
-        on = f"on {os_release} " if os_release else ""
+    if arch == "arm":
+        raise FleetError(ARM32_REFUSAL)
+    if os_release is not None and os_release not in SUPPORTED.get(arch, ()):
         raise FleetError(
-            f"a 32-bit Pi {on}would be provisioned and then fail every deployment: its edge runtime needs "
-            f"Python 3.9 (Raspberry Pi OS 11). Install the 64-bit OS and enrol with --arch aarch64, or, for a Pi "
-            f"that runs Raspberry Pi OS 11, pass --os bullseye. Supported: {SUPPORTED_TEXT}"
+            f"--arch {arch} is not supported on {os_release} (Python {OS_PYTHON[os_release]}; the edge needs "
+            f"Python >= {MIN_PYTHON}). Supported: {SUPPORTED_TEXT}"
         )
-    if os_release is not None and os_release not in SUPPORTED[arch]:
-        raise FleetError(f"--arch {arch} is not supported on {os_release}. Supported: {SUPPORTED_TEXT}")
 
 
 def thing_exists(iot: Any, name: str) -> bool:
@@ -173,9 +177,9 @@ def enroll(
 ) -> EnrollResult:
     if group not in GROUPS:
         raise FleetError(f"--group must be canary or fleet, not {group!r}")
+    check_platform(arch, os_release)  # first: a 32-bit Pi gets the reason, not a list of names
     if arch not in bundle.ARCHITECTURES:
         raise FleetError(f"--arch must be one of {', '.join(bundle.ARCHITECTURES)} (the nucleus's names), not {arch!r}")
-    check_platform(arch, os_release)
     from botocore.exceptions import BotoCoreError, ClientError
 
     serial = serial_of(thing_name, outputs.thing_prefix)

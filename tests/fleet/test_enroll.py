@@ -38,9 +38,9 @@ def test_enroll_claim_writes_item_certificate_and_bundle(ctx, tmp_path, capsys):
             "--group",
             "canary",
             "--arch",
-            "arm",
+            "aarch64",
             "--os",
-            "bullseye",
+            "bookworm",
             "--out",
             str(out),
         ],
@@ -52,7 +52,7 @@ def test_enroll_claim_writes_item_certificate_and_bundle(ctx, tmp_path, capsys):
         "thingName": f"{PREFIX}-pi0001",
         "serial": "pi0001",
         "group": "canary",
-        "arch": "arm",
+        "arch": "aarch64",
         "provisioning": "claim",
         "enrolledAt": item(f"{PREFIX}-pi0001")["enrolledAt"],
     }
@@ -85,7 +85,7 @@ def test_enroll_claim_writes_item_certificate_and_bundle(ctx, tmp_path, capsys):
     assert files[f"{thing}/claim-certs/claim.pem.crt"].decode() == record["certificatePem"]
     assert files[f"{thing}/claim-certs/claim.private.pem.key"].decode() == key["Value"]
     env = dict(line.split("=", 1) for line in files[f"{thing}/bundle.env"].decode().splitlines())
-    assert env["THING_NAME"] == thing and env["ARCH"] == "arm" and env["PROVISIONING"] == "claim"
+    assert env["THING_NAME"] == thing and env["ARCH"] == "aarch64" and env["PROVISIONING"] == "claim"
     config = yaml.safe_load(files[f"{thing}/config.yaml"])
     plugin = config["services"]["aws.greengrass.FleetProvisioningByClaim"]["configuration"]
     assert plugin["templateParameters"] == {"SerialNumber": "pi0001"}
@@ -279,18 +279,33 @@ def test_enroll_json(ctx, tmp_path, capsys):
     assert json.loads(out)["status"] == "unchanged"
 
 
-@pytest.mark.parametrize("extra", [[], ["--os", "bookworm"], ["--os", "trixie"]])
-def test_a_32_bit_pi_is_refused_unless_it_runs_raspberry_pi_os_11(ctx, tmp_path, capsys, extra):
-    """Issue 20, item 3. tflite-runtime's only armv7l wheel is for cp39 and ai-edge-litert has none
-    (edge_app/requirements-arm32.txt): on bookworm (Python 3.11) or trixie (3.13) a 32-bit Pi's EdgeApp
-    install exits 1, so enrolling it would only provision a device that fails every deployment."""
+@pytest.mark.parametrize("extra", [[], ["--os", "bullseye"], ["--os", "bookworm"], ["--os", "trixie"]])
+def test_a_32_bit_pi_is_refused_before_anything_is_made(ctx, tmp_path, capsys, extra):
+    """The code the Pi runs needs Python >= 3.11 (tests/fleet/test_pi_python.py) and tflite-runtime's only
+    armv7l wheel is cp39 (ai-edge-litert has none): a 32-bit Pi would be provisioned and then fail every
+    deployment, on any release, so it is refused before the allow-list, the claim certificate or a bundle."""
     thing = f"{PREFIX}-pi0032"
     out = tmp_path / "arm.tar"
     argv = ["fleet", "enroll", "--thing-name", thing, "--arch", "arm", "--out", str(out), *extra]
     code, _, err = run_cli(argv, ctx=ctx, capsys=capsys)
     assert code != 0
-    assert "would be provisioned and then fail every deployment" in err and "--arch aarch64" in err
-    assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in err
+    assert (
+        "32-bit Raspberry Pi OS is not supported: the edge needs Python >= 3.11 and tflite-runtime has no 32-bit "
+        "wheel for it; install 64-bit Raspberry Pi OS (bookworm or trixie)" in err
+    )
+    assert "--arch aarch64" in err
     assert item(thing) is None and not out.exists()
     params = boto3.client("ssm", region_name=REGION).describe_parameters()["Parameters"]
     assert claim.cert_parameter(STACK) not in {p["Name"] for p in params}  # no claim certificate made
+
+
+def test_raspberry_pi_os_11_is_refused_on_64_bit_too(ctx, tmp_path, capsys):
+    """Raspberry Pi OS 11 (bullseye) ships Python 3.9 (tests/fleet/debian_releases.py) on arm64 too."""
+    thing = f"{PREFIX}-pi0011"
+    out = tmp_path / "bullseye.tar"
+    argv = ["fleet", "enroll", "--thing-name", thing, "--arch", "aarch64", "--os", "bullseye", "--out", str(out)]
+    code, _, err = run_cli(argv, ctx=ctx, capsys=capsys)
+    assert code != 0
+    assert "--arch aarch64 is not supported on bullseye (Python 3.9; the edge needs Python >= 3.11)" in err
+    assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in err
+    assert item(thing) is None and not out.exists()

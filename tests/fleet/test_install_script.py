@@ -61,6 +61,11 @@ case "$url" in
 esac
 """,
     "apt-cache": APT_CACHE_SHIM,
+    # the release's python3 (FAKE_PYTHON: its version, or "none" for no python3 at all)
+    "python3": """#!/bin/sh
+[ "${FAKE_PYTHON:-3.11}" = none ] && exit 127
+echo "${FAKE_PYTHON:-3.11}"
+""",
     "sleep": """#!/bin/bash
 echo "sleep $*" >>"$SHIM_LOG"
 """,
@@ -155,7 +160,7 @@ def test_install_then_second_run_is_a_no_op(pi):
     log = calls(tmp)
     installs = [c for c in log if c.startswith("apt-get -o DPkg::Lock::Timeout=600 install")]
     assert len(installs) == 1 and "openjdk-17-jre-headless" in installs[0] and "python3-venv" in installs[0]
-    assert "librdkafka-dev" not in installs[0]  # aarch64 has confluent-kafka wheels
+    assert "librdkafka-dev" not in installs[0]  # no build dependencies: every component installs wheels
     downloads = [c for c in log if c.startswith("curl")]
     assert any("greengrass-nucleus-latest.zip" in c for c in downloads)
     assert any("fleetprovisioningbyclaim-latest.jar" in c for c in downloads)
@@ -181,56 +186,89 @@ def test_install_then_second_run_is_a_no_op(pi):
     assert calls(tmp) == log  # no apt, no download, no installer
 
 
-def _python(tmp: Path, version: str) -> Path:
-    """A ``python3`` that reports ``version`` (the 32-bit gate asks it for its version only)."""
-    shim = tmp / f"python{version}"
-    shim.mkdir()
-    major, minor = version.split(".")
-    (shim / "python3").write_text(f"#!/bin/sh\necho {major}.{minor}\n")
-    (shim / "python3").chmod(0o755)
-    return shim
+def _arm_bundle(folder: Path) -> Path:
+    """A bundle for ``arm`` as `fleet enroll --arch arm --os bullseye` wrote them before 32-bit was refused
+    (bundle.files now refuses ``arm`` itself)."""
+    env = folder / "bundle.env"
+    env.write_text(env.read_text().replace("ARCH=aarch64", "ARCH=arm"))
+    return folder
 
 
-def test_arm_with_python_3_9_installs_the_build_dependencies(pi):
+@pytest.mark.parametrize(
+    ("bundle_arch", "args"),
+    [("arm", ()), ("aarch64", ()), ("aarch64", ("--force-arch",))],
+    ids=["arm-bundle", "aarch64-bundle", "aarch64-bundle-forced"],
+)
+def test_a_32_bit_os_is_refused_before_anything(pi, bundle_arch, args):
+    """A 32-bit Raspberry Pi OS (dpkg armhf, also on a 64-bit kernel) cannot run the edge: the code the Pi
+    runs needs Python >= 3.11 (tests/fleet/test_pi_python.py) and tflite-runtime's only armv7l wheel is
+    cp39 (ai-edge-litert has none). It is refused before apt, downloads or provisioning, whatever the
+    bundle says, and --force-arch does not override it."""
     tmp, unpack, env = pi
-    folder = unpack("arm")
-    path = f"{_python(tmp, '3.9')}:{env['PATH']}"
-    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf", "PATH": path})
-    assert result.returncode == 0, result.stderr
-    install = next(c for c in calls(tmp) if c.startswith("apt-get -o DPkg::Lock::Timeout=600 install"))
-    for pkg in ("python3-dev", "build-essential", "librdkafka-dev", "libffi-dev"):
-        assert pkg in install
-
-
-@pytest.mark.parametrize("python", ["3.11", "3.13"])
-def test_32_bit_bookworm_or_trixie_is_refused_before_anything(pi, python):
-    """Issue 20, item 3. tflite-runtime's only armv7l wheel is 2.13.0 for cp39 (edge_app/requirements-arm32.txt)
-    and ai-edge-litert has none, so the EdgeApp component's install exits 1 on any other Python
-    (infra/recipes.py venv_install_script): a 32-bit bookworm (3.11) or trixie (3.13) Pi must not be
-    provisioned, nor get ~200 MB of build packages, only to fail every deployment."""
-    tmp, unpack, env = pi
-    folder = unpack("arm")
-    root = tmp / "root" / "etc"
-    root.mkdir(parents=True)
-    (root / "os-release").write_text('PRETTY_NAME="Raspbian GNU/Linux 12 (bookworm)"\n')
-    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf", "PATH": f"{_python(tmp, python)}:{env['PATH']}"})
+    folder = unpack("aarch64")
+    if bundle_arch == "arm":
+        _arm_bundle(folder)
+    result = run(folder, {**env, "FAKE_DEB_ARCH": "armhf", "FAKE_PYTHON": "3.9"}, *args)
     assert result.returncode == 1
     assert (
-        f"runs Raspbian GNU/Linux 12 (bookworm) with Python {python}, so every deployment would fail" in result.stderr
+        "32-bit Raspberry Pi OS is not supported: the edge needs Python >= 3.11 and tflite-runtime has no 32-bit "
+        "wheel for it; install 64-bit Raspberry Pi OS (bookworm or trixie)" in result.stderr
     )
-    assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in result.stderr and "--arch aarch64" in result.stderr
+    assert "--arch aarch64" in result.stderr
     assert calls(tmp) == []  # no apt, no download, no installer
     assert not (tmp / "root" / "greengrass").exists()
 
 
-@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_an_arm_bundle_is_refused_on_a_64_bit_pi_too(pi):
+    tmp, unpack, env = pi
+    folder = _arm_bundle(unpack("aarch64"))
+    result = run(folder, env, "--force-arch")
+    assert result.returncode == 1 and "32-bit Raspberry Pi OS is not supported" in result.stderr
+    assert calls(tmp) == []
+
+
+def test_python_older_than_3_11_is_refused_before_anything(pi):
+    """Raspberry Pi OS 11 (bullseye) ships Python 3.9 (tests/fleet/debian_releases.py), also on 64-bit:
+    the edge app would install and then fail at import (tomllib, datetime.UTC, zip(strict=...))."""
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    etc = tmp / "root" / "etc"
+    etc.mkdir(parents=True)
+    (etc / "os-release").write_text('PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\n')
+    result = run(folder, {**env, "FAKE_PYTHON": RELEASES["bullseye"].python})
+    assert result.returncode == 1
+    assert (
+        "the edge needs Python >= 3.11; this Pi runs Debian GNU/Linux 11 (bullseye) with Python 3.9, "
+        "so every deployment would fail" in result.stderr
+    )
+    assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in result.stderr
+    assert calls(tmp) == []
+    assert not (tmp / "root" / "greengrass").exists()
+
+
+def test_without_python3_apt_installs_it_and_it_is_checked(pi):
+    """No python3 at all (a minimal image): apt installs the release's, then its version is checked
+    before anything is downloaded."""
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    result = run(folder, {**env, "FAKE_PYTHON": "none"})
+    assert result.returncode == 1 and "the edge needs Python >= 3.11" in result.stderr
+    assert any(" install " in c and " python3 " in f"{c} " for c in calls(tmp))
+    assert not any(c.startswith("curl") for c in calls(tmp))
+
+
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
 def test_java_comes_from_the_release_s_own_packages(pi, release):
     """Issue 20, item 1. Debian 13 (trixie, the current Raspberry Pi OS) has no openjdk-17, bookworm no
     openjdk-21 (tests/fleet/debian_releases.py, read from Debian's package lists): the installer takes the
     first of JAVA_PACKAGES that apt has a candidate for, and the Java check after it passes."""
     tmp, unpack, env = pi
     folder = unpack("aarch64")
-    result = run(folder, {**env, "FAKE_APT_PACKAGES": " ".join(RELEASES[release].jre_headless)})
+    release_env = {
+        "FAKE_APT_PACKAGES": " ".join(RELEASES[release].jre_headless),
+        "FAKE_PYTHON": RELEASES[release].python,
+    }
+    result = run(folder, {**env, **release_env})
     assert result.returncode == 0, result.stderr
     (install,) = [c for c in calls(tmp) if c.startswith("apt-get -o") and " install " in c]
     wanted = next(p for p in JAVA_PACKAGES if p in RELEASES[release].jre_headless)
@@ -267,10 +305,10 @@ def test_apt_waits_for_another_apt(pi):
 
 def test_wrong_architecture_is_refused_before_anything(pi):
     tmp, unpack, env = pi
-    folder = unpack("arm")
+    folder = unpack("amd64")
     result = run(folder, env)  # the machine says arm64 -> aarch64
     assert result.returncode == 1
-    assert "this bundle is for arm but this machine is aarch64" in result.stderr
+    assert "this bundle is for amd64 but this machine is aarch64" in result.stderr
     assert calls(tmp) == []
 
 

@@ -5,13 +5,14 @@
 # root, from the unpacked bundle:   sudo ./install.sh
 #
 # What it does (each step is skipped when already done, so a second run changes nothing):
-#   1. checks the architecture against the bundle's (Greengrass names: aarch64, arm, amd64);
-#   2. refuses a 32-bit OS other than Raspberry Pi OS 11 (its edge runtime needs Python 3.9) before
-#      anything is installed or provisioned (see SUPPORTED below);
+#   1. refuses a 32-bit OS (the edge needs Python >= 3.11 and tflite-runtime has no 32-bit wheel for it)
+#      and checks the architecture against the bundle's (Greengrass names: aarch64, amd64);
+#   2. refuses a python3 older than 3.11 (Raspberry Pi OS 11 ships 3.9) before anything is installed
+#      or provisioned (see SUPPORTED below);
 #   3. apt: Java >= 17 (the nucleus and the KafkaBroker component; bookworm has openjdk-17, trixie
-#      openjdk-21: the first with an apt candidate), python3-venv, curl, unzip and, on 32-bit arm, the
-#      build dependencies of confluent-kafka (no armv7l wheel); the edge app's lite runtime is
-#      installed by its component into its own venv. apt waits for another apt (unattended-upgrades);
+#      openjdk-21: the first with an apt candidate), python3-venv, curl and unzip; the edge app's lite
+#      runtime is installed by its component into its own venv. apt waits for another apt
+#      (unattended-upgrades);
 #   4. downloads the Greengrass nucleus (and, for provisioning by claim, the fleet provisioning
 #      plugin) and Amazon Root CA 1 HERE, on the Pi;
 #   5. runs the standard installer with the bundle's config.yaml: the Pi provisions itself as its
@@ -31,7 +32,7 @@ for arg in "$@"; do
     --dry-run) DRY_RUN=1 ;;
     --force-arch) FORCE_ARCH=1 ;;
     -h | --help)
-      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -100,6 +101,12 @@ machine_arch() {
   esac
 }
 HOST_ARCH="$(machine_arch)"
+SUPPORTED="64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 4 or 5 with 2 GB (4 GB for mode edge): every mode (enrol with --arch aarch64)"
+MIN_PYTHON="3.11" # pyproject.toml requires-python; the code the Pi runs uses 3.11 (tests/fleet/test_pi_python.py)
+if [ "$HOST_ARCH" = "arm" ] || [ "$ARCH" = "arm" ]; then
+  die "32-bit Raspberry Pi OS is not supported: the edge needs Python >= $MIN_PYTHON and tflite-runtime has no 32-bit wheel for it; install 64-bit Raspberry Pi OS (bookworm or trixie) and enrol the Pi with --arch aarch64. Supported:
+$SUPPORTED"
+fi
 if [ "$HOST_ARCH" != "$ARCH" ]; then
   if [ "$FORCE_ARCH" -eq 1 ]; then
     echo "install.sh: warning: bundle is for $ARCH, this machine is $HOST_ARCH (--force-arch)" >&2
@@ -110,16 +117,20 @@ fi
 log "installing Greengrass for thing $THING_NAME ($ARCH, provisioning: $PROVISIONING)"
 
 # -- 2. a supported OS (docs/deploy.md "Which Pi"), refused before anything is installed -------------
-SUPPORTED="64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie) on a Pi 4 or 5 with 2 GB (4 GB for mode edge): every mode (enrol with --arch aarch64);
-32-bit Raspberry Pi OS 11 (bullseye, Python 3.9) only: modes edge-cloud and cloud (--arch arm)"
 # shellcheck source=/dev/null
 os_name() { (. "$ROOT/etc/os-release" 2>/dev/null && echo "${PRETTY_NAME:-unknown}") || echo unknown; }
-if [ "$ARCH" = "arm" ]; then
-  pyver="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo "none")"
-  if [ "$pyver" != "3.9" ]; then
-    die "32-bit ARM needs Python 3.9 (tflite-runtime's only armv7l wheel is cp39); this Pi runs $(os_name) with Python $pyver, so every deployment would fail. Install the 64-bit OS and enrol the Pi with --arch aarch64. Supported:
+python_ok() { # the python3 on PATH is >= MIN_PYTHON; prints its version ("none" if there is none)
+  local v
+  v="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo none)"
+  echo "$v"
+  [ "$v" != none ] && [ "$(printf '%s\n%s\n' "$MIN_PYTHON" "$v" | sort -V | head -n 1)" = "$MIN_PYTHON" ]
+}
+python_refusal() {
+  die "the edge needs Python >= $MIN_PYTHON; this Pi runs $(os_name) with Python $1, so every deployment would fail. Install 64-bit Raspberry Pi OS (bookworm or trixie). Supported:
 $SUPPORTED"
-  fi
+}
+if ! pyver="$(python_ok)" && [ "$pyver" != none ]; then
+  python_refusal "$pyver" # (no python3 at all: apt installs the release's, checked below)
 fi
 
 # -- 3. apt prerequisites ------------------------------------------------------------------------
@@ -132,10 +143,6 @@ need_java=0
 jm="$(java_major || true)"
 if [ -z "$jm" ] || [ "$jm" -lt 17 ]; then
   need_java=1 # the nucleus needs 8+, the KafkaBroker component (Kafka 4) 17+
-fi
-if [ "$ARCH" = "arm" ]; then
-  # confluent-kafka has no armv7l wheel: pip builds it against librdkafka (cffi, if no wheel, against libffi); numpy<2 for tflite-runtime
-  packages+=(python3-dev build-essential librdkafka-dev libffi-dev libopenblas0)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -176,6 +183,7 @@ else
   log "apt: prerequisites already installed"
 fi
 if [ "$DRY_RUN" -eq 0 ]; then
+  pyver="$(python_ok)" || python_refusal "$pyver"
   jm="$(java_major || true)"
   if [ -z "$jm" ] || [ "$jm" -lt 17 ]; then
     die "Java 17 or newer is needed, found '${jm:-none}' (one of: ${JAVA_PACKAGES[*]})"
