@@ -27,7 +27,11 @@ from model_contract.topics import KAFKA_TOPICS, METRICS, MODEL_NOTICES_FILTER, R
 RECIPE_FORMAT = "2020-01-25"
 # The nucleus's own architecture names (PlatformResolver: amd64, x86, arm, aarch64; "armv7l" is only
 # ``architecture.detail``). "arm" is any 32-bit ARM JVM, also a 32-bit OS on a 64-bit kernel.
-ARCHITECTURES = ("aarch64", "arm", "amd64")  # Pi 4/5 64-bit OS, Pi 32-bit OS, x86 test boxes
+# No "arm" manifest: a 32-bit Pi OS cannot run the edge (Python >= 3.11 needed, tflite-runtime's only armv7l wheel is
+# cp39; `fleet enroll` and install.sh refuse it), and a deployment with no matching manifest fails before installing.
+ARCHITECTURES = ("aarch64", "amd64")  # Pi 4/5 64-bit OS, x86 test boxes
+# pyproject.toml's requires-python; the components' venvs use the OS's python3 (tests/fleet/test_pi_python.py)
+MIN_PYTHON = (3, 11)
 TES = "aws.greengrass.TokenExchangeService"
 DEFAULT_INSTALL_TIMEOUT = 120  # s, when a step sets none (Greengrass recipe reference)
 DEFAULT_BOOTSTRAP_TIMEOUT = 120
@@ -67,14 +71,13 @@ def _manifests(
     lifecycle: Mapping[str, Any],
     artifacts: list[dict[str, Any]],
     *,
-    per_arch: Mapping[str, Mapping[str, Any]] | None = None,
     architectures: tuple[str, ...] = ARCHITECTURES,
 ) -> list[dict[str, Any]]:
-    """One manifest per architecture; ``per_arch`` overrides lifecycle steps on one architecture."""
+    """One manifest per architecture, all alike."""
     return [
         {
             "Platform": {"os": "linux", "architecture": arch},
-            "Lifecycle": {**lifecycle, **(per_arch or {}).get(arch, {})},
+            "Lifecycle": dict(lifecycle),
             "Artifacts": artifacts,
         }
         for arch in architectures
@@ -82,10 +85,6 @@ def _manifests(
 
 
 PREREQ_PACKAGES = ("python3-venv",)
-# 32-bit ARM: confluent-kafka has no armv7l wheels; pip builds it against the distribution's librdkafka
-# (the install pins confluent-kafka<=that version, see venv_install_script); libffi-dev lets pip build cffi (the
-# compiled linear kernel's loader, edge_app/requirements-arm32.txt) where no armv7l wheel of it is found
-ARM32_BUILD_PACKAGES = ("python3-venv", "python3-dev", "build-essential", "pkg-config", "librdkafka-dev", "libffi-dev")
 # A Java >= 17 that each supported release has (Debian's Packages indices, main and -security, arm64
 # and armhf alike, read with apt-cache on 2026-12-06): bullseye openjdk-11 and -17, bookworm openjdk-17
 # only, trixie (the current Raspberry Pi OS) openjdk-21 and -25 only. The first one with an apt
@@ -169,13 +168,9 @@ def prerequisites_recipe(*, name: str, version: str) -> dict[str, Any]:
         "RecipeFormatVersion": RECIPE_FORMAT,
         "ComponentName": name,
         "ComponentVersion": version,
-        "ComponentDescription": "hybridstream device prerequisites: python3-venv, Java >= 17, 32-bit ARM build deps",
+        "ComponentDescription": "hybridstream device prerequisites: python3-venv, Java >= 17",
         "ComponentPublisher": "hybridstream",
-        "Manifests": _manifests(
-            {"Bootstrap": _prerequisites_bootstrap(PREREQ_PACKAGES)},
-            [],
-            per_arch={"arm": {"Bootstrap": _prerequisites_bootstrap(ARM32_BUILD_PACKAGES)}},
-        ),
+        "Manifests": _manifests({"Bootstrap": _prerequisites_bootstrap(PREREQ_PACKAGES)}, []),
     }
 
 
@@ -186,67 +181,45 @@ def _hard(component: str | None) -> dict[str, Any]:
 STAMP = ".hybridstream-installed"
 
 
-def venv_install_script(
-    src: str, requirements: str, arm32_requirements: str | None = None, venv: str = "{work:path}/venv"
-) -> str:
+def venv_install_script(src: str, requirements: str, venv: str = "{work:path}/venv") -> str:
     """Install a venv once per content: idempotent and offline after the first success.
 
-    The nucleus runs Install at every start of the component (each boot). This script picks the
-    requirements file by the *interpreter's* build (pointer size), not by ``platform_machine`` (a
-    32-bit Raspberry Pi OS on a 64-bit kernel reports ``aarch64`` while its Python is 32-bit);
-    on 32-bit ARM it pins ``confluent-kafka<=`` the distribution's librdkafka (the source build
-    needs librdkafka >= its own version). A stamp in the venv, keyed by the requirements, the
-    constraints and the interpreter, makes a later start a no-op without network; pip never
-    upgrades itself.
+    The nucleus runs Install at every start of the component (each boot). The OS's ``python3`` must be
+    64-bit (a 32-bit Raspberry Pi OS on a 64-bit kernel reports ``aarch64`` as its machine, so the
+    interpreter's pointer size decides) and at least :data:`MIN_PYTHON`; anything else is refused with
+    a clear message before pip runs. A stamp in the venv, keyed by the requirements and the
+    interpreter, makes a later start a no-op without network; pip never upgrades itself.
     """
+    major, minor = MIN_PYTHON
     lines = [
         "set -eu",
         f'venv="{venv}"',
         'set -- $(python3 -c \'import platform, struct, sys; print(struct.calcsize("P") * 8, platform.machine(), '
         '"%d.%d" % sys.version_info[:2])\')',
         'bits="$1"; machine="$2"; py="$3"',
-        'constraints="$venv.constraints"; : > "$constraints"',
-        'if [ "$bits" = 64 ]; then',
-        f'  req="{src}/{requirements}"',
-    ]
-    if arm32_requirements:
-        lines += [
-            "else",
-            '  case "$machine" in',
-            "    armv7l|armv8l|aarch64) ;;",
-            '    *) echo "hybridstream: no runtime for 32-bit $machine Python (needs ARMv7+)" >&2; exit 1 ;;',
-            "  esac",
-            '  if [ "$py" != 3.9 ]; then',
-            "    echo \"hybridstream: 32-bit ARM needs Python 3.9 (tflite-runtime's only armv7l wheel is cp39),"
-            ' this is Python $py: use the 64-bit OS" >&2',
-            "    exit 1",
-            "  fi",
-            f'  req="{src}/{arm32_requirements}"',
-            "  rdkafka=\"$(dpkg-query -W -f='${Version}' librdkafka-dev 2>/dev/null | sed 's/[-+~].*//')\""
-            " || rdkafka=''",
-            '  if [ -z "$rdkafka" ]; then',
-            '    echo "hybridstream: librdkafka-dev missing (the Prerequisites component installs it)" >&2',
-            "    exit 1",
-            "  fi",
-            '  echo "confluent-kafka<=$rdkafka" > "$constraints"',
-        ]
-    else:
-        lines += [
-            "else",
-            '  echo "hybridstream: needs a 64-bit Python, this one is $bits-bit $machine" >&2',
-            "  exit 1",
-        ]
-    lines += [
+        'if [ "$bits" != 64 ]; then',
+        '  echo "hybridstream: 32-bit Raspberry Pi OS is not supported (this Python is $bits-bit $machine):'
+        f" the edge needs Python >= {major}.{minor} and tflite-runtime has no 32-bit wheel for it;"
+        ' install 64-bit Raspberry Pi OS (bookworm or trixie)" >&2',
+        "  exit 1",
         "fi",
-        'key="$( (cat "$req" "$constraints"; python3 -c \'import sys; print(sys.version)\') | sha256sum'
-        ' | cut -d " " -f 1)"',
+        'py_major="${py%%.*}"; py_minor="${py#*.}"',
+        f'if [ "$py_major" -lt {major} ] || {{ [ "$py_major" -eq {major} ] && [ "$py_minor" -lt {minor} ]; }}; then',
+        f'  echo "hybridstream: needs Python >= {major}.{minor}, this is Python $py: install 64-bit Raspberry Pi OS'
+        ' (bookworm or trixie)" >&2',
+        "  exit 1",
+        "fi",
+        f'req="{src}/{requirements}"',
+    ]
+    lines += [
+        'key="$( (cat "$req"; python3 -c \'import sys; print(sys.version)\') | sha256sum | cut -d " " -f 1)"',
         f'if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/{STAMP}" 2>/dev/null || true)" = "$key" ]; then',
         '  echo "hybridstream: $venv is up to date ($key)"',
         "  exit 0",
         "fi",
         f'rm -f "$venv/{STAMP}"',
         'python3 -m venv "$venv"',
-        '"$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req" -c "$constraints"',
+        '"$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req"',
         f'echo "$key" > "$venv/{STAMP}"',
     ]
     return "\n".join(lines)
@@ -342,7 +315,7 @@ def edge_app_recipe(
     config_json = json.dumps(config, indent=1)
     lifecycle = {
         "Install": {
-            "Script": venv_install_script(src, "edge_app/requirements.txt", "edge_app/requirements-arm32.txt"),
+            "Script": venv_install_script(src, "edge_app/requirements.txt"),
             "Timeout": 1800,
         },
         "Run": {
@@ -379,10 +352,7 @@ def edge_app_recipe(
                 "accessControl": ipc_access_control(name),
             }
         },
-        # 32-bit ARM builds confluent-kafka (and more) from source on the Pi: a longer first install
-        "Manifests": _manifests(
-            lifecycle, [_zip(app)], per_arch={"arm": {"Install": {**lifecycle["Install"], "Timeout": 3600}}}
-        ),
+        "Manifests": _manifests(lifecycle, [_zip(app)]),
     }
 
 
@@ -485,9 +455,6 @@ def kafka_broker_recipe(
     }
 
 
-TRAINER_ARCHITECTURES = ("aarch64", "amd64")  # TensorFlow has no 32-bit ARM wheels
-
-
 def trainer_recipe(
     *,
     name: str,
@@ -502,7 +469,7 @@ def trainer_recipe(
     """``edge`` mode: the training job on the Pi, in its own venv, watching the edge app's local
     window folder; each window is trained once (then moved to ``done/`` or ``rejected/``) and the
     model published to S3 as in the cloud, so the model_published Lambda announces it.
-    No 32-bit ARM manifest (no TensorFlow wheels): 32-bit Pis cannot run this component."""
+    No 32-bit ARM manifest, as every component (no TensorFlow wheels for it either)."""
     src = source.decompressed()
     windows = "{" + edge_app_component + ":work:path}/windows"
     lifecycle = {
@@ -541,7 +508,7 @@ def trainer_recipe(
                 "s3": {"modelsBucket": models_bucket},
             }
         },
-        "Manifests": _manifests(lifecycle, [_zip(source)], architectures=TRAINER_ARCHITECTURES),
+        "Manifests": _manifests(lifecycle, [_zip(source)]),
     }
 
 

@@ -24,6 +24,7 @@ import tomllib
 from pathlib import Path
 
 from hybridstream.fleet import enroll
+from infra.recipes import ARCHITECTURES, MIN_PYTHON
 from infra.training import TRAINER_FILES, TRAINER_PACKAGES
 from tests.fleet.debian_releases import RELEASES
 
@@ -55,9 +56,11 @@ def test_the_code_a_pi_runs_needs_no_newer_python_than_the_oldest_supported_rele
 
 
 def test_one_minimum_python_everywhere():
-    """pyproject.toml, `fleet enroll` and install.sh agree on the minimum, and on each release's python3."""
+    """pyproject.toml, `fleet enroll`, install.sh and the components' Install agree on the minimum, and on
+    each release's python3; no component has a 32-bit manifest."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["requires-python"] == f">={enroll.MIN_PYTHON}"
     assert re.search(r'^MIN_PYTHON="([0-9.]+)"', INSTALL_SH.read_text(), re.M).group(1) == enroll.MIN_PYTHON
     assert {name: release.python for name, release in RELEASES.items()} == enroll.OS_PYTHON
-    assert "arm" not in enroll.SUPPORTED
+    assert ".".join(map(str, MIN_PYTHON)) == enroll.MIN_PYTHON
+    assert "arm" not in enroll.SUPPORTED and "arm" not in ARCHITECTURES
