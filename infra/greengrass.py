@@ -119,7 +119,7 @@ class GreengrassComponents(Construct):
         )
 
         app_name = f"{name_prefix}.EdgeApp"
-        app_files = {package: Path(source_root) / package for package in ("edge_app", "model_contract")}
+        app_files = {package: Path(source_root) / package for package in EDGE_APP_PACKAGES}
         self._add_shipping(
             app_name,
             "EdgeAppArtifact",
@@ -268,6 +268,7 @@ def kafka_libs(folder: Path) -> Path:
 
 
 # Deployment policy timeouts (below) and a margin for artifact downloads, on top of the recipes' steps
+EDGE_APP_PACKAGES = ("edge_app", "model_contract")  # the EdgeApp component's artifact: the code a Pi runs
 POLICY_SECONDS = 120 + 60
 DOWNLOAD_MARGIN_SECONDS = 600
 

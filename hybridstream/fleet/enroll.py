@@ -84,6 +84,8 @@ def check_platform(arch: str, os_release: str | None) -> None:
     (``arm``) and Raspberry Pi OS 11 (Python 3.9): the edge app needs Python >= 3.11."""
     if os_release is not None and os_release not in OS_RELEASES:
         raise FleetError(f"--os must be one of {', '.join(OS_RELEASES)}, not {os_release!r}")
+    if arch not in SUPPORTED and arch != "arm":
+        raise FleetError(f"--arch must be one of {', '.join(SUPPORTED)} (Greengrass's names), not {arch!r}")
     if arch == "arm":
         raise FleetError(ARM32_REFUSAL)
     if os_release is not None and os_release not in SUPPORTED.get(arch, ()):

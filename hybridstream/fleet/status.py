@@ -93,7 +93,7 @@ def gather(ctx: AwsContext, outputs: StackOutputs) -> dict[str, Any]:
         "stack": outputs.stack_name,
         "groups": groups,
         "enrolled_not_connected": pending,
-        "problems": problems(groups),
+        "problems": problems(groups) + unsupported(allow),
     }
 
 
@@ -111,6 +111,19 @@ def problems(groups: dict[str, Any]) -> list[str]:
                 f"device's reason), then run `hybridstream fleet redeploy --group {group}`"
             )
     return out
+
+
+def unsupported(allow: dict[str, dict[str, str]]) -> list[str]:
+    """Devices enrolled as 32-bit Pis (``arch`` ``arm``) before 32-bit was refused: no component has a
+    manifest for them, so each of their deployments fails, and in the canary group that cancels a rollout."""
+    return [
+        f"{name} was enrolled as a 32-bit Pi (--arch arm), which no component runs on: its deployments fail "
+        f"(in the canary group that cancels every rollout). Reinstall it with 64-bit Raspberry Pi OS and enrol it "
+        f"again with --arch aarch64, or remove it with `hybridstream fleet cleanup --thing {name}` "
+        f'(docs/deploy.md, "Which Pi")'
+        for name, item in sorted(allow.items())
+        if item.get("arch") == "arm"
+    ]
 
 
 def only(status: dict[str, Any], thing: str) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import boto3
 import pytest
 import yaml
 
-from hybridstream.fleet import claim
+from hybridstream.fleet import claim, enroll
+from hybridstream.fleet.session import FleetError
 from tests.fleet.conftest import CANARY_GROUP, PREFIX, REGION, STACK, TABLE, run_cli
 
 
@@ -309,3 +310,9 @@ def test_raspberry_pi_os_11_is_refused_on_64_bit_too(ctx, tmp_path, capsys):
     assert "--arch aarch64 is not supported on bullseye (Python 3.9; the edge needs Python >= 3.11)" in err
     assert "64-bit Raspberry Pi OS 12 (bookworm) or 13 (trixie)" in err
     assert item(thing) is None and not out.exists()
+
+
+def test_an_unknown_architecture_is_named_as_such_before_any_os_rule():
+    """A caller past the CLI's choices gets the architecture's own error, not an OS rule about it."""
+    with pytest.raises(FleetError, match=r"--arch must be one of aarch64, amd64 .*not 'x86'"):
+        enroll.check_platform("x86", "bookworm")

@@ -24,12 +24,12 @@ import tomllib
 from pathlib import Path
 
 from hybridstream.fleet import enroll
+from infra.greengrass import EDGE_APP_PACKAGES
 from infra.recipes import ARCHITECTURES, MIN_PYTHON
 from infra.training import TRAINER_FILES, TRAINER_PACKAGES
 from tests.fleet.debian_releases import RELEASES
 
 ROOT = Path(__file__).resolve().parents[2]
-EDGE_APP_PACKAGES = ("edge_app", "model_contract")  # infra/greengrass.py: the EdgeApp artifact
 VERMIN = str(Path(sys.executable).with_name("vermin"))  # requirements-dev.txt (no ``python -m vermin``)
 INSTALL_SH = ROOT / "hybridstream" / "fleet" / "pi" / "install.sh"
 
@@ -38,6 +38,8 @@ def test_the_code_a_pi_runs_needs_no_newer_python_than_the_oldest_supported_rele
     oldest = min((RELEASES[r].python for r in enroll.SUPPORTED["aarch64"]), key=lambda v: tuple(map(int, v.split("."))))
     assert oldest == enroll.MIN_PYTHON
     paths = sorted({str(ROOT / p) for p in EDGE_APP_PACKAGES + TRAINER_PACKAGES + TRAINER_FILES})
+    missing = [p for p in paths if not Path(p).exists()]
+    assert not missing, f"vermin skips a path that does not exist (and still exits 0): {missing}"
     result = subprocess.run(
         [
             VERMIN,

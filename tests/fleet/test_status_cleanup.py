@@ -105,6 +105,19 @@ def test_a_cancelled_group_deployment_is_flagged_and_redeploy_recovers_it(ctx, g
     gg.stubber.assert_no_pending_responses()
 
 
+def test_a_32_bit_pi_enrolled_before_32_bit_was_refused_is_a_problem(ctx, gg, capsys):
+    """Since 2026-12-07 no component has an ``arm`` manifest (docs/deploy.md, "Which Pi"): a Pi enrolled with
+    ``--arch arm`` before then fails every deployment, so ``fleet status`` names it and exits 4."""
+    item = {"thingName": f"{PREFIX}-old32", "serial": "old32", "group": "canary", "arch": "arm",
+            "provisioning": "fleet", "enrolledAt": "2026-12-01T00:00:00Z"}  # fmt: skip
+    boto3.client("dynamodb", region_name=REGION).put_item(TableName=TABLE, Item={k: {"S": v} for k, v in item.items()})
+    status_calls(gg)
+    code, out, _ = run_cli(["fleet", "status"], ctx=ctx, capsys=capsys)
+    assert code == 4
+    assert f"PROBLEM: {PREFIX}-old32 was enrolled as a 32-bit Pi (--arch arm)" in out
+    assert f"hybridstream fleet cleanup --thing {PREFIX}-old32" in out
+
+
 def test_status_table(ctx, gg, capsys):
     status_calls(gg)
     code, out, _ = run_cli(["fleet", "status"], ctx=ctx, capsys=capsys)
