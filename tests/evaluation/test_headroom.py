@@ -86,3 +86,10 @@ def test_eval_table_headroom_cli(tmp_path, capsys):
     assert cells[9] == "+100.00 / +100.00 / +100.00 %"  # speed adds at best (a)
     assert any(line.startswith("| mean of the runs' MSEs | 8000 (0) |") for line in out.splitlines())
     assert main(["eval", "table", paths[0], "--headroom", "--block", "0"]) == 2
+
+
+def test_an_intercept_only_matters_when_the_truth_has_an_offset():
+    y, f = experts()
+    y = 0.6 * f["online_linear"] + 0.4 * f["batch"] + 3.0  # a constant offset no blend of the experts has
+    without, with_ = headroom(y, f, 1000)["mse"], headroom(y, f, 1000, intercept=True)["mse"]
+    assert with_["fixed"]["whole"] < 1e-20 < without["fixed"]["whole"]
