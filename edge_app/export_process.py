@@ -5,10 +5,11 @@ upload thread. Its Python holds the GIL, and the hot loop lets go of the GIL at 
 the compiled kernel), so while a window is exported the loop mostly waits for it: ~1 s of a
 150,000-reading ``make bench-edge`` phase (the loop thread's time neither on a CPU nor waiting for one;
 BENCHMARKS.md, issue 18). :class:`ExportProcess` has the same ``encode(path)`` and runs it in a child
-process (the standard library, orjson and the contract's timestamp parser: ~15 MB, ~0.1 s to start),
+process (the standard library, orjson and the contract's timestamp parser: ~15 MB, ~0.1 s of CPU to start),
 which runs beside the loop on another core. The bytes are the same (it runs the same ``ForecastExport``).
-Opt-in (``windows.forecasts_process``): at saturation it lifts ``make bench-edge`` ~25 %, but at a steady
-1,000 readings/s the loop's pick-up tail grew to hundreds of ms in every measured pair (not understood yet).
+The child is started with the app (:meth:`ExportProcess.start`), not at the first window, so its start falls
+before the first reading instead of on the stream. Opt-in (``windows.forecasts_process``): at saturation it lifts
+``make bench-edge`` ~25 %; its 1,000/s tail is measured in BENCHMARKS.md (issue 18).
 
 The child reads one JSON line per window (``{"path": ...}``) on its stdin and answers one JSON line
 (``{"status": "ok" | "none" | "missing", "size": n, "errors": k}``) followed by ``n`` bytes of the object on its
@@ -42,7 +43,7 @@ class ExportProcess:
     """``encode(path)``: :meth:`ForecastExport.encode`'s bytes (or None; FileNotFoundError for a vanished window),
     made by a child process; ``close()`` ends the child. Used from one thread (the window uploader)."""
 
-    def __init__(self, target: str, horizon: int = 1) -> None:
+    def __init__(self, target: str, horizon: int = 1, start: bool = True) -> None:
         self.target = target
         self.horizon = int(horizon)
         self.local = ForecastExport(target, horizon)  # the thread's own export: the fallback
@@ -50,6 +51,19 @@ class ExportProcess:
         self._child_errors = 0  # windows the child could not read (its ForecastExport.errors)
         self.failures = 0  # child failures in a row
         self.started = 0  # children started
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the child now (with the app), not at the first window: its interpreter start and imports (~0.1 s
+        of CPU) then fall before the first reading, not on the stream. A child that cannot start is a failure
+        (the first window tries again)."""
+        try:
+            self._child()
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.failures += 1
+            log.warning("forecasts export process did not start (%s: %s): tried again at the first window",
+                        type(exc).__name__, exc)  # fmt: skip
 
     @property
     def errors(self) -> int:
@@ -64,7 +78,7 @@ class ExportProcess:
                 raise
             except (OSError, ValueError, KeyError, TypeError, EOFError, subprocess.SubprocessError) as exc:
                 self.failures += 1
-                self._stop()
+                self._stop(kill=True)  # a child that failed once is not waited for (a hung one would hold us 5 s)
                 log.warning(
                     "forecasts export process failed (%s: %s): window %s exported on the upload thread%s",
                     type(exc).__name__,
@@ -74,7 +88,8 @@ class ExportProcess:
                 )
         return self.local.encode(path)
 
-    def _remote(self, path: Path) -> bytes | None:
+    def _child(self) -> subprocess.Popen:
+        """The running child, started first if there is none (or it ended)."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             try:
@@ -82,6 +97,11 @@ class ExportProcess:
             except FileNotFoundError as exc:  # no interpreter: a failure of the child, not a vanished window
                 raise ChildProcessError(f"cannot start the export process: {exc}") from exc
             self.started += 1
+            log.info("forecasts export process %d started", proc.pid)
+        return proc
+
+    def _remote(self, path: Path) -> bytes | None:
+        proc = self._child()
         stdin, stdout = proc.stdin, proc.stdout
         assert stdin is not None and stdout is not None
         stdin.write(json.dumps({"path": str(path)}).encode() + b"\n")
@@ -110,13 +130,15 @@ class ExportProcess:
         """End the child (it finishes the window it has, then sees its stdin end)."""
         self._stop()
 
-    def _stop(self) -> None:
+    def _stop(self, kill: bool = False) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
         for stream in (proc.stdin, proc.stdout):
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]
+        if kill:
+            proc.kill()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:

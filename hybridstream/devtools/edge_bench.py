@@ -325,7 +325,8 @@ def _steady_latency(
         produced_at[f"{rec['device']}|{rec['Date_time']}"] = m.timestamp()[1]
     outs = _read_range(watcher, out_topic, out_start, out_start + n)
     watcher.close()
-    lat = np.asarray([m.timestamp()[1] - produced_at[key_of(m)] for m in outs], dtype=np.float64)
+    sent = np.asarray([produced_at[key_of(m)] for m in outs], dtype=np.float64)  # each output's reading's CreateTime
+    lat = np.asarray([m.timestamp()[1] for m in outs], dtype=np.float64) - sent
     return {
         "p50": float(np.percentile(lat, 50)),
         "p90": float(np.percentile(lat, 90)),
@@ -334,6 +335,7 @@ def _steady_latency(
         "n": int(lat.size),
         "rate_rps": steady["rate"],
         "_values": lat,
+        "_sent": sent,
         "_outs": outs,
     }
 
@@ -506,6 +508,7 @@ def run_bench(args: argparse.Namespace) -> dict:
 
             floor = _steady_latency(bootstrap, env, echo_devices, n_lat, args.rate, "echo", _reading_key, "echo.in")
             floor.pop("_values")
+            floor.pop("_sent")
             floor.pop("_outs")
             echo_proc.wait(60)
             _say(f"control latency ms: {floor}")
@@ -526,7 +529,8 @@ def run_bench(args: argparse.Namespace) -> dict:
         # the edge's own time per record (parse .. forecast .. queue, before produce: `latency_us` in each
         # prediction): its median is less sensitive to the machine's load than the throughput
         record_us = np.asarray([o["latency_us"] for o in outs], dtype=np.float64)
-        np.save(work / "latency_ms.npy", np.stack([latency.pop("_values"), pickup]))
+        # per output: latency, pickup and its reading's CreateTime (ms since the epoch), for a look at when tails fell
+        np.save(work / "latency_ms.npy", np.stack([latency.pop("_values"), pickup, latency.pop("_sent")]))
         latency["pickup_p99"] = float(np.percentile(pickup, 99))
         _say(f"latency ms: {latency}")
         counters = _stop_edge(edge, log_path)

@@ -1,6 +1,7 @@
 """ExportProcess: a window's forecasts object made by a child process, byte for byte the upload thread's
 (ForecastExport.encode); a vanished window still raises FileNotFoundError; a child that dies is started afresh;
-one that cannot answer leaves the window to the thread (and, after MAX_FAILURES in a row, every window)."""
+one that cannot answer leaves the window to the thread (and, after MAX_FAILURES in a row, every window); the child
+starts with the app and ends with it on every exit path (closed, the uploader closed, the app exiting or killed)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,33 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from edge_app import export_process
 from edge_app.export_process import MAX_FAILURES, ExportProcess, serve
 from edge_app.forecasts import BASE_COLUMNS, ForecastExport
+from edge_app.uploaders import LocalFolderUploader, UploadWorker
 from tests.edge_app.test_forecast_text import _window
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def export():
-    proc = ExportProcess("Ot_avg", horizon=3)
-    yield proc
-    proc.close()
+def make_export():
+    """ExportProcess("Ot_avg", horizon=3) made when the test says (after its monkeypatching), closed after it."""
+    made: list[ExportProcess] = []
+    yield lambda: made.append(ExportProcess("Ot_avg", horizon=3)) or made[-1]
+    for proc in made:
+        proc.close()
+
+
+@pytest.fixture
+def export(make_export):
+    return make_export()
 
 
 def test_the_child_makes_the_threads_bytes_and_says_what_is_missing(tmp_path: Path, export: ExportProcess) -> None:
@@ -50,13 +63,14 @@ def test_a_child_that_died_is_started_afresh(tmp_path: Path, export: ExportProce
 
 
 def test_a_child_that_cannot_answer_leaves_the_window_to_the_thread(
-    tmp_path: Path, export: ExportProcess, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_export, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def garbage(target: str, horizon: int) -> subprocess.Popen:
         code = "import sys; sys.stdin.readline(); print('not json', flush=True)"
         return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     monkeypatch.setattr(export_process, "_start", garbage)
+    export = make_export()
     window = _window(tmp_path / "w.csv", 100, 2)
     expected = ForecastExport("Ot_avg", horizon=3).encode(window)
     for _ in range(MAX_FAILURES + 2):
@@ -76,7 +90,7 @@ def test_the_childs_protocol(tmp_path: Path) -> None:
 
 
 def test_a_hung_child_or_no_interpreter_leaves_the_window_to_the_thread(
-    tmp_path: Path, export: ExportProcess, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_export, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A child that never answers is timed out and killed; an interpreter that is gone is a failure of the
     child (counted, the thread exports), not a vanished window (from the review of 7a0d811)."""
@@ -89,6 +103,7 @@ def test_a_hung_child_or_no_interpreter_leaves_the_window_to_the_thread(
 
     monkeypatch.setattr(export_process, "REPLY_TIMEOUT_S", 0.5)
     monkeypatch.setattr(export_process, "_start", hung)
+    export = make_export()
     assert export.encode(window) == expected and export.failures == 1 and export._proc is None  # noqa: SLF001
 
     def gone(target: str, horizon: int) -> subprocess.Popen:
@@ -96,3 +111,48 @@ def test_a_hung_child_or_no_interpreter_leaves_the_window_to_the_thread(
 
     monkeypatch.setattr(export_process, "_start", gone)
     assert export.encode(window) == expected and export.failures == 2
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    """The process ended (a zombie whose parent is gone counts: it runs nothing) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_child_runs_from_the_start_and_ends_with_close(export: ExportProcess) -> None:
+    """Started with the app (its interpreter start and imports before the first reading, not on the stream)."""
+    pid = export._proc.pid  # noqa: SLF001
+    assert export.started == 1 and psutil.Process(pid).is_running()
+    export.close()
+    assert _gone(pid)
+
+
+def test_the_uploader_ends_its_child(tmp_path: Path) -> None:
+    """The app's shutdown, normal or not (EdgeApp._shutdown closes the uploader in a finally), ends the child."""
+    export = ExportProcess("Ot_avg", horizon=3)
+    worker = UploadWorker(LocalFolderUploader(tmp_path / "out"), "pi-1", forecasts=export)
+    pid = export._proc.pid  # noqa: SLF001
+    assert worker.close(timeout=10)
+    assert _gone(pid)
+
+
+@pytest.mark.parametrize("death", ["os._exit(3)", "os.kill(os.getpid(), signal.SIGKILL)"])
+def test_the_child_ends_when_the_app_dies(death: str) -> None:
+    """An app that exits without closing or is killed leaves no child behind: its stdin ends with the app."""
+    code = (
+        f"import os, signal, sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from edge_app.export_process import ExportProcess\n"
+        "export = ExportProcess('Ot_avg')\n"
+        "print(export._proc.pid, flush=True)\n"
+        f"{death}\n"
+    )
+    app = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert app.returncode != 0, app.stderr
+    assert _gone(int(app.stdout.split()[0]))
