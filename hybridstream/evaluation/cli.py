@@ -206,10 +206,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     table.add_argument(
         "--headroom",
         action="store_true",
-        help="also a table of hindsight ceilings over online_linear (an upper bound, not a result): least squares of "
-        "y on batch, speed, persistence and online_linear fitted on the scored stream itself, (a) one fixed blend, "
-        "(b) refitted on every block of --block rows, each also without the speed model (what it can add at best), "
-        "beside dynamic's actual figures; whole and each half; with several runs also the mean of their MSEs",
+        help="also a table of hindsight ceilings over online_linear for a blend of the experts (not a result, and "
+        "no bound on a combiner whose weights move faster): least squares of y on batch, speed, persistence and "
+        "online_linear fitted on the scored stream itself, (a) one fixed blend, (b) refitted on every block of "
+        "--block rows, each in sample and cross-fitted (with a small ridge), each also without the speed model "
+        "(what it can add at best), beside dynamic's actual figures; whole and each half; with several runs also "
+        "the mean of their MSEs",
     )
     table.add_argument(
         "--block",

@@ -289,9 +289,11 @@ def _gain(v: float) -> str:
     """A gain in %, two decimals; below -100 % (more than twice the reference's MSE, e.g. a cross-fitted blend
     blown up by a fault in one fold) just "< -100".
 
-    >>> _gain(0.01234), _gain(-3.5)
-    ('+1.23', '< -100')
+    >>> _gain(0.01234), _gain(-3.5), _gain(float("nan"))
+    ('+1.23', '< -100', 'nan')
     """
+    if np.isnan(v):
+        return "nan"
     return "< -100" if v < -1 else f"{100 * v:+.2f}"
 
 
@@ -327,14 +329,21 @@ def headroom_table(results: Mapping) -> str:
             row.append(" / ".join(_gain(g[key][p]) for p in g[key]) + " %" if key in g else "—")
         rows.append(row)
     any_run = next(iter(results.values()))
+    sizes = {run: h["block"] for run, h in results.items()}
+    if len(set(sizes.values())) == 1:
+        blocks = f"blocks of {any_run['block']} rows"
+    else:
+        blocks = "blocks per run: " + ", ".join(f"{run} {b}" for run, b in sizes.items()) + " rows"
     title = (
         "Hindsight ceilings: least squares of y on batch, speed, persistence, online_linear"
         + (" and a constant" if any_run["intercept"] else "")
-        + f", fitted on the scored stream itself (blocks of {any_run['block']} rows). An upper bound no online "
-        "combiner is promised, not a result. Cells: 1 - MSE / MSE(online_linear), whole / 1st / 2nd half "
-        "(each fitted on its own rows); cross-fitted: alternate chunks (a block for (a), a tenth of one for (b)) "
-        "scored with weights fitted on the others (< -100: more than twice online_linear's MSE); speed adds = "
-        "1 - MSE / MSE without the speed model"
+        + f", fitted on the scored stream itself ({blocks}). A ceiling for a blend of these experts with hindsight "
+        "weights, not a result, and no bound on a combiner whose weights move faster (an online blend can beat "
+        "(a)). Cells: 1 - MSE / MSE(online_linear), whole / 1st / 2nd half (each fitted on its own rows); "
+        "cross-fitted: alternate chunks (a block for (a), a tenth of one for (b)) scored with weights fitted on "
+        f"the others with a ridge of {any_run.get('ridge', 0):g} x rows x each column's mean square towards "
+        "online_linear (< -100: more than twice online_linear's MSE; nan: the part is a single chunk); speed "
+        "adds = 1 - MSE / MSE without the speed model"
     )
     head = ["run", "rows (left out: NaN)", *(label for _, label in columns)]
     return title + "\n\n" + md_table(head, rows)
