@@ -210,12 +210,14 @@ def run_benchmark(
     speed_cfg=None,
     warm_start: bool | None = None,
     speed_windows: int | None = None,
+    warm_combiner: bool = True,
+    warm_variants: bool = False,
 ) -> dict:
     """Per target channel: every approach's MSE and MAE over the stream; their mean over channels.
 
     ``save_dir``: each channel's run is saved there as ``<channel>.npz`` (``eval table|experts|plot`` read it).
     ``speed_cfg``, ``warm_start``, ``speed_windows``: as :func:`~hybridstream.evaluation.online_run.run_stream`'s
-    (None: its defaults, the trainer's).
+    (None: its defaults, the trainer's); ``warm_combiner`` and ``warm_variants`` as its own.
     """
     from hybridstream.evaluation.online_run import INTERVAL_APPROACHES, run_stream  # noqa: PLC0415
 
@@ -241,6 +243,8 @@ def run_benchmark(
             log=log,
             progress_every=0,
             variants=variants,
+            warm_combiner=warm_combiner,
+            warm_variants=warm_variants,
             **speed,
         )
         if save_dir is not None:

@@ -101,14 +101,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
     )
-    run.add_argument(
-        "--warm-combiner",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the dynamic combiner starts from the batch model's warm start (its manifest's combiner_warm_start: "
-        "the context stack's state after the training file, as every new edge device's; default); "
-        "--no-warm-combiner: it starts fresh, as on an edge whose batch model ships none",
-    )
     run.add_argument("--limit", type=int, default=None, help="replay only the first N test rows (selection studies)")
     run.add_argument("--save", metavar="FILE.npz", default=None, help="also save every forecast per row (.npz)")
     run.set_defaults(func=_run)
@@ -297,6 +289,21 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         help="also replay dynamic without the speed model, without the batch model and without both (same pass)",
     )
     p.add_argument(
+        "--warm-combiner",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the dynamic combiner starts from the batch model's warm start (its manifest's combiner_warm_start: "
+        "the context stack's state after the training file, as every new edge device's; default); "
+        "--no-warm-combiner: it starts fresh, as on an edge whose batch model ships none",
+    )
+    p.add_argument(
+        "--warm-variants",
+        action="store_true",
+        help="a --variants combiner whose half_life, clip, max_change or error_half_life differ from the batch "
+        "model's combiner warm start starts from the warm start the trainer would ship for its config (computed "
+        "from the training file), as dynamic does from its own; default: cold, as an edge given that config today",
+    )
+    p.add_argument(
         "--faults",
         default=None,
         metavar="all|KINDS",
@@ -463,6 +470,7 @@ def _run_checked(args: argparse.Namespace) -> int:
         cache_dir=opts.cache_dir,
         log=_log,
         variants=opts.variants,
+        warm_variants=args.warm_variants,
     )
     if args.save:
         _log(f"forecasts saved to {result.save(args.save)}")
@@ -524,6 +532,8 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         save_dir=Path(args.save_dir) if args.save_dir else None,
         warm_start=args.warm_start,
         speed_windows=args.speed_windows,
+        warm_combiner=args.warm_combiner,
+        warm_variants=args.warm_variants,
     )
     pub = {} if args.faults else benchmark.published(args.file, args.horizon)
     print(benchmark.table_markdown(res, pub))

@@ -190,11 +190,14 @@ def run_stream(
     log: Callable[[str], None] = print,
     progress_every: int = 5000,
     variants: Mapping[str, Mapping] | None = None,
+    warm_variants: bool = False,
 ) -> RunResult:
     """Train the batch model on ``train``, then replay ``test`` record by record (see the module doc).
 
     ``variants``: more dynamic combiner configs (label -> config, e.g. an ablation's), replayed beside
-    ``dynamic`` in the same pass (same models, same rule for learning) into :attr:`RunResult.variants`.
+    ``dynamic`` in the same pass (same models, same rule for learning) into :attr:`RunResult.variants`;
+    ``warm_variants``: a variant whose learning keys differ from the batch model's warm start starts from its own
+    (:func:`dynamic_combiner`'s ``own``) instead of cold, so it compares with ``dynamic`` like with like.
     Models are cached by content version in ``cache_dir`` (the speed models too: a re-run replays only).
     ``speed_windows``: each speed model (still one every ``window`` rows) is trained on the last
     ``speed_windows`` windows of the stream (fewer at its start), not only the one that just closed;
@@ -229,7 +232,9 @@ def run_stream(
     config = dict(combiner) if combiner is not None else {"strategy": "dynamic"}
     dynamic = dynamic_combiner(config, spec, manifest, train, warm=warm_combiner, log=log)
     others = {
-        k: dynamic_combiner(v, spec, manifest, train, warm=warm_combiner, log=lambda m: None)
+        k: dynamic_combiner(
+            v, spec, manifest, train, warm=warm_combiner, own=warm_variants, log=lambda m, k=k: log(f"{k}: {m}")
+        )
         for k, v in (variants or {}).items()
     }
     extra = {k: np.full(n, np.nan) for k in others}
@@ -368,12 +373,15 @@ def dynamic_combiner(
     train: np.ndarray,
     *,
     warm: bool = True,
+    own: bool = False,
     log: Callable[[str], None] = print,
 ):
     """The dynamic combiner as the edge makes a new device's (``edge_app``: ``make_combiner(..., warm=...)``): from
     the batch manifest's warm start if it fits ``config`` and ``spec`` (a manifest without one, e.g. an old cache
     entry, gets it computed from ``train`` with the trainer's function; one without the layers' twin, that twin),
-    else cold with the reason logged."""
+    else cold with the reason logged. ``own``: a context config whose learning keys (half-life, clips, guard
+    half-life) differ from the manifest's warm start's starts from the warm start the trainer would ship if that
+    config were its default (computed from ``train`` with the trainer's function), not cold."""
     from edge_app.combiners import make_combiner, warm_start_mismatch  # noqa: PLC0415
 
     if not warm:
@@ -384,10 +392,13 @@ def dynamic_combiner(
     elif isinstance(state, Mapping) and context_stack.TWIN_KEY not in state and _has_layer(config):
         twin = context_stack.twin_warm_start(train, spec, state.get("config"))  # predates the twin's: the trainer's
         state = {**state, context_stack.TWIN_KEY: twin}
-    why = warm_start_mismatch(config, spec, state)
+    why, whose = warm_start_mismatch(config, spec, state), "the batch model's warm start"
+    if why and own and config.get("method", "context") == "context" and not config.get("twin"):
+        state = context_stack.warm_start(train, spec, config)  # the trainer's, had this config been its default
+        why, whose = warm_start_mismatch(config, spec, state), "its own warm start (the trainer's for this config)"
     if why:
         log(f"dynamic combiner starts cold: {why}")
         return make_combiner(config, spec=spec)
     combiner = make_combiner(config, spec=spec, warm=state)
-    log(f"dynamic combiner starts from the batch model's warm start ({combiner.warm_rows} history rows)")
+    log(f"dynamic combiner starts from {whose} ({combiner.warm_rows} history rows)")
     return combiner

@@ -92,3 +92,21 @@ def test_a_cached_manifest_without_the_twin_gets_the_trainers_twin():
     assert _forecasts(new, test) == _forecasts(cached, test)
     default = dynamic_combiner({"strategy": "dynamic"}, SPEC, _manifest({"combiner_warm_start": old}), train)
     assert default.blend == "pair" and default.twin_start == "twin"  # the default layer gets the twin too
+
+
+def test_own_warm_start_gives_a_variant_of_another_half_life_the_trainers_warm_start_for_its_config():
+    """``eval run --warm-variants``: a half-life the manifest's warm start does not fit starts from the warm start
+    the trainer would ship for it (computed from the training file), so it compares with dynamic like with like."""
+    train, test = _matrix(1200, 0), _matrix(600, 1)
+    manifest = _manifest({"combiner_warm_start": context_stack.warm_start(train, SPEC)})
+    cfg, logs = {"strategy": "dynamic", "half_life": 3000}, []
+    own = dynamic_combiner(cfg, SPEC, manifest, train, own=True, log=logs.append)
+    assert own.blend == "pair" and own.half_life == 3000 and own.warm_rows == 1200 - (SPEC.max_lag + SPEC.horizon - 1)
+    assert "its own warm start" in logs[-1]
+    shipped = make_combiner(cfg, spec=SPEC, warm=context_stack.warm_start(train, SPEC, cfg))  # as if the default
+    assert _forecasts(own, test) == _forecasts(shipped, test)
+    assert _forecasts(own, test) != _forecasts(dynamic_combiner(cfg, SPEC, manifest, train), test)  # not cold
+    same = dynamic_combiner({"strategy": "dynamic"}, SPEC, manifest, train, own=True, log=logs.append)
+    assert "the batch model's warm start" in logs[-1] and same.warm_rows == own.warm_rows  # a fitting one is used
+    twin = dynamic_combiner({"half_life": 3000, "twin": True}, SPEC, manifest, train, own=True, log=logs.append)
+    assert twin.warm_rows == 0 and "starts cold" in logs[-1]  # the twin guard has no warm start
