@@ -71,9 +71,9 @@ class Windows:
     fsync: bool = False  # fsync the spool before each commit (survives power loss, slower)
     max_spool_mb: float | None = 512.0  # closed windows waiting for upload: beyond this the OLDEST are dropped
     forecasts: bool = True  # spool the forecasts made for each reading; upload them beside its window (forecasts/)
-    # export the forecasts in a child process (edge_app.export_process), off the GIL: +25 % at saturation, but a far
-    # longer tail at 1,000/s in every measured pair (BENCHMARKS.md, issue 18): off until that is understood
-    forecasts_process: bool = False
+    # export the forecasts in a child process (edge_app.export_process), off the hot loop's GIL (BENCHMARKS.md,
+    # issue 18); false: on the upload thread (the fallback the child also uses when it fails)
+    forecasts_process: bool = True
 
 
 @dataclass(frozen=True)

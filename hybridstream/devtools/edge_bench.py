@@ -66,12 +66,12 @@ def bench_config(
     process: str = "batch",
     consumer: dict | None = None,
     producer: dict | None = None,
-    forecasts_process: bool = False,
+    forecasts_process: bool = True,
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
     ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path;
     ``consumer`` / ``producer``: extra librdkafka settings, ``kafka.consumer`` / ``kafka.producer``;
-    ``forecasts_process``: the forecasts export in a child process, else on the upload thread as by default)."""
+    ``forecasts_process``: the forecasts export in a child process as by default, else on the upload thread)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -289,6 +289,16 @@ def _start_edge(work: Path, config: Path, env: dict, log_name: str) -> tuple[sub
     return edge, log_path
 
 
+def _export_times(pid: int) -> dict:
+    """The threads' times of ``pid``'s child processes (its forecasts export), as :func:`thread_times` gives them."""
+    import psutil
+
+    times: dict = {}
+    for child in psutil.Process(pid).children(recursive=True):
+        times.update(thread_times(child.pid))  # keys (tid, name): thread ids are unique across processes
+    return times
+
+
 def _stop_edge(edge: subprocess.Popen, log_path: Path) -> dict:
     """SIGTERM (a clean shutdown: commit, exit summary) and the counters it printed last ({} if it failed)."""
     edge.send_signal(signal.SIGTERM)
@@ -341,7 +351,6 @@ def _steady_latency(
 
 
 def run_bench(args: argparse.Namespace) -> dict:
-    import psutil
     from confluent_kafka import Consumer
 
     from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
@@ -429,7 +438,11 @@ def run_bench(args: argparse.Namespace) -> dict:
         edge, log_path = _start_edge(work, config, env, "edge-throughput.log")
         sampler = RssSampler(edge.pid)
         sampler.start()
-        cpu_before = {"edge": thread_times(edge.pid), "broker": thread_times(broker_pid)}
+        cpu_before = {
+            "edge": thread_times(edge.pid),
+            "broker": thread_times(broker_pid),
+            "export": _export_times(edge.pid),
+        }
         threads_from = time.monotonic()
 
         watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watch", "enable.auto.commit": False})
@@ -444,13 +457,11 @@ def run_bench(args: argparse.Namespace) -> dict:
                 raise RuntimeError(f"throughput phase timed out:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
         threads = {k: times_between(v, thread_times(edge.pid if k == "edge" else broker_pid))
-                   for k, v in cpu_before.items()}  # fmt: skip
+                   for k, v in cpu_before.items() if k != "export"}  # fmt: skip
         threads_wall = time.monotonic() - threads_from  # a thread's wall time less its CPU and run queue: blocked
-        export: dict = {}  # the forecasts export's child process (born in the phase: all its CPU is the phase's)
-        for child in psutil.Process(edge.pid).children(recursive=True):
-            export.update(thread_times(child.pid))
+        export = _export_times(edge.pid)  # the forecasts export's child process (started with the app), if any
         if export:
-            threads["edge"]["export"] = total(times_between({}, export))
+            threads["edge"]["export"] = total(times_between(cpu_before["export"], export))
         # the app's first input: its first batch's pickup time, which every prediction of that batch carries
         # (lag_ms = picked - the reading's CreateTime); reading 0 is the first prediction's (preloaded in order)
         first_out = _read_at(watcher, "predictions", 0)
@@ -564,6 +575,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "loop_cpu_us": round(loop_us, 1) if loop_us else None,
             "loop_bound_rps": round(1e6 / loop_us) if loop_us else None,
             "process": args.process,
+            "forecasts_process": args.forecasts_process,  # the forecasts export in a child process (else the thread)
             "latency_ms": latency,
             "rss_mb": round(rss, 1),
             "invoke_us": round(float(np.median(list(invoke.values()))), 2),
@@ -614,9 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", dest="control", action="store_false", help="skip the echo control phase")
     parser.add_argument("--no-forecasts", dest="forecasts", action="store_false",
                         help="windows without the forecast columns (windows.forecasts false): their cost")  # fmt: skip
-    parser.add_argument("--forecasts-process", action="store_true",
-                        help="export the windows' forecasts in a child process (windows.forecasts_process true), "
-                        "not on the upload thread")  # fmt: skip
+    parser.add_argument("--forecasts-process", action=argparse.BooleanOptionalAction, default=True,
+                        help="export the windows' forecasts in a child process (windows.forecasts_process, the "
+                        "default); --no-forecasts-process: on the upload thread")  # fmt: skip
     parser.add_argument(
         "--process",
         choices=("batch", "record"),

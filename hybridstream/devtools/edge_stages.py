@@ -11,7 +11,8 @@ default context stack and ``blend: pair`` over it, each path with each in turn: 
 ``batch/pair`` for ``pair``; a repeated one gets ``#2``, ...). Per path it prints the app's
 ``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages), the
 process's CPU time per record (every thread: librdkafka's too) and each thread's (``thread_cpu_us``: ``main`` the
-loop, ``python`` the window uploader, whose windows of the run are waited for, ``rdk:*`` librdkafka's). No
+loop, ``python`` the window uploader, whose windows of the run are waited for, ``rdk:*`` librdkafka's, ``export``
+the forecasts export's child process, ``windows.forecasts_process``, the default). No
 consumer in the timed part, so these are the app's own costs; the machine's load inflates them less than wall
 time, but still does: the last line (JSON) says the load.
 """
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> dict:
     from edge_app.config import EdgeConfig
     from hybridstream.datasets import TURBINE
     from hybridstream.devtools.csv_publisher import csv_records, publish_at_rate
-    from hybridstream.devtools.thread_cpu import thread_times, times_between
+    from hybridstream.devtools.thread_cpu import thread_times, times_between, total
     from hybridstream.servers.local import LocalServers
 
     work = Path(tempfile.mkdtemp(prefix="edge-stages-", dir=args.workdir))
@@ -99,7 +100,9 @@ def run(args: argparse.Namespace) -> dict:
                 cfg["process"] = process
             app = EdgeApp(EdgeConfig.from_dict(cfg))
             _say(f"{path}: {len(msgs)} records in batches of {args.batch}")
+            export_pid = getattr(getattr(app.uploads, "_forecasts", None), "pid", None)  # the export's child
             cpu, wall, threads = time.process_time(), time.perf_counter(), thread_times(os.getpid())
+            export = thread_times(export_pid) if export_pid else {}
             for i in range(0, len(msgs), args.batch):
                 app.process(msgs[i : i + args.batch])
             end = time.perf_counter()
@@ -107,6 +110,8 @@ def run(args: argparse.Namespace) -> dict:
             while app.uploads.pending() and time.perf_counter() - end < 60:  # the windows closed meanwhile
                 time.sleep(0.01)
             threads = times_between(threads, thread_times(os.getpid()))
+            if export_pid:
+                threads["export"] = total(times_between(export, thread_times(export_pid)))
             stages = app.stages.summary()
             out["paths"][path] = {
                 "stage_us": stages["p50_us"],

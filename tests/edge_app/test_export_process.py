@@ -16,9 +16,11 @@ import psutil
 import pytest
 
 from edge_app import export_process
+from edge_app.config import EdgeConfig
 from edge_app.export_process import MAX_FAILURES, ExportProcess, serve
 from edge_app.forecasts import BASE_COLUMNS, ForecastExport
-from edge_app.uploaders import LocalFolderUploader, UploadWorker
+from edge_app.uploaders import LocalFolderUploader, UploadWorker, open_window_pipeline
+from model_contract import FeatureSpec
 from tests.edge_app.test_forecast_text import _window
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,3 +158,25 @@ def test_the_child_ends_when_the_app_dies(death: str) -> None:
     app = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert app.returncode != 0, app.stderr
     assert _gone(int(app.stdout.split()[0]))
+
+
+@pytest.mark.parametrize("setting", [{}, {"forecasts_process": False}])
+def test_the_default_exports_in_the_child_and_false_on_the_thread(tmp_path: Path, setting: dict) -> None:
+    """``windows.forecasts_process`` is on by default (issue 18); false keeps the export on the upload thread."""
+    cfg = EdgeConfig.from_dict(
+        {"windows": {"local_root": str(tmp_path / "out"), **setting}, "state_dir": str(tmp_path / "state")},
+        require_batch_model=False,
+    )
+    uploads, _spool = open_window_pipeline(cfg, tmp_path / "state", FeatureSpec(), None, lambda *a, **k: None,
+                                           lambda *a: None, forecasts=True)  # fmt: skip
+    export = uploads._forecasts  # noqa: SLF001
+    try:
+        if setting:
+            assert type(export) is ForecastExport
+        else:
+            assert isinstance(export, ExportProcess) and export.pid is not None  # running before any window
+            pid = export.pid
+    finally:
+        uploads.close(timeout=5)
+    if not setting:
+        assert _gone(pid)
