@@ -8,7 +8,8 @@ optional layers on top. The trainer computes the state a fresh stack reaches on 
 history by streaming that history through one (:func:`warm_start`, :func:`stream`: no model forecasts
 exist there, so batch = speed = last and both model inputs read 0; only the linear part learns). It
 ships it in the batch manifest (``extra["combiner_warm_start"]``); every new device's combiner starts
-from it (docs/edge.md), and ``hybridstream eval run`` replays exactly that.
+from it, the model inputs' part fresh (:meth:`ContextStack.load_warm`, :func:`fresh_model_inputs`: the history
+taught it nothing about them; docs/edge.md), and ``hybridstream eval run`` replays exactly that.
 
 >>> import numpy as np
 >>> from model_contract import FeatureSpec
@@ -82,6 +83,28 @@ def without_model_inputs(model: OnlineLinear, batch: bool = False, speed: bool =
         "var": [state["var"][i] for i in keep[:-1]],
     }
     state |= {"w": [state["w"][i] for i in keep], "P": P.tolist()}
+    return OnlineLinear.from_state(state)
+
+
+def fresh_model_inputs(model: OnlineLinear, count: int) -> OnlineLinear:
+    """``model`` (a warm stack's: inputs window, model inputs, + bias) with its last ``count`` inputs before the
+    bias (the model inputs it reads) as a cold model has them: mean 0, variance 1, weight 0, covariance rows and
+    columns 0 with the prior on the diagonal; the window's part as learned. A warm start learns the model inputs on
+    a history where both are 0 ("no change"): it learns nothing about them, their variances fall to ~0 (the first
+    real forecasts were then standardised by ~0 and clipped) and their covariance fills the trace cap. Chosen on
+    the first halves of 13 streams (docs/combination.md, issue 17): better on 11 (up to 2.6 %), within 0.02 % on
+    the others."""
+    if not count or not model._d:  # noqa: SLF001
+        return model
+    state = model.state()
+    d, prior = state["d"], float(state["config"]["prior"])
+    P = np.asarray(state["P"], dtype=float)
+    for c in range(d - 1 - count, d - 1):  # the bias is last
+        state["mean"][c], state["var"][c], state["w"][c] = 0.0, 1.0, 0.0
+        P[c, :] = 0.0
+        P[:, c] = 0.0
+        P[c, c] = prior
+    state["P"] = P.tolist()
     return OnlineLinear.from_state(state)
 
 
@@ -482,16 +505,18 @@ class ContextStack:
         return {"model": self.model.state(), "guard": {"mse": [float(v) for v in self._mse], "seen": self._seen}}
 
     def load_warm(self, warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
-        """Start from a warm start (:func:`warm_start` on the batch model's history: its linear model and its
-        guard's errors); ValueError if it does not fit this config / spec (then nothing changes). Counters start
-        at 0; ``warm_rows`` says how many history rows it learned. Returns the warm start's model (None: empty)."""
+        """Start from a warm start (:func:`warm_start` on the batch model's history: its linear model, the model
+        inputs' part fresh (:func:`fresh_model_inputs`), and its guard's errors); ValueError if it does not fit
+        this config / spec (then nothing changes). Counters start at 0; ``warm_rows`` says how many history rows
+        it learned. Returns the warm start's model as shipped (None: empty)."""
         why = mismatch(warm, spec, self.warm_config())
         if why:
             raise ValueError(why)
         model, mse, seen = parse(warm, spec)
         self.bind_spec(spec)
         if model._d:  # noqa: SLF001 (an empty history leaves it cold)
-            self.model = model if self._nm == 2 else without_model_inputs(model, self.use_batch, self.use_speed)
+            kept = model if self._nm == 2 else without_model_inputs(model, self.use_batch, self.use_speed)
+            self.model = fresh_model_inputs(kept, self._nm)
             self._set_coef()
         self._mse, self._seen = mse, seen
         self.warm_rows = int(warm.get("rows", seen))

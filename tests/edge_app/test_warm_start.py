@@ -51,6 +51,8 @@ def test_warm_start_equals_streaming_the_history(spec):
     stack = {"strategy": "dynamic", "blend": "none"}  # the stack alone (the default pair layer starts fresh weights)
     streamed = make_combiner(stack, spec=spec)
     context_stack.stream(streamed, history, spec)  # as the edge would, batch = speed = last
+    streamed.model = context_stack.fresh_model_inputs(streamed.model, 2)  # then the model inputs' part starts fresh
+    streamed._set_coef()
     warm = json.loads(json.dumps(context_stack.warm_start(history, spec)))  # as shipped in a manifest
     assert warm_start_mismatch(stack, spec, warm) == ""
     loaded = make_combiner(stack, spec=spec, warm=warm)

@@ -24,9 +24,12 @@ def _matrix(rows: int, seed: int) -> np.ndarray:
 
 
 def _streamed(train: np.ndarray, spec: FeatureSpec):
-    """The former ``online_run._warm_combiner``: stream the history with batch = speed = last."""
+    """The former ``online_run._warm_combiner``: stream the history with batch = speed = last; then, as a warm
+    start loads, the model inputs' part fresh (the history taught it nothing about them)."""
     c = make_combiner({"strategy": "dynamic", "blend": "none"}, spec=spec)
     context_stack.stream(c, train, spec)
+    c.model = context_stack.fresh_model_inputs(c.model, 2)
+    c._set_coef()
     return c
 
 

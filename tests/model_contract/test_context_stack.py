@@ -79,3 +79,33 @@ def test_an_empty_history_gives_a_cold_start():
     warm = context_stack.warm_start(np.zeros((0, len(spec.features))), spec)
     assert warm["rows"] == 0 and warm["state"]["model"]["d"] == 0
     assert context_stack.mismatch(warm, spec, None) == ""
+
+
+def test_a_loaded_warm_start_keeps_the_window_part_and_starts_the_model_inputs_fresh():
+    """The warm start learns the model inputs on a history where both are 0: it ships as learned (pinned above),
+    and a stack that loads it keeps the window's part and gives the model inputs a cold model's state (chosen on
+    first halves, docs/combination.md, issue 17)."""
+    spec = SPECS["h1"]
+    warm = context_stack.warm_start(_history(spec), spec, {"half_life": 200})
+    shipped = warm["state"]["model"]
+    d = shipped["d"]
+    assert (
+        max(shipped["var"][d - 3 : d - 1]) < 0.01 and min(np.diag(shipped["P"])[d - 3 : d - 1]) > 1
+    )  # grown: nothing learned
+    stack = ContextStack(half_life=200)
+    stack.load_warm(warm, spec)
+    got = stack.model.state()
+    keep = [*range(d - 3), d - 1]  # the window's inputs and the bias
+    for k in ("w", "P"):
+        a, b = np.asarray(got[k]), np.asarray(shipped[k])
+        assert np.array_equal(
+            a[np.ix_(keep, keep)] if k == "P" else a[keep], b[np.ix_(keep, keep)] if k == "P" else b[keep]
+        )
+    assert got["mean"][: d - 3] == shipped["mean"][: d - 3] and got["var"][: d - 3] == shipped["var"][: d - 3]
+    P = np.asarray(got["P"])
+    for c in (d - 3, d - 2):  # batch - last, speed - last: a cold model's
+        assert got["mean"][c] == 0.0 and got["var"][c] == 1.0 and got["w"][c] == 0.0
+        assert P[c, c] == got["config"]["prior"] and np.count_nonzero(P[c]) == np.count_nonzero(P[:, c]) == 1
+    no_speed = ContextStack(half_life=200, use_speed=False)
+    no_speed.load_warm(warm, spec)  # an ablation: its one model input fresh too
+    assert no_speed.model.state()["var"][-1] == 1.0 and no_speed.model._d == d - 1
