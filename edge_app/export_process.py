@@ -155,8 +155,15 @@ class ExportProcess:
 
 
 def _start(target: str, horizon: int) -> subprocess.Popen:
-    """The child: this interpreter running :func:`serve` on this copy of edge_app (stderr: the app's)."""
-    code = f"import sys; sys.path.insert(0, {_PACKAGES!r}); from edge_app.export_process import serve; serve()"
+    """The child: this interpreter running :func:`serve` on this copy of edge_app (stderr: the app's). It ignores
+    SIGINT and SIGTERM, which a terminal's Ctrl-C or a supervisor's stop send to the whole process group: the app
+    then shuts down and still needs it for the windows it closes; it ends when its stdin does (the app exited,
+    however), and SIGKILL ends it."""
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"sys.path.insert(0, {_PACKAGES!r}); from edge_app.export_process import serve; serve()"
+    )
     return subprocess.Popen(
         [sys.executable, "-c", code, target, str(horizon)],
         stdin=subprocess.PIPE,

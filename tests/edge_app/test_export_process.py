@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +182,21 @@ def test_the_default_exports_in_the_child_and_false_on_the_thread(tmp_path: Path
         uploads.close(timeout=5)
     if not setting:
         assert _gone(pid)
+
+
+def test_the_child_outlives_a_stop_signal_to_the_group_until_the_app_is_done(
+    tmp_path: Path, export: ExportProcess
+) -> None:
+    """Ctrl-C or a supervisor's SIGTERM reach the whole process group: the child keeps serving the app's shutdown
+    (the last windows), and ends with its stdin."""
+    window = _window(tmp_path / "w.csv", 100, 5)
+    expected = ForecastExport("Ot_avg", horizon=3).encode(window)
+    assert export.encode(window) == expected  # the child is up (its handlers are set before anything else)
+    pid = export.pid
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.kill(pid, sig)
+    time.sleep(0.2)
+    assert export.encode(window) == expected
+    assert export.pid == pid and export.failures == 0
+    export.close()
+    assert _gone(pid)
