@@ -4,7 +4,10 @@ One code path for the edge app (forecasts) and the training job (parity check of
 model). :class:`TFLiteModel` preallocates its input so that :meth:`~TFLiteModel.predict_one`
 allocates nothing per call but the returned float; :meth:`~TFLiteModel.predict_batch` forecasts
 many windows with one invoke per chunk of :data:`CHUNK` rows (the models take a dynamic batch),
-each forecast equal bit for bit to :meth:`~TFLiteModel.predict_one`'s of the same window.
+each forecast equal bit for bit to :meth:`~TFLiteModel.predict_one`'s of the same window. A change of
+an interpreter's batch size costs a resize (re-plans the graph, ~4-30 µs), so batches run on interpreters of
+their own: one at batch 1, one at a full chunk and one for the rest, whose size only changes when a batch
+would pad more than :data:`PAD_SLACK` rows (padded to :func:`bucket`; padding rows are zeros, never read).
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ from model_contract.scaling import Scaler
 
 _RUNTIMES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 CHUNK = 256  # rows per batched invoke at most (larger batches no longer invoke faster per row; BENCHMARKS.md)
+PAD_SLACK = 16  # a partial chunk reuses the interpreter's size if that pads fewer rows (~0.5 µs a row < a resize)
+
+
+def bucket(rows: int) -> int:
+    """The batch size a partial chunk of ``rows`` is padded to when its interpreter must resize: the next
+    power of two up to 16 rows, then the next multiple of 16 (at most :data:`CHUNK`)."""
+    if rows <= 16:
+        return 1 << (rows - 1).bit_length()
+    return min(CHUNK, -(-rows // 16) * 16)
 
 
 class ModelRejected(ValueError):
@@ -79,15 +91,32 @@ class TFLiteModel:
         self._t_scale = scaler.scale[scaler.target_index]
         self._t_mean = scaler.mean[scaler.target_index]
         self.input_shape = tuple(input_shape)
-        self._rows = 1  # the batch size the interpreter is allocated for
+        self._content, self._num_threads = content, num_threads
         self._bscaled: np.ndarray | None = None  # predict_batch's buffers, made at its first call
         self._binput: np.ndarray | None = None
+        self._full: _Sized | None = None  # predict_batch's interpreters: a full chunk, and the rest (made at need)
+        self._part: _Sized | None = None
+        self.resizes = 0  # interpreter (re)allocations for batches so far
         self.batched = True  # False once a batched invoke failed or disagreed with predict_one (then one by one)
 
-    def _resize(self, rows: int) -> None:
-        self._interp.resize_tensor_input(self._in_index, [rows, *self.input_shape])
-        self._interp.allocate_tensors()
-        self._rows = rows
+    def _sized(self, rows: int) -> _Sized:
+        """The interpreter a chunk of ``rows`` (2..CHUNK) invokes on, allocated to ``rows`` or a bit more."""
+        if rows == CHUNK:
+            if self._full is None:
+                self._full = self._new_sized(CHUNK)
+                self.resizes += 1
+            return self._full
+        part = self._part
+        if part is None or not rows <= part.rows < rows + PAD_SLACK:
+            if part is None:
+                part = self._part = self._new_sized(bucket(rows))
+            else:
+                part.resize(bucket(rows))
+            self.resizes += 1
+        return part
+
+    def _new_sized(self, rows: int) -> _Sized:
+        return _Sized(interpreter_class()(model_content=self._content, num_threads=self._num_threads), rows)
 
     @classmethod
     def from_manifest(cls, content: bytes, manifest: Manifest, num_threads: int = 1) -> TFLiteModel:
@@ -102,8 +131,6 @@ class TFLiteModel:
 
     def predict_one(self, window: np.ndarray) -> float:
         """Forecast from one raw (steps, columns) window: scale, invoke, unscale."""
-        if self._rows != 1:
-            self._resize(1)
         self._scaler.transform_into(window, self._scaled)
         self._input[0] = self._scaled
         self._interp.set_tensor(self._in_index, self._input)
@@ -128,19 +155,20 @@ class TFLiteModel:
                 out[i] = self.predict_one(windows[i])
             return out
         t_scale, t_mean = self._t_scale, self._t_mean
+        binput = self._binput
         for lo in range(0, n, CHUNK):
             hi = min(n, lo + CHUNK)
             rows = hi - lo
-            if self._rows != rows:
-                self._resize(rows)
+            sized = self._sized(rows)
             scaled = self._bscaled[:rows]
             self._scaler.transform_into(windows[lo:hi], scaled)
-            x = self._binput[:rows]
-            x[...] = scaled
-            self._interp.set_tensor(self._in_index, x)
-            self._interp.invoke()
+            binput[:rows] = scaled
+            binput[rows : sized.rows] = 0.0  # the padding: zeros (each row's forecast is its own)
+            interp = sized.interp
+            interp.set_tensor(sized.in_index, binput[: sized.rows])
+            interp.invoke()
             res = out[lo:hi]
-            res[...] = self._interp.get_tensor(self._out_index).reshape(-1)
+            res[...] = interp.get_tensor(sized.out_index).reshape(-1)[:rows]
             res *= t_scale
             res += t_mean
         return out
@@ -151,12 +179,10 @@ class TFLiteModel:
         one = np.asarray([self.predict_one(w) for w in probe])
         try:
             self.batched = True
-            self._resize(len(probe))
             many = self.predict_batch(probe, np.empty(len(probe)))
         except (ValueError, RuntimeError):
+            self._part = None
             return False
-        finally:
-            self._resize(1)
         return bool(np.array_equal(one, many, equal_nan=True))
 
     def predict_scaled(self, X: np.ndarray) -> np.ndarray:
@@ -168,3 +194,21 @@ class TFLiteModel:
             self._interp.invoke()
             out[i] = self._interp.get_tensor(self._out_index).reshape(-1)[0]
         return out
+
+
+class _Sized:
+    """An interpreter allocated for batches of ``rows`` (its input and output tensor indices)."""
+
+    __slots__ = ("interp", "in_index", "out_index", "rows")
+
+    def __init__(self, interp, rows: int) -> None:
+        self.interp = interp
+        self.in_index = interp.get_input_details()[0]["index"]
+        self.out_index = interp.get_output_details()[0]["index"]
+        self.resize(rows)
+
+    def resize(self, rows: int) -> None:
+        shape = self.interp.get_input_details()[0]["shape"]
+        self.interp.resize_tensor_input(self.in_index, [rows, *(int(d) for d in shape[1:])])
+        self.interp.allocate_tensors()
+        self.rows = rows

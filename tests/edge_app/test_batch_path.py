@@ -265,3 +265,43 @@ def test_a_batched_invoke_forecasts_each_window_as_a_batch_of_one(calendar_model
             out = np.full(n, np.nan)
             assert np.array_equal(model.predict_batch(windows[:n], out), one[:n])
         assert model.batched and model.predict_one(windows[3]) == one[3]
+
+
+def test_padded_batches_forecast_each_window_as_a_batch_of_one(calendar_models, turbine_dir):
+    """predict_batch pads a partial chunk to its interpreter's size (model_contract.runtime.bucket): every
+    size from 1 to a chunk and back, in an order that pads (small after big, sizes within PAD_SLACK), gives
+    each window predict_one's forecast bit for bit, writes only ``out[:n]``, and resizes rarely (at 1,000/s
+    the batches of 1-5 rows settle on one size)."""
+    import numpy as np
+
+    from model_contract import FeatureBuffer, default_spec
+    from model_contract.calendar import parse_timestamp
+    from model_contract.runtime import CHUNK, PAD_SLACK, TFLiteModel, bucket
+
+    assert [bucket(r) for r in (1, 2, 3, 5, 16, 17, 33, 250, 255)] == [1, 2, 4, 8, 16, 32, 48, 256, 256]
+    spec = default_spec()
+    buf = FeatureBuffer(spec)
+    windows = []
+    for row in read_rows(turbine_dir / "test.csv", 900, 2 * CHUNK + 40):
+        buf.push(spec.parse_values(row), parse_timestamp(row["Date_time"]))
+        if buf.ready:
+            windows.append(buf.window.copy())
+    windows = np.asarray(windows)
+    sizes = [5, 2, 3, 4, 2, 5] * 3 + list(range(6, 40)) + [CHUNK - 1, CHUNK - PAD_SLACK + 1, 100, 90, 2]
+    sizes += [CHUNK, len(windows), CHUNK + 3, 2 * CHUNK, 7, 1, 9]
+    for path in (calendar_models.batch, calendar_models.speed):
+        model = TFLiteModel.from_files(path)
+        one = np.asarray([model.predict_one(w) for w in windows])
+        model.predict_batch(windows[:3], np.empty(3))  # the probe (part interpreter at 4 rows)
+        model.resizes = 0
+        for k, n in enumerate(sizes):
+            lo = (k * 37) % (len(windows) - n + 1)  # other windows each time: stale rows would show
+            out = np.full(n + 4, np.nan)
+            model.predict_batch(windows[lo : lo + n], out)
+            assert np.array_equal(out[:n], one[lo : lo + n]), n
+            assert np.isnan(out[n:]).all()
+        assert model.batched
+        model.resizes = 0
+        for n in [2, 5, 3, 4, 2, 5, 1, 3] * 20:  # the 1,000/s pattern: one size (8) serves them all
+            model.predict_batch(windows[:n], np.empty(n))
+        assert model.resizes <= 1
