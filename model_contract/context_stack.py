@@ -8,8 +8,9 @@ optional layers on top. The trainer computes the state a fresh stack reaches on 
 history by streaming that history through one (:func:`warm_start`, :func:`stream`: no model forecasts
 exist there, so batch = speed = last and both model inputs read 0; only the linear part learns). It
 ships it in the batch manifest (``extra["combiner_warm_start"]``); every new device's combiner starts
-from it, the model inputs' part fresh (:meth:`ContextStack.load_warm`, :func:`fresh_model_inputs`: the history
-taught it nothing about them; docs/edge.md), and ``hybridstream eval run`` replays exactly that.
+from it, the window's part from the warm start's twin and the model inputs' part fresh (:meth:`ContextStack.load_warm`,
+:func:`fresh_model_inputs`: the history taught it nothing about them; docs/edge.md), and ``hybridstream eval run``
+replays exactly that.
 
 >>> import numpy as np
 >>> from model_contract import FeatureSpec
@@ -86,21 +87,37 @@ def without_model_inputs(model: OnlineLinear, batch: bool = False, speed: bool =
     return OnlineLinear.from_state(state)
 
 
-def fresh_model_inputs(model: OnlineLinear, count: int) -> OnlineLinear:
+def fresh_model_inputs(model: OnlineLinear, count: int, window: OnlineLinear | None = None) -> OnlineLinear:
     """``model`` (a warm stack's: inputs window, model inputs, + bias) with its last ``count`` inputs before the
-    bias (the model inputs it reads) as a cold model has them: mean 0, variance 1, weight 0, covariance rows and
-    columns 0 with the prior on the diagonal; the window's part as learned. A warm start learns the model inputs on
-    a history where both are 0 ("no change"): it learns nothing about them, their variances fall to ~0 (the first
-    real forecasts were then standardised by ~0 and clipped) and their covariance fills the trace cap. Chosen on
-    the first halves of 13 streams (docs/combination.md, issue 17): better on 11 (up to 2.6 %), within 0.02 % on
-    the others."""
-    if not count or not model._d:  # noqa: SLF001
+    bias (the model inputs it reads) fresh: mean 0, variance the model's running mean square of the target's
+    changes (``dy2``: the scale of a forecast change, so the start is scale-invariant), weight 0, covariance rows
+    and columns 0 with the prior on the diagonal. ``window`` (the warm start's twin: the same config on the
+    window's inputs only, :func:`twin_warm_start`) replaces the window's part (weights, covariance, means,
+    variances, running squares, record count); without it that part stays as learned.
+
+    A warm start learns the model inputs on a history where both are 0 ("no change"): it learns nothing about them,
+    their variances fall to ~0 (the first real forecasts were then standardised by ~0 and clipped) and their
+    covariance grows until the trace cap, whose rescaling also shrinks the window's part (7-12x on 20k-row
+    histories): the twin never had those columns. Chosen on the first halves of 13 streams (docs/combination.md,
+    issue 17)."""
+    if not model._d:  # noqa: SLF001
         return model
     state = model.state()
     d, prior = state["d"], float(state["config"]["prior"])
+    k = d - 1 - count  # the window's inputs
     P = np.asarray(state["P"], dtype=float)
-    for c in range(d - 1 - count, d - 1):  # the bias is last
-        state["mean"][c], state["var"][c], state["w"][c] = 0.0, 1.0, 0.0
+    if window is not None and window._d == k + 1:  # noqa: SLF001
+        twin = window.state()
+        keep = [*range(k), d - 1]  # the window's inputs and the bias
+        P[np.ix_(keep, keep)] = np.asarray(twin["P"], dtype=float)
+        state["mean"][:k], state["var"][:k] = twin["mean"], twin["var"]
+        state["w"][:k], state["w"][d - 1] = twin["w"][:k], twin["w"][k]
+        state |= {key: twin[key] for key in ("dy2", "e2", "n")}
+    elif not count:
+        return model
+    var = state["dy2"] if state["dy2"] > 0 else 1.0  # a constant history: no scale to take
+    for c in range(k, d - 1):  # the bias is last
+        state["mean"][c], state["var"][c], state["w"][c] = 0.0, var, 0.0
         P[c, :] = 0.0
         P[:, c] = 0.0
         P[c, c] = prior
@@ -505,8 +522,9 @@ class ContextStack:
         return {"model": self.model.state(), "guard": {"mse": [float(v) for v in self._mse], "seen": self._seen}}
 
     def load_warm(self, warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
-        """Start from a warm start (:func:`warm_start` on the batch model's history: its linear model, the model
-        inputs' part fresh (:func:`fresh_model_inputs`), and its guard's errors); ValueError if it does not fit
+        """Start from a warm start (:func:`warm_start` on the batch model's history: its linear model with the
+        window's part from the warm start's twin where it has one and the model inputs' part fresh
+        (:func:`fresh_model_inputs`), and its guard's errors); ValueError if it does not fit
         this config / spec (then nothing changes). Counters start at 0; ``warm_rows`` says how many history rows
         it learned. Returns the warm start's model as shipped (None: empty)."""
         why = mismatch(warm, spec, self.warm_config())
@@ -516,7 +534,11 @@ class ContextStack:
         self.bind_spec(spec)
         if model._d:  # noqa: SLF001 (an empty history leaves it cold)
             kept = model if self._nm == 2 else without_model_inputs(model, self.use_batch, self.use_speed)
-            self.model = fresh_model_inputs(kept, self._nm)
+            try:
+                twin = parse_twin(warm, spec)
+            except ValueError:  # a bad twin: the window's part as learned (the layers log it)
+                twin = None
+            self.model = fresh_model_inputs(kept, self._nm, twin)
             self._set_coef()
         self._mse, self._seen = mse, seen
         self.warm_rows = int(warm.get("rows", seen))

@@ -11,6 +11,7 @@ import numpy as np
 from edge_app.combiners import make_combiner
 from hybridstream.evaluation.online_run import dynamic_combiner
 from model_contract import FeatureBuffer, FeatureSpec, Manifest, Scaler, context_stack
+from model_contract.online_linear import OnlineLinear
 
 SPEC = FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2), horizon=3)
 
@@ -25,10 +26,12 @@ def _matrix(rows: int, seed: int) -> np.ndarray:
 
 def _streamed(train: np.ndarray, spec: FeatureSpec):
     """The former ``online_run._warm_combiner``: stream the history with batch = speed = last; then, as a warm
-    start loads, the model inputs' part fresh (the history taught it nothing about them)."""
+    start loads, the window's part from the baseline streamed through the history (the warm start's twin) and the
+    model inputs' part fresh (the history taught it nothing about them)."""
     c = make_combiner({"strategy": "dynamic", "blend": "none"}, spec=spec)
     context_stack.stream(c, train, spec)
-    c.model = context_stack.fresh_model_inputs(c.model, 2)
+    twin = OnlineLinear.from_state(context_stack.twin_warm_start(train, spec))  # the baseline streamed through it
+    c.model = context_stack.fresh_model_inputs(c.model, 2, twin)  # its window part, the model inputs fresh
     c._set_coef()
     return c
 

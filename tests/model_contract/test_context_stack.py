@@ -81,13 +81,15 @@ def test_an_empty_history_gives_a_cold_start():
     assert context_stack.mismatch(warm, spec, None) == ""
 
 
-def test_a_loaded_warm_start_keeps_the_window_part_and_starts_the_model_inputs_fresh():
-    """The warm start learns the model inputs on a history where both are 0: it ships as learned (pinned above),
-    and a stack that loads it keeps the window's part and gives the model inputs a cold model's state (chosen on
-    first halves, docs/combination.md, issue 17)."""
+def test_a_loaded_warm_start_takes_the_window_part_from_the_twin_and_starts_the_model_inputs_fresh():
+    """The warm start learns the model inputs on a history where both are 0: it ships as learned (pinned above).
+    A stack that loads it takes the window's part from the warm start's twin (the same config on the window's
+    inputs only: the trace cap's rescaling, driven by the model inputs' grown covariance, never shrank it) and
+    starts the model inputs fresh: mean 0, variance the running mean square of the target's changes (dy2), weight
+    0, covariance the prior on the diagonal only (chosen on first halves, docs/combination.md, issue 17)."""
     spec = SPECS["h1"]
     warm = context_stack.warm_start(_history(spec), spec, {"half_life": 200})
-    shipped = warm["state"]["model"]
+    shipped, twin = warm["state"]["model"], warm[context_stack.TWIN_KEY]
     d = shipped["d"]
     assert (
         max(shipped["var"][d - 3 : d - 1]) < 0.01 and min(np.diag(shipped["P"])[d - 3 : d - 1]) > 1
@@ -96,16 +98,68 @@ def test_a_loaded_warm_start_keeps_the_window_part_and_starts_the_model_inputs_f
     stack.load_warm(warm, spec)
     got = stack.model.state()
     keep = [*range(d - 3), d - 1]  # the window's inputs and the bias
-    for k in ("w", "P"):
-        a, b = np.asarray(got[k]), np.asarray(shipped[k])
-        assert np.array_equal(
-            a[np.ix_(keep, keep)] if k == "P" else a[keep], b[np.ix_(keep, keep)] if k == "P" else b[keep]
-        )
-    assert got["mean"][: d - 3] == shipped["mean"][: d - 3] and got["var"][: d - 3] == shipped["var"][: d - 3]
+    assert np.array_equal(np.asarray(got["P"])[np.ix_(keep, keep)], twin["P"])
+    assert [got["w"][i] for i in keep] == twin["w"] and got["mean"][: d - 3] == twin["mean"]
+    assert got["var"][: d - 3] == twin["var"] and all(got[k] == twin[k] for k in ("dy2", "e2", "n"))
     P = np.asarray(got["P"])
-    for c in (d - 3, d - 2):  # batch - last, speed - last: a cold model's
-        assert got["mean"][c] == 0.0 and got["var"][c] == 1.0 and got["w"][c] == 0.0
+    for c in (d - 3, d - 2):  # batch - last, speed - last: fresh, on the target's change scale
+        assert got["mean"][c] == 0.0 and got["var"][c] == got["dy2"] > 0 and got["w"][c] == 0.0
         assert P[c, c] == got["config"]["prior"] and np.count_nonzero(P[c]) == np.count_nonzero(P[:, c]) == 1
     no_speed = ContextStack(half_life=200, use_speed=False)
-    no_speed.load_warm(warm, spec)  # an ablation: its one model input fresh too
-    assert no_speed.model.state()["var"][-1] == 1.0 and no_speed.model._d == d - 1
+    no_speed.load_warm(warm, spec)  # an ablation: its one model input fresh too, the window part the twin's
+    state = no_speed.model.state()
+    assert state["var"][-1] == state["dy2"] and no_speed.model._d == d - 1 and state["w"][: d - 3] == twin["w"][:-1]
+    older = {k: v for k, v in warm.items() if k != context_stack.TWIN_KEY}  # a manifest from before the twin
+    stack.load_warm(older, spec)
+    got = stack.model.state()
+    assert got["var"][: d - 3] == shipped["var"][: d - 3] and got["var"][d - 3] == shipped["dy2"]  # as learned
+
+
+def _scaled(warm: dict, spec: FeatureSpec, s: float) -> dict:
+    """``warm`` as a history with the target x ``s`` teaches it (the cold model's first records' var = 1 prior
+    aside): the target's and the model inputs' means x s and variances x s^2, the weights x s (a change in the
+    target's units per standardised input), the running squares x s^2; covariances are scale-free."""
+    warm = json.loads(json.dumps(warm))
+    steps, cols = spec.input_shape
+    target = [i for i in range(steps * cols) if i % cols == spec.target_index]
+    for state, models in ((warm["state"]["model"], 2), (warm[context_stack.TWIN_KEY], 0)):
+        d = state["d"]
+        for i in [*target, *range(d - 1 - models, d - 1)]:
+            state["mean"][i] *= s
+            state["var"][i] *= s * s
+        state["w"] = [v * s for v in state["w"]]
+        state["dy2"] *= s * s
+        state["e2"] *= s * s
+    warm["state"]["guard"]["mse"] = [v * s * s for v in warm["state"]["guard"]["mse"]]
+    return warm
+
+
+@pytest.mark.usefixtures("linear_backend")
+def test_a_loaded_warm_start_is_scale_invariant():
+    """The target in other units (x1000) gives the same forecasts in those units, to 1e-9: the model inputs'
+    fresh variance is on the target's change scale (a variance of 1, in the target's units, lingered for
+    thousands of records: MSE +40 % over the first 1,000 at x1000, issue 17)."""
+    spec = FeatureSpec(columns=("a", "y"), target="y", lags=(1, 2))
+    rng = np.random.default_rng(0)
+    a, noise, y = rng.normal(size=3000), rng.normal(size=(3000, 2)), np.zeros(3000)
+    for t in range(1, 3000):
+        y[t] = 0.9 * y[t - 1] + 0.3 * a[t - 1] + rng.normal(0, 0.3)
+    data = np.column_stack([a, y])
+    warm = context_stack.warm_start(data[:1500], spec, {"half_life": 300})
+
+    def forecasts(warm: dict, s: float) -> np.ndarray:
+        stack, live = ContextStack(half_life=300), data[1500:] * [1.0, s]
+        stack.load_warm(warm, spec)
+        out, pending = [], None  # (batch, speed, the forecast's context)
+        for t in range(spec.max_lag, len(live) - 1):
+            window, last, truth = live[t - spec.max_lag + 1 : t + 1], live[t, 1], live[t + 1, 1]
+            if pending is not None:
+                stack.learn_one(pending[0], pending[1], last, pending[2])
+            b = last + 0.8 * (truth - last) + 0.1 * s * noise[t, 0]  # the models know part of the next change
+            sp = last + 0.5 * (truth - last) + 0.3 * s * noise[t, 1]
+            out.append(stack.predict_one(b, sp, np.ascontiguousarray(window)) / s)
+            pending = (b, sp, stack.context())
+        return np.asarray(out)
+
+    x1, x1000 = forecasts(warm, 1.0), forecasts(_scaled(warm, spec, 1000.0), 1000.0)
+    assert len(x1) > 1400 and np.allclose(x1000, x1, rtol=1e-9, atol=0)
