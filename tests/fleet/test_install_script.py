@@ -246,6 +246,20 @@ def test_python_older_than_3_11_is_refused_before_anything(pi):
     assert not (tmp / "root" / "greengrass").exists()
 
 
+def test_debian_11_without_python3_is_refused_before_apt(pi):
+    """Raspberry Pi OS 11 without a python3 yet: refused from /etc/os-release before apt installs
+    anything (apt would install bullseye's Python 3.9, Java and the rest first)."""
+    tmp, unpack, env = pi
+    folder = unpack("aarch64")
+    etc = tmp / "root" / "etc"
+    etc.mkdir(parents=True)
+    (etc / "os-release").write_text('PRETTY_NAME="Debian GNU/Linux 11 (bullseye)"\nID=debian\nVERSION_ID="11"\n')
+    result = run(folder, {**env, "FAKE_PYTHON": "none"})
+    assert result.returncode == 1
+    assert "the edge needs Python >= 3.11; this Pi runs Debian GNU/Linux 11 (bullseye)" in result.stderr
+    assert calls(tmp) == []
+
+
 def test_without_python3_apt_installs_it_and_it_is_checked(pi):
     """No python3 at all (a minimal image): apt installs the release's, then its version is checked
     before anything is downloaded."""

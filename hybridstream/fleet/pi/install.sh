@@ -132,6 +132,16 @@ $SUPPORTED"
 if ! pyver="$(python_ok)" && [ "$pyver" != none ]; then
   python_refusal "$pyver" # (no python3 at all: apt installs the release's, checked below)
 fi
+debian_too_old() { # Debian / Raspberry Pi OS older than 12 (bookworm): its python3 is < 3.11
+  # shellcheck source=/dev/null
+  (. "$ROOT/etc/os-release" 2>/dev/null && case "${ID:-}" in
+    debian | raspbian) [ -n "${VERSION_ID:-}" ] && [ "${VERSION_ID%%.*}" -lt 12 ] ;;
+    *) false ;;
+  esac)
+}
+if debian_too_old; then # also without a python3 yet: refused before apt installs anything
+  python_refusal "below $MIN_PYTHON (Debian < 12)"
+fi
 
 # -- 3. apt prerequisites ------------------------------------------------------------------------
 # the first of these with an apt candidate (bookworm: 17, trixie: 21); as infra/recipes.py JAVA_PACKAGES
