@@ -317,17 +317,6 @@ def run_stream(
     return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm, warms)
 
 
-def _has_layer(config: Mapping) -> bool:
-    """Whether a dynamic combiner config runs a layer with a twin (``blend`` pair or experts; pair by default,
-    none where ``twin`` asks for the older guard: :class:`edge_app.context_stacking.ContextStacking`)."""
-    from edge_app.context_stacking import default_blend  # noqa: PLC0415
-
-    blend = config.get("blend")
-    if blend is None:
-        blend = default_blend(bool(config.get("twin")))
-    return config.get("method", "context") == "context" and blend != "none"
-
-
 def interval_warm_start(manifest: Manifest, train: np.ndarray, spec: FeatureSpec) -> dict:
     """The batch manifest's interval warm start, as every new edge device's intervals start (a cached manifest
     that predates it gets it computed from ``train`` with the trainer's functions)."""
@@ -378,7 +367,8 @@ def dynamic_combiner(
 ):
     """The dynamic combiner as the edge makes a new device's (``edge_app``: ``make_combiner(..., warm=...)``): from
     the batch manifest's warm start if it fits ``config`` and ``spec`` (a manifest without one, e.g. an old cache
-    entry, gets it computed from ``train`` with the trainer's function; one without the layers' twin, that twin),
+    entry, gets it computed from ``train`` with the trainer's function; one without the twin, that twin:
+    the stack's window part and the layers read it),
     else cold with the reason logged. ``own``: a context config whose learning keys (half-life, clips, guard
     half-life) differ from the manifest's warm start's starts from the warm start the trainer would ship if that
     config were its default (computed from ``train`` with the trainer's function), not cold."""
@@ -389,8 +379,12 @@ def dynamic_combiner(
     state = manifest.extra.get(context_stack.WARM_KEY)
     if state is None and config.get("method", "context") == "context":
         state = context_stack.warm_start(train, spec)  # the cached manifest predates warm starts: the trainer's
-    elif isinstance(state, Mapping) and context_stack.TWIN_KEY not in state and _has_layer(config):
-        twin = context_stack.twin_warm_start(train, spec, state.get("config"))  # predates the twin's: the trainer's
+    elif (
+        isinstance(state, Mapping)
+        and context_stack.TWIN_KEY not in state
+        and config.get("method", "context") == "context"
+    ):  # predates the twin: the trainer's (the stack reads it for its window part, with or without a layer)
+        twin = context_stack.twin_warm_start(train, spec, state.get("config"))
         state = {**state, context_stack.TWIN_KEY: twin}
     why, whose = warm_start_mismatch(config, spec, state), "the batch model's warm start"
     if why and own and config.get("method", "context") == "context" and not config.get("twin"):

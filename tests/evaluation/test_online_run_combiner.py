@@ -116,3 +116,21 @@ def test_own_warm_start_gives_a_variant_of_another_half_life_the_trainers_warm_s
     assert "the batch model's warm start" in logs[-1] and same.warm_rows == own.warm_rows  # a fitting one is used
     twin = dynamic_combiner({"half_life": 3000, "twin": True}, SPEC, manifest, train, own=True, log=logs.append)
     assert twin.warm_rows == 0 and "starts cold" in logs[-1]  # the twin guard has no warm start
+
+
+def test_a_cached_manifest_without_the_twin_gives_the_stack_alone_the_twins_window_part():
+    """``blend: none`` reads the twin too (``ContextStack.load_warm``: the window's part): a twin-less cached
+    manifest loads the stack alone as a manifest with the twin does and as the pair layer's stack, not the older,
+    trace-shrunk window part (review of be45c6c: abrupt H = 1's stack alone had replayed without it)."""
+    train, test = _matrix(800, 0), _matrix(400, 1)
+    warm = context_stack.warm_start(train, SPEC)
+    old = _manifest({"combiner_warm_start": {k: v for k, v in warm.items() if k != context_stack.TWIN_KEY}})
+    none = {"strategy": "dynamic", "blend": "none"}
+    new = dynamic_combiner(none, SPEC, _manifest({"combiner_warm_start": warm}), train)
+    cached = dynamic_combiner(none, SPEC, old, train)
+    pair = dynamic_combiner({"strategy": "dynamic", "blend": "pair"}, SPEC, old, train)
+    stacks = [c.model.state() for c in (new, cached, pair)]
+    for s in stacks[1:]:
+        assert np.array_equal(np.asarray(s["P"]), np.asarray(stacks[0]["P"]))
+        assert s["w"] == stacks[0]["w"] and s["mean"] == stacks[0]["mean"] and s["var"] == stacks[0]["var"]
+    assert _forecasts(new, test) == _forecasts(cached, test)
