@@ -25,6 +25,7 @@ replays exactly that.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ from model_contract.online_linear import (
     learn_stream,
 )
 
+log = logging.getLogger(__name__)
 HUGE = 1e150  # an error (or its square) at or above this, or NaN/inf, is not learned
 BIG = 1e75  # errors beyond this (or NaN/inf) count as the winsorised maximum (their square would overflow)
 WILD = 1e4  # one error's square counts at most WILD x (persistence's forgotten MSE + its own)
@@ -93,7 +95,12 @@ def fresh_model_inputs(model: OnlineLinear, count: int, window: OnlineLinear | N
     changes (``dy2``: the scale of a forecast change, so the start is scale-invariant), weight 0, covariance rows
     and columns 0 with the prior on the diagonal. ``window`` (the warm start's twin: the same config on the
     window's inputs only, :func:`twin_warm_start`) replaces the window's part (weights, covariance, means,
-    variances, running squares, record count); without it that part stays as learned.
+    variances, running squares, record count); without it that part stays as learned. The twin leaves the
+    history's last truth out (:func:`twin_warm_start`, as eval streams its baseline): its record count ``n`` is
+    one behind the stack's (e.g. 19,997 vs 19,998), while ``warm_rows``, the guard and the skipped / reset counts
+    stay the stack's. Left so on purpose (draining the twin would change every shipped warm start): ``n`` sets the
+    scales' decay only while below 1 / (1 - ds) records (~7,200 at the defaults: 1 - 1/n, off by 1/n^2) and
+    else only times the covariance's re-symmetrising (every 1,000 records).
 
     A warm start learns the model inputs on a history where both are 0 ("no change"): it learns nothing about them,
     their variances fall to ~0 (the first real forecasts were then standardised by ~0 and clipped) and their
@@ -536,7 +543,8 @@ class ContextStack:
             kept = model if self._nm == 2 else without_model_inputs(model, self.use_batch, self.use_speed)
             try:
                 twin = parse_twin(warm, spec)
-            except ValueError:  # a bad twin: the window's part as learned (the layers log it)
+            except ValueError as exc:  # a bad twin: the window's part as learned
+                log.warning("the context stack keeps the warm start's window part as learned: %s", exc)
                 twin = None
             self.model = fresh_model_inputs(kept, self._nm, twin)
             self._set_coef()
@@ -645,7 +653,26 @@ def parse_twin(warm: Mapping, spec: FeatureSpec) -> OnlineLinear | None:
     n, last = layout(spec.input_shape, spec.target_index, spec.linear_inputs() if spec.calendar else None)
     if model.target_index != last or model._inputs is not None or model._d not in (0, n + 1):  # noqa: SLF001
         raise ValueError(f"bad combiner warm start: twin size {model._d} / target {model.target_index} != this spec's")  # noqa: SLF001
+    differ = _config_differs(state.get("config"), ((warm.get("state") or {}).get("model") or {}).get("config"))
+    if differ:
+        raise ValueError(f"bad combiner warm start: the twin's config differs from the stack's ({differ})")
     return model
+
+
+def _config_differs(twin: Mapping | None, stack: Mapping | None) -> str:
+    """The learning keys (half-life's lam, prior, clips, trace cap, ...) on which a twin's OnlineLinear config
+    differs from the stack's ('' if none; target_index and inputs aside: the twin reads the stack's row)."""
+    twin, stack = twin or {}, stack or {}
+    keys = sorted((set(twin) | set(stack)) - {"target_index", "inputs"})
+    return ", ".join(
+        f"{k} {twin.get(k)} != {stack.get(k)}"
+        for k in keys
+        if not (
+            isinstance(twin.get(k), int | float)
+            and isinstance(stack.get(k), int | float)
+            and math.isclose(twin[k], stack[k])
+        )
+    )
 
 
 def mismatch(warm: Mapping | None, spec: FeatureSpec, config: Mapping | None) -> str:

@@ -163,3 +163,48 @@ def test_a_loaded_warm_start_is_scale_invariant():
 
     x1, x1000 = forecasts(warm, 1.0), forecasts(_scaled(warm, spec, 1000.0), 1000.0)
     assert len(x1) > 1400 and np.allclose(x1000, x1, rtol=1e-9, atol=0)
+
+
+@pytest.mark.usefixtures("linear_backend")
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_a_loaded_stack_with_model_inputs_at_0_forecasts_as_its_twin_bit_for_bit(name):
+    """The splice means what it says: after ``load_warm`` the stack with both model inputs 0 (batch = speed =
+    last) forecasts exactly what the warm start's twin forecasts from the stack's row's window part, on a plain
+    and a calendar spec (the twin's columns are the stack's, the bias moved to the end; review of be45c6c)."""
+    spec = SPECS[name]
+    history = _history(spec)[:250]  # before the wild rows: a plain history
+    warm = context_stack.warm_start(history, spec, {"half_life": 200})
+    stack = ContextStack(half_life=200)
+    stack.load_warm(warm, spec)
+    twin = context_stack.parse_twin(warm, spec)
+    live = _history(spec)[250:290] + 0.05
+    got, want = [], []
+    for t in range(spec.max_lag, len(live)):
+        window = np.ascontiguousarray(live[t - spec.max_lag : t])
+        last = float(window[-1, spec.target_index])
+        got.append(stack.predict_one(last, last, window))
+        want.append(twin.predict_one(stack.context()[:, : stack._k]))  # noqa: SLF001 (the window's inputs)
+    assert len(got) > 30 and got == want
+
+
+def test_a_twin_of_another_config_is_not_spliced_and_the_fallback_is_logged(caplog):
+    """A twin whose learning config differs from the stack's (a hand-edited manifest: another half-life, prior or
+    trace cap) is not spliced in: the window's part stays as learned, with one log line (under ``blend: none``
+    there is no layer to log it)."""
+    spec = SPECS["h3-calendar"]  # the stack's config has input positions, the twin's none: not a difference
+    warm = context_stack.warm_start(_history(spec)[:250], spec, {"half_life": 200})
+    spliced = ContextStack(half_life=200)
+    with caplog.at_level("WARNING", logger="model_contract.context_stack"):
+        spliced.load_warm(warm, spec)
+    assert not caplog.records
+    older = ContextStack(half_life=200)
+    older.load_warm({k: v for k, v in warm.items() if k != context_stack.TWIN_KEY}, spec)
+    for key, value in (("lam", 0.999), ("prior", 2.0), ("max_trace", 1e3)):
+        edited = json.loads(json.dumps(warm))
+        edited[context_stack.TWIN_KEY]["config"][key] = value
+        stack = ContextStack(half_life=200)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="model_contract.context_stack"):
+            stack.load_warm(edited, spec)
+        assert len(caplog.records) == 1 and key in caplog.records[0].getMessage()
+        assert stack.model.state() == older.model.state() != spliced.model.state()
