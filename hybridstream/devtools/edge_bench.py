@@ -66,12 +66,12 @@ def bench_config(
     process: str = "batch",
     consumer: dict | None = None,
     producer: dict | None = None,
-    forecasts_process: bool = False,
+    forecasts_process: bool = True,
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
     ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path;
     ``consumer`` / ``producer``: extra librdkafka settings, ``kafka.consumer`` / ``kafka.producer``;
-    ``forecasts_process``: the forecasts export in a child process, else on the upload thread as by default)."""
+    ``forecasts_process``: the forecasts export in a child process as by default, else on the upload thread)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -626,9 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", dest="control", action="store_false", help="skip the echo control phase")
     parser.add_argument("--no-forecasts", dest="forecasts", action="store_false",
                         help="windows without the forecast columns (windows.forecasts false): their cost")  # fmt: skip
-    parser.add_argument("--forecasts-process", action=argparse.BooleanOptionalAction, default=False,
-                        help="export the windows' forecasts in a child process (windows.forecasts_process true), "
-                        "not on the upload thread (the default)")  # fmt: skip
+    parser.add_argument("--forecasts-process", action=argparse.BooleanOptionalAction, default=True,
+                        help="export the windows' forecasts in a child process (windows.forecasts_process, the "
+                        "default); --no-forecasts-process: on the upload thread")  # fmt: skip
     parser.add_argument(
         "--process",
         choices=("batch", "record"),

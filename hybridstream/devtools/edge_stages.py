@@ -12,7 +12,7 @@ default context stack and ``blend: pair`` over it, each path with each in turn: 
 ``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages), the
 process's CPU time per record (every thread: librdkafka's too) and each thread's (``thread_cpu_us``: ``main`` the
 loop, ``python`` the window uploader, whose windows of the run are waited for, ``rdk:*`` librdkafka's, ``export``
-the forecasts export's child process with ``windows.forecasts_process``). No
+the forecasts export's child process, ``windows.forecasts_process``, the default). No
 consumer in the timed part, so these are the app's own costs; the machine's load inflates them less than wall
 time, but still does: the last line (JSON) says the load.
 """

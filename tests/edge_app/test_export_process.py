@@ -162,10 +162,9 @@ def test_the_child_ends_when_the_app_dies(death: str) -> None:
     assert _gone(int(app.stdout.split()[0]))
 
 
-@pytest.mark.parametrize("setting", [{}, {"forecasts_process": True}])
-def test_the_default_exports_on_the_thread_and_true_in_the_child(tmp_path: Path, setting: dict) -> None:
-    """``windows.forecasts_process`` is off by default (issue 18: no throughput gain measured); true starts the
-    child with the pipeline, before any window."""
+@pytest.mark.parametrize("setting", [{}, {"forecasts_process": False}])
+def test_the_default_exports_in_the_child_and_false_on_the_thread(tmp_path: Path, setting: dict) -> None:
+    """``windows.forecasts_process`` is on by default (issue 18); false keeps the export on the upload thread."""
     cfg = EdgeConfig.from_dict(
         {"windows": {"local_root": str(tmp_path / "out"), **setting}, "state_dir": str(tmp_path / "state")},
         require_batch_model=False,
@@ -174,14 +173,14 @@ def test_the_default_exports_on_the_thread_and_true_in_the_child(tmp_path: Path,
                                            lambda *a: None, forecasts=True)  # fmt: skip
     export = uploads._forecasts  # noqa: SLF001
     try:
-        if not setting:
+        if setting:
             assert type(export) is ForecastExport
         else:
             assert isinstance(export, ExportProcess) and export.pid is not None  # running before any window
             pid = export.pid
     finally:
         uploads.close(timeout=5)
-    if setting:
+    if not setting:
         assert _gone(pid)
 
 
