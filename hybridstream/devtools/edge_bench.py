@@ -438,11 +438,8 @@ def run_bench(args: argparse.Namespace) -> dict:
         edge, log_path = _start_edge(work, config, env, "edge-throughput.log")
         sampler = RssSampler(edge.pid)
         sampler.start()
-        cpu_before = {
-            "edge": thread_times(edge.pid),
-            "broker": thread_times(broker_pid),
-            "export": _export_times(edge.pid),
-        }
+        cpu_before = {"edge": thread_times(edge.pid), "broker": thread_times(broker_pid)}
+        export_before = _export_times(edge.pid)  # the forecasts export's child (started with the app), if any
         threads_from = time.monotonic()
 
         watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watch", "enable.auto.commit": False})
@@ -457,11 +454,11 @@ def run_bench(args: argparse.Namespace) -> dict:
                 raise RuntimeError(f"throughput phase timed out:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
         threads = {k: times_between(v, thread_times(edge.pid if k == "edge" else broker_pid))
-                   for k, v in cpu_before.items() if k != "export"}  # fmt: skip
+                   for k, v in cpu_before.items()}  # fmt: skip
         threads_wall = time.monotonic() - threads_from  # a thread's wall time less its CPU and run queue: blocked
         export = _export_times(edge.pid)  # the forecasts export's child process (started with the app), if any
         if export:
-            threads["edge"]["export"] = total(times_between(cpu_before["export"], export))
+            threads["edge"]["export"] = total(times_between(export_before, export))
         # the app's first input: its first batch's pickup time, which every prediction of that batch carries
         # (lag_ms = picked - the reading's CreateTime); reading 0 is the first prediction's (preloaded in order)
         first_out = _read_at(watcher, "predictions", 0)

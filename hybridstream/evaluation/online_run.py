@@ -377,17 +377,15 @@ def dynamic_combiner(
     if not warm:
         return make_combiner(config, spec=spec)
     state = manifest.extra.get(context_stack.WARM_KEY)
-    if state is None and config.get("method", "context") == "context":
+    context = config.get("method", "context") == "context"
+    if state is None and context:
         state = context_stack.warm_start(train, spec)  # the cached manifest predates warm starts: the trainer's
-    elif (
-        isinstance(state, Mapping)
-        and context_stack.TWIN_KEY not in state
-        and config.get("method", "context") == "context"
-    ):  # predates the twin: the trainer's (the stack reads it for its window part, with or without a layer)
+    elif context and isinstance(state, Mapping) and context_stack.TWIN_KEY not in state:
+        # predates the twin: the trainer's (the stack reads it for its window part, with or without a layer)
         twin = context_stack.twin_warm_start(train, spec, state.get("config"))
         state = {**state, context_stack.TWIN_KEY: twin}
     why, whose = warm_start_mismatch(config, spec, state), "the batch model's warm start"
-    if why and own and config.get("method", "context") == "context" and not config.get("twin"):
+    if why and own and context and not config.get("twin"):
         state = context_stack.warm_start(train, spec, config)  # the trainer's, had this config been its default
         why, whose = warm_start_mismatch(config, spec, state), "its own warm start (the trainer's for this config)"
     if why:

@@ -84,8 +84,8 @@ def check_platform(arch: str, os_release: str | None) -> None:
     (``arm``) and Raspberry Pi OS 11 (Python 3.9): the edge app needs Python >= 3.11."""
     if os_release is not None and os_release not in OS_RELEASES:
         raise FleetError(f"--os must be one of {', '.join(OS_RELEASES)}, not {os_release!r}")
-    if arch not in SUPPORTED and arch != "arm":
-        raise FleetError(f"--arch must be one of {', '.join(SUPPORTED)} (Greengrass's names), not {arch!r}")
+    if arch not in bundle.ARCHITECTURES and arch != "arm":
+        raise FleetError(f"--arch must be one of {', '.join(bundle.ARCHITECTURES)} (the nucleus's names), not {arch!r}")
     if arch == "arm":
         raise FleetError(ARM32_REFUSAL)
     if os_release is not None and os_release not in SUPPORTED.get(arch, ()):
@@ -179,9 +179,7 @@ def enroll(
 ) -> EnrollResult:
     if group not in GROUPS:
         raise FleetError(f"--group must be canary or fleet, not {group!r}")
-    check_platform(arch, os_release)  # first: a 32-bit Pi gets the reason, not a list of names
-    if arch not in bundle.ARCHITECTURES:
-        raise FleetError(f"--arch must be one of {', '.join(bundle.ARCHITECTURES)} (the nucleus's names), not {arch!r}")
+    check_platform(arch, os_release)  # also the architecture's name; a 32-bit Pi gets the reason, not a list
     from botocore.exceptions import BotoCoreError, ClientError
 
     serial = serial_of(thing_name, outputs.thing_prefix)
