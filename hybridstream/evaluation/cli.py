@@ -214,6 +214,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     table.add_argument(
         "--intercept", action="store_true", help="--headroom's fits also get a constant term (default: none)"
     )
+    table.add_argument(
+        "--causal-half-life",
+        type=float,
+        default=None,
+        help="--headroom's (c) causal online layer: its forgetting half-life in rows (default: 2,000)",
+    )
+    table.add_argument(
+        "--causal-ridge",
+        type=float,
+        default=None,
+        help="--headroom's (c) causal online layer: its ridge per weight, relative to the column's weighted sum "
+        "of squares (default: 3)",
+    )
     table.set_defaults(func=_table)
 
     plot = cmds.add_parser(
@@ -633,17 +646,28 @@ def _table(args: argparse.Namespace) -> int:
         if args.block is not None and args.block < 1:
             _log("error: --block must be >= 1")
             return 2
-        print("\n" + report.headroom_table(_headrooms(results, args.block, args.intercept)))
+        if (args.causal_half_life is not None and args.causal_half_life <= 0) or (
+            args.causal_ridge is not None and args.causal_ridge < 0
+        ):
+            _log("error: --causal-half-life must be > 0 and --causal-ridge >= 0")
+            return 2
+        print("\n" + report.headroom_table(_headrooms(results, args.block, args.intercept, args)))
     return 0
 
 
-def _headrooms(results: dict, block: int | None, intercept: bool) -> dict:
-    from hybridstream.evaluation.headroom import headroom  # noqa: PLC0415
+def _headrooms(results: dict, block: int | None, intercept: bool, args: argparse.Namespace) -> dict:
+    from hybridstream.evaluation.headroom import CAUSAL_HALF_LIFE, CAUSAL_RIDGE, headroom  # noqa: PLC0415
 
+    causal = {
+        "horizon": None,
+        "causal_half_life": args.causal_half_life or CAUSAL_HALF_LIFE,
+        "causal_ridge": CAUSAL_RIDGE if args.causal_ridge is None else args.causal_ridge,
+    }
     out = {}
     for name, r in results.items():
         shown = {"dynamic": r.forecasts["dynamic"]}
         if "dynamic no speed" in r.variants:
             shown["dynamic no speed"] = r.variants["dynamic no speed"]
-        out[name] = headroom(r.y, r.forecasts, block or r.window, intercept=intercept, dynamic=shown)
+        causal["horizon"] = r.spec.horizon
+        out[name] = headroom(r.y, r.forecasts, block or r.window, intercept=intercept, dynamic=shown, **causal)
     return out

@@ -25,6 +25,16 @@ ill-conditioned: its weights on their difference fit the training chunks' noise 
 much), and the other chunks' scores then blow up. The in-sample ceilings stay plain least squares: ridge only
 lowers an in-sample fit, and they are meant as upper bounds for a blend.
 
+Beside the ceilings, a **measured causal combiner** (``causal``, shown as "(c) causal online" when ``horizon`` is
+given): :func:`causal_layer` on the dynamic forecast, a third layer that regresses ``y - dynamic`` on the four
+experts' differences from dynamic by least squares with exponential forgetting (half-life ``CAUSAL_HALF_LIFE``
+rows) and a ridge towards dynamic (``CAUSAL_RIDGE`` x each column's forgetting-weighted sum of squares, so it does
+not depend on units), where the forecast for row ``j`` uses only rows ``<= j - horizon``: at horizon H the truth of
+row ``j - H`` is the last one that has arrived when row ``j`` is forecast (``online_run.run_stream``'s rule). It
+runs once over the whole stream, cold at row 0; each part is scored on its rows (the second half's weights have
+learned from the first half, as online). Its half-life and ridge were chosen on the first halves of 30 saved runs
+(docs/combination.md, "Causal adaptive blends, measured").
+
 Rows where the truth or any of the forecasts used (and ``dynamic``) is NaN are left out and counted.
 """
 
@@ -39,6 +49,55 @@ PARTS = ("whole", "first_half", "second_half")
 KINDS = ("fixed", "fixed xfit", "block", "block xfit")
 RIDGE = 1e-3
 """The cross-fitted fits' penalty per weight, relative to the rows times the column's mean square (see the module)."""
+CAUSAL_HALF_LIFE = 2000.0
+"""Rows after which a row's weight in :func:`causal_layer`'s fit has halved."""
+CAUSAL_RIDGE = 3.0
+""":func:`causal_layer`'s penalty per weight, relative to its column's forgetting-weighted sum of squares."""
+
+
+def causal_layer(
+    base: np.ndarray,
+    experts: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    delay: int,
+    half_life: float = CAUSAL_HALF_LIFE,
+    ridge: float = CAUSAL_RIDGE,
+) -> np.ndarray:
+    """``base`` + the forecast of ``y - base`` by ridge regression with forgetting on ``experts - base`` (columns),
+    where row ``j``'s weights are fitted on the rows ``i <= j - delay`` with ``ok`` (the others are not learned);
+    before any, the weights are 0 (``base``). ``delay`` is the horizon for a causal forecast (``0`` lets each row
+    see its own truth: not causal, only for tests that show what a leak looks like). Rows where a column is NaN
+    get NaN."""
+    if delay < 0:
+        raise ValueError(f"delay must be >= 0, got {delay}")
+    if half_life <= 0:
+        raise ValueError(f"half_life must be > 0, got {half_life}")
+    x = np.asarray(experts, dtype=float) - np.asarray(base, dtype=float)[:, None]
+    n, k = x.shape
+    r = np.asarray(y, dtype=float) - base
+    xz = np.where(ok[:, None], x, 0.0)
+    rz = np.where(ok, r, 0.0)
+    lam = 2.0 ** (-1.0 / half_life)
+    outer = np.einsum("ti,tj->tij", xz, xz)
+    cross = xz * rz[:, None]
+    a = np.zeros((n, k, k))
+    b = np.zeros((n, k))
+    acc_a, acc_b = np.zeros((k, k)), np.zeros(k)
+    for t in range(n):  # the forgetting sums S_t = lam S_(t-1) + z_t
+        acc_a *= lam
+        acc_a += outer[t]
+        acc_b *= lam
+        acc_b += cross[t]
+        a[t], b[t] = acc_a, acc_b
+    known_a, known_b = np.zeros_like(a), np.zeros_like(b)  # what row j's forecast may use: rows <= j - delay
+    known_a[delay:], known_b[delay:] = a[: n - delay], b[: n - delay]
+    diag = np.einsum("tii->ti", known_a)
+    eye = np.eye(k)
+    tiny = 1e-12 * diag.sum(axis=1) + 1e-300  # keeps an all-zero start solvable (weights 0)
+    reg = known_a + (ridge * diag)[:, :, None] * eye + tiny[:, None, None] * eye
+    w = np.linalg.solve(reg, known_b[:, :, None])[:, :, 0]
+    return base + np.einsum("ti,ti->t", w, x)
 
 
 def weights(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> np.ndarray:
@@ -106,10 +165,15 @@ def headroom(
     intercept: bool = False,
     dynamic: Mapping[str, np.ndarray] | None = None,
     ridge: float = RIDGE,
+    horizon: int | None = None,
+    causal_half_life: float = CAUSAL_HALF_LIFE,
+    causal_ridge: float = CAUSAL_RIDGE,
 ) -> dict:
     """MSE per part of online_linear, every ceiling, and each forecast in ``dynamic`` (e.g. the dynamic forecast and
     its ablations; None: ``forecasts["dynamic"]``), on the rows where all of them are finite, and the rows used and
-    left out. ``intercept`` adds a constant column to every fit; ``ridge`` is the cross-fitted fits' penalty."""
+    left out. ``intercept`` adds a constant column to every fit; ``ridge`` is the cross-fitted fits' penalty.
+    With ``horizon``, also ``causal``: :func:`causal_layer` on ``forecasts["dynamic"]`` over the four experts,
+    delayed by ``horizon`` rows, with ``causal_half_life`` and ``causal_ridge``."""
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
     shown = dict(dynamic) if dynamic is not None else {"dynamic": forecasts["dynamic"]}
@@ -125,6 +189,11 @@ def headroom(
     ok = np.isfinite(y) & np.isfinite(x_all).all(axis=1)
     for f in shown.values():
         ok &= np.isfinite(f)
+    causal = None
+    if horizon is not None:
+        ok &= np.isfinite(forecasts["dynamic"])
+        experts = np.column_stack([forecasts[k] for k in EXPERTS])
+        causal = causal_layer(forecasts["dynamic"], experts, truth, ok, horizon, causal_half_life, causal_ridge)
     half = len(y) // 2
     ranges = {"whole": slice(0, len(y)), "first_half": slice(0, half), "second_half": slice(half, len(y))}
     keep = [i for i in range(x_all.shape[1]) if i != EXPERTS.index("speed")]
@@ -135,6 +204,8 @@ def headroom(
         "intercept": intercept,
         "ridge": ridge,
     }
+    if causal is not None:
+        out |= {"horizon": horizon, "causal_half_life": causal_half_life, "causal_ridge": causal_ridge}
     mse: dict[str, dict[str, float]] = {}
     for part, r in ranges.items():
         m = ok[r]
@@ -143,6 +214,8 @@ def headroom(
             raise ValueError(f"no scored rows in the {part.replace('_', ' ')}")
         cells = {"online_linear": float(np.mean(yp**2))}
         cells |= {name: float(np.mean((truth[r][m] - f[r][m]) ** 2)) for name, f in shown.items()}
+        if causal is not None:
+            cells["causal"] = float(np.mean((truth[r][m] - causal[r][m]) ** 2))
         for suffix, cols in (("", list(range(x_all.shape[1]))), (" no speed", keep)):
             xs = xp[:, cols]
             cells["fixed" + suffix] = fitted_mse(xs, yp)
@@ -190,5 +263,6 @@ def mean_of(results: Mapping[str, Mapping]) -> dict:
         "block": sizes.pop() if len(sizes) == 1 else None,
         "intercept": runs[0]["intercept"],
         "ridge": runs[0].get("ridge", RIDGE),
+        **{k: runs[0][k] for k in ("causal_half_life", "causal_ridge") if k in runs[0]},
         "mse": mse,
     }

@@ -306,6 +306,7 @@ def headroom_table(results: Mapping) -> str:
 
     columns = [
         ("dynamic", "dynamic (actual)"),
+        ("causal", "(c) causal online"),
         ("fixed", "(a) one fixed blend"),
         ("fixed xfit", "(a) cross-fitted"),
         ("block", "(b) refitted per block"),
@@ -345,6 +346,13 @@ def headroom_table(results: Mapping) -> str:
         "online_linear (< -100: more than twice online_linear's MSE; nan: the part is a single chunk); speed "
         "adds = 1 - MSE / MSE without the speed model"
     )
+    if "causal_half_life" in any_run:
+        title += (
+            "; (c) causal online: a measured result, not a ceiling: dynamic + a layer of least squares of y - dynamic "
+            "on the experts' differences from dynamic with forgetting (half-life "
+            f"{any_run['causal_half_life']:g} rows) and a ridge of {any_run['causal_ridge']:g} x each column's "
+            "weighted sum of squares, each row forecast from rows whose truth had arrived (the horizon's delay)"
+        )
     head = ["run", "rows (left out: NaN)", *(label for _, label in columns)]
     return title + "\n\n" + md_table(head, rows)
 

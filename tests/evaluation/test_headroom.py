@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hybridstream.cli import main
-from hybridstream.evaluation.headroom import gains, headroom, mean_of
+from hybridstream.evaluation.headroom import causal_layer, gains, headroom, mean_of
 from hybridstream.evaluation.online_run import RunResult
 from hybridstream.evaluation.report import headroom_table
 from model_contract import FeatureSpec
@@ -84,13 +84,19 @@ def test_eval_table_headroom_cli(tmp_path, capsys):
     cells = [c.strip() for c in row.split("|")[2:-1]]
     assert cells[0] == "4000 (0)"
     assert cells[1] == "+0.00 / +0.00 / +0.00 %"  # dynamic is online_linear
-    assert cells[2] == "+100.00 / +100.00 / +100.00 %"  # (a): the truth is a fixed blend
-    assert cells[4] == cells[2]  # per block, in sample: the same
-    assert all(float(v) > 99.9 for c in (cells[3], cells[5]) for v in c.rstrip(" %").split(" / "))  # ridge: ~the same
-    assert cells[8] == "+0.00 / +0.00 / +0.00 %"  # speed adds to dynamic: dynamic no speed is dynamic
-    assert cells[9] == "+100.00 / +100.00 / +100.00 %"  # speed adds at best (a)
+    # (c) causal online: a shrunk layer learned online gains, but less than the hindsight blend
+    assert all(0 < float(v) < 90 for v in cells[2].rstrip(" %").split(" / "))
+    assert cells[3] == "+100.00 / +100.00 / +100.00 %"  # (a): the truth is a fixed blend
+    assert cells[5] == cells[3]  # per block, in sample: the same
+    assert all(float(v) > 99.9 for c in (cells[4], cells[6]) for v in c.rstrip(" %").split(" / "))  # ridge: ~the same
+    assert cells[9] == "+0.00 / +0.00 / +0.00 %"  # speed adds to dynamic: dynamic no speed is dynamic
+    assert cells[10] == "+100.00 / +100.00 / +100.00 %"  # speed adds at best (a)
+    assert "(c) causal online: a measured result, not a ceiling" in out and "half-life 2000 rows" in out
     assert any(line.startswith("| mean of the runs' MSEs | 8000 (0) |") for line in out.splitlines())
     assert main(["eval", "table", paths[0], "--headroom", "--block", "0"]) == 2
+    assert main(["eval", "table", paths[0], "--headroom", "--causal-half-life", "0"]) == 2
+    assert main(["eval", "table", paths[0], "--headroom", "--causal-half-life", "500", "--causal-ridge", "1"]) == 0
+    assert "half-life 500 rows) and a ridge of 1 x" in capsys.readouterr().out
 
 
 def test_an_intercept_only_matters_when_the_truth_has_an_offset():
@@ -153,3 +159,47 @@ def test_the_title_lists_the_block_of_each_run_when_they_differ():
     assert "blocks of 1000 rows" in same
     differ = headroom_table({"a": headroom(y, f, 1000), "b": headroom(y, f, 500)})
     assert "blocks per run: a 1000, b 500 rows" in differ
+
+
+def signed_stream(n: int = 4000, seed: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Noise to forecast, base 0, and two experts that are the truth times an independent random sign (and minus
+    that): which one is right on a row is only known from that row's own truth, so no causal blend beats the base."""
+    rng = np.random.default_rng(seed)
+    y = rng.normal(0, 1, n)
+    sign = rng.choice([-1.0, 1.0], n)
+    experts = np.column_stack([sign * y, -sign * y])
+    return y, np.zeros(n), experts, np.ones(n, bool)
+
+
+def test_the_causal_layer_cannot_see_the_future_and_a_leaky_one_would():
+    y, base, experts, ok = signed_stream()
+    for h in (1, 6):
+        causal = causal_layer(base, experts, y, ok, h, half_life=2, ridge=0.01)
+        assert np.mean((y - causal) ** 2) > 0.98 * np.mean(y**2)  # the signs are unknowable ahead
+    leaky = causal_layer(base, experts, y, ok, 0, half_life=2, ridge=0.01)  # each row sees its own truth
+    assert np.mean((y - leaky) ** 2) < 0.5 * np.mean(y**2)  # impossibly good: what a leak looks like
+
+
+def test_a_truth_changes_only_the_forecasts_made_after_it_arrived():
+    y, base, experts, ok = signed_stream(n=300)
+    for h in (1, 6, 24):
+        before = causal_layer(base, experts, y, ok, h, half_life=20, ridge=0.1)
+        y2 = y.copy()
+        y2[100] += 5.0
+        after = causal_layer(base, experts, y2, ok, h, half_life=20, ridge=0.1)
+        assert np.array_equal(before[: 100 + h], after[: 100 + h])  # row 100's truth arrives at row 100 + h
+        assert before[100 + h] != after[100 + h]
+    with pytest.raises(ValueError, match="delay"):
+        causal_layer(base, experts, y, ok, -1)
+
+
+def test_the_causal_layer_learns_a_better_expert_and_skips_nan_rows():
+    y, f = experts()
+    f["speed"] = y + np.random.default_rng(3).normal(0, 0.1, len(y))
+    f["batch"][50] = np.nan
+    h = headroom(y, f, 1000, horizon=6)
+    g = gains(h["mse"])
+    assert h["left_out"] == 1 and h["causal_half_life"] == 2000 and h["causal_ridge"] == 3
+    # dynamic (= online_linear here) + 1/4 of the way to the best blend (the ridge of 3 shrinks by 1 + 3): ~35 %
+    assert 0.3 < g["causal"]["whole"] < g["fixed"]["whole"]
+    assert "causal" not in headroom(y, f, 1000)["mse"]  # no horizon: no causal column
