@@ -212,16 +212,21 @@ def run_benchmark(
     speed_windows: int | None = None,
     warm_combiner: bool = True,
     warm_variants: bool = False,
+    early_on_drift: bool | None = None,
+    since_drift: bool | None = None,
 ) -> dict:
     """Per target channel: every approach's MSE and MAE over the stream; their mean over channels.
 
     ``save_dir``: each channel's run is saved there as ``<channel>.npz`` (``eval table|experts|plot`` read it).
-    ``speed_cfg``, ``warm_start``, ``speed_windows``: as :func:`~hybridstream.evaluation.online_run.run_stream`'s
+    ``speed_cfg``, ``warm_start``, ``speed_windows``, ``early_on_drift``, ``since_drift``: as
+    :func:`~hybridstream.evaluation.online_run.run_stream`'s
     (None: its defaults, the trainer's); ``warm_combiner`` and ``warm_variants`` as its own.
     """
     from hybridstream.evaluation.online_run import INTERVAL_APPROACHES, run_stream  # noqa: PLC0415
 
-    speed = {k: v for k, v in (("warm_start", warm_start), ("speed_windows", speed_windows)) if v is not None}
+    given = {"warm_start": warm_start, "speed_windows": speed_windows}
+    given |= {"early_on_drift": early_on_drift, "since_drift": since_drift}
+    speed = {k: v for k, v in given.items() if v is not None}
 
     channels: dict[str, dict] = {}
     counters: dict[str, dict] = {}

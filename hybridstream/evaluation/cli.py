@@ -333,6 +333,22 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         "--speed-windows; 1: the window that just closed, the speed model before issue 17)",
     )
     p.add_argument(
+        "--early-on-drift",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="replay the edge's early close on drift (default, the edge's windows.early_on_drift): its drift detector "
+        "(drift.detector, default ADWIN) runs on the dynamic forecast's residual and an alarm closes the window, so "
+        "a speed model is trained at once and the --window count starts again there; --no-early-on-drift: a speed "
+        "model every --window rows, the replay before drift3",
+    )
+    p.add_argument(
+        "--speed-history",
+        choices=("windows", "since-drift"),
+        default="windows",
+        help="what each speed model trains on: the last --speed-windows windows (default, the trainer's), or "
+        "since-drift: only from the newest window that closed on drift while it is among them (studied, issue 17)",
+    )
+    p.add_argument(
         "--warm-start",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -479,6 +495,8 @@ def _run_checked(args: argparse.Namespace) -> int:
         else opts.speed_cfg,
         warm_start=args.warm_start,
         speed_windows=args.speed_windows,
+        early_on_drift=args.early_on_drift,
+        since_drift=args.speed_history == "since-drift",
         warm_combiner=args.warm_combiner,
         cache_dir=opts.cache_dir,
         log=_log,
@@ -545,6 +563,8 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         save_dir=Path(args.save_dir) if args.save_dir else None,
         warm_start=args.warm_start,
         speed_windows=args.speed_windows,
+        early_on_drift=args.early_on_drift,
+        since_drift=args.speed_history == "since-drift",
         warm_combiner=args.warm_combiner,
         warm_variants=args.warm_variants,
     )

@@ -41,11 +41,13 @@ import numpy as np
 from hybridstream.evaluation.intervals import issued_half_widths
 from hybridstream.evaluation.intervals import score as interval_score
 from hybridstream.evaluation.model_study import cached_model
+from hybridstream.evaluation.window_schedule import WindowSchedule
 from model_contract import FeatureBuffer, FeatureSpec, Manifest, conformal, context_stack
 from model_contract.conformal import LEVELS, ConformalInterval
 from model_contract.online_linear import OnlineLinear
 from model_contract.persistence_forecast import Persistence
 from training_job.recent_windows import DEFAULT_SPEED_WINDOWS
+from training_job.windows import DEFAULT_MIN_ROWS
 
 APPROACHES = ("batch", "speed", "static", "dynamic", "persistence", "online_linear")
 # the approaches eval gives intervals (the edge's learner, each from its own training-file errors): the edge's
@@ -55,6 +57,9 @@ INTERVAL_APPROACHES = ("dynamic", "persistence", "online_linear")
 # the trainer's (train worker): each speed model fine-tuned from the batch model's weights (with its scaler) on the
 # last DEFAULT_SPEED_WINDOWS windows (training_job.fine_tune, training_job.recent_windows); eval replays what ships
 DEFAULT_WARM_START = True
+# the edge's (edge_app.config WindowsConfig.early_on_drift): a drift alarm closes the device's window, so the trainer
+# gets a short window at once; eval replays it (--no-early-on-drift: a window every --window rows, as before drift3)
+DEFAULT_EARLY_ON_DRIFT = True
 
 
 @dataclass
@@ -73,6 +78,7 @@ class RunResult:
     interval_warm: dict | None = None  # the batch manifest's interval warm start (the edge's; None: cold)
     # the baselines' interval warm starts (INTERVAL_APPROACHES: their own errors over the training file)
     interval_warms: dict[str, dict] = field(default_factory=dict)
+    drift_alarms: list[int] = field(default_factory=list)  # rows whose reading raised the edge's drift alarm
 
     def intervals(
         self, levels: tuple[float, ...] = LEVELS, skip: int = 0, approach: str = "dynamic"
@@ -122,6 +128,7 @@ class RunResult:
         meta = {"spec": self.spec.to_dict(), "window": self.window, "speed_models": self.speed_models}
         meta |= {"seconds": self.seconds, "counters": self.counters, "interval_warm": self.interval_warm}
         meta["interval_warms"] = self.interval_warms
+        meta["drift_alarms"] = self.drift_alarms
         arrays = {f"f_{k}": v for k, v in self.forecasts.items()} | {f"v_{k}": v for k, v in self.variants.items()}
         np.savez_compressed(path, y=self.y, speed_weight=self.speed_weight, meta=np.array(json.dumps(meta)), **arrays)
         return path
@@ -144,6 +151,7 @@ class RunResult:
                 variants,
                 meta.get("interval_warm"),
                 meta.get("interval_warms") or {},
+                meta.get("drift_alarms") or [],
             )
 
     def summary(self) -> dict:
@@ -191,6 +199,9 @@ def run_stream(
     progress_every: int = 5000,
     variants: Mapping[str, Mapping] | None = None,
     warm_variants: bool = False,
+    early_on_drift: bool = DEFAULT_EARLY_ON_DRIFT,
+    drift: Mapping | None = None,
+    since_drift: bool = False,
 ) -> RunResult:
     """Train the batch model on ``train``, then replay ``test`` record by record (see the module doc).
 
@@ -203,8 +214,15 @@ def run_stream(
     ``speed_windows`` windows of the stream (fewer at its start), not only the one that just closed;
     ``warm_start``: fine-tuned from the batch model's weights and scaler. The defaults are the trainer's
     (``train worker --speed-windows 6 --batch-model latest``); 1 and False replay the speed model before issue 17.
+    ``early_on_drift`` (the edge's ``windows.early_on_drift``, default on): the edge's drift detector (``drift``,
+    default :data:`edge_app.drift.DEFAULT_DETECTOR`, the edge's) runs on the dynamic forecast's residual (the
+    edge's ``drift.residual: hybrid``) and an alarm closes the window early: a speed model is trained at once and
+    the count of ``window`` rows starts again there (:class:`~hybridstream.evaluation.window_schedule.WindowSchedule`,
+    which also rejects a window shorter than the trainer's min_rows, as the trainer does); False: a window every
+    ``window`` rows, the replay before drift3. ``since_drift``: the studied history rule (the schedule's doc).
     """
     from edge_app.combiners import make_combiner  # noqa: PLC0415
+    from edge_app.drift import DEFAULT_DETECTOR, make_detector  # noqa: PLC0415
     from model_contract.runtime import TFLiteModel  # noqa: PLC0415
     from training_job.model import TrainConfig, quiet_native_output  # noqa: PLC0415
 
@@ -247,6 +265,46 @@ def run_stream(
     speed_model = None
     speed_id = -1
     speed_info: list[dict] = []
+    # the trainer's min_rows (a replay with windows below it would configure the trainer's --min-rows lower)
+    schedule = WindowSchedule(window, speed_windows, min(DEFAULT_MIN_ROWS, window), since_drift=since_drift)
+    detector = make_detector(drift if drift is not None else DEFAULT_DETECTOR) if early_on_drift else None
+    alarms: list[int] = []
+    rejected: list[int] = []  # rows at which a window closed that the trainer rejects
+
+    def train_speed(ranges: list[tuple[int, int]] | None, end: int, reason: str, serves: int) -> None:
+        """The speed model of the window that closed at row ``end`` (trained on ``ranges``), serving from row
+        ``serves``; ``ranges`` None: the trainer rejects the window (fewer than its min_rows rows), no model."""
+        if ranges is None:
+            rejected.append(end)
+            log(f"window closed at row {end} ({reason}) has {schedule.closed[-1].rows} rows: no speed model")
+            return
+        rows = np.vstack([test[a:b] for a, b in ranges])
+        t0 = time.perf_counter()
+        init = batch_weights if warm_start else None
+        tfl, man, _ = cached_model(
+            rows,
+            spec,
+            speed_cfg,
+            cache_dir,
+            lambda m: None,
+            kind="speed",
+            init_weights=init,
+            scaler=manifest.scaler if warm_start else None,
+        )
+        with quiet_native_output():
+            ready.append((serves, TFLiteModel.from_manifest(tfl, man)))
+        secs = time.perf_counter() - t0
+        first = ranges[0][0]
+        speed_info.append(
+            {"first_row": first, "serves_from": serves, "seconds": round(secs, 2), "warm_start": warm_start}
+            | {"reason": reason, "rows": len(rows), "windows": len(ranges)}
+        )
+        log(
+            f"speed model {len(speed_info)} (rows {first + 1}-{end} of {n}{', closed on drift' * (reason == 'drift')})"
+            f" trained in {secs:.1f} s, "
+            f"holdout RMSE {man.metrics['rmse']:.4g}; elapsed {time.perf_counter() - started:.0f} s"
+        )
+
     started = time.perf_counter()
     for t in range(n):
         while ready and ready[0][0] <= t:
@@ -280,41 +338,26 @@ def run_stream(
                 extra[k][j] = c.predict_one(b, s, win)
                 octx.append(c.context() if c.uses_window else None)
             pending.append((j, b, s, win.copy(), dynamic.context() if uses_window else None, speed_id, octx))
+        residual = out["dynamic"][t] - y[t]  # the edge scores reading t: the hybrid residual feeds its detector
+        if detector is not None and math.isfinite(residual) and detector.update(residual):
+            alarms.append(t)
+            if schedule.start < t and t + 1 < n:  # the open window closes before reading t; its model serves from
+                # the next reading (an empty one, just closed by its count, is not closed again)
+                train_speed(schedule.close(t, drift=True), t, "drift", t + 1)
         buf.push_row(test[t])
-        if (t + 1) % window == 0 and t + 1 < n:
-            first = max(0, t + 1 - speed_windows * window)
-            rows = test[first : t + 1]
-            t0 = time.perf_counter()
-            init = batch_weights if warm_start else None
-            tfl, man, _ = cached_model(
-                rows,
-                spec,
-                speed_cfg,
-                cache_dir,
-                lambda m: None,
-                kind="speed",
-                init_weights=init,
-                scaler=manifest.scaler if warm_start else None,
-            )
-            with quiet_native_output():
-                ready.append((t + 1, TFLiteModel.from_manifest(tfl, man)))
-            secs = time.perf_counter() - t0
-            speed_info.append(
-                {"first_row": first, "serves_from": t + 1, "seconds": round(secs, 2), "warm_start": warm_start}
-            )
-            log(
-                f"speed model {len(speed_info)} (rows {first + 1}-{t + 1} of {n}) trained in {secs:.1f} s, "
-                f"holdout RMSE {man.metrics['rmse']:.4g}; elapsed {time.perf_counter() - started:.0f} s"
-            )
+        if schedule.full(t + 1) and t + 1 < n:
+            train_speed(schedule.close(t + 1, drift=False), t + 1, "count", t + 1)
         if progress_every and (t + 1) % progress_every == 0:
             log(f"replayed {t + 1}/{n} rows ({time.perf_counter() - started:.0f} s)")
     counters = {"online_linear_skipped": linear.skipped, "online_linear_resets": linear.resets}
+    counters |= {"drift_alarms": len(alarms), "windows_rejected": len(rejected)}
+    counters["drift_windows"] = sum(w.drift for w in schedule.closed)
     after = _counts(dynamic)  # the combiner's guard over the test stream (the warm-up left out)
     counters |= {f"dynamic_{k}": v - before.get(k, 0) for k, v in after.items()}
     counters["dynamic_warmup_rows"] = warmed
     seconds = round(time.perf_counter() - started, 1)
     warm = interval_warm_start(manifest, train, spec)
-    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm, warms)
+    return RunResult(spec, window, y, out, ws, speed_info, seconds, counters, extra, warm, warms, alarms)
 
 
 def interval_warm_start(manifest: Manifest, train: np.ndarray, spec: FeatureSpec) -> dict:
