@@ -133,6 +133,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--speed-epochs", type=int, default=None, help="max epochs of each speed model (default: as --epochs)"
     )
+    bench.add_argument(
+        "--validation",
+        nargs="?",
+        type=int,
+        const=-1,
+        default=None,
+        metavar="FIRST_ROW",
+        help="instead of the stream: score each target's batch model on the validation rows only (its trainer "
+        "holdout, never fitted), beside persistence and the online linear model with the same lags; no stream row "
+        "is read, no speed model trained (choose lags or options on history, hybridstream/evaluation/validation.py)."
+        " FIRST_ROW: score from this row (e.g. the holdout start of the longest lag window compared), so runs with "
+        'different lags score the same rows. --json: {"file", "borders", "horizon", "targets", "validation": '
+        '{"channels", "mean", "rows"}, "lags"}',
+    )
     bench.set_defaults(func=_benchmark)
 
     experts = cmds.add_parser(
@@ -534,6 +548,8 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
 
         make_spec, choices = benchmark.lags_on_history(prep, make_spec, readings_per_day(csv_input.epochs(table)), _log)
 
+    if args.validation is not None:
+        return _validation(args, prep, targets, make_spec, opts, choices)
     spec0 = make_spec(targets[0])
     if args.window < 2 * (spec0.max_lag + spec0.horizon) + 10:
         raise csv_input.EvalInputError(
@@ -574,6 +590,30 @@ def _benchmark_checked(args: argparse.Namespace) -> int:
         summary = benchmark.summary(args.file, prep, args.horizon, args.window, targets, res, pub)
         if choices:
             summary["lags"] = {t: c["lags"] for t, c in choices.items()}
+        print(json.dumps(summary), flush=True)
+    return 0
+
+
+def _validation(args: argparse.Namespace, prep, targets: list[str], make_spec, opts, choices: dict) -> int:
+    """``eval benchmark --validation``: the batch model against the baselines on the validation rows only."""
+    from hybridstream.evaluation import validation  # noqa: PLC0415
+
+    b = prep.borders
+    _log(f"validation only: train [0, {b[0]}), validation [{b[0]}, {b[1]}); the stream is not read")
+    res = validation.validation_scores(
+        prep.matrix,
+        b,
+        targets,
+        make_spec,
+        cfg=opts.cfg,
+        cache_dir=opts.cache_dir,
+        first_row=None if args.validation < 0 else args.validation,
+        log=_log,
+    )
+    print(validation.table_markdown(res))
+    if args.json:
+        summary = {"file": Path(args.file).name, "borders": list(b), "horizon": args.horizon, "targets": targets}
+        summary |= {"validation": res, "lags": {t: list(make_spec(t).lags) for t in targets}}
         print(json.dumps(summary), flush=True)
     return 0
 
