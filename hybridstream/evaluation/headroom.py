@@ -68,7 +68,8 @@ def causal_layer(
     where row ``j``'s weights are fitted on the rows ``i <= j - delay`` with ``ok`` (the others are not learned);
     before any, the weights are 0 (``base``). ``delay`` is the horizon for a causal forecast (``0`` lets each row
     see its own truth: not causal, only for tests that show what a leak looks like). Rows where a column is NaN
-    get NaN."""
+    get NaN. The forgetting runs per row, left out or not (the edge's layer, ``edge_app.correction_layer``, forgets
+    per truth learned: the same where no row after the first is left out)."""
     if delay < 0:
         raise ValueError(f"delay must be >= 0, got {delay}")
     if half_life <= 0:
