@@ -40,7 +40,9 @@ Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its
                           error exceeds ``mute`` x persistence's (half-life ``error_half_life``) is muted
                           ``blend: pair`` (default) an exponentially weighted layer over the stack and the
                           online linear baseline; ``experts`` over those, persistence, batch, speed, static
-                          (``blend_eta``, ...); ``none`` the stack alone
+                          (``blend_eta``, ...); ``none`` the stack alone; ``correct: true`` (opt-in)
+                          a third layer (:mod:`edge_app.correction_layer`: ``correct_half_life``,
+                          ``correct_ridge``)
 ``inverse_mse``           weights ~ 1 / exponentially forgotten MSE; ``half_life`` (records)
 ``sliding_mse``           weights ~ 1 / MSE over the last ``size`` records
 ``hedge``                 weights ~ exp(-eta * forgotten normalised loss); ``eta``, ``half_life``
