@@ -8,16 +8,17 @@ over it (``twin``, ``blend``) and makes it a typed config section (:mod:`edge_ap
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from edge_app.convex_combiners import OnlineStacking
-from edge_app.correction_layer import CorrectionLayer
+from edge_app.correction_layer import CorrectionLayer, check
 from edge_app.expert_weights import ExpertWeights
 from edge_app.registry import Configurable
-from model_contract.context_stack import ContextStack, parse_twin, without_model_inputs
+from model_contract.context_stack import GUARD_MIN_RECORDS, ContextStack, parse_twin, without_model_inputs
 from model_contract.features import FeatureSpec
 from model_contract.online_linear import OnlineLinear, decay
 
@@ -93,6 +94,10 @@ class ContextStacking(ContextStack, Configurable):
         self.blend_prior = float(blend_prior)  # the stack's and its twin's head start (in normalised losses)
         if correct and blend == "none" and not twin:
             raise ValueError("correct needs the online linear twin: blend 'pair' or 'experts', or twin true")
+        # checked with correct false too: a bad value waiting in a config is refused before it is switched on
+        correct_half_life, correct_ridge = check(
+            correct_half_life, correct_ridge, ("correct_half_life", "correct_ridge")
+        )
         self.correct, self.correct_half_life, self.correct_ridge = bool(correct), correct_half_life, correct_ridge
         self._correction = CorrectionLayer(correct_half_life, correct_ridge) if correct else None
         ExpertWeights(1, self.blend_eta, self.blend_half_life)  # checks the values
@@ -119,8 +124,8 @@ class ContextStacking(ContextStack, Configurable):
 
     def _setup(self, window: np.ndarray) -> None:
         super()._setup(window)
-        if self._correction is not None:  # one more slot: the forecast before the correction layer
-            self._row = np.zeros((1, self._k + 6))
+        if self._correction is not None:  # two more slots: the forecast before the correction layer, the muted
+            self._row = np.zeros((1, self._k + 7))
             self._views()
         n = self._k
         if self.blend != "none":  # the stack without its model inputs = the online linear baseline
@@ -247,9 +252,23 @@ class CorrectedContextStacking(ContextStacking):
         return self._corrected(f, batch, speed)
 
     def _corrected(self, f: float, batch: float, speed: float) -> float:
-        v, k = self._vals, self._k
+        """The correction of the forecast ``f`` (after the guard): none on the guard's persistence fallback, ``f``
+        for a model the guard muted. The context keeps ``f`` (NaN on a fallback: not learned) and what was muted."""
+        v, k, g = self._vals, self._k, self._g
+        last = v.item(self._last)
+        muted = 0.0
+        if g.item(4) >= GUARD_MIN_RECORDS:  # the verdict the stack's step just applied (the guard learns only later)
+            limit = self._limit * g.item(2)
+            if not g.item(3) <= limit and math.isfinite(last):  # the fallback: persistence, left as it is
+                v[k + 5] = math.nan
+                return f
+            if not g.item(0) <= limit:
+                batch, muted = f, 1.0
+            if not g.item(1) <= limit:
+                speed, muted = f, muted + 2.0
         v[k + 5] = f
-        return self._correction.predict_one(float(f), (batch, speed, v.item(self._last), v.item(k + 4)))
+        v[k + 6] = muted
+        return self._correction.predict_one(float(f), (batch, speed, last, v.item(k + 4)))
 
     def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> bool:
         self._done = False
@@ -265,5 +284,14 @@ class CorrectedContextStacking(ContextStacking):
 
     def _learn_correction(self, batch: float, speed: float, y: float, context: np.ndarray) -> None:
         k = self._k
-        f = context.item(0, k + 5)
+        f = context.item(0, k + 5)  # NaN: the forecast was the guard's fallback (not learned)
+        muted = context.item(0, k + 6)
+        if muted:
+            batch = f if muted != 2.0 else batch
+            speed = f if muted != 1.0 else speed
         self._correction.learn_one(f, (batch, speed, context.item(0, self._last), context.item(0, k + 4)), y)
+
+    def counts(self) -> dict[str, int]:
+        """The stack's counters and the correction layer's: truths learned, solves rejected (weights kept)."""
+        layer = self._correction
+        return super().counts() | {"correct_learned": layer.learned, "correct_rejected": layer.rejected}

@@ -7,9 +7,16 @@ online_linear] - f``: least squares with exponential forgetting (``half_life`` r
 (``ridge`` 3 takes about a quarter of the least-squares correction where the columns are uncorrelated). It learns a
 truth when it arrives, so each forecast uses only the truths that had arrived (causal by construction, as
 ``eval table --headroom``'s "(c) causal online", :func:`hybridstream.evaluation.headroom.causal_layer`, which
-computes the same on a saved run). Half-life 2,000 and ridge 3 were chosen on the first halves of 30 saved runs
+runs this class on a saved run). Half-life 2,000 and ridge 3 were chosen on the first halves of 30 saved runs
 (docs/combination.md, "Causal adaptive blends, measured"). Pure Python floats: the 4 x 4 system is solved once per
 learned truth (a Cholesky factorisation), a forecast is 4 multiplications.
+
+Bounded, as the stack's guard bounds the stack: once ``MIN_RECORDS`` truths are learned, each difference and ``y - f``
+is winsorised at ``CLIP`` x its forgotten RMS before it enters the sums (one absurd forecast or truth moves the weights
+as one at ``CLIP`` RMS would, not for ages), a forecast's differences are clipped the same way (a weight learned on a
+column that hardly moved is not applied in full once it moves), and the correction ``w . x`` is capped at
+``MAX_CORRECTION`` x the forgotten RMS of ``y - f``. Muting a model and the persistence fallback are the combiner's
+(:class:`~edge_app.context_stacking.CorrectedContextStacking` feeds ``f`` for a muted model and skips a fallback).
 
 >>> c = CorrectionLayer(half_life=50, ridge=0.01)
 >>> for i in range(400):
@@ -25,39 +32,75 @@ learned truth (a Cholesky factorisation), a forecast is 4 multiplications.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 from model_contract.context_stack import HUGE
 from model_contract.online_linear import decay
 
 N = 4  # batch, speed, persistence, online_linear
+CLIP = 8.0
+"""A difference or ``y - f`` counts at most this many forgotten RMS (the stack's ``clip`` on its inputs)."""
+MAX_CORRECTION = 4.0
+"""The correction ``w . x`` at most this many forgotten RMS of ``y - f``."""
+MIN_RECORDS = 10
+"""Truths learned before the clips apply (the stack's guard waits as long before it mutes anything)."""
+
+
+def check(half_life: object, ridge: object, names: tuple[str, str] = ("half_life", "ridge")) -> tuple[float, float]:
+    """``(half_life, ridge)`` as floats; ValueError naming the key (``names``) unless half_life > 0 and ridge >= 0
+    (NaN, a string or a bool are refused)."""
+
+    def number(value: object) -> float:
+        return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else math.nan
+
+    h, r = number(half_life), number(ridge)
+    if not h > 0:
+        raise ValueError(f"the correction layer's {names[0]} must be > 0 (records), got {half_life!r}")
+    if not r >= 0:
+        raise ValueError(f"the correction layer's {names[1]} must be >= 0, got {ridge!r}")
+    return h, r
 
 
 class CorrectionLayer:
     """``f + w . (experts - f)`` with ``w`` the ridge regression with forgetting of ``y - f`` on ``experts - f``
-    over the learned truths (0 before any: ``f`` unchanged). Non-finite forecasts or truths are not learned; a
-    non-finite expert or ``f`` leaves the forecast unchanged."""
+    over the learned truths (0 before any: ``f`` unchanged), bounded (the module's ``CLIP``, ``MAX_CORRECTION``).
+    Non-finite forecasts or truths are not learned; a non-finite expert or ``f`` leaves the forecast unchanged.
+    ``learned`` counts the truths learned, ``rejected`` the solves that failed (the weights kept)."""
 
     def __init__(self, half_life: float = 2000.0, ridge: float = 3.0) -> None:
-        if not ridge >= 0:
-            raise ValueError(f"the correction layer's ridge must be >= 0, got {ridge}")
-        self.half_life, self.ridge = float(half_life), float(ridge)
+        half_life, ridge = check(half_life, ridge)
+        self.half_life, self.ridge = half_life, ridge
         self._d = decay(half_life)
         self._a = [0.0] * (N * (N + 1) // 2)  # forgotten sums of x_i x_j (the lower triangle, row by row)
         self._b = [0.0] * N  # forgotten sums of x_i (y - f)
+        self._rr = 0.0  # forgotten sum of (y - f)^2
+        self._n = 0.0  # forgotten count of the learned truths
+        self._lim = [HUGE] * (N + 2)  # the clips of x_0..x_3 and y - f, the cap on the correction (none yet)
         self.w = [0.0] * N  # the weights the next forecast applies
         self.learned = 0  # truths learned
+        self.rejected = 0  # solves that failed (not positive definite, or non-finite weights): the weights kept
 
     def predict_one(self, f: float, experts: Sequence[float]) -> float:
         """The corrected forecast of ``f`` given the four experts' forecasts (batch, speed, persistence,
         online_linear)."""
         w0, w1, w2, w3 = self.w
         e0, e1, e2, e3 = experts
-        out = f + w0 * (e0 - f) + w1 * (e1 - f) + w2 * (e2 - f) + w3 * (e3 - f)
-        return out if -HUGE < out < HUGE else f
+        x0, x1, x2, x3 = e0 - f, e1 - f, e2 - f, e3 - f
+        if not -HUGE < x0 + x1 + x2 + x3 < HUGE:  # a non-finite expert or f (NaN or inf - inf fail too)
+            return f
+        l0, l1, l2, l3, _, cap = self._lim
+        c = (
+            w0 * (l0 if x0 > l0 else -l0 if x0 < -l0 else x0)
+            + w1 * (l1 if x1 > l1 else -l1 if x1 < -l1 else x1)
+            + w2 * (l2 if x2 > l2 else -l2 if x2 < -l2 else x2)
+            + w3 * (l3 if x3 > l3 else -l3 if x3 < -l3 else x3)
+        )
+        return f + (cap if c > cap else -cap if c < -cap else c)
 
     def learn_one(self, f: float, experts: Sequence[float], y: float) -> None:
-        """Learn the truth ``y`` of the forecast ``f`` made with ``experts``; the weights are solved again."""
+        """Learn the truth ``y`` of the forecast ``f`` made with ``experts`` (winsorised); the weights are solved
+        again."""
         f = float(f)  # Python floats throughout (numpy scalars would make every step ~10x slower)
         r = float(y) - f
         e0, e1, e2, e3 = experts
@@ -66,6 +109,12 @@ class CorrectionLayer:
             -HUGE < r < HUGE and -HUGE < x0 < HUGE and -HUGE < x1 < HUGE and -HUGE < x2 < HUGE and -HUGE < x3 < HUGE
         ):
             return
+        l0, l1, l2, l3, lr, _ = self._lim  # winsorised: at most CLIP x the forgotten RMS so far
+        x0 = l0 if x0 > l0 else -l0 if x0 < -l0 else x0
+        x1 = l1 if x1 > l1 else -l1 if x1 < -l1 else x1
+        x2 = l2 if x2 > l2 else -l2 if x2 < -l2 else x2
+        x3 = l3 if x3 > l3 else -l3 if x3 < -l3 else x3
+        r = lr if r > lr else -lr if r < -lr else r
         d, a, b = self._d, self._a, self._b
         a[0] = d * a[0] + x0 * x0
         a[1] = d * a[1] + x1 * x0
@@ -81,9 +130,24 @@ class CorrectionLayer:
         b[1] = d * b[1] + x1 * r
         b[2] = d * b[2] + x2 * r
         b[3] = d * b[3] + x3 * r
+        self._rr = rr = d * self._rr + r * r
+        self._n = n = d * self._n + 1.0
         self.learned += 1
+        if self.learned >= MIN_RECORDS:
+            k = CLIP * CLIP / n  # CLIP x the RMS, on squares
+            rms_r = math.sqrt(rr / n)
+            self._lim = [
+                math.sqrt(k * a[0]),
+                math.sqrt(k * a[2]),
+                math.sqrt(k * a[5]),
+                math.sqrt(k * a[9]),
+                CLIP * rms_r,
+                MAX_CORRECTION * rms_r,
+            ]
         w = self._solve()
-        if w is not None:
+        if w is None:
+            self.rejected += 1
+        else:
             self.w = w
 
     def _solve(self) -> list[float] | None:

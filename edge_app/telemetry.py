@@ -106,6 +106,8 @@ COMBINER_COUNTERS = {
     "muted_batch": "combiner_muted_batch",  # records forecast with the batch model muted (its errors exploded)
     "muted_speed": "combiner_muted_speed",
     "fallbacks": "combiner_fallbacks",  # records forecast as persistence: the combiner's own errors exploded
+    "correct_learned": "combiner_correct_learned",  # truths the correction layer learned (correct: true)
+    "correct_rejected": "combiner_correct_rejected",  # its solves that failed (its weights kept): should stay 0
 }
 
 

@@ -706,9 +706,9 @@ def _table(args: argparse.Namespace) -> int:
         if args.block is not None and args.block < 1:
             _log("error: --block must be >= 1")
             return 2
-        if (args.causal_half_life is not None and args.causal_half_life <= 0) or (
-            args.causal_ridge is not None and args.causal_ridge < 0
-        ):
+        if (args.causal_half_life is not None and not args.causal_half_life > 0) or (
+            args.causal_ridge is not None and not args.causal_ridge >= 0
+        ):  # "not x > 0": NaN is refused too
             _log("error: --causal-half-life must be > 0 and --causal-ridge >= 0")
             return 2
         print("\n" + report.headroom_table(_headrooms(results, args.block, args.intercept, args)))
@@ -720,7 +720,7 @@ def _headrooms(results: dict, block: int | None, intercept: bool, args: argparse
 
     causal = {
         "horizon": None,
-        "causal_half_life": args.causal_half_life or CAUSAL_HALF_LIFE,
+        "causal_half_life": CAUSAL_HALF_LIFE if args.causal_half_life is None else args.causal_half_life,
         "causal_ridge": CAUSAL_RIDGE if args.causal_ridge is None else args.causal_ridge,
     }
     out = {}

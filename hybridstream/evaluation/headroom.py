@@ -26,14 +26,15 @@ much), and the other chunks' scores then blow up. The in-sample ceilings stay pl
 lowers an in-sample fit, and they are meant as upper bounds for a blend.
 
 Beside the ceilings, a **measured causal combiner** (``causal``, shown as "(c) causal online" when ``horizon`` is
-given): :func:`causal_layer` on the dynamic forecast, a third layer that regresses ``y - dynamic`` on the four
+given): :func:`causal_layer` on the dynamic forecast, the edge's opt-in correction layer
+(:mod:`edge_app.correction_layer`, run here on the saved forecasts): it regresses ``y - dynamic`` on the four
 experts' differences from dynamic by least squares with exponential forgetting (half-life ``CAUSAL_HALF_LIFE``
-rows) and a ridge towards dynamic (``CAUSAL_RIDGE`` x each column's forgetting-weighted sum of squares, so it does
-not depend on units), where the forecast for row ``j`` uses only rows ``<= j - horizon``: at horizon H the truth of
-row ``j - H`` is the last one that has arrived when row ``j`` is forecast (``online_run.run_stream``'s rule). It
-runs once over the whole stream, cold at row 0; each part is scored on its rows (the second half's weights have
-learned from the first half, as online). Its half-life and ridge were chosen on the first halves of 30 saved runs
-(docs/combination.md, "Causal adaptive blends, measured").
+truths) and a ridge towards dynamic (``CAUSAL_RIDGE`` x each column's forgetting-weighted sum of squares, so it does
+not depend on units), winsorised and capped as the layer is, where the forecast for row ``j`` uses only rows
+``<= j - horizon``: at horizon H the truth of row ``j - H`` is the last one that has arrived when row ``j`` is
+forecast (``online_run.run_stream``'s rule). It runs once over the whole stream, cold at row 0; each part is
+scored on its rows (the second half's weights have learned from the first half, as online). Its half-life and
+ridge were chosen on the first halves of 30 saved runs (docs/combination.md, "Causal adaptive blends, measured").
 
 Rows where the truth or any of the forecasts used (and ``dynamic``) is NaN are left out and counted.
 """
@@ -43,6 +44,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+
+from edge_app.correction_layer import CorrectionLayer
+from edge_app.correction_layer import N as N_EXPERTS
 
 EXPERTS = ("batch", "speed", "persistence", "online_linear")
 PARTS = ("whole", "first_half", "second_half")
@@ -64,41 +68,32 @@ def causal_layer(
     half_life: float = CAUSAL_HALF_LIFE,
     ridge: float = CAUSAL_RIDGE,
 ) -> np.ndarray:
-    """``base`` + the forecast of ``y - base`` by ridge regression with forgetting on ``experts - base`` (columns),
-    where row ``j``'s weights are fitted on the rows ``i <= j - delay`` with ``ok`` (the others are not learned);
-    before any, the weights are 0 (``base``). ``delay`` is the horizon for a causal forecast (``0`` lets each row
-    see its own truth: not causal, only for tests that show what a leak looks like). Rows where a column is NaN
-    get NaN. The forgetting runs per row, left out or not (the edge's layer, ``edge_app.correction_layer``, forgets
-    per truth learned: the same where no row after the first is left out)."""
+    """``base`` corrected by the edge's own layer (:class:`edge_app.correction_layer.CorrectionLayer`: ridge
+    regression with forgetting of ``y - base`` on ``experts - base`` (columns), bounded), where row ``j``'s forecast
+    uses the rows ``i <= j - delay`` with ``ok`` (the others are not learned); before any, ``base``. ``delay`` is the
+    horizon for a causal forecast (``0`` lets each row see its own truth: not causal, only for tests that show what
+    a leak looks like; ``delay`` >= the rows: nothing learned). Rows where a column is NaN get NaN. A saved run does
+    not record the guard's verdicts: no model is muted and no fallback skipped here, as the edge's layer does."""
     if delay < 0:
         raise ValueError(f"delay must be >= 0, got {delay}")
-    if half_life <= 0:
-        raise ValueError(f"half_life must be > 0, got {half_life}")
-    x = np.asarray(experts, dtype=float) - np.asarray(base, dtype=float)[:, None]
-    n, k = x.shape
-    r = np.asarray(y, dtype=float) - base
-    xz = np.where(ok[:, None], x, 0.0)
-    rz = np.where(ok, r, 0.0)
-    lam = 2.0 ** (-1.0 / half_life)
-    outer = np.einsum("ti,tj->tij", xz, xz)
-    cross = xz * rz[:, None]
-    a = np.zeros((n, k, k))
-    b = np.zeros((n, k))
-    acc_a, acc_b = np.zeros((k, k)), np.zeros(k)
-    for t in range(n):  # the forgetting sums S_t = lam S_(t-1) + z_t
-        acc_a *= lam
-        acc_a += outer[t]
-        acc_b *= lam
-        acc_b += cross[t]
-        a[t], b[t] = acc_a, acc_b
-    known_a, known_b = np.zeros_like(a), np.zeros_like(b)  # what row j's forecast may use: rows <= j - delay
-    known_a[delay:], known_b[delay:] = a[: n - delay], b[: n - delay]
-    diag = np.einsum("tii->ti", known_a)
-    eye = np.eye(k)
-    tiny = 1e-12 * diag.sum(axis=1) + 1e-300  # keeps an all-zero start solvable (weights 0)
-    reg = known_a + (ridge * diag)[:, :, None] * eye + tiny[:, None, None] * eye
-    w = np.linalg.solve(reg, known_b[:, :, None])[:, :, 0]
-    return base + np.einsum("ti,ti->t", w, x)
+    layer = CorrectionLayer(half_life, ridge)
+    base, experts = np.asarray(base, dtype=float), np.asarray(experts, dtype=float)
+    if experts.shape[1] > N_EXPERTS:
+        raise ValueError(f"the layer takes at most {N_EXPERTS} experts, got {experts.shape[1]}")
+    pad = np.repeat(base[:, None], N_EXPERTS - experts.shape[1], axis=1)  # fewer: the rest = base (weight 0)
+    f = base.tolist()
+    ex = np.hstack([experts, pad]).tolist()
+    truth = np.asarray(y, dtype=float).tolist()
+    learn = np.asarray(ok, dtype=bool).tolist()
+    out = []
+    for j, fj in enumerate(f):
+        i = j - delay
+        if i >= 0 and learn[i]:
+            layer.learn_one(f[i], ex[i], truth[i])
+        out.append(layer.predict_one(fj, ex[j]))
+    res = np.array(out)
+    res[~(np.isfinite(base) & np.isfinite(experts).all(axis=1))] = np.nan
+    return res
 
 
 def weights(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> np.ndarray:

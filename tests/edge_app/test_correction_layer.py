@@ -30,10 +30,13 @@ def stream(n: int, seed: int = 0, h: int = 1):
         yield window, truth + 0.5 + rng.normal(0, 0.1), truth + rng.normal(0, 1.0), truth
 
 
-def replay(c, h: int, n: int = 3000, seed: int = 0, change: int | None = None, banked: bool = False) -> np.ndarray:
+def replay(
+    c, h: int, n: int = 3000, seed: int = 0, change: int | None = None, banked: bool = False, before: list | None = None
+) -> np.ndarray:
     """Forecasts of ``c`` over :func:`stream`, each truth learned ``h`` records later with its context (the edge's
     order); ``change``: that record's truth is 5 higher; ``banked``: the edge's banked halves (prepare / the linear
-    model / finish, learn_row / the linear model / learned) instead of predict_one / learn_one."""
+    model / finish, learn_row / the linear model / learned) instead of predict_one / learn_one; ``before``: gets
+    each forecast before the correction (the context's slot k + 5)."""
     queue: deque = deque()
     out = []
     for i, (window, b, s, y) in enumerate(stream(n, seed, h)):
@@ -54,6 +57,8 @@ def replay(c, h: int, n: int = 3000, seed: int = 0, change: int | None = None, b
         else:
             out.append(c.predict_one(b, s, window))
         queue.append((c.context(), b, s, y))
+        if before is not None:
+            before.append(queue[-1][0][0, -2])
     return np.array(out)
 
 
@@ -64,7 +69,7 @@ def test_correct_is_opt_in_and_needs_the_online_linear_twin():
     assert (c.correct, c.correct_half_life, c.correct_ridge) == (True, 2000.0, 3.0)
     assert c.params()["correct"] is True
     assert c.predict_one(9.0, 3.0, np.array([[1.0, 5.0], [2.0, 6.0]])) == 6.0  # untrained: persistence, uncorrected
-    assert c.context().shape == (1, 4 + 6)  # one more slot: the forecast before the correction
+    assert c.context().shape == (1, 4 + 7)  # two more slots: the forecast before the correction, the muted
     with pytest.raises(ValueError, match="twin"):
         make_combiner({"method": "context", "correct": True, "blend": "none"}, target_index=TI)
     assert make_combiner({"correct": True, "blend": "none", "twin": True}, target_index=TI).correct
@@ -97,13 +102,15 @@ def test_the_corrected_forecast_beats_the_uncorrected_one_on_a_biased_model():
     assert np.mean((fixed[late] - truths[late]) ** 2) < 0.99 * np.mean((plain[late] - truths[late]) ** 2)
 
 
-def test_a_truth_changes_only_the_forecasts_made_after_it_arrived():
+def test_a_truth_changes_only_the_corrections_made_after_it_arrived():
     for h in (1, 6):
         config = {"correct": True, "correct_half_life": 50, "correct_ridge": 0.1}
-        before = replay(make_combiner(config, target_index=TI), h, n=400)
-        after = replay(make_combiner(config, target_index=TI), h, n=400, change=200)
+        f0, f1 = [], []
+        before = replay(make_combiner(config, target_index=TI), h, n=400, before=f0) - f0  # the corrections
+        after = replay(make_combiner(config, target_index=TI), h, n=400, change=200, before=f1) - f1
         assert np.array_equal(before[: 200 + h], after[: 200 + h])  # learned at record 200 + h, before its forecast
-        assert before[200 + h] != after[200 + h]
+        assert before[200 + h] != after[200 + h]  # the layer itself learned it (not only the stack under it)
+        assert np.all(before[20:] != 0.0)
 
 
 def test_the_banked_halves_forecast_as_predict_one_does():
@@ -154,3 +161,117 @@ def test_the_product_layer_is_the_headroom_column():
     ref = causal_layer(f, experts, y, ok, h)
     np.testing.assert_allclose(out[ok], ref[ok], rtol=1e-12)
     assert out[0] == f[0]
+
+
+def faulty(n: int, h: int, seed: int = 0):
+    """:func:`stream` with a batch glitch (+40 for 40 records: the guard mutes batch) and a stuck target while its
+    driver jumps (the stack runs away, persistence is right: with ``mute`` 1.5 the guard falls back, mutes speed)."""
+    rng = np.random.default_rng(seed)
+    a = np.cumsum(rng.normal(0, 0.3, n + h + 1))
+    y = a + rng.normal(0, 0.5, n + h + 1)
+    y[500:700] = y[500]
+    a[550:700] += 30.0
+    for t in range(1, n):
+        truth = y[t + h]
+        b = truth + 0.5 + rng.normal(0, 0.1) + (40.0 if 300 <= t < 340 else 0.0)
+        yield np.array([[a[t - 1], y[t - 1]], [a[t], y[t]]]), b, truth + rng.normal(0, 1.0), truth
+
+
+@pytest.mark.parametrize(("data", "h", "mute"), [("clean", 3, 3.0), ("faulty", 1, 1.5), ("faulty", 3, 1.5)])
+def test_the_combiner_corrects_as_a_standalone_layer_fed_what_the_guard_decided(data, h, mute):
+    """The combiner's wiring: the same config without the layer gives the forecast ``f``, its twin (context slot
+    k + 4) and the guard's verdicts (its counters); a standalone layer fed them, each truth ``h`` records later, with
+    ``f`` for a muted model and nothing on a fallback (neither corrected nor learned), forecasts the same."""
+    config = {"correct_half_life": 300, "mute": mute}
+    plain = make_combiner(config, target_index=TI)
+    fixed = make_combiner(config | {"correct": True}, target_index=TI)
+    layer = CorrectionLayer(300, 3.0)
+    rows = list(stream(1200, 0, h) if data == "clean" else faulty(1200, h))
+    queue: deque = deque()
+    ours, theirs, guard = [], [], np.zeros(3, int)
+    for window, b, s, y in rows:
+        if len(queue) >= h:
+            ctx, pctx, pb, ps, truth, inputs, fell_back = queue.popleft()
+            assert fixed.learn_one(pb, ps, truth, ctx) == plain.learn_one(pb, ps, truth, pctx)
+            if not fell_back:
+                layer.learn_one(inputs[0], inputs[1:], truth)
+        c0 = plain.counts()
+        f = plain.predict_one(b, s, window)
+        c1 = plain.counts()
+        mb, ms, fell_back = (c1[k] > c0[k] for k in ("muted_batch", "muted_speed", "fallbacks"))
+        guard += (mb, ms, fell_back)
+        pctx = plain.context()
+        inputs = (f, f if mb else b, f if ms else s, window[-1, TI], pctx[0, plain._k + 4])  # noqa: SLF001
+        theirs.append(f if fell_back else layer.predict_one(inputs[0], inputs[1:]))
+        ours.append(fixed.predict_one(b, s, window))
+        queue.append((fixed.context(), pctx, b, s, y, inputs, fell_back))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+    assert fixed._correction.learned > 500 and fixed._correction.w != [0.0] * 4  # noqa: SLF001
+    if data == "faulty":
+        assert guard.min() > 20, guard  # muted batch, muted speed, fallbacks: each path exercised
+    counts = fixed.counts()
+    assert counts["correct_learned"] == layer.learned and counts["correct_rejected"] == 0
+    assert counts["fallbacks"] == guard[2]
+
+
+def glitched(kind: str, size: float, n: int = 5000, t0: int = 2500, h: int = 1):
+    """The review's synthetic stream (CorrectionLayer with the defaults): a biased forecast ``f``, a better batch
+    model; ``kind`` "batch": one batch forecast ``size`` off at ``t0``, "truth": one truth ``size`` off there.
+    Returns (corrected forecasts, f, truths, the layer)."""
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(0, 0.3, n)) + rng.normal(0, 0.5, n)
+    f = y + 0.2 + rng.normal(0, 0.5, n)
+    batch, speed, lin = y + rng.normal(0, 0.45, n), y + rng.normal(0, 0.8, n), f + rng.normal(0, 0.3, n)
+    pers = np.r_[y[:h], y[:-h]]
+    seen = y.copy()
+    if kind == "batch":
+        batch[t0] += size
+    elif kind == "truth":
+        seen[t0] += size
+    layer, out = CorrectionLayer(), np.empty(n)
+    for j in range(n):
+        if j >= h:
+            i = j - h
+            layer.learn_one(f[i], (batch[i], speed[i], pers[i], lin[i]), seen[i])
+        out[j] = layer.predict_one(f[j], (batch[j], speed[j], pers[j], lin[j]))
+    return out, f, y, layer
+
+
+def test_one_absurd_forecast_or_truth_neither_throws_the_forecast_nor_pins_the_weights():
+    base, f, y, clean = glitched("none", 0.0)
+    mse = lambda out, s: float(np.mean((out[s] - y[s]) ** 2))  # noqa: E731
+    after = slice(2501, 4500)
+    for kind, size in (("batch", 1e3), ("batch", 1e6), ("truth", 500.0)):
+        out, _, _, layer = glitched(kind, size)
+        if kind == "batch":  # the glitch's own forecast: moved at most MAX_CORRECTION x the RMS of y - f (~0.55)
+            assert abs(out[2500] - f[2500]) < 3.0, (kind, size, out[2500] - f[2500])
+        assert mse(out, after) < 1.02 * mse(base, after), (kind, size)  # not 1.3x-6x for 2,000 truths
+        np.testing.assert_allclose(layer.w, clean.w, atol=0.02)  # not pinned at 0 (was 0.006 vs 0.129)
+
+
+def test_a_weight_learned_on_a_column_that_hardly_moved_is_not_applied_in_full_when_it_moves():
+    layer = CorrectionLayer(half_life=500, ridge=3.0)
+    rng = np.random.default_rng(2)
+    for _ in range(2000):
+        y = rng.normal()
+        f = y + rng.normal(0, 0.3)
+        tiny = 1e-9 * rng.normal()  # persistence = f up to 1e-9, its difference correlated with y - f by chance
+        layer.learn_one(f, (f + rng.normal(), f + rng.normal(), f + tiny + 1e-9 * (y - f), f + rng.normal()), y)
+    assert abs(layer.w[2]) > 0.1  # a large weight on a column of size 1e-9 (the ridge is scale-free)
+    moved = layer.predict_one(0.0, (0.0, 0.0, 100.0, 0.0)) - 0.0
+    assert abs(moved) <= 4.0 * 0.3 * 1.5  # capped near MAX_CORRECTION x the RMS of y - f (0.3), not 100 x w
+
+
+def test_the_correction_keys_are_checked_and_named_even_when_off():
+    for key, bad in (
+        ("correct_half_life", 0),
+        ("correct_half_life", "nan"),
+        ("correct_ridge", -3),
+        ("correct_ridge", "nan"),
+    ):
+        for on in (True, False):
+            with pytest.raises(ValueError, match=key):
+                make_combiner({"correct": on, key: bad}, target_index=TI)
+    counts = make_combiner({"correct": True}, target_index=TI).counts()
+    assert counts["correct_learned"] == counts["correct_rejected"] == 0
+    assert "correct_learned" not in make_combiner({}, target_index=TI).counts()

@@ -95,6 +95,8 @@ def test_eval_table_headroom_cli(tmp_path, capsys):
     assert any(line.startswith("| mean of the runs' MSEs | 8000 (0) |") for line in out.splitlines())
     assert main(["eval", "table", paths[0], "--headroom", "--block", "0"]) == 2
     assert main(["eval", "table", paths[0], "--headroom", "--causal-half-life", "0"]) == 2
+    assert main(["eval", "table", paths[0], "--headroom", "--causal-half-life", "nan"]) == 2
+    assert main(["eval", "table", paths[0], "--headroom", "--causal-ridge", "nan"]) == 2
     assert main(["eval", "table", paths[0], "--headroom", "--causal-half-life", "500", "--causal-ridge", "1"]) == 0
     assert "half-life 500 rows) and a ridge of 1 x" in capsys.readouterr().out
 
@@ -191,6 +193,7 @@ def test_a_truth_changes_only_the_forecasts_made_after_it_arrived():
         assert before[100 + h] != after[100 + h]
     with pytest.raises(ValueError, match="delay"):
         causal_layer(base, experts, y, ok, -1)
+    assert np.array_equal(causal_layer(base, experts, y, ok, len(y) + 5), base)  # no truth arrives: the base
 
 
 def test_the_causal_layer_learns_a_better_expert_and_skips_nan_rows():
