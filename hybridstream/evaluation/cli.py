@@ -360,7 +360,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
         choices=("windows", "since-drift"),
         default="windows",
         help="what each speed model trains on: the last --speed-windows windows (default, the trainer's), or "
-        "since-drift: only from the newest window that closed on drift while it is among them (studied, issue 17)",
+        "since-drift: only from the newest window that closed on drift while it is among them (issue 17: tried, did "
+        "not hold, docs/combination.md)",
     )
     p.add_argument(
         "--warm-start",
