@@ -67,11 +67,14 @@ def bench_config(
     consumer: dict | None = None,
     producer: dict | None = None,
     forecasts_process: bool = True,
+    combination: dict | None = None,
 ) -> Path:
     """The edge app's config for a benchmark run in ``work`` (both models, local windows, 5 s metrics;
     ``forecasts``: the windows carry each reading's forecasts, as by default; ``process``: its path;
     ``consumer`` / ``producer``: extra librdkafka settings, ``kafka.consumer`` / ``kafka.producer``;
-    ``forecasts_process``: the forecasts export in a child process as by default, else on the upload thread)."""
+    ``forecasts_process``: the forecasts export in a child process as by default, else on the upload thread;
+    ``combination``: keys over the edge's default combiner, ``{"strategy": "dynamic"}``, e.g. ``{"correct": true}``;
+    None: the edge's default)."""
     from hybridstream.devtools.edge import write_config
 
     return write_config(
@@ -91,6 +94,7 @@ def bench_config(
         log_interval_s=5.0,
         log_slow_turn_ms=slow_turn_ms,
         process=process,
+        **({"combination": {"strategy": "dynamic", **combination}} if combination is not None else {}),
         **(
             {"kafka": {k: v for k, v in (("consumer", consumer), ("producer", producer)) if v}}
             if consumer or producer
@@ -426,6 +430,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             consumer_conf,
             producer_conf,
             args.forecasts_process,
+            args.combination,
         )
         broker_pid = read_pid(servers.kafka().pid_file)
         clients = (consumer_conf, producer_conf, broker_pid)
@@ -573,6 +578,7 @@ def run_bench(args: argparse.Namespace) -> dict:
             "loop_bound_rps": round(1e6 / loop_us) if loop_us else None,
             "process": args.process,
             "forecasts_process": args.forecasts_process,  # the forecasts export in a child process (else the thread)
+            "combination": args.combination,  # keys over the default combiner (None: the edge's default)
             "latency_ms": latency,
             "rss_mb": round(rss, 1),
             "invoke_us": round(float(np.median(list(invoke.values()))), 2),
@@ -605,6 +611,17 @@ def run_bench(args: argparse.Namespace) -> dict:
             import shutil
 
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _json_object(text: str) -> dict:
+    """A command-line JSON object (argparse type: a clear error otherwise)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -644,6 +661,13 @@ def main(argv: list[str] | None = None) -> int:
         default="{}",
         help="extra librdkafka producer settings (JSON) for the app and the echo alike, e.g. "
         '\'{"compression.type": "lz4"}\' (none)',
+    )
+    parser.add_argument(
+        "--combination",
+        type=_json_object,
+        default=None,
+        help="keys over the edge's default combiner (JSON), e.g. '{\"correct\": false}' to measure a layer's cost "
+        "in alternating runs (the edge's default)",
     )
     parser.add_argument("--echo", nargs=5, metavar=("BOOTSTRAP", "SRC", "DST", "N", "START"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

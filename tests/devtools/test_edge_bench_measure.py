@@ -59,3 +59,26 @@ def test_the_fetch_backoff_is_set_only_where_librdkafka_knows_it() -> None:
 
     assert ("fetch.queue.backoff.ms" in CONSUMER_DEFAULTS) == (libversion()[1] >= 0x020200FF)
     Consumer({"group.id": "conf-check", **CONSUMER_DEFAULTS}).close()  # librdkafka accepts the defaults
+
+
+def test_the_bench_can_run_the_edge_with_other_combiner_keys(tmp_path) -> None:
+    """``--combination`` (alternating runs with and without a layer): its keys go over the edge's default combiner
+    in the config the app loads; without it the config names no combiner (the edge's default)."""
+    import json
+
+    from edge_app.combiners import make_combiner
+    from edge_app.config import EdgeConfig
+    from edge_app.context_stacking import CorrectedContextStacking
+    from hybridstream.devtools.edge_bench import bench_config, main
+
+    def config(**kw) -> dict:
+        path = bench_config(tmp_path, "127.0.0.1:9", tmp_path / "b.tflite", tmp_path / "s.tflite", 50.0, **kw)
+        return json.loads(path.read_text())
+
+    data = config(combination={"correct": True, "correct_half_life": 500})
+    assert data["combination"] == {"strategy": "dynamic", "correct": True, "correct_half_life": 500}
+    combination = EdgeConfig.from_dict(data, require_batch_model=False).combination
+    assert type(make_combiner(combination, target_index=0)) is CorrectedContextStacking
+    assert "combination" not in config()
+    with pytest.raises(SystemExit):
+        main(["--combination", "[1]"])
