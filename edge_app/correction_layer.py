@@ -12,11 +12,14 @@ runs this class on a saved run). Half-life 2,000 and ridge 3 were chosen on the 
 learned truth (a Cholesky factorisation), a forecast is 4 multiplications.
 
 Bounded, as the stack's guard bounds the stack: once ``MIN_RECORDS`` truths are learned, each difference and ``y - f``
-is winsorised at ``CLIP`` x its forgotten RMS before it enters the sums (one absurd forecast or truth moves the weights
-as one at ``CLIP`` RMS would, not for ages), a forecast's differences are clipped the same way (a weight learned on a
-column that hardly moved is not applied in full once it moves), and the correction ``w . x`` is capped at
-``MAX_CORRECTION`` x the forgotten RMS of ``y - f``. Muting a model and the persistence fallback are the combiner's
-(:class:`~edge_app.context_stacking.CorrectedContextStacking` feeds ``f`` for a muted model and skips a fallback).
+is winsorised at ``CLIP`` x its forgotten RMS (floored at the five's mean square, so a column that has not moved yet
+is not locked at 0) before it enters the sums: one absurd forecast or truth moves the weights as one at ``CLIP`` RMS
+would, not for ages. A forecast's differences are clipped the same way, and the correction ``w . x`` is capped at
+``MAX_CORRECTION`` x the forgotten RMS of ``y - f`` (a weight learned on a column that hardly moved is not applied in
+full once it moves). ``CLIP`` 32, not 8: the gain on sensor faults comes from learning their rows (8 kept a third of
+it on the turbine with faults at H = 1, 32 nearly all; docs/combination.md). Muting a model and the persistence
+fallback are the combiner's (:class:`~edge_app.context_stacking.CorrectedContextStacking` feeds ``f`` for a muted
+model and skips a fallback).
 
 >>> c = CorrectionLayer(half_life=50, ridge=0.01)
 >>> for i in range(400):
@@ -39,8 +42,9 @@ from model_contract.context_stack import HUGE
 from model_contract.online_linear import decay
 
 N = 4  # batch, speed, persistence, online_linear
-CLIP = 8.0
-"""A difference or ``y - f`` counts at most this many forgotten RMS (the stack's ``clip`` on its inputs)."""
+CLIP = 32.0
+"""A difference or ``y - f`` counts at most this many forgotten RMS (chosen among 8 / 16 / 32 on the first halves of
+30 saved runs, post hoc: docs/combination.md)."""
 MAX_CORRECTION = 4.0
 """The correction ``w . x`` at most this many forgotten RMS of ``y - f``."""
 MIN_RECORDS = 10
@@ -133,17 +137,20 @@ class CorrectionLayer:
         self._rr = rr = d * self._rr + r * r
         self._n = n = d * self._n + 1.0
         self.learned += 1
-        if self.learned >= MIN_RECORDS:
-            k = CLIP * CLIP / n  # CLIP x the RMS, on squares
-            rms_r = math.sqrt(rr / n)
-            self._lim = [
-                math.sqrt(k * a[0]),
-                math.sqrt(k * a[2]),
-                math.sqrt(k * a[5]),
-                math.sqrt(k * a[9]),
-                CLIP * rms_r,
-                MAX_CORRECTION * rms_r,
-            ]
+        if self.learned >= MIN_RECORDS:  # the clips: CLIP x each one's forgotten RMS, floored at the five's mean
+            a0, a2, a5, a9 = a[0], a[2], a[5], a[9]
+            floor = (a0 + a2 + a5 + a9 + rr) * 0.2  # a column that has not moved yet is not locked at 0
+            if floor > 0.0:
+                k = CLIP * CLIP / n
+                rms_r = math.sqrt(rr / n)
+                self._lim = [
+                    math.sqrt(k * (a0 if a0 > floor else floor)),
+                    math.sqrt(k * (a2 if a2 > floor else floor)),
+                    math.sqrt(k * (a5 if a5 > floor else floor)),
+                    math.sqrt(k * (a9 if a9 > floor else floor)),
+                    math.sqrt(k * (rr if rr > floor else floor)),
+                    MAX_CORRECTION * rms_r,
+                ]
         w = self._solve()
         if w is None:
             self.rejected += 1
