@@ -22,11 +22,12 @@ copy per forecast for its context), the expert layer in :mod:`edge_app.expert_we
 
 The default is ``dynamic`` with context stacking (half-life 1000 records), chosen by measurement
 on the turbine scenarios (docs/combination.md, ``hybridstream eval run``): it starts as the
-persistence forecast (coefficients 0) and learns from the lag window and both forecasts.
+persistence forecast (coefficients 0) and learns from the lag window and both forecasts, with the pair layer and
+the correction layer over it.
 
 >>> c = make_combiner({}, target_index=4)
 >>> c.name, type(c).__name__, c.coefficients
-('dynamic', 'ContextStacking', (0.0, 0.0))
+('dynamic', 'CorrectedContextStacking', (0.0, 0.0))
 
 Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its keys):
 
@@ -40,9 +41,9 @@ Strategies and their config keys (``strategy: dynamic`` takes ``method`` and its
                           error exceeds ``mute`` x persistence's (half-life ``error_half_life``) is muted
                           ``blend: pair`` (default) an exponentially weighted layer over the stack and the
                           online linear baseline; ``experts`` over those, persistence, batch, speed, static
-                          (``blend_eta``, ...); ``none`` the stack alone; ``correct: true`` (opt-in)
-                          a third layer (:mod:`edge_app.correction_layer`: ``correct_half_life``,
-                          ``correct_ridge``)
+                          (``blend_eta``, ...); ``none`` the stack alone; ``correct`` (default on
+                          with a twin; ``false``: off) a third layer (:mod:`edge_app.correction_layer`:
+                          ``correct_half_life``, ``correct_ridge``)
 ``inverse_mse``           weights ~ 1 / exponentially forgotten MSE; ``half_life`` (records)
 ``sliding_mse``           weights ~ 1 / MSE over the last ``size`` records
 ``hedge``                 weights ~ exp(-eta * forgotten normalised loss); ``eta``, ``half_life``

@@ -29,6 +29,12 @@ log = logging.getLogger(__name__)
 _WARNED: set[str] = set()  # the bad-twin warnings given (once each, not once per device)
 
 
+def corrects_by_default(blend: str | None, twin: bool) -> bool:
+    """Whether a config that does not say ``correct`` gets the correction layer: yes wherever a layer gives the online
+    linear twin it needs (the default ``pair``, ``experts``, or ``twin``); ``blend: none`` alone, no."""
+    return (blend if blend is not None else default_blend(twin)) != "none" or twin
+
+
 def default_blend(twin: bool) -> str:
     """The layer of a config that names none: the pair layer, or none where it asks for the older ``twin`` guard."""
     return "none" if twin else "pair"
@@ -55,13 +61,16 @@ class ContextStacking(ContextStack, Configurable):
     share of a model. Either layer runs in the stack's compiled call (twin and weights in C: about the stack's
     cost, BENCHMARKS.md); on the numpy code about twice the stack's.
 
-    ``correct=True`` (opt-in): a third layer over the forecast, :class:`~edge_app.correction_layer.CorrectionLayer`
-    (``correct_half_life``, ``correct_ridge``): a cautious ridge regression with forgetting of what the forecast
-    misses on the differences of batch, speed, persistence and the online linear twin from it (needs the twin: a
-    ``pair`` or ``experts`` layer, or ``twin``), in Python after the stack's call: 2-4 us a record here. Measured
-    on 30 saved runs: 0.989 x the default's MSE on average, worst first half 1.0026 x (docs/combination.md,
-    "Causal adaptive blends, measured"); ``coefficients`` stay those of the layers under it. The context row gets
-    one more slot (the forecast before the correction).
+    ``correct`` (the default since 2026-12-07 wherever there is a twin; ``correct: false`` switches it off): a third
+    layer over the forecast, :class:`~edge_app.correction_layer.CorrectionLayer` (``correct_half_life``,
+    ``correct_ridge``): a cautious, bounded ridge regression with forgetting of what the forecast misses on the
+    differences of batch, speed, persistence and the online linear twin from it (needs the twin: a ``pair`` or
+    ``experts`` layer, or ``twin``; ``blend: none`` alone goes without), in Python after the stack's call: +3-6 us
+    a record in the edge's combiner stage here (BENCHMARKS.md). It feeds ``f`` for a model the guard muted and leaves
+    the guard's persistence fallback alone. Replayed on 30 saved runs: 0.988 x the MSE without it on average, worst
+    first half 1.0027 x (docs/combination.md, "Causal adaptive blends, measured"); ``coefficients`` stay those of the
+    layers under it. The context row gets two more slots (the forecast before the correction, what was muted). It
+    starts cold after every restart or reset (~2,000 truths to learn).
 
     >>> from edge_app.combiners import make_combiner
     >>> c = make_combiner({"method": "context", "blend": "pair"}, target_index=1)
@@ -77,7 +86,7 @@ class ContextStacking(ContextStack, Configurable):
         blend_eta: float = 0.5,
         blend_half_life: float = 100.0,
         blend_prior: float = 0.0,
-        correct: bool = False,
+        correct: bool | None = None,
         correct_half_life: float = 2000.0,
         correct_ridge: float = 3.0,
         **stack: Any,
@@ -92,6 +101,8 @@ class ContextStacking(ContextStack, Configurable):
         self.twin, self.twin_half_life = twin, twin_half_life
         self.blend, self.blend_eta, self.blend_half_life = blend, float(blend_eta), float(blend_half_life)
         self.blend_prior = float(blend_prior)  # the stack's and its twin's head start (in normalised losses)
+        if correct is None:  # the default: on wherever a layer gives the online linear twin it needs
+            correct = corrects_by_default(blend, twin)
         if correct and blend == "none" and not twin:
             raise ValueError("correct needs the online linear twin: blend 'pair' or 'experts', or twin true")
         # checked with correct false too: a bad value waiting in a config is refused before it is switched on
@@ -117,10 +128,18 @@ class ContextStacking(ContextStack, Configurable):
             self._tx = self._row[:, : self._k]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ContextStacking:
-        """A config with ``correct: true`` builds a :class:`CorrectedContextStacking` (the others pay nothing)."""
-        if cls is ContextStacking and kwargs.get("correct"):
+        """A config with the correction layer (the default, or ``correct: true``) builds a
+        :class:`CorrectedContextStacking`; ``correct: false`` the plain class (it pays nothing)."""
+        correct = kwargs.get("correct")
+        if correct is None:
+            correct = corrects_by_default(kwargs.get("blend"), bool(kwargs.get("twin", False)))
+        if cls is ContextStacking and correct:
             cls = CorrectedContextStacking
         return super().__new__(cls)
+
+    def __getnewargs_ex__(self) -> tuple[tuple, dict]:
+        """A copy or an unpickled one is built as it was (the class :meth:`__new__` picks depends on ``correct``)."""
+        return (), {"correct": self.correct}
 
     def _setup(self, window: np.ndarray) -> None:
         super()._setup(window)
@@ -235,7 +254,7 @@ class ContextStacking(ContextStack, Configurable):
 
 
 class CorrectedContextStacking(ContextStacking):
-    """:class:`ContextStacking` with ``correct=True``: its forecast through the correction layer, on every path the
+    """:class:`ContextStacking` with the correction layer: its forecast through the correction layer, on every path the
     stack forecasts and learns by (the compiled step, the Python steps, the edge's banked halves ``finish`` /
     ``learned``)."""
 

@@ -169,7 +169,7 @@ def test_the_measured_default_lives_in_the_signature():
     """``{"method": "context"}`` gets the measured half-life (1000), not another default."""
     assert make_combiner({"strategy": "dynamic", "method": "context"}).half_life == DEFAULT_DYNAMIC["half_life"] == 1000
     assert make_combiner({}).params() == make_combiner({"method": "context"}).params()
-    assert type(make_combiner({})).__name__ == "ContextStacking"
+    assert type(make_combiner({})).__name__ == "CorrectedContextStacking"  # the correction layer, default since 12-07
     assert make_combiner({"method": "stacking"}).half_life == 5  # the previous default keeps its measured one
 
 

@@ -44,7 +44,7 @@ def test_starts_as_persistence():
     window = np.array([[1.0, 5.0], [2.0, 6.0]])
     assert c.predict_one(9.0, 3.0, window) == 6.0
     assert c.weights == (0.0, 0.0)
-    assert c.context().shape == (1, 4 + 5)  # window, 2 model inputs | 3 forecasts
+    assert c.context().shape == (1, 4 + 7)  # window, 2 model inputs | 3 forecasts | the correction layer's 2
 
 
 def test_needs_the_window_and_the_target_column():
@@ -193,7 +193,7 @@ def test_a_calendar_spec_reads_the_online_linear_models_inputs():
     window = np.arange(8.0).reshape(2, 4)  # (steps, columns + calendar); the newest target is window[1, 1] = 5
     assert c.predict_one(9.0, 3.0, window) == 5.0
     row = c.context()[0]
-    assert row.shape == (len(spec.linear_inputs()) + 5,)
+    assert row.shape == (len(spec.linear_inputs()) + 7,)  # + the correction layer's 2 slots
     assert row[:6].tolist() == [0.0, 1.0, 4.0, 5.0, 6.0, 7.0]  # the older step's calendar copy left out
     assert row[6:8].tolist() == [4.0, -2.0]  # batch - last, speed - last
     assert make_combiner({}, spec=FeatureSpec(columns=("a", "y"), target="y")).context() is None  # not built yet
@@ -255,7 +255,7 @@ def test_the_expert_layer_refuses_bad_settings():
 
 
 def test_the_ablation_switches_keep_a_model_input_at_zero():
-    c = make_combiner({"use_batch": False, "use_speed": False}, target_index=TI)
+    c = make_combiner({"use_batch": False, "use_speed": False, "correct": False}, target_index=TI)
     lin = OnlineLinear(TI, half_life=1000)
     for window, b, s, y in stream(2000, seed=5):
         f, g = c.predict_one(b, s, window), lin.predict_one(window)

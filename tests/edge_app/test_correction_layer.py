@@ -1,5 +1,6 @@
-"""The opt-in correction layer (``correct: true``): learns what the forecast misses from the experts, causally, on
-every path the context stack runs, and is the layer ``eval table --headroom``'s "(c) causal online" measures."""
+"""The correction layer (the default since 2026-12-07; ``correct: false`` switches it off): learns what the
+forecast misses from the experts, causally, bounded, behind the stack's guard, on every path the context stack runs,
+and is the layer ``eval table --headroom``'s "(c) causal online" measures."""
 
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ def replay(
     return np.array(out)
 
 
-def test_correct_is_opt_in_and_needs_the_online_linear_twin():
-    assert type(make_combiner({}, target_index=TI)) is ContextStacking  # the default pays nothing
+def test_correct_is_the_default_where_there_is_a_twin_and_can_be_switched_off():
+    assert type(make_combiner({}, target_index=TI)) is CorrectedContextStacking  # the default (pair layer)
+    assert make_combiner({"blend": "experts"}, target_index=TI).correct
+    assert type(make_combiner({"correct": False}, target_index=TI)) is ContextStacking  # off: pays nothing
+    assert not make_combiner({"blend": "none"}, target_index=TI).correct  # no twin: the stack alone, uncorrected
     c = make_combiner({"method": "context", "correct": True}, target_index=TI)
     assert type(c) is CorrectedContextStacking
     assert (c.correct, c.correct_half_life, c.correct_ridge) == (True, 2000.0, 3.0)
@@ -95,7 +99,7 @@ def test_the_layer_takes_a_shrunk_share_of_what_the_forecast_misses():
 
 def test_the_corrected_forecast_beats_the_uncorrected_one_on_a_biased_model():
     h = 3
-    plain = replay(make_combiner({}, target_index=TI), h)
+    plain = replay(make_combiner({"correct": False}, target_index=TI), h)
     fixed = replay(make_combiner({"correct": True, "correct_half_life": 500}, target_index=TI), h)
     truths = np.array([y for *_, y in stream(3000, 0, h)])
     late = slice(1500, None)
@@ -183,7 +187,7 @@ def test_the_combiner_corrects_as_a_standalone_layer_fed_what_the_guard_decided(
     k + 4) and the guard's verdicts (its counters); a standalone layer fed them, each truth ``h`` records later, with
     ``f`` for a muted model and nothing on a fallback (neither corrected nor learned), forecasts the same."""
     config = {"correct_half_life": 300, "mute": mute}
-    plain = make_combiner(config, target_index=TI)
+    plain = make_combiner(config | {"correct": False}, target_index=TI)
     fixed = make_combiner(config | {"correct": True}, target_index=TI)
     layer = CorrectionLayer(300, 3.0)
     rows = list(stream(1200, 0, h) if data == "clean" else faulty(1200, h))
@@ -289,4 +293,4 @@ def test_the_correction_keys_are_checked_and_named_even_when_off():
                 make_combiner({"correct": on, key: bad}, target_index=TI)
     counts = make_combiner({"correct": True}, target_index=TI).counts()
     assert counts["correct_learned"] == counts["correct_rejected"] == 0
-    assert "correct_learned" not in make_combiner({}, target_index=TI).counts()
+    assert "correct_learned" not in make_combiner({"correct": False}, target_index=TI).counts()

@@ -98,7 +98,7 @@ def test_ablations_and_the_expert_layer_start_from_the_same_warm_start(spec):
     data = _data(spec)
     history, test = data[:2000], data[2000:]
     warm = context_stack.warm_start(history, spec)
-    cfg = {"strategy": "dynamic"}
+    cfg = {"strategy": "dynamic", "correct": False}  # the stack and its layers as the baseline starts (no correction)
     neither = make_combiner(cfg | {"use_batch": False, "use_speed": False}, spec=spec, warm=warm)
     no_speed = make_combiner(cfg | {"use_speed": False}, spec=spec, warm=warm)
     experts = make_combiner(cfg | {"blend": "experts"}, spec=spec, warm=warm)
@@ -150,12 +150,12 @@ def test_the_pair_layers_twin_is_the_online_linear_baseline(spec, linear_backend
 
 
 def _recording(combiner: ContextStacking, out: list[float]):
-    """``combiner.predict_one`` that also appends its twin's forecast (the row's last cell) to ``out``."""
+    """``combiner.predict_one`` that also appends its twin's forecast (the row's slot k + 4) to ``out``."""
     predict = combiner.predict_one
 
     def wrapped(b: float, s: float, w: np.ndarray) -> float:
         f = predict(b, s, w)
-        out.append(float(combiner.context()[0, -1]))
+        out.append(float(combiner.context()[0, combiner._k + 4]))  # noqa: SLF001 (the twin's slot)
         return f
 
     return wrapped
