@@ -287,28 +287,29 @@ class CorrectedContextStacking(ContextStacking):
                 speed, muted = f, muted + 2.0
         v[k + 5] = f
         v[k + 6] = muted
-        return self._correction.predict_one(float(f), (batch, speed, last, v.item(k + 4)))
+        return self._correction.predict(float(f), batch, speed, last, v.item(k + 4))
 
     def learn_one(self, batch: float, speed: float, y: float, context: np.ndarray | None = None) -> bool:
         self._done = False
         learned = super().learn_one(batch, speed, y, context)
         if learned and not self._done:
-            self._learn_correction(batch, speed, float(y), context)
+            self._learn_correction(float(batch), float(speed), float(y), context)
         return learned
 
     def learned(self, batch: float, speed: float, y: float, context: np.ndarray) -> None:
         super().learned(batch, speed, y, context)
         self._done = True
-        self._learn_correction(batch, speed, y, context)
+        self._learn_correction(float(batch), float(speed), float(y), context)
 
     def _learn_correction(self, batch: float, speed: float, y: float, context: np.ndarray) -> None:
+        """The layer learns ``y`` (Python floats) with the forecast's slots (``f``, the muted bits) from ``context``."""
         k = self._k
         f = context.item(0, k + 5)  # NaN: the forecast was the guard's fallback (not learned)
         muted = context.item(0, k + 6)
         if muted:
             batch = f if muted != 2.0 else batch
             speed = f if muted != 1.0 else speed
-        self._correction.learn_one(f, (batch, speed, context.item(0, self._last), context.item(0, k + 4)), y)
+        self._correction.learn(f, batch, speed, context.item(0, self._last), context.item(0, k + 4), y)
 
     def counts(self) -> dict[str, int]:
         """The stack's counters and the correction layer's: truths learned, solves rejected (weights kept)."""

@@ -8,8 +8,9 @@ online_linear] - f``: least squares with exponential forgetting (``half_life`` r
 truth when it arrives, so each forecast uses only the truths that had arrived (causal by construction, as
 ``eval table --headroom``'s "(c) causal online", :func:`hybridstream.evaluation.headroom.causal_layer`, which
 runs this class on a saved run). Half-life 2,000 and ridge 3 were chosen on the first halves of 30 saved runs
-(docs/combination.md, "Causal adaptive blends, measured"). Pure Python floats: the 4 x 4 system is solved once per
-learned truth (a Cholesky factorisation), a forecast is 4 multiplications.
+(docs/combination.md, "Causal adaptive blends, measured"). Pure Python floats: the 4 x 4 system (a Cholesky
+factorisation) and the clips are solved every ``half_life / 250`` learned truths (8 at 2,000; ``SOLVES_PER_HALF_LIFE``),
+a forecast is 4 multiplications.
 
 Bounded, as the stack's guard bounds the stack: once ``MIN_RECORDS`` truths are learned, each difference and ``y - f``
 is winsorised at ``CLIP`` x its forgotten RMS (floored at the five's mean square, so a column that has not moved yet
@@ -49,6 +50,12 @@ MAX_CORRECTION = 4.0
 """The correction ``w . x`` at most this many forgotten RMS of ``y - f``."""
 MIN_RECORDS = 10
 """Truths learned before the clips apply (the stack's guard waits as long before it mutes anything)."""
+SOLVES_PER_HALF_LIFE = 250.0
+"""The weights and the clips are solved again every ``half_life / SOLVES_PER_HALF_LIFE`` learned truths (8 at the
+default half-life 2,000; every truth below 500), not every one: the 4 x 4 solve and the clips are half the layer's
+cost a record, and between two solves the weights would move ~1/250 of the way (replayed on 30 saved runs within
+0.0005 of solving every truth: docs/combination.md). Over the first ``half_life / 2`` truths (the weights still move
+fast, ~1/n of the way a truth) every truth is solved."""
 
 
 def check(half_life: object, ridge: object, names: tuple[str, str] = ("half_life", "ridge")) -> tuple[float, float]:
@@ -72,6 +79,8 @@ class CorrectionLayer:
     Non-finite forecasts or truths are not learned; a non-finite expert or ``f`` leaves the forecast unchanged.
     ``learned`` counts the truths learned, ``rejected`` the solves that failed (the weights kept)."""
 
+    _every, _warm = 1, math.inf  # a layer pickled before the spaced solves: every truth solved, as it was
+
     def __init__(self, half_life: float = 2000.0, ridge: float = 3.0) -> None:
         half_life, ridge = check(half_life, ridge)
         self.half_life, self.ridge = half_life, ridge
@@ -82,17 +91,23 @@ class CorrectionLayer:
         self._n = 0.0  # forgotten count of the learned truths
         self._lim = [HUGE] * (N + 2)  # the clips of x_0..x_3 and y - f, the cap on the correction (none yet)
         self.w = [0.0] * N  # the weights the next forecast applies
+        self._every = max(1, int(half_life / SOLVES_PER_HALF_LIFE))  # truths between two solves (once warm)
+        self._warm = half_life / 2.0  # truths solved one by one first
         self.learned = 0  # truths learned
         self.rejected = 0  # solves that failed (not positive definite, or non-finite weights): the weights kept
 
     def predict_one(self, f: float, experts: Sequence[float]) -> float:
         """The corrected forecast of ``f`` given the four experts' forecasts (batch, speed, persistence,
         online_linear)."""
-        w0, w1, w2, w3 = self.w
         e0, e1, e2, e3 = experts
+        return self.predict(f, e0, e1, e2, e3)
+
+    def predict(self, f: float, e0: float, e1: float, e2: float, e3: float) -> float:
+        """:meth:`predict_one` with the experts as arguments (the combiner's per-record call: no tuple)."""
         x0, x1, x2, x3 = e0 - f, e1 - f, e2 - f, e3 - f
         if not -HUGE < x0 + x1 + x2 + x3 < HUGE:  # a non-finite expert or f (NaN or inf - inf fail too)
             return f
+        w0, w1, w2, w3 = self.w
         l0, l1, l2, l3, _, cap = self._lim
         c = (
             w0 * (l0 if x0 > l0 else -l0 if x0 < -l0 else x0)
@@ -103,12 +118,15 @@ class CorrectionLayer:
         return f + (cap if c > cap else -cap if c < -cap else c)
 
     def learn_one(self, f: float, experts: Sequence[float], y: float) -> None:
-        """Learn the truth ``y`` of the forecast ``f`` made with ``experts`` (winsorised); the weights are solved
-        again."""
-        f = float(f)  # Python floats throughout (numpy scalars would make every step ~10x slower)
-        r = float(y) - f
-        e0, e1, e2, e3 = experts
-        x0, x1, x2, x3 = float(e0) - f, float(e1) - f, float(e2) - f, float(e3) - f
+        """Learn the truth ``y`` of the forecast ``f`` made with ``experts`` (winsorised); the weights and the clips
+        are solved again every ``half_life / SOLVES_PER_HALF_LIFE`` truths (each of the first ``half_life / 2``)."""
+        e0, e1, e2, e3 = experts  # Python floats throughout (numpy scalars would make every step ~10x slower)
+        self.learn(float(f), float(e0), float(e1), float(e2), float(e3), float(y))
+
+    def learn(self, f: float, e0: float, e1: float, e2: float, e3: float, y: float) -> None:
+        """:meth:`learn_one` with the experts as arguments, all Python floats (the combiner's per-record call)."""
+        r = y - f
+        x0, x1, x2, x3 = e0 - f, e1 - f, e2 - f, e3 - f
         if not (
             -HUGE < r < HUGE and -HUGE < x0 < HUGE and -HUGE < x1 < HUGE and -HUGE < x2 < HUGE and -HUGE < x3 < HUGE
         ):
@@ -136,8 +154,10 @@ class CorrectionLayer:
         b[3] = d * b[3] + x3 * r
         self._rr = rr = d * self._rr + r * r
         self._n = n = d * self._n + 1.0
-        self.learned += 1
-        if self.learned >= MIN_RECORDS:  # the clips: CLIP x each one's forgotten RMS, floored at the five's mean
+        self.learned = learned = self.learned + 1
+        if learned % self._every and learned > self._warm:  # solved every _every truths once warm
+            return
+        if learned >= MIN_RECORDS:  # the clips: CLIP x each one's forgotten RMS, floored at the five's mean
             a0, a2, a5, a9 = a[0], a[2], a[5], a[9]
             floor = (a0 + a2 + a5 + a9 + rr) * 0.2  # a column that has not moved yet is not locked at 0
             if floor > 0.0:

@@ -97,6 +97,30 @@ def test_the_layer_takes_a_shrunk_share_of_what_the_forecast_misses():
     assert layer.w == before and layer.learned == 3000
 
 
+def test_the_weights_are_solved_every_half_life_over_250_truths_once_warm_close_to_every_truth(monkeypatch):
+    rng = np.random.default_rng(2)
+    rows = []
+    for _ in range(3000):
+        y = rng.normal()
+        f = y + 1.0 + rng.normal(0, 0.3)
+        rows.append((f, (y + rng.normal(0, 0.3), f + rng.normal(), f + rng.normal(), f + rng.normal()), y))
+    spaced = CorrectionLayer()  # half-life 2,000: every truth over the first 1,000, then every 8th
+    moved = []
+    for i, (f, experts, y) in enumerate(rows, 1):
+        before = list(spaced.w)
+        spaced.learn_one(f, experts, y)
+        moved.append(spaced.w != before)
+        if i <= 1000:
+            assert moved[-1]
+    assert moved[1000:] == [i % 8 == 0 for i in range(1001, 3001)]
+    monkeypatch.setattr("edge_app.correction_layer.SOLVES_PER_HALF_LIFE", 1e9)  # every truth
+    each = CorrectionLayer()
+    for f, experts, y in rows:
+        each.learn_one(f, experts, y)
+    assert max(abs(a - b) for a, b in zip(spaced.w, each.w, strict=True)) < 0.01 * max(map(abs, each.w))
+    assert CorrectionLayer(half_life=300)._every == 1  # noqa: SLF001 (a short half-life: every truth)
+
+
 def test_the_corrected_forecast_beats_the_uncorrected_one_on_a_biased_model():
     h = 3
     plain = replay(make_combiner({"correct": False}, target_index=TI), h)
