@@ -12,7 +12,9 @@ runs this class on a saved run). Half-life 2,000 and ridge 3 were chosen on the 
 factorisation) and the clips are solved every ``half_life / 250`` learned truths (8 at 2,000; ``SOLVES_PER_HALF_LIFE``),
 a forecast is 4 multiplications.
 
-Bounded, as the stack's guard bounds the stack: once ``MIN_RECORDS`` truths are learned, each difference and ``y - f``
+Bounded, as the stack's guard bounds the stack: after a cold start (a restart, a new device, a reset) it makes no
+correction until ``MIN_RECORDS`` truths have arrived; they are buffered, the clips set from their median squares (one
+absurd row among them does not set them), and then learned winsorised. From then on each difference and ``y - f``
 is winsorised at ``CLIP`` x its forgotten RMS (floored at the five's mean square, so a column that has not moved yet
 is not locked at 0) before it enters the sums: one absurd forecast or truth moves the weights as one at ``CLIP`` RMS
 would, not for ages. A forecast's differences are clipped the same way, and the correction ``w . x`` is capped at
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import statistics
 from collections.abc import Sequence
 
 from model_contract.context_stack import HUGE
@@ -49,7 +52,14 @@ CLIP = 32.0
 MAX_CORRECTION = 4.0
 """The correction ``w . x`` at most this many forgotten RMS of ``y - f``."""
 MIN_RECORDS = 10
-"""Truths learned before the clips apply (the stack's guard waits as long before it mutes anything)."""
+"""Truths buffered after a cold start (no correction meanwhile; the stack's guard waits as long before it mutes
+anything): then the clips are set from their median squares and they are learned winsorised."""
+MEDIAN_CHI2 = 0.4549364231195724
+"""The median of a squared standard normal: a column's median square / this estimates its mean square."""
+FLOOR = 1e-6
+"""Each clip's mean square is floored at this x the five's mean, so a column that has not moved yet is not locked at
+0 (its sum then grows ~1.35x a truth); its own scale, not the others', clips it once it moves (post hoc: review of
+corr4, docs/combination.md)."""
 SOLVES_PER_HALF_LIFE = 250.0
 """The weights and the clips are solved again every ``half_life / SOLVES_PER_HALF_LIFE`` learned truths (8 at the
 default half-life 2,000; every truth below 500), not every one: the 4 x 4 solve and the clips are half the layer's
@@ -80,6 +90,7 @@ class CorrectionLayer:
     ``learned`` counts the truths learned, ``rejected`` the solves that failed (the weights kept)."""
 
     _every, _warm = 1, math.inf  # a layer pickled before the spaced solves: every truth solved, as it was
+    _cold: list[tuple[float, ...]] | None = None  # a layer pickled before the cold start's buffer: learns directly
 
     def __init__(self, half_life: float = 2000.0, ridge: float = 3.0) -> None:
         half_life, ridge = check(half_life, ridge)
@@ -93,6 +104,7 @@ class CorrectionLayer:
         self.w = [0.0] * N  # the weights the next forecast applies
         self._every = max(1, int(half_life / SOLVES_PER_HALF_LIFE))  # truths between two solves (once warm)
         self._warm = half_life / 2.0  # truths solved one by one first
+        self._cold: list[tuple[float, ...]] | None = []  # the first MIN_RECORDS truths, until they are learned
         self.learned = 0  # truths learned
         self.rejected = 0  # solves that failed (not positive definite, or non-finite weights): the weights kept
 
@@ -130,6 +142,11 @@ class CorrectionLayer:
         if not (
             -HUGE < r < HUGE and -HUGE < x0 < HUGE and -HUGE < x1 < HUGE and -HUGE < x2 < HUGE and -HUGE < x3 < HUGE
         ):
+            return
+        if self._cold is not None:  # the first MIN_RECORDS truths: buffered, then learned winsorised at once
+            self._cold.append((f, e0, e1, e2, e3, y))
+            if len(self._cold) >= MIN_RECORDS:
+                self._warm_up()
             return
         l0, l1, l2, l3, lr, _ = self._lim  # winsorised: at most CLIP x the forgotten RMS so far
         x0 = l0 if x0 > l0 else -l0 if x0 < -l0 else x0
@@ -176,6 +193,19 @@ class CorrectionLayer:
             self.rejected += 1
         else:
             self.w = w
+
+    def _warm_up(self) -> None:
+        """The clips from the buffered first truths' median squares (robust: one absurd row among them does not set
+        them), then those truths learned winsorised; until now the weights were 0 (no correction)."""
+        rows, self._cold = self._cold, None
+        cols = zip(*[(e0 - f, e1 - f, e2 - f, e3 - f, y - f) for f, e0, e1, e2, e3, y in rows], strict=True)
+        ms = [statistics.median(v * v for v in col) / MEDIAN_CHI2 for col in cols]  # each one's mean square
+        floor = FLOOR * sum(ms) / len(ms)
+        if floor > 0.0:  # all five flat: no scale yet, the clips wait for the sums (learn)
+            lims = [CLIP * math.sqrt(m if m > floor else floor) for m in ms]
+            self._lim = [*lims[:N], lims[N], MAX_CORRECTION * math.sqrt(ms[N] if ms[N] > floor else floor)]
+        for row in rows:
+            self.learn(*row)
 
     def _solve(self) -> list[float] | None:
         """``(A + ridge diag(A) + tiny I) w = b`` by Cholesky, unrolled (A: the forgotten sums, lower triangle row by

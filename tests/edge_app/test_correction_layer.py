@@ -13,7 +13,7 @@ import pytest
 
 from edge_app.combiners import make_combiner
 from edge_app.context_stacking import ContextStacking, CorrectedContextStacking
-from edge_app.correction_layer import CorrectionLayer
+from edge_app.correction_layer import MIN_RECORDS, CorrectionLayer
 from hybridstream.evaluation.headroom import causal_layer
 
 TI = 1  # the target's column in the toy windows: (driver, target)
@@ -110,8 +110,10 @@ def test_the_weights_are_solved_every_half_life_over_250_truths_once_warm_close_
         before = list(spaced.w)
         spaced.learn_one(f, experts, y)
         moved.append(spaced.w != before)
-        if i <= 1000:
-            assert moved[-1]
+        if MIN_RECORDS <= i <= 1000:  # (none before: the first truths are buffered, then learned at once)
+            assert moved[-1] == (i >= MIN_RECORDS)
+        elif i < MIN_RECORDS:
+            assert spaced.w == [0.0] * 4
     assert moved[1000:] == [i % 8 == 0 for i in range(1001, 3001)]
     monkeypatch.setattr("edge_app.correction_layer.SOLVES_PER_HALF_LIFE", 1e9)  # every truth
     each = CorrectionLayer()
@@ -277,6 +279,25 @@ def test_one_absurd_forecast_or_truth_neither_throws_the_forecast_nor_pins_the_w
         assert mse(out, after) < 1.1 * mse(base, after), (kind, size)
         # the weights: unbounded, batch's pinned at 0 (0.13 without the glitch), or the twin's at 0.11 (0.004)
         assert max(abs(a - b) for a, b in zip(layer.w, clean.w, strict=True)) < 0.03, (kind, size, layer.w, clean.w)
+
+
+@pytest.mark.parametrize(("kind", "size", "t0"), [("truth", 500.0, 3), ("batch", 1e3, 3), ("batch", 1e3, 8)])
+def test_an_absurd_row_in_the_first_truths_after_a_cold_start_neither_throws_the_forecast_nor_pins_the_weights(
+    kind, size, t0
+):
+    """Cold (a restart, a new device, a reset): no correction until MIN_RECORDS truths, which are buffered, the clips
+    set from their median squares, then learned winsorised (before: unbounded, truth +500 at 5 cost 41x the clean
+    layer's MSE over the next 2,000 truths and batch +1,000 at 3 moved its own forecast by 205, review of corr4)."""
+    base, f, y, clean = glitched("none", 0.0, t0=t0)
+    out, _, _, layer = glitched(kind, size, t0=t0)
+    assert out[t0] == f[t0] and np.all(out[:10] == f[:10])  # no correction before MIN_RECORDS truths
+    after = slice(t0 + 1, t0 + 2001)
+    mse = lambda o: float(np.mean((o[after] - y[after]) ** 2))  # noqa: E731
+    # the next 2,000 truths: 0.99 / 1.11 / 1.11 x the clean layer's MSE (before: 55 / 1.32 / 1.32; a row winsorised
+    # at CLIP RMS still weighs 1/10 of the sums when it is learned among the first 10)
+    assert mse(out) < 1.15 * mse(base), (mse(out), mse(base))
+    assert max(abs(a - b) for a, b in zip(layer.w, clean.w, strict=True)) < 0.03, (layer.w, clean.w)
+    assert layer._lim[4] < 100.0 and layer._lim[5] < 10.0  # noqa: SLF001  (the clips from the clean rows' scale)
 
 
 def test_a_weight_learned_on_a_column_that_hardly_moved_is_not_applied_in_full_when_it_moves():
