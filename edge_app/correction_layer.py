@@ -13,16 +13,16 @@ factorisation) and the clips are solved every ``half_life / 250`` learned truths
 a forecast is 4 multiplications.
 
 Bounded, as the stack's guard bounds the stack: after a cold start (a restart, a new device, a reset) it makes no
-correction until ``MIN_RECORDS`` truths have arrived; they are buffered, the clips set from their median squares (one
-absurd row among them does not set them), and then learned winsorised. From then on each difference and ``y - f``
-is winsorised at ``CLIP`` x its forgotten RMS (floored at the five's mean square, so a column that has not moved yet
-is not locked at 0) before it enters the sums: one absurd forecast or truth moves the weights as one at ``CLIP`` RMS
-would, not for ages. A forecast's differences are clipped the same way, and the correction ``w . x`` is capped at
-``MAX_CORRECTION`` x the forgotten RMS of ``y - f`` (a weight learned on a column that hardly moved is not applied in
-full once it moves). ``CLIP`` 32, not 8: the gain on sensor faults comes from learning their rows (8 kept a third of
-it on the turbine with faults at H = 1, 32 nearly all; docs/combination.md). Muting a model and the persistence
-fallback are the combiner's (:class:`~edge_app.context_stacking.CorrectedContextStacking` feeds ``f`` for a muted
-model and skips a fallback).
+correction until ``MIN_RECORDS`` truths have arrived; they are buffered, the clips set from their median squares
+(one absurd row among them does not set them), and then learned winsorised. From then on each difference and
+``y - f`` is winsorised at ``CLIP`` x its forgotten RMS (its mean square floored at ``FLOOR`` x the five's mean, so a
+column that has not moved yet is not locked at 0) before it enters the sums: one absurd forecast or truth moves the
+weights as one at ``CLIP`` RMS would, not for ages. A forecast's differences are clipped the same way, and the
+correction ``w . x`` is capped at ``MAX_CORRECTION`` x the forgotten RMS of ``y - f`` (a weight learned on a column
+that hardly moved is not applied in full once it moves). ``CLIP`` 32, not 8: the gain on sensor faults comes from
+learning their rows (8 kept a third of it on the turbine with faults at H = 1, 32 nearly all; docs/combination.md).
+Muting a model and the persistence fallback are the combiner's
+(:class:`~edge_app.context_stacking.CorrectedContextStacking` feeds ``f`` for a muted model and skips a fallback).
 
 >>> c = CorrectionLayer(half_life=50, ridge=0.01)
 >>> for i in range(400):
@@ -58,8 +58,8 @@ MEDIAN_CHI2 = 0.4549364231195724
 """The median of a squared standard normal: a column's median square / this estimates its mean square."""
 FLOOR = 1e-6
 """Each clip's mean square is floored at this x the five's mean, so a column that has not moved yet is not locked at
-0 (its sum then grows ~1.35x a truth); its own scale, not the others', clips it once it moves (post hoc: review of
-corr4, docs/combination.md)."""
+0 (its sum then grows ~1.35x a truth); its own scale, not the others', clips it once it moves (the mean itself let
+the smallest column through at up to 65x its own clip; post hoc, docs/combination.md)."""
 SOLVES_PER_HALF_LIFE = 250.0
 """The weights and the clips are solved again every ``half_life / SOLVES_PER_HALF_LIFE`` learned truths (8 at the
 default half-life 2,000; every truth below 500), not every one: the 4 x 4 solve and the clips are half the layer's
@@ -174,9 +174,9 @@ class CorrectionLayer:
         self.learned = learned = self.learned + 1
         if learned % self._every and learned > self._warm:  # solved every _every truths once warm
             return
-        if learned >= MIN_RECORDS:  # the clips: CLIP x each one's forgotten RMS, floored at the five's mean
+        if learned >= MIN_RECORDS:  # the clips: CLIP x each one's forgotten RMS, floored at FLOOR x the five's mean
             a0, a2, a5, a9 = a[0], a[2], a[5], a[9]
-            floor = (a0 + a2 + a5 + a9 + rr) * 0.2  # a column that has not moved yet is not locked at 0
+            floor = (a0 + a2 + a5 + a9 + rr) * (0.2 * FLOOR)  # a column that has not moved yet is not locked at 0
             if floor > 0.0:
                 k = CLIP * CLIP / n
                 rms_r = math.sqrt(rr / n)

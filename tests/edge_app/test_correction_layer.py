@@ -326,6 +326,36 @@ def test_a_column_that_has_not_moved_yet_is_not_locked_at_zero_by_the_clips():
     assert layer.w[3] > 0.5, layer.w
 
 
+def small_column(glitch: float, n: int = 8000, t0: int = 4000) -> tuple[float, float]:
+    """The review's stream where the informative column (the twin) moves at 0.03 x the others' scale; one twin
+    forecast ``glitch`` x its RMS off at ``t0``. Returns (the MSE / f's over the next 2,000, the twin's weight)."""
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(0, 0.3, n)) + rng.normal(0, 0.5, n)
+    f = y + rng.normal(0, 0.5, n)
+    lin = f + 0.03 * (y - f) + rng.normal(0, 0.03, n)
+    b, sp, pers = f + rng.normal(0, 1, n), f + rng.normal(0, 1, n), f + rng.normal(0, 1, n)
+    seen = lin.copy()
+    seen[t0] += glitch * 0.03
+    layer, out = CorrectionLayer(), np.empty(n)
+    for j in range(n):
+        if j >= 1:
+            layer.learn_one(f[j - 1], (b[j - 1], sp[j - 1], pers[j - 1], seen[j - 1]), y[j - 1])
+        out[j] = layer.predict_one(f[j], (b[j], sp[j], pers[j], lin[j]))
+    after = slice(t0 + 1, t0 + 2001)
+    return float(np.mean((out[after] - y[after]) ** 2) / np.mean((f[after] - y[after]) ** 2)), layer.w[3]
+
+
+def test_the_smallest_column_is_clipped_at_its_own_scale_not_the_others():
+    """The clips' floor is FLOOR (1e-6) x the five sums' mean: with the mean itself (corr4) a column at 0.03 x the
+    others' scale was clipped far above its own clip: one glitch of 100 / 1e3 x its RMS left its weight at 0.92 / 0.027
+    (1.63 without it) and MSE / f's at 0.973 / 1.0002 (0.914 without it; review of corr4 item 2). Now 1.49 and 0.932
+    for both."""
+    clean, w = small_column(0.0)
+    for glitch in (100.0, 1000.0):
+        ratio, wg = small_column(glitch)
+        assert wg > 0.6 * w and ratio < clean + 0.03, (glitch, ratio, clean, wg, w)
+
+
 def test_the_correction_keys_are_checked_and_named_even_when_off():
     for key, bad in (
         ("correct_half_life", 0),
