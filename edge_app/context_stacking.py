@@ -141,6 +141,13 @@ class ContextStacking(ContextStack, Configurable):
         """A copy or an unpickled one is built as it was (the class :meth:`__new__` picks depends on ``correct``)."""
         return (), {"correct": self.correct}
 
+    def __setstate__(self, state: dict) -> None:
+        """A pickle without a correction layer loads as the plain class: one written by code before
+        ``__getnewargs_ex__`` is built by :meth:`__new__` without ``correct``, which picks the layer's class."""
+        if state.get("_correction") is None and type(self) is CorrectedContextStacking:
+            self.__class__ = ContextStacking
+        super().__setstate__(state)
+
     def _setup(self, window: np.ndarray) -> None:
         super()._setup(window)
         if self._correction is not None:  # two more slots: the forecast before the correction layer, the muted

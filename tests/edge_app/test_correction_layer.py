@@ -172,6 +172,26 @@ def test_a_pickled_or_copied_combiner_carries_on_identically():
     assert outs[1] == outs[0] and outs[2] == outs[0]
 
 
+def test_a_plain_stack_pickled_without_its_class_arguments_loads_as_the_plain_class(monkeypatch):
+    """A pickle written by code before ``__getnewargs_ex__`` (b0f7ad9..97c0805) is built with no arguments, which
+    :meth:`ContextStacking.__new__` takes for the default (the layer's class); without a layer in its state it loads
+    as the plain class and forecasts as it did (before: CorrectedContextStacking, IndexError at its first forecast)."""
+    c = make_combiner({"correct": False}, target_index=TI)
+    data = list(stream(300, seed=5, h=1))
+    for window, b, s, y in data[:200]:
+        c.predict_one(b, s, window)
+        c.learn_one(b, s, y, c.context())
+    monkeypatch.delattr(ContextStacking, "__getnewargs_ex__")
+    old = pickle.dumps(c)
+    monkeypatch.undo()
+    d = pickle.loads(old)
+    assert type(d) is ContextStacking and not d.correct
+    for window, b, s, y in data[200:]:
+        assert d.predict_one(b, s, window) == c.predict_one(b, s, window)
+        d.learn_one(b, s, y, d.context())
+        c.learn_one(b, s, y, c.context())
+
+
 def test_the_product_layer_is_the_headroom_column():
     """Fed in eval's order (row j forecast after the truths of rows <= j - H), the layer gives what
     ``eval table --headroom``'s "(c) causal online" computes on a saved run, to rounding."""
