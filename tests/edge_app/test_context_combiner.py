@@ -122,6 +122,8 @@ def test_a_model_gone_wild_is_muted_counted_and_harmless():
     assert rmse(errs) < 1.0  # the hybrid stays sane (the wild model's errors are ~28)
     d = counters.to_dict()
     assert d["combiner_muted_batch"] == counts["muted_batch"] and d["combiner_muted_speed"] == 0
+    # the default's correction layer: its counters reach the edge's metrics too
+    assert d["combiner_correct_learned"] == counts["correct_learned"] > 3000 and d["combiner_correct_rejected"] == 0
     assert "_devices" not in d
 
 

@@ -5,6 +5,7 @@ and is the layer ``eval table --headroom``'s "(c) causal online" measures."""
 from __future__ import annotations
 
 import copy
+import math
 import pickle
 from collections import deque
 
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 
 from edge_app.combiners import make_combiner
-from edge_app.context_stacking import ContextStacking, CorrectedContextStacking
-from edge_app.correction_layer import MIN_RECORDS, CorrectionLayer
+from edge_app.context_stacking import GUARD_MIN_RECORDS, ContextStacking, CorrectedContextStacking
+from edge_app.correction_layer import CLIP, MIN_RECORDS, CorrectionLayer
 from hybridstream.evaluation.headroom import causal_layer
 
 TI = 1  # the target's column in the toy windows: (driver, target)
@@ -227,11 +228,14 @@ def faulty(n: int, h: int, seed: int = 0):
         yield np.array([[a[t - 1], y[t - 1]], [a[t], y[t]]]), b, truth + rng.normal(0, 1.0), truth
 
 
+@pytest.mark.parametrize("banked", [False, True])
 @pytest.mark.parametrize(("data", "h", "mute"), [("clean", 3, 3.0), ("faulty", 1, 1.5), ("faulty", 3, 1.5)])
-def test_the_combiner_corrects_as_a_standalone_layer_fed_what_the_guard_decided(data, h, mute):
+def test_the_combiner_corrects_as_a_standalone_layer_fed_what_the_guard_decided(data, h, mute, banked):
     """The combiner's wiring: the same config without the layer gives the forecast ``f``, its twin (context slot
     k + 4) and the guard's verdicts (its counters); a standalone layer fed them, each truth ``h`` records later, with
-    ``f`` for a muted model and nothing on a fallback (neither corrected nor learned), forecasts the same."""
+    ``f`` for a muted model and nothing on a fallback (neither corrected nor learned), forecasts the same. ``banked``:
+    the combiner runs the halves the edge's rounds run (``edge_app.rounds``: learn_row / the linear model / learned,
+    prepare / the linear model / finish), its default ``process: batch`` path."""
     config = {"correct_half_life": 300, "mute": mute}
     plain = make_combiner(config | {"correct": False}, target_index=TI)
     fixed = make_combiner(config | {"correct": True}, target_index=TI)
@@ -242,7 +246,14 @@ def test_the_combiner_corrects_as_a_standalone_layer_fed_what_the_guard_decided(
     for window, b, s, y in rows:
         if len(queue) >= h:
             ctx, pctx, pb, ps, truth, inputs, fell_back = queue.popleft()
-            assert fixed.learn_one(pb, ps, truth, ctx) == plain.learn_one(pb, ps, truth, pctx)
+            if banked:
+                x = fixed.learn_row(pb, ps, truth, ctx)
+                if x is not None:
+                    fixed.model.learn_one(x, truth)
+                    fixed.learned(pb, ps, truth, ctx)
+                assert (x is not None) == plain.learn_one(pb, ps, truth, pctx)
+            else:
+                assert fixed.learn_one(pb, ps, truth, ctx) == plain.learn_one(pb, ps, truth, pctx)
             if not fell_back:
                 layer.learn_one(inputs[0], inputs[1:], truth)
         c0 = plain.counts()
@@ -253,7 +264,11 @@ def test_the_combiner_corrects_as_a_standalone_layer_fed_what_the_guard_decided(
         pctx = plain.context()
         inputs = (f, f if mb else b, f if ms else s, window[-1, TI], pctx[0, plain._k + 4])  # noqa: SLF001
         theirs.append(f if fell_back else layer.predict_one(inputs[0], inputs[1:]))
-        ours.append(fixed.predict_one(b, s, window))
+        if banked:
+            verdict = fixed.prepare(b, s, window)
+            ours.append(fixed.finish(fixed.model.predict_one(fixed.model_row), verdict, b, s))
+        else:
+            ours.append(fixed.predict_one(b, s, window))
         queue.append((fixed.context(), pctx, b, s, y, inputs, fell_back))
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
     assert fixed._correction.learned > 500 and fixed._correction.w != [0.0] * 4  # noqa: SLF001
@@ -318,6 +333,53 @@ def test_an_absurd_row_in_the_first_truths_after_a_cold_start_neither_throws_the
     assert mse(out) < 1.15 * mse(base), (mse(out), mse(base))
     assert max(abs(a - b) for a, b in zip(layer.w, clean.w, strict=True)) < 0.03, (layer.w, clean.w)
     assert layer._lim[4] < 100.0 and layer._lim[5] < 10.0  # noqa: SLF001  (the clips from the clean rows' scale)
+
+
+def warm_layer(seed: int = 4, n: int = 3000) -> CorrectionLayer:
+    """A layer that learned ``n`` truths of a stream where every difference has RMS ~1 and batch carries signal."""
+    rng = np.random.default_rng(seed)
+    layer = CorrectionLayer(half_life=500)
+    for _ in range(n):
+        y = rng.normal()
+        f = y + rng.normal()
+        layer.learn_one(f, (y + rng.normal(0, 0.5), f + rng.normal(), f + rng.normal(), f + rng.normal()), y)
+    return layer
+
+
+def test_a_forecasts_differences_are_clipped_at_clip_rms_before_the_cap(monkeypatch):
+    """With the cap out of the way, a batch forecast 20 x its RMS off is applied in full (CLIP is 32, not 8) and one
+    1,000 x off as one at CLIP x its RMS (the clip at forecasting, not only the cap)."""
+    monkeypatch.setattr("edge_app.correction_layer.MAX_CORRECTION", 1e9)  # the cap wide: read at each solve
+    layer = warm_layer()
+    rms = math.sqrt(layer._a[0] / layer._n)  # noqa: SLF001 (the forgotten RMS of batch - f)
+    w0 = layer.w[0]
+    assert w0 > 0.1 and 0.9 < rms < 1.3, (w0, rms)
+    for size, expected in ((20.0, 20.0), (1000.0, CLIP)):
+        moved = layer.predict_one(0.0, (size * rms, 0.0, 0.0, 0.0))
+        assert moved == pytest.approx(w0 * expected * rms, rel=0.05), (size, moved, w0 * expected * rms)
+
+
+def test_the_layer_corrects_from_min_records_truths_on():
+    """No correction until MIN_RECORDS (10, as the stack's guard waits) truths after a cold start, one from then."""
+    assert MIN_RECORDS == GUARD_MIN_RECORDS == 10
+    rng = np.random.default_rng(6)
+    layer = CorrectionLayer()
+    experts = (1.0, 3.0, -2.0, 0.5)
+    for i in range(1, 13):
+        y = rng.normal()
+        f = y + 1.0 + rng.normal(0, 0.1)
+        layer.learn_one(f, (y + rng.normal(0, 0.1), f + rng.normal(), f + rng.normal(), f + rng.normal()), y)
+        corrected = layer.predict_one(0.0, experts)
+        assert (corrected != 0.0) == (i >= MIN_RECORDS), (i, corrected)
+        assert layer.learned == (i if i >= MIN_RECORDS else 0)
+
+
+def test_a_failed_solve_is_counted_and_keeps_the_weights():
+    layer = warm_layer(n=200)  # solving every truth (the first half_life / 2)
+    w = list(layer.w)
+    layer._a[0] = -1.0  # noqa: SLF001 (a broken state: not positive definite)
+    layer.learn_one(0.0, (0.1, 0.2, 0.3, 0.4), 0.5)
+    assert layer.rejected == 1 and layer.w == w
 
 
 def test_a_weight_learned_on_a_column_that_hardly_moved_is_not_applied_in_full_when_it_moves():

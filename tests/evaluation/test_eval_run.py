@@ -96,6 +96,8 @@ def test_eval_run_scores_all_six_approaches_on_hourly_csvs(hourly, capsys, tmp_p
     # edge device does (every truth of the training file learned)
     counters = summary["counters"]
     assert {"dynamic_muted_batch", "dynamic_muted_speed", "dynamic_fallbacks"} <= set(counters)
+    # and the default's correction layer (the truths it learned over the test stream; failed solves: none)
+    assert counters["dynamic_correct_learned"] > 0 and counters["dynamic_correct_rejected"] == 0
     assert counters["dynamic_warmup_rows"] > 0
     assert f"starts from the batch model's warm start ({counters['dynamic_warmup_rows']} history rows)" in err
 
