@@ -5,19 +5,23 @@
 
 * ``online_linear_us``: :class:`~model_contract.online_linear.OnlineLinear` ``predict_one`` + ``learn_one``
   on ``--width`` inputs (d = width + 1 with the bias), a random-walk target;
-* ``context_us``: :class:`~edge_app.context_stacking.ContextStacking` on the product's feature spec (a (2, 9)
-  calendar window, 14 inputs read + the 2 model inputs): ``predict_one`` + ``context`` + ``weights`` +
-  ``learn_one``, what the edge's hot loop calls per record;
-* ``experts_us``: the same with the expert-weighting layer (``{"blend": "experts"}``: the stack, its online
-  linear twin, persistence, batch, speed and static, exponentially weighted); ``pair_us``: the layer over the
-  stack and its twin only (``{"blend": "pair"}``).
+* ``context_us``: :class:`~edge_app.context_stacking.ContextStacking` alone (``{"blend": "none"}``) on the
+  product's feature spec (a (2, 9) calendar window, 14 inputs read + the 2 model inputs): ``predict_one`` +
+  ``context`` + ``weights`` + ``learn_one``, what the edge's hot loop calls per record;
+* ``experts_us``: the same with the expert-weighting layer (``{"blend": "experts", "correct": false}``: the
+  stack, its online linear twin, persistence, batch, speed and static, exponentially weighted); ``pair_us``: the
+  layer over the stack and its twin only (``{"blend": "pair", "correct": false}``);
+* ``corrected_us``: the pair layer and the correction layer over it (``{"blend": "pair", "correct": true}``, the
+  edge's default since 2026-12-07).
 
-The last line is JSON (BENCHMARKS.md, "Context stacking's cost"): those figures for the backend this process
-runs (the compiled kernel, or the numpy code with ``HYBRIDSTREAM_LINEAR_KERNEL=numpy``). ``--backends c,numpy``
-times each backend in turn in one process, the repetitions interleaved (a ratio from one run holds on a busy
-machine), and prints ``{"backends": {"c": {...}, "numpy": {...}}, ...}`` with each backend's ``pair_extra_us``
-(``pair_us - context_us``). Other work on the machine inflates CPU time less than wall time, but still: run it
-on a quiet machine.
+Each config is explicit (:data:`CONFIGS`): the default combiner has changed twice.
+
+The last line is JSON (BENCHMARKS.md, "Context stacking's cost"): those figures for the backend this process runs
+(the compiled kernel, or the numpy code with ``HYBRIDSTREAM_LINEAR_KERNEL=numpy``). ``--backends c,numpy`` times
+each backend in turn in one process, the repetitions interleaved (a ratio from one run holds on a busy machine), and
+prints ``{"backends": {"c": {...}, "numpy": {...}}, ...}`` with each backend's ``pair_extra_us`` (``pair_us -
+context_us``) and ``corrected_extra_us`` (``corrected_us - pair_us``: the correction layer's). Other work on the
+machine inflates CPU time less than wall time, but still: run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ import os
 import time
 
 import numpy as np
+
+CONFIGS = {
+    "context_us": {"blend": "none"},  # the stack alone
+    "experts_us": {"blend": "experts", "correct": False},
+    "pair_us": {"blend": "pair", "correct": False},
+    "corrected_us": {"blend": "pair", "correct": True},  # the edge's default since 2026-12-07
+}
+"""Each timed combiner's config (explicit: the default config has changed twice)."""
 
 
 def online_linear_us(records: int, width: int, seed: int = 0) -> float:
@@ -74,9 +86,7 @@ def combiners_us(records: int, width: int) -> dict[str, float]:
     online_linear_kernel.kernel()  # loaded (or built) before any clock starts
     return {
         "online_linear_us": online_linear_us(records, width),
-        "context_us": context_us(records),
-        "experts_us": context_us(records, config={"blend": "experts"}),
-        "pair_us": context_us(records, config={"blend": "pair"}),
+        **{key: context_us(records, config=config) for key, config in CONFIGS.items()},
     }
 
 
@@ -121,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: round(v, 2) for k, v in best[""].items()} | tail))
         return 0
     out = {
-        name: {k: round(v, 2) for k, v in got.items()} | {"pair_extra_us": round(got["pair_us"] - got["context_us"], 2)}
+        name: {k: round(v, 2) for k, v in got.items()}
+        | {
+            "pair_extra_us": round(got["pair_us"] - got["context_us"], 2),
+            "corrected_extra_us": round(got["corrected_us"] - got["pair_us"], 2),
+        }
         for name, got in best.items()
     }
     print(json.dumps({"backends": out} | tail))

@@ -1,32 +1,51 @@
 """In-process cost per record and stage of the edge app's processing paths, over real consumed records.
 
-``python -m hybridstream.devtools.edge_stages`` starts its own Kafka broker, trains the two models
-``make bench-edge`` trains (LSTM(40) -> Dense(10) -> Dense(1), the product's feature spec; or takes
-``--models DIR`` with ``batch/*/model.tflite`` and ``speed/*/model.tflite``), preloads ``--records``
-readings over ``--devices`` devices (5; each CSV row once per device, in turn), consumes them once,
-and hands the same records, in batches of ``--batch`` (the app's ``kafka.batch_size``), to an
-:class:`~edge_app.app.EdgeApp` per path
-(``--process batch,record``; its predictions go to the broker), and per ``--blend`` (``none,pair``: the
-default context stack and ``blend: pair`` over it, each path with each in turn: key ``batch`` for ``none``,
-``batch/pair`` for ``pair``; a repeated one gets ``#2``, ...). Per path it prints the app's
-``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages), the
-process's CPU time per record (every thread: librdkafka's too) and each thread's (``thread_cpu_us``: ``main`` the
-loop, ``python`` the window uploader, whose windows of the run are waited for, ``rdk:*`` librdkafka's, ``export``
-the forecasts export's child process, ``windows.forecasts_process``, the default). No
-consumer in the timed part, so these are the app's own costs; the machine's load inflates them less than wall
-time, but still does: the last line (JSON) says the load.
+``python -m hybridstream.devtools.edge_stages`` starts its own Kafka broker, trains the two models ``make
+bench-edge`` trains (LSTM(40) -> Dense(10) -> Dense(1), the product's feature spec; or takes ``--models DIR`` with
+``batch/*/model.tflite`` and ``speed/*/model.tflite``), preloads ``--records`` readings over ``--devices`` devices
+(5; each CSV row once per device, in turn), consumes them once, and hands the same records, in batches of
+``--batch`` (the app's ``kafka.batch_size``), to an :class:`~edge_app.app.EdgeApp` per path (``--process
+batch,record``; its predictions go to the broker), and per ``--blend`` (:data:`BLENDS`, explicit configs: ``none``
+the context stack alone, ``pair`` / ``experts`` that layer over it without the correction layer, ``corrected`` the
+pair layer and the correction layer, the edge's default since 2026-12-07; each path with each in turn: key ``batch``
+for ``none``, ``batch/pair`` for ``pair``, ...; a repeated one gets ``#2``, ...). Per path it prints the app's
+``stage_us`` (:mod:`edge_app.stages`: the loop thread's CPU time shared out by the stages), the process's CPU time
+per record (every thread: librdkafka's too) and each thread's (``thread_cpu_us``: ``main`` the loop, ``python`` the
+window uploader, whose windows of the run are waited for, ``rdk:*`` librdkafka's, ``export`` the forecasts export's
+child process, ``windows.forecasts_process``, the default). No consumer in the timed part, so these are the app's
+own costs; the machine's load inflates them less than wall time, but still does: the last line (JSON) says the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+BLENDS = {
+    "none": {"strategy": "dynamic", "blend": "none"},  # the context stack alone
+    "pair": {"strategy": "dynamic", "blend": "pair", "correct": False},
+    "experts": {"strategy": "dynamic", "blend": "experts", "correct": False},
+    "corrected": {"strategy": "dynamic", "blend": "pair", "correct": True},  # the edge's default since 2026-12-07
+}
+"""``--blend``'s names -> the ``combination`` each runs (explicit: the default config has changed twice)."""
+
+
+def combination(blend: str) -> dict:
+    """The ``combination`` config of ``--blend``'s ``blend``; without ``correct`` for code before the correction
+    layer (edge_stages.py run on an older tree, which has no layer: the same combiner)."""
+    from edge_app.context_stacking import ContextStacking
+
+    config = dict(BLENDS[blend])
+    if "correct" not in inspect.signature(ContextStacking.__init__).parameters:
+        config.pop("correct", None)
+    return config
 
 
 def _say(msg: str) -> None:
@@ -94,8 +113,7 @@ def run(args: argparse.Namespace) -> dict:
                 "windows": {"max_records": 1000, "max_seconds": 600, "local_root": str(work / name / "uploads")},
                 "metrics_interval_s": 5.0,
             }
-            if blend != "none":  # a layer over the default context stack
-                cfg["combination"] = {"strategy": "dynamic", "blend": blend}
+            cfg["combination"] = combination(blend)
             if knows_process:  # code before the batch path has one path only (call it anything)
                 cfg["process"] = process
             app = EdgeApp(EdgeConfig.from_dict(cfg))
@@ -144,10 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="records per processed batch (2000: kafka.batch_size)")
     parser.add_argument("--process", default="record,batch", help="paths, comma-separated (record,batch)")
     parser.add_argument("--models", default=None, help="a folder with batch/*/model.tflite and speed/*/ (else trained)")
-    parser.add_argument("--blend", default="none", help="stack layers, in turn: none, pair, experts (none)")
+    parser.add_argument(
+        "--blend",
+        default="none",
+        help="stack layers, in turn: none (the stack alone), pair, experts, corrected (pair + the correction layer, "
+        "the edge's default) (none)",
+    )
     parser.add_argument("--workdir", default=None, help="where the broker and models live (a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
+    unknown = [b for b in args.blend.split(",") if b not in BLENDS]
+    if unknown:
+        parser.error(f"--blend takes {', '.join(BLENDS)}, not {', '.join(unknown)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     print(json.dumps(run(args)), flush=True)
     return 0
