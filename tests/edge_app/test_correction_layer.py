@@ -397,7 +397,7 @@ def test_a_weight_learned_on_a_column_that_hardly_moved_is_not_applied_in_full_w
 
 def test_a_column_that_has_not_moved_yet_is_not_locked_at_zero_by_the_clips():
     """Cold, the twin and persistence equal the forecast for the first truths (their differences 0): their clips
-    are floored at the five sums' mean, so when they start to move the layer still learns them."""
+    are floored at FLOOR x the five sums' mean, so when they start to move the layer still learns them."""
     layer = CorrectionLayer(half_life=200, ridge=0.1)
     rng = np.random.default_rng(3)
     for i in range(1000):
