@@ -267,6 +267,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     """The options ``eval run`` and ``eval benchmark`` share (read by :func:`options.model_options`)."""
+    from edge_app.config import Windows  # noqa: PLC0415  (the edge's default, which eval replays)
     from training_job.cli import positive_int  # noqa: PLC0415
     from training_job.recent_windows import DEFAULT_SPEED_WINDOWS  # noqa: PLC0415  (the trainer's default)
 
@@ -349,11 +350,12 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--early-on-drift",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="replay the edge's early close on drift (default, the edge's windows.early_on_drift): its drift detector "
-        "(drift.detector, default ADWIN) runs on the dynamic forecast's residual and an alarm closes the window, so "
-        "a speed model is trained at once and the --window count starts again there; --no-early-on-drift: a speed "
-        "model every --window rows, the replay before drift3",
+        default=Windows().early_on_drift,
+        help="replay the edge's early close on drift (the edge's windows.early_on_drift, off by default since issue "
+        "17's measurement, docs/combination.md): its drift detector (drift.detector, default ADWIN) runs on the "
+        "dynamic forecast's residual and an alarm closes the window, so a speed model is trained at once and the "
+        "--window count starts again there; --no-early-on-drift (default, the edge's): a speed model every "
+        "--window rows",
     )
     p.add_argument(
         "--speed-history",

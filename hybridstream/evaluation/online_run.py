@@ -57,9 +57,9 @@ INTERVAL_APPROACHES = ("dynamic", "persistence", "online_linear")
 # the trainer's (train worker): each speed model fine-tuned from the batch model's weights (with its scaler) on the
 # last DEFAULT_SPEED_WINDOWS windows (training_job.fine_tune, training_job.recent_windows); eval replays what ships
 DEFAULT_WARM_START = True
-# the edge's (edge_app.config WindowsConfig.early_on_drift): a drift alarm closes the device's window, so the trainer
-# gets a short window at once; eval replays it (--no-early-on-drift: a window every --window rows, as before drift3)
-DEFAULT_EARLY_ON_DRIFT = True
+# the edge's (edge_app.config WindowsConfig.early_on_drift, off since issue 17's measurement): a window every --window
+# rows; --early-on-drift replays the option: a drift alarm closes the device's window, the trainer gets it at once
+DEFAULT_EARLY_ON_DRIFT = False
 
 
 @dataclass
@@ -214,7 +214,7 @@ def run_stream(
     ``speed_windows`` windows of the stream (fewer at its start), not only the one that just closed;
     ``warm_start``: fine-tuned from the batch model's weights and scaler. The defaults are the trainer's
     (``train worker --speed-windows 6 --batch-model latest``); 1 and False replay the speed model before issue 17.
-    ``early_on_drift`` (the edge's ``windows.early_on_drift``, default on): the edge's drift detector (``drift``,
+    ``early_on_drift`` (the edge's ``windows.early_on_drift``, default off): the edge's drift detector (``drift``,
     default :data:`edge_app.drift.DEFAULT_DETECTOR`, the edge's) runs on the dynamic forecast's residual (the
     edge's ``drift.residual: hybrid``) and an alarm closes the window early: a speed model is trained at once and
     the count of ``window`` rows starts again there (:class:`~hybridstream.evaluation.window_schedule.WindowSchedule`,

@@ -32,12 +32,12 @@ def write_stream(path, n: int, seed: int, start: datetime, step_at: int | None =
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same stream with a step replayed with the early close (the default) and without it (one model cache)."""
+    """The same stream with a step replayed with the early close and without it (the default; one model cache)."""
     d = tmp_path_factory.mktemp("drift")
     write_stream(d / "train.csv", 1200, 1, datetime(2024, 1, 1))
     write_stream(d / "test.csv", 1200, 2, datetime(2024, 3, 3), step_at=STEP_AT)
     out = {}
-    for name, extra in (("on", []), ("off", ["--no-early-on-drift"])):
+    for name, extra in (("on", ["--early-on-drift"]), ("off", [])):
         args = ["eval", "run", "--train", str(d / "train.csv"), "--test", str(d / "test.csv"), "--epochs", "2"]
         args += ["--window", str(WINDOW), "--cache-dir", str(d / "cache"), "--save", str(d / f"{name}.npz"), *extra]
         assert main(args) == 0
