@@ -31,18 +31,25 @@ def write_stream(path, n: int, seed: int, start: datetime, step_at: int | None =
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """The same stream with a step replayed with the early close and without it (the default; one model cache)."""
+def streams(tmp_path_factory):
+    """A training stream and a test stream with a step; the model cache the runs share."""
     d = tmp_path_factory.mktemp("drift")
     write_stream(d / "train.csv", 1200, 1, datetime(2024, 1, 1))
     write_stream(d / "test.csv", 1200, 2, datetime(2024, 3, 3), step_at=STEP_AT)
-    out = {}
-    for name, extra in (("on", ["--early-on-drift"]), ("off", [])):
-        args = ["eval", "run", "--train", str(d / "train.csv"), "--test", str(d / "test.csv"), "--epochs", "2"]
-        args += ["--window", str(WINDOW), "--cache-dir", str(d / "cache"), "--save", str(d / f"{name}.npz"), *extra]
-        assert main(args) == 0
-        out[name] = RunResult.load(d / f"{name}.npz")
-    return out
+    return d
+
+
+def _run(d, name: str, *extra: str) -> RunResult:
+    args = ["eval", "run", "--train", str(d / "train.csv"), "--test", str(d / "test.csv"), "--epochs", "2"]
+    args += ["--window", str(WINDOW), "--cache-dir", str(d / "cache"), "--save", str(d / f"{name}.npz"), *extra]
+    assert main(args) == 0
+    return RunResult.load(d / f"{name}.npz")
+
+
+@pytest.fixture(scope="module")
+def runs(streams):
+    """The same stream with a step replayed with the early close and without it (the default; one model cache)."""
+    return {name: _run(streams, name, *extra) for name, extra in (("on", ["--early-on-drift"]), ("off", []))}
 
 
 def test_an_alarm_after_the_step_trains_a_speed_model_at_once_and_the_count_starts_again_there(runs):
@@ -72,3 +79,46 @@ def test_without_the_early_close_a_speed_model_every_window(runs):
 
 def test_eval_replays_the_edges_default():
     assert Windows().early_on_drift == DEFAULT_EARLY_ON_DRIFT
+
+
+class Recorder:
+    """A detector injected in place of the edge's: records every residual it is fed and fires at given calls."""
+
+    def __init__(self, fire_at_calls: set[int]) -> None:
+        self.inputs: list[float] = []
+        self.fire_at_calls = fire_at_calls
+
+    def update(self, residual: float) -> bool:
+        self.inputs.append(residual)
+        return len(self.inputs) - 1 in self.fire_at_calls
+
+
+def test_the_detector_is_fed_the_dynamic_residual_on_its_row_and_closes_rejects_or_skips_as_the_edge(runs, streams):
+    """Alarms at chosen rows (the review of drift3, item 3): 450 mid-window (a drift close); 750, the reading
+    right after the count close at 750 (nothing to close); 800, 50 rows after it (a window the trainer rejects)."""
+    import edge_app.drift
+
+    dyn_off = runs["off"].forecasts["dynamic"]
+    first = int(np.flatnonzero(np.isfinite(dyn_off))[0])  # the first reading with a dynamic forecast
+    alarms = [450, 750, 800]
+    recorder = Recorder({r - first for r in alarms})  # the detector sees one residual a reading from ``first`` on
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(edge_app.drift, "make_detector", lambda config: recorder)
+        res = _run(streams, "rows", "--early-on-drift")
+    dyn, y = res.forecasts["dynamic"], res.y
+    finite = np.isfinite(dyn)
+    assert int(np.flatnonzero(finite)[0]) == first and finite[first:].all()
+    # the dynamic (hybrid) forecast's residual, not the batch model's, on the reading whose truth it is, in order
+    assert recorder.inputs == pytest.approx(list(dyn[finite] - y[finite]), abs=1e-12)
+    assert res.drift_alarms == alarms, "the detector's n-th residual is reading first + n's"
+    assert res.counters["drift_alarms"] == 3
+    models = [(m["reason"], m["first_row"], m["rows"], m["serves_from"]) for m in res.speed_models]
+    assert models == [
+        ("count", 0, 300, 300),
+        ("drift", 0, 450, 451),  # [0, 300) and the short window [300, 450); serves from the next reading
+        ("count", 0, 750, 750),  # the count restarted at 450: [450, 750) closes at 750
+        # the alarm at 750 closes nothing (the window opened on that reading); [750, 800) is rejected; the count
+        # restarted at 800 closes [800, 1100), trained on the earlier windows without the rejected one
+        ("count", 0, 1050, 1100),
+    ]
+    assert res.counters["windows_rejected"] == 1 and res.counters["drift_windows"] == 2
