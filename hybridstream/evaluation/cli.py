@@ -136,13 +136,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench.add_argument(
         "--validation",
         nargs="?",
-        type=int,
+        type=_first_row,
         const=-1,
         default=None,
         metavar="FIRST_ROW",
         help="instead of the stream: score each target's batch model on the validation rows only (its trainer "
-        "holdout, never fitted), beside persistence and the online linear model with the same lags; no stream row "
-        "is read, no speed model trained (choose lags or options on history, hybridstream/evaluation/validation.py)."
+        "holdout, never fitted), beside persistence and the online linear model with the same lags; the stream is "
+        "not scored (no stream value is used), no speed model trained (choose lags or options on history, "
+        "hybridstream/evaluation/validation.py)."
         " FIRST_ROW: score from this row (e.g. the holdout start of the longest lag window compared), so runs with "
         'different lags score the same rows. --json: {"file", "borders", "horizon", "targets", "validation": '
         '{"channels", "mean", "rows"}, "lags"}',
@@ -376,6 +377,14 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON summary as the last stdout line")
 
 
+def _first_row(text: str) -> int:
+    """``--validation FIRST_ROW``: a row number (the option alone, -1 internally, scores the whole holdout)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"FIRST_ROW must be a row number >= 0, not {value}")
+    return value
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -602,7 +611,7 @@ def _validation(args: argparse.Namespace, prep, targets: list[str], make_spec, o
     from hybridstream.evaluation import validation  # noqa: PLC0415
 
     b = prep.borders
-    _log(f"validation only: train [0, {b[0]}), validation [{b[0]}, {b[1]}); the stream is not read")
+    _log(f"validation only: train [0, {b[0]}), validation [{b[0]}, {b[1]}); the stream is not scored")
     res = validation.validation_scores(
         prep.matrix,
         b,

@@ -5,7 +5,8 @@ target's batch model is trained on train + validation exactly as ``eval benchmar
 cache key), and scored on the validation rows that are in its trainer holdout (the newest 20 % of its samples,
 which it never fitted; ``shrink`` and early stopping did read them, as they do in the product), beside
 persistence and the online linear model with the same lags, streamed through the history from its first row as
-the edge runs it. No stream row is read and no speed model is trained.
+the edge runs it. The stream is not scored and no stream value is used (the whole file is parsed, and ``--lags
+auto`` reads its timestamps); no speed model is trained.
 
 Lag sets with different longest lags have slightly different holdouts; ``first_row`` scores every run on the same
 rows (e.g. the holdout of the longest window compared), and is refused if it would score a row the model was
@@ -78,9 +79,11 @@ def validation_scores(
     history = matrix[: prep_borders[1]]
     channels: dict[str, dict] = {}
     rows: dict[str, list[int]] = {}
+    specs = {target: make_spec(target) for target in targets}
+    # every target's rows first: a refused first_row stops the command before any model is trained
+    ranges = {t: score_rows(prep_borders, spec, cfg.holdout_fraction, first_row) for t, spec in specs.items()}
     for i, target in enumerate(targets, 1):
-        spec = make_spec(target)
-        scored = score_rows(prep_borders, spec, cfg.holdout_fraction, first_row)
+        spec, scored = specs[target], ranges[target]
         log(f"[{i}/{len(targets)}] target {target}: lags {spec.lags}, validation rows {scored.start}-{scored.stop - 1}")
         tflite, manifest, _ = cached_model(history, spec, cfg, cache_dir, log, kind="batch")
         forecasts = {

@@ -27,6 +27,15 @@ def _run(path, capsys, *extra: str) -> tuple[int, dict | None, str]:
     return code, (json.loads(lines[-1]) if code == 0 else None), out.err
 
 
+def persistence_mse(path, first: int, end: int) -> float:
+    """Persistence's MSE (H = 1) on rows ``first``..``end - 1`` of the target, z-scored with the train rows 0-479,
+    recomputed from the CSV: the rows the command says it scores are the rows it scored."""
+    load = np.array([float(ln.rsplit(",", 1)[1]) for ln in path.read_text().splitlines()[1:]])
+    z = (load - load[:480].mean()) / load[:480].std()
+    e = z[first - 1 : end - 1] - z[first:end]
+    return float(np.mean(e * e))
+
+
 def test_validation_scores_the_holdout_rows_beside_the_baselines_and_never_reads_the_stream(plant, capsys):
     path = plant / "plant.csv"
     code, summary, err = _run(path, capsys, "--validation", "--lags", "1-3")
@@ -37,7 +46,9 @@ def test_validation_scores_the_holdout_rows_beside_the_baselines_and_never_reads
     assert set(scores["channels"]["load"]) == {"batch", "persistence", "online_linear"}
     assert all(np.isfinite(v["mse"]) and v["mse"] > 0 for v in scores["mean"].values())
     assert summary["lags"] == {"load": [1, 2, 3]}
-    assert "the stream is not read" in err
+    # scored on those rows: not from the first forecast row (the fitted training targets)
+    assert scores["channels"]["load"]["persistence"]["mse"] == pytest.approx(persistence_mse(path, 481, 600))
+    assert "the stream is not scored" in err
 
     # the stream's rows do not matter: garbage after row 600 scores the same
     lines = path.read_text().splitlines()
@@ -53,7 +64,17 @@ def test_validation_first_row_scores_the_same_rows_for_every_lag_set_and_refuses
     code, summary, err = _run(path, capsys, "--validation", "520", "--lags", "1-3")  # the model cached above
     assert code == 0, err
     assert summary["validation"]["rows"]["load"] == [520, 600]
+    assert summary["validation"]["channels"]["load"]["persistence"]["mse"] == pytest.approx(
+        persistence_mse(path, 520, 600)
+    )
     # lags 1-100 hold out rows 500-599 only (100 of 500 samples): row 495 was a training target
     code, _, err = _run(path, capsys, "--validation", "495", "--lags", "1-100")
     assert code == 2
     assert "--validation 495" in err and "500-599" in err
+
+
+def test_validation_refuses_a_negative_first_row(plant, capsys):
+    with pytest.raises(SystemExit) as stop:  # argparse's usage error, before any data is read
+        _run(plant / "plant.csv", capsys, "--validation", "-5", "--lags", "1-3")
+    assert stop.value.code == 2
+    assert "--validation: FIRST_ROW must be a row number >= 0, not -5" in capsys.readouterr().err
