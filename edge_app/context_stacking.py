@@ -65,12 +65,12 @@ class ContextStacking(ContextStack, Configurable):
     layer over the forecast, :class:`~edge_app.correction_layer.CorrectionLayer` (``correct_half_life``,
     ``correct_ridge``): a cautious, bounded ridge regression with forgetting of what the forecast misses on the
     differences of batch, speed, persistence and the online linear twin from it (needs the twin: a ``pair`` or
-    ``experts`` layer, or ``twin``; ``blend: none`` alone goes without), in Python after the stack's call: +3-6 us
-    a record in the edge's combiner stage here (BENCHMARKS.md). It feeds ``f`` for a model the guard muted and leaves
-    the guard's persistence fallback alone. Replayed on 30 saved runs: 0.988 x the MSE without it on average, worst
-    first half 1.0027 x (docs/combination.md, "Causal adaptive blends, measured"); ``coefficients`` stay those of the
-    layers under it. The context row gets two more slots (the forecast before the correction, what was muted). It
-    starts cold after every restart or reset (~2,000 truths to learn).
+    ``experts`` layer, or ``twin``; ``blend: none`` alone goes without), in Python after the stack's call: ~4 us a
+    record here (``devtools.combiner_cost``'s ``corrected_us`` against ``pair_us``; BENCHMARKS.md). It feeds ``f``
+    for a model the guard muted and leaves the guard's persistence fallback alone. Replayed on 30 saved runs: 0.987 x
+    the MSE without it on the first halves, worst first half 1.0029 x (docs/combination.md); ``coefficients`` stay
+    those of the layers under it. The context row gets two more slots (the forecast before the correction, what was
+    muted). It starts cold after every restart or reset (~2,000 truths to learn).
 
     >>> from edge_app.combiners import make_combiner
     >>> c = make_combiner({"method": "context", "blend": "pair"}, target_index=1)

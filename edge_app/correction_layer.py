@@ -1,4 +1,4 @@
-"""The correction layer: a cautious ridge regression with forgetting over the dynamic forecast (opt-in).
+"""The correction layer: a cautious ridge regression with forgetting over the dynamic forecast (the default).
 
 The layer of :class:`~edge_app.context_stacking.ContextStacking` with ``correct: true``. It forecasts what the
 dynamic forecast ``f`` misses, ``y - f``, from the experts' differences from it, ``[batch, speed, persistence,
@@ -203,7 +203,7 @@ class CorrectionLayer:
         floor = FLOOR * sum(ms) / len(ms)
         if floor > 0.0:  # all five flat: no scale yet, the clips wait for the sums (learn)
             lims = [CLIP * math.sqrt(m if m > floor else floor) for m in ms]
-            self._lim = [*lims[:N], lims[N], MAX_CORRECTION * math.sqrt(ms[N] if ms[N] > floor else floor)]
+            self._lim = [*lims, MAX_CORRECTION * math.sqrt(ms[N] if ms[N] > floor else floor)]
         for row in rows:
             self.learn(*row)
 

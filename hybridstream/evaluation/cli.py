@@ -718,28 +718,38 @@ def _table(args: argparse.Namespace) -> int:
         if args.block is not None and args.block < 1:
             _log("error: --block must be >= 1")
             return 2
-        if (args.causal_half_life is not None and not args.causal_half_life > 0) or (
-            args.causal_ridge is not None and not args.causal_ridge >= 0
-        ):  # "not x > 0": NaN is refused too
-            _log("error: --causal-half-life must be > 0 and --causal-ridge >= 0")
+        from edge_app.correction_layer import check  # noqa: PLC0415
+        from hybridstream.evaluation.headroom import CAUSAL_HALF_LIFE, CAUSAL_RIDGE  # noqa: PLC0415
+
+        half_life = CAUSAL_HALF_LIFE if args.causal_half_life is None else args.causal_half_life
+        ridge = CAUSAL_RIDGE if args.causal_ridge is None else args.causal_ridge
+        try:  # the layer's own check (NaN refused too)
+            causal = check(half_life, ridge, ("--causal-half-life", "--causal-ridge"))
+        except ValueError as exc:
+            _log(f"error: {exc}")
             return 2
-        print("\n" + report.headroom_table(_headrooms(results, args.block, args.intercept, args)))
+        print("\n" + report.headroom_table(_headrooms(results, args.block, args.intercept, causal)))
     return 0
 
 
-def _headrooms(results: dict, block: int | None, intercept: bool, args: argparse.Namespace) -> dict:
-    from hybridstream.evaluation.headroom import CAUSAL_HALF_LIFE, CAUSAL_RIDGE, headroom  # noqa: PLC0415
+def _headrooms(results: dict, block: int | None, intercept: bool, causal: tuple[float, float]) -> dict:
+    """``eval table --headroom``'s results per run; ``causal``: the (c) layer's half-life and ridge."""
+    from hybridstream.evaluation.headroom import headroom  # noqa: PLC0415
 
-    causal = {
-        "horizon": None,
-        "causal_half_life": CAUSAL_HALF_LIFE if args.causal_half_life is None else args.causal_half_life,
-        "causal_ridge": CAUSAL_RIDGE if args.causal_ridge is None else args.causal_ridge,
-    }
+    half_life, ridge = causal
     out = {}
     for name, r in results.items():
         shown = {"dynamic": r.forecasts["dynamic"]}
         if "dynamic no speed" in r.variants:
             shown["dynamic no speed"] = r.variants["dynamic no speed"]
-        causal["horizon"] = r.spec.horizon
-        out[name] = headroom(r.y, r.forecasts, block or r.window, intercept=intercept, dynamic=shown, **causal)
+        out[name] = headroom(
+            r.y,
+            r.forecasts,
+            block or r.window,
+            intercept=intercept,
+            dynamic=shown,
+            horizon=r.spec.horizon,
+            causal_half_life=half_life,
+            causal_ridge=ridge,
+        )
     return out

@@ -26,7 +26,7 @@ much), and the other chunks' scores then blow up. The in-sample ceilings stay pl
 lowers an in-sample fit, and they are meant as upper bounds for a blend.
 
 Beside the ceilings, a **measured causal combiner** (``causal``, shown as "(c) causal online" when ``horizon`` is
-given): :func:`causal_layer` on the dynamic forecast, the edge's opt-in correction layer
+given): :func:`causal_layer` on the dynamic forecast, the edge's correction layer (its default)
 (:mod:`edge_app.correction_layer`, run here on the saved forecasts): it regresses ``y - dynamic`` on the four
 experts' differences from dynamic by least squares with exponential forgetting (half-life ``CAUSAL_HALF_LIFE``
 truths) and a ridge towards dynamic (``CAUSAL_RIDGE`` x each column's forgetting-weighted sum of squares, so it does
